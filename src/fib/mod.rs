@@ -1,0 +1,1 @@
+//! fib layer (under construction).

@@ -1,0 +1,22 @@
+//! vxrouter: a userspace VXLAN overlay router for container hosts.
+//!
+//! Layers, from the wire up (see README.md, "Architecture"):
+//! - [`wire`]: zero-copy packet views and emitters with checked constructors.
+//! - [`config`]: the shared TOML topology, parsed and validated with spans.
+//! - [`route`]: Bellman-Ford over the topology graph and the compiled route set.
+//! - [`fib`]: the lock-free longest-prefix-match table and its publication.
+//! - [`dataplane`]: the batch pipeline; a verdict per packet, drops by reason.
+//! - [`port`]: the batch `Port` trait and its implementations (memory, pcap,
+//!   and on Linux TUN and AF_XDP).
+//!
+//! `wire`, `config`, `route`, `fib` and `dataplane` are sans-IO: no syscalls,
+//! no clock reads, no per-packet allocation. `unsafe` is denied at the root and
+//! allowed only in the I/O corner under `port/`.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod dataplane;
+pub mod fib;
+pub mod port;
+pub mod route;
+pub mod wire;

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("vxrouter: under construction");
+    std::process::exit(2);
+}

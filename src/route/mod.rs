@@ -1,0 +1,1 @@
+//! route layer (under construction).
