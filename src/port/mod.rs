@@ -16,6 +16,7 @@
 //!   port can refuse frames (the caller counts them) without leaking buffers.
 
 pub mod mem;
+pub mod pcap;
 
 
 use std::io;
