@@ -314,6 +314,13 @@ pub trait Port {
 
     /// Pushes queued frames out (kicks the kernel, reaps completions).
     fn flush(&mut self) -> io::Result<()>;
+
+    /// A file descriptor that becomes readable when frames wait, for an idle
+    /// worker to sleep on with poll(2). `None`: the port cannot be waited on
+    /// (memory, pcap), so an idle worker only backs off.
+    fn poll_fd(&self) -> Option<i32> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -176,10 +176,11 @@ pub struct PcapPort {
     /// Timestamp written on transmitted frames: the replay driver sets it to
     /// the capture time of the batch being processed (the core has no clock).
     pub now: Duration,
-    /// Frames received from the capture.
+    /// Frames read from the capture (oversize ones included).
     pub rx_packets: u64,
-    /// Frames longer than a packet buffer, truncated to [`MAX_FRAME`] on rx.
-    pub rx_truncated: u64,
+    /// Frames longer than a packet buffer ([`MAX_FRAME`]): counted and not
+    /// received, as a NIC drops what exceeds its MTU.
+    pub rx_oversize: u64,
     /// Frames written to the output capture.
     pub tx_packets: u64,
 }
@@ -197,7 +198,7 @@ impl PcapPort {
             file: None,
             now: Duration::ZERO,
             rx_packets: 0,
-            rx_truncated: 0,
+            rx_oversize: 0,
             tx_packets: 0,
         }
     }
@@ -236,19 +237,22 @@ impl Port for PcapPort {
         self.link_type
     }
 
+    /// Returns 0 only when the capture is exhausted, even if every frame of
+    /// a burst was oversize (the loop continues past them).
     fn rx_burst(&mut self, batch: &mut Batch) -> io::Result<usize> {
         let slots = batch.slots_mut();
         let mut n = 0;
         while n < BATCH_SIZE {
             let Some(frame) = self.input.next() else { break };
+            self.rx_packets += 1;
             if frame.data.len() > MAX_FRAME {
-                self.rx_truncated += 1;
+                self.rx_oversize += 1;
+                continue;
             }
             slots[n].fill(&frame.data);
             slots[n].ts_nanos = frame.ts.as_nanos() as u64;
             n += 1;
         }
-        self.rx_packets += n as u64;
         batch.set_len(n);
         Ok(n)
     }
