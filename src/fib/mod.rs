@@ -1,1 +1,302 @@
-//! fib layer (under construction).
+//! fib layer: the longest-prefix-match forwarding tables and their lock-free
+//! publication to the workers. Sans-IO: no syscalls, no clock, and the
+//! lookup path neither allocates nor frees.
+//!
+//! # Algorithm: poptrie
+//!
+//! [`Lpm4`] and [`Lpm6`] are poptries (Asai & Ohara, SIGCOMM 2015): a
+//! direct-pointing array on the first 18 bits, then 64-way nodes of 6 bits
+//! each whose child and leaf arrays are compressed with a population count
+//! over two 64-bit vectors (see `poptrie.rs` for the exact layout). A lookup
+//! is one array read, one node read per 6 bits past /18 that the matching
+//! prefix needs, and one leaf read: IPv4 /24 routes resolve in three
+//! dependent loads, IPv6 /48 in seven, with the same code (no slow path).
+//!
+//! Why not the alternatives: DIR-24-8 answers in one or two loads but costs
+//! 64 MiB per IPv4 table (over the 16 MiB budget, and the control thread
+//! keeps two alive while publishing) and has no IPv6 form. Plain multibit
+//! tries with uncompressed 64-way nodes spend 16x the memory of a poptrie,
+//! which at 100k routes falls out of the cache the lookups depend on.
+//!
+//! Measured (`cargo bench --bench lpm`, random destinations over random
+//! prefixes with a realistic length mix, 2-core VM shared with other jobs):
+//!
+//! FIGURES
+//!
+//! # Invariants
+//!
+//! - Tables are immutable once built; a route change builds a new table and
+//!   [`FibPublisher::publish`]es it. Workers load it once per batch through a
+//!   [`FibReader`] and never free it (see [`publish`]).
+//! - Duplicate prefixes: the last route given wins. Host bits of a prefix are
+//!   ignored (`10.1.2.3/8` is `10.0.0.0/8`).
+//! - Next-hop ids run from 0 to [`MAX_NEXT_HOP_ID`]; the top bit of a table
+//!   entry tells leaves from nodes. [`Lpm4::build`] and [`Lpm6::build`] skip
+//!   routes with a larger id; [`Fib::build`] assigns ids itself and never
+//!   comes near the limit.
+
+mod poptrie;
+pub mod publish;
+
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use poptrie::{Poptrie, NONE};
+pub use publish::{FibGuard, FibPublisher, FibReader};
+
+/// Index of a next hop (for [`Fib`], an index into [`Fib::next_hops`]).
+pub type NextHopId = u32;
+
+/// The largest next-hop id a table can store.
+pub const MAX_NEXT_HOP_ID: NextHopId = NONE - 1;
+
+/// Direct-pointing bits of the IPv4 table (1 MiB top array).
+const TOP_BITS_V4: u32 = 18;
+/// Direct-pointing bits of the IPv6 table (1 MiB top array).
+const TOP_BITS_V6: u32 = 18;
+
+#[inline(always)]
+fn decode(raw: u32) -> Option<NextHopId> {
+    if raw == NONE {
+        None
+    } else {
+        Some(raw)
+    }
+}
+
+/// An immutable IPv4 longest-prefix-match table.
+#[derive(Clone, Debug)]
+pub struct Lpm4 {
+    trie: Poptrie<u32, TOP_BITS_V4>,
+}
+
+impl Lpm4 {
+    /// Builds a table from `(prefix, next hop)` pairs. Duplicates: the last
+    /// wins. Host bits are ignored. Routes whose id exceeds
+    /// [`MAX_NEXT_HOP_ID`] are skipped.
+    pub fn build(routes: &[(Ipv4Net, NextHopId)]) -> Lpm4 {
+        Lpm4 {
+            trie: Poptrie::build(
+                routes
+                    .iter()
+                    .map(|(net, id)| (u32::from(net.addr()), net.prefix_len(), *id)),
+            ),
+        }
+    }
+
+    /// The next hop of the longest prefix containing `addr` (host byte
+    /// order, as `u32::from(Ipv4Addr)`).
+    #[inline]
+    pub fn lookup(&self, addr: u32) -> Option<NextHopId> {
+        decode(self.trie.lookup(addr))
+    }
+
+    /// Looks up `addrs[i]` into `out[i]` for every `i` below the shorter
+    /// length of the two slices.
+    pub fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<NextHopId>]) {
+        for (addr, slot) in addrs.iter().zip(out.iter_mut()) {
+            *slot = decode(self.trie.lookup(*addr));
+        }
+    }
+
+    /// Bytes used by the table.
+    pub fn memory_bytes(&self) -> usize {
+        self.trie.memory_bytes()
+    }
+
+    /// Number of distinct prefixes.
+    pub fn len(&self) -> usize {
+        self.trie.len()
+    }
+
+    /// True when the table holds no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.trie.len() == 0
+    }
+
+    /// Number of internal 64-way nodes (structure statistics).
+    pub fn node_count(&self) -> usize {
+        self.trie.node_count()
+    }
+}
+
+impl Default for Lpm4 {
+    fn default() -> Self {
+        Lpm4::build(&[])
+    }
+}
+
+/// An immutable IPv6 longest-prefix-match table.
+#[derive(Clone, Debug)]
+pub struct Lpm6 {
+    trie: Poptrie<u128, TOP_BITS_V6>,
+}
+
+impl Lpm6 {
+    /// Builds a table from `(prefix, next hop)` pairs. Duplicates: the last
+    /// wins. Host bits are ignored. Routes whose id exceeds
+    /// [`MAX_NEXT_HOP_ID`] are skipped.
+    pub fn build(routes: &[(Ipv6Net, NextHopId)]) -> Lpm6 {
+        Lpm6 {
+            trie: Poptrie::build(
+                routes
+                    .iter()
+                    .map(|(net, id)| (u128::from(net.addr()), net.prefix_len(), *id)),
+            ),
+        }
+    }
+
+    /// The next hop of the longest prefix containing `addr` (as
+    /// `u128::from(Ipv6Addr)`).
+    #[inline]
+    pub fn lookup(&self, addr: u128) -> Option<NextHopId> {
+        decode(self.trie.lookup(addr))
+    }
+
+    /// Looks up `addrs[i]` into `out[i]` for every `i` below the shorter
+    /// length of the two slices.
+    pub fn lookup_batch(&self, addrs: &[u128], out: &mut [Option<NextHopId>]) {
+        for (addr, slot) in addrs.iter().zip(out.iter_mut()) {
+            *slot = decode(self.trie.lookup(*addr));
+        }
+    }
+
+    /// Bytes used by the table.
+    pub fn memory_bytes(&self) -> usize {
+        self.trie.memory_bytes()
+    }
+
+    /// Number of distinct prefixes.
+    pub fn len(&self) -> usize {
+        self.trie.len()
+    }
+
+    /// True when the table holds no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.trie.len() == 0
+    }
+
+    /// Number of internal 64-way nodes (structure statistics).
+    pub fn node_count(&self) -> usize {
+        self.trie.node_count()
+    }
+}
+
+impl Default for Lpm6 {
+    fn default() -> Self {
+        Lpm6::build(&[])
+    }
+}
+
+/// A forwarding table: both address families plus the next hops their
+/// lookups index. `N` is whatever the data plane needs per next hop (a local
+/// port, or ECMP peers with prebuilt outer header templates).
+#[derive(Clone, Debug)]
+pub struct Fib<N> {
+    /// IPv4 routes; values index `next_hops`.
+    pub v4: Lpm4,
+    /// IPv6 routes; values index `next_hops`.
+    pub v6: Lpm6,
+    /// One entry per route given to [`Fib::build`], in order (also for
+    /// duplicate prefixes whose entry is shadowed). Callers that want
+    /// shared next hops pre-share `N` (e.g. an `Arc` or a small index).
+    pub next_hops: Vec<N>,
+}
+
+impl<N> Fib<N> {
+    /// Builds both tables. Route `i` gets next-hop id `i`. Duplicate
+    /// prefixes: the last wins.
+    pub fn build(routes: impl IntoIterator<Item = (IpNet, N)>) -> Fib<N> {
+        let mut next_hops = Vec::new();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (net, hop) in routes {
+            // Unreachable in practice (2^31 routes); stop rather than wrap.
+            let Ok(id) = NextHopId::try_from(next_hops.len()) else {
+                break;
+            };
+            if id > MAX_NEXT_HOP_ID {
+                break;
+            }
+            next_hops.push(hop);
+            match net {
+                IpNet::V4(n) => v4.push((n, id)),
+                IpNet::V6(n) => v6.push((n, id)),
+            }
+        }
+        Fib {
+            v4: Lpm4::build(&v4),
+            v6: Lpm6::build(&v6),
+            next_hops,
+        }
+    }
+
+    /// The next hop for an IPv4 destination (host byte order).
+    #[inline]
+    pub fn lookup_v4(&self, addr: u32) -> Option<&N> {
+        self.v4
+            .lookup(addr)
+            .and_then(|id| self.next_hops.get(id as usize))
+    }
+
+    /// The next hop for an IPv6 destination.
+    #[inline]
+    pub fn lookup_v6(&self, addr: u128) -> Option<&N> {
+        self.v6
+            .lookup(addr)
+            .and_then(|id| self.next_hops.get(id as usize))
+    }
+
+    /// The next hop for a destination of either family. An IPv4-mapped IPv6
+    /// address is looked up in the IPv6 table, as given.
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> Option<&N> {
+        match ip {
+            IpAddr::V4(a) => self.lookup_v4(u32::from(a)),
+            IpAddr::V6(a) => self.lookup_v6(u128::from(a)),
+        }
+    }
+
+    /// Bytes used by both tables (not counting what `N` owns).
+    pub fn memory_bytes(&self) -> usize {
+        self.v4.memory_bytes()
+            + self.v6.memory_bytes()
+            + self.next_hops.capacity() * core::mem::size_of::<N>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fib_dispatches_by_family() {
+        let fib = Fib::build([
+            ("0.0.0.0/0".parse().unwrap(), "default4"),
+            ("198.19.1.0/24".parse().unwrap(), "c1"),
+            ("2001:db8::/32".parse().unwrap(), "peer6"),
+        ]);
+        assert_eq!(fib.lookup("198.19.1.9".parse().unwrap()), Some(&"c1"));
+        assert_eq!(fib.lookup("8.8.8.8".parse().unwrap()), Some(&"default4"));
+        assert_eq!(fib.lookup("2001:db8::1".parse().unwrap()), Some(&"peer6"));
+        assert_eq!(fib.lookup("2001:db9::1".parse().unwrap()), None);
+        assert_eq!(fib.next_hops.len(), 3);
+    }
+
+    #[test]
+    fn out_of_range_ids_are_skipped() {
+        let net: Ipv4Net = "10.0.0.0/8".parse().unwrap();
+        let t = Lpm4::build(&[(net, u32::MAX), (net, MAX_NEXT_HOP_ID + 1)]);
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(0x0A00_0001), None);
+        let t = Lpm4::build(&[(net, MAX_NEXT_HOP_ID)]);
+        assert_eq!(t.lookup(0x0A00_0001), Some(MAX_NEXT_HOP_ID));
+    }
+
+    #[test]
+    fn empty_tables_answer_none() {
+        assert_eq!(Lpm4::default().lookup(0), None);
+        assert_eq!(Lpm6::default().lookup(u128::MAX), None);
+    }
+}

@@ -1,0 +1,356 @@
+//! Poptrie engine shared by [`Lpm4`](super::Lpm4) and [`Lpm6`](super::Lpm6),
+//! generic over the key width.
+//!
+//! Layout (Asai & Ohara, "Poptrie", SIGCOMM 2015, re-derived here):
+//! - `top`: a direct-pointing array indexed by the first `S` bits of the key.
+//!   An entry is either a leaf value (bit 31 clear) or `NODE_FLAG | node`.
+//! - `nodes`: 64-way nodes, each consuming 6 key bits. `vector` has bit `i`
+//!   set when slot `i` is an internal node; those children sit contiguously at
+//!   `base1..` in slot order, so child `i` is at `base1 + popcount(vector &
+//!   bits 0..=i) - 1`. The remaining slots are leaves, run-length compressed:
+//!   `leafvec` has a bit where a run of equal leaf values starts (internal
+//!   slots never carry a bit), and the run values sit at `base0..`.
+//! - `leaves`: the leaf runs of every node, node after node.
+//!
+//! Invariants the lookup relies on (established by [`Poptrie::build`]):
+//! - a node at depth `d` exists only under a prefix longer than `d`, so
+//!   `d < K::BITS` and extracting 6 bits at `d` never shifts out of range;
+//! - every leaf slot of a node is covered by a `leafvec` bit at or before it;
+//! - every index computed from `base0`/`base1` is in bounds. The lookup still
+//!   uses checked indexing (`unsafe` is denied in this layer); the checks are
+//!   perfectly predicted branches.
+
+/// Leaf value meaning "no route".
+pub(crate) const NONE: u32 = 0x7FFF_FFFF;
+/// Marks a `top` entry that points at a node rather than holding a leaf.
+const NODE_FLAG: u32 = 0x8000_0000;
+/// Key bits consumed per node: 64 slots fit one `u64` bit vector.
+const STRIDE: u32 = 6;
+
+/// A fixed-width address used as a trie key, most significant bit first.
+pub(crate) trait Key: Copy + Ord + Default {
+    /// Key width in bits.
+    const BITS: u32;
+    /// `len` bits (1..=32) starting `off` bits below the most significant bit,
+    /// right-aligned; bits past the end of the key read as zero. `off` must be
+    /// below `BITS`.
+    fn bits(self, off: u32, len: u32) -> u32;
+    /// The key with all bits after the first `len` cleared (`len <= BITS`).
+    fn truncate(self, len: u8) -> Self;
+}
+
+impl Key for u32 {
+    const BITS: u32 = 32;
+    #[inline(always)]
+    fn bits(self, off: u32, len: u32) -> u32 {
+        // Widen so that `off` bits can leave at the top and the zero padding
+        // past bit 31 enters at the bottom: off < 32 keeps the shift < 64.
+        (((self as u64) << (32 + off)) >> (64 - len)) as u32
+    }
+    #[inline]
+    fn truncate(self, len: u8) -> Self {
+        match len {
+            0 => 0,
+            l if u32::from(l) >= 32 => self,
+            l => self & (u32::MAX << (32 - u32::from(l))),
+        }
+    }
+}
+
+impl Key for u128 {
+    const BITS: u32 = 128;
+    #[inline(always)]
+    fn bits(self, off: u32, len: u32) -> u32 {
+        ((self << off) >> (128 - len)) as u32
+    }
+    #[inline]
+    fn truncate(self, len: u8) -> Self {
+        match len {
+            0 => 0,
+            l if u32::from(l) >= 128 => self,
+            l => self & (u128::MAX << (128 - u32::from(l))),
+        }
+    }
+}
+
+/// One 64-way node. 24 bytes: two or three fit a cache line.
+#[derive(Clone, Copy, Default, Debug)]
+#[repr(C)]
+struct Node {
+    /// Bit `i`: slot `i` is an internal node.
+    vector: u64,
+    /// Bit `i`: a run of equal leaf values starts at slot `i`.
+    leafvec: u64,
+    /// Index in `leaves` of this node's first leaf run.
+    base0: u32,
+    /// Index in `nodes` of this node's first child.
+    base1: u32,
+}
+
+/// A normalised route: truncated key, length, leaf value.
+#[derive(Clone, Copy)]
+struct Entry<K> {
+    key: K,
+    len: u8,
+    value: u32,
+}
+
+/// An immutable poptrie with a direct-pointing top level of `S` bits
+/// (`6 <= S <= 24`).
+#[derive(Clone, Debug)]
+pub(crate) struct Poptrie<K, const S: u32> {
+    top: Box<[u32]>,
+    nodes: Box<[Node]>,
+    leaves: Box<[u32]>,
+    len: usize,
+    _key: core::marker::PhantomData<K>,
+}
+
+impl<K: Key, const S: u32> Poptrie<K, S> {
+    /// Builds the trie. Values must be below [`NONE`]; routes with a larger
+    /// value or a length beyond the key width are skipped (the public
+    /// wrappers document this). Later duplicates of a prefix win.
+    pub(crate) fn build(routes: impl Iterator<Item = (K, u8, u32)>) -> Self {
+        let mut entries: Vec<Entry<K>> = routes
+            .filter(|&(_, len, value)| value < NONE && u32::from(len) <= K::BITS)
+            .map(|(key, len, value)| Entry {
+                key: key.truncate(len),
+                len,
+                value,
+            })
+            .collect();
+        // Stable sort: among equal (key, len) the later route stays later.
+        // The (key, len) order also puts every prefix before the prefixes it
+        // contains, which is what lets one pass paint slots shortest first.
+        entries.sort_by_key(|e| (e.key, e.len));
+        let mut write = 0;
+        for read in 0..entries.len() {
+            let e = entries[read];
+            let dup_follows = entries
+                .get(read + 1)
+                .is_some_and(|n| n.key == e.key && n.len == e.len);
+            if !dup_follows {
+                entries[write] = e;
+                write += 1;
+            }
+        }
+        entries.truncate(write);
+
+        let mut builder = Builder {
+            nodes: Vec::with_capacity(entries.len() / 2 + 1),
+            leaves: Vec::with_capacity(entries.len() * 2 + 1),
+        };
+        let mut top = vec![NONE; 1usize << S].into_boxed_slice();
+        let mut i = 0;
+        while i < entries.len() {
+            let e = entries[i];
+            let slot = e.key.bits(0, S) as usize;
+            if u32::from(e.len) <= S {
+                let span = 1usize << (S - u32::from(e.len));
+                if let Some(run) = top.get_mut(slot..slot + span) {
+                    run.fill(e.value);
+                }
+                i += 1;
+                continue;
+            }
+            // All prefixes longer than S under this slot are contiguous, and
+            // every shorter prefix covering the slot came before them, so the
+            // slot's value is final and is what the subtree inherits.
+            let mut j = i + 1;
+            while j < entries.len() && entries[j].key.bits(0, S) as usize == slot {
+                j += 1;
+            }
+            let inherited = top[slot];
+            let index = builder.nodes.len();
+            builder.nodes.push(Node::default());
+            let node = builder.node(&entries[i..j], S, inherited);
+            builder.nodes[index] = node;
+            top[slot] = NODE_FLAG | index as u32;
+            i = j;
+        }
+        Poptrie {
+            top,
+            nodes: builder.nodes.into_boxed_slice(),
+            leaves: builder.leaves.into_boxed_slice(),
+            len: entries.len(),
+            _key: core::marker::PhantomData,
+        }
+    }
+
+    /// Longest-prefix match; returns the leaf value or [`NONE`].
+    #[inline(always)]
+    pub(crate) fn lookup(&self, key: K) -> u32 {
+        let t = match self.top.get(key.bits(0, S) as usize) {
+            Some(&t) => t,
+            None => return NONE,
+        };
+        if t & NODE_FLAG == 0 {
+            return t;
+        }
+        let mut node = match self.nodes.get((t & !NODE_FLAG) as usize) {
+            Some(n) => n,
+            None => return NONE,
+        };
+        let mut off = S;
+        loop {
+            let slot = key.bits(off, STRIDE);
+            // Shifting left by 63 - slot keeps exactly bits 0..=slot.
+            let keep = 63 - slot;
+            if (node.vector >> slot) & 1 != 0 {
+                let child = node.base1 + (node.vector << keep).count_ones() - 1;
+                node = match self.nodes.get(child as usize) {
+                    Some(n) => n,
+                    None => return NONE,
+                };
+                off += STRIDE;
+            } else {
+                let leaf = node.base0 + (node.leafvec << keep).count_ones() - 1;
+                return self.leaves.get(leaf as usize).copied().unwrap_or(NONE);
+            }
+        }
+    }
+
+    /// Number of distinct prefixes stored.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Heap and inline bytes of the structure.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        core::mem::size_of::<Self>()
+            + self.top.len() * core::mem::size_of::<u32>()
+            + self.nodes.len() * core::mem::size_of::<Node>()
+            + self.leaves.len() * core::mem::size_of::<u32>()
+    }
+
+    /// Number of 64-way nodes (for the module documentation's figures).
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+/// Growing node and leaf arrays during a build.
+struct Builder {
+    nodes: Vec<Node>,
+    leaves: Vec<u32>,
+}
+
+impl Builder {
+    /// Builds the node at depth `depth` for `entries`: sorted, all inside the
+    /// node's block, and containing every prefix longer than `depth` there
+    /// (prefixes of length `<= depth` may appear and are skipped: they were
+    /// painted one level up). `inherited` is the value of the longest prefix
+    /// of length `<= depth` covering the block. Children are appended to
+    /// `nodes` as one contiguous block, then built depth first.
+    fn node<K: Key>(&mut self, entries: &[Entry<K>], depth: u32, inherited: u32) -> Node {
+        let mut value = [inherited; 64];
+        let mut start = [0usize; 64];
+        let mut end = [0usize; 64];
+        let mut vector = 0u64;
+        let limit = depth + STRIDE;
+        for (k, e) in entries.iter().enumerate() {
+            let len = u32::from(e.len);
+            if len <= depth {
+                continue;
+            }
+            let slot = e.key.bits(depth, STRIDE) as usize;
+            if len <= limit {
+                // Sorted order paints containing prefixes before contained
+                // ones, so longer prefixes overwrite shorter ones.
+                let span = 1usize << (limit - len);
+                if let Some(run) = value.get_mut(slot..slot + span) {
+                    run.fill(e.value);
+                }
+            } else {
+                if vector & (1u64 << slot) == 0 {
+                    vector |= 1u64 << slot;
+                    start[slot] = k;
+                }
+                end[slot] = k + 1;
+            }
+        }
+
+        let base0 = self.leaves.len() as u32;
+        let mut leafvec = 0u64;
+        let mut previous = None;
+        for (slot, &v) in value.iter().enumerate() {
+            if vector & (1u64 << slot) != 0 {
+                continue;
+            }
+            if previous != Some(v) {
+                leafvec |= 1u64 << slot;
+                self.leaves.push(v);
+                previous = Some(v);
+            }
+        }
+
+        let base1 = self.nodes.len();
+        self.nodes
+            .resize(base1 + vector.count_ones() as usize, Node::default());
+        let mut child = base1;
+        for slot in 0..64 {
+            if vector & (1u64 << slot) == 0 {
+                continue;
+            }
+            let node = self.node(&entries[start[slot]..end[slot]], limit, value[slot]);
+            self.nodes[child] = node;
+            child += 1;
+        }
+        Node {
+            vector,
+            leafvec,
+            base0,
+            base1: base1 as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(routes: &[(u32, u8, u32)], key: u32) -> u32 {
+        let mut best: Option<(u8, u32)> = None;
+        for &(k, len, v) in routes {
+            if key.truncate(len) == k.truncate(len) && best.map_or(true, |(l, _)| len >= l) {
+                best = Some((len, v));
+            }
+        }
+        best.map_or(NONE, |(_, v)| v)
+    }
+
+    #[test]
+    fn bits_extracts_and_pads() {
+        assert_eq!(0xABCD_1234u32.bits(0, 16), 0xABCD);
+        assert_eq!(0xABCD_1234u32.bits(28, 6), 0x4 << 2);
+        assert_eq!(0xFFFF_FFFFu32.bits(30, 6), 0b11_0000);
+        assert_eq!((1u128 << 127).bits(0, 18), 1 << 17);
+        assert_eq!(u128::MAX.bits(124, 6), 0b11_1100);
+    }
+
+    #[test]
+    fn deep_host_routes_and_nesting() {
+        let routes = [
+            (0u32, 0u8, 1u32),
+            (0x0A00_0000, 8, 2),
+            (0x0A01_0200, 24, 3),
+            (0x0A01_0280, 25, 4),
+            (0x0A01_02FF, 32, 5),
+            (0x0A01_02FE, 31, 6),
+            (0xFFFF_FFFF, 32, 7),
+        ];
+        let t: Poptrie<u32, 18> = Poptrie::build(routes.iter().copied());
+        for key in [
+            0u32,
+            0x0A00_0001,
+            0x0A01_0201,
+            0x0A01_0281,
+            0x0A01_02FE,
+            0x0A01_02FF,
+            0xFFFF_FFFE,
+            0xFFFF_FFFF,
+        ] {
+            assert_eq!(t.lookup(key), reference(&routes, key), "{key:#x}");
+        }
+    }
+}
