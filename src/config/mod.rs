@@ -1,1 +1,213 @@
-//! config layer (under construction).
+//! Configuration layer: the shared TOML topology file, parsed and validated.
+//!
+//! One file describes the whole overlay (`[overlay]`, `[[hosts]]` with their
+//! `[[hosts.ports]]`, `[[links]]`); every host loads the same file and picks
+//! its own entry by name. The format is documented field by field in
+//! `docs/config.md` and in the commented examples under `configs/`.
+//!
+//! This layer is sans-IO apart from [`load`], which only reads the file.
+//!
+//! Invariants of a [`Topology`] returned by [`parse`] or [`load`] (the rest of
+//! the code base relies on them and does not check again):
+//! - host names are unique, underlay addresses are unique, VTEP MACs
+//!   (configured or derived) are unique and unicast;
+//! - every link names two different existing hosts whose underlays are of the
+//!   same address family, no host pair is linked twice, costs are >= 1;
+//! - subnets are network addresses (no host bits), and no two subnets of the
+//!   whole topology overlap;
+//! - port names are unique per host and valid Linux interface names; every
+//!   port address lies inside one of its host's subnets, no two ports of a
+//!   host share an address, and every port has one gateway per address
+//!   family it uses, outside its own addresses;
+//! - `overlay.vni` is in 1..=16777215 and `overlay.udp_port` is not 0.
+
+mod diag;
+mod mac;
+mod schema;
+mod tree;
+mod validate;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use diag::{ConfigError, Diagnostic};
+pub use mac::{MacAddr, ParseMacError};
+
+/// The IANA-assigned VXLAN UDP destination port (RFC 7348 section 5).
+pub const DEFAULT_UDP_PORT: u16 = 4789;
+
+/// Largest VXLAN Network Identifier: the field is 24 bits (RFC 7348 section 5).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+
+/// Outer header bytes VXLAN adds over an IPv4 underlay:
+/// Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+pub const OVERHEAD_V4: u16 = 50;
+
+/// Outer header bytes VXLAN adds over an IPv6 underlay:
+/// Ethernet 14 + IPv6 40 + UDP 8 + VXLAN 8.
+pub const OVERHEAD_V6: u16 = 70;
+
+/// Underlay MTU assumed when computing the default container MTU.
+pub const UNDERLAY_MTU: u16 = 1500;
+
+/// How a container attaches to the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    /// A TUN device: raw IP packets, no Ethernet header.
+    Tun,
+    /// One end of a veth pair: Ethernet frames.
+    Veth,
+}
+
+/// The whole overlay as described by one topology file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Topology {
+    /// Overlay-wide settings (`[overlay]`).
+    pub overlay: Overlay,
+    /// Every host, in file order (`[[hosts]]`); indices are host ids.
+    pub hosts: Vec<Host>,
+    /// Underlay adjacencies usable for VXLAN (`[[links]]`), undirected.
+    pub links: Vec<Link>,
+}
+
+/// Overlay-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overlay {
+    /// VXLAN Network Identifier, 1..=16777215.
+    pub vni: u32,
+    /// UDP destination port of VXLAN packets; default 4789.
+    pub udp_port: u16,
+    /// Container-side MTU; `None` derives it per host (see [`Topology::overlay_mtu`]).
+    pub mtu: Option<u16>,
+}
+
+/// One host running vxrouter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Host {
+    /// Unique name, used by `--host` and in route output.
+    pub name: String,
+    /// The host's VTEP address on the underlay (IPv4 or IPv6).
+    pub underlay: IpAddr,
+    /// The underlay NIC's MAC, if configured; otherwise learned at run time.
+    pub underlay_mac: Option<MacAddr>,
+    /// Inner Ethernet source address of this host's VTEP: configured, or
+    /// derived as `02:42:` followed by the last four bytes of `underlay`.
+    pub vtep_mac: MacAddr,
+    /// Container prefixes this host owns.
+    pub subnets: Vec<IpNet>,
+    /// Underlay interface name; only used by the host that runs it.
+    pub nic: Option<String>,
+    /// CPU cores for poll-mode workers; default `[0]`.
+    pub workers: Vec<usize>,
+    /// Container attachments on this host.
+    pub ports: Vec<PortConfig>,
+}
+
+/// One container attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortConfig {
+    /// Unique per host; also the Linux device name (at most 15 bytes).
+    pub name: String,
+    /// TUN or veth.
+    pub kind: PortKind,
+    /// Network namespace the container side lives in, if any.
+    pub netns: Option<String>,
+    /// Source prefixes the container may use (anti-spoofing); a bare address
+    /// in the file means a /32 or /128.
+    pub addresses: Vec<IpNet>,
+    /// The container-side MAC of a veth port, if configured.
+    pub mac: Option<MacAddr>,
+    /// The container's default gateways, one per address family the port
+    /// uses, IPv4 first: configured (`gateway` or `gateways`), else derived
+    /// as the first host address (`x.x.x.1`, `prefix::1`) of the host subnet
+    /// containing the port's first address of that family.
+    pub gateways: Vec<IpAddr>,
+    /// Per-port MTU override; `None` uses [`Topology::overlay_mtu`].
+    pub mtu: Option<u16>,
+}
+
+/// An undirected underlay adjacency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    /// Name of one end.
+    pub a: String,
+    /// Name of the other end.
+    pub b: String,
+    /// Routing cost, >= 1.
+    pub cost: u32,
+}
+
+impl Topology {
+    /// Index of the host called `name`.
+    pub fn host_index(&self, name: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.name == name)
+    }
+
+    /// Container-side MTU for `host`: `overlay.mtu` if set, else the 1500-byte
+    /// underlay MTU minus the VXLAN overhead of the host's underlay family
+    /// (50 bytes over IPv4, 70 over IPv6). An out-of-range index is treated
+    /// as an IPv4 host.
+    pub fn overlay_mtu(&self, host: usize) -> u16 {
+        if let Some(mtu) = self.overlay.mtu {
+            return mtu;
+        }
+        match self.hosts.get(host).map(|h| h.underlay) {
+            Some(IpAddr::V6(_)) => UNDERLAY_MTU - OVERHEAD_V6,
+            _ => UNDERLAY_MTU - OVERHEAD_V4,
+        }
+    }
+
+    /// MTU of port `port` of `host`: the port's own `mtu`, else
+    /// [`Topology::overlay_mtu`].
+    pub fn port_mtu(&self, host: usize, port: usize) -> u16 {
+        self.hosts
+            .get(host)
+            .and_then(|h| h.ports.get(port))
+            .and_then(|p| p.mtu)
+            .unwrap_or_else(|| self.overlay_mtu(host))
+    }
+}
+
+/// Parses and validates a topology. `file` names the source in diagnostics.
+///
+/// All problems are reported together; see [`ConfigError`].
+pub fn parse(text: &str, file: &str) -> Result<Topology, ConfigError> {
+    let mut sink = diag::Sink::new(text, file);
+    let root = match tree::parse(text) {
+        Ok(root) => root,
+        Err((message, span)) => {
+            sink.error(&span, "syntax", message);
+            return Err(sink.into_error());
+        }
+    };
+    let mut raw = schema::read(&root, &mut sink);
+    validate::cross_check(&mut raw, &mut sink);
+    match raw.build() {
+        Some(topology) if !sink.has_errors() => Ok(topology),
+        _ => Err(sink.into_error()),
+    }
+}
+
+/// Reads and parses the topology file at `path`; diagnostics name the file as
+/// `path` was given.
+pub fn load(path: &std::path::Path) -> Result<Topology, ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file),
+        Err(e) => Err(ConfigError {
+            diagnostics: vec![Diagnostic {
+                file,
+                line: 0,
+                col: 0,
+                field: String::new(),
+                message: format!("cannot read topology file: {e}"),
+            }],
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

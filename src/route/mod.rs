@@ -1,1 +1,419 @@
-//! route layer (under construction).
+//! Route layer: shortest paths over the topology's link graph and the route
+//! set they compile into.
+//!
+//! Sans-IO and deterministic: the same topology always gives the same routes
+//! in the same order, on every host. [`bellman_ford`] computes, from one host,
+//! the cost to every host and the set of neighbours that start a shortest
+//! path (equal-cost first hops, for ECMP). [`compute`] turns that into one
+//! [`Route`] per subnet: local for the host's own prefixes, remote with its
+//! next hops for the others; hosts it cannot reach are listed, not routed.
+//!
+//! Links are undirected. Validated topologies have costs >= 1, so negative
+//! cycles cannot occur; [`Graph`] nevertheless accepts any `i64` cost and
+//! [`bellman_ford`] reports a [`NegativeCycle`] rather than looping or
+//! returning wrong costs if it ever meets one.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+use crate::config::Topology;
+
+/// An undirected weighted graph over nodes `0..n`, as adjacency lists.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    adj: Vec<Vec<Arc>>,
+}
+
+/// One direction of an edge.
+#[derive(Debug, Clone, Copy)]
+struct Arc {
+    to: u32,
+    cost: i64,
+}
+
+impl Graph {
+    /// A graph with `n_nodes` nodes and no edges.
+    pub fn new(n_nodes: usize) -> Graph {
+        Graph {
+            adj: vec![Vec::new(); n_nodes],
+        }
+    }
+
+    /// The topology's hosts as nodes (same indices) and its links as edges.
+    /// Links naming unknown hosts are skipped; a validated topology has none.
+    pub fn from_topology(topo: &Topology) -> Graph {
+        let mut g = Graph::new(topo.hosts.len());
+        for l in &topo.links {
+            if let (Some(a), Some(b)) = (topo.host_index(&l.a), topo.host_index(&l.b)) {
+                g.add_edge(a, b, l.cost.into());
+            }
+        }
+        g
+    }
+
+    /// Adds an undirected edge. The node count grows to include `a` and `b`
+    /// if needed. Parallel edges are kept; a shortest path uses the cheapest.
+    pub fn add_edge(&mut self, a: usize, b: usize, cost: i64) {
+        let (Ok(a32), Ok(b32)) = (u32::try_from(a), u32::try_from(b)) else {
+            // More than 4 billion nodes cannot be built in memory anyway.
+            return;
+        };
+        let need = a.max(b) + 1;
+        if self.adj.len() < need {
+            self.adj.resize(need, Vec::new());
+        }
+        self.adj[a].push(Arc { to: b32, cost });
+        if a != b {
+            self.adj[b].push(Arc { to: a32, cost });
+        }
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.adj.len()
+    }
+
+    /// Number of undirected edges.
+    pub fn edge_count(&self) -> usize {
+        let arcs: usize = self.adj.iter().map(Vec::len).sum();
+        let loops: usize = self
+            .adj
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v.iter().filter(|a| a.to as usize == i).count())
+            .sum();
+        (arcs + loops) / 2
+    }
+
+    /// Neighbours of `node` with edge costs, parallel edges included.
+    pub fn neighbours(&self, node: usize) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.adj
+            .get(node)
+            .into_iter()
+            .flatten()
+            .map(|a| (a.to as usize, a.cost))
+    }
+}
+
+/// Shortest paths from one source node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// Cost from the source to each node; `None` if unreachable. The source
+    /// itself has `Some(0)`.
+    pub cost: Vec<Option<u64>>,
+    /// For each node, the source's neighbours that begin a shortest path to
+    /// it: sorted, deduplicated. Empty for the source and unreachable nodes.
+    pub first_hops: Vec<Vec<usize>>,
+}
+
+/// The graph has a cycle of negative total cost reachable from the source,
+/// so shortest paths are undefined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("negative-cost cycle reachable from node {source_node}: shortest paths are undefined")]
+pub struct NegativeCycle {
+    /// The source the computation started from.
+    pub source_node: usize,
+}
+
+/// Bellman-Ford from `src`, with equal-cost first hops.
+///
+/// Rounds relax only the edges leaving nodes whose cost changed in the
+/// previous round (the queue-less form of Bellman-Ford-Moore). Without
+/// negative cycles every shortest path has at most n-1 edges, so costs settle
+/// within n-1 rounds; a change in round n proves a negative cycle. On link
+/// graphs the number of rounds is about the hop diameter, not n.
+///
+/// If `src` is not a node, every node is unreachable.
+pub fn bellman_ford(g: &Graph, src: usize) -> Result<Paths, NegativeCycle> {
+    let n = g.node_count();
+    let mut dist: Vec<Option<i64>> = vec![None; n];
+    if src >= n {
+        return Ok(Paths {
+            cost: vec![None; n],
+            first_hops: vec![Vec::new(); n],
+        });
+    }
+    dist[src] = Some(0);
+    let mut active = vec![src];
+    let mut queued = vec![false; n];
+    let mut next = Vec::new();
+    let mut round = 0usize;
+    while !active.is_empty() {
+        round += 1;
+        if round > n {
+            return Err(NegativeCycle { source_node: src });
+        }
+        for &u in &active {
+            queued[u] = false;
+        }
+        for &u in &active {
+            let Some(du) = dist[u] else { continue };
+            for arc in &g.adj[u] {
+                let v = arc.to as usize;
+                // Saturating: costs near i64 limits cannot wrap into a
+                // spurious improvement.
+                let dv = du.saturating_add(arc.cost);
+                if dist[v].map_or(true, |old| dv < old) {
+                    dist[v] = Some(dv);
+                    if !queued[v] {
+                        queued[v] = true;
+                        next.push(v);
+                    }
+                }
+            }
+        }
+        std::mem::swap(&mut active, &mut next);
+        next.clear();
+    }
+    // A negative edge anywhere reachable is itself a negative cycle (go
+    // there and back); the round bound catches it, but a negative cost at
+    // the source could also settle before the bound on tiny graphs, so a
+    // final check keeps the output invariant (all costs >= 0) honest.
+    let mut cost = Vec::with_capacity(n);
+    for d in &dist {
+        cost.push(match d {
+            Some(d) => Some(u64::try_from(*d).map_err(|_| NegativeCycle { source_node: src })?),
+            None => None,
+        });
+    }
+    let first_hops = first_hops(g, src, &dist);
+    Ok(Paths { cost, first_hops })
+}
+
+/// Edge `u -> v` of cost `c` is tight when `dist[u] + c == dist[v]`: it lies
+/// on some shortest path. A neighbour `h` of the source is a first hop to `v`
+/// iff a tight path runs from the source through the edge src->h to `v`.
+fn first_hops(g: &Graph, src: usize, dist: &[Option<i64>]) -> Vec<Vec<usize>> {
+    let n = dist.len();
+    let mut hops: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // Nodes in order of cost: with positive costs every tight edge goes from
+    // an earlier node to a later one, so one pass suffices. Zero-cost edges
+    // can join nodes of equal cost both ways; the outer loop repeats until
+    // nothing changes (sets only grow, so it terminates).
+    let mut order: Vec<usize> = (0..n).filter(|&v| dist[v].is_some() && v != src).collect();
+    order.sort_by_key(|&v| (dist[v], v));
+    let has_zero = g.adj.iter().flatten().any(|a| a.cost == 0);
+    let mut merged = Vec::new();
+    loop {
+        let mut changed = false;
+        for &v in &order {
+            let Some(dv) = dist[v] else { continue };
+            merged.clear();
+            merged.extend_from_slice(&hops[v]);
+            for arc in &g.adj[v] {
+                // Undirected: the arc v->u mirrors u->v with the same cost.
+                let u = arc.to as usize;
+                if u == v || dist[u].map(|du| du.saturating_add(arc.cost)) != Some(dv) {
+                    continue;
+                }
+                if u == src {
+                    merged.push(v);
+                } else {
+                    merged.extend_from_slice(&hops[u]);
+                }
+            }
+            merged.sort_unstable();
+            merged.dedup();
+            if merged != hops[v] {
+                changed = true;
+                std::mem::swap(&mut hops[v], &mut merged);
+            }
+        }
+        if !changed || !has_zero {
+            break;
+        }
+    }
+    hops
+}
+
+/// Whether a route's prefix belongs to this host or another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// One of this host's own subnets: deliver to a local port.
+    Local,
+    /// Another host's subnet: encapsulate toward a next hop.
+    Remote,
+}
+
+/// A neighbour host that begins a shortest path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// Host index in the topology.
+    pub host: usize,
+    /// Host name.
+    pub name: String,
+    /// Its VTEP address: the outer destination of encapsulated packets.
+    pub underlay: IpAddr,
+}
+
+/// One compiled route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The destination prefix.
+    pub prefix: IpNet,
+    /// Local or remote.
+    pub kind: RouteKind,
+    /// Path cost to the owner; 0 for local routes.
+    pub cost: u64,
+    /// Index of the host that owns the prefix.
+    pub owner: usize,
+    /// Equal-cost next hops, by host index; empty for local routes.
+    pub next_hops: Vec<NextHop>,
+}
+
+/// All routes of one host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteSet {
+    /// Routes sorted by prefix (IPv4 first, then by address and length).
+    pub routes: Vec<Route>,
+    /// Hosts this host cannot reach, by index, ascending. Their prefixes have
+    /// no route.
+    pub unreachable: Vec<usize>,
+}
+
+/// Order of routes in a [`RouteSet`]: IPv4 before IPv6, then by network
+/// address, then shorter prefix first.
+fn prefix_order(a: &IpNet, b: &IpNet) -> Ordering {
+    (a.addr().is_ipv6(), a.network(), a.prefix_len()).cmp(&(
+        b.addr().is_ipv6(),
+        b.network(),
+        b.prefix_len(),
+    ))
+}
+
+/// Computes the route set of `self_host`.
+///
+/// If `self_host` is not a host index, every host is unreachable.
+pub fn compute(topo: &Topology, self_host: usize) -> Result<RouteSet, NegativeCycle> {
+    let paths = bellman_ford(&Graph::from_topology(topo), self_host)?;
+    Ok(compile(topo, self_host, &paths))
+}
+
+/// Compiles shortest paths from `self_host` into routes.
+pub fn compile(topo: &Topology, self_host: usize, paths: &Paths) -> RouteSet {
+    let mut set = RouteSet::default();
+    for (h, host) in topo.hosts.iter().enumerate() {
+        let cost = paths.cost.get(h).copied().flatten();
+        let (kind, cost, next_hops) = match cost {
+            _ if h == self_host => (RouteKind::Local, 0, Vec::new()),
+            Some(c) => {
+                let hops = paths.first_hops.get(h).map_or(&[][..], Vec::as_slice);
+                let next_hops = hops
+                    .iter()
+                    .filter_map(|&n| {
+                        topo.hosts.get(n).map(|nh| NextHop {
+                            host: n,
+                            name: nh.name.clone(),
+                            underlay: nh.underlay,
+                        })
+                    })
+                    .collect();
+                (RouteKind::Remote, c, next_hops)
+            }
+            None => {
+                set.unreachable.push(h);
+                continue;
+            }
+        };
+        for prefix in &host.subnets {
+            set.routes.push(Route {
+                prefix: *prefix,
+                kind,
+                cost,
+                owner: h,
+                next_hops: next_hops.clone(),
+            });
+        }
+    }
+    set.routes
+        .sort_by(|a, b| prefix_order(&a.prefix, &b.prefix));
+    set
+}
+
+impl fmt::Display for RouteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RouteKind::Local => "local",
+            RouteKind::Remote => "remote",
+        })
+    }
+}
+
+impl Serialize for RouteKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `{"host": "h2", "underlay": "198.18.0.2"}`
+impl Serialize for NextHop {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("host", &self.name)?;
+        m.serialize_entry("underlay", &self.underlay)?;
+        m.end()
+    }
+}
+
+/// `{"prefix": "198.19.2.0/24", "kind": "remote", "cost": 10, "next_hops": [..]}`,
+/// the JSON shape `vxrouter routes --json` promises.
+impl Serialize for Route {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("prefix", &self.prefix)?;
+        m.serialize_entry("kind", &self.kind)?;
+        m.serialize_entry("cost", &self.cost)?;
+        m.serialize_entry("next_hops", &self.next_hops)?;
+        m.end()
+    }
+}
+
+/// Serializes as the array of its routes.
+impl Serialize for RouteSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.routes.len()))?;
+        for r in &self.routes {
+            seq.serialize_element(r)?;
+        }
+        seq.end()
+    }
+}
+
+/// An `ip route`-like table, one route per line, ECMP next hops indented:
+///
+/// ```text
+/// local 198.19.1.0/24 metric 0
+/// 198.19.2.0/24 via 198.18.0.2 host h2 metric 10
+/// 198.19.4.0/24 metric 20
+///         nexthop via 198.18.0.2 host h2
+///         nexthop via 198.18.0.3 host h3
+/// ```
+impl fmt::Display for RouteSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in &self.routes {
+            match (r.kind, r.next_hops.as_slice()) {
+                (RouteKind::Local, _) => writeln!(f, "local {} metric {}", r.prefix, r.cost)?,
+                (RouteKind::Remote, [one]) => writeln!(
+                    f,
+                    "{} via {} host {} metric {}",
+                    r.prefix, one.underlay, one.name, r.cost
+                )?,
+                (RouteKind::Remote, hops) => {
+                    writeln!(f, "{} metric {}", r.prefix, r.cost)?;
+                    for h in hops {
+                        writeln!(f, "\tnexthop via {} host {}", h.underlay, h.name)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,787 @@
+//! Schema walk: the spanned tree to partially typed records.
+//!
+//! Each field is checked on its own here (type, range, syntax); checks that
+//! relate several fields or entries live in `validate`. A field that fails is
+//! reported and left out (`None`), and the walk goes on, so that one pass
+//! reports every problem. Invariant: whenever a required value ends up
+//! missing, a diagnostic has been recorded for it, so [`Raw::build`] only
+//! returns `None` when the file already has errors.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::diag::Sink;
+use super::tree::{Entry, Kind, Node, Span};
+use super::{
+    Host, Link, MacAddr, Overlay, PortConfig, PortKind, Topology, DEFAULT_UDP_PORT, MAX_VNI,
+};
+
+/// A value with the span it was read from.
+#[derive(Debug, Clone)]
+pub(crate) struct Sp<T> {
+    pub(crate) v: T,
+    pub(crate) span: Span,
+}
+
+/// The file as read, before cross-checks.
+#[derive(Debug, Default)]
+pub(crate) struct Raw {
+    pub(crate) overlay: Option<RawOverlay>,
+    pub(crate) hosts: Vec<RawHost>,
+    pub(crate) links: Vec<RawLink>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawOverlay {
+    pub(crate) vni: Option<u32>,
+    pub(crate) udp_port: Option<u16>,
+    pub(crate) mtu: Option<Sp<u16>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawHost {
+    pub(crate) name: Option<Sp<String>>,
+    pub(crate) underlay: Option<Sp<IpAddr>>,
+    pub(crate) underlay_mac: Option<MacAddr>,
+    pub(crate) vtep_mac: Option<Sp<MacAddr>>,
+    pub(crate) subnets: Vec<Sp<IpNet>>,
+    pub(crate) nic: Option<Sp<String>>,
+    pub(crate) workers: Vec<usize>,
+    pub(crate) ports: Vec<RawPort>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawPort {
+    pub(crate) name: Option<Sp<String>>,
+    pub(crate) kind: Option<PortKind>,
+    pub(crate) netns: Option<String>,
+    pub(crate) addresses: Vec<Sp<IpNet>>,
+    pub(crate) mac: Option<MacAddr>,
+    /// Configured gateways; `validate` adds the derived ones.
+    pub(crate) gateways: Vec<Sp<IpAddr>>,
+    /// The gateways came from a `gateways` array (for field names).
+    pub(crate) gateway_list: bool,
+    pub(crate) mtu: Option<Sp<u16>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawLink {
+    pub(crate) span: Span,
+    pub(crate) a: Option<Sp<String>>,
+    pub(crate) b: Option<Sp<String>>,
+    pub(crate) cost: Option<u32>,
+}
+
+const TOP_FIELDS: &[&str] = &["overlay", "hosts", "links"];
+const OVERLAY_FIELDS: &[&str] = &["vni", "udp_port", "mtu"];
+const HOST_FIELDS: &[&str] = &[
+    "name",
+    "underlay",
+    "underlay_mac",
+    "vtep_mac",
+    "subnets",
+    "nic",
+    "workers",
+    "ports",
+];
+const PORT_FIELDS: &[&str] = &[
+    "name",
+    "kind",
+    "netns",
+    "addresses",
+    "mac",
+    "gateway",
+    "gateways",
+    "mtu",
+];
+const LINK_FIELDS: &[&str] = &["a", "b", "cost"];
+
+/// Smallest MTU any IPv4 link must carry (RFC 791: "Every internet module
+/// must be able to forward a datagram of 68 octets without further
+/// fragmentation").
+pub(crate) const MIN_MTU_V4: i64 = 68;
+/// Smallest IPv6 link MTU (RFC 8200 section 5).
+pub(crate) const MIN_MTU_V6: u16 = 1280;
+/// Worker cores index a `cpu_set_t`, which holds CPU_SETSIZE = 1024 cores.
+const MAX_CORE: i64 = 1023;
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The entries of a table node, with unknown keys reported.
+fn table<'n>(sink: &mut Sink, node: &'n Node, path: &str, allowed: &[&str]) -> Option<&'n [Entry]> {
+    match &node.kind {
+        Kind::Table(entries) => {
+            for e in entries {
+                if !allowed.contains(&e.key.as_str()) {
+                    sink.error(
+                        &e.key_span,
+                        join(path, &e.key),
+                        format!("unknown field; expected one of: {}", allowed.join(", ")),
+                    );
+                }
+            }
+            Some(entries)
+        }
+        other => {
+            sink.error(
+                &node.span,
+                path,
+                format!("expected a table, found {}", other.name()),
+            );
+            None
+        }
+    }
+}
+
+fn get<'n>(entries: &'n [Entry], key: &str) -> Option<&'n Node> {
+    entries.iter().find(|e| e.key == key).map(|e| &e.value)
+}
+
+fn string(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<String>> {
+    match &node.kind {
+        Kind::Str(s) => Some(Sp {
+            v: s.clone(),
+            span: node.span.clone(),
+        }),
+        other => {
+            sink.error(
+                &node.span,
+                field,
+                format!("expected a string, found {}", other.name()),
+            );
+            None
+        }
+    }
+}
+
+/// An integer in `lo..=hi`; `what` describes the accepted values.
+fn integer(sink: &mut Sink, node: &Node, field: &str, lo: i64, hi: i64, what: &str) -> Option<i64> {
+    match node.kind {
+        Kind::Int(n) if (lo..=hi).contains(&n) => Some(n),
+        Kind::Int(n) => {
+            sink.error(
+                &node.span,
+                field,
+                format!("{n} is out of range: expected {what}"),
+            );
+            None
+        }
+        ref other => {
+            sink.error(
+                &node.span,
+                field,
+                format!("expected {what}, found {}", other.name()),
+            );
+            None
+        }
+    }
+}
+
+fn array<'n>(sink: &mut Sink, node: &'n Node, field: &str) -> Option<&'n [Node]> {
+    match &node.kind {
+        Kind::Array(items) => Some(items),
+        other => {
+            sink.error(
+                &node.span,
+                field,
+                format!("expected an array, found {}", other.name()),
+            );
+            None
+        }
+    }
+}
+
+fn ip(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<IpAddr>> {
+    let s = string(sink, node, field)?;
+    match s.v.parse::<IpAddr>() {
+        Ok(v) => Some(Sp { v, span: s.span }),
+        Err(_) => {
+            sink.error(&s.span, field, format!("invalid IP address {:?}", s.v));
+            None
+        }
+    }
+}
+
+/// A unicast address usable as an interface address or gateway.
+fn unicast_ip(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<IpAddr>> {
+    let a = ip(sink, node, field)?;
+    let problem = match a.v {
+        _ if a.v.is_unspecified() => Some("the unspecified address"),
+        _ if a.v.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        _ => None,
+    };
+    match problem {
+        Some(p) => {
+            sink.error(
+                &a.span,
+                field,
+                format!("{} is {p}; a unicast address is required", a.v),
+            );
+            None
+        }
+        None => Some(a),
+    }
+}
+
+fn mac(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<MacAddr>> {
+    let s = string(sink, node, field)?;
+    match s.v.parse::<MacAddr>() {
+        Ok(m) if m.is_multicast() || m.is_zero() => {
+            sink.error(
+                &s.span,
+                field,
+                format!("{m} is not a unicast MAC address (zero, or the group bit of the first octet is set)"),
+            );
+            None
+        }
+        Ok(v) => Some(Sp { v, span: s.span }),
+        Err(e) => {
+            sink.error(&s.span, field, e.to_string());
+            None
+        }
+    }
+}
+
+/// A prefix without host bits. `bare_is_host`: a plain address means /32 or /128.
+fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Option<Sp<IpNet>> {
+    let s = string(sink, node, field)?;
+    let net = match s.v.parse::<IpNet>() {
+        Ok(n) => n,
+        Err(_) => match s.v.parse::<IpAddr>() {
+            Ok(a) if bare_is_host => IpNet::from(a),
+            Ok(_) => {
+                sink.error(
+                    &s.span,
+                    field,
+                    format!(
+                        "{:?} has no prefix length; write it like 198.19.1.0/24",
+                        s.v
+                    ),
+                );
+                return None;
+            }
+            Err(_) => {
+                sink.error(
+                    &s.span,
+                    field,
+                    format!(
+                        "invalid prefix {:?}: expected address/length like 198.19.1.0/24",
+                        s.v
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    if net.trunc() != net {
+        let single = IpNet::from(net.addr());
+        sink.error(
+            &s.span,
+            field,
+            format!(
+                "{net} has host bits set; write {} for the network or {single} for one address",
+                net.trunc()
+            ),
+        );
+        return None;
+    }
+    if net.network().is_multicast()
+        || (net.network().is_unspecified() && net.prefix_len() == net.max_prefix_len())
+    {
+        sink.error(&s.span, field, format!("{net} is not a unicast prefix"));
+        return None;
+    }
+    Some(Sp {
+        v: net,
+        span: s.span,
+    })
+}
+
+/// Linux interface name rules (`dev_valid_name`): 1..=15 bytes, not `.` or
+/// `..`, no `/`, `:` or whitespace.
+pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!(
+            "{name:?} is not a valid interface name: it must be 1 to 15 bytes long"
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(format!(
+            "{name:?} is not a valid interface name: no '/', ':' or whitespace, and not \".\" or \"..\""
+        ));
+    }
+    Ok(())
+}
+
+/// Host names appear on the command line and in JSON: keep them plain.
+fn check_host_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!(
+            "host name {name:?} must be 1 to 64 characters long"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "host name {name:?} may only contain ASCII letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+fn mtu(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<u16>> {
+    integer(
+        sink,
+        node,
+        field,
+        MIN_MTU_V4,
+        u16::MAX.into(),
+        "an MTU in 68..=65535",
+    )
+    .and_then(|v| u16::try_from(v).ok())
+    .map(|v| Sp {
+        v,
+        span: node.span.clone(),
+    })
+}
+
+/// Walks the document root.
+pub(crate) fn read(root: &Node, sink: &mut Sink) -> Raw {
+    let mut raw = Raw::default();
+    let Some(top) = table(sink, root, "", TOP_FIELDS) else {
+        return raw;
+    };
+    match get(top, "overlay") {
+        Some(node) => raw.overlay = read_overlay(sink, node),
+        None => sink.error(
+            &(0..0),
+            "overlay",
+            "missing [overlay] table (it sets the vni)",
+        ),
+    }
+    match get(top, "hosts") {
+        Some(node) => {
+            if let Some(items) = array(sink, node, "hosts") {
+                if items.is_empty() {
+                    sink.error(&node.span, "hosts", "at least one host is required");
+                }
+                raw.hosts = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| read_host(sink, n, &format!("hosts[{i}]")))
+                    .collect();
+            }
+        }
+        None => sink.error(
+            &(0..0),
+            "hosts",
+            "missing [[hosts]] entries: at least one host is required",
+        ),
+    }
+    if let Some(node) = get(top, "links") {
+        if let Some(items) = array(sink, node, "links") {
+            raw.links = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| read_link(sink, n, &format!("links[{i}]")))
+                .collect();
+        }
+    }
+    raw
+}
+
+fn read_overlay(sink: &mut Sink, node: &Node) -> Option<RawOverlay> {
+    let t = table(sink, node, "overlay", OVERLAY_FIELDS)?;
+    let vni = match get(t, "vni") {
+        Some(n) => integer(
+            sink,
+            n,
+            "overlay.vni",
+            1,
+            MAX_VNI.into(),
+            "a VNI in 1..=16777215",
+        )
+        .map(|v| v as u32),
+        None => {
+            sink.error(
+                &node.span,
+                "overlay.vni",
+                "missing field (a VNI in 1..=16777215)",
+            );
+            None
+        }
+    };
+    let udp_port = match get(t, "udp_port") {
+        Some(n) => integer(
+            sink,
+            n,
+            "overlay.udp_port",
+            1,
+            u16::MAX.into(),
+            "a UDP port in 1..=65535",
+        )
+        .map(|v| v as u16),
+        None => Some(DEFAULT_UDP_PORT),
+    };
+    let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, "overlay.mtu"));
+    Some(RawOverlay { vni, udp_port, mtu })
+}
+
+fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
+    let t = table(sink, node, path, HOST_FIELDS)?;
+    let f = |k: &str| join(path, k);
+    let name = match get(t, "name") {
+        Some(n) => {
+            let s = string(sink, n, &f("name"));
+            if let Some(s) = &s {
+                if let Err(e) = check_host_name(&s.v) {
+                    sink.error(&s.span, f("name"), e);
+                }
+            }
+            s
+        }
+        None => {
+            sink.error(
+                &node.span,
+                f("name"),
+                "missing field (the host's unique name)",
+            );
+            None
+        }
+    };
+    let underlay = match get(t, "underlay") {
+        Some(n) => unicast_ip(sink, n, &f("underlay")),
+        None => {
+            sink.error(
+                &node.span,
+                f("underlay"),
+                "missing field (the host's VTEP address, IPv4 or IPv6)",
+            );
+            None
+        }
+    };
+    let underlay_mac = get(t, "underlay_mac")
+        .and_then(|n| mac(sink, n, &f("underlay_mac")))
+        .map(|m| m.v);
+    let vtep_mac = get(t, "vtep_mac").and_then(|n| mac(sink, n, &f("vtep_mac")));
+    let mut subnets = Vec::new();
+    if let Some(items) = get(t, "subnets").and_then(|n| array(sink, n, &f("subnets"))) {
+        for (i, n) in items.iter().enumerate() {
+            subnets.extend(prefix(sink, n, &format!("{path}.subnets[{i}]"), false));
+        }
+    }
+    let nic = get(t, "nic")
+        .and_then(|n| string(sink, n, &f("nic")))
+        .filter(|s| match check_ifname(&s.v) {
+            Ok(()) => true,
+            Err(e) => {
+                sink.error(&s.span, f("nic"), e);
+                false
+            }
+        });
+    let mut workers = Vec::new();
+    match get(t, "workers").map(|n| (n, array(sink, n, &f("workers")))) {
+        None => workers.push(0),
+        Some((_, None)) => {}
+        Some((n, Some(items))) => {
+            if items.is_empty() {
+                sink.error(
+                    &n.span,
+                    f("workers"),
+                    "at least one worker core is required",
+                );
+            }
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("{path}.workers[{i}]");
+                if let Some(core) = integer(
+                    sink,
+                    item,
+                    &field,
+                    0,
+                    MAX_CORE,
+                    "a CPU core number in 0..=1023",
+                ) {
+                    let core = core as usize;
+                    if workers.contains(&core) {
+                        sink.error(&item.span, field, format!("core {core} is listed twice"));
+                    } else {
+                        workers.push(core);
+                    }
+                }
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    if let Some(items) = get(t, "ports").and_then(|n| array(sink, n, &f("ports"))) {
+        for (i, n) in items.iter().enumerate() {
+            ports.extend(read_port(sink, n, &format!("{path}.ports[{i}]")));
+        }
+    }
+    Some(RawHost {
+        name,
+        underlay,
+        underlay_mac,
+        vtep_mac,
+        subnets,
+        nic,
+        workers,
+        ports,
+    })
+}
+
+fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
+    let t = table(sink, node, path, PORT_FIELDS)?;
+    let f = |k: &str| join(path, k);
+    let name = match get(t, "name") {
+        Some(n) => string(sink, n, &f("name")).filter(|s| match check_ifname(&s.v) {
+            Ok(()) => true,
+            Err(e) => {
+                sink.error(&s.span, f("name"), e);
+                false
+            }
+        }),
+        None => {
+            sink.error(
+                &node.span,
+                f("name"),
+                "missing field (the port's device name)",
+            );
+            None
+        }
+    };
+    let kind = match get(t, "kind") {
+        Some(n) => string(sink, n, &f("kind")).and_then(|s| match s.v.as_str() {
+            "tun" => Some(PortKind::Tun),
+            "veth" => Some(PortKind::Veth),
+            other => {
+                sink.error(
+                    &s.span,
+                    f("kind"),
+                    format!("unknown port kind {other:?}: expected \"tun\" or \"veth\""),
+                );
+                None
+            }
+        }),
+        None => {
+            sink.error(&node.span, f("kind"), "missing field (\"tun\" or \"veth\")");
+            None
+        }
+    };
+    let netns = get(t, "netns")
+        .and_then(|n| string(sink, n, &f("netns")))
+        .and_then(|s| {
+            // Named namespaces are files under /run/netns.
+            if s.v.is_empty()
+                || s.v == "."
+                || s.v == ".."
+                || s.v.contains('/')
+                || s.v.contains('\0')
+            {
+                sink.error(
+                    &s.span,
+                    f("netns"),
+                    format!("{:?} is not a valid network namespace name", s.v),
+                );
+                None
+            } else {
+                Some(s.v)
+            }
+        });
+    let mut addresses = Vec::new();
+    match get(t, "addresses") {
+        Some(n) => {
+            if let Some(items) = array(sink, n, &f("addresses")) {
+                if items.is_empty() {
+                    sink.error(&n.span, f("addresses"), "at least one address is required");
+                }
+                for (i, item) in items.iter().enumerate() {
+                    addresses.extend(prefix(sink, item, &format!("{path}.addresses[{i}]"), true));
+                }
+            }
+        }
+        None => sink.error(
+            &node.span,
+            f("addresses"),
+            "missing field (the container's source addresses)",
+        ),
+    }
+    let mac = get(t, "mac").and_then(|n| {
+        let m = mac(sink, n, &f("mac"))?;
+        if kind == Some(PortKind::Tun) {
+            sink.error(
+                &m.span,
+                f("mac"),
+                "a TUN port carries no Ethernet header; `mac` only applies to veth ports",
+            );
+            return None;
+        }
+        Some(m.v)
+    });
+    let mut gateways = Vec::new();
+    let gateway_list = match (get(t, "gateway"), get(t, "gateways")) {
+        (Some(_), Some(n)) => {
+            sink.error(
+                &n.span,
+                f("gateways"),
+                "set either `gateway` or `gateways`, not both",
+            );
+            true
+        }
+        (Some(n), None) => {
+            gateways.extend(unicast_ip(sink, n, &f("gateway")));
+            false
+        }
+        (None, Some(n)) => {
+            if let Some(items) = array(sink, n, &f("gateways")) {
+                for (i, item) in items.iter().enumerate() {
+                    let field = format!("{path}.gateways[{i}]");
+                    if let Some(g) = unicast_ip(sink, item, &field) {
+                        if gateways
+                            .iter()
+                            .any(|o: &Sp<IpAddr>| o.v.is_ipv4() == g.v.is_ipv4())
+                        {
+                            sink.error(&g.span, field, "at most one gateway per address family");
+                        } else {
+                            gateways.push(g);
+                        }
+                    }
+                }
+            }
+            true
+        }
+        (None, None) => false,
+    };
+    let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, &f("mtu")));
+    Some(RawPort {
+        name,
+        kind,
+        netns,
+        addresses,
+        mac,
+        gateways,
+        gateway_list,
+        mtu,
+    })
+}
+
+fn read_link(sink: &mut Sink, node: &Node, path: &str) -> Option<RawLink> {
+    let t = table(sink, node, path, LINK_FIELDS)?;
+    let f = |k: &str| join(path, k);
+    let end = |sink: &mut Sink, k: &str| match get(t, k) {
+        Some(n) => string(sink, n, &f(k)),
+        None => {
+            sink.error(&node.span, f(k), "missing field (a host name)");
+            None
+        }
+    };
+    let a = end(sink, "a");
+    let b = end(sink, "b");
+    let cost = match get(t, "cost") {
+        Some(n) => match n.kind {
+            Kind::Int(0) => {
+                sink.error(
+                    &n.span,
+                    f("cost"),
+                    "cost must be at least 1: a zero-cost link would make paths through it free and routes ambiguous",
+                );
+                None
+            }
+            Kind::Int(c) if c < 0 => {
+                sink.error(
+                    &n.span,
+                    f("cost"),
+                    format!("cost must be positive (1..=4294967295), found {c}: negative costs are not allowed"),
+                );
+                None
+            }
+            _ => integer(
+                sink,
+                n,
+                &f("cost"),
+                1,
+                u32::MAX.into(),
+                "a positive integer cost (1..=4294967295)",
+            )
+            .map(|c| c as u32),
+        },
+        None => {
+            sink.error(&node.span, f("cost"), "missing field (a positive integer)");
+            None
+        }
+    };
+    Some(RawLink {
+        span: node.span.clone(),
+        a,
+        b,
+        cost,
+    })
+}
+
+impl Raw {
+    /// The typed topology, or `None` if a required value is missing (which
+    /// `read` has reported).
+    pub(crate) fn build(self) -> Option<Topology> {
+        let o = self.overlay?;
+        let overlay = Overlay {
+            vni: o.vni?,
+            udp_port: o.udp_port?,
+            mtu: o.mtu.map(|m| m.v),
+        };
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        for h in self.hosts {
+            let underlay = h.underlay?.v;
+            let mut ports = Vec::with_capacity(h.ports.len());
+            for p in h.ports {
+                ports.push(PortConfig {
+                    name: p.name?.v,
+                    kind: p.kind?,
+                    netns: p.netns,
+                    addresses: p.addresses.into_iter().map(|a| a.v).collect(),
+                    mac: p.mac,
+                    gateways: p.gateways.into_iter().map(|g| g.v).collect(),
+                    mtu: p.mtu.map(|m| m.v),
+                });
+            }
+            hosts.push(Host {
+                name: h.name?.v,
+                underlay,
+                underlay_mac: h.underlay_mac,
+                vtep_mac: h
+                    .vtep_mac
+                    .map_or_else(|| MacAddr::derived_from(underlay), |m| m.v),
+                subnets: h.subnets.into_iter().map(|s| s.v).collect(),
+                nic: h.nic.map(|n| n.v),
+                workers: h.workers,
+                ports,
+            });
+        }
+        let mut links = Vec::with_capacity(self.links.len());
+        for l in self.links {
+            links.push(Link {
+                a: l.a?.v,
+                b: l.b?.v,
+                cost: l.cost?,
+            });
+        }
+        Some(Topology {
+            overlay,
+            hosts,
+            links,
+        })
+    }
+}

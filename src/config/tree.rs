@@ -1,0 +1,176 @@
+//! A small spanned document tree built from the TOML parser's output.
+//!
+//! The schema walker works on this tree instead of deserializing straight into
+//! typed structs, because serde stops at the first error while `vxrouter check`
+//! must report every problem in a file, each with its position. Invariant:
+//! every node has a span; nodes the parser gives no span (implicit tables such
+//! as `hosts` in `[hosts.x]`) inherit the span of the key that names them.
+
+use std::ops::Range;
+
+/// Byte range into the file text.
+pub(crate) type Span = Range<usize>;
+
+/// A TOML value with the byte span it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) span: Span,
+    pub(crate) kind: Kind,
+}
+
+/// The TOML value kinds.
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Str(String),
+    Int(i64),
+    Float,
+    Bool,
+    Datetime,
+    Array(Vec<Node>),
+    Table(Vec<Entry>),
+}
+
+/// One `key = value` of a table.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    pub(crate) key_span: Span,
+    pub(crate) value: Node,
+}
+
+impl Kind {
+    /// The TOML name of this kind, for "expected X, found Y" messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Kind::Str(_) => "a string",
+            Kind::Int(_) => "an integer",
+            Kind::Float => "a float",
+            Kind::Bool => "a boolean",
+            Kind::Datetime => "a date-time",
+            Kind::Array(_) => "an array",
+            Kind::Table(_) => "a table",
+        }
+    }
+}
+
+/// Parses `text`; on a syntax error returns its message and span.
+pub(crate) fn parse(text: &str) -> Result<Node, (String, Span)> {
+    let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        // The parser's message repeats the position and a source excerpt over
+        // several lines; keep the part that says what is wrong.
+        let message = e.message().trim().replace('\n', " ");
+        (message, span)
+    })?;
+    Ok(table(doc.as_table(), 0..0))
+}
+
+fn table(t: &toml_edit::Table, fallback: Span) -> Node {
+    let span = t.span().unwrap_or(fallback);
+    let entries = t
+        .iter()
+        .filter_map(|(k, _)| t.get_key_value(k))
+        .map(|(key, item)| {
+            let key_span = key.span().unwrap_or_else(|| span.clone());
+            Entry {
+                key: key.get().to_string(),
+                value: self::item(item, key_span.clone()),
+                key_span,
+            }
+        })
+        .collect();
+    Node {
+        span,
+        kind: Kind::Table(entries),
+    }
+}
+
+fn item(i: &toml_edit::Item, fallback: Span) -> Node {
+    match i {
+        toml_edit::Item::Value(v) => value(v, fallback),
+        toml_edit::Item::Table(t) => table(t, fallback),
+        toml_edit::Item::ArrayOfTables(a) => {
+            let span = a.span().unwrap_or_else(|| fallback.clone());
+            let elems = a.iter().map(|t| table(t, span.clone())).collect();
+            Node {
+                span,
+                kind: Kind::Array(elems),
+            }
+        }
+        // `None` never comes out of the parser; an empty table is the closest.
+        toml_edit::Item::None => Node {
+            span: fallback,
+            kind: Kind::Table(Vec::new()),
+        },
+    }
+}
+
+fn value(v: &toml_edit::Value, fallback: Span) -> Node {
+    let span = v.span().unwrap_or_else(|| fallback.clone());
+    let kind = match v {
+        toml_edit::Value::String(s) => Kind::Str(s.value().clone()),
+        toml_edit::Value::Integer(n) => Kind::Int(*n.value()),
+        toml_edit::Value::Float(_) => Kind::Float,
+        toml_edit::Value::Boolean(_) => Kind::Bool,
+        toml_edit::Value::Datetime(_) => Kind::Datetime,
+        toml_edit::Value::Array(a) => {
+            Kind::Array(a.iter().map(|e| value(e, span.clone())).collect())
+        }
+        toml_edit::Value::InlineTable(t) => Kind::Table(
+            t.iter()
+                .filter_map(|(k, _)| t.get_key_value(k))
+                .map(|(key, item)| {
+                    let key_span = key.span().unwrap_or_else(|| span.clone());
+                    Entry {
+                        key: key.get().to_string(),
+                        value: self::item(item, key_span.clone()),
+                        key_span,
+                    }
+                })
+                .collect(),
+        ),
+    };
+    Node { span, kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_point_at_values_and_keys() {
+        let text = "[a]\nx = 5\n[[b]]\ny = \"s\"\n";
+        let root = parse(text).unwrap();
+        let Kind::Table(top) = &root.kind else {
+            panic!()
+        };
+        assert_eq!(top[0].key, "a");
+        let Kind::Table(a) = &top[0].value.kind else {
+            panic!()
+        };
+        assert_eq!(&text[a[0].key_span.clone()], "x");
+        assert_eq!(&text[a[0].value.span.clone()], "5");
+        let Kind::Array(b) = &top[1].value.kind else {
+            panic!()
+        };
+        assert!(text[b[0].span.clone()].starts_with("[[b]]"));
+    }
+
+    #[test]
+    fn implicit_tables_get_a_span() {
+        let text = "[p.q]\nz = 1\n";
+        let root = parse(text).unwrap();
+        let Kind::Table(top) = &root.kind else {
+            panic!()
+        };
+        let p = &top[0].value;
+        assert_eq!(&text[p.span.clone()], "p");
+    }
+
+    #[test]
+    fn syntax_error_has_span() {
+        let (msg, span) = parse("a = \n").unwrap_err();
+        assert!(!msg.is_empty());
+        assert_eq!(span.start, 4);
+    }
+}
