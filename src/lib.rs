@@ -18,5 +18,7 @@ pub mod config;
 pub mod dataplane;
 pub mod fib;
 pub mod port;
+pub mod replay;
 pub mod route;
 pub mod wire;
+pub mod worker;

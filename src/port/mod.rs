@@ -18,7 +18,6 @@
 pub mod mem;
 pub mod pcap;
 
-
 use std::io;
 
 /// Packets moved per burst. 64 amortises per-burst costs (ring index loads,

@@ -149,7 +149,10 @@ impl SharedFile {
     }
 }
 
-fn open_writer(path: &Path, link_type: LinkType) -> io::Result<(PcapWriter<SharedFile>, SharedFile)> {
+fn open_writer(
+    path: &Path,
+    link_type: LinkType,
+) -> io::Result<(PcapWriter<SharedFile>, SharedFile)> {
     let header = PcapHeader {
         datalink: match link_type {
             LinkType::Ethernet => DataLink::ETHERNET,
@@ -188,7 +191,12 @@ pub struct PcapPort {
 impl PcapPort {
     /// A port named `name` replaying `input` (if any) and writing what it
     /// transmits to `output` (if any; frames sent with no output are counted).
-    pub fn new(name: &str, link_type: LinkType, input: Vec<Frame>, output: Option<PathBuf>) -> Self {
+    pub fn new(
+        name: &str,
+        link_type: LinkType,
+        input: Vec<Frame>,
+        output: Option<PathBuf>,
+    ) -> Self {
         PcapPort {
             name: name.to_owned(),
             link_type,
@@ -243,7 +251,9 @@ impl Port for PcapPort {
         let slots = batch.slots_mut();
         let mut n = 0;
         while n < BATCH_SIZE {
-            let Some(frame) = self.input.next() else { break };
+            let Some(frame) = self.input.next() else {
+                break;
+            };
             self.rx_packets += 1;
             if frame.data.len() > MAX_FRAME {
                 self.rx_oversize += 1;

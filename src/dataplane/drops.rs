@@ -1,0 +1,177 @@
+//! Drop reasons and per-worker counters.
+//!
+//! Every reason is declared once here, with the name it is exported under
+//! (stats.json, metrics) and a description. Each worker owns a [`Counters`]
+//! with plain integers (no atomics on the per-packet path); the control
+//! thread sums snapshots of them.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+macro_rules! drop_reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $desc:literal; )*) => {
+        /// Why a packet was not forwarded.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason { $( $(#[$doc])* $variant, )* }
+
+        impl DropReason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The exported name (snake_case, stable).
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+
+            /// What the reason means, for humans.
+            pub const fn description(self) -> &'static str {
+                match self { $(DropReason::$variant => $desc,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    FrameTooLong = "frame_too_long", "frame longer than a packet buffer (above the port MTU)";
+    EthTruncated = "eth_truncated", "frame shorter than its Ethernet header (and VLAN tags)";
+    EthNotForUs = "eth_not_for_us", "container frame addressed to another MAC than the router's";
+    EthUnsupported = "eth_unsupported", "container frame that is neither IPv4, IPv6 nor ARP (or VLAN-tagged)";
+    IpMalformed = "ip_malformed", "IP header truncated or with a lying version, header or total length";
+    IpBadChecksum = "ip_bad_checksum", "IPv4 header checksum wrong";
+    IpBadSource = "ip_bad_source", "source address multicast, broadcast, loopback or unspecified";
+    Spoofed = "spoofed_source", "container source address not among the port's addresses";
+    TtlExpired = "ttl_expired", "TTL or hop limit reached zero (ICMP time exceeded sent when allowed)";
+    NoRoute = "no_route", "no route to the destination (ICMP unreachable sent when allowed)";
+    TooBig = "too_big", "larger than the path MTU: fragmentation needed or packet too big sent";
+    TooBigNoDf = "too_big_no_df", "IPv4 without DF larger than the overlay MTU: VXLAN never fragments";
+    OuterFragment = "outer_fragment", "VXLAN carried in a fragmented outer IP packet";
+    UdpMalformed = "udp_malformed", "outer UDP header truncated or length lying";
+    UdpBadChecksum = "udp_bad_checksum", "outer UDP checksum wrong";
+    VxlanTruncated = "vxlan_truncated", "VXLAN header or inner Ethernet truncated";
+    VxlanBadFlags = "vxlan_bad_flags", "VXLAN I flag (valid VNI) not set";
+    VxlanUnknownVni = "vxlan_unknown_vni", "VXLAN network identifier is not ours";
+    UnknownPeer = "unknown_peer", "VXLAN from an underlay address that is no host of the topology";
+    InnerNotForUs = "inner_not_for_us", "inner Ethernet destination is not our VTEP MAC";
+    InnerNotIp = "inner_not_ip", "inner frame is neither IPv4 nor IPv6";
+    NeighbourUnresolved = "neighbour_unresolved", "underlay MAC of the next hop not known yet";
+    NoHeadroom = "no_headroom", "not enough headroom to prepend headers";
+    ArpNotForUs = "arp_not_for_us", "ARP or neighbour solicitation not for a gateway address of ours";
+    NdMalformed = "nd_malformed", "ICMPv6 neighbour discovery message malformed";
+    ControlPlane = "control_plane", "addressed to the router itself and not answered (only echo is)";
+    TxFull = "tx_full", "the output port refused the frame (ring or queue full)";
+    PortDown = "port_down", "output port not present on this worker";
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Per-worker counters: written by one thread only, with plain adds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets dropped, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+    /// Packets forwarded to a port (delivered, encapsulated or transited).
+    pub forwarded: u64,
+    /// Packets answered by the router itself (ARP, neighbour solicitation,
+    /// echo to a gateway address).
+    pub replied: u64,
+    /// Frames that were not ours on the uplink: left to the kernel.
+    pub pass_through: u64,
+    /// ICMP and ICMPv6 errors generated (each also counts its original
+    /// packet under a drop reason).
+    pub icmp_errors: u64,
+}
+
+impl Counters {
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Adds another worker's counters into these.
+    pub fn add(&mut self, o: &Counters) {
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+        self.forwarded += o.forwarded;
+        self.replied += o.replied;
+        self.pass_through += o.pass_through;
+        self.icmp_errors += o.icmp_errors;
+    }
+
+    /// Non-zero drops by exported name.
+    pub fn drops_by_name(&self) -> BTreeMap<&'static str, u64> {
+        DropReason::ALL
+            .iter()
+            .filter(|r| self.dropped(**r) > 0)
+            .map(|r| (r.name(), self.dropped(*r)))
+            .collect()
+    }
+
+    /// Serializable summary (stats.json, logs).
+    pub fn summary(&self) -> CounterSummary {
+        CounterSummary {
+            forwarded: self.forwarded,
+            replied: self.replied,
+            pass_through: self.pass_through,
+            icmp_errors: self.icmp_errors,
+            drops: self.drops_by_name(),
+        }
+    }
+}
+
+/// The counters as exported.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CounterSummary {
+    pub forwarded: u64,
+    pub replied: u64,
+    pub pass_through: u64,
+    pub icmp_errors: u64,
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_snake_case() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for n in names {
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{n}");
+        }
+        for r in DropReason::ALL {
+            assert!(!r.description().is_empty());
+        }
+    }
+
+    #[test]
+    fn counters_add_and_export() {
+        let mut a = Counters::default();
+        a.drop(DropReason::NoRoute);
+        let mut b = Counters::default();
+        b.drop(DropReason::NoRoute);
+        b.forwarded = 3;
+        a.add(&b);
+        assert_eq!(a.dropped(DropReason::NoRoute), 2);
+        assert_eq!(a.summary().drops.get("no_route"), Some(&2));
+        assert_eq!(a.forwarded, 3);
+    }
+}

@@ -1,0 +1,936 @@
+//! The batch pipeline: classify, check, look up, rewrite; one verdict per
+//! packet.
+//!
+//! Invariants:
+//! - No syscalls, no clock reads, no allocation, no locks: a batch in, a
+//!   verdict per packet out, counters bumped.
+//! - No input can panic it: every header is read through a checked view and
+//!   every rewrite goes through `Packet::prepend`/`strip`, which refuse
+//!   rather than overrun.
+//! - Every packet gets exactly one verdict, and every verdict that is not a
+//!   forward is counted: drops by reason, replies, pass-through.
+//!
+//! Packets are rewritten in place: encapsulation prepends a per-peer template
+//! into headroom and patches lengths, checksum and source port; decapsulation
+//! strips; ICMP errors prepend their headers before the quoted original and
+//! are then routed like any packet the router originates.
+
+use crate::port::{Batch, Packet, BATCH_SIZE};
+use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, udp, vxlan};
+
+use super::drops::{Counters, DropReason};
+use super::tables::{NextHop, PortKind, Tables, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
+
+/// What happens to one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit on this port (delivered, encapsulated or transited).
+    Forward(u16),
+    /// Transmit on this port a reply the router made (ARP, NA, echo reply).
+    Reply(u16),
+    /// The packet was dropped for this reason and an ICMP error about it is
+    /// transmitted on this port instead.
+    Icmp(u16, DropReason),
+    /// Dropped, counted under the reason.
+    Drop(DropReason),
+    /// Not ours (uplink traffic that is not our VXLAN): left to the kernel.
+    Pass,
+}
+
+impl Verdict {
+    /// The port a frame goes out on, if any.
+    #[inline]
+    pub fn tx_port(self) -> Option<u16> {
+        match self {
+            Verdict::Forward(p) | Verdict::Reply(p) | Verdict::Icmp(p, _) => Some(p),
+            Verdict::Drop(_) | Verdict::Pass => None,
+        }
+    }
+}
+
+/// The hop limit routers put on packets they originate.
+const ORIGIN_TTL: u8 = 64;
+/// RFC 1812 section 4.3.2.3: an ICMPv4 error quotes as much of the original
+/// as fits in 576 bytes.
+const ICMP4_MAX_LEN: usize = 576;
+/// RFC 4443 section 2.4 (c): an ICMPv6 error must not exceed the minimum
+/// IPv6 MTU, 1280 bytes.
+const ICMP6_MAX_LEN: usize = 1280;
+/// UDP source ports for VXLAN: RFC 7348 section 5 recommends the dynamic
+/// range 49152-65535, chosen from a hash of the inner flow.
+const SRC_PORT_BASE: u16 = 49152;
+/// ICMPv6 router solicitation (RFC 4861 section 4.1).
+const TYPE_ROUTER_SOLICIT: u8 = 133;
+
+enum Icmp {
+    TimeExceeded,
+    NetUnreachable,
+    HostUnreachable,
+    TooBig(u16),
+}
+
+/// One worker's pipeline: its counters and nothing shared.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    pub counters: Counters,
+}
+
+impl Pipeline {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs every packet of `batch`, received on `in_port`, through the
+    /// pipeline, writing its verdict at the same index of `verdicts`.
+    pub fn process(
+        &mut self,
+        t: &Tables,
+        in_port: u16,
+        batch: &mut Batch,
+        verdicts: &mut [Verdict; BATCH_SIZE],
+    ) {
+        for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
+            *v = self.packet(t, in_port, pkt);
+            match *v {
+                Verdict::Forward(_) => self.counters.forwarded += 1,
+                Verdict::Reply(_) => self.counters.replied += 1,
+                Verdict::Icmp(_, r) => {
+                    self.counters.drop(r);
+                    self.counters.icmp_errors += 1;
+                }
+                Verdict::Drop(r) => self.counters.drop(r),
+                Verdict::Pass => self.counters.pass_through += 1,
+            }
+        }
+    }
+
+    /// One packet. Public for tests and the single-packet slow path.
+    pub fn packet(&mut self, t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+        let Some(info) = t.ports.get(in_port as usize) else {
+            return Verdict::Drop(DropReason::PortDown);
+        };
+        match info.kind {
+            PortKind::Uplink => from_uplink(t, pkt),
+            PortKind::Tun => from_container_ip(t, in_port, pkt),
+            PortKind::Veth => from_veth(t, in_port, pkt),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- container side
+
+fn from_veth(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+    let info = &t.ports[in_port as usize];
+    let Ok(eth) = ethernet::Frame::new_checked(pkt.data()) else {
+        return Verdict::Drop(DropReason::EthTruncated);
+    };
+    if eth.vlan_tags() != 0 {
+        return Verdict::Drop(DropReason::EthUnsupported);
+    }
+    let dst = eth.dst();
+    // Unicast to us, broadcast (ARP), or IPv6 multicast (33:33:..., ND).
+    if dst != info.router_mac && dst != [0xff; 6] && !(dst[0] == 0x33 && dst[1] == 0x33) {
+        return Verdict::Drop(DropReason::EthNotForUs);
+    }
+    match eth.ethertype() {
+        ethernet::ETHERTYPE_ARP => arp_reply(t, in_port, pkt),
+        ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6 => {
+            if dst != info.router_mac && eth.ethertype() == ethernet::ETHERTYPE_IPV4 {
+                return Verdict::Drop(DropReason::EthNotForUs);
+            }
+            pkt.strip(ethernet::HEADER_LEN);
+            from_container_ip(t, in_port, pkt)
+        }
+        _ => Verdict::Drop(DropReason::EthUnsupported),
+    }
+}
+
+/// Proxy ARP, as Calico does: answer for any address but the container's
+/// own, so the container can use any prefix length and still send every
+/// frame to the router. Only requests whose sender is one of the port's
+/// addresses are answered, and nothing is learned from them.
+fn arp_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+    let info = &t.ports[in_port as usize];
+    let router_mac = info.router_mac;
+    let data = &mut pkt.data_mut()[ethernet::HEADER_LEN..];
+    let Ok(mut a) = arp::Packet::new_checked(data) else {
+        return Verdict::Drop(DropReason::ArpNotForUs);
+    };
+    if a.operation() != arp::OP_REQUEST {
+        return Verdict::Drop(DropReason::ArpNotForUs);
+    }
+    let sender = u32::from(a.sender_ip());
+    let target = u32::from(a.target_ip());
+    if !info.allows_v4(sender) {
+        return Verdict::Drop(DropReason::Spoofed);
+    }
+    if target == sender || info.allows_v4(target) {
+        return Verdict::Drop(DropReason::ArpNotForUs);
+    }
+    let requester_mac = a.sender_mac();
+    a.make_reply_in_place(router_mac);
+    let d = pkt.data_mut();
+    d[0..6].copy_from_slice(&requester_mac);
+    d[6..12].copy_from_slice(&router_mac);
+    Verdict::Reply(in_port)
+}
+
+fn from_container_ip(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+    match pkt.data().first().map(|b| b >> 4) {
+        Some(4) => container_v4(t, in_port, pkt),
+        Some(6) => container_v6(t, in_port, pkt),
+        _ => Verdict::Drop(DropReason::IpMalformed),
+    }
+}
+
+fn container_v4(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+    let info = &t.ports[in_port as usize];
+    let (src, total) = {
+        let Ok(ip) = ipv4::Packet::new_checked(pkt.data()) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        if !ip.verify_checksum() {
+            return Verdict::Drop(DropReason::IpBadChecksum);
+        }
+        (ip.src_u32(), ip.total_len() as usize)
+    };
+    // Ethernet padding after the IP datagram is not part of it.
+    pkt.truncate(total);
+    if !info.allows_v4(src) {
+        return Verdict::Drop(DropReason::Spoofed);
+    }
+    route_v4(t, pkt)
+}
+
+fn container_v6(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+    let info = &t.ports[in_port as usize];
+    let (src, total, nd) = {
+        let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        let nd = ip.next_header() == ipv6::NH_ICMPV6
+            && matches!(
+                ip.payload().first(),
+                Some(&icmpv6::TYPE_NEIGHBOR_SOLICIT)
+                    | Some(&TYPE_ROUTER_SOLICIT)
+                    | Some(&icmpv6::TYPE_NEIGHBOR_ADVERT)
+            );
+        (
+            ip.src_u128(),
+            ipv6::HEADER_LEN + ip.payload_len() as usize,
+            nd,
+        )
+    };
+    pkt.truncate(total);
+    if nd {
+        return nd_reply(t, in_port, pkt);
+    }
+    if !info.allows_v6(src) {
+        return Verdict::Drop(DropReason::Spoofed);
+    }
+    route_v6(t, pkt)
+}
+
+/// Answers a neighbour solicitation from a veth container for any target
+/// but the container's own addresses (the IPv6 counterpart of proxy ARP).
+/// RFC 4861 section 7.1.1: a valid NS has hop limit 255 and code 0.
+fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+    let info = &t.ports[in_port as usize];
+    if info.kind != PortKind::Veth {
+        return Verdict::Drop(DropReason::ControlPlane);
+    }
+    let router_mac = info.router_mac;
+    let (src, target) = {
+        let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        let Ok(ns) = icmpv6::Packet::new_checked(ip.payload()) else {
+            return Verdict::Drop(DropReason::NdMalformed);
+        };
+        if ns.msg_type() != icmpv6::TYPE_NEIGHBOR_SOLICIT {
+            // Router solicitations and unsolicited adverts: nothing to do.
+            return Verdict::Drop(DropReason::ControlPlane);
+        }
+        if ip.hop_limit() != 255 || ns.code() != 0 || !ns.verify_checksum(ip.src(), ip.dst()) {
+            return Verdict::Drop(DropReason::NdMalformed);
+        }
+        (ip.src_u128(), u128::from(ns.target_addr()))
+    };
+    // Duplicate address detection (unspecified source) and solicitations for
+    // the container's own addresses are not ours to answer.
+    if src == 0 || info.allows_v6(target) {
+        return Verdict::Drop(DropReason::ArpNotForUs);
+    }
+    if !info.allows_v6(src) && (src >> 118) != 0x3fa {
+        // Neither one of the port's addresses nor link-local (fe80::/10).
+        return Verdict::Drop(DropReason::Spoofed);
+    }
+    // Rebuild in place: IPv6 (40) + NA (24) + target link-layer option (8).
+    let na_len = icmpv6::ND_HEADER_LEN + 8;
+    let total = ipv6::HEADER_LEN + na_len;
+    let (buf, head, _) = pkt.raw_mut();
+    // The Ethernet header we stripped sits just before `head`.
+    if head < ethernet::HEADER_LEN {
+        return Verdict::Drop(DropReason::NoHeadroom);
+    }
+    // Answer to the solicitation's frame source (its Ethernet header was
+    // stripped, not erased): the source link-layer option, when present,
+    // must carry the same address (RFC 4861 section 7.2.3 lets us use it).
+    let mut dst_mac = [0u8; 6];
+    dst_mac.copy_from_slice(&buf[head - 8..head - 2]);
+    let src_addr = std::net::Ipv6Addr::from(target);
+    let dst_addr = std::net::Ipv6Addr::from(src);
+    let ip = ipv6::Repr {
+        src: src_addr,
+        dst: dst_addr,
+        next_header: ipv6::NH_ICMPV6,
+        hop_limit: 255,
+        payload_len: na_len as u16,
+    };
+    let region = &mut buf[head..head + total];
+    ip.emit(&mut region[..ipv6::HEADER_LEN]);
+    // RFC 4861 section 7.2.4: solicited, override, from a router.
+    icmpv6::emit_neighbor_advert(
+        &mut region[ipv6::HEADER_LEN..],
+        icmpv6::NA_FLAG_ROUTER | icmpv6::NA_FLAG_SOLICITED | icmpv6::NA_FLAG_OVERRIDE,
+        src_addr,
+        Some(router_mac),
+        src_addr,
+        dst_addr,
+    );
+    let eth_head = head - ethernet::HEADER_LEN;
+    ethernet::emit(
+        &mut buf[eth_head..head],
+        dst_mac,
+        router_mac,
+        ethernet::ETHERTYPE_IPV6,
+    );
+    pkt.set_window(eth_head, ethernet::HEADER_LEN + total);
+    Verdict::Reply(in_port)
+}
+
+// ---------------------------------------------------------------- uplink side
+
+fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let (ethertype, l3) = {
+        let Ok(eth) = ethernet::Frame::new_checked(pkt.data()) else {
+            return Verdict::Drop(DropReason::EthTruncated);
+        };
+        // Tagged frames belong to the kernel's VLAN devices, not to us.
+        if eth.vlan_tags() != 0 {
+            return Verdict::Pass;
+        }
+        (eth.ethertype(), eth.payload_offset())
+    };
+    let outer = match ethertype {
+        ethernet::ETHERTYPE_IPV4 => outer_v4(t, &pkt.data()[l3..]),
+        ethernet::ETHERTYPE_IPV6 => outer_v6(t, &pkt.data()[l3..]),
+        _ => return Verdict::Pass,
+    };
+    let vx_off = match outer {
+        Ok(off) => l3 + off,
+        Err(v) => return v,
+    };
+    // VXLAN header and inner Ethernet.
+    let inner_ethertype = {
+        let d = &pkt.data()[vx_off..];
+        let Ok(vx) = vxlan::Packet::new_checked(d) else {
+            return Verdict::Drop(DropReason::VxlanTruncated);
+        };
+        // RFC 7348 section 5: "I flag MUST be set to 1 for a valid VXLAN
+        // Network ID (VNI). The other 7 bits (designated "R") are reserved
+        // fields and MUST be set to zero on transmission and ignored on
+        // receipt."
+        if !vx.has_vni_flag() {
+            return Verdict::Drop(DropReason::VxlanBadFlags);
+        }
+        if vx.vni() != t.vni {
+            return Verdict::Drop(DropReason::VxlanUnknownVni);
+        }
+        let Ok(inner) = ethernet::Frame::new_checked(&d[vxlan::HEADER_LEN..]) else {
+            return Verdict::Drop(DropReason::VxlanTruncated);
+        };
+        if inner.dst() != t.vtep_mac {
+            return Verdict::Drop(DropReason::InnerNotForUs);
+        }
+        if inner.vlan_tags() != 0 {
+            return Verdict::Drop(DropReason::InnerNotIp);
+        }
+        inner.ethertype()
+    };
+    pkt.strip(vx_off + vxlan::HEADER_LEN + ethernet::HEADER_LEN);
+    match (inner_ethertype, pkt.data().first().map(|b| b >> 4)) {
+        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, pkt),
+        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, pkt),
+        (ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6, _) => {
+            Verdict::Drop(DropReason::IpMalformed)
+        }
+        _ => Verdict::Drop(DropReason::InnerNotIp),
+    }
+}
+
+/// Checks an outer IPv4/UDP header; `Ok(offset of VXLAN from l3)` when the
+/// datagram is VXLAN for us, else the verdict.
+fn outer_v4(t: &Tables, d: &[u8]) -> Result<usize, Verdict> {
+    let Ok(ip) = ipv4::Packet::new_checked(d) else {
+        return Err(Verdict::Drop(DropReason::IpMalformed));
+    };
+    let ours = matches!(t.underlay, std::net::IpAddr::V4(a) if u32::from(a) == ip.dst_u32());
+    if !ours || ip.protocol() != ipv4::PROTO_UDP {
+        return Err(Verdict::Pass);
+    }
+    if ip.frag_offset() != 0 {
+        // A later fragment carries no UDP header: the kernel reassembles
+        // what is its own. A VXLAN one is dropped with its first fragment.
+        return Err(Verdict::Pass);
+    }
+    let payload = ip.payload();
+    let Ok(u) = udp::Packet::new_checked(payload) else {
+        return Err(Verdict::Drop(DropReason::UdpMalformed));
+    };
+    if u.dst_port() != t.udp_port {
+        return Err(Verdict::Pass);
+    }
+    if ip.more_frags() {
+        return Err(Verdict::Drop(DropReason::OuterFragment));
+    }
+    if !ip.verify_checksum() {
+        return Err(Verdict::Drop(DropReason::IpBadChecksum));
+    }
+    if u.len() as usize != payload.len() {
+        return Err(Verdict::Drop(DropReason::UdpMalformed));
+    }
+    // RFC 7348 section 5: the UDP checksum "SHOULD be transmitted as zero.
+    // When a packet is received with a UDP checksum of zero, it MUST be
+    // accepted for decapsulation." A non-zero one is verified.
+    if u.checksum() != 0 && !u.verify_checksum_v4(ip.src(), ip.dst()) {
+        return Err(Verdict::Drop(DropReason::UdpBadChecksum));
+    }
+    if !t.is_known_peer_v4(ip.src_u32()) {
+        return Err(Verdict::Drop(DropReason::UnknownPeer));
+    }
+    Ok(ip.header_len() + udp::HEADER_LEN)
+}
+
+fn outer_v6(t: &Tables, d: &[u8]) -> Result<usize, Verdict> {
+    let Ok(ip) = ipv6::Packet::new_checked(d) else {
+        return Err(Verdict::Drop(DropReason::IpMalformed));
+    };
+    let ours = matches!(t.underlay, std::net::IpAddr::V6(a) if u128::from(a) == ip.dst_u128());
+    if !ours {
+        return Err(Verdict::Pass);
+    }
+    let Ok((proto, off, frag)) = ip.upper_layer() else {
+        return Err(Verdict::Drop(DropReason::IpMalformed));
+    };
+    if proto != ipv4::PROTO_UDP {
+        return Err(Verdict::Pass);
+    }
+    let end = ipv6::HEADER_LEN + ip.payload_len() as usize;
+    let Some(seg) = d.get(off..end) else {
+        return Err(Verdict::Drop(DropReason::IpMalformed));
+    };
+    if let Some(f) = frag {
+        if f.offset != 0 {
+            return Err(Verdict::Pass);
+        }
+    }
+    let Ok(u) = udp::Packet::new_checked(seg) else {
+        return Err(Verdict::Drop(DropReason::UdpMalformed));
+    };
+    if u.dst_port() != t.udp_port {
+        return Err(Verdict::Pass);
+    }
+    if frag.is_some() {
+        return Err(Verdict::Drop(DropReason::OuterFragment));
+    }
+    if u.len() as usize != seg.len() {
+        return Err(Verdict::Drop(DropReason::UdpMalformed));
+    }
+    // RFC 6935/6936 allow a zero UDP checksum for tunnels over IPv6 (Linux
+    // does with udp6zerocsumrx); a non-zero one is verified.
+    if u.checksum() != 0 && !u.verify_checksum_v6(ip.src(), ip.dst()) {
+        return Err(Verdict::Drop(DropReason::UdpBadChecksum));
+    }
+    if !t.is_known_peer_v6(ip.src_u128()) {
+        return Err(Verdict::Drop(DropReason::UnknownPeer));
+    }
+    Ok(off + udp::HEADER_LEN)
+}
+
+fn tunnel_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let total = {
+        let Ok(ip) = ipv4::Packet::new_checked(pkt.data()) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        if !ip.verify_checksum() {
+            return Verdict::Drop(DropReason::IpBadChecksum);
+        }
+        ip.total_len() as usize
+    };
+    pkt.truncate(total);
+    route_v4(t, pkt)
+}
+
+fn tunnel_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let total = {
+        let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        ipv6::HEADER_LEN + ip.payload_len() as usize
+    };
+    pkt.truncate(total);
+    route_v6(t, pkt)
+}
+
+// ---------------------------------------------------------------- routing
+
+#[inline]
+fn is_bad_source_v4(src: u32) -> bool {
+    // 0/8 "this network", 127/8 loopback, 224/4 multicast and 240/4 reserved
+    // (with broadcast) never appear as a source (RFC 1812 section 5.3.7).
+    let top = src >> 24;
+    top == 0 || top == 127 || top >= 224
+}
+
+/// Routes an IPv4 packet at offset 0 of `pkt`, from a container or from the
+/// tunnel. Decrements the TTL.
+fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let (src, dst, ttl, len, df, is_echo_req) = {
+        let ip = ipv4::Packet::new_unchecked(pkt.data());
+        let echo = ip.protocol() == ipv4::PROTO_ICMP
+            && ip.frag_offset() == 0
+            && ip.payload().first() == Some(&icmpv4::TYPE_ECHO_REQUEST);
+        (
+            ip.src_u32(),
+            ip.dst_u32(),
+            ip.ttl(),
+            ip.total_len(),
+            ip.dont_frag(),
+            echo,
+        )
+    };
+    if is_bad_source_v4(src) {
+        return Verdict::Drop(DropReason::IpBadSource);
+    }
+    if dst >> 28 >= 0xe {
+        // Multicast, broadcast and reserved (IGMP, DHCP): for the link only.
+        return Verdict::Drop(DropReason::ControlPlane);
+    }
+    let Some(&nh) = t.fib.lookup_v4(dst) else {
+        return icmp_v4(t, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
+    };
+    match nh {
+        NextHop::Router => {
+            if is_echo_req {
+                echo_reply_v4(t, pkt)
+            } else {
+                Verdict::Drop(DropReason::ControlPlane)
+            }
+        }
+        _ if ttl <= 1 => icmp_v4(t, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
+        NextHop::Unassigned => icmp_v4(t, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
+        NextHop::Local { port } => {
+            let mtu = t.ports[port as usize].mtu;
+            if len > mtu {
+                return too_big_v4(t, pkt, df, mtu);
+            }
+            ipv4::Packet::new_unchecked(pkt.data_mut()).dec_ttl_incremental();
+            deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4)
+        }
+        NextHop::Remote { first, count } => {
+            if len > t.overlay_mtu {
+                return too_big_v4(t, pkt, df, t.overlay_mtu);
+            }
+            let hash = flow_hash_v4(pkt.data());
+            ipv4::Packet::new_unchecked(pkt.data_mut()).dec_ttl_incremental();
+            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
+        }
+    }
+}
+
+fn too_big_v4(t: &Tables, pkt: &mut Packet, df: bool, mtu: u16) -> Verdict {
+    if df {
+        icmp_v4(t, pkt, Icmp::TooBig(mtu), DropReason::TooBig)
+    } else {
+        // Fragmenting the inner packet is legal for IPv4 without DF, but a
+        // batch stage that turns one packet into many is not worth its cost
+        // for traffic every modern stack sends with DF.
+        Verdict::Drop(DropReason::TooBigNoDf)
+    }
+}
+
+fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let (src, dst, hop, len, is_echo_req) = {
+        let ip = ipv6::Packet::new_unchecked(pkt.data());
+        let echo = ip.next_header() == ipv6::NH_ICMPV6
+            && ip.payload().first() == Some(&icmpv6::TYPE_ECHO_REQUEST);
+        (
+            ip.src_u128(),
+            ip.dst_u128(),
+            ip.hop_limit(),
+            pkt.len(),
+            echo,
+        )
+    };
+    // Unspecified, loopback, multicast (ff00::/8) and link-local (fe80::/10)
+    // sources are never forwarded (RFC 4291 section 2.5.6).
+    if src == 0 || src == 1 || (src >> 120) == 0xff || (src >> 118) == 0x3fa {
+        return Verdict::Drop(DropReason::IpBadSource);
+    }
+    if (dst >> 120) == 0xff || (dst >> 118) == 0x3fa {
+        // Multicast and link-local destinations (MLD, router solicitations)
+        // are for the link, not for routing.
+        return Verdict::Drop(DropReason::ControlPlane);
+    }
+    let Some(&nh) = t.fib.lookup_v6(dst) else {
+        return icmp_v6(t, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
+    };
+    match nh {
+        NextHop::Router => {
+            if is_echo_req {
+                echo_reply_v6(t, pkt)
+            } else {
+                Verdict::Drop(DropReason::ControlPlane)
+            }
+        }
+        _ if hop <= 1 => icmp_v6(t, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
+        NextHop::Unassigned => icmp_v6(t, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
+        NextHop::Local { port } => {
+            let mtu = t.ports[port as usize].mtu;
+            if len > mtu as usize {
+                return icmp_v6(t, pkt, Icmp::TooBig(mtu), DropReason::TooBig);
+            }
+            dec_hop_limit(pkt);
+            deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6)
+        }
+        NextHop::Remote { first, count } => {
+            if len > t.overlay_mtu as usize {
+                return icmp_v6(t, pkt, Icmp::TooBig(t.overlay_mtu), DropReason::TooBig);
+            }
+            let hash = flow_hash_v6(pkt.data());
+            dec_hop_limit(pkt);
+            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
+        }
+    }
+}
+
+#[inline]
+fn dec_hop_limit(pkt: &mut Packet) {
+    let mut ip = ipv6::Packet::new_unchecked(pkt.data_mut());
+    let h = ip.hop_limit();
+    ip.set_hop_limit(h - 1);
+}
+
+/// Hands an IP packet to a container port: as is on TUN, behind an Ethernet
+/// header (container MAC, router MAC) on veth.
+#[inline]
+fn deliver(t: &Tables, port: u16, pkt: &mut Packet, ethertype: u16) -> Verdict {
+    let info = &t.ports[port as usize];
+    if info.kind == PortKind::Veth {
+        // Without a configured MAC, broadcast: the kernel accepts it for a
+        // unicast IP destination, and we learn nothing we were not told.
+        let dst = info.container_mac.unwrap_or([0xff; 6]);
+        let Some(d) = pkt.prepend(ethernet::HEADER_LEN) else {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        };
+        ethernet::emit(d, dst, info.router_mac, ethertype);
+    }
+    Verdict::Forward(port)
+}
+
+/// Prepends the chosen peer's template and patches what differs per packet.
+#[inline]
+fn encap(
+    t: &Tables,
+    pkt: &mut Packet,
+    first: u32,
+    count: u32,
+    hash: u32,
+    ethertype: u16,
+) -> Verdict {
+    let pick = if count == 1 {
+        0
+    } else {
+        (hash % count) as usize
+    };
+    let Some(&peer_idx) = t.ecmp.get(first as usize + pick) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let peer = &t.peers[peer_idx as usize];
+    if !peer.resolved {
+        return Verdict::Drop(DropReason::NeighbourUnresolved);
+    }
+    let tl = peer.template_len;
+    let inner_len = pkt.len();
+    let Some(d) = pkt.prepend(tl) else {
+        return Verdict::Drop(DropReason::NoHeadroom);
+    };
+    d[..tl].copy_from_slice(&peer.template[..tl]);
+    d[tl - 2..tl].copy_from_slice(&ethertype.to_be_bytes());
+    let sport = SRC_PORT_BASE | (hash as u16 & 0x3fff);
+    if !peer.is_v6() {
+        // IPv4 total length, header checksum from the template's partial sum.
+        let ip_off = ethernet::HEADER_LEN;
+        let ip_len =
+            (inner_len + OUTER_V4_LEN + ethernet::HEADER_LEN - ethernet::HEADER_LEN) as u16;
+        d[ip_off + 2..ip_off + 4].copy_from_slice(&ip_len.to_be_bytes());
+        let csum = !checksum::fold(peer.partial_sum + ip_len as u32);
+        d[ip_off + 10..ip_off + 12].copy_from_slice(&csum.to_be_bytes());
+        let udp_off = ip_off + ipv4::MIN_HEADER_LEN;
+        let udp_len = ip_len - ipv4::MIN_HEADER_LEN as u16;
+        d[udp_off..udp_off + 2].copy_from_slice(&sport.to_be_bytes());
+        d[udp_off + 4..udp_off + 6].copy_from_slice(&udp_len.to_be_bytes());
+        // UDP checksum stays zero over IPv4 (RFC 7348 section 5).
+    } else {
+        let ip_off = ethernet::HEADER_LEN;
+        let udp_off = ip_off + ipv6::HEADER_LEN;
+        let udp_len = (inner_len + OUTER_V6_LEN + ethernet::HEADER_LEN - udp_off) as u16;
+        d[ip_off + 4..ip_off + 6].copy_from_slice(&udp_len.to_be_bytes());
+        d[udp_off..udp_off + 2].copy_from_slice(&sport.to_be_bytes());
+        d[udp_off + 4..udp_off + 6].copy_from_slice(&udp_len.to_be_bytes());
+        // Over IPv6 the checksum covers the whole datagram (RFC 8200
+        // section 8.1); the template holds the pseudo-header's sum.
+        let sum = peer.partial_sum + udp_len as u32 + checksum::sum(&d[udp_off..]);
+        let mut csum = !checksum::fold(sum);
+        if csum == 0 {
+            csum = 0xffff;
+        }
+        d[udp_off + 6..udp_off + 8].copy_from_slice(&csum.to_be_bytes());
+    }
+    Verdict::Forward(UPLINK)
+}
+
+/// Flow hash over the inner 5-tuple (addresses, protocol, ports of a first
+/// fragment), for ECMP and the VXLAN source port: one flow, one path.
+#[inline]
+fn flow_hash_v4(d: &[u8]) -> u32 {
+    let ip = ipv4::Packet::new_unchecked(d);
+    let proto = ip.protocol();
+    let ports = if ip.frag_offset() == 0 && !ip.more_frags() && matches!(proto, 6 | 17 | 132) {
+        ip.payload()
+            .get(..4)
+            .map_or(0, |p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+    } else {
+        0
+    };
+    mix(ip.src_u32() as u64, ip.dst_u32() as u64, ports, proto)
+}
+
+#[inline]
+fn flow_hash_v6(d: &[u8]) -> u32 {
+    let ip = ipv6::Packet::new_unchecked(d);
+    let (proto, ports) = match ip.upper_layer() {
+        Ok((p, off, None)) if matches!(p, 6 | 17 | 132) => (
+            p,
+            d.get(off..off + 4)
+                .map_or(0, |q| u32::from_be_bytes([q[0], q[1], q[2], q[3]])),
+        ),
+        Ok((p, _, _)) => (p, 0),
+        Err(_) => (ip.next_header(), 0),
+    };
+    let s = ip.src_u128();
+    let t = ip.dst_u128();
+    mix((s ^ (s >> 64)) as u64, (t ^ (t >> 64)) as u64, ports, proto)
+}
+
+#[inline]
+fn mix(a: u64, b: u64, ports: u32, proto: u8) -> u32 {
+    // Multiply-xorshift: cheap, and every input bit reaches the top bits we
+    // keep.
+    let mut h = a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.rotate_left(29);
+    h ^= ((ports as u64) << 8) | proto as u64;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    (h >> 32) as u32
+}
+
+// ---------------------------------------------------------------- router-originated
+
+fn echo_reply_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+    {
+        let mut ip = ipv4::Packet::new_unchecked(pkt.data_mut());
+        let src = ip.src();
+        let dst = ip.dst();
+        ip.set_src(dst);
+        ip.set_dst(src);
+        ip.set_ttl(ORIGIN_TTL);
+        ip.fill_checksum();
+        let hl = ip.header_len();
+        let d = pkt.data_mut();
+        let Ok(mut icmp) = icmpv4::Packet::new_checked(&mut d[hl..]) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        icmp.set_msg_type(icmpv4::TYPE_ECHO_REPLY);
+        icmp.fill_checksum();
+    }
+    match originate_v4(t, pkt) {
+        Verdict::Forward(p) => Verdict::Reply(p),
+        v => v,
+    }
+}
+
+fn echo_reply_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+    {
+        let mut ip = ipv6::Packet::new_unchecked(pkt.data_mut());
+        let src = ip.src();
+        let dst = ip.dst();
+        ip.set_src(dst);
+        ip.set_dst(src);
+        ip.set_hop_limit(ORIGIN_TTL);
+        let d = pkt.data_mut();
+        let Ok(mut icmp) = icmpv6::Packet::new_checked(&mut d[ipv6::HEADER_LEN..]) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        icmp.set_msg_type(icmpv6::TYPE_ECHO_REPLY);
+        icmp.fill_checksum(dst, src);
+    }
+    match originate_v6(t, pkt) {
+        Verdict::Forward(p) => Verdict::Reply(p),
+        v => v,
+    }
+}
+
+/// Whether RFC 1122 section 3.2.2 / RFC 1812 section 4.3.2.7 allow an ICMP
+/// error about this datagram: not about an ICMP error, not about a later
+/// fragment, not to a multicast, broadcast or unspecified address.
+fn may_send_icmp_v4(d: &[u8]) -> bool {
+    let ip = ipv4::Packet::new_unchecked(d);
+    if ip.frag_offset() != 0 || is_bad_source_v4(ip.src_u32()) || ip.dst_u32() >> 28 >= 0xe {
+        return false;
+    }
+    if ip.protocol() == ipv4::PROTO_ICMP {
+        return matches!(
+            ip.payload().first(),
+            Some(&icmpv4::TYPE_ECHO_REQUEST) | Some(&icmpv4::TYPE_ECHO_REPLY)
+        );
+    }
+    true
+}
+
+fn icmp_v4(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verdict {
+    let Some(our) = t.icmp_src_v4 else {
+        return Verdict::Drop(reason);
+    };
+    if !may_send_icmp_v4(pkt.data()) {
+        return Verdict::Drop(reason);
+    }
+    let orig_src = ipv4::Packet::new_unchecked(pkt.data()).src();
+    let (ty, code, rest) = match kind {
+        Icmp::TimeExceeded => (icmpv4::TYPE_TIME_EXCEEDED, 0, 0u32),
+        Icmp::NetUnreachable => (icmpv4::TYPE_DEST_UNREACH, icmpv4::CODE_NET_UNREACH, 0),
+        Icmp::HostUnreachable => (icmpv4::TYPE_DEST_UNREACH, icmpv4::CODE_HOST_UNREACH, 0),
+        // RFC 1191 section 4: next-hop MTU in the low 16 bits.
+        Icmp::TooBig(mtu) => (
+            icmpv4::TYPE_DEST_UNREACH,
+            icmpv4::CODE_FRAG_NEEDED,
+            mtu as u32,
+        ),
+    };
+    let hdr = ipv4::MIN_HEADER_LEN + icmpv4::HEADER_LEN;
+    pkt.truncate(ICMP4_MAX_LEN - hdr);
+    let quoted = pkt.len();
+    let Some(d) = pkt.prepend(hdr) else {
+        return Verdict::Drop(reason);
+    };
+    let ip = ipv4::Repr {
+        src: std::net::Ipv4Addr::from(our),
+        dst: orig_src,
+        protocol: ipv4::PROTO_ICMP,
+        ttl: ORIGIN_TTL,
+        payload_len: (icmpv4::HEADER_LEN + quoted) as u16,
+        dont_frag: false,
+        ident: 0,
+    };
+    ip.emit(&mut d[..ipv4::MIN_HEADER_LEN]);
+    icmpv4::emit_error(&mut d[ipv4::MIN_HEADER_LEN..], ty, code, rest, quoted);
+    match originate_v4(t, pkt) {
+        Verdict::Forward(p) => Verdict::Icmp(p, reason),
+        _ => Verdict::Drop(reason),
+    }
+}
+
+fn may_send_icmp_v6(d: &[u8]) -> bool {
+    let ip = ipv6::Packet::new_unchecked(d);
+    let src = ip.src_u128();
+    if src == 0 || (src >> 120) == 0xff || (ip.dst_u128() >> 120) == 0xff {
+        return false;
+    }
+    match ip.upper_layer() {
+        // RFC 4443 section 2.4 (e.1): never about an ICMPv6 error message
+        // (types below 128).
+        Ok((ipv6::NH_ICMPV6, off, _)) => d.get(off).is_some_and(|ty| *ty >= 128),
+        Ok((_, _, Some(f))) => f.offset == 0,
+        _ => true,
+    }
+}
+
+fn icmp_v6(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verdict {
+    let Some(our) = t.icmp_src_v6 else {
+        return Verdict::Drop(reason);
+    };
+    if !may_send_icmp_v6(pkt.data()) {
+        return Verdict::Drop(reason);
+    }
+    let orig_src = ipv6::Packet::new_unchecked(pkt.data()).src();
+    let (ty, code, rest) = match kind {
+        Icmp::TimeExceeded => (icmpv6::TYPE_TIME_EXCEEDED, 0, 0u32),
+        Icmp::NetUnreachable => (icmpv6::TYPE_DEST_UNREACH, icmpv6::CODE_NO_ROUTE, 0),
+        Icmp::HostUnreachable => (icmpv6::TYPE_DEST_UNREACH, icmpv6::CODE_ADDR_UNREACH, 0),
+        Icmp::TooBig(mtu) => (icmpv6::TYPE_PACKET_TOO_BIG, 0, mtu as u32),
+    };
+    let hdr = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
+    pkt.truncate(ICMP6_MAX_LEN - hdr);
+    let quoted = pkt.len();
+    let Some(d) = pkt.prepend(hdr) else {
+        return Verdict::Drop(reason);
+    };
+    let src = std::net::Ipv6Addr::from(our);
+    let ip = ipv6::Repr {
+        src,
+        dst: orig_src,
+        next_header: ipv6::NH_ICMPV6,
+        hop_limit: ORIGIN_TTL,
+        payload_len: (icmpv6::HEADER_LEN + quoted) as u16,
+    };
+    ip.emit(&mut d[..ipv6::HEADER_LEN]);
+    icmpv6::emit_error(
+        &mut d[ipv6::HEADER_LEN..],
+        ty,
+        code,
+        rest,
+        quoted,
+        src,
+        orig_src,
+    );
+    match originate_v6(t, pkt) {
+        Verdict::Forward(p) => Verdict::Icmp(p, reason),
+        _ => Verdict::Drop(reason),
+    }
+}
+
+/// Routes a packet the router made: no anti-spoofing, no TTL decrement.
+fn originate_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let dst = ipv4::Packet::new_unchecked(pkt.data()).dst_u32();
+    match t.fib.lookup_v4(dst) {
+        Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4),
+        Some(&NextHop::Remote { first, count }) => {
+            let hash = flow_hash_v4(pkt.data());
+            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
+        }
+        _ => Verdict::Drop(DropReason::NoRoute),
+    }
+}
+
+fn originate_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let dst = ipv6::Packet::new_unchecked(pkt.data()).dst_u128();
+    match t.fib.lookup_v6(dst) {
+        Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6),
+        Some(&NextHop::Remote { first, count }) => {
+            let hash = flow_hash_v6(pkt.data());
+            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
+        }
+        _ => Verdict::Drop(DropReason::NoRoute),
+    }
+}

@@ -1,0 +1,424 @@
+//! Forwarding state of one host, compiled by the control thread and published
+//! whole: the FIB, the next-hop peers with their prebuilt outer headers, the
+//! ports and the host's own identity.
+//!
+//! Invariants: a `Tables` is immutable once built; workers read one snapshot
+//! per batch, so a reload or a neighbour update is a new `Tables`, never an
+//! edit. Port 0 is always the uplink (the NIC); container ports follow in
+//! configuration order. Every `Remote` next hop names peers that are direct
+//! neighbours of this host (Bellman-Ford first hops).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::config::{PortKind as ConfigPortKind, Topology};
+use crate::fib::Fib;
+use crate::route::{RouteKind, RouteSet};
+use crate::wire::{checksum, ethernet, ipv4, ipv6, udp, vxlan};
+
+/// Index of the uplink in [`Tables::ports`].
+pub const UPLINK: u16 = 0;
+
+/// Outer headers of one encapsulation over IPv4: Ethernet, IPv4, UDP, VXLAN.
+pub const OUTER_V4_LEN: usize =
+    ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + vxlan::HEADER_LEN;
+/// The same over IPv6.
+pub const OUTER_V6_LEN: usize =
+    ethernet::HEADER_LEN + ipv6::HEADER_LEN + udp::HEADER_LEN + vxlan::HEADER_LEN;
+/// Longest template: outer headers plus the inner Ethernet header.
+pub const MAX_TEMPLATE: usize = OUTER_V6_LEN + ethernet::HEADER_LEN;
+
+/// What a port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// The NIC carrying VXLAN to and from peer hosts.
+    Uplink,
+    /// A container behind a TUN device: raw IP frames.
+    Tun,
+    /// A container behind a veth pair: Ethernet frames.
+    Veth,
+}
+
+/// Per-port facts the pipeline needs.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub name: String,
+    pub kind: PortKind,
+    /// Largest IP packet this port may carry (container MTU, or the underlay
+    /// MTU for the uplink).
+    pub mtu: u16,
+    /// Source prefixes the container may use, as (network, mask) pairs.
+    pub allowed_v4: Vec<(u32, u32)>,
+    pub allowed_v6: Vec<(u128, u128)>,
+    /// MAC the router answers with on a veth port (gateway MAC).
+    pub router_mac: [u8; 6],
+    /// The container's MAC on a veth port, when configured.
+    pub container_mac: Option<[u8; 6]>,
+}
+
+impl PortInfo {
+    /// Whether `src` is one of the container's own addresses.
+    #[inline]
+    pub fn allows_v4(&self, src: u32) -> bool {
+        self.allowed_v4.iter().any(|&(net, mask)| src & mask == net)
+    }
+
+    #[inline]
+    pub fn allows_v6(&self, src: u128) -> bool {
+        self.allowed_v6.iter().any(|&(net, mask)| src & mask == net)
+    }
+}
+
+/// Where a FIB entry sends a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// A container port on this host.
+    Local { port: u16 },
+    /// A subnet of this host with no port for that address: host unreachable.
+    Unassigned,
+    /// An address of the router itself (a gateway): echo is answered.
+    Router,
+    /// Encapsulate to one of `ecmp[first..first+count]`, chosen by flow hash.
+    Remote { first: u32, count: u32 },
+}
+
+/// A directly reachable peer host and its prebuilt outer header.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub host: usize,
+    pub name: String,
+    pub underlay: IpAddr,
+    /// Underlay MAC known (configured or from the neighbour table). Until it
+    /// is, packets to this peer drop as `neighbour_unresolved`.
+    pub resolved: bool,
+    /// Outer Ethernet/IP/UDP/VXLAN plus inner Ethernet, lengths, checksums
+    /// and source port zero; `template_len` bytes are live.
+    pub template: [u8; MAX_TEMPLATE],
+    pub template_len: usize,
+    /// Partial sum of the template's IPv4 header with total length 0 (v4),
+    /// or of the IPv6 pseudo-header without length (v6).
+    pub partial_sum: u32,
+}
+
+impl Peer {
+    #[inline]
+    pub fn is_v6(&self) -> bool {
+        self.template_len == MAX_TEMPLATE
+    }
+}
+
+/// Everything a worker needs to forward, as one immutable snapshot.
+#[derive(Debug)]
+pub struct Tables {
+    pub host_name: String,
+    pub vni: u32,
+    pub udp_port: u16,
+    pub underlay: IpAddr,
+    pub nic_mac: [u8; 6],
+    pub vtep_mac: [u8; 6],
+    pub overlay_mtu: u16,
+    pub fib: Fib<NextHop>,
+    pub peers: Vec<Peer>,
+    /// Flattened ECMP sets: indices into `peers`.
+    pub ecmp: Vec<u16>,
+    /// Underlay addresses of every host of the topology, sorted: VXLAN from
+    /// anything else is dropped as `unknown_peer`.
+    pub known_v4: Vec<u32>,
+    pub known_v6: Vec<u128>,
+    pub ports: Vec<PortInfo>,
+    /// Source addresses of ICMP errors and echo replies the router sends.
+    pub icmp_src_v4: Option<u32>,
+    pub icmp_src_v6: Option<u128>,
+}
+
+impl Tables {
+    #[inline]
+    pub fn is_known_peer_v4(&self, a: u32) -> bool {
+        self.known_v4.binary_search(&a).is_ok()
+    }
+
+    #[inline]
+    pub fn is_known_peer_v6(&self, a: u128) -> bool {
+        self.known_v6.binary_search(&a).is_ok()
+    }
+
+    /// Index of the port named `name`.
+    pub fn port_index(&self, name: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u16)
+    }
+}
+
+/// Inputs to [`build`] that come from the machine rather than the topology.
+pub struct HostEnv<'a> {
+    /// MAC of the uplink NIC.
+    pub nic_mac: [u8; 6],
+    /// MTU of the uplink NIC.
+    pub underlay_mtu: u16,
+    /// The kernel's neighbour table: underlay MAC for a peer's address.
+    pub neighbour: &'a dyn Fn(IpAddr) -> Option<[u8; 6]>,
+}
+
+/// The MAC the router uses on container port `index` of a host: locally
+/// administered, stable across restarts, unique per port.
+pub fn router_mac(vtep_mac: [u8; 6], index: usize) -> [u8; 6] {
+    [
+        0x02,
+        0x52,
+        vtep_mac[3],
+        vtep_mac[4],
+        vtep_mac[5],
+        index as u8,
+    ]
+}
+
+fn mask_v4(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len)
+    }
+}
+
+fn mask_v6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    }
+}
+
+/// First host address of the host's first subnet of each family: the
+/// address the router speaks from (gateways are derived the same way).
+fn router_addrs(topo: &Topology, host: usize) -> (Option<u32>, Option<u128>) {
+    let mut v4 = None;
+    let mut v6 = None;
+    for port in &topo.hosts[host].ports {
+        for g in &port.gateways {
+            match g {
+                IpAddr::V4(a) if v4.is_none() => v4 = Some(u32::from(*a)),
+                IpAddr::V6(a) if v6.is_none() => v6 = Some(u128::from(*a)),
+                _ => {}
+            }
+        }
+    }
+    for s in &topo.hosts[host].subnets {
+        match s {
+            IpNet::V4(n) if v4.is_none() => v4 = Some(u32::from(n.network()).wrapping_add(1)),
+            IpNet::V6(n) if v6.is_none() => v6 = Some(u128::from(n.network()).wrapping_add(1)),
+            _ => {}
+        }
+    }
+    (v4, v6)
+}
+
+/// Builds the outer header template toward `peer` from `local`.
+fn template(
+    topo: &Topology,
+    local: usize,
+    peer: usize,
+    nic_mac: [u8; 6],
+    peer_mac: [u8; 6],
+) -> Option<Peer> {
+    let me = &topo.hosts[local];
+    let them = &topo.hosts[peer];
+    let mut t = [0u8; MAX_TEMPLATE];
+    let (len, partial) = match (me.underlay, them.underlay) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            ethernet::emit(&mut t[..], peer_mac, nic_mac, ethernet::ETHERTYPE_IPV4);
+            let ip = ipv4::Repr {
+                src,
+                dst,
+                protocol: ipv4::PROTO_UDP,
+                ttl: 64,
+                payload_len: 0,
+                // RFC 6864: an atomic datagram (DF set) may use any ID; VXLAN
+                // must never be fragmented (RFC 7348 section 4.3) anyway.
+                dont_frag: true,
+                ident: 0,
+            };
+            let off = ethernet::HEADER_LEN;
+            ip.emit(&mut t[off..off + ipv4::MIN_HEADER_LEN]);
+            // Total length is patched per packet: keep the header's sum with
+            // a zero length and zero checksum.
+            t[off + 2] = 0;
+            t[off + 3] = 0;
+            t[off + 10] = 0;
+            t[off + 11] = 0;
+            let partial = checksum::sum(&t[off..off + ipv4::MIN_HEADER_LEN]);
+            (OUTER_V4_LEN, partial)
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            ethernet::emit(&mut t[..], peer_mac, nic_mac, ethernet::ETHERTYPE_IPV6);
+            let ip = ipv6::Repr {
+                src,
+                dst,
+                next_header: ipv4::PROTO_UDP,
+                hop_limit: 64,
+                payload_len: 0,
+            };
+            ip.emit(&mut t[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv6::HEADER_LEN]);
+            // Pseudo-header without the length: source, destination, next
+            // header. Length is added per packet.
+            let partial = checksum::pseudo_v6(src, dst, ipv4::PROTO_UDP, 0);
+            (OUTER_V6_LEN, partial)
+        }
+        // Validation rejects mixed families on a link; a route never pairs them.
+        _ => return None,
+    };
+    let udp_off = len - vxlan::HEADER_LEN - udp::HEADER_LEN;
+    udp::emit(
+        &mut t[udp_off..udp_off + udp::HEADER_LEN],
+        0,
+        topo.overlay.udp_port,
+        0,
+    );
+    vxlan::emit(&mut t[len - vxlan::HEADER_LEN..len], topo.overlay.vni);
+    ethernet::emit(&mut t[len..], them.vtep_mac.0, me.vtep_mac.0, 0);
+    Some(Peer {
+        host: peer,
+        name: them.name.clone(),
+        underlay: them.underlay,
+        resolved: false,
+        template: t,
+        template_len: len + ethernet::HEADER_LEN,
+        partial_sum: partial,
+    })
+}
+
+/// Compiles the forwarding state of host `host` from the topology and its
+/// route set. Sans-IO: neighbour MACs come in through `env`.
+pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>) -> Tables {
+    let me = &topo.hosts[host];
+    let overlay_mtu = topo.overlay_mtu(host);
+
+    let mut ports = vec![PortInfo {
+        name: me.nic.clone().unwrap_or_else(|| "uplink".to_owned()),
+        kind: PortKind::Uplink,
+        mtu: env.underlay_mtu,
+        allowed_v4: Vec::new(),
+        allowed_v6: Vec::new(),
+        router_mac: env.nic_mac,
+        container_mac: None,
+    }];
+    for (i, p) in me.ports.iter().enumerate() {
+        let mut allowed_v4 = Vec::new();
+        let mut allowed_v6 = Vec::new();
+        for a in &p.addresses {
+            match a {
+                IpNet::V4(n) => allowed_v4.push((u32::from(n.network()), mask_v4(n.prefix_len()))),
+                IpNet::V6(n) => allowed_v6.push((u128::from(n.network()), mask_v6(n.prefix_len()))),
+            }
+        }
+        ports.push(PortInfo {
+            name: p.name.clone(),
+            kind: match p.kind {
+                ConfigPortKind::Tun => PortKind::Tun,
+                ConfigPortKind::Veth => PortKind::Veth,
+            },
+            mtu: p.mtu.unwrap_or(overlay_mtu),
+            allowed_v4,
+            allowed_v6,
+            router_mac: router_mac(me.vtep_mac.0, i + 1),
+            container_mac: p.mac.map(|m| m.0),
+        });
+    }
+
+    // Peers: every first hop of any remote route, one template each.
+    let mut peers: Vec<Peer> = Vec::new();
+    let mut peer_of_host = vec![u16::MAX; topo.hosts.len()];
+    let mut ecmp: Vec<u16> = Vec::new();
+    let mut entries: Vec<(IpNet, NextHop)> = Vec::new();
+    for r in &routes.routes {
+        match r.kind {
+            RouteKind::Local => entries.push((r.prefix.trunc(), NextHop::Unassigned)),
+            RouteKind::Remote => {
+                let first = ecmp.len() as u32;
+                for nh in &r.next_hops {
+                    if peer_of_host[nh.host] == u16::MAX {
+                        let them = &topo.hosts[nh.host];
+                        let mac = them
+                            .underlay_mac
+                            .map(|m| m.0)
+                            .or_else(|| (env.neighbour)(them.underlay));
+                        let Some(mut peer) =
+                            template(topo, host, nh.host, env.nic_mac, mac.unwrap_or([0; 6]))
+                        else {
+                            continue;
+                        };
+                        peer.resolved = mac.is_some();
+                        peer_of_host[nh.host] = peers.len() as u16;
+                        peers.push(peer);
+                    }
+                    ecmp.push(peer_of_host[nh.host]);
+                }
+                let count = ecmp.len() as u32 - first;
+                if count > 0 {
+                    entries.push((r.prefix.trunc(), NextHop::Remote { first, count }));
+                }
+            }
+        }
+    }
+    // Container addresses are more specific than the host subnets that hold
+    // them, so longest-prefix match picks the port.
+    for (i, p) in me.ports.iter().enumerate() {
+        for a in &p.addresses {
+            entries.push((
+                a.trunc(),
+                NextHop::Local {
+                    port: (i + 1) as u16,
+                },
+            ));
+        }
+    }
+    let (icmp_src_v4, icmp_src_v6) = router_addrs(topo, host);
+    for p in &me.ports {
+        for g in &p.gateways {
+            entries.push((IpNet::from(*g), NextHop::Router));
+        }
+    }
+    if let Some(a) = icmp_src_v4 {
+        entries.push((
+            IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(a))),
+            NextHop::Router,
+        ));
+    }
+    if let Some(a) = icmp_src_v6 {
+        entries.push((
+            IpNet::from(IpAddr::from(std::net::Ipv6Addr::from(a))),
+            NextHop::Router,
+        ));
+    }
+
+    let mut known_v4: Vec<u32> = Vec::new();
+    let mut known_v6: Vec<u128> = Vec::new();
+    for h in &topo.hosts {
+        match h.underlay {
+            IpAddr::V4(a) => known_v4.push(a.into()),
+            IpAddr::V6(a) => known_v6.push(a.into()),
+        }
+    }
+    known_v4.sort_unstable();
+    known_v6.sort_unstable();
+
+    Tables {
+        host_name: me.name.clone(),
+        vni: topo.overlay.vni,
+        udp_port: topo.overlay.udp_port,
+        underlay: me.underlay,
+        nic_mac: env.nic_mac,
+        vtep_mac: me.vtep_mac.0,
+        overlay_mtu,
+        fib: Fib::build(entries),
+        peers,
+        ecmp,
+        known_v4,
+        known_v6,
+        ports,
+        icmp_src_v4,
+        icmp_src_v6,
+    }
+}

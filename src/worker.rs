@@ -1,0 +1,182 @@
+//! Poll-mode worker: one thread pinned to one core, owning its port queues.
+//!
+//! Each loop: for every port it owns, receive a burst, run it through
+//! [`dataplane::forward_burst`] against the tables loaded once per burst,
+//! then flush every port. When nothing arrives for a while the worker sleeps
+//! on its ports' file descriptors (epoll through mio, so AF_XDP need_wakeup
+//! and TUN readiness wake it) instead of burning the core: on a 2-core host
+//! the containers need the CPU too.
+//!
+//! Invariants: the worker never takes a lock on the per-packet path (it
+//! publishes counters with `try_lock` every [`STATS_EVERY`] loops and skips a
+//! round when the control thread holds the lock), never allocates per packet,
+//! and never frees a table (the publisher retires them).
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::dataplane::{self, Counters, Pipeline, Tables, Verdict};
+use crate::fib::FibReader;
+use crate::port::{Batch, Port, BATCH_SIZE};
+
+/// Loops between counter publications.
+pub const STATS_EVERY: u32 = 1024;
+/// Empty loops before the worker sleeps on its file descriptors.
+pub const IDLE_SPINS: u32 = 256;
+/// Longest sleep: bounds how late the worker sees a stop request or a port
+/// that cannot be waited on.
+pub const IDLE_SLEEP: Duration = Duration::from_millis(10);
+
+/// What a worker publishes for the control thread.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerStats {
+    pub counters: Counters,
+    /// Frames received per port index.
+    pub rx: Vec<u64>,
+    /// Frames transmitted per port index.
+    pub tx: Vec<u64>,
+    /// Transmit or receive errors seen (the last one is kept for the log).
+    pub io_errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// A worker's shared handles.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    pub stats: Arc<Mutex<WorkerStats>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs the poll loop until `stop` is set. `ports[i]` is this worker's queue
+/// of port `i` (`None` where it has none). `core` pins the thread when given.
+pub fn run(
+    id: usize,
+    core: Option<usize>,
+    mut ports: Vec<Option<Box<dyn Port + Send>>>,
+    tables: FibReader<Tables>,
+    handle: WorkerHandle,
+) -> io::Result<()> {
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+            tracing::warn!(worker = id, core = c, "could not pin worker to core");
+        }
+    }
+    let mut poll = Poll::new()?;
+    let mut waitable = 0;
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(fd) = p.as_ref().and_then(|p| p.poll_fd()) {
+            poll.registry()
+                .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
+            waitable += 1;
+        }
+    }
+    let owned: Vec<u16> = (0..ports.len() as u16)
+        .filter(|&i| ports[i as usize].is_some())
+        .collect();
+    tracing::info!(worker = id, ?core, ports = ?owned, waitable, "worker started");
+
+    let n_ports = ports.len();
+    let mut pipe = Pipeline::new();
+    let mut batch = Batch::new();
+    let mut verdicts = [Verdict::Pass; BATCH_SIZE];
+    let mut rx = vec![0u64; n_ports];
+    let mut tx = vec![0u64; n_ports];
+    let mut events = Events::with_capacity(n_ports.max(1));
+    let mut io_errors = 0u64;
+    let mut last_error: Option<String> = None;
+    let mut idle = 0u32;
+    let mut loops = 0u32;
+
+    while !handle.stop.load(Ordering::Relaxed) {
+        let mut got = 0usize;
+        for &i in &owned {
+            let received = match ports[i as usize].as_mut().map(|p| p.rx_burst(&mut batch)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => {
+                    io_errors += 1;
+                    last_error = Some(format!("rx on port {i}: {e}"));
+                    0
+                }
+                None => 0,
+            };
+            if received == 0 {
+                continue;
+            }
+            got += received;
+            rx[i as usize] += received as u64;
+            // One table load per burst: the guard pins this snapshot until
+            // the burst is done; the publisher frees it later, not us.
+            let t = tables.load();
+            let mut dyn_ports: [Option<&mut dyn Port>; MAX_PORTS] = [const { None }; MAX_PORTS];
+            for (slot, p) in dyn_ports.iter_mut().zip(ports.iter_mut()) {
+                *slot = p.as_deref_mut().map(|p| p as &mut dyn Port);
+            }
+            if let Err(e) = dataplane::forward_burst(
+                &mut pipe,
+                &t,
+                i,
+                &mut batch,
+                &mut verdicts,
+                &mut dyn_ports[..n_ports.min(MAX_PORTS)],
+                &mut tx,
+            ) {
+                io_errors += 1;
+                last_error = Some(format!("tx: {e}"));
+            }
+        }
+        for p in ports.iter_mut().flatten() {
+            if let Err(e) = p.flush() {
+                io_errors += 1;
+                last_error = Some(format!("flush on {}: {e}", p.name()));
+            }
+        }
+
+        loops = loops.wrapping_add(1);
+        if loops % STATS_EVERY == 0 || got == 0 && idle == IDLE_SPINS {
+            if let Ok(mut s) = handle.stats.try_lock() {
+                s.counters = pipe.counters.clone();
+                s.rx.clone_from(&rx);
+                s.tx.clone_from(&tx);
+                s.io_errors = io_errors;
+                if last_error.is_some() {
+                    s.last_error = last_error.take();
+                }
+            }
+        }
+        if got > 0 {
+            idle = 0;
+            continue;
+        }
+        idle += 1;
+        if idle > IDLE_SPINS {
+            // Sleep until a port is readable (or the timeout, for ports that
+            // cannot be waited on and for the stop flag).
+            match poll.poll(&mut events, Some(IDLE_SLEEP)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if !events.is_empty() {
+                idle = 0;
+            }
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    if let Ok(mut s) = handle.stats.lock() {
+        s.counters = pipe.counters.clone();
+        s.rx = rx;
+        s.tx = tx;
+        s.io_errors = io_errors;
+    }
+    tracing::info!(worker = id, "worker stopped");
+    Ok(())
+}
+
+/// Most ports one worker handles (uplink plus container ports).
+pub const MAX_PORTS: usize = 256;
