@@ -344,7 +344,7 @@ impl Repr {
             dst: p.dst(),
             protocol: p.protocol(),
             ttl: p.ttl(),
-            payload_len: p.total_len() - p.header_len() as u16,
+            payload_len: p.total_len().saturating_sub(p.header_len() as u16),
             dont_frag: p.dont_frag(),
             ident: p.ident(),
         }
