@@ -18,26 +18,37 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// trailing byte padded by a zero byte. Returned folded to at most `0xffff`.
 #[inline]
 pub fn sum(data: &[u8]) -> u32 {
+    // Each 64-bit word is added as two 32-bit halves: independent adds (no
+    // carry chain), and the 64-bit accumulator cannot overflow below 2^31
+    // words, far beyond any packet.
     let mut acc: u64 = 0;
     let mut words = data.chunks_exact(8);
     for w in &mut words {
         let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
         acc += (v >> 32) + (v & 0xffff_ffff);
     }
-    let rest = words.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        acc += u64::from(u16::from_ne_bytes([p[0], p[1]]));
+    // Tail of 0-7 bytes: one optional 4-, 2- and 1-byte step each.
+    let mut rest = words.remainder();
+    let mut tail: u64 = 0;
+    if rest.len() >= 4 {
+        tail += u64::from(u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        rest = &rest[4..];
     }
-    if let [last] = pairs.remainder() {
-        acc += u64::from(u16::from_ne_bytes([*last, 0]));
+    if rest.len() >= 2 {
+        tail += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
     }
-    // Fold 64 -> 16 bits with end-around carries, still in native byte order.
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    let mut s = (acc & 0xffff) + (acc >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
+    if let [last] = rest {
+        tail += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    acc += tail;
+    // Fold 64 -> 16 bits with end-around carries, still in native byte order
+    // (a 32- or 64-bit native word is its 16-bit words times powers of 2^16,
+    // and 2^16 = 1 modulo 0xffff, so the folds keep the sum).
+    let s = (acc >> 32) + (acc & 0xffff_ffff);
+    let s = (s >> 32) + (s & 0xffff_ffff);
+    let s = (s >> 16) + (s & 0xffff);
+    let s = (s >> 16) + (s & 0xffff);
     // A sum of byte-swapped words is the byte-swapped sum (RFC 1071 §2(B)).
     u32::from(u16::from_be(s as u16))
 }

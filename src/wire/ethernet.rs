@@ -89,6 +89,13 @@ impl<T: AsRef<[u8]>> Frame<T> {
     #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        // Fast path: untagged, the common case on the hot path.
+        if !is_vlan_tpid(field::get_u16(b, fields::ETHERTYPE)) {
+            return Ok(Frame { buffer, tags: 0 });
+        }
         let tags = count_tags(b);
         let hdr = HEADER_LEN + tags * VLAN_TAG_LEN;
         if b.len() < hdr {

@@ -368,5 +368,11 @@ mod tests {
             assert_eq!(Packet::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
         }
         assert!(Packet::new_checked(&b[..]).unwrap().verify_checksum());
+        // The all-zero reply only verifies with 0xffff, never 0x0000.
+        let mut m = b.clone();
+        let mut p = Packet::new_checked(&mut m[..]).unwrap();
+        p.make_echo_reply_in_place();
+        assert_eq!(p.checksum(), 0xffff);
+        assert!(p.verify_checksum());
     }
 }

@@ -533,4 +533,76 @@ mod tests {
         assert_eq!(h.traffic_class, 0xb8);
         assert_eq!(rest.len(), 8);
     }
+
+    proptest::proptest! {
+        /// Random valid extension chains: our walk and etherparse's agree on
+        /// the upper-layer protocol and its offset.
+        #[test]
+        fn ext_walk_agrees_with_etherparse(
+            hbh in proptest::bool::ANY,
+            chain in proptest::collection::vec((0u8..4, 0u8..4, proptest::bool::ANY), 0..6),
+            fill in proptest::num::u8::ANY,
+        ) {
+            let mut exts: Vec<(u8, Vec<u8>)> = Vec::new();
+            if hbh {
+                exts.push((NH_HOP_BY_HOP, vec![0, 0, 1, 4, 0, 0, 0, 0]));
+            }
+            for (kind, l, more) in chain {
+                let (nh, body) = match kind {
+                    0 | 1 => {
+                        let n = (usize::from(l) + 1) * 8;
+                        let mut b = vec![fill; n];
+                        b[1] = l;
+                        if kind == 0 {
+                            // Destination options must parse: one PadN covering the rest.
+                            b[2] = 1;
+                            b[3] = (n - 4) as u8;
+                            b[4..].fill(0);
+                        }
+                        (if kind == 0 { NH_DEST_OPTS } else { NH_ROUTING }, b)
+                    }
+                    2 => {
+                        let l = l.max(1);
+                        let mut b = vec![fill; (usize::from(l) + 2) * 4];
+                        b[1] = l;
+                        b[2] = 0;
+                        b[3] = 0;
+                        (NH_AUTH, b)
+                    }
+                    _ => (NH_FRAGMENT, vec![0, 0, 0, u8::from(more), 0, 0, 0, 9]),
+                };
+                exts.push((nh, body));
+            }
+            let first = exts.first().map(|e| e.0).unwrap_or(NH_UDP);
+            let mut payload = Vec::new();
+            for i in 0..exts.len() {
+                let mut body = exts[i].1.clone();
+                body[0] = exts.get(i + 1).map(|e| e.0).unwrap_or(NH_UDP);
+                payload.extend_from_slice(&body);
+            }
+            let ext_len = payload.len();
+            payload.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+            let mut b = vec![0u8; HEADER_LEN];
+            Repr {
+                src: "2001:db8::1".parse().unwrap(),
+                dst: "2001:db8::2".parse().unwrap(),
+                next_header: first,
+                hop_limit: 64,
+                payload_len: payload.len() as u16,
+            }
+            .emit(&mut b);
+            b.extend_from_slice(&payload);
+
+            let (nh, off, frag) = Packet::new_checked(&b[..]).unwrap().upper_layer().unwrap();
+            proptest::prop_assert_eq!(nh, NH_UDP);
+            proptest::prop_assert_eq!(off, HEADER_LEN + ext_len);
+            let theirs = etherparse::Ipv6Slice::from_slice(&b).unwrap();
+            proptest::prop_assert_eq!(theirs.payload().ip_number.0, nh);
+            proptest::prop_assert_eq!(b.len() - theirs.payload().payload.len(), off);
+            // etherparse ORs the M flags of every fragment header; we report the last one.
+            let frags: Vec<bool> = exts.iter().filter(|e| e.0 == NH_FRAGMENT).map(|e| e.1[3] == 1).collect();
+            proptest::prop_assert_eq!(frags.iter().any(|m| *m), theirs.is_payload_fragmented());
+            proptest::prop_assert_eq!(frag.map(|f| f.more), frags.last().copied());
+        }
+    }
 }
