@@ -17,6 +17,18 @@
 
 pub mod mem;
 
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod afxdp;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod sys;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod tun;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod xdp;
 
 use std::io;
 
