@@ -332,7 +332,7 @@ fn rate_afxdp_veth() {
     std::thread::sleep(Duration::from_millis(300));
     let tx = io_support::spawn_in(&b.name, move || {
         let mut port = AfXdpPort::open("io-vb", 0, &AfXdpConfig::default()).expect("AF_XDP");
-        let frame = eth_ipv4_udp(mac_a, mac_b, B, A, 5555, 4789, &[0u8; 22 - 8]);
+        let frame = eth_ipv4_udp(mac_a, mac_b, B, A, 5555, 4789, &[0u8; 18]);
         assert_eq!(frame.len(), 60);
         let frames: Vec<&[u8]> = vec![&frame[..]; 64];
         let start = Instant::now();

@@ -42,6 +42,9 @@ use super::{sys, Batch, LinkType, Port, BATCH_SIZE, MAX_FRAME};
 /// program (`XDP_PACKET_HEADROOM`); the packet data starts after it.
 pub const XDP_PACKET_HEADROOM: u32 = 256;
 
+/// Most tx kicks one flush makes (a burst of 64 needs 2 in copy mode).
+const MAX_TX_KICKS: usize = 8;
+
 /// Whether to ask for zero-copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ZeroCopy {
@@ -155,6 +158,7 @@ pub struct AfXdpPort {
     scratch: Vec<FrameDesc>,
     staged: Vec<FrameDesc>,
     fill_target: u32,
+    ring_size: u32,
     kernel_rx: u32,
     kernel_tx: u32,
     frame_size: usize,
@@ -311,6 +315,7 @@ impl AfXdpPort {
             scratch: Vec::with_capacity(BATCH_SIZE),
             staged: Vec::with_capacity(BATCH_SIZE),
             fill_target: cfg.ring_size,
+            ring_size: cfg.ring_size,
             kernel_rx: 0,
             kernel_tx: 0,
             frame_size,
@@ -538,7 +543,14 @@ impl Port for AfXdpPort {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.kernel_tx > 0 && self.tx.needs_wakeup() {
+        // In copy mode one sendto transmits at most the kernel's generic
+        // xmit batch (32 frames) and the tx ring keeps the rest, so kick
+        // until the ring is empty, bounded so a stuck device cannot hold the
+        // worker here.
+        for _ in 0..MAX_TX_KICKS {
+            if self.tx.nb_free_exact() == self.ring_size || !self.tx.needs_wakeup() {
+                break;
+            }
             self.stats.tx_wakeups += 1;
             self.tx.wakeup()?;
         }
