@@ -407,7 +407,7 @@ fn uplink_parses_vlan_tags_and_ipv6() {
         prog.register_socket(0, port.fd()).unwrap();
         let plain = eth_ipv4_udp(mac_a, mac_b, B, A, 5555, 4789, VXLAN);
         let other_port = eth_ipv4_udp(mac_a, mac_b, B, A, 5555, 4790, VXLAN);
-        let frames = vec![
+        let frames = [
             tagged(&other_port, &[(0x8100, 10)]),
             tagged(&plain, &[(0x8100, 10)]),
             tagged(&plain, &[(0x88a8, 20), (0x8100, 30)]),

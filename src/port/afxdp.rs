@@ -558,3 +558,64 @@ impl Port for AfXdpPort {
         self.refill()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_err(cfg: AfXdpConfig) -> io::ErrorKind {
+        AfXdpPort::open("lo", 0, &cfg).unwrap_err().kind()
+    }
+
+    #[test]
+    fn open_validates_sizes_before_touching_the_device() {
+        let d = AfXdpConfig::default();
+        assert_eq!(
+            open_err(AfXdpConfig {
+                frame_size: 3000,
+                ..d.clone()
+            }),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            open_err(AfXdpConfig {
+                frame_size: 8192,
+                ..d.clone()
+            }),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            open_err(AfXdpConfig {
+                ring_size: 1000,
+                ..d.clone()
+            }),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            open_err(AfXdpConfig {
+                frame_count: 2048,
+                ring_size: 2048,
+                ..d.clone()
+            }),
+            io::ErrorKind::InvalidInput
+        );
+        let e = AfXdpPort::open("io-no-such-dev", 0, &d).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn default_frames_hold_a_max_frame() {
+        let d = AfXdpConfig::default();
+        // rx copies at most MAX_FRAME; a UMEM frame's data area must not be
+        // the tighter limit for a 1500-byte underlay with VLAN tags.
+        assert!((d.frame_size - XDP_PACKET_HEADROOM) as usize >= 1500 + 14 + 8);
+    }
+
+    #[test]
+    fn port_is_send() {
+        fn is_send<T: Send>() {}
+        is_send::<AfXdpPort>();
+        is_send::<crate::port::tun::TunPort>();
+        is_send::<crate::port::xdp::XdpProgram>();
+    }
+}

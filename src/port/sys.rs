@@ -97,3 +97,33 @@ pub fn xsk_kick_rx(fd: RawFd) -> io::Result<()> {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvt_maps_minus_one_to_errno() {
+        assert_eq!(cvt(5i32).unwrap(), 5);
+        assert!(cvt(-1isize).is_err());
+    }
+
+    #[test]
+    fn ifindex_of_loopback_and_of_nothing() {
+        assert!(ifindex("lo").unwrap() > 0);
+        assert_eq!(
+            ifindex("io-no-such-dev").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            ifindex("a\0b").unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn poll_times_out_on_a_quiet_socket() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(!poll_readable(s.as_raw_fd(), 0).unwrap());
+    }
+}

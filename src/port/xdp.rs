@@ -251,3 +251,37 @@ impl Drop for XdpProgram {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn addr_keys_match_the_programs_layout() {
+        let v4 = addr_key(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!(
+            v4,
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1]
+        );
+        let v6: Ipv6Addr = "::ffff:198.18.0.1".parse().unwrap();
+        assert_eq!(addr_key(IpAddr::V6(v6)), v4);
+    }
+
+    #[test]
+    fn object_is_embedded_and_is_bpf_elf() {
+        // ELF, 64-bit, e_machine EM_BPF (247).
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        assert_eq!(OBJECT[4], 2);
+        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247);
+    }
+
+    #[test]
+    fn attach_rejects_too_many_addresses_and_missing_devices() {
+        let many = vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)); MAX_UNDERLAY_ADDRS + 1];
+        let e = XdpProgram::attach("lo", XdpKind::Uplink, &many, 4789).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = XdpProgram::attach("io-no-such-dev", XdpKind::Uplink, &[], 4789).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+}
