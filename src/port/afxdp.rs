@@ -136,6 +136,23 @@ pub struct AfXdpStats {
     pub tx_wakeups: u64,
 }
 
+/// The kernel's counters for one AF_XDP socket (`struct xdp_statistics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XskKernelStats {
+    /// Frames dropped for other reasons (e.g. too big for the frame).
+    pub rx_dropped: u64,
+    /// Frames dropped because of an invalid fill-ring descriptor.
+    pub rx_invalid_descs: u64,
+    /// Frames dropped because the rx ring was full (we read too slowly).
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty_descs: u64,
+    /// tx descriptors the kernel rejected.
+    pub tx_invalid_descs: u64,
+    /// Times the kernel found the tx ring empty when kicked.
+    pub tx_ring_empty_descs: u64,
+}
+
 /// One AF_XDP socket and its UMEM. Implements [`Port`] with Ethernet frames.
 pub struct AfXdpPort {
     name: String,
@@ -358,10 +375,18 @@ impl AfXdpPort {
         self.stats
     }
 
-    /// The kernel's own counters for this socket (ring-full and
-    /// invalid-descriptor drops, fill-ring-empty events).
-    pub fn kernel_stats(&self) -> io::Result<xsk_rs::socket::XdpStatistics> {
-        self.rx.fd().xdp_statistics()
+    /// The kernel's own counters for this socket (`XDP_STATISTICS`): drops
+    /// we cannot see from user space, such as a full rx ring.
+    pub fn kernel_stats(&self) -> io::Result<XskKernelStats> {
+        let s = self.rx.fd().xdp_statistics()?;
+        Ok(XskKernelStats {
+            rx_dropped: s.rx_dropped(),
+            rx_invalid_descs: s.rx_invalid_descs(),
+            rx_ring_full: s.rx_ring_full(),
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs(),
+            tx_invalid_descs: s.tx_invalid_descs(),
+            tx_ring_empty_descs: s.tx_ring_empty_descs(),
+        })
     }
 
     /// The canonical descriptor of the frame holding UMEM offset `addr`.
