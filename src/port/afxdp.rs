@@ -439,7 +439,7 @@ impl AfXdpPort {
                     self.free.push(d);
                 }
             }
-            self.kernel_tx -= n as u32;
+            self.kernel_tx = self.kernel_tx.saturating_sub(n as u32);
             if n < BATCH_SIZE {
                 break;
             }
@@ -472,7 +472,8 @@ impl Port for AfXdpPort {
             }
             return Ok(0);
         }
-        self.kernel_rx -= n as u32;
+        // Saturating: a count can never go below zero, even on a kernel bug.
+        self.kernel_rx = self.kernel_rx.saturating_sub(n as u32);
 
         let slots = batch.slots_mut();
         let mut out = 0;

@@ -66,6 +66,10 @@ pub const MAX_QUEUES: u32 = 64;
 pub const MAX_UNDERLAY_ADDRS: usize = 16;
 
 /// Our XDP program attached to one interface. Detaches on drop.
+///
+/// The attachment is a bpf_link where the kernel has them (it does here), so
+/// it can be dropped from any thread; on a kernel that needs the netlink
+/// fallback, drop it in the network namespace it was attached in.
 pub struct XdpProgram {
     // Field order matters for drop: `ebpf` owns the program and its link, and
     // dropping it detaches the program and frees the maps.
