@@ -97,3 +97,33 @@ fn tun_open_rejects_bad_arguments() {
     assert!(TunPort::open("a-name-that-is-far-too-long", 1, 1400).is_err());
     assert!(TunPort::open("io-tun-x", 1, 9000).is_err());
 }
+
+/// Rough TUN write rate: 60-byte IPv4/UDP packets into the namespace's
+/// stack (to a socket nobody reads, so the kernel drops them at the socket
+/// after routing). Not pass/fail: run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn rate_tun_write() {
+    if !require_root("rate_tun_write") {
+        return;
+    }
+    let ns = Netns::new("io-tn-r");
+    ns.run(|| {
+        let mut ports = TunPort::open("io-tun0", 1, 1400).expect("open TUN");
+        io_support::sh(&["ip", "addr", "add", "198.18.102.1/24", "dev", "io-tun0"]);
+        io_support::sh(&["ip", "link", "set", "io-tun0", "up"]);
+        let _sink = UdpSocket::bind((LOCAL, 7000)).unwrap();
+        let pkt = ipv4_udp(REMOTE, LOCAL, 7001, 7000, &[0u8; 32]);
+        let frames: Vec<&[u8]> = vec![&pkt[..]; 64];
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_secs(1) {
+            n += ports[0].tx_burst(&frames).unwrap() as u64;
+        }
+        eprintln!(
+            "TUN write: {:.3} Mpps ({n} in {:.2}s)",
+            n as f64 / start.elapsed().as_secs_f64() / 1e6,
+            start.elapsed().as_secs_f64()
+        );
+    });
+}
