@@ -53,9 +53,7 @@ impl Port for MemPort {
         let mut n = 0;
         let slots = batch.slots_mut();
         while n < BATCH_SIZE {
-            let Some(frame) = self.rx.pop_front() else {
-                break;
-            };
+            let Some(frame) = self.rx.pop_front() else { break };
             slots[n].fill(&frame);
             n += 1;
         }
