@@ -18,6 +18,19 @@
 pub mod mem;
 pub mod pcap;
 
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod afxdp;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod sys;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod tun;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod xdp;
+
 use std::io;
 
 /// Packets moved per burst. 64 amortises per-burst costs (ring index loads,

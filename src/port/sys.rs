@@ -1,0 +1,129 @@
+//! Thin libc helpers for the I/O corner (Linux only).
+//!
+//! Every raw syscall the port layer makes goes through [`cvt`], which turns
+//! the C convention (-1 and `errno`) into `io::Error`, so callers use `?` and
+//! never read `errno` themselves. Each `unsafe` block states why it is sound.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+/// Maps a C return value to `io::Result`: -1 means failure with `errno`.
+#[inline]
+pub fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Whether `e` only means "try again later" (EAGAIN/EWOULDBLOCK, EINTR).
+#[inline]
+pub fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// The index of interface `name` in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface named {name:?}"),
+        ));
+    }
+    Ok(idx)
+}
+
+/// Moves the calling thread (only it: network namespaces are per thread)
+/// into the network namespace at `path` (e.g. `/var/run/netns/NAME`).
+/// Sockets and devices opened afterwards by this thread live there; ones
+/// opened before keep their namespace.
+pub fn enter_netns(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    // SAFETY: `f` is an open namespace file for the duration of the call;
+    // setns reads no memory of ours.
+    cvt(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// Waits up to `timeout_ms` (-1: forever) for `fd` to become readable.
+/// Returns `false` on timeout or a signal.
+pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid pollfd array of length 1 on our stack.
+    match cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks the kernel to process an AF_XDP socket's fill ring (the rx side of
+/// need_wakeup): a zero-length non-blocking recvfrom, which the kernel
+/// docs give as the way to wake the driver without waiting.
+pub fn xsk_kick_rx(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a zero-length receive with null buffers writes no memory.
+    let ret = unsafe {
+        libc::recvfrom(
+            fd,
+            std::ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    match cvt(ret) {
+        Ok(_) => Ok(()),
+        Err(e) if is_transient(&e) => Ok(()),
+        Err(e) => match e.raw_os_error() {
+            // The driver is busy or the link is down: try again next loop.
+            Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::ENETDOWN) => Ok(()),
+            _ => Err(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvt_maps_minus_one_to_errno() {
+        assert_eq!(cvt(5i32).unwrap(), 5);
+        assert!(cvt(-1isize).is_err());
+    }
+
+    #[test]
+    fn ifindex_of_loopback_and_of_nothing() {
+        assert!(ifindex("lo").unwrap() > 0);
+        assert_eq!(
+            ifindex("io-no-such-dev").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            ifindex("a\0b").unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn poll_times_out_on_a_quiet_socket() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(!poll_readable(s.as_raw_fd(), 0).unwrap());
+    }
+}
