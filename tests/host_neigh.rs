@@ -232,9 +232,13 @@ fn inner_neighbour_checks() {
     );
 
     // Resolution: the kernel asks, the answer arrives as an event.
-    for peer in ["198.18.4.2", "2001:2:0:4::2"] {
+    for (i, peer) in ["198.18.4.2", "2001:2:0:4::2"].into_iter().enumerate() {
         assert_eq!(t.lookup(ip(peer)), None);
-        t.resolve(ip(peer), "nb-a").expect("resolve");
+        if i == 0 {
+            t.resolve(ip(peer), "nb-a").expect("resolve");
+        } else {
+            t.resolve_on(ip(peer), a.index).expect("resolve_on");
+        }
         let changed = wait_for(&mut t, peer, |t| t.lookup(ip(peer)) == Some(peer_mac));
         assert!(changed);
     }

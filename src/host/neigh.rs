@@ -162,7 +162,8 @@ impl NeighbourTable {
     }
 
     /// The event socket's descriptor, non-blocking, readable when the kernel
-    /// has neighbour changes for us. Register it for readability.
+    /// has neighbour changes for us. Register it for readability (with mio:
+    /// `SourceFd(&table.fd())`, `Interest::READABLE`).
     pub fn fd(&self) -> RawFd {
         self.events.as_raw_fd()
     }
@@ -216,6 +217,12 @@ impl NeighbourTable {
     pub fn resolve(&mut self, ip: IpAddr, via_ifname: &str) -> Result<()> {
         super::check_ifname(via_ifname)?;
         let ifindex = link_info_with(&mut self.rtnl, via_ifname)?.index;
+        self.resolve_on(ip, ifindex)
+    }
+
+    /// [`NeighbourTable::resolve`] by interface index, as returned in
+    /// [`NextHop::ifindex`].
+    pub fn resolve_on(&mut self, ip: IpAddr, ifindex: u32) -> Result<()> {
         let mut req = NeighbourMessage::default();
         req.header.family = family_of(ip);
         req.header.ifindex = ifindex;
@@ -227,7 +234,7 @@ impl NeighbourTable {
                 IpAddr::V6(a) => NeighbourAddress::Inet6(a),
             }));
         self.rtnl.request(
-            &format!("RTM_NEWNEIGH {ip} dev {via_ifname} use"),
+            &format!("RTM_NEWNEIGH {ip} ifindex {ifindex} use"),
             RouteNetlinkMessage::NewNeighbour(req),
             NLM_F_CREATE | NLM_F_REPLACE,
         )?;
