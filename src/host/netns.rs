@@ -121,12 +121,9 @@ impl CreatedDevice {
     /// Removes the device and, if we made it, the namespace now, reporting
     /// the first failure; dropping does the same and only logs.
     pub fn teardown(self) -> Result<()> {
+        // Taken out of the registry, so the drop of `self` does nothing.
         let record = with_registry(|r| r.remove(&self.id));
-        std::mem::forget(self);
-        match record {
-            Some(r) => teardown_record(&r),
-            None => Ok(()),
-        }
+        record.map_or(Ok(()), |r| teardown_record(&r))
     }
 
     fn new(kind: DeviceKind, port_name: &str, netns: &str, netns_created: bool) -> Self {
