@@ -17,6 +17,8 @@
 pub mod config;
 pub mod dataplane;
 pub mod fib;
+#[cfg(target_os = "linux")]
+pub mod host;
 pub mod port;
 pub mod replay;
 pub mod route;

@@ -1,0 +1,119 @@
+//! Host plumbing for the control thread of `vxrouter run` (Linux only).
+//!
+//! Layer: the control-plane I/O corner. Nothing here touches packets; the
+//! data plane's sockets live under `port/`. This module answers the control
+//! thread's questions about the host it runs on and builds the container
+//! attachments a CNI plugin would build:
+//! - [`link`]: what a network device looks like (index, MAC, MTU, queues).
+//! - [`neigh`]: the kernel's neighbour table as a map the control thread can
+//!   read, kept current from netlink events, plus route lookups (which
+//!   address to resolve for a peer behind an underlay router) and a way to
+//!   make the kernel start resolving a missing neighbour.
+//! - [`netns`]: veth and TUN container ports in network namespaces, removed
+//!   again when their [`netns::CreatedDevice`] is dropped.
+//!
+//! Invariants: every query works in the network namespace of the calling
+//! thread; nothing here changes the host's own interfaces, routes or sysctls
+//! (the only devices created in the router's namespace are the ones
+//! [`netns`] creates and removes again); no function panics on kernel input.
+//! All netlink traffic is blocking request/response except the neighbour
+//! event socket, which is non-blocking for a poll loop.
+
+pub mod link;
+pub mod neigh;
+pub mod netns;
+mod nl;
+
+use std::io;
+
+/// Why a host operation failed; each variant names the operation so a log
+/// line says what was being attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A system call failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused a netlink request.
+    #[error("{op}: kernel refused: {}", io::Error::from_raw_os_error(*errno))]
+    Netlink {
+        /// What was being requested.
+        op: String,
+        /// The positive errno the kernel answered with.
+        errno: i32,
+    },
+    /// The kernel's answer could not be decoded.
+    #[error("{op}: cannot decode the kernel's answer: {detail}")]
+    Decode {
+        /// What was being requested.
+        op: String,
+        /// What was wrong with the answer.
+        detail: String,
+    },
+    /// The named network device does not exist in this namespace.
+    #[error("no network device named {0:?} in this network namespace")]
+    NoSuchDevice(String),
+    /// A device we were asked to create already exists; we never adopt (and
+    /// later delete) a device someone else made.
+    #[error("network device {0:?} already exists")]
+    DeviceExists(String),
+    /// An external command (`ip`, `sysctl`) failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line, for the log.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it wrote to stderr, trimmed.
+        stderr: String,
+    },
+    /// An argument cannot be used (bad device or namespace name, ...).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}
+
+impl HostError {
+    /// The errno behind this error, when there is one (for callers that treat
+    /// `EPERM`, `ENODEV` and the like specially).
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            HostError::Io { source, .. } => source.raw_os_error(),
+            HostError::Netlink { errno, .. } => Some(*errno),
+            HostError::NoSuchDevice(_) => Some(libc::ENODEV),
+            HostError::DeviceExists(_) => Some(libc::EEXIST),
+            _ => None,
+        }
+    }
+}
+
+/// Result of a host operation.
+pub type Result<T> = std::result::Result<T, HostError>;
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// Checks that `name` can be a Linux interface name: 1..=15 bytes, no `/`,
+/// no whitespace, not `.`/`..`, and not starting with `-` (so it can never be
+/// read as an option by `ip`).
+pub fn check_ifname(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(HostError::Invalid(format!(
+            "{name:?} is not a usable interface name (1..=15 printable bytes, no '/', ':' or leading '-')"
+        )))
+    }
+}
