@@ -69,7 +69,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(t) => {
             let ports: usize = t.hosts.iter().map(|h| h.ports.len()).sum();
             println!(
-                "{}: ok: vni {}, {} hosts, {} links, {} ports",
+                "{}: ok: vni {}, hosts {}, links {}, ports {}",
                 path.display(),
                 t.overlay.vni,
                 t.hosts.len(),

@@ -1,1 +1,764 @@
+//! Parser and validation tests. Every error test asserts the line (and where
+//! it matters the column) the diagnostic points at.
 
+use super::*;
+
+const DESIGN_EXAMPLE: &str = r#"[overlay]
+vni = 42                 # 1..=16777215
+udp_port = 4789
+mtu = 1450               # container-side MTU; default: underlay MTU - 50 (IPv4) / - 70 (IPv6)
+
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"            # this host's VTEP address (IPv4 or IPv6)
+underlay_mac = "02:00:c6:12:00:01" # optional: NIC MAC; else learned from the kernel's neighbour table
+vtep_mac = "02:00:c6:13:01:00"     # optional: inner Ethernet address of this host's VTEP; else derived
+subnets = ["198.19.1.0/24"]        # container prefixes this host owns
+nic = "eth0"                       # only used by the host that runs it
+workers = [1]                      # cores for poll-mode workers
+  [[hosts.ports]]                  # container attachments on this host
+  name = "c1"                      # also the device name
+  kind = "tun"                     # "tun" or "veth"
+  addresses = ["198.19.1.2/32"]    # source prefixes this container may use (anti-spoofing)
+
+[[links]]                           # underlay adjacencies usable for VXLAN, with a cost
+a = "h1"
+b = "h2"
+cost = 10
+"#;
+
+const H2: &str = r#"
+[[hosts]]
+name = "h2"
+underlay = "198.18.0.2"
+subnets = ["198.19.2.0/24"]
+"#;
+
+/// A small valid file; tests append to it. Lines 1-12.
+const BASE: &str = r#"[overlay]
+vni = 7
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+subnets = ["198.19.1.0/24", "2001:2:0:1::/64"]
+[[hosts]]
+name = "h2"
+underlay = "198.18.0.2"
+subnets = ["198.19.2.0/24"]
+[[links]]
+a = "h1"
+"#;
+
+fn ok(text: &str) -> Topology {
+    match parse(text, "t.toml") {
+        Ok(t) => t,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    match parse(text, "t.toml") {
+        Ok(_) => panic!("expected errors, file was accepted:\n{text}"),
+        Err(e) => {
+            assert!(!e.diagnostics.is_empty());
+            e.diagnostics
+        }
+    }
+}
+
+/// Asserts a diagnostic on `line` whose field is `field` and whose message
+/// contains `msg`.
+#[track_caller]
+fn expect(text: &str, line: usize, field: &str, msg: &str) {
+    let errs = errors(text);
+    assert!(
+        errs.iter()
+            .any(|d| d.line == line && d.field == field && d.message.contains(msg)),
+        "wanted line {line} {field}: ..{msg}..; got:\n{}",
+        ConfigError {
+            diagnostics: errs.clone()
+        }
+    );
+}
+
+/// BASE with link h1-h2 of cost 1, then `extra`.
+fn with(extra: &str) -> String {
+    format!("{BASE}b = \"h2\"\ncost = 1\n{extra}")
+}
+
+#[test]
+fn design_example_is_accepted_as_written() {
+    let t = ok(&format!("{DESIGN_EXAMPLE}{H2}"));
+    assert_eq!(
+        t.overlay,
+        Overlay {
+            vni: 42,
+            udp_port: 4789,
+            mtu: Some(1450)
+        }
+    );
+    let h1 = &t.hosts[0];
+    assert_eq!(h1.name, "h1");
+    assert_eq!(h1.underlay, "198.18.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(h1.underlay_mac, Some("02:00:c6:12:00:01".parse().unwrap()));
+    assert_eq!(h1.vtep_mac, "02:00:c6:13:01:00".parse().unwrap());
+    assert_eq!(h1.subnets, vec!["198.19.1.0/24".parse::<IpNet>().unwrap()]);
+    assert_eq!(h1.nic.as_deref(), Some("eth0"));
+    assert_eq!(h1.workers, vec![1]);
+    assert_eq!(h1.ports.len(), 1);
+    let c1 = &h1.ports[0];
+    assert_eq!(
+        (c1.name.as_str(), c1.kind, c1.netns.as_deref()),
+        ("c1", PortKind::Tun, None)
+    );
+    assert_eq!(
+        c1.addresses,
+        vec!["198.19.1.2/32".parse::<IpNet>().unwrap()]
+    );
+    assert_eq!(c1.gateways, vec!["198.19.1.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        t.links,
+        vec![Link {
+            a: "h1".into(),
+            b: "h2".into(),
+            cost: 10
+        }]
+    );
+    assert_eq!(t.host_index("h2"), Some(1));
+    assert_eq!(t.host_index("h9"), None);
+    assert_eq!(t.overlay_mtu(0), 1450);
+}
+
+#[test]
+fn defaults_and_derived_values() {
+    let t = ok(&with(
+        r#"[[hosts]]
+name = "h3"
+underlay = "2001:2::3"
+subnets = ["198.19.3.0/24", "2001:2:0:3::/64"]
+  [[hosts.ports]]
+  name = "p"
+  kind = "veth"
+  addresses = ["2001:2:0:3::9", "198.19.3.9/32"]
+  mac = "02:00:00:00:00:09"
+  mtu = 1300
+"#,
+    ));
+    assert_eq!(t.overlay.udp_port, DEFAULT_UDP_PORT);
+    assert_eq!(t.overlay.mtu, None);
+    let h1 = &t.hosts[0];
+    assert_eq!(h1.workers, vec![0]);
+    assert_eq!(h1.vtep_mac.to_string(), "02:42:c6:12:00:01");
+    assert_eq!(h1.underlay_mac, None);
+    assert_eq!(t.overlay_mtu(0), 1450);
+    let h3 = &t.hosts[2];
+    assert_eq!(t.overlay_mtu(2), 1430);
+    assert_eq!(t.overlay_mtu(99), 1450);
+    assert_eq!(h3.vtep_mac.to_string(), "02:42:00:00:00:03");
+    let p = &h3.ports[0];
+    // A bare address is one host; gateways IPv4 first.
+    assert_eq!(
+        p.addresses[0],
+        "2001:2:0:3::9/128".parse::<IpNet>().unwrap()
+    );
+    assert_eq!(
+        p.gateways,
+        vec![
+            "198.19.3.1".parse::<IpAddr>().unwrap(),
+            "2001:2:0:3::1".parse().unwrap()
+        ]
+    );
+    assert_eq!(p.mac, Some("02:00:00:00:00:09".parse().unwrap()));
+    assert_eq!(t.port_mtu(2, 0), 1300);
+    assert_eq!(t.port_mtu(0, 0), 1450);
+}
+
+#[test]
+fn configured_gateway_overrides_its_family_only() {
+    let t = ok(&with(
+        r#"  [[hosts.ports]]
+  name = "p"
+  kind = "tun"
+  addresses = ["198.19.2.5/32"]
+  gateway = "198.19.2.254"
+"#,
+    ));
+    assert_eq!(
+        t.hosts[1].ports[0].gateways,
+        vec!["198.19.2.254".parse::<IpAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            if let Err(e) = load(&path) {
+                panic!("{e}");
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+}
+
+#[test]
+fn load_reports_unreadable_file() {
+    let e = load(std::path::Path::new("/nonexistent/topo.toml")).unwrap_err();
+    assert_eq!(e.diagnostics.len(), 1);
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/topo.toml: cannot read topology file"));
+}
+
+#[test]
+fn toml_syntax_error() {
+    let d = errors("[overlay]\nvni = 42\n[[hosts]]\nname = \"h1\nunderlay = 1\n");
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].line, d[0].field.as_str()), (4, "syntax"));
+    expect("[overlay]\nvni = = 3\n", 2, "syntax", "");
+}
+
+#[test]
+fn unknown_fields_everywhere_all_reported() {
+    let text = with(
+        r#"bogus = 1
+[[hosts]]
+name = "h3"
+underlay = "198.18.0.3"
+colour = "red"
+  [[hosts.ports]]
+  name = "p"
+  kind = "tun"
+  addresses = ["198.19.2.9/32"]
+  nmae = "x"
+"#,
+    );
+    // `bogus` lands in the last [[links]] table.
+    expect(&text, 15, "links[0].bogus", "unknown field");
+    expect(
+        &text,
+        19,
+        "hosts[2].colour",
+        "unknown field; expected one of: name, underlay",
+    );
+    expect(&text, 24, "hosts[2].ports[0].nmae", "unknown field");
+    expect("top = 1\n[overlay]\nvni = 1\n", 1, "top", "unknown field");
+    expect(
+        "[overlay]\nvni = 1\nspeed = 3\n",
+        3,
+        "overlay.speed",
+        "unknown field",
+    );
+}
+
+#[test]
+fn missing_sections_and_fields() {
+    expect("", 1, "overlay", "missing [overlay]");
+    expect("", 1, "hosts", "missing [[hosts]]");
+    expect(
+        "hosts = []\n[overlay]\nudp_port = 5\n",
+        2,
+        "overlay.vni",
+        "missing field",
+    );
+    expect(
+        "hosts = []\n[overlay]\nvni = 1\n",
+        1,
+        "hosts",
+        "at least one host",
+    );
+    expect(
+        "[overlay]\nvni = 1\nhosts = []\n",
+        3,
+        "overlay.hosts",
+        "unknown field",
+    );
+    let text = "[overlay]\nvni = 1\n[[hosts]]\nsubnets = []\n";
+    expect(text, 3, "hosts[0].name", "missing field");
+    expect(text, 3, "hosts[0].underlay", "missing field");
+    let text = with("[[links]]\ncost = 3\n");
+    expect(&text, 15, "links[1].a", "missing field");
+    expect(&text, 15, "links[1].b", "missing field");
+    expect(
+        &with("[[links]]\na = \"h1\"\nb = \"h2\"\n"),
+        15,
+        "links[1].cost",
+        "missing field",
+    );
+    let text = with("  [[hosts.ports]]\n  addresses = []\n");
+    expect(&text, 15, "hosts[1].ports[0].name", "missing field");
+    expect(&text, 15, "hosts[1].ports[0].kind", "missing field");
+    expect(
+        &text,
+        16,
+        "hosts[1].ports[0].addresses",
+        "at least one address",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    expect(
+        "[overlay]\nvni = \"42\"\n",
+        2,
+        "overlay.vni",
+        "expected a VNI in 1..=16777215, found a string",
+    );
+    expect(
+        "overlay = 3\n",
+        1,
+        "overlay",
+        "expected a table, found an integer",
+    );
+    expect(
+        "hosts = 3\n[overlay]\nvni = 1\n",
+        1,
+        "hosts",
+        "expected an array",
+    );
+    expect(
+        &with("[[hosts]]\nname = 5\n"),
+        16,
+        "hosts[2].name",
+        "expected a string, found an integer",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = 1979-05-27\n"),
+        17,
+        "hosts[2].underlay",
+        "found a date-time",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\nsubnets = \"198.19.3.0/24\"\n"),
+        18,
+        "hosts[2].subnets",
+        "expected an array",
+    );
+}
+
+#[test]
+fn vni_out_of_range() {
+    expect(
+        "[overlay]\nvni = 0\n",
+        2,
+        "overlay.vni",
+        "0 is out of range",
+    );
+    expect(
+        "[overlay]\nvni = 16777216\n",
+        2,
+        "overlay.vni",
+        "16777216 is out of range: expected a VNI in 1..=16777215",
+    );
+    expect("[overlay]\nvni = -1\n", 2, "overlay.vni", "out of range");
+    expect("[overlay]\nvni = 16777215\n", 1, "hosts", "missing");
+}
+
+#[test]
+fn udp_port_and_mtu_ranges() {
+    expect(
+        "[overlay]\nvni = 1\nudp_port = 0\n",
+        3,
+        "overlay.udp_port",
+        "out of range",
+    );
+    expect(
+        "[overlay]\nvni = 1\nudp_port = 70000\n",
+        3,
+        "overlay.udp_port",
+        "out of range",
+    );
+    expect(
+        "[overlay]\nvni = 1\nmtu = 67\n",
+        3,
+        "overlay.mtu",
+        "out of range",
+    );
+    // BASE has IPv6 subnets: 1279 is too small for them.
+    let text = BASE.replace("vni = 7", "vni = 7\nmtu = 1279");
+    expect(
+        &format!("{text}b = \"h2\"\ncost = 1\n"),
+        3,
+        "overlay.mtu",
+        "minimum IPv6 MTU",
+    );
+}
+
+#[test]
+fn negative_zero_and_huge_costs() {
+    let base = BASE.to_string();
+    expect(
+        &format!("{base}b = \"h2\"\ncost = 0\n"),
+        14,
+        "links[0].cost",
+        "at least 1",
+    );
+    expect(
+        &format!("{base}b = \"h2\"\ncost = -5\n"),
+        14,
+        "links[0].cost",
+        "negative costs are not allowed",
+    );
+    expect(
+        &format!("{base}b = \"h2\"\ncost = 4294967296\n"),
+        14,
+        "links[0].cost",
+        "out of range",
+    );
+    expect(
+        &format!("{base}b = \"h2\"\ncost = 1.5\n"),
+        14,
+        "links[0].cost",
+        "found a float",
+    );
+    let t = ok(&format!("{base}b = \"h2\"\ncost = 4294967295\n"));
+    assert_eq!(t.links[0].cost, u32::MAX);
+}
+
+#[test]
+fn link_errors() {
+    let d = errors(&format!("{BASE}b = \"h9\"\ncost = 1\n"));
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].line, d[0].col, d[0].field.as_str()),
+        (13, 5, "links[0].b")
+    );
+    assert_eq!(d[0].message, "unknown host \"h9\"");
+    expect(
+        &format!("{BASE}b = \"h1\"\ncost = 1\n"),
+        13,
+        "links[0].b",
+        "self-link",
+    );
+    expect(
+        &with("[[links]]\na = \"h2\"\nb = \"h1\"\ncost = 4\n"),
+        15,
+        "links[1]",
+        "duplicate link between \"h2\" and \"h1\" (first defined on line 11)",
+    );
+    expect(
+        &with("[[links]]\na = \"h1\"\nb = \"h2\"\ncost = 4\n"),
+        15,
+        "links[1]",
+        "duplicate link",
+    );
+    let v6 = with("[[hosts]]\nname = \"h3\"\nunderlay = \"2001:2::3\"\n[[links]]\na = \"h1\"\nb = \"h3\"\ncost = 1\n");
+    expect(&v6, 20, "links[1]", "different address families");
+}
+
+#[test]
+fn duplicate_hosts_underlays_and_macs() {
+    expect(
+        &with("[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.3\"\n"),
+        16,
+        "hosts[2].name",
+        "duplicate host name \"h1\" (first defined on line 4)",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.2\"\n"),
+        17,
+        "hosts[2].underlay",
+        "duplicate underlay address 198.18.0.2 (also host \"h2\", line 9)",
+    );
+    // 2001:2::c612:1 derives 02:42:c6:12:00:01, the same as h1's 198.18.0.1.
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = \"2001:2::c612:1\"\n"),
+        17,
+        "hosts[2].vtep_mac",
+        "derived vtep_mac 02:42:c6:12:00:01 duplicates",
+    );
+    expect(&with("[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\nvtep_mac = \"02:42:c6:12:00:02\"\n"), 18, "hosts[2].vtep_mac", "duplicates the VTEP MAC of host \"h2\"");
+    expect(
+        &with("[[hosts]]\nname = \"h 3\"\nunderlay = \"198.18.0.3\"\n"),
+        16,
+        "hosts[2].name",
+        "may only contain",
+    );
+}
+
+#[test]
+fn bad_addresses_and_macs() {
+    let h3 = |field: &str| {
+        with(&format!(
+            "[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\n{field}\n"
+        ))
+    };
+    expect(
+        &h3("underlay_mac = \"02:00:c6:12:00\""),
+        18,
+        "hosts[2].underlay_mac",
+        "invalid MAC address",
+    );
+    expect(
+        &h3("vtep_mac = \"01:00:5e:00:00:01\""),
+        18,
+        "hosts[2].vtep_mac",
+        "not a unicast MAC",
+    );
+    expect(
+        &h3("vtep_mac = \"00:00:00:00:00:00\""),
+        18,
+        "hosts[2].vtep_mac",
+        "not a unicast MAC",
+    );
+    expect(
+        &h3("subnets = [\"198.19.3.0/33\"]"),
+        18,
+        "hosts[2].subnets[0]",
+        "invalid prefix",
+    );
+    expect(
+        &h3("subnets = [\"198.19.3.0\"]"),
+        18,
+        "hosts[2].subnets[0]",
+        "no prefix length",
+    );
+    expect(
+        &h3("subnets = [\"198.19.3.7/24\"]"),
+        18,
+        "hosts[2].subnets[0]",
+        "host bits set; write 198.19.3.0/24",
+    );
+    expect(
+        &h3("subnets = [\"224.0.0.0/8\"]"),
+        18,
+        "hosts[2].subnets[0]",
+        "not a unicast prefix",
+    );
+    expect(
+        &h3("nic = \"a/b\""),
+        18,
+        "hosts[2].nic",
+        "not a valid interface name",
+    );
+    expect(
+        &h3("workers = []"),
+        18,
+        "hosts[2].workers",
+        "at least one worker",
+    );
+    expect(
+        &h3("workers = [1, 1]"),
+        18,
+        "hosts[2].workers[1]",
+        "listed twice",
+    );
+    expect(
+        &h3("workers = [-1]"),
+        18,
+        "hosts[2].workers[0]",
+        "out of range",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.300\"\n"),
+        17,
+        "hosts[2].underlay",
+        "invalid IP address \"198.18.0.300\"",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = \"0.0.0.0\"\n"),
+        17,
+        "hosts[2].underlay",
+        "unspecified",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = \"ff02::1\"\n"),
+        17,
+        "hosts[2].underlay",
+        "multicast",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h3\"\nunderlay = \"255.255.255.255\"\n"),
+        17,
+        "hosts[2].underlay",
+        "broadcast",
+    );
+}
+
+#[test]
+fn overlapping_subnets() {
+    // Between hosts: h3's /16 contains h1's /24, reported at h3 (later line).
+    let text = with(
+        "[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\nsubnets = [\"198.19.0.0/16\"]\n",
+    );
+    expect(
+        &text,
+        18,
+        "hosts[2].subnets[0]",
+        "198.19.0.0/16 overlaps a subnet of host \"h1\": 198.19.1.0/24 (line 6)",
+    );
+    // h3's /16 also contains h2's /24: both reported.
+    let d = errors(&text);
+    assert_eq!(
+        d.iter()
+            .filter(|d| d.field == "hosts[2].subnets[0]")
+            .count(),
+        2,
+        "{d:?}"
+    );
+    // Within one host; and identical IPv6 subnets.
+    expect(
+        &BASE
+            .replace(
+                "\"198.19.1.0/24\", ",
+                "\"198.19.1.0/24\", \"198.19.1.128/25\", ",
+            )
+            .replace("a = \"h1\"\n", "a = \"h1\"\nb = \"h2\"\ncost = 1\n"),
+        6,
+        "hosts[0].subnets[1]",
+        "overlaps another subnet of this host",
+    );
+    expect(&with("[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\nsubnets = [\"2001:2:0:1::/64\"]\n"), 18, "hosts[2].subnets[0]", "overlaps a subnet of host \"h1\"");
+    // Adjacent prefixes do not overlap.
+    ok(&with("[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\nsubnets = [\"198.19.0.0/24\", \"198.19.3.0/24\", \"2001:2:0:2::/64\"]\n"));
+}
+
+#[test]
+fn port_errors() {
+    let port = |lines: &str| with(&format!("  [[hosts.ports]]\n{lines}\n"));
+    expect(
+        &port("  name = \"p\"\n  kind = \"tap\"\n  addresses = [\"198.19.2.9\"]"),
+        17,
+        "hosts[1].ports[0].kind",
+        "unknown port kind \"tap\"",
+    );
+    expect(
+        &port(
+            "  name = \"averyveryverylongname\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]",
+        ),
+        16,
+        "hosts[1].ports[0].name",
+        "1 to 15 bytes",
+    );
+    expect(
+        &port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.1.9\"]"),
+        18,
+        "hosts[1].ports[0].addresses[0]",
+        "198.19.1.9/32 is outside the host's subnets (198.19.2.0/24)",
+    );
+    expect(&port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  mac = \"02:00:00:00:00:01\""), 19, "hosts[1].ports[0].mac", "only applies to veth");
+    expect(&port("  name = \"p\"\n  kind = \"veth\"\n  addresses = [\"198.19.2.9\"]\n  mac = \"02:00:00:00:00\""), 19, "hosts[1].ports[0].mac", "invalid MAC");
+    expect(
+        &port(
+            "  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  netns = \"a/b\"",
+        ),
+        19,
+        "hosts[1].ports[0].netns",
+        "not a valid network namespace",
+    );
+    expect(&port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  gateway = \"198.19.2.1\"\n  gateways = []"), 20, "hosts[1].ports[0].gateways", "not both");
+    expect(&port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  gateways = [\"198.19.2.1\", \"198.19.2.2\"]"), 19, "hosts[1].ports[0].gateways[1]", "one gateway per address family");
+    expect(&port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  gateway = \"2001:2::1\""), 19, "hosts[1].ports[0].gateway", "the port has no IPv6 address");
+    expect(
+        &port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.0/30\"]"),
+        18,
+        "hosts[1].ports[0].gateways[0]",
+        "gateway 198.19.2.1 lies inside port address 198.19.2.0/30",
+    );
+    expect(
+        &port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  mtu = 10"),
+        19,
+        "hosts[1].ports[0].mtu",
+        "out of range",
+    );
+    // Two ports: duplicate names and overlapping addresses.
+    let two = port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  [[hosts.ports]]\n  name = \"p\"\n  kind = \"veth\"\n  addresses = [\"198.19.2.8/29\"]");
+    expect(
+        &two,
+        20,
+        "hosts[1].ports[1].name",
+        "duplicate port name \"p\" on this host (first defined on line 16)",
+    );
+    expect(
+        &two,
+        22,
+        "hosts[1].ports[1].addresses[0]",
+        "overlaps address 198.19.2.9/32 of a port on line 18",
+    );
+    // The same port name on two hosts is fine.
+    ok(&format!("{BASE}b = \"h2\"\ncost = 1\n").replace("subnets = [\"198.19.2.0/24\"]\n", "subnets = [\"198.19.2.0/24\"]\n  [[hosts.ports]]\n  name = \"c1\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.2\"]\n").replace("subnets = [\"198.19.1.0/24\", \"2001:2:0:1::/64\"]\n", "subnets = [\"198.19.1.0/24\", \"2001:2:0:1::/64\"]\n  [[hosts.ports]]\n  name = \"c1\"\n  kind = \"tun\"\n  addresses = [\"198.19.1.2\"]\n"));
+}
+
+#[test]
+fn all_errors_in_one_file_are_reported_in_order() {
+    let text = r#"[overlay]
+vni = 0
+udp_port = "x"
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+subnets = ["198.19.1.0/24"]
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+subnets = ["198.19.1.0/25"]
+[[links]]
+a = "h1"
+b = "h9"
+cost = 0
+"#;
+    let e = parse(text, "bad.toml").unwrap_err();
+    let lines: Vec<(usize, &str)> = e
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.field.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (2, "overlay.vni"),
+            (3, "overlay.udp_port"),
+            (9, "hosts[1].name"),
+            (10, "hosts[1].underlay"),
+            (11, "hosts[1].subnets[0]"),
+            (14, "links[0].b"),
+            (15, "links[0].cost"),
+        ],
+        "{e}"
+    );
+    let shown = e.to_string();
+    assert_eq!(shown.lines().count(), 7);
+    assert!(
+        shown.starts_with("bad.toml:2:7: overlay.vni: 0 is out of range"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn inline_tables_and_dotted_keys_work() {
+    let t = ok(r#"overlay = { vni = 9 }
+hosts = [
+  { name = "a", underlay = "198.18.0.1", subnets = ["198.19.1.0/24"], ports = [{ name = "p", kind = "tun", addresses = ["198.19.1.5"] }] },
+  { name = "b", underlay = "198.18.0.2" },
+]
+links = [{ a = "a", b = "b", cost = 3 }]
+"#);
+    assert_eq!(
+        t.hosts[0].ports[0].gateways,
+        vec!["198.19.1.1".parse::<IpAddr>().unwrap()]
+    );
+    expect(
+        "overlay.vni = 9\noverlay.colour = 1\n",
+        2,
+        "overlay.colour",
+        "unknown field",
+    );
+    expect(
+        "hosts = [{ name = \"a\", underlay = \"x\" }]\n[overlay]\nvni = 1\n",
+        1,
+        "hosts[0].underlay",
+        "invalid IP address",
+    );
+}
+
+#[test]
+fn topology_serializes() {
+    let t = ok(&format!("{DESIGN_EXAMPLE}{H2}"));
+    let v = serde_json::to_value(&t).unwrap();
+    assert_eq!(v["hosts"][0]["vtep_mac"], "02:00:c6:13:01:00");
+    assert_eq!(v["hosts"][0]["ports"][0]["kind"], "tun");
+}

@@ -59,7 +59,13 @@ pub(crate) fn parse(text: &str) -> Result<Node, (String, Span)> {
         let span = e.span().unwrap_or(0..0);
         // The parser's message repeats the position and a source excerpt over
         // several lines; keep the part that says what is wrong.
-        let message = e.message().trim().replace('\n', " ");
+        let message = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         (message, span)
     })?;
     Ok(table(doc.as_table(), 0..0))

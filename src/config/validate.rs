@@ -59,6 +59,10 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
                         u.v
                     ),
                 );
+                if h.vtep_mac.is_none() {
+                    // Its derived MAC collides too; one report is enough.
+                    continue;
+                }
             } else {
                 underlays.insert(u.v, (u.span.clone(), hname));
             }

@@ -14,8 +14,11 @@
 //! returning wrong costs if it ever meets one.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use ipnet::IpNet;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -23,33 +26,86 @@ use serde::{Serialize, Serializer};
 
 use crate::config::Topology;
 
-/// An undirected weighted graph over nodes `0..n`, as adjacency lists.
+/// An undirected weighted graph over nodes `0..n`.
+///
+/// Edges are kept as a list; the compressed adjacency (CSR) the algorithms
+/// walk is built on first use and dropped when an edge is added, so repeated
+/// computations on one graph (one per host) build it once.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
-    adj: Vec<Vec<Arc>>,
+    nodes: usize,
+    edges: Vec<(u32, u32, i64)>,
+    csr: OnceLock<Csr>,
+}
+
+/// Compressed sparse rows: the arcs leaving node `v` are
+/// `arcs[start[v]..start[v + 1]]`. One allocation for all arcs instead of
+/// one vector per node keeps 10k-node graphs cheap to build and walk.
+#[derive(Debug, Clone, Default)]
+struct Csr {
+    start: Vec<usize>,
+    arcs: Vec<Arc>,
 }
 
 /// One direction of an edge.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Arc {
     to: u32,
     cost: i64,
+}
+
+impl Csr {
+    fn out(&self, v: usize) -> &[Arc] {
+        &self.arcs[self.start[v]..self.start[v + 1]]
+    }
+}
+
+/// FNV-1a: host names are short, trusted strings, so a simple fast hash
+/// beats SipHash for the name index.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 impl Graph {
     /// A graph with `n_nodes` nodes and no edges.
     pub fn new(n_nodes: usize) -> Graph {
         Graph {
-            adj: vec![Vec::new(); n_nodes],
+            nodes: n_nodes,
+            ..Graph::default()
         }
     }
 
     /// The topology's hosts as nodes (same indices) and its links as edges.
     /// Links naming unknown hosts are skipped; a validated topology has none.
     pub fn from_topology(topo: &Topology) -> Graph {
+        // A name index, not `Topology::host_index`: a linear search per link
+        // end is quadratic and took seconds at 10k hosts / 50k links.
+        let mut index: HashMap<&str, usize, BuildHasherDefault<Fnv>> =
+            HashMap::with_capacity_and_hasher(topo.hosts.len(), BuildHasherDefault::default());
+        for (i, h) in topo.hosts.iter().enumerate() {
+            index.insert(h.name.as_str(), i);
+        }
         let mut g = Graph::new(topo.hosts.len());
+        g.edges.reserve(topo.links.len());
         for l in &topo.links {
-            if let (Some(a), Some(b)) = (topo.host_index(&l.a), topo.host_index(&l.b)) {
+            if let (Some(&a), Some(&b)) = (index.get(l.a.as_str()), index.get(l.b.as_str())) {
                 g.add_edge(a, b, l.cost.into());
             }
         }
@@ -63,40 +119,60 @@ impl Graph {
             // More than 4 billion nodes cannot be built in memory anyway.
             return;
         };
-        let need = a.max(b) + 1;
-        if self.adj.len() < need {
-            self.adj.resize(need, Vec::new());
-        }
-        self.adj[a].push(Arc { to: b32, cost });
-        if a != b {
-            self.adj[b].push(Arc { to: a32, cost });
-        }
+        self.nodes = self.nodes.max(a.max(b) + 1);
+        self.edges.push((a32, b32, cost));
+        self.csr.take();
     }
 
     /// Number of nodes.
     pub fn node_count(&self) -> usize {
-        self.adj.len()
+        self.nodes
     }
 
-    /// Number of undirected edges.
+    /// Number of edges, parallel edges and self-loops included.
     pub fn edge_count(&self) -> usize {
-        let arcs: usize = self.adj.iter().map(Vec::len).sum();
-        let loops: usize = self
-            .adj
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v.iter().filter(|a| a.to as usize == i).count())
-            .sum();
-        (arcs + loops) / 2
+        self.edges.len()
     }
 
     /// Neighbours of `node` with edge costs, parallel edges included.
     pub fn neighbours(&self, node: usize) -> impl Iterator<Item = (usize, i64)> + '_ {
-        self.adj
-            .get(node)
-            .into_iter()
-            .flatten()
-            .map(|a| (a.to as usize, a.cost))
+        let csr = self.csr();
+        let arcs = if node < self.nodes {
+            csr.out(node)
+        } else {
+            &[]
+        };
+        arcs.iter().map(|a| (a.to as usize, a.cost))
+    }
+
+    fn csr(&self) -> &Csr {
+        self.csr.get_or_init(|| {
+            let n = self.nodes;
+            let mut start = vec![0usize; n + 1];
+            for &(a, b, _) in &self.edges {
+                start[a as usize + 1] += 1;
+                if a != b {
+                    start[b as usize + 1] += 1;
+                }
+            }
+            for v in 0..n {
+                start[v + 1] += start[v];
+            }
+            let mut fill = start.clone();
+            let mut arcs = vec![Arc::default(); start[n]];
+            let mut put = |from: u32, to: u32, cost: i64| {
+                let slot = &mut fill[from as usize];
+                arcs[*slot] = Arc { to, cost };
+                *slot += 1;
+            };
+            for &(a, b, cost) in &self.edges {
+                put(a, b, cost);
+                if a != b {
+                    put(b, a, cost);
+                }
+            }
+            Csr { start, arcs }
+        })
     }
 }
 
@@ -131,6 +207,7 @@ pub struct NegativeCycle {
 /// If `src` is not a node, every node is unreachable.
 pub fn bellman_ford(g: &Graph, src: usize) -> Result<Paths, NegativeCycle> {
     let n = g.node_count();
+    let csr = g.csr();
     let mut dist: Vec<Option<i64>> = vec![None; n];
     if src >= n {
         return Ok(Paths {
@@ -153,7 +230,7 @@ pub fn bellman_ford(g: &Graph, src: usize) -> Result<Paths, NegativeCycle> {
         }
         for &u in &active {
             let Some(du) = dist[u] else { continue };
-            for arc in &g.adj[u] {
+            for arc in csr.out(u) {
                 let v = arc.to as usize;
                 // Saturating: costs near i64 limits cannot wrap into a
                 // spurious improvement.
@@ -181,14 +258,14 @@ pub fn bellman_ford(g: &Graph, src: usize) -> Result<Paths, NegativeCycle> {
             None => None,
         });
     }
-    let first_hops = first_hops(g, src, &dist);
+    let first_hops = first_hops(csr, src, &dist);
     Ok(Paths { cost, first_hops })
 }
 
 /// Edge `u -> v` of cost `c` is tight when `dist[u] + c == dist[v]`: it lies
 /// on some shortest path. A neighbour `h` of the source is a first hop to `v`
 /// iff a tight path runs from the source through the edge src->h to `v`.
-fn first_hops(g: &Graph, src: usize, dist: &[Option<i64>]) -> Vec<Vec<usize>> {
+fn first_hops(csr: &Csr, src: usize, dist: &[Option<i64>]) -> Vec<Vec<usize>> {
     let n = dist.len();
     let mut hops: Vec<Vec<usize>> = vec![Vec::new(); n];
     // Nodes in order of cost: with positive costs every tight edge goes from
@@ -197,7 +274,7 @@ fn first_hops(g: &Graph, src: usize, dist: &[Option<i64>]) -> Vec<Vec<usize>> {
     // nothing changes (sets only grow, so it terminates).
     let mut order: Vec<usize> = (0..n).filter(|&v| dist[v].is_some() && v != src).collect();
     order.sort_by_key(|&v| (dist[v], v));
-    let has_zero = g.adj.iter().flatten().any(|a| a.cost == 0);
+    let has_zero = csr.arcs.iter().any(|a| a.cost == 0);
     let mut merged = Vec::new();
     loop {
         let mut changed = false;
@@ -205,7 +282,7 @@ fn first_hops(g: &Graph, src: usize, dist: &[Option<i64>]) -> Vec<Vec<usize>> {
             let Some(dv) = dist[v] else { continue };
             merged.clear();
             merged.extend_from_slice(&hops[v]);
-            for arc in &g.adj[v] {
+            for arc in csr.out(v) {
                 // Undirected: the arc v->u mirrors u->v with the same cost.
                 let u = arc.to as usize;
                 if u == v || dist[u].map(|du| du.saturating_add(arc.cost)) != Some(dv) {

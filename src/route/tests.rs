@@ -1,1 +1,287 @@
+//! Bellman-Ford and route compilation tests, with a Floyd-Warshall reference
+//! model for the property test.
 
+use proptest::prelude::*;
+
+use super::*;
+
+fn graph(n: usize, edges: &[(usize, usize, i64)]) -> Graph {
+    let mut g = Graph::new(n);
+    for &(a, b, c) in edges {
+        g.add_edge(a, b, c);
+    }
+    g
+}
+
+#[test]
+fn line_costs_and_hops() {
+    let g = graph(3, &[(0, 1, 5), (1, 2, 7)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    assert_eq!(p.cost, vec![Some(0), Some(5), Some(12)]);
+    assert_eq!(p.first_hops, vec![vec![], vec![1], vec![1]]);
+}
+
+#[test]
+fn diamond_has_two_first_hops() {
+    let g = graph(4, &[(0, 1, 10), (0, 2, 10), (1, 3, 10), (2, 3, 10)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    assert_eq!(p.cost[3], Some(20));
+    assert_eq!(p.first_hops[3], vec![1, 2]);
+    // A cheaper detour wins over a direct link.
+    let g = graph(3, &[(0, 1, 1), (1, 2, 1), (0, 2, 5)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    assert_eq!((p.cost[2], p.first_hops[2].as_slice()), (Some(2), &[1][..]));
+    // A tie between the direct link and the detour: both first hops.
+    let g = graph(3, &[(0, 1, 1), (1, 2, 1), (0, 2, 2)]);
+    assert_eq!(bellman_ford(&g, 0).unwrap().first_hops[2], vec![1, 2]);
+}
+
+#[test]
+fn parallel_edges_and_self_loops() {
+    let g = graph(2, &[(0, 1, 9), (0, 1, 3), (1, 1, 1), (0, 0, 4)]);
+    assert_eq!(g.edge_count(), 4);
+    let p = bellman_ford(&g, 0).unwrap();
+    assert_eq!(p.cost, vec![Some(0), Some(3)]);
+    assert_eq!(p.first_hops[1], vec![1]);
+}
+
+#[test]
+fn unreachable_and_out_of_range() {
+    let g = graph(4, &[(0, 1, 1), (2, 3, 1)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    assert_eq!(p.cost, vec![Some(0), Some(1), None, None]);
+    assert!(p.first_hops[2].is_empty() && p.first_hops[3].is_empty());
+    let p = bellman_ford(&g, 9).unwrap();
+    assert!(p.cost.iter().all(Option::is_none));
+    let p = bellman_ford(&Graph::new(0), 0).unwrap();
+    assert!(p.cost.is_empty());
+}
+
+#[test]
+fn add_edge_grows_the_graph() {
+    let mut g = Graph::new(0);
+    g.add_edge(2, 5, 1);
+    assert_eq!(g.node_count(), 6);
+    assert_eq!(g.neighbours(5).collect::<Vec<_>>(), vec![(2, 1)]);
+    assert_eq!(g.neighbours(99).count(), 0);
+}
+
+#[test]
+fn negative_cycle_is_detected() {
+    // Undirected: a negative edge is a negative cycle (there and back).
+    let g = graph(3, &[(0, 1, 2), (1, 2, -1)]);
+    assert_eq!(bellman_ford(&g, 0), Err(NegativeCycle { source_node: 0 }));
+    let g = graph(1, &[(0, 0, -1)]);
+    assert!(bellman_ford(&g, 0).is_err());
+    // Unreachable from the source: no effect.
+    let g = graph(4, &[(0, 1, 2), (2, 3, -1)]);
+    assert_eq!(
+        bellman_ford(&g, 0).unwrap().cost,
+        vec![Some(0), Some(2), None, None]
+    );
+}
+
+#[test]
+fn zero_cost_edges_reach_a_fixpoint() {
+    // 0 -0- 1 -0- 2, and 0 -0- 2: both 1 and 2 begin zero-cost paths to 2 and 1.
+    let g = graph(4, &[(0, 1, 0), (1, 2, 0), (0, 2, 0), (2, 3, 4)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    assert_eq!(p.cost, vec![Some(0), Some(0), Some(0), Some(4)]);
+    assert_eq!(p.first_hops[1], vec![1, 2]);
+    assert_eq!(p.first_hops[2], vec![1, 2]);
+    assert_eq!(p.first_hops[3], vec![1, 2]);
+}
+
+#[test]
+fn long_line_needs_many_rounds_but_no_false_cycle() {
+    let n = 500;
+    let edges: Vec<_> = (0..n - 1).map(|i| (i, i + 1, 1)).collect();
+    let p = bellman_ford(&graph(n, &edges), 0).unwrap();
+    assert_eq!(p.cost[n - 1], Some(n as u64 - 1));
+    assert_eq!(p.first_hops[n - 1], vec![1]);
+}
+
+/// Floyd-Warshall all-pairs costs; first hops of `src` from them: neighbour
+/// `h` begins a shortest path to `v` iff some edge src-h of cost `c` has
+/// `c + d(h, v) == d(src, v)`.
+fn reference(
+    n: usize,
+    edges: &[(usize, usize, i64)],
+    src: usize,
+) -> (Vec<Option<u64>>, Vec<Vec<usize>>) {
+    let mut d = vec![vec![None::<i64>; n]; n];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[i] = Some(0);
+    }
+    for &(a, b, c) in edges {
+        for (x, y) in [(a, b), (b, a)] {
+            if d[x][y].map_or(true, |o| c < o) {
+                d[x][y] = Some(c);
+            }
+        }
+    }
+    for k in 0..n {
+        for i in 0..n {
+            for j in 0..n {
+                if let (Some(ik), Some(kj)) = (d[i][k], d[k][j]) {
+                    if d[i][j].map_or(true, |o| ik + kj < o) {
+                        d[i][j] = Some(ik + kj);
+                    }
+                }
+            }
+        }
+    }
+    let cost = d[src].iter().map(|c| c.map(|c| c as u64)).collect();
+    let mut hops = vec![Vec::new(); n];
+    for (v, hv) in hops.iter_mut().enumerate() {
+        let Some(dv) = d[src][v] else { continue };
+        if v == src {
+            continue;
+        }
+        for &(a, b, c) in edges {
+            for (x, h) in [(a, b), (b, a)] {
+                if x == src && h != src && d[h][v].is_some_and(|dh| c + dh == dv) {
+                    hv.push(h);
+                }
+            }
+        }
+        hv.sort_unstable();
+        hv.dedup();
+    }
+    (cost, hops)
+}
+
+fn arb_graph() -> impl Strategy<Value = (usize, Vec<(usize, usize, i64)>, usize)> {
+    (1usize..24).prop_flat_map(|n| {
+        // Costs from a small range make equal-cost ties common; edge counts
+        // from 0 to 2n leave many graphs disconnected.
+        let edges = prop::collection::vec((0..n, 0..n, 1i64..5), 0..=2 * n);
+        (Just(n), edges, 0..n)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn bellman_ford_matches_floyd_warshall((n, edges, src) in arb_graph()) {
+        let p = bellman_ford(&graph(n, &edges), src).unwrap();
+        let (cost, hops) = reference(n, &edges, src);
+        prop_assert_eq!(p.cost, cost);
+        prop_assert_eq!(p.first_hops, hops);
+    }
+
+    #[test]
+    fn two_components_never_mix((n, edges, src) in arb_graph()) {
+        // A copy of the graph shifted by n: nothing in it is reachable.
+        let shifted: Vec<_> = edges.iter().map(|&(a, b, c)| (a + n, b + n, c)).chain(edges.iter().copied()).collect();
+        let p = bellman_ford(&graph(2 * n, &shifted), src).unwrap();
+        let (cost, hops) = reference(n, &edges, src);
+        prop_assert!(p.cost[n..].iter().all(Option::is_none));
+        prop_assert_eq!(&p.cost[..n], &cost[..]);
+        prop_assert_eq!(&p.first_hops[..n], &hops[..]);
+    }
+}
+
+fn topo(text: &str) -> Topology {
+    crate::config::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+const PREFIX: &str = "[overlay]\nvni = 1\n";
+
+fn host(name: &str, n: u8, subnets: &str) -> String {
+    format!("[[hosts]]\nname = \"{name}\"\nunderlay = \"198.18.0.{n}\"\nsubnets = [{subnets}]\n")
+}
+
+fn link(a: &str, b: &str, cost: u32) -> String {
+    format!("[[links]]\na = \"{a}\"\nb = \"{b}\"\ncost = {cost}\n")
+}
+
+#[test]
+fn compute_routes_for_a_diamond_with_an_island() {
+    let text = [
+        PREFIX.to_string(),
+        host("h1", 1, "\"198.19.1.0/24\", \"2001:2:0:1::/64\""),
+        host("h2", 2, ""),
+        host("h3", 3, "\"198.19.3.0/24\""),
+        host("h4", 4, "\"2001:2:0:4::/64\", \"198.19.4.0/24\""),
+        host("h5", 5, "\"198.19.5.0/24\""),
+        link("h1", "h2", 3),
+        link("h1", "h3", 1),
+        link("h3", "h2", 2),
+        link("h2", "h4", 4),
+        link("h3", "h4", 6),
+    ]
+    .concat();
+    let t = topo(&text);
+    let set = compute(&t, 0).unwrap();
+    assert_eq!(set.unreachable, vec![4]);
+    let summary: Vec<(String, RouteKind, u64, Vec<&str>)> = set
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.prefix.to_string(),
+                r.kind,
+                r.cost,
+                r.next_hops.iter().map(|h| h.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("198.19.1.0/24".into(), RouteKind::Local, 0, vec![]),
+            ("198.19.3.0/24".into(), RouteKind::Remote, 1, vec!["h3"]),
+            (
+                "198.19.4.0/24".into(),
+                RouteKind::Remote,
+                7,
+                vec!["h2", "h3"]
+            ),
+            ("2001:2:0:1::/64".into(), RouteKind::Local, 0, vec![]),
+            (
+                "2001:2:0:4::/64".into(),
+                RouteKind::Remote,
+                7,
+                vec!["h2", "h3"]
+            ),
+        ]
+    );
+    let r = &set.routes[2];
+    assert_eq!(r.owner, 3);
+    assert_eq!(
+        r.next_hops[0].underlay,
+        "198.18.0.2".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(r.next_hops[0].host, 1);
+
+    let json = serde_json::to_value(&set).unwrap();
+    assert_eq!(
+        json[2],
+        serde_json::json!({"prefix": "198.19.4.0/24", "kind": "remote", "cost": 7, "next_hops": [
+            {"host": "h2", "underlay": "198.18.0.2"}, {"host": "h3", "underlay": "198.18.0.3"}]})
+    );
+    assert_eq!(
+        json[0],
+        serde_json::json!({"prefix": "198.19.1.0/24", "kind": "local", "cost": 0, "next_hops": []})
+    );
+
+    let table = set.to_string();
+    assert!(
+        table.starts_with(
+            "local 198.19.1.0/24 metric 0\n198.19.3.0/24 via 198.18.0.3 host h3 metric 1\n"
+        ),
+        "{table}"
+    );
+    assert!(table.contains("198.19.4.0/24 metric 7\n\tnexthop via 198.18.0.2 host h2\n\tnexthop via 198.18.0.3 host h3\n"), "{table}");
+
+    // From the island: everyone else is unreachable, only its own prefix.
+    let set = compute(&t, 4).unwrap();
+    assert_eq!(set.unreachable, vec![0, 1, 2, 3]);
+    assert_eq!(set.routes.len(), 1);
+    // Not a host: nothing reachable, no routes.
+    let set = compute(&t, 99).unwrap();
+    assert_eq!(set.unreachable.len(), 5);
+    assert!(set.routes.is_empty());
+}
