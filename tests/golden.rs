@@ -20,7 +20,7 @@ use std::process::Command;
 use serde_json::Value;
 use vxrouter::config::{self, PortKind, Topology};
 use vxrouter::dataplane::DropReason;
-use vxrouter::port::pcap::read_capture;
+use vxrouter::port::pcap::{read_capture, PcapPortError};
 use vxrouter::port::LinkType;
 use vxrouter::replay::{replay, ReplayStats};
 
@@ -811,15 +811,25 @@ fn shared_pcaps_replay_with_full_accounting() {
             .clone()
             .unwrap_or_else(|| "eth0".to_owned());
         for f in &files {
+            // Ethernet captures into the uplink; a link-type refusal means
+            // raw IP (or another link type) and the TUN port is tried.
             let (port, frames) = match read_capture(f, &nic, LinkType::Ethernet) {
                 Ok(v) => (nic.clone(), v.len()),
-                Err(_) => match read_capture(f, "c1", LinkType::RawIp) {
+                Err(PcapPortError::LinkType { .. }) => match read_capture(f, "c1", LinkType::RawIp) {
                     Ok(v) => ("c1".to_owned(), v.len()),
-                    Err(e) => {
+                    Err(e @ PcapPortError::LinkType { .. }) => {
                         eprintln!("  skip {}: {e}", f.display());
                         continue;
                     }
+                    Err(e) => {
+                        failures.push(format!("{}: unreadable: {e}", f.display()));
+                        continue;
+                    }
                 },
+                Err(e) => {
+                    failures.push(format!("{}: unreadable: {e}", f.display()));
+                    continue;
+                }
             };
             let out = tempfile::tempdir().expect("tempdir");
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
