@@ -475,6 +475,11 @@ def router_replies(g):
     req = bytes(IPv6(src=C1_V6, dst=GW6, hlim=64) / ICMPv6EchoRequest(id=0x79, seq=3, data=b"ping6 gw c1"))
     rep = bytes(IPv6(src=GW6, dst=C1_V6, hlim=64) / ICMPv6EchoReply(id=0x79, seq=3, data=b"ping6 gw c1"))
     g.reply("ping_gw_v6_c1", "c1", req, "c1", rep)
+    # The first fragment of an echo request: the router does not reassemble,
+    # so it must not answer a part of a datagram (the reply would be a
+    # fragment of nothing, MF set).
+    frag = bytes(IP(src=C1_V4, dst=GW4, ttl=64, id=0x99, flags="MF") / ICMP(type=8, id=0x7B, seq=5) / Raw(b"first fragment"))
+    g.drop("ping_gw_v4_first_fragment_c1", "c1", frag, "control_plane")
     # A remote container pings h1's gateway: the reply goes back through h2.
     req = bytes(IP(src=H2_V4, dst=GW4, ttl=63, id=0, flags=0) / ICMP(type=8, id=0x7A, seq=4) / Raw(b"remote ping"))
     rep = bytes(IP(src=GW4, dst=H2_V4, ttl=64, id=0, flags=0) / ICMP(type=0, id=0x7A, seq=4) / Raw(b"remote ping"))
@@ -723,6 +728,23 @@ def drops_uplink(g):
     b = bytearray(good)
     b[o + 12 : o + 16] = bytes([198, 18, 0, 99])
     g.drop("eth0_unknown_peer", "eth0", fix_outer(b), "unknown_peer")
+    # The inner packet claims 12 more bytes than the outer datagram carries,
+    # and the frame has 12 bytes of Ethernet trailer after the datagram: the
+    # trailer is not part of the tunnel payload.
+    q = udp4(H2_V4, C1_V4, payload=b"twelve bytes")
+    short = bytearray(from_peer(t, "h2", q[:-12]))
+    inner_ip = o + 20 + 8 + 8 + 14
+    short[inner_ip : inner_ip + 20] = q[:20]
+    g.drop("eth0_inner_ip_beyond_datagram", "eth0", bytes(short) + q[-12:], "ip_malformed")
+    # Outer IPv4 options move the UDP header.
+    l2 = bytes(Ether(dst=VTEP_MAC["h1"], src=VTEP_MAC["h2"], type=0x0800)) + p
+    opts = bytes(
+        Ether(dst=UNDERLAY_MAC["h1"], src=UNDERLAY_MAC["h2"])
+        / IP(src=UNDERLAY4["h2"], dst=UNDERLAY4["h1"], ttl=64, flags="DF", id=0, options=[b"\x01\x01\x01\x00"])
+        / UDP(sport=PEER_SPORT, dport=VXLAN_PORT, chksum=0)
+        / Raw(vxlan_hdr() + l2)
+    )
+    g.forward("eth0_outer_ipv4_options", "eth0", opts, "c1", dec_ttl(p))
     g.drop("eth0_inner_bad_source", "eth0", from_peer(t, "h2", udp4("0.0.0.0", C1_V4)), "ip_bad_source")
     g.drop("eth0_inner_multicast", "eth0", from_peer(t, "h2", udp4(H2_V4, "224.0.0.5")), "control_plane")
 
@@ -798,6 +820,13 @@ def ipv6_underlay(g):
     pseudo = bytes(b[14 + 8 : 14 + 40]) + struct.pack("!IxxxB", len(b) - 54, 17)
     b[14 + 46 : 14 + 48] = struct.pack("!H", csum(pseudo + bytes(b[54:])) or 0xFFFF)
     g.drop("v6u_unknown_peer", "eth0", bytes(b), "unknown_peer", topo=t6)
+    # Ethernet trailer bytes after the outer IPv6 datagram are not tunnel
+    # payload (the inner packet claims them).
+    q = udp4(H2_V4, C1_V4, payload=b"twelve bytes")
+    short = bytearray(from_peer(t6, "h2", q[:-12]))
+    inner_ip = 14 + 40 + 8 + 8 + 14
+    short[inner_ip : inner_ip + 20] = q[:20]
+    g.drop("v6u_inner_ip_beyond_datagram", "eth0", bytes(short) + q[-12:], "ip_malformed", topo=t6)
     g.drop("v6u_outer_truncated", "eth0", good[: 14 + 30], "ip_malformed", topo=t6)
     b = bytearray(good)
     b[14 + 4 : 14 + 6] = struct.pack("!H", len(good) - 54 + 4)
