@@ -815,7 +815,8 @@ fn shared_pcaps_replay_with_full_accounting() {
             // raw IP (or another link type) and the TUN port is tried.
             let (port, frames) = match read_capture(f, &nic, LinkType::Ethernet) {
                 Ok(v) => (nic.clone(), v.len()),
-                Err(PcapPortError::LinkType { .. }) => match read_capture(f, "c1", LinkType::RawIp) {
+                Err(PcapPortError::LinkType { .. }) => match read_capture(f, "c1", LinkType::RawIp)
+                {
                     Ok(v) => ("c1".to_owned(), v.len()),
                     Err(e @ PcapPortError::LinkType { .. }) => {
                         eprintln!("  skip {}: {e}", f.display());
