@@ -480,6 +480,15 @@ def router_replies(g):
     # fragment of nothing, MF set).
     frag = bytes(IP(src=C1_V4, dst=GW4, ttl=64, id=0x99, flags="MF") / ICMP(type=8, id=0x7B, seq=5) / Raw(b"first fragment"))
     g.drop("ping_gw_v4_first_fragment_c1", "c1", frag, "control_plane")
+    # An echo request with a wrong ICMP checksum is not answered (RFC 1122
+    # section 3.2.2: a corrupt message is discarded; answering with a fresh
+    # checksum would hide the corruption from the sender).
+    bad = bytearray(bytes(IP(src=C1_V4, dst=GW4, ttl=64, id=0, flags=0) / ICMP(type=8, id=0x7C, seq=6) / Raw(b"corrupt")))
+    bad[20 + 2] ^= 0x01
+    g.drop("ping_gw_v4_bad_icmp_checksum_c1", "c1", bytes(bad), "control_plane")
+    bad = bytearray(bytes(IPv6(src=C2_V6, dst=GW6, hlim=64) / ICMPv6EchoRequest(id=0x7D, seq=7, data=b"corrupt")))
+    bad[40 + 2] ^= 0x01
+    g.drop("ping_gw_v6_bad_icmp_checksum_c2", "c2", from_c2(bytes(bad)), "control_plane")
     # A remote container pings h1's gateway: the reply goes back through h2.
     req = bytes(IP(src=H2_V4, dst=GW4, ttl=63, id=0, flags=0) / ICMP(type=8, id=0x7A, seq=4) / Raw(b"remote ping"))
     rep = bytes(IP(src=GW4, dst=H2_V4, ttl=64, id=0, flags=0) / ICMP(type=0, id=0x7A, seq=4) / Raw(b"remote ping"))
