@@ -60,6 +60,7 @@ drop_reasons! {
     NoHeadroom = "no_headroom", "not enough headroom to prepend headers";
     ArpNotForUs = "arp_not_for_us", "ARP or neighbour solicitation not for a gateway address of ours";
     NdMalformed = "nd_malformed", "ICMPv6 neighbour discovery message malformed";
+    IcmpBadChecksum = "icmp_bad_checksum", "ICMP message to the router with a wrong checksum";
     ControlPlane = "control_plane", "addressed to the router itself and not answered (only echo is)";
     TxFull = "tx_full", "the output port refused the frame (ring or queue full)";
     PortDown = "port_down", "output port not present on this worker";

@@ -161,6 +161,10 @@ fn arp_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     }
     let sender = u32::from(a.sender_ip());
     let target = u32::from(a.target_ip());
+    if sender == 0 {
+        // An ARP probe (RFC 5227): the container checks its own address.
+        return Verdict::Drop(DropReason::ArpNotForUs);
+    }
     if !info.allows_v4(sender) {
         return Verdict::Drop(DropReason::Spoofed);
     }
@@ -289,10 +293,15 @@ fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     };
     let region = &mut buf[head..head + total];
     ip.emit(&mut region[..ipv6::HEADER_LEN]);
-    // RFC 4861 section 7.2.4: solicited, override, from a router.
+    // RFC 4861 section 7.2.4: solicited, from a router; Override only for
+    // our own addresses: section 7.2.8 says a proxy SHOULD clear it.
+    let own = matches!(t.fib.lookup_v6(target), Some(NextHop::Router));
+    let flags = icmpv6::NA_FLAG_ROUTER
+        | icmpv6::NA_FLAG_SOLICITED
+        | if own { icmpv6::NA_FLAG_OVERRIDE } else { 0 };
     icmpv6::emit_neighbor_advert(
         &mut region[ipv6::HEADER_LEN..],
-        icmpv6::NA_FLAG_ROUTER | icmpv6::NA_FLAG_SOLICITED | icmpv6::NA_FLAG_OVERRIDE,
+        flags,
         src_addr,
         Some(router_mac),
         src_addr,
@@ -328,7 +337,12 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
         _ => return Verdict::Pass,
     };
     let vx_off = match outer {
-        Ok(off) => l3 + off,
+        Ok((off, end)) => {
+            // The inner frame ends where the outer datagram does: bytes after
+            // it (Ethernet padding, a trailer) are not tunnel payload.
+            pkt.truncate(l3 + end);
+            l3 + off
+        }
         Err(v) => return v,
     };
     // VXLAN header and inner Ethernet.
@@ -369,9 +383,10 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
     }
 }
 
-/// Checks an outer IPv4/UDP header; `Ok(offset of VXLAN from l3)` when the
-/// datagram is VXLAN for us, else the verdict.
-fn outer_v4(t: &Tables, d: &[u8]) -> Result<usize, Verdict> {
+/// Checks an outer IPv4/UDP header; `Ok((offset of VXLAN, end of the
+/// datagram))`, both from l3, when the datagram is VXLAN for us, else the
+/// verdict.
+fn outer_v4(t: &Tables, d: &[u8]) -> Result<(usize, usize), Verdict> {
     let Ok(ip) = ipv4::Packet::new_checked(d) else {
         return Err(Verdict::Drop(DropReason::IpMalformed));
     };
@@ -409,10 +424,10 @@ fn outer_v4(t: &Tables, d: &[u8]) -> Result<usize, Verdict> {
     if !t.is_known_peer_v4(ip.src_u32()) {
         return Err(Verdict::Drop(DropReason::UnknownPeer));
     }
-    Ok(ip.header_len() + udp::HEADER_LEN)
+    Ok((ip.header_len() + udp::HEADER_LEN, ip.total_len() as usize))
 }
 
-fn outer_v6(t: &Tables, d: &[u8]) -> Result<usize, Verdict> {
+fn outer_v6(t: &Tables, d: &[u8]) -> Result<(usize, usize), Verdict> {
     let Ok(ip) = ipv6::Packet::new_checked(d) else {
         return Err(Verdict::Drop(DropReason::IpMalformed));
     };
@@ -455,7 +470,7 @@ fn outer_v6(t: &Tables, d: &[u8]) -> Result<usize, Verdict> {
     if !t.is_known_peer_v6(ip.src_u128()) {
         return Err(Verdict::Drop(DropReason::UnknownPeer));
     }
-    Ok(off + udp::HEADER_LEN)
+    Ok((off + udp::HEADER_LEN, end))
 }
 
 fn tunnel_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
@@ -498,8 +513,10 @@ fn is_bad_source_v4(src: u32) -> bool {
 fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
     let (src, dst, ttl, len, df, is_echo_req) = {
         let ip = ipv4::Packet::new_unchecked(pkt.data());
+        // Only a whole datagram is answered: a fragment of an echo request
+        // is part of a message we have not seen whole.
         let echo = ip.protocol() == ipv4::PROTO_ICMP
-            && ip.frag_offset() == 0
+            && !ip.is_fragment()
             && ip.payload().first() == Some(&icmpv4::TYPE_ECHO_REQUEST);
         (
             ip.src_u32(),
@@ -750,20 +767,24 @@ fn mix(a: u64, b: u64, ports: u32, proto: u8) -> u32 {
 
 fn echo_reply_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
     {
-        let mut ip = ipv4::Packet::new_unchecked(pkt.data_mut());
+        let d = pkt.data_mut();
+        let hl = ipv4::Packet::new_unchecked(&d[..]).header_len();
+        let Ok(mut icmp) = icmpv4::Packet::new_checked(&mut d[hl..]) else {
+            return Verdict::Drop(DropReason::IpMalformed);
+        };
+        // RFC 1122 section 3.2.2: a message with a bad checksum is silently
+        // discarded, not answered with a fresh one.
+        if !icmp.verify_checksum() {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
+        }
+        icmp.make_echo_reply_in_place();
+        let mut ip = ipv4::Packet::new_unchecked(&mut d[..]);
         let src = ip.src();
         let dst = ip.dst();
         ip.set_src(dst);
         ip.set_dst(src);
         ip.set_ttl(ORIGIN_TTL);
         ip.fill_checksum();
-        let hl = ip.header_len();
-        let d = pkt.data_mut();
-        let Ok(mut icmp) = icmpv4::Packet::new_checked(&mut d[hl..]) else {
-            return Verdict::Drop(DropReason::IpMalformed);
-        };
-        icmp.set_msg_type(icmpv4::TYPE_ECHO_REPLY);
-        icmp.fill_checksum();
     }
     match originate_v4(t, pkt) {
         Verdict::Forward(p) => Verdict::Reply(p),
@@ -773,18 +794,24 @@ fn echo_reply_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
 
 fn echo_reply_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
     {
-        let mut ip = ipv6::Packet::new_unchecked(pkt.data_mut());
-        let src = ip.src();
-        let dst = ip.dst();
-        ip.set_src(dst);
-        ip.set_dst(src);
-        ip.set_hop_limit(ORIGIN_TTL);
         let d = pkt.data_mut();
+        let (src, dst) = {
+            let ip = ipv6::Packet::new_unchecked(&d[..]);
+            (ip.src(), ip.dst())
+        };
         let Ok(mut icmp) = icmpv6::Packet::new_checked(&mut d[ipv6::HEADER_LEN..]) else {
             return Verdict::Drop(DropReason::IpMalformed);
         };
-        icmp.set_msg_type(icmpv6::TYPE_ECHO_REPLY);
-        icmp.fill_checksum(dst, src);
+        if !icmp.verify_checksum(src, dst) {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
+        }
+        // The pseudo-header sum does not depend on the address order, so
+        // the incremental type change is all the checksum needs.
+        icmp.make_echo_reply_in_place();
+        let mut ip = ipv6::Packet::new_unchecked(&mut d[..]);
+        ip.set_src(dst);
+        ip.set_dst(src);
+        ip.set_hop_limit(ORIGIN_TTL);
     }
     match originate_v6(t, pkt) {
         Verdict::Forward(p) => Verdict::Reply(p),
@@ -801,10 +828,11 @@ fn may_send_icmp_v4(d: &[u8]) -> bool {
         return false;
     }
     if ip.protocol() == ipv4::PROTO_ICMP {
-        return matches!(
-            ip.payload().first(),
-            Some(&icmpv4::TYPE_ECHO_REQUEST) | Some(&icmpv4::TYPE_ECHO_REPLY)
-        );
+        // Queries (echo, timestamp, ...) may cause errors; errors may not.
+        return ip
+            .payload()
+            .first()
+            .is_some_and(|ty| !icmpv4::is_error_type(*ty));
     }
     true
 }

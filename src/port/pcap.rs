@@ -104,10 +104,17 @@ pub fn read_capture(path: &Path, port: &str, want: LinkType) -> Result<Vec<Frame
         if !accepts(want, found) {
             return Err(link_err(found));
         }
-        while let Some(pkt) = rd.next_packet() {
+        let nanos_per_frac = match rd.header().ts_resolution {
+            TsResolution::MicroSecond => 1_000,
+            TsResolution::NanoSecond => 1,
+        };
+        // Raw records: `next_packet` refuses a record whose original length
+        // exceeds the snapshot length, which is legal (a capture cut short).
+        while let Some(pkt) = rd.next_raw_packet() {
             let pkt = pkt.map_err(fmt_err)?;
             frames.push(Frame {
-                ts: pkt.timestamp,
+                ts: Duration::new(pkt.ts_sec as u64, 0)
+                    + Duration::from_nanos(pkt.ts_frac as u64 * nanos_per_frac),
                 data: pkt.data.into_owned(),
             });
         }

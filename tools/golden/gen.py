@@ -485,10 +485,10 @@ def router_replies(g):
     # checksum would hide the corruption from the sender).
     bad = bytearray(bytes(IP(src=C1_V4, dst=GW4, ttl=64, id=0, flags=0) / ICMP(type=8, id=0x7C, seq=6) / Raw(b"corrupt")))
     bad[20 + 2] ^= 0x01
-    g.drop("ping_gw_v4_bad_icmp_checksum_c1", "c1", bytes(bad), "control_plane")
+    g.drop("ping_gw_v4_bad_icmp_checksum_c1", "c1", bytes(bad), "icmp_bad_checksum")
     bad = bytearray(bytes(IPv6(src=C2_V6, dst=GW6, hlim=64) / ICMPv6EchoRequest(id=0x7D, seq=7, data=b"corrupt")))
     bad[40 + 2] ^= 0x01
-    g.drop("ping_gw_v6_bad_icmp_checksum_c2", "c2", from_c2(bytes(bad)), "control_plane")
+    g.drop("ping_gw_v6_bad_icmp_checksum_c2", "c2", from_c2(bytes(bad)), "icmp_bad_checksum")
     # A remote container pings h1's gateway: the reply goes back through h2.
     req = bytes(IP(src=H2_V4, dst=GW4, ttl=63, id=0, flags=0) / ICMP(type=8, id=0x7A, seq=4) / Raw(b"remote ping"))
     rep = bytes(IP(src=GW4, dst=H2_V4, ttl=64, id=0, flags=0) / ICMP(type=0, id=0x7A, seq=4) / Raw(b"remote ping"))
