@@ -15,6 +15,8 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+#[cfg(target_os = "linux")]
+pub mod control;
 pub mod dataplane;
 pub mod fib;
 #[cfg(target_os = "linux")]

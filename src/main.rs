@@ -37,6 +37,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the real pipeline over capture files: `--in PORT=FILE` per input
+    /// port; writes `DIR/PORT.pcap` for every port that transmitted and
+    /// `DIR/stats.json`.
+    Replay {
+        /// The topology file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The host whose pipeline to run.
+        #[arg(long, value_name = "NAME")]
+        host: String,
+        /// An input: a port name (the host's `nic`, or a container port) and a
+        /// pcap or pcapng file. Repeatable.
+        #[arg(long = "in", value_name = "PORT=FILE", required = true)]
+        inputs: Vec<String>,
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// MTU of the underlay NIC.
+        #[arg(long, default_value_t = 1500)]
+        underlay_mtu: u16,
+    },
+    /// Run the router for one host (root; Linux).
+    Run {
+        /// The topology file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// This host's name in the file.
+        #[arg(long, value_name = "NAME")]
+        host: String,
+        /// Write JSON counters to this file every second.
+        #[arg(long, value_name = "FILE")]
+        stats_file: Option<PathBuf>,
+        /// Seconds between counter summaries in the log.
+        #[arg(long, default_value_t = 10)]
+        log_interval: u64,
+    },
 }
 
 /// Exit status for an invalid topology or a failed computation.
@@ -47,7 +83,93 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Routes { config, host, json } => routes(&config, &host, json),
+        Command::Replay {
+            config,
+            host,
+            inputs,
+            out,
+            underlay_mtu,
+        } => replay(&config, &host, &inputs, &out, underlay_mtu),
+        Command::Run {
+            config,
+            host,
+            stats_file,
+            log_interval,
+        } => run(config, host, stats_file, log_interval),
     }
+}
+
+fn replay(
+    path: &std::path::Path,
+    host: &str,
+    inputs: &[String],
+    out: &std::path::Path,
+    mtu: u16,
+) -> ExitCode {
+    let topo = match load(path) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let Some(me) = topo.host_index(host) else {
+        eprintln!("vxrouter: no host {host:?} in {}", path.display());
+        return ExitCode::from(EXIT_INVALID);
+    };
+    let mut pairs = Vec::new();
+    for i in inputs {
+        let Some((port, file)) = i.split_once('=') else {
+            eprintln!("vxrouter: --in {i:?}: expected PORT=FILE");
+            return ExitCode::from(EXIT_INVALID);
+        };
+        pairs.push((port.to_owned(), PathBuf::from(file)));
+    }
+    match vxrouter::replay::replay(&topo, me, &pairs, out, mtu) {
+        Ok(stats) => {
+            println!(
+                "{}: rx {} forwarded {} replied {} pass-through {} dropped {} (stats in {})",
+                stats.host,
+                stats.rx_total(),
+                stats.forwarded,
+                stats.replied,
+                stats.pass_through,
+                stats.drops.values().sum::<u64>(),
+                out.join("stats.json").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vxrouter: replay: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn run(config: PathBuf, host: String, stats_file: Option<PathBuf>, log_interval: u64) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let opts = vxrouter::control::RunOptions {
+        config,
+        host,
+        stats_file,
+        log_interval: std::time::Duration::from_secs(log_interval.max(1)),
+    };
+    match vxrouter::control::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run(_: PathBuf, _: String, _: Option<PathBuf>, _: u64) -> ExitCode {
+    eprintln!("vxrouter: run needs Linux (AF_XDP, TUN)");
+    ExitCode::from(EXIT_INVALID)
 }
 
 fn load(path: &std::path::Path) -> Result<Topology, ExitCode> {

@@ -448,6 +448,10 @@ impl AfXdpPort {
 }
 
 impl Port for AfXdpPort {
+    fn poll_fd(&self) -> Option<i32> {
+        Some(self.fd())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -121,6 +121,10 @@ impl TunPort {
 }
 
 impl Port for TunPort {
+    fn poll_fd(&self) -> Option<i32> {
+        Some(self.fd())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -1,0 +1,592 @@
+//! `vxrouter run`: the control thread of a live router.
+//!
+//! Start-up: load the topology, create or attach the container ports, attach
+//! our XDP programs and open one AF_XDP socket or TUN queue per worker and
+//! port, resolve the peers' underlay MACs through the kernel's neighbour
+//! table, compile and publish the forwarding tables, start the pinned
+//! workers. Then it watches: neighbour events (republish when a peer's MAC
+//! appears or changes), SIGHUP (reload; a bad file keeps the running
+//! tables), SIGINT/SIGTERM (stop the workers, detach XDP, remove what we
+//! created), and every second it retires old tables, retries unresolved
+//! neighbours and writes the stats file.
+//!
+//! Invariants: workers only ever see whole, published tables; everything
+//! created is owned by a guard whose Drop undoes it, so every exit path
+//! (error, signal) leaves the host as it was.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use serde::Serialize;
+
+use crate::config::{self, PortKind as ConfigPortKind, Topology};
+use crate::dataplane::{tables, CounterSummary, Counters, Tables};
+use crate::fib::FibPublisher;
+use crate::host::link::link_info;
+use crate::host::neigh::NeighbourTable;
+use crate::host::netns::{self, CreatedDevice};
+use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::tun::TunPort;
+use crate::port::xdp::{XdpKind, XdpProgram};
+use crate::port::Port;
+use crate::route::{self, RouteSet};
+use crate::worker::{self, WorkerHandle, WorkerStats};
+
+/// Options of `vxrouter run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub host: String,
+    /// Where to write JSON stats every second (atomically, by rename).
+    pub stats_file: Option<PathBuf>,
+    /// How often to log a counter summary.
+    pub log_interval: Duration,
+}
+
+/// Stats as written to the stats file.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    pub host: String,
+    pub workers: usize,
+    pub ports: BTreeMap<String, PortCounts>,
+    #[serde(flatten)]
+    pub counters: CounterSummary,
+    pub io_errors: u64,
+    pub tables_published: u64,
+    pub unresolved_peers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PortCounts {
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// A derived, stable MAC for a veth container without a configured one:
+/// the router must know it to address delivered frames.
+fn container_mac(vtep: [u8; 6], index: usize) -> [u8; 6] {
+    [0x02, 0x43, vtep[3], vtep[4], vtep[5], index as u8]
+}
+
+/// The parts of this host's entry that need a restart when they change.
+fn structure_of(topo: &Topology, host: usize) -> String {
+    let h = &topo.hosts[host];
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}",
+        h.nic,
+        h.underlay,
+        h.workers,
+        h.ports
+            .iter()
+            .map(|p| (&p.name, p.kind, &p.netns, &p.addresses, p.mac, p.mtu))
+            .collect::<Vec<_>>(),
+        h.vtep_mac,
+        topo.overlay.vni,
+        topo.overlay.udp_port
+    )
+}
+
+/// Fills in what the control plane decides for the topology: veth MACs.
+fn effective(mut topo: Topology, host: usize) -> Topology {
+    let vtep = topo.hosts[host].vtep_mac.0;
+    for (i, p) in topo.hosts[host].ports.iter_mut().enumerate() {
+        if p.kind == ConfigPortKind::Veth && p.mac.is_none() {
+            p.mac = Some(config::MacAddr(container_mac(vtep, i + 1)));
+        }
+    }
+    topo
+}
+
+/// Underlay MACs of the peers a route set uses, as the kernel knows them.
+struct Neighbours {
+    table: NeighbourTable,
+    nic: String,
+    /// Peer underlay address -> the address whose MAC we need (itself, or
+    /// the underlay gateway toward it).
+    via: BTreeMap<IpAddr, IpAddr>,
+}
+
+impl Neighbours {
+    fn learn_peers(&mut self, topo: &Topology, routes: &RouteSet) {
+        self.via.clear();
+        for r in &routes.routes {
+            for nh in &r.next_hops {
+                let peer = topo.hosts[nh.host].underlay;
+                if topo.hosts[nh.host].underlay_mac.is_some() || self.via.contains_key(&peer) {
+                    continue;
+                }
+                let via = match self.table.next_hop_for(peer) {
+                    Ok(Some(n)) => n.addr,
+                    Ok(None) => {
+                        tracing::warn!(%peer, "no underlay route to peer");
+                        peer
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "route lookup failed");
+                        peer
+                    }
+                };
+                self.via.insert(peer, via);
+            }
+        }
+    }
+
+    fn lookup(&self, peer: IpAddr) -> Option<[u8; 6]> {
+        self.table.lookup(*self.via.get(&peer).unwrap_or(&peer))
+    }
+
+    /// Asks the kernel to resolve every peer still missing.
+    fn resolve_missing(&mut self) -> Vec<IpAddr> {
+        let missing: Vec<(IpAddr, IpAddr)> = self
+            .via
+            .iter()
+            .filter(|(_, via)| self.table.lookup(**via).is_none())
+            .map(|(p, v)| (*p, *v))
+            .collect();
+        for (_, via) in &missing {
+            if let Err(e) = self.table.resolve(*via, &self.nic) {
+                tracing::debug!(%via, error = %e, "neighbour resolution request failed");
+            }
+        }
+        missing.into_iter().map(|(p, _)| p).collect()
+    }
+}
+
+fn build_tables(
+    topo: &Topology,
+    host: usize,
+    routes: &RouteSet,
+    nic_mac: [u8; 6],
+    mtu: u16,
+    neigh: &Neighbours,
+) -> Tables {
+    let lookup = |ip: IpAddr| neigh.lookup(ip);
+    let env = tables::HostEnv {
+        nic_mac,
+        underlay_mtu: mtu,
+        neighbour: &lookup,
+    };
+    tables::build(topo, host, routes, &env)
+}
+
+fn peer_macs(t: &Tables) -> Vec<(String, bool, [u8; 6])> {
+    t.peers
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.resolved,
+                [
+                    p.template[0],
+                    p.template[1],
+                    p.template[2],
+                    p.template[3],
+                    p.template[4],
+                    p.template[5],
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Everything `run` creates, dropped in reverse order of need: workers
+/// first (they hold sockets), then sockets, then XDP programs, then devices.
+struct Live {
+    stop: Arc<AtomicBool>,
+    workers: Vec<(JoinHandle<std::io::Result<()>>, WorkerHandle)>,
+    programs: Vec<XdpProgram>,
+    devices: Vec<CreatedDevice>,
+}
+
+impl Live {
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (h, _) in self.workers.drain(..) {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
+                Err(_) => tracing::error!("worker panicked"),
+            }
+        }
+        for p in self.programs.drain(..) {
+            tracing::info!(dev = p.ifname(), "detaching XDP program");
+            drop(p);
+        }
+        for d in self.devices.drain(..) {
+            let name = d.port_name().to_owned();
+            if let Err(e) = d.teardown() {
+                tracing::warn!(dev = %name, error = %e, "teardown failed");
+            } else {
+                tracing::info!(dev = %name, "removed");
+            }
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn load_topology(path: &Path, host: &str) -> Result<(Topology, usize)> {
+    let topo = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(me) = topo.host_index(host) else {
+        let names: Vec<&str> = topo.hosts.iter().map(|h| h.name.as_str()).collect();
+        bail!(
+            "no host {host:?} in {} (hosts: {})",
+            path.display(),
+            names.join(", ")
+        );
+    };
+    Ok((topo, me))
+}
+
+/// Runs the router until SIGINT or SIGTERM.
+pub fn run(opts: &RunOptions) -> Result<()> {
+    let (topo, me) = load_topology(&opts.config, &opts.host)?;
+    let topo = effective(topo, me);
+    let host = topo.hosts[me].clone();
+    let Some(nic) = host.nic.clone() else {
+        bail!(
+            "host {} has no `nic` in {}: the router needs its underlay device",
+            host.name,
+            opts.config.display()
+        );
+    };
+    let nic_info = link_info(&nic).with_context(|| format!("underlay device {nic}"))?;
+    if let Some(m) = host.underlay_mac {
+        if m.0 != nic_info.mac {
+            tracing::warn!(dev = %nic, configured = %m, "underlay_mac differs from the device's MAC; using the device's");
+        }
+    }
+    let queues = nic_info.num_rx_queues.max(1) as usize;
+    let mut n_workers = host.workers.len().max(1);
+    if n_workers > queues {
+        tracing::warn!(dev = %nic, queues, workers = n_workers, "fewer NIC queues than workers: running {queues} worker(s)");
+        n_workers = queues;
+    }
+    let cores: Vec<Option<usize>> = (0..n_workers)
+        .map(|k| host.workers.get(k).copied())
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut live = Live {
+        stop: stop.clone(),
+        workers: Vec::new(),
+        programs: Vec::new(),
+        devices: Vec::new(),
+    };
+    let overlay_mtu = topo.overlay_mtu(me);
+
+    // Port slots per worker: index 0 the uplink, then container ports.
+    let n_ports = 1 + host.ports.len();
+    let mut slots: Vec<Vec<Option<Box<dyn Port + Send>>>> = (0..n_workers)
+        .map(|_| (0..n_ports).map(|_| None).collect())
+        .collect();
+    let xsk_cfg = AfXdpConfig::default();
+
+    // Uplink: our XDP program, then one socket per worker queue.
+    let mut uplink_prog = XdpProgram::attach(
+        &nic,
+        XdpKind::Uplink,
+        &[host.underlay],
+        topo.overlay.udp_port,
+    )
+    .with_context(|| {
+        format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
+    })?;
+    tracing::info!(dev = %nic, mode = %uplink_prog.mode(), "uplink XDP program attached");
+    for (k, worker_slots) in slots.iter_mut().enumerate() {
+        let port = AfXdpPort::open(&nic, k as u32, &xsk_cfg)
+            .with_context(|| format!("AF_XDP socket on {nic} queue {k}"))?;
+        uplink_prog
+            .register_socket(k as u32, port.fd())
+            .with_context(|| format!("registering the socket of {nic} queue {k}"))?;
+        tracing::info!(dev = %nic, queue = k, bind = %port.bind_mode(), "uplink socket bound");
+        worker_slots[0] = Some(Box::new(port));
+    }
+    live.programs.push(uplink_prog);
+
+    // Container ports.
+    for (i, p) in host.ports.iter().enumerate() {
+        let idx = i + 1;
+        let mtu = p.mtu.unwrap_or(overlay_mtu);
+        match p.kind {
+            ConfigPortKind::Tun => {
+                let tuns = match &p.netns {
+                    Some(ns) => {
+                        let (dev, tuns) =
+                            netns::setup_tun_netns(&p.name, ns, &p.addresses, mtu, |name| {
+                                TunPort::open(name, n_workers, mtu)
+                            })
+                            .with_context(|| {
+                                format!("creating TUN port {} in netns {ns}", p.name)
+                            })?;
+                        live.devices.push(dev);
+                        tuns
+                    }
+                    None => TunPort::open(&p.name, n_workers, mtu)
+                        .with_context(|| format!("opening TUN device {}", p.name))?,
+                };
+                tracing::info!(port = %p.name, queues = tuns.len(), netns = ?p.netns, "TUN port ready");
+                for (k, t) in tuns.into_iter().enumerate() {
+                    if let Some(w) = slots.get_mut(k) {
+                        w[idx] = Some(Box::new(t));
+                    }
+                }
+            }
+            ConfigPortKind::Veth => {
+                if let Some(ns) = &p.netns {
+                    let dev = netns::setup_veth(
+                        &p.name,
+                        ns,
+                        &p.addresses,
+                        &p.gateways,
+                        mtu,
+                        p.mac.map(|m| m.0),
+                        n_workers as u32,
+                    )
+                    .with_context(|| format!("creating veth port {} in netns {ns}", p.name))?;
+                    live.devices.push(dev);
+                } else {
+                    link_info(&p.name).with_context(|| {
+                        format!("veth port {} (no netns given, so it must exist)", p.name)
+                    })?;
+                }
+                let info = link_info(&p.name)?;
+                let mut prog = XdpProgram::attach(&p.name, XdpKind::Container, &[], 0)
+                    .with_context(|| format!("attaching the XDP program to {}", p.name))?;
+                let veth_queues = (info.num_rx_queues.max(1) as usize).min(n_workers);
+                for (k, w) in slots.iter_mut().enumerate().take(veth_queues) {
+                    let port = AfXdpPort::open(&p.name, k as u32, &xsk_cfg)
+                        .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
+                    prog.register_socket(k as u32, port.fd())?;
+                    w[idx] = Some(Box::new(port));
+                }
+                if veth_queues < n_workers {
+                    tracing::warn!(port = %p.name, queues = veth_queues, "veth has fewer queues than workers: frames for it from other workers drop as port_down");
+                }
+                tracing::info!(port = %p.name, mode = %prog.mode(), queues = veth_queues, netns = ?p.netns, "veth port attached");
+                live.programs.push(prog);
+            }
+        }
+    }
+
+    // Routes, neighbours, tables.
+    let mut routes = route::compute(&topo, me).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for &u in &routes.unreachable {
+        tracing::warn!(host = %topo.hosts[u].name, "unreachable: its prefixes are left out");
+    }
+    let mut neigh = Neighbours {
+        table: NeighbourTable::open().context("opening the netlink neighbour socket")?,
+        nic: nic.clone(),
+        via: BTreeMap::new(),
+    };
+    neigh.learn_peers(&topo, &routes);
+    neigh.resolve_missing();
+    let mut topo = topo;
+    let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
+    let mut last_macs = peer_macs(&t);
+    let port_names: Vec<String> = t.ports.iter().map(|p| p.name.clone()).collect();
+    let (mut publisher, reader) = FibPublisher::new(t);
+    let mut published = 1u64;
+
+    for (k, ports) in slots.into_iter().enumerate() {
+        let handle = WorkerHandle {
+            stats: Arc::new(Mutex::new(WorkerStats::default())),
+            stop: stop.clone(),
+        };
+        let h = handle.clone();
+        let r = reader.clone();
+        let core = cores[k];
+        let jh = std::thread::Builder::new()
+            .name(format!("vxr-worker-{k}"))
+            .spawn(move || worker::run(k, core, ports, r, h))
+            .context("spawning a worker thread")?;
+        live.workers.push((jh, handle));
+    }
+    tracing::info!(host = %host.name, workers = n_workers, routes = routes.routes.len(), "router running");
+
+    // Signals set flags; the loop below wakes at least every 200 ms.
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
+
+    let mut poll = Poll::new()?;
+    let neigh_fd = neigh.table.fd();
+    poll.registry()
+        .register(&mut SourceFd(&neigh_fd), Token(0), Interest::READABLE)?;
+    let mut events = Events::with_capacity(8);
+    let mut last_tick = Instant::now();
+    let mut last_log = Instant::now();
+    let mut structure = structure_of(&topo, me);
+
+    while !term.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(200))) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        let mut rebuild = false;
+        if !events.is_empty() {
+            match neigh.table.process_events() {
+                Ok(changed) => rebuild |= changed,
+                Err(e) => tracing::warn!(error = %e, "neighbour events"),
+            }
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            match load_topology(&opts.config, &opts.host) {
+                Err(e) => {
+                    tracing::error!("reload rejected, keeping the running configuration:\n{e:#}")
+                }
+                Ok((new, new_me)) => {
+                    let new = effective(new, new_me);
+                    if structure_of(&new, new_me) != structure {
+                        tracing::error!("reload rejected: this host's nic, underlay, workers, ports, VNI or UDP port changed; those need a restart");
+                    } else {
+                        match route::compute(&new, new_me) {
+                            Ok(r) => {
+                                topo = new;
+                                routes = r;
+                                structure = structure_of(&topo, new_me);
+                                neigh.learn_peers(&topo, &routes);
+                                neigh.resolve_missing();
+                                rebuild = true;
+                                tracing::info!(
+                                    routes = routes.routes.len(),
+                                    "configuration reloaded"
+                                );
+                            }
+                            Err(e) => tracing::error!("reload rejected: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            let missing = neigh.resolve_missing();
+            if !missing.is_empty() {
+                rebuild |= neigh.table.refresh().unwrap_or(false);
+            }
+            publisher.reclaim();
+            let stats = collect(&host.name, &live, &port_names, published, &missing, &topo);
+            if let Some(path) = &opts.stats_file {
+                if let Err(e) = write_stats(path, &stats) {
+                    tracing::warn!(path = %path.display(), error = %e, "writing stats");
+                }
+            }
+            if last_log.elapsed() >= opts.log_interval {
+                last_log = Instant::now();
+                tracing::info!(
+                    forwarded = stats.counters.forwarded,
+                    replied = stats.counters.replied,
+                    drops = ?stats.counters.drops,
+                    unresolved = ?stats.unresolved_peers,
+                    "stats"
+                );
+            }
+        }
+        if rebuild {
+            let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
+            let macs = peer_macs(&t);
+            if macs != last_macs || hup_applied(&t, &publisher) {
+                for (name, resolved, mac) in &macs {
+                    tracing::info!(peer = %name, resolved, mac = %config::MacAddr(*mac), "peer");
+                }
+                last_macs = macs;
+                publisher.publish(t);
+                published += 1;
+            }
+        }
+    }
+    tracing::info!("stopping");
+    let stats = collect(&host.name, &live, &port_names, published, &[], &topo);
+    if let Some(path) = &opts.stats_file {
+        let _ = write_stats(path, &stats);
+    }
+    live.shutdown();
+    drop(publisher);
+    tracing::info!(forwarded = stats.counters.forwarded, drops = ?stats.counters.drops, "stopped");
+    Ok(())
+}
+
+/// Whether a rebuilt table differs in routes from the published one (after
+/// a reload the peers may be the same while the prefixes are not).
+fn hup_applied(t: &Tables, publisher: &FibPublisher<Tables>) -> bool {
+    let cur = publisher.current();
+    cur.fib.next_hops.len() != t.fib.next_hops.len()
+        || cur.fib.next_hops != t.fib.next_hops
+        || cur.ecmp != t.ecmp
+}
+
+fn collect(
+    host: &str,
+    live: &Live,
+    port_names: &[String],
+    published: u64,
+    missing: &[IpAddr],
+    topo: &Topology,
+) -> RunStats {
+    let mut counters = Counters::default();
+    let mut ports: BTreeMap<String, PortCounts> = port_names
+        .iter()
+        .map(|n| (n.clone(), PortCounts::default()))
+        .collect();
+    let mut io_errors = 0;
+    for (_, h) in &live.workers {
+        let Ok(s) = h.stats.lock() else { continue };
+        counters.add(&s.counters);
+        io_errors += s.io_errors;
+        if let Some(e) = &s.last_error {
+            tracing::debug!(error = %e, "worker I/O error");
+        }
+        for (i, name) in port_names.iter().enumerate() {
+            let e = ports
+                .get_mut(name)
+                .expect("port names come from the same list");
+            e.rx += s.rx.get(i).copied().unwrap_or(0);
+            e.tx += s.tx.get(i).copied().unwrap_or(0);
+        }
+    }
+    let unresolved_peers = missing
+        .iter()
+        .map(|ip| {
+            topo.hosts
+                .iter()
+                .find(|h| h.underlay == *ip)
+                .map_or_else(|| ip.to_string(), |h| h.name.clone())
+        })
+        .collect();
+    RunStats {
+        host: host.to_owned(),
+        workers: live.workers.len(),
+        ports,
+        counters: counters.summary(),
+        io_errors,
+        tables_published: published,
+        unresolved_peers,
+    }
+}
+
+fn write_stats(path: &Path, stats: &RunStats) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(stats).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, path)
+}
