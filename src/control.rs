@@ -361,6 +361,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     link_info(&p.name).with_context(|| {
                         format!("veth port {} (no netns given, so it must exist)", p.name)
                     })?;
+                    // AF_XDP frames carry no partial-checksum flag.
+                    tracing::warn!(port = %p.name, "attached to an existing veth: turn off tx checksum offload on its container end (ethtool -K IF tx off)");
                 }
                 let info = link_info(&p.name)?;
                 let mut prog = XdpProgram::attach(&p.name, XdpKind::Container, &[], 0)

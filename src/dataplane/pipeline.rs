@@ -229,6 +229,12 @@ fn container_v6(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     if nd {
         return nd_reply(t, in_port, pkt);
     }
+    let dst = ipv6::Packet::new_unchecked(pkt.data()).dst_u128();
+    if (dst >> 120) == 0xff || (dst >> 118) == 0x3fa {
+        // MLD reports, router solicitations and other link traffic, often
+        // from link-local or unspecified sources: not spoofing, not routed.
+        return Verdict::Drop(DropReason::ControlPlane);
+    }
     if !info.allows_v6(src) {
         return Verdict::Drop(DropReason::Spoofed);
     }

@@ -327,6 +327,20 @@ fn configure_inside(netns: &str, addrs: &[IpNet], mtu: u16) -> Result<()> {
     ip(&["-n", netns, "link", "set", CONTAINER_IFNAME, "up"])
 }
 
+/// Makes the container's kernel finish its own checksums. With tx
+/// checksum offload on, a veth hands over TCP and UDP with only the
+/// pseudo-header summed (CHECKSUM_PARTIAL), expecting the receiving stack to
+/// know; AF_XDP frames carry no such metadata, so the router would forward
+/// segments no receiver accepts. Calico and Cilium do the same for XDP.
+fn disable_tx_checksum_offload(netns: &str) -> Result<()> {
+    run("ip", &["netns", "exec", netns, "ethtool", "-K", CONTAINER_IFNAME, "tx", "off"]).map_err(|e| match e {
+        HostError::Command { stderr, .. } if stderr.starts_with("exec of") => HostError::Invalid(
+            "ethtool is needed to turn off tx checksum offload on veth container ports (apt-get install ethtool)".into(),
+        ),
+        e => e,
+    })
+}
+
 /// At most one gateway per family; the default route for each.
 fn default_routes(netns: &str, gateways: &[IpAddr]) -> Result<()> {
     let v4 = gateways.iter().filter(|g| g.is_ipv4()).count();
@@ -427,6 +441,7 @@ pub fn setup_veth(
     // From here on, an early return drops `dev`, which removes the pair.
     configure_inside(netns, container_addrs, mtu)?;
     default_routes(netns, gateways)?;
+    disable_tx_checksum_offload(netns)?;
     ip(&["link", "set", port_name, "up"])?;
     tracing::info!(
         port = port_name,
