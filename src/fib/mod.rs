@@ -73,7 +73,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use poptrie::{Poptrie, NONE};
+use poptrie::{Poptrie, LANES, NONE};
 pub use publish::{FibGuard, FibPublisher, FibReader};
 
 /// Index of a next hop (for [`Fib`], an index into [`Fib::next_hops`]).
@@ -126,8 +126,12 @@ impl Lpm4 {
     /// Looks up `addrs[i]` into `out[i]` for every `i` below the shorter
     /// length of the two slices.
     pub fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<NextHopId>]) {
-        for (addr, slot) in addrs.iter().zip(out.iter_mut()) {
-            *slot = decode(self.trie.lookup(*addr));
+        let mut raw = [NONE; LANES];
+        for (addrs, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            self.trie.lookup_lanes(addrs, &mut raw);
+            for (slot, r) in out.iter_mut().zip(raw) {
+                *slot = decode(r);
+            }
         }
     }
 
@@ -188,8 +192,12 @@ impl Lpm6 {
     /// Looks up `addrs[i]` into `out[i]` for every `i` below the shorter
     /// length of the two slices.
     pub fn lookup_batch(&self, addrs: &[u128], out: &mut [Option<NextHopId>]) {
-        for (addr, slot) in addrs.iter().zip(out.iter_mut()) {
-            *slot = decode(self.trie.lookup(*addr));
+        let mut raw = [NONE; LANES];
+        for (addrs, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            self.trie.lookup_lanes(addrs, &mut raw);
+            for (slot, r) in out.iter_mut().zip(raw) {
+                *slot = decode(r);
+            }
         }
     }
 
