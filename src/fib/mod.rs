@@ -22,37 +22,41 @@
 //! iteration, 7/8 inside a random prefix of the table and 1/8 uniformly
 //! random; IPv4 length mix 55% /24, 30% /16-/23, 5% /8-/15, 10% /25-/32;
 //! IPv6 60% /48, the rest /32-/64 under 2000::/3). The VM has 2 cores shared
-//! with other build jobs, so two runs are shown (ns per lookup, mean):
+//! with other build jobs and the figures move by up to 2x between runs, so
+//! the ranges cover five runs (ns per lookup, criterion mean):
 //!
-//! | IPv4 routes | vxrouter | lpm_batch | prefix-trie 0.10 | speed-up | memory    |
-//! |-------------|----------|-----------|------------------|----------|-----------|
-//! | 1 000       | 8.7-9.9  | 7.1-9.7   | 34.8-35.1        | 3.5-4.0x | 1.03 MiB  |
-//! | 10 000      | 10.3-13.8| 11.0-13.4 | 35.0-47.3        | 3.4x     | 1.31 MiB  |
-//! | 100 000     | 16.1-21.9| 18.0-24.8 | 70.5-112.7       | 4.4-5.2x | 3.83 MiB  |
-//! | 1 000 000   | 62-130   | 30-123    | 320-447          | 3.4-5.2x | 16.6 MiB  |
+//! | IPv4 routes | vxrouter   | lpm_batch  | prefix-trie 0.10 | same-run ratio | memory   |
+//! |-------------|------------|------------|------------------|----------------|----------|
+//! | 1 000       | 8.2-11.2   | 7.1-12.4   | 29.8-35.1        | 3.0-4.0x       | 1.03 MiB |
+//! | 10 000      | 9.8-13.8   | 11.0-18.4  | 35.0-47.3        | 3.2-3.9x       | 1.31 MiB |
+//! | 100 000     | 12.3-25.9  | 18.0-29.6  | 70.5-112.7       | 4.2-7.4x (median 5.1x) | 3.77 MiB |
+//! | 1 000 000   | 62-181     | 30-162     | 320-481          | 2.2-5.2x       | 16.6 MiB |
 //!
-//! | IPv6 routes | vxrouter | prefix-trie 0.10 | speed-up | memory    |
-//! |-------------|----------|------------------|----------|-----------|
-//! | 1 000       | 34-43    | 62-88            | 1.8-2.1x | 1.15 MiB  |
-//! | 100 000     | 116-279  | 422-649          | 2.3-3.6x | 13.6 MiB  |
+//! | IPv6 routes | vxrouter | prefix-trie 0.10 | ratio | memory   |
+//! |-------------|----------|------------------|-------|----------|
+//! | 1 000       | 12.0     | 77.8             | 6.5x  | 1.06 MiB |
+//! | 10 000      | 29.7     | 105.6            | 3.6x  | 1.60 MiB |
+//! | 100 000     | 186.5    | 448.9            | 2.4x  | 7.45 MiB |
+//! | 1 000 000   | 338      | 988              | 2.9x  | 63 MiB   |
 //!
-//! Build (`fib_build`, IPv4, unsorted input): 16.8-17.5 ms at 100k routes,
-//! 124-133 ms at 1M. Of the memory, 1 MiB is the /18 top array; the rest is
-//! 24-byte nodes (84k at 100k routes) and 4-byte leaf runs.
+//! Build (`fib_build`, IPv4, unsorted input): 16.1-19.6 ms at 100k routes,
+//! 124-133 ms at 1M. Of the IPv4 memory, 1 MiB is the /18 top array; the
+//! rest is 24-byte nodes (82k at 100k routes) and 4-byte leaf runs.
 //!
 //! The lookup is memory-bound at 100k routes and beyond: three dependent
-//! reads (top, node, leaf) for a /24. Two variants were measured on the same
-//! VM and dropped: fixed-depth branch-free steps (no mispredictions, but
-//! twice the popcounts; slower at 1k, not faster at 100k), and 32-byte
-//! nodes carrying their leaf runs in the same cache line (two lines per /24
-//! lookup instead of three, but 50% more memory, and a slower median). The
-//! default target has no `popcnt` instruction, so `count_ones` is a short
-//! bit-twiddling sequence; building with `-C target-feature=+popcnt` (any
-//! x86-64 CPU since 2008) makes each level cheaper without code changes.
+//! reads (top, node, leaf) for a /24. Variants measured on the same VM and
+//! dropped: fixed-depth branch-free steps (twice the popcounts; 2-3x slower),
+//! 32-byte nodes carrying their leaf runs in the same cache line (two lines
+//! per /24 lookup instead of three, but 45% more memory and ~15% slower),
+//! and a batch walking 8 lanes in lockstep (no faster than the plain loop,
+//! which out-of-order execution already overlaps). The default target has no
+//! `popcnt` instruction, so `count_ones` is a short bit-twiddling sequence;
+//! `-C target-feature=+popcnt` speeds up both tries about equally.
 //!
 //! IPv6 uses the same code and layout (no slow path). Random /48s under
-//! 2000::/3 share only their first ~20 bits, so each one costs a chain of
-//! about five nodes; real IPv6 tables are far more clustered.
+//! 2000::/3 share only their first ~20 bits; skip nodes (see `poptrie.rs`)
+//! collapse the single-child levels below that, which halved IPv6 memory
+//! (14.3 -> 7.5 MiB at 100k) and lookup time at 1k-10k routes.
 //!
 //! # Invariants
 //!
@@ -73,7 +77,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use poptrie::{Poptrie, LANES, NONE};
+use poptrie::{Poptrie, NONE};
 pub use publish::{FibGuard, FibPublisher, FibReader};
 
 /// Index of a next hop (for [`Fib`], an index into [`Fib::next_hops`]).
@@ -126,12 +130,8 @@ impl Lpm4 {
     /// Looks up `addrs[i]` into `out[i]` for every `i` below the shorter
     /// length of the two slices.
     pub fn lookup_batch(&self, addrs: &[u32], out: &mut [Option<NextHopId>]) {
-        let mut raw = [NONE; LANES];
-        for (addrs, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
-            self.trie.lookup_lanes(addrs, &mut raw);
-            for (slot, r) in out.iter_mut().zip(raw) {
-                *slot = decode(r);
-            }
+        for (addr, slot) in addrs.iter().zip(out.iter_mut()) {
+            *slot = decode(self.trie.lookup(*addr));
         }
     }
 
@@ -192,12 +192,8 @@ impl Lpm6 {
     /// Looks up `addrs[i]` into `out[i]` for every `i` below the shorter
     /// length of the two slices.
     pub fn lookup_batch(&self, addrs: &[u128], out: &mut [Option<NextHopId>]) {
-        let mut raw = [NONE; LANES];
-        for (addrs, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
-            self.trie.lookup_lanes(addrs, &mut raw);
-            for (slot, r) in out.iter_mut().zip(raw) {
-                *slot = decode(r);
-            }
+        for (addr, slot) in addrs.iter().zip(out.iter_mut()) {
+            *slot = decode(self.trie.lookup(*addr));
         }
     }
 

@@ -36,8 +36,6 @@ pub(crate) const NONE: u32 = 0x7FFF_FFFF;
 const NODE_FLAG: u32 = 0x8000_0000;
 /// Key bits consumed per node: 64 slots fit one `u64` bit vector.
 const STRIDE: u32 = 6;
-/// Keys walked in lockstep by [`Poptrie::lookup_lanes`].
-pub(crate) const LANES: usize = 8;
 /// A skip node's level count sits in the top 4 bits of its `vector`.
 const SKIP_SHIFT: u32 = 60;
 /// The expected key bits of a skip node: the low 60 bits of its `vector`.
@@ -249,70 +247,6 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             } else {
                 let leaf = node.base0 + (node.leafvec << keep).count_ones() - 1;
                 return self.leaves.get(leaf as usize).copied().unwrap_or(NONE);
-            }
-        }
-    }
-
-    /// One level for a key whose walk is at node `index`, `off` bits in:
-    /// returns `NODE_FLAG | next node` (and advances `off`) or a leaf value.
-    #[inline(always)]
-    fn descend(&self, key: K, index: u32, off: &mut u32) -> u32 {
-        let Some(node) = self.nodes.get(index as usize) else {
-            return NONE;
-        };
-        if node.leafvec == 0 && node.vector >> SKIP_SHIFT != 0xF {
-            let bits = (node.vector >> SKIP_SHIFT) as u32 * STRIDE;
-            if key.bits64(*off, bits) != node.vector & SKIP_MASK {
-                return node.base0;
-            }
-            *off += bits;
-            return NODE_FLAG | node.base1;
-        }
-        let slot = key.bits(*off, STRIDE);
-        let keep = 63 - slot;
-        if (node.vector >> slot) & 1 != 0 {
-            *off += STRIDE;
-            NODE_FLAG | (node.base1 + (node.vector << keep).count_ones() - 1)
-        } else {
-            let leaf = node.base0 + (node.leafvec << keep).count_ones() - 1;
-            self.leaves.get(leaf as usize).copied().unwrap_or(NONE)
-        }
-    }
-
-    /// [`Poptrie::lookup`] for up to [`LANES`] keys at once, walked level by
-    /// level in lockstep: the loads of all lanes at one level are
-    /// independent, so they are in flight together instead of each lookup
-    /// waiting on its own chain. Writes `out[i]` for `i < keys.len()`.
-    #[inline]
-    pub(crate) fn lookup_lanes(&self, keys: &[K], out: &mut [u32]) {
-        let n = keys.len().min(out.len()).min(LANES);
-        let mut off = [S; LANES];
-        for i in 0..n {
-            out[i] = self
-                .top
-                .get(keys[i].bits(0, S) as usize)
-                .copied()
-                .unwrap_or(NONE);
-        }
-        // Each round takes every unfinished lane one level down; a walk has
-        // at most K::BITS / STRIDE levels, so the bound only guards bugs.
-        for _ in 0..K::BITS {
-            let mut pending = false;
-            for i in 0..n {
-                let cur = out[i];
-                if cur & NODE_FLAG != 0 {
-                    let next = self.descend(keys[i], cur & !NODE_FLAG, &mut off[i]);
-                    out[i] = next;
-                    pending |= next & NODE_FLAG != 0;
-                }
-            }
-            if !pending {
-                return;
-            }
-        }
-        for slot in out.iter_mut().take(n) {
-            if *slot & NODE_FLAG != 0 {
-                *slot = NONE;
             }
         }
     }
