@@ -19,7 +19,7 @@ use crate::port::{Batch, Packet, BATCH_SIZE};
 use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, udp, vxlan};
 
 use super::drops::{Counters, DropReason};
-use super::tables::{NextHop, PortKind, Tables, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
+use super::tables::{NextHop, PortKind, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
 
 /// What happens to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -689,7 +689,14 @@ fn encap(
     let Some(d) = pkt.prepend(tl) else {
         return Verdict::Drop(DropReason::NoHeadroom);
     };
-    d[..tl].copy_from_slice(&peer.template[..tl]);
+    // Constant-length copies compile to a few vector moves; a
+    // variable-length one is a call into memmove.
+    if tl == MAX_TEMPLATE {
+        d[..MAX_TEMPLATE].copy_from_slice(&peer.template);
+    } else {
+        const V4: usize = OUTER_V4_LEN + ethernet::HEADER_LEN;
+        d[..V4].copy_from_slice(&peer.template[..V4]);
+    }
     d[tl - 2..tl].copy_from_slice(&ethertype.to_be_bytes());
     let sport = SRC_PORT_BASE | (hash as u16 & 0x3fff);
     if !peer.is_v6() {
