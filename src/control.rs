@@ -305,6 +305,21 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
     })?;
     tracing::info!(dev = %nic, mode = %uplink_prog.mode(), "uplink XDP program attached");
+    // Every rx queue gets a socket: our XDP program redirects to the socket
+    // of the queue a frame arrived on, and a queue without one hands VXLAN
+    // to the kernel, which has no listener for it. Queues beyond the worker
+    // count are served as extra receive queues, round robin.
+    let mut extra: Vec<Vec<(u16, Box<dyn Port + Send>)>> =
+        (0..n_workers).map(|_| Vec::new()).collect();
+    for q in n_workers..queues {
+        let port = AfXdpPort::open(&nic, q as u32, &xsk_cfg)
+            .with_context(|| format!("AF_XDP socket on {nic} queue {q}"))?;
+        uplink_prog
+            .register_socket(q as u32, port.fd())
+            .with_context(|| format!("registering the socket of {nic} queue {q}"))?;
+        tracing::info!(dev = %nic, queue = q, worker = q % n_workers, bind = %port.bind_mode(), "uplink receive queue bound");
+        extra[q % n_workers].push((0, Box::new(port)));
+    }
     for (k, worker_slots) in slots.iter_mut().enumerate() {
         let port = AfXdpPort::open(&nic, k as u32, &xsk_cfg)
             .with_context(|| format!("AF_XDP socket on {nic} queue {k}"))?;
@@ -377,6 +392,12 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 if veth_queues < n_workers {
                     tracing::warn!(port = %p.name, queues = veth_queues, "veth has fewer queues than workers: frames for it from other workers drop as port_down");
                 }
+                for q in n_workers..info.num_rx_queues as usize {
+                    let port = AfXdpPort::open(&p.name, q as u32, &xsk_cfg)
+                        .with_context(|| format!("AF_XDP socket on {} queue {q}", p.name))?;
+                    prog.register_socket(q as u32, port.fd())?;
+                    extra[q % n_workers].push((idx as u16, Box::new(port)));
+                }
                 tracing::info!(port = %p.name, mode = %prog.mode(), queues = veth_queues, netns = ?p.netns, "veth port attached");
                 live.programs.push(prog);
             }
@@ -402,7 +423,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let (mut publisher, reader) = FibPublisher::new(t);
     let mut published = 1u64;
 
-    for (k, ports) in slots.into_iter().enumerate() {
+    for (k, (ports, extra)) in slots.into_iter().zip(extra).enumerate() {
         let handle = WorkerHandle {
             stats: Arc::new(Mutex::new(WorkerStats::default())),
             stop: stop.clone(),
@@ -412,7 +433,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         let core = cores[k];
         let jh = std::thread::Builder::new()
             .name(format!("vxr-worker-{k}"))
-            .spawn(move || worker::run(k, core, ports, r, h))
+            .spawn(move || worker::run(k, core, ports, extra, r, h))
             .context("spawning a worker thread")?;
         live.workers.push((jh, handle));
     }

@@ -53,11 +53,16 @@ pub struct WorkerHandle {
 }
 
 /// Runs the poll loop until `stop` is set. `ports[i]` is this worker's queue
-/// of port `i` (`None` where it has none). `core` pins the thread when given.
+/// of port `i` (`None` where it has none); it receives and transmits.
+/// `extra` holds further receive queues of some ports (a NIC with more rx
+/// queues than workers: every queue needs a socket, or the VXLAN hashed onto
+/// it falls to the kernel); what arrives there is processed as arriving on
+/// that port and transmitted through `ports`. `core` pins the thread.
 pub fn run(
     id: usize,
     core: Option<usize>,
     mut ports: Vec<Option<Box<dyn Port + Send>>>,
+    mut extra: Vec<(u16, Box<dyn Port + Send>)>,
     tables: FibReader<Tables>,
     handle: WorkerHandle,
 ) -> io::Result<()> {
@@ -75,10 +80,24 @@ pub fn run(
             waitable += 1;
         }
     }
-    let owned: Vec<u16> = (0..ports.len() as u16)
+    for (j, (_, p)) in extra.iter().enumerate() {
+        if let Some(fd) = p.poll_fd() {
+            poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(ports.len() + j),
+                Interest::READABLE,
+            )?;
+            waitable += 1;
+        }
+    }
+    // Receive sources: (port index, None for the primary queue in `ports`,
+    // Some(j) for `extra[j]`).
+    let mut sources: Vec<(u16, Option<usize>)> = (0..ports.len() as u16)
         .filter(|&i| ports[i as usize].is_some())
+        .map(|i| (i, None))
         .collect();
-    tracing::info!(worker = id, ?core, ports = ?owned, waitable, "worker started");
+    sources.extend(extra.iter().enumerate().map(|(j, (i, _))| (*i, Some(j))));
+    tracing::info!(worker = id, ?core, sources = ?sources, waitable, "worker started");
 
     let n_ports = ports.len();
     let mut pipe = Pipeline::new();
@@ -86,7 +105,7 @@ pub fn run(
     let mut verdicts = [Verdict::Pass; BATCH_SIZE];
     let mut rx = vec![0u64; n_ports];
     let mut tx = vec![0u64; n_ports];
-    let mut events = Events::with_capacity(n_ports.max(1));
+    let mut events = Events::with_capacity((n_ports + extra.len()).max(1));
     let mut io_errors = 0u64;
     let mut last_error: Option<String> = None;
     let mut idle = 0u32;
@@ -94,8 +113,12 @@ pub fn run(
 
     while !handle.stop.load(Ordering::Relaxed) {
         let mut got = 0usize;
-        for &i in &owned {
-            let received = match ports[i as usize].as_mut().map(|p| p.rx_burst(&mut batch)) {
+        for &(i, src) in &sources {
+            let port = match src {
+                None => ports[i as usize].as_deref_mut(),
+                Some(j) => Some(&mut *extra[j].1),
+            };
+            let received = match port.map(|p| p.rx_burst(&mut batch)) {
                 Some(Ok(n)) => n,
                 Some(Err(e)) => {
                     io_errors += 1;
@@ -129,7 +152,11 @@ pub fn run(
                 last_error = Some(format!("tx: {e}"));
             }
         }
-        for p in ports.iter_mut().flatten() {
+        for p in ports
+            .iter_mut()
+            .flatten()
+            .chain(extra.iter_mut().map(|(_, p)| p))
+        {
             if let Err(e) = p.flush() {
                 io_errors += 1;
                 last_error = Some(format!("flush on {}: {e}", p.name()));
