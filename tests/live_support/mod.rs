@@ -33,7 +33,9 @@ macro_rules! require_root {
             eprintln!("skipped: needs root (network namespaces, XDP, AF_XDP, TUN)");
             return;
         }
-        for tool in ["ip", "nsenter", "python3", "ping", "timeout", "bridge"] {
+        for tool in [
+            "ip", "nsenter", "python3", "ping", "timeout", "bridge", "ethtool",
+        ] {
             if !live_support::have(tool) {
                 eprintln!("skipped: {tool} is not installed");
                 return;
