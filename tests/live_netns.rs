@@ -235,12 +235,15 @@ fn kernel_vxlan_peer() {
             "h1",
             1,
             H1_VTEP,
-            "0",
+            "0, 1",
             &port("c1", "veth", &c1, "198.19.1.2", "2001:2:0:1::2")
         ),
         host("h2", 2, H2_VTEP, "1", ""),
         link("h1", "h2", 10)
     );
+    // h1 runs a worker per rx queue of its eth0: the kernel spreads its
+    // VXLAN packets over both tx queues (by flow hash), and a queue without
+    // a socket leaves them to h1's kernel, which has no VXLAN listener.
     let cfg = lab.write("topo.toml", &cfg);
     let r1 = lab.start(&cfg, "h1", &h1);
     lab.wait_ready(&[r1]);
