@@ -297,6 +297,12 @@ fn host_traffic_survives_router() {
         "no XDP program on h1's eth0 while the router runs:\n{link}"
     );
     check(&mut lab, "while the router runs", 7211);
+    // One worker, two rx queues: the router says what that costs.
+    assert!(
+        lab.log(r1).contains("more NIC rx queues than workers"),
+        "no queue warning:\n{}",
+        lab.log(r1)
+    );
     let s = lab.wait_stats(r1, "stats", |_| true);
     assert_clean("h1", &s);
 
@@ -426,28 +432,56 @@ fn sighup_reload() {
     let r2 = lab.start(&cfg, "h2", &h2);
     lab.wait_ready(&[r1, r2]);
     lab.ping(&c1, "198.19.2.2");
-    let before = lab.stats(r1)["tables_published"]
-        .as_u64()
-        .expect("tables_published");
 
-    // A third host (never started) with a link to h1: new prefixes, new peer.
+    // A third host (never started), linked to h1 and h2: new prefixes, a
+    // new peer, reached directly (5 < 10 + 8); h2 stays direct (10 < 5 + 8).
     let grown = format!(
-        "{base}{}{}",
+        "{base}{}{}{}",
         host("h3", 3, H3_VTEP, "0", ""),
-        link("h1", "h3", 5)
+        link("h1", "h3", 5),
+        link("h2", "h3", 8)
     );
-    std::fs::write(&cfg, &grown).expect("rewriting the topology");
-    lab.signal(r1, "HUP");
-    let s = lab.wait_stats(r1, "tables_published to grow", |s| {
-        s["tables_published"].as_u64() > Some(before)
-    });
-    let after = s["tables_published"].as_u64().expect("tables_published");
+    let published = |lab: &Lab| {
+        lab.stats(r1)["tables_published"]
+            .as_u64()
+            .expect("tables_published")
+    };
+    let reload = |lab: &mut Lab, text: &str, what: &str| -> u64 {
+        let before = published(lab);
+        std::fs::write(&cfg, text).expect("rewriting the topology");
+        lab.signal(r1, "HUP");
+        let s = lab.wait_stats(r1, what, |s| s["tables_published"].as_u64() > Some(before));
+        s["tables_published"].as_u64().expect("tables_published")
+    };
+    reload(&mut lab, &grown, "new tables after adding h3");
     assert!(
         lab.log(r1).contains("configuration reloaded"),
         "{}",
         lab.log(r1)
     );
+    let routes = || {
+        live_support::cmd(&[
+            env!("CARGO_BIN_EXE_vxrouter"),
+            "routes",
+            "--config",
+            cfg.to_str().expect("utf-8 path"),
+            "--host",
+            "h1",
+        ])
+    };
+    let direct = routes();
+    eprintln!("lv5: h1 routes after adding h3:\n{direct}");
     lab.ping(&c1, "198.19.2.2");
+
+    // A link cost change that moves h3 behind h2 (50 > 10 + 8).
+    let rerouted = grown.replacen("cost = 5", "cost = 50", 1);
+    assert_ne!(rerouted, grown);
+    let after = reload(&mut lab, &rerouted, "new tables after a cost change");
+    let via_h2 = routes();
+    eprintln!("lv5: h1 routes after the cost change:\n{via_h2}");
+    assert_ne!(direct, via_h2, "the cost change moved no route");
+    lab.ping(&c1, "198.19.2.2");
+    let grown = rerouted;
 
     // A broken file: a string where the cost must be a number.
     let bad = grown.replacen("cost = 10", "cost = \"ten\"", 1);
