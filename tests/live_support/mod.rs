@@ -434,7 +434,8 @@ impl Lab {
     }
 
     /// Pings `dst` from `ns` until the path works (10 s at most), then
-    /// three more that must all come back; returns the average RTT in ms.
+    /// three more that must all come back; returns the average RTT in ms
+    /// (and prints the maximum when above 5 ms).
     pub fn ping(&self, ns: &str, dst: &str) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -448,12 +449,22 @@ impl Lab {
             assert!(Instant::now() < deadline, "{ns} cannot ping {dst} for 10 s");
             std::thread::sleep(Duration::from_millis(100));
         }
-        let out = self.exec_ok(ns, &["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", dst]);
+        // -w, not -W: once some replies came, -W only waits two RTTs for
+        // the last one, and a reply a few ms late on a busy machine would
+        // count as lost; -w waits for all three (5 s at most).
+        let out = self.exec_ok(ns, &["ping", "-n", "-c", "3", "-i", "0.2", "-w", "5", dst]);
         assert!(
             out.contains(" 3 received"),
             "{ns} -> {dst}: lost pings:\n{out}"
         );
-        rtt_avg(&out).unwrap_or_else(|| panic!("no rtt in {out}"))
+        let (avg, max) = rtt_avg_max(&out).unwrap_or_else(|| panic!("no rtt in {out}"));
+        if max > 5.0 {
+            eprintln!(
+                "{}: {ns} -> {dst}: slow reply, max rtt {max:.3} ms",
+                self.prefix
+            );
+        }
+        avg
     }
 
     /// Pings must fail (no reply within 1 s, twice).
@@ -565,11 +576,11 @@ impl Lab {
     }
 }
 
-/// The average of `rtt min/avg/max/mdev = a/b/c/d ms`.
-fn rtt_avg(ping: &str) -> Option<f64> {
+/// The average and maximum of `rtt min/avg/max/mdev = a/b/c/d ms`.
+fn rtt_avg_max(ping: &str) -> Option<(f64, f64)> {
     let l = ping.lines().find(|l| l.contains("min/avg/max"))?;
-    let nums = l.split('=').nth(1)?;
-    nums.trim().split('/').nth(1)?.parse().ok()
+    let nums: Vec<&str> = l.split('=').nth(1)?.trim().split('/').collect();
+    Some((nums.get(1)?.parse().ok()?, nums.get(2)?.parse().ok()?))
 }
 
 /// Drops that must not appear in a healthy run: malformed or misrouted
