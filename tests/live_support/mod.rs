@@ -1,0 +1,684 @@
+//! A lab of network namespaces for the live router tests.
+//!
+//! Every test builds its own namespaces named `<prefix>-<name>` (prefixes
+//! differ per test so they run in parallel), uses addresses from
+//! 198.18.0.0/15 and 2001:2::/48 only, and owns everything through a [`Lab`]
+//! whose Drop stops the routers (SIGTERM, wait, SIGKILL), kills what still
+//! runs in its namespaces and deletes them, also when the test panics.
+//! Every command run here is bounded (`timeout`, ping -W, socket timeouts).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Whether we run as root (namespaces, XDP, AF_XDP and TUN need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Skips the test (with a printed reason) unless root and the tools exist.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !live_support::is_root() {
+            eprintln!("skipped: needs root (network namespaces, XDP, AF_XDP, TUN)");
+            return;
+        }
+        for tool in [
+            "ip", "nsenter", "python3", "ping", "timeout", "bridge", "ethtool",
+        ] {
+            if !live_support::have(tool) {
+                eprintln!("skipped: {tool} is not installed");
+                return;
+            }
+        }
+    };
+}
+
+/// Whether `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Runs a command in the current namespace; panics with its stderr on failure.
+pub fn cmd(args: &[&str]) -> String {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn quiet(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"))
+}
+
+/// Removes ANSI colour sequences (tracing colours its output).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Polls `f` every 50 ms until it returns Some, or panics after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The Python helper: one bounded UDP or TCP exchange.
+///
+/// `server ADDR PORT`: prints `ready`, answers (UDP: echoes every datagram
+/// for 1 s after the first; TCP: one connection, reads to EOF, replies
+/// `len:<bytes>`), exits; 10 s timeout. `client ADDR PORT N`: UDP sends `N`
+/// bytes up to 5 times until an echo comes back; TCP sends `N` bytes, shuts
+/// down its write side and prints the reply.
+const PY: &str = r#"
+import socket, sys, time
+mode, role, addr, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+fam = socket.AF_INET6 if ':' in addr else socket.AF_INET
+typ = socket.SOCK_DGRAM if mode == 'udp' else socket.SOCK_STREAM
+s = socket.socket(fam, typ)
+s.settimeout(10)
+if role == 'server':
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    if mode == 'tcp':
+        s.listen(1)
+    print('ready', flush=True)
+    if mode == 'udp':
+        data, peer = s.recvfrom(65535)
+        s.sendto(b'echo:' + data, peer)
+        s.settimeout(1)
+        try:
+            while True:
+                data, peer = s.recvfrom(65535)
+                s.sendto(b'echo:' + data, peer)
+        except socket.timeout:
+            pass
+    else:
+        c, _ = s.accept()
+        c.settimeout(10)
+        n = 0
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            n += len(b)
+        c.sendall(b'len:%d' % n)
+        c.close()
+else:
+    n = int(sys.argv[5])
+    payload = bytes((i * 7) % 251 for i in range(n))
+    if mode == 'udp':
+        s.settimeout(1)
+        for _ in range(5):
+            s.sendto(payload, (addr, port))
+            try:
+                data, _ = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            assert data == b'echo:' + payload, 'corrupted echo'
+            print('ok', len(data) - 5)
+            sys.exit(0)
+        sys.exit('no UDP echo')
+    else:
+        for attempt in range(20):
+            try:
+                s.connect((addr, port))
+                break
+            except ConnectionRefusedError:
+                s.close(); time.sleep(0.1); s = socket.socket(fam, typ); s.settimeout(10)
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        r = b''
+        while True:
+            b = s.recv(100)
+            if not b:
+                break
+            r += b
+        print(r.decode())
+"#;
+
+/// One router process.
+pub struct Router {
+    pub host: String,
+    pub ns: String,
+    pub child: Child,
+    pub stats: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Namespaces, routers and helpers of one test; Drop tears it all down.
+pub struct Lab {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    namespaces: Vec<String>,
+    pub routers: Vec<Router>,
+    background: Vec<Child>,
+}
+
+impl Lab {
+    /// A new lab; removes namespaces an earlier, killed run with the same
+    /// prefix left behind.
+    pub fn new(prefix: &str) -> Lab {
+        let list = cmd(&["ip", "netns", "list"]);
+        for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            if ns.starts_with(&format!("{prefix}-")) {
+                remove_ns(ns);
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("vxrouter-{prefix}-"))
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(dir.path().join("x.py"), PY).expect("writing the python helper");
+        Lab {
+            prefix: prefix.to_owned(),
+            dir,
+            namespaces: Vec::new(),
+            routers: Vec::new(),
+            background: Vec::new(),
+        }
+    }
+
+    /// The full name of namespace `short`.
+    pub fn name(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    /// Creates namespace `short` with lo up; returns its full name.
+    pub fn ns(&mut self, short: &str) -> String {
+        let full = self.name(short);
+        self.namespaces.push(full.clone());
+        cmd(&["ip", "netns", "add", &full]);
+        cmd(&["ip", "-n", &full, "link", "set", "lo", "up"]);
+        full
+    }
+
+    /// Registers a namespace someone else (the router) creates, so Drop
+    /// removes it too; returns its full name.
+    pub fn adopt(&mut self, short: &str) -> String {
+        let full = self.name(short);
+        self.namespaces.push(full.clone());
+        full
+    }
+
+    /// A veth pair `a`@`ns_a` -- `b`@`ns_b` (two queues per side so the
+    /// router can run a worker per queue), both ends up, with fixed MACs.
+    pub fn veth(&self, ns_a: &str, a: &str, mac_a: &str, ns_b: &str, b: &str, mac_b: &str) {
+        cmd(&[
+            "ip",
+            "link",
+            "add",
+            a,
+            "netns",
+            ns_a,
+            "numtxqueues",
+            "2",
+            "numrxqueues",
+            "2",
+            "address",
+            mac_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b,
+            "netns",
+            ns_b,
+            "numtxqueues",
+            "2",
+            "numrxqueues",
+            "2",
+            "address",
+            mac_b,
+        ]);
+        cmd(&["ip", "-n", ns_a, "link", "set", a, "up"]);
+        cmd(&["ip", "-n", ns_b, "link", "set", b, "up"]);
+    }
+
+    /// `ip -n NS ARGS...`, must succeed.
+    pub fn ip(&self, ns: &str, args: &[&str]) -> String {
+        let mut v = vec!["ip", "-n", ns];
+        v.extend_from_slice(args);
+        cmd(&v)
+    }
+
+    /// Runs `args` inside `ns` (bounded by `timeout 30`).
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", ns, "timeout", "30"];
+        v.extend_from_slice(args);
+        quiet(&v)
+    }
+
+    /// Runs `args` inside `ns`; must succeed; returns stdout.
+    pub fn exec_ok(&self, ns: &str, args: &[&str]) -> String {
+        let o = self.exec(ns, args);
+        assert!(
+            o.status.success(),
+            "in {ns}: {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Writes a file in the lab's tempdir.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("writing a lab file");
+        p
+    }
+
+    /// Starts `vxrouter run` for `host` inside `ns`; returns its index.
+    ///
+    /// nsenter, not `ip netns exec`: the latter gives the router a private
+    /// mount namespace and the container namespaces it creates would not be
+    /// visible outside.
+    pub fn start(&mut self, config: &Path, host: &str, ns: &str) -> usize {
+        let stats = self.dir.path().join(format!("{host}.json"));
+        let log = self.dir.path().join(format!("{host}.log"));
+        let _ = std::fs::remove_file(&stats);
+        let logf = std::fs::File::create(&log).expect("router log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{ns}"))
+            .arg(env!("CARGO_BIN_EXE_vxrouter"))
+            .args(["run", "--config"])
+            .arg(config)
+            .args(["--host", host, "--stats-file"])
+            .arg(&stats)
+            .args(["--log-interval", "1"])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("log fd"))
+            .stderr(logf)
+            .spawn()
+            .expect("spawning vxrouter");
+        self.routers.push(Router {
+            host: host.to_owned(),
+            ns: ns.to_owned(),
+            child,
+            stats,
+            log,
+        });
+        self.routers.len() - 1
+    }
+
+    /// The router's log so far (colours removed).
+    pub fn log(&self, r: usize) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.routers[r].log).unwrap_or_default())
+    }
+
+    /// The last stats the router wrote, if any.
+    pub fn try_stats(&self, r: usize) -> Option<Value> {
+        let text = std::fs::read_to_string(&self.routers[r].stats).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The last stats the router wrote.
+    pub fn stats(&self, r: usize) -> Value {
+        self.try_stats(r)
+            .unwrap_or_else(|| panic!("no stats from {}", self.routers[r].host))
+    }
+
+    /// Panics (with the log) if the router exited.
+    pub fn assert_alive(&mut self, r: usize) {
+        if let Ok(Some(st)) = self.routers[r].child.try_wait() {
+            panic!(
+                "router {} exited ({st}):\n{}",
+                self.routers[r].host,
+                self.log(r)
+            );
+        }
+    }
+
+    /// Waits until every router's stats show no unresolved peer.
+    pub fn wait_ready(&mut self, routers: &[usize]) {
+        let deadline = Instant::now() + Duration::from_secs(25);
+        for &r in routers {
+            loop {
+                self.assert_alive(r);
+                if let Some(s) = self.try_stats(r) {
+                    if s["unresolved_peers"]
+                        .as_array()
+                        .is_some_and(|a| a.is_empty())
+                    {
+                        break;
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "router {} not ready in 25 s:\n{}",
+                    self.routers[r].host,
+                    self.log(r)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Waits (5 s at most) until the router's stats satisfy `pred`.
+    pub fn wait_stats(&mut self, r: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.assert_alive(r);
+            if let Some(s) = self.try_stats(r) {
+                if pred(&s) {
+                    return s;
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "router {}: {what} not seen in 5 s; stats {:?}\n{}",
+                    self.routers[r].host,
+                    self.try_stats(r),
+                    self.log(r)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal to router `r`.
+    pub fn signal(&self, r: usize, sig: &str) {
+        cmd(&[
+            "kill",
+            &format!("-{sig}"),
+            &self.routers[r].child.id().to_string(),
+        ]);
+    }
+
+    /// Pings `dst` from `ns` until the path works (10 s at most), then
+    /// three more that must all come back; returns the average RTT in ms
+    /// (and prints the maximum when above 5 ms).
+    pub fn ping(&self, ns: &str, dst: &str) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self
+                .exec(ns, &["ping", "-n", "-c", "1", "-W", "1", dst])
+                .status
+                .success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ns} cannot ping {dst} for 10 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // -w, not -W: once some replies came, -W only waits two RTTs for
+        // the last one, and a reply a few ms late on a busy machine would
+        // count as lost; -w waits for all three (5 s at most).
+        let out = self.exec_ok(ns, &["ping", "-n", "-c", "3", "-i", "0.2", "-w", "5", dst]);
+        assert!(
+            out.contains(" 3 received"),
+            "{ns} -> {dst}: lost pings:\n{out}"
+        );
+        let (avg, max) = rtt_avg_max(&out).unwrap_or_else(|| panic!("no rtt in {out}"));
+        if max > 5.0 {
+            eprintln!(
+                "{}: {ns} -> {dst}: slow reply, max rtt {max:.3} ms",
+                self.prefix
+            );
+        }
+        avg
+    }
+
+    /// Pings must fail (no reply within 1 s, twice).
+    pub fn ping_fails(&self, ns: &str, dst: &str) {
+        let o = self.exec(ns, &["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", dst]);
+        assert!(!o.status.success(), "{ns} -> {dst} unexpectedly answered");
+    }
+
+    /// One bounded exchange over `mode` ("udp" or "tcp") from a client in
+    /// `cli_ns` to a server bound to `addr`:`port` in `srv_ns`, with `n`
+    /// payload bytes.
+    pub fn exchange(
+        &mut self,
+        mode: &str,
+        srv_ns: &str,
+        cli_ns: &str,
+        addr: &str,
+        port: u16,
+        n: usize,
+    ) {
+        let py = self.dir.path().join("x.py");
+        let py = py.to_str().expect("utf-8 tempdir");
+        let port_s = port.to_string();
+        let mut server = Command::new("ip")
+            .args([
+                "netns", "exec", srv_ns, "timeout", "15", "python3", py, mode, "server", addr,
+                &port_s,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning the python server");
+        let mut line = String::new();
+        let mut out = BufReader::new(server.stdout.take().expect("server stdout"));
+        let _ = out.read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = server.kill();
+            let o = server.wait_with_output().expect("server output");
+            panic!(
+                "{mode} server in {srv_ns} on {addr}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let n_s = n.to_string();
+        let o = self.exec(
+            cli_ns,
+            &["python3", py, mode, "client", addr, &port_s, &n_s],
+        );
+        let reply = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !o.status.success() {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!(
+                "{mode} {cli_ns} -> {addr}:{port} failed: {reply}{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let st = server.wait().expect("server exit");
+        assert!(st.success(), "{mode} server in {srv_ns} failed ({st})");
+        let want = if mode == "tcp" {
+            format!("len:{n}")
+        } else {
+            format!("ok {n}")
+        };
+        assert_eq!(reply.trim(), want, "{mode} {cli_ns} -> {addr}:{port}");
+    }
+
+    /// Keeps a background process of the test so Drop ends it.
+    pub fn keep(&mut self, c: Child) {
+        self.background.push(c);
+    }
+
+    /// A short iperf3 TCP run (2 s) from `cli_ns` to `addr` in `srv_ns`;
+    /// returns the receiver's Gbit/s, or None when iperf3 is missing.
+    pub fn iperf_tcp(&mut self, srv_ns: &str, cli_ns: &str, addr: &str) -> Option<f64> {
+        if !have("iperf3") {
+            return None;
+        }
+        let server = Command::new("ip")
+            .args([
+                "netns", "exec", srv_ns, "timeout", "15", "iperf3", "-s", "-1", "-B", addr,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning iperf3 -s");
+        self.keep(server);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let o = self.exec(cli_ns, &["iperf3", "-c", addr, "-t", "2", "-f", "g"]);
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            if o.status.success() {
+                return text.lines().find(|l| l.contains("receiver")).and_then(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w.iter()
+                        .position(|x| *x == "Gbits/sec")
+                        .and_then(|i| w[i - 1].parse().ok())
+                });
+            }
+            assert!(
+                Instant::now() < deadline,
+                "iperf3 {cli_ns} -> {addr} failed: {text}{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The average and maximum of `rtt min/avg/max/mdev = a/b/c/d ms`.
+fn rtt_avg_max(ping: &str) -> Option<(f64, f64)> {
+    let l = ping.lines().find(|l| l.contains("min/avg/max"))?;
+    let nums: Vec<&str> = l.split('=').nth(1)?.trim().split('/').collect();
+    Some((nums.get(1)?.parse().ok()?, nums.get(2)?.parse().ok()?))
+}
+
+/// Drops that must not appear in a healthy run: malformed or misrouted
+/// traffic, refused transmissions. (control_plane, eth_not_for_us,
+/// arp_not_for_us, ip_bad_source and eth_unsupported are the containers'
+/// own link chatter: router solicitations, MLD, DAD.)
+pub const BAD_DROPS: &[&str] = &[
+    "frame_too_long",
+    "eth_truncated",
+    "ip_malformed",
+    "ip_bad_checksum",
+    "spoofed_source",
+    "ttl_expired",
+    "no_route",
+    "too_big",
+    "too_big_no_df",
+    "outer_fragment",
+    "udp_malformed",
+    "udp_bad_checksum",
+    "vxlan_truncated",
+    "vxlan_bad_flags",
+    "vxlan_unknown_vni",
+    "unknown_peer",
+    "inner_not_for_us",
+    "inner_not_ip",
+    "no_headroom",
+    "nd_malformed",
+    "icmp_bad_checksum",
+    "tx_full",
+    "port_down",
+];
+
+/// Panics if the stats show a drop of [`BAD_DROPS`] or I/O errors.
+pub fn assert_clean(host: &str, s: &Value) {
+    let drops = s["drops"].as_object().cloned().unwrap_or_default();
+    for (k, v) in &drops {
+        assert!(
+            !BAD_DROPS.contains(&k.as_str()),
+            "{host}: unexpected drops {k}={v}; stats {s:#}"
+        );
+    }
+    assert_eq!(
+        s["io_errors"].as_u64(),
+        Some(0),
+        "{host}: I/O errors; stats {s:#}"
+    );
+}
+
+/// The stats' forwarded counter.
+pub fn forwarded(s: &Value) -> u64 {
+    s["forwarded"].as_u64().unwrap_or(0)
+}
+
+fn remove_ns(ns: &str) {
+    if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).output();
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).output();
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for r in &mut self.routers {
+            if matches!(r.child.try_wait(), Ok(None)) {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &r.child.id().to_string()])
+                    .output();
+            }
+        }
+        for r in &mut self.routers {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(r.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(r.child.try_wait(), Ok(None)) {
+                eprintln!("router {} ignored SIGTERM for 5 s: SIGKILL", r.host);
+                let _ = r.child.kill();
+                let _ = r.child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for r in &self.routers {
+                let log = strip_ansi(&std::fs::read_to_string(&r.log).unwrap_or_default());
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("---- {} log (last lines) ----", r.host);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        for c in &mut self.background {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            remove_ns(ns);
+        }
+    }
+}
