@@ -273,11 +273,6 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     if n_workers > queues {
         tracing::warn!(dev = %nic, queues, workers = n_workers, "fewer NIC queues than workers: running {queues} worker(s)");
         n_workers = queues;
-    } else if n_workers < queues {
-        // Our XDP program redirects to the socket of the queue a frame came
-        // in on; queues without one fall back to the kernel, which has no
-        // VXLAN listener: a peer's flows hashed onto them are lost.
-        tracing::warn!(dev = %nic, queues, workers = n_workers, "more NIC rx queues than workers: VXLAN arriving on queues {n_workers}..{queues} goes to the kernel and is lost; give one worker per queue or reduce the queues (ethtool -L)");
     }
     let cores: Vec<Option<usize>> = (0..n_workers)
         .map(|k| host.workers.get(k).copied())
