@@ -89,8 +89,15 @@ impl Pipeline {
         batch: &mut Batch,
         verdicts: &mut [Verdict; BATCH_SIZE],
     ) {
+        // The port's kind is the same for the whole burst: dispatch once.
+        let kind = t.ports.get(in_port as usize).map(|p| p.kind);
         for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
-            *v = self.packet(t, in_port, pkt);
+            *v = match kind {
+                Some(PortKind::Uplink) => from_uplink(t, pkt),
+                Some(PortKind::Tun) => from_container_ip(t, in_port, pkt),
+                Some(PortKind::Veth) => from_veth(t, in_port, pkt),
+                None => Verdict::Drop(DropReason::PortDown),
+            };
             match *v {
                 Verdict::Forward(_) => self.counters.forwarded += 1,
                 Verdict::Reply(_) => self.counters.replied += 1,
@@ -367,16 +374,16 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
         if vx.vni() != t.vni {
             return Verdict::Drop(DropReason::VxlanUnknownVni);
         }
-        let Ok(inner) = ethernet::Frame::new_checked(&d[vxlan::HEADER_LEN..]) else {
+        // Only the untagged header matters: a tagged inner frame has a VLAN
+        // TPID where the ethertype is and drops below as inner_not_ip.
+        let Some(inner) = d.get(vxlan::HEADER_LEN..vxlan::HEADER_LEN + ethernet::HEADER_LEN) else {
             return Verdict::Drop(DropReason::VxlanTruncated);
         };
+        let inner = ethernet::Frame::new_unchecked(inner);
         if inner.dst() != t.vtep_mac {
             return Verdict::Drop(DropReason::InnerNotForUs);
         }
-        if inner.vlan_tags() != 0 {
-            return Verdict::Drop(DropReason::InnerNotIp);
-        }
-        inner.ethertype()
+        inner.outer_ethertype()
     };
     pkt.strip(vx_off + vxlan::HEADER_LEN + ethernet::HEADER_LEN);
     match (inner_ethertype, pkt.data().first().map(|b| b >> 4)) {
