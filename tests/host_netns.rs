@@ -322,3 +322,65 @@ fn tun_port_moves_into_the_namespace_and_keeps_working() {
     assert!(!netns_exists(ns));
     drop(queue);
 }
+
+/// The queue count is the one in use, not the one allocated: a veth made
+/// without `numrxqueues` allocates a queue per CPU but uses one, and an
+/// AF_XDP socket bound to an unused queue fails with EINVAL (the router used
+/// to fail at start-up on such an underlay).
+#[test]
+fn rx_queue_count_is_the_number_in_use() {
+    require_root!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = "host-queues";
+    scrub(ns, "none");
+    out(&["ip", "netns", "add", ns]);
+    struct Gone(&'static str);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", self.0]).output();
+        }
+    }
+    let _gone = Gone(ns);
+    out(&[
+        "ip",
+        "-n",
+        ns,
+        "link",
+        "add",
+        "q-plain",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "q-plain-p",
+    ]);
+    out(&[
+        "ip",
+        "-n",
+        ns,
+        "link",
+        "add",
+        "q-three",
+        "numrxqueues",
+        "3",
+        "numtxqueues",
+        "3",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "q-three-p",
+    ]);
+    let got = std::thread::spawn(move || {
+        vxrouter::port::sys::enter_netns(std::path::Path::new(&format!("/var/run/netns/{ns}")))
+            .expect("enter netns");
+        (
+            link_info("q-plain").expect("q-plain").num_rx_queues,
+            link_info("q-three").expect("q-three").num_rx_queues,
+            link_info("lo").expect("lo").num_rx_queues,
+        )
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(got, (1, 3, 1));
+}

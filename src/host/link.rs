@@ -22,7 +22,9 @@ pub struct LinkInfo {
     pub mtu: u16,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
-    /// Receive queues of the device (1 when the kernel does not say).
+    /// Receive queues the device uses: its ethtool rx + combined channels,
+    /// else netlink's allocated count (1 when the kernel says neither). Only
+    /// queues in use can take an AF_XDP socket.
     pub num_rx_queues: u32,
 }
 
@@ -51,7 +53,13 @@ pub(crate) fn link_info_with(rtnl: &mut Rtnl, ifname: &str) -> Result<LinkInfo> 
     };
     for answer in answers {
         if let RouteNetlinkMessage::NewLink(link) = answer {
-            return Ok(from_message(&link));
+            let mut info = from_message(&link);
+            // Netlink gives the allocated queues; a veth allocates one per
+            // CPU but uses one unless made with `numrxqueues`.
+            if let Ok(Some(n)) = crate::port::sys::rx_channels(ifname) {
+                info.num_rx_queues = n;
+            }
+            return Ok(info);
         }
     }
     Err(HostError::Decode {

@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
 
 /// Maps a C return value to `io::Result`: -1 means failure with `errno`.
@@ -98,6 +98,70 @@ pub fn xsk_kick_rx(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// `struct ethtool_channels` from `<linux/ethtool.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// The receive queues device `name` has in use right now (its rx plus
+/// combined channels), as `ethtool -l` shows them; `Ok(None)` when the driver
+/// does not report channels.
+///
+/// Netlink's `IFLA_NUM_RX_QUEUES` is the number *allocated*, which can be
+/// larger: a veth made without `numrxqueues` allocates one per CPU but uses
+/// one, and binding an AF_XDP socket to an unused queue fails with EINVAL.
+pub fn rx_channels(name: &str) -> io::Result<Option<u32>> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    // SAFETY: plain socket creation; the descriptor is owned right below.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    // SAFETY: ifreq is plain old data; all zeros is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
+    // SAFETY: SIOCETHTOOL reads the name and writes at most
+    // size_of::<EthtoolChannels>() bytes through ifru_data, which points at
+    // `ch`, alive and exclusively borrowed for the call.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) };
+    match cvt(ret) {
+        Ok(_) => {
+            let n = ch.rx_count + ch.combined_count;
+            Ok((n > 0).then_some(n))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no device {name}"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +182,16 @@ mod tests {
         assert_eq!(
             ifindex("a\0b").unwrap_err().kind(),
             io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn loopback_reports_no_channels_and_nothing_is_not_found() {
+        // lo has no get_channels: the caller falls back to netlink's count.
+        assert_eq!(rx_channels("lo").unwrap(), None);
+        assert_eq!(
+            rx_channels("io-no-such-dev").unwrap_err().kind(),
+            io::ErrorKind::NotFound
         );
     }
 
