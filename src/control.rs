@@ -68,6 +68,11 @@ pub struct RunStats {
 pub struct PortCounts {
     pub rx: u64,
     pub tx: u64,
+    /// The port's own I/O counters summed over its queues (AF_XDP ring and
+    /// kernel drops such as `xsk_rx_ring_full`, kicks, TUN write errors):
+    /// what is lost before the pipeline sees a frame.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub io: BTreeMap<&'static str, u64>,
 }
 
 /// A derived, stable MAC for a veth container without a configured one:
@@ -583,6 +588,11 @@ fn collect(
                 .expect("port names come from the same list");
             e.rx += s.rx.get(i).copied().unwrap_or(0);
             e.tx += s.tx.get(i).copied().unwrap_or(0);
+            if let Some(c) = s.port_io.get(i) {
+                for (k, v) in &c.0 {
+                    *e.io.entry(k).or_insert(0) += v;
+                }
+            }
         }
     }
     let unresolved_peers = missing

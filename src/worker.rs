@@ -22,7 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::dataplane::{self, Counters, Pipeline, Tables, Verdict};
 use crate::fib::FibReader;
-use crate::port::{Batch, Port, BATCH_SIZE};
+use crate::port::{Batch, IoCounters, Port, BATCH_SIZE};
 
 /// Loops between counter publications.
 pub const STATS_EVERY: u32 = 1024;
@@ -40,6 +40,9 @@ pub struct WorkerStats {
     pub rx: Vec<u64>,
     /// Frames transmitted per port index.
     pub tx: Vec<u64>,
+    /// Each port's own I/O counters (ring and kernel drops, kicks), summed
+    /// over this worker's queues of it, indexed like `rx`.
+    pub port_io: Vec<IoCounters>,
     /// Transmit or receive errors seen (the last one is kept for the log).
     pub io_errors: u64,
     pub last_error: Option<String>,
@@ -169,6 +172,7 @@ pub fn run(
                 s.counters = pipe.counters.clone();
                 s.rx.clone_from(&rx);
                 s.tx.clone_from(&tx);
+                s.port_io = port_io(&ports, &extra);
                 s.io_errors = io_errors;
                 if last_error.is_some() {
                     s.last_error = last_error.take();
@@ -199,10 +203,30 @@ pub fn run(
         s.counters = pipe.counters.clone();
         s.rx = rx;
         s.tx = tx;
+        s.port_io = port_io(&ports, &extra);
         s.io_errors = io_errors;
     }
     tracing::info!(worker = id, "worker stopped");
     Ok(())
+}
+
+/// Every port's I/O counters, its extra receive queues included.
+fn port_io(
+    ports: &[Option<Box<dyn Port + Send>>],
+    extra: &[(u16, Box<dyn Port + Send>)],
+) -> Vec<IoCounters> {
+    let mut out = vec![IoCounters::default(); ports.len()];
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(p) = p {
+            p.io_counters(&mut out[i]);
+        }
+    }
+    for (i, p) in extra {
+        if let Some(c) = out.get_mut(*i as usize) {
+            p.io_counters(c);
+        }
+    }
+    out
 }
 
 /// Most ports one worker handles (uplink plus container ports).

@@ -129,6 +129,16 @@ fn two_hosts_tun_and_veth() {
                 "{host}: port {name} idle: {s:#}"
             );
         }
+        // The AF_XDP sockets report the kernel's own drop counters, and
+        // this light traffic never overflowed a ring.
+        let io = &s["ports"]["eth0"]["io"];
+        for k in ["xsk_rx_dropped", "xsk_rx_ring_full", "xsk_tx_invalid_descs"] {
+            assert_eq!(io[k].as_u64(), Some(0), "{host}: eth0 {k}: {s:#}");
+        }
+        assert!(
+            io["tx_wakeups"].as_u64() > Some(0),
+            "{host}: no tx kicks counted: {s:#}"
+        );
     }
 }
 

@@ -36,7 +36,7 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use super::{sys, Batch, LinkType, Port, BATCH_SIZE, MAX_FRAME};
+use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE, MAX_FRAME};
 
 /// Headroom the kernel reserves at the start of each UMEM frame for the XDP
 /// program (`XDP_PACKET_HEADROOM`); the packet data starts after it.
@@ -458,6 +458,24 @@ impl Port for AfXdpPort {
 
     fn link_type(&self) -> LinkType {
         LinkType::Ethernet
+    }
+
+    fn io_counters(&self, out: &mut IoCounters) {
+        let s = &self.stats;
+        out.add("rx_oversize", s.rx_oversize);
+        out.add("tx_oversize", s.tx_oversize);
+        out.add("rx_wakeups", s.rx_wakeups);
+        out.add("tx_wakeups", s.tx_wakeups);
+        // The kernel's side: frames it dropped before we could see them.
+        // A failing getsockopt only leaves these out for this round.
+        if let Ok(k) = self.kernel_stats() {
+            out.add("xsk_rx_dropped", k.rx_dropped);
+            out.add("xsk_rx_ring_full", k.rx_ring_full);
+            out.add("xsk_rx_invalid_descs", k.rx_invalid_descs);
+            out.add("xsk_rx_fill_ring_empty", k.rx_fill_ring_empty_descs);
+            out.add("xsk_tx_invalid_descs", k.tx_invalid_descs);
+            out.add("xsk_tx_ring_empty", k.tx_ring_empty_descs);
+        }
     }
 
     fn rx_burst(&mut self, batch: &mut Batch) -> io::Result<usize> {

@@ -333,6 +333,34 @@ pub trait Port {
     fn poll_fd(&self) -> Option<i32> {
         None
     }
+
+    /// Adds the port's own I/O counters (ring and kernel-side drops, kicks)
+    /// to `out` under stable names, for the stats file: drops that happen
+    /// before a frame reaches the pipeline are invisible to its drop
+    /// reasons. Called by the worker every few thousand loops, never per
+    /// packet, so it may make a syscall. The default has none.
+    fn io_counters(&self, out: &mut IoCounters) {
+        let _ = out;
+    }
+}
+
+/// Named I/O counters of one or more port queues (see [`Port::io_counters`]).
+/// Adding the same name twice sums, so the queues of one port add up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoCounters(pub std::collections::BTreeMap<&'static str, u64>);
+
+impl IoCounters {
+    /// Adds `v` to counter `name`.
+    pub fn add(&mut self, name: &'static str, v: u64) {
+        *self.0.entry(name).or_insert(0) += v;
+    }
+
+    /// Adds every counter of `other`.
+    pub fn merge(&mut self, other: &IoCounters) {
+        for (k, v) in &other.0 {
+            self.add(k, *v);
+        }
+    }
 }
 
 #[cfg(test)]
