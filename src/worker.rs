@@ -15,7 +15,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -26,8 +26,14 @@ use crate::port::{Batch, IoCounters, Port, BATCH_SIZE};
 
 /// Loops between counter publications.
 pub const STATS_EVERY: u32 = 1024;
-/// Empty loops before the worker sleeps on its file descriptors.
-pub const IDLE_SPINS: u32 = 256;
+/// How long the worker keeps polling after the last frame before it sleeps
+/// on its file descriptors. Waking from epoll costs ~100 µs on a VM, so a
+/// request/response flow whose gaps fit in this window never pays it; longer
+/// quiet periods give the core back to the containers. Measured in time, not
+/// loops: a loop's cost changes with every port and every optimisation.
+pub const IDLE_SPIN_TIME: Duration = Duration::from_micros(250);
+/// Empty loops between clock reads while spinning.
+const SPIN_CLOCK_EVERY: u32 = 16;
 /// Longest sleep: bounds how late the worker sees a stop request or a port
 /// that cannot be waited on.
 pub const IDLE_SLEEP: Duration = Duration::from_millis(10);
@@ -111,7 +117,11 @@ pub fn run(
     let mut events = Events::with_capacity((n_ports + extra.len()).max(1));
     let mut io_errors = 0u64;
     let mut last_error: Option<String> = None;
+    // Empty loops since the last frame, and when the first of them began.
     let mut idle = 0u32;
+    let mut idle_since = Instant::now();
+    let mut sleeping = false;
+    let mut publish_idle = false;
     let mut loops = 0u32;
 
     while !handle.stop.load(Ordering::Relaxed) {
@@ -167,7 +177,8 @@ pub fn run(
         }
 
         loops = loops.wrapping_add(1);
-        if loops % STATS_EVERY == 0 || got == 0 && idle == IDLE_SPINS {
+        if loops % STATS_EVERY == 0 || publish_idle {
+            publish_idle = false;
             if let Ok(mut s) = handle.stats.try_lock() {
                 s.counters = pipe.counters.clone();
                 s.rx.clone_from(&rx);
@@ -181,12 +192,25 @@ pub fn run(
         }
         if got > 0 {
             idle = 0;
+            sleeping = false;
             continue;
         }
         idle += 1;
-        if idle > IDLE_SPINS {
+        if idle == 1 {
+            idle_since = Instant::now();
+        } else if !sleeping
+            && idle % SPIN_CLOCK_EVERY == 0
+            && idle_since.elapsed() >= IDLE_SPIN_TIME
+        {
+            sleeping = true;
+            // Going quiet: publish once now (the next round), since the
+            // loop count will barely move while asleep.
+            publish_idle = true;
+        }
+        if sleeping {
             // Sleep until a port is readable (or the timeout, for ports that
-            // cannot be waited on and for the stop flag).
+            // cannot be waited on and for the stop flag); stay asleep across
+            // timeouts, and spin again only once something arrives.
             match poll.poll(&mut events, Some(IDLE_SLEEP)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -194,6 +218,7 @@ pub fn run(
             }
             if !events.is_empty() {
                 idle = 0;
+                sleeping = false;
             }
         } else {
             std::hint::spin_loop();

@@ -315,6 +315,10 @@ impl AfXdpPort {
             tx,
             rx,
         } = bound;
+        let scratch = frames
+            .first()
+            .map(|f| vec![*f; BATCH_SIZE])
+            .ok_or_else(|| invalid(format!("{ifname} queue {queue_id}: UMEM without frames")))?;
         let mut free = frames.clone();
         // Pop from the end: reverse so low frames go out first (cosmetic).
         free.reverse();
@@ -329,7 +333,9 @@ impl AfXdpPort {
             rx,
             frames,
             free,
-            scratch: Vec::with_capacity(BATCH_SIZE),
+            // Always BATCH_SIZE long: the rings' consume() fills a prefix,
+            // so it is sized once here, not per call.
+            scratch,
             staged: Vec::with_capacity(BATCH_SIZE),
             fill_target: cfg.ring_size,
             ring_size: cfg.ring_size,
@@ -428,9 +434,8 @@ impl AfXdpPort {
 
     /// Moves completed tx frames back to the free list.
     fn reap(&mut self) {
-        loop {
-            self.scratch.clear();
-            self.scratch.resize(BATCH_SIZE, self.frames[0]);
+        // Nothing in flight (an idle port, or rx only): no ring to read.
+        while self.kernel_tx > 0 {
             // SAFETY: the descriptors are written by the call and refer to
             // frames of this socket's UMEM that the kernel has finished with.
             let n = unsafe { self.comp.consume(&mut self.scratch) };
@@ -480,8 +485,6 @@ impl Port for AfXdpPort {
 
     fn rx_burst(&mut self, batch: &mut Batch) -> io::Result<usize> {
         batch.clear();
-        self.scratch.clear();
-        self.scratch.resize(BATCH_SIZE, self.frames[0]);
         // SAFETY: the descriptors are filled by the call; they name frames
         // of this UMEM that the kernel has handed back to us.
         let n = unsafe { self.rx.consume(&mut self.scratch) };
