@@ -341,36 +341,13 @@ fn rx_queue_count_is_the_number_in_use() {
         }
     }
     let _gone = Gone(ns);
-    out(&[
-        "ip",
-        "-n",
-        ns,
-        "link",
-        "add",
-        "q-plain",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "q-plain-p",
-    ]);
-    out(&[
-        "ip",
-        "-n",
-        ns,
-        "link",
-        "add",
-        "q-three",
-        "numrxqueues",
-        "3",
-        "numtxqueues",
-        "3",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "q-three-p",
-    ]);
+    // One veth as `ip` makes it by default, one with explicit queues.
+    for (dev, queues) in [("q-plain", ""), ("q-three", "numrxqueues 3 numtxqueues 3")] {
+        let cmd = format!("-n {ns} link add {dev} {queues} type veth peer name {dev}-p");
+        let mut args = vec!["ip"];
+        args.extend(cmd.split_whitespace());
+        out(&args);
+    }
     let got = std::thread::spawn(move || {
         vxrouter::port::sys::enter_netns(std::path::Path::new(&format!("/var/run/netns/{ns}")))
             .expect("enter netns");
