@@ -358,3 +358,56 @@ fn udp_checksums_are_completed() {
     }
     assert_eq!(seen.a.rx_errors, 0);
 }
+
+/// Per-packet cost of draining small UDP packets from a TUN queue, plain
+/// and with offloads (the read side of the 64-byte UDP benchmark), and of
+/// writing them. Not pass/fail: run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn rate_tun_small_packets() {
+    if !require_root("rate_tun_small_packets") {
+        return;
+    }
+    const N: usize = 20_000;
+    for offload in [false, true, false, true, false, true, false, true] {
+        let ns = Netns::new("tunoff-r");
+        let (read_ns, write_ns) = ns.run(move || {
+            let mut q = TunPort::open_with(DEV, 1, MTU, offload).expect("open TUN");
+            io_support::sh(&["ip", "addr", "add", &format!("{A}/32"), "dev", DEV]);
+            io_support::sh(&["ip", "link", "set", DEV, "up", "txqueuelen", "30000"]);
+            io_support::sh(&["ip", "route", "add", &format!("{B}/32"), "dev", DEV]);
+            let s = UdpSocket::bind((A, 0)).unwrap();
+            for _ in 0..N {
+                s.send_to(&[7u8; 36], (B, 9)).unwrap();
+            }
+            let mut batch = Batch::new();
+            let mut got = 0;
+            let t0 = Instant::now();
+            while got < N && t0.elapsed() < Duration::from_secs(5) {
+                got += q[0].rx_burst(&mut batch).unwrap();
+            }
+            let read_ns = t0.elapsed().as_nanos() as f64 / got as f64;
+            assert!(got >= N, "all queued packets read");
+            // Write them back towards A (delivered to no socket).
+            let pkt = batch.pkts()[0].data().to_vec();
+            let mut back = pkt.clone();
+            back[12..16].copy_from_slice(&B.octets());
+            back[16..20].copy_from_slice(&A.octets());
+            back[26] = 0;
+            back[27] = 0;
+            back[10] = 0;
+            back[11] = 0;
+            let c = !fold_sum(&[&back[..20]]);
+            back[10..12].copy_from_slice(&c.to_be_bytes());
+            let frames: Vec<&[u8]> = vec![&back[..]; 64];
+            let t0 = Instant::now();
+            let mut n = 0;
+            while n < N {
+                n += q[0].tx_burst(&frames).unwrap();
+                q[0].flush().unwrap();
+            }
+            (read_ns, t0.elapsed().as_nanos() as f64 / n as f64)
+        });
+        eprintln!("offload {offload}: read {read_ns:.0} ns/packet, write {write_ns:.0} ns/packet");
+    }
+}

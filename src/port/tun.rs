@@ -7,13 +7,17 @@
 //! Two modes, chosen at open:
 //! - Offload (the default): the device has `IFF_VNET_HDR` and TSO/USO and
 //!   checksum offloads, so the container kernel hands over TCP super-packets
-//!   of up to 64 KiB and takes them back. Reads are split into MTU-sized,
-//!   checksum-complete packets by [`super::tun_offload::GsoRx`], which keeps
-//!   what does not fit in one batch for the next `rx_burst` (handed out
-//!   first, in order). `tx_burst` copies frames into a
-//!   [`super::tun_offload::GroTx`] and `flush` (run by the worker after
-//!   every round) coalesces same-flow segments and writes them, so one
-//!   round's segments of a TCP flow cost one write.
+//!   of up to 64 KiB and takes them back. Each read (one plain `read(2)`,
+//!   header first) is split into MTU-sized, checksum-complete packets by
+//!   [`super::tun_offload::GsoRx`], which keeps what does not fit in one
+//!   batch for the next `rx_burst` (handed out first, in order); a packet
+//!   with a partial checksum gets it completed. On transmit, TCP segments
+//!   are copied into a [`super::tun_offload::GroTx`] and `flush` (run by the
+//!   worker after every round) coalesces each flow's segments into one
+//!   super-packet write; every other frame is written at once behind a zero
+//!   header. UDP is not coalesced: with the frames of a round (a few at
+//!   100 kpps) tun-rs' UDP GRO cost ~150-190 ns per frame and saved little,
+//!   and a flow is all TCP or all not, so per-flow order holds.
 //! - Plain (`offload = false`): every read is one packet of at most the
 //!   device MTU and `tx_burst` writes each frame at once until EAGAIN and
 //!   refuses the rest.
@@ -26,15 +30,16 @@
 //! one (it is not made persistent), so a crashed router leaves nothing behind.
 
 use std::fmt;
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use tun_rs::{DeviceBuilder, SyncDevice, VirtioNetHdr};
+use tun_rs::{DeviceBuilder, SyncDevice};
 
 use super::tun_offload::{
-    complete_checksum, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
+    complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
+    VNET_HDR_LEN,
 };
-use super::{sys, Batch, LinkType, Port, MAX_FRAME};
+use super::{sys, Batch, LinkType, Port, BUF_SIZE, MAX_FRAME};
 
 /// Largest number of queues a TUN device may have (the kernel's
 /// `MAX_TAP_QUEUES`).
@@ -53,9 +58,9 @@ pub struct TunPort {
 
 /// Per-queue offload state (boxed: the split buffer is 64 KiB).
 struct Offload {
-    /// The virtio-net header of the packet being read.
-    hdr: [u8; VNET_HDR_LEN],
     rx: GsoRx,
+    /// `[zero virtio-net header][frame]` for frames written at once.
+    scratch: Box<[u8]>,
     tx: GroTx,
 }
 
@@ -169,9 +174,9 @@ impl TunPort {
                 mtu: usize::from(mtu),
                 offload: offload.then(|| {
                     Box::new(Offload {
-                        hdr: [0; VNET_HDR_LEN],
                         rx: GsoRx::new(MAX_FRAME),
-                        tx: GroTx::new(GRO_FRAMES, udp_gso),
+                        scratch: vec![0u8; VNET_HDR_LEN + BUF_SIZE].into_boxed_slice(),
+                        tx: GroTx::new(GRO_FRAMES, false),
                     })
                 }),
                 stats: TunStats::default(),
@@ -256,18 +261,9 @@ impl TunPort {
             if n == slots.len() {
                 break;
             }
-            // A packet lands in the slot after the virtio-net header; only
-            // what exceeds the slot (a super-packet) goes to the split buffer.
-            let got = {
-                let area = slots[n].rx_area();
-                let head = area.len().min(MAX_FRAME);
-                let mut iov = [
-                    IoSliceMut::new(&mut off.hdr),
-                    IoSliceMut::new(&mut area[..head]),
-                    IoSliceMut::new(off.rx.tail_mut()),
-                ];
-                dev.recv_vectored(&mut iov)
-            };
+            // One plain read into the split buffer: cheaper than a readv
+            // straight into the slot even with the copy below (see GsoRx).
+            let got = dev.recv(off.rx.read_buf());
             let len = match got {
                 Ok(0) => break,
                 Ok(len) => len,
@@ -283,37 +279,32 @@ impl TunPort {
                 stats.rx_errors += 1;
                 continue;
             };
-            let Ok(hdr) = VirtioNetHdr::decode(&off.hdr) else {
-                stats.rx_errors += 1;
-                continue;
-            };
-            let pkt = &mut slots[n];
-            if hdr.gso_type == GSO_NONE {
-                if len > MAX_FRAME {
-                    // Spilled into the split buffer: larger than any MTU we
-                    // open a device with.
-                    stats.rx_errors += 1;
-                    continue;
-                }
-                pkt.set_received(len);
-                pkt.ts_nanos = 0;
-                if hdr.flags & F_NEEDS_CSUM != 0
-                    && !complete_checksum(pkt.data_mut(), hdr.csum_start, hdr.csum_offset)
-                {
-                    stats.rx_errors += 1;
-                    continue;
-                }
-                n += 1;
-            } else {
-                let head = len.min(MAX_FRAME);
-                match off.rx.load(&hdr, &pkt.rx_area()[..head], len, mtu) {
+            let hdr = off.rx.header();
+            if hdr.gso_type != GSO_NONE {
+                match off.rx.load(&hdr, len, mtu) {
                     Ok(_) => stats.rx_gso_packets += 1,
                     Err(e) => {
                         stats.rx_errors += 1;
                         tracing::debug!(error = %e, "TUN super-packet dropped");
                     }
                 }
+                continue;
             }
+            if len > MAX_FRAME {
+                // Larger than any MTU we open a device with.
+                stats.rx_errors += 1;
+                continue;
+            }
+            let pkt = &mut slots[n];
+            pkt.fill(off.rx.packet(len));
+            pkt.ts_nanos = 0;
+            if hdr.flags & F_NEEDS_CSUM != 0
+                && !complete_checksum(pkt.data_mut(), hdr.csum_start, hdr.csum_offset)
+            {
+                stats.rx_errors += 1;
+                continue;
+            }
+            n += 1;
         }
         Ok(n)
     }
@@ -357,15 +348,32 @@ impl Port for TunPort {
 
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         if let Some(off) = self.offload.as_deref_mut() {
-            // Copied now, written at flush with the rest of the round; a full
-            // queue is written early, so every frame is taken.
-            for f in frames {
-                if !off.tx.push(f) {
-                    Self::flush_offload(&self.dev, off, &mut self.stats);
+            for (i, f) in frames.iter().enumerate() {
+                if is_tcp_gro_candidate(f) {
+                    // Copied now, written at flush with the rest of the
+                    // round's segments; a full queue is written early.
                     if !off.tx.push(f) {
-                        // Unreachable: a flushed queue has room.
-                        self.stats.tx_dropped += 1;
+                        Self::flush_offload(&self.dev, off, &mut self.stats);
+                        if !off.tx.push(f) {
+                            // Unreachable: a flushed queue has room.
+                            self.stats.tx_dropped += 1;
+                        }
                     }
+                    continue;
+                }
+                // Anything else gains nothing from waiting: written now,
+                // behind a zero header. Order within a flow holds, since a
+                // flow is all TCP or all not. Copied next to the header: one
+                // plain write is cheaper than a two-iovec writev.
+                let Some(buf) = off.scratch.get_mut(..VNET_HDR_LEN + f.len()) else {
+                    self.stats.tx_errors += 1;
+                    continue;
+                };
+                buf[VNET_HDR_LEN..].copy_from_slice(f);
+                match self.dev.send(buf) {
+                    Ok(_) => self.stats.tx_packets += 1,
+                    Err(e) if sys::is_transient(&e) => return Ok(i),
+                    Err(_) => self.stats.tx_errors += 1,
                 }
             }
             return Ok(frames.len());
