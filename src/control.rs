@@ -346,7 +346,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     Some(ns) => {
                         let (dev, tuns) =
                             netns::setup_tun_netns(&p.name, ns, &p.addresses, mtu, |name| {
-                                TunPort::open(name, n_workers, mtu)
+                                TunPort::open_with(name, n_workers, mtu, p.offload)
                             })
                             .with_context(|| {
                                 format!("creating TUN port {} in netns {ns}", p.name)
@@ -354,10 +354,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                         live.devices.push(dev);
                         tuns
                     }
-                    None => TunPort::open(&p.name, n_workers, mtu)
+                    None => TunPort::open_with(&p.name, n_workers, mtu, p.offload)
                         .with_context(|| format!("opening TUN device {}", p.name))?,
                 };
-                tracing::info!(port = %p.name, queues = tuns.len(), netns = ?p.netns, "TUN port ready");
+                tracing::info!(
+                    port = %p.name,
+                    queues = tuns.len(),
+                    netns = ?p.netns,
+                    offload = tuns.first().is_some_and(|t| t.offload()),
+                    "TUN port ready"
+                );
                 for (k, t) in tuns.into_iter().enumerate() {
                     if let Some(w) = slots.get_mut(k) {
                         w[idx] = Some(Box::new(t));

@@ -127,6 +127,11 @@ pub struct PortConfig {
     pub gateways: Vec<IpAddr>,
     /// Per-port MTU override; `None` uses [`Topology::overlay_mtu`].
     pub mtu: Option<u16>,
+    /// TUN ports: open the device with `IFF_VNET_HDR` offloads (TSO/USO
+    /// super-packets split on receive, segments coalesced on transmit).
+    /// `offload = false` in the file turns them off; always `true` for veth
+    /// ports, where the field is not accepted.
+    pub offload: bool,
 }
 
 /// An undirected underlay adjacency.

@@ -63,6 +63,7 @@ pub(crate) struct RawPort {
     /// The gateways came from a `gateways` array (for field names).
     pub(crate) gateway_list: bool,
     pub(crate) mtu: Option<Sp<u16>>,
+    pub(crate) offload: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -94,6 +95,7 @@ const PORT_FIELDS: &[&str] = &[
     "gateway",
     "gateways",
     "mtu",
+    "offload",
 ];
 const LINK_FIELDS: &[&str] = &["a", "b", "cost"];
 
@@ -342,6 +344,23 @@ fn check_host_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn boolean(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<bool>> {
+    match node.kind {
+        Kind::Bool(b) => Some(Sp {
+            v: b,
+            span: node.span.clone(),
+        }),
+        ref other => {
+            sink.error(
+                &node.span,
+                field,
+                format!("expected a boolean (true or false), found {}", other.name()),
+            );
+            None
+        }
+    }
 }
 
 fn mtu(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<u16>> {
@@ -667,6 +686,18 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
         (None, None) => false,
     };
     let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, &f("mtu")));
+    let offload = get(t, "offload").and_then(|n| {
+        let b = boolean(sink, n, &f("offload"))?;
+        if kind == Some(PortKind::Veth) {
+            sink.error(
+                &b.span,
+                f("offload"),
+                "`offload` only applies to TUN ports (virtio-net header offloads)",
+            );
+            return None;
+        }
+        Some(b.v)
+    });
     Some(RawPort {
         name,
         kind,
@@ -676,6 +707,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
         gateways,
         gateway_list,
         mtu,
+        offload,
     })
 }
 
@@ -755,6 +787,7 @@ impl Raw {
                     mac: p.mac,
                     gateways: p.gateways.into_iter().map(|g| g.v).collect(),
                     mtu: p.mtu.map(|m| m.v),
+                    offload: p.offload.unwrap_or(true),
                 });
             }
             hosts.push(Host {

@@ -169,6 +169,7 @@ subnets = ["198.19.3.0/24", "2001:2:0:3::/64"]
         ]
     );
     assert_eq!(p.mac, Some("02:00:00:00:00:09".parse().unwrap()));
+    assert!(p.offload, "offloads are on unless turned off");
     assert_eq!(t.port_mtu(2, 0), 1300);
     assert_eq!(t.port_mtu(0, 0), 1450);
 }
@@ -186,6 +187,29 @@ fn configured_gateway_overrides_its_family_only() {
     assert_eq!(
         t.hosts[1].ports[0].gateways,
         vec!["198.19.2.254".parse::<IpAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn tun_offload_can_be_turned_off_on_tun_ports_only() {
+    let port = |kind: &str, offload: &str| {
+        with(&format!(
+            "  [[hosts.ports]]\n  name = \"p\"\n  kind = \"{kind}\"\n  addresses = [\"198.19.2.5/32\"]\n  offload = {offload}\n"
+        ))
+    };
+    assert!(!ok(&port("tun", "false")).hosts[1].ports[0].offload);
+    assert!(ok(&port("tun", "true")).hosts[1].ports[0].offload);
+    expect(
+        &port("veth", "false"),
+        19,
+        "hosts[1].ports[0].offload",
+        "only applies to TUN ports",
+    );
+    expect(
+        &port("tun", "\"no\""),
+        19,
+        "hosts[1].ports[0].offload",
+        "expected a boolean (true or false), found a string",
     );
 }
 

@@ -24,7 +24,7 @@ pub(crate) enum Kind {
     Str(String),
     Int(i64),
     Float,
-    Bool,
+    Bool(bool),
     Datetime,
     Array(Vec<Node>),
     Table(Vec<Entry>),
@@ -45,7 +45,7 @@ impl Kind {
             Kind::Str(_) => "a string",
             Kind::Int(_) => "an integer",
             Kind::Float => "a float",
-            Kind::Bool => "a boolean",
+            Kind::Bool(_) => "a boolean",
             Kind::Datetime => "a date-time",
             Kind::Array(_) => "an array",
             Kind::Table(_) => "a table",
@@ -117,7 +117,7 @@ fn value(v: &toml_edit::Value, fallback: Span) -> Node {
         toml_edit::Value::String(s) => Kind::Str(s.value().clone()),
         toml_edit::Value::Integer(n) => Kind::Int(*n.value()),
         toml_edit::Value::Float(_) => Kind::Float,
-        toml_edit::Value::Boolean(_) => Kind::Bool,
+        toml_edit::Value::Boolean(b) => Kind::Bool(*b.value()),
         toml_edit::Value::Datetime(_) => Kind::Datetime,
         toml_edit::Value::Array(a) => {
             Kind::Array(a.iter().map(|e| value(e, span.clone())).collect())

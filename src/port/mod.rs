@@ -28,6 +28,8 @@ pub mod sys;
 #[allow(unsafe_code)]
 pub mod tun;
 #[cfg(target_os = "linux")]
+pub mod tun_offload;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod xdp;
 

@@ -1,0 +1,568 @@
+//! TUN offload helpers: the virtio-net header side of a TUN queue opened with
+//! `IFF_VNET_HDR` and TSO/USO/checksum offloads (issue #6).
+//!
+//! Layer: sans-IO helpers of the I/O corner; [`super::tun`] does the reads
+//! and writes. With offloads on, the container kernel hands the TUN one TCP
+//! (or UDP with `UDP_SEGMENT`) super-packet of up to 64 KiB instead of one
+//! packet per MTU, and accepts such super-packets on write, so the router pays
+//! one syscall per ~45 segments instead of one per segment.
+//!
+//! - [`GsoRx`] turns one super-packet read from the device into MTU-sized
+//!   IP packets in the caller's batch slots. A super-packet may hold more
+//!   segments than a batch has slots (64 KiB at MSS 536 is 123 segments), so
+//!   it hands out as many as fit and keeps the rest for the next call.
+//! - [`GroTx`] collects the frames of a worker round and coalesces segments
+//!   of one TCP (or UDP) flow into super-packets before they are written.
+//! - [`complete_checksum`] finishes a `VIRTIO_NET_HDR_F_NEEDS_CSUM` packet
+//!   (checksum offload without segmentation).
+//!
+//! The segmentation and coalescing are tun-rs' (`gso_split`, `GROTable`);
+//! this module adds the batch carry-over, the validation of what the kernel
+//! hands us, and exact per-frame accounting.
+//!
+//! Invariants:
+//! - Every packet [`GsoRx::emit`] writes is a complete IP packet with correct
+//!   IP and transport checksums and at most the MTU given to [`GsoRx::load`];
+//!   segments come out in sequence order, across calls, none dropped or
+//!   repeated.
+//! - [`GroTx::flush`] accounts for every frame pushed since the previous flush
+//!   exactly once: written, refused by the kernel, dropped after EAGAIN, or
+//!   invalid (empty or over 64 KiB, never written).
+//! - Buffers are allocated at construction. tun-rs' coalescing copies each
+//!   TCP/UDP candidate frame into a temporary vector (its code, measured
+//!   acceptable against the syscalls it saves).
+
+use std::io;
+
+use tun_rs::{
+    gso_split, GROTable, VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+    VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_LEN,
+};
+
+use super::{sys, Packet, BATCH_SIZE};
+use crate::wire::checksum;
+
+/// Bytes of the virtio-net header before every packet read from or written to
+/// a TUN queue with `IFF_VNET_HDR` (`struct virtio_net_hdr`, 10 bytes).
+pub const VNET_HDR_LEN: usize = VIRTIO_NET_HDR_LEN;
+
+/// `virtio_net_hdr.flags`: the transport checksum is partial (the field holds
+/// the pseudo-header sum) and must be completed over `csum_start..`.
+pub const F_NEEDS_CSUM: u8 = 1;
+/// `virtio_net_hdr.gso_type`: not a super-packet.
+pub const GSO_NONE: u8 = 0;
+/// `virtio_net_hdr.gso_type` modifier: TCP ECN (CWR only on the first segment).
+pub const GSO_ECN: u8 = 0x80;
+
+/// Largest IP packet a TUN read can return: a 64 KiB IPv6 payload plus its
+/// fixed header (BIG TCP does not apply to TUN, whose GSO limit is 64 KiB).
+pub const MAX_GSO_PACKET: usize = 40 + 65535;
+
+/// Largest super-packet [`GroTx`] builds: the IPv4 total length limit.
+pub const MAX_GRO_PACKET: usize = 65535;
+
+/// Frames [`GroTx`] collects before it must be flushed (tun-rs'
+/// `IDEAL_BATCH_SIZE`): two bursts of the uplink, so one round coalesces.
+pub const GRO_FRAMES: usize = tun_rs::IDEAL_BATCH_SIZE;
+
+const TCP_FLAG_FIN: u8 = 0x01;
+const TCP_FLAG_PSH: u8 = 0x08;
+const TCP_FLAG_CWR: u8 = 0x80;
+/// `virtio_net_hdr.flags` value tun-rs never writes: marks a [`GroTx`] buffer
+/// whose frame was coalesced into another (there is nothing to write).
+const COALESCED: u8 = 0xff;
+
+/// Why a super-packet was not split (the whole read is dropped and counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GsoError {
+    /// The read filled the whole buffer: the packet may be cut short.
+    Truncated,
+    /// The virtio-net header does not describe the packet (the reason).
+    Malformed(&'static str),
+    /// A segment would exceed the port MTU (segment bytes, MTU).
+    Oversize(usize, usize),
+}
+
+impl std::fmt::Display for GsoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GsoError::Truncated => write!(f, "super-packet truncated by the read buffer"),
+            GsoError::Malformed(why) => write!(f, "malformed super-packet: {why}"),
+            GsoError::Oversize(seg, mtu) => {
+                write!(
+                    f,
+                    "super-packet segments of {seg} bytes exceed the MTU {mtu}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for GsoError {}
+
+/// The super-packet being handed out.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Where the (rewritten) headers of the next chunk start in the buffer.
+    start: usize,
+    /// End of the super-packet in the buffer.
+    end: usize,
+    /// The header as `gso_split` wants it (`hdr_len` recomputed).
+    hdr: VirtioNetHdr,
+    hdr_len: usize,
+    gso_size: usize,
+    /// IP header length (`csum_start`).
+    l4: usize,
+    is_v6: bool,
+    tcp: bool,
+    /// The first segment's TCP flags, sequence number and IPv4 ID.
+    flags0: u8,
+    seq0: u32,
+    id0: u16,
+    /// Segments handed out so far, and in all.
+    done: usize,
+    total: usize,
+}
+
+/// Splits TSO/USO super-packets into MTU-sized packets, carrying what does
+/// not fit in one batch over to the next call.
+///
+/// Every read goes into [`GsoRx::read_buf`], virtio-net header first: one
+/// plain `read(2)` into one buffer is the cheapest syscall for small packets
+/// (measured: `readv` with the header and the packet in separate iovecs
+/// costs ~25% more per 64-byte packet than a read plus a 64-byte copy), and
+/// a super-packet is then already where it is split from.
+pub struct GsoRx {
+    buf: Box<[u8]>,
+    /// Largest segment the caller's slots hold.
+    slot_len: usize,
+    cur: Option<Pending>,
+}
+
+impl std::fmt::Debug for GsoRx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GsoRx")
+            .field("pending", &self.pending_segments())
+            .finish()
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+impl GsoRx {
+    /// A splitter handing out segments into slots (packet receive areas) of
+    /// `slot_len` bytes.
+    pub fn new(slot_len: usize) -> GsoRx {
+        GsoRx {
+            buf: vec![0u8; VNET_HDR_LEN + MAX_GSO_PACKET + 1].into_boxed_slice(),
+            slot_len,
+            cur: None,
+        }
+    }
+
+    /// Where a read puts `[virtio-net header][packet]`. Using it drops any
+    /// super-packet still pending, so read only when [`Self::has_pending`]
+    /// is false. A read that fills it whole may have been cut.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.cur = None;
+        &mut self.buf
+    }
+
+    /// The virtio-net header of the last read.
+    pub fn header(&self) -> VirtioNetHdr {
+        VirtioNetHdr::decode(&self.buf).unwrap_or_default()
+    }
+
+    /// The first `len` packet bytes of the last read (after the header).
+    pub fn packet(&self, len: usize) -> &[u8] {
+        &self.buf[VNET_HDR_LEN..(VNET_HDR_LEN + len).min(self.buf.len())]
+    }
+
+    /// The largest packet (after the header) a read can return without a
+    /// doubt that it was cut: a longer one is [`GsoError::Truncated`].
+    pub fn capacity(&self) -> usize {
+        self.buf.len() - VNET_HDR_LEN - 1
+    }
+
+    /// Whether segments of a super-packet wait to be handed out.
+    pub fn has_pending(&self) -> bool {
+        self.cur.is_some()
+    }
+
+    /// Segments still to be handed out.
+    pub fn pending_segments(&self) -> usize {
+        self.cur.map_or(0, |p| p.total - p.done)
+    }
+
+    /// Takes the super-packet of the last read, `len` bytes after the
+    /// header, as described by `hdr` (its `gso_type` is not [`GSO_NONE`]).
+    /// Returns how many segments it holds; on error nothing is pending and
+    /// the packet is to be dropped.
+    pub fn load(&mut self, hdr: &VirtioNetHdr, len: usize, mtu: usize) -> Result<usize, GsoError> {
+        self.cur = None;
+        if len > self.capacity() {
+            return Err(GsoError::Truncated);
+        }
+        let p = self.parse(hdr, len, mtu)?;
+        self.cur = Some(p);
+        Ok(p.total)
+    }
+
+    /// Checks the header against the packet in `buf[..len]`, the way the
+    /// kernel's own segmentation would, and fills in what `gso_split` needs.
+    fn parse(&self, hdr: &VirtioNetHdr, len: usize, mtu: usize) -> Result<Pending, GsoError> {
+        let pkt = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + len];
+        let Some(&b0) = pkt.first() else {
+            return Err(GsoError::Malformed("empty packet"));
+        };
+        let is_v6 = match b0 >> 4 {
+            4 => false,
+            6 => true,
+            _ => return Err(GsoError::Malformed("not an IPv4 or IPv6 packet")),
+        };
+        let ecn = hdr.gso_type & GSO_ECN != 0;
+        let tcp = match hdr.gso_type & !GSO_ECN {
+            VIRTIO_NET_HDR_GSO_TCPV4 if !is_v6 => true,
+            VIRTIO_NET_HDR_GSO_TCPV6 if is_v6 => true,
+            VIRTIO_NET_HDR_GSO_UDP_L4 if !ecn => false,
+            _ => return Err(GsoError::Malformed("GSO type does not match the packet")),
+        };
+        let gso_size = usize::from(hdr.gso_size);
+        if gso_size == 0 {
+            return Err(GsoError::Malformed("zero gso_size"));
+        }
+        let l4 = usize::from(hdr.csum_start);
+        let min_ip = if is_v6 { 40 } else { 20 };
+        if l4 < min_ip || l4 > len {
+            return Err(GsoError::Malformed("csum_start outside the packet"));
+        }
+        if !is_v6 && usize::from(b0 & 0x0f) * 4 != l4 {
+            return Err(GsoError::Malformed(
+                "csum_start is not the IPv4 header length",
+            ));
+        }
+        // hdr_len is recomputed from the transport header: on the forwarding
+        // path the kernel may report the whole first packet there.
+        let (l4_len, csum_offset) = if tcp {
+            if len < l4 + 20 {
+                return Err(GsoError::Malformed("TCP header cut short"));
+            }
+            (usize::from(pkt[l4 + 12] >> 4) * 4, 16)
+        } else {
+            (8, 6)
+        };
+        if tcp && l4_len < 20 {
+            return Err(GsoError::Malformed("TCP data offset below 5"));
+        }
+        if usize::from(hdr.csum_offset) != csum_offset {
+            return Err(GsoError::Malformed(
+                "csum_offset does not match the protocol",
+            ));
+        }
+        let hdr_len = l4 + l4_len;
+        if len <= hdr_len {
+            return Err(GsoError::Malformed("no payload after the headers"));
+        }
+        let payload = len - hdr_len;
+        let seg = hdr_len + payload.min(gso_size);
+        if seg > mtu || seg > self.slot_len {
+            return Err(GsoError::Oversize(seg, mtu));
+        }
+        let total = payload.div_ceil(gso_size);
+        let Ok(hdr_len16) = u16::try_from(hdr_len) else {
+            return Err(GsoError::Malformed("headers over 64 KiB"));
+        };
+        Ok(Pending {
+            start: VNET_HDR_LEN,
+            end: VNET_HDR_LEN + len,
+            hdr: VirtioNetHdr {
+                hdr_len: hdr_len16,
+                ..*hdr
+            },
+            hdr_len,
+            gso_size,
+            l4,
+            is_v6,
+            tcp,
+            flags0: if tcp { pkt[l4 + 13] } else { 0 },
+            seq0: if tcp {
+                u32::from_be_bytes([pkt[l4 + 4], pkt[l4 + 5], pkt[l4 + 6], pkt[l4 + 7]])
+            } else {
+                0
+            },
+            id0: if is_v6 { 0 } else { be16(pkt, 4) },
+            done: 0,
+            total,
+        })
+    }
+
+    /// Writes the next pending segments into `slots` (each set as received,
+    /// at the packet's headroom) and returns how many: all that remain, or
+    /// as many as there are slots. An error drops the rest of the
+    /// super-packet (not expected: [`Self::load`] validated it).
+    pub fn emit(&mut self, slots: &mut [Packet]) -> Result<usize, GsoError> {
+        let Some(mut p) = self.cur else {
+            return Ok(0);
+        };
+        let k = slots.len().min(BATCH_SIZE).min(p.total - p.done);
+        if k == 0 {
+            return Ok(0);
+        }
+        let chunk_end = (p.start + p.hdr_len + k * p.gso_size).min(p.end);
+        let last = chunk_end == p.end;
+        if p.tcp {
+            // gso_split gives the last segment of its input the flags of the
+            // header: FIN and PSH belong to the super-packet's last segment
+            // only, CWR to its first only (RFC 3168 6.1.2; the kernel's
+            // tcp_gso_segment does the same).
+            let mut f = p.flags0;
+            if p.done > 0 {
+                f &= !TCP_FLAG_CWR;
+            }
+            if !last {
+                f &= !(TCP_FLAG_FIN | TCP_FLAG_PSH);
+            }
+            self.buf[p.start + p.l4 + 13] = f;
+        }
+        let mut sizes = [0usize; BATCH_SIZE];
+        let split = {
+            let mut it = slots[..k].iter_mut();
+            let mut outs: [&mut [u8]; BATCH_SIZE] =
+                std::array::from_fn(|_| it.next().map_or(Default::default(), |s| s.rx_area()));
+            gso_split(
+                &mut self.buf[p.start..chunk_end],
+                p.hdr,
+                &mut outs[..k],
+                &mut sizes[..k],
+                0,
+                p.is_v6,
+            )
+        };
+        match split {
+            Ok(got) if got == k => {}
+            _ => {
+                self.cur = None;
+                return Err(GsoError::Malformed("segmentation failed"));
+            }
+        }
+        for (slot, &size) in slots[..k].iter_mut().zip(&sizes[..k]) {
+            slot.set_received(size);
+            slot.ts_nanos = 0;
+        }
+        p.done += k;
+        if last {
+            self.cur = None;
+            return Ok(k);
+        }
+        // The next chunk's headers go right before its payload, over bytes
+        // already handed out; its first segment continues the sequence space
+        // and the IPv4 ID run.
+        let next = chunk_end - p.hdr_len;
+        self.buf.copy_within(p.start..p.start + p.hdr_len, next);
+        p.start = next;
+        if p.tcp {
+            let seq = p.seq0.wrapping_add((p.done * p.gso_size) as u32);
+            let at = next + p.l4 + 4;
+            self.buf[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+        }
+        if !p.is_v6 {
+            let id = p.id0.wrapping_add(p.done as u16);
+            self.buf[next + 4..next + 6].copy_from_slice(&id.to_be_bytes());
+        }
+        self.cur = Some(p);
+        Ok(k)
+    }
+}
+
+/// Whether `frame` is a TCP segment tun-rs' GRO may coalesce (IPv4 without
+/// options, or IPv6 with TCP as the next header, long enough for both
+/// headers). Everything else gains nothing from being queued for GRO.
+pub fn is_tcp_gro_candidate(frame: &[u8]) -> bool {
+    match frame.first().map(|b| b >> 4) {
+        Some(4) => frame.len() >= 40 && frame[0] & 0x0f == 5 && frame[9] == 6,
+        Some(6) => frame.len() >= 60 && frame[6] == 6,
+        _ => false,
+    }
+}
+
+/// Completes the transport checksum of a packet the kernel handed over with
+/// [`F_NEEDS_CSUM`] (CHECKSUM_PARTIAL): the field at `csum_start +
+/// csum_offset` holds the pseudo-header sum, and the checksum covers
+/// everything from `csum_start` to the end. `false` (packet unchanged) when
+/// the offsets lie outside the packet.
+pub fn complete_checksum(pkt: &mut [u8], csum_start: u16, csum_offset: u16) -> bool {
+    let start = usize::from(csum_start);
+    let at = start + usize::from(csum_offset);
+    if at + 2 > pkt.len() {
+        return false;
+    }
+    // Summing with the partial sum in place adds it in; the field itself
+    // then takes the complement.
+    let mut c = checksum::checksum(&pkt[start..]);
+    if c == 0 && csum_offset == 6 {
+        // UDP: "If the computed checksum is zero, it is transmitted as all
+        // ones" (RFC 768); zero means no checksum.
+        c = 0xffff;
+    }
+    pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// What one [`GroTx::flush`] did with the frames pushed since the last one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// Frames written (a super-packet counts its segments).
+    pub written: u64,
+    /// Write syscalls made successfully.
+    pub writes: u64,
+    /// Of those, super-packets (more than one frame).
+    pub gso_writes: u64,
+    /// Frames the kernel refused with an error other than EAGAIN.
+    pub errors: u64,
+    /// Frames not written because a write returned EAGAIN.
+    pub dropped: u64,
+    /// Frames that cannot be written at all (empty, over 64 KiB).
+    pub invalid: u64,
+}
+
+impl TxOutcome {
+    /// Every frame this outcome accounts for.
+    pub fn frames(&self) -> u64 {
+        self.written + self.errors + self.dropped + self.invalid
+    }
+}
+
+/// Collects frames for one TUN queue and writes them with GRO: segments of
+/// one TCP flow (and of one UDP flow when the kernel takes USO) become one
+/// super-packet with a virtio-net header asking the kernel to finish the
+/// checksum; other frames are written as they are, behind a zero header.
+pub struct GroTx {
+    /// `[virtio-net header][frame]` each, capacity for a 64 KiB super-packet
+    /// (tun-rs never grows a buffer: it stops coalescing at capacity).
+    bufs: Vec<Vec<u8>>,
+    len: usize,
+    invalid: u64,
+    table: GROTable,
+    udp: bool,
+}
+
+impl std::fmt::Debug for GroTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroTx")
+            .field("queued", &self.len)
+            .field("udp", &self.udp)
+            .finish()
+    }
+}
+
+impl GroTx {
+    /// Room for `frames` frames; `udp` when the device accepts UDP
+    /// super-packets (`TUN_F_USO4|6`, Linux 6.2+).
+    pub fn new(frames: usize, udp: bool) -> GroTx {
+        GroTx {
+            bufs: (0..frames.max(1))
+                .map(|_| Vec::with_capacity(2 * VNET_HDR_LEN + MAX_GRO_PACKET))
+                .collect(),
+            len: 0,
+            invalid: 0,
+            table: GROTable::new(),
+            udp,
+        }
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0 && self.invalid == 0
+    }
+
+    /// Queues a copy of `frame`; `false` when full (flush, then push again).
+    /// An empty or over-64 KiB frame is taken and counted as invalid.
+    pub fn push(&mut self, frame: &[u8]) -> bool {
+        if frame.is_empty() || frame.len() > MAX_GRO_PACKET {
+            self.invalid += 1;
+            return true;
+        }
+        let Some(b) = self.bufs.get_mut(self.len) else {
+            return false;
+        };
+        b.clear();
+        b.extend_from_slice(&[COALESCED; VNET_HDR_LEN]);
+        b.extend_from_slice(frame);
+        self.len += 1;
+        true
+    }
+
+    /// Coalesces the queued frames and writes each result with `write` (one
+    /// call per packet, header included), in queue order. After EAGAIN the
+    /// rest is dropped: the frames were already taken from the caller.
+    pub fn flush<W: FnMut(&[u8]) -> io::Result<usize>>(&mut self, mut write: W) -> TxOutcome {
+        let mut out = TxOutcome {
+            invalid: std::mem::take(&mut self.invalid),
+            ..TxOutcome::default()
+        };
+        let n = std::mem::take(&mut self.len);
+        if n == 0 {
+            return out;
+        }
+        let bufs = &mut self.bufs[..n];
+        // Coalesced-away frames keep the COALESCED mark; every frame to write
+        // gets its header encoded (zero, or GSO with a partial checksum).
+        if self.table.apply_gro(bufs, VNET_HDR_LEN, self.udp).is_err() {
+            // Only an empty frame makes tun-rs fail, and push keeps those out;
+            // should it happen anyway, the half-coalesced batch is dropped.
+            out.errors += n as u64;
+            return out;
+        }
+        let mut blocked = false;
+        for b in bufs.iter() {
+            if b[0] == COALESCED {
+                continue;
+            }
+            let segs = segments(b);
+            if blocked {
+                out.dropped += segs;
+                continue;
+            }
+            match write(b) {
+                Ok(_) => {
+                    out.written += segs;
+                    out.writes += 1;
+                    if segs > 1 {
+                        out.gso_writes += 1;
+                    }
+                }
+                Err(e) if sys::is_transient(&e) => {
+                    blocked = true;
+                    out.dropped += segs;
+                }
+                // A packet the kernel rejects (EINVAL, EIO while the device
+                // goes down) is dropped and counted; the queue is still fine.
+                Err(_) => out.errors += segs,
+            }
+        }
+        out
+    }
+}
+
+/// Frames one `[virtio-net header][packet]` buffer carries.
+fn segments(b: &[u8]) -> u64 {
+    let Ok(h) = VirtioNetHdr::decode(b) else {
+        return 1;
+    };
+    if h.gso_type == GSO_NONE || h.gso_size == 0 {
+        return 1;
+    }
+    let payload = (b.len() - VNET_HDR_LEN).saturating_sub(usize::from(h.hdr_len));
+    payload.div_ceil(usize::from(h.gso_size)).max(1) as u64
+}
+
+#[cfg(test)]
+#[path = "tun_offload_tests.rs"]
+mod tests;

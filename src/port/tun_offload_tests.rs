@@ -1,0 +1,702 @@
+//! Tests of the TUN offload helpers: super-packets built here by hand (the
+//! layout the kernel hands a TUN reader), split, carried over between
+//! batches, coalesced again and checked against the original byte stream.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::port::{Batch, MAX_FRAME};
+use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6, sum};
+
+const SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+const ACK: u8 = 0x10;
+
+fn payload(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// An IPv4/TCP packet (20-byte IP header, `opts` bytes of TCP options), both
+/// checksums complete.
+fn tcp4(id: u16, seq: u32, flags: u8, opts: usize, data: &[u8]) -> Vec<u8> {
+    let thl = 20 + opts;
+    let total = 20 + thl + data.len();
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[6] = 0x40; // DF
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&SRC4.octets());
+    p[16..20].copy_from_slice(&DST4.octets());
+    let c = !fold(sum(&p[..20]));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let t = &mut p[20..];
+    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&5201u16.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&7u32.to_be_bytes());
+    t[12] = ((thl / 4) as u8) << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&512u16.to_be_bytes());
+    for (i, b) in t[20..thl].iter_mut().enumerate() {
+        *b = if i % 4 == 0 { 1 } else { 0x5a }; // NOPs and junk, same in every segment
+    }
+    t[thl..].copy_from_slice(data);
+    let l4 = (thl + data.len()) as u16;
+    let c = !fold(pseudo_v4(SRC4, DST4, 6, l4) + sum(t));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// An IPv6/UDP packet with a complete checksum.
+fn udp6(data: &[u8]) -> Vec<u8> {
+    let l4 = 8 + data.len();
+    let mut p = vec![0u8; 40 + l4];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&SRC6.octets());
+    p[24..40].copy_from_slice(&DST6.octets());
+    let u = &mut p[40..];
+    u[0..2].copy_from_slice(&5000u16.to_be_bytes());
+    u[2..4].copy_from_slice(&6000u16.to_be_bytes());
+    u[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
+    u[8..].copy_from_slice(data);
+    let mut c = !fold(pseudo_v6(SRC6, DST6, 17, l4 as u32) + sum(u));
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// An IPv4/UDP packet with a complete checksum.
+fn udp4(sport: u16, data: &[u8]) -> Vec<u8> {
+    let l4 = 8 + data.len();
+    let mut p = vec![0u8; 20 + l4];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + l4) as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&SRC4.octets());
+    p[16..20].copy_from_slice(&DST4.octets());
+    let c = !fold(sum(&p[..20]));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let u = &mut p[20..];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&6000u16.to_be_bytes());
+    u[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
+    u[8..].copy_from_slice(data);
+    let mut c = !fold(pseudo_v4(SRC4, DST4, 17, l4 as u16) + sum(u));
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// The TSO header the kernel writes before a TCP super-packet.
+fn tso_hdr(v6: bool, gso: u16, l4: u16, thl: u16, ecn: bool) -> VirtioNetHdr {
+    VirtioNetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: if v6 {
+            VIRTIO_NET_HDR_GSO_TCPV6
+        } else {
+            VIRTIO_NET_HDR_GSO_TCPV4
+        } | if ecn { GSO_ECN } else { 0 },
+        hdr_len: l4 + thl,
+        gso_size: gso,
+        csum_start: l4,
+        csum_offset: 16,
+    }
+}
+
+/// Checks one IPv4/TCP segment fully and returns (id, seq, flags, payload).
+fn check_tcp4(p: &[u8]) -> (u16, u32, u8, Vec<u8>) {
+    assert_eq!(p[0], 0x45);
+    assert_eq!(usize::from(be16(p, 2)), p.len(), "IPv4 total length");
+    assert_eq!(fold(sum(&p[..20])), 0xffff, "IPv4 header checksum");
+    let t = &p[20..];
+    assert_eq!(
+        fold(pseudo_v4(SRC4, DST4, 6, t.len() as u16) + sum(t)),
+        0xffff,
+        "TCP checksum"
+    );
+    let thl = usize::from(t[12] >> 4) * 4;
+    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    (be16(p, 4), seq, t[13], t[thl..].to_vec())
+}
+
+/// Loads `pkt` (a super-packet described by `hdr`) the way the TUN port
+/// does: read behind its header into the read buffer.
+fn load(rx: &mut GsoRx, hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Result<usize, GsoError> {
+    let buf = rx.read_buf();
+    hdr.encode(buf).unwrap();
+    buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
+    assert_eq!(rx.packet(pkt.len()), pkt);
+    let h = rx.header();
+    rx.load(&h, pkt.len(), mtu)
+}
+
+#[test]
+fn small_gso_size_is_carried_over_batches_in_order() {
+    // 64 KiB at MSS 536 with 12 bytes of options: 121 segments, more than
+    // a batch, and a short last one.
+    let data = payload(120 * 536 + 100);
+    let sup = tcp4(
+        1000,
+        0xffff_fe00,
+        ACK | TCP_FLAG_PSH | TCP_FLAG_FIN,
+        12,
+        &data,
+    );
+    let mut rx = GsoRx::new(MAX_FRAME);
+    let n = load(&mut rx, &tso_hdr(false, 536, 20, 32, false), &sup, 1400).unwrap();
+    assert_eq!(n, 121);
+
+    let mut batch = Batch::new();
+    let mut got = Vec::new();
+    // First burst: 10 slots already used by ordinary packets.
+    let k = rx.emit(&mut batch.slots_mut()[10..]).unwrap();
+    assert_eq!(k, 54);
+    assert_eq!(rx.pending_segments(), 121 - 54);
+    for p in &batch.slots_mut()[10..10 + k] {
+        got.push(check_tcp4(p.data()));
+        assert_eq!(p.headroom(), crate::port::HEADROOM);
+    }
+    while rx.has_pending() {
+        let k = rx.emit(batch.slots_mut()).unwrap();
+        assert!(k > 0 && k <= BATCH_SIZE);
+        for p in &batch.slots_mut()[..k] {
+            got.push(check_tcp4(p.data()));
+        }
+    }
+    assert_eq!(rx.emit(batch.slots_mut()).unwrap(), 0);
+    assert_eq!(got.len(), 121);
+    let mut stream = Vec::new();
+    for (i, (id, seq, flags, pl)) in got.iter().enumerate() {
+        assert_eq!(*id, 1000 + i as u16, "IPv4 ID run");
+        assert_eq!(
+            *seq,
+            0xffff_fe00u32.wrapping_add(536 * i as u32),
+            "sequence"
+        );
+        let last = i == 120;
+        assert_eq!(*flags & (TCP_FLAG_PSH | TCP_FLAG_FIN) != 0, last, "PSH/FIN");
+        assert_eq!(*flags & ACK, ACK);
+        assert_eq!(pl.len(), if last { 100 } else { 536 });
+        stream.extend_from_slice(pl);
+    }
+    assert_eq!(stream, data, "payload intact and in order");
+}
+
+#[test]
+fn cwr_stays_on_the_first_segment_across_chunks() {
+    let data = payload(60 * 1000);
+    let sup = tcp4(1, 1, ACK | TCP_FLAG_CWR, 0, &data);
+    let mut rx = GsoRx::new(MAX_FRAME);
+    load(&mut rx, &tso_hdr(false, 1000, 20, 20, true), &sup, 1500).unwrap();
+    let mut batch = Batch::new();
+    let mut flags = Vec::new();
+    while rx.has_pending() {
+        let k = rx.emit(&mut batch.slots_mut()[..40]).unwrap();
+        flags.extend(
+            batch.slots_mut()[..k]
+                .iter()
+                .map(|p| check_tcp4(p.data()).2),
+        );
+    }
+    assert_eq!(flags.len(), 60);
+    assert_eq!(flags[0], ACK | TCP_FLAG_CWR);
+    assert!(flags[1..].iter().all(|&f| f == ACK));
+}
+
+#[test]
+fn uso_super_packet_splits_into_udp_datagrams() {
+    let data = payload(5 * 1200 + 7);
+    let sup = udp6(&data);
+    let hdr = VirtioNetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: VIRTIO_NET_HDR_GSO_UDP_L4,
+        hdr_len: 48,
+        gso_size: 1200,
+        csum_start: 40,
+        csum_offset: 6,
+    };
+    let mut rx = GsoRx::new(MAX_FRAME);
+    assert_eq!(load(&mut rx, &hdr, &sup, 1280).unwrap(), 6);
+    let mut batch = Batch::new();
+    let k = rx.emit(&mut batch.slots_mut()[..4]).unwrap();
+    let k2 = rx.emit(batch.slots_mut()[4..].as_mut()).unwrap();
+    assert_eq!((k, k2), (4, 2));
+    let mut stream = Vec::new();
+    for p in &batch.slots_mut()[..6] {
+        let d = p.data();
+        assert_eq!(usize::from(be16(d, 4)), d.len() - 40, "IPv6 payload length");
+        let u = &d[40..];
+        assert_eq!(usize::from(be16(u, 4)), u.len(), "UDP length");
+        assert_eq!(
+            fold(pseudo_v6(SRC6, DST6, 17, u.len() as u32) + sum(u)),
+            0xffff,
+            "UDP checksum"
+        );
+        stream.extend_from_slice(&u[8..]);
+    }
+    assert_eq!(stream, data);
+}
+
+#[test]
+fn bad_super_packets_are_refused_whole() {
+    let sup = tcp4(1, 1, ACK, 0, &payload(3000));
+    let good = tso_hdr(false, 1000, 20, 20, false);
+    let mut rx = GsoRx::new(MAX_FRAME);
+    // Segments of 1040 bytes do not fit a 1000-byte MTU.
+    assert_eq!(
+        load(&mut rx, &good, &sup, 1000),
+        Err(GsoError::Oversize(1040, 1000))
+    );
+    assert!(!rx.has_pending());
+    let cases = [
+        VirtioNetHdr {
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV6,
+            ..good
+        },
+        VirtioNetHdr {
+            gso_size: 0,
+            ..good
+        },
+        VirtioNetHdr {
+            csum_offset: 6,
+            ..good
+        },
+        VirtioNetHdr {
+            csum_start: 24,
+            ..good
+        },
+        VirtioNetHdr {
+            csum_start: 9000,
+            ..good
+        },
+        VirtioNetHdr {
+            gso_type: 3, // UFO: never enabled, not splittable
+            ..good
+        },
+    ];
+    for h in cases {
+        assert!(
+            matches!(load(&mut rx, &h, &sup, 1500), Err(GsoError::Malformed(_))),
+            "{h:?}"
+        );
+        assert!(!rx.has_pending());
+    }
+    // Headers only, no payload.
+    let bare = tcp4(1, 1, ACK, 0, &[]);
+    assert!(load(&mut rx, &good, &bare, 1500).is_err());
+    // A read that filled the whole buffer may be cut.
+    assert_eq!(
+        rx.load(&good, rx.capacity() + 1, 1500),
+        Err(GsoError::Truncated)
+    );
+    // A hostile TCP data offset below 5 words.
+    let mut odd = sup.clone();
+    odd[32] = 0x40;
+    assert!(load(&mut rx, &good, &odd, 1500).is_err());
+}
+
+#[test]
+fn only_tcp_segments_are_gro_candidates() {
+    assert!(is_tcp_gro_candidate(&tcp4(1, 1, ACK, 0, b"x")));
+    assert!(is_tcp_gro_candidate(&tcp4(1, 1, ACK, 0, &[])));
+    assert!(!is_tcp_gro_candidate(&udp4(1, b"x")));
+    assert!(!is_tcp_gro_candidate(&udp6(b"x")));
+    let mut v6tcp = udp6(&[0; 20]);
+    v6tcp[6] = 6;
+    assert!(is_tcp_gro_candidate(&v6tcp));
+    let mut opts = tcp4(1, 1, ACK, 0, b"x");
+    opts[0] = 0x46;
+    assert!(!is_tcp_gro_candidate(&opts));
+    assert!(!is_tcp_gro_candidate(&[]));
+    assert!(!is_tcp_gro_candidate(&[0x45; 39]));
+}
+
+#[test]
+fn partial_checksums_are_completed() {
+    let data = payload(301);
+    let mut p = udp4(5000, &data);
+    let good = p.clone();
+    // What the kernel hands over with CHECKSUM_PARTIAL: the pseudo-header sum.
+    let ps = fold(pseudo_v4(SRC4, DST4, 17, (8 + data.len()) as u16));
+    p[26..28].copy_from_slice(&ps.to_be_bytes());
+    assert!(complete_checksum(&mut p, 20, 6));
+    assert_eq!(p, good);
+
+    let mut t = tcp4(9, 9, ACK, 0, &data);
+    let good = t.clone();
+    let ps = fold(pseudo_v4(SRC4, DST4, 6, (20 + data.len()) as u16));
+    t[36..38].copy_from_slice(&ps.to_be_bytes());
+    assert!(complete_checksum(&mut t, 20, 16));
+    assert_eq!(t, good);
+
+    let mut short = vec![0x45u8; 30];
+    assert!(!complete_checksum(&mut short, 20, 16));
+    assert!(!complete_checksum(&mut short, u16::MAX, u16::MAX));
+    assert_eq!(short, vec![0x45u8; 30]);
+}
+
+/// A writer that records what it was given and fails as told.
+struct Sink {
+    written: Vec<Vec<u8>>,
+    fail_at: Option<(usize, io::ErrorKind)>,
+    calls: usize,
+}
+
+impl Sink {
+    fn new() -> Sink {
+        Sink {
+            written: Vec::new(),
+            fail_at: None,
+            calls: 0,
+        }
+    }
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let call = self.calls;
+        self.calls += 1;
+        match self.fail_at {
+            Some((at, kind)) if call >= at && (kind == io::ErrorKind::WouldBlock || call == at) => {
+                Err(io::Error::from(kind))
+            }
+            _ => {
+                self.written.push(b.to_vec());
+                Ok(b.len())
+            }
+        }
+    }
+}
+
+/// 40 in-order MSS-1448 segments of one flow, a UDP datagram of another
+/// flow in the middle, an ICMP-ish packet at the end.
+fn mixed_round() -> (Vec<Vec<u8>>, Vec<u8>) {
+    let data = payload(40 * 1448);
+    let mut frames: Vec<Vec<u8>> = data
+        .chunks(1448)
+        .enumerate()
+        .map(|(i, c)| tcp4(100 + i as u16, 5000 + (i * 1448) as u32, ACK, 0, c))
+        .collect();
+    frames.insert(20, udp4(7, b"not part of the flow"));
+    let mut icmp = udp4(1, b"xx");
+    icmp[9] = 1;
+    frames.push(icmp);
+    (frames, data)
+}
+
+#[test]
+fn gro_coalesces_a_flow_and_resplits_to_the_same_segments() {
+    let (frames, data) = mixed_round();
+    let mut tx = GroTx::new(GRO_FRAMES, false);
+    for f in &frames {
+        assert!(tx.push(f));
+    }
+    assert_eq!(tx.len(), 42);
+    let mut sink = Sink::new();
+    let out = tx.flush(|b| sink.write(b));
+    assert_eq!(out.frames(), 42);
+    assert_eq!(out.written, 42);
+    assert_eq!(
+        out.writes, 3,
+        "one super-packet, the UDP datagram, the ICMP packet"
+    );
+    assert_eq!(out.gso_writes, 1);
+    assert!(tx.is_empty());
+
+    // The super-packet is written first (its first frame came first), with a
+    // TSO header; split again it gives back the 40 segments.
+    let sup = &sink.written[0];
+    let hdr = VirtioNetHdr::decode(sup).unwrap();
+    assert_eq!(hdr.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    assert_eq!(hdr.flags, F_NEEDS_CSUM);
+    assert_eq!(hdr.gso_size, 1448);
+    assert_eq!(sup.len(), VNET_HDR_LEN + 40 + data.len());
+    let mut rx = GsoRx::new(MAX_FRAME);
+    assert_eq!(load(&mut rx, &hdr, &sup[VNET_HDR_LEN..], 1500).unwrap(), 40);
+    let mut batch = Batch::new();
+    assert_eq!(rx.emit(batch.slots_mut()).unwrap(), 40);
+    for (i, p) in batch.slots_mut()[..40].iter().enumerate() {
+        let want = if i < 20 { &frames[i] } else { &frames[i + 1] };
+        assert_eq!(p.data(), &want[..], "segment {i}");
+    }
+    // Plain packets go out as they came, behind a zero header.
+    assert_eq!(&sink.written[1][..VNET_HDR_LEN], &[0u8; VNET_HDR_LEN]);
+    assert_eq!(&sink.written[1][VNET_HDR_LEN..], &frames[20][..]);
+    assert_eq!(&sink.written[2][VNET_HDR_LEN..], &frames[41][..]);
+}
+
+#[test]
+fn udp_datagrams_coalesce_only_when_the_device_takes_uso() {
+    let frames: Vec<Vec<u8>> = (0..30).map(|i| udp4(9, &[i as u8; 36])).collect();
+    for (udp, writes) in [(false, 30), (true, 1)] {
+        let mut tx = GroTx::new(GRO_FRAMES, udp);
+        for f in &frames {
+            assert!(tx.push(f));
+        }
+        let mut sink = Sink::new();
+        let out = tx.flush(|b| sink.write(b));
+        assert_eq!((out.written, out.writes), (30, writes), "udp gro {udp}");
+    }
+}
+
+#[test]
+fn eagain_drops_the_rest_and_errors_count_per_frame() {
+    let (frames, _) = mixed_round();
+    let mut tx = GroTx::new(GRO_FRAMES, false);
+    // EAGAIN on the second write: the super-packet went out, the other two
+    // frames are dropped.
+    for f in &frames {
+        tx.push(f);
+    }
+    let mut sink = Sink::new();
+    sink.fail_at = Some((1, io::ErrorKind::WouldBlock));
+    let out = tx.flush(|b| sink.write(b));
+    assert_eq!((out.written, out.dropped, out.errors), (40, 2, 0));
+    // EINVAL on the super-packet: its 40 frames are errors, the rest written.
+    for f in &frames {
+        tx.push(f);
+    }
+    let mut sink = Sink::new();
+    sink.fail_at = Some((0, io::ErrorKind::InvalidInput));
+    let out = tx.flush(|b| sink.write(b));
+    assert_eq!((out.written, out.dropped, out.errors), (2, 0, 40));
+    assert_eq!(out.writes, 2);
+    // Empty frames are taken and counted, never written.
+    assert!(tx.push(&[]));
+    let out = tx.flush(|b| sink.write(b));
+    assert_eq!(out.invalid, 1);
+    assert_eq!(out.frames(), 1);
+}
+
+#[test]
+fn a_full_queue_refuses_until_flushed() {
+    let mut tx = GroTx::new(4, false);
+    let f = udp4(1, b"abc");
+    for _ in 0..4 {
+        assert!(tx.push(&f));
+    }
+    assert!(!tx.push(&f));
+    let out = tx.flush(|b| Ok(b.len()));
+    assert_eq!(out.written, 4);
+    assert!(tx.push(&f));
+}
+
+#[test]
+fn coalescing_stops_at_64_kib() {
+    // 128 segments of 1448 bytes: 185 KB, at least three super-packets.
+    let data = payload(128 * 1448);
+    let mut tx = GroTx::new(GRO_FRAMES, false);
+    for (i, c) in data.chunks(1448).enumerate() {
+        assert!(tx.push(&tcp4(i as u16, (i * 1448) as u32, ACK, 0, c)));
+    }
+    let mut sizes = Vec::new();
+    let out = tx.flush(|b| {
+        sizes.push(b.len());
+        Ok(b.len())
+    });
+    assert_eq!(out.written, 128);
+    assert!(
+        sizes.iter().all(|&s| s <= VNET_HDR_LEN + MAX_GRO_PACKET),
+        "{sizes:?}"
+    );
+    assert!(sizes.len() >= 3 && sizes.len() <= 4, "{sizes:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary frames (some TCP-looking) never panic the coalescer, and
+    /// every frame is accounted for exactly once.
+    #[test]
+    fn gro_accounts_for_arbitrary_frames(
+        frames in proptest::collection::vec(
+            (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..200), any::<u16>()),
+            1..80,
+        )
+    ) {
+        let mut tx = GroTx::new(64, true);
+        let mut pushed = 0u64;
+        let mut total = TxOutcome::default();
+        for (tcp, bytes, seq) in &frames {
+            let f = if *tcp { tcp4(1, u32::from(*seq), ACK, 0, bytes) } else { bytes.clone() };
+            if !tx.push(&f) {
+                let o = tx.flush(|b| Ok(b.len()));
+                total.written += o.written;
+                total.invalid += o.invalid;
+                prop_assert!(tx.push(&f));
+            }
+            pushed += 1;
+        }
+        let o = tx.flush(|b| Ok(b.len()));
+        total.written += o.written;
+        total.invalid += o.invalid;
+        prop_assert_eq!(total.frames(), pushed);
+    }
+
+    /// Arbitrary virtio headers over arbitrary bytes never panic the
+    /// splitter, and whatever it emits fits the MTU.
+    #[test]
+    fn gso_split_survives_arbitrary_headers(
+        flags in any::<u8>(), gso_type in any::<u8>(), hdr_len in any::<u16>(),
+        gso_size in any::<u16>(), csum_start in 0u16..100, csum_offset in 0u16..40,
+        tcp in any::<bool>(), len in 0usize..6000,
+    ) {
+        let mut pkt = if tcp { tcp4(3, 3, ACK, 0, &payload(len)) } else { udp4(3, &payload(len)) };
+        pkt[0] ^= flags & 0x20; // sometimes not IPv4
+        let h = VirtioNetHdr { flags, gso_type, hdr_len, gso_size, csum_start, csum_offset };
+        let mut rx = GsoRx::new(MAX_FRAME);
+        if load(&mut rx, &h, &pkt, 1500).is_ok() {
+            let mut batch = Batch::new();
+            while rx.has_pending() {
+                let k = rx.emit(batch.slots_mut()).unwrap_or(0);
+                for p in &batch.slots_mut()[..k] {
+                    prop_assert!(p.len() <= 1500);
+                }
+            }
+        }
+    }
+}
+
+/// Rough per-frame costs of the helpers (GRO of small UDP and of TCP
+/// segments, splitting). Not pass/fail: run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_gro_and_split() {
+    use std::time::Instant;
+    let f = udp4(9, &[1u8; 36]);
+    let data = payload(64 * 1448);
+    let tcp: Vec<Vec<u8>> = data
+        .chunks(1448)
+        .enumerate()
+        .map(|(i, c)| tcp4(i as u16, (i * 1448) as u32, ACK, 0, c))
+        .collect();
+    for (name, udp, n) in [
+        ("udp64 x64 uso", true, 64),
+        ("udp64 x64 nouso", false, 64),
+        ("udp64 x1 uso", true, 1),
+        ("udp64 x1 nouso", false, 1),
+    ] {
+        let mut tx = GroTx::new(GRO_FRAMES, udp);
+        let iters = 20000 / n.max(1) * 10;
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            for _ in 0..n {
+                tx.push(&f);
+            }
+            tx.flush(|b| Ok(b.len()));
+        }
+        let ns = t0.elapsed().as_nanos() as f64 / (iters * n) as f64;
+        eprintln!("{name}: {ns:.1} ns/frame");
+    }
+    let mut tx = GroTx::new(GRO_FRAMES, true);
+    let iters = 3000;
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        for f in &tcp {
+            tx.push(f);
+        }
+        tx.flush(|b| Ok(b.len()));
+    }
+    eprintln!(
+        "tcp1448 x64: {:.1} ns/frame",
+        t0.elapsed().as_nanos() as f64 / (iters * 64) as f64
+    );
+    // rx split
+    let sup = tcp4(1, 1, ACK, 0, &payload(45 * 1448));
+    let hdr = tso_hdr(false, 1448, 20, 20, false);
+    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut batch = Batch::new();
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        load(&mut rx, &hdr, &sup, 1500).unwrap();
+        rx.emit(batch.slots_mut()).unwrap();
+    }
+    eprintln!(
+        "split 45x1448: {:.1} ns/segment (incl. test copy)",
+        t0.elapsed().as_nanos() as f64 / (iters * 45) as f64
+    );
+}
+
+/// An IPv6/TCP segment with a complete checksum.
+fn tcp6(seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+    let l4 = 20 + data.len();
+    let mut p = vec![0u8; 40 + l4];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
+    p[6] = 6;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&SRC6.octets());
+    p[24..40].copy_from_slice(&DST6.octets());
+    let t = &mut p[40..];
+    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&5201u16.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&7u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&512u16.to_be_bytes());
+    t[20..].copy_from_slice(data);
+    let c = !fold(pseudo_v6(SRC6, DST6, 6, l4 as u32) + sum(t));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[test]
+fn ipv6_tso_round_trips_through_gro() {
+    // 50 segments of 1220 bytes (IPv6 minimum MTU 1280): split over two
+    // partial batches, coalesced again, split again: the same bytes.
+    let data = payload(50 * 1220);
+    let sup = tcp6(9, ACK | TCP_FLAG_PSH, &data);
+    let mut rx = GsoRx::new(MAX_FRAME);
+    assert_eq!(
+        load(&mut rx, &tso_hdr(true, 1220, 40, 20, false), &sup, 1280).unwrap(),
+        50
+    );
+    let mut batch = Batch::new();
+    let mut segs = Vec::new();
+    while rx.has_pending() {
+        let k = rx.emit(&mut batch.slots_mut()[..30]).unwrap();
+        segs.extend(batch.slots_mut()[..k].iter().map(|p| p.data().to_vec()));
+    }
+    assert_eq!(segs.len(), 50);
+    for (i, s) in segs.iter().enumerate() {
+        assert_eq!(s.len(), 1280);
+        let want = tcp6(
+            9 + 1220 * i as u32,
+            if i == 49 { ACK | TCP_FLAG_PSH } else { ACK },
+            &data[i * 1220..(i + 1) * 1220],
+        );
+        assert_eq!(s, &want, "segment {i}");
+    }
+    let mut tx = GroTx::new(GRO_FRAMES, false);
+    for s in &segs {
+        assert!(tx.push(s));
+    }
+    let mut sink = Sink::new();
+    let out = tx.flush(|b| sink.write(b));
+    assert_eq!((out.written, out.writes, out.gso_writes), (50, 1, 1));
+    let mut again = Vec::new();
+    for w in &sink.written {
+        let h = VirtioNetHdr::decode(w).unwrap();
+        assert_eq!(h.gso_type, VIRTIO_NET_HDR_GSO_TCPV6);
+        load(&mut rx, &h, &w[VNET_HDR_LEN..], 1280).unwrap();
+        while rx.has_pending() {
+            let k = rx.emit(batch.slots_mut()).unwrap();
+            again.extend(batch.slots_mut()[..k].iter().map(|p| p.data().to_vec()));
+        }
+    }
+    assert_eq!(again, segs);
+}
