@@ -39,7 +39,7 @@ use super::tun_offload::{
     complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
     VNET_HDR_LEN,
 };
-use super::{sys, Batch, LinkType, Port, BUF_SIZE, MAX_FRAME};
+use super::{sys, Batch, IoCounters, LinkType, Port, BUF_SIZE, MAX_FRAME};
 
 /// Largest number of queues a TUN device may have (the kernel's
 /// `MAX_TAP_QUEUES`).
@@ -325,6 +325,15 @@ impl TunPort {
 impl Port for TunPort {
     fn poll_fd(&self) -> Option<i32> {
         Some(self.fd())
+    }
+
+    fn io_counters(&self, out: &mut IoCounters) {
+        let s = &self.stats;
+        out.add("rx_gso_packets", s.rx_gso_packets);
+        out.add("rx_errors", s.rx_errors);
+        out.add("tx_gso_packets", s.tx_gso_packets);
+        out.add("tx_errors", s.tx_errors);
+        out.add("tx_dropped", s.tx_dropped);
     }
 
     fn name(&self) -> &str {

@@ -570,66 +570,6 @@ proptest! {
     }
 }
 
-/// Rough per-frame costs of the helpers (GRO of small UDP and of TCP
-/// segments, splitting). Not pass/fail: run with `--ignored --nocapture`.
-#[test]
-#[ignore]
-fn timing_gro_and_split() {
-    use std::time::Instant;
-    let f = udp4(9, &[1u8; 36]);
-    let data = payload(64 * 1448);
-    let tcp: Vec<Vec<u8>> = data
-        .chunks(1448)
-        .enumerate()
-        .map(|(i, c)| tcp4(i as u16, (i * 1448) as u32, ACK, 0, c))
-        .collect();
-    for (name, udp, n) in [
-        ("udp64 x64 uso", true, 64),
-        ("udp64 x64 nouso", false, 64),
-        ("udp64 x1 uso", true, 1),
-        ("udp64 x1 nouso", false, 1),
-    ] {
-        let mut tx = GroTx::new(GRO_FRAMES, udp);
-        let iters = 20000 / n.max(1) * 10;
-        let t0 = Instant::now();
-        for _ in 0..iters {
-            for _ in 0..n {
-                tx.push(&f);
-            }
-            tx.flush(|b| Ok(b.len()));
-        }
-        let ns = t0.elapsed().as_nanos() as f64 / (iters * n) as f64;
-        eprintln!("{name}: {ns:.1} ns/frame");
-    }
-    let mut tx = GroTx::new(GRO_FRAMES, true);
-    let iters = 3000;
-    let t0 = Instant::now();
-    for _ in 0..iters {
-        for f in &tcp {
-            tx.push(f);
-        }
-        tx.flush(|b| Ok(b.len()));
-    }
-    eprintln!(
-        "tcp1448 x64: {:.1} ns/frame",
-        t0.elapsed().as_nanos() as f64 / (iters * 64) as f64
-    );
-    // rx split
-    let sup = tcp4(1, 1, ACK, 0, &payload(45 * 1448));
-    let hdr = tso_hdr(false, 1448, 20, 20, false);
-    let mut rx = GsoRx::new(MAX_FRAME);
-    let mut batch = Batch::new();
-    let t0 = Instant::now();
-    for _ in 0..iters {
-        load(&mut rx, &hdr, &sup, 1500).unwrap();
-        rx.emit(batch.slots_mut()).unwrap();
-    }
-    eprintln!(
-        "split 45x1448: {:.1} ns/segment (incl. test copy)",
-        t0.elapsed().as_nanos() as f64 / (iters * 45) as f64
-    );
-}
-
 /// An IPv6/TCP segment with a complete checksum.
 fn tcp6(seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
     let l4 = 20 + data.len();
