@@ -58,6 +58,7 @@ fn topology(edges: &[(usize, usize, u32)]) -> Topology {
                 subnets: vec![format!("2001:2:0:{i:x}::/64").parse().unwrap()],
                 nic: None,
                 workers: vec![0],
+                uplink_io: Default::default(),
                 ports: Vec::new(),
             }
         })

@@ -85,8 +85,9 @@ fn container_mac(vtep: [u8; 6], index: usize) -> [u8; 6] {
 fn structure_of(topo: &Topology, host: usize) -> String {
     let h = &topo.hosts[host];
     format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}",
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}",
         h.nic,
+        h.uplink_io,
         h.underlay,
         h.workers,
         h.ports
@@ -489,7 +490,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 Ok((new, new_me)) => {
                     let new = effective(new, new_me);
                     if structure_of(&new, new_me) != structure {
-                        tracing::error!("reload rejected: this host's nic, underlay, workers, ports, VNI or UDP port changed; those need a restart");
+                        tracing::error!("reload rejected: this host's nic, uplink_io, underlay, workers, ports, VNI or UDP port changed; those need a restart");
                     } else {
                         match route::compute(&new, new_me) {
                             Ok(r) => {

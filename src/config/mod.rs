@@ -62,6 +62,22 @@ pub enum PortKind {
     Veth,
 }
 
+/// How the router moves VXLAN on and off the underlay NIC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UplinkIo {
+    /// AF_XDP sockets on every NIC queue behind our XDP program, which
+    /// steers only VXLAN for us to them (the default).
+    #[default]
+    AfXdp,
+    /// Kernel UDP sockets on the VXLAN port with segmentation offload:
+    /// consecutive frames to one peer leave as one UDP GSO send and arrive
+    /// as one GRO-coalesced read. Fewer, larger trips through the kernel
+    /// (TCP bulk traffic), no XDP program, the kernel's own neighbour
+    /// resolution.
+    Udp,
+}
+
 /// The whole overlay as described by one topology file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Topology {
@@ -102,6 +118,8 @@ pub struct Host {
     pub nic: Option<String>,
     /// CPU cores for poll-mode workers; default `[0]`.
     pub workers: Vec<usize>,
+    /// How VXLAN moves on and off `nic` (`uplink_io`; default AF_XDP).
+    pub uplink_io: UplinkIo,
     /// Container attachments on this host.
     pub ports: Vec<PortConfig>,
 }

@@ -14,7 +14,8 @@ use ipnet::IpNet;
 use super::diag::Sink;
 use super::tree::{Entry, Kind, Node, Span};
 use super::{
-    Host, Link, MacAddr, Overlay, PortConfig, PortKind, Topology, DEFAULT_UDP_PORT, MAX_VNI,
+    Host, Link, MacAddr, Overlay, PortConfig, PortKind, Topology, UplinkIo, DEFAULT_UDP_PORT,
+    MAX_VNI,
 };
 
 /// A value with the span it was read from.
@@ -48,6 +49,7 @@ pub(crate) struct RawHost {
     pub(crate) subnets: Vec<Sp<IpNet>>,
     pub(crate) nic: Option<Sp<String>>,
     pub(crate) workers: Vec<usize>,
+    pub(crate) uplink_io: UplinkIo,
     pub(crate) ports: Vec<RawPort>,
 }
 
@@ -84,6 +86,7 @@ const HOST_FIELDS: &[&str] = &[
     "subnets",
     "nic",
     "workers",
+    "uplink_io",
     "ports",
 ];
 const PORT_FIELDS: &[&str] = &[
@@ -545,6 +548,24 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
             }
         }
     }
+    let uplink_io = match get(t, "uplink_io") {
+        None => UplinkIo::default(),
+        Some(n) => match string(sink, n, &f("uplink_io")) {
+            None => UplinkIo::default(),
+            Some(s) => match s.v.as_str() {
+                "af_xdp" => UplinkIo::AfXdp,
+                "udp" => UplinkIo::Udp,
+                other => {
+                    sink.error(
+                        &s.span,
+                        f("uplink_io"),
+                        format!("unknown uplink I/O {other:?}: expected \"af_xdp\" or \"udp\""),
+                    );
+                    UplinkIo::default()
+                }
+            },
+        },
+    };
     let mut ports = Vec::new();
     if let Some(items) = get(t, "ports").and_then(|n| array(sink, n, &f("ports"))) {
         for (i, n) in items.iter().enumerate() {
@@ -559,6 +580,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
         subnets,
         nic,
         workers,
+        uplink_io,
         ports,
     })
 }
@@ -800,6 +822,7 @@ impl Raw {
                 subnets: h.subnets.into_iter().map(|s| s.v).collect(),
                 nic: h.nic.map(|n| n.v),
                 workers: h.workers,
+                uplink_io: h.uplink_io,
                 ports,
             });
         }

@@ -31,6 +31,9 @@ pub mod tun;
 pub mod tun_offload;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
+pub mod udp;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub mod xdp;
 
 use std::io;

@@ -1,0 +1,778 @@
+//! UDP uplink port: VXLAN through kernel UDP sockets with segmentation
+//! offload (`uplink_io = "udp"` in the topology), the alternative to the
+//! AF_XDP uplink.
+//!
+//! Why: AF_XDP has no segmentation offload, so every 1.4 KB TCP segment pays
+//! a descriptor, an skb and a copy on its own on each side of the underlay.
+//! A UDP socket sends many equal-sized datagrams to one peer in one
+//! `sendmsg` with `UDP_SEGMENT` (GSO: one skb through the stack, split by
+//! the NIC or late in the kernel), and receives a train of them in one read
+//! with `UDP_GRO`. The kernel also resolves the underlay neighbours and keeps
+//! everything that is not VXLAN to our address and port: no XDP program.
+//!
+//! Invariants:
+//! - The pipeline sees the frames it sees from AF_XDP. On receive the port
+//!   writes the outer Ethernet, IP and UDP headers the kernel consumed in
+//!   front of each datagram: destination our underlay address and VXLAN
+//!   port, source the sender's address and port, the IPv4 header checksum
+//!   valid, the UDP checksum zero (the kernel has verified the real one; zero
+//!   means "not checked again", RFC 7348 section 5 and RFC 6935). On
+//!   transmit it keeps what the kernel needs from the encapsulated frame:
+//!   the peer's address and port, the VXLAN source port and the payload.
+//! - The VXLAN source port that the pipeline derives from the inner flow
+//!   hash selects one of a fixed set of sending sockets, each bound to its own
+//!   port. A flow always leaves through the same socket, so it is never
+//!   reordered, and the underlay still sees several source ports for ECMP.
+//! - Consecutive frames for the same socket and peer leave in one GSO send
+//!   while they have the same length (the last one may be shorter), up to
+//!   the kernel's segment and byte limits.
+//! - Buffers are allocated once, at open; nothing is allocated per packet.
+//!   Bad frames from the pipeline and lost datagrams are counted by name in
+//!   [`Port::io_counters`], never a panic.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{Batch, IoCounters, LinkType, Port, BATCH_SIZE, MAX_FRAME};
+use crate::wire::checksum;
+
+/// Messages read per `recvmmsg`.
+const RX_MSGS: usize = quinn_udp::BATCH_SIZE;
+/// Bytes per receive message: the largest GRO train (64 KiB of payload).
+const RX_MSG_LEN: usize = 65536;
+/// Largest UDP payload one GSO send may carry (65535 - IPv4 - UDP headers).
+const MAX_GSO_BYTES: usize = 65507;
+/// Segments per GSO send (the kernel's UDP_MAX_SEGMENTS on older kernels).
+const MAX_GSO_SEGMENTS: usize = 64;
+/// Bytes staged for sending before a flush is forced: several full batches
+/// of the largest frames.
+const STAGE_BYTES: usize = 4 * BATCH_SIZE * MAX_FRAME;
+/// Smallest datagram that can be VXLAN: its header and an inner Ethernet header.
+const MIN_VXLAN: usize = 8 + 14;
+
+const ETH_LEN: usize = 14;
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+const UDP_LEN: usize = 8;
+
+/// Settings of a UDP uplink queue.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    /// Sending sockets (distinct source ports) per queue.
+    pub tx_sockets: usize,
+    /// Socket send buffer, bytes (forced above the sysctl limit when root).
+    pub sndbuf: usize,
+    /// Socket receive buffer, bytes.
+    pub rcvbuf: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            tx_sockets: 8,
+            sndbuf: 4 << 20,
+            rcvbuf: 8 << 20,
+        }
+    }
+}
+
+/// One pending GSO send: `count` segments of `seg` bytes (the last may be
+/// shorter) at `stage[start..start + len]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Group {
+    sock: usize,
+    dst: SocketAddr,
+    seg: usize,
+    count: usize,
+    start: usize,
+    len: usize,
+    /// A shorter segment ended the group: nothing more may join it.
+    closed: bool,
+}
+
+/// Where an encapsulated frame goes and what of it the kernel sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxParts<'a> {
+    /// Peer underlay address and UDP port.
+    pub dst: SocketAddr,
+    /// The VXLAN source port the pipeline chose from the inner flow hash.
+    pub src_port: u16,
+    /// The UDP payload: VXLAN header onward.
+    pub payload: &'a [u8],
+}
+
+/// Splits an encapsulated frame (Ethernet, IPv4 without options or IPv6
+/// without extension headers, UDP, VXLAN) into what a UDP socket needs.
+/// `None` for anything else: the pipeline only ever emits that shape
+/// toward the uplink, so anything else is a bug to count, not to send.
+pub fn parse_tx(frame: &[u8]) -> Option<TxParts<'_>> {
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let (ip, udp_off): (IpAddr, usize) = match ethertype {
+        0x0800 => {
+            let h = frame.get(ETH_LEN..ETH_LEN + IPV4_LEN)?;
+            if h[0] != 0x45 || h[9] != 17 || u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            let dst: [u8; 4] = h[16..20].try_into().ok()?;
+            (IpAddr::from(dst), ETH_LEN + IPV4_LEN)
+        }
+        0x86dd => {
+            let h = frame.get(ETH_LEN..ETH_LEN + IPV6_LEN)?;
+            if h[0] >> 4 != 6 || h[6] != 17 {
+                return None;
+            }
+            let dst: [u8; 16] = h[24..40].try_into().ok()?;
+            (IpAddr::from(dst), ETH_LEN + IPV6_LEN)
+        }
+        _ => return None,
+    };
+    let u = frame.get(udp_off..udp_off + UDP_LEN)?;
+    let src_port = u16::from_be_bytes([u[0], u[1]]);
+    let dst_port = u16::from_be_bytes([u[2], u[3]]);
+    let udp_len = u16::from_be_bytes([u[4], u[5]]) as usize;
+    if udp_len < UDP_LEN + MIN_VXLAN {
+        return None;
+    }
+    let payload = frame.get(udp_off + UDP_LEN..udp_off + udp_len)?;
+    Some(TxParts {
+        dst: SocketAddr::new(ip, dst_port),
+        src_port,
+        payload,
+    })
+}
+
+/// Writes an Ethernet frame carrying `payload` as a UDP datagram from `src`
+/// to `dst` into `out` (the outer headers the kernel consumed on receive)
+/// and returns its length; `None` when `out` is too short or the address
+/// families differ. The UDP checksum is left zero: the kernel verified it.
+pub fn synth_rx(
+    out: &mut [u8],
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &[u8],
+) -> Option<usize> {
+    let (ip_len, ethertype) = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (IPV4_LEN, 0x0800u16),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (IPV6_LEN, 0x86dd),
+        _ => return None,
+    };
+    let udp_len = UDP_LEN + payload.len();
+    let total = ETH_LEN + ip_len + udp_len;
+    if total > out.len() || ip_len + udp_len > u16::MAX as usize {
+        return None;
+    }
+    let out = &mut out[..total];
+    out[..6].copy_from_slice(&mac);
+    // The sender's MAC is not known to a socket; the pipeline ignores it.
+    out[6..12].fill(0);
+    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    let ip = &mut out[ETH_LEN..ETH_LEN + ip_len];
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            ip[0] = 0x45;
+            ip[1] = 0;
+            ip[2..4].copy_from_slice(&((IPV4_LEN + udp_len) as u16).to_be_bytes());
+            ip[4..6].fill(0);
+            // DF: the router never fragments VXLAN.
+            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
+            ip[8] = 64;
+            ip[9] = 17;
+            ip[10..12].fill(0);
+            ip[12..16].copy_from_slice(&s.octets());
+            ip[16..20].copy_from_slice(&d.octets());
+            let c = checksum::checksum(ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+            ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+            ip[6] = 17;
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+        }
+        _ => return None,
+    }
+    let u = &mut out[ETH_LEN + ip_len..];
+    u[..2].copy_from_slice(&src.port().to_be_bytes());
+    u[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    u[6..8].fill(0);
+    u[8..].copy_from_slice(payload);
+    Some(total)
+}
+
+/// Plans GSO sends: frames go into `stage`, described by `groups`.
+#[derive(Debug)]
+struct TxPlan {
+    stage: Vec<u8>,
+    groups: Vec<Group>,
+}
+
+impl TxPlan {
+    fn new() -> Self {
+        TxPlan {
+            stage: Vec::with_capacity(STAGE_BYTES),
+            groups: Vec::with_capacity(STAGE_BYTES / 64),
+        }
+    }
+
+    /// Whether `len` more bytes fit without a flush.
+    fn has_room(&self, len: usize) -> bool {
+        self.stage.len() + len <= self.stage.capacity()
+            && self.groups.len() < self.groups.capacity()
+    }
+
+    /// Appends one datagram for `sock` and `dst`: it joins the last group
+    /// when that group is for the same socket and peer, still open, and the
+    /// datagram is no longer than its segments; else it starts a group.
+    fn push(&mut self, sock: usize, dst: SocketAddr, payload: &[u8], max_segs: usize) {
+        let p = payload.len();
+        let start = self.stage.len();
+        self.stage.extend_from_slice(payload);
+        if let Some(g) = self.groups.last_mut() {
+            if g.sock == sock
+                && g.dst == dst
+                && !g.closed
+                && p <= g.seg
+                && g.count < max_segs
+                && g.len + p <= MAX_GSO_BYTES
+            {
+                g.count += 1;
+                g.len += p;
+                g.closed = p < g.seg;
+                return;
+            }
+        }
+        self.groups.push(Group {
+            sock,
+            dst,
+            seg: p,
+            count: 1,
+            start,
+            len: p,
+            closed: false,
+        });
+    }
+
+    fn clear(&mut self) {
+        self.stage.clear();
+        self.groups.clear();
+    }
+}
+
+/// Named counters of one UDP uplink queue.
+#[derive(Debug, Default, Clone)]
+struct UdpCounters {
+    rx_datagrams: u64,
+    rx_reads: u64,
+    rx_oversize: u64,
+    tx_datagrams: u64,
+    tx_sends: u64,
+    tx_full: u64,
+    tx_errors: u64,
+    tx_malformed: u64,
+}
+
+struct TxSocket {
+    sock: Socket,
+    state: UdpSocketState,
+}
+
+/// One worker's queue of the UDP uplink.
+pub struct UdpPort {
+    name: String,
+    mac: [u8; 6],
+    local: SocketAddr,
+    rx: Socket,
+    rx_state: UdpSocketState,
+    tx: Vec<TxSocket>,
+    rx_buf: Vec<u8>,
+    rx_meta: Vec<RecvMeta>,
+    /// Messages from the last read, the one being split, and the offset
+    /// of its next datagram: a GRO train longer than a batch carries over.
+    rx_n: usize,
+    rx_i: usize,
+    rx_off: usize,
+    plan: TxPlan,
+    c: UdpCounters,
+}
+
+impl std::fmt::Debug for UdpPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpPort")
+            .field("name", &self.name)
+            .field("local", &self.local)
+            .field("tx_sockets", &self.tx.len())
+            .finish()
+    }
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    Ok(s)
+}
+
+/// Sets a buffer size, above `net.core.*mem_max` when we may (root).
+fn set_buffer(s: &Socket, bytes: usize, send: bool) {
+    let fd = s.as_raw_fd();
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    let (force, plain) = if send {
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
+    } else {
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
+    };
+    for opt in [force, plain] {
+        // SAFETY: `fd` is an open socket owned by `s`; the option value is a
+        // c_int that outlives the call, and its size is passed alongside.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+}
+
+fn set_int_opt(s: &Socket, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: as in `set_buffer`: an open fd and a c_int option value.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Datagrams the kernel dropped on a socket (full receive buffer), from
+/// `SO_MEMINFO`.
+fn socket_drops(s: &Socket) -> Option<u64> {
+    // SK_MEMINFO_VARS is 9 in current kernels; index 8 is SK_MEMINFO_DROPS.
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes and the kernel writes at
+    // most `len` bytes, updating `len` to what it wrote.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && len as usize >= 9 * 4).then_some(info[8] as u64)
+}
+
+impl UdpPort {
+    /// Opens one queue: a receive socket bound to `local` (the host's
+    /// underlay address and VXLAN port, shared with the other workers'
+    /// queues through SO_REUSEPORT) and `cfg.tx_sockets` sending sockets
+    /// on kernel-chosen ports of the same address. `name` is the NIC's
+    /// (for the stats); `mac` becomes the outer destination MAC of the
+    /// frames handed to the pipeline.
+    pub fn open(name: &str, local: SocketAddr, mac: [u8; 6], cfg: &UdpConfig) -> io::Result<Self> {
+        let rx = udp_socket(local)?;
+        rx.set_reuse_port(true)?;
+        rx.bind(&local.into()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("binding UDP {local} (is another VXLAN endpoint using it?): {e}"),
+            )
+        })?;
+        set_buffer(&rx, cfg.rcvbuf, false);
+        if local.is_ipv6() {
+            // Zero-checksum VXLAN over IPv6 is allowed for tunnels (RFC
+            // 6935/6936); Linux sends it with udp6zerocsumtx.
+            set_int_opt(&rx, libc::IPPROTO_UDP, libc::UDP_NO_CHECK6_RX, 1)?;
+        }
+        let rx_state = UdpSocketState::new(UdpSockRef::from(&rx))?;
+        let mut tx = Vec::with_capacity(cfg.tx_sockets.max(1));
+        for _ in 0..cfg.tx_sockets.max(1) {
+            let s = udp_socket(local)?;
+            s.bind(&SocketAddr::new(local.ip(), 0).into())?;
+            set_buffer(&s, cfg.sndbuf, true);
+            // Nothing is read from a sending socket: keep what strays to it small.
+            set_buffer(&s, 4096, false);
+            let state = UdpSocketState::new(UdpSockRef::from(&s))?;
+            tx.push(TxSocket { sock: s, state });
+        }
+        Ok(UdpPort {
+            name: name.to_owned(),
+            mac,
+            local,
+            rx,
+            rx_state,
+            tx,
+            rx_buf: vec![0u8; RX_MSGS * RX_MSG_LEN],
+            rx_meta: vec![RecvMeta::default(); RX_MSGS],
+            rx_n: 0,
+            rx_i: 0,
+            rx_off: 0,
+            plan: TxPlan::new(),
+            c: UdpCounters::default(),
+        })
+    }
+
+    /// The local source ports of the sending sockets.
+    pub fn tx_ports(&self) -> Vec<u16> {
+        self.tx
+            .iter()
+            .filter_map(|t| t.sock.local_addr().ok()?.as_socket().map(|a| a.port()))
+            .collect()
+    }
+
+    /// Segments per GSO send the kernel currently accepts (1 once a send
+    /// failed in a way that says the device cannot segment).
+    pub fn max_gso_segments(&self) -> usize {
+        self.tx
+            .first()
+            .map_or(1, |t| t.state.max_gso_segments())
+            .min(MAX_GSO_SEGMENTS)
+    }
+
+    /// Whether received trains arrive coalesced (UDP_GRO).
+    pub fn gro(&self) -> bool {
+        self.rx_state.gro_segments() > 1
+    }
+
+    fn read(&mut self) -> io::Result<usize> {
+        let mut chunks = self.rx_buf.chunks_mut(RX_MSG_LEN);
+        let mut slices: [IoSliceMut<'_>; RX_MSGS] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
+        match self
+            .rx_state
+            .recv(UdpSockRef::from(&self.rx), &mut slices, &mut self.rx_meta)
+        {
+            Ok(n) => {
+                self.c.rx_reads += 1;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send_all(&mut self) -> io::Result<()> {
+        let mut first_err = None;
+        for g in &self.plan.groups {
+            let Some(t) = self.tx.get(g.sock) else {
+                continue;
+            };
+            let tr = Transmit {
+                destination: g.dst,
+                ecn: None,
+                contents: &self.plan.stage[g.start..g.start + g.len],
+                segment_size: (g.count > 1).then_some(g.seg),
+                src_ip: None,
+            };
+            match t.state.try_send(UdpSockRef::from(&t.sock), &tr) {
+                Ok(()) => {
+                    self.c.tx_sends += 1;
+                    self.c.tx_datagrams += g.count as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.c.tx_full += g.count as u64;
+                }
+                Err(e) => {
+                    self.c.tx_errors += g.count as u64;
+                    if first_err.is_none() {
+                        first_err = Some(io::Error::new(
+                            e.kind(),
+                            format!("UDP send of {} datagram(s) to {}: {e}", g.count, g.dst),
+                        ));
+                    }
+                }
+            }
+        }
+        self.plan.clear();
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Port for UdpPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn link_type(&self) -> LinkType {
+        LinkType::Ethernet
+    }
+
+    fn rx_burst(&mut self, batch: &mut Batch) -> io::Result<usize> {
+        batch.clear();
+        if self.rx_i >= self.rx_n {
+            self.rx_n = self.read()?;
+            self.rx_i = 0;
+            self.rx_off = 0;
+        }
+        let mut n = 0;
+        let slots = batch.slots_mut();
+        while n < BATCH_SIZE && self.rx_i < self.rx_n {
+            let meta = &self.rx_meta[self.rx_i];
+            let base = self.rx_i * RX_MSG_LEN;
+            let len = meta.len.min(RX_MSG_LEN);
+            let stride = if meta.stride == 0 { len } else { meta.stride };
+            let dst = SocketAddr::new(meta.dst_ip.unwrap_or(self.local.ip()), self.local.port());
+            while n < BATCH_SIZE && self.rx_off < len {
+                let end = (self.rx_off + stride).min(len);
+                let payload = &self.rx_buf[base + self.rx_off..base + end];
+                self.rx_off = end;
+                let pkt = &mut slots[n];
+                match synth_rx(pkt.rx_area(), self.mac, meta.addr, dst, payload) {
+                    Some(l) => {
+                        pkt.set_received(l);
+                        pkt.ts_nanos = 0;
+                        n += 1;
+                        self.c.rx_datagrams += 1;
+                    }
+                    None => self.c.rx_oversize += 1,
+                }
+            }
+            if self.rx_off >= len {
+                self.rx_i += 1;
+                self.rx_off = 0;
+            }
+        }
+        batch.set_len(n);
+        Ok(n)
+    }
+
+    fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        let max_segs = self.max_gso_segments();
+        let n_tx = self.tx.len().max(1);
+        let mut err = None;
+        for f in frames {
+            let Some(parts) = parse_tx(f) else {
+                self.c.tx_malformed += 1;
+                continue;
+            };
+            if !self.plan.has_room(parts.payload.len()) {
+                if let Err(e) = self.send_all() {
+                    err.get_or_insert(e);
+                }
+            }
+            let sock = parts.src_port as usize % n_tx;
+            self.plan.push(sock, parts.dst, parts.payload, max_segs);
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(frames.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.plan.groups.is_empty() {
+            return Ok(());
+        }
+        self.send_all()
+    }
+
+    fn poll_fd(&self) -> Option<i32> {
+        Some(self.rx.as_raw_fd())
+    }
+
+    fn io_counters(&self, out: &mut IoCounters) {
+        let c = &self.c;
+        out.add("udp_rx_datagrams", c.rx_datagrams);
+        out.add("udp_rx_reads", c.rx_reads);
+        out.add("udp_rx_oversize", c.rx_oversize);
+        if let Some(d) = socket_drops(&self.rx) {
+            out.add("udp_rx_socket_drops", d);
+        }
+        out.add("udp_tx_datagrams", c.tx_datagrams);
+        out.add("udp_tx_sends", c.tx_sends);
+        out.add("udp_tx_full", c.tx_full);
+        out.add("udp_tx_errors", c.tx_errors);
+        out.add("udp_tx_malformed", c.tx_malformed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ethernet, ipv4, ipv6, udp};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const MAC: [u8; 6] = [2, 0, 0xc6, 0x12, 0, 1];
+
+    fn v4(a: [u8; 4], port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), port)
+    }
+
+    fn vxlan_payload(len: usize, fill: u8) -> Vec<u8> {
+        let mut p = vec![fill; len];
+        p[..8].copy_from_slice(&[0x08, 0, 0, 0, 0, 0, 42, 0]);
+        p
+    }
+
+    #[test]
+    fn synthesised_v4_frame_is_what_the_wire_would_carry() {
+        let src = v4([198, 18, 0, 2], 50123);
+        let dst = v4([198, 18, 0, 1], 4789);
+        let payload = vxlan_payload(100, 7);
+        let mut out = [0u8; MAX_FRAME];
+        let n = synth_rx(&mut out, MAC, src, dst, &payload).unwrap();
+        assert_eq!(n, 14 + 20 + 8 + 100);
+        let eth = ethernet::Frame::new_checked(&out[..n]).unwrap();
+        assert_eq!(eth.dst(), MAC);
+        assert_eq!(eth.ethertype(), ethernet::ETHERTYPE_IPV4);
+        let ip = ipv4::Packet::new_checked(&out[14..n]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.src(), Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(ip.dst(), Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(ip.total_len() as usize, n - 14);
+        assert_eq!(ip.frag_offset(), 0);
+        assert!(!ip.more_frags());
+        let u = udp::Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(u.src_port(), 50123);
+        assert_eq!(u.dst_port(), 4789);
+        assert_eq!(u.len() as usize, 108);
+        assert_eq!(u.checksum(), 0);
+        assert_eq!(&out[42..n], &payload[..]);
+        // And back: the transmit side finds the same parts.
+        let parts = parse_tx(&out[..n]).unwrap();
+        assert_eq!(parts.dst, dst);
+        assert_eq!(parts.src_port, 50123);
+        assert_eq!(parts.payload, &payload[..]);
+    }
+
+    #[test]
+    fn synthesised_v6_frame_round_trips() {
+        let src = SocketAddr::new(IpAddr::V6("2001:2::2".parse::<Ipv6Addr>().unwrap()), 40000);
+        let dst = SocketAddr::new(IpAddr::V6("2001:2::1".parse::<Ipv6Addr>().unwrap()), 4789);
+        let payload = vxlan_payload(64, 1);
+        let mut out = [0u8; MAX_FRAME];
+        let n = synth_rx(&mut out, MAC, src, dst, &payload).unwrap();
+        assert_eq!(n, 14 + 40 + 8 + 64);
+        let ip = ipv6::Packet::new_checked(&out[14..n]).unwrap();
+        assert_eq!(ip.payload_len() as usize, 72);
+        assert_eq!(ip.next_header(), 17);
+        let parts = parse_tx(&out[..n]).unwrap();
+        assert_eq!(parts.dst, dst);
+        assert_eq!(parts.src_port, 40000);
+        assert_eq!(parts.payload, &payload[..]);
+    }
+
+    #[test]
+    fn synth_refuses_mixed_families_and_short_buffers() {
+        let src = v4([198, 18, 0, 2], 1);
+        let dst6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 4789);
+        let mut out = [0u8; 200];
+        assert_eq!(synth_rx(&mut out, MAC, src, dst6, &[0; 30]), None);
+        assert_eq!(
+            synth_rx(&mut out, MAC, src, v4([198, 18, 0, 1], 4789), &[0; 190]),
+            None
+        );
+    }
+
+    #[test]
+    fn parse_tx_rejects_what_is_not_encapsulated_udp() {
+        let src = v4([198, 18, 0, 2], 1);
+        let dst = v4([198, 18, 0, 1], 4789);
+        let mut out = [0u8; MAX_FRAME];
+        let n = synth_rx(&mut out, MAC, src, dst, &vxlan_payload(40, 0)).unwrap();
+        let good = out[..n].to_vec();
+        assert!(parse_tx(&good).is_some());
+        // Every truncation is refused, never a panic.
+        for cut in 0..n {
+            assert!(parse_tx(&good[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut f = good.clone();
+        f[14 + 9] = 6; // TCP
+        assert!(parse_tx(&f).is_none());
+        let mut f = good.clone();
+        f[14] = 0x46; // IPv4 options
+        assert!(parse_tx(&f).is_none());
+        let mut f = good.clone();
+        f[14 + 6] = 0x20; // more fragments
+        assert!(parse_tx(&f).is_none());
+        let mut f = good.clone();
+        f[12] = 0x08;
+        f[13] = 0x06; // ARP
+        assert!(parse_tx(&f).is_none());
+        let mut f = good.clone();
+        f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&20u16.to_be_bytes()); // too short for VXLAN
+        assert!(parse_tx(&f).is_none());
+    }
+
+    #[test]
+    fn plan_groups_equal_runs_and_closes_on_a_short_one() {
+        let a = v4([198, 18, 0, 2], 4789);
+        let b = v4([198, 18, 0, 3], 4789);
+        let mut p = TxPlan::new();
+        for _ in 0..3 {
+            p.push(0, a, &[1; 100], 64);
+        }
+        p.push(0, a, &[2; 60], 64); // shorter: joins and closes
+        p.push(0, a, &[3; 60], 64); // after a close: new group
+        p.push(1, a, &[4; 60], 64); // other socket: new group
+        p.push(1, b, &[5; 60], 64); // other peer: new group
+        p.push(1, b, &[6; 80], 64); // longer than the segment: new group
+        let g: Vec<(usize, usize, usize, usize)> = p
+            .groups
+            .iter()
+            .map(|g| (g.sock, g.seg, g.count, g.len))
+            .collect();
+        assert_eq!(
+            g,
+            vec![
+                (0, 100, 4, 360),
+                (0, 60, 1, 60),
+                (1, 60, 1, 60),
+                (1, 60, 1, 60),
+                (1, 80, 1, 80)
+            ]
+        );
+        assert_eq!(p.groups[3].dst, b);
+        assert_eq!(&p.stage[300..360], &[2; 60][..]);
+        let total: usize = p.groups.iter().map(|g| g.len).sum();
+        assert_eq!(total, p.stage.len());
+    }
+
+    #[test]
+    fn plan_respects_segment_and_byte_limits() {
+        let a = v4([198, 18, 0, 2], 4789);
+        let mut p = TxPlan::new();
+        for _ in 0..10 {
+            p.push(0, a, &[0; 100], 4);
+        }
+        let counts: Vec<usize> = p.groups.iter().map(|g| g.count).collect();
+        assert_eq!(counts, vec![4, 4, 2]);
+        p.clear();
+        for _ in 0..50 {
+            p.push(0, a, &[0; 1500], 64);
+        }
+        assert!(p.groups.iter().all(|g| g.len <= MAX_GSO_BYTES));
+        assert_eq!(p.groups[0].count, MAX_GSO_BYTES / 1500);
+        assert_eq!(p.groups.iter().map(|g| g.count).sum::<usize>(), 50);
+    }
+}
