@@ -27,7 +27,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 
-use crate::config::{self, PortKind as ConfigPortKind, Topology};
+use crate::config::{self, PortKind as ConfigPortKind, Topology, UplinkIo};
 use crate::dataplane::{tables, CounterSummary, Counters, Tables};
 use crate::fib::FibPublisher;
 use crate::host::link::link_info;
@@ -35,6 +35,7 @@ use crate::host::neigh::NeighbourTable;
 use crate::host::netns::{self, CreatedDevice};
 use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
 use crate::port::tun::TunPort;
+use crate::port::udp::{UdpConfig, UdpPort};
 use crate::port::xdp::{XdpKind, XdpProgram};
 use crate::port::Port;
 use crate::route::{self, RouteSet};
@@ -118,11 +119,18 @@ struct Neighbours {
     /// Peer underlay address -> the address whose MAC we need (itself, or
     /// the underlay gateway toward it).
     via: BTreeMap<IpAddr, IpAddr>,
+    /// The uplink sends through kernel sockets, which resolve the underlay
+    /// next hop themselves: every peer counts as resolved, and the outer
+    /// MACs in the templates are never put on the wire.
+    kernel_resolves: bool,
 }
 
 impl Neighbours {
     fn learn_peers(&mut self, topo: &Topology, routes: &RouteSet) {
         self.via.clear();
+        if self.kernel_resolves {
+            return;
+        }
         for r in &routes.routes {
             for nh in &r.next_hops {
                 let peer = topo.hosts[nh.host].underlay;
@@ -146,6 +154,9 @@ impl Neighbours {
     }
 
     fn lookup(&self, peer: IpAddr) -> Option<[u8; 6]> {
+        if self.kernel_resolves {
+            return Some([0; 6]);
+        }
         self.table.lookup(*self.via.get(&peer).unwrap_or(&peer))
     }
 
@@ -274,7 +285,14 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             tracing::warn!(dev = %nic, configured = %m, "underlay_mac differs from the device's MAC; using the device's");
         }
     }
-    let queues = nic_info.num_rx_queues.max(1) as usize;
+    let udp_uplink = host.uplink_io == UplinkIo::Udp;
+    // AF_XDP needs a NIC queue per worker; UDP sockets share the port
+    // through SO_REUSEPORT, so any number of workers can serve it.
+    let queues = if udp_uplink {
+        usize::MAX
+    } else {
+        nic_info.num_rx_queues.max(1) as usize
+    };
     let mut n_workers = host.workers.len().max(1);
     if n_workers > queues {
         tracing::warn!(dev = %nic, queues, workers = n_workers, "fewer NIC queues than workers: running {queues} worker(s)");
@@ -300,42 +318,55 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         .collect();
     let xsk_cfg = AfXdpConfig::default();
 
-    // Uplink: our XDP program, then one socket per worker queue.
-    let mut uplink_prog = XdpProgram::attach(
-        &nic,
-        XdpKind::Uplink,
-        &[host.underlay],
-        topo.overlay.udp_port,
-    )
-    .with_context(|| {
-        format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
-    })?;
-    tracing::info!(dev = %nic, mode = %uplink_prog.mode(), "uplink XDP program attached");
-    // Every rx queue gets a socket: our XDP program redirects to the socket
-    // of the queue a frame arrived on, and a queue without one hands VXLAN
-    // to the kernel, which has no listener for it. Queues beyond the worker
-    // count are served as extra receive queues, round robin.
     let mut extra: Vec<Vec<(u16, Box<dyn Port + Send>)>> =
         (0..n_workers).map(|_| Vec::new()).collect();
-    for q in n_workers..queues {
-        let port = AfXdpPort::open(&nic, q as u32, &xsk_cfg)
-            .with_context(|| format!("AF_XDP socket on {nic} queue {q}"))?;
-        uplink_prog
-            .register_socket(q as u32, port.fd())
-            .with_context(|| format!("registering the socket of {nic} queue {q}"))?;
-        tracing::info!(dev = %nic, queue = q, worker = q % n_workers, bind = %port.bind_mode(), "uplink receive queue bound");
-        extra[q % n_workers].push((0, Box::new(port)));
+    if udp_uplink {
+        // Kernel UDP sockets: no XDP program, the kernel keeps everything
+        // that is not VXLAN to our address and port.
+        let local = std::net::SocketAddr::new(host.underlay, topo.overlay.udp_port);
+        let udp_cfg = UdpConfig::default();
+        for (k, worker_slots) in slots.iter_mut().enumerate() {
+            let port = UdpPort::open(&nic, local, nic_info.mac, &udp_cfg)
+                .with_context(|| format!("UDP uplink socket {k} on {local}"))?;
+            tracing::info!(dev = %nic, %local, worker = k, gso_segments = port.max_gso_segments(), gro = port.gro(), tx_ports = ?port.tx_ports(), "UDP uplink socket bound");
+            worker_slots[0] = Some(Box::new(port));
+        }
+    } else {
+        // Uplink: our XDP program, then one socket per worker queue.
+        let mut uplink_prog = XdpProgram::attach(
+            &nic,
+            XdpKind::Uplink,
+            &[host.underlay],
+            topo.overlay.udp_port,
+        )
+        .with_context(|| {
+            format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
+        })?;
+        tracing::info!(dev = %nic, mode = %uplink_prog.mode(), "uplink XDP program attached");
+        // Every rx queue gets a socket: our XDP program redirects to the socket
+        // of the queue a frame arrived on, and a queue without one hands VXLAN
+        // to the kernel, which has no listener for it. Queues beyond the worker
+        // count are served as extra receive queues, round robin.
+        for q in n_workers..queues {
+            let port = AfXdpPort::open(&nic, q as u32, &xsk_cfg)
+                .with_context(|| format!("AF_XDP socket on {nic} queue {q}"))?;
+            uplink_prog
+                .register_socket(q as u32, port.fd())
+                .with_context(|| format!("registering the socket of {nic} queue {q}"))?;
+            tracing::info!(dev = %nic, queue = q, worker = q % n_workers, bind = %port.bind_mode(), "uplink receive queue bound");
+            extra[q % n_workers].push((0, Box::new(port)));
+        }
+        for (k, worker_slots) in slots.iter_mut().enumerate() {
+            let port = AfXdpPort::open(&nic, k as u32, &xsk_cfg)
+                .with_context(|| format!("AF_XDP socket on {nic} queue {k}"))?;
+            uplink_prog
+                .register_socket(k as u32, port.fd())
+                .with_context(|| format!("registering the socket of {nic} queue {k}"))?;
+            tracing::info!(dev = %nic, queue = k, bind = %port.bind_mode(), "uplink socket bound");
+            worker_slots[0] = Some(Box::new(port));
+        }
+        live.programs.push(uplink_prog);
     }
-    for (k, worker_slots) in slots.iter_mut().enumerate() {
-        let port = AfXdpPort::open(&nic, k as u32, &xsk_cfg)
-            .with_context(|| format!("AF_XDP socket on {nic} queue {k}"))?;
-        uplink_prog
-            .register_socket(k as u32, port.fd())
-            .with_context(|| format!("registering the socket of {nic} queue {k}"))?;
-        tracing::info!(dev = %nic, queue = k, bind = %port.bind_mode(), "uplink socket bound");
-        worker_slots[0] = Some(Box::new(port));
-    }
-    live.programs.push(uplink_prog);
 
     // Container ports.
     for (i, p) in host.ports.iter().enumerate() {
@@ -425,6 +456,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         table: NeighbourTable::open().context("opening the netlink neighbour socket")?,
         nic: nic.clone(),
         via: BTreeMap::new(),
+        kernel_resolves: udp_uplink,
     };
     neigh.learn_peers(&topo, &routes);
     neigh.resolve_missing();

@@ -105,6 +105,7 @@ fn design_example_is_accepted_as_written() {
     assert_eq!(h1.subnets, vec!["198.19.1.0/24".parse::<IpNet>().unwrap()]);
     assert_eq!(h1.nic.as_deref(), Some("eth0"));
     assert_eq!(h1.workers, vec![1]);
+    assert_eq!(h1.uplink_io, UplinkIo::AfXdp);
     assert_eq!(h1.ports.len(), 1);
     let c1 = &h1.ports[0];
     assert_eq!(
@@ -505,6 +506,15 @@ fn duplicate_hosts_underlays_and_macs() {
 }
 
 #[test]
+fn uplink_io_is_read() {
+    let t = ok(&with(
+        "[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\nuplink_io = \"udp\"\n",
+    ));
+    assert_eq!(t.hosts[2].uplink_io, UplinkIo::Udp);
+    assert_eq!(t.hosts[0].uplink_io, UplinkIo::AfXdp);
+}
+
+#[test]
 fn bad_addresses_and_macs() {
     let h3 = |field: &str| {
         with(&format!(
@@ -559,6 +569,13 @@ fn bad_addresses_and_macs() {
         "hosts[2].nic",
         "not a valid interface name",
     );
+    expect(
+        &h3("uplink_io = \"dpdk\""),
+        18,
+        "hosts[2].uplink_io",
+        "unknown uplink I/O \"dpdk\": expected \"af_xdp\" or \"udp\"",
+    );
+    expect(&h3("uplink_io = 1"), 18, "hosts[2].uplink_io", "string");
     expect(
         &h3("workers = []"),
         18,

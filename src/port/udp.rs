@@ -28,7 +28,12 @@
 //!   the kernel's segment and byte limits.
 //! - Buffers are allocated once, at open; nothing is allocated per packet.
 //!   Bad frames from the pipeline and lost datagrams are counted by name in
-//!   [`Port::io_counters`], never a panic.
+//!   [`Port::io_counters`], never a panic: `udp_rx_datagrams`, `udp_rx_reads`
+//!   (recvmmsg calls), `udp_rx_coalesced` (GRO reads holding more than one
+//!   datagram), `udp_rx_socket_drops` (the kernel found the receive buffer
+//!   full), `udp_rx_oversize`, `udp_tx_datagrams`, `udp_tx_sends` (sendmsg
+//!   calls), `udp_tx_full` (send buffer full: dropped), `udp_tx_errors`,
+//!   `udp_tx_malformed`.
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
@@ -271,6 +276,7 @@ impl TxPlan {
 struct UdpCounters {
     rx_datagrams: u64,
     rx_reads: u64,
+    rx_coalesced: u64,
     rx_oversize: u64,
     tx_datagrams: u64,
     tx_sends: u64,
@@ -542,6 +548,9 @@ impl Port for UdpPort {
             let len = meta.len.min(RX_MSG_LEN);
             let stride = if meta.stride == 0 { len } else { meta.stride };
             let dst = SocketAddr::new(meta.dst_ip.unwrap_or(self.local.ip()), self.local.port());
+            if self.rx_off == 0 && len > stride {
+                self.c.rx_coalesced += 1;
+            }
             while n < BATCH_SIZE && self.rx_off < len {
                 let end = (self.rx_off + stride).min(len);
                 let payload = &self.rx_buf[base + self.rx_off..base + end];
@@ -604,6 +613,7 @@ impl Port for UdpPort {
         let c = &self.c;
         out.add("udp_rx_datagrams", c.rx_datagrams);
         out.add("udp_rx_reads", c.rx_reads);
+        out.add("udp_rx_coalesced", c.rx_coalesced);
         out.add("udp_rx_oversize", c.rx_oversize);
         if let Some(d) = socket_drops(&self.rx) {
             out.add("udp_rx_socket_drops", d);

@@ -29,7 +29,13 @@ METRICS = [
     ("cpu_udp64", "CPU busy during UDP run", "% of 2 cores", "lower"),
     ("cpu_tcp_1stream", "CPU busy during TCP 1-stream", "% of 2 cores", "lower"),
 ]
-COLOURS = {"kernel": "#4d4d4d", "vxr-veth": "#1f77b4", "vxr-tun": "#ff7f0e"}
+COLOURS = {
+    "kernel": "#4d4d4d",
+    "vxr-veth": "#1f77b4",
+    "vxr-tun": "#ff7f0e",
+    "vxr-veth-udp": "#2ca02c",
+    "vxr-tun-udp": "#d62728",
+}
 
 
 def summary(values):
