@@ -234,3 +234,50 @@ fn udp_uplink_ipv6_underlay_both_sides() {
         "h2: no GRO read held more than one datagram: {s2:#}"
     );
 }
+
+/// h1 runs vxrouter on the UDP uplink, h2 is the kernel's own VXLAN device
+/// set up the way flannel does it (the host-by-host migration case). Ping,
+/// UDP and TCP both ways.
+#[test]
+fn udp_uplink_kernel_vxlan_peer() {
+    require_root!();
+    let mut lab = Lab::new("lu3");
+    let (h1, h2) = two_hosts(&mut lab);
+    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
+    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let c1 = lab.adopt("c1");
+    let k2 = lab.ns("k2");
+    lab.kernel_vtep(&h2, &k2, 2, H2_VTEP, 1, H1_VTEP);
+    // Over a veth the kernel hands its VXLAN packets over with the inner
+    // UDP/TCP checksum still partial (a NIC with tunnel offload would
+    // complete it). h1's socket accepts the outer datagram as the kernel
+    // does, but the inner packet would reach c1 with a wrong checksum: let
+    // h2's kernel complete the checksums in software, as a NIC would.
+    lab.exec_ok(&h2, &["ethtool", "-K", "eth0", "tx", "off"]);
+    let cfg = format!(
+        "[overlay]\nvni = 42\n{}{}{TAIL}",
+        host(
+            "h1",
+            1,
+            "198.18.0.1",
+            "udp",
+            "0",
+            &port("c1", "veth", &c1, 1)
+        ),
+        host("h2", 2, "198.18.0.2", "af_xdp", "1", ""),
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let r1 = lab.start(&cfg, "h1", &h1);
+    lab.wait_ready(&[r1]);
+
+    let a = lab.ping(&c1, "198.19.2.2");
+    let b = lab.ping(&k2, "198.19.1.2");
+    lab.exchange("udp", &k2, &c1, "198.19.2.2", 7301, 1200);
+    lab.exchange("udp", &c1, &k2, "198.19.1.2", 7302, 1200);
+    lab.exchange("tcp", &k2, &c1, "198.19.2.2", 7303, 300_000);
+    lab.exchange("tcp", &c1, &k2, "198.19.1.2", 7304, 300_000);
+    eprintln!("lu3: ping avg ms vxrouter->kernel {a:.3}, kernel->vxrouter {b:.3}");
+    let s = lab.wait_stats(r1, "forwarded > 20", |s| forwarded(s) > 20);
+    assert_clean("h1", &s);
+    assert_uplink_clean("h1", &s);
+}

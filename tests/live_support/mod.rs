@@ -282,6 +282,124 @@ impl Lab {
         cmd(&["ip", "-n", ns_b, "link", "set", b, "up"]);
     }
 
+    /// Makes `host_ns` a flannel-style kernel VXLAN host number `me` (VNI
+    /// 42, port 4789, underlay 198.18.0.`me` on eth0): a VXLAN device whose
+    /// MAC is `my_vtep`, a route to peer `peer`'s container subnet
+    /// 198.19.`peer`.0/24 via its gateway address (onlink), a permanent
+    /// neighbour entry for that gateway (`peer_vtep`, the inner destination
+    /// MAC a vxrouter peer accepts) and an FDB entry sending that MAC to the
+    /// peer's underlay. Its container `cont_ns` (a plain veth routed by the
+    /// kernel) gets 198.19.`me`.2/24.
+    pub fn kernel_vtep(
+        &self,
+        host_ns: &str,
+        cont_ns: &str,
+        me: u8,
+        my_vtep: &str,
+        peer: u8,
+        peer_vtep: &str,
+    ) {
+        let local = format!("198.18.0.{me}");
+        let peer_underlay = format!("198.18.0.{peer}");
+        let peer_gw = format!("198.19.{peer}.1");
+        let h = host_ns;
+        self.ip(
+            h,
+            &[
+                "link",
+                "add",
+                "vxlan42",
+                "address",
+                my_vtep,
+                "type",
+                "vxlan",
+                "id",
+                "42",
+                "dstport",
+                "4789",
+                "local",
+                &local,
+                "dev",
+                "eth0",
+                "nolearning",
+            ],
+        );
+        self.ip(h, &["link", "set", "vxlan42", "mtu", "1450", "up"]);
+        self.ip(
+            h,
+            &[
+                "addr",
+                "add",
+                &format!("198.19.{me}.0/32"),
+                "dev",
+                "vxlan42",
+            ],
+        );
+        self.ip(
+            h,
+            &[
+                "route",
+                "add",
+                &format!("198.19.{peer}.0/24"),
+                "via",
+                &peer_gw,
+                "dev",
+                "vxlan42",
+                "onlink",
+            ],
+        );
+        self.ip(
+            h,
+            &[
+                "neigh",
+                "add",
+                &peer_gw,
+                "lladdr",
+                peer_vtep,
+                "dev",
+                "vxlan42",
+                "nud",
+                "permanent",
+            ],
+        );
+        cmd(&[
+            "bridge",
+            "-n",
+            h,
+            "fdb",
+            "add",
+            peer_vtep,
+            "dev",
+            "vxlan42",
+            "dst",
+            &peer_underlay,
+            "self",
+            "permanent",
+        ]);
+        self.veth(
+            h,
+            "vc2",
+            &format!("02:00:c6:13:0{me}:01"),
+            cont_ns,
+            "eth0",
+            &format!("02:00:c6:13:0{me}:02"),
+        );
+        self.ip(
+            h,
+            &["addr", "add", &format!("198.19.{me}.1/24"), "dev", "vc2"],
+        );
+        self.ip(
+            cont_ns,
+            &["addr", "add", &format!("198.19.{me}.2/24"), "dev", "eth0"],
+        );
+        self.ip(cont_ns, &["link", "set", "eth0", "mtu", "1450"]);
+        self.ip(
+            cont_ns,
+            &["route", "add", "default", "via", &format!("198.19.{me}.1")],
+        );
+        self.exec_ok(h, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    }
+
     /// `ip -n NS ARGS...`, must succeed.
     pub fn ip(&self, ns: &str, args: &[&str]) -> String {
         let mut v = vec!["ip", "-n", ns];
