@@ -110,7 +110,7 @@ def chart(doc, png):
             "set grid ytics lc rgb '#dddddd'",
             "set key off",
             "set yrange [0:*]",
-            "set xtics nomirror",
+            "set xtics nomirror rotate by -30 font 'sans,9'",
             "set ytics nomirror",
             "set offsets 0.5, 0.5, graph 0.12, 0",
             f"set multiplot layout {rows},{cols} title \"{doc['title']}\" font 'sans,11'",
