@@ -34,6 +34,7 @@ use crate::host::link::link_info;
 use crate::host::neigh::NeighbourTable;
 use crate::host::netns::{self, CreatedDevice};
 use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::packet::PacketPort;
 use crate::port::tun::TunPort;
 use crate::port::udp::{UdpConfig, UdpPort};
 use crate::port::xdp::{XdpKind, XdpProgram};
@@ -404,7 +405,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             }
             ConfigPortKind::Veth => {
                 if let Some(ns) = &p.netns {
-                    let dev = netns::setup_veth(
+                    let dev = netns::setup_veth_with(
                         &p.name,
                         ns,
                         &p.addresses,
@@ -412,6 +413,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                         mtu,
                         p.mac.map(|m| m.0),
                         n_workers as u32,
+                        !p.offload,
                     )
                     .with_context(|| format!("creating veth port {} in netns {ns}", p.name))?;
                     live.devices.push(dev);
@@ -419,8 +421,28 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     link_info(&p.name).with_context(|| {
                         format!("veth port {} (no netns given, so it must exist)", p.name)
                     })?;
-                    // AF_XDP frames carry no partial-checksum flag.
-                    tracing::warn!(port = %p.name, "attached to an existing veth: turn off tx checksum offload on its container end (ethtool -K IF tx off)");
+                    if !p.offload {
+                        // AF_XDP frames carry no partial-checksum flag.
+                        tracing::warn!(port = %p.name, "attached to an existing veth: turn off tx checksum offload on its container end (ethtool -K IF tx off)");
+                    }
+                }
+                if p.offload {
+                    // AF_PACKET with virtio-net headers: one socket per
+                    // worker, in one fanout group when there are several.
+                    let container_mac = p.mac.map(|m| m.0).unwrap_or([0; 6]);
+                    let gw_mac = tables::router_mac(host.vtep_mac.0, idx);
+                    let fanout = (n_workers > 1)
+                        .then(|| crate::port::sys::ifindex(&p.name))
+                        .transpose()
+                        .with_context(|| format!("veth port {}", p.name))?
+                        .map(|i| i as u16);
+                    for w in slots.iter_mut() {
+                        let port = PacketPort::open(&p.name, mtu, container_mac, gw_mac, fanout)
+                            .with_context(|| format!("AF_PACKET socket on {}", p.name))?;
+                        w[idx] = Some(Box::new(port));
+                    }
+                    tracing::info!(port = %p.name, workers = n_workers, netns = ?p.netns, "veth port attached (AF_PACKET, virtio-net header offloads)");
+                    continue;
                 }
                 let info = link_info(&p.name)?;
                 let mut prog = XdpProgram::attach(&p.name, XdpKind::Container, &[], 0)

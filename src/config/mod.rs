@@ -145,10 +145,13 @@ pub struct PortConfig {
     pub gateways: Vec<IpAddr>,
     /// Per-port MTU override; `None` uses [`Topology::overlay_mtu`].
     pub mtu: Option<u16>,
-    /// TUN ports: open the device with `IFF_VNET_HDR` offloads (TSO/USO
-    /// super-packets split on receive, segments coalesced on transmit).
-    /// `offload = false` in the file turns them off; always `true` for veth
-    /// ports, where the field is not accepted.
+    /// Virtio-net header offloads: TSO/USO super-packets from the container
+    /// split on receive, segments towards it coalesced on transmit. TUN
+    /// ports: `IFF_VNET_HDR` on the device, on unless `offload = false`.
+    /// veth ports: off unless `offload = true`, which serves the port through
+    /// an AF_PACKET socket with `PACKET_VNET_HDR` instead of AF_XDP (TCP bulk
+    /// faster, small packets slower) and leaves the container's checksum
+    /// offloads on.
     pub offload: bool,
 }
 

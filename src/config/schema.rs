@@ -710,14 +710,6 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
     let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, &f("mtu")));
     let offload = get(t, "offload").and_then(|n| {
         let b = boolean(sink, n, &f("offload"))?;
-        if kind == Some(PortKind::Veth) {
-            sink.error(
-                &b.span,
-                f("offload"),
-                "`offload` only applies to TUN ports (virtio-net header offloads)",
-            );
-            return None;
-        }
         Some(b.v)
     });
     Some(RawPort {
@@ -809,7 +801,9 @@ impl Raw {
                     mac: p.mac,
                     gateways: p.gateways.into_iter().map(|g| g.v).collect(),
                     mtu: p.mtu.map(|m| m.v),
-                    offload: p.offload.unwrap_or(true),
+                    // On by default for TUN (the same device, only faster);
+                    // a veth port changes I/O path with it, so only on request.
+                    offload: p.offload.unwrap_or(p.kind? == PortKind::Tun),
                 });
             }
             hosts.push(Host {

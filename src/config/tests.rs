@@ -170,7 +170,8 @@ subnets = ["198.19.3.0/24", "2001:2:0:3::/64"]
         ]
     );
     assert_eq!(p.mac, Some("02:00:00:00:00:09".parse().unwrap()));
-    assert!(p.offload, "offloads are on unless turned off");
+    assert_eq!(p.kind, PortKind::Veth);
+    assert!(!p.offload, "a veth port stays on AF_XDP unless `offload = true`");
     assert_eq!(t.port_mtu(2, 0), 1300);
     assert_eq!(t.port_mtu(0, 0), 1450);
 }
@@ -192,7 +193,7 @@ fn configured_gateway_overrides_its_family_only() {
 }
 
 #[test]
-fn tun_offload_can_be_turned_off_on_tun_ports_only() {
+fn offload_defaults_on_for_tun_and_off_for_veth() {
     let port = |kind: &str, offload: &str| {
         with(&format!(
             "  [[hosts.ports]]\n  name = \"p\"\n  kind = \"{kind}\"\n  addresses = [\"198.19.2.5/32\"]\n  offload = {offload}\n"
@@ -200,12 +201,12 @@ fn tun_offload_can_be_turned_off_on_tun_ports_only() {
     };
     assert!(!ok(&port("tun", "false")).hosts[1].ports[0].offload);
     assert!(ok(&port("tun", "true")).hosts[1].ports[0].offload);
-    expect(
-        &port("veth", "false"),
-        19,
-        "hosts[1].ports[0].offload",
-        "only applies to TUN ports",
-    );
+    assert!(!ok(&port("veth", "false")).hosts[1].ports[0].offload);
+    assert!(ok(&port("veth", "true")).hosts[1].ports[0].offload);
+    let veth_default = ok(&with(
+        "  [[hosts.ports]]\n  name = \"p\"\n  kind = \"veth\"\n  addresses = [\"198.19.2.5/32\"]\n",
+    ));
+    assert!(!veth_default.hosts[1].ports[0].offload);
     expect(
         &port("tun", "\"no\""),
         19,

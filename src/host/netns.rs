@@ -387,6 +387,33 @@ pub fn setup_veth(
     container_mac: Option<[u8; 6]>,
     queues: u32,
 ) -> Result<CreatedDevice> {
+    setup_veth_with(
+        port_name,
+        netns,
+        container_addrs,
+        gateways,
+        mtu,
+        container_mac,
+        queues,
+        true,
+    )
+}
+
+/// [`setup_veth`], choosing whether the container's tx checksum offload is
+/// turned off: AF_XDP frames carry no partial-checksum flag and need it off;
+/// an AF_PACKET port with virtio-net headers gets the flag and keeps it on
+/// (and with it the container's TSO).
+#[allow(clippy::too_many_arguments)]
+pub fn setup_veth_with(
+    port_name: &str,
+    netns: &str,
+    container_addrs: &[IpNet],
+    gateways: &[IpAddr],
+    mtu: u16,
+    container_mac: Option<[u8; 6]>,
+    queues: u32,
+    tx_csum_off: bool,
+) -> Result<CreatedDevice> {
     preflight(port_name, netns, container_addrs, mtu)?;
     if !(1..=4096).contains(&queues) {
         return Err(HostError::Invalid(format!("{queues} queues (1..=4096)")));
@@ -441,7 +468,9 @@ pub fn setup_veth(
     // From here on, an early return drops `dev`, which removes the pair.
     configure_inside(netns, container_addrs, mtu)?;
     default_routes(netns, gateways)?;
-    disable_tx_checksum_offload(netns)?;
+    if tx_csum_off {
+        disable_tx_checksum_offload(netns)?;
+    }
     ip(&["link", "set", port_name, "up"])?;
     tracing::info!(
         port = port_name,

@@ -23,6 +23,9 @@ pub mod pcap;
 pub mod afxdp;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
+pub mod packet;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub mod sys;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]

@@ -1,0 +1,513 @@
+//! AF_PACKET port with virtio-net header offloads: a veth container port
+//! whose TCP super-packets cross as one (`offload = true` on a veth port).
+//!
+//! Why: AF_XDP frames are single buffers of one MTU, so a veth container's
+//! TCP stream reaches the router one segment per frame and leaves it the
+//! same way. An AF_PACKET socket with `PACKET_VNET_HDR` receives the
+//! container's TSO super-packet whole (up to 64 KiB, with a virtio-net
+//! header saying how to cut it) and sends coalesced super-packets back, as
+//! a TUN queue with `IFF_VNET_HDR` does; the splitting and coalescing are
+//! the TUN port's ([`super::tun_offload`]), with the Ethernet header taken
+//! off on receive and put back on send.
+//!
+//! How the kernel stays out of the way: the socket taps the host end of the
+//! veth; the container addresses its frames to the router's MAC, which is
+//! not the device's, so the host kernel's own stack drops its copy early
+//! and silently (PACKET_OTHERHOST). Broadcast ARP and multicast neighbour
+//! solicitations ask for the gateway, an address the host kernel does not
+//! own, so it answers none of them; the router does.
+//!
+//! Invariants:
+//! - Offsets in the virtio-net header are relative to the Ethernet frame on
+//!   this socket and to the IP packet in [`super::tun_offload`]: they are
+//!   moved by the Ethernet header length in both directions, and checked.
+//! - With several workers each opens a socket in one `PACKET_FANOUT_HASH`
+//!   group, so each frame reaches exactly one worker, one flow always the
+//!   same one. Our own sends are not looped back (`PACKET_IGNORE_OUTGOING`).
+//! - Kernel-side losses are counted (`packet_rx_drops`, from
+//!   `PACKET_STATISTICS`) beside the offload counters the TUN port exports.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use tun_rs::VirtioNetHdr;
+
+use super::tun_offload::{
+    complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
+    VNET_HDR_LEN,
+};
+use super::{sys, Batch, IoCounters, LinkType, Port, MAX_FRAME};
+
+const ETH_LEN: usize = 14;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// Moves the offsets of a virtio-net header by `delta` bytes (the Ethernet
+/// header): `None` when that would put them before the start.
+pub fn shift_header(hdr: &VirtioNetHdr, delta: i32) -> Option<VirtioNetHdr> {
+    let mv = |v: u16| -> Option<u16> { u16::try_from(i32::from(v) + delta).ok() };
+    let mut h = *hdr;
+    if hdr.flags & F_NEEDS_CSUM != 0 {
+        h.csum_start = mv(hdr.csum_start)?;
+    }
+    if hdr.gso_type != GSO_NONE {
+        h.hdr_len = mv(hdr.hdr_len)?;
+    }
+    Some(h)
+}
+
+/// The Ethernet header the router puts in front of a packet it delivers:
+/// to the container's MAC, from the router's, with the IP version's type.
+fn eth_header(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> [u8; ETH_LEN] {
+    let mut h = [0u8; ETH_LEN];
+    h[..6].copy_from_slice(&dst);
+    h[6..12].copy_from_slice(&src);
+    let ethertype: u16 = if ip.first().map(|b| b >> 4) == Some(6) {
+        0x86dd
+    } else {
+        0x0800
+    };
+    h[12..].copy_from_slice(&ethertype.to_be_bytes());
+    h
+}
+
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    rx_gso_packets: u64,
+    rx_errors: u64,
+    tx_gso_packets: u64,
+    tx_errors: u64,
+    tx_dropped: u64,
+}
+
+/// One worker's socket on the host end of a veth container port.
+pub struct PacketPort {
+    name: String,
+    fd: OwnedFd,
+    mtu: usize,
+    container_mac: [u8; 6],
+    router_mac: [u8; 6],
+    rx: GsoRx,
+    /// The Ethernet header of the super-packet [`GsoRx`] is splitting.
+    pending_eth: [u8; ETH_LEN],
+    tx: GroTx,
+    stats: Stats,
+    /// `PACKET_STATISTICS` resets the kernel's counters on every read: the
+    /// running sum lives here.
+    kernel_drops: std::cell::Cell<u64>,
+}
+
+impl std::fmt::Debug for PacketPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketPort")
+            .field("name", &self.name)
+            .field("fd", &self.fd.as_raw_fd())
+            .finish()
+    }
+}
+
+fn setsockopt_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket we own; the value is a c_int that
+    // outlives the call, its size passed alongside.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl PacketPort {
+    /// Opens a socket on device `name` (in the calling thread's namespace)
+    /// for frames from a container with MAC `container_mac`, answered from
+    /// `router_mac`. `fanout` joins a load-balancing group of that id (one
+    /// per port, when several workers serve it). `mtu` bounds the segments
+    /// super-packets are cut into.
+    pub fn open(
+        name: &str,
+        mtu: u16,
+        container_mac: [u8; 6],
+        router_mac: [u8; 6],
+        fanout: Option<u16>,
+    ) -> io::Result<Self> {
+        let ifindex = sys::ifindex(name)?;
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ALL.to_be()),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Before bind, so that no frame arrives without its header.
+        setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+        setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20);
+        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20);
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if let Some(id) = fanout {
+            let v = i32::from(id) | ((libc::PACKET_FANOUT_HASH as i32) << 16);
+            setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, v)?;
+        }
+        Ok(PacketPort {
+            name: name.to_owned(),
+            fd,
+            mtu: usize::from(mtu),
+            container_mac,
+            router_mac,
+            rx: GsoRx::new(MAX_FRAME),
+            pending_eth: [0; ETH_LEN],
+            tx: GroTx::new(GRO_FRAMES, false),
+            stats: Stats::default(),
+            kernel_drops: std::cell::Cell::new(0),
+        })
+    }
+
+    /// The socket's descriptor.
+    pub fn fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// One non-blocking receive: `[virtio-net header]` and the IP part into
+    /// the split buffer, the Ethernet header beside it. Returns the frame
+    /// length (Ethernet included), 0 when nothing waits.
+    fn recv_one(fd: &OwnedFd, rx: &mut GsoRx, eth: &mut [u8; ETH_LEN]) -> io::Result<usize> {
+        let buf = rx.read_buf();
+        let (hdr, rest) = buf.split_at_mut(VNET_HDR_LEN);
+        let mut iov = [
+            IoSliceMut::new(hdr),
+            IoSliceMut::new(eth),
+            IoSliceMut::new(rest),
+        ];
+        // SAFETY: msghdr is plain data; zeroed means no name, no control.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr().cast();
+        msg.msg_iovlen = iov.len();
+        // SAFETY: the iovecs point into buffers borrowed mutably for the
+        // call; the kernel writes at most their lengths.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if sys::is_transient(&e) { Ok(0) } else { Err(e) };
+        }
+        let n = n as usize;
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "frame truncated",
+            ));
+        }
+        Ok(n.saturating_sub(VNET_HDR_LEN))
+    }
+
+    /// Sends one Ethernet frame as it is, behind a zero virtio-net header.
+    fn send_plain(&mut self, frame: &[u8]) {
+        let hdr = [0u8; VNET_HDR_LEN];
+        let sender = PacketSender { fd: &self.fd };
+        match sender.send(&[IoSlice::new(&hdr), IoSlice::new(frame)]) {
+            Ok(()) => {}
+            Err(e) if sys::is_transient(&e) => self.stats.tx_dropped += 1,
+            Err(_) => self.stats.tx_errors += 1,
+        }
+    }
+
+    fn flush_gro(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let (dst, src, fd) = (self.container_mac, self.router_mac, &self.fd);
+        let this = PacketSender { fd };
+        let out = self.tx.flush(|b| {
+            let Some(ip) = b.get(VNET_HDR_LEN..) else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "short buffer"));
+            };
+            let hdr = VirtioNetHdr::decode(b)
+                .ok()
+                .and_then(|h| shift_header(&h, ETH_LEN as i32))
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad header"))?;
+            let mut hb = [0u8; VNET_HDR_LEN];
+            hdr.encode(&mut hb)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header encode"))?;
+            let eth = eth_header(dst, src, ip);
+            this.send(&[IoSlice::new(&hb), IoSlice::new(&eth), IoSlice::new(ip)])?;
+            Ok(b.len())
+        });
+        self.stats.tx_gso_packets += out.gso_writes;
+        self.stats.tx_errors += out.errors + out.invalid;
+        self.stats.tx_dropped += out.dropped;
+    }
+}
+
+/// The send half, borrowed apart from the GRO queue it drains.
+struct PacketSender<'a> {
+    fd: &'a OwnedFd,
+}
+
+impl PacketSender<'_> {
+    fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<()> {
+        // SAFETY: msghdr is plain data; zeroed means no name (the socket is
+        // bound to the device), no control.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = parts.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = parts.len();
+        loop {
+            // SAFETY: the iovecs point into slices borrowed for the call.
+            let r = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Port for PacketPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn link_type(&self) -> LinkType {
+        LinkType::Ethernet
+    }
+
+    fn rx_burst(&mut self, batch: &mut Batch) -> io::Result<usize> {
+        batch.clear();
+        let slots = batch.slots_mut();
+        let mut n = 0;
+        let mut eth = [0u8; ETH_LEN];
+        loop {
+            if self.rx.has_pending() {
+                let first = n;
+                match self.rx.emit(&mut slots[n..]) {
+                    Ok(k) => n += k,
+                    Err(_) => self.stats.rx_errors += 1,
+                }
+                // The segments are IP packets: give each its frame header
+                // back (the one the super-packet came with).
+                let hdr = self.pending_eth;
+                for p in &mut slots[first..n] {
+                    match p.prepend(ETH_LEN) {
+                        Some(d) => d[..ETH_LEN].copy_from_slice(&hdr),
+                        None => self.stats.rx_errors += 1,
+                    }
+                }
+            }
+            if n == slots.len() {
+                break;
+            }
+            let len = match Self::recv_one(&self.fd, &mut self.rx, &mut eth) {
+                Ok(0) => break,
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.stats.rx_errors += 1;
+                    continue;
+                }
+                Err(e) => {
+                    if n > 0 {
+                        break;
+                    }
+                    return Err(e);
+                }
+            };
+            let Some(ip_len) = len.checked_sub(ETH_LEN) else {
+                self.stats.rx_errors += 1;
+                continue;
+            };
+            let raw = self.rx.header();
+            let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+            let is_ip = matches!(ethertype, 0x0800 | 0x86dd);
+            if raw.gso_type != GSO_NONE {
+                let loaded = is_ip
+                    .then(|| shift_header(&raw, -(ETH_LEN as i32)))
+                    .flatten()
+                    .map(|h| self.rx.load(&h, ip_len, self.mtu));
+                match loaded {
+                    Some(Ok(_)) => {
+                        self.stats.rx_gso_packets += 1;
+                        self.pending_eth = eth;
+                    }
+                    _ => self.stats.rx_errors += 1,
+                }
+                continue;
+            }
+            if len > MAX_FRAME {
+                self.stats.rx_errors += 1;
+                continue;
+            }
+            let pkt = &mut slots[n];
+            pkt.reset();
+            let area = pkt.rx_area();
+            area[..ETH_LEN].copy_from_slice(&eth);
+            area[ETH_LEN..len].copy_from_slice(self.rx.packet(ip_len));
+            pkt.set_received(len);
+            if raw.flags & F_NEEDS_CSUM != 0 {
+                // Relative to the frame on this socket.
+                if !complete_checksum(pkt.data_mut(), raw.csum_start, raw.csum_offset) {
+                    self.stats.rx_errors += 1;
+                    continue;
+                }
+            }
+            n += 1;
+        }
+        batch.set_len(n);
+        Ok(n)
+    }
+
+    fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        for f in frames {
+            let ip = f.get(ETH_LEN..).unwrap_or(&[]);
+            let untagged_ip =
+                f.len() > ETH_LEN && matches!(u16::from_be_bytes([f[12], f[13]]), 0x0800 | 0x86dd);
+            if untagged_ip && is_tcp_gro_candidate(ip) {
+                // Coalesced with the rest of the round at flush; the frame
+                // header is rebuilt there (container MAC, router MAC).
+                if !self.tx.push(ip) {
+                    self.flush_gro();
+                    if !self.tx.push(ip) {
+                        self.stats.tx_dropped += 1;
+                    }
+                }
+                continue;
+            }
+            self.send_plain(f);
+        }
+        Ok(frames.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_gro();
+        Ok(())
+    }
+
+    fn poll_fd(&self) -> Option<i32> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn io_counters(&self, out: &mut IoCounters) {
+        let s = &self.stats;
+        out.add("rx_gso_packets", s.rx_gso_packets);
+        out.add("rx_errors", s.rx_errors);
+        out.add("tx_gso_packets", s.tx_gso_packets);
+        out.add("tx_errors", s.tx_errors);
+        out.add("tx_dropped", s.tx_dropped);
+        // SAFETY: tpacket_stats is plain data; all-zero is valid.
+        let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `st`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.kernel_drops
+                .set(self.kernel_drops.get() + u64::from(st.tp_drops));
+        }
+        out.add("packet_rx_drops", self.kernel_drops.get());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tun_rs::VIRTIO_NET_HDR_GSO_TCPV4;
+
+    fn fields(h: &VirtioNetHdr) -> (u8, u8, u16, u16, u16, u16) {
+        (
+            h.flags,
+            h.gso_type,
+            h.hdr_len,
+            h.gso_size,
+            h.csum_start,
+            h.csum_offset,
+        )
+    }
+
+    fn hdr(flags: u8, gso_type: u8, hdr_len: u16, csum_start: u16) -> VirtioNetHdr {
+        VirtioNetHdr {
+            flags,
+            gso_type,
+            hdr_len,
+            gso_size: 1398,
+            csum_start,
+            csum_offset: 16,
+        }
+    }
+
+    #[test]
+    fn header_offsets_move_by_the_ethernet_header_and_back() {
+        let on_wire = hdr(F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 14 + 52, 14 + 20);
+        let ip = shift_header(&on_wire, -14).unwrap();
+        assert_eq!((ip.hdr_len, ip.csum_start), (52, 20));
+        assert_eq!((ip.gso_size, ip.csum_offset), (1398, 16));
+        assert_eq!(fields(&shift_header(&ip, 14).unwrap()), fields(&on_wire));
+    }
+
+    #[test]
+    fn header_fields_not_in_use_are_left_alone() {
+        // No checksum flag: csum_start means nothing and is not moved; no
+        // GSO: neither is hdr_len.
+        let plain = hdr(0, GSO_NONE, 3, 5);
+        assert_eq!(fields(&shift_header(&plain, -14).unwrap()), fields(&plain));
+    }
+
+    #[test]
+    fn offsets_before_the_frame_are_refused() {
+        let bad = hdr(F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 66, 10);
+        assert!(shift_header(&bad, -14).is_none());
+        let bad = hdr(0, VIRTIO_NET_HDR_GSO_TCPV4, 10, 0);
+        assert!(shift_header(&bad, -14).is_none());
+        let huge = hdr(F_NEEDS_CSUM, GSO_NONE, 0, u16::MAX);
+        assert!(shift_header(&huge, 14).is_none());
+    }
+
+    #[test]
+    fn delivered_frames_get_the_family_ethertype() {
+        let dst = [2, 0, 0, 0, 0, 1];
+        let src = [2, 0x52, 0, 0, 0, 2];
+        let v4 = eth_header(dst, src, &[0x45, 0]);
+        assert_eq!(&v4[..6], &dst);
+        assert_eq!(&v4[6..12], &src);
+        assert_eq!(&v4[12..], &[0x08, 0x00]);
+        assert_eq!(&eth_header(dst, src, &[0x60])[12..], &[0x86, 0xdd]);
+    }
+}
