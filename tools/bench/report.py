@@ -35,6 +35,7 @@ COLOURS = {
     "vxr-tun": "#ff7f0e",
     "vxr-veth-udp": "#2ca02c",
     "vxr-tun-udp": "#d62728",
+    "vxr-vethoff-udp": "#9467bd",
 }
 
 
