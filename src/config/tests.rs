@@ -171,7 +171,10 @@ subnets = ["198.19.3.0/24", "2001:2:0:3::/64"]
     );
     assert_eq!(p.mac, Some("02:00:00:00:00:09".parse().unwrap()));
     assert_eq!(p.kind, PortKind::Veth);
-    assert!(!p.offload, "a veth port stays on AF_XDP unless `offload = true`");
+    assert!(
+        !p.offload,
+        "a veth port stays on AF_XDP unless `offload = true`"
+    );
     assert_eq!(t.port_mtu(2, 0), 1300);
     assert_eq!(t.port_mtu(0, 0), 1450);
 }

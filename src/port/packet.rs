@@ -32,6 +32,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tun_rs::VirtioNetHdr;
 
+use super::tun::TunStats;
 use super::tun_offload::{
     complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
     VNET_HDR_LEN,
@@ -70,15 +71,6 @@ fn eth_header(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> [u8; ETH_LEN] {
     h
 }
 
-#[derive(Debug, Default, Clone)]
-struct Stats {
-    rx_gso_packets: u64,
-    rx_errors: u64,
-    tx_gso_packets: u64,
-    tx_errors: u64,
-    tx_dropped: u64,
-}
-
 /// One worker's socket on the host end of a veth container port.
 pub struct PacketPort {
     name: String,
@@ -90,7 +82,7 @@ pub struct PacketPort {
     /// The Ethernet header of the super-packet [`GsoRx`] is splitting.
     pending_eth: [u8; ETH_LEN],
     tx: GroTx,
-    stats: Stats,
+    stats: TunStats,
     /// `PACKET_STATISTICS` resets the kernel's counters on every read: the
     /// running sum lives here.
     kernel_drops: std::cell::Cell<u64>,
@@ -102,30 +94,6 @@ impl std::fmt::Debug for PacketPort {
             .field("name", &self.name)
             .field("fd", &self.fd.as_raw_fd())
             .finish()
-    }
-}
-
-fn setsockopt_int(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    opt: libc::c_int,
-    v: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `fd` is an open socket we own; the value is a c_int that
-    // outlives the call, its size passed alongside.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
@@ -157,10 +125,25 @@ impl PacketPort {
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Before bind, so that no frame arrives without its header.
-        setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
-        setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
-        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20);
-        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20);
+        sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+        sys::setsockopt_int(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_IGNORE_OUTGOING,
+            1,
+        )?;
+        let _ = sys::setsockopt_int(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            8 << 20,
+        );
+        let _ = sys::setsockopt_int(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            4 << 20,
+        );
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -179,7 +162,7 @@ impl PacketPort {
         }
         if let Some(id) = fanout {
             let v = i32::from(id) | ((libc::PACKET_FANOUT_HASH as i32) << 16);
-            setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_FANOUT, v)?;
+            sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, v)?;
         }
         Ok(PacketPort {
             name: name.to_owned(),
@@ -190,7 +173,7 @@ impl PacketPort {
             rx: GsoRx::new(MAX_FRAME),
             pending_eth: [0; ETH_LEN],
             tx: GroTx::new(GRO_FRAMES, false),
-            stats: Stats::default(),
+            stats: TunStats::default(),
             kernel_drops: std::cell::Cell::new(0),
         })
     }
@@ -419,12 +402,7 @@ impl Port for PacketPort {
     }
 
     fn io_counters(&self, out: &mut IoCounters) {
-        let s = &self.stats;
-        out.add("rx_gso_packets", s.rx_gso_packets);
-        out.add("rx_errors", s.rx_errors);
-        out.add("tx_gso_packets", s.tx_gso_packets);
-        out.add("tx_errors", s.tx_errors);
-        out.add("tx_dropped", s.tx_dropped);
+        self.stats.export(out);
         // SAFETY: tpacket_stats is plain data; all-zero is valid.
         let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;

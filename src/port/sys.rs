@@ -29,6 +29,27 @@ pub fn is_transient(e: &io::Error) -> bool {
     )
 }
 
+/// Sets an integer socket option.
+pub fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a c_int that outlives the call and its
+    // size is passed alongside; a bad `fd` is an error, not unsoundness.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn ifindex(name: &str) -> io::Result<u32> {
     let c = CString::new(name)

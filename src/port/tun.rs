@@ -88,6 +88,18 @@ pub struct TunStats {
     pub tx_dropped: u64,
 }
 
+impl TunStats {
+    /// Adds the counters the stats file shows for a port with virtio-net
+    /// header offloads (TUN queues and AF_PACKET veth sockets alike).
+    pub fn export(&self, out: &mut IoCounters) {
+        out.add("rx_gso_packets", self.rx_gso_packets);
+        out.add("rx_errors", self.rx_errors);
+        out.add("tx_gso_packets", self.tx_gso_packets);
+        out.add("tx_errors", self.tx_errors);
+        out.add("tx_dropped", self.tx_dropped);
+    }
+}
+
 impl fmt::Debug for TunPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TunPort")
@@ -328,12 +340,7 @@ impl Port for TunPort {
     }
 
     fn io_counters(&self, out: &mut IoCounters) {
-        let s = &self.stats;
-        out.add("rx_gso_packets", s.rx_gso_packets);
-        out.add("rx_errors", s.rx_errors);
-        out.add("tx_gso_packets", s.tx_gso_packets);
-        out.add("tx_errors", s.tx_errors);
-        out.add("tx_dropped", s.tx_dropped);
+        self.stats.export(out);
     }
 
     fn name(&self) -> &str {

@@ -42,7 +42,7 @@ use std::os::fd::AsRawFd;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{Batch, IoCounters, LinkType, Port, BATCH_SIZE, MAX_FRAME};
+use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE, MAX_FRAME};
 use crate::wire::checksum;
 
 /// Messages read per `recvmmsg`.
@@ -334,7 +334,6 @@ fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
 
 /// Sets a buffer size, above `net.core.*mem_max` when we may (root).
 fn set_buffer(s: &Socket, bytes: usize, send: bool) {
-    let fd = s.as_raw_fd();
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
     let (force, plain) = if send {
         (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
@@ -342,38 +341,9 @@ fn set_buffer(s: &Socket, bytes: usize, send: bool) {
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
     };
     for opt in [force, plain] {
-        // SAFETY: `fd` is an open socket owned by `s`; the option value is a
-        // c_int that outlives the call, and its size is passed alongside.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
+        if sys::setsockopt_int(s.as_raw_fd(), libc::SOL_SOCKET, opt, v).is_ok() {
             return;
         }
-    }
-}
-
-fn set_int_opt(s: &Socket, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: as in `set_buffer`: an open fd and a c_int option value.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
@@ -417,7 +387,7 @@ impl UdpPort {
         if local.is_ipv6() {
             // Zero-checksum VXLAN over IPv6 is allowed for tunnels (RFC
             // 6935/6936); Linux sends it with udp6zerocsumtx.
-            set_int_opt(&rx, libc::IPPROTO_UDP, libc::UDP_NO_CHECK6_RX, 1)?;
+            sys::setsockopt_int(rx.as_raw_fd(), libc::IPPROTO_UDP, libc::UDP_NO_CHECK6_RX, 1)?;
         }
         let rx_state = UdpSocketState::new(UdpSockRef::from(&rx))?;
         let mut tx = Vec::with_capacity(cfg.tx_sockets.max(1));
