@@ -306,6 +306,8 @@ pub struct UdpPort {
     rx_i: usize,
     rx_off: usize,
     plan: TxPlan,
+    /// A send error from a forced mid-burst flush, reported at `flush`.
+    deferred_err: Option<io::Error>,
     c: UdpCounters,
 }
 
@@ -413,6 +415,7 @@ impl UdpPort {
             rx_i: 0,
             rx_off: 0,
             plan: TxPlan::new(),
+            deferred_err: None,
             c: UdpCounters::default(),
         })
     }
@@ -548,31 +551,35 @@ impl Port for UdpPort {
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         let max_segs = self.max_gso_segments();
         let n_tx = self.tx.len().max(1);
-        let mut err = None;
         for f in frames {
             let Some(parts) = parse_tx(f) else {
                 self.c.tx_malformed += 1;
                 continue;
             };
             if !self.plan.has_room(parts.payload.len()) {
+                // Every frame is taken (the ones sent now, the ones queued
+                // after): a send error is counted by datagram and reported
+                // at the next flush, not as a refusal of this burst.
                 if let Err(e) = self.send_all() {
-                    err.get_or_insert(e);
+                    self.deferred_err.get_or_insert(e);
                 }
             }
             let sock = parts.src_port as usize % n_tx;
             self.plan.push(sock, parts.dst, parts.payload, max_segs);
         }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(frames.len()),
-        }
+        Ok(frames.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.plan.groups.is_empty() {
-            return Ok(());
+        let sent = if self.plan.groups.is_empty() {
+            Ok(())
+        } else {
+            self.send_all()
+        };
+        match self.deferred_err.take() {
+            Some(e) => Err(e),
+            None => sent,
         }
-        self.send_all()
     }
 
     fn poll_fd(&self) -> Option<i32> {

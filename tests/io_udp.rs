@@ -1,0 +1,137 @@
+//! Netns tests of the UDP uplink port (`vxrouter::port::udp::UdpPort`)
+//! against real kernel sockets: two namespaces joined by a veth pair, a
+//! port in each (needs root; skipped with a message otherwise).
+#![cfg(target_os = "linux")]
+
+#[path = "io_support/mod.rs"]
+mod io_support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use io_support::{require_root, veth_pair};
+use vxrouter::port::sys::poll_readable;
+use vxrouter::port::udp::{parse_tx, synth_rx, UdpConfig, UdpPort};
+use vxrouter::port::{Batch, IoCounters, Port, MAX_FRAME};
+
+const A: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
+const B: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
+const MAC: [u8; 6] = [2, 0, 0xc6, 0x12, 0x64, 2];
+
+/// An encapsulated frame as the pipeline hands it to the uplink: to B's
+/// VXLAN port, source port `sport`, a VXLAN header and `len` bytes whose
+/// first four after the header carry `seq`.
+fn frame(sport: u16, seq: u32, len: usize) -> Vec<u8> {
+    let mut payload = vec![0u8; len];
+    payload[..8].copy_from_slice(&[0x08, 0, 0, 0, 0, 0, 42, 0]);
+    payload[8..12].copy_from_slice(&seq.to_be_bytes());
+    let mut out = vec![0u8; MAX_FRAME];
+    let n = synth_rx(
+        &mut out,
+        [2, 0, 0, 0, 0, 9],
+        SocketAddr::new(IpAddr::V4(A), sport),
+        SocketAddr::new(IpAddr::V4(B), 4789),
+        &payload,
+    )
+    .expect("frame fits");
+    out.truncate(n);
+    out
+}
+
+fn counters(p: &UdpPort) -> IoCounters {
+    let mut c = IoCounters::default();
+    p.io_counters(&mut c);
+    c
+}
+
+/// 600 frames of one flow in one burst: more than the staging area holds,
+/// so the port sends part of them before the burst ends. Every frame is
+/// taken, all arrive in order at the peer, in GSO sends and GRO reads of
+/// many datagrams each, and the receiving port hands them out 64 at a time
+/// with the outer headers the pipeline expects.
+#[test]
+fn a_large_burst_arrives_whole_and_in_order() {
+    if !require_root("a_large_burst_arrives_whole_and_in_order") {
+        return;
+    }
+    let (a, b) = veth_pair("io-udp1-");
+    const N: u32 = 600;
+    const LEN: usize = 1000;
+    let receiver = b.run(|| {
+        UdpPort::open(
+            "io-vb",
+            SocketAddr::new(IpAddr::V4(B), 4789),
+            MAC,
+            &UdpConfig::default(),
+        )
+        .expect("UDP port on B")
+    });
+    let (sent, sender_io, tx_ports) = a.run(|| {
+        let mut port = UdpPort::open(
+            "io-va",
+            SocketAddr::new(IpAddr::V4(A), 4789),
+            MAC,
+            &UdpConfig::default(),
+        )
+        .expect("UDP port on A");
+        let frames: Vec<Vec<u8>> = (0..N).map(|i| frame(0xc123, i, LEN)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        let taken = port.tx_burst(&refs).expect("tx_burst");
+        port.flush().expect("flush");
+        (taken, counters(&port), port.tx_ports())
+    });
+    assert_eq!(sent, N as usize, "every frame is taken");
+    let sends = sender_io.0["udp_tx_sends"];
+    assert_eq!(
+        sender_io.0["udp_tx_datagrams"],
+        u64::from(N),
+        "{sender_io:?}"
+    );
+    assert!(
+        sends * 10 < u64::from(N),
+        "too few datagrams per GSO send: {sender_io:?}"
+    );
+    for k in ["udp_tx_full", "udp_tx_errors", "udp_tx_malformed"] {
+        assert_eq!(sender_io.0[k], 0, "{k}: {sender_io:?}");
+    }
+
+    let (seqs, receiver_io) = b.run(move || {
+        let mut port = receiver;
+        let mut batch = Batch::new();
+        let mut seqs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while seqs.len() < N as usize && Instant::now() < deadline {
+            poll_readable(port.poll_fd().expect("fd"), 50).expect("poll");
+            let n = port.rx_burst(&mut batch).expect("rx_burst");
+            assert!(n <= 64);
+            for p in batch.pkts() {
+                // A received frame, read like an outgoing one: from A's
+                // sending socket to B's VXLAN port, the payload intact.
+                let parts = parse_tx(p.data()).expect("synthesised frame parses");
+                assert_eq!(parts.dst, SocketAddr::new(IpAddr::V4(B), 4789));
+                assert_eq!(&p.data()[14 + 12..14 + 16], &A.octets());
+                assert!(tx_ports.contains(&parts.src_port), "{}", parts.src_port);
+                assert_eq!(parts.payload.len(), LEN);
+                seqs.push(u32::from_be_bytes(parts.payload[8..12].try_into().unwrap()));
+            }
+        }
+        (seqs, counters(&port))
+    });
+    assert_eq!(seqs, (0..N).collect::<Vec<_>>(), "lost or reordered");
+    assert!(
+        receiver_io.0["udp_rx_coalesced"] > 0,
+        "no GRO train: {receiver_io:?}"
+    );
+    assert!(
+        receiver_io.0["udp_rx_reads"] < u64::from(N) / 4,
+        "{receiver_io:?}"
+    );
+    assert_eq!(
+        receiver_io
+            .0
+            .get("udp_rx_socket_drops")
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+}
