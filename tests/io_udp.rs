@@ -135,3 +135,47 @@ fn a_large_burst_arrives_whole_and_in_order() {
         0
     );
 }
+
+/// Datagrams that cannot be VXLAN still reach the pipeline (which drops and
+/// counts them by name) or are counted by the port: an empty one becomes a
+/// frame with an empty payload, a short one a short frame, and one too
+/// large for a packet buffer is counted as `udp_rx_oversize`. Nothing
+/// panics or loops.
+#[test]
+fn odd_datagrams_are_handed_on_or_counted() {
+    if !require_root("odd_datagrams_are_handed_on_or_counted") {
+        return;
+    }
+    let (a, b) = veth_pair("io-udp2-");
+    let receiver = b.run(|| {
+        UdpPort::open(
+            "io-vb",
+            SocketAddr::new(IpAddr::V4(B), 4789),
+            MAC,
+            &UdpConfig::default(),
+        )
+        .expect("UDP port on B")
+    });
+    a.run(|| {
+        let s = std::net::UdpSocket::bind((A, 0)).expect("socket");
+        for len in [0usize, 3, 2000, 30] {
+            s.send_to(&vec![0x5a; len], (B, 4789)).expect("send");
+        }
+    });
+    let (lens, io) = b.run(move || {
+        let mut port = receiver;
+        let mut batch = Batch::new();
+        let mut lens = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while lens.len() < 3 && Instant::now() < deadline {
+            poll_readable(port.poll_fd().expect("fd"), 50).expect("poll");
+            port.rx_burst(&mut batch).expect("rx_burst");
+            lens.extend(batch.pkts().iter().map(|p| p.len()));
+        }
+        (lens, counters(&port))
+    });
+    // Ethernet 14 + IPv4 20 + UDP 8 in front of each payload.
+    assert_eq!(lens, vec![42, 45, 72], "{io:?}");
+    assert_eq!(io.0["udp_rx_oversize"], 1, "{io:?}");
+    assert_eq!(io.0["udp_rx_datagrams"], 3, "{io:?}");
+}

@@ -524,7 +524,10 @@ impl Port for UdpPort {
             if self.rx_off == 0 && len > stride {
                 self.c.rx_coalesced += 1;
             }
-            while n < BATCH_SIZE && self.rx_off < len {
+            // At least one frame per message: an empty datagram becomes an
+            // empty VXLAN payload, which the pipeline drops and counts
+            // (vxlan_truncated) instead of it vanishing here.
+            while n < BATCH_SIZE {
                 let end = (self.rx_off + stride).min(len);
                 let payload = &self.rx_buf[base + self.rx_off..base + end];
                 self.rx_off = end;
@@ -538,10 +541,11 @@ impl Port for UdpPort {
                     }
                     None => self.c.rx_oversize += 1,
                 }
-            }
-            if self.rx_off >= len {
-                self.rx_i += 1;
-                self.rx_off = 0;
+                if self.rx_off >= len {
+                    self.rx_i += 1;
+                    self.rx_off = 0;
+                    break;
+                }
             }
         }
         batch.set_len(n);
