@@ -60,6 +60,14 @@ fn two_hosts(lab: &mut Lab) -> (String, String) {
     (h1, h2)
 }
 
+/// [`two_hosts`] with the IPv4 underlay 198.18.0.1/24 and .2/24.
+fn two_hosts_v4(lab: &mut Lab) -> (String, String) {
+    let (h1, h2) = two_hosts(lab);
+    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
+    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    (h1, h2)
+}
+
 /// The UDP uplink's own counters of a router.
 fn uplink_io(s: &Value) -> &Value {
     &s["ports"]["eth0"]["io"]
@@ -98,9 +106,7 @@ fn assert_uplink_clean(host: &str, s: &Value) {
 fn udp_uplink_interoperates_with_af_xdp_peer() {
     require_root!();
     let mut lab = Lab::new("lu1");
-    let (h1, h2) = two_hosts(&mut lab);
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let (h1, h2) = two_hosts_v4(&mut lab);
     // A veth hands the socket's datagrams over with a partial UDP checksum
     // (CHECKSUM_PARTIAL, completed by a NIC that a veth does not have);
     // AF_XDP on h2 sees the raw bytes and rightly drops them as
@@ -242,9 +248,7 @@ fn udp_uplink_ipv6_underlay_both_sides() {
 fn udp_uplink_kernel_vxlan_peer() {
     require_root!();
     let mut lab = Lab::new("lu3");
-    let (h1, h2) = two_hosts(&mut lab);
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let (h1, h2) = two_hosts_v4(&mut lab);
     let c1 = lab.adopt("c1");
     let k2 = lab.ns("k2");
     lab.kernel_vtep(&h2, &k2, 2, H2_VTEP, 1, H1_VTEP);
@@ -295,9 +299,7 @@ fn udp_uplink_kernel_vxlan_peer() {
 fn veth_offload_port_moves_super_packets() {
     require_root!();
     let mut lab = Lab::new("lu4");
-    let (h1, h2) = two_hosts(&mut lab);
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let (h1, h2) = two_hosts_v4(&mut lab);
     // The host kernels would forward what reaches them: make sure they
     // never get to (the frames are not addressed to their device).
     for h in [&h1, &h2] {
