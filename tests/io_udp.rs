@@ -38,6 +38,17 @@ fn frame(sport: u16, seq: u32, len: usize) -> Vec<u8> {
     out
 }
 
+/// A port on device `dev` bound to `ip`:4789, default settings.
+fn open_port(dev: &str, ip: Ipv4Addr) -> UdpPort {
+    UdpPort::open(
+        dev,
+        SocketAddr::new(IpAddr::V4(ip), 4789),
+        MAC,
+        &UdpConfig::default(),
+    )
+    .unwrap_or_else(|e| panic!("UDP port on {ip}: {e}"))
+}
+
 fn counters(p: &UdpPort) -> IoCounters {
     let mut c = IoCounters::default();
     p.io_counters(&mut c);
@@ -57,23 +68,9 @@ fn a_large_burst_arrives_whole_and_in_order() {
     let (a, b) = veth_pair("io-udp1-");
     const N: u32 = 600;
     const LEN: usize = 1000;
-    let receiver = b.run(|| {
-        UdpPort::open(
-            "io-vb",
-            SocketAddr::new(IpAddr::V4(B), 4789),
-            MAC,
-            &UdpConfig::default(),
-        )
-        .expect("UDP port on B")
-    });
+    let receiver = b.run(|| open_port("io-vb", B));
     let (sent, sender_io, tx_ports) = a.run(|| {
-        let mut port = UdpPort::open(
-            "io-va",
-            SocketAddr::new(IpAddr::V4(A), 4789),
-            MAC,
-            &UdpConfig::default(),
-        )
-        .expect("UDP port on A");
+        let mut port = open_port("io-va", A);
         let frames: Vec<Vec<u8>> = (0..N).map(|i| frame(0xc123, i, LEN)).collect();
         let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
         let taken = port.tx_burst(&refs).expect("tx_burst");
@@ -147,15 +144,7 @@ fn odd_datagrams_are_handed_on_or_counted() {
         return;
     }
     let (a, b) = veth_pair("io-udp2-");
-    let receiver = b.run(|| {
-        UdpPort::open(
-            "io-vb",
-            SocketAddr::new(IpAddr::V4(B), 4789),
-            MAC,
-            &UdpConfig::default(),
-        )
-        .expect("UDP port on B")
-    });
+    let receiver = b.run(|| open_port("io-vb", B));
     a.run(|| {
         let s = std::net::UdpSocket::bind((A, 0)).expect("socket");
         for len in [0usize, 3, 2000, 30] {

@@ -132,18 +132,8 @@ impl PacketPort {
             libc::PACKET_IGNORE_OUTGOING,
             1,
         )?;
-        let _ = sys::setsockopt_int(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            8 << 20,
-        );
-        let _ = sys::setsockopt_int(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
-            4 << 20,
-        );
+        sys::set_socket_buffer(fd.as_raw_fd(), 8 << 20, false);
+        sys::set_socket_buffer(fd.as_raw_fd(), 4 << 20, true);
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -176,11 +166,6 @@ impl PacketPort {
             stats: TunStats::default(),
             kernel_drops: std::cell::Cell::new(0),
         })
-    }
-
-    /// The socket's descriptor.
-    pub fn fd(&self) -> i32 {
-        self.fd.as_raw_fd()
     }
 
     /// One non-blocking receive: `[virtio-net header]` and the IP part into

@@ -50,6 +50,23 @@ pub fn setsockopt_int(
     Ok(())
 }
 
+/// Sets a socket's send (`send`) or receive buffer to `bytes`: above
+/// `net.core.*mem_max` with the FORCE option when we may (root), else as
+/// far as the sysctl allows. Best effort: a smaller buffer still works.
+pub fn set_socket_buffer(fd: RawFd, bytes: usize, send: bool) {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    let (force, plain) = if send {
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
+    } else {
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
+    };
+    for opt in [force, plain] {
+        if setsockopt_int(fd, libc::SOL_SOCKET, opt, v).is_ok() {
+            return;
+        }
+    }
+}
+
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn ifindex(name: &str) -> io::Result<u32> {
     let c = CString::new(name)

@@ -334,21 +334,6 @@ fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
-/// Sets a buffer size, above `net.core.*mem_max` when we may (root).
-fn set_buffer(s: &Socket, bytes: usize, send: bool) {
-    let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    let (force, plain) = if send {
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
-    } else {
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
-    };
-    for opt in [force, plain] {
-        if sys::setsockopt_int(s.as_raw_fd(), libc::SOL_SOCKET, opt, v).is_ok() {
-            return;
-        }
-    }
-}
-
 /// Datagrams the kernel dropped on a socket (full receive buffer), from
 /// `SO_MEMINFO`.
 fn socket_drops(s: &Socket) -> Option<u64> {
@@ -385,7 +370,7 @@ impl UdpPort {
                 format!("binding UDP {local} (is another VXLAN endpoint using it?): {e}"),
             )
         })?;
-        set_buffer(&rx, cfg.rcvbuf, false);
+        sys::set_socket_buffer(rx.as_raw_fd(), cfg.rcvbuf, false);
         if local.is_ipv6() {
             // Zero-checksum VXLAN over IPv6 is allowed for tunnels (RFC
             // 6935/6936); Linux sends it with udp6zerocsumtx.
@@ -396,9 +381,9 @@ impl UdpPort {
         for _ in 0..cfg.tx_sockets.max(1) {
             let s = udp_socket(local)?;
             s.bind(&SocketAddr::new(local.ip(), 0).into())?;
-            set_buffer(&s, cfg.sndbuf, true);
+            sys::set_socket_buffer(s.as_raw_fd(), cfg.sndbuf, true);
             // Nothing is read from a sending socket: keep what strays to it small.
-            set_buffer(&s, 4096, false);
+            sys::set_socket_buffer(s.as_raw_fd(), 4096, false);
             let state = UdpSocketState::new(UdpSockRef::from(&s))?;
             tx.push(TxSocket { sock: s, state });
         }
@@ -482,13 +467,11 @@ impl UdpPort {
                     self.c.tx_full += g.count as u64;
                 }
                 Err(e) => {
+                    // Counted per datagram; the error itself goes to the
+                    // worker as it is (no formatting here: a lasting error,
+                    // an unreachable peer, would allocate on every flush).
                     self.c.tx_errors += g.count as u64;
-                    if first_err.is_none() {
-                        first_err = Some(io::Error::new(
-                            e.kind(),
-                            format!("UDP send of {} datagram(s) to {}: {e}", g.count, g.dst),
-                        ));
-                    }
+                    first_err.get_or_insert(e);
                 }
             }
         }
