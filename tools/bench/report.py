@@ -31,6 +31,7 @@ METRICS = [
 ]
 COLOURS = {
     "kernel": "#4d4d4d",
+    "routed": "#bdbdbd",
     "vxr-veth": "#1f77b4",
     "vxr-tun": "#ff7f0e",
     "vxr-veth-udp": "#2ca02c",
