@@ -22,6 +22,8 @@ pub mod pcap;
 #[allow(unsafe_code)]
 pub mod afxdp;
 #[cfg(target_os = "linux")]
+pub mod gro;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod packet;
 #[cfg(target_os = "linux")]

@@ -32,6 +32,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tun_rs::VirtioNetHdr;
 
+use super::gro::MAX_GRO_SEGS;
 use super::tun::TunStats;
 use super::tun_offload::{
     complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
@@ -162,7 +163,7 @@ impl PacketPort {
             router_mac,
             rx: GsoRx::new(MAX_FRAME),
             pending_eth: [0; ETH_LEN],
-            tx: GroTx::new(GRO_FRAMES, false),
+            tx: GroTx::new(GRO_FRAMES),
             stats: TunStats::default(),
             kernel_drops: std::cell::Cell::new(0),
         })
@@ -266,20 +267,20 @@ impl PacketPort {
         }
         let (dst, src, fd) = (self.container_mac, self.router_mac, &self.fd);
         let this = PacketSender { fd };
-        let out = self.tx.flush(|b| {
-            let Some(ip) = b.get(VNET_HDR_LEN..) else {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "short buffer"));
-            };
-            let hdr = VirtioNetHdr::decode(b)
-                .ok()
-                .and_then(|h| shift_header(&h, ETH_LEN as i32))
+        let out = self.tx.flush(|hdr, parts| {
+            let hdr = shift_header(hdr, ETH_LEN as i32)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad header"))?;
             let mut hb = [0u8; VNET_HDR_LEN];
             hdr.encode(&mut hb)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header encode"))?;
-            let eth = eth_header(dst, src, ip);
-            this.send(&[IoSlice::new(&hb), IoSlice::new(&eth), IoSlice::new(ip)])?;
-            Ok(b.len())
+            let first = parts.first().map_or(&[][..], |p| &p[..]);
+            let eth = eth_header(dst, src, first);
+            let mut iov = [IoSlice::new(&[]); MAX_GRO_SEGS + 2];
+            iov[0] = IoSlice::new(&hb);
+            iov[1] = IoSlice::new(&eth);
+            let n = parts.len().min(MAX_GRO_SEGS);
+            iov[2..2 + n].copy_from_slice(&parts[..n]);
+            this.send(&iov[..2 + n])
         });
         self.stats.tx_gso_packets += out.gso_writes;
         self.stats.tx_errors += out.errors + out.invalid;

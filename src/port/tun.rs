@@ -30,11 +30,12 @@
 //! one (it is not made persistent), so a crashed router leaves nothing behind.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 
 use tun_rs::{DeviceBuilder, SyncDevice};
 
+use super::gro::MAX_GRO_SEGS;
 use super::tun_offload::{
     complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
     VNET_HDR_LEN,
@@ -188,7 +189,7 @@ impl TunPort {
                     Box::new(Offload {
                         rx: GsoRx::new(MAX_FRAME),
                         scratch: vec![0u8; VNET_HDR_LEN + BUF_SIZE].into_boxed_slice(),
-                        tx: GroTx::new(GRO_FRAMES, false),
+                        tx: GroTx::new(GRO_FRAMES),
                     })
                 }),
                 stats: TunStats::default(),
@@ -326,7 +327,16 @@ impl TunPort {
         if off.tx.is_empty() {
             return;
         }
-        let out = off.tx.flush(|b| dev.send(b));
+        let out = off.tx.flush(|hdr, parts| {
+            let mut h = [0u8; VNET_HDR_LEN];
+            hdr.encode(&mut h)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header encode"))?;
+            let mut iov = [IoSlice::new(&[]); MAX_GRO_SEGS + 1];
+            iov[0] = IoSlice::new(&h);
+            let n = parts.len().min(MAX_GRO_SEGS);
+            iov[1..=n].copy_from_slice(&parts[..n]);
+            dev.send_vectored(&iov[..=n]).map(|_| ())
+        });
         stats.tx_packets += out.written;
         stats.tx_gso_packets += out.gso_writes;
         stats.tx_errors += out.errors + out.invalid;

@@ -11,35 +11,29 @@
 //!   IP packets in the caller's batch slots. A super-packet may hold more
 //!   segments than a batch has slots (64 KiB at MSS 536 is 123 segments), so
 //!   it hands out as many as fit and keeps the rest for the next call.
-//! - [`GroTx`] collects the frames of a worker round and coalesces segments
-//!   of one TCP (or UDP) flow into super-packets before they are written.
+//! - [`GroTx`] (in [`super::gro`]) collects the frames of a worker round
+//!   and coalesces segments of one TCP flow into super-packets before they
+//!   are written.
 //! - [`complete_checksum`] finishes a `VIRTIO_NET_HDR_F_NEEDS_CSUM` packet
 //!   (checksum offload without segmentation).
 //!
-//! The segmentation and coalescing are tun-rs' (`gso_split`, `GROTable`);
-//! this module adds the batch carry-over, the validation of what the kernel
-//! hands us, and exact per-frame accounting.
+//! The segmentation is tun-rs' (`gso_split`); this module adds the batch
+//! carry-over, the validation of what the kernel hands us, and exact
+//! per-frame accounting.
 //!
 //! Invariants:
 //! - Every packet [`GsoRx::emit`] writes is a complete IP packet with correct
 //!   IP and transport checksums and at most the MTU given to [`GsoRx::load`];
 //!   segments come out in sequence order, across calls, none dropped or
 //!   repeated.
-//! - [`GroTx::flush`] accounts for every frame pushed since the previous flush
-//!   exactly once: written, refused by the kernel, dropped after EAGAIN, or
-//!   invalid (empty or over 64 KiB, never written).
-//! - Buffers are allocated at construction. tun-rs' coalescing copies each
-//!   TCP/UDP candidate frame into a temporary vector (its code, measured
-//!   acceptable against the syscalls it saves).
-
-use std::io;
+//! - Buffers are allocated at construction.
 
 use tun_rs::{
-    gso_split, GROTable, VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+    gso_split, VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
     VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_LEN,
 };
 
-use super::{sys, Packet, BATCH_SIZE};
+use super::{Packet, BATCH_SIZE};
 use crate::wire::checksum;
 
 /// Bytes of the virtio-net header before every packet read from or written to
@@ -58,19 +52,11 @@ pub const GSO_ECN: u8 = 0x80;
 /// fixed header (BIG TCP does not apply to TUN, whose GSO limit is 64 KiB).
 pub const MAX_GSO_PACKET: usize = 40 + 65535;
 
-/// Largest super-packet [`GroTx`] builds: the IPv4 total length limit.
-pub const MAX_GRO_PACKET: usize = 65535;
-
-/// Frames [`GroTx`] collects before it must be flushed (tun-rs'
-/// `IDEAL_BATCH_SIZE`): two bursts of the uplink, so one round coalesces.
-pub const GRO_FRAMES: usize = tun_rs::IDEAL_BATCH_SIZE;
+pub use super::gro::{GroTx, TxOutcome, GRO_FRAMES, MAX_GRO_PACKET};
 
 const TCP_FLAG_FIN: u8 = 0x01;
 const TCP_FLAG_PSH: u8 = 0x08;
 const TCP_FLAG_CWR: u8 = 0x80;
-/// `virtio_net_hdr.flags` value tun-rs never writes: marks a [`GroTx`] buffer
-/// whose frame was coalesced into another (there is nothing to write).
-const COALESCED: u8 = 0xff;
 
 /// Why a super-packet was not split (the whole read is dropped and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,159 +394,6 @@ pub fn complete_checksum(pkt: &mut [u8], csum_start: u16, csum_offset: u16) -> b
     }
     pkt[at..at + 2].copy_from_slice(&c.to_be_bytes());
     true
-}
-
-/// What one [`GroTx::flush`] did with the frames pushed since the last one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TxOutcome {
-    /// Frames written (a super-packet counts its segments).
-    pub written: u64,
-    /// Write syscalls made successfully.
-    pub writes: u64,
-    /// Of those, super-packets (more than one frame).
-    pub gso_writes: u64,
-    /// Frames the kernel refused with an error other than EAGAIN.
-    pub errors: u64,
-    /// Frames not written because a write returned EAGAIN.
-    pub dropped: u64,
-    /// Frames that cannot be written at all (empty, over 64 KiB).
-    pub invalid: u64,
-}
-
-impl TxOutcome {
-    /// Every frame this outcome accounts for.
-    pub fn frames(&self) -> u64 {
-        self.written + self.errors + self.dropped + self.invalid
-    }
-}
-
-/// Collects frames for one TUN queue and writes them with GRO: segments of
-/// one TCP flow (and of one UDP flow when the kernel takes USO) become one
-/// super-packet with a virtio-net header asking the kernel to finish the
-/// checksum; other frames are written as they are, behind a zero header.
-pub struct GroTx {
-    /// `[virtio-net header][frame]` each, capacity for a 64 KiB super-packet
-    /// (tun-rs never grows a buffer: it stops coalescing at capacity).
-    bufs: Vec<Vec<u8>>,
-    len: usize,
-    invalid: u64,
-    table: GROTable,
-    udp: bool,
-}
-
-impl std::fmt::Debug for GroTx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroTx")
-            .field("queued", &self.len)
-            .field("udp", &self.udp)
-            .finish()
-    }
-}
-
-impl GroTx {
-    /// Room for `frames` frames; `udp` when the device accepts UDP
-    /// super-packets (`TUN_F_USO4|6`, Linux 6.2+).
-    pub fn new(frames: usize, udp: bool) -> GroTx {
-        GroTx {
-            bufs: (0..frames.max(1))
-                .map(|_| Vec::with_capacity(2 * VNET_HDR_LEN + MAX_GRO_PACKET))
-                .collect(),
-            len: 0,
-            invalid: 0,
-            table: GROTable::new(),
-            udp,
-        }
-    }
-
-    /// Frames queued.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0 && self.invalid == 0
-    }
-
-    /// Queues a copy of `frame`; `false` when full (flush, then push again).
-    /// An empty or over-64 KiB frame is taken and counted as invalid.
-    pub fn push(&mut self, frame: &[u8]) -> bool {
-        if frame.is_empty() || frame.len() > MAX_GRO_PACKET {
-            self.invalid += 1;
-            return true;
-        }
-        let Some(b) = self.bufs.get_mut(self.len) else {
-            return false;
-        };
-        b.clear();
-        b.extend_from_slice(&[COALESCED; VNET_HDR_LEN]);
-        b.extend_from_slice(frame);
-        self.len += 1;
-        true
-    }
-
-    /// Coalesces the queued frames and writes each result with `write` (one
-    /// call per packet, header included), in queue order. After EAGAIN the
-    /// rest is dropped: the frames were already taken from the caller.
-    pub fn flush<W: FnMut(&[u8]) -> io::Result<usize>>(&mut self, mut write: W) -> TxOutcome {
-        let mut out = TxOutcome {
-            invalid: std::mem::take(&mut self.invalid),
-            ..TxOutcome::default()
-        };
-        let n = std::mem::take(&mut self.len);
-        if n == 0 {
-            return out;
-        }
-        let bufs = &mut self.bufs[..n];
-        // Coalesced-away frames keep the COALESCED mark; every frame to write
-        // gets its header encoded (zero, or GSO with a partial checksum).
-        if self.table.apply_gro(bufs, VNET_HDR_LEN, self.udp).is_err() {
-            // Only an empty frame makes tun-rs fail, and push keeps those out;
-            // should it happen anyway, the half-coalesced batch is dropped.
-            out.errors += n as u64;
-            return out;
-        }
-        let mut blocked = false;
-        for b in bufs.iter() {
-            if b[0] == COALESCED {
-                continue;
-            }
-            let segs = segments(b);
-            if blocked {
-                out.dropped += segs;
-                continue;
-            }
-            match write(b) {
-                Ok(_) => {
-                    out.written += segs;
-                    out.writes += 1;
-                    if segs > 1 {
-                        out.gso_writes += 1;
-                    }
-                }
-                Err(e) if sys::is_transient(&e) => {
-                    blocked = true;
-                    out.dropped += segs;
-                }
-                // A packet the kernel rejects (EINVAL, EIO while the device
-                // goes down) is dropped and counted; the queue is still fine.
-                Err(_) => out.errors += segs,
-            }
-        }
-        out
-    }
-}
-
-/// Frames one `[virtio-net header][packet]` buffer carries.
-fn segments(b: &[u8]) -> u64 {
-    let Ok(h) = VirtioNetHdr::decode(b) else {
-        return 1;
-    };
-    if h.gso_type == GSO_NONE || h.gso_size == 0 {
-        return 1;
-    }
-    let payload = (b.len() - VNET_HDR_LEN).saturating_sub(usize::from(h.hdr_len));
-    payload.div_ceil(usize::from(h.gso_size)).max(1) as u64
 }
 
 #[cfg(test)]
