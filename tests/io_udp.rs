@@ -55,8 +55,8 @@ fn counters(p: &UdpPort) -> IoCounters {
     c
 }
 
-/// 600 frames of one flow in one burst: more than the staging area holds,
-/// so the port sends part of them before the burst ends. Every frame is
+/// 600 frames of one flow in one burst: more than one plan holds, so the
+/// port sends it in several rounds of GSO sends. Every frame is
 /// taken, all arrive in order at the peer, in GSO sends and GRO reads of
 /// many datagrams each, and the receiving port hands them out 64 at a time
 /// with the outer headers the pipeline expects.
@@ -131,6 +131,66 @@ fn a_large_burst_arrives_whole_and_in_order() {
             .unwrap_or(0),
         0
     );
+}
+
+/// A device without transmit checksum offload: kernels before 6.11 refuse
+/// GSO sends there with EIO, and the port then sends every datagram on its
+/// own, for this burst and the next; newer kernels segment in software.
+/// Either way no datagram is lost and no error reaches the worker.
+#[test]
+fn without_checksum_offload_every_datagram_arrives() {
+    if !require_root("without_checksum_offload_every_datagram_arrives") {
+        return;
+    }
+    let (a, b) = veth_pair("io-udp3-");
+    assert!(
+        a.exec_ok(&["ethtool", "-K", "io-va", "tx", "off"]),
+        "ethtool"
+    );
+    const N: u32 = 40;
+    let receiver = b.run(|| open_port("io-vb", B));
+    let (gso_before, gso_after, sender_io) = a.run(|| {
+        let mut port = open_port("io-va", A);
+        let before = port.max_gso_segments();
+        for half in 0..2 {
+            let frames: Vec<Vec<u8>> = (0..N / 2)
+                .map(|i| frame(0xc123, half * (N / 2) + i, 700))
+                .collect();
+            let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+            assert_eq!(port.tx_burst(&refs).expect("tx_burst"), refs.len());
+            port.flush().expect("no error reaches the worker");
+        }
+        (before, port.max_gso_segments(), counters(&port))
+    });
+    assert!(gso_before > 1, "the kernel offers UDP GSO");
+    assert_eq!(
+        sender_io.0["udp_tx_datagrams"],
+        u64::from(N),
+        "{sender_io:?}"
+    );
+    let sends = sender_io.0["udp_tx_sends"];
+    if gso_after == 1 {
+        assert_eq!(sends, u64::from(N), "one send per datagram once GSO is off");
+    } else {
+        assert_eq!(sends, 2, "one GSO send per burst: {sender_io:?}");
+    }
+    assert_eq!(sender_io.0["udp_tx_errors"], 0, "{sender_io:?}");
+    let seqs = b.run(move || {
+        let mut port = receiver;
+        let mut batch = Batch::new();
+        let mut seqs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while seqs.len() < N as usize && Instant::now() < deadline {
+            poll_readable(port.poll_fd().expect("fd"), 50).expect("poll");
+            port.rx_burst(&mut batch).expect("rx_burst");
+            for p in batch.pkts() {
+                let parts = parse_tx(p.data()).expect("synthesised frame parses");
+                seqs.push(u32::from_be_bytes(parts.payload[8..12].try_into().unwrap()));
+            }
+        }
+        seqs
+    });
+    assert_eq!(seqs, (0..N).collect::<Vec<_>>(), "lost or reordered");
 }
 
 /// Datagrams that cannot be VXLAN still reach the pipeline (which drops and

@@ -23,9 +23,12 @@
 //!   hash selects one of a fixed set of sending sockets, each bound to its own
 //!   port. A flow always leaves through the same socket, so it is never
 //!   reordered, and the underlay still sees several source ports for ECMP.
-//! - Consecutive frames for the same socket and peer leave in one GSO send
-//!   while they have the same length (the last one may be shorter), up to
-//!   the kernel's segment and byte limits.
+//! - Consecutive frames of a burst for the same socket and peer leave in one
+//!   GSO send while they have the same length (the last one may be
+//!   shorter), up to the kernel's segment and byte limits. The send gathers
+//!   the datagrams straight from the caller's frames (one iovec each), so
+//!   nothing is copied in userspace, and it happens inside `tx_burst`,
+//!   while those frames are still the caller's.
 //! - Buffers are allocated once, at open; nothing is allocated per packet.
 //!   Bad frames from the pipeline and lost datagrams are counted by name in
 //!   [`Port::io_counters`], never a panic: `udp_rx_datagrams`, `udp_rx_reads`
@@ -35,14 +38,14 @@
 //!   calls), `udp_tx_full` (send buffer full: dropped), `udp_tx_errors`,
 //!   `udp_tx_malformed`.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
-use socket2::{Domain, Protocol, Socket, Type};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE, MAX_FRAME};
+use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE};
 use crate::wire::checksum;
 
 /// Messages read per `recvmmsg`.
@@ -53,9 +56,6 @@ const RX_MSG_LEN: usize = 65536;
 const MAX_GSO_BYTES: usize = 65507;
 /// Segments per GSO send (the kernel's UDP_MAX_SEGMENTS on older kernels).
 const MAX_GSO_SEGMENTS: usize = 64;
-/// Bytes staged for sending before a flush is forced: several full batches
-/// of the largest frames.
-const STAGE_BYTES: usize = 4 * BATCH_SIZE * MAX_FRAME;
 /// Smallest datagram that can be VXLAN: its header and an inner Ethernet header.
 const MIN_VXLAN: usize = 8 + 14;
 
@@ -85,8 +85,8 @@ impl Default for UdpConfig {
     }
 }
 
-/// One pending GSO send: `count` segments of `seg` bytes (the last may be
-/// shorter) at `stage[start..start + len]`.
+/// One planned GSO send: `count` segments of `seg` bytes (the last may be
+/// shorter), `len` bytes in all, described by `items[start..start + count]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Group {
     sock: usize,
@@ -212,34 +212,38 @@ pub fn synth_rx(
     Some(total)
 }
 
-/// Plans GSO sends: frames go into `stage`, described by `groups`.
+/// Where one datagram lies: frame index in the burst, payload offset, length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Item {
+    frame: usize,
+    off: usize,
+    len: usize,
+}
+
+/// Plans the GSO sends of one burst: which datagrams (`items`, in burst
+/// order) go together (`groups`). Nothing is copied: the items point into
+/// the caller's frames.
 #[derive(Debug)]
 struct TxPlan {
-    stage: Vec<u8>,
+    items: Vec<Item>,
     groups: Vec<Group>,
 }
 
 impl TxPlan {
     fn new() -> Self {
         TxPlan {
-            stage: Vec::with_capacity(STAGE_BYTES),
-            groups: Vec::with_capacity(STAGE_BYTES / 64),
+            items: Vec::with_capacity(BATCH_SIZE),
+            groups: Vec::with_capacity(BATCH_SIZE),
         }
-    }
-
-    /// Whether `len` more bytes fit without a flush.
-    fn has_room(&self, len: usize) -> bool {
-        self.stage.len() + len <= self.stage.capacity()
-            && self.groups.len() < self.groups.capacity()
     }
 
     /// Appends one datagram for `sock` and `dst`: it joins the last group
     /// when that group is for the same socket and peer, still open, and the
     /// datagram is no longer than its segments; else it starts a group.
-    fn push(&mut self, sock: usize, dst: SocketAddr, payload: &[u8], max_segs: usize) {
-        let p = payload.len();
-        let start = self.stage.len();
-        self.stage.extend_from_slice(payload);
+    fn push(&mut self, sock: usize, dst: SocketAddr, item: Item, max_segs: usize) {
+        let p = item.len;
+        let start = self.items.len();
+        self.items.push(item);
         if let Some(g) = self.groups.last_mut() {
             if g.sock == sock
                 && g.dst == dst
@@ -266,8 +270,57 @@ impl TxPlan {
     }
 
     fn clear(&mut self) {
-        self.stage.clear();
+        self.items.clear();
         self.groups.clear();
+    }
+}
+
+/// Sends `iov` as UDP datagrams to `dst` in one `sendmsg`: one datagram, or
+/// with `seg` one per `seg` bytes (`UDP_SEGMENT`, the last may be shorter).
+fn send_gso(
+    sock: &Socket,
+    dst: &SockAddr,
+    iov: &[IoSlice<'_>],
+    seg: Option<u16>,
+) -> io::Result<()> {
+    // Room for one cmsg carrying a u16 (CMSG_SPACE(2) is 16 on 64-bit Linux),
+    // aligned for cmsghdr.
+    #[repr(C, align(8))]
+    struct Control([u8; 32]);
+    let mut control = Control([0; 32]);
+    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = dst.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = dst.len();
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    if let Some(seg) = seg {
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
+        // SAFETY: msg_control points at `control`, aligned and large enough
+        // for one cmsghdr with a u16 payload, so CMSG_FIRSTHDR is non-null
+        // and CMSG_DATA lies inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+        }
+    }
+    loop {
+        // SAFETY: `msg` describes live buffers (iovecs, address, control)
+        // that the kernel only reads.
+        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
@@ -306,7 +359,10 @@ pub struct UdpPort {
     rx_i: usize,
     rx_off: usize,
     plan: TxPlan,
-    /// A send error from a forced mid-burst flush, reported at `flush`.
+    /// The kernel refused a GSO send as the device cannot segment (EIO):
+    /// datagrams leave one by one from then on.
+    gso_broken: bool,
+    /// A send error from `tx_burst`, reported at `flush`.
     deferred_err: Option<io::Error>,
     c: UdpCounters,
 }
@@ -400,6 +456,7 @@ impl UdpPort {
             rx_i: 0,
             rx_off: 0,
             plan: TxPlan::new(),
+            gso_broken: false,
             deferred_err: None,
             c: UdpCounters::default(),
         })
@@ -416,6 +473,9 @@ impl UdpPort {
     /// Segments per GSO send the kernel currently accepts (1 once a send
     /// failed in a way that says the device cannot segment).
     pub fn max_gso_segments(&self) -> usize {
+        if self.gso_broken {
+            return 1;
+        }
         self.tx
             .first()
             .map_or(1, |t| t.state.max_gso_segments())
@@ -445,32 +505,50 @@ impl UdpPort {
         }
     }
 
-    fn send_all(&mut self) -> io::Result<()> {
+    /// Sends every planned group, gathering the datagrams from `frames`.
+    fn send_all(&mut self, frames: &[&[u8]]) -> io::Result<()> {
         let mut first_err = None;
+        let mut iov: [IoSlice<'_>; MAX_GSO_SEGMENTS] = [IoSlice::new(&[]); MAX_GSO_SEGMENTS];
         for g in &self.plan.groups {
             let Some(t) = self.tx.get(g.sock) else {
                 continue;
             };
-            let tr = Transmit {
-                destination: g.dst,
-                ecn: None,
-                contents: &self.plan.stage[g.start..g.start + g.len],
-                segment_size: (g.count > 1).then_some(g.seg),
-                src_ip: None,
-            };
-            match t.state.try_send(UdpSockRef::from(&t.sock), &tr) {
+            let items = &self.plan.items[g.start..g.start + g.count];
+            for (slot, it) in iov.iter_mut().zip(items) {
+                *slot = IoSlice::new(&frames[it.frame][it.off..it.off + it.len]);
+            }
+            let dst = SockAddr::from(g.dst);
+            let n = items.len().min(MAX_GSO_SEGMENTS);
+            let seg = (n > 1).then_some(g.seg as u16);
+            let mut r = send_gso(&t.sock, &dst, &iov[..n], seg);
+            if seg.is_some()
+                && r.as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EIO))
+            {
+                // The device cannot segment (no checksum offload): send
+                // each datagram on its own, now and from now on.
+                self.gso_broken = true;
+                r = iov[..n]
+                    .iter()
+                    .try_for_each(|d| send_gso(&t.sock, &dst, std::slice::from_ref(d), None));
+            }
+            match r {
                 Ok(()) => {
-                    self.c.tx_sends += 1;
-                    self.c.tx_datagrams += g.count as u64;
+                    self.c.tx_sends += if seg.is_some() && !self.gso_broken {
+                        1
+                    } else {
+                        n as u64
+                    };
+                    self.c.tx_datagrams += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.c.tx_full += g.count as u64;
+                    self.c.tx_full += n as u64;
                 }
                 Err(e) => {
                     // Counted per datagram; the error itself goes to the
                     // worker as it is (no formatting here: a lasting error,
                     // an unreachable peer, would allocate on every flush).
-                    self.c.tx_errors += g.count as u64;
+                    self.c.tx_errors += n as u64;
                     first_err.get_or_insert(e);
                 }
             }
@@ -538,35 +616,35 @@ impl Port for UdpPort {
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         let max_segs = self.max_gso_segments();
         let n_tx = self.tx.len().max(1);
-        for f in frames {
-            let Some(parts) = parse_tx(f) else {
-                self.c.tx_malformed += 1;
-                continue;
-            };
-            if !self.plan.has_room(parts.payload.len()) {
-                // Every frame is taken (the ones sent now, the ones queued
-                // after): a send error is counted by datagram and reported
-                // at the next flush, not as a refusal of this burst.
-                if let Err(e) = self.send_all() {
-                    self.deferred_err.get_or_insert(e);
-                }
+        // Sent before returning, while the frames are still the caller's;
+        // in chunks so the plan never grows past its start-up capacity.
+        for chunk in frames.chunks(BATCH_SIZE) {
+            for (i, f) in chunk.iter().enumerate() {
+                let Some(parts) = parse_tx(f) else {
+                    self.c.tx_malformed += 1;
+                    continue;
+                };
+                // The payload's offset in its frame (parse_tx returns a subslice).
+                let off = parts.payload.as_ptr() as usize - f.as_ptr() as usize;
+                let item = Item {
+                    frame: i,
+                    off,
+                    len: parts.payload.len(),
+                };
+                let sock = parts.src_port as usize % n_tx;
+                self.plan.push(sock, parts.dst, item, max_segs);
             }
-            let sock = parts.src_port as usize % n_tx;
-            self.plan.push(sock, parts.dst, parts.payload, max_segs);
+            // Every frame is taken: a send error is counted by datagram and
+            // reported at the next flush, not as a refusal of this burst.
+            if let Err(e) = self.send_all(chunk) {
+                self.deferred_err.get_or_insert(e);
+            }
         }
         Ok(frames.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let sent = if self.plan.groups.is_empty() {
-            Ok(())
-        } else {
-            self.send_all()
-        };
-        match self.deferred_err.take() {
-            Some(e) => Err(e),
-            None => sent,
-        }
+        self.deferred_err.take().map_or(Ok(()), Err)
     }
 
     fn poll_fd(&self) -> Option<i32> {
@@ -593,6 +671,7 @@ impl Port for UdpPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::port::MAX_FRAME;
     use crate::wire::{ethernet, ipv4, ipv6, udp};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -698,52 +777,60 @@ mod tests {
         assert!(parse_tx(&f).is_none());
     }
 
+    fn item(frame: usize, len: usize) -> Item {
+        Item {
+            frame,
+            off: 50,
+            len,
+        }
+    }
+
     #[test]
     fn plan_groups_equal_runs_and_closes_on_a_short_one() {
         let a = v4([198, 18, 0, 2], 4789);
         let b = v4([198, 18, 0, 3], 4789);
         let mut p = TxPlan::new();
-        for _ in 0..3 {
-            p.push(0, a, &[1; 100], 64);
+        for i in 0..3 {
+            p.push(0, a, item(i, 100), 64);
         }
-        p.push(0, a, &[2; 60], 64); // shorter: joins and closes
-        p.push(0, a, &[3; 60], 64); // after a close: new group
-        p.push(1, a, &[4; 60], 64); // other socket: new group
-        p.push(1, b, &[5; 60], 64); // other peer: new group
-        p.push(1, b, &[6; 80], 64); // longer than the segment: new group
-        let g: Vec<(usize, usize, usize, usize)> = p
+        p.push(0, a, item(3, 60), 64); // shorter: joins and closes
+        p.push(0, a, item(4, 60), 64); // after a close: new group
+        p.push(1, a, item(5, 60), 64); // other socket: new group
+        p.push(1, b, item(6, 60), 64); // other peer: new group
+        p.push(1, b, item(7, 80), 64); // longer than the segment: new group
+        let g: Vec<(usize, usize, usize, usize, usize)> = p
             .groups
             .iter()
-            .map(|g| (g.sock, g.seg, g.count, g.len))
+            .map(|g| (g.sock, g.seg, g.count, g.len, g.start))
             .collect();
         assert_eq!(
             g,
             vec![
-                (0, 100, 4, 360),
-                (0, 60, 1, 60),
-                (1, 60, 1, 60),
-                (1, 60, 1, 60),
-                (1, 80, 1, 80)
+                (0, 100, 4, 360, 0),
+                (0, 60, 1, 60, 4),
+                (1, 60, 1, 60, 5),
+                (1, 60, 1, 60, 6),
+                (1, 80, 1, 80, 7)
             ]
         );
         assert_eq!(p.groups[3].dst, b);
-        assert_eq!(&p.stage[300..360], &[2; 60][..]);
-        let total: usize = p.groups.iter().map(|g| g.len).sum();
-        assert_eq!(total, p.stage.len());
+        assert_eq!(p.items[3], item(3, 60));
+        let total: usize = p.groups.iter().map(|g| g.count).sum();
+        assert_eq!(total, p.items.len());
     }
 
     #[test]
     fn plan_respects_segment_and_byte_limits() {
         let a = v4([198, 18, 0, 2], 4789);
         let mut p = TxPlan::new();
-        for _ in 0..10 {
-            p.push(0, a, &[0; 100], 4);
+        for i in 0..10 {
+            p.push(0, a, item(i, 100), 4);
         }
         let counts: Vec<usize> = p.groups.iter().map(|g| g.count).collect();
         assert_eq!(counts, vec![4, 4, 2]);
         p.clear();
-        for _ in 0..50 {
-            p.push(0, a, &[0; 1500], 64);
+        for i in 0..50 {
+            p.push(0, a, item(i, 1500), 64);
         }
         assert!(p.groups.iter().all(|g| g.len <= MAX_GSO_BYTES));
         assert_eq!(p.groups[0].count, MAX_GSO_BYTES / 1500);
