@@ -12,12 +12,13 @@
 //!   [`super::tun_offload::GsoRx`], which keeps what does not fit in one
 //!   batch for the next `rx_burst` (handed out first, in order); a packet
 //!   with a partial checksum gets it completed. On transmit, TCP segments
-//!   are copied into a [`super::tun_offload::GroTx`] and `flush` (run by the
-//!   worker after every round) coalesces each flow's segments into one
-//!   super-packet write; every other frame is written at once behind a zero
-//!   header. UDP is not coalesced: with the frames of a round (a few at
-//!   100 kpps) tun-rs' UDP GRO cost ~150-190 ns per frame and saved little,
-//!   and a flow is all TCP or all not, so per-flow order holds.
+//!   are copied into a [`super::gro::GroTx`], which chains each flow's
+//!   segments, and `flush` (run by the worker after every round) writes
+//!   each chain as one super-packet with `writev`; every other frame is
+//!   written at once behind a zero header. UDP is not coalesced: with the
+//!   frames of a round (a few at 100 kpps) tun-rs' UDP GRO cost ~150-190 ns
+//!   per frame and saved little, and a flow is all TCP or all not, so
+//!   per-flow order holds.
 //! - Plain (`offload = false`): every read is one packet of at most the
 //!   device MTU and `tx_burst` writes each frame at once until EAGAIN and
 //!   refuses the rest.
