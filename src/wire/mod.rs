@@ -26,6 +26,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod tso;
 pub mod udp;
 pub mod vxlan;
 

@@ -1,0 +1,334 @@
+//! TCP super-packets: one TCP header followed by the payload of many
+//! segments, and the segments they stand for (what Linux calls a GSO skb
+//! and its segmentation).
+//!
+//! Layer: wire. A super-packet enters the router whole (a container's TSO
+//! write read from a TUN queue or an AF_PACKET socket, or a train of VXLAN
+//! datagrams coalesced by the UDP uplink), crosses the pipeline as one
+//! packet, and is cut into segments only where a port needs them: the UDP
+//! uplink writes each segment's headers beside a slice of the payload
+//! (`sendmsg` iovecs, `UDP_SEGMENT`), ports without segmentation offload get
+//! the segments copied out by [`segment_into`](crate::dataplane::gso).
+//!
+//! The format, with the [`Gso`] annotation that travels beside the bytes:
+//! - optionally Ethernet (no VLAN tag), then optionally a VXLAN tunnel
+//!   (outer IPv4 or IPv6 without extension headers, UDP, VXLAN, inner
+//!   Ethernet), then IPv4 (no fragment) or IPv6 (TCP as next header), TCP;
+//! - every length field covers the whole super-packet, the IPv4 header
+//!   checksums are valid for those lengths, the TCP header is the first
+//!   segment's (its sequence number, the flags of the whole: CWR belongs to
+//!   the first segment, FIN and PSH to the last);
+//! - [`Gso::size`] payload bytes per segment, the last one possibly shorter;
+//! - the TCP checksum (and over IPv6 the outer UDP checksum) is not valid:
+//!   as with Linux's `CHECKSUM_PARTIAL`, whoever produces the segments
+//!   computes theirs. The payload itself was verified (or made by the local
+//!   kernel) where the super-packet entered.
+//!
+//! Invariants: [`Layout::parse`] checks every offset and length once; after
+//! it, [`write_headers`] cannot fail or panic on a frame of that layout.
+//! The segments are what the kernel's `tcp_gso_segment` makes: IPv4 ID
+//! incremented per segment, sequence numbers advanced by the segment size,
+//! checksums complete.
+
+use super::checksum;
+use super::{Error, Result};
+
+/// The largest inner IP packet a super-packet may be: VXLAN over IPv4 adds
+/// 50 bytes (outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14) and the outer
+/// IPv4 total length must still fit in 16 bits.
+pub const MAX_SUPER_L3: usize = 65535 - 50;
+
+const ETH_LEN: usize = 14;
+const UDP_LEN: usize = 8;
+const VXLAN_LEN: usize = 8;
+const TCP_MIN: usize = 20;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+
+/// TCP flag bits.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_CWR: u8 = 0x80;
+
+/// Segmentation annotation of a super-packet: the payload bytes per segment
+/// (the MSS the sender used), as in `skb_shinfo(skb)->gso_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gso {
+    pub size: u16,
+}
+
+/// Outer headers of a VXLAN-encapsulated super-packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Outer IP header offset.
+    pub l3: usize,
+    pub v6: bool,
+    /// Outer UDP header offset.
+    pub udp: usize,
+}
+
+/// Where the headers of a super-packet are, checked against its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub tunnel: Option<Tunnel>,
+    /// Inner IP header offset.
+    pub l3: usize,
+    /// TCP header offset.
+    pub l4: usize,
+    /// Payload offset: the length of the header block every segment repeats.
+    pub payload: usize,
+    /// Inner IP version 6.
+    pub v6: bool,
+    /// Payload bytes per segment.
+    pub size: usize,
+    /// Segments in all (at least one).
+    pub segments: usize,
+    /// Total frame length.
+    pub len: usize,
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Checks the IP header at `off`, which must reach exactly to the end of
+/// `f`; returns (IPv6, protocol, header end).
+fn ip_at(f: &[u8], off: usize) -> Result<(bool, u8, usize)> {
+    let Some(&b0) = f.get(off) else {
+        return Err(Error::Truncated);
+    };
+    let rest = f.len() - off;
+    match b0 >> 4 {
+        4 => {
+            let ihl = usize::from(b0 & 0x0f) * 4;
+            if ihl < 20 {
+                return Err(Error::Malformed("IPv4 header length below 20"));
+            }
+            if rest < ihl {
+                return Err(Error::Truncated);
+            }
+            if usize::from(be16(f, off + 2)) != rest {
+                return Err(Error::Malformed("IPv4 total length is not the frame's"));
+            }
+            if be16(f, off + 6) & 0x3fff != 0 {
+                return Err(Error::Malformed("IPv4 fragment"));
+            }
+            Ok((false, f[off + 9], off + ihl))
+        }
+        6 => {
+            if rest < 40 {
+                return Err(Error::Truncated);
+            }
+            if usize::from(be16(f, off + 4)) + 40 != rest {
+                return Err(Error::Malformed("IPv6 payload length is not the frame's"));
+            }
+            Ok((true, f[off + 6], off + 40))
+        }
+        _ => Err(Error::Malformed("not IPv4 or IPv6")),
+    }
+}
+
+impl Layout {
+    /// Parses a super-packet: `eth` when the frame starts with Ethernet.
+    /// Refuses anything that is not the format in the module docs.
+    pub fn parse(f: &[u8], eth: bool, gso: Gso) -> Result<Layout> {
+        let size = usize::from(gso.size);
+        if size == 0 {
+            return Err(Error::Malformed("zero segment size"));
+        }
+        let mut off = 0;
+        if eth {
+            let Some(t) = f.get(12..14) else {
+                return Err(Error::Truncated);
+            };
+            if !matches!(u16::from_be_bytes([t[0], t[1]]), 0x0800 | 0x86dd) {
+                return Err(Error::Malformed("not IP over Ethernet"));
+            }
+            off = ETH_LEN;
+        }
+        let (mut v6, mut proto, mut next) = ip_at(f, off)?;
+        let mut tunnel = None;
+        if proto == PROTO_UDP {
+            let udp = next;
+            let inner_eth = udp + UDP_LEN + VXLAN_LEN;
+            let inner = inner_eth + ETH_LEN;
+            if f.len() < inner {
+                return Err(Error::Truncated);
+            }
+            if usize::from(be16(f, udp + 4)) != f.len() - udp {
+                return Err(Error::Malformed("UDP length is not the frame's"));
+            }
+            if !matches!(be16(f, inner_eth + 12), 0x0800 | 0x86dd) {
+                return Err(Error::Malformed("inner frame is not IP"));
+            }
+            tunnel = Some(Tunnel { l3: off, v6, udp });
+            (v6, proto, next) = ip_at(f, inner)?;
+            off = inner;
+        }
+        if proto != PROTO_TCP {
+            return Err(Error::Malformed("not TCP"));
+        }
+        let l4 = next;
+        if f.len() < l4 + TCP_MIN {
+            return Err(Error::Truncated);
+        }
+        let thl = usize::from(f[l4 + 12] >> 4) * 4;
+        if thl < TCP_MIN {
+            return Err(Error::Malformed("TCP data offset below 5"));
+        }
+        let payload = l4 + thl;
+        if f.len() <= payload {
+            return Err(Error::Malformed("no payload after the headers"));
+        }
+        if f.len() - off > MAX_SUPER_L3 {
+            return Err(Error::Malformed("super-packet too large to encapsulate"));
+        }
+        Ok(Layout {
+            tunnel,
+            l3: off,
+            l4,
+            payload,
+            v6,
+            size,
+            segments: (f.len() - payload).div_ceil(size),
+            len: f.len(),
+        })
+    }
+
+    /// The payload range of segment `i` in the frame.
+    #[inline]
+    pub fn chunk(&self, i: usize) -> std::ops::Range<usize> {
+        let start = self.payload + i * self.size;
+        start..(start + self.size).min(self.len)
+    }
+
+    /// Bytes of segment `i` as a frame (headers and its payload).
+    #[inline]
+    pub fn segment_len(&self, i: usize) -> usize {
+        let c = self.chunk(i);
+        self.payload + c.len()
+    }
+
+    /// The largest segment (the first), as a frame.
+    #[inline]
+    pub fn max_segment_len(&self) -> usize {
+        self.segment_len(0)
+    }
+
+    /// Inner IP bytes of the largest segment: what must fit the MTU.
+    #[inline]
+    pub fn max_segment_l3(&self) -> usize {
+        self.max_segment_len() - self.l3
+    }
+}
+
+/// Writes the headers of segment `i` of super-packet `f` (parsed as `l`)
+/// into `out[..l.payload]`: every length, the IPv4 IDs and header checksums,
+/// sequence number, flags and the TCP checksum over the segment's payload
+/// `f[l.chunk(i)]`. With `udp6_csum`, an outer UDP-over-IPv6 checksum is
+/// computed too (needed when no kernel socket sends the segment); over IPv4
+/// the outer UDP checksum is left as it is (zero for VXLAN, RFC 7348).
+/// Returns the payload range. Panics only if `out` is shorter than
+/// `l.payload` or `f` is not the frame `l` was parsed from.
+pub fn write_headers(
+    f: &[u8],
+    l: &Layout,
+    i: usize,
+    out: &mut [u8],
+    udp6_csum: bool,
+) -> std::ops::Range<usize> {
+    let h = &mut out[..l.payload];
+    h.copy_from_slice(&f[..l.payload]);
+    let chunk = l.chunk(i);
+    let plen = chunk.len();
+    let seg_len = l.payload + plen;
+    let last = i + 1 == l.segments;
+    // Inner IP.
+    let l3_len = seg_len - l.l3;
+    if l.v6 {
+        put16(h, l.l3 + 4, (l3_len - 40) as u16);
+    } else {
+        put16(h, l.l3 + 2, l3_len as u16);
+        let id = be16(h, l.l3 + 4).wrapping_add(i as u16);
+        put16(h, l.l3 + 4, id);
+        put16(h, l.l3 + 10, 0);
+        let c = checksum::checksum(&h[l.l3..l.l4]);
+        put16(h, l.l3 + 10, c);
+    }
+    // TCP.
+    let seq = u32::from_be_bytes([h[l.l4 + 4], h[l.l4 + 5], h[l.l4 + 6], h[l.l4 + 7]])
+        .wrapping_add((i * l.size) as u32);
+    h[l.l4 + 4..l.l4 + 8].copy_from_slice(&seq.to_be_bytes());
+    let mut flags = h[l.l4 + 13];
+    if i > 0 {
+        flags &= !TCP_CWR;
+    }
+    if !last {
+        flags &= !(TCP_FIN | TCP_PSH);
+    }
+    h[l.l4 + 13] = flags;
+    put16(h, l.l4 + 16, 0);
+    let tcp_len = seg_len - l.l4;
+    let ph = pseudo(h, l.l3, l.v6, PROTO_TCP, tcp_len);
+    let pay_sum = checksum::sum(&f[chunk.clone()]);
+    // The TCP header has an even length (a multiple of 4), so the payload's
+    // sum continues it.
+    let c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
+    put16(h, l.l4 + 16, c);
+    if let Some(t) = l.tunnel {
+        if t.v6 {
+            put16(h, t.l3 + 4, (seg_len - t.l3 - 40) as u16);
+        } else {
+            put16(h, t.l3 + 2, (seg_len - t.l3) as u16);
+            put16(h, t.l3 + 10, 0);
+            let ihl = usize::from(h[t.l3] & 0x0f) * 4;
+            let c = checksum::checksum(&h[t.l3..t.l3 + ihl]);
+            put16(h, t.l3 + 10, c);
+        }
+        let udp_len = seg_len - t.udp;
+        put16(h, t.udp + 4, udp_len as u16);
+        if t.v6 && udp6_csum {
+            put16(h, t.udp + 6, 0);
+            let p = pseudo(h, t.l3, true, PROTO_UDP, udp_len);
+            // UDP + VXLAN + Ethernet (30) + inner IP and TCP headers (multiples
+            // of 4): even, so the payload's sum continues it.
+            let mut c = !checksum::fold(p + checksum::sum(&h[t.udp..]) + pay_sum);
+            if c == 0 {
+                c = 0xffff;
+            }
+            put16(h, t.udp + 6, c);
+        }
+    }
+    chunk
+}
+
+/// The folded pseudo-header sum of the IP header at `l3` for an upper-layer
+/// length `len`.
+fn pseudo(h: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u32 {
+    if v6 {
+        let s: [u8; 16] = h[l3 + 8..l3 + 24].try_into().unwrap_or_default();
+        let d: [u8; 16] = h[l3 + 24..l3 + 40].try_into().unwrap_or_default();
+        checksum::pseudo_v6(s.into(), d.into(), proto, len as u32)
+    } else {
+        let s: [u8; 4] = h[l3 + 12..l3 + 16].try_into().unwrap_or_default();
+        let d: [u8; 4] = h[l3 + 16..l3 + 20].try_into().unwrap_or_default();
+        checksum::pseudo_v4(s.into(), d.into(), proto, len as u16)
+    }
+}
+
+/// The value a `CHECKSUM_PARTIAL` TCP checksum field holds (virtio-net
+/// `F_NEEDS_CSUM`): the folded pseudo-header sum for the whole super-packet,
+/// which the kernel completes per segment.
+pub fn partial_tcp_checksum(f: &[u8], l: &Layout) -> u16 {
+    checksum::fold(pseudo(f, l.l3, l.v6, PROTO_TCP, l.len - l.l4))
+}
+
+#[cfg(test)]
+#[path = "tso_tests.rs"]
+mod tests;
