@@ -64,6 +64,7 @@ drop_reasons! {
     ControlPlane = "control_plane", "addressed to the router itself and not answered (only echo is)";
     TxFull = "tx_full", "the output port refused the frame (ring or queue full)";
     PortDown = "port_down", "output port not present on this worker";
+    GsoMalformed = "gso_malformed", "super-packet whose headers do not describe it, or whose segments exceed a frame buffer: not cut into segments";
 }
 
 impl std::fmt::Display for DropReason {
@@ -93,6 +94,12 @@ impl Counters {
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
+    }
+
+    /// `n` packets dropped for `reason` (a super-packet counts its segments).
+    #[inline]
+    pub fn drop_n(&mut self, reason: DropReason, n: u64) {
+        self.drops[reason as usize] += n;
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {

@@ -9,12 +9,14 @@
 //! the wire runs. Sans-IO apart from the `Port` calls it is handed.
 
 pub mod drops;
+pub mod gso;
 pub mod pipeline;
 pub mod tables;
 
 use std::io;
 
-use crate::port::{Batch, Port, BATCH_SIZE};
+use crate::port::{Batch, LinkType, Port, BATCH_SIZE};
+use crate::wire::tso;
 
 pub use drops::{CounterSummary, Counters, DropReason};
 pub use pipeline::{Pipeline, Verdict};
@@ -24,8 +26,12 @@ pub use tables::{NextHop, PortInfo, PortKind, Tables, UPLINK};
 ///
 /// `ports[i]` is port `i` of `t.ports` as this worker sees it (`None` when
 /// the worker does not own a queue of it: frames for it drop as
-/// `port_down`). `tx_counts[i]` counts frames port `i` accepted. Frames a
-/// port refuses are moved from their verdict's counter to `tx_full`.
+/// `port_down`). `tx_counts[i]` counts the wire packets port `i` accepted
+/// (a super-packet counts its segments). Frames a port refuses are moved
+/// from their verdict's counter to `tx_full`. A super-packet goes to a port
+/// that takes it whole ([`Port::tx_gso`]), else it is cut into segments
+/// ([`gso::segment_into`]) that go through `tx_burst` like any frame; the
+/// frames of one port leave in the order of the batch either way.
 /// Returns the first transmit error, after every port was tried.
 pub fn forward_burst(
     pipe: &mut Pipeline,
@@ -42,6 +48,7 @@ pub fn forward_burst(
     // Ports served so far in this burst; a burst usually touches one or two.
     let mut done = [u16::MAX; BATCH_SIZE];
     let mut n_done = 0;
+    let Pipeline { counters, scratch } = pipe;
     for i in 0..n {
         let Some(port) = verdicts[i].tx_port() else {
             continue;
@@ -51,51 +58,174 @@ pub fn forward_burst(
         }
         done[n_done] = port;
         n_done += 1;
+        let mut out = Out {
+            port: ports.get_mut(port as usize).and_then(|p| p.as_deref_mut()),
+            counters: &mut *counters,
+            sent: 0,
+            err: None,
+        };
+        // The run of one-frame packets not yet handed over.
         let mut frames: [&[u8]; BATCH_SIZE] = [&[]; BATCH_SIZE];
         let mut which = [0u8; BATCH_SIZE];
         let mut k = 0;
         for j in i..n {
-            if verdicts[j].tx_port() == Some(port) {
-                frames[k] = batch.pkts()[j].data();
+            if verdicts[j].tx_port() != Some(port) {
+                continue;
+            }
+            let pkt = &batch.pkts()[j];
+            let Some(g) = pkt.gso else {
+                frames[k] = pkt.data();
                 which[k] = j as u8;
                 k += 1;
-            }
+                continue;
+            };
+            out.burst(&frames[..k], &which[..k], verdicts);
+            k = 0;
+            out.gso(pkt.data(), g, verdicts[j], scratch);
         }
-        let sent = match ports.get_mut(port as usize).and_then(|p| p.as_deref_mut()) {
-            Some(p) => match p.tx_burst(&frames[..k]) {
-                Ok(s) => s.min(k),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                    0
-                }
-            },
-            None => 0,
-        };
+        out.burst(&frames[..k], &which[..k], verdicts);
         if let Some(c) = tx_counts.get_mut(port as usize) {
-            *c += sent as u64;
+            *c += out.sent;
         }
-        let missing = ports.get(port as usize).is_none_or(|p| p.is_none());
-        for &j in &which[sent..k] {
-            let c = &mut pipe.counters;
-            match verdicts[j as usize] {
-                Verdict::Forward(_) => c.forwarded -= 1,
-                Verdict::Reply(_) => c.replied -= 1,
-                Verdict::Icmp(..) => {
-                    // The original is already counted under its reason.
-                    c.icmp_errors -= 1;
-                    continue;
-                }
-                _ => continue,
-            }
-            c.drop(if missing {
-                DropReason::PortDown
-            } else {
-                DropReason::TxFull
-            });
+        if let Some(e) = out.err {
+            first_err.get_or_insert(e);
         }
     }
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// One output port while a burst is handed to it.
+struct Out<'a, 'p> {
+    port: Option<&'a mut (dyn Port + 'p)>,
+    counters: &'a mut Counters,
+    /// Wire packets the port took.
+    sent: u64,
+    err: Option<io::Error>,
+}
+
+impl Out<'_, '_> {
+    /// Moves `n` refused wire packets of verdict `v` from its counter to
+    /// the drop reason (`port_down` without a port, `tx_full` else).
+    fn refuse(&mut self, v: Verdict, n: u64) {
+        let c = &mut *self.counters;
+        match v {
+            Verdict::Forward(_) => c.forwarded -= n,
+            Verdict::Reply(_) => c.replied -= n,
+            // The original is already counted under its reason.
+            Verdict::Icmp(..) => {
+                c.icmp_errors -= 1;
+                return;
+            }
+            _ => return,
+        }
+        c.drop_n(
+            if self.port.is_none() {
+                DropReason::PortDown
+            } else {
+                DropReason::TxFull
+            },
+            n,
+        );
+    }
+
+    /// Hands one-frame packets to `tx_burst`; `which` are their batch indices.
+    fn burst(&mut self, frames: &[&[u8]], which: &[u8], verdicts: &[Verdict; BATCH_SIZE]) {
+        if frames.is_empty() {
+            return;
+        }
+        let sent = match self.port.as_deref_mut() {
+            Some(p) => match p.tx_burst(frames) {
+                Ok(s) => s.min(frames.len()),
+                Err(e) => {
+                    self.err.get_or_insert(e);
+                    0
+                }
+            },
+            None => 0,
+        };
+        self.sent += sent as u64;
+        for &j in &which[sent..] {
+            self.refuse(verdicts[j as usize], 1);
+        }
+    }
+
+    /// Hands one super-packet over: whole where the port takes it, else as
+    /// segments cut into `scratch`.
+    fn gso(&mut self, frame: &[u8], g: crate::port::Gso, v: Verdict, scratch: &mut Batch) {
+        let segs = u64::from(g.segs.max(1));
+        let Some(p) = self.port.as_deref_mut() else {
+            self.refuse(v, segs);
+            return;
+        };
+        if p.takes_gso() {
+            match p.tx_gso(frame, g) {
+                Ok(true) => self.sent += segs,
+                Ok(false) => self.refuse(v, segs),
+                Err(e) => {
+                    self.err.get_or_insert(e);
+                    self.refuse(v, segs);
+                }
+            }
+            return;
+        }
+        let eth = p.link_type() == LinkType::Ethernet;
+        let layout = match tso::Layout::parse(frame, eth, g) {
+            Ok(l) if l.max_segment_len() <= crate::port::MAX_FRAME => l,
+            _ => {
+                self.drop_malformed(v, segs);
+                return;
+            }
+        };
+        let mut next = 0;
+        let mut refused = 0u64;
+        while next < layout.segments {
+            let Some(k) = gso::segment_into(frame, &layout, next, scratch.slots_mut()) else {
+                refused += (layout.segments - next) as u64;
+                break;
+            };
+            next += k;
+            scratch.set_len(k);
+            let mut seg_frames: [&[u8]; BATCH_SIZE] = [&[]; BATCH_SIZE];
+            for (f, pk) in seg_frames.iter_mut().zip(scratch.pkts()) {
+                *f = pk.data();
+            }
+            let sent = match p.tx_burst(&seg_frames[..k]) {
+                Ok(s) => s.min(k),
+                Err(e) => {
+                    self.err.get_or_insert(e);
+                    0
+                }
+            };
+            self.sent += sent as u64;
+            refused += (k - sent) as u64;
+        }
+        scratch.clear();
+        // The count the super-packet was annotated with is what the pipeline
+        // counted; the layout's is what was cut. They agree for every port
+        // that makes super-packets; any difference is refused, not lost.
+        let cut = layout.segments as u64;
+        refused += segs.saturating_sub(cut);
+        if refused > 0 {
+            self.refuse(v, refused.min(segs));
+        }
+    }
+
+    /// A super-packet that cannot be cut: its segments move from the
+    /// verdict's counter to `gso_malformed`.
+    fn drop_malformed(&mut self, v: Verdict, n: u64) {
+        let c = &mut *self.counters;
+        match v {
+            Verdict::Forward(_) => c.forwarded -= n,
+            Verdict::Reply(_) => c.replied -= n,
+            Verdict::Icmp(..) => {
+                c.icmp_errors -= 1;
+                return;
+            }
+            _ => return,
+        }
+        c.drop_n(DropReason::GsoMalformed, n);
     }
 }

@@ -14,9 +14,15 @@
 //! into headroom and patches lengths, checksum and source port; decapsulation
 //! strips; ICMP errors prepend their headers before the quoted original and
 //! are then routed like any packet the router originates.
+//!
+//! A TCP super-packet ([`crate::wire::tso`], `Packet::gso` set) takes the
+//! same path as one segment: its headers are checked, routed and rewritten
+//! once, the MTU checks apply to its largest segment, and every counter
+//! counts its segments. It stays whole; the ports (or
+//! [`super::gso::segment_into`] for ports that cannot take it) cut it.
 
 use crate::port::{Batch, Packet, BATCH_SIZE};
-use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, udp, vxlan};
+use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tso, udp, vxlan};
 
 use super::drops::{Counters, DropReason};
 use super::tables::{NextHop, PortKind, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
@@ -69,10 +75,12 @@ enum Icmp {
     TooBig(u16),
 }
 
-/// One worker's pipeline: its counters and nothing shared.
+/// One worker's pipeline: its counters and nothing shared, and the buffers
+/// super-packets are cut into for ports that cannot take them whole.
 #[derive(Debug, Default)]
 pub struct Pipeline {
     pub counters: Counters,
+    pub(crate) scratch: Batch,
 }
 
 impl Pipeline {
@@ -92,6 +100,9 @@ impl Pipeline {
         // The port's kind is the same for the whole burst: dispatch once.
         let kind = t.ports.get(in_port as usize).map(|p| p.kind);
         for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
+            // Taken before the stages: an ICMP error replaces a super-packet
+            // with one small packet, but all its segments were dropped.
+            let segs = pkt.segments();
             *v = match kind {
                 Some(PortKind::Uplink) => from_uplink(t, pkt),
                 Some(PortKind::Tun) => from_container_ip(t, in_port, pkt),
@@ -99,14 +110,14 @@ impl Pipeline {
                 None => Verdict::Drop(DropReason::PortDown),
             };
             match *v {
-                Verdict::Forward(_) => self.counters.forwarded += 1,
+                Verdict::Forward(_) => self.counters.forwarded += segs,
                 Verdict::Reply(_) => self.counters.replied += 1,
                 Verdict::Icmp(_, r) => {
-                    self.counters.drop(r);
+                    self.counters.drop_n(r, segs);
                     self.counters.icmp_errors += 1;
                 }
-                Verdict::Drop(r) => self.counters.drop(r),
-                Verdict::Pass => self.counters.pass_through += 1,
+                Verdict::Drop(r) => self.counters.drop_n(r, segs),
+                Verdict::Pass => self.counters.pass_through += segs,
             }
         }
     }
@@ -540,6 +551,18 @@ fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
             echo,
         )
     };
+    // A super-packet must fit the MTU segment by segment.
+    let len = match pkt.gso {
+        None => len,
+        Some(g) => match largest_segment(
+            pkt.data(),
+            ipv4::Packet::new_unchecked(pkt.data()).header_len(),
+            g,
+        ) {
+            Some(l) => l,
+            None => return Verdict::Drop(DropReason::IpMalformed),
+        },
+    };
     if is_bad_source_v4(src) {
         return Verdict::Drop(DropReason::IpBadSource);
     }
@@ -603,6 +626,13 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
             echo,
         )
     };
+    let len = match pkt.gso {
+        None => len,
+        Some(g) => match largest_segment(pkt.data(), ipv6::HEADER_LEN, g) {
+            Some(l) => usize::from(l),
+            None => return Verdict::Drop(DropReason::IpMalformed),
+        },
+    };
     // Unspecified, loopback, multicast (ff00::/8) and link-local (fe80::/10)
     // sources are never forwarded (RFC 4291 section 2.5.6).
     if src == 0 || src == 1 || (src >> 120) == 0xff || (src >> 118) == 0x3fa {
@@ -643,6 +673,18 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
             encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
         }
     }
+}
+
+/// The IP length of a super-packet's largest segment (its first): headers
+/// up to the end of TCP's, plus one segment of payload. `None` when the TCP
+/// header does not fit (the ports that make super-packets check it, so this
+/// is defence, not a path).
+#[inline]
+fn largest_segment(d: &[u8], l4: usize, g: tso::Gso) -> Option<u16> {
+    let thl = usize::from(d.get(l4 + 12)? >> 4) * 4;
+    let hdr = l4 + thl;
+    let payload = d.len().checked_sub(hdr)?;
+    u16::try_from(hdr + payload.min(usize::from(g.size))).ok()
 }
 
 #[inline]
@@ -693,6 +735,12 @@ fn encap(
     }
     let tl = peer.template_len;
     let inner_len = pkt.len();
+    if inner_len > tso::MAX_SUPER_L3 {
+        // Only a super-packet can be this long, and the ports that make them
+        // keep them shorter: the outer lengths would not fit 16 bits.
+        return Verdict::Drop(DropReason::FrameTooLong);
+    }
+    let whole = pkt.gso.is_none();
     let Some(d) = pkt.prepend(tl) else {
         return Verdict::Drop(DropReason::NoHeadroom);
     };
@@ -727,13 +775,16 @@ fn encap(
         d[udp_off..udp_off + 2].copy_from_slice(&sport.to_be_bytes());
         d[udp_off + 4..udp_off + 6].copy_from_slice(&udp_len.to_be_bytes());
         // Over IPv6 the checksum covers the whole datagram (RFC 8200
-        // section 8.1); the template holds the pseudo-header's sum.
-        let sum = peer.partial_sum + udp_len as u32 + checksum::sum(&d[udp_off..]);
-        let mut csum = !checksum::fold(sum);
-        if csum == 0 {
-            csum = 0xffff;
+        // section 8.1); the template holds the pseudo-header's sum. A
+        // super-packet's is computed per segment by whoever cuts it.
+        if whole {
+            let sum = peer.partial_sum + udp_len as u32 + checksum::sum(&d[udp_off..]);
+            let mut csum = !checksum::fold(sum);
+            if csum == 0 {
+                csum = 0xffff;
+            }
+            d[udp_off + 6..udp_off + 8].copy_from_slice(&csum.to_be_bytes());
         }
-        d[udp_off + 6..udp_off + 8].copy_from_slice(&csum.to_be_bytes());
     }
     Verdict::Forward(UPLINK)
 }
@@ -877,6 +928,8 @@ fn icmp_v4(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verd
         ),
     };
     let hdr = ipv4::MIN_HEADER_LEN + icmpv4::HEADER_LEN;
+    // The error quotes the start of a super-packet as it would a segment's.
+    pkt.gso = None;
     pkt.truncate(ICMP4_MAX_LEN - hdr);
     let quoted = pkt.len();
     let Some(d) = pkt.prepend(hdr) else {
@@ -929,6 +982,7 @@ fn icmp_v6(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verd
         Icmp::TooBig(mtu) => (icmpv6::TYPE_PACKET_TOO_BIG, 0, mtu as u32),
     };
     let hdr = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
+    pkt.gso = None;
     pkt.truncate(ICMP6_MAX_LEN - hdr);
     let quoted = pkt.len();
     let Some(d) = pkt.prepend(hdr) else {

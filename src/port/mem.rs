@@ -4,18 +4,27 @@
 use std::collections::VecDeque;
 use std::io;
 
-use super::{Batch, LinkType, Port, BATCH_SIZE};
+use super::{Batch, Gso, LinkType, Port, BATCH_SIZE};
 
 /// A port backed by memory. `rx` frames are handed out by `rx_burst`; frames
 /// given to `tx_burst` are appended to `tx` (up to `tx_capacity`, after which
 /// they are refused, as a full ring would).
+///
+/// Super-packets: [`MemPort::inject_super`] queues one (handed out whole
+/// into a batch made with [`Batch::new_super`], else dropped and counted in
+/// `rx_refused`); with [`MemPort::set_takes_gso`] the port takes them whole
+/// too, into `tx` with their annotation in `tx_gso` (`None` for frames).
 #[derive(Debug)]
 pub struct MemPort {
     name: String,
     link_type: LinkType,
     pub rx: VecDeque<Vec<u8>>,
+    rx_gso: VecDeque<Option<Gso>>,
+    pub rx_refused: u64,
     pub tx: Vec<Vec<u8>>,
+    pub tx_gso: Vec<Option<Gso>>,
     pub tx_capacity: usize,
+    takes_gso: bool,
 }
 
 impl MemPort {
@@ -24,18 +33,36 @@ impl MemPort {
             name: name.into(),
             link_type,
             rx: VecDeque::new(),
+            rx_gso: VecDeque::new(),
+            rx_refused: 0,
             tx: Vec::new(),
+            tx_gso: Vec::new(),
             tx_capacity: usize::MAX,
+            takes_gso: false,
         }
     }
 
     /// Queues a frame for a later `rx_burst`.
     pub fn inject(&mut self, frame: impl Into<Vec<u8>>) {
         self.rx.push_back(frame.into());
+        self.rx_gso.push_back(None);
+    }
+
+    /// Queues a super-packet for a later `rx_burst`.
+    pub fn inject_super(&mut self, frame: impl Into<Vec<u8>>, gso: Gso) {
+        self.rx.push_back(frame.into());
+        self.rx_gso.push_back(Some(gso));
+    }
+
+    /// Whether `tx_gso` takes super-packets whole (default: no, they arrive
+    /// cut into segments through `tx_burst`).
+    pub fn set_takes_gso(&mut self, on: bool) {
+        self.takes_gso = on;
     }
 
     /// Takes the frames transmitted so far.
     pub fn take_tx(&mut self) -> Vec<Vec<u8>> {
+        self.tx_gso.clear();
         std::mem::take(&mut self.tx)
     }
 }
@@ -56,7 +83,17 @@ impl Port for MemPort {
             let Some(frame) = self.rx.pop_front() else {
                 break;
             };
-            slots[n].fill(&frame);
+            match self.rx_gso.pop_front().flatten() {
+                None => {
+                    slots[n].fill(&frame);
+                }
+                Some(g) => {
+                    if !slots[n].fill_super(&frame, g) {
+                        self.rx_refused += 1;
+                        continue;
+                    }
+                }
+            }
             n += 1;
         }
         batch.set_len(n);
@@ -67,7 +104,21 @@ impl Port for MemPort {
         let room = self.tx_capacity.saturating_sub(self.tx.len());
         let n = frames.len().min(room);
         self.tx.extend(frames[..n].iter().map(|f| f.to_vec()));
+        self.tx_gso.extend(std::iter::repeat_n(None, n));
         Ok(n)
+    }
+
+    fn takes_gso(&self) -> bool {
+        self.takes_gso
+    }
+
+    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+        if !self.takes_gso || self.tx.len() >= self.tx_capacity {
+            return Ok(false);
+        }
+        self.tx.push(frame.to_vec());
+        self.tx_gso.push(Some(gso));
+        Ok(true)
     }
 
     fn flush(&mut self) -> io::Result<()> {

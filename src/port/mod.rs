@@ -9,6 +9,13 @@
 //! - A [`Packet`] owns a fixed-size buffer allocated once; the data starts at
 //!   [`HEADROOM`] after a reset, so encapsulation is a prepend into headroom,
 //!   never a copy of the payload.
+//! - A packet is either one frame of at most [`MAX_FRAME`] bytes or, in a
+//!   buffer made for it ([`Packet::new_super`], [`Batch::new_super`]), a TCP
+//!   super-packet of up to [`MAX_SUPER_FRAME`] bytes with [`Packet::gso`]
+//!   set (format: [`crate::wire::tso`]). Ports that take super-packets
+//!   whole say so ([`Port::takes_gso`]); for every other port the data plane
+//!   cuts them into segments first. Counters count a super-packet as the
+//!   segments it carries ([`Packet::segments`]).
 //! - A [`Batch`] holds at most [`BATCH_SIZE`] packets, allocated once and
 //!   reused for every burst; nothing on the per-packet path allocates.
 //! - `tx_burst` takes byte slices and copies them out (into a UMEM frame, a
@@ -43,6 +50,8 @@ pub mod xdp;
 
 use std::io;
 
+pub use crate::wire::tso::Gso;
+
 /// Packets moved per burst. 64 amortises per-burst costs (ring index loads,
 /// FIB handle load, syscalls) while a batch of buffers still fits in L2.
 pub const BATCH_SIZE: usize = 64;
@@ -60,6 +69,14 @@ pub const MAX_FRAME: usize = 1920;
 /// Total size of one packet buffer.
 pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME;
 
+/// Largest frame a super-packet buffer holds (without headroom): a 64 KiB
+/// IP packet behind the largest encapsulation, with room to spare for a
+/// port to read a virtio-net header in front and detect a cut read.
+pub const MAX_SUPER_FRAME: usize = 65536 + 128;
+
+/// Total size of one super-packet buffer.
+pub const SUPER_BUF_SIZE: usize = HEADROOM + MAX_SUPER_FRAME;
+
 /// How the bytes of a port's frames start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkType {
@@ -71,13 +88,16 @@ pub enum LinkType {
 
 /// One packet buffer with headroom. The live bytes are `buf[head..head+len]`.
 pub struct Packet {
-    buf: Box<[u8; BUF_SIZE]>,
+    buf: Box<[u8]>,
     head: usize,
     len: usize,
     /// Capture timestamp in nanoseconds since the Unix epoch, when the source
     /// has one (pcap); 0 otherwise. The sans-IO core never reads a clock: time
     /// travels with the packet.
     pub ts_nanos: u64,
+    /// Set when the packet is a TCP super-packet: the segment size and
+    /// count. Every rewrite that makes it something else clears it.
+    pub gso: Option<Gso>,
 }
 
 impl Default for Packet {
@@ -91,6 +111,7 @@ impl std::fmt::Debug for Packet {
         f.debug_struct("Packet")
             .field("head", &self.head)
             .field("len", &self.len)
+            .field("gso", &self.gso)
             .finish()
     }
 }
@@ -98,12 +119,35 @@ impl std::fmt::Debug for Packet {
 impl Packet {
     /// Allocates one buffer (only at start-up: batches reuse packets).
     pub fn new() -> Self {
+        Self::with_capacity(BUF_SIZE)
+    }
+
+    /// Allocates one buffer large enough for a super-packet (start-up only).
+    pub fn new_super() -> Self {
+        Self::with_capacity(SUPER_BUF_SIZE)
+    }
+
+    fn with_capacity(size: usize) -> Self {
         Packet {
-            buf: Box::new([0u8; BUF_SIZE]),
+            buf: vec![0u8; size].into_boxed_slice(),
             head: HEADROOM,
             len: 0,
             ts_nanos: 0,
+            gso: None,
         }
+    }
+
+    /// Whether the buffer can hold a super-packet.
+    #[inline]
+    pub fn is_super_capable(&self) -> bool {
+        self.buf.len() >= SUPER_BUF_SIZE
+    }
+
+    /// Wire packets this packet stands for: its segments when it is a
+    /// super-packet, else one.
+    #[inline]
+    pub fn segments(&self) -> u64 {
+        self.gso.map_or(1, |g| u64::from(g.segs.max(1)))
     }
 
     /// Builds a packet holding a copy of `data` (tests and slow paths).
@@ -119,6 +163,7 @@ impl Packet {
         self.head = HEADROOM;
         self.len = 0;
         self.ts_nanos = 0;
+        self.gso = None;
     }
 
     /// Replaces the contents with a copy of `data`, truncated to [`MAX_FRAME`].
@@ -129,14 +174,62 @@ impl Packet {
         self.head = HEADROOM;
         self.buf[HEADROOM..HEADROOM + n].copy_from_slice(&data[..n]);
         self.len = n;
+        self.gso = None;
         n
     }
 
-    /// The writable area a port receives into: everything after the headroom.
-    /// Call [`Packet::set_received`] with the byte count afterwards.
+    /// Replaces the contents with a copy of super-packet `data` annotated
+    /// with `gso`; `false` (packet unchanged) when the buffer is too small.
+    pub fn fill_super(&mut self, data: &[u8], gso: Gso) -> bool {
+        let Some(area) = self.super_area() else {
+            return false;
+        };
+        let Some(dst) = area.get_mut(..data.len()) else {
+            return false;
+        };
+        dst.copy_from_slice(data);
+        self.set_received_super(data.len(), gso);
+        true
+    }
+
+    /// The writable area a port receives one frame into: [`MAX_FRAME`]
+    /// bytes after the headroom. Call [`Packet::set_received`] with the byte
+    /// count afterwards.
     #[inline]
     pub fn rx_area(&mut self) -> &mut [u8] {
-        &mut self.buf[HEADROOM..]
+        &mut self.buf[HEADROOM..HEADROOM + MAX_FRAME]
+    }
+
+    /// The writable area after the headroom of a super-packet buffer
+    /// ([`MAX_SUPER_FRAME`] bytes); `None` for a one-frame buffer. Call
+    /// [`Packet::set_received_super`] or [`Packet::set_received`] afterwards.
+    #[inline]
+    pub fn super_area(&mut self) -> Option<&mut [u8]> {
+        if self.is_super_capable() {
+            Some(&mut self.buf[HEADROOM..])
+        } else {
+            None
+        }
+    }
+
+    /// [`Packet::super_area`] with `prefix` bytes of the headroom in front,
+    /// for a read that puts a header (virtio-net) before the frame, so the
+    /// frame itself lands at [`HEADROOM`]. `prefix` must not exceed it.
+    #[inline]
+    pub fn super_area_with_prefix(&mut self, prefix: usize) -> Option<&mut [u8]> {
+        if self.is_super_capable() && prefix <= HEADROOM {
+            Some(&mut self.buf[HEADROOM - prefix..])
+        } else {
+            None
+        }
+    }
+
+    /// [`Packet::rx_area`] with `prefix` bytes of the headroom in front
+    /// (`prefix` at most [`HEADROOM`]).
+    #[inline]
+    pub fn rx_area_with_prefix(&mut self, prefix: usize) -> &mut [u8] {
+        let p = prefix.min(HEADROOM);
+        &mut self.buf[HEADROOM - p..HEADROOM + MAX_FRAME]
     }
 
     /// Marks `len` bytes at [`HEADROOM`] as received (clamped to [`MAX_FRAME`]).
@@ -144,6 +237,16 @@ impl Packet {
     pub fn set_received(&mut self, len: usize) {
         self.head = HEADROOM;
         self.len = len.min(MAX_FRAME);
+        self.gso = None;
+    }
+
+    /// Marks `len` bytes at [`HEADROOM`] as a received super-packet (clamped
+    /// to the buffer).
+    #[inline]
+    pub fn set_received_super(&mut self, len: usize, gso: Gso) {
+        self.head = HEADROOM;
+        self.len = len.min(self.buf.len() - HEADROOM);
+        self.gso = Some(gso);
     }
 
     /// The packet's bytes.
@@ -177,7 +280,7 @@ impl Packet {
     /// Bytes free after the data.
     #[inline]
     pub fn tailroom(&self) -> usize {
-        BUF_SIZE - self.head - self.len
+        self.buf.len() - self.head - self.len
     }
 
     /// Grows the packet at the front by `n` bytes and returns the whole new
@@ -229,7 +332,7 @@ impl Packet {
     /// The whole buffer and the current data offset, for stages that rebuild
     /// a packet in place (ICMP errors quote the original after new headers).
     #[inline]
-    pub fn raw_mut(&mut self) -> (&mut [u8; BUF_SIZE], usize, usize) {
+    pub fn raw_mut(&mut self) -> (&mut [u8], usize, usize) {
         (&mut self.buf, self.head, self.len)
     }
 
@@ -237,7 +340,10 @@ impl Packet {
     /// Panics only on a window outside the buffer, which is a caller bug.
     #[inline]
     pub fn set_window(&mut self, head: usize, len: usize) {
-        assert!(head + len <= BUF_SIZE, "packet window outside its buffer");
+        assert!(
+            head + len <= self.buf.len(),
+            "packet window outside its buffer"
+        );
         self.head = head;
         self.len = len;
     }
@@ -247,6 +353,12 @@ impl Packet {
 pub struct Batch {
     pkts: Vec<Packet>,
     len: usize,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("len", &self.len).finish()
+    }
 }
 
 impl Default for Batch {
@@ -262,6 +374,23 @@ impl Batch {
             pkts: (0..BATCH_SIZE).map(|_| Packet::new()).collect(),
             len: 0,
         }
+    }
+
+    /// Allocates [`BATCH_SIZE`] super-packet buffers (once, at start-up):
+    /// the live workers' batch, so a port may hand over super-packets whole.
+    /// 4 MiB of address space; only the bytes a burst writes are touched.
+    pub fn new_super() -> Self {
+        Batch {
+            pkts: (0..BATCH_SIZE).map(|_| Packet::new_super()).collect(),
+            len: 0,
+        }
+    }
+
+    /// Wire packets the live packets stand for (super-packets count their
+    /// segments).
+    #[inline]
+    pub fn segments(&self) -> u64 {
+        self.pkts().iter().map(Packet::segments).sum()
     }
 
     /// Live packets.
@@ -314,6 +443,16 @@ impl Batch {
         self.len += 1;
         true
     }
+
+    /// Appends a copy of super-packet `data` (tests). `false` when full or
+    /// the batch's buffers are one-frame ones.
+    pub fn push_super(&mut self, data: &[u8], gso: Gso) -> bool {
+        if self.len == BATCH_SIZE || !self.pkts[self.len].fill_super(data, gso) {
+            return false;
+        }
+        self.len += 1;
+        true
+    }
 }
 
 /// The batch interface of every packet source and sink.
@@ -342,6 +481,23 @@ pub trait Port {
     /// (memory, pcap), so an idle worker only backs off.
     fn poll_fd(&self) -> Option<i32> {
         None
+    }
+
+    /// Whether [`Port::tx_gso`] takes TCP super-packets whole (the port or
+    /// its kernel device segments them). For any other port the data plane
+    /// cuts a super-packet into segments and hands those to `tx_burst`.
+    fn takes_gso(&self) -> bool {
+        false
+    }
+
+    /// Transmits one super-packet whole (`frame`, annotated `gso`, in the
+    /// format of [`crate::wire::tso`]): `Ok(true)` when taken, `Ok(false)`
+    /// when refused (the caller counts its segments as dropped). Frames of
+    /// earlier `tx_burst` calls leave first. Only called when
+    /// [`Port::takes_gso`] says so.
+    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+        let _ = (frame, gso);
+        Ok(false)
     }
 
     /// Adds the port's own I/O counters (ring and kernel-side drops, kicks)

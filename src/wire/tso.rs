@@ -51,10 +51,25 @@ pub const TCP_PSH: u8 = 0x08;
 pub const TCP_CWR: u8 = 0x80;
 
 /// Segmentation annotation of a super-packet: the payload bytes per segment
-/// (the MSS the sender used), as in `skb_shinfo(skb)->gso_size`.
+/// (the MSS the sender used, `skb_shinfo(skb)->gso_size`) and how many
+/// segments it carries (`gso_segs`), for counters; [`Layout::parse`] works
+/// the count out again from the lengths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gso {
     pub size: u16,
+    pub segs: u16,
+}
+
+impl Gso {
+    /// The annotation of a super-packet with `payload` bytes of TCP payload
+    /// cut at `size` (`size` not zero).
+    pub fn for_payload(size: u16, payload: usize) -> Gso {
+        let segs = payload.div_ceil(usize::from(size.max(1)));
+        Gso {
+            size,
+            segs: u16::try_from(segs).unwrap_or(u16::MAX),
+        }
+    }
 }
 
 /// Outer headers of a VXLAN-encapsulated super-packet.

@@ -123,7 +123,7 @@ fn data(n: usize) -> Vec<u8> {
 }
 
 fn segments(f: &[u8], eth: bool, size: u16, udp6: bool) -> Vec<Vec<u8>> {
-    let l = Layout::parse(f, eth, Gso { size }).unwrap();
+    let l = Layout::parse(f, eth, Gso { size, segs: 0 }).unwrap();
     (0..l.segments)
         .map(|i| {
             let mut s = vec![0u8; l.segment_len(i)];
@@ -236,7 +236,15 @@ fn tunnelled_segments_carry_the_inner_segments_whole() {
             for inner_v6 in [false, true] {
                 let ip = super_ip(inner_v6, 0, 12, 0x19, &data(20_000));
                 let f = tunnelled(&ip, outer_v6);
-                let l = Layout::parse(&f, true, Gso { size: 1398 }).unwrap();
+                let l = Layout::parse(
+                    &f,
+                    true,
+                    Gso {
+                        size: 1398,
+                        segs: 0,
+                    },
+                )
+                .unwrap();
                 assert!(l.tunnel.is_some());
                 assert_eq!(l.l3, 14 + if outer_v6 { 40 } else { 20 } + 30);
                 let ours = segments(&f, true, 1398, udp6);
@@ -256,32 +264,112 @@ fn tunnelled_segments_carry_the_inner_segments_whole() {
 fn parse_refuses_what_is_not_a_tcp_super_packet() {
     let ip = super_ip(false, 0, 0, 0x10, &data(3000));
     let f = tunnelled(&ip, false);
-    assert!(Layout::parse(&f, true, Gso { size: 1000 }).is_ok());
-    assert!(Layout::parse(&f, true, Gso { size: 0 }).is_err());
-    assert!(Layout::parse(&ip, false, Gso { size: 1000 }).is_ok());
+    assert!(Layout::parse(
+        &f,
+        true,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_ok());
+    assert!(Layout::parse(&f, true, Gso { size: 0, segs: 0 }).is_err());
+    assert!(Layout::parse(
+        &ip,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_ok());
     // Raw IP read as Ethernet, or the reverse.
-    assert!(Layout::parse(&ip, true, Gso { size: 1000 }).is_err());
-    assert!(Layout::parse(&f, false, Gso { size: 1000 }).is_err());
+    assert!(Layout::parse(
+        &ip,
+        true,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_err());
+    assert!(Layout::parse(
+        &f,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_err());
     // UDP inside: not TCP.
     let mut u = ip.clone();
     u[9] = 17;
-    assert!(Layout::parse(&u, false, Gso { size: 1000 }).is_err());
+    assert!(Layout::parse(
+        &u,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_err());
     // A fragment.
     let mut g = ip.clone();
     g[6] = 0x20;
-    assert!(Layout::parse(&g, false, Gso { size: 1000 }).is_err());
+    assert!(Layout::parse(
+        &g,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_err());
     // No payload.
     let bare = super_ip(true, 0, 0, 0x10, &[]);
-    assert!(Layout::parse(&bare, false, Gso { size: 1000 }).is_err());
+    assert!(Layout::parse(
+        &bare,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_err());
     // Too large to encapsulate.
     let big = super_ip(true, 0, 0, 0x10, &data(MAX_SUPER_L3 - 60 + 1));
-    assert!(Layout::parse(&big, false, Gso { size: 1000 }).is_err());
+    assert!(Layout::parse(
+        &big,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_err());
     let fits = super_ip(true, 0, 0, 0x10, &data(MAX_SUPER_L3 - 60));
-    assert!(Layout::parse(&fits, false, Gso { size: 1000 }).is_ok());
+    assert!(Layout::parse(
+        &fits,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0
+        }
+    )
+    .is_ok());
     // Every cut is refused: the lengths no longer match.
     for cut in 0..f.len() {
         assert!(
-            Layout::parse(&f[..cut], true, Gso { size: 1000 }).is_err(),
+            Layout::parse(
+                &f[..cut],
+                true,
+                Gso {
+                    size: 1000,
+                    segs: 0
+                }
+            )
+            .is_err(),
             "cut {cut}"
         );
     }
@@ -290,7 +378,15 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
 #[test]
 fn partial_checksum_completes_to_the_real_one_for_one_segment() {
     let ip = super_ip(false, 0, 12, 0x18, &data(900));
-    let l = Layout::parse(&ip, false, Gso { size: 1000 }).unwrap();
+    let l = Layout::parse(
+        &ip,
+        false,
+        Gso {
+            size: 1000,
+            segs: 0,
+        },
+    )
+    .unwrap();
     let mut p = ip.clone();
     p[l.l4 + 16..l.l4 + 18].copy_from_slice(&partial_tcp_checksum(&ip, &l).to_be_bytes());
     // Completing CHECKSUM_PARTIAL: the complement of the sum from csum_start.
@@ -325,7 +421,7 @@ proptest! {
         let ip = super_ip(false, 0, 12, 0x18, &data(4000));
         let mut f = tunnelled(&ip, outer_v6);
         f[at] = val;
-        if let Ok(l) = Layout::parse(&f, true, Gso { size }) {
+        if let Ok(l) = Layout::parse(&f, true, Gso { size, segs: 0 }) {
             for i in 0..l.segments {
                 let mut s = vec![0u8; l.segment_len(i)];
                 let r = write_headers(&f, &l, i, &mut s, true);

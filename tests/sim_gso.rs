@@ -1,0 +1,463 @@
+//! TCP super-packets through the pipeline, on memory ports: whatever path
+//! a super-packet takes (encapsulated, delivered, decapsulated, in transit,
+//! over an IPv4 or IPv6 underlay), what leaves the router is exactly what
+//! leaves it when the same packet arrives as segments, cut by tun-rs'
+//! `gso_split` (an independent segmenter), one by one. Whether the output
+//! port takes the super-packet whole or the data plane cuts it, and with
+//! the counters agreeing.
+
+use proptest::prelude::*;
+use tun_rs::{gso_split, VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
+use vxrouter::dataplane::{self, DropReason, Pipeline, Tables, Verdict};
+use vxrouter::port::mem::MemPort;
+use vxrouter::port::{Batch, Gso, LinkType, Port, BATCH_SIZE};
+use vxrouter::wire::checksum::{checksum, fold, pseudo_v4, pseudo_v6, sum};
+use vxrouter::wire::tso;
+
+fn topo(underlay6: bool) -> String {
+    let (u1, u2, u3) = if underlay6 {
+        ("2001:2:ff::1", "2001:2:ff::2", "2001:2:ff::3")
+    } else {
+        ("198.18.0.1", "198.18.0.2", "198.18.0.3")
+    };
+    format!(
+        r#"
+[overlay]
+vni = 42
+mtu = 1430
+[[hosts]]
+name = "h1"
+underlay = "{u1}"
+underlay_mac = "02:00:c6:12:00:01"
+subnets = ["198.19.1.0/24", "2001:2:0:1::/64"]
+nic = "eth0"
+  [[hosts.ports]]
+  name = "c1"
+  kind = "tun"
+  addresses = ["198.19.1.2/32", "2001:2:0:1::2/128"]
+  [[hosts.ports]]
+  name = "c2"
+  kind = "veth"
+  addresses = ["198.19.1.3/32", "2001:2:0:1::3/128"]
+  mac = "02:00:00:00:01:03"
+  [[hosts.ports]]
+  name = "c4"
+  kind = "tun"
+  addresses = ["198.19.1.4/32"]
+  mtu = 1000
+[[hosts]]
+name = "h2"
+underlay = "{u2}"
+underlay_mac = "02:00:c6:12:00:02"
+subnets = ["198.19.2.0/24", "2001:2:0:2::/64"]
+nic = "eth0"
+  [[hosts.ports]]
+  name = "c3"
+  kind = "tun"
+  addresses = ["198.19.2.2/32", "2001:2:0:2::2/128"]
+[[hosts]]
+name = "h3"
+underlay = "{u3}"
+underlay_mac = "02:00:c6:12:00:03"
+subnets = ["198.19.3.0/24", "2001:2:0:3::/64"]
+nic = "eth0"
+  [[hosts.ports]]
+  name = "c5"
+  kind = "tun"
+  addresses = ["198.19.3.2/32", "2001:2:0:3::2/128"]
+[[links]]
+a = "h1"
+b = "h2"
+cost = 10
+[[links]]
+a = "h2"
+b = "h3"
+cost = 10
+"#
+    )
+}
+
+struct Node {
+    t: Tables,
+    pipe: Pipeline,
+    ports: Vec<MemPort>,
+    tx: Vec<u64>,
+}
+
+impl Node {
+    fn new(underlay6: bool, name: &str, takes_gso: bool) -> Node {
+        let topo = vxrouter::config::parse(&topo(underlay6), "gso.toml").unwrap();
+        let h = topo.host_index(name).unwrap();
+        let t = vxrouter::replay::replay_tables(&topo, h, 1500).unwrap();
+        let ports: Vec<MemPort> = t
+            .ports
+            .iter()
+            .map(|p| {
+                let lt = if p.kind == dataplane::PortKind::Tun {
+                    LinkType::RawIp
+                } else {
+                    LinkType::Ethernet
+                };
+                let mut m = MemPort::new(p.name.clone(), lt);
+                m.set_takes_gso(takes_gso);
+                m
+            })
+            .collect();
+        let n = ports.len();
+        Node {
+            t,
+            pipe: Pipeline::new(),
+            ports,
+            tx: vec![0; n],
+        }
+    }
+
+    fn idx(&self, name: &str) -> usize {
+        self.t.port_index(name).unwrap() as usize
+    }
+
+    fn run(&mut self) {
+        let mut batch = Batch::new_super();
+        let mut verdicts = [Verdict::Pass; BATCH_SIZE];
+        for i in 0..self.ports.len() {
+            loop {
+                let n = self.ports[i].rx_burst(&mut batch).unwrap();
+                if n == 0 {
+                    break;
+                }
+                let mut dyn_ports: Vec<Option<&mut dyn Port>> = self
+                    .ports
+                    .iter_mut()
+                    .map(|p| Some(p as &mut dyn Port))
+                    .collect();
+                dataplane::forward_burst(
+                    &mut self.pipe,
+                    &self.t,
+                    i as u16,
+                    &mut batch,
+                    &mut verdicts,
+                    &mut dyn_ports,
+                    &mut self.tx,
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    /// Every frame sent, per port name, super-packets cut by tso (checked
+    /// separately against tun-rs).
+    fn take_out(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for p in &mut self.ports {
+            let eth = p.link_type() == LinkType::Ethernet;
+            let gsos = p.tx_gso.clone();
+            let name = p.name().to_string();
+            for (f, g) in p.take_tx().into_iter().zip(gsos) {
+                match g {
+                    None => out.push((name.clone(), f)),
+                    Some(g) => {
+                        let l = tso::Layout::parse(&f, eth, g).unwrap();
+                        assert_eq!(u64::from(g.segs), l.segments as u64);
+                        for i in 0..l.segments {
+                            let mut s = vec![0u8; l.segment_len(i)];
+                            let r = tso::write_headers(&f, &l, i, &mut s, true);
+                            s[l.payload..].copy_from_slice(&f[r]);
+                            out.push((name.clone(), s));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+const SRC4: [u8; 4] = [198, 19, 1, 2];
+const SRC6: [u8; 16] = [0x20, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2];
+
+fn dst6(host: u8, last: u8) -> [u8; 16] {
+    [0x20, 1, 0, 2, 0, 0, 0, host, 0, 0, 0, 0, 0, 0, 0, last]
+}
+
+/// A TCP super-packet as a container's kernel hands it over: lengths for
+/// the whole, the TCP checksum field partial (pseudo-header only).
+fn super_tcp(v6: bool, src: &[u8], dst: &[u8], flags: u8, data: &[u8]) -> Vec<u8> {
+    let ihl = if v6 { 40 } else { 20 };
+    let thl = 32;
+    let total = ihl + thl + data.len();
+    let mut p = vec![0u8; total];
+    if v6 {
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+        p[6] = 6;
+        p[7] = 64;
+        p[8..24].copy_from_slice(src);
+        p[24..40].copy_from_slice(dst);
+    } else {
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&4321u16.to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(src);
+        p[16..20].copy_from_slice(dst);
+        let c = checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    let t = &mut p[ihl..];
+    t[0..2].copy_from_slice(&45678u16.to_be_bytes());
+    t[2..4].copy_from_slice(&5201u16.to_be_bytes());
+    t[4..8].copy_from_slice(&1_000_000u32.to_be_bytes());
+    t[8..12].copy_from_slice(&99u32.to_be_bytes());
+    t[12] = ((thl / 4) as u8) << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&1024u16.to_be_bytes());
+    t[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+    t[thl..].copy_from_slice(data);
+    let ps = if v6 {
+        let s: [u8; 16] = src.try_into().unwrap();
+        let d: [u8; 16] = dst.try_into().unwrap();
+        pseudo_v6(s.into(), d.into(), 6, (thl + data.len()) as u32)
+    } else {
+        let s: [u8; 4] = src.try_into().unwrap();
+        let d: [u8; 4] = dst.try_into().unwrap();
+        pseudo_v4(s.into(), d.into(), 6, (thl + data.len()) as u16)
+    };
+    t[16..18].copy_from_slice(&fold(ps).to_be_bytes());
+    p
+}
+
+/// tun-rs' segmentation of `ip` (what the kernel's TSO would put on a wire).
+fn cut(ip: &[u8], size: u16) -> Vec<Vec<u8>> {
+    let v6 = ip[0] >> 4 == 6;
+    let l4 = if v6 { 40 } else { 20 };
+    let hdr = VirtioNetHdr {
+        flags: 1,
+        gso_type: if v6 {
+            VIRTIO_NET_HDR_GSO_TCPV6
+        } else {
+            VIRTIO_NET_HDR_GSO_TCPV4
+        },
+        hdr_len: (l4 + 32) as u16,
+        gso_size: size,
+        csum_start: l4 as u16,
+        csum_offset: 16,
+    };
+    let n = (ip.len() - l4 - 32).div_ceil(usize::from(size));
+    let mut bufs = vec![vec![0u8; 2048]; n];
+    let mut sizes = vec![0usize; n];
+    let mut input = ip.to_vec();
+    assert_eq!(
+        gso_split(&mut input, hdr, &mut bufs, &mut sizes, 0, v6).unwrap(),
+        n
+    );
+    bufs.into_iter()
+        .zip(sizes)
+        .map(|(mut b, s)| {
+            b.truncate(s);
+            b
+        })
+        .collect()
+}
+
+fn data(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 + i / 97) as u8).collect()
+}
+
+fn gso_of(ip: &[u8], size: u16) -> Gso {
+    let v6 = ip[0] >> 4 == 6;
+    Gso::for_payload(size, ip.len() - if v6 { 40 } else { 20 } - 32)
+}
+
+/// Runs `ip` into `port` of a fresh `host` once whole and once cut, with
+/// output ports that take super-packets whole (`whole`) or not, and
+/// returns both outputs after checking they are equal.
+fn same_either_way(
+    underlay6: bool,
+    host: &str,
+    port: &str,
+    ip: &[u8],
+    size: u16,
+    whole: bool,
+) -> (Node, Vec<(String, Vec<u8>)>) {
+    let mut a = Node::new(underlay6, host, whole);
+    let i = a.idx(port);
+    a.ports[i].inject_super(ip.to_vec(), gso_of(ip, size));
+    a.run();
+    let got = a.take_out();
+    let mut b = Node::new(underlay6, host, false);
+    for s in cut(ip, size) {
+        b.ports[i].inject(s);
+    }
+    b.run();
+    let want = b.take_out();
+    assert_eq!(got.len(), want.len(), "frames out");
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "frame {k}");
+    }
+    assert_eq!(a.pipe.counters, b.pipe.counters, "counters");
+    assert_eq!(a.tx, b.tx, "tx counts");
+    (a, got)
+}
+
+#[test]
+fn encapsulated_super_packets_leave_as_their_segments_would() {
+    for underlay6 in [false, true] {
+        for whole in [false, true] {
+            let ip = super_tcp(false, &SRC4, &[198, 19, 2, 2], 0x18, &data(30_000));
+            let (a, out) = same_either_way(underlay6, "h1", "c1", &ip, 1378, whole);
+            assert_eq!(out.len(), 22);
+            assert!(out.iter().all(|(p, _)| p == "eth0"));
+            assert_eq!(a.pipe.counters.forwarded, 22);
+            let ip6 = super_tcp(true, &SRC6, &dst6(2, 2), 0x10, &data(25_000));
+            same_either_way(underlay6, "h1", "c1", &ip6, 1358, whole);
+        }
+    }
+}
+
+/// The whole VXLAN frame h1 sends for `ip` (uplink taking super-packets).
+fn encapsulated(underlay6: bool, ip: &[u8], size: u16) -> (Vec<u8>, Gso) {
+    let mut h1 = Node::new(underlay6, "h1", true);
+    let c1 = h1.idx("c1");
+    h1.ports[c1].inject_super(ip.to_vec(), gso_of(ip, size));
+    h1.run();
+    let g = h1.ports[0].tx_gso[0].unwrap();
+    (h1.ports[0].take_tx().remove(0), g)
+}
+
+#[test]
+fn decapsulated_and_transit_super_packets_leave_as_their_segments_would() {
+    for underlay6 in [false, true] {
+        for whole in [false, true] {
+            for (v6, dst, host) in [
+                (false, vec![198, 19, 2, 2], "c3"),
+                (true, dst6(2, 2).to_vec(), "c3"),
+                (false, vec![198, 19, 3, 2], "eth0"),
+            ] {
+                let src: &[u8] = if v6 { &SRC6 } else { &SRC4 };
+                let ip = super_tcp(v6, src, &dst, 0x18, &data(40_000));
+                let size = if v6 { 1358 } else { 1378 };
+                let (frame, g) = encapsulated(underlay6, &ip, size);
+                // h2 from the super-packet, against h2 from each segment
+                // frame h1 sends when its uplink cuts.
+                let mut a = Node::new(underlay6, "h2", whole);
+                a.ports[0].inject_super(frame, g);
+                a.run();
+                let got = a.take_out();
+                let mut h1 = Node::new(underlay6, "h1", false);
+                let c1 = h1.idx("c1");
+                for s in cut(&ip, size) {
+                    h1.ports[c1].inject(s);
+                }
+                h1.run();
+                let mut b = Node::new(underlay6, "h2", false);
+                for f in h1.ports[0].take_tx() {
+                    b.ports[0].inject(f);
+                }
+                b.run();
+                let want = b.take_out();
+                assert_eq!(got, want);
+                assert!(got.iter().all(|(p, _)| p == host), "leaves on {host}");
+                assert_eq!(a.pipe.counters, b.pipe.counters);
+                assert_eq!(a.pipe.counters.forwarded, want.len() as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn delivered_super_packets_leave_as_their_segments_would() {
+    for whole in [false, true] {
+        // TUN container to the veth container on the same host: Ethernet.
+        let ip = super_tcp(false, &SRC4, &[198, 19, 1, 3], 0x18, &data(9000));
+        let (_, out) = same_either_way(false, "h1", "c1", &ip, 1378, whole);
+        assert!(out
+            .iter()
+            .all(|(p, f)| p == "c2" && f[..6] == [2, 0, 0, 0, 1, 3]));
+        let ip6 = super_tcp(true, &SRC6, &dst6(1, 3), 0x19, &data(9000));
+        same_either_way(false, "h1", "c1", &ip6, 1358, whole);
+    }
+}
+
+#[test]
+fn a_super_packet_over_the_mtu_is_answered_once_and_counted_whole() {
+    // c4 has MTU 1000: segments of 1378 payload bytes do not fit.
+    for whole in [false, true] {
+        let ip = super_tcp(false, &SRC4, &[198, 19, 1, 4], 0x18, &data(13_780));
+        let mut a = Node::new(false, "h1", whole);
+        let c1 = a.idx("c1");
+        a.ports[c1].inject_super(ip.clone(), gso_of(&ip, 1378));
+        a.run();
+        let out = a.take_out();
+        assert_eq!(out.len(), 1, "one ICMP error");
+        let (port, icmp) = &out[0];
+        assert_eq!(port, "c1");
+        assert_eq!(
+            (icmp[9], icmp[20], icmp[21]),
+            (1, 3, 4),
+            "fragmentation needed"
+        );
+        assert_eq!(u16::from_be_bytes([icmp[26], icmp[27]]), 1000);
+        let c = &a.pipe.counters;
+        assert_eq!(c.dropped(DropReason::TooBig), 10, "all ten segments");
+        assert_eq!(c.icmp_errors, 1);
+    }
+}
+
+#[test]
+fn a_refused_super_packet_counts_every_segment() {
+    for whole in [false, true] {
+        let ip = super_tcp(false, &SRC4, &[198, 19, 2, 2], 0x18, &data(13_780));
+        let mut a = Node::new(false, "h1", whole);
+        // A whole super-packet is one entry: no room at all refuses it.
+        a.ports[0].tx_capacity = if whole { 0 } else { 4 };
+        let c1 = a.idx("c1");
+        a.ports[c1].inject_super(ip.clone(), gso_of(&ip, 1378));
+        a.run();
+        let c = &a.pipe.counters;
+        let (sent, refused) = if whole { (0, 10) } else { (4, 6) };
+        assert_eq!(a.tx[0], sent);
+        assert_eq!(c.forwarded, sent);
+        assert_eq!(c.dropped(DropReason::TxFull), refused);
+    }
+}
+
+#[test]
+fn a_super_packet_in_a_one_frame_batch_is_refused_by_the_port() {
+    let ip = super_tcp(false, &SRC4, &[198, 19, 2, 2], 0x18, &data(5000));
+    let mut m = MemPort::new("c1", LinkType::RawIp);
+    m.inject_super(ip, Gso::for_payload(1378, 5000));
+    let mut b = Batch::new();
+    assert_eq!(m.rx_burst(&mut b).unwrap(), 0);
+    assert_eq!(m.rx_refused, 1);
+    assert_eq!(sum(&[]), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn any_super_packet_is_its_segments(
+        v6 in any::<bool>(),
+        underlay6 in any::<bool>(),
+        whole in any::<bool>(),
+        n in 1usize..60_000,
+        size in 200u16..1358,
+        flags in prop::sample::select(vec![0x10u8, 0x18, 0x19, 0x98]),
+        to in 0usize..3,
+    ) {
+        let dst: Vec<u8> = match (v6, to) {
+            (false, 0) => vec![198, 19, 2, 2],
+            (false, 1) => vec![198, 19, 1, 3],
+            (false, _) => vec![198, 19, 3, 2],
+            (true, 0) => dst6(2, 2).to_vec(),
+            (true, 1) => dst6(1, 3).to_vec(),
+            (true, _) => dst6(3, 2).to_vec(),
+        };
+        let src: &[u8] = if v6 { &SRC6 } else { &SRC4 };
+        let ip = super_tcp(v6, src, &dst, flags, &data(n));
+        prop_assume!(ip.len() <= tso::MAX_SUPER_L3);
+        same_either_way(underlay6, "h1", "c1", &ip, size, whole);
+    }
+}
