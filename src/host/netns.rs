@@ -341,6 +341,22 @@ fn disable_tx_checksum_offload(netns: &str) -> Result<()> {
     })
 }
 
+/// Caps the TCP super-packets the container's kernel sends through its
+/// `eth0` at `segs` segments (`gso_max_segs`), so that each fits one GSO
+/// send of the UDP uplink. Only the container's own device changes.
+pub fn set_container_gso_max_segs(netns: &str, segs: u32) -> Result<()> {
+    let n = segs.to_string();
+    ip(&[
+        "-n",
+        netns,
+        "link",
+        "set",
+        CONTAINER_IFNAME,
+        "gso_max_segs",
+        &n,
+    ])
+}
+
 /// At most one gateway per family; the default route for each.
 fn default_routes(netns: &str, gateways: &[IpAddr]) -> Result<()> {
     let v4 = gateways.iter().filter(|g| g.is_ipv4()).count();

@@ -50,8 +50,8 @@ pub const MAX_GRO_SEGS: usize = 64;
 
 /// `virtio_net_hdr.flags`: the transport checksum is partial.
 const F_NEEDS_CSUM: u8 = 1;
-const TCP_ACK: u8 = 0x10;
-const TCP_PSH: u8 = 0x08;
+pub(crate) const TCP_ACK: u8 = 0x10;
+pub(crate) const TCP_PSH: u8 = 0x08;
 /// No next frame in a group's chain.
 const END: u32 = u32::MAX;
 
@@ -107,18 +107,18 @@ struct Group {
 
 /// What a TCP segment looks like to the coalescer.
 #[derive(Debug, Clone, Copy)]
-struct Tcp {
-    v6: bool,
+pub(crate) struct Tcp {
+    pub(crate) v6: bool,
     /// IP header length (transport header offset).
-    l4: usize,
+    pub(crate) l4: usize,
     /// IP + TCP header length (payload offset).
-    hlen: usize,
-    seq: u32,
-    flags: u8,
+    pub(crate) hlen: usize,
+    pub(crate) seq: u32,
+    pub(crate) flags: u8,
 }
 
 impl Tcp {
-    fn payload(&self, f: &[u8]) -> usize {
+    pub(crate) fn payload(&self, f: &[u8]) -> usize {
         f.len() - self.hlen
     }
 }
@@ -126,7 +126,7 @@ impl Tcp {
 /// Parses an IP packet as a TCP segment the kernel could coalesce: IPv4
 /// with a 20-byte header and no fragmentation, or IPv6 with TCP as the next
 /// header; lengths must match the frame exactly (no padding, no truncation).
-fn parse(f: &[u8]) -> Option<Tcp> {
+pub(crate) fn parse(f: &[u8]) -> Option<Tcp> {
     let (v6, l4) = match f.first()? >> 4 {
         4 => {
             let h = f.get(..20)?;
@@ -162,14 +162,14 @@ fn parse(f: &[u8]) -> Option<Tcp> {
 }
 
 /// Same addresses and ports (both parsed, same family).
-fn same_flow(a: &[u8], b: &[u8], v6: bool) -> bool {
+pub(crate) fn same_flow(a: &[u8], b: &[u8], v6: bool) -> bool {
     let (addrs, l4) = if v6 { (8..40, 40) } else { (12..20, 20) };
     a[addrs.clone()] == b[addrs] && a[l4..l4 + 4] == b[l4..l4 + 4]
 }
 
 /// Whether `b` may follow `a` in one super-packet, seen from the headers
 /// alone (the caller checks the sequence number, sizes and checksum).
-fn headers_match(a: &[u8], b: &[u8], ta: &Tcp, tb: &Tcp) -> bool {
+pub(crate) fn headers_match(a: &[u8], b: &[u8], ta: &Tcp, tb: &Tcp) -> bool {
     if ta.hlen != tb.hlen {
         return false;
     }
@@ -188,7 +188,7 @@ fn headers_match(a: &[u8], b: &[u8], ta: &Tcp, tb: &Tcp) -> bool {
 }
 
 /// Whether the TCP checksum of a parsed segment is right.
-fn tcp_checksum_ok(f: &[u8], t: &Tcp) -> bool {
+pub(crate) fn tcp_checksum_ok(f: &[u8], t: &Tcp) -> bool {
     let seg = &f[t.l4..];
     let pseudo = if t.v6 {
         let s: [u8; 16] = f[8..24].try_into().unwrap_or_default();
@@ -200,6 +200,109 @@ fn tcp_checksum_ok(f: &[u8], t: &Tcp) -> bool {
         checksum::pseudo_v4(s.into(), d.into(), 6, seg.len() as u16)
     };
     checksum::fold(pseudo + checksum::sum(seg)) == 0xffff
+}
+
+/// A run of frames that coalesce into one TCP super-packet (see [`tcp_run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Frames in the run (1: nothing to coalesce).
+    pub(crate) count: usize,
+    /// IP + TCP header bytes, the same in every frame of the run.
+    pub(crate) hlen: usize,
+    /// The first frame's payload bytes: the segment size.
+    pub(crate) size: usize,
+    /// IP bytes of the super-packet: the first frame's packet plus every
+    /// other frame's payload.
+    pub(crate) bytes: usize,
+    /// The last frame had PSH.
+    pub(crate) psh: bool,
+}
+
+/// The longest run of `frames`, from the first, that the kernel's GRO would
+/// merge into one TCP super-packet, by the rules of [`GroTx`] (one flow, in
+/// sequence, equal headers, ACK alone or PSH on the last, a shorter segment
+/// only last, every TCP checksum valid), at most `max_segs` frames and
+/// `max_bytes` bytes of IP packet. Each frame is `prefix` bytes of
+/// encapsulation, the same in all of them (VXLAN and inner Ethernet), then
+/// the IP packet. `None` when there is no frame.
+pub(crate) fn tcp_run<'a>(
+    mut frames: impl Iterator<Item = &'a [u8]>,
+    prefix: usize,
+    max_bytes: usize,
+    max_segs: usize,
+) -> Option<Run> {
+    let first = frames.next()?;
+    let alone = Run {
+        count: 1,
+        hlen: 0,
+        size: 0,
+        bytes: first.len().saturating_sub(prefix),
+        psh: false,
+    };
+    let Some(ip0) = first.get(prefix..) else {
+        return Some(alone);
+    };
+    let Some(t0) = parse(ip0) else {
+        return Some(alone);
+    };
+    let size = t0.payload(ip0);
+    // PSH on the first ends the run before it starts.
+    if size == 0 || t0.flags != TCP_ACK {
+        return Some(alone);
+    }
+    let mut run = Run {
+        count: 1,
+        hlen: t0.hlen,
+        size,
+        bytes: ip0.len(),
+        psh: false,
+    };
+    let mut next_seq = t0.seq.wrapping_add(size as u32);
+    let mut checked_first = false;
+    for f in frames {
+        if run.count >= max_segs || f.len() < prefix || f[..prefix] != first[..prefix] {
+            break;
+        }
+        let ip = &f[prefix..];
+        let Some(t) = parse(ip) else {
+            break;
+        };
+        let pay = t.payload(ip);
+        let joins = t.v6 == t0.v6
+            && pay > 0
+            && pay <= size
+            && t.seq == next_seq
+            && (t.flags == TCP_ACK || t.flags == TCP_ACK | TCP_PSH)
+            && run.bytes + pay <= max_bytes
+            && same_flow(ip0, ip, t0.v6)
+            && headers_match(ip0, ip, &t0, &t)
+            && tcp_checksum_ok(ip, &t);
+        if !joins {
+            break;
+        }
+        // The first is checked only once a second joins it: a frame that
+        // stays alone is checked where it is delivered.
+        if !checked_first {
+            if !tcp_checksum_ok(ip0, &t0) {
+                break;
+            }
+            checked_first = true;
+        }
+        run.count += 1;
+        run.bytes += pay;
+        next_seq = next_seq.wrapping_add(pay as u32);
+        if t.flags & TCP_PSH != 0 {
+            run.psh = true;
+            break;
+        }
+        if pay < size {
+            break;
+        }
+    }
+    if run.count == 1 {
+        return Some(alone);
+    }
+    Some(run)
 }
 
 /// Collects the frames of a worker round for one port and writes them with

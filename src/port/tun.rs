@@ -36,12 +36,19 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use tun_rs::{DeviceBuilder, SyncDevice};
 
+use tun_rs::VirtioNetHdr;
+
 use super::gro::MAX_GRO_SEGS;
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
-    VNET_HDR_LEN,
+    complete_checksum, is_tcp_gro_candidate, tso_header, whole_tso, GroTx, GsoRx, F_NEEDS_CSUM,
+    GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
 };
-use super::{sys, Batch, IoCounters, LinkType, Port, BUF_SIZE, MAX_FRAME};
+use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BUF_SIZE, MAX_FRAME};
+use crate::wire::tso;
+
+/// Room for the headers of a super-packet written whole (IP and TCP with
+/// options, at most 120 bytes; Ethernet in front on AF_PACKET).
+pub(crate) const MAX_SUPER_HDR: usize = 192;
 
 /// Largest number of queues a TUN device may have (the kernel's
 /// `MAX_TAP_QUEUES`).
@@ -71,14 +78,18 @@ struct Offload {
 pub struct TunStats {
     /// Packets handed to the pipeline (a super-packet counts its segments).
     pub rx_packets: u64,
-    /// TSO/USO super-packets read and split (offload mode).
+    /// TSO/USO super-packets read (offload mode).
     pub rx_gso_packets: u64,
+    /// Of those, TCP super-packets handed to the pipeline whole (the rest
+    /// were split into segments here).
+    pub rx_whole: u64,
     /// Reads dropped whole: a virtio-net header that does not describe the
     /// packet, segments over the MTU, or a packet larger than the buffers.
     pub rx_errors: u64,
     /// Frames written (a super-packet counts the frames it carries).
     pub tx_packets: u64,
-    /// Super-packets written, each carrying several frames (offload mode).
+    /// Super-packets written, each carrying several frames (offload mode):
+    /// coalesced here or handed over whole.
     pub tx_gso_packets: u64,
     /// Frames the kernel refused on write with an error other than EAGAIN
     /// (e.g. EINVAL for a malformed header), or that cannot be written at all
@@ -95,6 +106,7 @@ impl TunStats {
     /// header offloads (TUN queues and AF_PACKET veth sockets alike).
     pub fn export(&self, out: &mut IoCounters) {
         out.add("rx_gso_packets", self.rx_gso_packets);
+        out.add("rx_gso_whole", self.rx_whole);
         out.add("rx_errors", self.rx_errors);
         out.add("tx_gso_packets", self.tx_gso_packets);
         out.add("tx_errors", self.tx_errors);
@@ -256,6 +268,9 @@ impl TunPort {
 
     /// Offload mode: segments pending from the last call first, then one
     /// read per packet or super-packet until the batch is full or EAGAIN.
+    /// Into a slot that can hold a super-packet, the read goes straight into
+    /// it (virtio-net header in the headroom) and a TCP super-packet stays
+    /// whole; anything else is split by [`GsoRx`].
     fn rx_offload(
         dev: &SyncDevice,
         off: &mut Offload,
@@ -274,6 +289,28 @@ impl TunPort {
             }
             if n == slots.len() {
                 break;
+            }
+            if let Some(area) = slots[n].super_area_with_prefix(VNET_HDR_LEN) {
+                let cap = area.len();
+                let len = match dev.recv(area) {
+                    Ok(0) => break,
+                    Ok(len) => len,
+                    Err(e) if sys::is_transient(&e) => break,
+                    Err(e) => {
+                        if n > 0 {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                };
+                if len >= cap {
+                    stats.rx_errors += 1;
+                    continue;
+                }
+                if Self::take_whole(off, &mut slots[n], len, mtu, stats) {
+                    n += 1;
+                }
+                continue;
             }
             // One plain read into the split buffer: cheaper than a readv
             // straight into the slot even with the copy below (see GsoRx).
@@ -323,6 +360,59 @@ impl TunPort {
         Ok(n)
     }
 
+    /// A read of `got` bytes (virtio-net header first) that landed in `pkt`'s
+    /// super-packet area: a packet or TCP super-packet is kept there, `true`;
+    /// any other super-packet is moved to the splitter (its segments go out
+    /// next round of the loop), and a bad read is counted, `false`.
+    fn take_whole(
+        off: &mut Offload,
+        pkt: &mut Packet,
+        got: usize,
+        mtu: usize,
+        stats: &mut TunStats,
+    ) -> bool {
+        let Some(len) = got.checked_sub(VNET_HDR_LEN).filter(|&l| l > 0) else {
+            stats.rx_errors += 1;
+            return false;
+        };
+        let Some(area) = pkt.super_area_with_prefix(VNET_HDR_LEN) else {
+            return false;
+        };
+        let hdr = VirtioNetHdr::decode(area).unwrap_or_default();
+        let ip = &area[VNET_HDR_LEN..VNET_HDR_LEN + len];
+        if hdr.gso_type == GSO_NONE {
+            if len > MAX_FRAME {
+                stats.rx_errors += 1;
+                return false;
+            }
+            pkt.set_received(len);
+            pkt.ts_nanos = 0;
+            if hdr.flags & F_NEEDS_CSUM != 0
+                && !complete_checksum(pkt.data_mut(), hdr.csum_start, hdr.csum_offset)
+            {
+                stats.rx_errors += 1;
+                return false;
+            }
+            return true;
+        }
+        stats.rx_gso_packets += 1;
+        if let Some(g) = whole_tso(&hdr, ip, mtu) {
+            pkt.set_received_super(len, g);
+            pkt.ts_nanos = 0;
+            stats.rx_whole += 1;
+            return true;
+        }
+        // Not one to keep whole (UDP segmentation, too large): split it,
+        // after a copy into the splitter's buffer.
+        let buf = off.rx.read_buf();
+        buf[..got].copy_from_slice(&area[..got]);
+        if let Err(e) = off.rx.load(&hdr, len, mtu) {
+            stats.rx_errors += 1;
+            tracing::debug!(error = %e, "TUN super-packet dropped");
+        }
+        false
+    }
+
     /// Offload mode: coalesce and write what `tx_burst` queued.
     fn flush_offload(dev: &SyncDevice, off: &mut Offload, stats: &mut TunStats) {
         if off.tx.is_empty() {
@@ -369,7 +459,7 @@ impl Port for TunPort {
             None => self.rx_plain(batch)?,
         };
         batch.set_len(n);
-        self.stats.rx_packets += n as u64;
+        self.stats.rx_packets += batch.segments();
         Ok(n)
     }
 
@@ -418,6 +508,54 @@ impl Port for TunPort {
             taken += 1;
         }
         Ok(taken)
+    }
+
+    fn takes_gso(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+        let Some(off) = self.offload.as_deref_mut() else {
+            return Ok(false);
+        };
+        let segs = u64::from(gso.segs.max(1));
+        let l = match tso::Layout::parse(frame, false, gso) {
+            Ok(l) if l.tunnel.is_none() && l.payload <= MAX_SUPER_HDR => l,
+            _ => {
+                self.stats.tx_errors += segs;
+                return Ok(true);
+            }
+        };
+        // Segments queued for coalescing leave first: a flow keeps its order.
+        Self::flush_offload(&self.dev, off, &mut self.stats);
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        if tso_header(frame, &l, gso, 0).encode(&mut vnet).is_err() {
+            self.stats.tx_errors += segs;
+            return Ok(true);
+        }
+        // The headers with the partial checksum the kernel completes per
+        // segment; the payload goes from the frame itself.
+        let mut head = [0u8; MAX_SUPER_HDR];
+        head[..l.payload].copy_from_slice(&frame[..l.payload]);
+        head[l.l4 + 16..l.l4 + 18]
+            .copy_from_slice(&tso::partial_tcp_checksum(frame, &l).to_be_bytes());
+        let iov = [
+            IoSlice::new(&vnet),
+            IoSlice::new(&head[..l.payload]),
+            IoSlice::new(&frame[l.payload..]),
+        ];
+        match self.dev.send_vectored(&iov) {
+            Ok(_) => {
+                self.stats.tx_packets += segs;
+                self.stats.tx_gso_packets += 1;
+                Ok(true)
+            }
+            Err(e) if sys::is_transient(&e) => Ok(false),
+            Err(_) => {
+                self.stats.tx_errors += segs;
+                Ok(true)
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -34,7 +34,7 @@ use tun_rs::{
 };
 
 use super::{Packet, BATCH_SIZE};
-use crate::wire::checksum;
+use crate::wire::{checksum, tso};
 
 /// Bytes of the virtio-net header before every packet read from or written to
 /// a TUN queue with `IFF_VNET_HDR` (`struct virtio_net_hdr`, 10 bytes).
@@ -359,6 +359,57 @@ impl GsoRx {
         }
         self.cur = Some(p);
         Ok(k)
+    }
+}
+
+/// Checks a TSO super-packet the kernel handed over (`pkt`, the IP packet
+/// after its virtio-net header `hdr`) for passing it on whole: TCP over
+/// IPv4 or IPv6 (no extension headers), offsets that describe the packet,
+/// segments within `mtu`, short enough to be encapsulated
+/// ([`tso::MAX_SUPER_L3`]). Returns its annotation; `None` for anything else
+/// (a UDP super-packet, say), which the caller splits with [`GsoRx`].
+pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso> {
+    let v6 = match hdr.gso_type & !GSO_ECN {
+        VIRTIO_NET_HDR_GSO_TCPV4 => false,
+        VIRTIO_NET_HDR_GSO_TCPV6 => true,
+        _ => return None,
+    };
+    if hdr.csum_offset != 16 || hdr.gso_size == 0 {
+        return None;
+    }
+    let probe = tso::Gso {
+        size: hdr.gso_size,
+        segs: 0,
+    };
+    let l = tso::Layout::parse(pkt, false, probe).ok()?;
+    if l.v6 != v6 || l.tunnel.is_some() || usize::from(hdr.csum_start) != l.l4 {
+        return None;
+    }
+    if l.max_segment_l3() > mtu {
+        return None;
+    }
+    Some(tso::Gso {
+        size: hdr.gso_size,
+        segs: u16::try_from(l.segments).ok()?,
+    })
+}
+
+/// The virtio-net header that hands super-packet `frame` (an IP packet at
+/// `ip` in it, laid out as `l`) to the kernel whole: TSO with a partial
+/// checksum, ECN when the first segment has CWR.
+pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> VirtioNetHdr {
+    let ecn = frame[l.l4 + 13] & TCP_FLAG_CWR != 0;
+    VirtioNetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: if l.v6 {
+            VIRTIO_NET_HDR_GSO_TCPV6
+        } else {
+            VIRTIO_NET_HDR_GSO_TCPV4
+        } | if ecn { GSO_ECN } else { 0 },
+        hdr_len: (l.payload - ip) as u16,
+        gso_size: gso.size,
+        csum_start: (l.l4 - ip) as u16,
+        csum_offset: 16,
     }
 }
 

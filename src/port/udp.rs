@@ -45,8 +45,8 @@ use std::os::fd::AsRawFd;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE};
-use crate::wire::checksum;
+use super::{gro, sys, Batch, Gso, IoCounters, LinkType, Port, BATCH_SIZE};
+use crate::wire::{checksum, tso};
 
 /// Messages read per `recvmmsg`.
 const RX_MSGS: usize = quinn_udp::BATCH_SIZE;
@@ -58,6 +58,12 @@ const MAX_GSO_BYTES: usize = 65507;
 const MAX_GSO_SEGMENTS: usize = 64;
 /// Smallest datagram that can be VXLAN: its header and an inner Ethernet header.
 const MIN_VXLAN: usize = 8 + 14;
+/// Datagrams of a GRO train coalesced into one super-packet at most (the
+/// kernel's own GRO limit).
+const MAX_RX_SEGS: usize = gro::MAX_GRO_SEGS;
+/// Room for the headers of one segment a super-packet is cut into (outer
+/// Ethernet, IPv6, UDP, VXLAN, inner Ethernet, IP and TCP with options).
+const SEG_HDR: usize = 256;
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
@@ -161,17 +167,33 @@ pub fn synth_rx(
     dst: SocketAddr,
     payload: &[u8],
 ) -> Option<usize> {
+    let h = synth_headers(out, mac, src, dst, payload.len())?;
+    out[h..h + payload.len()].copy_from_slice(payload);
+    Some(h + payload.len())
+}
+
+/// The headers of [`synth_rx`] alone, for a payload of `payload_len` bytes
+/// the caller writes behind them: returns the header length. `None` when
+/// `out` cannot hold headers and payload, the lengths do not fit 16 bits or
+/// the address families differ.
+pub fn synth_headers(
+    out: &mut [u8],
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload_len: usize,
+) -> Option<usize> {
     let (ip_len, ethertype) = match (src.ip(), dst.ip()) {
         (IpAddr::V4(_), IpAddr::V4(_)) => (IPV4_LEN, 0x0800u16),
         (IpAddr::V6(_), IpAddr::V6(_)) => (IPV6_LEN, 0x86dd),
         _ => return None,
     };
-    let udp_len = UDP_LEN + payload.len();
-    let total = ETH_LEN + ip_len + udp_len;
-    if total > out.len() || ip_len + udp_len > u16::MAX as usize {
+    let udp_len = UDP_LEN + payload_len;
+    let hdr = ETH_LEN + ip_len + UDP_LEN;
+    if hdr + payload_len > out.len() || ip_len + udp_len > u16::MAX as usize {
         return None;
     }
-    let out = &mut out[..total];
+    let out = &mut out[..hdr];
     out[..6].copy_from_slice(&mac);
     // The sender's MAC is not known to a socket; the pipeline ignores it.
     out[6..12].fill(0);
@@ -208,7 +230,52 @@ pub fn synth_rx(
     u[2..4].copy_from_slice(&dst.port().to_be_bytes());
     u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     u[6..8].fill(0);
-    u[8..].copy_from_slice(payload);
+    Some(hdr)
+}
+
+/// Builds in `out` the frame the pipeline sees for a coalesced run of
+/// VXLAN TCP datagrams (`datagrams`, as [`gro::tcp_run`] found them): the
+/// synthesised outer headers, the first datagram whole, then every other
+/// one's TCP payload, with the inner IP length (and IPv4 header checksum)
+/// of the whole and PSH if the last had it. Returns the frame length;
+/// `None` when `out` is too small (the caller falls back to one frame per
+/// datagram).
+fn build_super<'a>(
+    out: &mut [u8],
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    run: &gro::Run,
+    mut datagrams: impl Iterator<Item = &'a [u8]>,
+) -> Option<usize> {
+    let first = datagrams.next()?;
+    let inner = MIN_VXLAN;
+    let h = synth_headers(out, mac, src, dst, inner + run.bytes)?;
+    let total = h + inner + run.bytes;
+    out[h..h + first.len()].copy_from_slice(first);
+    let mut at = h + first.len();
+    let pay_off = inner + run.hlen;
+    for d in datagrams.take(run.count - 1) {
+        let p = d.get(pay_off..)?;
+        out.get_mut(at..at + p.len())?.copy_from_slice(p);
+        at += p.len();
+    }
+    if at != total {
+        return None;
+    }
+    let ip = &mut out[h + inner..total];
+    if ip[0] >> 4 == 6 {
+        ip[4..6].copy_from_slice(&((run.bytes - IPV6_LEN) as u16).to_be_bytes());
+    } else {
+        ip[2..4].copy_from_slice(&(run.bytes as u16).to_be_bytes());
+        ip[10..12].fill(0);
+        let c = checksum::checksum(&ip[..IPV4_LEN]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    if run.psh {
+        let l4 = if ip[0] >> 4 == 6 { IPV6_LEN } else { IPV4_LEN };
+        ip[l4 + 13] |= gro::TCP_PSH;
+    }
     Some(total)
 }
 
@@ -330,7 +397,9 @@ struct UdpCounters {
     rx_datagrams: u64,
     rx_reads: u64,
     rx_coalesced: u64,
+    rx_super: u64,
     rx_oversize: u64,
+    tx_gso_packets: u64,
     tx_datagrams: u64,
     tx_sends: u64,
     tx_full: u64,
@@ -359,6 +428,9 @@ pub struct UdpPort {
     rx_i: usize,
     rx_off: usize,
     plan: TxPlan,
+    /// Segment headers of the super-packet being sent, [`SEG_HDR`] bytes
+    /// each, one per segment of a send.
+    seg_hdrs: Vec<u8>,
     /// The kernel refused a GSO send as the device cannot segment (EIO):
     /// datagrams leave one by one from then on.
     gso_broken: bool,
@@ -456,6 +528,7 @@ impl UdpPort {
             rx_i: 0,
             rx_off: 0,
             plan: TxPlan::new(),
+            seg_hdrs: vec![0u8; MAX_GSO_SEGMENTS * SEG_HDR],
             gso_broken: false,
             deferred_err: None,
             c: UdpCounters::default(),
@@ -589,6 +662,40 @@ impl Port for UdpPort {
             // empty VXLAN payload, which the pipeline drops and counts
             // (vxlan_truncated) instead of it vanishing here.
             while n < BATCH_SIZE {
+                // A train of TCP segments of one inner flow becomes one
+                // super-packet, where the batch's buffers can hold it.
+                if len - self.rx_off > stride && slots[n].is_super_capable() {
+                    let msg = &self.rx_buf[base + self.rx_off..base + len];
+                    let run = gro::tcp_run(
+                        msg.chunks(stride),
+                        MIN_VXLAN,
+                        tso::MAX_SUPER_L3,
+                        MAX_RX_SEGS,
+                    );
+                    if let Some(run) = run.filter(|r| r.count > 1) {
+                        let built = slots[n].super_area().and_then(|area| {
+                            build_super(area, self.mac, meta.addr, dst, &run, msg.chunks(stride))
+                        });
+                        if let Some(l) = built {
+                            let pkt = &mut slots[n];
+                            pkt.set_received_super(
+                                l,
+                                Gso::for_payload(run.size as u16, run.bytes - run.hlen),
+                            );
+                            pkt.ts_nanos = 0;
+                            n += 1;
+                            self.c.rx_datagrams += run.count as u64;
+                            self.c.rx_super += 1;
+                            self.rx_off = (self.rx_off + run.count * stride).min(len);
+                            if self.rx_off >= len {
+                                self.rx_i += 1;
+                                self.rx_off = 0;
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
                 let end = (self.rx_off + stride).min(len);
                 let payload = &self.rx_buf[base + self.rx_off..base + end];
                 self.rx_off = end;
@@ -647,6 +754,85 @@ impl Port for UdpPort {
         self.deferred_err.take().map_or(Ok(()), Err)
     }
 
+    fn takes_gso(&self) -> bool {
+        true
+    }
+
+    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+        let segs = u64::from(gso.segs.max(1));
+        let (Some(parts), Ok(l)) = (parse_tx(frame), tso::Layout::parse(frame, true, gso)) else {
+            self.c.tx_malformed += segs;
+            return Ok(true);
+        };
+        let Some(t) = l.tunnel else {
+            self.c.tx_malformed += segs;
+            return Ok(true);
+        };
+        // What each datagram carries: VXLAN onward, the segment's headers
+        // written by tso beside a slice of the super-packet's payload.
+        let vx = t.udp + UDP_LEN;
+        let dgram_hdr = l.payload - vx;
+        if l.payload > SEG_HDR {
+            self.c.tx_malformed += segs;
+            return Ok(true);
+        }
+        let seg_len = dgram_hdr + l.size;
+        let per_send = self
+            .max_gso_segments()
+            .min(MAX_GSO_BYTES / seg_len.max(1))
+            .max(1);
+        let n_tx = self.tx.len().max(1);
+        let sock = usize::from(parts.src_port) % n_tx;
+        let dst = SockAddr::from(parts.dst);
+        let mut first = 0;
+        while first < l.segments {
+            let count = per_send.min(l.segments - first);
+            for (k, h) in self.seg_hdrs.chunks_mut(SEG_HDR).take(count).enumerate() {
+                tso::write_headers(frame, &l, first + k, h, false);
+            }
+            let mut iov: [IoSlice<'_>; 2 * MAX_GSO_SEGMENTS] =
+                [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
+            for (k, h) in self.seg_hdrs.chunks(SEG_HDR).take(count).enumerate() {
+                iov[2 * k] = IoSlice::new(&h[vx..l.payload]);
+                iov[2 * k + 1] = IoSlice::new(&frame[l.chunk(first + k)]);
+            }
+            let Some(ts) = self.tx.get(sock) else {
+                return Ok(false);
+            };
+            let seg = (count > 1).then_some(seg_len as u16);
+            let mut r = send_gso(&ts.sock, &dst, &iov[..2 * count], seg);
+            if seg.is_some()
+                && r.as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EIO))
+            {
+                self.gso_broken = true;
+                r = iov[..2 * count]
+                    .chunks(2)
+                    .try_for_each(|d| send_gso(&ts.sock, &dst, d, None));
+            }
+            match r {
+                Ok(()) => {
+                    self.c.tx_sends += if seg.is_some() && !self.gso_broken {
+                        1
+                    } else {
+                        count as u64
+                    };
+                    self.c.tx_datagrams += count as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.c.tx_full += count as u64;
+                }
+                Err(e) => {
+                    self.c.tx_errors += count as u64;
+                    self.deferred_err.get_or_insert(e);
+                }
+            }
+            first += count;
+        }
+        self.c.tx_gso_packets += 1;
+        Ok(true)
+    }
+
     fn poll_fd(&self) -> Option<i32> {
         Some(self.rx.as_raw_fd())
     }
@@ -656,10 +842,12 @@ impl Port for UdpPort {
         out.add("udp_rx_datagrams", c.rx_datagrams);
         out.add("udp_rx_reads", c.rx_reads);
         out.add("udp_rx_coalesced", c.rx_coalesced);
+        out.add("udp_rx_super", c.rx_super);
         out.add("udp_rx_oversize", c.rx_oversize);
         if let Some(d) = socket_drops(&self.rx) {
             out.add("udp_rx_socket_drops", d);
         }
+        out.add("udp_tx_gso_packets", c.tx_gso_packets);
         out.add("udp_tx_datagrams", c.tx_datagrams);
         out.add("udp_tx_sends", c.tx_sends);
         out.add("udp_tx_full", c.tx_full);
