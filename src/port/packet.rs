@@ -33,12 +33,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tun_rs::VirtioNetHdr;
 
 use super::gro::MAX_GRO_SEGS;
-use super::tun::TunStats;
+use super::tun::{TunStats, MAX_SUPER_HDR};
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE,
-    VNET_HDR_LEN,
+    complete_checksum, is_tcp_gro_candidate, tso_header, whole_tso, GroTx, GsoRx, F_NEEDS_CSUM,
+    GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
 };
-use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE, MAX_FRAME};
+use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
+use crate::wire::tso;
 
 const ETH_LEN: usize = 14;
 const ETH_P_ALL: u16 = 0x0003;
@@ -261,6 +262,91 @@ impl PacketPort {
         }
     }
 
+    /// One non-blocking receive straight into `pkt`'s super-packet area
+    /// (virtio-net header in its headroom): `Ok(None)` when nothing waits,
+    /// `Ok(Some(true))` when `pkt` holds a frame or a whole TCP super-packet,
+    /// `Ok(Some(false))` when the read was counted as bad or moved to the
+    /// splitter (a super-packet not to keep whole: its segments follow).
+    fn recv_whole(&mut self, pkt: &mut Packet) -> io::Result<Option<bool>> {
+        let Some(area) = pkt.super_area_with_prefix(VNET_HDR_LEN) else {
+            return Ok(Some(false));
+        };
+        let mut iov = [IoSliceMut::new(area)];
+        // SAFETY: msghdr is plain data; zeroed means no name, no control.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr().cast();
+        msg.msg_iovlen = iov.len();
+        // SAFETY: the iovec points into the packet's buffer, borrowed
+        // mutably for the call; the kernel writes at most its length.
+        let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if sys::is_transient(&e) {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        let got = r as usize;
+        let Some(len) = got.checked_sub(VNET_HDR_LEN + ETH_LEN) else {
+            self.stats.rx_errors += 1;
+            return Ok(Some(false));
+        };
+        let len = len + ETH_LEN;
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            self.stats.rx_errors += 1;
+            return Ok(Some(false));
+        }
+        let Some(area) = pkt.super_area_with_prefix(VNET_HDR_LEN) else {
+            return Ok(Some(false));
+        };
+        let raw = VirtioNetHdr::decode(area).unwrap_or_default();
+        let frame = &area[VNET_HDR_LEN..VNET_HDR_LEN + len];
+        let is_ip = matches!(u16::from_be_bytes([frame[12], frame[13]]), 0x0800 | 0x86dd);
+        if raw.gso_type == GSO_NONE {
+            if len > MAX_FRAME {
+                self.stats.rx_errors += 1;
+                return Ok(Some(false));
+            }
+            pkt.set_received(len);
+            pkt.ts_nanos = 0;
+            // Relative to the frame on this socket.
+            if raw.flags & F_NEEDS_CSUM != 0
+                && !complete_checksum(pkt.data_mut(), raw.csum_start, raw.csum_offset)
+            {
+                self.stats.rx_errors += 1;
+                return Ok(Some(false));
+            }
+            return Ok(Some(true));
+        }
+        self.stats.rx_gso_packets += 1;
+        let Some(ip_hdr) = is_ip
+            .then(|| shift_header(&raw, -(ETH_LEN as i32)))
+            .flatten()
+        else {
+            self.stats.rx_errors += 1;
+            return Ok(Some(false));
+        };
+        if let Some(g) = whole_tso(&ip_hdr, &frame[ETH_LEN..], self.mtu) {
+            pkt.set_received_super(len, g);
+            pkt.ts_nanos = 0;
+            self.stats.rx_whole += 1;
+            return Ok(Some(true));
+        }
+        // Split as before: the IP part goes to the splitter behind its
+        // header, the Ethernet header is kept for its segments.
+        self.pending_eth.copy_from_slice(&frame[..ETH_LEN]);
+        let buf = self.rx.read_buf();
+        let ip_len = len - ETH_LEN;
+        buf[..VNET_HDR_LEN].copy_from_slice(&area[..VNET_HDR_LEN]);
+        buf[VNET_HDR_LEN..VNET_HDR_LEN + ip_len]
+            .copy_from_slice(&area[VNET_HDR_LEN + ETH_LEN..VNET_HDR_LEN + len]);
+        if self.rx.load(&ip_hdr, ip_len, self.mtu).is_err() {
+            self.stats.rx_errors += 1;
+        }
+        Ok(Some(false))
+    }
+
     fn flush_gro(&mut self) {
         if self.tx.is_empty() {
             return;
@@ -347,6 +433,20 @@ impl Port for PacketPort {
             }
             if n == slots.len() {
                 break;
+            }
+            if slots[n].is_super_capable() {
+                match self.recv_whole(&mut slots[n]) {
+                    Ok(None) => break,
+                    Ok(Some(true)) => n += 1,
+                    Ok(Some(false)) => {}
+                    Err(e) => {
+                        if n > 0 {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                }
+                continue;
             }
             let len = match Self::recv_one(&self.fd, &mut self.rx, &mut eth) {
                 Ok(0) => break,
@@ -441,6 +541,52 @@ impl Port for PacketPort {
     fn flush(&mut self) -> io::Result<()> {
         self.flush_gro();
         Ok(())
+    }
+
+    fn takes_gso(&self) -> bool {
+        true
+    }
+
+    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+        let segs = u64::from(gso.segs.max(1));
+        let l = match tso::Layout::parse(frame, true, gso) {
+            Ok(l) if l.tunnel.is_none() && l.payload <= MAX_SUPER_HDR => l,
+            _ => {
+                self.stats.tx_errors += segs;
+                return Ok(true);
+            }
+        };
+        // Segments queued for coalescing leave first: a flow keeps its order.
+        self.flush_gro();
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        // Offsets relative to the frame on this socket (Ethernet included).
+        if tso_header(frame, &l, gso, 0).encode(&mut vnet).is_err() {
+            self.stats.tx_errors += segs;
+            return Ok(true);
+        }
+        let mut head = [0u8; MAX_SUPER_HDR];
+        head[..l.payload].copy_from_slice(&frame[..l.payload]);
+        let eth = eth_header(self.container_mac, self.router_mac, &frame[ETH_LEN..]);
+        head[..ETH_LEN].copy_from_slice(&eth);
+        head[l.l4 + 16..l.l4 + 18]
+            .copy_from_slice(&tso::partial_tcp_checksum(frame, &l).to_be_bytes());
+        let iov = [
+            IoSlice::new(&vnet),
+            IoSlice::new(&head[..l.payload]),
+            IoSlice::new(&frame[l.payload..]),
+        ];
+        match (PacketSender { fd: &self.fd }).send(&iov) {
+            Ok(()) => {
+                self.stats.tx_packets += segs;
+                self.stats.tx_gso_packets += 1;
+                Ok(true)
+            }
+            Err(e) if sys::is_transient(&e) => Ok(false),
+            Err(_) => {
+                self.stats.tx_errors += segs;
+                Ok(true)
+            }
+        }
     }
 
     fn poll_fd(&self) -> Option<i32> {
