@@ -3,16 +3,19 @@
 //! port in each (needs root; skipped with a message otherwise).
 #![cfg(target_os = "linux")]
 
+mod gso_support;
 #[path = "io_support/mod.rs"]
 mod io_support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use gso_support::{cut, data, super_tcp};
 use io_support::{require_root, veth_pair};
 use vxrouter::port::sys::poll_readable;
 use vxrouter::port::udp::{parse_tx, synth_rx, UdpConfig, UdpPort};
-use vxrouter::port::{Batch, IoCounters, Port, MAX_FRAME};
+use vxrouter::port::{Batch, Gso, IoCounters, Port, MAX_FRAME};
+use vxrouter::wire::tso;
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 const B: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
@@ -227,4 +230,157 @@ fn odd_datagrams_are_handed_on_or_counted() {
     assert_eq!(lens, vec![42, 45, 72], "{io:?}");
     assert_eq!(io.0["udp_rx_oversize"], 1, "{io:?}");
     assert_eq!(io.0["udp_rx_datagrams"], 3, "{io:?}");
+}
+
+/// `inner` (an IP packet) behind VXLAN from A's `sport` to B's VXLAN port,
+/// as the pipeline hands an encapsulated frame to the uplink.
+fn vxlan_frame(sport: u16, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0u8; 8 + 14 + inner.len()];
+    payload[..8].copy_from_slice(&[0x08, 0, 0, 0, 0, 0, 42, 0]);
+    payload[8..14].copy_from_slice(&[2, 0x42, 0, 0, 0, 2]);
+    payload[14..20].copy_from_slice(&[2, 0x42, 0, 0, 0, 1]);
+    payload[20..22].copy_from_slice(&[0x08, 0x00]);
+    payload[22..].copy_from_slice(inner);
+    let mut out = vec![0u8; payload.len() + 64];
+    let n = synth_rx(
+        &mut out,
+        [2, 0, 0, 0, 0, 9],
+        SocketAddr::new(IpAddr::V4(A), sport),
+        SocketAddr::new(IpAddr::V4(B), 4789),
+        &payload,
+    )
+    .expect("frame fits");
+    out.truncate(n);
+    out
+}
+
+/// The inner IP packet of a received frame, its TCP checksum field zeroed
+/// (a super-packet's is not defined).
+fn inner_of(frame: &[u8]) -> Vec<u8> {
+    let mut ip = frame[14 + 20 + 8 + 8 + 14..].to_vec();
+    ip[20 + 16..20 + 18].fill(0);
+    ip
+}
+
+/// Receives on `port` until `want` wire packets (segments) arrived or 3 s
+/// passed; returns every frame with its annotation.
+fn receive(port: &mut UdpPort, batch: &mut Batch, want: u64) -> Vec<(Vec<u8>, Option<Gso>)> {
+    let mut got = Vec::new();
+    let mut segs = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while segs < want && Instant::now() < deadline {
+        poll_readable(port.poll_fd().expect("fd"), 50).expect("poll");
+        port.rx_burst(batch).expect("rx_burst");
+        segs += batch.segments();
+        got.extend(batch.pkts().iter().map(|p| (p.data().to_vec(), p.gso)));
+    }
+    got
+}
+
+/// A TCP super-packet handed to the uplink whole leaves in one GSO send of
+/// its 44 segments (headers written per segment beside slices of the
+/// payload), arrives as one GRO train, and the receiving port hands it to
+/// the pipeline as one super-packet again: the same inner packet, every
+/// segment's checksum verified on the way. Into one-frame buffers the same
+/// train comes out as its 44 segments, as tun-rs would cut them.
+#[test]
+fn a_super_packet_crosses_in_one_send_and_comes_back_whole() {
+    if !require_root("a_super_packet_crosses_in_one_send_and_comes_back_whole") {
+        return;
+    }
+    let (a, b) = veth_pair("io-udp4-");
+    let inner = super_tcp(
+        false,
+        &[198, 19, 1, 2],
+        &[198, 19, 2, 2],
+        0x18,
+        &data(44 * 1378),
+    );
+    let gso = Gso::for_payload(1378, 44 * 1378);
+    assert_eq!(gso.segs, 44);
+    let f = vxlan_frame(0xc123, &inner);
+    let mut receiver = b.run(|| open_port("io-vb", B));
+    let send = {
+        let f = f.clone();
+        move || {
+            let mut port = open_port("io-va", A);
+            assert!(port.takes_gso());
+            assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+            port.flush().expect("flush");
+            counters(&port)
+        }
+    };
+    let io = a.run(send.clone());
+    assert_eq!(io.0["udp_tx_gso_packets"], 1, "{io:?}");
+    assert_eq!(io.0["udp_tx_sends"], 1, "one GSO send: {io:?}");
+    assert_eq!(io.0["udp_tx_datagrams"], 44, "{io:?}");
+    let (got, rx_io, receiver2) = b.run(move || {
+        let mut batch = Batch::new_super();
+        let got = receive(&mut receiver, &mut batch, 44);
+        let io = counters(&receiver);
+        (got, io, receiver)
+    });
+    assert_eq!(got.len(), 1, "one super-packet: {rx_io:?}");
+    let (frame, g) = &got[0];
+    assert_eq!(*g, Some(gso));
+    let mut want = inner.clone();
+    want[20 + 16..20 + 18].fill(0);
+    assert!(inner_of(frame) == want, "the inner packet crossed whole");
+    assert_eq!(rx_io.0["udp_rx_super"], 1, "{rx_io:?}");
+    assert_eq!(rx_io.0["udp_rx_datagrams"], 44, "{rx_io:?}");
+
+    // Again, into one-frame buffers: the 44 segments, each as cut by tun-rs.
+    a.run(send);
+    let got = b.run(move || {
+        let mut port = receiver2;
+        receive(&mut port, &mut Batch::new(), 44)
+    });
+    let segs: Vec<Vec<u8>> = got
+        .iter()
+        .map(|(f, g)| {
+            assert!(g.is_none());
+            f[14 + 20 + 8 + 8 + 14..].to_vec()
+        })
+        .collect();
+    assert_eq!(segs, cut(&inner, 1378));
+}
+
+/// A damaged segment in a train is never coalesced: the train becomes the
+/// super-packet before it, the damaged segment alone (for the container's
+/// kernel to drop) and the super-packet after it.
+#[test]
+fn a_damaged_segment_splits_the_train() {
+    if !require_root("a_damaged_segment_splits_the_train") {
+        return;
+    }
+    let (a, b) = veth_pair("io-udp5-");
+    let inner = super_tcp(
+        false,
+        &[198, 19, 1, 2],
+        &[198, 19, 2, 2],
+        0x10,
+        &data(10 * 1378),
+    );
+    let mut frames: Vec<Vec<u8>> = cut(&inner, 1378)
+        .iter()
+        .map(|s| vxlan_frame(0xc124, s))
+        .collect();
+    let last = frames[5].len() - 1;
+    frames[5][last] ^= 0x40;
+    let mut receiver = b.run(|| open_port("io-vb", B));
+    a.run(move || {
+        let mut port = open_port("io-va", A);
+        let refs: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        assert_eq!(port.tx_burst(&refs).expect("tx_burst"), 10);
+        let io = counters(&port);
+        assert_eq!(io.0["udp_tx_sends"], 1, "one GSO send: {io:?}");
+    });
+    let got = b.run(move || receive(&mut receiver, &mut Batch::new_super(), 10));
+    let shape: Vec<u16> = got.iter().map(|(_, g)| g.map_or(1, |g| g.segs)).collect();
+    assert_eq!(shape, vec![5, 1, 4], "coalesced around the damaged segment");
+    // And each part is what it should be: segments 0..5 whole, the damaged
+    // one as sent, 6..10 whole.
+    let l = tso::Layout::parse(&got[0].0, true, got[0].1.unwrap()).expect("layout");
+    assert_eq!(l.segments, 5);
+    assert_eq!(got[1].0.len(), 14 + 20 + 8 + 8 + 14 + 20 + 32 + 1378);
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use io_support::{require_root, spawn_in, Netns};
 use vxrouter::port::tun::{TunPort, TunStats};
 use vxrouter::port::{Batch, Port};
+use vxrouter::wire::tso;
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 210, 1);
 const B: Ipv4Addr = Ipv4Addr::new(198, 18, 210, 2);
@@ -74,14 +75,24 @@ struct Seen {
     largest: usize,
     /// Most segments ever left pending in a port after an rx_burst.
     max_pending: usize,
+    /// Super-packets handed over whole, and the segments they carried.
+    whole: u64,
+    whole_segs: u64,
     a: TunStats,
     b: TunStats,
 }
 
 /// Moves packets between the two ports until `stop`, checking each one.
-fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>) -> Seen {
+/// With `whole`, the batch holds super-packets: each is checked segment by
+/// segment (as cut by `wire::tso`) and handed to the other port whole, or
+/// as those segments when it takes no super-packets.
+fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>, whole: bool) -> Seen {
     let mut seen = Seen::default();
-    let mut batch = Batch::new();
+    let mut batch = if whole {
+        Batch::new_super()
+    } else {
+        Batch::new()
+    };
     while !stop.load(Ordering::Relaxed) {
         let mut moved = 0;
         for dir in 0..2 {
@@ -97,7 +108,37 @@ fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>) -> Seen {
             }
             moved += n;
             let mut frames: Vec<&[u8]> = Vec::with_capacity(n);
+            let mut cut: Vec<Vec<u8>> = Vec::new();
             for p in batch.pkts() {
+                if let Some(g) = p.gso {
+                    let l = tso::Layout::parse(p.data(), false, g).expect("super-packet layout");
+                    assert_eq!(usize::from(g.segs), l.segments);
+                    seen.whole += 1;
+                    seen.whole_segs += l.segments as u64;
+                    let mut segs = Vec::new();
+                    for i in 0..l.segments {
+                        let mut s = vec![0u8; l.segment_len(i)];
+                        let r = tso::write_headers(p.data(), &l, i, &mut s, false);
+                        s[l.payload..].copy_from_slice(&p.data()[r]);
+                        check_packet(&s);
+                        assert!(s.len() <= usize::from(MTU), "segment over the MTU");
+                        seen.largest = seen.largest.max(s.len());
+                        segs.push(s);
+                    }
+                    seen.packets += l.segments as u64;
+                    if dst.takes_gso() {
+                        // Frames before it leave first, as forward_burst does.
+                        assert_eq!(dst.tx_burst(&frames).expect("tx_burst"), frames.len());
+                        frames.clear();
+                        assert!(
+                            dst.tx_gso(p.data(), g).expect("tx_gso"),
+                            "super-packet refused"
+                        );
+                    } else {
+                        cut.extend(segs);
+                    }
+                    continue;
+                }
                 check_packet(p.data());
                 assert!(
                     p.len() <= usize::from(MTU),
@@ -107,8 +148,10 @@ fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>) -> Seen {
                 seen.largest = seen.largest.max(p.len());
                 frames.push(p.data());
             }
-            seen.packets += n as u64;
-            assert_eq!(dst.tx_burst(&frames).expect("tx_burst"), n);
+            seen.packets += frames.len() as u64;
+            assert_eq!(dst.tx_burst(&frames).expect("tx_burst"), frames.len());
+            let cut: Vec<&[u8]> = cut.iter().map(|s| &s[..]).collect();
+            assert_eq!(dst.tx_burst(&cut).expect("tx_burst"), cut.len());
         }
         a.flush().unwrap();
         b.flush().unwrap();
@@ -146,6 +189,17 @@ impl Bridge {
     /// `advmss`: the MSS B announces to A (small values make A's
     /// super-packets carry more segments than a batch holds).
     fn new(tag: &str, a_offload: bool, b_offload: bool, advmss: Option<u32>) -> Bridge {
+        Self::with(tag, a_offload, b_offload, advmss, false)
+    }
+
+    /// [`Bridge::new`]; `whole`: the forwarder passes super-packets whole.
+    fn with(
+        tag: &str,
+        a_offload: bool,
+        b_offload: bool,
+        advmss: Option<u32>,
+        whole: bool,
+    ) -> Bridge {
         let a = Netns::new(&format!("tunoff-{tag}a"));
         let b = Netns::new(&format!("tunoff-{tag}b"));
         for ns in [&a, &b] {
@@ -175,7 +229,7 @@ impl Bridge {
         let pb = ports.pop().unwrap();
         let pa = ports.pop().unwrap();
         let s = stop.clone();
-        let fwd = Some(thread::spawn(move || forward(pa, pb, s)));
+        let fwd = Some(thread::spawn(move || forward(pa, pb, s, whole)));
         Bridge { a, b, stop, fwd }
     }
 
@@ -268,6 +322,43 @@ fn tso_stream_is_split_and_coalesced() {
         seen.b.tx_packets, seen.a.rx_packets,
         "every segment read from A written to B"
     );
+}
+
+#[test]
+fn tso_stream_crosses_whole() {
+    if !require_root("tso_stream_crosses_whole") {
+        return;
+    }
+    let br = Bridge::with("w", true, true, None, true);
+    let took = stream(&br, 16 << 20);
+    let seen = br.finish();
+    eprintln!("16 MiB in {took:?}: {seen:?}");
+    assert!(seen.a.rx_whole > 0, "A's TSO super-packets were kept whole");
+    assert_eq!(seen.a.rx_whole, seen.whole, "and handed over as such");
+    assert!(
+        seen.whole_segs > 16 * seen.whole,
+        "each carried many segments"
+    );
+    assert!(
+        seen.b.tx_gso_packets >= seen.whole,
+        "and written whole to B"
+    );
+    assert_eq!(seen.a.rx_errors + seen.b.rx_errors, 0);
+    assert_eq!(seen.a.tx_errors + seen.b.tx_errors, 0);
+    assert_eq!(seen.a.tx_dropped + seen.b.tx_dropped, 0);
+    assert_eq!(seen.largest, usize::from(MTU));
+    assert_eq!(
+        seen.b.tx_packets, seen.a.rx_packets,
+        "every segment accounted for"
+    );
+
+    // Whole from A, cut for a B without offloads.
+    let br = Bridge::with("x", true, false, None, true);
+    stream(&br, 4 << 20);
+    let seen = br.finish();
+    assert!(seen.whole > 0);
+    assert_eq!(seen.b.tx_gso_packets, 0);
+    assert_eq!(seen.a.rx_errors + seen.b.tx_errors, 0);
 }
 
 #[test]
