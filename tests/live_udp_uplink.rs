@@ -239,6 +239,26 @@ fn udp_uplink_ipv6_underlay_both_sides() {
         io(&s2, "udp_rx_coalesced") > 0,
         "h2: no GRO read held more than one datagram: {s2:#}"
     );
+    // The bulk TCP from c1 crossed as super-packets: read whole from the
+    // TUN, sent whole (cut into one GSO send each), coalesced again on h2
+    // and written to c2 whole.
+    let c1_io = &s1["ports"]["c1"]["io"];
+    assert!(
+        c1_io["rx_gso_whole"].as_u64() > Some(0),
+        "h1: c1 kept no super-packet whole: {s1:#}"
+    );
+    assert!(
+        io(&s1, "udp_tx_gso_packets") > 0,
+        "h1: no super-packet sent whole: {s1:#}"
+    );
+    assert!(
+        io(&s2, "udp_rx_super") > 0,
+        "h2: no train coalesced: {s2:#}"
+    );
+    assert!(
+        s2["ports"]["c2"]["io"]["tx_gso_packets"].as_u64() > Some(0),
+        "h2: nothing written to c2 as a super-packet: {s2:#}"
+    );
 }
 
 /// h1 runs vxrouter on the UDP uplink, h2 is the kernel's own VXLAN device
@@ -353,8 +373,12 @@ fn veth_offload_port_moves_super_packets() {
         }
         // Both directions carried bulk TCP: super-packets came in whole and
         // went out coalesced on both ports.
-        for k in ["rx_gso_packets", "tx_gso_packets"] {
+        for k in ["rx_gso_packets", "rx_gso_whole", "tx_gso_packets"] {
             assert!(io[k].as_u64() > Some(0), "{h}: {name} {k} is 0: {s:#}");
+        }
+        // ... and crossed the underlay whole both ways.
+        for k in ["udp_tx_gso_packets", "udp_rx_super"] {
+            assert!(crate::io(s, k) > 0, "{h}: {k} is 0: {s:#}");
         }
     }
 }
