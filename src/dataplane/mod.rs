@@ -3,6 +3,8 @@
 //! - [`drops`]: drop reasons (declared once) and per-worker counters.
 //! - [`tables`]: the immutable forwarding snapshot a worker reads per batch.
 //! - [`pipeline`]: classify, check, look up, rewrite; a verdict per packet.
+//! - [`gso`]: TCP super-packets cut into segments for ports that cannot
+//!   take them whole.
 //!
 //! [`forward_burst`] ties a pipeline to ports: it is the one loop body both
 //! the live workers and `vxrouter replay` run, so replay tests prove the code

@@ -20,6 +20,10 @@
 //! and a valid TCP checksum: the super-packet goes to the kernel with
 //! `VIRTIO_NET_HDR_F_NEEDS_CSUM`, so nobody would check the segments again.
 //!
+//! `tcp_run` applies the same rules to a train of received datagrams (the
+//! UDP uplink's GRO reads), so a train becomes one super-packet exactly
+//! where [`GroTx`] would have made one of its segments.
+//!
 //! Invariants:
 //! - Within a flow, frames are written in the order they were pushed: any
 //!   frame of the flow that cannot join its open group (a pure ACK, FIN, a

@@ -8,7 +8,10 @@
 //! header saying how to cut it) and sends coalesced super-packets back, as
 //! a TUN queue with `IFF_VNET_HDR` does; the splitting and coalescing are
 //! the TUN port's ([`super::tun_offload`]), with the Ethernet header taken
-//! off on receive and put back on send.
+//! off on receive and put back on send. As on a TUN queue, a TCP
+//! super-packet read into a batch made for super-packets stays whole
+//! (`rx_gso_whole`), and one handed to the port whole leaves in one
+//! `sendmsg`.
 //!
 //! How the kernel stays out of the way: the socket taps the host end of the
 //! veth; the container addresses its frames to the router's MAC, which is

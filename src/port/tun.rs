@@ -11,7 +11,14 @@
 //!   header first) is split into MTU-sized, checksum-complete packets by
 //!   [`super::tun_offload::GsoRx`], which keeps what does not fit in one
 //!   batch for the next `rx_burst` (handed out first, in order); a packet
-//!   with a partial checksum gets it completed. On transmit, TCP segments
+//!   with a partial checksum gets it completed. Into a batch made for
+//!   super-packets ([`Batch::new_super`], the workers') the read goes
+//!   straight into the slot, and a TCP super-packet stays whole: the
+//!   pipeline routes and encapsulates it once and the output port cuts it
+//!   (counted as `rx_gso_whole`). Super-packets that reach the port whole
+//!   ([`Port::tx_gso`]) are written with one `writev` (virtio-net header,
+//!   the headers with a partial checksum, the payload from the frame
+//!   itself), after whatever [`GroTx`] holds. On transmit, TCP segments
 //!   are copied into a [`super::gro::GroTx`], which chains each flow's
 //!   segments, and `flush` (run by the worker after every round) writes
 //!   each chain as one super-packet with `writev`; every other frame is

@@ -29,11 +29,22 @@
 //!   the datagrams straight from the caller's frames (one iovec each), so
 //!   nothing is copied in userspace, and it happens inside `tx_burst`,
 //!   while those frames are still the caller's.
+//! - TCP super-packets ([`crate::wire::tso`]) are taken whole
+//!   ([`Port::tx_gso`]): each segment's headers are written into a small
+//!   header area and sent beside a slice of the super-packet's payload
+//!   (two iovecs per datagram), as few GSO sends as the kernel's limits
+//!   allow (one, for a container whose `gso_max_segs` the router capped).
+//!   On receive, the datagrams of a GRO train that the kernel's own GRO
+//!   would merge (one inner TCP flow, in sequence, same headers, every
+//!   checksum valid: `gro::tcp_run`) become one super-packet again,
+//!   when the batch's buffers can hold it (`udp_rx_super` counts them);
+//!   anything else is handed on datagram by datagram, as before.
 //! - Buffers are allocated once, at open; nothing is allocated per packet.
 //!   Bad frames from the pipeline and lost datagrams are counted by name in
 //!   [`Port::io_counters`], never a panic: `udp_rx_datagrams`, `udp_rx_reads`
 //!   (recvmmsg calls), `udp_rx_coalesced` (GRO reads holding more than one
-//!   datagram), `udp_rx_socket_drops` (the kernel found the receive buffer
+//!   datagram), `udp_rx_super` (super-packets made of them),
+//!   `udp_tx_gso_packets` (super-packets sent whole), `udp_rx_socket_drops` (the kernel found the receive buffer
 //!   full), `udp_rx_oversize`, `udp_tx_datagrams`, `udp_tx_sends` (sendmsg
 //!   calls), `udp_tx_full` (send buffer full: dropped), `udp_tx_errors`,
 //!   `udp_tx_malformed`.
