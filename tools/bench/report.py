@@ -77,6 +77,16 @@ def series(runs):
     return out
 
 
+def colour_of(path):
+    """The path's bar colour; a PATH@base run gets a paler shade of PATH's."""
+    base = path.endswith("@base")
+    c = COLOURS.get(path[: -len("@base")] if base else path, "#2ca02c")
+    if not base:
+        return c
+    rgb = [int(c[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{(v + 2 * 255) // 3:02x}" for v in rgb)
+
+
 def load_stats(stats_dir):
     stats = {}
     if not stats_dir or not os.path.isdir(stats_dir):
@@ -125,8 +135,10 @@ def chart(doc, png):
                     s = doc["summary"][key].get(p)
                     if s is None:
                         continue
-                    colour = int(COLOURS.get(p, "#2ca02c")[1:], 16)
-                    f.write(f"{x} \"{p}\" {s['median'] / scale} {s['min'] / scale} {s['max'] / scale} {colour}\n")
+                    colour = int(colour_of(p)[1:], 16)
+                    # '@' is a gnuplot text escape: PATH@base reads "PATH (base)".
+                    label = p.replace("@base", " (base)")
+                    f.write(f"{x} \"{label}\" {s['median'] / scale} {s['min'] / scale} {s['max'] / scale} {colour}\n")
             script += [
                 f"set title \"{title} ({better} is better)\"",
                 f"set ylabel \"{unit}\"",
@@ -147,12 +159,19 @@ def chart(doc, png):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--meta", required=True)
-    ap.add_argument("--runs", required=True)
+    ap.add_argument("--meta")
+    ap.add_argument("--runs")
     ap.add_argument("--stats-dir")
-    ap.add_argument("--json", required=True)
+    ap.add_argument("--json")
     ap.add_argument("--png")
+    ap.add_argument("--replot", help="redraw the PNG of a results JSON this script wrote")
     a = ap.parse_args()
+    if a.replot:
+        with open(a.replot, encoding="utf-8") as f:
+            doc = json.load(f)
+        return 0 if chart(doc, a.png) else 1
+    if not (a.meta and a.runs and a.json):
+        ap.error("--meta, --runs and --json are needed (or --replot with --png)")
 
     with open(a.meta, encoding="utf-8") as f:
         doc = json.load(f)
