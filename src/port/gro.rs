@@ -225,7 +225,7 @@ pub(crate) struct Run {
 /// The longest run of `frames`, from the first, that the kernel's GRO would
 /// merge into one TCP super-packet, by the rules of [`GroTx`] (one flow, in
 /// sequence, equal headers, ACK alone or PSH on the last, a shorter segment
-/// only last, every TCP checksum valid), at most `max_segs` frames and
+/// only last, every TCP and IPv4 header checksum valid), at most `max_segs` frames and
 /// `max_bytes` bytes of IP packet. Each frame is `prefix` bytes of
 /// encapsulation, the same in all of them (VXLAN and inner Ethernet), then
 /// the IP packet. `None` when there is no frame.
@@ -250,6 +250,10 @@ pub(crate) fn tcp_run<'a>(
         return Some(alone);
     };
     let size = t0.payload(ip0);
+    // The super-packet's header is rebuilt from the first one's: a bad IPv4
+    // header checksum anywhere in the run would be lost, so each is checked
+    // (the kernel's GRO does the same).
+    let ip_ok = |ip: &[u8], t: &Tcp| t.v6 || checksum::fold(checksum::sum(&ip[..t.l4])) == 0xffff;
     // PSH on the first ends the run before it starts.
     if size == 0 || t0.flags != TCP_ACK {
         return Some(alone);
@@ -280,6 +284,7 @@ pub(crate) fn tcp_run<'a>(
             && run.bytes + pay <= max_bytes
             && same_flow(ip0, ip, t0.v6)
             && headers_match(ip0, ip, &t0, &t)
+            && ip_ok(ip, &t)
             && tcp_checksum_ok(ip, &t);
         if !joins {
             break;
@@ -287,7 +292,7 @@ pub(crate) fn tcp_run<'a>(
         // The first is checked only once a second joins it: a frame that
         // stays alone is checked where it is delivered.
         if !checked_first {
-            if !tcp_checksum_ok(ip0, &t0) {
+            if !ip_ok(ip0, &t0) || !tcp_checksum_ok(ip0, &t0) {
                 break;
             }
             checked_first = true;

@@ -346,4 +346,4 @@ pub fn partial_tcp_checksum(f: &[u8], l: &Layout) -> u16 {
 
 #[cfg(test)]
 #[path = "tso_tests.rs"]
-mod tests;
+pub(crate) mod tests;
