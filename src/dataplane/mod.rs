@@ -162,6 +162,16 @@ impl Out<'_, '_> {
             self.refuse(v, segs);
             return;
         };
+        let eth = p.link_type() == LinkType::Ethernet;
+        // The annotation must describe the bytes: its segment count is what
+        // every counter counted.
+        let layout = match tso::Layout::parse(frame, eth, g) {
+            Ok(l) if l.segments as u64 == segs => l,
+            _ => {
+                self.drop_malformed(v, segs);
+                return;
+            }
+        };
         if p.takes_gso() {
             match p.tx_gso(frame, g) {
                 Ok(true) => self.sent += segs,
@@ -173,14 +183,10 @@ impl Out<'_, '_> {
             }
             return;
         }
-        let eth = p.link_type() == LinkType::Ethernet;
-        let layout = match tso::Layout::parse(frame, eth, g) {
-            Ok(l) if l.max_segment_len() <= crate::port::MAX_FRAME => l,
-            _ => {
-                self.drop_malformed(v, segs);
-                return;
-            }
-        };
+        if layout.max_segment_len() > crate::port::MAX_FRAME {
+            self.drop_malformed(v, segs);
+            return;
+        }
         let mut next = 0;
         let mut refused = 0u64;
         while next < layout.segments {
@@ -205,11 +211,6 @@ impl Out<'_, '_> {
             refused += (k - sent) as u64;
         }
         scratch.clear();
-        // The count the super-packet was annotated with is what the pipeline
-        // counted; the layout's is what was cut. They agree for every port
-        // that makes super-packets; any difference is refused, not lost.
-        let cut = layout.segments as u64;
-        refused += segs.saturating_sub(cut);
         if refused > 0 {
             self.refuse(v, refused.min(segs));
         }

@@ -111,7 +111,12 @@ impl Pipeline {
             };
             match *v {
                 Verdict::Forward(_) => self.counters.forwarded += segs,
-                Verdict::Reply(_) => self.counters.replied += 1,
+                Verdict::Reply(_) => {
+                    // A reply is one packet the router made, whatever the
+                    // annotation of what it answers said.
+                    pkt.gso = None;
+                    self.counters.replied += 1;
+                }
                 Verdict::Icmp(_, r) => {
                     self.counters.drop_n(r, segs);
                     self.counters.icmp_errors += 1;
