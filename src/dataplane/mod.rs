@@ -112,6 +112,16 @@ impl Out<'_, '_> {
     /// Moves `n` refused wire packets of verdict `v` from its counter to
     /// the drop reason (`port_down` without a port, `tx_full` else).
     fn refuse(&mut self, v: Verdict, n: u64) {
+        let reason = if self.port.is_none() {
+            DropReason::PortDown
+        } else {
+            DropReason::TxFull
+        };
+        self.recount(v, n, reason);
+    }
+
+    /// Moves `n` wire packets of verdict `v` from its counter to `reason`.
+    fn recount(&mut self, v: Verdict, n: u64, reason: DropReason) {
         let c = &mut *self.counters;
         match v {
             Verdict::Forward(_) => c.forwarded -= n,
@@ -123,14 +133,7 @@ impl Out<'_, '_> {
             }
             _ => return,
         }
-        c.drop_n(
-            if self.port.is_none() {
-                DropReason::PortDown
-            } else {
-                DropReason::TxFull
-            },
-            n,
-        );
+        c.drop_n(reason, n);
     }
 
     /// Hands one-frame packets to `tx_burst`; `which` are their batch indices.
@@ -168,7 +171,7 @@ impl Out<'_, '_> {
         let layout = match tso::Layout::parse(frame, eth, g) {
             Ok(l) if l.segments as u64 == segs => l,
             _ => {
-                self.drop_malformed(v, segs);
+                self.recount(v, segs, DropReason::GsoMalformed);
                 return;
             }
         };
@@ -184,7 +187,7 @@ impl Out<'_, '_> {
             return;
         }
         if layout.max_segment_len() > crate::port::MAX_FRAME {
-            self.drop_malformed(v, segs);
+            self.recount(v, segs, DropReason::GsoMalformed);
             return;
         }
         let mut next = 0;
@@ -214,21 +217,5 @@ impl Out<'_, '_> {
         if refused > 0 {
             self.refuse(v, refused.min(segs));
         }
-    }
-
-    /// A super-packet that cannot be cut: its segments move from the
-    /// verdict's counter to `gso_malformed`.
-    fn drop_malformed(&mut self, v: Verdict, n: u64) {
-        let c = &mut *self.counters;
-        match v {
-            Verdict::Forward(_) => c.forwarded -= n,
-            Verdict::Reply(_) => c.replied -= n,
-            Verdict::Icmp(..) => {
-                c.icmp_errors -= 1;
-                return;
-            }
-            _ => return,
-        }
-        c.drop_n(DropReason::GsoMalformed, n);
     }
 }

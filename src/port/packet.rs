@@ -36,13 +36,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tun_rs::VirtioNetHdr;
 
 use super::gro::MAX_GRO_SEGS;
-use super::tun::{TunStats, MAX_SUPER_HDR};
+use super::tun::TunStats;
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, tso_header, whole_tso, GroTx, GsoRx, F_NEEDS_CSUM,
+    complete_checksum, is_tcp_gro_candidate, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM,
     GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
 };
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
-use crate::wire::tso;
 
 const ETH_LEN: usize = 14;
 const ETH_P_ALL: u16 = 0x0003;
@@ -551,45 +550,24 @@ impl Port for PacketPort {
     }
 
     fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
-        let segs = u64::from(gso.segs.max(1));
-        let l = match tso::Layout::parse(frame, true, gso) {
-            Ok(l) if l.tunnel.is_none() && l.payload <= MAX_SUPER_HDR => l,
-            _ => {
-                self.stats.tx_errors += segs;
-                return Ok(true);
-            }
+        let eth = eth_header(
+            self.container_mac,
+            self.router_mac,
+            frame.get(ETH_LEN..).unwrap_or(&[]),
+        );
+        let Some(w) = whole_write(frame, gso, Some(eth)) else {
+            self.stats.tx_errors += u64::from(gso.segs.max(1));
+            return Ok(true);
         };
         // Segments queued for coalescing leave first: a flow keeps its order.
         self.flush_gro();
-        let mut vnet = [0u8; VNET_HDR_LEN];
-        // Offsets relative to the frame on this socket (Ethernet included).
-        if tso_header(frame, &l, gso, 0).encode(&mut vnet).is_err() {
-            self.stats.tx_errors += segs;
-            return Ok(true);
-        }
-        let mut head = [0u8; MAX_SUPER_HDR];
-        head[..l.payload].copy_from_slice(&frame[..l.payload]);
-        let eth = eth_header(self.container_mac, self.router_mac, &frame[ETH_LEN..]);
-        head[..ETH_LEN].copy_from_slice(&eth);
-        head[l.l4 + 16..l.l4 + 18]
-            .copy_from_slice(&tso::partial_tcp_checksum(frame, &l).to_be_bytes());
         let iov = [
-            IoSlice::new(&vnet),
-            IoSlice::new(&head[..l.payload]),
-            IoSlice::new(&frame[l.payload..]),
+            IoSlice::new(&w.vnet),
+            IoSlice::new(&w.head[..w.payload]),
+            IoSlice::new(&frame[w.payload..]),
         ];
-        match (PacketSender { fd: &self.fd }).send(&iov) {
-            Ok(()) => {
-                self.stats.tx_packets += segs;
-                self.stats.tx_gso_packets += 1;
-                Ok(true)
-            }
-            Err(e) if sys::is_transient(&e) => Ok(false),
-            Err(_) => {
-                self.stats.tx_errors += segs;
-                Ok(true)
-            }
-        }
+        let r = (PacketSender { fd: &self.fd }).send(&iov);
+        Ok(self.stats.count_whole_write(r, gso))
     }
 
     fn poll_fd(&self) -> Option<i32> {

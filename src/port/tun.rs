@@ -47,15 +47,10 @@ use tun_rs::VirtioNetHdr;
 
 use super::gro::MAX_GRO_SEGS;
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, tso_header, whole_tso, GroTx, GsoRx, F_NEEDS_CSUM,
+    complete_checksum, is_tcp_gro_candidate, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM,
     GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
 };
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BUF_SIZE, MAX_FRAME};
-use crate::wire::tso;
-
-/// Room for the headers of a super-packet written whole (IP and TCP with
-/// options, at most 120 bytes; Ethernet in front on AF_PACKET).
-pub(crate) const MAX_SUPER_HDR: usize = 192;
 
 /// Largest number of queues a TUN device may have (the kernel's
 /// `MAX_TAP_QUEUES`).
@@ -109,6 +104,25 @@ pub struct TunStats {
 }
 
 impl TunStats {
+    /// Counts the write of a whole super-packet: written, or refused by the
+    /// kernel (its segments are errors). Returns whether it was taken:
+    /// `false` only for a full queue (EAGAIN), which the caller counts.
+    pub fn count_whole_write(&mut self, r: io::Result<()>, gso: Gso) -> bool {
+        let segs = u64::from(gso.segs.max(1));
+        match r {
+            Ok(()) => {
+                self.tx_packets += segs;
+                self.tx_gso_packets += 1;
+                true
+            }
+            Err(e) if sys::is_transient(&e) => false,
+            Err(_) => {
+                self.tx_errors += segs;
+                true
+            }
+        }
+    }
+
     /// Adds the counters the stats file shows for a port with virtio-net
     /// header offloads (TUN queues and AF_PACKET veth sockets alike).
     pub fn export(&self, out: &mut IoCounters) {
@@ -299,16 +313,8 @@ impl TunPort {
             }
             if let Some(area) = slots[n].super_area_with_prefix(VNET_HDR_LEN) {
                 let cap = area.len();
-                let len = match dev.recv(area) {
-                    Ok(0) => break,
-                    Ok(len) => len,
-                    Err(e) if sys::is_transient(&e) => break,
-                    Err(e) => {
-                        if n > 0 {
-                            break;
-                        }
-                        return Err(e);
-                    }
+                let Some(len) = read_some(dev.recv(area), n)? else {
+                    break;
                 };
                 if len >= cap {
                     stats.rx_errors += 1;
@@ -321,17 +327,8 @@ impl TunPort {
             }
             // One plain read into the split buffer: cheaper than a readv
             // straight into the slot even with the copy below (see GsoRx).
-            let got = dev.recv(off.rx.read_buf());
-            let len = match got {
-                Ok(0) => break,
-                Ok(len) => len,
-                Err(e) if sys::is_transient(&e) => break,
-                Err(e) => {
-                    if n > 0 {
-                        break;
-                    }
-                    return Err(e);
-                }
+            let Some(len) = read_some(dev.recv(off.rx.read_buf()), n)? else {
+                break;
             };
             let Some(len) = len.checked_sub(VNET_HDR_LEN).filter(|&l| l > 0) else {
                 stats.rx_errors += 1;
@@ -442,6 +439,20 @@ impl TunPort {
     }
 }
 
+/// What one read of a receive loop that already holds `n` packets gives:
+/// `Some(len)`, or `None` to stop (nothing waits, or an error with packets
+/// in hand: those are delivered and the error recurs next call); an error
+/// with nothing in hand is returned.
+fn read_some(r: io::Result<usize>, n: usize) -> io::Result<Option<usize>> {
+    match r {
+        Ok(0) => Ok(None),
+        Ok(len) => Ok(Some(len)),
+        Err(e) if sys::is_transient(&e) => Ok(None),
+        Err(_) if n > 0 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Port for TunPort {
     fn poll_fd(&self) -> Option<i32> {
         Some(self.fd())
@@ -525,44 +536,19 @@ impl Port for TunPort {
         let Some(off) = self.offload.as_deref_mut() else {
             return Ok(false);
         };
-        let segs = u64::from(gso.segs.max(1));
-        let l = match tso::Layout::parse(frame, false, gso) {
-            Ok(l) if l.tunnel.is_none() && l.payload <= MAX_SUPER_HDR => l,
-            _ => {
-                self.stats.tx_errors += segs;
-                return Ok(true);
-            }
+        let Some(w) = whole_write(frame, gso, None) else {
+            self.stats.tx_errors += u64::from(gso.segs.max(1));
+            return Ok(true);
         };
         // Segments queued for coalescing leave first: a flow keeps its order.
         Self::flush_offload(&self.dev, off, &mut self.stats);
-        let mut vnet = [0u8; VNET_HDR_LEN];
-        if tso_header(frame, &l, gso, 0).encode(&mut vnet).is_err() {
-            self.stats.tx_errors += segs;
-            return Ok(true);
-        }
-        // The headers with the partial checksum the kernel completes per
-        // segment; the payload goes from the frame itself.
-        let mut head = [0u8; MAX_SUPER_HDR];
-        head[..l.payload].copy_from_slice(&frame[..l.payload]);
-        head[l.l4 + 16..l.l4 + 18]
-            .copy_from_slice(&tso::partial_tcp_checksum(frame, &l).to_be_bytes());
         let iov = [
-            IoSlice::new(&vnet),
-            IoSlice::new(&head[..l.payload]),
-            IoSlice::new(&frame[l.payload..]),
+            IoSlice::new(&w.vnet),
+            IoSlice::new(&w.head[..w.payload]),
+            IoSlice::new(&frame[w.payload..]),
         ];
-        match self.dev.send_vectored(&iov) {
-            Ok(_) => {
-                self.stats.tx_packets += segs;
-                self.stats.tx_gso_packets += 1;
-                Ok(true)
-            }
-            Err(e) if sys::is_transient(&e) => Ok(false),
-            Err(_) => {
-                self.stats.tx_errors += segs;
-                Ok(true)
-            }
-        }
+        let r = self.dev.send_vectored(&iov).map(|_| ());
+        Ok(self.stats.count_whole_write(r, gso))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -413,6 +413,44 @@ pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> Vi
     }
 }
 
+/// Room for the headers of a super-packet written whole (IP and TCP with
+/// options, at most 120 bytes; Ethernet in front on AF_PACKET).
+pub const MAX_SUPER_HDR: usize = 192;
+
+/// A super-packet made ready to go to the kernel whole: its virtio-net
+/// header and a copy of its headers with the partial TCP checksum the
+/// kernel completes; the payload goes from `frame[payload..]` itself.
+pub struct WholeWrite {
+    pub vnet: [u8; VNET_HDR_LEN],
+    pub head: [u8; MAX_SUPER_HDR],
+    /// Header bytes in `head`, and where the payload starts in the frame.
+    pub payload: usize,
+}
+
+/// Prepares super-packet `frame` (annotated `gso`; an IP packet, or an
+/// Ethernet frame with `eth` the header to give it) for one write; `None`
+/// when it is not a plain TCP super-packet whose headers fit.
+pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option<WholeWrite> {
+    let l = tso::Layout::parse(frame, eth.is_some(), gso).ok()?;
+    if l.tunnel.is_some() || l.payload > MAX_SUPER_HDR {
+        return None;
+    }
+    let mut vnet = [0u8; VNET_HDR_LEN];
+    // Offsets from the start of what is written (Ethernet included).
+    tso_header(frame, &l, gso, 0).encode(&mut vnet).ok()?;
+    let mut head = [0u8; MAX_SUPER_HDR];
+    head[..l.payload].copy_from_slice(&frame[..l.payload]);
+    if let Some(e) = eth {
+        head[..14].copy_from_slice(&e);
+    }
+    head[l.l4 + 16..l.l4 + 18].copy_from_slice(&tso::partial_tcp_checksum(frame, &l).to_be_bytes());
+    Some(WholeWrite {
+        vnet,
+        head,
+        payload: l.payload,
+    })
+}
+
 /// Whether `frame` is a TCP segment tun-rs' GRO may coalesce (IPv4 without
 /// options, or IPv6 with TCP as the next header, long enough for both
 /// headers). Everything else gains nothing from being queued for GRO.
