@@ -56,7 +56,7 @@ use std::os::fd::AsRawFd;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{gro, sys, Batch, Gso, IoCounters, LinkType, Port, BATCH_SIZE};
+use super::{gro, sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE};
 use crate::wire::{checksum, tso};
 
 /// Messages read per `recvmmsg`.
@@ -288,6 +288,38 @@ fn build_super<'a>(
         ip[l4 + 13] |= gro::TCP_PSH;
     }
     Some(total)
+}
+
+/// Coalesces the datagrams at the start of `train` (a GRO read from `src`
+/// to `dst`: datagrams `stride` bytes apart, the last may be shorter) into
+/// one super-packet in `pkt`, when at least two of them form a run the
+/// kernel's GRO would merge and `pkt`'s buffer can hold super-packets.
+/// Returns how many datagrams it took; `None` leaves `pkt` alone (the
+/// caller hands the first datagram on by itself).
+pub fn coalesce_into(
+    pkt: &mut Packet,
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    train: &[u8],
+    stride: usize,
+) -> Option<usize> {
+    if stride == 0 || !pkt.is_super_capable() {
+        return None;
+    }
+    let run = gro::tcp_run(
+        train.chunks(stride),
+        MIN_VXLAN,
+        tso::MAX_SUPER_L3,
+        MAX_RX_SEGS,
+    )?;
+    if run.count < 2 {
+        return None;
+    }
+    let len = build_super(pkt.super_area()?, mac, src, dst, &run, train.chunks(stride))?;
+    pkt.set_received_super(len, Gso::for_payload(run.size as u16, run.bytes - run.hlen));
+    pkt.ts_nanos = 0;
+    Some(run.count)
 }
 
 /// Where one datagram lies: frame index in the burst, payload offset, length.
@@ -675,36 +707,21 @@ impl Port for UdpPort {
             while n < BATCH_SIZE {
                 // A train of TCP segments of one inner flow becomes one
                 // super-packet, where the batch's buffers can hold it.
-                if len - self.rx_off > stride && slots[n].is_super_capable() {
+                if len - self.rx_off > stride {
                     let msg = &self.rx_buf[base + self.rx_off..base + len];
-                    let run = gro::tcp_run(
-                        msg.chunks(stride),
-                        MIN_VXLAN,
-                        tso::MAX_SUPER_L3,
-                        MAX_RX_SEGS,
-                    );
-                    if let Some(run) = run.filter(|r| r.count > 1) {
-                        let built = slots[n].super_area().and_then(|area| {
-                            build_super(area, self.mac, meta.addr, dst, &run, msg.chunks(stride))
-                        });
-                        if let Some(l) = built {
-                            let pkt = &mut slots[n];
-                            pkt.set_received_super(
-                                l,
-                                Gso::for_payload(run.size as u16, run.bytes - run.hlen),
-                            );
-                            pkt.ts_nanos = 0;
-                            n += 1;
-                            self.c.rx_datagrams += run.count as u64;
-                            self.c.rx_super += 1;
-                            self.rx_off = (self.rx_off + run.count * stride).min(len);
-                            if self.rx_off >= len {
-                                self.rx_i += 1;
-                                self.rx_off = 0;
-                                break;
-                            }
-                            continue;
+                    if let Some(c) =
+                        coalesce_into(&mut slots[n], self.mac, meta.addr, dst, msg, stride)
+                    {
+                        n += 1;
+                        self.c.rx_datagrams += c as u64;
+                        self.c.rx_super += 1;
+                        self.rx_off = (self.rx_off + c * stride).min(len);
+                        if self.rx_off >= len {
+                            self.rx_i += 1;
+                            self.rx_off = 0;
+                            break;
                         }
+                        continue;
                     }
                 }
                 let end = (self.rx_off + stride).min(len);
