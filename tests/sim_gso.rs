@@ -10,9 +10,12 @@ mod gso_support;
 
 use gso_support::{cut, data, super_tcp};
 use proptest::prelude::*;
-use vxrouter::dataplane::{self, DropReason, Pipeline, Tables, Verdict};
+mod sim_support;
+
+use sim_support::Node;
+use vxrouter::dataplane::DropReason;
 use vxrouter::port::mem::MemPort;
-use vxrouter::port::{Batch, Gso, LinkType, Port, BATCH_SIZE};
+use vxrouter::port::{Batch, Gso, LinkType, Port};
 use vxrouter::wire::checksum::sum;
 use vxrouter::wire::tso;
 
@@ -79,99 +82,38 @@ cost = 10
     )
 }
 
-struct Node {
-    t: Tables,
-    pipe: Pipeline,
-    ports: Vec<MemPort>,
-    tx: Vec<u64>,
+/// A fresh host of the test topology: super-packet buffers, and ports that
+/// take super-packets whole when `takes_gso`.
+fn node(underlay6: bool, name: &str, takes_gso: bool) -> Node {
+    let topo = vxrouter::config::parse(&topo(underlay6), "gso.toml").unwrap();
+    Node::with(&topo, name, true, takes_gso)
 }
 
-impl Node {
-    fn new(underlay6: bool, name: &str, takes_gso: bool) -> Node {
-        let topo = vxrouter::config::parse(&topo(underlay6), "gso.toml").unwrap();
-        let h = topo.host_index(name).unwrap();
-        let t = vxrouter::replay::replay_tables(&topo, h, 1500).unwrap();
-        let ports: Vec<MemPort> = t
-            .ports
-            .iter()
-            .map(|p| {
-                let lt = if p.kind == dataplane::PortKind::Tun {
-                    LinkType::RawIp
-                } else {
-                    LinkType::Ethernet
-                };
-                let mut m = MemPort::new(p.name.clone(), lt);
-                m.set_takes_gso(takes_gso);
-                m
-            })
-            .collect();
-        let n = ports.len();
-        Node {
-            t,
-            pipe: Pipeline::new(),
-            ports,
-            tx: vec![0; n],
-        }
-    }
-
-    fn idx(&self, name: &str) -> usize {
-        self.t.port_index(name).unwrap() as usize
-    }
-
-    fn run(&mut self) {
-        let mut batch = Batch::new_super();
-        let mut verdicts = [Verdict::Pass; BATCH_SIZE];
-        for i in 0..self.ports.len() {
-            loop {
-                let n = self.ports[i].rx_burst(&mut batch).unwrap();
-                if n == 0 {
-                    break;
-                }
-                let mut dyn_ports: Vec<Option<&mut dyn Port>> = self
-                    .ports
-                    .iter_mut()
-                    .map(|p| Some(p as &mut dyn Port))
-                    .collect();
-                dataplane::forward_burst(
-                    &mut self.pipe,
-                    &self.t,
-                    i as u16,
-                    &mut batch,
-                    &mut verdicts,
-                    &mut dyn_ports,
-                    &mut self.tx,
-                )
-                .unwrap();
-            }
-        }
-    }
-
-    /// Every frame sent, per port name, super-packets cut by tso (checked
-    /// separately against tun-rs).
-    fn take_out(&mut self) -> Vec<(String, Vec<u8>)> {
-        let mut out = Vec::new();
-        for p in &mut self.ports {
-            let eth = p.link_type() == LinkType::Ethernet;
-            let gsos = p.tx_gso.clone();
-            let name = p.name().to_string();
-            for (f, g) in p.take_tx().into_iter().zip(gsos) {
-                match g {
-                    None => out.push((name.clone(), f)),
-                    Some(g) => {
-                        let l = tso::Layout::parse(&f, eth, g).unwrap();
-                        assert_eq!(u64::from(g.segs), l.segments as u64);
-                        for i in 0..l.segments {
-                            let mut s = vec![0u8; l.segment_len(i)];
-                            let r = tso::write_headers(&f, &l, i, &mut s, true);
-                            s[l.payload..].copy_from_slice(&f[r]);
-                            out.push((name.clone(), s));
-                        }
+/// Every frame sent, per port name, super-packets cut by tso (checked
+/// separately against tun-rs).
+fn take_out(n: &mut Node) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for p in &mut n.ports {
+        let eth = p.link_type() == LinkType::Ethernet;
+        let gsos = p.tx_gso.clone();
+        let name = p.name().to_string();
+        for (f, g) in p.take_tx().into_iter().zip(gsos) {
+            match g {
+                None => out.push((name.clone(), f)),
+                Some(g) => {
+                    let l = tso::Layout::parse(&f, eth, g).unwrap();
+                    assert_eq!(u64::from(g.segs), l.segments as u64);
+                    for i in 0..l.segments {
+                        let mut s = vec![0u8; l.segment_len(i)];
+                        let r = tso::write_headers(&f, &l, i, &mut s, true);
+                        s[l.payload..].copy_from_slice(&f[r]);
+                        out.push((name.clone(), s));
                     }
                 }
             }
         }
-        out
     }
+    out
 }
 
 const SRC4: [u8; 4] = [198, 19, 1, 2];
@@ -197,17 +139,17 @@ fn same_either_way(
     size: u16,
     whole: bool,
 ) -> (Node, Vec<(String, Vec<u8>)>) {
-    let mut a = Node::new(underlay6, host, whole);
+    let mut a = node(underlay6, host, whole);
     let i = a.idx(port);
     a.ports[i].inject_super(ip.to_vec(), gso_of(ip, size));
     a.run();
-    let got = a.take_out();
-    let mut b = Node::new(underlay6, host, false);
+    let got = take_out(&mut a);
+    let mut b = node(underlay6, host, false);
     for s in cut(ip, size) {
         b.ports[i].inject(s);
     }
     b.run();
-    let want = b.take_out();
+    let want = take_out(&mut b);
     assert_eq!(got.len(), want.len(), "frames out");
     for (k, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "frame {k}");
@@ -234,7 +176,7 @@ fn encapsulated_super_packets_leave_as_their_segments_would() {
 
 /// The whole VXLAN frame h1 sends for `ip` (uplink taking super-packets).
 fn encapsulated(underlay6: bool, ip: &[u8], size: u16) -> (Vec<u8>, Gso) {
-    let mut h1 = Node::new(underlay6, "h1", true);
+    let mut h1 = node(underlay6, "h1", true);
     let c1 = h1.idx("c1");
     h1.ports[c1].inject_super(ip.to_vec(), gso_of(ip, size));
     h1.run();
@@ -257,22 +199,22 @@ fn decapsulated_and_transit_super_packets_leave_as_their_segments_would() {
                 let (frame, g) = encapsulated(underlay6, &ip, size);
                 // h2 from the super-packet, against h2 from each segment
                 // frame h1 sends when its uplink cuts.
-                let mut a = Node::new(underlay6, "h2", whole);
+                let mut a = node(underlay6, "h2", whole);
                 a.ports[0].inject_super(frame, g);
                 a.run();
-                let got = a.take_out();
-                let mut h1 = Node::new(underlay6, "h1", false);
+                let got = take_out(&mut a);
+                let mut h1 = node(underlay6, "h1", false);
                 let c1 = h1.idx("c1");
                 for s in cut(&ip, size) {
                     h1.ports[c1].inject(s);
                 }
                 h1.run();
-                let mut b = Node::new(underlay6, "h2", false);
+                let mut b = node(underlay6, "h2", false);
                 for f in h1.ports[0].take_tx() {
                     b.ports[0].inject(f);
                 }
                 b.run();
-                let want = b.take_out();
+                let want = take_out(&mut b);
                 assert_eq!(got, want);
                 assert!(got.iter().all(|(p, _)| p == host), "leaves on {host}");
                 assert_eq!(a.pipe.counters, b.pipe.counters);
@@ -301,11 +243,11 @@ fn a_super_packet_over_the_mtu_is_answered_once_and_counted_whole() {
     // c4 has MTU 1000: segments of 1378 payload bytes do not fit.
     for whole in [false, true] {
         let ip = super_tcp(false, &SRC4, &[198, 19, 1, 4], 0x18, &data(13_780));
-        let mut a = Node::new(false, "h1", whole);
+        let mut a = node(false, "h1", whole);
         let c1 = a.idx("c1");
         a.ports[c1].inject_super(ip.clone(), gso_of(&ip, 1378));
         a.run();
-        let out = a.take_out();
+        let out = take_out(&mut a);
         assert_eq!(out.len(), 1, "one ICMP error");
         let (port, icmp) = &out[0];
         assert_eq!(port, "c1");
@@ -325,7 +267,7 @@ fn a_super_packet_over_the_mtu_is_answered_once_and_counted_whole() {
 fn a_refused_super_packet_counts_every_segment() {
     for whole in [false, true] {
         let ip = super_tcp(false, &SRC4, &[198, 19, 2, 2], 0x18, &data(13_780));
-        let mut a = Node::new(false, "h1", whole);
+        let mut a = node(false, "h1", whole);
         // A whole super-packet is one entry: no room at all refuses it.
         a.ports[0].tx_capacity = if whole { 0 } else { 4 };
         let c1 = a.idx("c1");
@@ -367,7 +309,7 @@ proptest! {
         port in 0usize..4,
         whole in any::<bool>(),
     ) {
-        let mut a = Node::new(false, "h1", whole);
+        let mut a = node(false, "h1", whole);
         let frame = if use_random {
             random
         } else {

@@ -4,10 +4,11 @@
 //! mutated frames into every port and checks that nothing panics and every
 //! frame is accounted for.
 
+mod sim_support;
+
 use proptest::prelude::*;
-use vxrouter::dataplane::{self, Pipeline, Tables, Verdict};
-use vxrouter::port::mem::MemPort;
-use vxrouter::port::{Batch, LinkType, Port, BATCH_SIZE};
+use sim_support::Node;
+use vxrouter::dataplane::{self, Tables};
 
 const TOPO: &str = r#"
 [overlay]
@@ -57,77 +58,6 @@ a = "h2"
 b = "h3"
 cost = 10
 "#;
-
-/// One simulated host: its tables, pipeline and memory ports.
-struct Node {
-    t: Tables,
-    pipe: Pipeline,
-    ports: Vec<MemPort>,
-    tx: Vec<u64>,
-}
-
-impl Node {
-    fn new(topo: &vxrouter::config::Topology, name: &str) -> Node {
-        let h = topo.host_index(name).unwrap();
-        let t = vxrouter::replay::replay_tables(topo, h, 1500).unwrap();
-        let ports = t
-            .ports
-            .iter()
-            .map(|p| {
-                let lt = if p.kind == dataplane::PortKind::Tun {
-                    LinkType::RawIp
-                } else {
-                    LinkType::Ethernet
-                };
-                MemPort::new(p.name.clone(), lt)
-            })
-            .collect::<Vec<_>>();
-        let n = ports.len();
-        Node {
-            t,
-            pipe: Pipeline::new(),
-            ports,
-            tx: vec![0; n],
-        }
-    }
-
-    fn port(&mut self, name: &str) -> &mut MemPort {
-        let i = self.t.port_index(name).unwrap() as usize;
-        &mut self.ports[i]
-    }
-
-    /// Drains every port's rx queue through the pipeline. Returns frames read.
-    fn run(&mut self) -> usize {
-        let mut batch = Batch::new();
-        let mut verdicts = [Verdict::Pass; BATCH_SIZE];
-        let mut total = 0;
-        for i in 0..self.ports.len() {
-            loop {
-                let n = self.ports[i].rx_burst(&mut batch).unwrap();
-                if n == 0 {
-                    break;
-                }
-                total += n;
-                let mut dyn_ports: Vec<Option<&mut dyn Port>> = self
-                    .ports
-                    .iter_mut()
-                    .map(|p| Some(p as &mut dyn Port))
-                    .collect();
-                dataplane::forward_burst(
-                    &mut self.pipe,
-                    &self.t,
-                    i as u16,
-                    &mut batch,
-                    &mut verdicts,
-                    &mut dyn_ports,
-                    &mut self.tx,
-                )
-                .unwrap();
-            }
-        }
-        total
-    }
-}
 
 fn ipv4_udp(src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
     let total = 28 + payload.len();
