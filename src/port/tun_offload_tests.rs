@@ -312,6 +312,60 @@ fn bad_super_packets_are_refused_whole() {
     assert!(load(&mut rx, &good, &odd, 1500).is_err());
 }
 
+/// What the kernel hands over as a TCP super-packet stays whole exactly
+/// when splitting it would have worked too: the same header checks, the
+/// MTU, and the length limit for encapsulation (anything else goes to the
+/// splitter, which refuses or splits it).
+#[test]
+fn only_a_sound_tso_super_packet_is_kept_whole() {
+    let sup = tcp4(1, 1, ACK, 12, &payload(3000));
+    let good = tso_hdr(false, 1000, 20, 32, false);
+    let g = whole_tso(&good, &sup, 1500).expect("kept whole");
+    assert_eq!((g.size, g.segs), (1000, 3));
+    // With ECN: still whole; CWR stays on the first segment when cut.
+    assert!(whole_tso(&tso_hdr(false, 1000, 20, 32, true), &sup, 1500).is_some());
+    // Segments of 1052 bytes over a 1000-byte MTU.
+    assert!(whole_tso(&good, &sup, 1000).is_none());
+    let bad = [
+        VirtioNetHdr {
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV6,
+            ..good
+        },
+        VirtioNetHdr {
+            gso_type: VIRTIO_NET_HDR_GSO_UDP_L4,
+            ..good
+        },
+        VirtioNetHdr {
+            gso_size: 0,
+            ..good
+        },
+        VirtioNetHdr {
+            csum_offset: 6,
+            ..good
+        },
+        VirtioNetHdr {
+            csum_start: 24,
+            ..good
+        },
+    ];
+    for h in bad {
+        assert!(whole_tso(&h, &sup, 1500).is_none(), "{h:?}");
+    }
+    // Every cut and a lying IPv4 total length: not whole.
+    for cut in 0..sup.len() {
+        assert!(whole_tso(&good, &sup[..cut], 1500).is_none(), "cut {cut}");
+    }
+    let mut lying = sup.clone();
+    lying[2..4].copy_from_slice(&1000u16.to_be_bytes());
+    assert!(whole_tso(&good, &lying, 1500).is_none());
+    // IPv6 too; and an IPv6 packet too large to be encapsulated whole.
+    let six = tcp6(5, ACK, &payload(5000));
+    let h6 = tso_hdr(true, 1200, 40, 20, false);
+    assert_eq!(whole_tso(&h6, &six, 1500).map(|g| g.segs), Some(5));
+    let huge = tcp6(5, ACK, &payload(65_450));
+    assert!(whole_tso(&h6, &huge, 1500).is_none());
+}
+
 #[test]
 fn only_tcp_segments_are_gro_candidates() {
     assert!(is_tcp_gro_candidate(&tcp4(1, 1, ACK, 0, b"x")));
