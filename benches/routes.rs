@@ -109,7 +109,7 @@ fn dijkstra(adj: &[Vec<(usize, u64)>], src: usize) -> Vec<Option<u64>> {
         }
         for &(v, c) in &adj[u] {
             let nd = d + c;
-            if dist[v].map_or(true, |old| nd < old) {
+            if dist[v].is_none_or(|old| nd < old) {
                 dist[v] = Some(nd);
                 heap.push(Reverse((nd, v)));
             }

@@ -126,14 +126,11 @@ pub fn replay(
     let mut batch = Batch::new();
     let mut verdicts = [Verdict::Pass; BATCH_SIZE];
     let mut tx_counts = vec![0u64; ports.len()];
-    loop {
-        // The port whose next frame is oldest goes next.
-        let Some(in_port) = (0..ports.len())
-            .filter(|&i| ports[i].rx_pending() > 0)
-            .min_by_key(|&i| ports[i].next_ts().unwrap_or(Duration::MAX))
-        else {
-            break;
-        };
+    // The port whose next frame is oldest goes next.
+    while let Some(in_port) = (0..ports.len())
+        .filter(|&i| ports[i].rx_pending() > 0)
+        .min_by_key(|&i| ports[i].next_ts().unwrap_or(Duration::MAX))
+    {
         let now = ports[in_port].next_ts().unwrap_or_default();
         ports[in_port].rx_burst(&mut batch)?;
         for p in ports.iter_mut() {

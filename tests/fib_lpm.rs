@@ -15,7 +15,7 @@ fn reference4(routes: &[(Ipv4Net, NextHopId)], addr: u32) -> Option<NextHopId> {
     let addr = Ipv4Addr::from(addr);
     let mut best: Option<(u8, NextHopId)> = None;
     for (net, id) in routes {
-        if net.contains(&addr) && best.map_or(true, |(len, _)| net.prefix_len() >= len) {
+        if net.contains(&addr) && best.is_none_or(|(len, _)| net.prefix_len() >= len) {
             best = Some((net.prefix_len(), *id));
         }
     }
@@ -26,7 +26,7 @@ fn reference6(routes: &[(Ipv6Net, NextHopId)], addr: u128) -> Option<NextHopId> 
     let addr = Ipv6Addr::from(addr);
     let mut best: Option<(u8, NextHopId)> = None;
     for (net, id) in routes {
-        if net.contains(&addr) && best.map_or(true, |(len, _)| net.prefix_len() >= len) {
+        if net.contains(&addr) && best.is_none_or(|(len, _)| net.prefix_len() >= len) {
             best = Some((net.prefix_len(), *id));
         }
     }

@@ -417,7 +417,7 @@ mod tests {
     fn reference(routes: &[(u32, u8, u32)], key: u32) -> u32 {
         let mut best: Option<(u8, u32)> = None;
         for &(k, len, v) in routes {
-            if key.truncate(len) == k.truncate(len) && best.map_or(true, |(l, _)| len >= l) {
+            if key.truncate(len) == k.truncate(len) && best.is_none_or(|(l, _)| len >= l) {
                 best = Some((len, v));
             }
         }

@@ -235,7 +235,7 @@ pub fn bellman_ford(g: &Graph, src: usize) -> Result<Paths, NegativeCycle> {
                 // Saturating: costs near i64 limits cannot wrap into a
                 // spurious improvement.
                 let dv = du.saturating_add(arc.cost);
-                if dist[v].map_or(true, |old| dv < old) {
+                if dist[v].is_none_or(|old| dv < old) {
                     dist[v] = Some(dv);
                     if !queued[v] {
                         queued[v] = true;

@@ -115,7 +115,7 @@ fn reference(
     }
     for &(a, b, c) in edges {
         for (x, y) in [(a, b), (b, a)] {
-            if d[x][y].map_or(true, |o| c < o) {
+            if d[x][y].is_none_or(|o| c < o) {
                 d[x][y] = Some(c);
             }
         }
@@ -124,7 +124,7 @@ fn reference(
         for i in 0..n {
             for j in 0..n {
                 if let (Some(ik), Some(kj)) = (d[i][k], d[k][j]) {
-                    if d[i][j].map_or(true, |o| ik + kj < o) {
+                    if d[i][j].is_none_or(|o| ik + kj < o) {
                         d[i][j] = Some(ik + kj);
                     }
                 }
