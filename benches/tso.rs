@@ -119,7 +119,7 @@ fn bench_send(c: &mut Criterion) {
             pipe.process(&t, c1, &mut batch, &mut verdicts);
             assert_eq!(verdicts[0], Verdict::Forward(0));
             let f = batch.pkts()[0].data();
-            let l = tso::Layout::parse(f, true, gso).unwrap();
+            let l = tso::Layout::parse(f, tso::Encap::Vxlan, gso).unwrap();
             let mut iov_bytes = 0;
             for (i, h) in hdrs.chunks_mut(256).take(l.segments).enumerate() {
                 let r = tso::write_headers(f, &l, i, h, false);
@@ -155,7 +155,7 @@ fn bench_send(c: &mut Criterion) {
 fn train() -> (Vec<u8>, usize) {
     let ip = super_packet([198, 19, 2, 2], [198, 19, 1, 2]);
     let gso = Gso::for_payload(MSS as u16, SEGS * MSS);
-    let l = tso::Layout::parse(&ip, false, gso).unwrap();
+    let l = tso::Layout::parse(&ip, tso::Encap::Ip, gso).unwrap();
     let mut out = Vec::new();
     let mut stride = 0;
     for i in 0..l.segments {

@@ -380,7 +380,7 @@ fn a_damaged_segment_splits_the_train() {
     assert_eq!(shape, vec![5, 1, 4], "coalesced around the damaged segment");
     // And each part is what it should be: segments 0..5 whole, the damaged
     // one as sent, 6..10 whole.
-    let l = tso::Layout::parse(&got[0].0, true, got[0].1.unwrap()).expect("layout");
+    let l = tso::Layout::parse(&got[0].0, tso::Encap::Vxlan, got[0].1.unwrap()).expect("layout");
     assert_eq!(l.segments, 5);
     assert_eq!(got[1].0.len(), 14 + 20 + 8 + 8 + 14 + 20 + 32 + 1378);
 }

@@ -94,14 +94,18 @@ fn node(underlay6: bool, name: &str, takes_gso: bool) -> Node {
 fn take_out(n: &mut Node) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for p in &mut n.ports {
-        let eth = p.link_type() == LinkType::Ethernet;
+        let encap = match (p.name(), p.link_type()) {
+            ("eth0", _) => tso::Encap::Vxlan,
+            (_, LinkType::Ethernet) => tso::Encap::Eth,
+            _ => tso::Encap::Ip,
+        };
         let gsos = p.tx_gso.clone();
         let name = p.name().to_string();
         for (f, g) in p.take_tx().into_iter().zip(gsos) {
             match g {
                 None => out.push((name.clone(), f)),
                 Some(g) => {
-                    let l = tso::Layout::parse(&f, eth, g).unwrap();
+                    let l = tso::Layout::parse(&f, encap, g).unwrap();
                     assert_eq!(u64::from(g.segs), l.segments as u64);
                     for i in 0..l.segments {
                         let mut s = vec![0u8; l.segment_len(i)];

@@ -111,7 +111,8 @@ fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>, whole: bool) -
             let mut cut: Vec<Vec<u8>> = Vec::new();
             for p in batch.pkts() {
                 if let Some(g) = p.gso {
-                    let l = tso::Layout::parse(p.data(), false, g).expect("super-packet layout");
+                    let l = tso::Layout::parse(p.data(), tso::Encap::Ip, g)
+                        .expect("super-packet layout");
                     assert_eq!(usize::from(g.segs), l.segments);
                     seen.whole += 1;
                     seen.whole_segs += l.segments as u64;

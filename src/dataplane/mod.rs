@@ -17,7 +17,7 @@ pub mod tables;
 
 use std::io;
 
-use crate::port::{Batch, LinkType, Port, BATCH_SIZE};
+use crate::port::{Batch, Port, BATCH_SIZE};
 use crate::wire::tso;
 
 pub use drops::{CounterSummary, Counters, DropReason};
@@ -60,8 +60,14 @@ pub fn forward_burst(
         }
         done[n_done] = port;
         n_done += 1;
+        let encap = match t.ports.get(port as usize).map(|p| p.kind) {
+            Some(PortKind::Uplink) => tso::Encap::Vxlan,
+            Some(PortKind::Veth) => tso::Encap::Eth,
+            _ => tso::Encap::Ip,
+        };
         let mut out = Out {
             port: ports.get_mut(port as usize).and_then(|p| p.as_deref_mut()),
+            encap,
             counters: &mut *counters,
             sent: 0,
             err: None,
@@ -102,6 +108,8 @@ pub fn forward_burst(
 /// One output port while a burst is handed to it.
 struct Out<'a, 'p> {
     port: Option<&'a mut (dyn Port + 'p)>,
+    /// How this port's frames are laid out in front of their IP packet.
+    encap: tso::Encap,
     counters: &'a mut Counters,
     /// Wire packets the port took.
     sent: u64,
@@ -165,10 +173,9 @@ impl Out<'_, '_> {
             self.refuse(v, segs);
             return;
         };
-        let eth = p.link_type() == LinkType::Ethernet;
         // The annotation must describe the bytes: its segment count is what
         // every counter counted.
-        let layout = match tso::Layout::parse(frame, eth, g) {
+        let layout = match tso::Layout::parse(frame, self.encap, g) {
             Ok(l) if l.segments as u64 == segs => l,
             _ => {
                 self.recount(v, segs, DropReason::GsoMalformed);

@@ -15,8 +15,8 @@
 //! strips; ICMP errors prepend their headers before the quoted original and
 //! are then routed like any packet the router originates.
 //!
-//! A TCP super-packet ([`crate::wire::tso`], `Packet::gso` set) takes the
-//! same path as one segment: its headers are checked, routed and rewritten
+//! A TCP or UDP super-packet ([`crate::wire::tso`], `Packet::gso` set) takes
+//! the same path as one segment: its headers are checked, routed and rewritten
 //! once, the MTU checks apply to its largest segment, and every counter
 //! counts its segments. It stays whole; the ports (or
 //! [`super::gso::segment_into`] for ports that cannot take it) cut it.
@@ -562,6 +562,7 @@ fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
         Some(g) => match largest_segment(
             pkt.data(),
             ipv4::Packet::new_unchecked(pkt.data()).header_len(),
+            ipv4::Packet::new_unchecked(pkt.data()).protocol(),
             g,
         ) {
             Some(l) => l,
@@ -633,7 +634,12 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
     };
     let len = match pkt.gso {
         None => len,
-        Some(g) => match largest_segment(pkt.data(), ipv6::HEADER_LEN, g) {
+        Some(g) => match largest_segment(
+            pkt.data(),
+            ipv6::HEADER_LEN,
+            ipv6::Packet::new_unchecked(pkt.data()).next_header(),
+            g,
+        ) {
             Some(l) => usize::from(l),
             None => return Verdict::Drop(DropReason::IpMalformed),
         },
@@ -681,12 +687,17 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
 }
 
 /// The IP length of a super-packet's largest segment (its first): headers
-/// up to the end of TCP's, plus one segment of payload. `None` when the TCP
-/// header does not fit (the ports that make super-packets check it, so this
-/// is defence, not a path).
+/// up to the end of the transport's (`proto`, TCP or UDP), plus one segment
+/// of payload. `None` when that header does not fit or the transport is
+/// another (the ports that make super-packets check it, so this is defence,
+/// not a path).
 #[inline]
-fn largest_segment(d: &[u8], l4: usize, g: tso::Gso) -> Option<u16> {
-    let thl = usize::from(d.get(l4 + 12)? >> 4) * 4;
+fn largest_segment(d: &[u8], l4: usize, proto: u8, g: tso::Gso) -> Option<u16> {
+    let thl = match proto {
+        ipv4::PROTO_TCP => usize::from(d.get(l4 + 12)? >> 4) * 4,
+        ipv4::PROTO_UDP => udp::HEADER_LEN,
+        _ => return None,
+    };
     let hdr = l4 + thl;
     let payload = d.len().checked_sub(hdr)?;
     u16::try_from(hdr + payload.min(usize::from(g.size))).ok()

@@ -362,27 +362,34 @@ impl GsoRx {
     }
 }
 
-/// Checks a TSO super-packet the kernel handed over (`pkt`, the IP packet
-/// after its virtio-net header `hdr`) for passing it on whole: TCP over
-/// IPv4 or IPv6 (no extension headers), offsets that describe the packet,
-/// segments within `mtu`, short enough to be encapsulated
-/// ([`tso::MAX_SUPER_L3`]). Returns its annotation; `None` for anything else
-/// (a UDP super-packet, say), which the caller splits with [`GsoRx`].
+/// Checks a super-packet the kernel handed over (`pkt`, the IP packet after
+/// its virtio-net header `hdr`) for passing it on whole: TCP (TSO) or UDP
+/// (`UDP_SEGMENT`) over IPv4 or IPv6 (no extension headers), offsets that
+/// describe the packet, segments within `mtu`, short enough to be
+/// encapsulated ([`tso::MAX_SUPER_L3`]). Returns its annotation; `None` for
+/// anything else, which the caller splits with [`GsoRx`] (or refuses).
 pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso> {
-    let v6 = match hdr.gso_type & !GSO_ECN {
-        VIRTIO_NET_HDR_GSO_TCPV4 => false,
-        VIRTIO_NET_HDR_GSO_TCPV6 => true,
+    let (v6, udp) = match hdr.gso_type & !GSO_ECN {
+        VIRTIO_NET_HDR_GSO_TCPV4 => (Some(false), false),
+        VIRTIO_NET_HDR_GSO_TCPV6 => (Some(true), false),
+        // USO carries no IP version, and ECN belongs to TCP.
+        VIRTIO_NET_HDR_GSO_UDP_L4 if hdr.gso_type & GSO_ECN == 0 => (None, true),
         _ => return None,
     };
-    if hdr.csum_offset != 16 || hdr.gso_size == 0 {
+    if hdr.gso_size == 0 {
         return None;
     }
     let probe = tso::Gso {
         size: hdr.gso_size,
         segs: 0,
     };
-    let l = tso::Layout::parse(pkt, false, probe).ok()?;
-    if l.v6 != v6 || l.tunnel.is_some() || usize::from(hdr.csum_start) != l.l4 {
+    let l = tso::Layout::parse(pkt, tso::Encap::Ip, probe).ok()?;
+    if l.udp != udp || v6.is_some_and(|v| v != l.v6) {
+        return None;
+    }
+    if usize::from(hdr.csum_start) != l.l4
+        || usize::from(hdr.csum_offset) != tso::l4_csum_offset(&l)
+    {
         return None;
     }
     if l.max_segment_l3() > mtu {
@@ -395,21 +402,26 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
 }
 
 /// The virtio-net header that hands super-packet `frame` (an IP packet at
-/// `ip` in it, laid out as `l`) to the kernel whole: TSO with a partial
-/// checksum, ECN when the first segment has CWR.
+/// `ip` in it, laid out as `l`) to the kernel whole: TSO (USO for UDP)
+/// with a partial checksum, ECN when a TCP first segment has CWR.
 pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> VirtioNetHdr {
-    let ecn = frame[l.l4 + 13] & TCP_FLAG_CWR != 0;
-    VirtioNetHdr {
-        flags: F_NEEDS_CSUM,
-        gso_type: if l.v6 {
+    let gso_type = if l.udp {
+        VIRTIO_NET_HDR_GSO_UDP_L4
+    } else {
+        let ecn = frame[l.l4 + 13] & TCP_FLAG_CWR != 0;
+        (if l.v6 {
             VIRTIO_NET_HDR_GSO_TCPV6
         } else {
             VIRTIO_NET_HDR_GSO_TCPV4
-        } | if ecn { GSO_ECN } else { 0 },
+        }) | if ecn { GSO_ECN } else { 0 }
+    };
+    VirtioNetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type,
         hdr_len: (l.payload - ip) as u16,
         gso_size: gso.size,
         csum_start: (l.l4 - ip) as u16,
-        csum_offset: 16,
+        csum_offset: tso::l4_csum_offset(l) as u16,
     }
 }
 
@@ -418,7 +430,7 @@ pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> Vi
 pub const MAX_SUPER_HDR: usize = 192;
 
 /// A super-packet made ready to go to the kernel whole: its virtio-net
-/// header and a copy of its headers with the partial TCP checksum the
+/// header and a copy of its headers with the partial transport checksum the
 /// kernel completes; the payload goes from `frame[payload..]` itself.
 pub struct WholeWrite {
     pub vnet: [u8; VNET_HDR_LEN],
@@ -429,9 +441,14 @@ pub struct WholeWrite {
 
 /// Prepares super-packet `frame` (annotated `gso`; an IP packet, or an
 /// Ethernet frame with `eth` the header to give it) for one write; `None`
-/// when it is not a plain TCP super-packet whose headers fit.
+/// when it is not a plain super-packet whose headers fit.
 pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option<WholeWrite> {
-    let l = tso::Layout::parse(frame, eth.is_some(), gso).ok()?;
+    let encap = if eth.is_some() {
+        tso::Encap::Eth
+    } else {
+        tso::Encap::Ip
+    };
+    let l = tso::Layout::parse(frame, encap, gso).ok()?;
     if l.tunnel.is_some() || l.payload > MAX_SUPER_HDR {
         return None;
     }
@@ -443,7 +460,8 @@ pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option
     if let Some(e) = eth {
         head[..14].copy_from_slice(&e);
     }
-    head[l.l4 + 16..l.l4 + 18].copy_from_slice(&tso::partial_tcp_checksum(frame, &l).to_be_bytes());
+    let at = l.l4 + tso::l4_csum_offset(&l);
+    head[at..at + 2].copy_from_slice(&tso::partial_l4_checksum(frame, &l).to_be_bytes());
     Some(WholeWrite {
         vnet,
         head,

@@ -788,7 +788,10 @@ impl Port for UdpPort {
 
     fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
         let segs = u64::from(gso.segs.max(1));
-        let (Some(parts), Ok(l)) = (parse_tx(frame), tso::Layout::parse(frame, true, gso)) else {
+        let (Some(parts), Ok(l)) = (
+            parse_tx(frame),
+            tso::Layout::parse(frame, tso::Encap::Vxlan, gso),
+        ) else {
             self.c.tx_malformed += segs;
             return Ok(true);
         };
@@ -1001,7 +1004,7 @@ mod tests {
         let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
         let ip = super_ip(v6, 0, 12, 0x10, &data);
         let g = Gso { size, segs: 0 };
-        let l = tso::Layout::parse(&ip, false, g).unwrap();
+        let l = tso::Layout::parse(&ip, tso::Encap::Ip, g).unwrap();
         let mut out = Vec::new();
         for i in 0..l.segments {
             let mut d = vxlan_payload(MIN_VXLAN, 0);
@@ -1020,7 +1023,7 @@ mod tests {
     /// datagrams' inner IP packets, IPv4 ID and header checksum zeroed (a
     /// coalesced run does not keep the IDs of its segments).
     fn recut(f: &[u8], g: Gso) -> Vec<Vec<u8>> {
-        let l = tso::Layout::parse(f, true, g).unwrap();
+        let l = tso::Layout::parse(f, tso::Encap::Vxlan, g).unwrap();
         (0..l.segments)
             .map(|i| {
                 let mut s = vec![0u8; l.segment_len(i)];

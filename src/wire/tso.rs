@@ -1,6 +1,6 @@
-//! TCP super-packets: one TCP header followed by the payload of many
-//! segments, and the segments they stand for (what Linux calls a GSO skb
-//! and its segmentation).
+//! Super-packets: one TCP (or UDP) header followed by the payload of many
+//! segments (datagrams), and the segments they stand for (what Linux calls
+//! a GSO skb and its segmentation: TSO, and USO for `UDP_SEGMENT`).
 //!
 //! Layer: wire. A super-packet enters the router whole (a container's TSO
 //! write read from a TUN queue or an AF_PACKET socket, or a train of VXLAN
@@ -11,24 +11,26 @@
 //! the segments copied out by [`segment_into`](crate::dataplane::gso).
 //!
 //! The format, with the [`Gso`] annotation that travels beside the bytes:
-//! - optionally Ethernet (no VLAN tag), then optionally a VXLAN tunnel
-//!   (outer IPv4 or IPv6 without extension headers, UDP, VXLAN, inner
-//!   Ethernet), then IPv4 (no fragment) or IPv6 (TCP as next header), TCP;
+//! - as the [`Encap`] says: IP alone, behind Ethernet (no VLAN tag), or
+//!   behind a VXLAN tunnel (Ethernet, outer IPv4 or IPv6 without extension
+//!   headers, UDP, VXLAN, inner Ethernet); then IPv4 (no fragment) or IPv6
+//!   (the transport as next header), then TCP or UDP;
 //! - every length field covers the whole super-packet, the IPv4 header
-//!   checksums are valid for those lengths, the TCP header is the first
+//!   checksums are valid for those lengths, a TCP header is the first
 //!   segment's (its sequence number, the flags of the whole: CWR belongs to
 //!   the first segment, FIN and PSH to the last);
 //! - [`Gso::size`] payload bytes per segment, the last one possibly shorter;
-//! - the TCP checksum (and over IPv6 the outer UDP checksum) is not valid:
+//! - the TCP or UDP checksum (and over IPv6 the outer UDP checksum) is not
+//!   valid:
 //!   as with Linux's `CHECKSUM_PARTIAL`, whoever produces the segments
 //!   computes theirs. The payload itself was verified (or made by the local
 //!   kernel) where the super-packet entered.
 //!
 //! Invariants: [`Layout::parse`] checks every offset and length once; after
 //! it, [`write_headers`] cannot fail or panic on a frame of that layout.
-//! The segments are what the kernel's `tcp_gso_segment` makes: IPv4 ID
-//! incremented per segment, sequence numbers advanced by the segment size,
-//! checksums complete.
+//! The segments are what the kernel's `tcp_gso_segment` (`__udp_gso_segment`)
+//! makes: IPv4 ID incremented per segment, sequence numbers advanced by the
+//! segment size (UDP lengths per datagram), checksums complete.
 
 use super::checksum;
 use super::{Error, Result};
@@ -42,6 +44,7 @@ const ETH_LEN: usize = 14;
 const UDP_LEN: usize = 8;
 const VXLAN_LEN: usize = 8;
 const TCP_MIN: usize = 20;
+const UDP_HDR: usize = 8;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 
@@ -72,6 +75,17 @@ impl Gso {
     }
 }
 
+/// What comes before the super-packet's IP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    /// Nothing: the frame is the IP packet (TUN ports).
+    Ip,
+    /// An Ethernet header (veth ports).
+    Eth,
+    /// Ethernet, outer IP, UDP, VXLAN and inner Ethernet (the uplink).
+    Vxlan,
+}
+
 /// Outer headers of a VXLAN-encapsulated super-packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tunnel {
@@ -94,6 +108,8 @@ pub struct Layout {
     pub payload: usize,
     /// Inner IP version 6.
     pub v6: bool,
+    /// The transport is UDP (a `UDP_SEGMENT` super-packet), else TCP.
+    pub udp: bool,
     /// Payload bytes per segment.
     pub size: usize,
     /// Segments in all (at least one).
@@ -150,15 +166,15 @@ fn ip_at(f: &[u8], off: usize) -> Result<(bool, u8, usize)> {
 }
 
 impl Layout {
-    /// Parses a super-packet: `eth` when the frame starts with Ethernet.
-    /// Refuses anything that is not the format in the module docs.
-    pub fn parse(f: &[u8], eth: bool, gso: Gso) -> Result<Layout> {
+    /// Parses a super-packet laid out as `encap` says. Refuses anything
+    /// that is not the format in the module docs.
+    pub fn parse(f: &[u8], encap: Encap, gso: Gso) -> Result<Layout> {
         let size = usize::from(gso.size);
         if size == 0 {
             return Err(Error::Malformed("zero segment size"));
         }
         let mut off = 0;
-        if eth {
+        if encap != Encap::Ip {
             let Some(t) = f.get(12..14) else {
                 return Err(Error::Truncated);
             };
@@ -169,7 +185,10 @@ impl Layout {
         }
         let (mut v6, mut proto, mut next) = ip_at(f, off)?;
         let mut tunnel = None;
-        if proto == PROTO_UDP {
+        if encap == Encap::Vxlan {
+            if proto != PROTO_UDP {
+                return Err(Error::Malformed("outer packet is not UDP"));
+            }
             let udp = next;
             let inner_eth = udp + UDP_LEN + VXLAN_LEN;
             let inner = inner_eth + ETH_LEN;
@@ -186,18 +205,29 @@ impl Layout {
             (v6, proto, next) = ip_at(f, inner)?;
             off = inner;
         }
-        if proto != PROTO_TCP {
-            return Err(Error::Malformed("not TCP"));
-        }
         let l4 = next;
-        if f.len() < l4 + TCP_MIN {
-            return Err(Error::Truncated);
-        }
-        let thl = usize::from(f[l4 + 12] >> 4) * 4;
-        if thl < TCP_MIN {
-            return Err(Error::Malformed("TCP data offset below 5"));
-        }
-        let payload = l4 + thl;
+        let payload = match proto {
+            PROTO_TCP => {
+                if f.len() < l4 + TCP_MIN {
+                    return Err(Error::Truncated);
+                }
+                let thl = usize::from(f[l4 + 12] >> 4) * 4;
+                if thl < TCP_MIN {
+                    return Err(Error::Malformed("TCP data offset below 5"));
+                }
+                l4 + thl
+            }
+            PROTO_UDP => {
+                if f.len() < l4 + UDP_HDR {
+                    return Err(Error::Truncated);
+                }
+                if usize::from(be16(f, l4 + 4)) != f.len() - l4 {
+                    return Err(Error::Malformed("UDP length is not the packet's"));
+                }
+                l4 + UDP_HDR
+            }
+            _ => return Err(Error::Malformed("neither TCP nor UDP")),
+        };
         if f.len() <= payload {
             return Err(Error::Malformed("no payload after the headers"));
         }
@@ -210,6 +240,7 @@ impl Layout {
             l4,
             payload,
             v6,
+            udp: proto == PROTO_UDP,
             size,
             segments: (f.len() - payload).div_ceil(size),
             len: f.len(),
@@ -245,7 +276,8 @@ impl Layout {
 
 /// Writes the headers of segment `i` of super-packet `f` (parsed as `l`)
 /// into `out[..l.payload]`: every length, the IPv4 IDs and header checksums,
-/// sequence number, flags and the TCP checksum over the segment's payload
+/// the TCP sequence number and flags (UDP length), and the transport
+/// checksum over the segment's payload
 /// `f[l.chunk(i)]`. With `udp6_csum`, an outer UDP-over-IPv6 checksum is
 /// computed too (needed when no kernel socket sends the segment); over IPv4
 /// the outer UDP checksum is left as it is (zero for VXLAN, RFC 7348).
@@ -276,26 +308,37 @@ pub fn write_headers(
         let c = checksum::checksum(&h[l.l3..l.l4]);
         put16(h, l.l3 + 10, c);
     }
-    // TCP.
-    let seq = u32::from_be_bytes([h[l.l4 + 4], h[l.l4 + 5], h[l.l4 + 6], h[l.l4 + 7]])
-        .wrapping_add((i * l.size) as u32);
-    h[l.l4 + 4..l.l4 + 8].copy_from_slice(&seq.to_be_bytes());
-    let mut flags = h[l.l4 + 13];
-    if i > 0 {
-        flags &= !TCP_CWR;
-    }
-    if !last {
-        flags &= !(TCP_FIN | TCP_PSH);
-    }
-    h[l.l4 + 13] = flags;
-    put16(h, l.l4 + 16, 0);
-    let tcp_len = seg_len - l.l4;
-    let ph = pseudo(h, l.l3, l.v6, PROTO_TCP, tcp_len);
     let pay_sum = checksum::sum(&f[chunk.clone()]);
-    // The TCP header has an even length (a multiple of 4), so the payload's
-    // sum continues it.
-    let c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
-    put16(h, l.l4 + 16, c);
+    let l4_len = seg_len - l.l4;
+    if l.udp {
+        put16(h, l.l4 + 4, l4_len as u16);
+        put16(h, l.l4 + 6, 0);
+        let ph = pseudo(h, l.l3, l.v6, PROTO_UDP, l4_len);
+        let mut c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
+        if c == 0 {
+            // RFC 768: a computed zero is sent as all ones.
+            c = 0xffff;
+        }
+        put16(h, l.l4 + 6, c);
+    } else {
+        let seq = u32::from_be_bytes([h[l.l4 + 4], h[l.l4 + 5], h[l.l4 + 6], h[l.l4 + 7]])
+            .wrapping_add((i * l.size) as u32);
+        h[l.l4 + 4..l.l4 + 8].copy_from_slice(&seq.to_be_bytes());
+        let mut flags = h[l.l4 + 13];
+        if i > 0 {
+            flags &= !TCP_CWR;
+        }
+        if !last {
+            flags &= !(TCP_FIN | TCP_PSH);
+        }
+        h[l.l4 + 13] = flags;
+        put16(h, l.l4 + 16, 0);
+        let ph = pseudo(h, l.l3, l.v6, PROTO_TCP, l4_len);
+        // The TCP header has an even length (a multiple of 4), so the
+        // payload's sum continues it.
+        let c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
+        put16(h, l.l4 + 16, c);
+    }
     if let Some(t) = l.tunnel {
         if t.v6 {
             put16(h, t.l3 + 4, (seg_len - t.l3 - 40) as u16);
@@ -311,8 +354,8 @@ pub fn write_headers(
         if t.v6 && udp6_csum {
             put16(h, t.udp + 6, 0);
             let p = pseudo(h, t.l3, true, PROTO_UDP, udp_len);
-            // UDP + VXLAN + Ethernet (30) + inner IP and TCP headers (multiples
-            // of 4): even, so the payload's sum continues it.
+            // UDP + VXLAN + Ethernet (30) + inner IP and TCP or UDP headers
+            // (multiples of 4): even, so the payload's sum continues it.
             let mut c = !checksum::fold(p + checksum::sum(&h[t.udp..]) + pay_sum);
             if c == 0 {
                 c = 0xffff;
@@ -337,11 +380,21 @@ fn pseudo(h: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u32 {
     }
 }
 
-/// The value a `CHECKSUM_PARTIAL` TCP checksum field holds (virtio-net
+/// Where the transport checksum field is, from the transport header.
+pub fn l4_csum_offset(l: &Layout) -> usize {
+    if l.udp {
+        6
+    } else {
+        16
+    }
+}
+
+/// The value a `CHECKSUM_PARTIAL` transport checksum field holds (virtio-net
 /// `F_NEEDS_CSUM`): the folded pseudo-header sum for the whole super-packet,
 /// which the kernel completes per segment.
-pub fn partial_tcp_checksum(f: &[u8], l: &Layout) -> u16 {
-    checksum::fold(pseudo(f, l.l3, l.v6, PROTO_TCP, l.len - l.l4))
+pub fn partial_l4_checksum(f: &[u8], l: &Layout) -> u16 {
+    let proto = if l.udp { PROTO_UDP } else { PROTO_TCP };
+    checksum::fold(pseudo(f, l.l3, l.v6, proto, l.len - l.l4))
 }
 
 #[cfg(test)]

@@ -123,7 +123,12 @@ fn data(n: usize) -> Vec<u8> {
 }
 
 fn segments(f: &[u8], eth: bool, size: u16, udp6: bool) -> Vec<Vec<u8>> {
-    let l = Layout::parse(f, eth, Gso { size, segs: 0 }).unwrap();
+    let l = Layout::parse(
+        f,
+        if eth { Encap::Vxlan } else { Encap::Ip },
+        Gso { size, segs: 0 },
+    )
+    .unwrap();
     (0..l.segments)
         .map(|i| {
             let mut s = vec![0u8; l.segment_len(i)];
@@ -238,7 +243,7 @@ fn tunnelled_segments_carry_the_inner_segments_whole() {
                 let f = tunnelled(&ip, outer_v6);
                 let l = Layout::parse(
                     &f,
-                    true,
+                    Encap::Vxlan,
                     Gso {
                         size: 1398,
                         segs: 0,
@@ -266,17 +271,17 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     let f = tunnelled(&ip, false);
     assert!(Layout::parse(
         &f,
-        true,
+        Encap::Vxlan,
         Gso {
             size: 1000,
             segs: 0
         }
     )
     .is_ok());
-    assert!(Layout::parse(&f, true, Gso { size: 0, segs: 0 }).is_err());
+    assert!(Layout::parse(&f, Encap::Vxlan, Gso { size: 0, segs: 0 }).is_err());
     assert!(Layout::parse(
         &ip,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0
@@ -286,7 +291,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     // Raw IP read as Ethernet, or the reverse.
     assert!(Layout::parse(
         &ip,
-        true,
+        Encap::Eth,
         Gso {
             size: 1000,
             segs: 0
@@ -295,7 +300,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     .is_err());
     assert!(Layout::parse(
         &f,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0
@@ -307,7 +312,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     u[9] = 17;
     assert!(Layout::parse(
         &u,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0
@@ -319,7 +324,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     g[6] = 0x20;
     assert!(Layout::parse(
         &g,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0
@@ -330,7 +335,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     let bare = super_ip(true, 0, 0, 0x10, &[]);
     assert!(Layout::parse(
         &bare,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0
@@ -341,7 +346,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     let big = super_ip(true, 0, 0, 0x10, &data(MAX_SUPER_L3 - 60 + 1));
     assert!(Layout::parse(
         &big,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0
@@ -351,7 +356,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
     let fits = super_ip(true, 0, 0, 0x10, &data(MAX_SUPER_L3 - 60));
     assert!(Layout::parse(
         &fits,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0
@@ -363,7 +368,7 @@ fn parse_refuses_what_is_not_a_tcp_super_packet() {
         assert!(
             Layout::parse(
                 &f[..cut],
-                true,
+                Encap::Vxlan,
                 Gso {
                     size: 1000,
                     segs: 0
@@ -380,7 +385,7 @@ fn partial_checksum_completes_to_the_real_one_for_one_segment() {
     let ip = super_ip(false, 0, 12, 0x18, &data(900));
     let l = Layout::parse(
         &ip,
-        false,
+        Encap::Ip,
         Gso {
             size: 1000,
             segs: 0,
@@ -388,7 +393,7 @@ fn partial_checksum_completes_to_the_real_one_for_one_segment() {
     )
     .unwrap();
     let mut p = ip.clone();
-    p[l.l4 + 16..l.l4 + 18].copy_from_slice(&partial_tcp_checksum(&ip, &l).to_be_bytes());
+    p[l.l4 + 16..l.l4 + 18].copy_from_slice(&partial_l4_checksum(&ip, &l).to_be_bytes());
     // Completing CHECKSUM_PARTIAL: the complement of the sum from csum_start.
     let c = !fold(sum(&p[l.l4..]));
     p[l.l4 + 16..l.l4 + 18].copy_from_slice(&c.to_be_bytes());
@@ -421,7 +426,7 @@ proptest! {
         let ip = super_ip(false, 0, 12, 0x18, &data(4000));
         let mut f = tunnelled(&ip, outer_v6);
         f[at] = val;
-        if let Ok(l) = Layout::parse(&f, true, Gso { size, segs: 0 }) {
+        if let Ok(l) = Layout::parse(&f, Encap::Vxlan, Gso { size, segs: 0 }) {
             for i in 0..l.segments {
                 let mut s = vec![0u8; l.segment_len(i)];
                 let r = write_headers(&f, &l, i, &mut s, true);
