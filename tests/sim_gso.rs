@@ -8,7 +8,7 @@
 
 mod gso_support;
 
-use gso_support::{cut, data, super_tcp};
+use gso_support::{cut, data, super_tcp, super_udp};
 use proptest::prelude::*;
 mod sim_support;
 
@@ -129,7 +129,9 @@ fn dst6(host: u8, last: u8) -> [u8; 16] {
 
 fn gso_of(ip: &[u8], size: u16) -> Gso {
     let v6 = ip[0] >> 4 == 6;
-    Gso::for_payload(size, ip.len() - if v6 { 40 } else { 20 } - 32)
+    let udp = ip[if v6 { 6 } else { 9 }] == 17;
+    let hdr = if v6 { 40 } else { 20 } + if udp { 8 } else { 32 };
+    Gso::for_payload(size, ip.len() - hdr)
 }
 
 /// Runs `ip` into `port` of a fresh `host` once whole and once cut, with
@@ -296,6 +298,36 @@ fn a_super_packet_in_a_one_frame_batch_is_refused_by_the_port() {
     assert_eq!(sum(&[]), 0);
 }
 
+#[test]
+fn udp_super_packets_take_every_path_as_their_datagrams_would() {
+    for underlay6 in [false, true] {
+        for whole in [false, true] {
+            for (v6, dst) in [
+                (false, vec![198, 19, 2, 2]),
+                (false, vec![198, 19, 1, 3]),
+                (true, dst6(2, 2).to_vec()),
+                (true, dst6(1, 3).to_vec()),
+            ] {
+                let src: &[u8] = if v6 { &SRC6 } else { &SRC4 };
+                let ip = super_udp(v6, src, &dst, &data(30 * 1200 + 77));
+                let (a, out) = same_either_way(underlay6, "h1", "c1", &ip, 1200, whole);
+                assert_eq!(out.len(), 31);
+                assert_eq!(a.pipe.counters.forwarded, 31);
+            }
+        }
+    }
+    // Decapsulated and in transit, from the whole VXLAN frame h1 sends.
+    let ip = super_udp(false, &SRC4, &[198, 19, 3, 2], &data(20 * 1000));
+    let (frame, g) = encapsulated(false, &ip, 1000);
+    let mut h2 = node(false, "h2", false);
+    h2.ports[0].inject_super(frame, g);
+    h2.run();
+    let out = take_out(&mut h2);
+    assert_eq!(out.len(), 20);
+    assert!(out.iter().all(|(p, _)| p == "eth0"));
+    assert_eq!(h2.pipe.counters.forwarded, 20);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -349,6 +381,7 @@ proptest! {
         size in 200u16..1358,
         flags in prop::sample::select(vec![0x10u8, 0x18, 0x19, 0x98]),
         to in 0usize..3,
+        udp in any::<bool>(),
     ) {
         let dst: Vec<u8> = match (v6, to) {
             (false, 0) => vec![198, 19, 2, 2],
@@ -359,7 +392,11 @@ proptest! {
             (true, _) => dst6(3, 2).to_vec(),
         };
         let src: &[u8] = if v6 { &SRC6 } else { &SRC4 };
-        let ip = super_tcp(v6, src, &dst, flags, &data(n));
+        let ip = if udp {
+            super_udp(v6, src, &dst, &data(n))
+        } else {
+            super_tcp(v6, src, &dst, flags, &data(n))
+        };
         prop_assume!(ip.len() <= tso::MAX_SUPER_L3);
         same_either_way(underlay6, "h1", "c1", &ip, size, whole);
     }

@@ -403,6 +403,78 @@ fn offload_and_plain_ports_interoperate() {
     assert!(seen.b.tx_gso_packets > 0);
 }
 
+/// A container's `UDP_SEGMENT` writes (QUIC-style GSO) cross whole: read
+/// as one super-packet, checked datagram by datagram, written whole to B,
+/// whose kernel hands the datagrams to a plain socket one by one, intact.
+#[test]
+fn udp_gso_writes_cross_whole() {
+    if !require_root("udp_gso_writes_cross_whole") {
+        return;
+    }
+    let br = Bridge::with("g", true, true, None, true);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = spawn_in(&br.b.name, move || {
+        let s = UdpSocket::bind((B, 6001)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        while got.len() < 200 {
+            match s.recv(&mut buf) {
+                Ok(n) => got.push(buf[..n].to_vec()),
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    spawn_in(&br.a.name, move || {
+        let s = UdpSocket::bind((A, 0)).unwrap();
+        let seg: libc::c_int = 1200;
+        // SAFETY: a valid socket and a c_int option value of its size.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_UDP,
+                libc::UDP_SEGMENT,
+                (&seg as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "UDP_SEGMENT");
+        for round in 0..20u8 {
+            // Ten datagrams per write, the last one shorter.
+            let msg: Vec<u8> = (0..9 * 1200 + 500)
+                .map(|k| (k / 1200) as u8 ^ round)
+                .collect();
+            s.send_to(&msg, (B, 6001)).unwrap();
+            thread::sleep(Duration::from_millis(2));
+        }
+    })
+    .join()
+    .unwrap();
+    let got = server.join().unwrap();
+    let seen = br.finish();
+    assert_eq!(got.len(), 200, "every datagram arrived: {seen:?}");
+    for (i, m) in got.iter().enumerate() {
+        let (round, k) = ((i / 10) as u8, i % 10);
+        assert_eq!(m.len(), if k == 9 { 500 } else { 1200 }, "datagram {i}");
+        assert!(
+            m.iter().all(|&v| v == (k as u8) ^ round),
+            "datagram {i} corrupted"
+        );
+    }
+    assert!(
+        seen.a.rx_whole >= 20,
+        "A's USO writes were kept whole: {seen:?}"
+    );
+    assert!(
+        seen.b.tx_gso_packets >= 20,
+        "and written whole to B: {seen:?}"
+    );
+    assert_eq!(seen.a.rx_errors + seen.b.tx_errors, 0);
+}
+
 #[test]
 fn udp_checksums_are_completed() {
     if !require_root("udp_checksums_are_completed") {

@@ -364,6 +364,38 @@ fn only_a_sound_tso_super_packet_is_kept_whole() {
     assert_eq!(whole_tso(&h6, &six, 1500).map(|g| g.segs), Some(5));
     let huge = tcp6(5, ACK, &payload(65_450));
     assert!(whole_tso(&h6, &huge, 1500).is_none());
+    // A UDP_SEGMENT write: whole as USO, with the UDP checksum offset.
+    let dgrams = udp4(5000, &payload(3 * 1200 + 10));
+    let uso = VirtioNetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: VIRTIO_NET_HDR_GSO_UDP_L4,
+        hdr_len: 28,
+        gso_size: 1200,
+        csum_start: 20,
+        csum_offset: 6,
+    };
+    assert_eq!(whole_tso(&uso, &dgrams, 1500).map(|g| g.segs), Some(4));
+    assert!(whole_tso(
+        &VirtioNetHdr {
+            csum_offset: 16,
+            ..uso
+        },
+        &dgrams,
+        1500
+    )
+    .is_none());
+    assert!(whole_tso(
+        &VirtioNetHdr {
+            gso_type: VIRTIO_NET_HDR_GSO_UDP_L4 | GSO_ECN,
+            ..uso
+        },
+        &dgrams,
+        1500
+    )
+    .is_none());
+    // A TCP header on a UDP packet, or the reverse.
+    assert!(whole_tso(&good, &dgrams, 1500).is_none());
+    assert!(whole_tso(&uso, &sup, 1500).is_none());
 }
 
 #[test]

@@ -6,7 +6,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
-use tun_rs::{gso_split, VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
+use tun_rs::{
+    gso_split, VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+    VIRTIO_NET_HDR_GSO_UDP_L4,
+};
 
 use super::*;
 use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6, sum};
@@ -75,6 +78,40 @@ pub(crate) fn super_ip(
     p
 }
 
+/// A UDP super-packet as a container's `UDP_SEGMENT` write: lengths of the
+/// whole, the checksum field junk.
+pub(crate) fn super_udp(v6: bool, data: &[u8]) -> Vec<u8> {
+    let ihl = if v6 { 40 } else { 20 };
+    let total = ihl + 8 + data.len();
+    let mut p = vec![0u8; total];
+    if v6 {
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+        p[6] = 17;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&SRC6.octets());
+        p[24..40].copy_from_slice(&DST6.octets());
+    } else {
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&SRC4.octets());
+        p[16..20].copy_from_slice(&DST4.octets());
+        let c = !fold(sum(&p[..20]));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    let u = &mut p[ihl..];
+    u[0..2].copy_from_slice(&4433u16.to_be_bytes());
+    u[2..4].copy_from_slice(&443u16.to_be_bytes());
+    u[4..6].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    u[6..8].copy_from_slice(&0xbeefu16.to_be_bytes());
+    u[8..].copy_from_slice(data);
+    p
+}
+
 /// `ip` behind VXLAN: outer Ethernet, IPv4 or IPv6, UDP (checksum zero),
 /// VXLAN, inner Ethernet.
 pub(crate) fn tunnelled(ip: &[u8], outer_v6: bool) -> Vec<u8> {
@@ -139,7 +176,7 @@ fn segments(f: &[u8], eth: bool, size: u16, udp6: bool) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// tun-rs' segmentation of a plain IP super-packet.
+/// tun-rs' segmentation of a plain IP super-packet (TCP or UDP).
 fn reference(ip: &[u8], size: u16) -> Vec<Vec<u8>> {
     let v6 = ip[0] >> 4 == 6;
     let l4 = if v6 {
@@ -147,18 +184,23 @@ fn reference(ip: &[u8], size: u16) -> Vec<Vec<u8>> {
     } else {
         usize::from(ip[0] & 0x0f) * 4
     };
-    let thl = usize::from(ip[l4 + 12] >> 4) * 4;
+    let udp = ip[if v6 { 6 } else { 9 }] == 17;
+    let thl = if udp {
+        8
+    } else {
+        usize::from(ip[l4 + 12] >> 4) * 4
+    };
     let hdr = VirtioNetHdr {
         flags: 1,
-        gso_type: if v6 {
-            VIRTIO_NET_HDR_GSO_TCPV6
-        } else {
-            VIRTIO_NET_HDR_GSO_TCPV4
+        gso_type: match (udp, v6) {
+            (true, _) => VIRTIO_NET_HDR_GSO_UDP_L4,
+            (false, true) => VIRTIO_NET_HDR_GSO_TCPV6,
+            (false, false) => VIRTIO_NET_HDR_GSO_TCPV4,
         },
         hdr_len: (l4 + thl) as u16,
         gso_size: size,
         csum_start: l4 as u16,
-        csum_offset: 16,
+        csum_offset: if udp { 6 } else { 16 },
     };
     let n = (ip.len() - l4 - thl).div_ceil(usize::from(size));
     let mut bufs = vec![vec![0u8; l4 + thl + usize::from(size)]; n];
@@ -205,12 +247,65 @@ fn check_outer(s: &[u8], outer_v6: bool, udp6_csum: bool) -> Vec<u8> {
 }
 
 fn tcp_checksum_ok(ip: &[u8]) -> bool {
+    l4_checksum_ok(ip, 6)
+}
+
+fn l4_checksum_ok(ip: &[u8], proto: u8) -> bool {
     if ip[0] >> 4 == 6 {
-        fold(pseudo_v6(SRC6, DST6, 6, (ip.len() - 40) as u32) + sum(&ip[40..])) == 0xffff
+        fold(pseudo_v6(SRC6, DST6, proto, (ip.len() - 40) as u32) + sum(&ip[40..])) == 0xffff
     } else {
         let l4 = usize::from(ip[0] & 0x0f) * 4;
-        fold(pseudo_v4(SRC4, DST4, 6, (ip.len() - l4) as u16) + sum(&ip[l4..])) == 0xffff
+        fold(pseudo_v4(SRC4, DST4, proto, (ip.len() - l4) as u16) + sum(&ip[l4..])) == 0xffff
     }
+}
+
+#[test]
+fn udp_super_packets_segment_as_tun_rs_does() {
+    for v6 in [false, true] {
+        for (n, size) in [
+            (1200 * 40, 1200u16),
+            (10_001, 1000),
+            (64 * 30, 64),
+            (5, 100),
+        ] {
+            let ip = super_udp(v6, &data(n));
+            let l = Layout::parse(&ip, Encap::Ip, Gso { size, segs: 0 }).unwrap();
+            assert!(l.udp);
+            assert_eq!(l.payload, if v6 { 48 } else { 28 });
+            let ours = segments(&ip, false, size, false);
+            assert_eq!(ours, reference(&ip, size), "{n} bytes at {size}, v6 {v6}");
+            for s in &ours {
+                assert!(l4_checksum_ok(s, 17));
+            }
+            // And behind VXLAN: the same datagrams inside.
+            for outer_v6 in [false, true] {
+                let f = tunnelled(&ip, outer_v6);
+                let cut = segments(&f, true, size, true);
+                for (s, want) in cut.iter().zip(&ours) {
+                    assert_eq!(&check_outer(s, outer_v6, true), want);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn udp_lengths_must_describe_the_packet() {
+    let g = Gso {
+        size: 1000,
+        segs: 0,
+    };
+    let ip = super_udp(false, &data(3000));
+    assert!(Layout::parse(&ip, Encap::Ip, g).is_ok());
+    let mut lying = ip.clone();
+    lying[20 + 4..20 + 6].copy_from_slice(&100u16.to_be_bytes());
+    assert!(Layout::parse(&lying, Encap::Ip, g).is_err());
+    let bare = super_udp(true, &[]);
+    assert!(Layout::parse(&bare, Encap::Ip, g).is_err());
+    // An ICMP packet is neither.
+    let mut icmp = ip.clone();
+    icmp[9] = 1;
+    assert!(Layout::parse(&icmp, Encap::Ip, g).is_err());
 }
 
 #[test]
@@ -413,6 +508,16 @@ proptest! {
         flags in prop::sample::select(vec![0x10u8, 0x18, 0x19, 0x90, 0x98]),
     ) {
         let ip = super_ip(v6, ip_opts * 4, tcp_opts * 4, flags, &data(n));
+        prop_assert_eq!(segments(&ip, false, size, false), reference(&ip, size));
+    }
+
+    #[test]
+    fn any_udp_super_packet_segments_as_tun_rs_does(
+        v6 in any::<bool>(),
+        n in 1usize..20_000,
+        size in 1u16..2000,
+    ) {
+        let ip = super_udp(v6, &data(n));
         prop_assert_eq!(segments(&ip, false, size, false), reference(&ip, size));
     }
 
