@@ -10,7 +10,7 @@ mod io_support;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use gso_support::{cut, data, super_tcp};
+use gso_support::{cut, data, super_tcp, super_udp};
 use io_support::{require_root, veth_pair};
 use vxrouter::port::sys::poll_readable;
 use vxrouter::port::udp::{parse_tx, synth_rx, UdpConfig, UdpPort};
@@ -383,4 +383,42 @@ fn a_damaged_segment_splits_the_train() {
     let l = tso::Layout::parse(&got[0].0, tso::Encap::Vxlan, got[0].1.unwrap()).expect("layout");
     assert_eq!(l.segments, 5);
     assert_eq!(got[1].0.len(), 14 + 20 + 8 + 8 + 14 + 20 + 32 + 1378);
+}
+
+/// The same for a UDP super-packet (a container's `UDP_SEGMENT` write):
+/// one GSO send of its datagrams, one super-packet again on the far side.
+#[test]
+fn a_udp_super_packet_crosses_in_one_send_and_comes_back_whole() {
+    if !require_root("a_udp_super_packet_crosses_in_one_send_and_comes_back_whole") {
+        return;
+    }
+    let (a, b) = veth_pair("io-udp6-");
+    let inner = super_udp(
+        false,
+        &[198, 19, 1, 2],
+        &[198, 19, 2, 2],
+        &data(30 * 1200 + 33),
+    );
+    let gso = Gso::for_payload(1200, 30 * 1200 + 33);
+    assert_eq!(gso.segs, 31);
+    let f = vxlan_frame(0xc125, &inner);
+    let mut receiver = b.run(|| open_port("io-vb", B));
+    let io = a.run(move || {
+        let mut port = open_port("io-va", A);
+        assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+        counters(&port)
+    });
+    assert_eq!(io.0["udp_tx_sends"], 1, "one GSO send: {io:?}");
+    assert_eq!(io.0["udp_tx_datagrams"], 31, "{io:?}");
+    let got = b.run(move || receive(&mut receiver, &mut Batch::new_super(), 31));
+    assert_eq!(got.len(), 1, "one super-packet");
+    assert_eq!(got[0].1, Some(gso));
+    let mut ip = got[0].0[14 + 20 + 8 + 8 + 14..].to_vec();
+    let mut want = inner.clone();
+    for p in [&mut ip, &mut want] {
+        p[20 + 6..20 + 8].fill(0);
+    }
+    assert!(ip == want, "the inner packet crossed whole");
+    let segs = cut(&inner, 1200);
+    assert_eq!(segs.len(), 31);
 }

@@ -220,6 +220,8 @@ pub(crate) struct Run {
     pub(crate) bytes: usize,
     /// The last frame had PSH.
     pub(crate) psh: bool,
+    /// UDP datagrams (the run is a UDP super-packet), else TCP segments.
+    pub(crate) udp: bool,
 }
 
 /// The longest run of `frames`, from the first, that the kernel's GRO would
@@ -242,6 +244,7 @@ pub(crate) fn tcp_run<'a>(
         size: 0,
         bytes: first.len().saturating_sub(prefix),
         psh: false,
+        udp: false,
     };
     let Some(ip0) = first.get(prefix..) else {
         return Some(alone);
@@ -264,6 +267,7 @@ pub(crate) fn tcp_run<'a>(
         size,
         bytes: ip0.len(),
         psh: false,
+        udp: false,
     };
     let mut next_seq = t0.seq.wrapping_add(size as u32);
     let mut checked_first = false;
@@ -310,6 +314,129 @@ pub(crate) fn tcp_run<'a>(
     }
     if run.count == 1 {
         return Some(alone);
+    }
+    Some(run)
+}
+
+/// What a UDP datagram looks like to the coalescer: IPv4 with a 20-byte
+/// header and no fragmentation, or IPv6 with UDP as the next header; the
+/// lengths match the frame exactly.
+fn parse_udp(f: &[u8]) -> Option<(bool, usize)> {
+    let (v6, l4) = match f.first()? >> 4 {
+        4 => {
+            let h = f.get(..20)?;
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
+            if h[0] != 0x45 || h[9] != 17 || total != f.len() || frag != 0 {
+                return None;
+            }
+            (false, 20)
+        }
+        6 => {
+            let h = f.get(..40)?;
+            let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            if h[6] != 17 || 40 + plen != f.len() {
+                return None;
+            }
+            (true, 40)
+        }
+        _ => return None,
+    };
+    let u = f.get(l4..l4 + 8)?;
+    if usize::from(u16::from_be_bytes([u[4], u[5]])) != f.len() - l4 || f.len() == l4 + 8 {
+        return None;
+    }
+    Some((v6, l4))
+}
+
+/// Whether a parsed datagram's UDP checksum is right; a zero one (IPv4:
+/// none sent) counts as right, as for the kernel.
+fn udp_checksum_ok(f: &[u8], v6: bool, l4: usize) -> bool {
+    let seg = &f[l4..];
+    if !v6 && seg[6..8] == [0, 0] {
+        return true;
+    }
+    let pseudo = if v6 {
+        let s: [u8; 16] = f[8..24].try_into().unwrap_or_default();
+        let d: [u8; 16] = f[24..40].try_into().unwrap_or_default();
+        checksum::pseudo_v6(s.into(), d.into(), 17, seg.len() as u32)
+    } else {
+        let s: [u8; 4] = f[12..16].try_into().unwrap_or_default();
+        let d: [u8; 4] = f[16..20].try_into().unwrap_or_default();
+        checksum::pseudo_v4(s.into(), d.into(), 17, seg.len() as u16)
+    };
+    checksum::fold(pseudo + checksum::sum(seg)) == 0xffff
+}
+
+/// The longest run of `frames`, from the first, that the kernel's UDP GRO
+/// would merge into one UDP super-packet: one flow (addresses, ports), the
+/// same IP header fields (TOS, DF, TTL; traffic class, flow label, hop
+/// limit), payloads as long as the first's (a shorter one only last), every
+/// IPv4 header and UDP checksum valid and all of them zero or none, at most
+/// `max_segs` frames and `max_bytes` bytes of IP packet; frames framed as
+/// for [`tcp_run`]. `None` when there is no frame or the first is not UDP.
+pub(crate) fn udp_run<'a>(
+    mut frames: impl Iterator<Item = &'a [u8]>,
+    prefix: usize,
+    max_bytes: usize,
+    max_segs: usize,
+) -> Option<Run> {
+    let first = frames.next()?;
+    let ip0 = first.get(prefix..)?;
+    let (v6, l4) = parse_udp(ip0)?;
+    let hlen = l4 + 8;
+    let size = ip0.len() - hlen;
+    let mut run = Run {
+        count: 1,
+        hlen,
+        size,
+        bytes: ip0.len(),
+        psh: false,
+        udp: true,
+    };
+    let zero0 = !v6 && ip0[l4 + 6..l4 + 8] == [0, 0];
+    let same_ip = |a: &[u8], b: &[u8]| {
+        if v6 {
+            a[..4] == b[..4] && a[7..40] == b[7..40]
+        } else {
+            // TOS; flags and offset (checked zero); TTL; protocol; addresses.
+            a[1] == b[1] && a[6..10] == b[6..10] && a[12..20] == b[12..20]
+        }
+    };
+    let ip_ok = |ip: &[u8]| v6 || checksum::fold(checksum::sum(&ip[..20])) == 0xffff;
+    let mut checked_first = false;
+    for f in frames {
+        if run.count >= max_segs || f.len() < prefix || f[..prefix] != first[..prefix] {
+            break;
+        }
+        let ip = &f[prefix..];
+        let Some((v6b, l4b)) = parse_udp(ip) else {
+            break;
+        };
+        let pay = ip.len() - hlen;
+        let joins = v6b == v6
+            && l4b == l4
+            && pay <= size
+            && run.bytes + pay <= max_bytes
+            && same_ip(ip0, ip)
+            && ip0[l4..l4 + 4] == ip[l4..l4 + 4]
+            && (!v6 && ip[l4 + 6..l4 + 8] == [0, 0]) == zero0
+            && ip_ok(ip)
+            && udp_checksum_ok(ip, v6, l4);
+        if !joins {
+            break;
+        }
+        if !checked_first {
+            if !ip_ok(ip0) || !udp_checksum_ok(ip0, v6, l4) {
+                break;
+            }
+            checked_first = true;
+        }
+        run.count += 1;
+        run.bytes += pay;
+        if pay < size {
+            break;
+        }
     }
     Some(run)
 }

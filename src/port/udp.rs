@@ -36,7 +36,8 @@
 //!   allow (one, for a container whose `gso_max_segs` the router capped).
 //!   On receive, the datagrams of a GRO train that the kernel's own GRO
 //!   would merge (one inner TCP flow, in sequence, same headers, every
-//!   checksum valid: `gro::tcp_run`) become one super-packet again,
+//!   checksum valid: `gro::tcp_run`; or one inner UDP flow of equal-sized
+//!   datagrams: `gro::udp_run`) become one super-packet again,
 //!   when the batch's buffers can hold it (`udp_rx_super` counts them);
 //!   anything else is handed on datagram by datagram, as before.
 //! - Buffers are allocated once, at open; nothing is allocated per packet.
@@ -245,10 +246,11 @@ pub fn synth_headers(
 }
 
 /// Builds in `out` the frame the pipeline sees for a coalesced run of
-/// VXLAN TCP datagrams (`datagrams`, as [`gro::tcp_run`] found them): the
-/// synthesised outer headers, the first datagram whole, then every other
-/// one's TCP payload, with the inner IP length (and IPv4 header checksum)
-/// of the whole and PSH if the last had it. Returns the frame length;
+/// VXLAN datagrams carrying TCP or UDP (`datagrams`, as `gro::tcp_run` or
+/// `gro::udp_run` found them): the synthesised outer headers, the first
+/// datagram whole, then every other one's payload, with the inner IP (and
+/// UDP) length and IPv4 header checksum of the whole, and PSH if the last
+/// TCP segment had it. Returns the frame length;
 /// `None` when `out` is too small (the caller falls back to one frame per
 /// datagram).
 fn build_super<'a>(
@@ -283,11 +285,30 @@ fn build_super<'a>(
         let c = checksum::checksum(&ip[..IPV4_LEN]);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
     }
-    if run.psh {
-        let l4 = if ip[0] >> 4 == 6 { IPV6_LEN } else { IPV4_LEN };
+    let l4 = if ip[0] >> 4 == 6 { IPV6_LEN } else { IPV4_LEN };
+    if run.udp {
+        ip[l4 + 4..l4 + 6].copy_from_slice(&((run.bytes - l4) as u16).to_be_bytes());
+    } else if run.psh {
         ip[l4 + 13] |= gro::TCP_PSH;
     }
     Some(total)
+}
+
+/// The run of VXLAN datagrams from the first that coalesces, by the rules
+/// of the first one's inner transport (TCP or UDP); `None` for anything
+/// else.
+fn find_run<'a>(datagrams: impl Iterator<Item = &'a [u8]> + Clone) -> Option<gro::Run> {
+    let first = datagrams.clone().next()?;
+    let proto = match first.get(MIN_VXLAN).map(|b| b >> 4) {
+        Some(4) => first.get(MIN_VXLAN + 9).copied(),
+        Some(6) => first.get(MIN_VXLAN + 6).copied(),
+        _ => None,
+    };
+    match proto {
+        Some(6) => gro::tcp_run(datagrams, MIN_VXLAN, tso::MAX_SUPER_L3, MAX_RX_SEGS),
+        Some(17) => gro::udp_run(datagrams, MIN_VXLAN, tso::MAX_SUPER_L3, MAX_RX_SEGS),
+        _ => None,
+    }
 }
 
 /// Coalesces the datagrams at the start of `train` (a GRO read from `src`
@@ -307,12 +328,7 @@ pub fn coalesce_into(
     if stride == 0 || !pkt.is_super_capable() {
         return None;
     }
-    let run = gro::tcp_run(
-        train.chunks(stride),
-        MIN_VXLAN,
-        tso::MAX_SUPER_L3,
-        MAX_RX_SEGS,
-    )?;
+    let run = find_run(train.chunks(stride))?;
     if run.count < 2 {
         return None;
     }
@@ -1000,9 +1016,18 @@ mod tests {
     /// super-packet (cut by tso), each behind VXLAN and inner Ethernet,
     /// `stride` bytes apart (the last may be shorter).
     fn train(v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
-        use crate::wire::tso::tests::super_ip;
+        train_of(false, v6, n, size)
+    }
+
+    /// [`train`] of a TCP (`udp` false) or UDP super-packet.
+    fn train_of(udp: bool, v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
+        use crate::wire::tso::tests::{super_ip, super_udp};
         let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
-        let ip = super_ip(v6, 0, 12, 0x10, &data);
+        let ip = if udp {
+            super_udp(v6, &data)
+        } else {
+            super_ip(v6, 0, 12, 0x10, &data)
+        };
         let g = Gso { size, segs: 0 };
         let l = tso::Layout::parse(&ip, tso::Encap::Ip, g).unwrap();
         let mut out = Vec::new();
@@ -1043,12 +1068,7 @@ mod tests {
     }
 
     fn coalesce(dgrams: &[Vec<u8>]) -> Option<(Vec<u8>, Gso, usize)> {
-        let run = gro::tcp_run(
-            dgrams.iter().map(|d| &d[..]),
-            MIN_VXLAN,
-            tso::MAX_SUPER_L3,
-            64,
-        )?;
+        let run = find_run(dgrams.iter().map(|d| &d[..]))?;
         if run.count < 2 {
             return Some((Vec::new(), Gso { size: 0, segs: 1 }, 1));
         }
@@ -1086,6 +1106,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_udp_train_of_one_flow_coalesces_and_others_do_not() {
+        for v6 in [false, true] {
+            let (dgrams, _) = train_of(true, v6, 20 * 1200 + 5, 1200);
+            assert_eq!(dgrams.len(), 21);
+            let (f, g, count) = coalesce(&dgrams).unwrap();
+            assert_eq!((count, g.segs, g.size), (21, 21, 1200));
+            let want: Vec<Vec<u8>> = dgrams
+                .iter()
+                .map(|d| norm(d[MIN_VXLAN..].to_vec()))
+                .collect();
+            assert_eq!(recut(&f, g), want);
+            // Another flow (source port) ends the run; so does a shorter datagram.
+            let l4 = MIN_VXLAN + if v6 { 40 } else { 20 };
+            let mut other = dgrams.clone();
+            other[7][l4] ^= 1;
+            assert_eq!(coalesce(&other).unwrap().2, 7);
+            let short_mid = vec![dgrams[0].clone(), dgrams[20].clone(), dgrams[1].clone()];
+            assert_eq!(coalesce(&short_mid).unwrap().2, 2, "a shorter one ends it");
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
@@ -1095,11 +1137,12 @@ mod tests {
         #[test]
         fn any_train_coalesces_only_into_what_it_held(
             v6 in proptest::bool::ANY,
+            udp in proptest::bool::ANY,
             segs in 2usize..12,
             muts in proptest::collection::vec((0usize..12, 0usize..200, proptest::num::u8::ANY), 0..3),
             cut in proptest::option::of((0usize..12, 0usize..300)),
         ) {
-            let (mut dgrams, _) = train(v6, segs * 536 - 100, 536);
+            let (mut dgrams, _) = train_of(udp, v6, segs * 536 - 100, 536);
             for (d, at, v) in muts {
                 let d = &mut dgrams[d % segs];
                 let at = at % d.len();
