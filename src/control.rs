@@ -325,11 +325,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         // Kernel UDP sockets: no XDP program, the kernel keeps everything
         // that is not VXLAN to our address and port.
         let local = std::net::SocketAddr::new(host.underlay, topo.overlay.udp_port);
-        let udp_cfg = UdpConfig::default();
+        // Trains become super-packets only where a container port takes
+        // them whole; AF_XDP ports and transit would just cut them again.
+        let udp_cfg = UdpConfig {
+            coalesce: host.ports.iter().any(|p| p.offload),
+            ..UdpConfig::default()
+        };
         for (k, worker_slots) in slots.iter_mut().enumerate() {
             let port = UdpPort::open(&nic, local, nic_info.mac, &udp_cfg)
                 .with_context(|| format!("UDP uplink socket {k} on {local}"))?;
-            tracing::info!(dev = %nic, %local, worker = k, gso_segments = port.max_gso_segments(), gro = port.gro(), tx_ports = ?port.tx_ports(), "UDP uplink socket bound");
+            tracing::info!(dev = %nic, %local, worker = k, gso_segments = port.max_gso_segments(), gro = port.gro(), coalesce = udp_cfg.coalesce, tx_ports = ?port.tx_ports(), "UDP uplink socket bound");
             worker_slots[0] = Some(Box::new(port));
         }
     } else {

@@ -91,6 +91,10 @@ pub struct UdpConfig {
     pub sndbuf: usize,
     /// Socket receive buffer, bytes.
     pub rcvbuf: usize,
+    /// Coalesce received trains into super-packets. Worth it only where a
+    /// port takes them whole (a TUN or AF_PACKET container port): for
+    /// AF_XDP ports and transit they would only be cut again.
+    pub coalesce: bool,
 }
 
 impl Default for UdpConfig {
@@ -99,6 +103,7 @@ impl Default for UdpConfig {
             tx_sockets: 8,
             sndbuf: 4 << 20,
             rcvbuf: 8 << 20,
+            coalesce: true,
         }
     }
 }
@@ -487,6 +492,8 @@ pub struct UdpPort {
     rx_i: usize,
     rx_off: usize,
     plan: TxPlan,
+    /// See [`UdpConfig::coalesce`].
+    coalesce: bool,
     /// Segment headers of the super-packet being sent, [`SEG_HDR`] bytes
     /// each, one per segment of a send.
     seg_hdrs: Vec<u8>,
@@ -587,6 +594,7 @@ impl UdpPort {
             rx_i: 0,
             rx_off: 0,
             plan: TxPlan::new(),
+            coalesce: cfg.coalesce,
             seg_hdrs: vec![0u8; MAX_GSO_SEGMENTS * SEG_HDR],
             gso_broken: false,
             deferred_err: None,
@@ -721,9 +729,9 @@ impl Port for UdpPort {
             // empty VXLAN payload, which the pipeline drops and counts
             // (vxlan_truncated) instead of it vanishing here.
             while n < BATCH_SIZE {
-                // A train of TCP segments of one inner flow becomes one
+                // A train of one inner TCP or UDP flow becomes one
                 // super-packet, where the batch's buffers can hold it.
-                if len - self.rx_off > stride {
+                if self.coalesce && len - self.rx_off > stride {
                     let msg = &self.rx_buf[base + self.rx_off..base + len];
                     if let Some(c) =
                         coalesce_into(&mut slots[n], self.mac, meta.addr, dst, msg, stride)
