@@ -422,3 +422,36 @@ fn a_udp_super_packet_crosses_in_one_send_and_comes_back_whole() {
     let segs = cut(&inner, 1200);
     assert_eq!(segs.len(), 31);
 }
+
+/// A port told not to coalesce (a host with no container port that takes
+/// super-packets) hands the same train on datagram by datagram, even into
+/// super-packet buffers.
+#[test]
+fn a_port_without_coalescing_hands_on_datagrams() {
+    if !require_root("a_port_without_coalescing_hands_on_datagrams") {
+        return;
+    }
+    let (a, b) = veth_pair("io-udp7-");
+    let inner = super_udp(false, &[198, 19, 1, 2], &[198, 19, 2, 2], &data(10 * 1000));
+    let gso = Gso::for_payload(1000, 10 * 1000);
+    let f = vxlan_frame(0xc126, &inner);
+    let mut receiver = b.run(|| {
+        let cfg = UdpConfig {
+            coalesce: false,
+            ..UdpConfig::default()
+        };
+        UdpPort::open("io-vb", SocketAddr::new(IpAddr::V4(B), 4789), MAC, &cfg).expect("port")
+    });
+    a.run(move || {
+        let mut port = open_port("io-va", A);
+        assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+    });
+    let got = b.run(move || receive(&mut receiver, &mut Batch::new_super(), 10));
+    assert_eq!(got.len(), 10, "one frame per datagram");
+    assert!(got.iter().all(|(_, g)| g.is_none()));
+    let segs: Vec<Vec<u8>> = got
+        .iter()
+        .map(|(f, _)| f[14 + 20 + 8 + 8 + 14..].to_vec())
+        .collect();
+    assert_eq!(segs, cut(&inner, 1000));
+}
