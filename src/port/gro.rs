@@ -37,7 +37,9 @@
 
 use std::io::{self, IoSlice};
 
-use tun_rs::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6};
+use tun_rs::{
+    VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
+};
 
 use super::{sys, MAX_FRAME};
 use crate::wire::checksum;
@@ -107,6 +109,8 @@ struct Group {
     bytes: u32,
     psh: bool,
     v6: bool,
+    /// A group of UDP datagrams (one flow, equal sizes), else TCP segments.
+    udp: bool,
 }
 
 /// What a TCP segment looks like to the coalescer.
@@ -349,6 +353,17 @@ fn parse_udp(f: &[u8]) -> Option<(bool, usize)> {
     Some((v6, l4))
 }
 
+/// Whether datagram `b` may follow `a` in one UDP super-packet, from the
+/// IP header: TOS, DF and TTL (traffic class, flow label and hop limit),
+/// protocol and addresses; the caller checks the ports.
+fn same_udp_headers(a: &[u8], b: &[u8], v6: bool) -> bool {
+    if v6 {
+        a[..4] == b[..4] && a[6..40] == b[6..40]
+    } else {
+        a[1] == b[1] && a[6..10] == b[6..10] && a[12..20] == b[12..20]
+    }
+}
+
 /// Whether a parsed datagram's UDP checksum is right; a zero one (IPv4:
 /// none sent) counts as right, as for the kernel.
 fn udp_checksum_ok(f: &[u8], v6: bool, l4: usize) -> bool {
@@ -395,14 +410,7 @@ pub(crate) fn udp_run<'a>(
         udp: true,
     };
     let zero0 = !v6 && ip0[l4 + 6..l4 + 8] == [0, 0];
-    let same_ip = |a: &[u8], b: &[u8]| {
-        if v6 {
-            a[..4] == b[..4] && a[7..40] == b[7..40]
-        } else {
-            // TOS; flags and offset (checked zero); TTL; protocol; addresses.
-            a[1] == b[1] && a[6..10] == b[6..10] && a[12..20] == b[12..20]
-        }
-    };
+    let same_ip = |a: &[u8], b: &[u8]| same_udp_headers(a, b, v6);
     let ip_ok = |ip: &[u8]| v6 || checksum::fold(checksum::sum(&ip[..20])) == 0xffff;
     let mut checked_first = false;
     for f in frames {
@@ -509,14 +517,23 @@ impl GroTx {
         let start = self.arena.len() as u32;
         self.arena.extend_from_slice(frame);
         let tcp = parse(frame);
+        let udp = if tcp.is_none() {
+            parse_udp(frame)
+        } else {
+            None
+        };
         self.slots.push(Slot {
             start,
             len: frame.len() as u32,
-            hlen: tcp.map_or(0, |t| t.hlen as u16),
+            hlen: tcp.map_or(udp.map_or(0, |(_, l4)| (l4 + 8) as u16), |t| t.hlen as u16),
             next: END,
         });
+        if let Some((v6, l4)) = udp {
+            self.push_udp(idx, v6, l4);
+            return true;
+        }
         let Some(t) = tcp else {
-            self.new_group(idx, None, false);
+            self.new_group(idx, None, false, false);
             return true;
         };
         let pay = t.payload(frame);
@@ -526,7 +543,7 @@ impl GroTx {
         // The open group of this flow, if any.
         let found = self.open.iter().position(|&g| {
             let grp = &self.groups[g as usize];
-            grp.v6 == t.v6 && same_flow(self.frame(grp.head), frame, t.v6)
+            !grp.udp && grp.v6 == t.v6 && same_flow(self.frame(grp.head), frame, t.v6)
         });
         if let Some(pos) = found {
             let g = self.open[pos] as usize;
@@ -562,13 +579,57 @@ impl GroTx {
         // starts no group.
         let open = (candidate && t.flags & TCP_PSH == 0)
             .then(|| (pay as u16, t.seq.wrapping_add(pay as u32)));
-        self.new_group(idx, open, t.v6);
+        self.new_group(idx, open, t.v6, false);
         true
+    }
+
+    /// The UDP side of [`GroTx::push`] for the datagram just queued as
+    /// `idx` (IP header `l4` bytes): it joins its flow's open group when the
+    /// kernel's UDP GRO would merge it, by the rules of `udp_run`.
+    fn push_udp(&mut self, idx: u32, v6: bool, l4: usize) {
+        let hlen = l4 + 8;
+        let (pay, candidate, zero) = {
+            let f = self.frame(idx);
+            (
+                f.len() - hlen,
+                udp_checksum_ok(f, v6, l4),
+                !v6 && f[l4 + 6..l4 + 8] == [0, 0],
+            )
+        };
+        let found = self.open.iter().position(|&g| {
+            let grp = &self.groups[g as usize];
+            grp.udp && grp.v6 == v6 && same_flow(self.frame(grp.head), self.frame(idx), v6)
+        });
+        if let Some(pos) = found {
+            let g = self.open[pos] as usize;
+            let grp = self.groups[g];
+            let (head, f) = (self.frame(grp.head), self.frame(idx));
+            let joins = candidate
+                && same_udp_headers(head, f, v6)
+                && (!v6 && head[l4 + 6..l4 + 8] == [0, 0]) == zero
+                && pay <= usize::from(grp.gso)
+                && usize::from(grp.segs) < MAX_GRO_SEGS
+                && grp.bytes as usize + pay <= MAX_GRO_PACKET;
+            if joins {
+                self.slots[grp.tail as usize].next = idx;
+                let grp = &mut self.groups[g];
+                grp.tail = idx;
+                grp.segs += 1;
+                grp.bytes += pay as u32;
+                // A shorter datagram is the last of a GSO send.
+                if pay < usize::from(grp.gso) || usize::from(grp.segs) >= MAX_GRO_SEGS {
+                    self.open.swap_remove(pos);
+                }
+                return;
+            }
+            self.open.swap_remove(pos);
+        }
+        self.new_group(idx, candidate.then_some((pay as u16, 0)), v6, true);
     }
 
     /// Starts a group at frame `head`; `open` carries the segment size and
     /// the next expected sequence number when others may join it.
-    fn new_group(&mut self, head: u32, open: Option<(u16, u32)>, v6: bool) {
+    fn new_group(&mut self, head: u32, open: Option<(u16, u32)>, v6: bool, udp: bool) {
         let len = self.slots[head as usize].len;
         if open.is_some() {
             self.open.push(self.groups.len() as u32);
@@ -583,6 +644,7 @@ impl GroTx {
             bytes: len,
             psh: false,
             v6,
+            udp,
         });
     }
 
@@ -594,12 +656,13 @@ impl GroTx {
         let hlen = usize::from(s.hlen);
         let p = &mut self.arena[s.start as usize..(s.start + s.len) as usize];
         let l4 = if g.v6 { 40 } else { 20 };
-        let tcp_len = g.bytes as usize - l4;
+        let proto = if g.udp { 17 } else { 6 };
+        let l4_len = g.bytes as usize - l4;
         let pseudo = if g.v6 {
-            p[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+            p[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
             let src: [u8; 16] = p[8..24].try_into().unwrap_or_default();
             let dst: [u8; 16] = p[24..40].try_into().unwrap_or_default();
-            checksum::pseudo_v6(src.into(), dst.into(), 6, tcp_len as u32)
+            checksum::pseudo_v6(src.into(), dst.into(), proto, l4_len as u32)
         } else {
             p[2..4].copy_from_slice(&(g.bytes as u16).to_be_bytes());
             p[10..12].fill(0);
@@ -607,24 +670,30 @@ impl GroTx {
             p[10..12].copy_from_slice(&c.to_be_bytes());
             let src: [u8; 4] = p[12..16].try_into().unwrap_or_default();
             let dst: [u8; 4] = p[16..20].try_into().unwrap_or_default();
-            checksum::pseudo_v4(src.into(), dst.into(), 6, tcp_len as u16)
+            checksum::pseudo_v4(src.into(), dst.into(), proto, l4_len as u16)
         };
-        if g.psh {
-            p[l4 + 13] |= TCP_PSH;
-        }
         // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum.
-        p[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        let partial = checksum::fold(pseudo).to_be_bytes();
+        if g.udp {
+            p[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            p[l4 + 6..l4 + 8].copy_from_slice(&partial);
+        } else {
+            if g.psh {
+                p[l4 + 13] |= TCP_PSH;
+            }
+            p[l4 + 16..l4 + 18].copy_from_slice(&partial);
+        }
         VirtioNetHdr {
             flags: F_NEEDS_CSUM,
-            gso_type: if g.v6 {
-                VIRTIO_NET_HDR_GSO_TCPV6
-            } else {
-                VIRTIO_NET_HDR_GSO_TCPV4
+            gso_type: match (g.udp, g.v6) {
+                (true, _) => VIRTIO_NET_HDR_GSO_UDP_L4,
+                (false, true) => VIRTIO_NET_HDR_GSO_TCPV6,
+                (false, false) => VIRTIO_NET_HDR_GSO_TCPV4,
             },
             hdr_len: hlen as u16,
             gso_size: g.gso,
             csum_start: l4 as u16,
-            csum_offset: 16,
+            csum_offset: if g.udp { 6 } else { 16 },
         }
     }
 

@@ -38,8 +38,8 @@ use tun_rs::VirtioNetHdr;
 use super::gro::MAX_GRO_SEGS;
 use super::tun::TunStats;
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM,
-    GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
+    complete_checksum, is_tcp_gro_candidate, is_udp_gro_candidate, whole_tso, whole_write, GroTx,
+    GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
 };
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
 
@@ -515,7 +515,7 @@ impl Port for PacketPort {
             let ip = f.get(ETH_LEN..).unwrap_or(&[]);
             let untagged_ip =
                 f.len() > ETH_LEN && matches!(u16::from_be_bytes([f[12], f[13]]), 0x0800 | 0x86dd);
-            if untagged_ip && is_tcp_gro_candidate(ip) {
+            if untagged_ip && (is_tcp_gro_candidate(ip) || is_udp_gro_candidate(ip)) {
                 // Coalesced with the rest of the round at flush; the frame
                 // header is rebuilt there (container MAC, router MAC).
                 if !self.tx.push(ip) {

@@ -47,8 +47,8 @@ use tun_rs::VirtioNetHdr;
 
 use super::gro::MAX_GRO_SEGS;
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM,
-    GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
+    complete_checksum, is_tcp_gro_candidate, is_udp_gro_candidate, whole_tso, whole_write, GroTx,
+    GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
 };
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BUF_SIZE, MAX_FRAME};
 
@@ -484,7 +484,7 @@ impl Port for TunPort {
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         if let Some(off) = self.offload.as_deref_mut() {
             for (i, f) in frames.iter().enumerate() {
-                if is_tcp_gro_candidate(f) {
+                if is_tcp_gro_candidate(f) || is_udp_gro_candidate(f) {
                     // Copied now, written at flush with the rest of the
                     // round's segments; a full queue is written early.
                     if !off.tx.push(f) {

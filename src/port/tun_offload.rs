@@ -469,6 +469,17 @@ pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option
     })
 }
 
+/// Whether `frame` is a UDP datagram [`GroTx`] may coalesce (IPv4 without
+/// options, or IPv6 with UDP as the next header, long enough for both
+/// headers).
+pub fn is_udp_gro_candidate(frame: &[u8]) -> bool {
+    match frame.first().map(|b| b >> 4) {
+        Some(4) => frame.len() > 28 && frame[0] & 0x0f == 5 && frame[9] == 17,
+        Some(6) => frame.len() > 48 && frame[6] == 17,
+        _ => false,
+    }
+}
+
 /// Whether `frame` is a TCP segment tun-rs' GRO may coalesce (IPv4 without
 /// options, or IPv6 with TCP as the next header, long enough for both
 /// headers). Everything else gains nothing from being queued for GRO.
