@@ -86,6 +86,9 @@ pub struct PacketPort {
     /// The Ethernet header of the super-packet [`GsoRx`] is splitting.
     pending_eth: [u8; ETH_LEN],
     tx: GroTx,
+    /// UDP datagrams of the current burst, written at its end (see the TUN
+    /// port's).
+    udp_tx: GroTx,
     stats: TunStats,
     /// `PACKET_STATISTICS` resets the kernel's counters on every read: the
     /// running sum lives here.
@@ -167,6 +170,7 @@ impl PacketPort {
             rx: GsoRx::new(MAX_FRAME),
             pending_eth: [0; ETH_LEN],
             tx: GroTx::new(GRO_FRAMES),
+            udp_tx: GroTx::new(BATCH_SIZE),
             stats: TunStats::default(),
             kernel_drops: std::cell::Cell::new(0),
         })
@@ -350,12 +354,19 @@ impl PacketPort {
     }
 
     fn flush_gro(&mut self) {
-        if self.tx.is_empty() {
+        self.flush_queue(true);
+        self.flush_queue(false);
+    }
+
+    /// Writes what the UDP (`udp`) or the TCP coalescing queue holds.
+    fn flush_queue(&mut self, udp: bool) {
+        let q = if udp { &mut self.udp_tx } else { &mut self.tx };
+        if q.is_empty() {
             return;
         }
         let (dst, src, fd) = (self.container_mac, self.router_mac, &self.fd);
         let this = PacketSender { fd };
-        let out = self.tx.flush(|hdr, parts| {
+        let out = q.flush(|hdr, parts| {
             let hdr = shift_header(hdr, ETH_LEN as i32)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad header"))?;
             let mut hb = [0u8; VNET_HDR_LEN];
@@ -515,12 +526,16 @@ impl Port for PacketPort {
             let ip = f.get(ETH_LEN..).unwrap_or(&[]);
             let untagged_ip =
                 f.len() > ETH_LEN && matches!(u16::from_be_bytes([f[12], f[13]]), 0x0800 | 0x86dd);
-            if untagged_ip && (is_tcp_gro_candidate(ip) || is_udp_gro_candidate(ip)) {
-                // Coalesced with the rest of the round at flush; the frame
-                // header is rebuilt there (container MAC, router MAC).
-                if !self.tx.push(ip) {
-                    self.flush_gro();
-                    if !self.tx.push(ip) {
+            let udp = untagged_ip && is_udp_gro_candidate(ip);
+            if udp || (untagged_ip && is_tcp_gro_candidate(ip)) {
+                // Coalesced with the rest of the round at flush (UDP at the
+                // end of this burst); the frame header is rebuilt there
+                // (container MAC, router MAC).
+                let q = if udp { &mut self.udp_tx } else { &mut self.tx };
+                if !q.push(ip) {
+                    self.flush_queue(udp);
+                    let q = if udp { &mut self.udp_tx } else { &mut self.tx };
+                    if !q.push(ip) {
                         self.stats.tx_dropped += 1;
                     }
                 }
@@ -537,6 +552,7 @@ impl Port for PacketPort {
         if n_plain > 0 {
             self.send_plain(&plain[..n_plain]);
         }
+        self.flush_queue(true);
         Ok(frames.len())
     }
 

@@ -21,11 +21,12 @@
 //!   itself), after whatever [`GroTx`] holds. On transmit, TCP segments
 //!   are copied into a [`super::gro::GroTx`], which chains each flow's
 //!   segments, and `flush` (run by the worker after every round) writes
-//!   each chain as one super-packet with `writev`; every other frame is
-//!   written at once behind a zero header. UDP is not coalesced: with the
-//!   frames of a round (a few at 100 kpps) tun-rs' UDP GRO cost ~150-190 ns
-//!   per frame and saved little, and a flow is all TCP or all not, so
-//!   per-flow order holds.
+//!   each chain as one super-packet with `writev`. UDP datagrams go to a
+//!   second queue that is written at the end of each `tx_burst` (datagrams
+//!   of one flow as one `GSO_UDP_L4` write), so a request/response flow
+//!   waits for no later burst; every other frame is written at once behind
+//!   a zero header. A flow is all TCP, all UDP or neither, so per-flow order
+//!   holds.
 //! - Plain (`offload = false`): every read is one packet of at most the
 //!   device MTU and `tx_burst` writes each frame at once until EAGAIN and
 //!   refuses the rest.
@@ -50,7 +51,7 @@ use super::tun_offload::{
     complete_checksum, is_tcp_gro_candidate, is_udp_gro_candidate, whole_tso, whole_write, GroTx,
     GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
 };
-use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BUF_SIZE, MAX_FRAME};
+use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, BUF_SIZE, MAX_FRAME};
 
 /// Largest number of queues a TUN device may have (the kernel's
 /// `MAX_TAP_QUEUES`).
@@ -73,6 +74,10 @@ struct Offload {
     /// `[zero virtio-net header][frame]` for frames written at once.
     scratch: Box<[u8]>,
     tx: GroTx,
+    /// UDP datagrams of the current burst: coalesced and written at the end
+    /// of `tx_burst`, not of the round, so a request/response flow waits for
+    /// nothing.
+    udp_tx: GroTx,
 }
 
 /// Per-queue counters (plain integers: a queue belongs to one worker).
@@ -224,6 +229,7 @@ impl TunPort {
                         rx: GsoRx::new(MAX_FRAME),
                         scratch: vec![0u8; VNET_HDR_LEN + BUF_SIZE].into_boxed_slice(),
                         tx: GroTx::new(GRO_FRAMES),
+                        udp_tx: GroTx::new(BATCH_SIZE),
                     })
                 }),
                 stats: TunStats::default(),
@@ -419,10 +425,16 @@ impl TunPort {
 
     /// Offload mode: coalesce and write what `tx_burst` queued.
     fn flush_offload(dev: &SyncDevice, off: &mut Offload, stats: &mut TunStats) {
-        if off.tx.is_empty() {
+        Self::flush_queue(dev, &mut off.udp_tx, stats);
+        Self::flush_queue(dev, &mut off.tx, stats);
+    }
+
+    /// Writes what one coalescing queue holds.
+    fn flush_queue(dev: &SyncDevice, q: &mut GroTx, stats: &mut TunStats) {
+        if q.is_empty() {
             return;
         }
-        let out = off.tx.flush(|hdr, parts| {
+        let out = q.flush(|hdr, parts| {
             let mut h = [0u8; VNET_HDR_LEN];
             hdr.encode(&mut h)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header encode"))?;
@@ -484,12 +496,15 @@ impl Port for TunPort {
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         if let Some(off) = self.offload.as_deref_mut() {
             for (i, f) in frames.iter().enumerate() {
-                if is_tcp_gro_candidate(f) || is_udp_gro_candidate(f) {
+                let udp = is_udp_gro_candidate(f);
+                if udp || is_tcp_gro_candidate(f) {
                     // Copied now, written at flush with the rest of the
-                    // round's segments; a full queue is written early.
-                    if !off.tx.push(f) {
-                        Self::flush_offload(&self.dev, off, &mut self.stats);
-                        if !off.tx.push(f) {
+                    // round's segments (UDP at the end of this burst); a
+                    // full queue is written early.
+                    let q = if udp { &mut off.udp_tx } else { &mut off.tx };
+                    if !q.push(f) {
+                        Self::flush_queue(&self.dev, q, &mut self.stats);
+                        if !q.push(f) {
                             // Unreachable: a flushed queue has room.
                             self.stats.tx_dropped += 1;
                         }
@@ -507,10 +522,14 @@ impl Port for TunPort {
                 buf[VNET_HDR_LEN..].copy_from_slice(f);
                 match self.dev.send(buf) {
                     Ok(_) => self.stats.tx_packets += 1,
-                    Err(e) if sys::is_transient(&e) => return Ok(i),
+                    Err(e) if sys::is_transient(&e) => {
+                        Self::flush_queue(&self.dev, &mut off.udp_tx, &mut self.stats);
+                        return Ok(i);
+                    }
                     Err(_) => self.stats.tx_errors += 1,
                 }
             }
+            Self::flush_queue(&self.dev, &mut off.udp_tx, &mut self.stats);
             return Ok(frames.len());
         }
         let mut taken = 0;
