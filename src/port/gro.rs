@@ -113,6 +113,16 @@ struct Group {
     udp: bool,
 }
 
+impl Group {
+    /// Whether a frame with `pay` payload bytes still fits: no longer than
+    /// the segment size, within the segment and byte limits.
+    fn has_room(&self, pay: usize) -> bool {
+        pay <= usize::from(self.gso)
+            && usize::from(self.segs) < MAX_GRO_SEGS
+            && self.bytes as usize + pay <= MAX_GRO_PACKET
+    }
+}
+
 /// What a TCP segment looks like to the coalescer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tcp {
@@ -553,15 +563,9 @@ impl GroTx {
             let joins = candidate
                 && head_t.is_some_and(|ht| headers_match(head, frame, &ht, &t))
                 && t.seq == grp.next_seq
-                && pay <= usize::from(grp.gso)
-                && usize::from(grp.segs) < MAX_GRO_SEGS
-                && grp.bytes as usize + pay <= MAX_GRO_PACKET;
+                && grp.has_room(pay);
             if joins {
-                self.slots[grp.tail as usize].next = idx;
-                let grp = &mut self.groups[g];
-                grp.tail = idx;
-                grp.segs += 1;
-                grp.bytes += pay as u32;
+                let grp = self.link(g, idx, pay);
                 grp.next_seq = t.seq.wrapping_add(pay as u32);
                 grp.psh = t.flags & TCP_PSH != 0;
                 // A short segment or PSH ends what the sender sent as one.
@@ -607,15 +611,9 @@ impl GroTx {
             let joins = candidate
                 && same_udp_headers(head, f, v6)
                 && (!v6 && head[l4 + 6..l4 + 8] == [0, 0]) == zero
-                && pay <= usize::from(grp.gso)
-                && usize::from(grp.segs) < MAX_GRO_SEGS
-                && grp.bytes as usize + pay <= MAX_GRO_PACKET;
+                && grp.has_room(pay);
             if joins {
-                self.slots[grp.tail as usize].next = idx;
-                let grp = &mut self.groups[g];
-                grp.tail = idx;
-                grp.segs += 1;
-                grp.bytes += pay as u32;
+                let grp = self.link(g, idx, pay);
                 // A shorter datagram is the last of a GSO send.
                 if pay < usize::from(grp.gso) || usize::from(grp.segs) >= MAX_GRO_SEGS {
                     self.open.swap_remove(pos);
@@ -625,6 +623,17 @@ impl GroTx {
             self.open.swap_remove(pos);
         }
         self.new_group(idx, candidate.then_some((pay as u16, 0)), v6, true);
+    }
+
+    /// Appends frame `idx` with `pay` payload bytes to group `g`.
+    fn link(&mut self, g: usize, idx: u32, pay: usize) -> &mut Group {
+        let tail = self.groups[g].tail;
+        self.slots[tail as usize].next = idx;
+        let grp = &mut self.groups[g];
+        grp.tail = idx;
+        grp.segs += 1;
+        grp.bytes += pay as u32;
+        grp
     }
 
     /// Starts a group at frame `head`; `open` carries the segment size and
