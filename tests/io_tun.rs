@@ -127,3 +127,48 @@ fn rate_tun_write() {
         );
     });
 }
+
+/// Time per packet to read a queue of 256 64-byte datagrams out of the
+/// device (one read(2) each), with and without offloads. Not pass/fail: run
+/// with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn rate_tun_read() {
+    if !require_root("rate_tun_read") {
+        return;
+    }
+    let ns = Netns::new("io-tn-rr");
+    ns.run(|| {
+        for (offload, name) in [(true, "io-tunr0"), (false, "io-tunr1")] {
+            let mut ports = TunPort::open_with(name, 1, 1400, offload).expect("open TUN");
+            let port = &mut ports[0];
+            io_support::sh(&["ip", "addr", "add", "198.18.102.1/24", "dev", name]);
+            io_support::sh(&["ip", "link", "set", name, "up"]);
+            let s = UdpSocket::bind((LOCAL, 0)).unwrap();
+            let mut batch = Batch::new_super();
+            let mut total = Duration::ZERO;
+            let mut pkts = 0u64;
+            let mut calls = 0u64;
+            for _ in 0..200 {
+                for _ in 0..256 {
+                    s.send_to(&[0u8; 36], (REMOTE, 7100)).unwrap();
+                }
+                let t = Instant::now();
+                loop {
+                    let n = port.rx_burst(&mut batch).unwrap();
+                    calls += 1;
+                    pkts += n as u64;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                total += t.elapsed();
+            }
+            eprintln!(
+                "TUN read, offload {offload}: {:.0} ns/packet ({pkts} packets, {calls} calls)",
+                total.as_nanos() as f64 / pkts as f64
+            );
+            io_support::sh(&["ip", "addr", "flush", "dev", name]);
+        }
+    });
+}
