@@ -141,30 +141,32 @@ impl Tcp {
     }
 }
 
-/// Parses an IP packet as a TCP segment the kernel could coalesce: IPv4
-/// with a 20-byte header and no fragmentation, or IPv6 with TCP as the next
-/// header; lengths must match the frame exactly (no padding, no truncation).
-pub(crate) fn parse(f: &[u8]) -> Option<Tcp> {
-    let (v6, l4) = match f.first()? >> 4 {
+/// The IP header of a packet the coalescer may take, carrying `proto`:
+/// IPv4 with a 20-byte header and no fragmentation, or IPv6 with `proto` as
+/// the next header, the length field matching the frame exactly. Returns
+/// whether it is IPv6 and where the transport header starts.
+fn plain_ip(f: &[u8], proto: u8) -> Option<(bool, usize)> {
+    match f.first()? >> 4 {
         4 => {
             let h = f.get(..20)?;
             let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
             let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
-            if h[0] != 0x45 || h[9] != 6 || total != f.len() || frag != 0 {
-                return None;
-            }
-            (false, 20)
+            (h[0] == 0x45 && h[9] == proto && total == f.len() && frag == 0).then_some((false, 20))
         }
         6 => {
             let h = f.get(..40)?;
             let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if h[6] != 6 || 40 + plen != f.len() {
-                return None;
-            }
-            (true, 40)
+            (h[6] == proto && 40 + plen == f.len()).then_some((true, 40))
         }
-        _ => return None,
-    };
+        _ => None,
+    }
+}
+
+/// Parses an IP packet as a TCP segment the kernel could coalesce: IPv4
+/// with a 20-byte header and no fragmentation, or IPv6 with TCP as the next
+/// header; lengths must match the frame exactly (no padding, no truncation).
+pub(crate) fn parse(f: &[u8]) -> Option<Tcp> {
+    let (v6, l4) = plain_ip(f, 6)?;
     let t = f.get(l4..l4 + 20)?;
     let thl = usize::from(t[12] >> 4) * 4;
     if thl < 20 || l4 + thl > f.len() {
@@ -336,26 +338,7 @@ pub(crate) fn tcp_run<'a>(
 /// header and no fragmentation, or IPv6 with UDP as the next header; the
 /// lengths match the frame exactly.
 fn parse_udp(f: &[u8]) -> Option<(bool, usize)> {
-    let (v6, l4) = match f.first()? >> 4 {
-        4 => {
-            let h = f.get(..20)?;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
-            if h[0] != 0x45 || h[9] != 17 || total != f.len() || frag != 0 {
-                return None;
-            }
-            (false, 20)
-        }
-        6 => {
-            let h = f.get(..40)?;
-            let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if h[6] != 17 || 40 + plen != f.len() {
-                return None;
-            }
-            (true, 40)
-        }
-        _ => return None,
-    };
+    let (v6, l4) = plain_ip(f, 17)?;
     let u = f.get(l4..l4 + 8)?;
     if usize::from(u16::from_be_bytes([u[4], u[5]])) != f.len() - l4 || f.len() == l4 + 8 {
         return None;
