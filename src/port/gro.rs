@@ -181,6 +181,17 @@ pub(crate) fn parse(f: &[u8]) -> Option<Tcp> {
     })
 }
 
+/// Same IP version and the same two addresses, in the same direction;
+/// `false` for anything too short to tell.
+pub(crate) fn same_hosts(a: &[u8], b: &[u8]) -> bool {
+    let addrs = match (a.first().map(|x| x >> 4), b.first().map(|x| x >> 4)) {
+        (Some(4), Some(4)) => 12..20,
+        (Some(6), Some(6)) => 8..40,
+        _ => return false,
+    };
+    matches!((a.get(addrs.clone()), b.get(addrs)), (Some(x), Some(y)) if x == y)
+}
+
 /// Same addresses and ports (both parsed, same family).
 pub(crate) fn same_flow(a: &[u8], b: &[u8], v6: bool) -> bool {
     let (addrs, l4) = if v6 { (8..40, 40) } else { (12..20, 20) };
@@ -205,6 +216,20 @@ pub(crate) fn headers_match(a: &[u8], b: &[u8], ta: &Tcp, tb: &Tcp) -> bool {
     ip_same
         && a[l4 + 8..l4 + 12] == b[l4 + 8..l4 + 12]
         && a[l4 + 20..ta.hlen] == b[l4 + 20..ta.hlen]
+}
+
+/// Whether IPv4 packet `b` may stand at position `pos` of a super-packet
+/// that starts with `a` as far as the IPv4 ID goes: without DF the kernel's
+/// GRO merges only IDs that count up from the first (and the split gives
+/// segment `i` the first's ID plus `i`); with DF the ID carries nothing
+/// (RFC 6864). IPv6 has none. Both headers are parsed; DF is compared
+/// elsewhere.
+pub(crate) fn id_follows(a: &[u8], b: &[u8], v6: bool, pos: usize) -> bool {
+    if v6 || a[6] & 0x40 != 0 {
+        return true;
+    }
+    let id = |p: &[u8]| u16::from_be_bytes([p[4], p[5]]);
+    id(b) == id(a).wrapping_add(pos as u16)
 }
 
 /// Whether the TCP checksum of a parsed segment is right.
@@ -304,6 +329,7 @@ pub(crate) fn tcp_run<'a>(
             && run.bytes + pay <= max_bytes
             && same_flow(ip0, ip, t0.v6)
             && headers_match(ip0, ip, &t0, &t)
+            && id_follows(ip0, ip, t0.v6, run.count)
             && ip_ok(ip, &t)
             && tcp_checksum_ok(ip, &t);
         if !joins {
@@ -380,7 +406,8 @@ fn udp_checksum_ok(f: &[u8], v6: bool, l4: usize) -> bool {
 /// would merge into one UDP super-packet: one flow (addresses, ports), the
 /// same IP header fields (TOS, DF, TTL; traffic class, flow label, hop
 /// limit), payloads as long as the first's (a shorter one only last), every
-/// IPv4 header and UDP checksum valid and all of them zero or none, at most
+/// IPv4 header and UDP checksum valid and none of them zero, IPv4 IDs
+/// counting up unless DF is set, at most
 /// `max_segs` frames and `max_bytes` bytes of IP packet; frames framed as
 /// for [`tcp_run`]. `None` when there is no frame or the first is not UDP.
 pub(crate) fn udp_run<'a>(
@@ -402,7 +429,11 @@ pub(crate) fn udp_run<'a>(
         psh: false,
         udp: true,
     };
-    let zero0 = !v6 && ip0[l4 + 6..l4 + 8] == [0, 0];
+    if !v6 && ip0[l4 + 6..l4 + 8] == [0, 0] {
+        // The kernel's UDP GRO merges no datagram sent without a checksum
+        // (the split would give each one a checksum it did not carry).
+        return Some(run);
+    }
     let same_ip = |a: &[u8], b: &[u8]| same_udp_headers(a, b, v6);
     let ip_ok = |ip: &[u8]| v6 || checksum::fold(checksum::sum(&ip[..20])) == 0xffff;
     let mut checked_first = false;
@@ -411,17 +442,18 @@ pub(crate) fn udp_run<'a>(
             break;
         }
         let ip = &f[prefix..];
-        let Some((v6b, l4b)) = parse_udp(ip) else {
+        // Same family and header length first: the payload length below
+        // is counted with the first one's.
+        if parse_udp(ip) != Some((v6, l4)) {
             break;
-        };
+        }
         let pay = ip.len() - hlen;
-        let joins = v6b == v6
-            && l4b == l4
-            && pay <= size
+        let joins = pay <= size
             && run.bytes + pay <= max_bytes
             && same_ip(ip0, ip)
             && ip0[l4..l4 + 4] == ip[l4..l4 + 4]
-            && (!v6 && ip[l4 + 6..l4 + 8] == [0, 0]) == zero0
+            && (v6 || ip[l4 + 6..l4 + 8] != [0, 0])
+            && id_follows(ip0, ip, v6, run.count)
             && ip_ok(ip)
             && udp_checksum_ok(ip, v6, l4);
         if !joins {
@@ -526,6 +558,10 @@ impl GroTx {
             return true;
         }
         let Some(t) = tcp else {
+            // Nothing joins it; and what came before it between the same
+            // hosts must not be joined by what comes after (its flow may
+            // be among them: a fragment has no ports to tell).
+            self.close_pair(frame);
             self.new_group(idx, None, false, false);
             return true;
         };
@@ -545,6 +581,7 @@ impl GroTx {
             let head_t = parse(head);
             let joins = candidate
                 && head_t.is_some_and(|ht| headers_match(head, frame, &ht, &t))
+                && id_follows(head, frame, t.v6, usize::from(grp.segs))
                 && t.seq == grp.next_seq
                 && grp.has_room(pay);
             if joins {
@@ -575,13 +612,11 @@ impl GroTx {
     /// kernel's UDP GRO would merge it, by the rules of `udp_run`.
     fn push_udp(&mut self, idx: u32, v6: bool, l4: usize) {
         let hlen = l4 + 8;
-        let (pay, candidate, zero) = {
+        let (pay, candidate) = {
             let f = self.frame(idx);
-            (
-                f.len() - hlen,
-                udp_checksum_ok(f, v6, l4),
-                !v6 && f[l4 + 6..l4 + 8] == [0, 0],
-            )
+            // No checksum: the kernel's UDP GRO would not merge it.
+            let sent_without = !v6 && f[l4 + 6..l4 + 8] == [0, 0];
+            (f.len() - hlen, !sent_without && udp_checksum_ok(f, v6, l4))
         };
         let found = self.open.iter().position(|&g| {
             let grp = &self.groups[g as usize];
@@ -593,7 +628,7 @@ impl GroTx {
             let (head, f) = (self.frame(grp.head), self.frame(idx));
             let joins = candidate
                 && same_udp_headers(head, f, v6)
-                && (!v6 && head[l4 + 6..l4 + 8] == [0, 0]) == zero
+                && id_follows(head, f, v6, usize::from(grp.segs))
                 && grp.has_room(pay);
             if joins {
                 let grp = self.link(g, idx, pay);
@@ -606,6 +641,27 @@ impl GroTx {
             self.open.swap_remove(pos);
         }
         self.new_group(idx, candidate.then_some((pay as u16, 0)), v6, true);
+    }
+
+    /// Closes every open group between the same two hosts as `frame` (an
+    /// IP packet of either family; anything shorter closes nothing).
+    fn close_pair(&mut self, frame: &[u8]) {
+        let mut i = 0;
+        while i < self.open.len() {
+            let head = self.frame(self.groups[self.open[i] as usize].head);
+            if same_hosts(head, frame) {
+                self.open.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Whether a frame between the same two hosts as `frame` is queued: a
+    /// frame written past the queue must first see it written, so that no
+    /// flow is reordered.
+    pub fn holds_pair(&self, frame: &[u8]) -> bool {
+        (0..self.slots.len() as u32).any(|i| same_hosts(self.frame(i), frame))
     }
 
     /// Appends frame `idx` with `pay` payload bytes to group `g`.

@@ -38,8 +38,8 @@ use tun_rs::VirtioNetHdr;
 use super::gro::MAX_GRO_SEGS;
 use super::tun::TunStats;
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, is_udp_gro_candidate, whole_tso, whole_write, GroTx,
-    GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
+    complete_checksum, gro_queue, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES,
+    GSO_NONE, VNET_HDR_LEN,
 };
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
 
@@ -526,8 +526,8 @@ impl Port for PacketPort {
             let ip = f.get(ETH_LEN..).unwrap_or(&[]);
             let untagged_ip =
                 f.len() > ETH_LEN && matches!(u16::from_be_bytes([f[12], f[13]]), 0x0800 | 0x86dd);
-            let udp = untagged_ip && is_udp_gro_candidate(ip);
-            if udp || (untagged_ip && is_tcp_gro_candidate(ip)) {
+            let queue = if untagged_ip { gro_queue(ip) } else { None };
+            if let Some(udp) = queue {
                 // Coalesced with the rest of the round at flush (UDP at the
                 // end of this burst); the frame header is rebuilt there
                 // (container MAC, router MAC).
@@ -541,7 +541,19 @@ impl Port for PacketPort {
                 }
                 continue;
             }
-            // Everything else leaves at the end of this burst, in one batch.
+            // Everything else leaves at the end of this burst, in one batch,
+            // after what the queues hold between the same hosts.
+            let (held_udp, held_tcp) = (self.udp_tx.holds_pair(ip), self.tx.holds_pair(ip));
+            if held_udp || held_tcp {
+                self.send_plain(&plain[..n_plain]);
+                n_plain = 0;
+                if held_udp {
+                    self.flush_queue(true);
+                }
+                if held_tcp {
+                    self.flush_queue(false);
+                }
+            }
             if n_plain == BATCH_SIZE {
                 self.send_plain(&plain);
                 n_plain = 0;

@@ -48,8 +48,8 @@ use tun_rs::VirtioNetHdr;
 
 use super::gro::MAX_GRO_SEGS;
 use super::tun_offload::{
-    complete_checksum, is_tcp_gro_candidate, is_udp_gro_candidate, whole_tso, whole_write, GroTx,
-    GsoRx, F_NEEDS_CSUM, GRO_FRAMES, GSO_NONE, VNET_HDR_LEN,
+    complete_checksum, gro_queue, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES,
+    GSO_NONE, VNET_HDR_LEN,
 };
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, BUF_SIZE, MAX_FRAME};
 
@@ -496,8 +496,7 @@ impl Port for TunPort {
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         if let Some(off) = self.offload.as_deref_mut() {
             for (i, f) in frames.iter().enumerate() {
-                let udp = is_udp_gro_candidate(f);
-                if udp || is_tcp_gro_candidate(f) {
+                if let Some(udp) = gro_queue(f) {
                     // Copied now, written at flush with the rest of the
                     // round's segments (UDP at the end of this burst); a
                     // full queue is written early.
@@ -512,9 +511,15 @@ impl Port for TunPort {
                     continue;
                 }
                 // Anything else gains nothing from waiting: written now,
-                // behind a zero header. Order within a flow holds, since a
-                // flow is all TCP or all not. Copied next to the header: one
-                // plain write is cheaper than a two-iovec writev.
+                // behind a zero header, after what the queues hold between
+                // the same hosts. Copied next to the header: one plain write
+                // is cheaper than a two-iovec writev.
+                if off.udp_tx.holds_pair(f) {
+                    Self::flush_queue(&self.dev, &mut off.udp_tx, &mut self.stats);
+                }
+                if off.tx.holds_pair(f) {
+                    Self::flush_queue(&self.dev, &mut off.tx, &mut self.stats);
+                }
                 let Some(buf) = off.scratch.get_mut(..VNET_HDR_LEN + f.len()) else {
                     self.stats.tx_errors += 1;
                     continue;

@@ -469,25 +469,22 @@ pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option
     })
 }
 
-/// Whether `frame` is a UDP datagram [`GroTx`] may coalesce (IPv4 without
-/// options, or IPv6 with UDP as the next header, long enough for both
-/// headers).
-pub fn is_udp_gro_candidate(frame: &[u8]) -> bool {
-    match frame.first().map(|b| b >> 4) {
-        Some(4) => frame.len() > 28 && frame[0] & 0x0f == 5 && frame[9] == 17,
-        Some(6) => frame.len() > 48 && frame[6] == 17,
-        _ => false,
-    }
-}
-
-/// Whether `frame` is a TCP segment tun-rs' GRO may coalesce (IPv4 without
-/// options, or IPv6 with TCP as the next header, long enough for both
-/// headers). Everything else gains nothing from being queued for GRO.
-pub fn is_tcp_gro_candidate(frame: &[u8]) -> bool {
-    match frame.first().map(|b| b >> 4) {
-        Some(4) => frame.len() >= 40 && frame[0] & 0x0f == 5 && frame[9] == 6,
-        Some(6) => frame.len() >= 60 && frame[6] == 6,
-        _ => false,
+/// Which coalescing queue an IP packet goes to: `Some(true)` for UDP,
+/// `Some(false)` for TCP, by the protocol in the IP header alone, so that
+/// every frame of a flow goes the same way (what [`GroTx`] cannot parse,
+/// IPv4 options or a fragment, is written alone in its place); `None` for
+/// anything else, which is written at once, after whatever a queue holds
+/// between the same two hosts ([`GroTx::holds_pair`]).
+pub fn gro_queue(frame: &[u8]) -> Option<bool> {
+    let proto = match frame.first().map(|b| b >> 4) {
+        Some(4) if frame.len() >= 20 => frame[9],
+        Some(6) if frame.len() >= 40 => frame[6],
+        _ => return None,
+    };
+    match proto {
+        17 => Some(true),
+        6 => Some(false),
+        _ => None,
     }
 }
 

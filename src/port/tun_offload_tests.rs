@@ -399,19 +399,23 @@ fn only_a_sound_tso_super_packet_is_kept_whole() {
 }
 
 #[test]
-fn only_tcp_segments_are_gro_candidates() {
-    assert!(is_tcp_gro_candidate(&tcp4(1, 1, ACK, 0, b"x")));
-    assert!(is_tcp_gro_candidate(&tcp4(1, 1, ACK, 0, &[])));
-    assert!(!is_tcp_gro_candidate(&udp4(1, b"x")));
-    assert!(!is_tcp_gro_candidate(&udp6(b"x")));
+fn tcp_and_udp_go_to_their_queues_by_protocol_alone() {
+    assert_eq!(gro_queue(&tcp4(1, 1, ACK, 0, b"x")), Some(false));
+    assert_eq!(gro_queue(&tcp4(1, 1, ACK, 0, &[])), Some(false));
+    assert_eq!(gro_queue(&udp4(1, b"x")), Some(true));
+    assert_eq!(gro_queue(&udp6(b"x")), Some(true));
     let mut v6tcp = udp6(&[0; 20]);
     v6tcp[6] = 6;
-    assert!(is_tcp_gro_candidate(&v6tcp));
+    assert_eq!(gro_queue(&v6tcp), Some(false));
+    // IPv4 options: still TCP, queued (and written alone, in its place).
     let mut opts = tcp4(1, 1, ACK, 0, b"x");
     opts[0] = 0x46;
-    assert!(!is_tcp_gro_candidate(&opts));
-    assert!(!is_tcp_gro_candidate(&[]));
-    assert!(!is_tcp_gro_candidate(&[0x45; 39]));
+    assert_eq!(gro_queue(&opts), Some(false));
+    let mut icmp = udp4(1, b"x");
+    icmp[9] = 1;
+    assert_eq!(gro_queue(&icmp), None);
+    assert_eq!(gro_queue(&[]), None);
+    assert_eq!(gro_queue(&[0x45; 19]), None);
 }
 
 #[test]
@@ -1073,4 +1077,87 @@ proptest! {
             prop_assert_eq!(of(&again), of(&frames), "flow {} proto {}", port, proto);
         }
     }
+}
+
+/// A datagram of a UDP flow that the coalescer cannot parse (here the first
+/// fragment of a larger datagram, which the TUN port queues with UDP)
+/// closes its flow's open group: the next datagram may not join it and
+/// overtake the fragment.
+#[test]
+fn an_unparsed_datagram_keeps_its_place_in_its_flow() {
+    let mut frag = udp4_id(5000, 1, &payload(500));
+    frag[6] |= 0x20; // MF: first fragment
+    frag[24..26].copy_from_slice(&1508u16.to_be_bytes()); // the whole datagram's length
+    frag[10..12].fill(0);
+    let c = !fold(sum(&frag[..20]));
+    frag[10..12].copy_from_slice(&c.to_be_bytes());
+    let frames = vec![
+        udp4_id(5000, 0, &payload(500)),
+        frag,
+        udp4_id(5000, 2, &payload(500)),
+    ];
+    let (out, written) = gro_round(&frames);
+    assert_eq!(out.written, 3);
+    let again: Vec<Vec<u8>> = resplit(&written).iter().map(|p| sans_id(p)).collect();
+    let want: Vec<Vec<u8>> = frames.iter().map(|p| sans_id(p)).collect();
+    assert_eq!(again, want, "the flow's datagrams in push order");
+}
+
+/// The kernel's GRO rules on the IPv4 ID and the UDP checksum, at the TUN
+/// side: without DF only IDs that count up coalesce (and come back from the
+/// container's split byte for byte); a datagram sent without a checksum
+/// never coalesces; with DF (TCP here) the ID does not matter.
+#[test]
+fn grotx_keeps_ids_without_df_and_leaves_zero_checksums_alone() {
+    let (out, written) = gro_round(
+        &(0..4)
+            .map(|_| udp4_id(5000, 7, &payload(500)))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        out.gso_writes, 0,
+        "fixed IDs without DF: written one by one"
+    );
+    assert_eq!(written.len(), 4);
+    let counting: Vec<Vec<u8>> = (0..4)
+        .map(|i| udp4_id(5000, 0xfffe_u16.wrapping_add(i), &payload(500)))
+        .collect();
+    let (out, written) = gro_round(&counting);
+    assert_eq!(out.gso_writes, 1);
+    assert_eq!(resplit(&written), counting, "byte for byte, IDs included");
+    let zero: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let mut p = udp4_id(5000, i, &payload(500));
+            p[26..28].fill(0);
+            p
+        })
+        .collect();
+    let (out, written) = gro_round(&zero);
+    assert_eq!(out.gso_writes, 0, "no checksum: written one by one");
+    assert_eq!(written.len(), 4);
+    // TCP with DF: the same ID in every segment still coalesces.
+    let tcp: Vec<Vec<u8>> = (0..4)
+        .map(|i| seg4(40000, 9, 1000 + 1000 * i, ACK, &payload(1000)))
+        .collect();
+    assert_eq!(gro_round(&tcp).0.gso_writes, 1);
+}
+
+/// A frame written past the queues (ICMP here) first sees written what they
+/// hold between the same two hosts, and only that.
+#[test]
+fn holds_pair_sees_the_same_two_hosts_only() {
+    let mut tx = GroTx::new(GRO_FRAMES);
+    assert!(tx.push(&udp4_id(5000, 1, &payload(100))));
+    let mut icmp = udp4(1, b"ping");
+    icmp[9] = 1;
+    assert!(tx.holds_pair(&icmp));
+    let mut other = icmp.clone();
+    other[19] ^= 1; // another destination
+    assert!(!tx.holds_pair(&other));
+    let mut back = icmp.clone();
+    back.copy_within(12..16, 16);
+    back[12..16].copy_from_slice(&icmp[16..20]); // the other direction
+    assert!(!tx.holds_pair(&back));
+    assert!(!tx.holds_pair(&[]));
+    assert!(!tx.holds_pair(&udp6(b"x")));
 }

@@ -1176,6 +1176,80 @@ mod tests {
         }
     }
 
+    /// A damaged train whose inner Ethernet says IPv6 but one datagram
+    /// carries a short IPv4/UDP packet: the run ends there (the payload
+    /// length is not counted with the IPv6 header length: `29 - 48`).
+    #[test]
+    fn a_short_ipv4_datagram_behind_ipv6_ends_the_run() {
+        let (dgrams, _) = train_of(true, true, 3 * 536, 536);
+        // 30 bytes of IPv4/UDP (2 payload bytes), behind the same VXLAN and
+        // inner Ethernet header (ethertype 0x86dd) as the first datagram.
+        let mut ip = vec![0u8; 30];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&30u16.to_be_bytes());
+        ip[9] = 17;
+        ip[24..26].copy_from_slice(&10u16.to_be_bytes());
+        let mut d = dgrams[0][..MIN_VXLAN].to_vec();
+        d.extend_from_slice(&ip);
+        let run = find_run([&dgrams[0][..], &d[..]].into_iter()).unwrap();
+        assert_eq!(run.count, 1);
+    }
+
+    /// The kernel's UDP GRO merges no datagram sent without a checksum
+    /// ("requires non zero csum, for symmetry with GSO"): merged, they
+    /// would come out of the split with checksums they never carried.
+    #[test]
+    fn udp_datagrams_without_checksum_are_not_merged() {
+        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
+        assert_eq!(coalesce(&dgrams).unwrap().2, 4, "with checksums they merge");
+        let l4 = MIN_VXLAN + 20;
+        for d in &mut dgrams {
+            d[l4 + 6..l4 + 8].fill(0);
+        }
+        assert_eq!(coalesce(&dgrams).unwrap().2, 1);
+        // One without, behind one with: the run ends there.
+        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
+        dgrams[2][l4 + 6..l4 + 8].fill(0);
+        assert_eq!(coalesce(&dgrams).unwrap().2, 2);
+    }
+
+    /// Without DF, the kernel's GRO merges IPv4 segments only when their IDs
+    /// count up from the first (its split then gives segment i the first's
+    /// ID plus i, the bytes it received); fixed IDs end the run.
+    #[test]
+    fn ipv4_ids_without_df_must_count_up() {
+        let with_ids = |id: &dyn Fn(usize) -> u16| {
+            let (mut dgrams, _) = train(false, 4 * 1000, 1000);
+            for (i, d) in dgrams.iter_mut().enumerate() {
+                let ip = &mut d[MIN_VXLAN..MIN_VXLAN + 20];
+                ip[4..6].copy_from_slice(&id(i).to_be_bytes());
+                ip[6] = 0; // DF clear
+                ip[10..12].fill(0);
+                let c = checksum::checksum(ip);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            dgrams
+        };
+        assert_eq!(coalesce(&with_ids(&|_| 0x1234)).unwrap().2, 1, "fixed IDs");
+        let counting = with_ids(&|i| 0xfffe_u16.wrapping_add(i as u16));
+        let (f, g, count) = coalesce(&counting).unwrap();
+        assert_eq!(count, 4, "IDs that count up (across the wrap)");
+        let l = tso::Layout::parse(&f, tso::Encap::Vxlan, g).unwrap();
+        let got: Vec<Vec<u8>> = (0..l.segments)
+            .map(|i| {
+                let mut s = vec![0u8; l.segment_len(i)];
+                let r = tso::write_headers(&f, &l, i, &mut s, false);
+                s[l.payload..].copy_from_slice(&f[r]);
+                s[l.l3..].to_vec()
+            })
+            .collect();
+        let want: Vec<Vec<u8>> = counting.iter().map(|d| d[MIN_VXLAN..].to_vec()).collect();
+        assert_eq!(got, want, "the split gives back the bytes received");
+        // A gap in the IDs ends the run there.
+        let gap = with_ids(&|i| if i < 2 { i as u16 } else { i as u16 + 5 });
+        assert_eq!(coalesce(&gap).unwrap().2, 2);
+    }
+
     fn item(frame: usize, len: usize) -> Item {
         Item {
             frame,
