@@ -34,6 +34,9 @@ fn tun_moves_ip_packets_both_ways() {
         io_support::sh(&["ip", "link", "set", "io-tun0", "up"]);
         let mtu = io_support::sh(&["ip", "link", "show", "io-tun0"]);
         assert!(mtu.contains("mtu 1400"), "{mtu}");
+        // Deep enough that a reader off its core for a while loses nothing.
+        let qlen = format!("qlen {}", vxrouter::port::tun::TX_QUEUE_LEN);
+        assert!(mtu.contains(&qlen), "{mtu}");
 
         let mut batch = Batch::new();
         // Nothing queued yet (maybe IPv6 housekeeping): never blocks.
