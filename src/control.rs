@@ -384,7 +384,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     Some(ns) => {
                         let (dev, tuns) =
                             netns::setup_tun_netns(&p.name, ns, &p.addresses, mtu, |name| {
-                                TunPort::open_with(name, n_workers, mtu, p.offload)
+                                TunPort::open_with(name, n_workers, mtu, p.offload, p.queue_len)
                             })
                             .with_context(|| {
                                 format!("creating TUN port {} in netns {ns}", p.name)
@@ -393,7 +393,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                         cap_container_gso(ns, mtu);
                         tuns
                     }
-                    None => TunPort::open_with(&p.name, n_workers, mtu, p.offload)
+                    None => TunPort::open_with(&p.name, n_workers, mtu, p.offload, p.queue_len)
                         .with_context(|| format!("opening TUN device {}", p.name))?,
                 };
                 tracing::info!(

@@ -35,7 +35,7 @@ fn tun_moves_ip_packets_both_ways() {
         let mtu = io_support::sh(&["ip", "link", "show", "io-tun0"]);
         assert!(mtu.contains("mtu 1400"), "{mtu}");
         // Deep enough that a reader off its core for a while loses nothing.
-        let qlen = format!("qlen {}", vxrouter::port::tun::TX_QUEUE_LEN);
+        let qlen = format!("qlen {}", vxrouter::config::DEFAULT_QUEUE_LEN);
         assert!(mtu.contains(&qlen), "{mtu}");
 
         let mut batch = Batch::new();
@@ -94,6 +94,21 @@ fn tun_moves_ip_packets_both_ways() {
     drop(ns);
 }
 
+/// A queue length other than the default reaches the device.
+#[test]
+fn tun_queue_len_is_set_on_the_device() {
+    if !require_root("tun_queue_len_is_set_on_the_device") {
+        return;
+    }
+    let ns = Netns::new("io-tn-q");
+    ns.run(|| {
+        let _ports = TunPort::open_with("io-tunq0", 1, 1400, true, 1000).expect("open TUN");
+        let show = io_support::sh(&["ip", "link", "show", "io-tunq0"]);
+        assert!(show.contains("qlen 1000"), "{show}");
+    });
+    drop(ns);
+}
+
 #[test]
 fn tun_open_rejects_bad_arguments() {
     assert!(TunPort::open("io-tun-x", 0, 1400).is_err());
@@ -143,7 +158,9 @@ fn rate_tun_read() {
     let ns = Netns::new("io-tn-rr");
     ns.run(|| {
         for (offload, name) in [(true, "io-tunr0"), (false, "io-tunr1")] {
-            let mut ports = TunPort::open_with(name, 1, 1400, offload).expect("open TUN");
+            let mut ports =
+                TunPort::open_with(name, 1, 1400, offload, vxrouter::config::DEFAULT_QUEUE_LEN)
+                    .expect("open TUN");
             let port = &mut ports[0];
             io_support::sh(&["ip", "addr", "add", "198.18.102.1/24", "dev", name]);
             io_support::sh(&["ip", "link", "set", name, "up"]);

@@ -211,7 +211,10 @@ impl Bridge {
         }
         let mut ports = Vec::new();
         for (ns, me, peer, off) in [(&a, A, B, a_offload), (&b, B, A, b_offload)] {
-            let mut q = ns.run(move || TunPort::open_with(DEV, 1, MTU, off).expect("open TUN"));
+            let mut q = ns.run(move || {
+                TunPort::open_with(DEV, 1, MTU, off, vxrouter::config::DEFAULT_QUEUE_LEN)
+                    .expect("open TUN")
+            });
             assert_eq!(q.len(), 1);
             assert_eq!(q[0].offload(), off);
             ports.push(q.remove(0));

@@ -219,6 +219,40 @@ fn offload_defaults_on_for_tun_and_off_for_veth() {
 }
 
 #[test]
+fn queue_len_defaults_to_4096_on_tun_and_is_refused_on_veth() {
+    let port = |kind: &str, extra: &str| {
+        with(&format!(
+            "  [[hosts.ports]]\n  name = \"p\"\n  kind = \"{kind}\"\n  addresses = [\"198.19.2.5/32\"]\n{extra}"
+        ))
+    };
+    assert_eq!(
+        ok(&port("tun", "")).hosts[1].ports[0].queue_len,
+        DEFAULT_QUEUE_LEN
+    );
+    assert_eq!(DEFAULT_QUEUE_LEN, 4096);
+    let set = ok(&port("tun", "  queue_len = 1000\n"));
+    assert_eq!(set.hosts[1].ports[0].queue_len, 1000);
+    expect(
+        &port("tun", "  queue_len = 8\n"),
+        19,
+        "hosts[1].ports[0].queue_len",
+        "8 is out of range: expected a packet count in 16..=65536",
+    );
+    expect(
+        &port("tun", "  queue_len = \"big\"\n"),
+        19,
+        "hosts[1].ports[0].queue_len",
+        "expected a packet count in 16..=65536, found a string",
+    );
+    expect(
+        &port("veth", "  queue_len = 1000\n"),
+        19,
+        "hosts[1].ports[0].queue_len",
+        "`queue_len` only applies to TUN ports",
+    );
+}
+
+#[test]
 fn shipped_examples_are_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut n = 0;

@@ -151,18 +151,7 @@ impl fmt::Debug for TunPort {
     }
 }
 
-/// Packets each queue of a TUN device the router opens may hold between
-/// the container's send and the router's read (the kernel's default is
-/// 500). A full queue drops (before Linux 7.3 a TUN queue cannot push
-/// back), and a worker that shares its core with a busy sender is off the
-/// core for longer than 500 small packets take to arrive: 64-byte UDP from
-/// a TUN container lost 75% of its packets there and reached 0.08 Mpkt/s,
-/// where with 4096 the same router carries 0.28-0.30 (2048: 0.26, 8192:
-/// no more). It bounds the queue at 4096 packets, about 13 ms at that rate;
-/// TCP's small-queues limit keeps a stream far below it.
-pub const TX_QUEUE_LEN: u32 = 4096;
-
-fn builder(name: &str, mtu: u16, offload: bool) -> io::Result<SyncDevice> {
+fn builder(name: &str, mtu: u16, offload: bool, queue_len: u32) -> io::Result<SyncDevice> {
     DeviceBuilder::new()
         .name(name)
         .mtu(mtu)
@@ -170,7 +159,7 @@ fn builder(name: &str, mtu: u16, offload: bool) -> io::Result<SyncDevice> {
             b.multi_queue(true);
             b.packet_information(false);
             b.offload(offload);
-            b.tx_queue_len(TX_QUEUE_LEN);
+            b.tx_queue_len(queue_len);
         })
         .build_sync()
 }
@@ -178,20 +167,24 @@ fn builder(name: &str, mtu: u16, offload: bool) -> io::Result<SyncDevice> {
 impl TunPort {
     /// Creates (or attaches to, if a multi-queue TUN of that name exists and
     /// we may open it) TUN device `name` in the calling thread's network
-    /// namespace with `queues` queues and `mtu`, offloads on, brings it up,
-    /// and returns one non-blocking port per queue.
+    /// namespace with `queues` queues and `mtu`, offloads on, queues of
+    /// [`crate::config::DEFAULT_QUEUE_LEN`] packets, brings it up, and
+    /// returns one non-blocking port per queue.
     pub fn open(name: &str, queues: usize, mtu: u16) -> io::Result<Vec<TunPort>> {
-        Self::open_with(name, queues, mtu, true)
+        Self::open_with(name, queues, mtu, true, crate::config::DEFAULT_QUEUE_LEN)
     }
 
-    /// [`TunPort::open`] with offloads on or off. When the kernel refuses
-    /// the offloads (no `IFF_VNET_HDR` TSO support), the device is opened
-    /// plain and a warning logged: the port works, only slower.
+    /// [`TunPort::open`] with offloads on or off and `queue_len` packets per
+    /// queue (`txqueuelen`, also set on a device that already exists). When
+    /// the kernel refuses the offloads (no `IFF_VNET_HDR` TSO support), the
+    /// device is opened plain and a warning logged: the port works, only
+    /// slower.
     pub fn open_with(
         name: &str,
         queues: usize,
         mtu: u16,
         offload: bool,
+        queue_len: u32,
     ) -> io::Result<Vec<TunPort>> {
         if queues == 0 || queues > MAX_QUEUES {
             return Err(io::Error::new(
@@ -211,11 +204,11 @@ impl TunPort {
                 format!("TUN MTU {mtu} exceeds the packet buffer ({MAX_FRAME})"),
             ));
         }
-        let first = match builder(name, mtu, offload) {
+        let first = match builder(name, mtu, offload, queue_len) {
             Ok(d) => Ok(d),
             Err(e) if offload && e.kind() == io::ErrorKind::InvalidInput => {
                 tracing::warn!(name, error = %e, "TUN offloads refused by the kernel; opening without");
-                builder(name, mtu, false)
+                builder(name, mtu, false, queue_len)
             }
             Err(e) => Err(e),
         }
@@ -247,7 +240,15 @@ impl TunPort {
                 stats: TunStats::default(),
             });
         }
-        tracing::info!(name, queues, mtu, offload, udp_gso, "TUN device open");
+        tracing::info!(
+            name,
+            queues,
+            mtu,
+            offload,
+            udp_gso,
+            queue_len,
+            "TUN device open"
+        );
         Ok(ports)
     }
 
