@@ -127,6 +127,26 @@ fn dst6(host: u8, last: u8) -> [u8; 16] {
     [0x20, 1, 0, 2, 0, 0, 0, host, 0, 0, 0, 0, 0, 0, 0, last]
 }
 
+/// A super-packet of `n` payload bytes from container c1 (TCP with `flags`,
+/// or UDP) to one of three places by `to`: a container on host 2, another
+/// container on host 1, a container on host 3 (transit).
+fn super_from_c1(v6: bool, to: usize, udp: bool, flags: u8, n: usize) -> Vec<u8> {
+    let dst: Vec<u8> = match (v6, to) {
+        (false, 0) => vec![198, 19, 2, 2],
+        (false, 1) => vec![198, 19, 1, 3],
+        (false, _) => vec![198, 19, 3, 2],
+        (true, 0) => dst6(2, 2).to_vec(),
+        (true, 1) => dst6(1, 3).to_vec(),
+        (true, _) => dst6(3, 2).to_vec(),
+    };
+    let src: &[u8] = if v6 { &SRC6 } else { &SRC4 };
+    if udp {
+        super_udp(v6, src, &dst, &data(n))
+    } else {
+        super_tcp(v6, src, &dst, flags, &data(n))
+    }
+}
+
 fn gso_of(ip: &[u8], size: u16) -> Gso {
     let v6 = ip[0] >> 4 == 6;
     let udp = ip[if v6 { 6 } else { 9 }] == 17;
@@ -383,20 +403,7 @@ proptest! {
         to in 0usize..3,
         udp in any::<bool>(),
     ) {
-        let dst: Vec<u8> = match (v6, to) {
-            (false, 0) => vec![198, 19, 2, 2],
-            (false, 1) => vec![198, 19, 1, 3],
-            (false, _) => vec![198, 19, 3, 2],
-            (true, 0) => dst6(2, 2).to_vec(),
-            (true, 1) => dst6(1, 3).to_vec(),
-            (true, _) => dst6(3, 2).to_vec(),
-        };
-        let src: &[u8] = if v6 { &SRC6 } else { &SRC4 };
-        let ip = if udp {
-            super_udp(v6, src, &dst, &data(n))
-        } else {
-            super_tcp(v6, src, &dst, flags, &data(n))
-        };
+        let ip = super_from_c1(v6, to, udp, flags, n);
         prop_assume!(ip.len() <= tso::MAX_SUPER_L3);
         same_either_way(underlay6, "h1", "c1", &ip, size, whole);
     }
@@ -426,20 +433,7 @@ proptest! {
         whole in any::<bool>(),
         encap in any::<bool>(),
     ) {
-        let dst: Vec<u8> = match (v6, to) {
-            (false, 0) => vec![198, 19, 2, 2],
-            (false, 1) => vec![198, 19, 1, 3],
-            (false, _) => vec![198, 19, 3, 2],
-            (true, 0) => dst6(2, 2).to_vec(),
-            (true, 1) => dst6(1, 3).to_vec(),
-            (true, _) => dst6(3, 2).to_vec(),
-        };
-        let src: &[u8] = if v6 { &SRC6 } else { &SRC4 };
-        let mut ip = if udp {
-            super_udp(v6, src, &dst, &data(n))
-        } else {
-            super_tcp(v6, src, &dst, 0x18, &data(n))
-        };
+        let mut ip = super_from_c1(v6, to, udp, 0x18, n);
         let g0 = gso_of(&ip, size);
         let host = if encap { "h2" } else { "h1" };
         if encap {

@@ -234,15 +234,21 @@ pub(crate) fn id_follows(a: &[u8], b: &[u8], v6: bool, pos: usize) -> bool {
 
 /// Whether the TCP checksum of a parsed segment is right.
 pub(crate) fn tcp_checksum_ok(f: &[u8], t: &Tcp) -> bool {
-    let seg = &f[t.l4..];
-    let pseudo = if t.v6 {
+    l4_checksum_ok(f, t.v6, t.l4, 6)
+}
+
+/// Whether the transport checksum (protocol `proto`, header at `l4`) of a
+/// parsed IP packet is right, pseudo-header included.
+fn l4_checksum_ok(f: &[u8], v6: bool, l4: usize, proto: u8) -> bool {
+    let seg = &f[l4..];
+    let pseudo = if v6 {
         let s: [u8; 16] = f[8..24].try_into().unwrap_or_default();
         let d: [u8; 16] = f[24..40].try_into().unwrap_or_default();
-        checksum::pseudo_v6(s.into(), d.into(), 6, seg.len() as u32)
+        checksum::pseudo_v6(s.into(), d.into(), proto, seg.len() as u32)
     } else {
         let s: [u8; 4] = f[12..16].try_into().unwrap_or_default();
         let d: [u8; 4] = f[16..20].try_into().unwrap_or_default();
-        checksum::pseudo_v4(s.into(), d.into(), 6, seg.len() as u16)
+        checksum::pseudo_v4(s.into(), d.into(), proto, seg.len() as u16)
     };
     checksum::fold(pseudo + checksum::sum(seg)) == 0xffff
 }
@@ -386,20 +392,7 @@ fn same_udp_headers(a: &[u8], b: &[u8], v6: bool) -> bool {
 /// Whether a parsed datagram's UDP checksum is right; a zero one (IPv4:
 /// none sent) counts as right, as for the kernel.
 fn udp_checksum_ok(f: &[u8], v6: bool, l4: usize) -> bool {
-    let seg = &f[l4..];
-    if !v6 && seg[6..8] == [0, 0] {
-        return true;
-    }
-    let pseudo = if v6 {
-        let s: [u8; 16] = f[8..24].try_into().unwrap_or_default();
-        let d: [u8; 16] = f[24..40].try_into().unwrap_or_default();
-        checksum::pseudo_v6(s.into(), d.into(), 17, seg.len() as u32)
-    } else {
-        let s: [u8; 4] = f[12..16].try_into().unwrap_or_default();
-        let d: [u8; 4] = f[16..20].try_into().unwrap_or_default();
-        checksum::pseudo_v4(s.into(), d.into(), 17, seg.len() as u16)
-    };
-    checksum::fold(pseudo + checksum::sum(seg)) == 0xffff
+    (!v6 && f[l4 + 6..l4 + 8] == [0, 0]) || l4_checksum_ok(f, v6, l4, 17)
 }
 
 /// The longest run of `frames`, from the first, that the kernel's UDP GRO

@@ -543,7 +543,9 @@ impl Port for PacketPort {
             }
             // Everything else leaves at the end of this burst, in one batch,
             // after what the queues hold between the same hosts.
-            let (held_udp, held_tcp) = (self.udp_tx.holds_pair(ip), self.tx.holds_pair(ip));
+            // (Only an IP packet can share a flow with a queued one.)
+            let held = |q: &GroTx| untagged_ip && q.holds_pair(ip);
+            let (held_udp, held_tcp) = (held(&self.udp_tx), held(&self.tx));
             if held_udp || held_tcp {
                 self.send_plain(&plain[..n_plain]);
                 n_plain = 0;
