@@ -53,6 +53,8 @@ pub struct WorkerStats {
     /// Transmit or receive errors seen (the last one is kept for the log).
     pub io_errors: u64,
     pub last_error: Option<String>,
+    /// Sleeps that ended because a port became readable (not the timeout).
+    pub wakeups: u64,
 }
 
 /// A worker's shared handles.
@@ -82,24 +84,24 @@ pub fn run(
         }
     }
     let mut poll = Poll::new()?;
-    let mut waitable = 0;
+    // What the worker sleeps on: registered only while it sleeps. A file
+    // descriptor in an epoll set makes every packet queued on it call into
+    // epoll (TUN: tun_net_xmit -> sock_def_readable -> ep_poll_callback, in
+    // the sender's context), and while the worker spins nobody waits there.
+    // Adding an fd that is already readable reports it at once, so nothing
+    // that arrived between the last round and the registration is missed.
+    let mut wait_fds: Vec<(i32, Token)> = Vec::new();
     for (i, p) in ports.iter().enumerate() {
         if let Some(fd) = p.as_ref().and_then(|p| p.poll_fd()) {
-            poll.registry()
-                .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
-            waitable += 1;
+            wait_fds.push((fd, Token(i)));
         }
     }
     for (j, (_, p)) in extra.iter().enumerate() {
         if let Some(fd) = p.poll_fd() {
-            poll.registry().register(
-                &mut SourceFd(&fd),
-                Token(ports.len() + j),
-                Interest::READABLE,
-            )?;
-            waitable += 1;
+            wait_fds.push((fd, Token(ports.len() + j)));
         }
     }
+    let waitable = wait_fds.len();
     // Receive sources: (port index, None for the primary queue in `ports`,
     // Some(j) for `extra[j]`).
     let mut sources: Vec<(u16, Option<usize>)> = (0..ports.len() as u16)
@@ -126,6 +128,7 @@ pub fn run(
     let mut sleeping = false;
     let mut publish_idle = false;
     let mut loops = 0u32;
+    let mut wakeups = 0u64;
 
     while !handle.stop.load(Ordering::Relaxed) {
         let mut got = 0usize;
@@ -188,6 +191,7 @@ pub fn run(
                 s.tx.clone_from(&tx);
                 s.port_io = port_io(&ports, &extra);
                 s.io_errors = io_errors;
+                s.wakeups = wakeups;
                 if last_error.is_some() {
                     s.last_error = last_error.take();
                 }
@@ -195,7 +199,10 @@ pub fn run(
         }
         if got > 0 {
             idle = 0;
-            sleeping = false;
+            if sleeping {
+                sleeping = false;
+                disarm(&poll, &wait_fds)?;
+            }
             continue;
         }
         idle += 1;
@@ -206,6 +213,7 @@ pub fn run(
             && idle_since.elapsed() >= IDLE_SPIN_TIME
         {
             sleeping = true;
+            arm(&poll, &wait_fds)?;
             // Going quiet: publish once now (the next round), since the
             // loop count will barely move while asleep.
             publish_idle = true;
@@ -222,6 +230,8 @@ pub fn run(
             if !events.is_empty() {
                 idle = 0;
                 sleeping = false;
+                disarm(&poll, &wait_fds)?;
+                wakeups += 1;
             }
         } else {
             // A spinning thread keeps its core until the scheduler takes it
@@ -242,8 +252,26 @@ pub fn run(
         s.tx = tx;
         s.port_io = port_io(&ports, &extra);
         s.io_errors = io_errors;
+        s.wakeups = wakeups;
     }
     tracing::info!(worker = id, "worker stopped");
+    Ok(())
+}
+
+/// Registers the fds the worker sleeps on (see `wait_fds` in [`run`]).
+fn arm(poll: &Poll, fds: &[(i32, Token)]) -> io::Result<()> {
+    for &(fd, token) in fds {
+        poll.registry()
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+    }
+    Ok(())
+}
+
+/// Takes the fds out of the epoll set again once the worker spins.
+fn disarm(poll: &Poll, fds: &[(i32, Token)]) -> io::Result<()> {
+    for &(fd, _) in fds {
+        poll.registry().deregister(&mut SourceFd(&fd))?;
+    }
     Ok(())
 }
 
