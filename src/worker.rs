@@ -242,7 +242,7 @@ pub fn run(
             // system call (~0.5 us here) when none is. Measured in
             // bench-vs-kernel (README): 64-byte UDP from a TUN container on
             // the UDP uplink 0.26 -> 0.28-0.35 Mpkt/s with the worker on the
-            // sender's core, for 4-9 us more round-trip time.
+            // sender's core, for 6-9 us more round-trip time.
             std::thread::yield_now();
         }
     }
