@@ -35,9 +35,6 @@ pub mod gro;
 pub mod packet;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub mod packet_ring;
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod sys;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]

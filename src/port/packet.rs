@@ -36,7 +36,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tun_rs::VirtioNetHdr;
 
 use super::gro::MAX_GRO_SEGS;
-use super::packet_ring::{RxRing, Slot};
 use super::tun::TunStats;
 use super::tun_offload::{
     complete_checksum, gro_queue, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES,
@@ -94,22 +93,6 @@ pub struct PacketPort {
     /// `PACKET_STATISTICS` resets the kernel's counters on every read: the
     /// running sum lives here.
     kernel_drops: std::cell::Cell<u64>,
-    /// The receive ring; `None` where the kernel refused one (frames are
-    /// then read one `recvmsg` each).
-    ring: Option<RxRing>,
-    ring_stats: RingStats,
-}
-
-/// What came through the receive ring, and how.
-#[derive(Debug, Default)]
-struct RingStats {
-    /// Frames taken from the ring's slots.
-    frames: u64,
-    /// Frames too large for a slot, read whole from the socket.
-    copied: u64,
-    /// Frames too large for a slot that the kernel could not queue whole
-    /// either (receive buffer full): lost.
-    cut: u64,
 }
 
 impl std::fmt::Debug for PacketPort {
@@ -158,14 +141,6 @@ impl PacketPort {
         )?;
         sys::set_socket_buffer(fd.as_raw_fd(), 8 << 20, false);
         sys::set_socket_buffer(fd.as_raw_fd(), 4 << 20, true);
-        // Before bind, so that every frame goes through the ring.
-        let ring = match RxRing::setup(fd.as_raw_fd()) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(port = name, error = %e, "no AF_PACKET receive ring: one recvmsg per frame");
-                None
-            }
-        };
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -198,8 +173,6 @@ impl PacketPort {
             udp_tx: GroTx::new(BATCH_SIZE),
             stats: TunStats::default(),
             kernel_drops: std::cell::Cell::new(0),
-            ring,
-            ring_stats: RingStats::default(),
         })
     }
 
@@ -380,65 +353,6 @@ impl PacketPort {
         Ok(Some(false))
     }
 
-    /// One frame from the socket's receive queue into `pkt` (whole, when
-    /// `pkt` can hold a super-packet) or into the splitter: `Ok(None)` when
-    /// nothing waits, `Ok(Some(true))` when `pkt` holds a frame,
-    /// `Ok(Some(false))` when the read was counted as bad or its segments
-    /// wait in the splitter.
-    fn recv_socket(&mut self, pkt: &mut Packet) -> io::Result<Option<bool>> {
-        if pkt.is_super_capable() {
-            return self.recv_whole(pkt);
-        }
-        let mut eth = [0u8; ETH_LEN];
-        let len = match Self::recv_one(&self.fd, &mut self.rx, &mut eth) {
-            Ok(0) => return Ok(None),
-            Ok(len) => len,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                self.stats.rx_errors += 1;
-                return Ok(Some(false));
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(ip_len) = len.checked_sub(ETH_LEN) else {
-            self.stats.rx_errors += 1;
-            return Ok(Some(false));
-        };
-        let raw = self.rx.header();
-        let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
-        let is_ip = matches!(ethertype, 0x0800 | 0x86dd);
-        if raw.gso_type != GSO_NONE {
-            let loaded = is_ip
-                .then(|| shift_header(&raw, -(ETH_LEN as i32)))
-                .flatten()
-                .map(|h| self.rx.load(&h, ip_len, self.mtu));
-            match loaded {
-                Some(Ok(_)) => {
-                    self.stats.rx_gso_packets += 1;
-                    self.pending_eth = eth;
-                }
-                _ => self.stats.rx_errors += 1,
-            }
-            return Ok(Some(false));
-        }
-        if len > MAX_FRAME {
-            self.stats.rx_errors += 1;
-            return Ok(Some(false));
-        }
-        pkt.reset();
-        let area = pkt.rx_area();
-        area[..ETH_LEN].copy_from_slice(&eth);
-        area[ETH_LEN..len].copy_from_slice(self.rx.packet(ip_len));
-        pkt.set_received(len);
-        // Relative to the frame on this socket.
-        if raw.flags & F_NEEDS_CSUM != 0
-            && !complete_checksum(pkt.data_mut(), raw.csum_start, raw.csum_offset)
-        {
-            self.stats.rx_errors += 1;
-            return Ok(Some(false));
-        }
-        Ok(Some(true))
-    }
-
     fn flush_gro(&mut self) {
         self.flush_queue(true);
         self.flush_queue(false);
@@ -471,75 +385,6 @@ impl PacketPort {
         self.stats.tx_errors += out.errors + out.invalid;
         self.stats.tx_dropped += out.dropped;
     }
-}
-
-/// A frame from a ring slot (`vnet` its virtio-net header) into `pkt`, or,
-/// a super-packet not to keep whole, into the splitter `rx` (its Ethernet
-/// header into `pending_eth`): `true` when `pkt` holds it. The same
-/// decisions as a read from the socket ([`PacketPort::recv_whole`]), for
-/// bytes the kernel has already copied out.
-fn take_frame(
-    vnet: &[u8],
-    frame: &[u8],
-    pkt: &mut Packet,
-    rx: &mut GsoRx,
-    pending_eth: &mut [u8; ETH_LEN],
-    stats: &mut TunStats,
-    mtu: usize,
-) -> bool {
-    let (Some(raw), Some(eth)) = (VirtioNetHdr::decode(vnet).ok(), frame.get(..ETH_LEN)) else {
-        stats.rx_errors += 1;
-        return false;
-    };
-    let len = frame.len();
-    if raw.gso_type == GSO_NONE {
-        if len > MAX_FRAME {
-            stats.rx_errors += 1;
-            return false;
-        }
-        pkt.reset();
-        pkt.rx_area()[..len].copy_from_slice(frame);
-        pkt.set_received(len);
-        // Relative to the frame on this socket.
-        if raw.flags & F_NEEDS_CSUM != 0
-            && !complete_checksum(pkt.data_mut(), raw.csum_start, raw.csum_offset)
-        {
-            stats.rx_errors += 1;
-            return false;
-        }
-        return true;
-    }
-    stats.rx_gso_packets += 1;
-    let is_ip = matches!(u16::from_be_bytes([eth[12], eth[13]]), 0x0800 | 0x86dd);
-    let Some(ip_hdr) = is_ip
-        .then(|| shift_header(&raw, -(ETH_LEN as i32)))
-        .flatten()
-    else {
-        stats.rx_errors += 1;
-        return false;
-    };
-    let ip = &frame[ETH_LEN..];
-    if pkt.is_super_capable() {
-        if let Some(g) = whole_tso(&ip_hdr, ip, mtu) {
-            if pkt.fill_super(frame, g) {
-                pkt.ts_nanos = 0;
-                stats.rx_whole += 1;
-                return true;
-            }
-        }
-    }
-    pending_eth.copy_from_slice(eth);
-    let buf = rx.read_buf();
-    let Some(dst) = buf.get_mut(..VNET_HDR_LEN + ip.len()) else {
-        stats.rx_errors += 1;
-        return false;
-    };
-    dst[..VNET_HDR_LEN].copy_from_slice(vnet);
-    dst[VNET_HDR_LEN..].copy_from_slice(ip);
-    if rx.load(&ip_hdr, ip.len(), mtu).is_err() {
-        stats.rx_errors += 1;
-    }
-    false
 }
 
 /// The send half, borrowed apart from the GRO queue it drains.
@@ -581,6 +426,7 @@ impl Port for PacketPort {
         batch.clear();
         let slots = batch.slots_mut();
         let mut n = 0;
+        let mut eth = [0u8; ETH_LEN];
         loop {
             if self.rx.has_pending() {
                 let first = n;
@@ -601,61 +447,73 @@ impl Port for PacketPort {
             if n == slots.len() {
                 break;
             }
-            let got = if let Some(ring) = &mut self.ring {
-                match ring.peek() {
-                    None => break,
-                    Some(Slot::Frame { vnet, frame, cut }) => {
-                        let got = if cut {
-                            self.ring_stats.cut += 1;
-                            false
-                        } else {
-                            self.ring_stats.frames += 1;
-                            take_frame(
-                                vnet,
-                                frame,
-                                &mut slots[n],
-                                &mut self.rx,
-                                &mut self.pending_eth,
-                                &mut self.stats,
-                                self.mtu,
-                            )
-                        };
-                        ring.release();
-                        Ok(Some(got))
-                    }
-                    Some(Slot::Bad) => {
-                        ring.release();
-                        self.stats.rx_errors += 1;
-                        Ok(Some(false))
-                    }
-                    Some(Slot::Copied) => {
-                        // The whole frame is the next one in the socket's
-                        // queue.
-                        ring.release();
-                        self.ring_stats.copied += 1;
-                        match self.recv_socket(&mut slots[n]) {
-                            Ok(None) => {
-                                self.stats.rx_errors += 1;
-                                Ok(Some(false))
-                            }
-                            r => r,
+            if slots[n].is_super_capable() {
+                match self.recv_whole(&mut slots[n]) {
+                    Ok(None) => break,
+                    Ok(Some(true)) => n += 1,
+                    Ok(Some(false)) => {}
+                    Err(e) => {
+                        if n > 0 {
+                            break;
                         }
+                        return Err(e);
                     }
                 }
-            } else {
-                self.recv_socket(&mut slots[n])
-            };
-            match got {
-                Ok(None) => break,
-                Ok(Some(true)) => n += 1,
-                Ok(Some(false)) => {}
+                continue;
+            }
+            let len = match Self::recv_one(&self.fd, &mut self.rx, &mut eth) {
+                Ok(0) => break,
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.stats.rx_errors += 1;
+                    continue;
+                }
                 Err(e) => {
                     if n > 0 {
                         break;
                     }
                     return Err(e);
                 }
+            };
+            let Some(ip_len) = len.checked_sub(ETH_LEN) else {
+                self.stats.rx_errors += 1;
+                continue;
+            };
+            let raw = self.rx.header();
+            let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+            let is_ip = matches!(ethertype, 0x0800 | 0x86dd);
+            if raw.gso_type != GSO_NONE {
+                let loaded = is_ip
+                    .then(|| shift_header(&raw, -(ETH_LEN as i32)))
+                    .flatten()
+                    .map(|h| self.rx.load(&h, ip_len, self.mtu));
+                match loaded {
+                    Some(Ok(_)) => {
+                        self.stats.rx_gso_packets += 1;
+                        self.pending_eth = eth;
+                    }
+                    _ => self.stats.rx_errors += 1,
+                }
+                continue;
             }
+            if len > MAX_FRAME {
+                self.stats.rx_errors += 1;
+                continue;
+            }
+            let pkt = &mut slots[n];
+            pkt.reset();
+            let area = pkt.rx_area();
+            area[..ETH_LEN].copy_from_slice(&eth);
+            area[ETH_LEN..len].copy_from_slice(self.rx.packet(ip_len));
+            pkt.set_received(len);
+            if raw.flags & F_NEEDS_CSUM != 0 {
+                // Relative to the frame on this socket.
+                if !complete_checksum(pkt.data_mut(), raw.csum_start, raw.csum_offset) {
+                    self.stats.rx_errors += 1;
+                    continue;
+                }
+            }
+            n += 1;
         }
         batch.set_len(n);
         Ok(n)
@@ -766,9 +624,6 @@ impl Port for PacketPort {
                 .set(self.kernel_drops.get() + u64::from(st.tp_drops));
         }
         out.add("packet_rx_drops", self.kernel_drops.get());
-        out.add("packet_rx_ring", self.ring_stats.frames);
-        out.add("packet_rx_copied", self.ring_stats.copied);
-        out.add("packet_rx_cut", self.ring_stats.cut);
     }
 }
 
