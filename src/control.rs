@@ -83,22 +83,44 @@ fn container_mac(vtep: [u8; 6], index: usize) -> [u8; 6] {
     [0x02, 0x43, vtep[3], vtep[4], vtep[5], index as u8]
 }
 
-/// The parts of this host's entry that need a restart when they change.
+/// The parts of this host's entry that need a restart when they change:
+/// everything the devices, sockets and workers were made with at start
+/// (a port's effective MTU, its gateways, offloads and queue length are
+/// set on the devices then).
 fn structure_of(topo: &Topology, host: usize) -> String {
     let h = &topo.hosts[host];
+    let ports: Vec<_> = h
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{:?}",
+                (
+                    &p.name,
+                    p.kind,
+                    &p.netns,
+                    &p.addresses,
+                    p.mac,
+                    topo.port_mtu(host, i),
+                    &p.gateways,
+                    p.offload,
+                    p.queue_len,
+                )
+            )
+        })
+        .collect();
     format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}",
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}",
         h.nic,
         h.uplink_io,
         h.underlay,
         h.workers,
-        h.ports
-            .iter()
-            .map(|p| (&p.name, p.kind, &p.netns, &p.addresses, p.mac, p.mtu))
-            .collect::<Vec<_>>(),
+        ports,
         h.vtep_mac,
         topo.overlay.vni,
-        topo.overlay.udp_port
+        topo.overlay.udp_port,
+        topo.overlay_mtu(host),
     )
 }
 
@@ -270,7 +292,19 @@ fn load_topology(path: &Path, host: &str) -> Result<(Topology, usize)> {
 
 /// Runs the router until SIGINT or SIGTERM.
 pub fn run(opts: &RunOptions) -> Result<()> {
-    let (topo, me) = load_topology(&opts.config, &opts.host)?;
+    // Signals set flags, from the very start: a SIGTERM or SIGINT during
+    // the set-up (devices, namespaces, XDP programs) must not kill the
+    // process before the guards below can take down what it made; the
+    // loop at the end sees the flag and stops in order. A SIGHUP then
+    // reloads once the router runs.
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("installing signal handlers")?;
+    let (topo, mut me) = load_topology(&opts.config, &opts.host)?;
     let topo = effective(topo, me);
     let host = topo.hosts[me].clone();
     let Some(nic) = host.nic.clone() else {
@@ -514,15 +548,6 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     }
     tracing::info!(host = %host.name, workers = n_workers, routes = routes.routes.len(), "router running");
 
-    // Signals set flags; the loop below wakes at least every 200 ms.
-    let term = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("installing signal handlers")?;
-
     let mut poll = Poll::new()?;
     let neigh_fd = neigh.table.fd();
     poll.registry()
@@ -535,10 +560,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     while !term.load(Ordering::Relaxed) {
         if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(200))) {
             if e.kind() != std::io::ErrorKind::Interrupted {
+                // Workers first, so the last table is dropped here, by the
+                // publisher, not on a worker.
+                live.shutdown();
                 return Err(e.into());
             }
         }
         let mut rebuild = false;
+        // A reload publishes what it built, even where the peers and route
+        // shapes are the same (a renumbered subnet or peer address).
+        let mut reloaded = false;
         if !events.is_empty() {
             match neigh.table.process_events() {
                 Ok(changed) => rebuild |= changed,
@@ -553,13 +584,17 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 Ok((new, new_me)) => {
                     let new = effective(new, new_me);
                     if structure_of(&new, new_me) != structure {
-                        tracing::error!("reload rejected: this host's nic, uplink_io, underlay, workers, ports, VNI or UDP port changed; those need a restart");
+                        tracing::error!("reload rejected: this host's nic, uplink_io, underlay, workers, ports (their names, kinds, namespaces, addresses, MACs, MTUs, gateways, offload or queue_len), the overlay MTU, VNI or UDP port changed; those need a restart");
                     } else {
                         match route::compute(&new, new_me) {
                             Ok(r) => {
                                 topo = new;
                                 routes = r;
-                                structure = structure_of(&topo, new_me);
+                                // This host's place in the file may have
+                                // moved (a host added above it).
+                                me = new_me;
+                                structure = structure_of(&topo, me);
+                                reloaded = true;
                                 neigh.learn_peers(&topo, &routes);
                                 neigh.resolve_missing();
                                 rebuild = true;
@@ -601,7 +636,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         if rebuild {
             let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
             let macs = peer_macs(&t);
-            if macs != last_macs || hup_applied(&t, &publisher) {
+            if reloaded || macs != last_macs {
                 for (name, resolved, mac) in &macs {
                     tracing::info!(peer = %name, resolved, mac = %config::MacAddr(*mac), "peer");
                 }
@@ -620,15 +655,6 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     drop(publisher);
     tracing::info!(forwarded = stats.counters.forwarded, drops = ?stats.counters.drops, "stopped");
     Ok(())
-}
-
-/// Whether a rebuilt table differs in routes from the published one (after
-/// a reload the peers may be the same while the prefixes are not).
-fn hup_applied(t: &Tables, publisher: &FibPublisher<Tables>) -> bool {
-    let cur = publisher.current();
-    cur.fib.next_hops.len() != t.fib.next_hops.len()
-        || cur.fib.next_hops != t.fib.next_hops
-        || cur.ecmp != t.ecmp
 }
 
 fn collect(

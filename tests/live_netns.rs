@@ -338,8 +338,10 @@ fn three_host_line_transits_middle() {
     }
 }
 
-/// SIGHUP reloads: a new host publishes new tables; a broken file is
-/// rejected with its file:line and forwarding goes on.
+/// SIGHUP reloads: a new host, a cost change, a renumbered subnet and a
+/// host added above this one each publish new tables and forwarding goes
+/// on; a broken file is rejected with its file:line and forwarding goes on;
+/// a change that needs a restart (the overlay MTU) is rejected.
 #[test]
 fn sighup_reload() {
     require_root!();
@@ -414,12 +416,32 @@ fn sighup_reload() {
     // A link cost change that moves h3 behind h2 (50 > 10 + 8).
     let rerouted = grown.replacen("cost = 5", "cost = 50", 1);
     assert_ne!(rerouted, grown);
-    let after = reload(&mut lab, &rerouted, "new tables after a cost change");
+    reload(&mut lab, &rerouted, "new tables after a cost change");
     let via_h2 = routes();
     eprintln!("lv5: h1 routes after the cost change:\n{via_h2}");
     assert_ne!(direct, via_h2, "the cost change moved no route");
     lab.ping(&c1, "198.19.2.2");
-    let grown = rerouted;
+
+    // h3's subnets renumbered: the same peers and as many routes, other
+    // prefixes. Published all the same.
+    let renumbered = rerouted
+        .replacen("198.19.3.0/24", "198.19.33.0/24", 1)
+        .replacen("2001:2:0:3::/64", "2001:2:0:33::/64", 1);
+    assert_ne!(renumbered, rerouted);
+    reload(&mut lab, &renumbered, "new tables after renumbering h3");
+
+    // A host added above h1 in the file: h1's entry moves, and the router
+    // must go on building h1's tables, not those of the host now first.
+    let moved = format!(
+        "{OVERLAY}{}{}{}",
+        host("h0", 9, "02:00:c6:13:09:00", "0", ""),
+        &renumbered[OVERLAY.len()..],
+        link("h0", "h1", 7)
+    );
+    let after = reload(&mut lab, &moved, "new tables after adding h0 first");
+    lab.ping(&c1, "198.19.2.2");
+    lab.ping(&c2, "198.19.1.2");
+    let grown = moved;
 
     // A broken file: a string where the cost must be a number.
     let bad = grown.replacen("cost = 10", "cost = \"ten\"", 1);
@@ -446,6 +468,25 @@ fn sighup_reload() {
         s["tables_published"].as_u64(),
         Some(after),
         "a rejected reload published tables"
+    );
+
+    // The overlay MTU is set on the container devices at start: a change
+    // needs a restart, and the running tables stay.
+    let mtu = grown.replacen(OVERLAY, &format!("{OVERLAY}mtu = 1400\n"), 1);
+    assert_ne!(mtu, grown);
+    std::fs::write(&cfg, &mtu).expect("rewriting the topology");
+    lab.signal(r1, "HUP");
+    wait_for(
+        Duration::from_secs(5),
+        "the MTU change to be rejected",
+        || lab.log(r1).contains("need a restart").then_some(()),
+    );
+    lab.ping(&c1, "198.19.2.2");
+    let s = lab.stats(r1);
+    assert_eq!(
+        s["tables_published"].as_u64(),
+        Some(after),
+        "a reload that needs a restart published tables"
     );
     assert_clean("h1", &s);
 }
