@@ -212,9 +212,13 @@ pub(crate) fn headers_match(a: &[u8], b: &[u8], ta: &Tcp, tb: &Tcp) -> bool {
         a[1] == b[1] && a[6..9] == b[6..9]
     };
     let l4 = ta.l4;
-    // ACK number; TCP options, byte for byte (timestamps included).
+    // ACK number; data offset and reserved bits (AccECN's AE); window
+    // (the split gives every segment the first one's, so a window update
+    // must not be merged: the kernel compares the whole flag word, window
+    // included); TCP options, byte for byte (timestamps included).
     ip_same
-        && a[l4 + 8..l4 + 12] == b[l4 + 8..l4 + 12]
+        && a[l4 + 8..l4 + 13] == b[l4 + 8..l4 + 13]
+        && a[l4 + 14..l4 + 16] == b[l4 + 14..l4 + 16]
         && a[l4 + 20..ta.hlen] == b[l4 + 20..ta.hlen]
 }
 
@@ -391,7 +395,7 @@ fn same_udp_headers(a: &[u8], b: &[u8], v6: bool) -> bool {
 
 /// Whether a parsed datagram's UDP checksum is right; a zero one (IPv4:
 /// none sent) counts as right, as for the kernel.
-fn udp_checksum_ok(f: &[u8], v6: bool, l4: usize) -> bool {
+pub(crate) fn udp_checksum_ok(f: &[u8], v6: bool, l4: usize) -> bool {
     (!v6 && f[l4 + 6..l4 + 8] == [0, 0]) || l4_checksum_ok(f, v6, l4, 17)
 }
 
@@ -422,9 +426,11 @@ pub(crate) fn udp_run<'a>(
         psh: false,
         udp: true,
     };
-    if !v6 && ip0[l4 + 6..l4 + 8] == [0, 0] {
+    if ip0[l4 + 6..l4 + 8] == [0, 0] {
         // The kernel's UDP GRO merges no datagram sent without a checksum
-        // (the split would give each one a checksum it did not carry).
+        // (the split would give each one a checksum it did not carry). Over
+        // IPv6 a zero is not allowed at all (RFC 8200), yet passes the sum
+        // check when the real checksum would be 0xffff: not merged either.
         return Some(run);
     }
     let same_ip = |a: &[u8], b: &[u8]| same_udp_headers(a, b, v6);
@@ -445,7 +451,7 @@ pub(crate) fn udp_run<'a>(
             && run.bytes + pay <= max_bytes
             && same_ip(ip0, ip)
             && ip0[l4..l4 + 4] == ip[l4..l4 + 4]
-            && (v6 || ip[l4 + 6..l4 + 8] != [0, 0])
+            && ip[l4 + 6..l4 + 8] != [0, 0]
             && id_follows(ip0, ip, v6, run.count)
             && ip_ok(ip)
             && udp_checksum_ok(ip, v6, l4);
@@ -607,8 +613,9 @@ impl GroTx {
         let hlen = l4 + 8;
         let (pay, candidate) = {
             let f = self.frame(idx);
-            // No checksum: the kernel's UDP GRO would not merge it.
-            let sent_without = !v6 && f[l4 + 6..l4 + 8] == [0, 0];
+            // No checksum (or, over IPv6, a forbidden zero): the kernel's
+            // UDP GRO would not merge it.
+            let sent_without = f[l4 + 6..l4 + 8] == [0, 0];
             (f.len() - hlen, !sent_without && udp_checksum_ok(f, v6, l4))
         };
         let found = self.open.iter().position(|&g| {

@@ -877,6 +877,30 @@ fn bad_checksums_and_changed_headers_are_not_coalesced() {
     }
 }
 
+/// A window update or another reserved (AccECN AE) bit ends a group, as
+/// in the kernel's GRO, which compares the whole flag word: the split gives
+/// every segment the first one's TCP header, so merged they would reach
+/// the container with a window or a bit never sent.
+#[test]
+fn window_and_reserved_bit_changes_are_not_coalesced() {
+    let data = payload(8 * 800);
+    let c = |i: usize| &data[i * 800..(i + 1) * 800];
+    let mut frames: Vec<Vec<u8>> = (0..8)
+        .map(|i| seg4(7, i as u16, (i * 800) as u32, ACK, c(i)))
+        .collect();
+    // 3: a larger window (bytes 34..36); 6: the AE bit (byte 32, low bit).
+    frames[3][34..36].copy_from_slice(&0x7000u16.to_be_bytes());
+    refresh4(&mut frames[3]);
+    frames[6][32] |= 0x01;
+    refresh4(&mut frames[6]);
+    let (out, writes) = gro_round(&frames);
+    assert_eq!(out.written, 8);
+    // [0..3] [3] [4..6] [6] [7]: a segment that differs from its group's
+    // head ends it, and the next one differs from it again.
+    assert_eq!((out.writes, out.gso_writes), (5, 2), "{out:?}");
+    assert_eq!(resplit(&writes), frames, "the split gives back what came");
+}
+
 #[test]
 fn interleaved_flows_coalesce_apart_in_first_frame_order() {
     let data = payload(20 * 1200);

@@ -1211,6 +1211,27 @@ mod tests {
         let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
         dgrams[2][l4 + 6..l4 + 8].fill(0);
         assert_eq!(coalesce(&dgrams).unwrap().2, 2);
+        // Over IPv6 a zero is not allowed at all, and passes the sum check
+        // where the real checksum is 0xffff: put the difference into the
+        // payload so that it does, and the datagrams still must not merge.
+        let l4 = MIN_VXLAN + 40;
+        let (mut dgrams, _) = train_of(true, true, 4 * 536, 536);
+        for d in &mut dgrams {
+            let c = u16::from_be_bytes([d[l4 + 6], d[l4 + 7]]);
+            d[l4 + 6..l4 + 8].fill(0);
+            // Move the old checksum's share of the sum into the first
+            // payload word: the sum is unchanged.
+            let w = u16::from_be_bytes([d[l4 + 8], d[l4 + 9]]);
+            let w2 = checksum::fold(u32::from(w) + u32::from(c));
+            d[l4 + 8..l4 + 10].copy_from_slice(&w2.to_be_bytes());
+        }
+        assert!(
+            dgrams
+                .iter()
+                .all(|d| gro::udp_checksum_ok(&d[MIN_VXLAN..], true, 40)),
+            "the zero checksums pass the sum check"
+        );
+        assert_eq!(coalesce(&dgrams).unwrap().2, 1, "IPv6 zero checksums");
     }
 
     /// Without DF, the kernel's GRO merges IPv4 segments only when their IDs
