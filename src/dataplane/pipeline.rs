@@ -158,7 +158,21 @@ fn from_veth(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     match eth.ethertype() {
         ethernet::ETHERTYPE_ARP => arp_reply(t, in_port, pkt),
         ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6 => {
-            if dst != info.router_mac && eth.ethertype() == ethernet::ETHERTYPE_IPV4 {
+            let version = if eth.ethertype() == ethernet::ETHERTYPE_IPV4 {
+                4
+            } else {
+                6
+            };
+            let ip = &pkt.data()[ethernet::HEADER_LEN..];
+            if ip.first().map(|b| b >> 4) != Some(version) {
+                // The ethertype and the version must agree: the checks
+                // below go by the ethertype, the pipeline by the version.
+                return Verdict::Drop(DropReason::IpMalformed);
+            }
+            // A link-layer broadcast or multicast is never routed (RFC 1812
+            // section 5.3.4, RFC 4443 section 2.4 e.3): of those, only IPv6
+            // multicast (neighbour discovery) is for the router.
+            if dst != info.router_mac && (version == 4 || ip.get(24) != Some(&0xff)) {
                 return Verdict::Drop(DropReason::EthNotForUs);
             }
             pkt.strip(ethernet::HEADER_LEN);
@@ -289,6 +303,12 @@ fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
         }
         (ip.src_u128(), u128::from(ns.target_addr()))
     };
+    // RFC 4861 section 7.1.1: a solicitation for a multicast target is
+    // discarded; nor is the unspecified or the loopback address anyone's
+    // (the advert would come from it).
+    if (target >> 120) == 0xff || target <= 1 {
+        return Verdict::Drop(DropReason::NdMalformed);
+    }
     // Duplicate address detection (unspecified source) and solicitations for
     // the container's own addresses are not ours to answer.
     if src == 0 || info.allows_v6(target) {
@@ -975,6 +995,9 @@ fn may_send_icmp_v6(d: &[u8]) -> bool {
         return false;
     }
     match ip.upper_layer() {
+        // Only about a first fragment: a later one starts with no header
+        // (its first byte is payload, not an ICMPv6 type).
+        Ok((_, _, Some(f))) if f.offset != 0 => false,
         // RFC 4443 section 2.4 (e.1): never about an ICMPv6 error message
         // (types below 128).
         Ok((ipv6::NH_ICMPV6, off, _)) => d.get(off).is_some_and(|ty| *ty >= 128),

@@ -536,6 +536,10 @@ def router_replies(g):
     bad = bytearray(ns(C2_LL, "ff02::1:ff00:1", "33:33:ff:00:00:01"))
     bad[14 + 40 + 2] ^= 0xFF  # ICMPv6 checksum
     g.drop("ns_bad_checksum_c2", "c2", bytes(bad), "nd_malformed")
+    # RFC 4861 section 7.1.1: a multicast target is discarded (the advert
+    # would come from a multicast address); so are :: and ::1.
+    for name, tgt in [("multicast", "ff02::1"), ("unspecified", "::"), ("loopback", "::1")]:
+        g.drop(f"ns_{name}_target_c2", "c2", ns(C2_LL, GW6, R2_MAC, target=tgt), "nd_malformed")
     ns_c1 = bytes(IPv6(src=C1_V6, dst=GW6, hlim=255) / ICMPv6ND_NS(tgt=GW6))
     g.drop("ns_on_tun_c1", "c1", ns_c1, "control_plane")
 
@@ -601,6 +605,14 @@ def icmp_errors(g):
     g.icmp("unassigned_c2_v6", "c2", from_c2(p), "no_route", "c2", to_c2(icmp6_error(p, ICMPv6DestUnreach(code=3))))
     p = udp4(H2_V4, "198.19.1.77")
     g.icmp("unassigned_from_h2_v4", "eth0", from_peer(t, "h2", p), "no_route", "eth0", encap(t, "h2", icmp4_error(p, 3, 1)))
+    # Nor about a later fragment, whatever its first payload byte: here
+    # 0x80, which an ICMPv6 header would read as an echo request.
+    later = bytes(
+        IPv6(src=C2_V6, dst="2001:2:0:5::1", hlim=64, tc=0, fl=0)
+        / IPv6ExtHdrFragment(nh=58, offset=1, m=0, id=0x77)
+        / Raw(b"\x80" + b"\0" * 15)
+    )
+    g.drop("no_route_later_fragment_c2_v6", "c2", from_c2(later), "no_route")
     # No ICMP error about an ICMP error (RFC 1122 section 3.2.2).
     err = bytes(IP(src=C1_V4, dst="198.18.200.1", ttl=64, id=0) / ICMP(type=3, code=3) / Raw(udp4("198.18.200.1", C1_V4)))
     g.drop("no_route_icmp_error_c1", "c1", err, "no_route")
@@ -655,6 +667,16 @@ def drops_container(g):
     tagged = bytes(Ether(dst=R2_MAC, src=C2_MAC) / Dot1Q(vlan=5) / Raw(udp4(C2_V4, H2_V4)))
     g.drop("c2_vlan_tagged", "c2", tagged, "eth_unsupported")
     g.drop("c2_ip_truncated", "c2", from_c2(udp4(C2_V4, H2_V4)[:16]), "ip_malformed")
+    # The ethertype and the IP version disagree: IPv4 behind 0x86dd, sent
+    # to the broadcast MAC (TTL 1: it must not come back as an ICMP error).
+    v4_as_v6 = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=C2_MAC, type=0x86DD)) + udp4(C2_V4, H2_V4, ttl=1)
+    g.drop("c2_v4_behind_v6_ethertype", "c2", v4_as_v6, "ip_malformed")
+    # Unicast IP in a link-layer broadcast or multicast is never routed
+    # (RFC 1812 section 5.3.4; no ICMPv6 error either, RFC 4443 2.4 e.3).
+    unroutable = udp6(C2_V6, "2001:2:0:5::1")
+    g.drop("c2_v6_unicast_to_broadcast_mac", "c2", from_c2(unroutable, dst="ff:ff:ff:ff:ff:ff"), "eth_not_for_us")
+    g.drop("c2_v6_unicast_to_multicast_mac", "c2", from_c2(unroutable, dst="33:33:00:00:00:01"), "eth_not_for_us")
+    g.drop("c2_v4_to_broadcast_mac", "c2", from_c2(udp4(C2_V4, H2_V4), dst="ff:ff:ff:ff:ff:ff"), "eth_not_for_us")
 
 
 def drops_uplink(g):
