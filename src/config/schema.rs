@@ -57,7 +57,7 @@ pub(crate) struct RawHost {
 pub(crate) struct RawPort {
     pub(crate) name: Option<Sp<String>>,
     pub(crate) kind: Option<PortKind>,
-    pub(crate) netns: Option<String>,
+    pub(crate) netns: Option<Sp<String>>,
     pub(crate) addresses: Vec<Sp<IpNet>>,
     pub(crate) mac: Option<MacAddr>,
     /// Configured gateways; `validate` adds the derived ones.
@@ -121,6 +121,12 @@ const MAX_QUEUE_LEN: i64 = 65536;
 pub const DEFAULT_QUEUE_LEN: u32 = 4096;
 /// Smallest IPv6 link MTU (RFC 8200 section 5).
 pub(crate) const MIN_MTU_V6: u16 = 1280;
+/// Largest container MTU: a port's packet buffers hold frames of up to
+/// [`crate::port::MAX_FRAME`] bytes, Ethernet header included on a veth.
+pub(crate) const MAX_MTU: u16 = (crate::port::MAX_FRAME - 14) as u16;
+/// Container ports per host: the worker's port table holds 256 ports,
+/// the uplink first, and a port's index is the last byte of its MACs.
+pub(crate) const MAX_PORTS: usize = 255;
 /// Worker cores index a `cpu_set_t`, which holds CPU_SETSIZE = 1024 cores.
 const MAX_CORE: i64 = 1023;
 
@@ -385,8 +391,11 @@ fn mtu(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<u16>> {
         node,
         field,
         MIN_MTU_V4,
-        u16::MAX.into(),
-        "an MTU in 68..=65535",
+        MAX_MTU.into(),
+        &format!(
+            "an MTU in 68..={MAX_MTU} (the largest frame a port buffer holds is {} bytes)",
+            crate::port::MAX_FRAME
+        ),
     )
     .and_then(|v| u16::try_from(v).ok())
     .map(|v| Sp {
@@ -653,7 +662,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
                 );
                 None
             } else {
-                Some(s.v)
+                Some(s)
             }
         });
     let mut addresses = Vec::new();
@@ -823,7 +832,7 @@ impl Raw {
                 ports.push(PortConfig {
                     name: p.name?.v,
                     kind: p.kind?,
-                    netns: p.netns,
+                    netns: p.netns.map(|n| n.v),
                     addresses: p.addresses.into_iter().map(|a| a.v).collect(),
                     mac: p.mac,
                     gateways: p.gateways.into_iter().map(|g| g.v).collect(),

@@ -744,6 +744,35 @@ fn port_errors() {
         "hosts[1].ports[0].mtu",
         "out of range",
     );
+    // The largest frame a port buffer holds bounds the MTU.
+    expect(
+        &port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  mtu = 1907"),
+        19,
+        "hosts[1].ports[0].mtu",
+        "an MTU in 68..=1906",
+    );
+    ok(&port(
+        "  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  mtu = 1906",
+    ));
+    // Two ports in one namespace would both be its eth0.
+    expect(
+        &port("  name = \"p\"\n  kind = \"veth\"\n  netns = \"c\"\n  addresses = [\"198.19.2.9\"]\n  [[hosts.ports]]\n  name = \"q\"\n  kind = \"tun\"\n  netns = \"c\"\n  addresses = [\"198.19.2.10\"]"),
+        23,
+        "hosts[1].ports[1].netns",
+        "namespace \"c\" already holds a port of this host (line 18)",
+    );
+    // At most 255 ports: the 256th is named.
+    let many: String = (0..256)
+        .map(|i| format!("  name = \"p{i}\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.{}\"]\n  [[hosts.ports]]\n", i % 250 + 2))
+        .collect::<String>()
+        .trim_end_matches("  [[hosts.ports]]\n")
+        .to_string();
+    let errs = errors(&port(&many));
+    assert!(
+        errs.iter()
+            .any(|d| d.field == "hosts[1].ports[255]" && d.message.contains("at most 255 ports")),
+        "{errs:?}"
+    );
     // Two ports: duplicate names and overlapping addresses.
     let two = port("  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  [[hosts.ports]]\n  name = \"p\"\n  kind = \"veth\"\n  addresses = [\"198.19.2.8/29\"]");
     expect(

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::diag::Sink;
-use super::schema::{Raw, RawHost, Sp, MIN_MTU_V6};
+use super::schema::{Raw, RawHost, Sp, MAX_PORTS, MIN_MTU_V6};
 use super::tree::Span;
 use super::MacAddr;
 
@@ -164,9 +164,34 @@ fn disjoint_subnets(raw: &Raw, sink: &mut Sink) {
 /// not shared between ports, one gateway per family in use.
 fn ports(h: &mut RawHost, path: &str, sink: &mut Sink) {
     let mut names: HashMap<String, Span> = HashMap::new();
+    let mut namespaces: HashMap<String, Span> = HashMap::new();
     let mut owned: Vec<(IpNet, Span, usize)> = Vec::new();
+    if let Some(n) = h.ports.get(MAX_PORTS).and_then(|p| p.name.as_ref()) {
+        sink.error(
+            &n.span,
+            format!("{path}.ports[{MAX_PORTS}]"),
+            format!("a host has at most {MAX_PORTS} ports"),
+        );
+    }
     for (pi, p) in h.ports.iter_mut().enumerate() {
         let pp = format!("{path}.ports[{pi}]");
+        if let Some(ns) = &p.netns {
+            // The router names the container end of every port it makes
+            // `eth0`: two in one namespace would collide.
+            if let Some(first) = namespaces.get(&ns.v) {
+                let line = sink.line_of(first);
+                sink.error(
+                    &ns.span,
+                    format!("{pp}.netns"),
+                    format!(
+                        "namespace {:?} already holds a port of this host (line {line}): one port per namespace",
+                        ns.v
+                    ),
+                );
+            } else {
+                namespaces.insert(ns.v.clone(), ns.span.clone());
+            }
+        }
         if let Some(n) = &p.name {
             if let Some(first) = names.get(&n.v) {
                 let line = sink.line_of(first);
