@@ -1,6 +1,7 @@
 //! `vxrouter` command line: argument parsing and output formatting only; the
 //! work is done by the library (`config`, `route`).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -238,16 +239,26 @@ fn routes(path: &std::path::Path, host: &str, json: bool) -> ExitCode {
             h.name
         );
     }
-    if json {
+    let text = if json {
         match serde_json::to_string_pretty(&set) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => s + "\n",
             Err(e) => {
                 eprintln!("vxrouter: cannot encode routes: {e}");
                 return ExitCode::from(EXIT_INVALID);
             }
         }
     } else {
-        print!("{set}");
+        set.to_string()
+    };
+    // A reader that stops early (`| head`) closes the pipe: that ends the
+    // output quietly, as in other command-line tools, not with a panic.
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vxrouter: writing the routes: {e}");
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::SUCCESS
 }
