@@ -408,6 +408,42 @@ impl TxPlan {
 
 /// Sends `iov` as UDP datagrams to `dst` in one `sendmsg`: one datagram, or
 /// with `seg` one per `seg` bytes (`UDP_SEGMENT`, the last may be shorter).
+/// One GSO send of `iov` (`per` iovecs a datagram, segment size `seg`),
+/// or, on a device that cannot segment (EIO, no checksum offload), each
+/// datagram on its own, now and from now on (`gso_broken`). Counts the
+/// sends and the datagrams that left in `c`; returns how many left and the
+/// error that stopped the rest, which the caller counts.
+fn send_or_fall_back(
+    sock: &Socket,
+    dst: &SockAddr,
+    iov: &[IoSlice<'_>],
+    per: usize,
+    seg: Option<u16>,
+    gso_broken: &mut bool,
+    c: &mut UdpCounters,
+) -> (usize, io::Result<()>) {
+    let n = iov.len() / per;
+    match send_gso(sock, dst, iov, seg) {
+        Ok(()) => {
+            c.tx_sends += 1;
+            c.tx_datagrams += n as u64;
+            (n, Ok(()))
+        }
+        Err(e) if seg.is_some() && e.raw_os_error() == Some(libc::EIO) => {
+            *gso_broken = true;
+            for (i, d) in iov.chunks(per).enumerate() {
+                if let Err(e) = send_gso(sock, dst, d, None) {
+                    return (i, Err(e));
+                }
+                c.tx_sends += 1;
+                c.tx_datagrams += 1;
+            }
+            (n, Ok(()))
+        }
+        Err(e) => (0, Err(e)),
+    }
+}
+
 fn send_gso(
     sock: &Socket,
     dst: &SockAddr,
@@ -660,35 +696,26 @@ impl UdpPort {
             let dst = SockAddr::from(g.dst);
             let n = items.len().min(MAX_GSO_SEGMENTS);
             let seg = (n > 1).then_some(g.seg as u16);
-            let mut r = send_gso(&t.sock, &dst, &iov[..n], seg);
-            if seg.is_some()
-                && r.as_ref()
-                    .is_err_and(|e| e.raw_os_error() == Some(libc::EIO))
-            {
-                // The device cannot segment (no checksum offload): send
-                // each datagram on its own, now and from now on.
-                self.gso_broken = true;
-                r = iov[..n]
-                    .iter()
-                    .try_for_each(|d| send_gso(&t.sock, &dst, std::slice::from_ref(d), None));
-            }
+            let (done, r) = send_or_fall_back(
+                &t.sock,
+                &dst,
+                &iov[..n],
+                1,
+                seg,
+                &mut self.gso_broken,
+                &mut self.c,
+            );
+            let left = (n - done) as u64;
             match r {
-                Ok(()) => {
-                    self.c.tx_sends += if seg.is_some() && !self.gso_broken {
-                        1
-                    } else {
-                        n as u64
-                    };
-                    self.c.tx_datagrams += n as u64;
-                }
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.c.tx_full += n as u64;
+                    self.c.tx_full += left;
                 }
                 Err(e) => {
                     // Counted per datagram; the error itself goes to the
                     // worker as it is (no formatting here: a lasting error,
                     // an unreachable peer, would allocate on every flush).
-                    self.c.tx_errors += n as u64;
+                    self.c.tx_errors += left;
                     first_err.get_or_insert(e);
                 }
             }
@@ -840,6 +867,7 @@ impl Port for UdpPort {
         let sock = usize::from(parts.src_port) % n_tx;
         let dst = SockAddr::from(parts.dst);
         let mut first = 0;
+        let mut any_sent = false;
         while first < l.segments {
             let count = per_send.min(l.segments - first);
             for (k, h) in self.seg_hdrs.chunks_mut(SEG_HDR).take(count).enumerate() {
@@ -855,36 +883,33 @@ impl Port for UdpPort {
                 return Ok(false);
             };
             let seg = (count > 1).then_some(seg_len as u16);
-            let mut r = send_gso(&ts.sock, &dst, &iov[..2 * count], seg);
-            if seg.is_some()
-                && r.as_ref()
-                    .is_err_and(|e| e.raw_os_error() == Some(libc::EIO))
-            {
-                self.gso_broken = true;
-                r = iov[..2 * count]
-                    .chunks(2)
-                    .try_for_each(|d| send_gso(&ts.sock, &dst, d, None));
-            }
+            let (done, r) = send_or_fall_back(
+                &ts.sock,
+                &dst,
+                &iov[..2 * count],
+                2,
+                seg,
+                &mut self.gso_broken,
+                &mut self.c,
+            );
+            any_sent |= done > 0;
+            let left = (count - done) as u64;
             match r {
-                Ok(()) => {
-                    self.c.tx_sends += if seg.is_some() && !self.gso_broken {
-                        1
-                    } else {
-                        count as u64
-                    };
-                    self.c.tx_datagrams += count as u64;
-                }
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.c.tx_full += count as u64;
+                    self.c.tx_full += left;
                 }
                 Err(e) => {
-                    self.c.tx_errors += count as u64;
+                    self.c.tx_errors += left;
                     self.deferred_err.get_or_insert(e);
                 }
             }
             first += count;
         }
-        self.c.tx_gso_packets += 1;
+        // Sent whole: at least part of it left (the rest is counted above).
+        if any_sent {
+            self.c.tx_gso_packets += 1;
+        }
         Ok(true)
     }
 
