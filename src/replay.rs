@@ -37,6 +37,9 @@ pub struct ReplayStats {
     pub replied: u64,
     pub pass_through: u64,
     pub icmp_errors: u64,
+    /// ICMP errors held back by the rate limit (paced by the captures'
+    /// timestamps).
+    pub icmp_rate_limited: u64,
     pub drops: BTreeMap<&'static str, u64>,
 }
 
@@ -132,6 +135,7 @@ pub fn replay(
         .min_by_key(|&i| ports[i].next_ts().unwrap_or(Duration::MAX))
     {
         let now = ports[in_port].next_ts().unwrap_or_default();
+        pipe.set_clock(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX));
         ports[in_port].rx_burst(&mut batch)?;
         for p in ports.iter_mut() {
             p.now = now;
@@ -174,6 +178,7 @@ pub fn replay(
         replied: summary.replied,
         pass_through: summary.pass_through,
         icmp_errors: summary.icmp_errors,
+        icmp_rate_limited: summary.icmp_rate_limited,
         drops: summary.drops,
     };
     let json = serde_json::to_string_pretty(&stats)?;

@@ -113,6 +113,7 @@ pub fn run(
 
     let n_ports = ports.len();
     let mut pipe = Pipeline::new();
+    let epoch = Instant::now();
     // Super-packet buffers: ports with offloads hand TCP super-packets over
     // whole (4 MiB of address space, touched only as bursts fill it).
     let mut batch = Batch::new_super();
@@ -154,6 +155,9 @@ pub fn run(
             // One table load per burst: the guard pins this snapshot until
             // the burst is done; the publisher frees it later, not us.
             let t = tables.load();
+            // The pipeline reads no clock: one read per burst paces its
+            // ICMP errors.
+            pipe.set_clock(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
             let mut dyn_ports: [Option<&mut dyn Port>; MAX_PORTS] = [const { None }; MAX_PORTS];
             for (slot, p) in dyn_ports.iter_mut().zip(ports.iter_mut()) {
                 *slot = p.as_deref_mut().map(|p| p as &mut dyn Port);

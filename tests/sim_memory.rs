@@ -183,6 +183,47 @@ fn ttl_expiry_in_transit_comes_back_as_time_exceeded() {
     );
 }
 
+/// ICMP errors are paced (RFC 4443 2.4 f, RFC 1812 4.3.2.8): a burst of
+/// 50, then one per millisecond of the caller's clock. The packets the
+/// held-back errors were about still count under their drop reason.
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let topo = vxrouter::config::parse(TOPO, "sim.toml").unwrap();
+    let mut h1 = Node::new(&topo, "h1");
+    let unroutable = |i: u8| ipv4_udp([198, 19, 1, 2], [198, 18, 200, i], 64, b"x");
+    h1.pipe.set_clock(5_000_000_000);
+    for i in 0..200 {
+        h1.port("c1").inject(unroutable(i as u8));
+    }
+    h1.run();
+    let c = &h1.pipe.counters;
+    assert_eq!(c.dropped(dataplane::DropReason::NoRoute), 200);
+    assert_eq!((c.icmp_errors, c.icmp_rate_limited), (50, 150));
+    assert_eq!(h1.port("c1").take_tx().len(), 50, "errors sent");
+    // 10.5 ms later: ten more.
+    h1.pipe.set_clock(5_010_500_000);
+    for i in 0..20 {
+        h1.port("c1").inject(unroutable(i));
+    }
+    h1.run();
+    let c = &h1.pipe.counters;
+    assert_eq!((c.icmp_errors, c.icmp_rate_limited), (60, 160));
+    // A clock that goes back earns nothing; a long pause refills the
+    // burst, and no more.
+    h1.pipe.set_clock(1);
+    h1.port("c1").inject(unroutable(1));
+    h1.run();
+    assert_eq!(h1.pipe.counters.icmp_errors, 60);
+    h1.pipe.set_clock(60_000_000_000);
+    for i in 0..80 {
+        h1.port("c1").inject(unroutable(i));
+    }
+    h1.run();
+    let c = &h1.pipe.counters;
+    assert_eq!((c.icmp_errors, c.icmp_rate_limited), (110, 191));
+    assert_eq!(h1.port("c1").take_tx().len(), 60);
+}
+
 fn valid_frames(t1: &Tables) -> Vec<(u16, Vec<u8>)> {
     // Seeds: a VXLAN frame as h2 would send it, a TUN packet, a veth frame.
     let topo = vxrouter::config::parse(TOPO, "sim.toml").unwrap();

@@ -88,6 +88,9 @@ pub struct Counters {
     /// ICMP and ICMPv6 errors generated (each also counts its original
     /// packet under a drop reason).
     pub icmp_errors: u64,
+    /// ICMP and ICMPv6 errors not sent because the worker's error budget
+    /// was spent (the original still counts under its drop reason).
+    pub icmp_rate_limited: u64,
 }
 
 impl Counters {
@@ -119,6 +122,7 @@ impl Counters {
         self.replied += o.replied;
         self.pass_through += o.pass_through;
         self.icmp_errors += o.icmp_errors;
+        self.icmp_rate_limited += o.icmp_rate_limited;
     }
 
     /// Non-zero drops by exported name.
@@ -137,6 +141,7 @@ impl Counters {
             replied: self.replied,
             pass_through: self.pass_through,
             icmp_errors: self.icmp_errors,
+            icmp_rate_limited: self.icmp_rate_limited,
             drops: self.drops_by_name(),
         }
     }
@@ -149,6 +154,7 @@ pub struct CounterSummary {
     pub replied: u64,
     pub pass_through: u64,
     pub icmp_errors: u64,
+    pub icmp_rate_limited: u64,
     pub drops: BTreeMap<&'static str, u64>,
 }
 

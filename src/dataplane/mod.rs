@@ -50,7 +50,9 @@ pub fn forward_burst(
     // Ports served so far in this burst; a burst usually touches one or two.
     let mut done = [u16::MAX; BATCH_SIZE];
     let mut n_done = 0;
-    let Pipeline { counters, scratch } = pipe;
+    let Pipeline {
+        counters, scratch, ..
+    } = pipe;
     for i in 0..n {
         let Some(port) = verdicts[i].tx_port() else {
             continue;

@@ -81,11 +81,68 @@ enum Icmp {
 pub struct Pipeline {
     pub counters: Counters,
     pub(crate) scratch: Batch,
+    icmp: IcmpBudget,
+    /// The caller's clock (see [`Pipeline::set_clock`]).
+    now_ns: u64,
+}
+
+/// ICMP and ICMPv6 errors a worker sends per second at most, and how many
+/// it may send at once: Linux's `icmp_msgs_per_sec` and `icmp_msgs_burst`.
+/// RFC 4443 section 2.4 (f) says ICMPv6 errors MUST be limited, RFC 1812
+/// section 4.3.2.8 that ICMPv4 errors SHOULD be: tunnel traffic from any
+/// peer could otherwise make the router send one error per packet.
+pub const ICMP_ERRORS_PER_SEC: u64 = 1000;
+pub const ICMP_ERROR_BURST: u64 = 50;
+const NS_PER_TOKEN: u64 = 1_000_000_000 / ICMP_ERRORS_PER_SEC;
+
+/// A token bucket on the caller's clock: no clock read in the pipeline.
+#[derive(Debug, Clone)]
+struct IcmpBudget {
+    tokens: u64,
+    /// The clock time the tokens were counted up to.
+    at_ns: u64,
+}
+
+impl Default for IcmpBudget {
+    fn default() -> Self {
+        IcmpBudget {
+            tokens: ICMP_ERROR_BURST,
+            at_ns: 0,
+        }
+    }
+}
+
+impl IcmpBudget {
+    /// Takes one token if there is one at `now_ns`. A clock that goes back
+    /// earns nothing.
+    fn take(&mut self, now_ns: u64) -> bool {
+        let earned = now_ns.saturating_sub(self.at_ns) / NS_PER_TOKEN;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(ICMP_ERROR_BURST);
+            self.at_ns = if self.tokens == ICMP_ERROR_BURST {
+                now_ns
+            } else {
+                self.at_ns + earned * NS_PER_TOKEN
+            };
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 impl Pipeline {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets the time, in nanoseconds on any monotonic clock, that the next
+    /// bursts are processed at: it paces the ICMP errors. The worker sets it
+    /// once per burst; replay from the captures' timestamps.
+    pub fn set_clock(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
     }
 
     /// Runs every packet of `batch`, received on `in_port`, through the
@@ -119,7 +176,12 @@ impl Pipeline {
                 }
                 Verdict::Icmp(_, r) => {
                     self.counters.drop_n(r, segs);
-                    self.counters.icmp_errors += 1;
+                    if self.icmp.take(self.now_ns) {
+                        self.counters.icmp_errors += 1;
+                    } else {
+                        *v = Verdict::Drop(r);
+                        self.counters.icmp_rate_limited += 1;
+                    }
                 }
                 Verdict::Drop(r) => self.counters.drop_n(r, segs),
                 Verdict::Pass => self.counters.pass_through += segs,
