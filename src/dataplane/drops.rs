@@ -59,6 +59,8 @@ drop_reasons! {
     NeighbourUnresolved = "neighbour_unresolved", "underlay MAC of the next hop not known yet";
     NoHeadroom = "no_headroom", "not enough headroom to prepend headers";
     ArpNotForUs = "arp_not_for_us", "ARP or neighbour solicitation not for a gateway address of ours";
+    ArpMalformed = "arp_malformed", "ARP packet truncated, or not for Ethernet and IPv4";
+    DirectedBroadcast = "directed_broadcast", "to the network or broadcast address of an IPv4 subnet: never forwarded (RFC 2644), no ICMP error";
     NdMalformed = "nd_malformed", "ICMPv6 neighbour discovery message malformed";
     IcmpBadChecksum = "icmp_bad_checksum", "ICMP message to the router with a wrong checksum";
     ControlPlane = "control_plane", "addressed to the router itself and not answered (only echo is)";

@@ -253,7 +253,7 @@ fn arp_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     let router_mac = info.router_mac;
     let data = &mut pkt.data_mut()[ethernet::HEADER_LEN..];
     let Ok(mut a) = arp::Packet::new_checked(data) else {
-        return Verdict::Drop(DropReason::ArpNotForUs);
+        return Verdict::Drop(DropReason::ArpMalformed);
     };
     if a.operation() != arp::OP_REQUEST {
         return Verdict::Drop(DropReason::ArpNotForUs);
@@ -669,6 +669,8 @@ fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
                 Verdict::Drop(DropReason::ControlPlane)
             }
         }
+        // Before the TTL: no time exceeded about a directed broadcast either.
+        NextHop::Broadcast => Verdict::Drop(DropReason::DirectedBroadcast),
         _ if ttl <= 1 => icmp_v4(t, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
         NextHop::Unassigned => icmp_v4(t, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
         NextHop::Local { port } => {
@@ -747,6 +749,8 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
                 Verdict::Drop(DropReason::ControlPlane)
             }
         }
+        // IPv4 only: never an IPv6 entry.
+        NextHop::Broadcast => Verdict::Drop(DropReason::DirectedBroadcast),
         _ if hop <= 1 => icmp_v6(t, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
         NextHop::Unassigned => icmp_v6(t, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
         NextHop::Local { port } => {

@@ -79,6 +79,10 @@ pub enum NextHop {
     Unassigned,
     /// An address of the router itself (a gateway): echo is answered.
     Router,
+    /// The network or broadcast address of an IPv4 subnet of the topology:
+    /// dropped, never forwarded, no ICMP error (RFC 2644, RFC 1812 section
+    /// 4.3.2.7).
+    Broadcast,
     /// Encapsulate to one of `ecmp[first..first+count]`, chosen by flow hash.
     Remote { first: u32, count: u32 },
 }
@@ -391,6 +395,28 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
             IpNet::from(IpAddr::from(std::net::Ipv6Addr::from(a))),
             NextHop::Router,
         ));
+    }
+    // Directed broadcasts, of every host's IPv4 subnets (reachable or not)
+    // shorter than /31. An entry already made for that exact address (a
+    // port or a gateway on it) stays.
+    let exact: std::collections::HashSet<IpNet> = entries
+        .iter()
+        .filter(|(n, _)| n.prefix_len() == n.max_prefix_len())
+        .map(|(n, _)| *n)
+        .collect();
+    for h in &topo.hosts {
+        for s in &h.subnets {
+            let IpNet::V4(n) = s else { continue };
+            if n.prefix_len() >= 31 {
+                continue;
+            }
+            for a in [n.network(), n.broadcast()] {
+                let net = IpNet::from(IpAddr::V4(a));
+                if !exact.contains(&net) {
+                    entries.push((net, NextHop::Broadcast));
+                }
+            }
+        }
     }
 
     let mut known_v4: Vec<u32> = Vec::new();

@@ -510,6 +510,7 @@ def router_replies(g):
     g.drop("arp_own_address_c2", "c2", arp_req(C2_V4), "arp_not_for_us")
     g.drop("arp_spoofed_sender_c2", "c2", arp_req(GW4, psrc="198.19.1.50"), "spoofed_source")
     g.drop("arp_reply_from_c2", "c2", arp_req(GW4, op=2), "arp_not_for_us")
+    g.drop("arp_truncated_c2", "c2", arp_req(GW4)[: 14 + 20], "arp_malformed")
 
     # Neighbour solicitation for the gateway: NA (router, solicited,
     # override) with the target link-layer address option.
@@ -613,6 +614,18 @@ def icmp_errors(g):
         / Raw(b"\x80" + b"\0" * 15)
     )
     g.drop("no_route_later_fragment_c2_v6", "c2", from_c2(later), "no_route")
+    # Directed broadcasts (network or broadcast address of any host's IPv4
+    # subnet, reachable or not) are never forwarded and get no ICMP error
+    # (RFC 2644, RFC 1812 section 4.3.2.7), not even time exceeded.
+    for name, dst in [
+        ("local_broadcast", "198.19.1.255"),
+        ("local_network", "198.19.1.0"),
+        ("h2_broadcast", "198.19.2.255"),
+        ("h5_broadcast", "198.19.5.255"),
+    ]:
+        g.drop(f"directed_{name}_c1", "c1", udp4(C1_V4, dst), "directed_broadcast")
+    p = udp4(H2_V4, "198.19.1.255", ttl=1)
+    g.drop("directed_broadcast_from_h2_ttl1", "eth0", from_peer(t, "h2", p), "directed_broadcast")
     # No ICMP error about an ICMP error (RFC 1122 section 3.2.2).
     err = bytes(IP(src=C1_V4, dst="198.18.200.1", ttl=64, id=0) / ICMP(type=3, code=3) / Raw(udp4("198.18.200.1", C1_V4)))
     g.drop("no_route_icmp_error_c1", "c1", err, "no_route")
