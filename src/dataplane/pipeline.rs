@@ -206,8 +206,11 @@ impl Pipeline {
 
 fn from_veth(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
-    let Ok(eth) = ethernet::Frame::new_checked(pkt.data()) else {
-        return Verdict::Drop(DropReason::EthTruncated);
+    let eth = match ethernet::Frame::new_checked(pkt.data()) {
+        Ok(e) => e,
+        // More than two VLAN tags: tagged all the same.
+        Err(crate::wire::Error::Malformed(_)) => return Verdict::Drop(DropReason::EthUnsupported),
+        Err(_) => return Verdict::Drop(DropReason::EthTruncated),
     };
     if eth.vlan_tags() != 0 {
         return Verdict::Drop(DropReason::EthUnsupported);
@@ -433,8 +436,11 @@ fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
 
 fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
     let (ethertype, l3) = {
-        let Ok(eth) = ethernet::Frame::new_checked(pkt.data()) else {
-            return Verdict::Drop(DropReason::EthTruncated);
+        let eth = match ethernet::Frame::new_checked(pkt.data()) {
+            Ok(e) => e,
+            // More than two VLAN tags: the kernel's, as every tagged frame.
+            Err(crate::wire::Error::Malformed(_)) => return Verdict::Pass,
+            Err(_) => return Verdict::Drop(DropReason::EthTruncated),
         };
         // Tagged frames belong to the kernel's VLAN devices, not to us.
         if eth.vlan_tags() != 0 {

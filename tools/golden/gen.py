@@ -679,6 +679,8 @@ def drops_container(g):
     g.drop("c2_ethertype_unsupported", "c2", other, "eth_unsupported")
     tagged = bytes(Ether(dst=R2_MAC, src=C2_MAC) / Dot1Q(vlan=5) / Raw(udp4(C2_V4, H2_V4)))
     g.drop("c2_vlan_tagged", "c2", tagged, "eth_unsupported")
+    triple = bytes(Ether(dst=R2_MAC, src=C2_MAC) / Dot1Q(vlan=5) / Dot1Q(vlan=6) / Dot1Q(vlan=7) / Raw(udp4(C2_V4, H2_V4)))
+    g.drop("c2_three_vlan_tags", "c2", triple, "eth_unsupported")
     g.drop("c2_ip_truncated", "c2", from_c2(udp4(C2_V4, H2_V4)[:16]), "ip_malformed")
     # The ethertype and the IP version disagree: IPv4 behind 0x86dd, sent
     # to the broadcast MAC (TTL 1: it must not come back as an ICMP error).
@@ -813,6 +815,7 @@ def not_ours(g):
     b[14 + 10 : 14 + 12] = struct.pack("!H", csum(bytes(b[14:34])))
     g.passes("eth0_outer_later_fragment_pass", bytes(b))
     g.passes("eth0_vlan_tagged_pass", bytes(Ether(dst=UNDERLAY_MAC["h1"], src=UNDERLAY_MAC["h2"]) / Dot1Q(vlan=7) / IP(src=UNDERLAY4["h2"], dst=UNDERLAY4["h1"]) / UDP(sport=1, dport=4789)))
+    g.passes("eth0_three_vlan_tags_pass", bytes(Ether(dst=UNDERLAY_MAC["h1"], src=UNDERLAY_MAC["h2"]) / Dot1Q(vlan=7) / Dot1Q(vlan=8) / Dot1Q(vlan=9) / IP(src=UNDERLAY4["h2"], dst=UNDERLAY4["h1"]) / UDP(sport=1, dport=4789)))
     g.passes(
         "eth0_ipv6_on_v4_underlay_pass",
         bytes(Ether(dst=UNDERLAY_MAC["h1"], src=UNDERLAY_MAC["h2"]) / IPv6(src="2001:2::2", dst="2001:2::1") / UDP(sport=1, dport=4789)),
