@@ -43,6 +43,7 @@ drop_reasons! {
     IpBadChecksum = "ip_bad_checksum", "IPv4 header checksum wrong";
     IpBadSource = "ip_bad_source", "source address multicast, broadcast, loopback or unspecified";
     Spoofed = "spoofed_source", "container source address not among the port's addresses";
+    InnerSpoofed = "inner_spoofed_source", "decapsulated packet whose source lies in no other host's subnets";
     TtlExpired = "ttl_expired", "TTL or hop limit reached zero (ICMP time exceeded sent when allowed)";
     NoRoute = "no_route", "no route to the destination (ICMP unreachable sent when allowed)";
     TooBig = "too_big", "larger than the path MTU: fragmentation needed or packet too big sent";
@@ -76,7 +77,7 @@ impl std::fmt::Display for DropReason {
 }
 
 /// Per-worker counters: written by one thread only, with plain adds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     /// Packets dropped, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
@@ -93,6 +94,20 @@ pub struct Counters {
     /// ICMP and ICMPv6 errors not sent because the worker's error budget
     /// was spent (the original still counts under its drop reason).
     pub icmp_rate_limited: u64,
+}
+
+// By hand: arrays past 32 elements have no derived Default.
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            drops: [0; DropReason::COUNT],
+            forwarded: 0,
+            replied: 0,
+            pass_through: 0,
+            icmp_errors: 0,
+            icmp_rate_limited: 0,
+        }
+    }
 }
 
 impl Counters {

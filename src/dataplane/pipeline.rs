@@ -598,6 +598,15 @@ fn tunnel_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
         if !ip.verify_checksum() {
             return Verdict::Drop(DropReason::IpBadChecksum);
         }
+        // Every container source was checked where it entered the overlay:
+        // from the tunnel, only another host's prefixes are a source (not
+        // ours, not outside the topology), whatever peer carried it.
+        // (A source no host may use at all is left to the routing stage,
+        // which names it `ip_bad_source`.)
+        let src = ip.src_u32();
+        if !is_bad_source_v4(src) && !matches!(t.fib.lookup_v4(src), Some(NextHop::Remote { .. })) {
+            return Verdict::Drop(DropReason::InnerSpoofed);
+        }
         ip.total_len() as usize
     };
     pkt.truncate(total);
@@ -609,6 +618,10 @@ fn tunnel_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
         let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
         };
+        // As for IPv4.
+        if !matches!(t.fib.lookup_v6(ip.src_u128()), Some(NextHop::Remote { .. })) {
+            return Verdict::Drop(DropReason::InnerSpoofed);
+        }
         ipv6::HEADER_LEN + ip.payload_len() as usize
     };
     pkt.truncate(total);

@@ -104,7 +104,7 @@ def topology(underlay):
     subnets = {
         "h1": ["198.19.1.0/24", "2001:2:0:1::/64"],
         "h2": ["198.19.2.0/24", "2001:2:0:2::/64"],
-        "h3": ["198.19.3.0/24"],
+        "h3": ["198.19.3.0/24", "2001:2:0:3::/64"],
         "h4": ["198.19.4.0/24"],
         "h5": ["198.19.5.0/24"],
     }
@@ -792,6 +792,13 @@ def drops_uplink(g):
     )
     g.forward("eth0_outer_ipv4_options", "eth0", opts, "c1", dec_ttl(p))
     g.drop("eth0_inner_bad_source", "eth0", from_peer(t, "h2", udp4("0.0.0.0", C1_V4)), "ip_bad_source")
+    # From the tunnel, a source must lie in another host's subnets: not in
+    # ours, not outside the topology (every container source was checked
+    # where it entered the overlay).
+    g.drop("eth0_inner_source_ours_v4", "eth0", from_peer(t, "h2", udp4("198.19.1.9", C1_V4)), "inner_spoofed_source")
+    g.drop("eth0_inner_source_outside_v4", "eth0", from_peer(t, "h2", udp4("198.18.200.1", C1_V4)), "inner_spoofed_source")
+    g.drop("eth0_inner_source_ours_v6", "eth0", from_peer(t, "h2", udp6("2001:2:0:1::9", C1_V6)), "inner_spoofed_source")
+    g.drop("eth0_inner_source_outside_v6", "eth0", from_peer(t, "h2", udp6("2001:2:0:99::1", C1_V6)), "inner_spoofed_source")
     g.drop("eth0_inner_multicast", "eth0", from_peer(t, "h2", udp4(H2_V4, "224.0.0.5")), "control_plane")
 
 
