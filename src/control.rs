@@ -94,19 +94,16 @@ fn structure_of(topo: &Topology, host: usize) -> String {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            format!(
-                "{:?}",
-                (
-                    &p.name,
-                    p.kind,
-                    &p.netns,
-                    &p.addresses,
-                    p.mac,
-                    topo.port_mtu(host, i),
-                    &p.gateways,
-                    p.offload,
-                    p.queue_len,
-                )
+            (
+                &p.name,
+                p.kind,
+                &p.netns,
+                &p.addresses,
+                p.mac,
+                topo.port_mtu(host, i),
+                &p.gateways,
+                p.offload,
+                p.queue_len,
             )
         })
         .collect();
@@ -555,7 +552,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let mut events = Events::with_capacity(8);
     let mut last_tick = Instant::now();
     let mut last_log = Instant::now();
-    let mut structure = structure_of(&topo, me);
+    let structure = structure_of(&topo, me);
 
     while !term.load(Ordering::Relaxed) {
         if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(200))) {
@@ -592,8 +589,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                                 routes = r;
                                 // This host's place in the file may have
                                 // moved (a host added above it).
+                                // (The structure is the one compared.)
                                 me = new_me;
-                                structure = structure_of(&topo, me);
                                 reloaded = true;
                                 neigh.learn_peers(&topo, &routes);
                                 neigh.resolve_missing();

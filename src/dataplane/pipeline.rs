@@ -1086,7 +1086,6 @@ fn may_send_icmp_v6(d: &[u8]) -> bool {
         // RFC 4443 section 2.4 (e.1): never about an ICMPv6 error message
         // (types below 128).
         Ok((ipv6::NH_ICMPV6, off, _)) => d.get(off).is_some_and(|ty| *ty >= 128),
-        Ok((_, _, Some(f))) => f.offset == 0,
         _ => true,
     }
 }
