@@ -8,7 +8,8 @@
 //! appears or changes), SIGHUP (reload; a bad file keeps the running
 //! tables), SIGINT/SIGTERM (stop the workers, detach XDP, remove what we
 //! created), and every second it retires old tables, retries unresolved
-//! neighbours and writes the stats file.
+//! neighbours, writes the stats file and hands the same counters to the
+//! metrics endpoint ([`crate::metrics`]).
 //!
 //! Invariants: workers only ever see whole, published tables; everything
 //! created is owned by a guard whose Drop undoes it, so every exit path
@@ -33,6 +34,7 @@ use crate::fib::FibPublisher;
 use crate::host::link::link_info;
 use crate::host::neigh::NeighbourTable;
 use crate::host::netns::{self, CreatedDevice};
+use crate::metrics::MetricsServer;
 use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
 use crate::port::packet::PacketPort;
 use crate::port::tun::TunPort;
@@ -51,6 +53,8 @@ pub struct RunOptions {
     pub stats_file: Option<PathBuf>,
     /// How often to log a counter summary.
     pub log_interval: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Stats as written to the stats file.
@@ -64,6 +68,40 @@ pub struct RunStats {
     pub io_errors: u64,
     pub tables_published: u64,
     pub unresolved_peers: Vec<String>,
+    pub reloads: ReloadStats,
+}
+
+/// SIGHUP reloads since start.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadStats {
+    /// Reloads that took effect.
+    pub accepted: u64,
+    /// Reloads refused (a bad file, or a change that needs a restart): the
+    /// running configuration stayed.
+    pub rejected: u64,
+    /// Whether the last reload was accepted (true before any).
+    pub last_ok: bool,
+}
+
+impl Default for ReloadStats {
+    fn default() -> Self {
+        ReloadStats {
+            accepted: 0,
+            rejected: 0,
+            last_ok: true,
+        }
+    }
+}
+
+impl ReloadStats {
+    fn count(&mut self, ok: bool) {
+        if ok {
+            self.accepted += 1;
+        } else {
+            self.rejected += 1;
+        }
+        self.last_ok = ok;
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -303,6 +341,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         .context("installing signal handlers")?;
     let (topo, mut me) = load_topology(&opts.config, &opts.host)?;
     let topo = effective(topo, me);
+    // Before any device is made: a metrics address we cannot listen on
+    // fails the start with nothing to undo.
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let m = MetricsServer::start(addr)?;
+            tracing::info!(addr = %m.local_addr(), "serving metrics at /metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let host = topo.hosts[me].clone();
     let Some(nic) = host.nic.clone() else {
         bail!(
@@ -544,6 +592,18 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         live.workers.push((jh, handle));
     }
     tracing::info!(host = %host.name, workers = n_workers, routes = routes.routes.len(), "router running");
+    let mut reloads = ReloadStats::default();
+    if let Some(m) = &metrics {
+        m.update(&collect(
+            &host.name,
+            &live,
+            &port_names,
+            published,
+            &[],
+            &topo,
+            &reloads,
+        ));
+    }
 
     let mut poll = Poll::new()?;
     let neigh_fd = neigh.table.fd();
@@ -574,6 +634,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             }
         }
         if hup.swap(false, Ordering::Relaxed) {
+            // Cleared below once the new configuration is in place.
+            let mut rejected = true;
             match load_topology(&opts.config, &opts.host) {
                 Err(e) => {
                     tracing::error!("reload rejected, keeping the running configuration:\n{e:#}")
@@ -592,6 +654,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                                 // (The structure is the one compared.)
                                 me = new_me;
                                 reloaded = true;
+                                rejected = false;
                                 neigh.learn_peers(&topo, &routes);
                                 neigh.resolve_missing();
                                 rebuild = true;
@@ -605,6 +668,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     }
                 }
             }
+            reloads.count(!rejected);
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
@@ -613,7 +677,18 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 rebuild |= neigh.table.refresh().unwrap_or(false);
             }
             publisher.reclaim();
-            let stats = collect(&host.name, &live, &port_names, published, &missing, &topo);
+            let stats = collect(
+                &host.name,
+                &live,
+                &port_names,
+                published,
+                &missing,
+                &topo,
+                &reloads,
+            );
+            if let Some(m) = &metrics {
+                m.update(&stats);
+            }
             if let Some(path) = &opts.stats_file {
                 if let Err(e) = write_stats(path, &stats) {
                     tracing::warn!(path = %path.display(), error = %e, "writing stats");
@@ -644,7 +719,15 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         }
     }
     tracing::info!("stopping");
-    let stats = collect(&host.name, &live, &port_names, published, &[], &topo);
+    let stats = collect(
+        &host.name,
+        &live,
+        &port_names,
+        published,
+        &[],
+        &topo,
+        &reloads,
+    );
     if let Some(path) = &opts.stats_file {
         let _ = write_stats(path, &stats);
     }
@@ -661,6 +744,7 @@ fn collect(
     published: u64,
     missing: &[IpAddr],
     topo: &Topology,
+    reloads: &ReloadStats,
 ) -> RunStats {
     let mut counters = Counters::default();
     let mut ports: BTreeMap<String, PortCounts> = port_names
@@ -705,6 +789,7 @@ fn collect(
         io_errors,
         tables_published: published,
         unresolved_peers,
+        reloads: reloads.clone(),
     }
 }
 

@@ -21,6 +21,8 @@ pub mod dataplane;
 pub mod fib;
 #[cfg(target_os = "linux")]
 pub mod host;
+#[cfg(target_os = "linux")]
+pub mod metrics;
 pub mod port;
 pub mod replay;
 pub mod route;

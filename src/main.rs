@@ -73,6 +73,11 @@ enum Command {
         /// Seconds between counter summaries in the log.
         #[arg(long, default_value_t = 10)]
         log_interval: u64,
+        /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics,
+        /// e.g. `198.18.0.1:9469` or `[::]:9469`. No authentication: bind it
+        /// to a management address.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
 }
 
@@ -96,7 +101,8 @@ fn main() -> ExitCode {
             host,
             stats_file,
             log_interval,
-        } => run(config, host, stats_file, log_interval),
+            metrics,
+        } => run(config, host, stats_file, log_interval, metrics),
     }
 }
 
@@ -145,7 +151,13 @@ fn replay(
 }
 
 #[cfg(target_os = "linux")]
-fn run(config: PathBuf, host: String, stats_file: Option<PathBuf>, log_interval: u64) -> ExitCode {
+fn run(
+    config: PathBuf,
+    host: String,
+    stats_file: Option<PathBuf>,
+    log_interval: u64,
+    metrics: Option<std::net::SocketAddr>,
+) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -157,6 +169,7 @@ fn run(config: PathBuf, host: String, stats_file: Option<PathBuf>, log_interval:
         host,
         stats_file,
         log_interval: std::time::Duration::from_secs(log_interval.max(1)),
+        metrics,
     };
     match vxrouter::control::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,7 +181,13 @@ fn run(config: PathBuf, host: String, stats_file: Option<PathBuf>, log_interval:
 }
 
 #[cfg(not(target_os = "linux"))]
-fn run(_: PathBuf, _: String, _: Option<PathBuf>, _: u64) -> ExitCode {
+fn run(
+    _: PathBuf,
+    _: String,
+    _: Option<PathBuf>,
+    _: u64,
+    _: Option<std::net::SocketAddr>,
+) -> ExitCode {
     eprintln!("vxrouter: run needs Linux (AF_XDP, TUN)");
     ExitCode::from(EXIT_INVALID)
 }

@@ -368,10 +368,58 @@ fn sighup_reload() {
         link("h1", "h2", 10)
     );
     let cfg = lab.write("topo.toml", &base);
-    let r1 = lab.start(&cfg, "h1", &h1);
+    // A metrics address the host does not have fails the start, before
+    // any device is made.
+    let o = std::process::Command::new("timeout")
+        .args(["20", "nsenter", &format!("--net=/var/run/netns/{h2}")])
+        .arg(env!("CARGO_BIN_EXE_vxrouter"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--host", "h2", "--metrics", "198.18.9.9:9469"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running vxrouter");
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !o.status.success(),
+        "started with a foreign metrics address: {err}"
+    );
+    assert!(err.contains("cannot listen on 198.18.9.9:9469"), "{err}");
+    assert!(
+        !std::path::Path::new(&format!("/var/run/netns/{c2}")).exists(),
+        "a failed start left the container namespace behind"
+    );
+
+    let r1 = lab.start_with(&cfg, "h1", &h1, &["--metrics", "198.18.0.1:9469"]);
     let r2 = lab.start(&cfg, "h2", &h2);
     lab.wait_ready(&[r1, r2]);
     lab.ping(&c1, "198.19.2.2");
+    // Scraped from the other host, over the underlay.
+    let url = "http://198.18.0.1:9469/metrics";
+    let scrape = |lab: &Lab| {
+        let (code, ctype, body) = lab.http_get(&h2, url).expect("no answer from /metrics");
+        assert_eq!(code, 200, "{body}");
+        assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        body
+    };
+    let body = scrape(&lab);
+    for want in [
+        "vxrouter_info{host=\"h1\",",
+        "vxrouter_port_received_packets_total{port=\"c1\"} ",
+        "vxrouter_dropped_packets_total{reason=\"no_route\"} ",
+        "vxrouter_config_last_reload_successful 1",
+    ] {
+        assert!(body.contains(want), "no {want:?} in\n{body}");
+    }
+    let (code, _, _) = lab
+        .http_get(&h2, "http://198.18.0.1:9469/nope")
+        .expect("no answer");
+    assert_eq!(code, 404);
 
     // A third host (never started), linked to h1 and h2: new prefixes, a
     // new peer, reached directly (5 < 10 + 8); h2 stays direct (10 < 5 + 8).
@@ -489,4 +537,26 @@ fn sighup_reload() {
         "a reload that needs a restart published tables"
     );
     assert_clean("h1", &s);
+
+    // Four reloads taken, two refused, the last refused: in the stats
+    // file and in the metrics, which follow it within a second.
+    let s = lab.wait_stats(r1, "the second rejection counted", |s| {
+        s["reloads"]["rejected"].as_u64() == Some(2)
+    });
+    assert_eq!(s["reloads"]["accepted"].as_u64(), Some(4), "{s}");
+    assert_eq!(s["reloads"]["last_ok"].as_bool(), Some(false), "{s}");
+    let body = scrape(&lab);
+    for want in [
+        "vxrouter_config_reloads_total{result=\"accepted\"} 4",
+        "vxrouter_config_reloads_total{result=\"rejected\"} 2",
+        "vxrouter_config_last_reload_successful 0",
+    ] {
+        assert!(body.lines().any(|l| l == want), "no {want:?} in\n{body}");
+    }
+    let forwarded: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("vxrouter_forwarded_packets_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("vxrouter_forwarded_packets_total");
+    assert!(forwarded > 0, "{body}");
 }

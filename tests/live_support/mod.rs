@@ -439,6 +439,11 @@ impl Lab {
     /// mount namespace and the container namespaces it creates would not be
     /// visible outside.
     pub fn start(&mut self, config: &Path, host: &str, ns: &str) -> usize {
+        self.start_with(config, host, ns, &[])
+    }
+
+    /// [`Lab::start`] with more `vxrouter run` arguments.
+    pub fn start_with(&mut self, config: &Path, host: &str, ns: &str, extra: &[&str]) -> usize {
         let stats = self.dir.path().join(format!("{host}.json"));
         let log = self.dir.path().join(format!("{host}.log"));
         let _ = std::fs::remove_file(&stats);
@@ -451,6 +456,7 @@ impl Lab {
             .args(["--host", host, "--stats-file"])
             .arg(&stats)
             .args(["--log-interval", "1"])
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("log fd"))
@@ -540,6 +546,25 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// An HTTP GET of `url` from inside `ns` (python3's urllib, 3 s
+    /// timeout): status, Content-Type and body; `None` if nothing answered.
+    pub fn http_get(&self, ns: &str, url: &str) -> Option<(u16, String, String)> {
+        const GET: &str = "import sys, urllib.request, urllib.error\n\
+try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=3)\n\
+except urllib.error.HTTPError as e:\n    r = e\n\
+print(r.status)\nprint(r.headers.get('Content-Type'))\n\
+sys.stdout.write(r.read().decode())\n";
+        let o = self.exec(ns, &["timeout", "5", "python3", "-c", GET, url]);
+        if !o.status.success() {
+            return None;
+        }
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let mut parts = out.splitn(3, '\n');
+        let status = parts.next()?.trim().parse().ok()?;
+        let ctype = parts.next()?.trim().to_owned();
+        Some((status, ctype, parts.next().unwrap_or("").to_owned()))
     }
 
     /// Sends a signal to router `r`.

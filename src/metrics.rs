@@ -1,0 +1,442 @@
+//! Prometheus export of a live router's counters (`vxrouter run --metrics
+//! ADDR`).
+//!
+//! Layer: control plane, beside the stats file; no worker ever sees it. The
+//! control thread hands over the same [`RunStats`] the stats file gets, once
+//! a second, and a scrape encodes the latest one: a scrape costs the workers
+//! nothing and is at most a second old. One thread serves HTTP
+//! (`tiny_http`), and the text is OpenMetrics 1.0 (`prometheus-client`),
+//! which Prometheus reads natively.
+//!
+//! Invariants: every counter of the stats file has a metric under
+//! `vxrouter_`; the drop reasons are one family with a `reason` label that
+//! lists every declared reason, zero or not, so a `rate()` over a reason
+//! that never fired is 0, not absent. Before the first snapshot a scrape
+//! gets 503, never made-up zeros.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::control::RunStats;
+use crate::dataplane::DropReason;
+
+/// What `/metrics` answers with.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long the serving thread waits for a request before it looks at its
+/// stop flag: bounds how long the router's exit waits for it.
+const RECV_WAIT: Duration = Duration::from_millis(200);
+
+/// The latest snapshot, shared by the control thread and the server.
+#[derive(Debug, Default)]
+struct Latest(Mutex<Option<RunStats>>);
+
+/// The collector a scrape runs: encodes the latest snapshot.
+#[derive(Debug)]
+struct Exporter(Arc<Latest>);
+
+impl Collector for Exporter {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let guard = self.0 .0.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(s) => encode_stats(s, &mut enc),
+            None => Ok(()),
+        }
+    }
+}
+
+fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> fmt::Result {
+    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// One counter family: a value per label set.
+fn counter_family<'a, const N: usize>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    items: impl IntoIterator<Item = ([(&'a str, &'a str); N], u64)>,
+) -> fmt::Result {
+    let mut items = items.into_iter().peekable();
+    if items.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, v) in items {
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let info = Info::new([
+        ("host", s.host.as_str()),
+        ("version", env!("CARGO_PKG_VERSION")),
+    ]);
+    info.encode(enc.encode_descriptor(
+        "vxrouter",
+        "The router: the host it runs as and its version.",
+        None,
+        info.metric_type(),
+    )?)?;
+    gauge(
+        enc,
+        "vxrouter_workers",
+        "Poll-mode worker threads.",
+        s.workers as u64,
+    )?;
+    let c = &s.counters;
+    counter(
+        enc,
+        "vxrouter_forwarded_packets",
+        "Packets forwarded: delivered to a container, encapsulated to a peer, or in transit (a super-packet counts its segments).",
+        c.forwarded,
+    )?;
+    counter(
+        enc,
+        "vxrouter_replied_packets",
+        "Packets the router answered itself (ARP, neighbour solicitations, echo requests to its gateways).",
+        c.replied,
+    )?;
+    counter(
+        enc,
+        "vxrouter_passed_packets",
+        "Uplink frames left to the host kernel (not VXLAN for this host).",
+        c.pass_through,
+    )?;
+    counter(
+        enc,
+        "vxrouter_icmp_errors_sent",
+        "ICMP and ICMPv6 errors the router sent (unreachable, time exceeded, too big).",
+        c.icmp_errors,
+    )?;
+    counter(
+        enc,
+        "vxrouter_icmp_errors_rate_limited",
+        "ICMP errors not sent because of the per-worker rate limit.",
+        c.icmp_rate_limited,
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_dropped_packets",
+        "Packets dropped, by reason (README: Verdicts and drop reasons).",
+        DropReason::ALL.iter().map(|r| {
+            let n = r.name();
+            ([("reason", n)], c.drops.get(n).copied().unwrap_or(0))
+        }),
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_port_received_packets",
+        "Packets received per port (the uplink and each container port).",
+        s.ports.iter().map(|(p, v)| ([("port", p.as_str())], v.rx)),
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_port_transmitted_packets",
+        "Packets transmitted per port.",
+        s.ports.iter().map(|(p, v)| ([("port", p.as_str())], v.tx)),
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_port_io_events",
+        "Each port's own I/O counters, as in the stats file's `io` (ring and kernel drops, kicks, super-packets).",
+        s.ports.iter().flat_map(|(p, v)| {
+            v.io.iter()
+                .map(move |(k, n)| ([("port", p.as_str()), ("counter", *k)], *n))
+        }),
+    )?;
+    counter(
+        enc,
+        "vxrouter_io_errors",
+        "Receive, transmit and flush errors the workers saw (the log has the last one).",
+        s.io_errors,
+    )?;
+    counter(
+        enc,
+        "vxrouter_tables_published",
+        "Forwarding tables published to the workers.",
+        s.tables_published,
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_config_reloads",
+        "SIGHUP reloads of the topology file, by result (a rejected one keeps the running configuration).",
+        [
+            ([("result", "accepted")], s.reloads.accepted),
+            ([("result", "rejected")], s.reloads.rejected),
+        ],
+    )?;
+    gauge(
+        enc,
+        "vxrouter_config_last_reload_successful",
+        "1 if the last reload was accepted (or none was tried), 0 if it was rejected.",
+        u64::from(s.reloads.last_ok),
+    )?;
+    gauge(
+        enc,
+        "vxrouter_unresolved_peers",
+        "Peers whose underlay MAC address is not known yet (traffic to them is dropped).",
+        s.unresolved_peers.len() as u64,
+    )?;
+    Ok(())
+}
+
+/// A registry whose one collector reads `latest`.
+fn registry(latest: Arc<Latest>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Exporter(latest)));
+    r
+}
+
+fn encode(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// The OpenMetrics text for one snapshot (what a scrape returns).
+pub fn render(s: &RunStats) -> String {
+    let latest = Arc::new(Latest(Mutex::new(Some(s.clone()))));
+    // Writing into a String cannot fail, and our names are valid.
+    encode(&registry(latest)).unwrap_or_default()
+}
+
+/// The HTTP endpoint: one thread, stopped and joined on drop.
+pub struct MetricsServer {
+    latest: Arc<Latest>,
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (port 0: any free port, see [`Self::local_addr`])
+    /// and serves `GET /metrics` from a thread of its own.
+    pub fn start(addr: SocketAddr) -> io::Result<Self> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| io::Error::other(format!("metrics: cannot listen on {addr}: {e}")))?;
+        let local = server.server_addr().to_ip().unwrap_or(addr);
+        let latest = Arc::new(Latest::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let registry = registry(latest.clone());
+        let thread = std::thread::Builder::new()
+            .name("vxr-metrics".into())
+            .spawn({
+                let stop = stop.clone();
+                move || serve(&server, &registry, &stop)
+            })?;
+        Ok(MetricsServer {
+            latest,
+            stop,
+            addr: local,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Makes `s` what the next scrapes see.
+    pub fn update(&self, s: &RunStats) {
+        *self.latest.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(s.clone());
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, registry: &Registry, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match server.recv_timeout(RECV_WAIT) {
+            Ok(Some(rq)) => respond(rq, registry),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accepting a request");
+                std::thread::sleep(RECV_WAIT);
+            }
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("static header names and values are valid")
+}
+
+fn respond(rq: tiny_http::Request, registry: &Registry) {
+    use tiny_http::{Method, Response};
+    let path = rq.url().split('?').next().unwrap_or("").to_owned();
+    let readable = matches!(rq.method(), Method::Get | Method::Head);
+    let text = |code: u16, body: &str| {
+        Response::from_string(body)
+            .with_status_code(code)
+            .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+    };
+    let resp = if !readable {
+        text(405, "only GET and HEAD\n").with_header(header("Allow", "GET, HEAD"))
+    } else if path == "/metrics" {
+        match encode(registry) {
+            Ok(body) if body.trim() == "# EOF" => {
+                text(503, "no counters yet: the router is starting\n")
+            }
+            Ok(body) => {
+                Response::from_string(body).with_header(header("Content-Type", CONTENT_TYPE))
+            }
+            Err(_) => text(500, "encoding the metrics failed\n"),
+        }
+    } else if path == "/" {
+        text(200, "vxrouter: metrics at /metrics\n")
+    } else {
+        text(404, "not found: metrics are at /metrics\n")
+    };
+    // A client that went away gets nothing; nothing to count.
+    let _ = rq.respond(resp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{PortCounts, ReloadStats};
+    use crate::dataplane::Counters;
+    use std::collections::BTreeMap;
+
+    fn stats() -> RunStats {
+        let mut c = Counters {
+            forwarded: 7,
+            ..Counters::default()
+        };
+        c.drop(DropReason::NoRoute);
+        c.drop(DropReason::NoRoute);
+        let mut ports = BTreeMap::new();
+        let mut io = BTreeMap::new();
+        io.insert("xsk_rx_ring_full", 4);
+        ports.insert("eth0".to_string(), PortCounts { rx: 5, tx: 6, io });
+        ports.insert(
+            "c1".to_string(),
+            PortCounts {
+                rx: 1,
+                tx: 2,
+                io: BTreeMap::new(),
+            },
+        );
+        RunStats {
+            host: "h1".into(),
+            workers: 2,
+            ports,
+            counters: c.summary(),
+            io_errors: 0,
+            tables_published: 3,
+            unresolved_peers: vec!["h2".into()],
+            reloads: ReloadStats {
+                accepted: 1,
+                rejected: 2,
+                last_ok: false,
+            },
+        }
+    }
+
+    fn has(text: &str, line: &str) {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+
+    #[test]
+    fn every_counter_is_exported() {
+        let t = render(&stats());
+        has(&t, "vxrouter_forwarded_packets_total 7");
+        has(&t, "vxrouter_dropped_packets_total{reason=\"no_route\"} 2");
+        has(&t, "vxrouter_port_received_packets_total{port=\"eth0\"} 5");
+        has(&t, "vxrouter_port_transmitted_packets_total{port=\"c1\"} 2");
+        has(
+            &t,
+            "vxrouter_port_io_events_total{port=\"eth0\",counter=\"xsk_rx_ring_full\"} 4",
+        );
+        has(&t, "vxrouter_tables_published_total 3");
+        has(&t, "vxrouter_config_reloads_total{result=\"rejected\"} 2");
+        has(&t, "vxrouter_config_reloads_total{result=\"accepted\"} 1");
+        has(&t, "vxrouter_config_last_reload_successful 0");
+        has(&t, "vxrouter_unresolved_peers 1");
+        has(&t, "vxrouter_workers 2");
+        has(
+            &t,
+            &format!(
+                "vxrouter_info{{host=\"h1\",version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
+        has(&t, "# TYPE vxrouter_dropped_packets counter");
+        assert!(t.ends_with("# EOF\n"), "{t}");
+    }
+
+    #[test]
+    fn every_drop_reason_is_listed_even_at_zero() {
+        let t = render(&stats());
+        for r in DropReason::ALL {
+            let prefix = format!("vxrouter_dropped_packets_total{{reason=\"{}\"}} ", r.name());
+            assert!(
+                t.lines().any(|l| l.starts_with(&prefix)),
+                "{} missing",
+                r.name()
+            );
+        }
+        has(
+            &t,
+            "vxrouter_dropped_packets_total{reason=\"ttl_expired\"} 0",
+        );
+    }
+
+    #[test]
+    fn metric_names_and_help_are_valid() {
+        // The text format allows [a-zA-Z_:][a-zA-Z0-9_:]* names and needs one
+        // HELP and one TYPE line per family.
+        let t = render(&stats());
+        let mut families = 0;
+        for l in t.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = l.split(' ').nth(2).expect("a name");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && name.starts_with("vxrouter"),
+                "{name}"
+            );
+            assert!(t.contains(&format!("# HELP {name} ")), "no help for {name}");
+            families += 1;
+        }
+        assert!(families >= 15, "{families} families:\n{t}");
+    }
+}
