@@ -55,6 +55,8 @@ pub struct WorkerStats {
     pub last_error: Option<String>,
     /// Sleeps that ended because a port became readable (not the timeout).
     pub wakeups: u64,
+    /// Times the worker went to sleep on its fds (published as it does).
+    pub sleeps: u64,
 }
 
 /// A worker's shared handles.
@@ -130,6 +132,7 @@ pub fn run(
     let mut publish_idle = false;
     let mut loops = 0u32;
     let mut wakeups = 0u64;
+    let mut sleeps = 0u64;
 
     while !handle.stop.load(Ordering::Relaxed) {
         let mut got = 0usize;
@@ -196,6 +199,7 @@ pub fn run(
                 s.port_io = port_io(&ports, &extra);
                 s.io_errors = io_errors;
                 s.wakeups = wakeups;
+                s.sleeps = sleeps;
                 if last_error.is_some() {
                     s.last_error = last_error.take();
                 }
@@ -217,6 +221,7 @@ pub fn run(
             && idle_since.elapsed() >= IDLE_SPIN_TIME
         {
             sleeping = true;
+            sleeps += 1;
             arm(&poll, &wait_fds)?;
             // Going quiet: publish once now (the next round), since the
             // loop count will barely move while asleep.
@@ -257,6 +262,7 @@ pub fn run(
         s.port_io = port_io(&ports, &extra);
         s.io_errors = io_errors;
         s.wakeups = wakeups;
+        s.sleeps = sleeps;
     }
     tracing::info!(worker = id, "worker stopped");
     Ok(())

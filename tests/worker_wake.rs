@@ -81,12 +81,21 @@ fn a_sleeping_worker_wakes_on_each_frame() {
     let port: Box<dyn Port + Send> = Box::new(SockPort(ours));
     let jh = std::thread::spawn(move || worker::run(0, None, vec![Some(port)], vec![], reader, h));
 
-    // Each round: let the worker fall asleep (its spin window many times
-    // over), send one frame it cannot parse (dropped and counted), and wait
-    // for it to be received. A worker that only woke on its sleep timeout
-    // would still receive it, but `wakeups` would not move.
+    // Each round: wait until the worker has gone to sleep (it says so as it
+    // arms its fds; on a loaded machine that can take far longer than its
+    // spin window), send one frame it cannot parse (dropped and counted),
+    // and wait for it to be received. A worker that only woke on its sleep
+    // timeout would still receive it, but `wakeups` would not move.
     for round in 1..=4u64 {
-        std::thread::sleep(IDLE_SPIN_TIME * 40);
+        std::thread::sleep(IDLE_SPIN_TIME * 4);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stats(&handle).sleeps < round {
+            assert!(
+                Instant::now() < deadline,
+                "the worker never slept before frame {round}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         theirs.send(&[0x45, 0, 0]).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while stats(&handle).rx.first().copied().unwrap_or(0) < round {
