@@ -76,6 +76,7 @@ fn topology(edges: &[(usize, usize, u32)]) -> Topology {
             vni: 1,
             udp_port: 4789,
             mtu: None,
+            liveness: None,
         },
         hosts,
         links,

@@ -41,6 +41,7 @@ use crate::port::tun::TunPort;
 use crate::port::udp::{UdpConfig, UdpPort};
 use crate::port::xdp::{XdpKind, XdpProgram};
 use crate::port::Port;
+use crate::route::liveness::Liveness;
 use crate::route::{self, RouteSet};
 use crate::worker::{self, WorkerHandle, WorkerStats};
 
@@ -69,6 +70,42 @@ pub struct RunStats {
     pub tables_published: u64,
     pub unresolved_peers: Vec<String>,
     pub reloads: ReloadStats,
+    /// Neighbour liveness, when on (`overlay.liveness_interval_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<LivenessStats>,
+}
+
+/// Neighbour liveness as the stats file shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LivenessStats {
+    /// Every host linked to this one: whether it is up.
+    pub neighbours: BTreeMap<String, bool>,
+    /// The neighbours that are down (their links are out of the routes).
+    pub down: Vec<String>,
+    pub hellos_sent: u64,
+    pub hello_send_errors: u64,
+    pub hellos_received: u64,
+    /// Datagrams on the liveness port that were no hello of ours, a hello
+    /// for another VNI, or one from an address that is no neighbour.
+    pub hellos_malformed: u64,
+    pub hellos_other_vni: u64,
+    pub hellos_not_neighbour: u64,
+}
+
+impl LivenessStats {
+    fn of(l: &Liveness) -> LivenessStats {
+        let c = l.counts;
+        LivenessStats {
+            neighbours: l.states().into_iter().collect(),
+            down: l.down(),
+            hellos_sent: c.sent,
+            hello_send_errors: c.send_errors,
+            hellos_received: c.received,
+            hellos_malformed: c.malformed,
+            hellos_other_vni: c.other_vni,
+            hellos_not_neighbour: c.not_neighbour,
+        }
+    }
 }
 
 /// SIGHUP reloads since start.
@@ -146,7 +183,7 @@ fn structure_of(topo: &Topology, host: usize) -> String {
         })
         .collect();
     format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}",
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}",
         h.nic,
         h.uplink_io,
         h.underlay,
@@ -156,6 +193,7 @@ fn structure_of(topo: &Topology, host: usize) -> String {
         topo.overlay.vni,
         topo.overlay.udp_port,
         topo.overlay_mtu(host),
+        topo.overlay.liveness,
     )
 }
 
@@ -184,30 +222,43 @@ struct Neighbours {
 }
 
 impl Neighbours {
-    fn learn_peers(&mut self, topo: &Topology, routes: &RouteSet) {
+    /// The peers whose MACs we need: every next hop of `routes` and every
+    /// host linked to `me` (a next hop as soon as liveness moves a route to
+    /// it, so its MAC is known before).
+    fn learn_peers(&mut self, topo: &Topology, me: usize, routes: &RouteSet) {
         self.via.clear();
         if self.kernel_resolves {
             return;
         }
-        for r in &routes.routes {
-            for nh in &r.next_hops {
-                let peer = topo.hosts[nh.host].underlay;
-                if topo.hosts[nh.host].underlay_mac.is_some() || self.via.contains_key(&peer) {
-                    continue;
-                }
-                let via = match self.table.next_hop_for(peer) {
-                    Ok(Some(n)) => n.addr,
-                    Ok(None) => {
-                        tracing::warn!(%peer, "no underlay route to peer");
-                        peer
-                    }
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "route lookup failed");
-                        peer
-                    }
-                };
-                self.via.insert(peer, via);
+        let linked = topo.links.iter().filter_map(|l| {
+            let (a, b) = (topo.host_index(&l.a)?, topo.host_index(&l.b)?);
+            match (a == me, b == me) {
+                (true, false) => Some(b),
+                (false, true) => Some(a),
+                _ => None,
             }
+        });
+        let hops = routes
+            .routes
+            .iter()
+            .flat_map(|r| r.next_hops.iter().map(|nh| nh.host));
+        for host in hops.chain(linked) {
+            let peer = topo.hosts[host].underlay;
+            if topo.hosts[host].underlay_mac.is_some() || self.via.contains_key(&peer) {
+                continue;
+            }
+            let via = match self.table.next_hop_for(peer) {
+                Ok(Some(n)) => n.addr,
+                Ok(None) => {
+                    tracing::warn!(%peer, "no underlay route to peer");
+                    peer
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "route lookup failed");
+                    peer
+                }
+            };
+            self.via.insert(peer, via);
         }
     }
 
@@ -352,6 +403,23 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         None => None,
     };
     let host = topo.hosts[me].clone();
+    // Liveness: its socket is bound before any device is made, too.
+    let epoch = Instant::now();
+    let mut liveness = topo
+        .overlay
+        .liveness
+        .map(|cfg| Liveness::new(&topo, me, cfg, 0));
+    let hello_sock = match &liveness {
+        Some(l) => {
+            let addr = std::net::SocketAddr::new(host.underlay, l.port());
+            let sock = std::net::UdpSocket::bind(addr)
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .with_context(|| format!("binding the liveness socket on {addr}"))?;
+            tracing::info!(%addr, neighbours = ?l.states().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), "liveness hellos on");
+            Some(sock)
+        }
+        None => None,
+    };
     let Some(nic) = host.nic.clone() else {
         bail!(
             "host {} has no `nic` in {}: the router needs its underlay device",
@@ -558,7 +626,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     }
 
     // Routes, neighbours, tables.
-    let mut routes = route::compute(&topo, me).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut routes =
+        compute_routes(&topo, me, liveness.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     for &u in &routes.unreachable {
         tracing::warn!(host = %topo.hosts[u].name, "unreachable: its prefixes are left out");
     }
@@ -568,7 +637,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         via: BTreeMap::new(),
         kernel_resolves: udp_uplink,
     };
-    neigh.learn_peers(&topo, &routes);
+    neigh.learn_peers(&topo, me, &routes);
     neigh.resolve_missing();
     let mut topo = topo;
     let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
@@ -594,7 +663,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     tracing::info!(host = %host.name, workers = n_workers, routes = routes.routes.len(), "router running");
     let mut reloads = ReloadStats::default();
     if let Some(m) = &metrics {
-        m.update(&collect(
+        let mut stats = collect(
             &host.name,
             &live,
             &port_names,
@@ -602,20 +671,37 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             &[],
             &topo,
             &reloads,
-        ));
+        );
+        stats.liveness = liveness.as_ref().map(LivenessStats::of);
+        m.update(&stats);
     }
 
     let mut poll = Poll::new()?;
     let neigh_fd = neigh.table.fd();
     poll.registry()
         .register(&mut SourceFd(&neigh_fd), Token(0), Interest::READABLE)?;
+    if let Some(sock) = &hello_sock {
+        use std::os::fd::AsRawFd;
+        poll.registry().register(
+            &mut SourceFd(&sock.as_raw_fd()),
+            Token(1),
+            Interest::READABLE,
+        )?;
+    }
+    let mut next_hello = 0u64;
     let mut events = Events::with_capacity(8);
     let mut last_tick = Instant::now();
     let mut last_log = Instant::now();
     let structure = structure_of(&topo, me);
 
     while !term.load(Ordering::Relaxed) {
-        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(200))) {
+        let mut wait = Duration::from_millis(200);
+        if liveness.is_some() {
+            wait = wait.min(Duration::from_nanos(
+                next_hello.saturating_sub(nanos_since(epoch)),
+            ));
+        }
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 // Workers first, so the last table is dropped here, by the
                 // publisher, not on a worker.
@@ -633,6 +719,34 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 Err(e) => tracing::warn!(error = %e, "neighbour events"),
             }
         }
+        if let (Some(l), Some(sock)) = (liveness.as_mut(), hello_sock.as_ref()) {
+            let now = nanos_since(epoch);
+            let before = l.down();
+            let mut changed = receive_hellos(l, sock, now);
+            if now >= next_hello {
+                send_hellos(l, sock, now);
+                next_hello = now + l.interval_nanos();
+            }
+            changed |= l.on_tick(now);
+            if changed {
+                let after = l.down();
+                for n in after.iter().filter(|n| !before.contains(n)) {
+                    tracing::warn!(neighbour = %n, "neighbour down: routes leave its link");
+                }
+                for n in before.iter().filter(|n| !after.contains(n)) {
+                    tracing::info!(neighbour = %n, "neighbour up: routes take its link again");
+                }
+                match compute_routes(&topo, me, Some(l)) {
+                    Ok(r) => {
+                        routes = r;
+                        rebuild = true;
+                        // Published even if no peer MAC changed.
+                        reloaded = true;
+                    }
+                    Err(e) => tracing::error!("routes after a liveness change: {e}"),
+                }
+            }
+        }
         if hup.swap(false, Ordering::Relaxed) {
             // Cleared below once the new configuration is in place.
             let mut rejected = true;
@@ -643,19 +757,24 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 Ok((new, new_me)) => {
                     let new = effective(new, new_me);
                     if structure_of(&new, new_me) != structure {
-                        tracing::error!("reload rejected: this host's nic, uplink_io, underlay, workers, ports (their names, kinds, namespaces, addresses, MACs, MTUs, gateways, offload or queue_len), the overlay MTU, VNI or UDP port changed; those need a restart");
+                        tracing::error!("reload rejected: this host's nic, uplink_io, underlay, workers, ports (their names, kinds, namespaces, addresses, MACs, MTUs, gateways, offload or queue_len), the overlay MTU, VNI, UDP port or liveness settings changed; those need a restart");
                     } else {
-                        match route::compute(&new, new_me) {
+                        let new_live = liveness
+                            .as_ref()
+                            .zip(new.overlay.liveness)
+                            .map(|(l, cfg)| l.reload(&new, new_me, cfg, nanos_since(epoch)));
+                        match compute_routes(&new, new_me, new_live.as_ref()) {
                             Ok(r) => {
                                 topo = new;
                                 routes = r;
+                                liveness = new_live;
                                 // This host's place in the file may have
                                 // moved (a host added above it).
                                 // (The structure is the one compared.)
                                 me = new_me;
                                 reloaded = true;
                                 rejected = false;
-                                neigh.learn_peers(&topo, &routes);
+                                neigh.learn_peers(&topo, me, &routes);
                                 neigh.resolve_missing();
                                 rebuild = true;
                                 tracing::info!(
@@ -677,7 +796,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 rebuild |= neigh.table.refresh().unwrap_or(false);
             }
             publisher.reclaim();
-            let stats = collect(
+            let mut stats = collect(
                 &host.name,
                 &live,
                 &port_names,
@@ -686,6 +805,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 &topo,
                 &reloads,
             );
+            stats.liveness = liveness.as_ref().map(LivenessStats::of);
             if let Some(m) = &metrics {
                 m.update(&stats);
             }
@@ -719,7 +839,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         }
     }
     tracing::info!("stopping");
-    let stats = collect(
+    let mut stats = collect(
         &host.name,
         &live,
         &port_names,
@@ -728,6 +848,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         &topo,
         &reloads,
     );
+    stats.liveness = liveness.as_ref().map(LivenessStats::of);
     if let Some(path) = &opts.stats_file {
         let _ = write_stats(path, &stats);
     }
@@ -790,6 +911,61 @@ fn collect(
         tables_published: published,
         unresolved_peers,
         reloads: reloads.clone(),
+        liveness: None,
+    }
+}
+
+/// Routes over the links that are up (all of them without liveness).
+fn compute_routes(
+    topo: &Topology,
+    me: usize,
+    liveness: Option<&Liveness>,
+) -> Result<RouteSet, route::NegativeCycle> {
+    match liveness {
+        Some(l) => route::compute(&l.live_topology(topo, me), me),
+        None => route::compute(topo, me),
+    }
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Takes every datagram waiting on the liveness socket. Returns whether a
+/// neighbour went up or down.
+fn receive_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) -> bool {
+    let mut changed = false;
+    let mut buf = [0u8; 256];
+    loop {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => match l.on_datagram(now, from.ip(), &buf[..n]) {
+                Ok(c) => changed |= c,
+                Err(e) => tracing::debug!(%from, reason = ?e, "liveness datagram ignored"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "liveness receive");
+                break;
+            }
+        }
+    }
+    changed
+}
+
+/// One hello to every neighbour. A refused send (no route to it, a full
+/// buffer) is counted; the neighbour then goes down on its own.
+fn send_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) {
+    let port = l.port();
+    let hellos: Vec<_> = l.hellos(now).collect();
+    for (addr, h) in hellos {
+        match sock.send_to(&h.encode(), std::net::SocketAddr::new(addr, port)) {
+            Ok(_) => l.counts.sent += 1,
+            Err(e) => {
+                l.counts.send_errors += 1;
+                tracing::debug!(%addr, error = %e, "liveness hello not sent");
+            }
+        }
     }
 }
 

@@ -67,22 +67,50 @@ fn gauge(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> fmt
     g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
-/// One counter family: a value per label set.
+/// One family: a metric per label set (nothing when there is none).
+fn family<'a, const N: usize, M: EncodeMetric>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    items: impl IntoIterator<Item = ([(&'a str, &'a str); N], M)>,
+) -> fmt::Result {
+    let mut items = items.into_iter().peekable();
+    let Some((_, first)) = items.peek() else {
+        return Ok(());
+    };
+    let mut m = enc.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, v) in items {
+        v.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn counter_family<'a, const N: usize>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     items: impl IntoIterator<Item = ([(&'a str, &'a str); N], u64)>,
 ) -> fmt::Result {
-    let mut items = items.into_iter().peekable();
-    if items.peek().is_none() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-    for (labels, v) in items {
-        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
+    family(
+        enc,
+        name,
+        help,
+        items.into_iter().map(|(l, v)| (l, ConstCounter::new(v))),
+    )
+}
+
+fn gauge_family<'a, const N: usize>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    items: impl IntoIterator<Item = ([(&'a str, &'a str); N], i64)>,
+) -> fmt::Result {
+    family(
+        enc,
+        name,
+        help,
+        items.into_iter().map(|(l, v)| (l, ConstGauge::new(v))),
+    )
 }
 
 fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
@@ -196,6 +224,29 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         "Peers whose underlay MAC address is not known yet (traffic to them is dropped).",
         s.unresolved_peers.len() as u64,
     )?;
+    if let Some(l) = &s.liveness {
+        gauge_family(
+            enc,
+            "vxrouter_neighbour_up",
+            "1 if the neighbour (a host linked to this one) answers hellos two-way, 0 if its link is out of the routes.",
+            l.neighbours
+                .iter()
+                .map(|(n, up)| ([("neighbour", n.as_str())], i64::from(*up))),
+        )?;
+        counter_family(
+            enc,
+            "vxrouter_liveness_hellos",
+            "Liveness hellos sent, not sent (send_error), received, and datagrams on the liveness port not taken (malformed, other_vni, not_neighbour).",
+            [
+                ([("kind", "sent")], l.hellos_sent),
+                ([("kind", "send_error")], l.hello_send_errors),
+                ([("kind", "received")], l.hellos_received),
+                ([("kind", "malformed")], l.hellos_malformed),
+                ([("kind", "other_vni")], l.hellos_other_vni),
+                ([("kind", "not_neighbour")], l.hellos_not_neighbour),
+            ],
+        )?;
+    }
     Ok(())
 }
 
@@ -330,7 +381,7 @@ fn respond(rq: tiny_http::Request, registry: &Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{PortCounts, ReloadStats};
+    use crate::control::{LivenessStats, PortCounts, ReloadStats};
     use crate::dataplane::Counters;
     use std::collections::BTreeMap;
 
@@ -366,6 +417,12 @@ mod tests {
                 rejected: 2,
                 last_ok: false,
             },
+            liveness: Some(LivenessStats {
+                neighbours: [("h2".to_string(), true), ("h3".to_string(), false)].into(),
+                down: vec!["h3".into()],
+                hellos_sent: 9,
+                ..LivenessStats::default()
+            }),
         }
     }
 
@@ -401,6 +458,10 @@ mod tests {
             ),
         );
         has(&t, "# TYPE vxrouter_dropped_packets counter");
+        has(&t, "vxrouter_neighbour_up{neighbour=\"h2\"} 1");
+        has(&t, "vxrouter_neighbour_up{neighbour=\"h3\"} 0");
+        has(&t, "vxrouter_liveness_hellos_total{kind=\"sent\"} 9");
+        has(&t, "vxrouter_liveness_hellos_total{kind=\"malformed\"} 0");
         assert!(t.ends_with("# EOF\n"), "{t}");
     }
 

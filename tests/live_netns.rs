@@ -68,6 +68,35 @@ fn two_hosts(lab: &mut Lab) -> (String, String) {
     (h1, h2)
 }
 
+/// Three hosts h1..h3 on one bridge (namespace `sw`), underlay addresses
+/// 198.18.0.1..3; returns their namespaces.
+fn bridged_hosts(lab: &mut Lab) -> Vec<String> {
+    let sw = lab.ns("sw");
+    lab.ip(&sw, &["link", "add", "br0", "type", "bridge"]);
+    lab.ip(&sw, &["link", "set", "br0", "up"]);
+    let macs = [H1_MAC, H2_MAC, H3_MAC];
+    let mut hosts = Vec::new();
+    for i in 1..=3u8 {
+        let h = lab.ns(&format!("h{i}"));
+        let p = format!("p{i}");
+        lab.veth(
+            &h,
+            "eth0",
+            macs[usize::from(i - 1)],
+            &sw,
+            &p,
+            &format!("02:00:c6:12:01:0{i}"),
+        );
+        lab.ip(&sw, &["link", "set", &p, "master", "br0"]);
+        lab.ip(
+            &h,
+            &["addr", "add", &format!("198.18.0.{i}/24"), "dev", "eth0"],
+        );
+        hosts.push(h);
+    }
+    hosts
+}
+
 /// Two routers, a TUN container on h1 and a veth container on h2: ping,
 /// UDP and TCP both ways, IPv6 both ways, the router's own gateway answers,
 /// and the counters say it was forwarded with no unexpected drop.
@@ -266,29 +295,7 @@ fn host_traffic_survives_router() {
 fn three_host_line_transits_middle() {
     require_root!();
     let mut lab = Lab::new("lv4");
-    let sw = lab.ns("sw");
-    lab.ip(&sw, &["link", "add", "br0", "type", "bridge"]);
-    lab.ip(&sw, &["link", "set", "br0", "up"]);
-    let macs = [H1_MAC, H2_MAC, H3_MAC];
-    let mut hosts = Vec::new();
-    for i in 1..=3u8 {
-        let h = lab.ns(&format!("h{i}"));
-        let p = format!("p{i}");
-        lab.veth(
-            &h,
-            "eth0",
-            macs[usize::from(i - 1)],
-            &sw,
-            &p,
-            &format!("02:00:c6:12:01:0{i}"),
-        );
-        lab.ip(&sw, &["link", "set", &p, "master", "br0"]);
-        lab.ip(
-            &h,
-            &["addr", "add", &format!("198.18.0.{i}/24"), "dev", "eth0"],
-        );
-        hosts.push(h);
-    }
+    let hosts = bridged_hosts(&mut lab);
     let c1 = lab.adopt("c1");
     let c3 = lab.adopt("c3");
     let cfg = format!(
@@ -559,4 +566,89 @@ fn sighup_reload() {
         .and_then(|v| v.parse().ok())
         .expect("vxrouter_forwarded_packets_total");
     assert!(forwarded > 0, "{body}");
+}
+
+/// Liveness: h1 reaches h2 through h3 (5 + 5 < 20). When h3's router stops,
+/// h1 and h2 stop hearing it, take their direct link (cost 20) and traffic
+/// goes on; when it comes back they route through it again.
+#[test]
+fn liveness_routes_around_a_dead_transit() {
+    require_root!();
+    let mut lab = Lab::new("lv6");
+    let hosts = bridged_hosts(&mut lab);
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let cfg = format!(
+        "{OVERLAY}liveness_interval_ms = 200\n{}{}{}{}{}{}",
+        host(
+            "h1",
+            1,
+            H1_VTEP,
+            "0",
+            &port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2")
+        ),
+        host(
+            "h2",
+            2,
+            H2_VTEP,
+            "1",
+            &port("c2", "veth", &c2, "198.19.2.2", "2001:2:0:2::2")
+        ),
+        host("h3", 3, H3_VTEP, "0", ""),
+        link("h1", "h3", 5),
+        link("h3", "h2", 5),
+        link("h1", "h2", 20)
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let r: Vec<usize> = (0..3)
+        .map(|i| lab.start(&cfg, &format!("h{}", i + 1), &hosts[i].clone()))
+        .collect();
+    lab.wait_ready(&r);
+    let up = |s: &serde_json::Value, n: &str| s["liveness"]["neighbours"][n].as_bool();
+    for (i, others) in [(0, ["h2", "h3"]), (1, ["h1", "h3"]), (2, ["h1", "h2"])] {
+        let s = lab.wait_stats(r[i], "every neighbour heard", |s| {
+            s["liveness"]["hellos_received"].as_u64() >= Some(4)
+        });
+        for n in others {
+            assert_eq!(up(&s, n), Some(true), "h{}: {s:#}", i + 1);
+        }
+    }
+    lab.ping(&c1, "198.19.2.2");
+    lab.exchange("udp", &c1, &c2, "198.19.1.2", 7601, 200);
+    let s = lab.wait_stats(r[2], "transit on h3", |s| forwarded(s) >= 10);
+    let transit_before = forwarded(&s);
+
+    lab.stop(r[2]);
+    for i in [0, 1] {
+        let s = lab.wait_stats(r[i], "h3 down", |s| up(s, "h3") == Some(false));
+        assert_eq!(
+            up(&s, if i == 0 { "h2" } else { "h1" }),
+            Some(true),
+            "{s:#}"
+        );
+        assert!(
+            lab.log(r[i]).contains("neighbour down"),
+            "{}",
+            lab.log(r[i])
+        );
+    }
+    // Both directions now take the direct link.
+    lab.ping(&c1, "198.19.2.2");
+    lab.ping(&c2, "198.19.1.2");
+    lab.exchange("udp", &c1, &c2, "198.19.1.2", 7602, 200);
+    lab.exchange("tcp", &c2, &c1, "198.19.2.2", 7603, 100_000);
+
+    // h3 back: routed through it again.
+    let r3 = lab.start(&cfg, "h3", &hosts[2].clone());
+    lab.wait_ready(&[r3]);
+    for i in [0, 1] {
+        lab.wait_stats(r[i], "h3 up again", |s| up(s, "h3") == Some(true));
+    }
+    lab.ping(&c1, "198.19.2.2");
+    lab.exchange("udp", &c1, &c2, "198.19.1.2", 7604, 200);
+    lab.wait_stats(r3, "transit on h3 again", |s| forwarded(s) >= 10);
+    for i in [0, 1] {
+        assert_clean(&format!("h{}", i + 1), &lab.stats(r[i]));
+    }
+    assert!(transit_before >= 10);
 }

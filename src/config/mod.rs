@@ -38,6 +38,11 @@ pub use mac::{MacAddr, ParseMacError};
 
 /// The IANA-assigned VXLAN UDP destination port (RFC 7348 section 5).
 pub const DEFAULT_UDP_PORT: u16 = 4789;
+/// Default UDP port of the liveness hellos (`overlay.liveness_port`).
+pub const DEFAULT_LIVENESS_PORT: u16 = 4799;
+/// Default number of hello intervals without a two-way hello after which a
+/// neighbour is down (`overlay.liveness_dead_after`).
+pub const DEFAULT_LIVENESS_DEAD_AFTER: u32 = 3;
 
 /// Largest VXLAN Network Identifier: the field is 24 bits (RFC 7348 section 5).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
@@ -99,6 +104,22 @@ pub struct Overlay {
     pub udp_port: u16,
     /// Container-side MTU; `None` derives it per host (see [`Topology::overlay_mtu`]).
     pub mtu: Option<u16>,
+    /// Neighbour liveness (`liveness_interval_ms` > 0); `None`: every link
+    /// is taken as up.
+    pub liveness: Option<LivenessConfig>,
+}
+
+/// Hellos between the two ends of every link; a link whose far end is not
+/// heard (two-way) for `dead_after` intervals leaves the route computation
+/// until it is heard again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LivenessConfig {
+    /// Milliseconds between hellos, 50..=60000.
+    pub interval_ms: u32,
+    /// Intervals without a two-way hello before a neighbour is down, 2..=255.
+    pub dead_after: u32,
+    /// UDP port the hellos use on every host's underlay address.
+    pub port: u16,
 }
 
 /// One host running vxrouter.

@@ -14,8 +14,8 @@ use ipnet::IpNet;
 use super::diag::Sink;
 use super::tree::{Entry, Kind, Node, Span};
 use super::{
-    Host, Link, MacAddr, Overlay, PortConfig, PortKind, Topology, UplinkIo, DEFAULT_UDP_PORT,
-    MAX_VNI,
+    Host, Link, LivenessConfig, MacAddr, Overlay, PortConfig, PortKind, Topology, UplinkIo,
+    DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT, DEFAULT_UDP_PORT, MAX_VNI,
 };
 
 /// A value with the span it was read from.
@@ -38,6 +38,9 @@ pub(crate) struct RawOverlay {
     pub(crate) vni: Option<u32>,
     pub(crate) udp_port: Option<u16>,
     pub(crate) mtu: Option<Sp<u16>>,
+    /// `None` when a liveness field is invalid (reported); `Some(None)`
+    /// when liveness is off.
+    pub(crate) liveness: Option<Option<LivenessConfig>>,
 }
 
 #[derive(Debug)]
@@ -78,7 +81,14 @@ pub(crate) struct RawLink {
 }
 
 const TOP_FIELDS: &[&str] = &["overlay", "hosts", "links"];
-const OVERLAY_FIELDS: &[&str] = &["vni", "udp_port", "mtu"];
+const OVERLAY_FIELDS: &[&str] = &[
+    "vni",
+    "udp_port",
+    "mtu",
+    "liveness_interval_ms",
+    "liveness_dead_after",
+    "liveness_port",
+];
 const HOST_FIELDS: &[&str] = &[
     "name",
     "underlay",
@@ -483,7 +493,86 @@ fn read_overlay(sink: &mut Sink, node: &Node) -> Option<RawOverlay> {
         None => Some(DEFAULT_UDP_PORT),
     };
     let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, "overlay.mtu"));
-    Some(RawOverlay { vni, udp_port, mtu })
+    let liveness = read_liveness(sink, t, udp_port);
+    Some(RawOverlay {
+        vni,
+        udp_port,
+        mtu,
+        liveness,
+    })
+}
+
+/// The `liveness_*` fields of `[overlay]`: off unless
+/// `liveness_interval_ms` is given and not 0.
+fn read_liveness(
+    sink: &mut Sink,
+    t: &[Entry],
+    udp_port: Option<u16>,
+) -> Option<Option<LivenessConfig>> {
+    const INTERVAL: &str = "milliseconds in 50..=60000, or 0 for no liveness";
+    let interval_node = get(t, "liveness_interval_ms");
+    let interval = match interval_node {
+        Some(n) => match integer(sink, n, "overlay.liveness_interval_ms", 0, 60_000, INTERVAL) {
+            Some(v) if v != 0 && v < 50 => {
+                sink.error(
+                    &n.span,
+                    "overlay.liveness_interval_ms",
+                    format!("{v} is out of range: expected {INTERVAL}"),
+                );
+                None
+            }
+            v => v.map(|v| v as u32),
+        },
+        None => Some(0),
+    };
+    let dead_after = match get(t, "liveness_dead_after") {
+        Some(n) => integer(
+            sink,
+            n,
+            "overlay.liveness_dead_after",
+            2,
+            255,
+            "a number of hello intervals in 2..=255",
+        )
+        .map(|v| v as u32),
+        None => Some(DEFAULT_LIVENESS_DEAD_AFTER),
+    };
+    let port_node = get(t, "liveness_port");
+    let port = match port_node {
+        Some(n) => integer(
+            sink,
+            n,
+            "overlay.liveness_port",
+            1,
+            u16::MAX.into(),
+            "a UDP port in 1..=65535",
+        )
+        .map(|v| v as u16),
+        None => Some(DEFAULT_LIVENESS_PORT),
+    };
+    let (interval_ms, dead_after, port) = (interval?, dead_after?, port?);
+    if interval_ms == 0 {
+        return Some(None);
+    }
+    if Some(port) == udp_port {
+        // Report it where the port was set, or where liveness was turned on.
+        let (node, field) = match (port_node, interval_node) {
+            (Some(n), _) => (n, "overlay.liveness_port"),
+            (None, Some(n)) => (n, "overlay.liveness_interval_ms"),
+            (None, None) => return None,
+        };
+        sink.error(
+            &node.span,
+            field,
+            format!("the liveness port ({port}) must differ from overlay.udp_port (VXLAN)"),
+        );
+        return None;
+    }
+    Some(Some(LivenessConfig {
+        interval_ms,
+        dead_after,
+        port,
+    }))
 }
 
 fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
@@ -823,6 +912,7 @@ impl Raw {
             vni: o.vni?,
             udp_port: o.udp_port?,
             mtu: o.mtu.map(|m| m.v),
+            liveness: o.liveness?,
         };
         let mut hosts = Vec::with_capacity(self.hosts.len());
         for h in self.hosts {

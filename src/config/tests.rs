@@ -94,7 +94,8 @@ fn design_example_is_accepted_as_written() {
         Overlay {
             vni: 42,
             udp_port: 4789,
-            mtu: Some(1450)
+            mtu: Some(1450),
+            liveness: None,
         }
     );
     let h1 = &t.hosts[0];
@@ -449,6 +450,83 @@ fn udp_port_and_mtu_ranges() {
         "overlay.mtu",
         "minimum IPv6 MTU",
     );
+}
+
+#[test]
+fn liveness_settings() {
+    let on = |extra: &str| {
+        let text = BASE.replace("vni = 7", &format!("vni = 7\n{extra}"));
+        ok(&format!("{text}b = \"h2\"\ncost = 1\n"))
+            .overlay
+            .liveness
+    };
+    assert_eq!(on(""), None);
+    assert_eq!(on("liveness_interval_ms = 0"), None);
+    assert_eq!(
+        on("liveness_interval_ms = 200"),
+        Some(LivenessConfig {
+            interval_ms: 200,
+            dead_after: DEFAULT_LIVENESS_DEAD_AFTER,
+            port: DEFAULT_LIVENESS_PORT
+        })
+    );
+    assert_eq!(
+        on("liveness_interval_ms = 1000\nliveness_dead_after = 5\nliveness_port = 5000"),
+        Some(LivenessConfig {
+            interval_ms: 1000,
+            dead_after: 5,
+            port: 5000
+        })
+    );
+    // Off: the other fields are still checked, the port may be anything.
+    assert_eq!(on("udp_port = 4799"), None);
+    for (extra, field, msg) in [
+        (
+            "liveness_interval_ms = 49",
+            "overlay.liveness_interval_ms",
+            "out of range",
+        ),
+        (
+            "liveness_interval_ms = 60001",
+            "overlay.liveness_interval_ms",
+            "out of range",
+        ),
+        (
+            "liveness_interval_ms = -1",
+            "overlay.liveness_interval_ms",
+            "out of range",
+        ),
+        (
+            "liveness_dead_after = 1",
+            "overlay.liveness_dead_after",
+            "out of range",
+        ),
+        (
+            "liveness_dead_after = 256",
+            "overlay.liveness_dead_after",
+            "out of range",
+        ),
+        ("liveness_port = 0", "overlay.liveness_port", "out of range"),
+        (
+            "liveness_port = \"x\"",
+            "overlay.liveness_port",
+            "expected a UDP port",
+        ),
+        (
+            "liveness_interval_ms = 100\nliveness_port = 4789",
+            "overlay.liveness_port",
+            "must differ from overlay.udp_port",
+        ),
+        (
+            "udp_port = 4799\nliveness_interval_ms = 100",
+            "overlay.liveness_interval_ms",
+            "must differ from overlay.udp_port",
+        ),
+    ] {
+        let text = BASE.replace("vni = 7", &format!("vni = 7\n{extra}"));
+        let line = 3 + extra.lines().count() - 1;
+        expect(&format!("{text}b = \"h2\"\ncost = 1\n"), line, field, msg);
+    }
 }
 
 #[test]

@@ -26,6 +26,8 @@ use serde::{Serialize, Serializer};
 
 use crate::config::Topology;
 
+pub mod liveness;
+
 /// An undirected weighted graph over nodes `0..n`.
 ///
 /// Edges are kept as a list; the compressed adjacency (CSR) the algorithms

@@ -501,6 +501,21 @@ impl Lab {
         }
     }
 
+    /// Stops router `r` with SIGTERM and waits (10 s at most) until it has
+    /// exited; panics if it does not.
+    pub fn stop(&mut self, r: usize) {
+        self.signal(r, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.routers[r].child.try_wait(), Ok(None)) {
+            assert!(
+                Instant::now() < deadline,
+                "router {} ignored SIGTERM for 10 s",
+                self.routers[r].host
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until every router's stats show no unresolved peer.
     pub fn wait_ready(&mut self, routers: &[usize]) {
         let deadline = Instant::now() + Duration::from_secs(25);
