@@ -82,6 +82,9 @@ pub struct LivenessStats {
     pub neighbours: BTreeMap<String, bool>,
     /// The neighbours that are down (their links are out of the routes).
     pub down: Vec<String>,
+    /// Every link out of the routes, ours and those other hosts report
+    /// ("h1-h3").
+    pub links_down: Vec<String>,
     pub hellos_sent: u64,
     pub hello_send_errors: u64,
     pub hellos_received: u64,
@@ -90,6 +93,8 @@ pub struct LivenessStats {
     pub hellos_malformed: u64,
     pub hellos_other_vni: u64,
     pub hellos_not_neighbour: u64,
+    /// Reports that did not fit a hello (more hosts than one datagram holds).
+    pub reports_left_out: u64,
 }
 
 impl LivenessStats {
@@ -98,12 +103,14 @@ impl LivenessStats {
         LivenessStats {
             neighbours: l.states().into_iter().collect(),
             down: l.down(),
+            links_down: l.link_names_down(),
             hellos_sent: c.sent,
             hello_send_errors: c.send_errors,
             hellos_received: c.received,
             hellos_malformed: c.malformed,
             hellos_other_vni: c.other_vni,
             hellos_not_neighbour: c.not_neighbour,
+            reports_left_out: c.reports_left_out,
         }
     }
 }
@@ -222,15 +229,15 @@ struct Neighbours {
 }
 
 impl Neighbours {
-    /// The peers whose MACs we need: every next hop of `routes` and every
-    /// host linked to `me` (a next hop as soon as liveness moves a route to
-    /// it, so its MAC is known before).
-    fn learn_peers(&mut self, topo: &Topology, me: usize, routes: &RouteSet) {
+    /// The peers whose MACs we need: every next hop of `routes` and, with
+    /// `linked` (liveness on), every host linked to `me`: a next hop as soon
+    /// as liveness moves a route to it, so its MAC is known before.
+    fn learn_peers(&mut self, topo: &Topology, me: usize, routes: &RouteSet, linked: bool) {
         self.via.clear();
         if self.kernel_resolves {
             return;
         }
-        let linked = topo.links.iter().filter_map(|l| {
+        let linked = topo.links.iter().filter(|_| linked).filter_map(|l| {
             let (a, b) = (topo.host_index(&l.a)?, topo.host_index(&l.b)?);
             match (a == me, b == me) {
                 (true, false) => Some(b),
@@ -408,7 +415,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let mut liveness = topo
         .overlay
         .liveness
-        .map(|cfg| Liveness::new(&topo, me, cfg, 0));
+        .map(|cfg| Liveness::new(&topo, me, cfg, 0, wall_nanos()));
     let hello_sock = match &liveness {
         Some(l) => {
             let addr = std::net::SocketAddr::new(host.underlay, l.port());
@@ -637,7 +644,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         via: BTreeMap::new(),
         kernel_resolves: udp_uplink,
     };
-    neigh.learn_peers(&topo, me, &routes);
+    neigh.learn_peers(&topo, me, &routes, liveness.is_some());
     neigh.resolve_missing();
     let mut topo = topo;
     let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
@@ -688,6 +695,12 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             Interest::READABLE,
         )?;
     }
+    // The start-up grace runs from here, not from before the devices were
+    // made (attaching XDP to a real NIC can take seconds).
+    liveness = topo
+        .overlay
+        .liveness
+        .map(|cfg| Liveness::new(&topo, me, cfg, nanos_since(epoch), wall_nanos()));
     let mut next_hello = 0u64;
     let mut events = Events::with_capacity(8);
     let mut last_tick = Instant::now();
@@ -736,6 +749,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 for n in before.iter().filter(|n| !after.contains(n)) {
                     tracing::info!(neighbour = %n, "neighbour up: routes take its link again");
                 }
+                tracing::info!(links_down = ?l.link_names_down(), "links out of the routes changed");
                 match compute_routes(&topo, me, Some(l)) {
                     Ok(r) => {
                         routes = r;
@@ -774,7 +788,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                                 me = new_me;
                                 reloaded = true;
                                 rejected = false;
-                                neigh.learn_peers(&topo, me, &routes);
+                                neigh.learn_peers(&topo, me, &routes, liveness.is_some());
                                 neigh.resolve_missing();
                                 rebuild = true;
                                 tracing::info!(
@@ -922,9 +936,17 @@ fn compute_routes(
     liveness: Option<&Liveness>,
 ) -> Result<RouteSet, route::NegativeCycle> {
     match liveness {
-        Some(l) => route::compute(&l.live_topology(topo, me), me),
+        Some(l) => route::compute(&l.live_topology(topo), me),
         None => route::compute(topo, me),
     }
+}
+
+/// The wall clock in ns: the base of our liveness reports' sequence
+/// numbers, so that they grow across restarts.
+fn wall_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn nanos_since(epoch: Instant) -> u64 {
@@ -936,7 +958,9 @@ fn nanos_since(epoch: Instant) -> u64 {
 fn receive_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) -> bool {
     let mut changed = false;
     let mut buf = [0u8; 256];
-    loop {
+    // Bounded: a flood on the port must not hold the control thread; the
+    // next pass takes the rest.
+    for _ in 0..64 {
         match sock.recv_from(&mut buf) {
             Ok((n, from)) => match l.on_datagram(now, from.ip(), &buf[..n]) {
                 Ok(c) => changed |= c,
@@ -957,9 +981,10 @@ fn receive_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) -> boo
 /// buffer) is counted; the neighbour then goes down on its own.
 fn send_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) {
     let port = l.port();
-    let hellos: Vec<_> = l.hellos(now).collect();
-    for (addr, h) in hellos {
-        match sock.send_to(&h.encode(), std::net::SocketAddr::new(addr, port)) {
+    for (addr, h) in l.hellos(now) {
+        let (bytes, left_out) = h.encode();
+        l.counts.reports_left_out += left_out as u64;
+        match sock.send_to(&bytes, std::net::SocketAddr::new(addr, port)) {
             Ok(_) => l.counts.sent += 1,
             Err(e) => {
                 l.counts.send_errors += 1;

@@ -236,7 +236,7 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         counter_family(
             enc,
             "vxrouter_liveness_hellos",
-            "Liveness hellos sent, not sent (send_error), received, and datagrams on the liveness port not taken (malformed, other_vni, not_neighbour).",
+            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), and link reports that did not fit a hello (report_left_out).",
             [
                 ([("kind", "sent")], l.hellos_sent),
                 ([("kind", "send_error")], l.hello_send_errors),
@@ -244,7 +244,14 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
                 ([("kind", "malformed")], l.hellos_malformed),
                 ([("kind", "other_vni")], l.hellos_other_vni),
                 ([("kind", "not_neighbour")], l.hellos_not_neighbour),
+                ([("kind", "report_left_out")], l.reports_left_out),
             ],
+        )?;
+        gauge(
+            enc,
+            "vxrouter_links_down",
+            "Links out of the routes: this host's to neighbours that are down, and those other hosts report.",
+            l.links_down.len() as u64,
         )?;
     }
     Ok(())
@@ -420,6 +427,7 @@ mod tests {
             liveness: Some(LivenessStats {
                 neighbours: [("h2".to_string(), true), ("h3".to_string(), false)].into(),
                 down: vec!["h3".into()],
+                links_down: vec!["h1-h3".into()],
                 hellos_sent: 9,
                 ..LivenessStats::default()
             }),
@@ -462,6 +470,7 @@ mod tests {
         has(&t, "vxrouter_neighbour_up{neighbour=\"h3\"} 0");
         has(&t, "vxrouter_liveness_hellos_total{kind=\"sent\"} 9");
         has(&t, "vxrouter_liveness_hellos_total{kind=\"malformed\"} 0");
+        has(&t, "vxrouter_links_down 1");
         assert!(t.ends_with("# EOF\n"), "{t}");
     }
 

@@ -191,8 +191,11 @@ pub fn run(
 
         loops = loops.wrapping_add(1);
         if loops % STATS_EVERY == 0 || publish_idle {
-            publish_idle = false;
             if let Ok(mut s) = handle.stats.try_lock() {
+                // Cleared only once published: a reader holding the lock
+                // now must not cost the publication of a sleep, since
+                // a sleeping worker's next one is far away.
+                publish_idle = false;
                 s.counters = pipe.counters.clone();
                 s.rx.clone_from(&rx);
                 s.tx.clone_from(&tx);

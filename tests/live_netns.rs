@@ -606,9 +606,12 @@ fn liveness_routes_around_a_dead_transit() {
     lab.wait_ready(&r);
     let up = |s: &serde_json::Value, n: &str| s["liveness"]["neighbours"][n].as_bool();
     for (i, others) in [(0, ["h2", "h3"]), (1, ["h1", "h3"]), (2, ["h1", "h2"])] {
+        // Ten hellos from two neighbours: a second, past the start-up
+        // grace (3 x 200 ms), so "up" means two-way.
         let s = lab.wait_stats(r[i], "every neighbour heard", |s| {
-            s["liveness"]["hellos_received"].as_u64() >= Some(4)
+            s["liveness"]["hellos_received"].as_u64() >= Some(10)
         });
+        assert_eq!(s["liveness"]["links_down"], serde_json::json!([]), "{s:#}");
         for n in others {
             assert_eq!(up(&s, n), Some(true), "h{}: {s:#}", i + 1);
         }
@@ -620,7 +623,10 @@ fn liveness_routes_around_a_dead_transit() {
 
     lab.stop(r[2]);
     for i in [0, 1] {
-        let s = lab.wait_stats(r[i], "h3 down", |s| up(s, "h3") == Some(false));
+        let s = lab.wait_stats(r[i], "h3 down", |s| {
+            s["liveness"]["links_down"] == serde_json::json!(["h1-h3", "h2-h3"])
+        });
+        assert_eq!(up(&s, "h3"), Some(false), "{s:#}");
         assert_eq!(
             up(&s, if i == 0 { "h2" } else { "h1" }),
             Some(true),

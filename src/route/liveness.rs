@@ -1,12 +1,12 @@
-//! Neighbour liveness: hellos between the two ends of every link, and which
-//! neighbours are up.
+//! Neighbour liveness: hellos between the two ends of every link, which
+//! neighbours are up, and which links every host reports down.
 //!
 //! Layer: sans-IO control plane. The control thread sends each neighbour a
 //! [`Hello`] every interval (to its underlay address, on the liveness port),
-//! feeds every datagram it receives to [`Liveness::on_hello`] and calls
+//! feeds every datagram it receives to [`Liveness::on_datagram`] and calls
 //! [`Liveness::on_tick`]; both take the time as an argument and report
-//! whether the set of neighbours that are down changed, and then the routes
-//! are computed again over the links that are up ([`Liveness::live_topology`]).
+//! whether the set of links that are down changed, and then the routes are
+//! computed again without them ([`Liveness::live_topology`]).
 //!
 //! A neighbour is up when it was heard within `dead_after` intervals *and*
 //! its last hello said it hears us (two-way, as BFD and OSPF require): a
@@ -18,34 +18,64 @@
 //! falls silent. Once two-way, a hello that no longer hears us (the far
 //! router restarted, or lost our hellos) takes it down at once.
 //!
-//! What this sees: a host, its router or the underlay path to it going away.
-//! What it does not: the hellos come from the control thread over the
-//! kernel's UDP socket, so a wedged worker behind a live control thread
-//! stays up; and only links that end here count (a failure further away is
-//! handled by the hosts at its ends, whose routes change).
+//! Every host must leave out the same links, or paths loop (h2 sends to h3
+//! what h3, which lost its link to h1, sends back to h2). So each hello also
+//! carries [`Report`]s, flooded hop by hop: every host's own list of the
+//! neighbours it finds down, with a sequence number that grows with every
+//! change (from a wall-clock base, so it also grows across restarts), and
+//! every newer report it has heard from others, empty lists included (a
+//! link that came back must reach every host, also one that was cut off
+//! while it changed). A link is out when either end reports the other down.
+//! When the reports do not fit one hello ([`MAX_HELLO`]: about 90 hosts on
+//! an IPv4 underlay, 50 on IPv6), ours and those with a non-empty list go
+//! first, then the most recently changed; the rest are counted as left out.
+//!
+//! What this sees: a host, its router or the underlay path between two
+//! linked hosts going away. What it does not: the hellos come from the
+//! control thread over the kernel's UDP socket, so a wedged worker behind a
+//! live control thread stays up. Until a report has crossed the network
+//! (one interval per hop), paths through the failure can still loop.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::config::{LivenessConfig, Topology};
 
-/// Bytes of a hello on the wire.
+/// Bytes of a hello before its reports.
 pub const HELLO_LEN: usize = 12;
+/// Largest hello we send: reports that do not fit are left for the next one
+/// (and counted).
+pub const MAX_HELLO: usize = 1400;
 const MAGIC: [u8; 4] = *b"VXRL";
 const VERSION: u8 = 1;
 /// Flag: the sender has heard us within its dead interval.
 const F_HEARS_YOU: u8 = 0x01;
 
-/// One hello: "I am here (and I hear you)", for one overlay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One host's list of the neighbours it finds down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The reporting host's underlay address.
+    pub origin: IpAddr,
+    /// Grows with every change of `down` at the origin.
+    pub seq: u64,
+    /// Underlay addresses of the origin's neighbours that are down.
+    pub down: Vec<IpAddr>,
+}
+
+/// One hello: "I am here (and I hear you)", for one overlay, with the
+/// reports the sender floods.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     pub vni: u32,
     pub hears_you: bool,
+    pub reports: Vec<Report>,
 }
 
 /// Why a datagram on the liveness port was not taken as a hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadHello {
-    /// Not a hello of ours: short, wrong magic or version.
+    /// Not a hello of ours: short, wrong magic or version, or reports that
+    /// do not add up.
     Malformed,
     /// A hello for another overlay (VNI).
     OtherVni,
@@ -53,26 +83,120 @@ pub enum BadHello {
     NotNeighbour,
 }
 
-impl Hello {
-    /// `magic[4] version[1] flags[1] reserved[2] vni[4]`, big-endian.
-    pub fn encode(&self) -> [u8; HELLO_LEN] {
-        let mut b = [0u8; HELLO_LEN];
-        b[..4].copy_from_slice(&MAGIC);
-        b[4] = VERSION;
-        b[5] = if self.hears_you { F_HEARS_YOU } else { 0 };
-        b[8..12].copy_from_slice(&self.vni.to_be_bytes());
-        b
+fn put_addr(out: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(v) => {
+            out.push(4);
+            out.extend_from_slice(&v.octets());
+        }
+        IpAddr::V6(v) => {
+            out.push(6);
+            out.extend_from_slice(&v.octets());
+        }
+    }
+}
+
+fn addr_len(a: IpAddr) -> usize {
+    if a.is_ipv4() {
+        5
+    } else {
+        17
+    }
+}
+
+fn report_len(r: &Report) -> usize {
+    addr_len(r.origin) + 8 + 1 + r.down.iter().map(|a| addr_len(*a)).sum::<usize>()
+}
+
+/// A cursor over a received hello.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], BadHello> {
+        if self.0.len() < n {
+            return Err(BadHello::Malformed);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
     }
 
-    /// Parses a hello; longer datagrams are accepted (a later version may
-    /// append fields), unknown flags ignored.
+    fn addr(&mut self) -> Result<IpAddr, BadHello> {
+        match self.take(1)?[0] {
+            4 => {
+                let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| BadHello::Malformed)?;
+                Ok(IpAddr::from(b))
+            }
+            6 => {
+                let b: [u8; 16] = self.take(16)?.try_into().map_err(|_| BadHello::Malformed)?;
+                Ok(IpAddr::from(b))
+            }
+            _ => Err(BadHello::Malformed),
+        }
+    }
+}
+
+impl Hello {
+    /// `magic[4] version[1] flags[1] reports[2] vni[4]`, then each report:
+    /// `origin seq[8] n[1] n x addr`, an address being `4` + 4 bytes or
+    /// `6` + 16; big-endian. Reports past [`MAX_HELLO`] bytes are left out;
+    /// returns the bytes and how many were.
+    pub fn encode(&self) -> (Vec<u8>, usize) {
+        let mut b = Vec::with_capacity(HELLO_LEN + 64);
+        b.extend_from_slice(&MAGIC);
+        b.push(VERSION);
+        b.push(if self.hears_you { F_HEARS_YOU } else { 0 });
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&self.vni.to_be_bytes());
+        let mut n = 0u16;
+        let mut left_out = 0;
+        for r in &self.reports {
+            let down = &r.down[..r.down.len().min(255)];
+            let r = Report {
+                origin: r.origin,
+                seq: r.seq,
+                down: down.to_vec(),
+            };
+            if b.len() + report_len(&r) > MAX_HELLO || n == u16::MAX {
+                left_out += 1;
+                continue;
+            }
+            put_addr(&mut b, r.origin);
+            b.extend_from_slice(&r.seq.to_be_bytes());
+            b.push(r.down.len() as u8);
+            for a in &r.down {
+                put_addr(&mut b, *a);
+            }
+            n += 1;
+        }
+        b[6..8].copy_from_slice(&n.to_be_bytes());
+        (b, left_out)
+    }
+
+    /// Parses a hello; bytes after the reports are accepted (a later
+    /// version may append fields), unknown flags ignored.
     pub fn decode(b: &[u8]) -> Result<Hello, BadHello> {
         if b.len() < HELLO_LEN || b[..4] != MAGIC || b[4] != VERSION {
             return Err(BadHello::Malformed);
         }
+        let n = u16::from_be_bytes([b[6], b[7]]);
+        let mut rd = Reader(&b[HELLO_LEN..]);
+        let mut reports = Vec::with_capacity(usize::from(n).min(64));
+        for _ in 0..n {
+            let origin = rd.addr()?;
+            let seq: [u8; 8] = rd.take(8)?.try_into().map_err(|_| BadHello::Malformed)?;
+            let k = rd.take(1)?[0];
+            let down = (0..k).map(|_| rd.addr()).collect::<Result<Vec<_>, _>>()?;
+            reports.push(Report {
+                origin,
+                seq: u64::from_be_bytes(seq),
+                down,
+            });
+        }
         Ok(Hello {
             vni: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
             hears_you: b[5] & F_HEARS_YOU != 0,
+            reports,
         })
     }
 }
@@ -105,6 +229,15 @@ impl Neighbour {
     }
 }
 
+/// A report as kept: the newest heard from its origin.
+#[derive(Debug, Clone)]
+struct Stored {
+    seq: u64,
+    down: Vec<IpAddr>,
+    /// When this sequence number was first heard (ns).
+    changed_at: u64,
+}
+
 /// Hello counters (exported by the control thread).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HelloCounts {
@@ -116,21 +249,41 @@ pub struct HelloCounts {
     pub malformed: u64,
     pub other_vni: u64,
     pub not_neighbour: u64,
+    /// Reports left out of a hello for want of room (sent in a later one).
+    pub reports_left_out: u64,
 }
 
-/// The liveness of this host's neighbours.
+/// The liveness of this host's neighbours and the links reported down.
 #[derive(Debug, Clone)]
 pub struct Liveness {
     cfg: LivenessConfig,
     vni: u32,
+    me: usize,
+    my_addr: IpAddr,
+    /// Host index by underlay address, for the reports.
+    hosts: BTreeMap<IpAddr, usize>,
+    names: Vec<String>,
     neighbours: Vec<Neighbour>,
+    /// Our own report's sequence number and when it last changed.
+    seq: u64,
+    seq_changed_at: u64,
+    /// The newest report of every other origin.
+    reports: BTreeMap<IpAddr, Stored>,
     pub counts: HelloCounts,
 }
 
 impl Liveness {
     /// The neighbours of `me` in `topo` (the far ends of its links), all up
-    /// as of `now`.
-    pub fn new(topo: &Topology, me: usize, cfg: LivenessConfig, now: u64) -> Liveness {
+    /// as of `now`. `seq_base` starts our report's sequence numbers: the
+    /// wall clock in ns, so that a restarted router's reports supersede
+    /// those of its previous run.
+    pub fn new(
+        topo: &Topology,
+        me: usize,
+        cfg: LivenessConfig,
+        now: u64,
+        seq_base: u64,
+    ) -> Liveness {
         let mut neighbours: Vec<Neighbour> = Vec::new();
         for l in &topo.links {
             let (Some(a), Some(b)) = (topo.host_index(&l.a), topo.host_index(&l.b)) else {
@@ -159,15 +312,28 @@ impl Liveness {
         Liveness {
             cfg,
             vni: topo.overlay.vni,
+            me,
+            my_addr: topo.hosts[me].underlay,
+            hosts: topo
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.underlay, i))
+                .collect(),
+            names: topo.hosts.iter().map(|h| h.name.clone()).collect(),
             neighbours,
+            seq: seq_base,
+            seq_changed_at: now,
+            reports: BTreeMap::new(),
             counts: HelloCounts::default(),
         }
     }
 
     /// The same for a reloaded topology: a neighbour at the same underlay
-    /// address keeps its state, a new one starts up as of `now`.
+    /// address keeps its state, a new one starts up as of `now`; reports
+    /// of origins that are still hosts are kept.
     pub fn reload(&self, topo: &Topology, me: usize, cfg: LivenessConfig, now: u64) -> Liveness {
-        let mut next = Liveness::new(topo, me, cfg, now);
+        let mut next = Liveness::new(topo, me, cfg, now, self.seq);
         for n in &mut next.neighbours {
             if let Some(old) = self.neighbours.iter().find(|o| o.addr == n.addr) {
                 n.heard_at = old.heard_at;
@@ -178,6 +344,14 @@ impl Liveness {
                 n.up = old.up;
             }
         }
+        next.reports = self
+            .reports
+            .iter()
+            .filter(|(a, _)| next.hosts.contains_key(a))
+            .map(|(a, r)| (*a, r.clone()))
+            .collect();
+        // Our list may differ in the new file: say so.
+        next.seq = self.seq + 1;
         next.counts = self.counts;
         next
     }
@@ -196,24 +370,57 @@ impl Liveness {
         self.cfg.port
     }
 
+    fn own_report(&self) -> Report {
+        Report {
+            origin: self.my_addr,
+            seq: self.seq,
+            down: self
+                .neighbours
+                .iter()
+                .filter(|n| !n.up)
+                .map(|n| n.addr)
+                .collect(),
+        }
+    }
+
+    /// The reports a hello carries: ours, then those with a non-empty
+    /// list, then the most recently changed (the order in which
+    /// [`Hello::encode`] keeps them when they do not all fit).
+    fn reports_to_send(&self) -> Vec<Report> {
+        let mut others: Vec<(&IpAddr, &Stored)> = self.reports.iter().collect();
+        others.sort_by_key(|(_, r)| (r.down.is_empty(), std::cmp::Reverse(r.changed_at)));
+        let mut out = vec![self.own_report()];
+        out.extend(others.into_iter().map(|(origin, r)| Report {
+            origin: *origin,
+            seq: r.seq,
+            down: r.down.clone(),
+        }));
+        out
+    }
+
     /// What to send each neighbour now: its address and the hello.
-    pub fn hellos(&self, now: u64) -> impl Iterator<Item = (IpAddr, Hello)> + '_ {
+    pub fn hellos(&self, now: u64) -> Vec<(IpAddr, Hello)> {
         let dead = self.dead_interval();
-        self.neighbours.iter().map(move |n| {
-            (
-                n.addr,
-                Hello {
-                    vni: self.vni,
-                    hears_you: n.heard && now.saturating_sub(n.heard_at) < dead,
-                },
-            )
-        })
+        let reports = self.reports_to_send();
+        self.neighbours
+            .iter()
+            .map(|n| {
+                (
+                    n.addr,
+                    Hello {
+                        vni: self.vni,
+                        hears_you: n.heard && now.saturating_sub(n.heard_at) < dead,
+                        reports: reports.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// A datagram from `from` on the liveness port. Returns whether the
-    /// set of neighbours that are down changed.
+    /// set of links that are down changed.
     pub fn on_datagram(&mut self, now: u64, from: IpAddr, data: &[u8]) -> Result<bool, BadHello> {
-        let r = Hello::decode(data).and_then(|h| self.on_hello(now, from, h));
+        let r = Hello::decode(data).and_then(|h| self.on_hello(now, from, &h));
         match r {
             Ok(_) => self.counts.received += 1,
             Err(BadHello::Malformed) => self.counts.malformed += 1,
@@ -223,12 +430,20 @@ impl Liveness {
         r
     }
 
-    /// A decoded hello from `from`.
-    pub fn on_hello(&mut self, now: u64, from: IpAddr, h: Hello) -> Result<bool, BadHello> {
+    /// Records a change of our own list: a new sequence number.
+    fn own_changed(&mut self, now: u64) {
+        self.seq += 1;
+        self.seq_changed_at = now;
+    }
+
+    /// A decoded hello from `from`. Returns whether the set of links that
+    /// are down changed.
+    pub fn on_hello(&mut self, now: u64, from: IpAddr, h: &Hello) -> Result<bool, BadHello> {
         if h.vni != self.vni {
             return Err(BadHello::OtherVni);
         }
         let dead = self.dead_interval();
+        let before = self.links_down();
         let n = self
             .neighbours
             .iter_mut()
@@ -240,11 +455,38 @@ impl Liveness {
         n.established |= h.hears_you;
         let was = n.up;
         n.up = n.up_at(now, dead);
-        Ok(was != n.up)
+        if was != n.up {
+            self.own_changed(now);
+        }
+        for r in &h.reports {
+            if r.origin == self.my_addr {
+                // Ours, from before a restart with a later clock: ours must
+                // supersede it everywhere.
+                if r.seq >= self.seq {
+                    self.seq = r.seq;
+                    self.own_changed(now);
+                }
+                continue;
+            }
+            if !self.hosts.contains_key(&r.origin) {
+                continue;
+            }
+            if self.reports.get(&r.origin).is_none_or(|s| r.seq > s.seq) {
+                self.reports.insert(
+                    r.origin,
+                    Stored {
+                        seq: r.seq,
+                        down: r.down.clone(),
+                        changed_at: now,
+                    },
+                );
+            }
+        }
+        Ok(self.links_down() != before)
     }
 
     /// Marks down every neighbour not heard (two-way) within the dead
-    /// interval. Returns whether anything changed.
+    /// interval. Returns whether the set of links that are down changed.
     pub fn on_tick(&mut self, now: u64) -> bool {
         let dead = self.dead_interval();
         let mut changed = false;
@@ -255,10 +497,13 @@ impl Liveness {
                 changed = true;
             }
         }
+        if changed {
+            self.own_changed(now);
+        }
         changed
     }
 
-    /// Names of the neighbours that are down, in link order.
+    /// Names of our neighbours that are down, in link order.
     pub fn down(&self) -> Vec<String> {
         self.neighbours
             .iter()
@@ -275,25 +520,53 @@ impl Liveness {
             .collect()
     }
 
-    /// `topo` without the links between `me` and the neighbours that are
-    /// down: what the routes are computed over.
-    pub fn live_topology(&self, topo: &Topology, me: usize) -> Topology {
-        let down: Vec<usize> = self
+    /// The links that are out of the routes, as host index pairs (lower
+    /// first): ours to the neighbours that are down, and every link an end
+    /// of it reports down.
+    pub fn links_down(&self) -> BTreeSet<(usize, usize)> {
+        let pair = |a: usize, b: usize| (a.min(b), a.max(b));
+        let mut out: BTreeSet<(usize, usize)> = self
             .neighbours
             .iter()
             .filter(|n| !n.up)
-            .map(|n| n.host)
+            .map(|n| pair(self.me, n.host))
             .collect();
+        for (origin, r) in &self.reports {
+            let Some(&a) = self.hosts.get(origin) else {
+                continue;
+            };
+            for d in &r.down {
+                if let Some(&b) = self.hosts.get(d) {
+                    if a != b {
+                        out.insert(pair(a, b));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The links that are out, by name ("h1-h3").
+    pub fn link_names_down(&self) -> Vec<String> {
+        self.links_down()
+            .into_iter()
+            .map(|(a, b)| format!("{}-{}", self.names[a], self.names[b]))
+            .collect()
+    }
+
+    /// `topo` without the links that are down: what the routes are
+    /// computed over. `topo` must be the file this was made from.
+    pub fn live_topology(&self, topo: &Topology) -> Topology {
+        let down = self.links_down();
         let mut t = topo.clone();
         if down.is_empty() {
             return t;
         }
-        t.links.retain(|l| {
-            let a = topo.host_index(&l.a);
-            let b = topo.host_index(&l.b);
-            !matches!((a, b), (Some(a), Some(b))
-                if (a == me && down.contains(&b)) || (b == me && down.contains(&a)))
-        });
+        t.links
+            .retain(|l| match (topo.host_index(&l.a), topo.host_index(&l.b)) {
+                (Some(a), Some(b)) => !down.contains(&(a.min(b), a.max(b))),
+                _ => true,
+            });
         t
     }
 }
@@ -306,37 +579,22 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    fn parse(hosts: usize, links: &[(usize, usize, u32)], interval: u32) -> Topology {
+        let mut text = format!("[overlay]\nvni = 42\nliveness_interval_ms = {interval}\n");
+        for h in 1..=hosts {
+            text += &format!(
+                "[[hosts]]\nname = \"h{h}\"\nunderlay = \"198.18.0.{h}\"\nsubnets = [\"198.19.{h}.0/24\"]\n"
+            );
+        }
+        for (a, b, c) in links {
+            text += &format!("[[links]]\na = \"h{a}\"\nb = \"h{b}\"\ncost = {c}\n");
+        }
+        config::parse(&text, "t.toml").expect("valid")
+    }
+
     /// h1 - h3 - h2 at cost 5 + 5, and h1 - h2 direct at 20.
     fn triangle() -> Topology {
-        let text = r#"[overlay]
-vni = 42
-liveness_interval_ms = 100
-[[hosts]]
-name = "h1"
-underlay = "198.18.0.1"
-subnets = ["198.19.1.0/24"]
-[[hosts]]
-name = "h2"
-underlay = "198.18.0.2"
-subnets = ["198.19.2.0/24"]
-[[hosts]]
-name = "h3"
-underlay = "198.18.0.3"
-subnets = ["198.19.3.0/24"]
-[[links]]
-a = "h1"
-b = "h3"
-cost = 5
-[[links]]
-a = "h3"
-b = "h2"
-cost = 5
-[[links]]
-a = "h1"
-b = "h2"
-cost = 20
-"#;
-        config::parse(text, "t.toml").expect("valid")
+        parse(3, &[(1, 3, 5), (3, 2, 5), (1, 2, 20)], 100)
     }
 
     fn cfg(t: &Topology) -> LivenessConfig {
@@ -347,7 +605,15 @@ cost = 20
         s.parse().unwrap()
     }
 
-    fn next_hop_of(t: &Topology, me: usize, prefix: &str) -> Vec<String> {
+    fn hello(hears_you: bool) -> Hello {
+        Hello {
+            vni: 42,
+            hears_you,
+            reports: vec![],
+        }
+    }
+
+    fn next_hops(t: &Topology, me: usize, prefix: &str) -> Vec<String> {
         let r = route::compute(t, me).expect("routes");
         let p: ipnet::IpNet = prefix.parse().unwrap();
         r.routes
@@ -364,154 +630,206 @@ cost = 20
 
     #[test]
     fn hello_round_trips_and_rejects_garbage() {
-        for h in [
-            Hello {
-                vni: 42,
-                hears_you: true,
-            },
-            Hello {
-                vni: 0xff_ffff,
-                hears_you: false,
-            },
-        ] {
-            assert_eq!(Hello::decode(&h.encode()), Ok(h));
-        }
-        let good = Hello {
-            vni: 7,
+        let h = Hello {
+            vni: 0xff_ffff,
             hears_you: true,
+            reports: vec![
+                Report {
+                    origin: ip("198.18.0.1"),
+                    seq: u64::MAX - 1,
+                    down: vec![ip("198.18.0.2"), ip("2001:2::9")],
+                },
+                Report {
+                    origin: ip("2001:2::1"),
+                    seq: 7,
+                    down: vec![],
+                },
+            ],
+        };
+        let (b, left_out) = h.encode();
+        assert_eq!(left_out, 0);
+        assert_eq!(b.len(), HELLO_LEN + (5 + 8 + 1 + 5 + 17) + (17 + 8 + 1));
+        assert_eq!(Hello::decode(&b), Ok(h.clone()));
+        assert_eq!(Hello::decode(&hello(false).encode().0), Ok(hello(false)));
+        // Every truncation of the reports is malformed, never a panic.
+        for n in 0..b.len() {
+            assert_eq!(
+                Hello::decode(&b[..n]),
+                Err(BadHello::Malformed),
+                "{n} bytes"
+            );
         }
-        .encode();
-        assert_eq!(Hello::decode(&good[..11]), Err(BadHello::Malformed));
-        let mut bad = good;
+        let mut bad = b.clone();
         bad[0] = b'X';
         assert_eq!(Hello::decode(&bad), Err(BadHello::Malformed));
-        let mut v2 = good;
+        let mut v2 = b.clone();
         v2[4] = 2;
         assert_eq!(Hello::decode(&v2), Err(BadHello::Malformed));
-        let mut longer = good.to_vec();
+        let mut family = b.clone();
+        family[HELLO_LEN] = 5;
+        assert_eq!(Hello::decode(&family), Err(BadHello::Malformed));
+        let mut longer = b.clone();
         longer.extend_from_slice(&[1, 2, 3]);
-        assert!(Hello::decode(&longer).is_ok());
+        assert_eq!(Hello::decode(&longer), Ok(h));
+    }
+
+    #[test]
+    fn reports_past_the_size_limit_are_left_out() {
+        let reports: Vec<Report> = (0..200u32)
+            .map(|i| Report {
+                origin: IpAddr::from((0xc612_0000u32 + i).to_be_bytes()),
+                seq: 1,
+                down: vec![],
+            })
+            .collect();
+        let (b, left_out) = Hello {
+            vni: 1,
+            hears_you: false,
+            reports,
+        }
+        .encode();
+        assert!(b.len() <= MAX_HELLO);
+        let kept = Hello::decode(&b).unwrap().reports.len();
+        assert_eq!(kept + left_out, 200);
+        assert!(kept >= 90, "{kept}");
     }
 
     #[test]
     fn silent_neighbour_goes_down_and_comes_back_two_way() {
         let t = triangle();
-        let mut l = Liveness::new(&t, 0, cfg(&t), 0);
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1);
         assert_eq!(l.states(), vec![("h3".into(), true), ("h2".into(), true)]);
         // h2 keeps talking, h3 says nothing: down after 3 x 100 ms.
-        let h2 = Hello {
-            vni: 42,
-            hears_you: true,
-        };
         for k in 1..=2u64 {
-            assert_eq!(l.on_hello(k * 100 * MS, ip("198.18.0.2"), h2), Ok(false));
+            assert_eq!(
+                l.on_hello(k * 100 * MS, ip("198.18.0.2"), &hello(true)),
+                Ok(false)
+            );
             assert!(!l.on_tick(k * 100 * MS), "changed at {k}");
         }
         assert!(!l.on_tick(300 * MS - 1));
-        assert_eq!(l.on_hello(300 * MS, ip("198.18.0.2"), h2), Ok(false));
+        assert_eq!(
+            l.on_hello(300 * MS, ip("198.18.0.2"), &hello(true)),
+            Ok(false)
+        );
         assert!(l.on_tick(300 * MS));
         assert_eq!(l.down(), vec!["h3".to_string()]);
+        assert_eq!(l.link_names_down(), vec!["h1-h3".to_string()]);
         assert!(!l.on_tick(310 * MS), "a second report");
         // h3 talks again, but does not hear us yet: still down.
-        let one_way = Hello {
-            vni: 42,
-            hears_you: false,
-        };
-        assert_eq!(l.on_hello(320 * MS, ip("198.18.0.3"), one_way), Ok(false));
+        assert_eq!(
+            l.on_hello(320 * MS, ip("198.18.0.3"), &hello(false)),
+            Ok(false)
+        );
         assert_eq!(l.down(), vec!["h3".to_string()]);
         // Our next hello to h3 says we hear it.
         let to_h3 = l
             .hellos(330 * MS)
-            .find(|(a, _)| *a == ip("198.18.0.3"))
-            .unwrap()
-            .1;
-        assert!(to_h3.hears_you);
+            .into_iter()
+            .find(|(a, _)| *a == ip("198.18.0.3"));
+        assert!(to_h3.unwrap().1.hears_you);
         // It hears us: up.
-        let two_way = Hello {
-            vni: 42,
-            hears_you: true,
-        };
-        assert_eq!(l.on_hello(340 * MS, ip("198.18.0.3"), two_way), Ok(true));
+        assert_eq!(
+            l.on_hello(340 * MS, ip("198.18.0.3"), &hello(true)),
+            Ok(true)
+        );
         assert!(l.down().is_empty());
         // One that says it no longer hears us goes down at once.
-        assert_eq!(l.on_hello(350 * MS, ip("198.18.0.2"), one_way), Ok(true));
+        assert_eq!(
+            l.on_hello(350 * MS, ip("198.18.0.2"), &hello(false)),
+            Ok(true)
+        );
         assert_eq!(l.down(), vec!["h2".to_string()]);
     }
 
     #[test]
     fn start_up_one_way_hellos_do_not_flap() {
         let t = triangle();
-        let mut l = Liveness::new(&t, 0, cfg(&t), 0);
-        let one_way = Hello {
-            vni: 42,
-            hears_you: false,
-        };
-        let two_way = Hello {
-            vni: 42,
-            hears_you: true,
-        };
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1);
         // h2 starts with us: its first hello cannot hear us yet.
-        assert_eq!(l.on_hello(10 * MS, ip("198.18.0.2"), one_way), Ok(false));
-        assert_eq!(l.on_hello(110 * MS, ip("198.18.0.2"), two_way), Ok(false));
+        assert_eq!(
+            l.on_hello(10 * MS, ip("198.18.0.2"), &hello(false)),
+            Ok(false)
+        );
+        assert_eq!(
+            l.on_hello(110 * MS, ip("198.18.0.2"), &hello(true)),
+            Ok(false)
+        );
         assert!(l.down().is_empty());
         // A neighbour that only ever hears itself talk: down once the grace
         // is over, though its hellos keep coming.
         for k in 0..3u64 {
-            l.on_hello(k * 100 * MS, ip("198.18.0.3"), one_way).unwrap();
+            l.on_hello(k * 100 * MS, ip("198.18.0.3"), &hello(false))
+                .unwrap();
         }
-        assert_eq!(l.on_hello(300 * MS, ip("198.18.0.3"), one_way), Ok(true));
+        assert_eq!(
+            l.on_hello(300 * MS, ip("198.18.0.3"), &hello(false)),
+            Ok(true)
+        );
         assert_eq!(l.down(), vec!["h3".to_string()]);
         // Established h2 restarts: its hello no longer hears us, down at once.
-        assert_eq!(l.on_hello(320 * MS, ip("198.18.0.2"), one_way), Ok(true));
-        assert_eq!(l.on_hello(420 * MS, ip("198.18.0.2"), two_way), Ok(true));
+        assert_eq!(
+            l.on_hello(320 * MS, ip("198.18.0.2"), &hello(false)),
+            Ok(true)
+        );
+        assert_eq!(
+            l.on_hello(420 * MS, ip("198.18.0.2"), &hello(true)),
+            Ok(true)
+        );
         assert_eq!(l.down(), vec!["h3".to_string()]);
     }
 
     #[test]
-    fn hellos_say_whom_we_hear() {
+    fn hellos_say_whom_we_hear_and_carry_our_report() {
         let t = triangle();
-        let mut l = Liveness::new(&t, 0, cfg(&t), 0);
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1000);
         // Never heard: we do not claim to hear them.
-        assert!(l.hellos(0).all(|(_, h)| !h.hears_you && h.vni == 42));
-        let h = Hello {
-            vni: 42,
-            hears_you: true,
-        };
-        l.on_hello(50 * MS, ip("198.18.0.2"), h).unwrap();
-        let hears: Vec<_> = l.hellos(60 * MS).map(|(a, h)| (a, h.hears_you)).collect();
+        assert!(l.hellos(0).iter().all(|(_, h)| !h.hears_you && h.vni == 42));
+        l.on_hello(50 * MS, ip("198.18.0.2"), &hello(true)).unwrap();
+        let hears: Vec<_> = l
+            .hellos(60 * MS)
+            .into_iter()
+            .map(|(a, h)| (a, h.hears_you))
+            .collect();
         assert_eq!(
             hears,
             vec![(ip("198.18.0.3"), false), (ip("198.18.0.2"), true)]
         );
+        let own = &l.hellos(60 * MS)[0].1.reports[0];
+        assert_eq!(
+            (own.origin, own.seq, own.down.len()),
+            (ip("198.18.0.1"), 1000, 0)
+        );
+        // h3 down: a new sequence number and h3 in the list.
+        assert!(l.on_tick(301 * MS));
+        let own = &l.hellos(301 * MS)[0].1.reports[0];
+        assert_eq!((own.seq, own.down.clone()), (1001, vec![ip("198.18.0.3")]));
         // Not heard for the dead interval: no longer.
-        assert!(l.hellos(351 * MS).all(|(_, h)| !h.hears_you));
+        assert!(l.hellos(351 * MS).iter().all(|(_, h)| !h.hears_you));
     }
 
     #[test]
     fn foreign_datagrams_are_counted_not_taken() {
         let t = triangle();
-        let mut l = Liveness::new(&t, 0, cfg(&t), 0);
-        let h = Hello {
-            vni: 42,
-            hears_you: true,
-        };
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1);
+        let h = hello(true).encode().0;
         assert_eq!(
-            l.on_datagram(1, ip("198.18.0.9"), &h.encode()),
+            l.on_datagram(1, ip("198.18.0.9"), &h),
             Err(BadHello::NotNeighbour)
         );
         let other = Hello {
             vni: 43,
-            hears_you: true,
+            ..hello(true)
         };
         assert_eq!(
-            l.on_datagram(1, ip("198.18.0.2"), &other.encode()),
+            l.on_datagram(1, ip("198.18.0.2"), &other.encode().0),
             Err(BadHello::OtherVni)
         );
         assert_eq!(
             l.on_datagram(1, ip("198.18.0.2"), b"hello"),
             Err(BadHello::Malformed)
         );
-        assert_eq!(l.on_datagram(1, ip("198.18.0.2"), &h.encode()), Ok(false));
+        assert_eq!(l.on_datagram(1, ip("198.18.0.2"), &h), Ok(false));
         assert_eq!(
             l.counts,
             HelloCounts {
@@ -525,35 +843,237 @@ cost = 20
     }
 
     #[test]
+    fn newer_reports_win_and_ours_supersede_our_old_ones() {
+        let t = triangle();
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 10);
+        let from_h2 = |reports| Hello {
+            reports,
+            ..hello(true)
+        };
+        let r = |seq, down: Vec<IpAddr>| Report {
+            origin: ip("198.18.0.3"),
+            seq,
+            down,
+        };
+        // h2 relays h3's report that h3 lost h2: the h2-h3 link is out.
+        let got = l.on_hello(
+            1,
+            ip("198.18.0.2"),
+            &from_h2(vec![r(5, vec![ip("198.18.0.2")])]),
+        );
+        assert_eq!(got, Ok(true));
+        assert_eq!(l.link_names_down(), vec!["h2-h3".to_string()]);
+        // An older one changes nothing; a newer empty one brings it back.
+        assert_eq!(
+            l.on_hello(2, ip("198.18.0.2"), &from_h2(vec![r(4, vec![])])),
+            Ok(false)
+        );
+        assert_eq!(
+            l.on_hello(3, ip("198.18.0.2"), &from_h2(vec![r(6, vec![])])),
+            Ok(true)
+        );
+        assert!(l.links_down().is_empty());
+        // Reports of unknown origins and about unknown hosts are ignored.
+        let stranger = Report {
+            origin: ip("198.18.0.77"),
+            seq: 1,
+            down: vec![ip("198.18.0.2")],
+        };
+        assert_eq!(
+            l.on_hello(4, ip("198.18.0.2"), &from_h2(vec![stranger])),
+            Ok(false)
+        );
+        // Our own report from a run with a later clock: ours jump past it.
+        let old_self = Report {
+            origin: ip("198.18.0.1"),
+            seq: 50,
+            down: vec![ip("198.18.0.3")],
+        };
+        assert_eq!(
+            l.on_hello(5, ip("198.18.0.2"), &from_h2(vec![old_self])),
+            Ok(false)
+        );
+        assert_eq!(l.hellos(5)[0].1.reports[0].seq, 51);
+        assert!(l.links_down().is_empty());
+    }
+
+    /// A network of routers exchanging encoded hellos in memory, with links
+    /// that can be cut and routers that can stop.
+    struct Net {
+        topo: Topology,
+        hosts: Vec<Liveness>,
+        alive: Vec<bool>,
+        cut: Vec<(usize, usize)>,
+        now: u64,
+    }
+
+    impl Net {
+        fn new(topo: Topology) -> Net {
+            let c = cfg(&topo);
+            let hosts = (0..topo.hosts.len())
+                .map(|i| Liveness::new(&topo, i, c, 0, 1_000 * (i as u64 + 1)))
+                .collect();
+            let alive = vec![true; topo.hosts.len()];
+            Net {
+                topo,
+                hosts,
+                alive,
+                cut: vec![],
+                now: 0,
+            }
+        }
+
+        fn index(&self, a: IpAddr) -> usize {
+            self.topo
+                .hosts
+                .iter()
+                .position(|h| h.underlay == a)
+                .unwrap()
+        }
+
+        /// One interval: every live router sends its hellos, every hello on
+        /// an intact link to a live router is taken, every router ticks.
+        fn round(&mut self) {
+            self.now += 100 * MS;
+            let mut mail = Vec::new();
+            for (i, l) in self.hosts.iter().enumerate() {
+                if !self.alive[i] {
+                    continue;
+                }
+                for (to, h) in l.hellos(self.now) {
+                    let j = self.index(to);
+                    let cut = self.cut.contains(&(i.min(j), i.max(j)));
+                    if self.alive[j] && !cut {
+                        mail.push((j, self.topo.hosts[i].underlay, h.encode().0));
+                    }
+                }
+            }
+            for (j, from, b) in mail {
+                self.hosts[j].on_datagram(self.now, from, &b).unwrap();
+            }
+            for (i, l) in self.hosts.iter_mut().enumerate() {
+                if self.alive[i] {
+                    l.on_tick(self.now);
+                }
+            }
+        }
+
+        /// Follows the first next hop of every live router from `src` to
+        /// `dst`'s subnet: the hosts on the way, or a panic on a loop.
+        fn path(&self, src: usize, dst: usize) -> Vec<String> {
+            let prefix = format!("198.19.{}.0/24", dst + 1);
+            let mut at = src;
+            let mut path = vec![self.topo.hosts[src].name.clone()];
+            while at != dst {
+                assert!(self.alive[at], "path {path:?} enters a dead router");
+                let live = self.hosts[at].live_topology(&self.topo);
+                let hops = next_hops(&live, at, &prefix);
+                let Some(next) = hops.first() else {
+                    return path;
+                };
+                at = self.topo.host_index(next).unwrap();
+                path.push(next.clone());
+                assert!(path.len() <= self.topo.hosts.len(), "loop: {path:?}");
+            }
+            path
+        }
+
+        fn agree(&self) -> Vec<String> {
+            let live: Vec<_> = (0..self.hosts.len()).filter(|&i| self.alive[i]).collect();
+            let first = self.hosts[live[0]].link_names_down();
+            for &i in &live {
+                assert_eq!(
+                    self.hosts[i].link_names_down(),
+                    first,
+                    "h{} disagrees",
+                    i + 1
+                );
+            }
+            first
+        }
+    }
+
+    #[test]
+    fn a_cut_link_is_left_out_by_every_host_and_paths_do_not_loop() {
+        // The triangle: h1-h3-h2 at 5 + 5 and h1-h2 at 20. The h1-h3 link
+        // breaks while both hosts live: h2 must learn it, or h2 sends h1's
+        // traffic to h3, which sends it back.
+        let mut net = Net::new(triangle());
+        for _ in 0..5 {
+            net.round();
+        }
+        assert!(net.agree().is_empty());
+        assert_eq!(net.path(1, 0), ["h2", "h3", "h1"]);
+        net.cut.push((0, 2));
+        for _ in 0..6 {
+            net.round();
+        }
+        assert_eq!(net.agree(), ["h1-h3"]);
+        assert_eq!(net.path(1, 0), ["h2", "h1"]);
+        assert_eq!(net.path(0, 2), ["h1", "h2", "h3"]);
+        assert_eq!(net.path(2, 0), ["h3", "h2", "h1"]);
+        // Mended: every host takes it back.
+        net.cut.clear();
+        for _ in 0..4 {
+            net.round();
+        }
+        assert!(net.agree().is_empty());
+        assert_eq!(net.path(1, 0), ["h2", "h3", "h1"]);
+    }
+
+    #[test]
+    fn a_dead_router_two_hops_away_is_routed_around() {
+        // h1-h3 1, h3-h4 1, h4-h2 1, h1-h2 10. h4 dies: h1 has no link to it
+        // and learns it from h3's and h2's reports.
+        let mut net = Net::new(parse(
+            4,
+            &[(1, 3, 1), (3, 4, 1), (4, 2, 1), (1, 2, 10)],
+            100,
+        ));
+        for _ in 0..5 {
+            net.round();
+        }
+        assert_eq!(net.path(0, 1), ["h1", "h3", "h4", "h2"]);
+        net.alive[3] = false;
+        for _ in 0..6 {
+            net.round();
+        }
+        assert_eq!(net.agree(), ["h2-h4", "h3-h4"]);
+        assert_eq!(net.path(0, 1), ["h1", "h2"]);
+        assert_eq!(net.path(2, 1), ["h3", "h1", "h2"]);
+        // h4 restarts (a new clock, a higher sequence base): back in.
+        let c = cfg(&net.topo);
+        net.hosts[3] = Liveness::new(&net.topo, 3, c, net.now, 1_000_000);
+        net.alive[3] = true;
+        for _ in 0..5 {
+            net.round();
+        }
+        assert!(net.agree().is_empty());
+        assert_eq!(net.path(0, 1), ["h1", "h3", "h4", "h2"]);
+    }
+
+    #[test]
     fn routes_avoid_a_dead_transit_and_return() {
         let t = triangle();
-        let mut l = Liveness::new(&t, 0, cfg(&t), 0);
-        assert_eq!(
-            next_hop_of(&l.live_topology(&t, 0), 0, "198.19.2.0/24"),
-            ["h3"]
-        );
-        let h = Hello {
-            vni: 42,
-            hears_you: true,
-        };
-        l.on_hello(100 * MS, ip("198.18.0.2"), h).unwrap();
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1);
+        assert_eq!(next_hops(&l.live_topology(&t), 0, "198.19.2.0/24"), ["h3"]);
+        l.on_hello(100 * MS, ip("198.18.0.2"), &hello(true))
+            .unwrap();
         assert!(l.on_tick(301 * MS));
-        let live = l.live_topology(&t, 0);
+        let live = l.live_topology(&t);
         // Only our own link to h3 is gone; h3 - h2 stays in the graph.
         assert_eq!(live.links.len(), 2);
-        assert_eq!(next_hop_of(&live, 0, "198.19.2.0/24"), ["h2"]);
-        assert_eq!(next_hop_of(&live, 0, "198.19.3.0/24"), ["h2"]);
-        l.on_hello(320 * MS, ip("198.18.0.3"), h).unwrap();
-        assert_eq!(
-            next_hop_of(&l.live_topology(&t, 0), 0, "198.19.2.0/24"),
-            ["h3"]
-        );
+        assert_eq!(next_hops(&live, 0, "198.19.2.0/24"), ["h2"]);
+        assert_eq!(next_hops(&live, 0, "198.19.3.0/24"), ["h2"]);
+        l.on_hello(320 * MS, ip("198.18.0.3"), &hello(true))
+            .unwrap();
+        assert_eq!(next_hops(&l.live_topology(&t), 0, "198.19.2.0/24"), ["h3"]);
     }
 
     #[test]
     fn reload_keeps_the_state_of_known_neighbours() {
         let t = triangle();
-        let mut l = Liveness::new(&t, 0, cfg(&t), 0);
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1);
         assert!(l.on_tick(301 * MS));
         assert_eq!(l.down().len(), 2);
         // The same file with h3 renamed: same address, same state; h2 too.
@@ -568,6 +1088,7 @@ cost = 20
         }
         let l2 = l.reload(&t2, 0, cfg(&t2), 400 * MS);
         assert_eq!(l2.down(), vec!["h3b".to_string(), "h2".to_string()]);
+        assert!(l2.hellos(400 * MS)[0].1.reports[0].seq > l.hellos(400 * MS)[0].1.reports[0].seq);
         // A neighbour that was not one before starts up.
         let mut t3 = t.clone();
         t3.hosts[1].underlay = ip("198.18.0.22");
