@@ -95,6 +95,9 @@ pub struct LivenessStats {
     pub hellos_not_neighbour: u64,
     /// Reports that did not fit a hello (more hosts than one datagram holds).
     pub reports_left_out: u64,
+    /// Reports ignored: their sequence number is over 10 minutes ahead of
+    /// our clock (a forged one, or a host whose clock is off).
+    pub reports_ahead: u64,
 }
 
 impl LivenessStats {
@@ -111,6 +114,7 @@ impl LivenessStats {
             hellos_other_vni: c.other_vni,
             hellos_not_neighbour: c.not_neighbour,
             reports_left_out: c.reports_left_out,
+            reports_ahead: c.reports_ahead,
         }
     }
 }
@@ -957,7 +961,9 @@ fn nanos_since(epoch: Instant) -> u64 {
 /// neighbour went up or down.
 fn receive_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) -> bool {
     let mut changed = false;
-    let mut buf = [0u8; 256];
+    // One byte more than a hello may have: a longer datagram arrives cut
+    // to this and is refused as malformed, not read as a shorter one.
+    let mut buf = [0u8; route::liveness::MAX_HELLO + 1];
     // Bounded: a flood on the port must not hold the control thread; the
     // next pass takes the rest.
     for _ in 0..64 {

@@ -236,7 +236,7 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         counter_family(
             enc,
             "vxrouter_liveness_hellos",
-            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), and link reports that did not fit a hello (report_left_out).",
+            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), link reports that did not fit a hello (report_left_out), and reports ignored for a sequence number far ahead of our clock (report_ahead).",
             [
                 ([("kind", "sent")], l.hellos_sent),
                 ([("kind", "send_error")], l.hello_send_errors),
@@ -245,6 +245,7 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
                 ([("kind", "other_vni")], l.hellos_other_vni),
                 ([("kind", "not_neighbour")], l.hellos_not_neighbour),
                 ([("kind", "report_left_out")], l.reports_left_out),
+                ([("kind", "report_ahead")], l.reports_ahead),
             ],
         )?;
         gauge(

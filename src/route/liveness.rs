@@ -43,9 +43,14 @@ use crate::config::{LivenessConfig, Topology};
 
 /// Bytes of a hello before its reports.
 pub const HELLO_LEN: usize = 12;
-/// Largest hello we send: reports that do not fit are left for the next one
-/// (and counted).
+/// Largest hello we send or take: reports that do not fit are left for a
+/// later one (and counted); a longer datagram is malformed.
 pub const MAX_HELLO: usize = 1400;
+/// How far ahead of our own clock a report's sequence number may be (ns):
+/// it starts at its origin's wall clock, and a forged or broken one far in
+/// the future would otherwise hold its place for good. Hosts' clocks must
+/// agree within this.
+pub const MAX_SEQ_AHEAD: u64 = 600 * 1_000_000_000;
 const MAGIC: [u8; 4] = *b"VXRL";
 const VERSION: u8 = 1;
 /// Flag: the sender has heard us within its dead interval.
@@ -176,7 +181,7 @@ impl Hello {
     /// Parses a hello; bytes after the reports are accepted (a later
     /// version may append fields), unknown flags ignored.
     pub fn decode(b: &[u8]) -> Result<Hello, BadHello> {
-        if b.len() < HELLO_LEN || b[..4] != MAGIC || b[4] != VERSION {
+        if b.len() < HELLO_LEN || b.len() > MAX_HELLO || b[..4] != MAGIC || b[4] != VERSION {
             return Err(BadHello::Malformed);
         }
         let n = u16::from_be_bytes([b[6], b[7]]);
@@ -234,8 +239,6 @@ impl Neighbour {
 struct Stored {
     seq: u64,
     down: Vec<IpAddr>,
-    /// When this sequence number was first heard (ns).
-    changed_at: u64,
 }
 
 /// Hello counters (exported by the control thread).
@@ -251,6 +254,9 @@ pub struct HelloCounts {
     pub not_neighbour: u64,
     /// Reports left out of a hello for want of room (sent in a later one).
     pub reports_left_out: u64,
+    /// Reports ignored because their sequence number is further ahead of
+    /// our clock than [`MAX_SEQ_AHEAD`].
+    pub reports_ahead: u64,
 }
 
 /// The liveness of this host's neighbours and the links reported down.
@@ -267,6 +273,13 @@ pub struct Liveness {
     /// Our own report's sequence number and when it last changed.
     seq: u64,
     seq_changed_at: u64,
+    /// The wall clock (ns) at `mono_base`, our monotonic time at creation:
+    /// an estimate of the wall clock now, to bound reports from the future.
+    wall_base: u64,
+    mono_base: u64,
+    /// Where the reports that are left over start in the next hello, so
+    /// that every one is sent in turn when they do not all fit.
+    rotation: usize,
     /// The newest report of every other origin.
     reports: BTreeMap<IpAddr, Stored>,
     pub counts: HelloCounts,
@@ -324,6 +337,9 @@ impl Liveness {
             neighbours,
             seq: seq_base,
             seq_changed_at: now,
+            wall_base: seq_base,
+            mono_base: now,
+            rotation: 0,
             reports: BTreeMap::new(),
             counts: HelloCounts::default(),
         }
@@ -383,23 +399,40 @@ impl Liveness {
         }
     }
 
-    /// The reports a hello carries: ours, then those with a non-empty
-    /// list, then the most recently changed (the order in which
-    /// [`Hello::encode`] keeps them when they do not all fit).
-    fn reports_to_send(&self) -> Vec<Report> {
-        let mut others: Vec<(&IpAddr, &Stored)> = self.reports.iter().collect();
-        others.sort_by_key(|(_, r)| (r.down.is_empty(), std::cmp::Reverse(r.changed_at)));
-        let mut out = vec![self.own_report()];
-        out.extend(others.into_iter().map(|(origin, r)| Report {
+    /// The reports a hello carries, in the order in which [`Hello::encode`]
+    /// keeps them when they do not all fit: ours, those with a non-empty
+    /// list, then the empty ones from a place that moves on with every
+    /// hello, so that each is sent in turn.
+    fn reports_to_send(&mut self) -> Vec<Report> {
+        let as_report = |(origin, r): (&IpAddr, &Stored)| Report {
             origin: *origin,
             seq: r.seq,
             down: r.down.clone(),
-        }));
+        };
+        let mut out = vec![self.own_report()];
+        out.extend(
+            self.reports
+                .iter()
+                .filter(|(_, r)| !r.down.is_empty())
+                .map(as_report),
+        );
+        let empty: Vec<Report> = self
+            .reports
+            .iter()
+            .filter(|(_, r)| r.down.is_empty())
+            .map(as_report)
+            .collect();
+        if !empty.is_empty() {
+            let k = self.rotation % empty.len();
+            out.extend(empty[k..].iter().chain(&empty[..k]).cloned());
+            self.rotation = self.rotation.wrapping_add(1);
+        }
         out
     }
 
     /// What to send each neighbour now: its address and the hello.
-    pub fn hellos(&self, now: u64) -> Vec<(IpAddr, Hello)> {
+    /// (A neighbour is not sent its own report back.)
+    pub fn hellos(&mut self, now: u64) -> Vec<(IpAddr, Hello)> {
         let dead = self.dead_interval();
         let reports = self.reports_to_send();
         self.neighbours
@@ -410,7 +443,11 @@ impl Liveness {
                     Hello {
                         vni: self.vni,
                         hears_you: n.heard && now.saturating_sub(n.heard_at) < dead,
-                        reports: reports.clone(),
+                        reports: reports
+                            .iter()
+                            .filter(|r| r.origin != n.addr)
+                            .cloned()
+                            .collect(),
                     },
                 )
             })
@@ -432,8 +469,16 @@ impl Liveness {
 
     /// Records a change of our own list: a new sequence number.
     fn own_changed(&mut self, now: u64) {
-        self.seq += 1;
+        self.seq = self.seq.saturating_add(1);
         self.seq_changed_at = now;
+    }
+
+    /// Whether a report's sequence number is believable at `now`.
+    fn plausible(&self, now: u64, seq: u64) -> bool {
+        let wall = self
+            .wall_base
+            .saturating_add(now.saturating_sub(self.mono_base));
+        seq <= wall.saturating_add(MAX_SEQ_AHEAD)
     }
 
     /// A decoded hello from `from`. Returns whether the set of links that
@@ -459,10 +504,15 @@ impl Liveness {
             self.own_changed(now);
         }
         for r in &h.reports {
+            if !self.plausible(now, r.seq) {
+                self.counts.reports_ahead += 1;
+                continue;
+            }
             if r.origin == self.my_addr {
                 // Ours, from before a restart with a later clock: ours must
-                // supersede it everywhere.
-                if r.seq >= self.seq {
+                // supersede it everywhere. (Our current one is not sent back
+                // to us; an equal one changes nothing.)
+                if r.seq > self.seq {
                     self.seq = r.seq;
                     self.own_changed(now);
                 }
@@ -477,7 +527,6 @@ impl Liveness {
                     Stored {
                         seq: r.seq,
                         down: r.down.clone(),
-                        changed_at: now,
                     },
                 );
             }
@@ -905,6 +954,8 @@ mod tests {
         alive: Vec<bool>,
         cut: Vec<(usize, usize)>,
         now: u64,
+        /// Reports that did not fit the hellos sent.
+        left_out: u64,
     }
 
     impl Net {
@@ -920,6 +971,7 @@ mod tests {
                 alive,
                 cut: vec![],
                 now: 0,
+                left_out: 0,
             }
         }
 
@@ -936,20 +988,27 @@ mod tests {
         fn round(&mut self) {
             self.now += 100 * MS;
             let mut mail = Vec::new();
-            for (i, l) in self.hosts.iter().enumerate() {
+            let now = self.now;
+            for i in 0..self.hosts.len() {
                 if !self.alive[i] {
                     continue;
                 }
-                for (to, h) in l.hellos(self.now) {
+                for (to, h) in self.hosts[i].hellos(now) {
                     let j = self.index(to);
                     let cut = self.cut.contains(&(i.min(j), i.max(j)));
                     if self.alive[j] && !cut {
-                        mail.push((j, self.topo.hosts[i].underlay, h.encode().0));
+                        let (b, left_out) = h.encode();
+                        self.left_out += left_out as u64;
+                        mail.push((j, self.topo.hosts[i].underlay, b));
                     }
                 }
             }
+            // Through a receive buffer as the control thread has one.
+            let mut buf = [0u8; MAX_HELLO + 1];
             for (j, from, b) in mail {
-                self.hosts[j].on_datagram(self.now, from, &b).unwrap();
+                let n = b.len().min(buf.len());
+                buf[..n].copy_from_slice(&b[..n]);
+                self.hosts[j].on_datagram(now, from, &buf[..n]).unwrap();
             }
             for (i, l) in self.hosts.iter_mut().enumerate() {
                 if self.alive[i] {
@@ -1003,6 +1062,11 @@ mod tests {
             net.round();
         }
         assert!(net.agree().is_empty());
+        // Nothing changed: no host's sequence number moved (echoes of our
+        // own report must not bump it).
+        for (i, l) in net.hosts.iter_mut().enumerate() {
+            assert_eq!(l.hellos(0)[0].1.reports[0].seq, 1_000 * (i as u64 + 1));
+        }
         assert_eq!(net.path(1, 0), ["h2", "h3", "h1"]);
         net.cut.push((0, 2));
         for _ in 0..6 {
@@ -1053,6 +1117,60 @@ mod tests {
     }
 
     #[test]
+    fn a_ring_of_120_hosts_agrees_with_reports_in_turn() {
+        // 120 reports do not fit one hello: the empty ones take turns.
+        let n = 120usize;
+        let mut text = String::from("[overlay]\nvni = 42\nliveness_interval_ms = 100\n");
+        for h in 1..=n {
+            text += &format!(
+                "[[hosts]]\nname = \"h{h}\"\nunderlay = \"198.18.{}.{}\"\nsubnets = [\"198.19.{h}.0/24\"]\n",
+                h / 200,
+                h % 200 + 1
+            );
+        }
+        for h in 1..=n {
+            text += &format!(
+                "[[links]]\na = \"h{h}\"\nb = \"h{}\"\ncost = 1\n",
+                h % n + 1
+            );
+        }
+        let mut net = Net::new(config::parse(&text, "t.toml").expect("valid"));
+        for _ in 0..10 {
+            net.round();
+        }
+        // Between two hosts whose reports sort last: without the turns,
+        // their empty reports after the mend would never be relayed.
+        net.cut.push((108, 109));
+        for _ in 0..80 {
+            net.round();
+        }
+        assert_eq!(net.agree(), ["h109-h110"]);
+        assert!(net.left_out > 0, "the reports all fitted");
+        net.cut.clear();
+        for _ in 0..200 {
+            net.round();
+        }
+        assert!(net.agree().is_empty());
+    }
+
+    #[test]
+    fn reports_from_far_in_the_future_are_ignored() {
+        let t = triangle();
+        let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1_000);
+        let forged = Hello {
+            reports: vec![Report {
+                origin: ip("198.18.0.3"),
+                seq: u64::MAX,
+                down: vec![ip("198.18.0.2")],
+            }],
+            ..hello(true)
+        };
+        assert_eq!(l.on_hello(1, ip("198.18.0.2"), &forged), Ok(false));
+        assert!(l.links_down().is_empty());
+        assert_eq!(l.counts.reports_ahead, 1);
+    }
+
+    #[test]
     fn routes_avoid_a_dead_transit_and_return() {
         let t = triangle();
         let mut l = Liveness::new(&t, 0, cfg(&t), 0, 1);
@@ -1086,7 +1204,7 @@ mod tests {
                 }
             }
         }
-        let l2 = l.reload(&t2, 0, cfg(&t2), 400 * MS);
+        let mut l2 = l.reload(&t2, 0, cfg(&t2), 400 * MS);
         assert_eq!(l2.down(), vec!["h3b".to_string(), "h2".to_string()]);
         assert!(l2.hellos(400 * MS)[0].1.reports[0].seq > l.hellos(400 * MS)[0].1.reports[0].seq);
         // A neighbour that was not one before starts up.
