@@ -649,7 +649,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         kernel_resolves: udp_uplink,
     };
     neigh.learn_peers(&topo, me, &routes, liveness.is_some());
-    neigh.resolve_missing();
+    let missing_at_start = neigh.resolve_missing();
     let mut topo = topo;
     let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
     let mut last_macs = peer_macs(&t);
@@ -679,7 +679,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             &live,
             &port_names,
             published,
-            &[],
+            &missing_at_start,
             &topo,
             &reloads,
         );

@@ -722,6 +722,61 @@ mod tests {
         assert_eq!(Hello::decode(&longer), Ok(h));
     }
 
+    fn any_addr() -> impl proptest::strategy::Strategy<Value = IpAddr> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<[u8; 4]>().prop_map(IpAddr::from),
+            any::<[u8; 16]>().prop_map(IpAddr::from),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600)) {
+            let _ = Hello::decode(&b);
+        }
+
+        #[test]
+        fn decode_behind_a_valid_header_never_panics(
+            n in proptest::prelude::any::<u16>(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1400),
+        ) {
+            let mut b = b"VXRL\x01\x01".to_vec();
+            b.extend_from_slice(&n.to_be_bytes());
+            b.extend_from_slice(&[0, 0, 0, 42]);
+            b.extend_from_slice(&tail);
+            let _ = Hello::decode(&b);
+        }
+
+        #[test]
+        fn what_fits_round_trips(
+            reports in proptest::collection::vec(
+                (any_addr(), proptest::prelude::any::<u64>(), proptest::collection::vec(any_addr(), 0..6)),
+                0..40,
+            ),
+            hears_you in proptest::prelude::any::<bool>(),
+        ) {
+            let h = Hello {
+                vni: 42,
+                hears_you,
+                reports: reports
+                    .into_iter()
+                    .map(|(origin, seq, down)| Report { origin, seq, down })
+                    .collect(),
+            };
+            let (b, left_out) = h.encode();
+            proptest::prop_assert!(b.len() <= MAX_HELLO);
+            let back = Hello::decode(&b).expect("decodes");
+            proptest::prop_assert_eq!(back.reports.len() + left_out, h.reports.len());
+            // What was kept is what was sent, in order.
+            let mut it = h.reports.iter();
+            for r in &back.reports {
+                proptest::prop_assert!(it.any(|x| x == r));
+            }
+            proptest::prop_assert_eq!(back.hears_you, hears_you);
+        }
+    }
+
     #[test]
     fn reports_past_the_size_limit_are_left_out() {
         let reports: Vec<Report> = (0..200u32)
