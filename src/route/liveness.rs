@@ -367,7 +367,7 @@ impl Liveness {
             .map(|(a, r)| (*a, r.clone()))
             .collect();
         // Our list may differ in the new file: say so.
-        next.seq = self.seq + 1;
+        next.seq = self.seq.saturating_add(1);
         next.counts = self.counts;
         next
     }
