@@ -270,9 +270,8 @@ pub struct Liveness {
     hosts: BTreeMap<IpAddr, usize>,
     names: Vec<String>,
     neighbours: Vec<Neighbour>,
-    /// Our own report's sequence number and when it last changed.
+    /// Our own report's sequence number.
     seq: u64,
-    seq_changed_at: u64,
     /// The wall clock (ns) at `mono_base`, our monotonic time at creation:
     /// an estimate of the wall clock now, to bound reports from the future.
     wall_base: u64,
@@ -336,7 +335,6 @@ impl Liveness {
             names: topo.hosts.iter().map(|h| h.name.clone()).collect(),
             neighbours,
             seq: seq_base,
-            seq_changed_at: now,
             wall_base: seq_base,
             mono_base: now,
             rotation: 0,
@@ -468,9 +466,8 @@ impl Liveness {
     }
 
     /// Records a change of our own list: a new sequence number.
-    fn own_changed(&mut self, now: u64) {
+    fn own_changed(&mut self) {
         self.seq = self.seq.saturating_add(1);
-        self.seq_changed_at = now;
     }
 
     /// Whether a report's sequence number is believable at `now`.
@@ -501,7 +498,7 @@ impl Liveness {
         let was = n.up;
         n.up = n.up_at(now, dead);
         if was != n.up {
-            self.own_changed(now);
+            self.own_changed();
         }
         for r in &h.reports {
             if !self.plausible(now, r.seq) {
@@ -514,7 +511,7 @@ impl Liveness {
                 // to us; an equal one changes nothing.)
                 if r.seq > self.seq {
                     self.seq = r.seq;
-                    self.own_changed(now);
+                    self.own_changed();
                 }
                 continue;
             }
@@ -547,7 +544,7 @@ impl Liveness {
             }
         }
         if changed {
-            self.own_changed(now);
+            self.own_changed();
         }
         changed
     }
