@@ -55,6 +55,9 @@ drop_reasons! {
     VxlanBadFlags = "vxlan_bad_flags", "VXLAN I flag (valid VNI) not set";
     VxlanUnknownVni = "vxlan_unknown_vni", "VXLAN network identifier is not ours";
     UnknownPeer = "unknown_peer", "VXLAN from an underlay address that is no host of the topology";
+    VxlanFromSelf = "vxlan_from_self", "VXLAN whose outer source is this host's own underlay address (a local process, or a forgery)";
+    PeerNotNeighbour = "peer_not_neighbour", "VXLAN from a host of the topology that begins none of this host's current routes (no live link to it)";
+    InnerSourceWrongPeer = "inner_source_wrong_peer", "decapsulated packet whose source's route does not go through the peer that sent it (strict reverse-path check)";
     InnerNotForUs = "inner_not_for_us", "inner Ethernet destination is not our VTEP MAC";
     InnerNotIp = "inner_not_ip", "inner frame is neither IPv4 nor IPv6";
     NeighbourUnresolved = "neighbour_unresolved", "underlay MAC of the next hop not known yet";

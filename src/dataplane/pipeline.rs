@@ -453,12 +453,12 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
         ethernet::ETHERTYPE_IPV6 => outer_v6(t, &pkt.data()[l3..]),
         _ => return Verdict::Pass,
     };
-    let vx_off = match outer {
-        Ok((off, end)) => {
+    let (vx_off, peer) = match outer {
+        Ok(o) => {
             // The inner frame ends where the outer datagram does: bytes after
             // it (Ethernet padding, a trailer) are not tunnel payload.
-            pkt.truncate(l3 + end);
-            l3 + off
+            pkt.truncate(l3 + o.end);
+            (l3 + o.vxlan, o.peer)
         }
         Err(v) => return v,
     };
@@ -491,8 +491,8 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
     };
     pkt.strip(vx_off + vxlan::HEADER_LEN + ethernet::HEADER_LEN);
     match (inner_ethertype, pkt.data().first().map(|b| b >> 4)) {
-        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, pkt),
-        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, pkt),
+        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, pkt, peer),
+        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, pkt, peer),
         (ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6, _) => {
             Verdict::Drop(DropReason::IpMalformed)
         }
@@ -500,10 +500,19 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
     }
 }
 
-/// Checks an outer IPv4/UDP header; `Ok((offset of VXLAN, end of the
-/// datagram))`, both from l3, when the datagram is VXLAN for us, else the
-/// verdict.
-fn outer_v4(t: &Tables, d: &[u8]) -> Result<(usize, usize), Verdict> {
+/// A checked outer header of VXLAN for us.
+struct Outer {
+    /// Offset of the VXLAN header from l3.
+    vxlan: usize,
+    /// End of the outer datagram from l3.
+    end: usize,
+    /// The sending peer, an index in `Tables::peers`.
+    peer: u16,
+}
+
+/// Checks an outer IPv4/UDP header: the datagram is VXLAN for us, from a
+/// peer that begins one of our routes, else the verdict.
+fn outer_v4(t: &Tables, d: &[u8]) -> Result<Outer, Verdict> {
     let Ok(ip) = ipv4::Packet::new_checked(d) else {
         return Err(Verdict::Drop(DropReason::IpMalformed));
     };
@@ -538,13 +547,23 @@ fn outer_v4(t: &Tables, d: &[u8]) -> Result<(usize, usize), Verdict> {
     if u.checksum() != 0 && !u.verify_checksum_v4(ip.src(), ip.dst()) {
         return Err(Verdict::Drop(DropReason::UdpBadChecksum));
     }
-    if !t.is_known_peer_v4(ip.src_u32()) {
-        return Err(Verdict::Drop(DropReason::UnknownPeer));
-    }
-    Ok((ip.header_len() + udp::HEADER_LEN, ip.total_len() as usize))
+    let src = ip.src_u32();
+    let peer = match t.peer_index_v4(src) {
+        Some(p) => p,
+        None if t.underlay == std::net::IpAddr::V4(src.into()) => {
+            return Err(Verdict::Drop(DropReason::VxlanFromSelf))
+        }
+        None if t.is_known_peer_v4(src) => return Err(Verdict::Drop(DropReason::PeerNotNeighbour)),
+        None => return Err(Verdict::Drop(DropReason::UnknownPeer)),
+    };
+    Ok(Outer {
+        vxlan: ip.header_len() + udp::HEADER_LEN,
+        end: ip.total_len() as usize,
+        peer,
+    })
 }
 
-fn outer_v6(t: &Tables, d: &[u8]) -> Result<(usize, usize), Verdict> {
+fn outer_v6(t: &Tables, d: &[u8]) -> Result<Outer, Verdict> {
     let Ok(ip) = ipv6::Packet::new_checked(d) else {
         return Err(Verdict::Drop(DropReason::IpMalformed));
     };
@@ -584,13 +603,37 @@ fn outer_v6(t: &Tables, d: &[u8]) -> Result<(usize, usize), Verdict> {
     if u.checksum() != 0 && !u.verify_checksum_v6(ip.src(), ip.dst()) {
         return Err(Verdict::Drop(DropReason::UdpBadChecksum));
     }
-    if !t.is_known_peer_v6(ip.src_u128()) {
-        return Err(Verdict::Drop(DropReason::UnknownPeer));
-    }
-    Ok((off + udp::HEADER_LEN, end))
+    let src = ip.src_u128();
+    let peer = match t.peer_index_v6(src) {
+        Some(p) => p,
+        None if t.underlay == std::net::IpAddr::V6(src.into()) => {
+            return Err(Verdict::Drop(DropReason::VxlanFromSelf))
+        }
+        None if t.is_known_peer_v6(src) => return Err(Verdict::Drop(DropReason::PeerNotNeighbour)),
+        None => return Err(Verdict::Drop(DropReason::UnknownPeer)),
+    };
+    Ok(Outer {
+        vxlan: off + udp::HEADER_LEN,
+        end,
+        peer,
+    })
 }
 
-fn tunnel_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+/// The source check of a decapsulated packet whose source looks up to
+/// `nh`, sent by `peer`. Every container source was checked where it
+/// entered the overlay; from the tunnel, only another host's prefixes are
+/// a source (not ours, not outside the topology), and only through a peer
+/// our route toward that source begins with.
+#[inline]
+fn tunnel_source(t: &Tables, nh: Option<&NextHop>, peer: u16) -> Result<(), DropReason> {
+    match nh {
+        Some(&NextHop::Remote { first, count }) if t.feasible_source(first, count, peer) => Ok(()),
+        Some(NextHop::Remote { .. }) => Err(DropReason::InnerSourceWrongPeer),
+        _ => Err(DropReason::InnerSpoofed),
+    }
+}
+
+fn tunnel_v4(t: &Tables, pkt: &mut Packet, peer: u16) -> Verdict {
     let total = {
         let Ok(ip) = ipv4::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
@@ -598,14 +641,13 @@ fn tunnel_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
         if !ip.verify_checksum() {
             return Verdict::Drop(DropReason::IpBadChecksum);
         }
-        // Every container source was checked where it entered the overlay:
-        // from the tunnel, only another host's prefixes are a source (not
-        // ours, not outside the topology), whatever peer carried it.
-        // (A source no host may use at all is left to the routing stage,
-        // which names it `ip_bad_source`.)
+        // A source no host may use at all is left to the routing stage,
+        // which names it `ip_bad_source`.
         let src = ip.src_u32();
-        if !is_bad_source_v4(src) && !matches!(t.fib.lookup_v4(src), Some(NextHop::Remote { .. })) {
-            return Verdict::Drop(DropReason::InnerSpoofed);
+        if !is_bad_source_v4(src) {
+            if let Err(r) = tunnel_source(t, t.fib.lookup_v4(src), peer) {
+                return Verdict::Drop(r);
+            }
         }
         ip.total_len() as usize
     };
@@ -613,14 +655,13 @@ fn tunnel_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
     route_v4(t, pkt)
 }
 
-fn tunnel_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn tunnel_v6(t: &Tables, pkt: &mut Packet, peer: u16) -> Verdict {
     let total = {
         let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
         };
-        // As for IPv4.
-        if !matches!(t.fib.lookup_v6(ip.src_u128()), Some(NextHop::Remote { .. })) {
-            return Verdict::Drop(DropReason::InnerSpoofed);
+        if let Err(r) = tunnel_source(t, t.fib.lookup_v6(ip.src_u128()), peer) {
+            return Verdict::Drop(r);
         }
         ipv6::HEADER_LEN + ip.payload_len() as usize
     };

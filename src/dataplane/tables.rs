@@ -130,6 +130,11 @@ pub struct Tables {
     /// anything else is dropped as `unknown_peer`.
     pub known_v4: Vec<u32>,
     pub known_v6: Vec<u128>,
+    /// Underlay address of each peer (a host that begins a shortest path of
+    /// the current routes) with its index in `peers`, sorted by address:
+    /// VXLAN is accepted only from these.
+    pub peer_v4: Vec<(u32, u16)>,
+    pub peer_v6: Vec<(u128, u16)>,
     pub ports: Vec<PortInfo>,
     /// Source addresses of ICMP errors and echo replies the router sends.
     pub icmp_src_v4: Option<u32>,
@@ -145,6 +150,31 @@ impl Tables {
     #[inline]
     pub fn is_known_peer_v6(&self, a: u128) -> bool {
         self.known_v6.binary_search(&a).is_ok()
+    }
+
+    /// Index in `peers` of the peer whose underlay address is `a`.
+    #[inline]
+    pub fn peer_index_v4(&self, a: u32) -> Option<u16> {
+        let i = self.peer_v4.binary_search_by_key(&a, |&(k, _)| k).ok()?;
+        Some(self.peer_v4[i].1)
+    }
+
+    #[inline]
+    pub fn peer_index_v6(&self, a: u128) -> Option<u16> {
+        let i = self.peer_v6.binary_search_by_key(&a, |&(k, _)| k).ok()?;
+        Some(self.peer_v6[i].1)
+    }
+
+    /// Whether the route toward `src` may begin at peer `peer`: strict
+    /// reverse-path forwarding (RFC 3704 section 2.2) over the overlay's
+    /// routes. Links have one cost both ways, so with every host on the
+    /// same routes a packet from the host that owns `src` arrives through
+    /// one of our equal-cost next hops toward that host.
+    #[inline]
+    pub fn feasible_source(&self, first: u32, count: u32, peer: u16) -> bool {
+        self.ecmp
+            .get(first as usize..(first + count) as usize)
+            .is_some_and(|set| set.contains(&peer))
     }
 
     /// Index of the port named `name`.
@@ -429,6 +459,16 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
     }
     known_v4.sort_unstable();
     known_v6.sort_unstable();
+    let mut peer_v4: Vec<(u32, u16)> = Vec::new();
+    let mut peer_v6: Vec<(u128, u16)> = Vec::new();
+    for (i, p) in peers.iter().enumerate() {
+        match p.underlay {
+            IpAddr::V4(a) => peer_v4.push((a.into(), i as u16)),
+            IpAddr::V6(a) => peer_v6.push((a.into(), i as u16)),
+        }
+    }
+    peer_v4.sort_unstable();
+    peer_v6.sort_unstable();
 
     Tables {
         host_name: me.name.clone(),
@@ -443,6 +483,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         ecmp,
         known_v4,
         known_v6,
+        peer_v4,
+        peer_v6,
         ports,
         icmp_src_v4,
         icmp_src_v6,

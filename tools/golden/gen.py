@@ -911,6 +911,38 @@ def ipv6_underlay(g):
     g.passes("v6u_ipv4_vxlan_pass", from_peer("topo-v4.toml", "h2", udp4(H2_V4, C1_V4)), topo=t6)
 
 
+def peer_identity(g):
+    """VXLAN is taken only from peers that begin one of h1's routes, and an
+    inner source only through a peer h1's route toward it begins with
+    (strict reverse-path check). h1's links: h2 and h3; h4 lies behind both
+    (ECMP); h5 has no link."""
+    for t, tag, v6 in [("topo-v4.toml", "", False), ("topo-v6.toml", "v6u_", True)]:
+
+        def vx(src_host, inner):
+            l2 = bytes(Ether(dst=VTEP_MAC["h1"], src=VTEP_MAC[src_host], type=ethertype_of(inner)))
+            return outer(t, "h1", l2 + inner, sport=PEER_SPORT, src_host=src_host, dst_host="h1")
+
+        # From h1's own underlay address: a local process, or a forgery.
+        g.drop(tag + "vxlan_from_self", "eth0", vx("h1", udp4(H2_V4, C1_V4)), "vxlan_from_self", topo=t)
+        # From hosts of the topology that begin no route of h1's.
+        g.drop(tag + "peer_h4_not_neighbour", "eth0", vx("h4", udp4(H4_V4, C1_V4)), "peer_not_neighbour", topo=t)
+        g.drop(tag + "peer_h5_not_neighbour", "eth0", vx("h5", udp4("198.19.5.9", C1_V4)), "peer_not_neighbour", topo=t)
+        # h3 claims h2's containers: h1 reaches h2 directly, never through h3.
+        g.drop(tag + "h3_claims_h2_source_v4", "eth0", vx("h3", udp4(H2_V4, C1_V4)), "inner_source_wrong_peer", topo=t)
+        g.drop(tag + "h2_claims_h3_source_v4", "eth0", vx("h2", udp4(H3_V4, C1_V4)), "inner_source_wrong_peer", topo=t)
+        g.drop(
+            tag + "h3_claims_h2_source_v6", "eth0", vx("h3", udp6(H2_V6, C1_V6)), "inner_source_wrong_peer", topo=t
+        )
+        # Also when transiting h1.
+        g.drop(tag + "h3_claims_h2_source_transit", "eth0", vx("h3", udp4(H2_V4, H3_V4)), "inner_source_wrong_peer", topo=t)
+        # h4 lies behind both h2 and h3 (equal cost): either may carry it.
+        p = udp4(H4_V4, C1_V4)
+        g.forward(tag + "h4_source_via_h2", "eth0", vx("h2", p), "c1", dec_ttl(p), topo=t)
+        g.forward(tag + "h4_source_via_h3", "eth0", vx("h3", p), "c1", dec_ttl(p), topo=t)
+        # h5 is unreachable: its subnet is no source from the tunnel.
+        g.drop(tag + "h5_source_via_h2", "eth0", vx("h2", udp4("198.19.5.9", C1_V4)), "inner_spoofed_source", topo=t)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -929,6 +961,7 @@ def main():
     drops_uplink(g)
     not_ours(g)
     ipv6_underlay(g)
+    peer_identity(g)
     g.flush()
     print("wrote %d cases, %d files to %s" % (len(g.cases), len(g.files), args.out), file=sys.stderr)
 
