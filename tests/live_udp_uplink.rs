@@ -382,3 +382,106 @@ fn veth_offload_port_moves_super_packets() {
         }
     }
 }
+
+/// The inner frame of a VXLAN datagram from h2's VTEP to h1's: IPv4/UDP from
+/// 198.19.2.2 to c1 (198.19.1.2) port 7300, as a local process would forge it.
+const INJECT: &str = r#"
+import socket, struct, sys
+src_ip, n = sys.argv[1], int(sys.argv[2])
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+payload = b"injected"
+udp = struct.pack("!HHHH", 40000, 7300, 8 + len(payload), 0) + payload
+ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, 64, 17, 0,
+               socket.inet_aton("198.19.2.2"), socket.inet_aton("198.19.1.2")))
+ip[10:12] = struct.pack("!H", csum(bytes(ip)))
+eth = bytes.fromhex("02:00:c6:13:01:00".replace(":", "")) + bytes.fromhex("02:00:c6:13:02:00".replace(":", "")) + b"\x08\x00"
+vx = struct.pack("!II", 0x08000000, 42 << 8)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src_ip, 0))
+for _ in range(n):
+    s.sendto(vx + eth + bytes(ip) + udp, ("198.18.0.1", 4789))
+"#;
+
+/// Counts datagrams to 198.19.1.2:7300 for two seconds.
+const LISTEN: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.19.1.2", 7300))
+s.settimeout(0.2)
+import time
+end, n = time.time() + 2.0, 0
+print("ready", flush=True)
+while time.time() < end:
+    try:
+        s.recv(2048); n += 1
+    except socket.timeout:
+        pass
+print(n)
+"#;
+
+/// A local unprivileged process on h1 sends VXLAN datagrams to h1's VXLAN
+/// port from h1's own underlay address and from another local address,
+/// claiming to carry h2's container traffic. The router refuses both, named
+/// (vxlan_from_self, unknown_peer), and c1 receives nothing; a datagram
+/// from c2 through the real peer still arrives.
+#[test]
+fn udp_uplink_refuses_local_injection() {
+    require_root!();
+    let mut lab = Lab::new("lu5");
+    let (h1, h2) = two_hosts_v4(&mut lab);
+    lab.ip(&h1, &["addr", "add", "198.18.0.77/32", "dev", "lo"]);
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let cfg = format!(
+        "[overlay]\nvni = 42\n{}{}{TAIL}",
+        host("h1", 1, "198.18.0.1", "udp", "0", &port("c1", "tun", &c1, 1)),
+        host("h2", 2, "198.18.0.2", "udp", "0", &port("c2", "tun", &c2, 2)),
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let r1 = lab.start(&cfg, "h1", &h1);
+    let r2 = lab.start(&cfg, "h2", &h2);
+    lab.wait_ready(&[r1, r2]);
+    lab.ping(&c1, "198.19.2.2");
+
+    let listener = std::process::Command::new("ip")
+        .args(["netns", "exec", &c1, "timeout", "10", "python3", "-c", LISTEN])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the listener");
+    let mut out = std::io::BufReader::new(listener.stdout.expect("listener stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("listener ready");
+    assert_eq!(line.trim(), "ready");
+    // Unprivileged: nobody, no capabilities. Debian's python3, not one
+    // under root's home that nobody cannot read.
+    for src in ["198.18.0.1", "198.18.0.77"] {
+        lab.exec_ok(
+            &h1,
+            &[
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "/usr/bin/python3", "-c", INJECT, src, "5",
+            ],
+        );
+    }
+    // The real path still delivers to the same listener.
+    lab.exec_ok(
+        &c2,
+        &[
+            "python3", "-c",
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'real', ('198.19.1.2', 7300))",
+        ],
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("listener result");
+    assert_eq!(rest.trim(), "1", "c1 received other than the one real datagram");
+
+    let s1 = lab.wait_stats(r1, "the injections counted", |s| {
+        s["drops"]["vxlan_from_self"].as_u64() >= Some(5) && s["drops"]["unknown_peer"].as_u64() >= Some(5)
+    });
+    assert_eq!(s1["drops"]["vxlan_from_self"].as_u64(), Some(5), "{s1:#}");
+    assert_eq!(s1["drops"]["unknown_peer"].as_u64(), Some(5), "{s1:#}");
+}
