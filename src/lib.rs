@@ -1,6 +1,6 @@
 //! vxrouter: a userspace VXLAN overlay router for container hosts.
 //!
-//! Layers, from the wire up (see README.md, "Architecture"):
+//! Layers, from the wire up (see docs/architecture.md):
 //! - [`wire`]: zero-copy packet views and emitters with checked constructors.
 //! - [`config`]: the shared TOML topology, parsed and validated with spans.
 //! - [`route`]: Bellman-Ford over the topology graph and the compiled route set.

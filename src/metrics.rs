@@ -164,7 +164,7 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
     counter_family(
         enc,
         "vxrouter_dropped_packets",
-        "Packets dropped, by reason (README: Verdicts and drop reasons).",
+        "Packets dropped, by reason (docs/operations.md: Drop reasons).",
         DropReason::ALL.iter().map(|r| {
             let n = r.name();
             ([("reason", n)], c.drops.get(n).copied().unwrap_or(0))

@@ -3,7 +3,7 @@
 //! One file describes the whole overlay (`[overlay]`, `[[hosts]]` with their
 //! `[[hosts.ports]]`, `[[links]]`); every host loads the same file and picks
 //! its own entry by name. The format is documented field by field in
-//! README.md ("Configuration reference") and in the commented examples under `configs/`.
+//! docs/configuration.md and in the commented examples under `configs/`.
 //!
 //! This layer is sans-IO apart from [`load`], which only reads the file.
 //!
