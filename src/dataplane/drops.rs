@@ -63,6 +63,7 @@ drop_reasons! {
     NeighbourUnresolved = "neighbour_unresolved", "underlay MAC of the next hop not known yet";
     NoHeadroom = "no_headroom", "not enough headroom to prepend headers";
     ArpNotForUs = "arp_not_for_us", "ARP or neighbour solicitation not for a gateway address of ours";
+    NeighBadMac = "neigh_bad_mac", "ARP request or neighbour solicitation from a group (multicast, broadcast) or all-zero MAC: never answered, the answer would flood";
     ArpMalformed = "arp_malformed", "ARP packet truncated, or not for Ethernet and IPv4";
     DirectedBroadcast = "directed_broadcast", "to the network or broadcast address of an IPv4 subnet: never forwarded (RFC 2644), no ICMP error";
     NdMalformed = "nd_malformed", "ICMPv6 neighbour discovery message malformed";

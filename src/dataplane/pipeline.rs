@@ -254,6 +254,7 @@ fn from_veth(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
 fn arp_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
     let router_mac = info.router_mac;
+    let frame_src = ethernet::Frame::new_unchecked(pkt.data()).src();
     let data = &mut pkt.data_mut()[ethernet::HEADER_LEN..];
     let Ok(mut a) = arp::Packet::new_checked(data) else {
         return Verdict::Drop(DropReason::ArpMalformed);
@@ -274,6 +275,10 @@ fn arp_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
         return Verdict::Drop(DropReason::ArpNotForUs);
     }
     let requester_mac = a.sender_mac();
+    // The answer goes to the requester's MAC: it must name one station.
+    if !ethernet::is_unicast(requester_mac) || !ethernet::is_unicast(frame_src) {
+        return Verdict::Drop(DropReason::NeighBadMac);
+    }
     a.make_reply_in_place(router_mac);
     let d = pkt.data_mut();
     d[0..6].copy_from_slice(&requester_mac);
@@ -396,6 +401,9 @@ fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     // must carry the same address (RFC 4861 section 7.2.3 lets us use it).
     let mut dst_mac = [0u8; 6];
     dst_mac.copy_from_slice(&buf[head - 8..head - 2]);
+    if !ethernet::is_unicast(dst_mac) {
+        return Verdict::Drop(DropReason::NeighBadMac);
+    }
     let src_addr = std::net::Ipv6Addr::from(target);
     let dst_addr = std::net::Ipv6Addr::from(src);
     let ip = ipv6::Repr {

@@ -51,6 +51,13 @@ pub fn is_multicast(mac: [u8; 6]) -> bool {
     mac[0] & 0x01 != 0
 }
 
+/// True for an address that can name one station: neither a group address
+/// nor all zeros. A frame's source must be one (IEEE 802 section 8.2).
+#[inline]
+pub fn is_unicast(mac: [u8; 6]) -> bool {
+    !is_multicast(mac) && mac != [0; 6]
+}
+
 /// A read/write view of an Ethernet frame.
 #[derive(Debug, Clone)]
 pub struct Frame<T: AsRef<[u8]>> {

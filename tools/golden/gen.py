@@ -511,6 +511,13 @@ def router_replies(g):
     g.drop("arp_spoofed_sender_c2", "c2", arp_req(GW4, psrc="198.19.1.50"), "spoofed_source")
     g.drop("arp_reply_from_c2", "c2", arp_req(GW4, op=2), "arp_not_for_us")
     g.drop("arp_truncated_c2", "c2", arp_req(GW4)[: 14 + 20], "arp_malformed")
+    # The answer goes to the requester's MAC: a group or zero MAC in the
+    # frame or in the ARP sender field is never answered (it would flood).
+    for name, mac in [("broadcast", "ff:ff:ff:ff:ff:ff"), ("multicast", "01:00:5e:00:00:01"), ("zero", "00:00:00:00:00:00")]:
+        req = Ether(dst="ff:ff:ff:ff:ff:ff", src=C2_MAC) / ARP(op=1, hwsrc=mac, psrc=C2_V4, hwdst="00:00:00:00:00:00", pdst=GW4)
+        g.drop(f"arp_sender_{name}_mac_c2", "c2", bytes(req), "neigh_bad_mac")
+        req = Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / ARP(op=1, hwsrc=C2_MAC, psrc=C2_V4, hwdst="00:00:00:00:00:00", pdst=GW4)
+        g.drop(f"arp_frame_{name}_mac_c2", "c2", bytes(req), "neigh_bad_mac")
 
     # Neighbour solicitation for the gateway: NA (router, solicited,
     # override) with the target link-layer address option.
@@ -541,6 +548,10 @@ def router_replies(g):
     # would come from a multicast address); so are :: and ::1.
     for name, tgt in [("multicast", "ff02::1"), ("unspecified", "::"), ("loopback", "::1")]:
         g.drop(f"ns_{name}_target_c2", "c2", ns(C2_LL, GW6, R2_MAC, target=tgt), "nd_malformed")
+    for name, mac in [("multicast", "33:33:00:00:00:01"), ("zero", "00:00:00:00:00:00")]:
+        frame = bytearray(ns(C2_LL, "ff02::1:ff00:1", "33:33:ff:00:00:01"))
+        frame[6:12] = bytes.fromhex(mac.replace(":", ""))
+        g.drop(f"ns_frame_{name}_mac_c2", "c2", bytes(frame), "neigh_bad_mac")
     ns_c1 = bytes(IPv6(src=C1_V6, dst=GW6, hlim=255) / ICMPv6ND_NS(tgt=GW6))
     g.drop("ns_on_tun_c1", "c1", ns_c1, "control_plane")
 
