@@ -208,16 +208,45 @@ fn structure_of(topo: &Topology, host: usize) -> String {
     )
 }
 
-/// Fills in what the control plane decides for the topology: veth MACs.
-fn effective(mut topo: Topology, host: usize) -> Topology {
+/// Fills in what the control plane decides or learns for the topology: the
+/// MACs of veth containers the file gives none for (derived where the
+/// router makes the veth, read from the kernel in `learned` where it
+/// attaches to an existing one).
+fn effective(mut topo: Topology, host: usize, learned: &BTreeMap<String, [u8; 6]>) -> Topology {
     let vtep = topo.hosts[host].vtep_mac.0;
     for (i, p) in topo.hosts[host].ports.iter_mut().enumerate() {
         if p.kind == ConfigPortKind::Veth && p.mac.is_none() {
-            p.mac = Some(config::MacAddr(container_mac(vtep, i + 1)));
+            p.mac = match p.netns {
+                Some(_) => Some(container_mac(vtep, i + 1)),
+                None => learned.get(&p.name).copied(),
+            }
+            .map(config::MacAddr);
         }
     }
     topo
 }
+
+/// The container-end MACs of the existing veths this host attaches to
+/// without a configured `mac`: delivered frames must carry the address the
+/// container accepts, also before it has spoken.
+fn learn_container_macs(host: &config::Host) -> Result<BTreeMap<String, [u8; 6]>> {
+    let mut learned = BTreeMap::new();
+    for p in &host.ports {
+        if p.kind != ConfigPortKind::Veth || p.mac.is_some() || p.netns.is_some() {
+            continue;
+        }
+        let mac = crate::host::link::veth_peer_mac(&p.name).with_context(|| {
+            format!(
+                "veth port {} has no `mac` and the MAC of its container end cannot be read; set `mac`",
+                p.name
+            )
+        })?;
+        tracing::info!(port = %p.name, mac = %config::MacAddr(mac), "container MAC read from the veth's other end");
+        learned.insert(p.name.clone(), mac);
+    }
+    Ok(learned)
+}
+
 
 /// Underlay MACs of the peers a route set uses, as the kernel knows them.
 struct Neighbours {
@@ -402,7 +431,8 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .context("installing signal handlers")?;
     let (topo, mut me) = load_topology(&opts.config, &opts.host)?;
-    let topo = effective(topo, me);
+    let learned_macs = learn_container_macs(&topo.hosts[me])?;
+    let topo = effective(topo, me, &learned_macs);
     // Before any device is made: a metrics address we cannot listen on
     // fails the start with nothing to undo.
     let metrics = match opts.metrics {
@@ -594,6 +624,20 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     }
                 }
                 if p.offload {
+                    // The host kernel sees every frame an AF_PACKET socket
+                    // sees: with addresses on the host end it would answer
+                    // ARP for them with the device's own MAC, beside the
+                    // router's answers.
+                    let held = crate::host::link::device_addresses(&p.name)
+                        .with_context(|| format!("veth port {}", p.name))?;
+                    if !held.is_empty() {
+                        bail!(
+                            "veth port {} has offload = true and its host end holds addresses ({}): the host kernel would answer ARP for them beside the router; remove them from {} or use offload = false",
+                            p.name,
+                            held.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+                            p.name
+                        );
+                    }
                     // AF_PACKET with virtio-net headers: one socket per
                     // worker, in one fanout group when there are several.
                     let container_mac = p.mac.map(|m| m.0).unwrap_or([0; 6]);
@@ -773,7 +817,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                     tracing::error!("reload rejected, keeping the running configuration:\n{e:#}")
                 }
                 Ok((new, new_me)) => {
-                    let new = effective(new, new_me);
+                    let new = effective(new, new_me, &learned_macs);
                     if structure_of(&new, new_me) != structure {
                         tracing::error!("reload rejected: this host's nic, uplink_io, underlay, workers, ports (their names, kinds, namespaces, addresses, MACs, MTUs, gateways, offload or queue_len), the overlay MTU, VNI, UDP port or liveness settings changed; those need a restart");
                     } else {

@@ -485,3 +485,73 @@ fn udp_uplink_refuses_local_injection() {
     assert_eq!(s1["drops"]["vxlan_from_self"].as_u64(), Some(5), "{s1:#}");
     assert_eq!(s1["drops"]["unknown_peer"].as_u64(), Some(5), "{s1:#}");
 }
+
+/// A veth the router attaches to (no `netns`) and whose `mac` the file does
+/// not give: the router reads the container end's MAC from the kernel, so
+/// traffic reaches a container that has not spoken yet.
+#[test]
+fn existing_veth_container_mac_is_read() {
+    require_root!();
+    let mut lab = Lab::new("lu6");
+    let (h1, h2) = two_hosts_v4(&mut lab);
+    let c1 = lab.ns("c1");
+    lab.veth(&h1, "cv1", "02:00:00:00:aa:01", &c1, "eth0", "02:00:00:5e:bb:02");
+    lab.ip(&c1, &["addr", "add", "198.19.1.2/24", "dev", "eth0"]);
+    lab.ip(&c1, &["route", "add", "default", "via", "198.19.1.1"]);
+    // AF_XDP frames carry no partial-checksum flag.
+    lab.exec_ok(&c1, &["ethtool", "-K", "eth0", "tx", "off"]);
+    let c2 = lab.adopt("c2");
+    let existing = "\n  [[hosts.ports]]\n  name = \"cv1\"\n  kind = \"veth\"\n  addresses = [\"198.19.1.2/32\"]\n";
+    let cfg = format!(
+        "[overlay]\nvni = 42\n{}{}{TAIL}",
+        host("h1", 1, "198.18.0.1", "udp", "0", existing),
+        host("h2", 2, "198.18.0.2", "udp", "0", &port("c2", "tun", &c2, 2)),
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let r1 = lab.start(&cfg, "h1", &h1);
+    let r2 = lab.start(&cfg, "h2", &h2);
+    lab.wait_ready(&[r1, r2]);
+    assert!(
+        lab.log(r1).contains("02:00:00:5e:bb:02"),
+        "the container MAC is not in the log:\n{}",
+        lab.log(r1)
+    );
+    // The remote side speaks first: c1 has sent nothing yet.
+    lab.ping(&c2, "198.19.1.2");
+    lab.ping(&c1, "198.19.2.2");
+}
+
+/// An `offload = true` veth whose host end holds an address would be
+/// answered twice (the router through AF_PACKET, the host kernel with the
+/// device's own MAC): the start is refused, naming the port and address.
+#[test]
+fn offload_veth_with_host_addresses_is_refused() {
+    require_root!();
+    let mut lab = Lab::new("lu7");
+    let (h1, _h2) = two_hosts_v4(&mut lab);
+    let c1 = lab.ns("c1");
+    lab.veth(&h1, "cv1", "02:00:00:00:aa:01", &c1, "eth0", "02:00:00:5e:bb:02");
+    lab.ip(&h1, &["addr", "add", "198.19.1.1/32", "dev", "cv1"]);
+    let existing = "\n  [[hosts.ports]]\n  name = \"cv1\"\n  kind = \"veth\"\n  offload = true\n  mac = \"02:00:00:5e:bb:02\"\n  addresses = [\"198.19.1.2/32\"]\n";
+    let cfg = format!(
+        "[overlay]\nvni = 42\n{}{}{TAIL}",
+        host("h1", 1, "198.18.0.1", "udp", "0", existing),
+        host("h2", 2, "198.18.0.2", "udp", "0", ""),
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let r1 = lab.start(&cfg, "h1", &h1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(st)) = lab.routers[r1].child.try_wait() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "router started:\n{}", lab.log(r1));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let log = lab.log(r1);
+    assert!(
+        log.contains("cv1 has offload = true and its host end holds addresses (198.19.1.1)"),
+        "{log}"
+    );
+}

@@ -92,6 +92,103 @@ fn from_message(link: &LinkMessage) -> LinkInfo {
     info
 }
 
+/// The MAC of the other end of veth `ifname`, wherever that end lives: the
+/// kernel names the peer by its index (`IFLA_LINK`) and, when it is in
+/// another network namespace, by that namespace's id as seen from ours
+/// (`IFLA_LINK_NETNSID`), which a request can target
+/// (`IFLA_TARGET_NETNSID`, Linux 4.20).
+///
+/// Errors: [`HostError::NoSuchDevice`]; [`HostError::Invalid`] when
+/// `ifname` is no veth (it names no peer); netlink errors as they come.
+pub fn veth_peer_mac(ifname: &str) -> Result<[u8; 6]> {
+    check_ifname(ifname)?;
+    let mut rtnl = Rtnl::open()?;
+    let link = get_link(&mut rtnl, ifname, LinkMessage::default(), ifname)?;
+    let mut peer = None;
+    let mut nsid = None;
+    for attr in &link.attributes {
+        match attr {
+            LinkAttribute::Link(i) => peer = Some(*i),
+            LinkAttribute::LinkNetNsId(n) => nsid = Some(*n),
+            _ => {}
+        }
+    }
+    let Some(peer) = peer.filter(|&i| i != 0) else {
+        return Err(HostError::Invalid(format!(
+            "{ifname} names no peer device: not a veth"
+        )));
+    };
+    let mut req = LinkMessage::default();
+    req.header.index = peer;
+    if let Some(n) = nsid {
+        req.attributes.push(LinkAttribute::IfNetnsId(n));
+    }
+    let what = format!("the peer of {ifname} (index {peer}, netns id {nsid:?})");
+    let peer_link = get_link(&mut rtnl, ifname, req, &what)?;
+    let mac = from_message(&peer_link).mac;
+    if mac == [0; 6] {
+        return Err(HostError::Decode {
+            op: format!("RTM_GETLINK {what}"),
+            detail: "no hardware address".to_string(),
+        });
+    }
+    Ok(mac)
+}
+
+/// The addresses the kernel holds on device `ifname` in this namespace,
+/// except IPv6 link-local ones (every IPv6 device has one).
+pub fn device_addresses(ifname: &str) -> Result<Vec<std::net::IpAddr>> {
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+    let info = link_info(ifname)?;
+    let mut rtnl = Rtnl::open()?;
+    let answers = rtnl.request(
+        &format!("RTM_GETADDR {ifname}"),
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        netlink_packet_core::NLM_F_DUMP,
+    )?;
+    let mut out = Vec::new();
+    for a in answers {
+        let RouteNetlinkMessage::NewAddress(m) = a else { continue };
+        if m.header.index != info.index {
+            continue;
+        }
+        for attr in &m.attributes {
+            if let AddressAttribute::Address(ip) = attr {
+                let link_local = matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+                if !link_local {
+                    out.push(*ip);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One RTM_GETLINK: by name when `req` names no index, else as `req` says.
+fn get_link(rtnl: &mut Rtnl, ifname: &str, mut req: LinkMessage, what: &str) -> Result<LinkMessage> {
+    if req.header.index == 0 {
+        req.attributes.push(LinkAttribute::IfName(ifname.to_string()));
+    }
+    let op = format!("RTM_GETLINK {what}");
+    let answers = match rtnl.request(&op, RouteNetlinkMessage::GetLink(req), 0) {
+        Ok(a) => a,
+        Err(HostError::Netlink { errno, .. }) if errno == libc::ENODEV => {
+            return Err(HostError::NoSuchDevice(what.to_string()))
+        }
+        Err(e) => return Err(e),
+    };
+    answers
+        .into_iter()
+        .find_map(|a| match a {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+        .ok_or(HostError::Decode {
+            op,
+            detail: "no RTM_NEWLINK in the answer".to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
