@@ -124,7 +124,10 @@ pub fn run(
     let mut tx = vec![0u64; n_ports];
     let mut events = Events::with_capacity((n_ports + extra.len()).max(1));
     let mut io_errors = 0u64;
-    let mut last_error: Option<String> = None;
+    // The newest I/O error, kept unformatted: a lasting error (a peer
+    // unreachable, a full device) repeats on every burst, and is formatted
+    // only when the stats are published.
+    let mut last_error: Option<(IoStep, u16, std::io::Error)> = None;
     // Empty loops since the last frame, and when the first of them began.
     let mut idle = 0u32;
     let mut idle_since = Instant::now();
@@ -145,7 +148,7 @@ pub fn run(
                 Some(Ok(n)) => n,
                 Some(Err(e)) => {
                     io_errors += 1;
-                    last_error = Some(format!("rx on port {i}: {e}"));
+                    last_error = Some((IoStep::Rx, i, e));
                     0
                 }
                 None => 0,
@@ -175,17 +178,18 @@ pub fn run(
                 &mut tx,
             ) {
                 io_errors += 1;
-                last_error = Some(format!("tx: {e}"));
+                last_error = Some((IoStep::Tx, i, e));
             }
         }
-        for p in ports
+        let primary = ports
             .iter_mut()
-            .flatten()
-            .chain(extra.iter_mut().map(|(_, p)| p))
-        {
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as u16, p.as_deref_mut()?)));
+        let secondary = extra.iter_mut().map(|(i, p)| (*i, &mut **p));
+        for (i, p) in primary.chain(secondary) {
             if let Err(e) = p.flush() {
                 io_errors += 1;
-                last_error = Some(format!("flush on {}: {e}", p.name()));
+                last_error = Some((IoStep::Flush, i, e));
             }
         }
 
@@ -203,8 +207,8 @@ pub fn run(
                 s.io_errors = io_errors;
                 s.wakeups = wakeups;
                 s.sleeps = sleeps;
-                if last_error.is_some() {
-                    s.last_error = last_error.take();
+                if let Some((step, port, e)) = last_error.take() {
+                    s.last_error = Some(step.describe(port, &e));
                 }
             }
         }
@@ -305,6 +309,27 @@ fn port_io(
         }
     }
     out
+}
+
+/// The worker step an I/O error came from.
+#[derive(Debug, Clone, Copy)]
+enum IoStep {
+    /// Receiving a burst on a port.
+    Rx,
+    /// Forwarding a burst received on a port (its transmissions).
+    Tx,
+    /// Flushing a port's pending transmissions.
+    Flush,
+}
+
+impl IoStep {
+    fn describe(self, port: u16, e: &std::io::Error) -> String {
+        match self {
+            IoStep::Rx => format!("rx on port {port}: {e}"),
+            IoStep::Tx => format!("tx of a burst from port {port}: {e}"),
+            IoStep::Flush => format!("flush on port {port}: {e}"),
+        }
+    }
 }
 
 /// Most ports one worker handles (uplink plus container ports).
