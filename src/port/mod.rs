@@ -224,14 +224,6 @@ impl Packet {
         }
     }
 
-    /// [`Packet::rx_area`] with `prefix` bytes of the headroom in front
-    /// (`prefix` at most [`HEADROOM`]).
-    #[inline]
-    pub fn rx_area_with_prefix(&mut self, prefix: usize) -> &mut [u8] {
-        let p = prefix.min(HEADROOM);
-        &mut self.buf[HEADROOM - p..HEADROOM + MAX_FRAME]
-    }
-
     /// Marks `len` bytes at [`HEADROOM`] as received (clamped to [`MAX_FRAME`]).
     #[inline]
     pub fn set_received(&mut self, len: usize) {
