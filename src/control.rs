@@ -98,6 +98,10 @@ pub struct LivenessStats {
     /// Reports ignored: their sequence number is over 10 minutes ahead of
     /// our clock (a forged one, or a host whose clock is off).
     pub reports_ahead: u64,
+    /// Reports about this host that it did not make (forged, or from its
+    /// run before a restart with a later clock), refuted by sending its
+    /// own above them.
+    pub reports_refuted: u64,
 }
 
 impl LivenessStats {
@@ -115,6 +119,7 @@ impl LivenessStats {
             hellos_not_neighbour: c.not_neighbour,
             reports_left_out: c.reports_left_out,
             reports_ahead: c.reports_ahead,
+            reports_refuted: c.reports_refuted,
         }
     }
 }

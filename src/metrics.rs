@@ -236,7 +236,7 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         counter_family(
             enc,
             "vxrouter_liveness_hellos",
-            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), link reports that did not fit a hello (report_left_out), and reports ignored for a sequence number far ahead of our clock (report_ahead).",
+            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), link reports that did not fit a hello (report_left_out), reports ignored for a sequence number far ahead of our clock (report_ahead), and reports about this host that it did not make, refuted (report_refuted).",
             [
                 ([("kind", "sent")], l.hellos_sent),
                 ([("kind", "send_error")], l.hello_send_errors),
@@ -246,6 +246,7 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
                 ([("kind", "not_neighbour")], l.hellos_not_neighbour),
                 ([("kind", "report_left_out")], l.reports_left_out),
                 ([("kind", "report_ahead")], l.reports_ahead),
+                ([("kind", "report_refuted")], l.reports_refuted),
             ],
         )?;
         gauge(

@@ -30,6 +30,18 @@
 //! an IPv4 underlay, 50 on IPv6), ours and those with a non-empty list go
 //! first, then the most recently changed; the rest are counted as left out.
 //!
+//! A host is the only one that makes its report. One about it that it did
+//! not make (forged, or from its run before a restart with a later clock)
+//! would win everywhere and could hold its links down for good, since a
+//! neighbour does not send a host's report back to it while the one it
+//! holds is the one that host told it. So when the one it holds differs,
+//! it does send it back, and the host refutes it: it re-originates its own
+//! above it (as OSPF does with its own LSAs), and the true one wins
+//! everywhere within a few intervals. Every sequence number, ours too, is
+//! only believed within [`MAX_SEQ_AHEAD`] of the receiver's clock, so one
+//! forged hello moves our number at most that far, never to where the
+//! others would refuse ours or it could no longer grow.
+//!
 //! What this sees: a host, its router or the underlay path between two
 //! linked hosts going away. What it does not: the hellos come from the
 //! control thread over the kernel's UDP socket, so a wedged worker behind a
@@ -51,6 +63,8 @@ pub const MAX_HELLO: usize = 1400;
 /// the future would otherwise hold its place for good. Hosts' clocks must
 /// agree within this.
 pub const MAX_SEQ_AHEAD: u64 = 600 * 1_000_000_000;
+/// Most neighbours one report lists (its count is one byte).
+const MAX_DOWN: usize = 255;
 const MAGIC: [u8; 4] = *b"VXRL";
 const VERSION: u8 = 1;
 /// Flag: the sender has heard us within its dead interval.
@@ -156,7 +170,7 @@ impl Hello {
         let mut n = 0u16;
         let mut left_out = 0;
         for r in &self.reports {
-            let down = &r.down[..r.down.len().min(255)];
+            let down = &r.down[..r.down.len().min(MAX_DOWN)];
             let r = Report {
                 origin: r.origin,
                 seq: r.seq,
@@ -219,6 +233,9 @@ struct Neighbour {
     hears_us: bool,
     /// A two-way hello was seen since start (or since it was added).
     established: bool,
+    /// Its own report as its last hello carried it: when the report we
+    /// hold about it differs, we send ours back so that it can refute it.
+    told: Option<Stored>,
     /// Start of the grace before the first two-way hello (ns).
     since: u64,
     up: bool,
@@ -235,7 +252,7 @@ impl Neighbour {
 }
 
 /// A report as kept: the newest heard from its origin.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Stored {
     seq: u64,
     down: Vec<IpAddr>,
@@ -257,6 +274,10 @@ pub struct HelloCounts {
     /// Reports ignored because their sequence number is further ahead of
     /// our clock than [`MAX_SEQ_AHEAD`].
     pub reports_ahead: u64,
+    /// Reports about this host that it did not make (forged, or from a
+    /// previous run with a later clock), superseded by re-originating ours
+    /// above them.
+    pub reports_refuted: u64,
 }
 
 /// The liveness of this host's neighbours and the links reported down.
@@ -316,6 +337,7 @@ impl Liveness {
                     heard: false,
                     hears_us: false,
                     established: false,
+                    told: None,
                     since: now,
                     up: true,
                 });
@@ -354,6 +376,7 @@ impl Liveness {
                 n.heard = old.heard;
                 n.hears_us = old.hears_us;
                 n.established = old.established;
+                n.told = old.told.clone();
                 n.since = old.since;
                 n.up = old.up;
             }
@@ -384,6 +407,7 @@ impl Liveness {
         self.cfg.port
     }
 
+    /// Our report as the wire carries it (at most [`MAX_DOWN`] entries).
     fn own_report(&self) -> Report {
         Report {
             origin: self.my_addr,
@@ -393,6 +417,7 @@ impl Liveness {
                 .iter()
                 .filter(|n| !n.up)
                 .map(|n| n.addr)
+                .take(MAX_DOWN)
                 .collect(),
         }
     }
@@ -429,23 +454,42 @@ impl Liveness {
     }
 
     /// What to send each neighbour now: its address and the hello.
-    /// (A neighbour is not sent its own report back.)
+    ///
+    /// A neighbour is not sent its own report back while the one we hold
+    /// is the one it last told us. When they differ (we hold one it did
+    /// not make, or a newer one than it told us), ours goes right after
+    /// our own, so that the neighbour learns of it and refutes it: no
+    /// other way would bring a forged report about a host to that host.
     pub fn hellos(&mut self, now: u64) -> Vec<(IpAddr, Hello)> {
         let dead = self.dead_interval();
         let reports = self.reports_to_send();
         self.neighbours
             .iter()
             .map(|n| {
+                let mut out: Vec<Report> = Vec::with_capacity(reports.len());
+                let mut theirs = None;
+                for r in &reports {
+                    if r.origin == n.addr {
+                        theirs = Some(r);
+                    } else {
+                        out.push(r.clone());
+                    }
+                }
+                if let Some(r) = theirs {
+                    let told = n
+                        .told
+                        .as_ref()
+                        .is_some_and(|t| t.seq == r.seq && t.down == r.down);
+                    if !told {
+                        out.insert(out.len().min(1), r.clone());
+                    }
+                }
                 (
                     n.addr,
                     Hello {
                         vni: self.vni,
                         hears_you: n.heard && now.saturating_sub(n.heard_at) < dead,
-                        reports: reports
-                            .iter()
-                            .filter(|r| r.origin != n.addr)
-                            .cloned()
-                            .collect(),
+                        reports: out,
                     },
                 )
             })
@@ -468,6 +512,23 @@ impl Liveness {
     /// Records a change of our own list: a new sequence number.
     fn own_changed(&mut self) {
         self.seq = self.seq.saturating_add(1);
+    }
+
+    /// A report attributed to us. One we did not make (another list at our
+    /// number or above: forged, or from a run before a restart with a
+    /// later clock) would win over ours wherever it goes, so ours is
+    /// re-originated above it, as OSPF does with its own LSAs; ours then
+    /// wins everywhere. It is only believed within [`MAX_SEQ_AHEAD`] of
+    /// our clock, like every report, so one forged hello can push our
+    /// number at most that far, never to where others would refuse it
+    /// or it could not grow. An echo of our current one changes nothing.
+    fn refute(&mut self, r: &Report) {
+        let ours = self.own_report();
+        if r.seq > ours.seq || (r.seq == ours.seq && r.down != ours.down) {
+            self.seq = r.seq;
+            self.own_changed();
+            self.counts.reports_refuted += 1;
+        }
     }
 
     /// Whether a report's sequence number is believable at `now`.
@@ -506,26 +567,30 @@ impl Liveness {
                 continue;
             }
             if r.origin == self.my_addr {
-                // Ours, from before a restart with a later clock: ours must
-                // supersede it everywhere. (Our current one is not sent back
-                // to us; an equal one changes nothing.)
-                if r.seq > self.seq {
-                    self.seq = r.seq;
-                    self.own_changed();
-                }
+                self.refute(r);
                 continue;
             }
             if !self.hosts.contains_key(&r.origin) {
                 continue;
             }
-            if self.reports.get(&r.origin).is_none_or(|s| r.seq > s.seq) {
-                self.reports.insert(
-                    r.origin,
-                    Stored {
-                        seq: r.seq,
-                        down: r.down.clone(),
-                    },
-                );
+            let got = Stored {
+                seq: r.seq,
+                down: r.down.clone(),
+            };
+            if r.origin == from {
+                if let Some(n) = self.neighbours.iter_mut().find(|n| n.addr == from) {
+                    n.told = Some(got.clone());
+                }
+            }
+            // Newer wins; at an equal number (only a forged report or a
+            // restart's clock makes two), the greater list, so that every
+            // host keeps the same one and the origin, told it, refutes it.
+            if self
+                .reports
+                .get(&r.origin)
+                .is_none_or(|s| (r.seq, &r.down) > (s.seq, &s.down))
+            {
+                self.reports.insert(r.origin, got);
             }
         }
         Ok(self.links_down() != before)
@@ -1102,6 +1167,68 @@ mod tests {
             }
             first
         }
+
+        /// Host `at`'s own report, or what host `i` holds of it.
+        fn report_of(&mut self, i: usize, at: usize) -> Option<(u64, Vec<IpAddr>)> {
+            if i == at {
+                let r = self.hosts[at].own_report();
+                return Some((r.seq, r.down));
+            }
+            let origin = self.topo.hosts[at].underlay;
+            self.hosts[i]
+                .reports
+                .get(&origin)
+                .map(|s| (s.seq, s.down.clone()))
+        }
+
+        /// Every live host holds `at`'s own, current report.
+        fn all_hold_report_of(&mut self, at: usize) {
+            let own = self.report_of(at, at);
+            for i in 0..self.hosts.len() {
+                if self.alive[i] {
+                    assert_eq!(
+                        self.report_of(i, at),
+                        own,
+                        "h{} holds another report of h{}",
+                        i + 1,
+                        at + 1
+                    );
+                }
+            }
+        }
+
+        /// A hello from `from`'s address, but not from it, taken by `to`.
+        fn forge(&mut self, from: usize, to: usize, report: Report) {
+            let h = Hello {
+                vni: 42,
+                hears_you: true,
+                reports: vec![report],
+            };
+            let addr = self.topo.hosts[from].underlay;
+            let now = self.now;
+            self.hosts[to]
+                .on_datagram(now, addr, &h.encode().0)
+                .unwrap();
+        }
+    }
+
+    /// A ring of `n` hosts at cost 1, liveness every 100 ms.
+    fn ring(n: usize) -> Topology {
+        let mut text = String::from("[overlay]\nvni = 42\nliveness_interval_ms = 100\n");
+        for h in 1..=n {
+            text += &format!(
+                "[[hosts]]\nname = \"h{h}\"\nunderlay = \"198.18.{}.{}\"\nsubnets = [\"198.19.{h}.0/24\"]\n",
+                h / 200,
+                h % 200 + 1
+            );
+        }
+        for h in 1..=n {
+            text += &format!(
+                "[[links]]\na = \"h{h}\"\nb = \"h{}\"\ncost = 1\n",
+                h % n + 1
+            );
+        }
+        config::parse(&text, "t.toml").expect("valid")
     }
 
     #[test]
@@ -1171,22 +1298,7 @@ mod tests {
     #[test]
     fn a_ring_of_120_hosts_agrees_with_reports_in_turn() {
         // 120 reports do not fit one hello: the empty ones take turns.
-        let n = 120usize;
-        let mut text = String::from("[overlay]\nvni = 42\nliveness_interval_ms = 100\n");
-        for h in 1..=n {
-            text += &format!(
-                "[[hosts]]\nname = \"h{h}\"\nunderlay = \"198.18.{}.{}\"\nsubnets = [\"198.19.{h}.0/24\"]\n",
-                h / 200,
-                h % 200 + 1
-            );
-        }
-        for h in 1..=n {
-            text += &format!(
-                "[[links]]\na = \"h{h}\"\nb = \"h{}\"\ncost = 1\n",
-                h % n + 1
-            );
-        }
-        let mut net = Net::new(config::parse(&text, "t.toml").expect("valid"));
+        let mut net = Net::new(ring(120));
         for _ in 0..10 {
             net.round();
         }
@@ -1203,6 +1315,79 @@ mod tests {
             net.round();
         }
         assert!(net.agree().is_empty());
+    }
+
+    #[test]
+    fn a_forged_report_is_refuted_by_the_host_it_names() {
+        // Someone with h2's address tells h3 that h1 lost h3, at a number
+        // ahead of h1's (within the window). h3 takes it and floods it;
+        // h1 is never sent its own report while it is the one h1 told,
+        // so only the send-back of a differing one brings it to h1.
+        let mut net = Net::new(triangle());
+        for _ in 0..5 {
+            net.round();
+        }
+        let (seq, _) = net.report_of(0, 0).unwrap();
+        let forged = |seq| Report {
+            origin: ip("198.18.0.1"),
+            seq,
+            down: vec![ip("198.18.0.3")],
+        };
+        net.forge(1, 2, forged(seq + 1_000_000));
+        assert_eq!(net.hosts[2].link_names_down(), ["h1-h3"]);
+        for _ in 0..5 {
+            net.round();
+        }
+        assert!(net.agree().is_empty());
+        net.all_hold_report_of(0);
+        assert!(net.report_of(0, 0).unwrap().0 > seq + 1_000_000);
+        assert_eq!(net.hosts[0].counts.reports_refuted, 1);
+        assert_eq!(net.path(1, 0), ["h2", "h3", "h1"]);
+        // The same number as h1's, another list: the greater list wins
+        // the tie everywhere, and h1, told it, refutes it as well.
+        let (seq, _) = net.report_of(0, 0).unwrap();
+        net.forge(1, 2, forged(seq));
+        assert_eq!(net.hosts[2].link_names_down(), ["h1-h3"]);
+        for _ in 0..5 {
+            net.round();
+        }
+        assert!(net.agree().is_empty());
+        net.all_hold_report_of(0);
+        assert_eq!(net.hosts[0].counts.reports_refuted, 2);
+        // Quiet again: no host's number moves any more.
+        let before: Vec<_> = (0..3).map(|i| net.report_of(i, i)).collect();
+        for _ in 0..5 {
+            net.round();
+        }
+        let after: Vec<_> = (0..3).map(|i| net.report_of(i, i)).collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_forged_report_is_refuted_across_a_ring_of_120_hosts() {
+        // h3 is two hops from h1; the forged report says h1 lost h2, and
+        // reaches h1 only through h2, which holds it and is told another.
+        let mut net = Net::new(ring(120));
+        for _ in 0..10 {
+            net.round();
+        }
+        let (seq, _) = net.report_of(0, 0).unwrap();
+        net.forge(
+            3,
+            2,
+            Report {
+                origin: net.topo.hosts[0].underlay,
+                seq: seq + 1,
+                down: vec![net.topo.hosts[1].underlay],
+            },
+        );
+        assert_eq!(net.hosts[2].link_names_down(), ["h1-h2"]);
+        for _ in 0..80 {
+            net.round();
+        }
+        assert!(net.agree().is_empty());
+        net.all_hold_report_of(0);
+        assert_eq!(net.hosts[0].counts.reports_refuted, 1);
     }
 
     #[test]
