@@ -858,6 +858,7 @@ impl Liveness {
 
     /// A datagram from `from` on the liveness port. Returns whether the
     /// set of links that are down changed.
+    ///
     /// With keys, only a hello whose MAC passes, for our VNI, from a
     /// neighbour, with a counter above the last one it sent and near our
     /// clock, is taken; whatever is not is counted by its reason.
