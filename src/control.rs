@@ -41,7 +41,7 @@ use crate::port::tun::TunPort;
 use crate::port::udp::{UdpConfig, UdpPort};
 use crate::port::xdp::{XdpKind, XdpProgram};
 use crate::port::Port;
-use crate::route::liveness::Liveness;
+use crate::route::liveness::{HelloKeys, Liveness};
 use crate::route::{self, RouteSet};
 use crate::worker::{self, WorkerHandle, WorkerStats};
 
@@ -98,6 +98,28 @@ pub struct LivenessStats {
     /// Reports ignored: their sequence number is over 10 minutes ahead of
     /// our clock (a forged one, or a host whose clock is off).
     pub reports_ahead: u64,
+    /// Reports about this host that it did not make (forged, or from its
+    /// run before a restart with a later clock), refuted by sending its
+    /// own above them.
+    pub reports_refuted: u64,
+    /// With a key file: the key id our hellos are signed with, and every
+    /// key id we take (so that a rotation step can be checked per host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hello_key_active: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hello_keys: Vec<u32>,
+    /// Hellos ignored with a key file: without a MAC, with a key id we do
+    /// not hold, with a MAC that does not match, with a counter not above
+    /// the sender's last (a replay), or further than 10 minutes from our
+    /// clock (an old replay, or a clock that is off).
+    pub hellos_unauthenticated: u64,
+    pub hellos_unknown_key: u64,
+    pub hellos_bad_mac: u64,
+    pub hellos_replayed: u64,
+    pub hellos_clock_skew: u64,
+    /// Hellos with a MAC while we have no key file (the hosts' settings
+    /// differ).
+    pub hellos_unexpected_auth: u64,
 }
 
 impl LivenessStats {
@@ -115,6 +137,15 @@ impl LivenessStats {
             hellos_not_neighbour: c.not_neighbour,
             reports_left_out: c.reports_left_out,
             reports_ahead: c.reports_ahead,
+            reports_refuted: c.reports_refuted,
+            hello_key_active: l.keys().map(|k| k.active_id()),
+            hello_keys: l.keys().map(|k| k.ids()).unwrap_or_default(),
+            hellos_unauthenticated: c.unauthenticated,
+            hellos_unknown_key: c.unknown_key,
+            hellos_bad_mac: c.bad_mac,
+            hellos_replayed: c.replayed,
+            hellos_clock_skew: c.clock_skew,
+            hellos_unexpected_auth: c.unexpected_auth,
         }
     }
 }
@@ -446,9 +477,14 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     let host = topo.hosts[me].clone();
     // Liveness: its socket is bound before any device is made, too.
     let epoch = Instant::now();
+    let hello_keys = match topo.overlay.liveness.as_ref() {
+        Some(cfg) => load_hello_keys(cfg)?,
+        None => None,
+    };
     let mut liveness = topo
         .overlay
         .liveness
+        .clone()
         .map(|cfg| Liveness::new(&topo, me, cfg, 0, wall_nanos()));
     let hello_sock = match &liveness {
         Some(l) => {
@@ -745,10 +781,10 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     }
     // The start-up grace runs from here, not from before the devices were
     // made (attaching XDP to a real NIC can take seconds).
-    liveness = topo
-        .overlay
-        .liveness
-        .map(|cfg| Liveness::new(&topo, me, cfg, nanos_since(epoch), wall_nanos()));
+    liveness = topo.overlay.liveness.clone().map(|cfg| {
+        Liveness::new(&topo, me, cfg, nanos_since(epoch), wall_nanos())
+            .with_keys(hello_keys.clone())
+    });
     let mut next_hello = 0u64;
     let mut events = Events::with_capacity(8);
     let mut last_tick = Instant::now();
@@ -818,13 +854,29 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 }
                 Ok((new, new_me)) => {
                     let new = effective(new, new_me, &learned_macs);
+                    let new_keys = new
+                        .overlay
+                        .liveness
+                        .as_ref()
+                        .map_or(Ok(None), load_hello_keys);
                     if structure_of(&new, new_me) != structure {
                         tracing::error!("reload rejected: this host's nic, uplink_io, underlay, workers, ports (their names, kinds, namespaces, addresses, MACs, MTUs, gateways, offload or queue_len), the overlay MTU, VNI, UDP port or liveness settings changed; those need a restart");
+                    } else if let Err(e) = &new_keys {
+                        tracing::error!(
+                            "reload rejected, keeping the running configuration: {e:#}"
+                        );
                     } else {
-                        let new_live = liveness
-                            .as_ref()
-                            .zip(new.overlay.liveness)
-                            .map(|(l, cfg)| l.reload(&new, new_me, cfg, nanos_since(epoch)));
+                        // Read again on every reload: a key rotation is a
+                        // change of the key file and a SIGHUP.
+                        let keys = new_keys.ok().flatten();
+                        let new_live =
+                            liveness
+                                .as_ref()
+                                .zip(new.overlay.liveness.clone())
+                                .map(|(l, cfg)| {
+                                    l.reload(&new, new_me, cfg, nanos_since(epoch))
+                                        .with_keys(keys)
+                                });
                         match compute_routes(&new, new_me, new_live.as_ref()) {
                             Ok(r) => {
                                 topo = new;
@@ -1031,9 +1083,7 @@ fn receive_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) -> boo
 /// buffer) is counted; the neighbour then goes down on its own.
 fn send_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) {
     let port = l.port();
-    for (addr, h) in l.hellos(now) {
-        let (bytes, left_out) = h.encode();
-        l.counts.reports_left_out += left_out as u64;
+    for (addr, bytes) in l.datagrams(now) {
         match sock.send_to(&bytes, std::net::SocketAddr::new(addr, port)) {
             Ok(_) => l.counts.sent += 1,
             Err(e) => {
@@ -1042,6 +1092,55 @@ fn send_hellos(l: &mut Liveness, sock: &std::net::UdpSocket, now: u64) {
             }
         }
     }
+}
+
+/// The hello keys of `cfg.key_file`, if it names one: a regular file that
+/// group and others can neither read nor write, of at most 64 KiB, in the
+/// format [`HelloKeys::parse`] reads. Errors name the file (and the line).
+fn load_hello_keys(cfg: &config::LivenessConfig) -> Result<Option<HelloKeys>> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = &cfg.key_file else {
+        return Ok(None);
+    };
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("liveness key file {}", path.display()))?;
+    // Checked on the open file, so that what is read is what was checked.
+    let meta = f
+        .metadata()
+        .with_context(|| format!("liveness key file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("liveness key file {}: not a regular file", path.display());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "liveness key file {}: mode {mode:03o} lets group or others at the keys (chmod 600 it)",
+            path.display()
+        );
+    }
+    let mut bytes = Vec::new();
+    f.take(64 * 1024 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("liveness key file {}", path.display()))?;
+    if bytes.len() > 64 * 1024 {
+        bail!("liveness key file {}: over 64 KiB", path.display());
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        anyhow::anyhow!(
+            "liveness key file {}:{line}: not UTF-8 text",
+            path.display()
+        )
+    })?;
+    let keys = HelloKeys::parse(text)
+        .map_err(|e| anyhow::anyhow!("liveness key file {}:{e}", path.display()))?;
+    tracing::info!(path = %path.display(), active = keys.active_id(), keys = ?keys.ids(), "liveness hello keys");
+    Ok(Some(keys))
 }
 
 fn write_stats(path: &Path, stats: &RunStats) -> std::io::Result<()> {
@@ -1070,5 +1169,56 @@ fn cap_container_gso(netns: &str, mtu: u16) {
         Err(e) => {
             tracing::warn!(netns, error = %e, "could not cap the container's super-packets (gso_max_segs)")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn cfg(path: &Path) -> config::LivenessConfig {
+        config::LivenessConfig {
+            interval_ms: 100,
+            dead_after: 3,
+            port: 4799,
+            key_file: Some(path.to_owned()),
+        }
+    }
+
+    #[test]
+    fn hello_keys_come_from_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("liveness.key");
+        let key = "000102030405060708090a0b0c0d0e0f";
+        std::fs::write(&path, format!("1 {key}\n2 {key}{key} active\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_hello_keys(&cfg(&path)).unwrap_err().to_string();
+        assert!(e.contains("mode 644 lets group or others"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let k = load_hello_keys(&cfg(&path)).unwrap().unwrap();
+        assert_eq!((k.active_id(), k.ids()), (2, vec![1, 2]));
+        // Errors name the file, the line and the column.
+        std::fs::write(&path, format!("1 {key}\n2 {key}0\n")).unwrap();
+        let e = load_hello_keys(&cfg(&path)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("liveness key file {}:2:3: key 2", path.display())),
+            "{e}"
+        );
+        std::fs::write(&path, b"1 \xff\n").unwrap();
+        let e = load_hello_keys(&cfg(&path)).unwrap_err().to_string();
+        assert!(e.ends_with(":1: not UTF-8 text"), "{e}");
+        let e = format!("{:#}", load_hello_keys(&cfg(dir.path())).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = format!(
+            "{:#}",
+            load_hello_keys(&cfg(&dir.path().join("none"))).unwrap_err()
+        );
+        assert!(e.contains("No such file"), "{e}");
+        let off = config::LivenessConfig {
+            key_file: None,
+            ..cfg(&path)
+        };
+        assert!(load_hello_keys(&off).unwrap().is_none());
     }
 }

@@ -236,7 +236,7 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         counter_family(
             enc,
             "vxrouter_liveness_hellos",
-            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), link reports that did not fit a hello (report_left_out), and reports ignored for a sequence number far ahead of our clock (report_ahead).",
+            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), link reports that did not fit a hello (report_left_out), reports ignored for a sequence number far ahead of our clock (report_ahead), reports about this host that it did not make, refuted (report_refuted); with a key file, hellos ignored without a MAC (unauthenticated), with a key id not held (unknown_key), a MAC that does not match (bad_mac), a counter not above the sender's last (replayed) or far from our clock (clock_skew); without one, hellos with a MAC (unexpected_auth).",
             [
                 ([("kind", "sent")], l.hellos_sent),
                 ([("kind", "send_error")], l.hello_send_errors),
@@ -246,6 +246,13 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
                 ([("kind", "not_neighbour")], l.hellos_not_neighbour),
                 ([("kind", "report_left_out")], l.reports_left_out),
                 ([("kind", "report_ahead")], l.reports_ahead),
+                ([("kind", "report_refuted")], l.reports_refuted),
+                ([("kind", "unauthenticated")], l.hellos_unauthenticated),
+                ([("kind", "unknown_key")], l.hellos_unknown_key),
+                ([("kind", "bad_mac")], l.hellos_bad_mac),
+                ([("kind", "replayed")], l.hellos_replayed),
+                ([("kind", "clock_skew")], l.hellos_clock_skew),
+                ([("kind", "unexpected_auth")], l.hellos_unexpected_auth),
             ],
         )?;
         gauge(
@@ -471,6 +478,7 @@ mod tests {
         has(&t, "vxrouter_neighbour_up{neighbour=\"h3\"} 0");
         has(&t, "vxrouter_liveness_hellos_total{kind=\"sent\"} 9");
         has(&t, "vxrouter_liveness_hellos_total{kind=\"malformed\"} 0");
+        has(&t, "vxrouter_liveness_hellos_total{kind=\"bad_mac\"} 0");
         has(&t, "vxrouter_links_down 1");
         assert!(t.ends_with("# EOF\n"), "{t}");
     }

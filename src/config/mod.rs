@@ -112,7 +112,7 @@ pub struct Overlay {
 /// Hellos between the two ends of every link; a link whose far end is not
 /// heard (two-way) for `dead_after` intervals leaves the route computation
 /// until it is heard again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LivenessConfig {
     /// Milliseconds between hellos, 50..=60000.
     pub interval_ms: u32,
@@ -120,6 +120,10 @@ pub struct LivenessConfig {
     pub dead_after: u32,
     /// UDP port the hellos use on every host's underlay address.
     pub port: u16,
+    /// The shared keys that authenticate hellos (an absolute path; the
+    /// control thread reads it at start and on every reload). `None`:
+    /// hellos carry no MAC.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// One host running vxrouter.

@@ -88,6 +88,7 @@ const OVERLAY_FIELDS: &[&str] = &[
     "liveness_interval_ms",
     "liveness_dead_after",
     "liveness_port",
+    "liveness_key_file",
 ];
 const HOST_FIELDS: &[&str] = &[
     "name",
@@ -550,8 +551,30 @@ fn read_liveness(
         .map(|v| v as u16),
         None => Some(DEFAULT_LIVENESS_PORT),
     };
-    let (interval_ms, dead_after, port) = (interval?, dead_after?, port?);
+    let key_node = get(t, "liveness_key_file");
+    let key_file = match key_node {
+        Some(n) => match string(sink, n, "overlay.liveness_key_file") {
+            Some(s) => match check_key_file(&s.v) {
+                Ok(p) => Some(Some(p)),
+                Err(e) => {
+                    sink.error(&s.span, "overlay.liveness_key_file", e);
+                    None
+                }
+            },
+            None => None,
+        },
+        None => Some(None),
+    };
+    let (interval_ms, dead_after, port, key_file) = (interval?, dead_after?, port?, key_file?);
     if interval_ms == 0 {
+        if let (Some(n), Some(_)) = (key_node, &key_file) {
+            sink.error(
+                &n.span,
+                "overlay.liveness_key_file",
+                "a key file without liveness: set liveness_interval_ms too",
+            );
+            return None;
+        }
         return Some(None);
     }
     if Some(port) == udp_port {
@@ -572,7 +595,26 @@ fn read_liveness(
         interval_ms,
         dead_after,
         port,
+        key_file,
     }))
+}
+
+/// The path of the liveness key file: absolute, so that it does not depend
+/// on where the router was started.
+fn check_key_file(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        return Err("an empty path: expected the absolute path of the key file".into());
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!("the path holds a control character ({:?})", c));
+    }
+    let p = std::path::PathBuf::from(s);
+    if !p.is_absolute() {
+        return Err(format!(
+            "{s:?} is relative: expected an absolute path (e.g. /etc/vxrouter/liveness.key)"
+        ));
+    }
+    Ok(p)
 }
 
 fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {

@@ -467,7 +467,8 @@ fn liveness_settings() {
         Some(LivenessConfig {
             interval_ms: 200,
             dead_after: DEFAULT_LIVENESS_DEAD_AFTER,
-            port: DEFAULT_LIVENESS_PORT
+            port: DEFAULT_LIVENESS_PORT,
+            key_file: None,
         })
     );
     assert_eq!(
@@ -475,8 +476,14 @@ fn liveness_settings() {
         Some(LivenessConfig {
             interval_ms: 1000,
             dead_after: 5,
-            port: 5000
+            port: 5000,
+            key_file: None,
         })
+    );
+    assert_eq!(
+        on("liveness_interval_ms = 200\nliveness_key_file = \"/etc/vxrouter/liveness.key\"")
+            .and_then(|l| l.key_file),
+        Some("/etc/vxrouter/liveness.key".into())
     );
     // Off: the other fields are still checked, the port may be anything.
     assert_eq!(on("udp_port = 4799"), None);
@@ -521,6 +528,31 @@ fn liveness_settings() {
             "udp_port = 4799\nliveness_interval_ms = 100",
             "overlay.liveness_interval_ms",
             "must differ from overlay.udp_port",
+        ),
+        (
+            "liveness_interval_ms = 100\nliveness_key_file = \"liveness.key\"",
+            "overlay.liveness_key_file",
+            "is relative: expected an absolute path",
+        ),
+        (
+            "liveness_interval_ms = 100\nliveness_key_file = \"\"",
+            "overlay.liveness_key_file",
+            "an empty path",
+        ),
+        (
+            "liveness_interval_ms = 100\nliveness_key_file = \"/etc/a\\u0007\"",
+            "overlay.liveness_key_file",
+            "control character",
+        ),
+        (
+            "liveness_interval_ms = 100\nliveness_key_file = 7",
+            "overlay.liveness_key_file",
+            "expected a string",
+        ),
+        (
+            "liveness_key_file = \"/etc/vxrouter/liveness.key\"",
+            "overlay.liveness_key_file",
+            "a key file without liveness",
         ),
     ] {
         let text = BASE.replace("vni = 7", &format!("vni = 7\n{extra}"));
