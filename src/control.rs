@@ -936,9 +936,9 @@ fn check_mtu_fits(
         return Ok(());
     }
     let which = if topo.overlay.mtu.is_some() {
-        "overlay.mtu"
+        format!("overlay.mtu {overlay_mtu}")
     } else {
-        "the default overlay MTU (overlay.mtu is not set)"
+        format!("the default overlay MTU {overlay_mtu} (overlay.mtu is not set)")
     };
     let overhead = match underlay {
         IpAddr::V4(_) => config::OVERHEAD_V4,
@@ -946,7 +946,7 @@ fn check_mtu_fits(
     };
     let need = u32::from(overlay_mtu) + u32::from(overhead);
     bail!(
-        "{which} {overlay_mtu} does not fit the underlay: {nic} has MTU {nic_mtu}, and VXLAN adds {}; \
+        "{which} does not fit the underlay: {nic} has MTU {nic_mtu}, and VXLAN adds {}; \
          the largest overlay MTU that fits {nic} is {fit}. Set overlay.mtu to at most {fit} in {}, \
          or raise the MTU of {nic} to at least {need}",
         overhead_text(underlay),
@@ -1150,5 +1150,66 @@ fn cap_container_gso(netns: &str, mtu: u16) {
         Err(e) => {
             tracing::warn!(netns, error = %e, "could not cap the container's super-packets (gso_max_segs)")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(underlay: &str, mtu: Option<u16>) -> Topology {
+        let mtu = mtu.map_or(String::new(), |m| format!("mtu = {m}\n"));
+        let other = if underlay.contains(':') {
+            "2001:2::2"
+        } else {
+            "198.18.0.2"
+        };
+        let text = format!(
+            "[overlay]\nvni = 42\n{mtu}\n[[hosts]]\nname = \"h1\"\nunderlay = \"{underlay}\"\n\
+             subnets = [\"198.19.1.0/24\"]\nnic = \"eth0\"\n\n[[hosts]]\nname = \"h2\"\n\
+             underlay = \"{other}\"\nsubnets = [\"198.19.2.0/24\"]\n\n\
+             [[links]]\na = \"h1\"\nb = \"h2\"\ncost = 10\n"
+        );
+        config::parse(&text, "t.toml").expect("topology")
+    }
+
+    #[test]
+    fn overlay_mtu_must_fit_the_nic() {
+        let cfg = Path::new("t.toml");
+        // Exactly what fits starts.
+        check_mtu_fits(&topo("198.18.0.1", Some(1450)), 0, "eth0", 1500, cfg).expect("fits");
+        check_mtu_fits(&topo("2001:2::1", None), 0, "eth0", 1500, cfg).expect("default fits");
+        let e = check_mtu_fits(&topo("198.18.0.1", Some(1451)), 0, "eth0", 1500, cfg)
+            .expect_err("one byte over")
+            .to_string();
+        for want in [
+            "overlay.mtu 1451 does not fit the underlay: eth0 has MTU 1500",
+            "50 bytes over IPv4",
+            "the largest overlay MTU that fits eth0 is 1450",
+            "at most 1450 in t.toml",
+            "raise the MTU of eth0 to at least 1501",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        let e = check_mtu_fits(&topo("2001:2::1", None), 0, "nic9", 1280, cfg)
+            .expect_err("default over a small NIC")
+            .to_string();
+        for want in [
+            "the default overlay MTU 1430 (overlay.mtu is not set) does not fit",
+            "nic9 has MTU 1280",
+            "70 bytes over IPv6",
+            "fits nic9 is 1210",
+            "at least 1500",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        // A NIC MTU below the headers: nothing fits, nothing wraps.
+        let e = check_mtu_fits(&topo("198.18.0.1", Some(1450)), 0, "eth0", 40, cfg)
+            .expect_err("tiny NIC")
+            .to_string();
+        assert!(
+            e.contains("fits eth0 is 0") && e.contains("at least 1500"),
+            "{e}"
+        );
     }
 }
