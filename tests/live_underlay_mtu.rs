@@ -8,8 +8,10 @@
 //!   with DF that no longer fits gets "fragmentation needed" (IPv6: "packet
 //!   too big") naming the size that fits, smaller pings pass, and the log
 //!   says what changed. When the MTU grows back, full-sized packets pass.
+//!   Over the AF_XDP uplink and over the UDP uplink, whose MTU is also
+//!   `nic`'s.
 //!
-//! Each test builds its own namespaces (prefixes `mt1-`, `mt2-`), writes its
+//! Each test builds its own namespaces (prefixes `mt1-` to `mt3-`), writes its
 //! own topology and uses addresses from 198.18.0.0/15 and 2001:2::/48 only.
 //! The `Lab` guard stops the routers and deletes every namespace on exit,
 //! also on panic. Traffic is bounded (ping -c with -W/-w). Needs root: the
@@ -52,8 +54,9 @@ macro_rules! require_prerequisites {
     };
 }
 
-/// A `[[hosts]]` entry with one TUN container `c<n>` in namespace `netns`.
-fn host(name: &str, n: u8, underlay: &str, vtep: &str, netns: &str) -> String {
+/// A `[[hosts]]` entry with one TUN container `c<n>` in namespace `netns`,
+/// its uplink through AF_XDP or kernel UDP sockets (`io`).
+fn host(name: &str, n: u8, underlay: &str, vtep: &str, netns: &str, io: &str) -> String {
     format!(
         r#"
 [[hosts]]
@@ -63,6 +66,7 @@ vtep_mac = "{vtep}"
 subnets = ["198.19.{n}.0/24", "2001:2:0:{n}::/64"]
 nic = "eth0"
 workers = [0]
+uplink_io = "{io}"
   [[hosts.ports]]
   name = "c{n}"
   kind = "tun"
@@ -125,8 +129,8 @@ fn start_refused_when_overlay_mtu_cannot_fit() {
     ] {
         let cfg = format!(
             "[overlay]\nvni = 42\nmtu = {mtu}\n{}{}{LINK}",
-            host("h1", 1, underlay, H1_VTEP, &c1),
-            host("h2", 2, peer, H2_VTEP, "mt1-unused"),
+            host("h1", 1, underlay, H1_VTEP, &c1, "af_xdp"),
+            host("h2", 2, peer, H2_VTEP, "mt1-unused", "af_xdp"),
         );
         let cfg = lab.write(&format!("topo-{family}.toml"), &cfg);
         let r = lab.start(&cfg, "h1", &h1);
@@ -205,14 +209,26 @@ fn drops(s: &serde_json::Value, reason: &str) -> u64 {
 #[test]
 fn nic_mtu_shrink_while_running() {
     require_prerequisites!();
-    let mut lab = Lab::new("mt2");
+    shrink_while_running("mt2", "af_xdp");
+}
+
+/// The same over the UDP uplink (`uplink_io = "udp"`): the MTU followed is
+/// still `nic`'s, the device the kernel sends VXLAN through.
+#[test]
+fn nic_mtu_shrink_while_running_udp_uplink() {
+    require_prerequisites!();
+    shrink_while_running("mt3", "udp");
+}
+
+fn shrink_while_running(prefix: &str, io: &str) {
+    let mut lab = Lab::new(prefix);
     let (h1, h2) = two_hosts(&mut lab);
     let c1 = lab.adopt("c1");
     let c2 = lab.adopt("c2");
     let cfg = format!(
         "[overlay]\nvni = 42\n{}{}{LINK}",
-        host("h1", 1, "198.18.0.1", H1_VTEP, &c1),
-        host("h2", 2, "198.18.0.2", H2_VTEP, &c2),
+        host("h1", 1, "198.18.0.1", H1_VTEP, &c1, io),
+        host("h2", 2, "198.18.0.2", H2_VTEP, &c2, io),
     );
     let cfg = lab.write("topo.toml", &cfg);
     let r1 = lab.start(&cfg, "h1", &h1);
@@ -241,6 +257,10 @@ fn nic_mtu_shrink_while_running() {
     assert!(
         log.contains("largest_overlay_mtu=1350") && log.contains("no longer fits"),
         "the log should say what fits now:\n{log}"
+    );
+    assert!(
+        !log.contains("through another device than nic"),
+        "the route to h2 leaves through eth0:\n{log}"
     );
     lab.wait_stats(r1, "the tables republished", |s| {
         s["tables_published"].as_u64().unwrap_or(0) > published
