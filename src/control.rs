@@ -4,8 +4,11 @@
 //! our XDP programs and open one AF_XDP socket or TUN queue per worker and
 //! port, resolve the peers' underlay MACs through the kernel's neighbour
 //! table, compile and publish the forwarding tables, start the pinned
-//! workers. Then it watches: neighbour events (republish when a peer's MAC
-//! appears or changes), SIGHUP (reload; a bad file keeps the running
+//! workers. A start whose overlay MTU cannot fit the uplink NIC's MTU once
+//! encapsulated is refused before anything is made. Then it watches:
+//! neighbour events (republish when a peer's MAC appears or changes), the
+//! uplink NIC's MTU (republish: packets that no longer fit get ICMP errors
+//! naming the size that does), SIGHUP (reload; a bad file keeps the running
 //! tables), SIGINT/SIGTERM (stop the workers, detach XDP, remove what we
 //! created), and every second it retires old tables, retries unresolved
 //! neighbours, writes the stats file and hands the same counters to the
@@ -31,7 +34,7 @@ use serde::Serialize;
 use crate::config::{self, PortKind as ConfigPortKind, Topology, UplinkIo};
 use crate::dataplane::{tables, CounterSummary, Counters, Tables};
 use crate::fib::FibPublisher;
-use crate::host::link::link_info;
+use crate::host::link::{link_info, LinkChange, LinkWatch};
 use crate::host::neigh::NeighbourTable;
 use crate::host::netns::{self, CreatedDevice};
 use crate::metrics::MetricsServer;
@@ -505,6 +508,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
         );
     };
     let nic_info = link_info(&nic).with_context(|| format!("underlay device {nic}"))?;
+    // Subscribed before the MTU is read, so no change after it is missed.
+    let mut nic_watch = LinkWatch::open(&nic)
+        .with_context(|| format!("watching the MTU of underlay device {nic}"))?;
+    let mut underlay_mtu = nic_watch.mtu();
+    check_mtu_fits(&topo, me, &nic, underlay_mtu, &opts.config)?;
     if let Some(m) = host.underlay_mac {
         if m.0 != nic_info.mac {
             tracing::warn!(dev = %nic, configured = %m, "underlay_mac differs from the device's MAC; using the device's");
@@ -730,8 +738,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     };
     neigh.learn_peers(&topo, me, &routes, liveness.is_some());
     let missing_at_start = neigh.resolve_missing();
+    if udp_uplink {
+        warn_routes_off_nic(&topo, me, &routes, &mut neigh.table, &nic, nic_info.index);
+    }
     let mut topo = topo;
-    let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
+    let t = build_tables(&topo, me, &routes, nic_info.mac, underlay_mtu, &neigh);
     let mut last_macs = peer_macs(&t);
     let port_names: Vec<String> = t.ports.iter().map(|p| p.name.clone()).collect();
     let (mut publisher, reader) = FibPublisher::new(t);
@@ -779,6 +790,11 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             Interest::READABLE,
         )?;
     }
+    poll.registry().register(
+        &mut SourceFd(&nic_watch.fd()),
+        LINK_TOKEN,
+        Interest::READABLE,
+    )?;
     // The start-up grace runs from here, not from before the devices were
     // made (attaching XDP to a real NIC can take seconds).
     liveness = topo.overlay.liveness.clone().map(|cfg| {
@@ -814,6 +830,22 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             match neigh.table.process_events() {
                 Ok(changed) => rebuild |= changed,
                 Err(e) => tracing::warn!(error = %e, "neighbour events"),
+            }
+        }
+        if events.iter().any(|e| e.token() == LINK_TOKEN) {
+            match nic_watch.process_events() {
+                Ok(Some(LinkChange::Mtu { from, to })) => {
+                    underlay_mtu = to;
+                    log_mtu_change(&topo, me, &nic, from, to);
+                    rebuild = true;
+                    // Published even though no peer MAC changed.
+                    reloaded = true;
+                }
+                Ok(Some(LinkChange::Gone)) => {
+                    tracing::error!(dev = %nic, "the underlay device left this network namespace: nothing reaches the peers until it is back and the router restarted")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(dev = %nic, error = %e, "link events"),
             }
         }
         if let (Some(l), Some(sock)) = (liveness.as_mut(), hello_sock.as_ref()) {
@@ -940,7 +972,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             }
         }
         if rebuild {
-            let t = build_tables(&topo, me, &routes, nic_info.mac, nic_info.mtu, &neigh);
+            let t = build_tables(&topo, me, &routes, nic_info.mac, underlay_mtu, &neigh);
             let macs = peer_macs(&t);
             if reloaded || macs != last_macs {
                 for (name, resolved, mac) in &macs {
@@ -970,6 +1002,98 @@ pub fn run(opts: &RunOptions) -> Result<()> {
     drop(publisher);
     tracing::info!(forwarded = stats.counters.forwarded, drops = ?stats.counters.drops, "stopped");
     Ok(())
+}
+
+/// The poll token of the uplink NIC's link events.
+const LINK_TOKEN: Token = Token(2);
+
+/// What VXLAN adds over the host's underlay family, for messages.
+fn overhead_text(underlay: IpAddr) -> &'static str {
+    match underlay {
+        IpAddr::V4(_) => "50 bytes over IPv4 (inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8)",
+        IpAddr::V6(_) => "70 bytes over IPv6 (inner Ethernet 14, outer IPv6 40, UDP 8, VXLAN 8)",
+    }
+}
+
+/// Refuses a start whose overlay MTU cannot fit the uplink NIC's MTU once
+/// encapsulated: every full-sized container packet toward a peer would be
+/// refused.
+fn check_mtu_fits(
+    topo: &Topology,
+    me: usize,
+    nic: &str,
+    nic_mtu: u16,
+    config: &Path,
+) -> Result<()> {
+    let underlay = topo.hosts[me].underlay;
+    let overlay_mtu = topo.overlay_mtu(me);
+    let fit = tables::largest_overlay_mtu(nic_mtu, underlay);
+    if overlay_mtu <= fit {
+        return Ok(());
+    }
+    let which = if topo.overlay.mtu.is_some() {
+        format!("overlay.mtu {overlay_mtu}")
+    } else {
+        format!("the default overlay MTU {overlay_mtu} (overlay.mtu is not set)")
+    };
+    let overhead = match underlay {
+        IpAddr::V4(_) => config::OVERHEAD_V4,
+        IpAddr::V6(_) => config::OVERHEAD_V6,
+    };
+    let need = u32::from(overlay_mtu) + u32::from(overhead);
+    bail!(
+        "{which} does not fit the underlay: {nic} has MTU {nic_mtu}, and VXLAN adds {}; \
+         the largest overlay MTU that fits {nic} is {fit}. Set overlay.mtu to at most {fit} in {}, \
+         or raise the MTU of {nic} to at least {need}",
+        overhead_text(underlay),
+        config.display(),
+    )
+}
+
+/// Logs a change of the uplink NIC's MTU and what it means for traffic.
+fn log_mtu_change(topo: &Topology, me: usize, nic: &str, from: u16, to: u16) {
+    let underlay = topo.hosts[me].underlay;
+    let overlay_mtu = topo.overlay_mtu(me);
+    let fit = tables::largest_overlay_mtu(to, underlay);
+    if fit >= overlay_mtu {
+        tracing::info!(dev = %nic, from, to, overlay_mtu, largest_overlay_mtu = fit, "underlay MTU changed; the overlay MTU fits");
+    } else {
+        tracing::warn!(dev = %nic, from, to, overlay_mtu, largest_overlay_mtu = fit, "underlay MTU changed; the overlay MTU no longer fits: packets toward peers over {fit} bytes are dropped as underlay_too_big with an ICMP error naming {fit}");
+        if underlay.is_ipv6() && fit < 1280 {
+            tracing::warn!(dev = %nic, largest_overlay_mtu = fit, "below 1280 bytes, the IPv6 minimum MTU: IPv6 senders will not go lower, and their full-sized packets toward peers are lost");
+        }
+    }
+}
+
+/// With the UDP uplink the kernel routes VXLAN: warns when its route to a
+/// peer leaves through another device than `nic`, whose MTU is the one the
+/// pipeline checks.
+fn warn_routes_off_nic(
+    topo: &Topology,
+    me: usize,
+    routes: &RouteSet,
+    table: &mut NeighbourTable,
+    nic: &str,
+    nic_index: u32,
+) {
+    let mut peers: Vec<usize> = routes
+        .routes
+        .iter()
+        .flat_map(|r| r.next_hops.iter().map(|nh| nh.host))
+        .filter(|&h| h != me)
+        .collect();
+    peers.sort_unstable();
+    peers.dedup();
+    for h in peers {
+        let peer = topo.hosts[h].underlay;
+        match table.next_hop_for(peer) {
+            Ok(Some(hop)) if hop.ifindex != nic_index && hop.ifindex != 0 => {
+                tracing::warn!(peer = %topo.hosts[h].name, %peer, dev = %nic, ifindex = hop.ifindex, "the kernel routes VXLAN to this peer through another device than nic: the MTU checked is nic's");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%peer, error = %e, "route lookup failed"),
+        }
+    }
 }
 
 fn collect(
@@ -1220,5 +1344,61 @@ mod tests {
             ..cfg(&path)
         };
         assert!(load_hello_keys(&off).unwrap().is_none());
+    }
+
+    fn topo(underlay: &str, mtu: Option<u16>) -> Topology {
+        let mtu = mtu.map_or(String::new(), |m| format!("mtu = {m}\n"));
+        let other = if underlay.contains(':') {
+            "2001:2::2"
+        } else {
+            "198.18.0.2"
+        };
+        let text = format!(
+            "[overlay]\nvni = 42\n{mtu}\n[[hosts]]\nname = \"h1\"\nunderlay = \"{underlay}\"\n\
+             subnets = [\"198.19.1.0/24\"]\nnic = \"eth0\"\n\n[[hosts]]\nname = \"h2\"\n\
+             underlay = \"{other}\"\nsubnets = [\"198.19.2.0/24\"]\n\n\
+             [[links]]\na = \"h1\"\nb = \"h2\"\ncost = 10\n"
+        );
+        config::parse(&text, "t.toml").expect("topology")
+    }
+
+    #[test]
+    fn overlay_mtu_must_fit_the_nic() {
+        let cfg = Path::new("t.toml");
+        // Exactly what fits starts.
+        check_mtu_fits(&topo("198.18.0.1", Some(1450)), 0, "eth0", 1500, cfg).expect("fits");
+        check_mtu_fits(&topo("2001:2::1", None), 0, "eth0", 1500, cfg).expect("default fits");
+        let e = check_mtu_fits(&topo("198.18.0.1", Some(1451)), 0, "eth0", 1500, cfg)
+            .expect_err("one byte over")
+            .to_string();
+        for want in [
+            "overlay.mtu 1451 does not fit the underlay: eth0 has MTU 1500",
+            "50 bytes over IPv4",
+            "the largest overlay MTU that fits eth0 is 1450",
+            "at most 1450 in t.toml",
+            "raise the MTU of eth0 to at least 1501",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        let e = check_mtu_fits(&topo("2001:2::1", None), 0, "nic9", 1280, cfg)
+            .expect_err("default over a small NIC")
+            .to_string();
+        for want in [
+            "the default overlay MTU 1430 (overlay.mtu is not set) does not fit",
+            "nic9 has MTU 1280",
+            "70 bytes over IPv6",
+            "fits nic9 is 1210",
+            "at least 1500",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        // A NIC MTU below the headers: nothing fits, nothing wraps.
+        let e = check_mtu_fits(&topo("198.18.0.1", Some(1450)), 0, "eth0", 40, cfg)
+            .expect_err("tiny NIC")
+            .to_string();
+        assert!(
+            e.contains("fits eth0 is 0") && e.contains("at least 1500"),
+            "{e}"
+        );
     }
 }

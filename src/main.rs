@@ -55,8 +55,11 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// MTU of the underlay NIC.
-        #[arg(long, default_value_t = 1500)]
+        /// MTU of the underlay NIC: a packet toward a peer that would not fit
+        /// it once encapsulated (50 bytes more over IPv4, 70 over IPv6) is
+        /// dropped as underlay_too_big with an ICMP error, as on the wire.
+        #[arg(long, value_name = "BYTES", default_value_t = 1500,
+              value_parser = clap::value_parser!(u16).range(68..))]
         underlay_mtu: u16,
     },
     /// Run the router for one host (root; Linux).
@@ -128,6 +131,15 @@ fn replay(
             return ExitCode::from(EXIT_INVALID);
         };
         pairs.push((port.to_owned(), PathBuf::from(file)));
+    }
+    // A running router refuses to start like this; replay runs it anyway,
+    // as a router whose NIC's MTU shrank after the start.
+    let fit = vxrouter::dataplane::tables::largest_overlay_mtu(mtu, topo.hosts[me].underlay);
+    if topo.overlay_mtu(me) > fit {
+        eprintln!(
+            "vxrouter: note: overlay MTU {} does not fit --underlay-mtu {mtu} (largest {fit}): larger packets toward peers drop as underlay_too_big",
+            topo.overlay_mtu(me)
+        );
     }
     match vxrouter::replay::replay(&topo, me, &pairs, out, mtu) {
         Ok(stats) => {

@@ -72,6 +72,7 @@ drop_reasons! {
     TxFull = "tx_full", "the output port refused the frame (ring or queue full)";
     PortDown = "port_down", "output port not present on this worker";
     GsoMalformed = "gso_malformed", "super-packet whose headers do not describe it, or whose segments exceed a frame buffer: not cut into segments";
+    UnderlayTooBig = "underlay_too_big", "toward a peer, larger than the underlay MTU carries once encapsulated: fragmentation needed or packet too big sent with the size that fits (IPv4 without DF too)";
 }
 
 impl std::fmt::Display for DropReason {

@@ -15,6 +15,11 @@
 //! strips; ICMP errors prepend their headers before the quoted original and
 //! are then routed like any packet the router originates.
 //!
+//! Toward a peer, a packet must fit both the overlay MTU and what the
+//! underlay NIC carries once encapsulated ([`Tables::encap_mtu`], one
+//! compare); one that does not gets an ICMP error naming the limit that
+//! bound (`too_big`, or `underlay_too_big` with the size that fits).
+//!
 //! A TCP or UDP super-packet ([`crate::wire::tso`], `Packet::gso` set) takes
 //! the same path as one segment: its headers are checked, routed and rewritten
 //! once, the MTU checks apply to its largest segment, and every counter
@@ -750,14 +755,36 @@ fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
             deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4)
         }
         NextHop::Remote { first, count } => {
-            if len > t.overlay_mtu {
-                return too_big_v4(t, pkt, df, t.overlay_mtu);
+            // One compare for the overlay MTU and the underlay's.
+            if len > t.encap_mtu {
+                return too_big_remote_v4(t, pkt, df);
             }
             let hash = flow_hash_v4(pkt.data());
             ipv4::Packet::new_unchecked(pkt.data_mut()).dec_ttl_incremental();
             encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
         }
     }
+}
+
+/// A packet toward a peer over [`Tables::encap_mtu`]: the smaller of the
+/// two limits names the MTU and the reason. Over the overlay MTU, as over
+/// any port's; over what the underlay carries, an ICMP error whatever DF
+/// says: the sender's link (the overlay MTU) took the packet, so only an
+/// error teaches it the smaller size, and a sender that clears DF learns it
+/// too and fragments itself (Linux records the MTU for every socket below
+/// `IP_PMTUDISC_PROBE`). The router does not fragment in the tunnel: one
+/// packet in, one verdict out.
+#[cold]
+fn too_big_remote_v4(t: &Tables, pkt: &mut Packet, df: bool) -> Verdict {
+    if t.overlay_mtu <= t.underlay_fit {
+        return too_big_v4(t, pkt, df, t.overlay_mtu);
+    }
+    icmp_v4(
+        t,
+        pkt,
+        Icmp::TooBig(t.underlay_fit),
+        DropReason::UnderlayTooBig,
+    )
 }
 
 fn too_big_v4(t: &Tables, pkt: &mut Packet, df: bool, mtu: u16) -> Verdict {
@@ -830,14 +857,28 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
             deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6)
         }
         NextHop::Remote { first, count } => {
-            if len > t.overlay_mtu as usize {
-                return icmp_v6(t, pkt, Icmp::TooBig(t.overlay_mtu), DropReason::TooBig);
+            if len > t.encap_mtu as usize {
+                return too_big_remote_v6(t, pkt);
             }
             let hash = flow_hash_v6(pkt.data());
             dec_hop_limit(pkt);
             encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
         }
     }
+}
+
+/// [`too_big_remote_v4`] for IPv6, where every packet is DF. Below 1280
+/// bytes (an underlay MTU under 1350 over IPv6) the error still names the
+/// size that fits: RFC 8201 section 4 has hosts keep 1280 then, and the
+/// drops are counted here either way.
+#[cold]
+fn too_big_remote_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+    let (mtu, reason) = if t.overlay_mtu <= t.underlay_fit {
+        (t.overlay_mtu, DropReason::TooBig)
+    } else {
+        (t.underlay_fit, DropReason::UnderlayTooBig)
+    };
+    icmp_v6(t, pkt, Icmp::TooBig(mtu), reason)
 }
 
 /// The IP length of a super-packet's largest segment (its first): headers
@@ -1185,10 +1226,15 @@ fn icmp_v6(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verd
 }
 
 /// Routes a packet the router made: no anti-spoofing, no TTL decrement.
+/// What the router makes (echo replies, ICMP errors) must fit the underlay
+/// like what it forwards; it is dropped, never answered with an error.
 fn originate_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
     let dst = ipv4::Packet::new_unchecked(pkt.data()).dst_u32();
     match t.fib.lookup_v4(dst) {
         Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4),
+        Some(&NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
+            Verdict::Drop(DropReason::UnderlayTooBig)
+        }
         Some(&NextHop::Remote { first, count }) => {
             let hash = flow_hash_v4(pkt.data());
             encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
@@ -1201,6 +1247,9 @@ fn originate_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
     let dst = ipv6::Packet::new_unchecked(pkt.data()).dst_u128();
     match t.fib.lookup_v6(dst) {
         Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6),
+        Some(&NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
+            Verdict::Drop(DropReason::UnderlayTooBig)
+        }
         Some(&NextHop::Remote { first, count }) => {
             let hash = flow_hash_v6(pkt.data());
             encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)

@@ -6,13 +6,16 @@
 //! per batch, so a reload or a neighbour update is a new `Tables`, never an
 //! edit. Port 0 is always the uplink (the NIC); container ports follow in
 //! configuration order. Every `Remote` next hop names peers that are direct
-//! neighbours of this host (Bellman-Ford first hops).
+//! neighbours of this host (Bellman-Ford first hops), all of them over the
+//! host's own underlay family (validation refuses a link that mixes IPv4
+//! and IPv6), so one number bounds what the encapsulation path takes:
+//! [`Tables::encap_mtu`].
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::{PortKind as ConfigPortKind, Topology};
+use crate::config::{PortKind as ConfigPortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
 use crate::fib::Fib;
 use crate::route::{RouteKind, RouteSet};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, udp, vxlan};
@@ -122,6 +125,15 @@ pub struct Tables {
     pub nic_mac: [u8; 6],
     pub vtep_mac: [u8; 6],
     pub overlay_mtu: u16,
+    /// MTU of the uplink NIC, as the control thread last read it.
+    pub underlay_mtu: u16,
+    /// Largest inner IP packet that fits `underlay_mtu` once encapsulated
+    /// toward a peer ([`largest_overlay_mtu`]).
+    pub underlay_fit: u16,
+    /// Largest inner IP packet the encapsulation path takes: the smaller of
+    /// `overlay_mtu` and `underlay_fit`. One compare on the hot path checks
+    /// both; which one bound decides the drop reason, off it.
+    pub encap_mtu: u16,
     pub fib: Fib<NextHop>,
     pub peers: Vec<Peer>,
     /// Flattened ECMP sets: indices into `peers`.
@@ -194,6 +206,19 @@ pub struct HostEnv<'a> {
     pub underlay_mtu: u16,
     /// The kernel's neighbour table: underlay MAC for a peer's address.
     pub neighbour: &'a dyn Fn(IpAddr) -> Option<[u8; 6]>,
+}
+
+/// The largest overlay MTU (inner IP packet) an underlay MTU of
+/// `underlay_mtu` carries from underlay address family `underlay`: VXLAN
+/// adds the inner Ethernet header (14), UDP (8), VXLAN (8) and the outer
+/// IPv4 (20) or IPv6 (40) header; the outer Ethernet header is not part of
+/// an MTU. Zero when not even the headers fit.
+pub fn largest_overlay_mtu(underlay_mtu: u16, underlay: IpAddr) -> u16 {
+    let overhead = match underlay {
+        IpAddr::V4(_) => OVERHEAD_V4,
+        IpAddr::V6(_) => OVERHEAD_V6,
+    };
+    underlay_mtu.saturating_sub(overhead)
 }
 
 /// The MAC the router uses on container port `index` of a host: locally
@@ -470,6 +495,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
     peer_v4.sort_unstable();
     peer_v6.sort_unstable();
 
+    let underlay_fit = largest_overlay_mtu(env.underlay_mtu, me.underlay);
+
     Tables {
         host_name: me.name.clone(),
         vni: topo.overlay.vni,
@@ -478,6 +505,9 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         nic_mac: env.nic_mac,
         vtep_mac: me.vtep_mac.0,
         overlay_mtu,
+        underlay_mtu: env.underlay_mtu,
+        underlay_fit,
+        encap_mtu: overlay_mtu.min(underlay_fit),
         fib: Fib::build(entries),
         peers,
         ecmp,
@@ -488,5 +518,198 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         ports,
         icmp_src_v4,
         icmp_src_v6,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{DropReason, Pipeline, Verdict};
+    use crate::port::Packet;
+    use crate::wire::tso::Gso;
+
+    /// Two hosts; h1 has a TUN container. `overlay.mtu` 1500 is more than a
+    /// 1500-byte underlay carries.
+    const TOPO: &str = r#"
+[overlay]
+vni = 42
+mtu = 1500
+
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+underlay_mac = "02:00:c6:12:00:01"
+subnets = ["198.19.1.0/24", "2001:2:0:1::/64"]
+nic = "eth0"
+  [[hosts.ports]]
+  name = "c1"
+  kind = "tun"
+  addresses = ["198.19.1.2/32", "2001:2:0:1::2/128"]
+
+[[hosts]]
+name = "h2"
+underlay = "198.18.0.2"
+underlay_mac = "02:00:c6:12:00:02"
+subnets = ["198.19.2.0/24", "2001:2:0:2::/64"]
+
+[[links]]
+a = "h1"
+b = "h2"
+cost = 10
+"#;
+
+    fn tables(v6_underlay: bool, underlay_mtu: u16) -> Tables {
+        let text = if v6_underlay {
+            TOPO.replace("198.18.0.", "2001:2::")
+        } else {
+            TOPO.to_owned()
+        };
+        let topo = crate::config::parse(&text, "test.toml").expect("topology");
+        crate::replay::replay_tables(&topo, 0, underlay_mtu).expect("tables")
+    }
+
+    #[test]
+    fn largest_overlay_mtu_per_family() {
+        let v4: IpAddr = "198.18.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:2::1".parse().unwrap();
+        assert_eq!(largest_overlay_mtu(1500, v4), 1450);
+        assert_eq!(largest_overlay_mtu(1500, v6), 1430);
+        assert_eq!(largest_overlay_mtu(9000, v4), 8950);
+        // Not even the headers fit: nothing does, and nothing wraps.
+        assert_eq!(largest_overlay_mtu(40, v4), 0);
+        assert_eq!(largest_overlay_mtu(0, v6), 0);
+    }
+
+    #[test]
+    fn encap_mtu_is_the_smaller_limit() {
+        let t = tables(false, 1500);
+        assert_eq!(
+            (t.overlay_mtu, t.underlay_mtu, t.underlay_fit, t.encap_mtu),
+            (1500, 1500, 1450, 1450)
+        );
+        assert_eq!(t.ports[UPLINK as usize].mtu, 1500);
+        let t = tables(true, 1500);
+        assert_eq!((t.underlay_fit, t.encap_mtu), (1430, 1430));
+        // A jumbo underlay: the overlay MTU binds.
+        let t = tables(false, 9000);
+        assert_eq!((t.underlay_fit, t.encap_mtu), (8950, 1500));
+        let t = tables(true, 1570);
+        assert_eq!((t.underlay_fit, t.encap_mtu), (1500, 1500));
+    }
+
+    /// An IPv4/TCP packet from c1 to a container of h2: `payload` bytes
+    /// after a 20-byte TCP header, DF set.
+    fn tcp4(payload: usize) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + payload];
+        crate::wire::ipv4::Repr {
+            src: "198.19.1.2".parse().unwrap(),
+            dst: "198.19.2.9".parse().unwrap(),
+            protocol: crate::wire::ipv4::PROTO_TCP,
+            ttl: 64,
+            payload_len: (20 + payload) as u16,
+            dont_frag: true,
+            ident: 1,
+        }
+        .emit(&mut p[..20]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&80u16.to_be_bytes());
+        p[32] = 5 << 4; // data offset
+        p
+    }
+
+    /// Runs one packet (a super-packet with `gso`) from c1 through `t`.
+    fn run(t: &Tables, data: &[u8], gso: Option<Gso>) -> (Verdict, Packet, Pipeline) {
+        let mut pipe = Pipeline::new();
+        let mut batch = crate::port::Batch::new_super();
+        match gso {
+            Some(g) => assert!(batch.push_super(data, g)),
+            None => assert!(batch.push(data)),
+        }
+        let mut verdicts = [Verdict::Pass; crate::port::BATCH_SIZE];
+        pipe.process(t, 1, &mut batch, &mut verdicts);
+        let pkt = std::mem::take(&mut batch.pkts_mut()[0]);
+        (verdicts[0], pkt, pipe)
+    }
+
+    /// The next-hop MTU of an ICMP fragmentation needed the router made.
+    fn frag_needed_mtu(pkt: &Packet) -> u16 {
+        let d = pkt.data();
+        assert_eq!((d[20], d[21]), (3, 4), "not fragmentation needed");
+        u16::from_be_bytes([d[26], d[27]])
+    }
+
+    #[test]
+    fn packets_are_judged_against_the_underlay() {
+        let t = tables(false, 1500);
+        // Exactly what fits goes out: 1450 + 50 = the underlay MTU.
+        let (v, pkt, _) = run(&t, &tcp4(1410), None);
+        assert_eq!(v, Verdict::Forward(UPLINK));
+        assert_eq!(pkt.len() - ethernet::HEADER_LEN, 1500);
+        // One byte more gets fragmentation needed naming 1450.
+        let (v, pkt, pipe) = run(&t, &tcp4(1411), None);
+        assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
+        assert_eq!(frag_needed_mtu(&pkt), 1450);
+        assert_eq!(pipe.counters.dropped(DropReason::UnderlayTooBig), 1);
+        assert_eq!(pipe.counters.dropped(DropReason::TooBig), 0);
+        // The NIC's MTU shrinks: new tables, a smaller size that fits.
+        let t = tables(false, 1400);
+        let (v, pkt, _) = run(&t, &tcp4(1310), None);
+        assert_eq!(v, Verdict::Forward(UPLINK));
+        assert_eq!(pkt.len() - ethernet::HEADER_LEN, 1400);
+        let (v, pkt, _) = run(&t, &tcp4(1311), None);
+        assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
+        assert_eq!(frag_needed_mtu(&pkt), 1350);
+    }
+
+    #[test]
+    fn super_packets_are_judged_by_their_largest_segment() {
+        let t = tables(false, 1500);
+        // Three segments of 1410 bytes of payload: each a 1450-byte packet.
+        let (v, pkt, pipe) = run(
+            &t,
+            &tcp4(3 * 1410),
+            Some(Gso {
+                size: 1410,
+                segs: 3,
+            }),
+        );
+        assert_eq!(v, Verdict::Forward(UPLINK));
+        assert!(pkt.gso.is_some());
+        assert_eq!(pipe.counters.forwarded, 3);
+        // Segments of 1411: each one byte over; all three are counted.
+        let (v, pkt, pipe) = run(
+            &t,
+            &tcp4(3 * 1411),
+            Some(Gso {
+                size: 1411,
+                segs: 3,
+            }),
+        );
+        assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
+        assert_eq!(pkt.gso, None);
+        assert_eq!(frag_needed_mtu(&pkt), 1450);
+        assert_eq!(pipe.counters.dropped(DropReason::UnderlayTooBig), 3);
+        assert_eq!(pipe.counters.icmp_errors, 1);
+        // A short last segment does not make a long one fit.
+        let (v, _, _) = run(
+            &t,
+            &tcp4(1411 + 10),
+            Some(Gso {
+                size: 1411,
+                segs: 2,
+            }),
+        );
+        assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
+    }
+
+    #[test]
+    fn the_overlay_mtu_binds_when_it_is_smaller() {
+        // Jumbo underlay: the overlay MTU (1500) is the limit, as before.
+        let t = tables(false, 9000);
+        let (v, pkt, _) = run(&t, &tcp4(1461), None);
+        assert_eq!(v, Verdict::Icmp(1, DropReason::TooBig));
+        assert_eq!(frag_needed_mtu(&pkt), 1500);
+        let (v, _, _) = run(&t, &tcp4(1460), None);
+        assert_eq!(v, Verdict::Forward(UPLINK));
     }
 }

@@ -1,15 +1,26 @@
-//! Network device facts from the kernel (RTM_GETLINK).
+//! Network device facts from the kernel (RTM_GETLINK), and a watch on one
+//! device's MTU (RTNLGRP_LINK events).
 //!
 //! Layer: control-plane I/O. Answers describe the device as seen from the
 //! calling thread's network namespace at the moment of the call; nothing is
-//! cached, so callers ask again after a device changes.
+//! cached, so callers ask again after a device changes, or follow it with a
+//! [`LinkWatch`].
 
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::{
     link::{LinkAttribute, LinkFlags, LinkMessage},
     RouteNetlinkMessage,
 };
+use netlink_sys::Socket;
 
-use super::{check_ifname, nl::Rtnl, HostError, Result};
+use super::{
+    check_ifname,
+    nl::{self, Rtnl},
+    HostError, Result,
+};
 
 /// What the control thread needs to know about one network device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +77,188 @@ pub(crate) fn link_info_with(rtnl: &mut Rtnl, ifname: &str) -> Result<LinkInfo> 
         op,
         detail: "no RTM_NEWLINK in the answer".to_string(),
     })
+}
+
+/// Looks the device with interface index `index` up (its name may have
+/// changed since it was first found).
+fn link_info_by_index(rtnl: &mut Rtnl, index: u32) -> Result<LinkInfo> {
+    let mut req = LinkMessage::default();
+    req.header.index = index;
+    let op = format!("RTM_GETLINK ifindex {index}");
+    let answers = match rtnl.request(&op, RouteNetlinkMessage::GetLink(req), 0) {
+        Ok(a) => a,
+        Err(HostError::Netlink { errno, .. }) if errno == libc::ENODEV => {
+            return Err(HostError::NoSuchDevice(format!("ifindex {index}")))
+        }
+        Err(e) => return Err(e),
+    };
+    answers
+        .into_iter()
+        .find_map(|a| match a {
+            RouteNetlinkMessage::NewLink(link) => Some(from_message(&link)),
+            _ => None,
+        })
+        .ok_or(HostError::Decode {
+            op,
+            detail: "no RTM_NEWLINK in the answer".to_string(),
+        })
+}
+
+/// What changed on a watched device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    /// Its MTU, from `from` to `to`.
+    Mtu { from: u16, to: u16 },
+    /// It left the namespace (deleted, or moved to another).
+    Gone,
+}
+
+/// Follows one device's MTU through the kernel's link events.
+///
+/// The control thread registers [`LinkWatch::fd`] with its poll loop and
+/// calls [`LinkWatch::process_events`] when it is readable. The event
+/// socket is subscribed before the device is first read, so no change made
+/// in between is lost; when the kernel drops events (`ENOBUFS`) the device
+/// is read again. Only the device's index is followed: a rename changes
+/// nothing.
+pub struct LinkWatch {
+    index: u32,
+    mtu: u16,
+    gone: bool,
+    rtnl: Rtnl,
+    events: Socket,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for LinkWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkWatch")
+            .field("index", &self.index)
+            .field("mtu", &self.mtu)
+            .field("gone", &self.gone)
+            .finish()
+    }
+}
+
+impl LinkWatch {
+    /// Subscribes to link events, then reads `ifname`, in the calling
+    /// thread's network namespace.
+    pub fn open(ifname: &str) -> Result<Self> {
+        check_ifname(ifname)?;
+        let op = "open link event socket";
+        let io = |source| HostError::Io {
+            op: op.to_string(),
+            source,
+        };
+        let events = nl::open_socket(op)?;
+        events.add_membership(libc::RTNLGRP_LINK).map_err(io)?;
+        events.set_non_blocking(true).map_err(io)?;
+        let mut rtnl = Rtnl::open()?;
+        let info = link_info_with(&mut rtnl, ifname)?;
+        Ok(LinkWatch {
+            index: info.index,
+            mtu: info.mtu,
+            gone: false,
+            rtnl,
+            events,
+            buf: Vec::with_capacity(nl::RECV_BUF),
+        })
+    }
+
+    /// The device's MTU as last seen.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// The event socket's descriptor: non-blocking, readable when the kernel
+    /// has link changes (of any device) for us.
+    pub fn fd(&self) -> RawFd {
+        self.events.as_raw_fd()
+    }
+
+    /// Applies every pending event. Drains the socket until it would block,
+    /// so edge-triggered registration (mio) is correct. Returns what changed
+    /// on the device, taken over all pending events (an MTU that went and
+    /// came back is no change), or `None`.
+    pub fn process_events(&mut self) -> Result<Option<LinkChange>> {
+        let op = "receive link events";
+        let before = self.mtu;
+        let was_gone = self.gone;
+        loop {
+            match nl::recv_datagram(&self.events, &mut self.buf, op) {
+                Ok(()) => {}
+                Err(HostError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => {
+                    break
+                }
+                Err(HostError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::Interrupted =>
+                {
+                    continue
+                }
+                Err(HostError::Io { source, .. })
+                    if source.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    // Events were lost: only a fresh read is exact.
+                    self.reread()?;
+                    continue;
+                }
+                Err(HostError::Decode { .. }) => {
+                    self.reread()?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let (index, mtu, gone) = (self.index, &mut self.mtu, &mut self.gone);
+            nl::for_each_message(&self.buf, op, |_, payload| {
+                if let NetlinkPayload::InnerMessage(msg) = payload {
+                    apply_event(index, mtu, gone, &msg);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(if self.gone && !was_gone {
+            Some(LinkChange::Gone)
+        } else if !self.gone && self.mtu != before {
+            Some(LinkChange::Mtu {
+                from: before,
+                to: self.mtu,
+            })
+        } else {
+            None
+        })
+    }
+
+    /// Reads the device again after lost events.
+    fn reread(&mut self) -> Result<()> {
+        match link_info_by_index(&mut self.rtnl, self.index) {
+            Ok(info) => {
+                self.mtu = info.mtu;
+                self.gone = false;
+                Ok(())
+            }
+            Err(HostError::NoSuchDevice(_)) => {
+                self.gone = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Applies one link event about any device to the watch of device `index`.
+fn apply_event(index: u32, mtu: &mut u16, gone: &mut bool, msg: &RouteNetlinkMessage) {
+    match msg {
+        RouteNetlinkMessage::NewLink(link) if link.header.index == index => {
+            let info = from_message(link);
+            // Some events carry no MTU attribute; those change nothing here.
+            if info.mtu != 0 {
+                *mtu = info.mtu;
+            }
+            *gone = false;
+        }
+        RouteNetlinkMessage::DelLink(link) if link.header.index == index => *gone = true,
+        _ => {}
+    }
 }
 
 /// Extracts a [`LinkInfo`] from a link message.
@@ -210,6 +403,60 @@ mod tests {
         assert!(lo.index >= 1);
         assert_eq!(lo.mac, [0; 6]);
         assert!(lo.mtu >= 1280);
+    }
+
+    fn link_msg(index: u32, mtu: Option<u32>) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        if let Some(mtu) = mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        m
+    }
+
+    #[test]
+    fn link_events_follow_one_device() {
+        let (mut mtu, mut gone) = (1500u16, false);
+        let new = |i, m| RouteNetlinkMessage::NewLink(link_msg(i, m));
+        // Another device: nothing.
+        apply_event(7, &mut mtu, &mut gone, &new(8, Some(1400)));
+        assert_eq!((mtu, gone), (1500, false));
+        apply_event(7, &mut mtu, &mut gone, &new(7, Some(1400)));
+        assert_eq!((mtu, gone), (1400, false));
+        // An event without an MTU keeps the last one.
+        apply_event(7, &mut mtu, &mut gone, &new(7, None));
+        assert_eq!(mtu, 1400);
+        // Jumbo and beyond saturate like link_info.
+        apply_event(7, &mut mtu, &mut gone, &new(7, Some(70000)));
+        assert_eq!(mtu, u16::MAX);
+        apply_event(
+            7,
+            &mut mtu,
+            &mut gone,
+            &RouteNetlinkMessage::DelLink(link_msg(8, None)),
+        );
+        assert!(!gone);
+        apply_event(
+            7,
+            &mut mtu,
+            &mut gone,
+            &RouteNetlinkMessage::DelLink(link_msg(7, None)),
+        );
+        assert!(gone);
+    }
+
+    #[test]
+    fn watch_opens_on_loopback() {
+        // Subscribing and reading lo change nothing; with no change made,
+        // there is nothing to report.
+        let mut w = LinkWatch::open("lo").expect("watch lo");
+        assert!(w.fd() >= 0);
+        assert!(w.mtu() >= 1280);
+        assert_eq!(w.process_events().expect("events"), None);
+        assert!(matches!(
+            LinkWatch::open("vxr-absent0"),
+            Err(HostError::NoSuchDevice(_))
+        ));
     }
 
     #[test]

@@ -7,6 +7,8 @@ under test. The script writes, into the output directory (default
 tests/golden/ next to this repository's tools/):
 
 - topo-v4.toml, topo-v6.toml: the topologies (IPv4 and IPv6 underlay);
+  topo-v4-big.toml: topo-v4.toml with an overlay MTU (1600) larger than a
+  1500-byte IPv4 underlay carries;
 - <case>.in.pcap: the frames fed to one port of host h1;
 - <case>.out.pcap (or .out-<peer>.pcap for ECMP alternatives): the frames
   expected on the output port;
@@ -65,12 +67,20 @@ from scapy.packet import Raw  # noqa: E402
 VNI = 42
 VXLAN_PORT = 4789
 OVERLAY_MTU = 1450
+# The underlay MTU tests/golden.rs replays with (`--underlay-mtu`), and the
+# largest inner packet that fits it once encapsulated: VXLAN adds inner
+# Ethernet 14, UDP 8 and VXLAN 8, plus the outer IPv4 (20) or IPv6 (40)
+# header.
+UNDERLAY_MTU = 1500
+FIT = {"topo-v4.toml": UNDERLAY_MTU - 50, "topo-v4-big.toml": UNDERLAY_MTU - 50, "topo-v6.toml": UNDERLAY_MTU - 70}
+# Overlay MTU of topo-v4-big.toml: more than the underlay carries.
+BIG_MTU = 1600
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
 UNDERLAY_MAC = {h: "02:00:c6:12:00:%02x" % (i + 1) for i, h in enumerate(HOSTS)}
 VTEP_MAC = {h: "02:42:c6:12:00:%02x" % (i + 1) for i, h in enumerate(HOSTS)}
 UNDERLAY4 = {h: "198.18.0.%d" % (i + 1) for i, h in enumerate(HOSTS)}
 UNDERLAY6 = {h: "2001:2::%d" % (i + 1) for i, h in enumerate(HOSTS)}
-UNDERLAY = {"topo-v4.toml": UNDERLAY4, "topo-v6.toml": UNDERLAY6}
+UNDERLAY = {"topo-v4.toml": UNDERLAY4, "topo-v4-big.toml": UNDERLAY4, "topo-v6.toml": UNDERLAY6}
 
 # Host under test: h1. Port 0 is the uplink eth0, then c1 (TUN), c2 (veth).
 C1_V4, C1_V6 = "198.19.1.2", "2001:2:0:1::2"
@@ -90,7 +100,7 @@ ICMP4_QUOTE = 576 - 28
 ICMP6_QUOTE = 1280 - 48
 MASK_V4 = [[34, 2]]  # outer UDP source port
 MASK_V6 = [[54, 2], [60, 2]]  # outer UDP source port and checksum
-MASK = {"topo-v4.toml": MASK_V4, "topo-v6.toml": MASK_V6}
+MASK = {"topo-v4.toml": MASK_V4, "topo-v4-big.toml": MASK_V4, "topo-v6.toml": MASK_V6}
 # Placeholder source port in expected encapsulations (masked).
 SPORT_PLACEHOLDER = 49152
 # Source port peers use toward us.
@@ -99,7 +109,7 @@ PEER_SPORT = 50001
 TS_BASE = 1_700_000_000
 
 
-def topology(underlay):
+def topology(underlay, mtu=OVERLAY_MTU):
     """The topology file, in the shape DESIGN.md gives."""
     subnets = {
         "h1": ["198.19.1.0/24", "2001:2:0:1::/64"],
@@ -115,7 +125,7 @@ def topology(underlay):
         "[overlay]",
         "vni = %d" % VNI,
         "udp_port = %d" % VXLAN_PORT,
-        "mtu = %d" % OVERLAY_MTU,
+        "mtu = %d" % mtu,
     ]
     for h in HOSTS:
         out += [
@@ -210,7 +220,7 @@ def outer(topo, peer, inner_l2, sport=SPORT_PLACEHOLDER, src_host="h1", dst_host
     src_ip, dst_ip = ul[src_host], ul[dst_host]
     payload = Raw((vxlan if vxlan is not None else vxlan_hdr()) + inner_l2)
     eth = Ether(dst=UNDERLAY_MAC[dst_host], src=UNDERLAY_MAC[src_host])
-    if topo == "topo-v4.toml":
+    if ul is UNDERLAY4:
         # RFC 7348: UDP checksum zero over IPv4.
         return bytes(
             eth
@@ -353,6 +363,7 @@ class Gen:
         os.makedirs(self.out, exist_ok=True)
         self.write("topo-v4.toml", topology(UNDERLAY4).encode())
         self.write("topo-v6.toml", topology(UNDERLAY6).encode())
+        self.write("topo-v4-big.toml", topology(UNDERLAY4, BIG_MTU).encode())
         doc = {"version": 1, "cases": self.cases}
         self.write("cases.json", (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
         for name in sorted(self.files):
@@ -953,6 +964,63 @@ def peer_identity(g):
         # h5 is unreachable: its subnet is no source from the tunnel.
         g.drop(tag + "h5_source_via_h2", "eth0", vx("h2", udp4("198.19.5.9", C1_V4)), "inner_spoofed_source", topo=t)
 
+def underlay_mtu(g):
+    """Packets toward a peer must fit the underlay MTU once encapsulated.
+    topo-v4-big.toml (overlay MTU 1600 over IPv4) and topo-v6.toml (1450 over
+    IPv6) allow containers more than fits: what fits (1450, 1430) goes out;
+    one byte more is dropped as underlay_too_big with an ICMP fragmentation
+    needed / packet too big naming the size that fits, IPv4 without DF too,
+    from a container or in transit."""
+    for t, pre in [("topo-v4-big.toml", "big"), ("topo-v6.toml", "v6u")]:
+        fit = FIT[t]
+        # Exactly what fits goes out, from a container and in transit.
+        p = sized4(C1_V4, H2_V4, fit)
+        g.forward(pre + "_underlay_fit_c1_v4", "c1", p, "eth0", encap(t, "h2", dec_ttl(p)), topo=t)
+        p = sized6(C2_V6, H2_V6, fit)
+        g.forward(pre + "_underlay_fit_c2_v6", "c2", from_c2(p), "eth0", encap(t, "h2", dec_ttl(p)), topo=t)
+        p = sized4(H2_V4, H3_V4, fit)
+        g.forward(pre + "_underlay_fit_transit_v4", "eth0", from_peer(t, "h2", p), "eth0", encap(t, "h3", dec_ttl(p)), topo=t)
+        # One byte more: IPv4 with DF, IPv4 without DF, IPv6.
+        p = sized4(C1_V4, H2_V4, fit + 1)
+        g.icmp(pre + "_underlay_too_big_c1_v4_df", "c1", p, "underlay_too_big", "c1", icmp4_error(p, 3, 4, mtu=fit), topo=t)
+        p = sized4(C2_V4, H2_V4, fit + 1, df=False)
+        g.icmp(
+            pre + "_underlay_too_big_c2_v4_no_df",
+            "c2",
+            from_c2(p),
+            "underlay_too_big",
+            "c2",
+            to_c2(icmp4_error(p, 3, 4, mtu=fit)),
+            topo=t,
+        )
+        p = sized6(C1_V6, H2_V6, fit + 1)
+        g.icmp(pre + "_underlay_too_big_c1_v6", "c1", p, "underlay_too_big", "c1", icmp6_error(p, ICMPv6PacketTooBig(mtu=fit)), topo=t)
+        # Transit: the error goes back through the peer it came from.
+        p = sized4(H2_V4, H3_V4, fit + 1)
+        g.icmp(
+            pre + "_underlay_too_big_transit_v4",
+            "eth0",
+            from_peer(t, "h2", p),
+            "underlay_too_big",
+            "eth0",
+            encap(t, "h2", icmp4_error(p, 3, 4, mtu=fit)),
+            topo=t,
+        )
+        p = sized6("2001:2:0:3::5", H2_V6, fit + 1)
+        g.icmp(
+            pre + "_underlay_too_big_transit_v6",
+            "eth0",
+            from_peer(t, "h3", p),
+            "underlay_too_big",
+            "eth0",
+            encap(t, "h3", icmp6_error(p, ICMPv6PacketTooBig(mtu=fit))),
+            topo=t,
+        )
+    # Over both the overlay MTU and what fits: the smaller limit is named.
+    t = "topo-v4-big.toml"
+    p = sized4(C1_V4, H2_V4, BIG_MTU + 1)
+    g.icmp("big_over_both_limits_c1_v4", "c1", p, "underlay_too_big", "c1", icmp4_error(p, 3, 4, mtu=FIT[t]), topo=t)
+
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -973,6 +1041,7 @@ def main():
     not_ours(g)
     ipv6_underlay(g)
     peer_identity(g)
+    underlay_mtu(g)
     g.flush()
     print("wrote %d cases, %d files to %s" % (len(g.cases), len(g.files), args.out), file=sys.stderr)
 
