@@ -354,6 +354,14 @@ pub fn render(s: &RunStats) -> String {
     encode(&r).unwrap_or_default()
 }
 
+/// The registry a scrape encodes: the latest snapshot and the live HTTP
+/// counters.
+fn live_registry(latest: Arc<Latest>, http: Arc<http::Counters>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Exporter { latest, http }));
+    r
+}
+
 /// Answers one request: the endpoint's routes.
 fn handle(req: &Request, registry: &Registry, latest: &Latest) -> Response {
     if !matches!(req.method, Method::Get | Method::Head) {
@@ -415,11 +423,7 @@ impl MetricsServer {
         let latest = Arc::new(Latest::default());
         let counters = Arc::new(http::Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(Exporter {
-            latest: latest.clone(),
-            http: counters.clone(),
-        }));
+        let registry = live_registry(latest.clone(), counters.clone());
         let thread = std::thread::Builder::new()
             .name("vxr-metrics".into())
             .spawn({
@@ -574,6 +578,65 @@ mod tests {
             &t,
             "vxrouter_dropped_packets_total{reason=\"ttl_expired\"} 0",
         );
+    }
+
+    fn req(method: Method, target: &str) -> Request {
+        Request {
+            method,
+            target: target.into(),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let latest = Arc::new(Latest::default());
+        let counters = Arc::new(http::Counters::default());
+        let registry = live_registry(latest.clone(), counters);
+        let answer = |m, t: &str| handle(&req(m, t), &registry, &latest);
+        // Before the first snapshot: 503, not zeros.
+        let r = answer(Method::Get, "/metrics");
+        assert_eq!(r.status, Status::Unavailable, "{r:?}");
+        assert_eq!(answer(Method::Get, "/").status, Status::Ok);
+        assert_eq!(answer(Method::Get, "/nope").status, Status::NotFound);
+        assert_eq!(answer(Method::Get, "/metrics/x").status, Status::NotFound);
+        let r = answer(Method::Other, "/metrics");
+        assert_eq!((r.status, r.allow), (Status::MethodNotAllowed, Some("GET, HEAD")));
+
+        latest.0.lock().unwrap().replace(stats());
+        for (m, t) in [(Method::Get, "/metrics"), (Method::Head, "/metrics?a=b")] {
+            let r = answer(m, t);
+            assert_eq!((r.status, r.content_type), (Status::Ok, CONTENT_TYPE), "{t}");
+            has(&r.body, "vxrouter_forwarded_packets_total 7");
+            has(&r.body, "vxrouter_metrics_connections_rejected_total 0");
+            has(&r.body, "vxrouter_metrics_responses_total{code=\"503\"} 0");
+            assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
+        }
+    }
+
+    #[test]
+    fn the_servers_counters_are_exported_from_the_snapshot() {
+        let mut s = stats();
+        assert!(!render(&s).contains("vxrouter_metrics_"), "none without a server");
+        s.metrics_server = Some(HttpStats {
+            connections_accepted: 400,
+            connections_rejected: 336,
+            connections_timed_out: 64,
+            connections_open: 3,
+            responses: [(200, 5), (404, 1)].into(),
+            ..HttpStats::default()
+        });
+        let t = render(&s);
+        has(&t, "vxrouter_metrics_connections_accepted_total 400");
+        has(&t, "vxrouter_metrics_connections_rejected_total 336");
+        has(&t, "vxrouter_metrics_connections_timed_out_total 64");
+        has(&t, "vxrouter_metrics_connections_aborted_total 0");
+        has(&t, "vxrouter_metrics_accept_errors_total 0");
+        has(&t, "vxrouter_metrics_connections_open 3");
+        has(&t, "vxrouter_metrics_responses_total{code=\"200\"} 5");
+        has(&t, "vxrouter_metrics_responses_total{code=\"404\"} 1");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["metrics_server"]["connections_rejected"], 336);
+        assert_eq!(json["metrics_server"]["responses"]["200"], 5);
     }
 
     #[test]
