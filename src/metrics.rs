@@ -47,7 +47,10 @@ struct Latest(Mutex<Option<RunStats>>);
 
 impl Latest {
     fn is_set(&self) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 }
 
@@ -600,12 +603,19 @@ mod tests {
         assert_eq!(answer(Method::Get, "/nope").status, Status::NotFound);
         assert_eq!(answer(Method::Get, "/metrics/x").status, Status::NotFound);
         let r = answer(Method::Other, "/metrics");
-        assert_eq!((r.status, r.allow), (Status::MethodNotAllowed, Some("GET, HEAD")));
+        assert_eq!(
+            (r.status, r.allow),
+            (Status::MethodNotAllowed, Some("GET, HEAD"))
+        );
 
         latest.0.lock().unwrap().replace(stats());
         for (m, t) in [(Method::Get, "/metrics"), (Method::Head, "/metrics?a=b")] {
             let r = answer(m, t);
-            assert_eq!((r.status, r.content_type), (Status::Ok, CONTENT_TYPE), "{t}");
+            assert_eq!(
+                (r.status, r.content_type),
+                (Status::Ok, CONTENT_TYPE),
+                "{t}"
+            );
             has(&r.body, "vxrouter_forwarded_packets_total 7");
             has(&r.body, "vxrouter_metrics_connections_rejected_total 0");
             has(&r.body, "vxrouter_metrics_responses_total{code=\"503\"} 0");
@@ -616,7 +626,10 @@ mod tests {
     #[test]
     fn the_servers_counters_are_exported_from_the_snapshot() {
         let mut s = stats();
-        assert!(!render(&s).contains("vxrouter_metrics_"), "none without a server");
+        assert!(
+            !render(&s).contains("vxrouter_metrics_"),
+            "none without a server"
+        );
         s.metrics_server = Some(HttpStats {
             connections_accepted: 400,
             connections_rejected: 336,

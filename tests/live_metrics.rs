@@ -230,18 +230,23 @@ fn metrics_endpoint_bounded_under_idle_and_slow_clients() {
             .trim(),
         "vxrouter"
     );
-    wait_for(
-        std::time::Duration::from_secs(5),
-        "a first scrape",
-        || lab.http_get(&cli, URL).filter(|(code, _, _)| *code == 200),
-    );
+    wait_for(std::time::Duration::from_secs(5), "a first scrape", || {
+        lab.http_get(&cli, URL).filter(|(code, _, _)| *code == 200)
+    });
     let before = threads(pid);
 
-    let mut hold = client(&lab, &cli, &["hold", "198.18.0.1", "9470", &IDLE.to_string(), "20"]);
+    let mut hold = client(
+        &lab,
+        &cli,
+        &["hold", "198.18.0.1", "9470", &IDLE.to_string(), "20"],
+    );
     let mut hold_in = hold.stdin.take().expect("holder stdin");
     let mut hold_out = BufReader::new(hold.stdout.take().expect("holder stdout"));
     lab.keep(hold);
-    assert_eq!(line(&mut hold_out, "the idle connections"), format!("open {IDLE}"));
+    assert_eq!(
+        line(&mut hold_out, "the idle connections"),
+        format!("open {IDLE}")
+    );
     // The trickling client comes after the idle ones: the newest, it is
     // not the one a new connection replaces; only the deadline ends it.
     let mut trickle = client(&lab, &cli, &["trickle", "198.18.0.1", "9470", "0.5"]);
@@ -265,8 +270,14 @@ fn metrics_endpoint_bounded_under_idle_and_slow_clients() {
         "{body}"
     );
     let rejected = sample(&body, "vxrouter_metrics_connections_rejected_total");
-    assert!(rejected >= (IDLE - 64) as u64, "rejected {rejected}:\n{body}");
-    assert!(sample(&body, "vxrouter_metrics_connections_open") <= 64, "{body}");
+    assert!(
+        rejected >= (IDLE - 64) as u64,
+        "rejected {rejected}:\n{body}"
+    );
+    assert!(
+        sample(&body, "vxrouter_metrics_connections_open") <= 64,
+        "{body}"
+    );
 
     // The server closes every idle connection: the rest at the deadline.
     writeln!(hold_in, "go").expect("telling the holder to watch");
@@ -276,13 +287,20 @@ fn metrics_endpoint_bounded_under_idle_and_slow_clients() {
         closed.starts_with(&format!("closed {IDLE} of {IDLE} ")),
         "the server left idle connections open: {closed}"
     );
-    assert_eq!(line(&mut hold_out, "data"), "data 0", "idle clients got bytes");
+    assert_eq!(
+        line(&mut hold_out, "data"),
+        "data 0",
+        "idle clients got bytes"
+    );
     // The trickling client is cut before its request is whole, unanswered.
     let cut = line(&mut trickle_out, "the trickling client");
     eprintln!("lm1: trickle {cut}");
     let w: Vec<&str> = cut.split_whitespace().collect();
     let (sent, len): (usize, usize) = (w[1].parse().expect("sent"), w[3].parse().expect("len"));
-    assert!(sent < len, "a byte every 0.5 s got the whole request in: {cut}");
+    assert!(
+        sent < len,
+        "a byte every 0.5 s got the whole request in: {cut}"
+    );
     assert!(cut.ends_with("reply b''"), "{cut}");
 
     // A header over the limit: 431.
@@ -296,7 +314,10 @@ fn metrics_endpoint_bounded_under_idle_and_slow_clients() {
     let body = scrape(&lab, &cli);
     let timed_out = sample(&body, "vxrouter_metrics_connections_timed_out_total");
     let rejected = sample(&body, "vxrouter_metrics_connections_rejected_total");
-    assert!(timed_out >= 2, "idle and trickling clients at the deadline:\n{body}");
+    assert!(
+        timed_out >= 2,
+        "idle and trickling clients at the deadline:\n{body}"
+    );
     assert!(
         rejected + timed_out > IDLE as u64,
         "each idle connection and the trickling one end rejected or timed out:\n{body}"

@@ -369,7 +369,9 @@ enum Phase {
     },
     /// The response is out and our side shut: waiting for the client's
     /// close, reading and discarding what it still sends.
-    Draining { discarded: usize },
+    Draining {
+        discarded: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -855,7 +857,11 @@ mod tests {
             Some(2)
         );
         assert_eq!(
-            pick_slot(&[Some((t(4), false)), Some((t(1), false)), Some((t(3), false))]),
+            pick_slot(&[
+                Some((t(4), false)),
+                Some((t(1), false)),
+                Some((t(3), false))
+            ]),
             Some(1)
         );
     }
