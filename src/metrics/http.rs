@@ -71,7 +71,7 @@ pub const MAX_HEADERS: usize = 32;
 const MAX_DRAIN_BYTES: usize = 64 * 1024;
 
 /// How soon to retry `accept` after it failed for a lack of resources
-/// (file descriptors, memory): the pending connection raises no new event.
+/// (file descriptors, memory).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// How often at most an accept error is logged.
@@ -463,11 +463,16 @@ impl Bound {
         };
         let mut poll = self.poll;
         let mut events = Events::with_capacity(256);
-        let mut accept_again = false;
+        let mut backlog = Backlog::Drained;
         while !stop.load(Ordering::Relaxed) {
             let mut timeout = server.next_deadline(Instant::now());
-            if accept_again {
-                timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
+            let retry = match backlog {
+                Backlog::Drained => None,
+                Backlog::More => Some(Duration::ZERO),
+                Backlog::Failed => Some(ACCEPT_RETRY),
+            };
+            if let Some(r) = retry {
+                timeout = Some(timeout.map_or(r, |t| t.min(r)));
             }
             if let Err(e) = poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -476,7 +481,10 @@ impl Bound {
                 }
                 continue;
             }
-            let mut accept = accept_again;
+            // Connections are driven before new ones are taken: one
+            // accepted in the last round reads its request now, before a
+            // flood of new connections could replace it.
+            let mut accept = backlog != Backlog::Drained;
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => accept = true,
@@ -485,13 +493,25 @@ impl Bound {
                 }
             }
             if accept {
-                accept_again = server.accept_all();
+                backlog = server.accept_some();
             }
             server.expire(Instant::now());
             let open = server.slots.iter().filter(|s| s.is_some()).count();
             counters.open.store(open as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// What is left in the listener's queue after a round of accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backlog {
+    /// Nothing: the next connection raises an event.
+    Drained,
+    /// Maybe more: take them in the next round, after the events.
+    More,
+    /// Accepting failed for want of resources: retry after a pause (the
+    /// pending connection raises no new event).
+    Failed,
 }
 
 struct Server<'a> {
@@ -518,13 +538,13 @@ impl Server<'_> {
             .map(|oldest| (oldest + self.limits.deadline).saturating_duration_since(now))
     }
 
-    /// Takes every pending connection; true if accepting failed for want
-    /// of resources and should be tried again soon.
-    fn accept_all(&mut self) -> bool {
-        loop {
+    /// Takes pending connections, as many as there are slots at most, so
+    /// that a flood of connections cannot starve those already taken.
+    fn accept_some(&mut self) -> Backlog {
+        for _ in 0..self.slots.len() {
             match self.listener.accept() {
                 Ok((stream, _)) => self.admit(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Backlog::Drained,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -533,10 +553,11 @@ impl Server<'_> {
                 Err(e) => {
                     Counters::add(&self.counters.accept_errors);
                     self.warn("accepting a connection", &e);
-                    return true;
+                    return Backlog::Failed;
                 }
             }
         }
+        Backlog::More
     }
 
     fn admit(&mut self, mut stream: TcpStream) {
