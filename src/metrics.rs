@@ -7,7 +7,7 @@
 //! nothing and is at most a second old. One thread serves HTTP with a fixed
 //! number of connections and a deadline for each ([`http`]), and the text
 //! is OpenMetrics 1.0 (`prometheus-client`), which Prometheus reads
-//! natively. Routing is the one match in [`handle`].
+//! natively. Routing is the one match in `handle`.
 //!
 //! Invariants: every counter of the stats file has a metric under
 //! `vxrouter_`; the drop reasons are one family with a `reason` label that
