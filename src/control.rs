@@ -76,6 +76,9 @@ pub struct RunStats {
     /// Neighbour liveness, when on (`overlay.liveness_interval_ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<LivenessStats>,
+    /// The metrics endpoint's connections and responses, when it serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_server: Option<crate::metrics::HttpStats>,
 }
 
 /// Neighbour liveness as the stats file shows it.
@@ -952,6 +955,7 @@ pub fn run(opts: &RunOptions) -> Result<()> {
                 &reloads,
             );
             stats.liveness = liveness.as_ref().map(LivenessStats::of);
+            stats.metrics_server = metrics.as_ref().map(MetricsServer::http_stats);
             if let Some(m) = &metrics {
                 m.update(&stats);
             }
@@ -1150,6 +1154,7 @@ fn collect(
         unresolved_peers,
         reloads: reloads.clone(),
         liveness: None,
+        metrics_server: None,
     }
 }
 

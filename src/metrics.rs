@@ -4,15 +4,20 @@
 //! Layer: control plane, beside the stats file; no worker ever sees it. The
 //! control thread hands over the same [`RunStats`] the stats file gets, once
 //! a second, and a scrape encodes the latest one: a scrape costs the workers
-//! nothing and is at most a second old. One thread serves HTTP
-//! (`tiny_http`), and the text is OpenMetrics 1.0 (`prometheus-client`),
-//! which Prometheus reads natively.
+//! nothing and is at most a second old. One thread serves HTTP with a fixed
+//! number of connections and a deadline for each ([`http`]), and the text
+//! is OpenMetrics 1.0 (`prometheus-client`), which Prometheus reads
+//! natively. Routing is the one match in `handle`.
 //!
 //! Invariants: every counter of the stats file has a metric under
 //! `vxrouter_`; the drop reasons are one family with a `reason` label that
 //! lists every declared reason, zero or not, so a `rate()` over a reason
 //! that never fired is 0, not absent. Before the first snapshot a scrape
-//! gets 503, never made-up zeros.
+//! gets 503, never made-up zeros. The HTTP server's own counters are read
+//! live at each scrape, so a scrape sees the connections that came before
+//! it.
+
+pub mod http;
 
 use std::fmt;
 use std::io;
@@ -20,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -31,29 +35,50 @@ use prometheus_client::registry::Registry;
 
 use crate::control::RunStats;
 use crate::dataplane::DropReason;
+pub use http::{HttpStats, Limits};
+use http::{Method, Request, Response, Status};
 
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// How long the serving thread waits for a request before it looks at its
-/// stop flag: bounds how long the router's exit waits for it.
-const RECV_WAIT: Duration = Duration::from_millis(200);
 
 /// The latest snapshot, shared by the control thread and the server.
 #[derive(Debug, Default)]
 struct Latest(Mutex<Option<RunStats>>);
 
-/// The collector a scrape runs: encodes the latest snapshot.
+impl Latest {
+    fn is_set(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+/// The collector a scrape runs: encodes the latest snapshot, with the HTTP
+/// server's counters as they are now.
 #[derive(Debug)]
-struct Exporter(Arc<Latest>);
+struct Exporter {
+    latest: Arc<Latest>,
+    http: Arc<http::Counters>,
+}
 
 impl Collector for Exporter {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
-        let guard = self.0 .0.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self.latest.0.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_ref() {
-            Some(s) => encode_stats(s, &mut enc),
+            Some(s) => encode_stats(s, Some(&self.http.snapshot()), &mut enc),
             None => Ok(()),
         }
+    }
+}
+
+/// One snapshot as a collector (what [`render`] encodes).
+#[derive(Debug)]
+struct Snapshot(RunStats);
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        encode_stats(&self.0, self.0.metrics_server.as_ref(), &mut enc)
     }
 }
 
@@ -113,7 +138,12 @@ fn gauge_family<'a, const N: usize>(
     )
 }
 
-fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+/// Encodes `s`, with `http` as the HTTP server's counters.
+fn encode_stats(
+    s: &RunStats,
+    http: Option<&HttpStats>,
+    enc: &mut DescriptorEncoder<'_>,
+) -> fmt::Result {
     let info = Info::new([
         ("host", s.host.as_str()),
         ("version", env!("CARGO_PKG_VERSION")),
@@ -262,14 +292,61 @@ fn encode_stats(s: &RunStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
             l.links_down.len() as u64,
         )?;
     }
+    if let Some(h) = http {
+        encode_http(h, enc)?;
+    }
     Ok(())
 }
 
-/// A registry whose one collector reads `latest`.
-fn registry(latest: Arc<Latest>) -> Registry {
-    let mut r = Registry::default();
-    r.register_collector(Box::new(Exporter(latest)));
-    r
+/// The metrics endpoint's own counters.
+fn encode_http(h: &HttpStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    counter(
+        enc,
+        "vxrouter_metrics_connections_accepted",
+        "Connections the metrics endpoint took.",
+        h.connections_accepted,
+    )?;
+    counter(
+        enc,
+        "vxrouter_metrics_connections_rejected",
+        "Connections the metrics endpoint closed at once because it held its maximum: each new connection takes the place of the oldest one not yet answered.",
+        h.connections_rejected,
+    )?;
+    counter(
+        enc,
+        "vxrouter_metrics_connections_timed_out",
+        "Connections the metrics endpoint cut at its deadline before their response was out (idle or slow clients).",
+        h.connections_timed_out,
+    )?;
+    counter(
+        enc,
+        "vxrouter_metrics_connections_aborted",
+        "Connections the client closed or reset before their response was out.",
+        h.connections_aborted,
+    )?;
+    counter(
+        enc,
+        "vxrouter_metrics_accept_errors",
+        "Connections the metrics endpoint failed to accept (file descriptors or memory short).",
+        h.accept_errors,
+    )?;
+    gauge(
+        enc,
+        "vxrouter_metrics_connections_open",
+        "Connections the metrics endpoint holds.",
+        h.connections_open,
+    )?;
+    let codes: Vec<(String, u64)> = h
+        .responses
+        .iter()
+        .map(|(c, n)| (c.to_string(), *n))
+        .collect();
+    counter_family(
+        enc,
+        "vxrouter_metrics_responses",
+        "Responses of the metrics endpoint written in full, by status code.",
+        codes.iter().map(|(c, n)| ([("code", c.as_str())], *n)),
+    )
 }
 
 fn encode(registry: &Registry) -> Result<String, fmt::Error> {
@@ -278,17 +355,55 @@ fn encode(registry: &Registry) -> Result<String, fmt::Error> {
     Ok(out)
 }
 
-/// The OpenMetrics text for one snapshot (what a scrape returns).
+/// The OpenMetrics text for one snapshot (what a scrape returns), with the
+/// HTTP server's counters it carries.
 pub fn render(s: &RunStats) -> String {
-    let latest = Arc::new(Latest(Mutex::new(Some(s.clone()))));
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Snapshot(s.clone())));
     // Writing into a String cannot fail, and our names are valid.
-    encode(&registry(latest)).unwrap_or_default()
+    encode(&r).unwrap_or_default()
+}
+
+/// The registry a scrape encodes: the latest snapshot and the live HTTP
+/// counters.
+fn live_registry(latest: Arc<Latest>, http: Arc<http::Counters>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(Exporter { latest, http }));
+    r
+}
+
+/// Answers one request: the endpoint's routes.
+fn handle(req: &Request, registry: &Registry, latest: &Latest) -> Response {
+    if !matches!(req.method, Method::Get | Method::Head) {
+        let mut r = Response::text(Status::MethodNotAllowed, "only GET and HEAD\n");
+        r.allow = Some("GET, HEAD");
+        return r;
+    }
+    match req.path() {
+        "/metrics" if !latest.is_set() => Response::text(
+            Status::Unavailable,
+            "no counters yet: the router is starting\n",
+        ),
+        "/metrics" => match encode(registry) {
+            Ok(body) => Response {
+                status: Status::Ok,
+                content_type: CONTENT_TYPE,
+                body,
+                allow: None,
+            },
+            Err(_) => Response::text(Status::InternalError, "encoding the metrics failed\n"),
+        },
+        "/" => Response::text(Status::Ok, "vxrouter: metrics at /metrics\n"),
+        _ => Response::text(Status::NotFound, "not found: metrics are at /metrics\n"),
+    }
 }
 
 /// The HTTP endpoint: one thread, stopped and joined on drop.
 pub struct MetricsServer {
     latest: Arc<Latest>,
+    counters: Arc<http::Counters>,
     stop: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
     addr: SocketAddr,
     thread: Option<JoinHandle<()>>,
 }
@@ -303,23 +418,38 @@ impl fmt::Debug for MetricsServer {
 
 impl MetricsServer {
     /// Listens on `addr` (port 0: any free port, see [`Self::local_addr`])
-    /// and serves `GET /metrics` from a thread of its own.
+    /// and serves `GET /metrics` from a thread of its own, within
+    /// [`Limits::DEFAULT`].
     pub fn start(addr: SocketAddr) -> io::Result<Self> {
-        let server = tiny_http::Server::http(addr)
+        Self::start_with(addr, Limits::DEFAULT)
+    }
+
+    /// [`Self::start`] within `limits`.
+    pub fn start_with(addr: SocketAddr, limits: Limits) -> io::Result<Self> {
+        let bound = http::Bound::bind(addr)
             .map_err(|e| io::Error::other(format!("metrics: cannot listen on {addr}: {e}")))?;
-        let local = server.server_addr().to_ip().unwrap_or(addr);
+        let local = bound.local_addr();
+        let waker = bound.waker();
         let latest = Arc::new(Latest::default());
+        let counters = Arc::new(http::Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let registry = registry(latest.clone());
+        let registry = live_registry(latest.clone(), counters.clone());
         let thread = std::thread::Builder::new()
             .name("vxr-metrics".into())
             .spawn({
                 let stop = stop.clone();
-                move || serve(&server, &registry, &stop)
+                let latest = latest.clone();
+                let counters = counters.clone();
+                move || {
+                    let mut handler = |req: &Request| handle(req, &registry, &latest);
+                    bound.serve(limits, &counters, &stop, &mut handler);
+                }
             })?;
         Ok(MetricsServer {
             latest,
+            counters,
             stop,
+            waker,
             addr: local,
             thread: Some(thread),
         })
@@ -334,63 +464,23 @@ impl MetricsServer {
     pub fn update(&self, s: &RunStats) {
         *self.latest.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(s.clone());
     }
+
+    /// The HTTP server's counters now (for the stats file).
+    pub fn http_stats(&self) -> HttpStats {
+        self.counters.snapshot()
+    }
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // A failed wake leaves the thread waiting for its next event or
+        // deadline; the join then waits that long.
+        let _ = self.waker.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
-}
-
-fn serve(server: &tiny_http::Server, registry: &Registry, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match server.recv_timeout(RECV_WAIT) {
-            Ok(Some(rq)) => respond(rq, registry),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accepting a request");
-                std::thread::sleep(RECV_WAIT);
-            }
-        }
-    }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("static header names and values are valid")
-}
-
-fn respond(rq: tiny_http::Request, registry: &Registry) {
-    use tiny_http::{Method, Response};
-    let path = rq.url().split('?').next().unwrap_or("").to_owned();
-    let readable = matches!(rq.method(), Method::Get | Method::Head);
-    let text = |code: u16, body: &str| {
-        Response::from_string(body)
-            .with_status_code(code)
-            .with_header(header("Content-Type", "text/plain; charset=utf-8"))
-    };
-    let resp = if !readable {
-        text(405, "only GET and HEAD\n").with_header(header("Allow", "GET, HEAD"))
-    } else if path == "/metrics" {
-        match encode(registry) {
-            Ok(body) if body.trim() == "# EOF" => {
-                text(503, "no counters yet: the router is starting\n")
-            }
-            Ok(body) => {
-                Response::from_string(body).with_header(header("Content-Type", CONTENT_TYPE))
-            }
-            Err(_) => text(500, "encoding the metrics failed\n"),
-        }
-    } else if path == "/" {
-        text(200, "vxrouter: metrics at /metrics\n")
-    } else {
-        text(404, "not found: metrics are at /metrics\n")
-    };
-    // A client that went away gets nothing; nothing to count.
-    let _ = rq.respond(resp);
 }
 
 #[cfg(test)]
@@ -439,6 +529,7 @@ mod tests {
                 hellos_sent: 9,
                 ..LivenessStats::default()
             }),
+            metrics_server: None,
         }
     }
 
@@ -498,6 +589,75 @@ mod tests {
             &t,
             "vxrouter_dropped_packets_total{reason=\"ttl_expired\"} 0",
         );
+    }
+
+    fn req(method: Method, target: &str) -> Request {
+        Request {
+            method,
+            target: target.into(),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let latest = Arc::new(Latest::default());
+        let counters = Arc::new(http::Counters::default());
+        let registry = live_registry(latest.clone(), counters);
+        let answer = |m, t: &str| handle(&req(m, t), &registry, &latest);
+        // Before the first snapshot: 503, not zeros.
+        let r = answer(Method::Get, "/metrics");
+        assert_eq!(r.status, Status::Unavailable, "{r:?}");
+        assert_eq!(answer(Method::Get, "/").status, Status::Ok);
+        assert_eq!(answer(Method::Get, "/nope").status, Status::NotFound);
+        assert_eq!(answer(Method::Get, "/metrics/x").status, Status::NotFound);
+        let r = answer(Method::Other, "/metrics");
+        assert_eq!(
+            (r.status, r.allow),
+            (Status::MethodNotAllowed, Some("GET, HEAD"))
+        );
+
+        latest.0.lock().unwrap().replace(stats());
+        for (m, t) in [(Method::Get, "/metrics"), (Method::Head, "/metrics?a=b")] {
+            let r = answer(m, t);
+            assert_eq!(
+                (r.status, r.content_type),
+                (Status::Ok, CONTENT_TYPE),
+                "{t}"
+            );
+            has(&r.body, "vxrouter_forwarded_packets_total 7");
+            has(&r.body, "vxrouter_metrics_connections_rejected_total 0");
+            has(&r.body, "vxrouter_metrics_responses_total{code=\"503\"} 0");
+            assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
+        }
+    }
+
+    #[test]
+    fn the_servers_counters_are_exported_from_the_snapshot() {
+        let mut s = stats();
+        assert!(
+            !render(&s).contains("vxrouter_metrics_"),
+            "none without a server"
+        );
+        s.metrics_server = Some(HttpStats {
+            connections_accepted: 400,
+            connections_rejected: 336,
+            connections_timed_out: 64,
+            connections_open: 3,
+            responses: [(200, 5), (404, 1)].into(),
+            ..HttpStats::default()
+        });
+        let t = render(&s);
+        has(&t, "vxrouter_metrics_connections_accepted_total 400");
+        has(&t, "vxrouter_metrics_connections_rejected_total 336");
+        has(&t, "vxrouter_metrics_connections_timed_out_total 64");
+        has(&t, "vxrouter_metrics_connections_aborted_total 0");
+        has(&t, "vxrouter_metrics_accept_errors_total 0");
+        has(&t, "vxrouter_metrics_connections_open 3");
+        has(&t, "vxrouter_metrics_responses_total{code=\"200\"} 5");
+        has(&t, "vxrouter_metrics_responses_total{code=\"404\"} 1");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["metrics_server"]["connections_rejected"], 336);
+        assert_eq!(json["metrics_server"]["responses"]["200"], 5);
     }
 
     #[test]
