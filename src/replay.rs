@@ -220,7 +220,10 @@ pub fn replay(
 /// place.
 fn publish(staging: &Path, out_dir: &Path) -> Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(staging)
-        .and_then(|rd| rd.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>())
+        .and_then(|rd| {
+            rd.map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+        })
         .with_context(|| format!("listing {}", staging.display()))?;
     names.sort_by_key(|n| (n == "stats.json", n.clone()));
     // An older stats.json must not vouch for a half-moved set of captures.

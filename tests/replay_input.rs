@@ -270,8 +270,20 @@ fn base() -> Duration {
 #[test]
 fn pcapng_time_orders_mixed_inputs() {
     let variants = [
-        ("default 10^-6", Res { tsresol: None, tsoffset: None }),
-        ("10^-9", Res { tsresol: Some(9), tsoffset: None }),
+        (
+            "default 10^-6",
+            Res {
+                tsresol: None,
+                tsoffset: None,
+            },
+        ),
+        (
+            "10^-9",
+            Res {
+                tsresol: Some(9),
+                tsoffset: None,
+            },
+        ),
         (
             "2^-20 and if_tsoffset",
             Res {
@@ -283,8 +295,14 @@ fn pcapng_time_orders_mixed_inputs() {
     let at = |k: u32| base() + Duration::from_secs(1) * k / 64;
     for (name, res) in variants {
         let run = Run::new();
-        let c1: Vec<_> = [0u16, 2, 4].iter().map(|&k| (at(k.into()), from_c1(64, k))).collect();
-        let c2: Vec<_> = [1u16, 3].iter().map(|&k| (at(k.into()), from_c2(k))).collect();
+        let c1: Vec<_> = [0u16, 2, 4]
+            .iter()
+            .map(|&k| (at(k.into()), from_c1(64, k)))
+            .collect();
+        let c2: Vec<_> = [1u16, 3]
+            .iter()
+            .map(|&k| (at(k.into()), from_c2(k)))
+            .collect();
         let f1 = run.file("c1.pcapng", &pcapng(101, res, false, &c1));
         let f2 = run.file("c2.pcap", &pcap(1, false, &c2));
         let s = run
@@ -307,7 +325,12 @@ fn obsolete_packet_block_is_replayed() {
         tsoffset: None,
     };
     let frames: Vec<_> = (0..3u16)
-        .map(|k| (base() + Duration::from_nanos(u64::from(k) * 1_001), from_c1(64, k)))
+        .map(|k| {
+            (
+                base() + Duration::from_nanos(u64::from(k) * 1_001),
+                from_c1(64, k),
+            )
+        })
         .collect();
     let f = run.file("c1.pcapng", &pcapng(101, res, true, &frames));
     let s = run.replay(&[("c1", &f)]).expect("replay");
@@ -357,7 +380,18 @@ fn icmp_errors_over_the_budget_are_rate_limited() {
     assert_eq!((ICMP_ERRORS_PER_SEC, ICMP_ERROR_BURST), (1000, 50));
     let run = Run::new();
     let input = expiring(200, Duration::from_micros(500));
-    let f = run.file("c1.pcapng", &pcapng(101, Res { tsresol: Some(9), tsoffset: None }, false, &input));
+    let f = run.file(
+        "c1.pcapng",
+        &pcapng(
+            101,
+            Res {
+                tsresol: Some(9),
+                tsoffset: None,
+            },
+            false,
+            &input,
+        ),
+    );
     let s = run.replay(&[("c1", &f)]).expect("replay");
     assert_eq!((s.icmp_errors, s.icmp_rate_limited), (149, 51), "{s:?}");
     assert_eq!(s.drops.get("ttl_expired"), Some(&200));
@@ -440,7 +474,15 @@ fn corrupt_inputs_are_refused_naming_file_port_and_frame() {
 
     // Ethernet frames offered to the TUN port.
     let f = pcapng(1, us, false, &[ok(0)]);
-    expect_error("link.pcapng", &f, &["frame 1", "link type 1 (ETHERNET)", "raw IP frames expected"]);
+    expect_error(
+        "link.pcapng",
+        &f,
+        &[
+            "frame 1",
+            "link type 1 (ETHERNET)",
+            "raw IP frames expected",
+        ],
+    );
 
     // A block whose two length fields disagree.
     let mut f = pcapng(101, us, false, &[ok(0), ok(1)]);
@@ -471,7 +513,14 @@ fn a_huge_record_is_dropped_as_too_long() {
     let run = Run::new();
     let big = vec![0x45; 9 << 20];
     for (name, bytes) in [
-        ("big.pcap", pcap(101, false, &[(base(), big.clone()), (base(), from_c1(64, 1))])),
+        (
+            "big.pcap",
+            pcap(
+                101,
+                false,
+                &[(base(), big.clone()), (base(), from_c1(64, 1))],
+            ),
+        ),
         (
             "big.pcapng",
             pcapng(
@@ -499,7 +548,15 @@ fn a_huge_record_is_dropped_as_too_long() {
 fn unknown_blocks_are_counted() {
     let run = Run::new();
     let f = [
-        pcapng(101, Res { tsresol: None, tsoffset: None }, false, &[(base(), from_c1(64, 0))]),
+        pcapng(
+            101,
+            Res {
+                tsresol: None,
+                tsoffset: None,
+            },
+            false,
+            &[(base(), from_c1(64, 0))],
+        ),
         block(0x0000_0042, &[1, 2, 3, 4]),
         block(5, &[0; 12]), // interface statistics: known, carries no frame
     ]
@@ -524,8 +581,14 @@ fn a_failed_replay_leaves_the_output_directory_as_it_was() {
     let e = run.replay(&[("c1", &good), ("c2", &bad)]).unwrap_err();
     assert!(format!("{e:#}").contains("port c2"), "{e:#}");
     assert_eq!(run.listing(), ["eth0.pcap", "stats.json"]);
-    assert_eq!(std::fs::read_to_string(run.out.join("stats.json")).unwrap(), "old stats\n");
-    assert_eq!(std::fs::read_to_string(run.out.join("eth0.pcap")).unwrap(), "old capture\n");
+    assert_eq!(
+        std::fs::read_to_string(run.out.join("stats.json")).unwrap(),
+        "old stats\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.out.join("eth0.pcap")).unwrap(),
+        "old capture\n"
+    );
 
     // The same directory after a replay that succeeds: new files, no
     // staging directory left behind.

@@ -410,7 +410,11 @@ impl Reader<'_> {
                     [0x1a, 0x2b, 0x3c, 0x4d] => Endian::Big,
                     [0x4d, 0x3c, 0x2b, 0x1a] => Endian::Little,
                     [a, b2, c, d] => {
-                        let at = if off == 0 { Position::FileHeader } else { block_at };
+                        let at = if off == 0 {
+                            Position::FileHeader
+                        } else {
+                            block_at
+                        };
                         return Err(self.err(
                             at,
                             format!(
@@ -608,7 +612,10 @@ impl Reader<'_> {
         let mut opts = &body[8..];
         while !opts.is_empty() {
             if opts.len() < 4 {
-                return Err(format!("option header cut short: {} of 4 bytes", opts.len()));
+                return Err(format!(
+                    "option header cut short: {} of 4 bytes",
+                    opts.len()
+                ));
             }
             let (code, len) = (e.u16(opts, 0), e.u16(opts, 2) as usize);
             if code == 0 {
@@ -988,9 +995,9 @@ mod tests {
     fn pcapng_timestamps_follow_each_interfaces_resolution_and_offset() {
         let f = [
             shb(),
-            idb(1, &[]),                                    // 10^-6
-            idb(1, &[(9, &[9])]),                           // 10^-9
-            idb(1, &[(9, &[0x80 | 10])]),                   // 2^-10
+            idb(1, &[]),                                       // 10^-6
+            idb(1, &[(9, &[9])]),                              // 10^-9
+            idb(1, &[(9, &[0x80 | 10])]),                      // 2^-10
             idb(1, &[(9, &[3]), (14, &100i64.to_le_bytes())]), // 10^-3, +100 s
             epb(0, 1_500_000, &[1]),
             epb(1, 1_500_000_001, &[2]),
@@ -1016,12 +1023,23 @@ mod tests {
         // A big-endian section with one Ethernet interface at 10^-9 s.
         let be = |kind: u32, body: &[u8]| {
             let len = (body.len() + 12) as u32;
-            [&kind.to_be_bytes()[..], &len.to_be_bytes(), body, &len.to_be_bytes()].concat()
+            [
+                &kind.to_be_bytes()[..],
+                &len.to_be_bytes(),
+                body,
+                &len.to_be_bytes(),
+            ]
+            .concat()
         };
         let mut shb_be = 0x1a2b_3c4du32.to_be_bytes().to_vec();
         shb_be.extend([0, 1, 0, 0]);
         shb_be.extend([0xff; 8]);
-        let idb_be = [&[0, 1, 0, 0, 0, 0, 0, 0][..], &[0, 9, 0, 1, 9, 0, 0, 0], &[0; 4]].concat();
+        let idb_be = [
+            &[0, 1, 0, 0, 0, 0, 0, 0][..],
+            &[0, 9, 0, 1, 9, 0, 0, 0],
+            &[0; 4],
+        ]
+        .concat();
         let mut epb_be = vec![0, 0, 0, 0, 0, 0, 0, 0];
         epb_be.extend(7u32.to_be_bytes());
         epb_be.extend(4u32.to_be_bytes());
@@ -1091,7 +1109,14 @@ mod tests {
                 Endian::Little => v.to_le_bytes(),
                 Endian::Big => v.to_be_bytes(),
             };
-            [&w(secs)[..], &w(frac), &w(data.len() as u32), &w(data.len() as u32), data].concat()
+            [
+                &w(secs)[..],
+                &w(frac),
+                &w(data.len() as u32),
+                &w(data.len() as u32),
+                data,
+            ]
+            .concat()
         };
         let head = |magic: [u8; 4], e: Endian| {
             let mut h = magic.to_vec();
@@ -1105,11 +1130,23 @@ mod tests {
             h.extend(l);
             h
         };
-        let ns_le = [head([0x4d, 0x3c, 0xb2, 0xa1], Endian::Little), rec(Endian::Little, 2, 5, &[1])].concat();
-        let us_be = [head([0xa1, 0xb2, 0xc3, 0xd4], Endian::Big), rec(Endian::Big, 2, 5, &[1])].concat();
+        let ns_le = [
+            head([0x4d, 0x3c, 0xb2, 0xa1], Endian::Little),
+            rec(Endian::Little, 2, 5, &[1]),
+        ]
+        .concat();
+        let us_be = [
+            head([0xa1, 0xb2, 0xc3, 0xd4], Endian::Big),
+            rec(Endian::Big, 2, 5, &[1]),
+        ]
+        .concat();
         assert_eq!(times(&parse(&ns_le).unwrap()), [Duration::new(2, 5)]);
         assert_eq!(times(&parse(&us_be).unwrap()), [Duration::new(2, 5_000)]);
-        let bad = [head([0x4d, 0x3c, 0xb2, 0xa1], Endian::Little), rec(Endian::Little, 2, 1_000_000_000, &[1])].concat();
+        let bad = [
+            head([0x4d, 0x3c, 0xb2, 0xa1], Endian::Little),
+            rec(Endian::Little, 2, 1_000_000_000, &[1]),
+        ]
+        .concat();
         let e = parse(&bad).unwrap_err().to_string();
         assert!(e.contains("frame 1 (byte 24): timestamp fraction"), "{e}");
     }
