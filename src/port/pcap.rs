@@ -1193,6 +1193,77 @@ mod tests {
         assert_eq!(c.frames[0].data.len(), 9 << 20);
     }
 
+    /// A valid pcapng with every kind of block the reader knows.
+    fn sample() -> Vec<u8> {
+        let mut pb = 0u16.to_le_bytes().to_vec();
+        pb.extend([0; 6]);
+        pb.extend(9u32.to_le_bytes());
+        pb.extend(2u32.to_le_bytes());
+        pb.extend(2u32.to_le_bytes());
+        pb.extend([5, 5]);
+        [
+            shb(),
+            idb(1, &[(9, &[0x80 | 20]), (14, &7i64.to_le_bytes())]),
+            epb(0, 1 << 20, &[1, 2, 3]),
+            blk(block::PACKET, &pb),
+            blk(block::SIMPLE_PACKET, &[3, 0, 0, 0, 4, 4, 4]),
+            blk(block::NAME_RESOLUTION, &[0; 4]),
+            blk(0x77, &[]),
+            shb(),
+            idb(1, &[]),
+            epb(0, 3, &[6; 70]),
+        ]
+        .concat()
+    }
+
+    proptest::proptest! {
+        /// Hostile bytes get a frame list or an error, never a panic, and
+        /// never more frames than packet blocks.
+        #[test]
+        fn mutated_captures_never_panic(
+            cut in 0usize..400,
+            flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 0..6),
+            classic in proptest::prelude::any::<bool>(),
+        ) {
+            let mut f = if classic {
+                let mut h = vec![0x4d, 0x3c, 0xb2, 0xa1, 2, 0, 4, 0];
+                h.extend([0; 8]);
+                h.extend(65535u32.to_le_bytes());
+                h.extend(1u32.to_le_bytes());
+                for i in 0..4u32 {
+                    h.extend([i, i * 7, 3, 3].iter().flat_map(|v| v.to_le_bytes()));
+                    h.extend([i as u8; 3]);
+                }
+                h
+            } else {
+                sample()
+            };
+            for (at, x) in flips {
+                let n = f.len();
+                f[at % n] ^= x;
+            }
+            f.truncate(cut.max(1));
+            if let Ok(c) = parse(&f) {
+                proptest::prop_assert!(c.frames.len() <= 4);
+            }
+        }
+    }
+
+    #[test]
+    fn the_sample_reads_whole() {
+        let c = parse(&sample()).unwrap();
+        assert_eq!(
+            times(&c),
+            [
+                Duration::from_secs(8),
+                Duration::new(7, 8583), // 9 / 2^20 s, truncated to ns
+                Duration::new(7, 8583),
+                Duration::from_micros(3),
+            ]
+        );
+        assert_eq!(c.unknown_blocks, 1);
+    }
+
     #[test]
     fn reads_the_shared_pcapng_captures() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
