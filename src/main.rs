@@ -39,8 +39,9 @@ enum Command {
         json: bool,
     },
     /// Run the real pipeline over capture files: `--in PORT=FILE` per input
-    /// port; writes `DIR/PORT.pcap` for every port that transmitted and
-    /// `DIR/stats.json`.
+    /// port (pcap or pcapng), frames taken in time order across inputs;
+    /// writes `DIR/PORT.pcap` for every port that transmitted and
+    /// `DIR/stats.json`, all or nothing.
     Replay {
         /// The topology file.
         #[arg(long, value_name = "FILE")]
@@ -153,6 +154,13 @@ fn replay(
                 stats.drops.values().sum::<u64>(),
                 out.join("stats.json").display()
             );
+            for (port, p) in stats.ports.iter().filter(|(_, p)| p.unknown_blocks > 0) {
+                eprintln!(
+                    "vxrouter: replay: warning: port {port}: skipped {} pcapng block(s) of \
+                     unknown type, which may have held frames",
+                    p.unknown_blocks
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

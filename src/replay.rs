@@ -1,18 +1,24 @@
 //! `vxrouter replay`: the real pipeline over capture files.
 //!
 //! Each `--in PORT=FILE` feeds a pcap port; frames are taken in timestamp
-//! order across ports, a burst at a time, and run through
+//! order across ports (ties: the port listed first in the topology, then
+//! file order), a burst at a time, and run through
 //! [`dataplane::forward_burst`], the same loop body the live workers run.
+//! A burst holds frames of one timestamp (see [`PcapPort`]), and the
+//! pipeline's clock is that timestamp: each frame is paced by its own time
+//! (the ICMP error budget) and every frame it causes is written with it.
+//!
 //! Every port that transmits gets `DIR/PORT.pcap`; `DIR/stats.json` accounts
 //! for every frame read: forwarded + replied + pass-through + drops equals
-//! the sum of the ports' rx.
+//! the sum of the ports' rx. Outputs are written into a hidden directory
+//! inside `DIR` and moved into place only when the whole replay succeeded,
+//! `stats.json` last: a failed replay leaves `DIR` as it was.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use crate::config::Topology;
@@ -26,6 +32,14 @@ use crate::route;
 pub struct PortStats {
     pub rx: u64,
     pub tx: u64,
+    /// pcapng blocks of an unknown type in the port's input, skipped (they
+    /// might have held frames).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unknown_blocks: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What `stats.json` holds.
@@ -79,7 +93,8 @@ pub fn replay_tables(topo: &Topology, host: usize, underlay_mtu: u16) -> Result<
 }
 
 /// Replays `inputs` (port name, capture) through host `host` of `topo`,
-/// writing outputs and stats.json under `out_dir`.
+/// writing outputs and stats.json under `out_dir`. On error nothing in
+/// `out_dir` has changed (it is created if missing).
 pub fn replay(
     topo: &Topology,
     host: usize,
@@ -88,7 +103,23 @@ pub fn replay(
     underlay_mtu: u16,
 ) -> Result<ReplayStats> {
     let t = replay_tables(topo, host, underlay_mtu)?;
+    for (name, _) in inputs {
+        if t.port_index(name).is_none() {
+            let known: Vec<&str> = t.ports.iter().map(|p| p.name.as_str()).collect();
+            bail!(
+                "--in {name}=...: host {} has no port {name} (ports: {})",
+                t.host_name,
+                known.join(", ")
+            );
+        }
+    }
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    // In the output directory, so that moving the files out is a rename;
+    // removed on drop, whatever happened.
+    let staging = tempfile::Builder::new()
+        .prefix(".replay-")
+        .tempdir_in(out_dir)
+        .with_context(|| format!("creating a staging directory in {}", out_dir.display()))?;
 
     let mut ports: Vec<PcapPort> = Vec::with_capacity(t.ports.len());
     for info in &t.ports {
@@ -104,38 +135,30 @@ pub fn replay(
         if input.len() > 1 {
             bail!("port {} given more than one --in", info.name);
         }
-        let out = out_dir.join(format!("{}.pcap", info.name));
-        let port = PcapPort::open(
+        let out = staging.path().join(format!("{}.pcap", info.name));
+        ports.push(PcapPort::open(
             &info.name,
             link,
             input.first().map(|p| p.as_path()),
             Some(out),
-        )
-        .with_context(|| format!("port {}", info.name))?;
-        ports.push(port);
-    }
-    for (name, _) in inputs {
-        if t.port_index(name).is_none() {
-            let known: Vec<&str> = t.ports.iter().map(|p| p.name.as_str()).collect();
-            bail!(
-                "--in {name}=...: host {} has no port {name} (ports: {})",
-                t.host_name,
-                known.join(", ")
-            );
-        }
+        )?);
     }
 
     let mut pipe = Pipeline::new();
     let mut batch = Batch::new();
     let mut verdicts = [Verdict::Pass; BATCH_SIZE];
     let mut tx_counts = vec![0u64; ports.len()];
-    // The port whose next frame is oldest goes next.
-    while let Some(in_port) = (0..ports.len())
-        .filter(|&i| ports[i].rx_pending() > 0)
-        .min_by_key(|&i| ports[i].next_ts().unwrap_or(Duration::MAX))
+    // The port whose next frame is oldest goes next; `min_by_key` keeps the
+    // first of equals, so ties go to the port listed first.
+    while let Some((in_port, now)) = ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.next_ts()?)))
+        .min_by_key(|&(_, ts)| ts)
     {
-        let now = ports[in_port].next_ts().unwrap_or_default();
         pipe.set_clock(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX));
+        // One timestamp per burst: every frame transmitted now was caused
+        // by a frame of time `now`.
         ports[in_port].rx_burst(&mut batch)?;
         for p in ports.iter_mut() {
             p.now = now;
@@ -150,10 +173,11 @@ pub fn replay(
             &mut verdicts,
             &mut dyn_ports,
             &mut tx_counts,
-        )?;
+        )
+        .context("writing the output captures")?;
     }
     for p in ports.iter_mut() {
-        p.flush()?;
+        p.flush().context("writing the output captures")?;
         pipe.counters.drops[DropReason::FrameTooLong as usize] += p.rx_oversize;
     }
 
@@ -163,13 +187,14 @@ pub fn replay(
         ports: ports
             .iter()
             .zip(&tx_counts)
-            .filter(|(p, tx)| p.rx_packets > 0 || **tx > 0)
+            .filter(|(p, tx)| p.rx_packets > 0 || **tx > 0 || p.unknown_blocks > 0)
             .map(|(p, tx)| {
                 (
                     p.name().to_owned(),
                     PortStats {
                         rx: p.rx_packets,
                         tx: *tx,
+                        unknown_blocks: p.unknown_blocks,
                     },
                 )
             })
@@ -181,8 +206,37 @@ pub fn replay(
         icmp_rate_limited: summary.icmp_rate_limited,
         drops: summary.drops,
     };
+    // Close the outputs before they move.
+    drop(ports);
     let json = serde_json::to_string_pretty(&stats)?;
-    std::fs::write(out_dir.join("stats.json"), json + "\n")
-        .with_context(|| format!("writing {}/stats.json", out_dir.display()))?;
+    std::fs::write(staging.path().join("stats.json"), json + "\n")
+        .with_context(|| format!("writing {}/stats.json", staging.path().display()))?;
+    publish(staging.path(), out_dir)?;
     Ok(stats)
+}
+
+/// Moves every file of `staging` into `out_dir`, `stats.json` last, so a
+/// `stats.json` that belongs to this replay means all its captures are in
+/// place.
+fn publish(staging: &Path, out_dir: &Path) -> Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(staging)
+        .and_then(|rd| {
+            rd.map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+        })
+        .with_context(|| format!("listing {}", staging.display()))?;
+    names.sort_by_key(|n| (n == "stats.json", n.clone()));
+    // An older stats.json must not vouch for a half-moved set of captures.
+    match std::fs::remove_file(out_dir.join("stats.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow!("removing {}/stats.json: {e}", out_dir.display()))
+        }
+        _ => {}
+    }
+    for n in names {
+        let (from, to) = (staging.join(&n), out_dir.join(&n));
+        std::fs::rename(&from, &to)
+            .map_err(|e| anyhow!("moving {} to {}: {e}", from.display(), to.display()))?;
+    }
+    Ok(())
 }
