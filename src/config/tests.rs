@@ -677,7 +677,7 @@ fn bad_addresses_and_macs() {
         &h3("subnets = [\"224.0.0.0/8\"]"),
         18,
         "hosts[2].subnets[0]",
-        "not a unicast prefix",
+        "224.0.0.0/8 is not a prefix containers may use: it lies in 224.0.0.0/4 (multicast)",
     );
     expect(
         &h3("nic = \"a/b\""),
