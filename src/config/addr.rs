@@ -244,21 +244,23 @@ pub fn special(a: IpAddr) -> Option<Special> {
     }
 }
 
-/// The first special block (narrowest first) that shares an address with
-/// `net`, whether it contains `net` or `net` covers it.
+/// A special block that shares an address with `net`: the narrowest that
+/// contains it if any does, else the first (narrowest) that `net` covers.
 pub fn special_overlapping(net: IpNet) -> Option<(IpNet, Special)> {
-    match net {
-        IpNet::V4(n) => TABLE_V4
+    let blocks: Vec<(IpNet, Special)> = match net {
+        IpNet::V4(_) => TABLE_V4
             .iter()
-            .map(|&(b, s)| (b.prefix(), s))
-            .find(|(b, _)| b.contains(&n) || n.contains(b))
-            .map(|(b, s)| (IpNet::V4(b), s)),
-        IpNet::V6(n) => TABLE_V6
+            .map(|&(b, s)| (IpNet::V4(b.prefix()), s))
+            .collect(),
+        IpNet::V6(_) => TABLE_V6
             .iter()
-            .map(|&(b, s)| (b.prefix(), s))
-            .find(|(b, _)| b.contains(&n) || n.contains(b))
-            .map(|(b, s)| (IpNet::V6(b), s)),
-    }
+            .map(|&(b, s)| (IpNet::V6(b.prefix()), s))
+            .collect(),
+    };
+    let inside = blocks.iter().find(|(b, _)| b.contains(&net));
+    inside
+        .or_else(|| blocks.iter().find(|(b, _)| net.contains(b)))
+        .copied()
 }
 
 /// The IPv4 address an IPv4-mapped or IPv4-compatible IPv6 address embeds.

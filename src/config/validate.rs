@@ -74,6 +74,12 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
             } else {
                 underlays.insert(u.v, (u.span.clone(), hname));
             }
+            if h.vtep_mac.is_none() && embeds_v4(u.v) {
+                // `address_classes` refuses this underlay, and its derived
+                // MAC is that of the IPv4 address it embeds: one report is
+                // enough.
+                continue;
+            }
             let (mac, span, derived) = match &h.vtep_mac {
                 Some(m) => (m.v, m.span.clone(), false),
                 None => (MacAddr::derived_from(u.v), u.span.clone(), true),
@@ -98,6 +104,11 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
             macs.entry(m.v).or_insert((m.span.clone(), i));
         }
     }
+}
+
+/// Whether `a` is an IPv6 address that embeds an IPv4 one.
+fn embeds_v4(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if addr::embedded_v4(v6).is_some())
 }
 
 /// Where each address of the topology lies, in one sweep over every subnet,
@@ -219,7 +230,7 @@ fn placement(raw: &Raw, sink: &mut Sink) {
                             format!("the underlay address of host {:?}", name(cur.host))
                         };
                         format!(
-                            "{} covers {whose} {u} (line {line}); the underlay and the overlay must not share addresses",
+                            "{} covers {u}, {whose} (line {line}); the underlay and the overlay must not share addresses",
                             outer.net
                         )
                     };
@@ -333,18 +344,20 @@ fn vtep_problem(
         (IpAddr::V6(v6), Special::V4Mapped | Special::V4Compatible) => {
             // `special` only gives these classes to addresses that embed one.
             let v4 = addr::embedded_v4(v6)?;
-            let why = if class == Special::V4Mapped {
-                "it never appears in an IPv6 header on the wire"
+            // Shown as written: `Ipv6Addr` prints only the mapped form
+            // with a dotted tail.
+            let (shown, why) = if class == Special::V4Mapped {
+                (u.to_string(), "it never appears in an IPv6 header on the wire")
             } else {
-                "RFC 4291 deprecates it"
+                (format!("::{v4}"), "IPv6 no longer carries it (RFC 4291 section 2.5.5.1)")
             };
             match v4_underlays.get(&IpAddr::V4(v4)) {
                 Some(&(j, span)) => format!(
-                    "{u} is {class}: it repeats the underlay {v4} of host {:?} (line {}), and {why}",
+                    "{shown} is {class}: it repeats the underlay {v4} of host {:?} (line {}), and {why}",
                     raw_name(raw, j),
                     sink.line_of(span)
                 ),
-                None => format!("{u} is {class} and {why}: write the IPv4 address {v4}"),
+                None => format!("{shown} is {class} and {why}: write the IPv4 address {v4}"),
             }
         }
         (IpAddr::V6(_), Special::LinkLocal) => format!(
@@ -364,15 +377,15 @@ fn encapsulated_mtu(raw: &Raw, sink: &mut Sink) {
     };
     let frame = |outer: usize| usize::from(m.v) + ethernet::HEADER_LEN + outer;
     let largest = |outer: usize| MAX_FRAME - ethernet::HEADER_LEN - outer;
-    // The IPv6 outer headers are the longer: name a host that uses them if
-    // any does.
-    let worst = raw
+    // The IPv6 outer headers are the longer: name the first host that uses
+    // them if any does, else the first host.
+    let mut underlays = raw
         .hosts
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (i, u.v.is_ipv6())))
-        .max_by_key(|&(_, v6)| v6);
-    let Some((host, v6)) = worst else {
+        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (i, u.v.is_ipv6())));
+    let first = underlays.clone().next();
+    let Some((host, v6)) = underlays.find(|&(_, v6)| v6).or(first) else {
         return;
     };
     let (outer, fam) = if v6 {
