@@ -13,12 +13,22 @@
 //!   (configured or derived) are unique and unicast;
 //! - every link names two different existing hosts whose underlays are of the
 //!   same address family, no host pair is linked twice, costs are >= 1;
-//! - subnets are network addresses (no host bits), and no two subnets of the
-//!   whole topology overlap;
+//! - no underlay address is special ([`addr::Special`]: unspecified,
+//!   "this network", loopback, multicast, reserved, broadcast, IPv4-mapped
+//!   or -compatible, discard-only, IPv6 link-local; IPv4 link-local is
+//!   allowed), and none lies inside any host's subnet;
+//! - subnets are network addresses (no host bits), share no address with a
+//!   special block (IPv4 and IPv6 link-local included), and no two subnets
+//!   of the whole topology overlap;
 //! - port names are unique per host and valid Linux interface names; every
 //!   port address lies inside one of its host's subnets, no two ports of a
 //!   host share an address, and every port has one gateway per address
-//!   family it uses, outside its own addresses;
+//!   family it uses, outside its own addresses; a configured gateway is
+//!   unicast (link-local allowed) and lies in no other host's subnet;
+//! - names (hosts, ports, `nic`, `netns`) hold no control characters; a
+//!   `netns` is a valid file name of at most 255 bytes;
+//! - the overlay MTU plus the inner Ethernet header and the outer headers
+//!   of every host's underlay family fits a port buffer;
 //! - `overlay.vni` is in 1..=16777215 and `overlay.udp_port` is not 0.
 
 pub mod addr;

@@ -368,6 +368,17 @@ pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
             "{name:?} is not a valid interface name: no '/', ':' or whitespace, and not \".\" or \"..\""
         ));
     }
+    // The kernel tests each byte with its own `isspace`, whose table
+    // (lib/ctype.c) counts 0xA0 as a space: a UTF-8 character with that
+    // byte in it ("à" is C3 A0) makes the name invalid.
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.encode_utf8(&mut [0; 4]).bytes().any(|b| b == 0xa0))
+    {
+        return Err(format!(
+            "{name:?} is not a valid interface name: its UTF-8 for {c:?} holds the byte 0xA0, which Linux takes for a space"
+        ));
+    }
     Ok(())
 }
 

@@ -1196,6 +1196,14 @@ fn names_carry_no_control_characters() {
         "hosts[2].nic",
         "control character U+0085",
     );
+    // Linux takes the byte 0xA0 for a space in device names.
+    expect(
+        &h3("underlay = \"198.18.0.3\"\nnic = \"ethà\""),
+        18,
+        "hosts[2].nic",
+        "its UTF-8 for 'à' holds the byte 0xA0, which Linux takes for a space",
+    );
+    ok(&h3("underlay = \"198.18.0.3\"\nnic = \"ethé\""));
     expect(
         &port("netns = \"ns\\u0000x\""),
         19,
