@@ -13,14 +13,25 @@
 //!   (configured or derived) are unique and unicast;
 //! - every link names two different existing hosts whose underlays are of the
 //!   same address family, no host pair is linked twice, costs are >= 1;
-//! - subnets are network addresses (no host bits), and no two subnets of the
-//!   whole topology overlap;
+//! - no underlay address is special ([`addr::Special`]: unspecified,
+//!   "this network", loopback, multicast, reserved, broadcast, IPv4-mapped
+//!   or -compatible, discard-only, IPv6 link-local; IPv4 link-local is
+//!   allowed), and none lies inside any host's subnet;
+//! - subnets are network addresses (no host bits), share no address with a
+//!   special block (IPv4 and IPv6 link-local included), and no two subnets
+//!   of the whole topology overlap;
 //! - port names are unique per host and valid Linux interface names; every
 //!   port address lies inside one of its host's subnets, no two ports of a
 //!   host share an address, and every port has one gateway per address
-//!   family it uses, outside its own addresses;
+//!   family it uses, outside its own addresses; a configured gateway is
+//!   unicast (link-local allowed) and lies in no other host's subnet;
+//! - names (hosts, ports, `nic`, `netns`) hold no control characters; a
+//!   `netns` is a valid file name of at most 255 bytes;
+//! - the overlay MTU plus the inner Ethernet header and the outer headers
+//!   of every host's underlay family fits a port buffer;
 //! - `overlay.vni` is in 1..=16777215 and `overlay.udp_port` is not 0.
 
+pub mod addr;
 mod diag;
 mod mac;
 mod schema;
@@ -32,6 +43,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::wire::{ethernet, ipv4, ipv6, udp, vxlan};
 
 pub use diag::{ConfigError, Diagnostic};
 pub use mac::{MacAddr, ParseMacError};
@@ -47,13 +60,14 @@ pub const DEFAULT_LIVENESS_DEAD_AFTER: u32 = 3;
 /// Largest VXLAN Network Identifier: the field is 24 bits (RFC 7348 section 5).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 
-/// Outer header bytes VXLAN adds over an IPv4 underlay:
-/// Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
-pub const OVERHEAD_V4: u16 = 50;
+/// Bytes VXLAN adds to an inner IP packet within the underlay's IP MTU
+/// over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14.
+pub const OVERHEAD_V4: u16 =
+    (ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN) as u16;
 
-/// Outer header bytes VXLAN adds over an IPv6 underlay:
-/// Ethernet 14 + IPv6 40 + UDP 8 + VXLAN 8.
-pub const OVERHEAD_V6: u16 = 70;
+/// The same over IPv6: outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14.
+pub const OVERHEAD_V6: u16 =
+    (ipv6::HEADER_LEN + udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN) as u16;
 
 /// Underlay MTU assumed when computing the default container MTU.
 pub const UNDERLAY_MTU: u16 = 1500;
@@ -256,8 +270,8 @@ pub fn parse(text: &str, file: &str) -> Result<Topology, ConfigError> {
 /// `path` was given.
 pub fn load(path: &std::path::Path) -> Result<Topology, ConfigError> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &file),
+    match std::fs::read(path) {
+        Ok(bytes) => parse_bytes(&bytes, &file),
         Err(e) => Err(ConfigError {
             diagnostics: vec![Diagnostic {
                 file,
@@ -267,6 +281,43 @@ pub fn load(path: &std::path::Path) -> Result<Topology, ConfigError> {
                 message: format!("cannot read topology file: {e}"),
             }],
         }),
+    }
+}
+
+/// [`parse`] for raw file contents: text that is not UTF-8 is refused at the
+/// line and column of its first bad byte.
+pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<Topology, ConfigError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text, file),
+        Err(e) => {
+            let at = e.valid_up_to();
+            // The text before the bad byte is valid: count lines and
+            // characters in it.
+            let good = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+            let (line, col) = diag::LineIndex::new(good).position(at);
+            let len = e.error_len().unwrap_or(bytes.len() - at);
+            let seq = bytes[at..at + len]
+                .iter()
+                .map(|b| format!("0x{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let what = match (e.error_len(), len) {
+                (Some(_), 1) => format!("byte {seq} is not valid UTF-8"),
+                (Some(_), _) => format!("bytes {seq} are not valid UTF-8"),
+                (None, _) => {
+                    format!("bytes {seq} are an incomplete UTF-8 sequence at the end of the file")
+                }
+            };
+            Err(ConfigError {
+                diagnostics: vec![Diagnostic {
+                    file: file.to_string(),
+                    line,
+                    col,
+                    field: String::new(),
+                    message: format!("{what}: a topology file must be UTF-8 text"),
+                }],
+            })
+        }
     }
 }
 

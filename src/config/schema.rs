@@ -17,6 +17,7 @@ use super::{
     Host, Link, LivenessConfig, MacAddr, Overlay, PortConfig, PortKind, Topology, UplinkIo,
     DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT, DEFAULT_UDP_PORT, MAX_VNI,
 };
+use crate::wire::ethernet;
 
 /// A value with the span it was read from.
 #[derive(Debug, Clone)]
@@ -134,7 +135,10 @@ pub const DEFAULT_QUEUE_LEN: u32 = 4096;
 pub(crate) const MIN_MTU_V6: u16 = 1280;
 /// Largest container MTU: a port's packet buffers hold frames of up to
 /// [`crate::port::MAX_FRAME`] bytes, Ethernet header included on a veth.
-pub(crate) const MAX_MTU: u16 = (crate::port::MAX_FRAME - 14) as u16;
+pub(crate) const MAX_MTU: u16 = (crate::port::MAX_FRAME - ethernet::HEADER_LEN) as u16;
+/// Longest network namespace name: it is a file name under /run/netns, and
+/// Linux file names hold at most NAME_MAX = 255 bytes.
+const MAX_NETNS_NAME: usize = 255;
 /// Container ports per host: the worker's port table holds 256 ports,
 /// the uplink first, and a port's index is the last byte of its MACs.
 pub(crate) const MAX_PORTS: usize = 255;
@@ -157,7 +161,7 @@ fn table<'n>(sink: &mut Sink, node: &'n Node, path: &str, allowed: &[&str]) -> O
                 if !allowed.contains(&e.key.as_str()) {
                     sink.error(
                         &e.key_span,
-                        join(path, &e.key),
+                        join(path, &printable_key(&e.key)),
                         format!("unknown field; expected one of: {}", allowed.join(", ")),
                     );
                 }
@@ -172,6 +176,21 @@ fn table<'n>(sink: &mut Sink, node: &'n Node, path: &str, allowed: &[&str]) -> O
             );
             None
         }
+    }
+}
+
+/// A key as a field path shows it: bare keys as they are, any other quoted
+/// and escaped, so that a hostile key cannot put control characters on the
+/// user's terminal.
+fn printable_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
     }
 }
 
@@ -244,28 +263,6 @@ fn ip(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<IpAddr>> {
     }
 }
 
-/// A unicast address usable as an interface address or gateway.
-fn unicast_ip(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<IpAddr>> {
-    let a = ip(sink, node, field)?;
-    let problem = match a.v {
-        _ if a.v.is_unspecified() => Some("the unspecified address"),
-        _ if a.v.is_multicast() => Some("a multicast address"),
-        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
-        _ => None,
-    };
-    match problem {
-        Some(p) => {
-            sink.error(
-                &a.span,
-                field,
-                format!("{} is {p}; a unicast address is required", a.v),
-            );
-            None
-        }
-        None => Some(a),
-    }
-}
-
 fn mac(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<MacAddr>> {
     let s = string(sink, node, field)?;
     match s.v.parse::<MacAddr>() {
@@ -285,7 +282,8 @@ fn mac(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<MacAddr>> {
     }
 }
 
-/// A prefix without host bits. `bare_is_host`: a plain address means /32 or /128.
+/// A prefix without host bits. `bare_is_host`: a plain address means /32 or
+/// /128. Which blocks a prefix may lie in is decided in `validate`.
 fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Option<Sp<IpNet>> {
     let s = string(sink, node, field)?;
     let net = match s.v.parse::<IpNet>() {
@@ -328,21 +326,34 @@ fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Opti
         );
         return None;
     }
-    if net.network().is_multicast()
-        || (net.network().is_unspecified() && net.prefix_len() == net.max_prefix_len())
-    {
-        sink.error(&s.span, field, format!("{net} is not a unicast prefix"));
-        return None;
-    }
     Some(Sp {
         v: net,
         span: s.span,
     })
 }
 
+/// The first control character of `name` (C0, DEL or C1), if any: names
+/// reach file names, C strings (where a NUL ends them early) and terminals.
+fn control_char(name: &str) -> Option<char> {
+    name.chars().find(|c| c.is_control())
+}
+
+fn control_char_error(name: &str, what: &str) -> Option<String> {
+    control_char(name).map(|c| {
+        format!(
+            "{name:?} is not a valid {what}: it contains the control character U+{:04X}",
+            u32::from(c)
+        )
+    })
+}
+
 /// Linux interface name rules (`dev_valid_name`): 1..=15 bytes, not `.` or
-/// `..`, no `/`, `:` or whitespace.
+/// `..`, no `/`, `:` or whitespace; and no control characters, which the
+/// kernel would take (NUL ends the name early) but no tool shows faithfully.
 pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
+    if let Some(e) = control_char_error(name, "interface name") {
+        return Err(e);
+    }
     if name.is_empty() || name.len() > 15 {
         return Err(format!(
             "{name:?} is not a valid interface name: it must be 1 to 15 bytes long"
@@ -356,6 +367,38 @@ pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
     {
         return Err(format!(
             "{name:?} is not a valid interface name: no '/', ':' or whitespace, and not \".\" or \"..\""
+        ));
+    }
+    // The kernel tests each byte with its own `isspace`, whose table
+    // (lib/ctype.c) counts 0xA0 as a space: a UTF-8 character with that
+    // byte in it ("à" is C3 A0) makes the name invalid.
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.encode_utf8(&mut [0; 4]).bytes().any(|b| b == 0xa0))
+    {
+        return Err(format!(
+            "{name:?} is not a valid interface name: its UTF-8 for {c:?} holds the byte 0xA0, which Linux takes for a space"
+        ));
+    }
+    Ok(())
+}
+
+/// A named network namespace is a file under /run/netns: 1..=255 bytes, not
+/// `.` or `..`, no `/`, and no control characters (NUL would end the name
+/// early in every system call).
+fn check_netns_name(name: &str) -> Result<(), String> {
+    if let Some(e) = control_char_error(name, "network namespace name") {
+        return Err(e);
+    }
+    if name.is_empty() || name.len() > MAX_NETNS_NAME {
+        return Err(format!(
+            "{name:?} is not a valid network namespace name: it must be 1 to {MAX_NETNS_NAME} bytes long (it is a file name under /run/netns), found {}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." || name.contains('/') {
+        return Err(format!(
+            "{name:?} is not a valid network namespace name: it is a file name under /run/netns, so no '/', and not \".\" or \"..\""
         ));
     }
     Ok(())
@@ -640,7 +683,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
         }
     };
     let underlay = match get(t, "underlay") {
-        Some(n) => unicast_ip(sink, n, &f("underlay")),
+        Some(n) => ip(sink, n, &f("underlay")),
         None => {
             sink.error(
                 &node.span,
@@ -778,22 +821,11 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
     };
     let netns = get(t, "netns")
         .and_then(|n| string(sink, n, &f("netns")))
-        .and_then(|s| {
-            // Named namespaces are files under /run/netns.
-            if s.v.is_empty()
-                || s.v == "."
-                || s.v == ".."
-                || s.v.contains('/')
-                || s.v.contains('\0')
-            {
-                sink.error(
-                    &s.span,
-                    f("netns"),
-                    format!("{:?} is not a valid network namespace name", s.v),
-                );
-                None
-            } else {
-                Some(s)
+        .filter(|s| match check_netns_name(&s.v) {
+            Ok(()) => true,
+            Err(e) => {
+                sink.error(&s.span, f("netns"), e);
+                false
             }
         });
     let mut addresses = Vec::new();
@@ -837,14 +869,14 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
             true
         }
         (Some(n), None) => {
-            gateways.extend(unicast_ip(sink, n, &f("gateway")));
+            gateways.extend(ip(sink, n, &f("gateway")));
             false
         }
         (None, Some(n)) => {
             if let Some(items) = array(sink, n, &f("gateways")) {
                 for (i, item) in items.iter().enumerate() {
                     let field = format!("{path}.gateways[{i}]");
-                    if let Some(g) = unicast_ip(sink, item, &field) {
+                    if let Some(g) = ip(sink, item, &field) {
                         if gateways
                             .iter()
                             .any(|o: &Sp<IpAddr>| o.v.is_ipv4() == g.v.is_ipv4())

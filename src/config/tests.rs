@@ -709,7 +709,7 @@ fn bad_addresses_and_macs() {
         &h3("subnets = [\"224.0.0.0/8\"]"),
         18,
         "hosts[2].subnets[0]",
-        "not a unicast prefix",
+        "224.0.0.0/8 is not a prefix containers may use: it lies in 224.0.0.0/4 (multicast)",
     );
     expect(
         &h3("nic = \"a/b\""),
@@ -979,4 +979,437 @@ fn topology_serializes() {
     let v = serde_json::to_value(&t).unwrap();
     assert_eq!(v["hosts"][0]["vtep_mac"], "02:00:c6:13:01:00");
     assert_eq!(v["hosts"][0]["ports"][0]["kind"], "tun");
+}
+
+/// BASE plus a host h3 (line 15) whose fields start on line 17.
+fn h3(fields: &str) -> String {
+    with(&format!("[[hosts]]\nname = \"h3\"\n{fields}\n"))
+}
+
+#[test]
+fn vtep_addresses_must_be_reachable_unicast() {
+    for (u, msg) in [
+        ("127.0.0.1", "127.0.0.1 is a loopback address; a VTEP address must be a unicast address other hosts can reach"),
+        ("0.1.2.3", "\"this network\""),
+        ("224.0.0.9", "multicast"),
+        ("240.0.0.1", "in the reserved block 240.0.0.0/4"),
+        ("255.255.255.254", "reserved"),
+        ("255.255.255.255", "the limited broadcast address"),
+        ("::", "the unspecified address"),
+        ("::1", "loopback"),
+        ("ff02::1", "multicast"),
+        ("100::7", "discard-only"),
+        ("fe80::3", "fe80::3 is a link-local address: it is only valid with an interface scope"),
+        // IPv4 in IPv6 clothing: the address to write instead, and a repeat named.
+        ("::ffff:198.18.0.9", "::ffff:198.18.0.9 is an IPv4-mapped IPv6 address and it never appears in an IPv6 header on the wire: write the IPv4 address 198.18.0.9"),
+        ("::ffff:198.18.0.2", "it repeats the underlay 198.18.0.2 of host \"h2\" (line 9)"),
+        ("::198.18.0.1", "::198.18.0.1 is a deprecated IPv4-compatible IPv6 address: it repeats the underlay 198.18.0.1 of host \"h1\" (line 5)"),
+        ("::198.18.0.9", "::198.18.0.9 is a deprecated IPv4-compatible IPv6 address and IPv6 no longer carries it (RFC 4291 section 2.5.5.1): write the IPv4 address 198.18.0.9"),
+    ] {
+        let text = h3(&format!("underlay = \"{u}\""));
+        expect(&text, 17, "hosts[2].underlay", msg);
+        assert_eq!(errors(&text).len(), 1, "{u}: {:?}", errors(&text));
+    }
+    // Ordinary unicast, the special-use blocks labs use and IPv4
+    // link-local (one underlay segment needs no scope) included.
+    for u in [
+        "169.254.0.3",
+        "192.0.2.3",
+        "100.64.0.3",
+        "10.0.0.3",
+        "2001:db8::3",
+        "fd00::3",
+        "64:ff9b::c612:3",
+    ] {
+        ok(&h3(&format!("underlay = \"{u}\"")));
+    }
+}
+
+#[test]
+fn container_subnets_stay_clear_of_special_blocks() {
+    for (s, msg) in [
+        (
+            "127.0.0.0/8",
+            "127.0.0.0/8 is not a prefix containers may use: it lies in 127.0.0.0/8 (loopback)",
+        ),
+        ("127.1.0.0/16", "it lies in 127.0.0.0/8 (loopback)"),
+        ("0.0.0.0/32", "it lies in 0.0.0.0/32 (unspecified)"),
+        (
+            "0.0.0.0/0",
+            "0.0.0.0/0 is not a prefix containers may use: it covers 0.0.0.0/32 (unspecified)",
+        ),
+        ("0.128.0.0/9", "(\"this network\")"),
+        ("224.0.1.0/24", "(multicast)"),
+        ("240.0.0.0/4", "(reserved)"),
+        ("248.0.0.0/5", "it lies in 240.0.0.0/4 (reserved)"),
+        (
+            "128.0.0.0/1",
+            "it covers 169.254.0.0/16 (link-local, never forwarded)",
+        ),
+        ("255.255.255.255/32", "(broadcast)"),
+        ("169.254.0.0/16", "(link-local, never forwarded)"),
+        ("::/0", "it covers ::/128 (unspecified)"),
+        ("::1/128", "(loopback)"),
+        ("::ffff:0:0/96", "(IPv4-mapped, never on the wire)"),
+        ("::c612:0/112", "(IPv4-compatible, deprecated)"),
+        ("100::/64", "(discard-only)"),
+        (
+            "fe80::/64",
+            "it lies in fe80::/10 (link-local, never forwarded)",
+        ),
+        ("ff00::/8", "(multicast)"),
+    ] {
+        let text = h3(&format!(
+            "underlay = \"198.18.0.3\"\nsubnets = [\"198.19.3.0/24\", \"{s}\"]"
+        ));
+        expect(&text, 18, "hosts[2].subnets[1]", msg);
+    }
+    ok(&h3("underlay = \"198.18.0.3\"\nsubnets = [\"198.51.100.0/24\", \"10.0.0.0/8\", \"2001:db8::/32\", \"fd00::/8\", \"fec0::/10\"]"));
+}
+
+#[test]
+fn underlay_and_overlay_share_no_address() {
+    // An underlay inside a subnet defined earlier: reported at the underlay.
+    expect(
+        &h3("underlay = \"198.19.1.7\""),
+        17,
+        "hosts[2].underlay",
+        "underlay address 198.19.1.7 lies inside container subnet 198.19.1.0/24 of host \"h1\" (line 6); the underlay and the overlay must not share addresses",
+    );
+    expect(
+        &h3("underlay = \"2001:2:0:1::9\""),
+        17,
+        "hosts[2].underlay",
+        "inside container subnet 2001:2:0:1::/64 of host \"h1\" (line 6)",
+    );
+    // A subnet covering underlays defined earlier: reported at the subnet,
+    // once per underlay, this host's own included.
+    let text = h3("underlay = \"198.18.0.3\"\nsubnets = [\"198.18.0.0/24\"]");
+    expect(
+        &text,
+        18,
+        "hosts[2].subnets[0]",
+        "198.18.0.0/24 covers 198.18.0.1, the underlay address of host \"h1\" (line 5)",
+    );
+    expect(
+        &text,
+        18,
+        "hosts[2].subnets[0]",
+        "covers 198.18.0.2, the underlay address of host \"h2\" (line 9)",
+    );
+    expect(
+        &text,
+        18,
+        "hosts[2].subnets[0]",
+        "198.18.0.0/24 covers 198.18.0.3, this host's underlay address (line 17)",
+    );
+    assert_eq!(errors(&text).len(), 3, "{:?}", errors(&text));
+    // A single-address subnet equal to an underlay.
+    expect(
+        &h3("underlay = \"198.18.0.3\"\nsubnets = [\"198.18.0.1/32\"]"),
+        18,
+        "hosts[2].subnets[0]",
+        "covers 198.18.0.1, the underlay address of host \"h1\"",
+    );
+    // An underlay inside a subnet of a host defined later: at the subnet.
+    let text = h3("underlay = \"198.18.0.3\"\n[[hosts]]\nname = \"h4\"\nunderlay = \"198.18.1.4\"\nsubnets = [\"198.18.0.0/31\"]");
+    expect(
+        &text,
+        21,
+        "hosts[3].subnets[0]",
+        "covers 198.18.0.1, the underlay address of host \"h1\"",
+    );
+    // Next to each other is fine.
+    ok(&h3(
+        "underlay = \"198.18.0.3\"\nsubnets = [\"198.18.0.4/30\", \"198.18.1.0/24\"]",
+    ));
+}
+
+#[test]
+fn gateways_are_unicast_and_not_another_hosts_address() {
+    let port = |gw: &str| {
+        with(&format!(
+            "  [[hosts.ports]]\n  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  {gw}\n"
+        ))
+    };
+    // Line 19, column 13 (the value).
+    let d = errors(&port("gateway = \"127.0.0.1\""));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].line, d[0].col, d[0].field.as_str()),
+        (19, 13, "hosts[1].ports[0].gateway")
+    );
+    assert_eq!(
+        d[0].message,
+        "gateway 127.0.0.1 is a loopback address; a gateway must be a unicast address (link-local is fine)"
+    );
+    for (gw, msg) in [
+        ("0.0.0.0", "the unspecified address"),
+        ("0.0.0.1", "\"this network\""),
+        ("240.1.2.3", "reserved"),
+        ("255.255.255.255", "broadcast"),
+        ("224.0.0.1", "multicast"),
+    ] {
+        expect(
+            &port(&format!("gateway = \"{gw}\"")),
+            19,
+            "hosts[1].ports[0].gateway",
+            msg,
+        );
+    }
+    // Inside h1's subnet: the router would answer for h1's address itself.
+    expect(
+        &port("gateways = [\"198.19.1.1\"]"),
+        19,
+        "hosts[1].ports[0].gateways[0]",
+        "gateway 198.19.1.1 lies inside subnet 198.19.1.0/24 of host \"h1\" (line 6): the router would answer for that address itself",
+    );
+    // ... also when that host comes later in the file: still at the gateway.
+    expect(
+        &port("gateway = \"198.19.3.1\"\n[[hosts]]\nname = \"h3\"\nunderlay = \"198.18.0.3\"\nsubnets = [\"198.19.3.0/24\"]"),
+        19,
+        "hosts[1].ports[0].gateway",
+        "inside subnet 198.19.3.0/24 of host \"h3\" (line 23)",
+    );
+    // IPv6: loopback and another host's subnet.
+    let v6 = |gw: &str| {
+        h3(&format!("underlay = \"198.18.0.3\"\nsubnets = [\"2001:2:0:3::/64\"]\n  [[hosts.ports]]\n  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"2001:2:0:3::9\"]\n  gateway = \"{gw}\""))
+    };
+    expect(&v6("::1"), 23, "hosts[2].ports[0].gateway", "loopback");
+    expect(
+        &v6("::ffff:198.19.3.1"),
+        23,
+        "hosts[2].ports[0].gateway",
+        "IPv4-mapped",
+    );
+    expect(
+        &v6("2001:2:0:1::1"),
+        23,
+        "hosts[2].ports[0].gateway",
+        "inside subnet 2001:2:0:1::/64 of host \"h1\"",
+    );
+    // Link-local, its own subnet, and outside every subnet are fine.
+    ok(&v6("fe80::1"));
+    ok(&v6("2001:2:0:3::fffe"));
+    ok(&port("gateway = \"169.254.1.1\""));
+    ok(&port("gateway = \"198.19.2.254\""));
+    ok(&port("gateway = \"192.0.2.1\""));
+}
+
+#[test]
+fn names_carry_no_control_characters() {
+    let port = |field: &str| {
+        with(&format!(
+            "  [[hosts.ports]]\n  name = \"p\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n  {field}\n"
+        ))
+    };
+    // TOML escapes put the characters in the strings.
+    expect(
+        &with("  [[hosts.ports]]\n  name = \"c\\u0000\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n"),
+        16,
+        "hosts[1].ports[0].name",
+        "\"c\\0\" is not a valid interface name: it contains the control character U+0000",
+    );
+    expect(
+        &with("  [[hosts.ports]]\n  name = \"c\\u001b[2J\"\n  kind = \"tun\"\n  addresses = [\"198.19.2.9\"]\n"),
+        16,
+        "hosts[1].ports[0].name",
+        "control character U+001B",
+    );
+    expect(
+        &h3("underlay = \"198.18.0.3\"\nnic = \"eth\\u007f\""),
+        18,
+        "hosts[2].nic",
+        "control character U+007F",
+    );
+    expect(
+        &h3("underlay = \"198.18.0.3\"\nnic = \"e\\u0085\""),
+        18,
+        "hosts[2].nic",
+        "control character U+0085",
+    );
+    // Linux takes the byte 0xA0 for a space in device names.
+    expect(
+        &h3("underlay = \"198.18.0.3\"\nnic = \"ethà\""),
+        18,
+        "hosts[2].nic",
+        "its UTF-8 for 'à' holds the byte 0xA0, which Linux takes for a space",
+    );
+    ok(&h3("underlay = \"198.18.0.3\"\nnic = \"ethé\""));
+    expect(
+        &port("netns = \"ns\\u0000x\""),
+        19,
+        "hosts[1].ports[0].netns",
+        "control character U+0000",
+    );
+    expect(
+        &port("netns = \"ns\\n\""),
+        19,
+        "hosts[1].ports[0].netns",
+        "control character U+000A",
+    );
+    expect(
+        &with("[[hosts]]\nname = \"h\\u0001\"\nunderlay = \"198.18.0.3\"\n"),
+        16,
+        "hosts[2].name",
+        "may only contain ASCII letters",
+    );
+    // Namespace names are file names under /run/netns.
+    let long = "n".repeat(255);
+    ok(&port(&format!("netns = \"{long}\"")));
+    expect(
+        &port(&format!("netns = \"{long}x\"")),
+        19,
+        "hosts[1].ports[0].netns",
+        "it must be 1 to 255 bytes long (it is a file name under /run/netns), found 256",
+    );
+    // 128 two-byte characters: 256 bytes.
+    expect(
+        &port(&format!("netns = \"{}\"", "é".repeat(128))),
+        19,
+        "hosts[1].ports[0].netns",
+        "found 256",
+    );
+    for bad in [".", "..", "a/b", "/run"] {
+        expect(
+            &port(&format!("netns = \"{bad}\"")),
+            19,
+            "hosts[1].ports[0].netns",
+            "so no '/', and not \".\" or \"..\"",
+        );
+    }
+    expect(
+        &port("netns = \"\""),
+        19,
+        "hosts[1].ports[0].netns",
+        "1 to 255 bytes",
+    );
+    ok(&port("netns = \"ctr-1.a_b\""));
+    // An unknown key shows quoted and escaped, never raw.
+    let d = errors("\"\\u001b[31m\" = 2\n[overlay]\nvni = 1\n");
+    let k = d
+        .iter()
+        .find(|d| d.message.starts_with("unknown field"))
+        .unwrap();
+    assert_eq!((k.line, k.field.as_str()), (1, "\"\\u{1b}[31m\""));
+    assert!(!k.to_string().chars().any(char::is_control), "{k}");
+}
+
+#[test]
+fn overlay_mtu_fits_the_port_buffers_once_encapsulated() {
+    use crate::dataplane::tables::{OUTER_V4_LEN, OUTER_V6_LEN};
+    use crate::port::MAX_FRAME;
+    use crate::wire::ethernet::HEADER_LEN;
+    let max4 = (MAX_FRAME - HEADER_LEN - OUTER_V4_LEN) as u16;
+    let max6 = (MAX_FRAME - HEADER_LEN - OUTER_V6_LEN) as u16;
+    // The numbers the documentation gives.
+    assert_eq!((max4, max6), (1856, 1836));
+    let mtu = |m: u16, extra: &str| {
+        with(extra).replacen("vni = 7\n", &format!("vni = 7\nmtu = {m}\n"), 1)
+    };
+    ok(&mtu(max4, ""));
+    expect(
+        &mtu(max4 + 1, ""),
+        3,
+        "overlay.mtu",
+        "1857 is too large: over the IPv4 underlay of host \"h1\" a packet of 1857 bytes leaves as a VXLAN frame of 1921 bytes (14 inner Ethernet + 50 outer headers), more than the 1920 bytes a port buffer holds; the overlay MTU can be at most 1856 with IPv4 underlays, 1836 with IPv6",
+    );
+    // One IPv6 underlay anywhere lowers the bound for the whole overlay.
+    let v6 = "[[hosts]]\nname = \"h3\"\nunderlay = \"2001:2::3\"\n";
+    ok(&mtu(max6, v6));
+    expect(
+        &mtu(max6 + 1, v6),
+        3,
+        "overlay.mtu",
+        "1837 is too large: over the IPv6 underlay of host \"h3\" a packet of 1837 bytes leaves as a VXLAN frame of 1921 bytes (14 inner Ethernet + 70 outer headers)",
+    );
+    // The schema's own cap still holds above that.
+    expect(&mtu(1907, ""), 3, "overlay.mtu", "an MTU in 68..=1906");
+    // The derived MTU always fits.
+    assert_eq!(ok(&with(v6)).overlay_mtu(2), 1430);
+}
+
+#[test]
+fn syntax_errors_name_control_characters() {
+    // In a comment the parser itself says nothing.
+    let d = errors("[overlay]\nvni = 7 # a\u{1}b\n");
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        (d[0].line, d[0].col, d[0].field.as_str()),
+        (2, 12, "syntax")
+    );
+    assert_eq!(
+        d[0].message,
+        "control character U+0001 is not allowed in a TOML file: only tab is, and in a string write it as \\u0001"
+    );
+    expect(
+        "[overlay]\nvni = 7\n# \u{7f}\n",
+        3,
+        "syntax",
+        "control character U+007F",
+    );
+    expect(
+        "[overlay]\nvni = 7\nx = \"\u{0}\"\n",
+        3,
+        "syntax",
+        "control character U+0000",
+    );
+    expect(
+        "[overlay]\rvni = 7\n",
+        1,
+        "syntax",
+        "a carriage return (U+000D) not followed by a line feed",
+    );
+    // Every syntax error says something.
+    for text in [
+        "[overlay\n",
+        "a = \n",
+        "= 1\n",
+        "[[x]]\n[x]\n",
+        "a = 1\na = 2\n",
+        "a = \"\n",
+    ] {
+        for d in errors(text) {
+            assert!(!d.message.trim().is_empty(), "{text:?}: {d}");
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_is_refused_at_its_position() {
+    let e = parse_bytes(b"[overlay]\nvni = 7\n# caf\xe9\n", "t.toml").unwrap_err();
+    assert_eq!(e.diagnostics.len(), 1);
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3:6: byte 0xE9 is not valid UTF-8: a topology file must be UTF-8 text"
+    );
+    // Columns count characters: "é" before the bad byte is one.
+    let e = parse_bytes(
+        "# é"
+            .as_bytes()
+            .iter()
+            .chain(b"\xff\n")
+            .copied()
+            .collect::<Vec<_>>()
+            .as_slice(),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!((e.diagnostics[0].line, e.diagnostics[0].col), (1, 4));
+    // A sequence cut off by the end of the file.
+    let e = parse_bytes(b"[overlay]\nvni = 7 # \xe2\x82", "t.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:2:11: bytes 0xE2 0x82 are an incomplete UTF-8 sequence at the end of the file: a topology file must be UTF-8 text"
+    );
+    // Through `load` too.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, b"[overlay]\nvni = \xc0\x80\n").unwrap();
+    let e = load(&path).unwrap_err();
+    let d = &e.diagnostics[0];
+    assert_eq!((d.line, d.col), (2, 7));
+    assert!(d.message.starts_with("byte 0xC0 is not valid UTF-8"), "{d}");
+    // Valid UTF-8 goes on to the parser.
+    assert!(parse_bytes(format!("{BASE}b = \"h2\"\ncost = 1\n").as_bytes(), "t.toml").is_ok());
 }

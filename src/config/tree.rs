@@ -53,10 +53,19 @@ impl Kind {
     }
 }
 
-/// Parses `text`; on a syntax error returns its message and span.
+/// Parses `text`; on a syntax error returns its message and span. The
+/// message always says what is wrong, even where the parser's own is empty.
 pub(crate) fn parse(text: &str) -> Result<Node, (String, Span)> {
     let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
+        // A control character is an error wherever it stands, and the
+        // parser stops at it with a message about what it expected there
+        // (or none at all, in a comment): name the character instead.
+        if let Some((at, c)) = forbidden_char(text) {
+            if at <= span.start {
+                return (forbidden_message(c), at..at + c.len_utf8());
+            }
+        }
         // The parser's message repeats the position and a source excerpt over
         // several lines; keep the part that says what is wrong.
         let message = e
@@ -66,9 +75,46 @@ pub(crate) fn parse(text: &str) -> Result<Node, (String, Span)> {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
+        if message.is_empty() {
+            let found = match text.get(span.start..).and_then(|t| t.chars().next()) {
+                Some(c) => format!("unexpected {c:?}"),
+                None => "unexpected end of file".to_string(),
+            };
+            return (format!("invalid TOML: {found}"), span);
+        }
         (message, span)
     })?;
     Ok(table(doc.as_table(), 0..0))
+}
+
+/// The first character TOML allows nowhere, with its byte offset: a control
+/// character other than tab and the line ends LF and CRLF (TOML 1.0:
+/// "Control characters other than tab (U+0000 to U+0008, U+000A to U+001F,
+/// U+007F) are not permitted in comments", nor unescaped in strings, nor
+/// anywhere else).
+fn forbidden_char(text: &str) -> Option<(usize, char)> {
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let bad = match c {
+            '\t' | '\n' => false,
+            '\r' => chars.peek().map(|&(_, n)| n) != Some('\n'),
+            _ => c.is_ascii_control(),
+        };
+        if bad {
+            return Some((i, c));
+        }
+    }
+    None
+}
+
+fn forbidden_message(c: char) -> String {
+    if c == '\r' {
+        return "a carriage return (U+000D) not followed by a line feed: a line ends with LF or CRLF".to_string();
+    }
+    format!(
+        "control character U+{0:04X} is not allowed in a TOML file: only tab is, and in a string write it as \\u{0:04X}",
+        u32::from(c)
+    )
 }
 
 fn table(t: &toml_edit::Table, fallback: Span) -> Node {
@@ -171,6 +217,31 @@ mod tests {
         };
         let p = &top[0].value;
         assert_eq!(&text[p.span.clone()], "p");
+    }
+
+    #[test]
+    fn control_characters_are_named_where_they_stand() {
+        for (text, at) in [
+            ("# a\u{1}b\n", 3),
+            ("[overlay]\nvni = 1 # \u{0}\n", 20),
+            ("a = \"x\u{1b}[31m\"\n", 6),
+            ("a = 'x\u{7f}'\n", 6),
+            ("a = \"\"\"\nx\n\u{1}\"\"\"\n", 10),
+            ("\u{1}", 0),
+        ] {
+            let (msg, span) = parse(text).unwrap_err();
+            assert_eq!(span.start, at, "{text:?}: {msg}");
+            assert!(msg.starts_with("control character U+00"), "{text:?}: {msg}");
+        }
+        let (msg, span) = parse("a = 1\rb = 2\n").unwrap_err();
+        assert_eq!(span.start, 5);
+        assert!(msg.contains("carriage return"), "{msg}");
+        // CRLF line ends and tabs are fine.
+        parse("a = 1\r\n\tb = \"\tx\"\r\n").unwrap();
+        // An error before a control character is still the parser's.
+        let (msg, span) = parse("a = = 1\n# \u{1}\n").unwrap_err();
+        assert_eq!(span.start, 4);
+        assert!(!msg.contains("control character"), "{msg}");
     }
 
     #[test]

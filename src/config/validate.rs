@@ -2,27 +2,35 @@
 //!
 //! Runs on whatever `schema` could read, so problems are found even when
 //! other parts of the file are broken. Each problem is reported once, at the
-//! later of the two places involved, with the line of the earlier one.
+//! later of the two places involved, with the line of the earlier one; a
+//! gateway in another host's subnet is reported at the gateway.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::addr::{self, Special};
 use super::diag::Sink;
-use super::schema::{Raw, RawHost, Sp, MAX_PORTS, MIN_MTU_V6};
+use super::schema::{Raw, RawHost, RawPort, Sp, MAX_PORTS, MIN_MTU_V6};
 use super::tree::Span;
 use super::MacAddr;
+use crate::dataplane::tables::{OUTER_V4_LEN, OUTER_V6_LEN};
+use crate::port::MAX_FRAME;
+use crate::wire::ethernet;
 
 /// Runs every cross-check; fills in derived gateways.
 pub(crate) fn cross_check(raw: &mut Raw, sink: &mut Sink) {
     unique_hosts(raw, sink);
-    disjoint_subnets(raw, sink);
+    // Before `ports` derives gateways: only configured ones are checked.
+    address_classes(raw, sink);
+    placement(raw, sink);
     for (i, h) in raw.hosts.iter_mut().enumerate() {
         ports(h, &format!("hosts[{i}]"), sink);
     }
     links(raw, sink);
     ipv6_mtu(raw, sink);
+    encapsulated_mtu(raw, sink);
 }
 
 /// Host names, underlay addresses and VTEP MACs identify a host: each must be
@@ -66,6 +74,12 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
             } else {
                 underlays.insert(u.v, (u.span.clone(), hname));
             }
+            if h.vtep_mac.is_none() && embeds_v4(u.v) {
+                // `address_classes` refuses this underlay, and its derived
+                // MAC is that of the IPv4 address it embeds: one report is
+                // enough.
+                continue;
+            }
             let (mac, span, derived) = match &h.vtep_mac {
                 Some(m) => (m.v, m.span.clone(), false),
                 None => (MacAddr::derived_from(u.v), u.span.clone(), true),
@@ -92,13 +106,32 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
     }
 }
 
-/// Each container prefix has exactly one owner, or forwarding would be
-/// ambiguous: no two subnets anywhere in the topology may overlap.
-fn disjoint_subnets(raw: &Raw, sink: &mut Sink) {
+/// Whether `a` is an IPv6 address that embeds an IPv4 one.
+fn embeds_v4(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if addr::embedded_v4(v6).is_some())
+}
+
+/// Where each address of the topology lies, in one sweep over every subnet,
+/// underlay address and configured gateway:
+/// - each container prefix has exactly one owner, or forwarding would be
+///   ambiguous: no two subnets anywhere in the topology may overlap;
+/// - the underlay and the overlay share no address: no underlay address
+///   lies inside any host's subnet;
+/// - a configured gateway lies in no other host's subnet: the router
+///   answers for its ports' gateways itself, so that remote address would
+///   be a black hole for the port's container (reported at the gateway).
+fn placement(raw: &Raw, sink: &mut Sink) {
+    #[derive(PartialEq)]
+    enum What {
+        Subnet,
+        Underlay,
+        Gateway,
+    }
     struct S<'a> {
         net: IpNet,
         span: &'a Span,
         host: usize,
+        what: What,
         field: String,
     }
     let mut all: Vec<S> = Vec::new();
@@ -108,16 +141,44 @@ fn disjoint_subnets(raw: &Raw, sink: &mut Sink) {
                 net: s.v,
                 span: &s.span,
                 host: i,
+                what: What::Subnet,
                 field: format!("hosts[{i}].subnets[{j}]"),
             });
         }
+        if let Some(u) = &h.underlay {
+            all.push(S {
+                net: IpNet::from(u.v),
+                span: &u.span,
+                host: i,
+                what: What::Underlay,
+                field: format!("hosts[{i}].underlay"),
+            });
+        }
+        for (pi, p) in h.ports.iter().enumerate() {
+            for (gi, g) in p.gateways.iter().enumerate() {
+                all.push(S {
+                    net: IpNet::from(g.v),
+                    span: &g.span,
+                    host: i,
+                    what: What::Gateway,
+                    field: gateway_field(p, &format!("hosts[{i}].ports[{pi}]"), gi),
+                });
+            }
+        }
     }
-    // Sorted by network address, then shorter prefix first, two prefixes
-    // overlap iff the later one lies inside an earlier one still "open" on
-    // the stack: an O(n log n) sweep instead of comparing every pair.
+    // Sorted by network address, then shorter prefix first (subnets before
+    // the addresses equal to them), two prefixes overlap iff the later one
+    // lies inside an earlier one still "open" on the stack: an
+    // O(n log n) sweep instead of comparing every pair. Only subnets are
+    // opened: a single address holds nothing but itself.
     all.sort_by(|x, y| {
-        (x.net.network(), x.net.prefix_len()).cmp(&(y.net.network(), y.net.prefix_len()))
+        (x.net.network(), x.net.prefix_len(), x.what != What::Subnet).cmp(&(
+            y.net.network(),
+            y.net.prefix_len(),
+            y.what != What::Subnet,
+        ))
     });
+    let name = |i: usize| raw_name(raw, i);
     let mut stack: Vec<usize> = Vec::new();
     for k in 0..all.len() {
         while let Some(&top) = stack.last() {
@@ -126,37 +187,227 @@ fn disjoint_subnets(raw: &Raw, sink: &mut Sink) {
             }
             stack.pop();
         }
+        let cur = &all[k];
         if let Some(&top) = stack.last() {
-            // Report at whichever of the two comes later in the file.
-            let (early, late) = if all[top].span.start <= all[k].span.start {
-                (top, k)
+            let outer = &all[top];
+            let same_host = outer.host == cur.host;
+            let late_k = outer.span.start <= cur.span.start;
+            let (early, late) = if late_k { (outer, cur) } else { (cur, outer) };
+            let line = sink.line_of(early.span);
+            let owner = if same_host {
+                "this host".to_string()
             } else {
-                (k, top)
+                format!("host {:?}", name(outer.host))
             };
-            let line = sink.line_of(all[early].span);
-            let owner = raw.hosts[all[early].host]
-                .name
-                .as_ref()
-                .map_or("?", |n| n.v.as_str());
-            let what = if all[early].host == all[late].host {
-                "another subnet of this host"
-            } else {
-                "a subnet of host"
-            };
-            let msg = if all[early].host == all[late].host {
-                format!(
-                    "{} overlaps {} {} (line {line})",
-                    all[late].net, what, all[early].net
-                )
-            } else {
-                format!(
-                    "{} overlaps {} {owner:?}: {} (line {line})",
-                    all[late].net, what, all[early].net
-                )
-            };
-            sink.error(all[late].span, all[late].field.clone(), msg);
+            match cur.what {
+                What::Subnet => {
+                    let msg = if same_host {
+                        format!(
+                            "{} overlaps another subnet of this host {} (line {line})",
+                            late.net, early.net
+                        )
+                    } else {
+                        format!(
+                            "{} overlaps a subnet of host {:?}: {} (line {line})",
+                            late.net,
+                            name(early.host),
+                            early.net
+                        )
+                    };
+                    sink.error(late.span, late.field.clone(), msg);
+                }
+                What::Underlay => {
+                    let u = cur.net.addr();
+                    let msg = if late_k {
+                        format!(
+                            "underlay address {u} lies inside container subnet {} of {owner} (line {line}); the underlay and the overlay must not share addresses",
+                            outer.net
+                        )
+                    } else {
+                        let whose = if same_host {
+                            "this host's underlay address".to_string()
+                        } else {
+                            format!("the underlay address of host {:?}", name(cur.host))
+                        };
+                        format!(
+                            "{} covers {u}, {whose} (line {line}); the underlay and the overlay must not share addresses",
+                            outer.net
+                        )
+                    };
+                    sink.error(late.span, late.field.clone(), msg);
+                }
+                What::Gateway if !same_host => {
+                    let line = sink.line_of(outer.span);
+                    sink.error(
+                        cur.span,
+                        cur.field.clone(),
+                        format!(
+                            "gateway {} lies inside subnet {} of host {:?} (line {line}): the router would answer for that address itself and drop the traffic meant for it; use an address of this host's subnets or of no subnet",
+                            cur.net.addr(),
+                            outer.net,
+                            name(outer.host)
+                        ),
+                    );
+                }
+                What::Gateway => {}
+            }
         }
-        stack.push(k);
+        if cur.what == What::Subnet {
+            stack.push(k);
+        }
+    }
+}
+
+/// The field path of gateway `gi` of port `p` at path `pp`, as the file
+/// wrote it.
+fn gateway_field(p: &RawPort, pp: &str, gi: usize) -> String {
+    if p.gateway_list {
+        format!("{pp}.gateways[{gi}]")
+    } else {
+        format!("{pp}.gateway")
+    }
+}
+
+/// Each address role accepts only some classes ([`addr::Special`]):
+/// - an underlay address is a VTEP other hosts send to: no special block
+///   at all, except IPv4 link-local (an underlay on one segment may use it;
+///   IPv6 link-local needs an interface scope no VTEP address carries);
+/// - a container subnet shares no address with any special block: those
+///   addresses are never forwarded (link-local included), never unicast, or
+///   never on the wire;
+/// - a configured gateway is a unicast address; link-local is fine, the
+///   router answers for it on the port's link only.
+///
+/// An IPv4-mapped or IPv4-compatible IPv6 underlay is refused with the IPv4
+/// address to write instead, and named as a repeat when another host has
+/// that IPv4 underlay.
+fn address_classes(raw: &Raw, sink: &mut Sink) {
+    let v4_underlays: HashMap<IpAddr, (usize, &Span)> = raw
+        .hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (u.v, (i, &u.span))))
+        .filter(|(a, _)| a.is_ipv4())
+        .collect();
+    for (hi, h) in raw.hosts.iter().enumerate() {
+        if let Some(u) = &h.underlay {
+            if let Some(msg) = vtep_problem(raw, u.v, &v4_underlays, sink) {
+                sink.error(&u.span, format!("hosts[{hi}].underlay"), msg);
+            }
+        }
+        for (si, s) in h.subnets.iter().enumerate() {
+            if let Some((block, class)) = addr::special_overlapping(s.v) {
+                let how = if block.contains(&s.v) {
+                    "lies in"
+                } else {
+                    "covers"
+                };
+                sink.error(
+                    &s.span,
+                    format!("hosts[{hi}].subnets[{si}]"),
+                    format!(
+                        "{} is not a prefix containers may use: it {how} {block} ({})",
+                        s.v,
+                        class.name()
+                    ),
+                );
+            }
+        }
+        for (pi, p) in h.ports.iter().enumerate() {
+            for (gi, g) in p.gateways.iter().enumerate() {
+                match addr::special(g.v) {
+                    None | Some(Special::LinkLocal) => {}
+                    Some(class) => sink.error(
+                        &g.span,
+                        gateway_field(p, &format!("hosts[{hi}].ports[{pi}]"), gi),
+                        format!(
+                            "gateway {} is {class}; a gateway must be a unicast address (link-local is fine)",
+                            g.v
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Why `u` cannot be a VTEP address, if it cannot.
+fn vtep_problem(
+    raw: &Raw,
+    u: IpAddr,
+    v4_underlays: &HashMap<IpAddr, (usize, &Span)>,
+    sink: &Sink,
+) -> Option<String> {
+    let class = addr::special(u)?;
+    Some(match (u, class) {
+        (IpAddr::V4(_), Special::LinkLocal) => return None,
+        (IpAddr::V6(v6), Special::V4Mapped | Special::V4Compatible) => {
+            // `special` only gives these classes to addresses that embed one.
+            let v4 = addr::embedded_v4(v6)?;
+            // Shown as written: `Ipv6Addr` prints only the mapped form
+            // with a dotted tail.
+            let (shown, why) = if class == Special::V4Mapped {
+                (u.to_string(), "it never appears in an IPv6 header on the wire")
+            } else {
+                (format!("::{v4}"), "IPv6 no longer carries it (RFC 4291 section 2.5.5.1)")
+            };
+            match v4_underlays.get(&IpAddr::V4(v4)) {
+                Some(&(j, span)) => format!(
+                    "{shown} is {class}: it repeats the underlay {v4} of host {:?} (line {}), and {why}",
+                    raw_name(raw, j),
+                    sink.line_of(span)
+                ),
+                None => format!("{shown} is {class} and {why}: write the IPv4 address {v4}"),
+            }
+        }
+        (IpAddr::V6(_), Special::LinkLocal) => format!(
+            "{u} is {class}: it is only valid with an interface scope, which an underlay address cannot carry; use a global or unique-local address"
+        ),
+        _ => format!("{u} is {class}; a VTEP address must be a unicast address other hosts can reach"),
+    })
+}
+
+/// A VXLAN frame carries the overlay MTU plus the inner Ethernet header and
+/// the outer headers of the host's underlay family, and must fit a port
+/// buffer ([`crate::port::MAX_FRAME`]) at both ends of every link.
+fn encapsulated_mtu(raw: &Raw, sink: &mut Sink) {
+    let Some(m) = raw.overlay.as_ref().and_then(|o| o.mtu.as_ref()) else {
+        // The derived MTU fits the 1500-byte underlay, far below a buffer.
+        return;
+    };
+    let frame = |outer: usize| usize::from(m.v) + ethernet::HEADER_LEN + outer;
+    let largest = |outer: usize| MAX_FRAME - ethernet::HEADER_LEN - outer;
+    // The IPv6 outer headers are the longer: name the first host that uses
+    // them if any does, else the first host.
+    let mut underlays = raw
+        .hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (i, u.v.is_ipv6())));
+    let first = underlays.clone().next();
+    let Some((host, v6)) = underlays.find(|&(_, v6)| v6).or(first) else {
+        return;
+    };
+    let (outer, fam) = if v6 {
+        (OUTER_V6_LEN, "IPv6")
+    } else {
+        (OUTER_V4_LEN, "IPv4")
+    };
+    if frame(outer) > MAX_FRAME {
+        sink.error(
+            &m.span,
+            "overlay.mtu",
+            format!(
+                "{} is too large: over the {fam} underlay of host {:?} a packet of {} bytes leaves as a VXLAN frame of {} bytes ({} inner Ethernet + {outer} outer headers), more than the {MAX_FRAME} bytes a port buffer holds; the overlay MTU can be at most {} with IPv4 underlays, {} with IPv6",
+                m.v,
+                raw_name(raw, host),
+                m.v,
+                frame(outer),
+                ethernet::HEADER_LEN,
+                largest(OUTER_V4_LEN),
+                largest(OUTER_V6_LEN)
+            ),
+        );
     }
 }
 
@@ -271,7 +522,7 @@ fn first_host(net: &IpNet) -> Option<IpAddr> {
     net.contains(&next).then_some(next)
 }
 
-fn gateways(p: &mut super::schema::RawPort, subnets: &[Sp<IpNet>], pp: &str, sink: &mut Sink) {
+fn gateways(p: &mut RawPort, subnets: &[Sp<IpNet>], pp: &str, sink: &mut Sink) {
     for (gi, g) in p.gateways.iter().enumerate() {
         if !p
             .addresses
@@ -279,14 +530,9 @@ fn gateways(p: &mut super::schema::RawPort, subnets: &[Sp<IpNet>], pp: &str, sin
             .any(|a| a.v.addr().is_ipv4() == g.v.is_ipv4())
         {
             let fam = if g.v.is_ipv4() { "IPv4" } else { "IPv6" };
-            let field = if p.gateway_list {
-                format!("{pp}.gateways[{gi}]")
-            } else {
-                format!("{pp}.gateway")
-            };
             sink.error(
                 &g.span,
-                field,
+                gateway_field(p, pp, gi),
                 format!("gateway {} is {fam} but the port has no {fam} address", g.v),
             );
         }
