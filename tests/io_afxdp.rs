@@ -1,15 +1,17 @@
 //! Netns integration tests of the XDP program, its loader and the AF_XDP
-//! port (need root; skipped with a message otherwise). Each test builds its
-//! own pair of namespaces joined by a veth pair and tears them down on drop.
+//! port (need root: without it they report SKIPPED, and fail under
+//! `CI=true`). Each test builds its own pair of namespaces joined by a veth
+//! pair and tears them down on drop.
 #![cfg(target_os = "linux")]
 
+mod common;
 #[path = "io_support/mod.rs"]
 mod io_support;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use io_support::{eth_ipv4_udp, require_root, udp_of_frame, veth_pair};
+use io_support::{eth_ipv4_udp, udp_of_frame, veth_pair};
 use vxrouter::port::afxdp::{AfXdpConfig, AfXdpPort};
 use vxrouter::port::sys::poll_readable;
 use vxrouter::port::xdp::{XdpKind, XdpProgram};
@@ -48,7 +50,7 @@ fn udp_socket(addr: (Ipv4Addr, u16)) -> UdpSocket {
 
 #[test]
 fn uplink_redirects_only_vxlan_to_our_address() {
-    if !require_root("uplink_redirects_only_vxlan_to_our_address") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-up-");
@@ -132,7 +134,7 @@ fn uplink_redirects_only_vxlan_to_our_address() {
 
 #[test]
 fn uplink_ignores_vxlan_to_other_addresses_and_without_socket() {
-    if !require_root("uplink_ignores_vxlan_to_other_addresses_and_without_socket") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-ot-");
@@ -173,7 +175,7 @@ fn uplink_ignores_vxlan_to_other_addresses_and_without_socket() {
 
 #[test]
 fn container_program_redirects_everything() {
-    if !require_root("container_program_redirects_everything") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-ct-");
@@ -205,7 +207,7 @@ fn container_program_redirects_everything() {
 
 #[test]
 fn frames_do_not_leak_over_many_bursts() {
-    if !require_root("frames_do_not_leak_over_many_bursts") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-lk-");
@@ -328,7 +330,7 @@ fn thread_cpu_secs() -> f64 {
 #[test]
 #[ignore]
 fn rate_afxdp_veth() {
-    if !require_root("rate_afxdp_veth") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-rt-");
@@ -428,7 +430,7 @@ fn eth_ipv6_udp(
 
 #[test]
 fn uplink_parses_vlan_tags_and_ipv6() {
-    if !require_root("uplink_parses_vlan_tags_and_ipv6") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     // No 8021q module here, so the peer sends tagged frames itself, through
