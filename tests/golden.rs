@@ -10,8 +10,11 @@
 //! not ours (etherparse) plus our own RFC 1071 sum below.
 //!
 //! Other tests: the committed vectors are exactly what the generator
-//! produces (when python3 with scapy is available), and every capture of
-//! `../shared/pcaps` replays without a panic and with full accounting.
+//! produces, and every capture of `../shared/pcaps` replays without a panic
+//! and with full accounting. Without python3 and scapy, or without the
+//! corpus, those two report SKIPPED (and fail under `CI=true`).
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -737,9 +740,7 @@ fn python_with_scapy() -> Option<String> {
 #[test]
 fn golden_vectors_regenerate_identically() {
     let Some(py) = python_with_scapy() else {
-        eprintln!(
-            "SKIP golden_vectors_regenerate_identically: no python3 with scapy (set GOLDEN_PYTHON)"
-        );
+        common::skip("no python3 with scapy (set GOLDEN_PYTHON)");
         return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -782,25 +783,15 @@ fn golden_vectors_regenerate_identically() {
     );
 }
 
-/// Every capture of ../shared/pcaps through h1 of both golden topologies:
-/// Ethernet ones into the uplink, raw-IP ones into the TUN port c1. No panic,
-/// and every frame read is accounted for.
+/// Every capture of the shared corpus (`../shared/pcaps`, see
+/// `common::shared_pcaps`) through h1 of both golden topologies: Ethernet
+/// ones into the uplink, raw-IP ones into the TUN port c1. No panic, and
+/// every frame read is accounted for.
 #[test]
 fn shared_pcaps_replay_with_full_accounting() {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/pcaps"));
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        eprintln!(
-            "SKIP shared_pcaps_replay_with_full_accounting: {} absent",
-            dir.display()
-        );
+    let Some(files) = common::shared_pcaps() else {
         return;
     };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    files.sort();
     let mut replayed = 0;
     let mut failures = Vec::new();
     for topo_file in ["topo-v4.toml", "topo-v6.toml"] {
@@ -875,6 +866,21 @@ fn shared_pcaps_replay_with_full_accounting() {
         "shared pcap replays failed:\n  {}",
         failures.join("\n  ")
     );
+}
+
+/// A pcapng capture of the shared corpus reads as Ethernet frames.
+#[test]
+fn shared_pcapng_capture_reads() {
+    let Some(files) = common::shared_pcaps() else {
+        return;
+    };
+    let name = "zeek-vlan-pcp-dei.pcapng";
+    let Some(f) = files.iter().find(|f| f.ends_with(name)) else {
+        common::skip(&format!("{name} is not in the shared corpus"));
+        return;
+    };
+    let frames = read_capture(f, "eth0", LinkType::Ethernet).unwrap();
+    assert!(!frames.is_empty());
 }
 
 /// The outer-header checker itself: it accepts a scapy-built encapsulation

@@ -8,6 +8,8 @@
 //! `ip netns exec host-nb1` with only the ignored inner test selected.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,37 +21,7 @@ const PEER_NS: &str = "host-nb2";
 const INNER_ENV: &str = "VXROUTER_HOST_NEIGH_INNER";
 const PEER_MAC_ENV: &str = "VXROUTER_HOST_NEIGH_PEER_MAC";
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Deletes the namespaces whatever happens to the test.
-struct Namespaces;
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in [NS, PEER_NS] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
+use common::sh;
 
 fn parse_mac(s: &str) -> [u8; 6] {
     let mut mac = [0u8; 6];
@@ -61,13 +33,12 @@ fn parse_mac(s: &str) -> [u8; 6] {
 
 #[test]
 fn neighbour_table_in_a_namespace() {
-    if !is_root() {
-        eprintln!("skipped: needs root to create network namespaces");
+    if !common::require_root("network namespaces") {
         return;
     }
-    let _cleanup = Namespaces;
+    // Deleted whatever happens to the test.
+    let _cleanup = [NS, PEER_NS].map(common::Netns::adopt);
     for ns in [NS, PEER_NS] {
-        let _ = Command::new("ip").args(["netns", "del", ns]).output();
         sh(&["ip", "netns", "add", ns]);
     }
     sh(&[
@@ -183,6 +154,7 @@ fn wait_for(t: &mut NeighbourTable, what: &str, cond: impl Fn(&NeighbourTable) -
 #[ignore = "runs inside host-nb1, started by neighbour_table_in_a_namespace"]
 fn inner_neighbour_checks() {
     if std::env::var_os(INNER_ENV).is_none() {
+        common::skip("runs only inside host-nb1, started by neighbour_table_in_a_namespace");
         return;
     }
     let peer_mac = parse_mac(&std::env::var(PEER_MAC_ENV).expect("peer mac"));

@@ -3,6 +3,8 @@
 //! lock) because `teardown_all` removes every port of the process.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -18,27 +20,7 @@ use vxrouter::host::{
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn out(args: &[&str]) -> String {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::sh as out;
 
 fn nets(list: &[&str]) -> Vec<IpNet> {
     list.iter().map(|s| s.parse().expect("prefix")).collect()
@@ -48,27 +30,23 @@ fn ips(list: &[&str]) -> Vec<IpAddr> {
     list.iter().map(|s| s.parse().expect("address")).collect()
 }
 
-/// Removes leftovers of an earlier, killed run.
-fn scrub(ns: &str, dev: &str) {
+/// Removes leftovers of an earlier, killed run; the guard deletes the
+/// namespace at the end, also when the test panics.
+fn scrub(ns: &str, dev: &str) -> common::Netns {
     let _ = Command::new("ip").args(["link", "del", dev]).output();
-    let _ = Command::new("ip").args(["netns", "del", ns]).output();
+    common::Netns::adopt(ns)
 }
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root to create network namespaces");
-            return;
-        }
-    };
-}
+const ROOT: &str = "network namespaces";
 
 #[test]
 fn veth_port_is_built_and_removed() {
-    require_root!();
+    if !common::require_root(ROOT) {
+        return;
+    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, port) = ("host-veth1", "hv-port1");
-    scrub(ns, port);
+    let _ns = scrub(ns, port);
     let dev = setup_veth(
         port,
         ns,
@@ -126,10 +104,12 @@ fn veth_port_is_built_and_removed() {
 
 #[test]
 fn existing_namespace_is_kept_and_teardown_all_cleans() {
-    require_root!();
+    if !common::require_root(ROOT) {
+        return;
+    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, port) = ("host-veth2", "hv-port2");
-    scrub(ns, port);
+    let _ns = scrub(ns, port);
     out(&["ip", "netns", "add", ns]);
     let dev = setup_veth(
         port,
@@ -243,10 +223,12 @@ fn udp_packet(payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn tun_port_moves_into_the_namespace_and_keeps_working() {
-    require_root!();
+    if !common::require_root(ROOT) {
+        return;
+    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (ns, port) = ("host-tun1", "ht-tun1");
-    scrub(ns, port);
+    let _ns = scrub(ns, port);
     let (dev, queue) = setup_tun_netns(
         port,
         ns,
@@ -329,18 +311,13 @@ fn tun_port_moves_into_the_namespace_and_keeps_working() {
 /// to fail at start-up on such an underlay).
 #[test]
 fn rx_queue_count_is_the_number_in_use() {
-    require_root!();
+    if !common::require_root(ROOT) {
+        return;
+    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = "host-queues";
-    scrub(ns, "none");
+    let _ns = common::Netns::adopt(ns);
     out(&["ip", "netns", "add", ns]);
-    struct Gone(&'static str);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", self.0]).output();
-        }
-    }
-    let _gone = Gone(ns);
     // One veth as `ip` makes it by default, one with explicit queues.
     for (dev, queues) in [("q-plain", ""), ("q-three", "numrxqueues 3 numtxqueues 3")] {
         let cmd = format!("-n {ns} link add {dev} {queues} type veth peer name {dev}-p");

@@ -1,15 +1,17 @@
 //! Netns integration tests of the XDP program, its loader and the AF_XDP
-//! port (need root; skipped with a message otherwise). Each test builds its
-//! own pair of namespaces joined by a veth pair and tears them down on drop.
+//! port (need root: without it they report SKIPPED, and fail under
+//! `CI=true`). Each test builds its own pair of namespaces joined by a veth
+//! pair and tears them down on drop.
 #![cfg(target_os = "linux")]
 
+mod common;
 #[path = "io_support/mod.rs"]
 mod io_support;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use io_support::{eth_ipv4_udp, require_root, udp_of_frame, veth_pair};
+use io_support::{eth_ipv4_udp, udp_of_frame, veth_pair};
 use vxrouter::port::afxdp::{AfXdpConfig, AfXdpPort};
 use vxrouter::port::sys::poll_readable;
 use vxrouter::port::xdp::{XdpKind, XdpProgram};
@@ -48,7 +50,7 @@ fn udp_socket(addr: (Ipv4Addr, u16)) -> UdpSocket {
 
 #[test]
 fn uplink_redirects_only_vxlan_to_our_address() {
-    if !require_root("uplink_redirects_only_vxlan_to_our_address") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-up-");
@@ -132,7 +134,7 @@ fn uplink_redirects_only_vxlan_to_our_address() {
 
 #[test]
 fn uplink_ignores_vxlan_to_other_addresses_and_without_socket() {
-    if !require_root("uplink_ignores_vxlan_to_other_addresses_and_without_socket") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-ot-");
@@ -173,7 +175,7 @@ fn uplink_ignores_vxlan_to_other_addresses_and_without_socket() {
 
 #[test]
 fn container_program_redirects_everything() {
-    if !require_root("container_program_redirects_everything") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-ct-");
@@ -205,7 +207,7 @@ fn container_program_redirects_everything() {
 
 #[test]
 fn frames_do_not_leak_over_many_bursts() {
-    if !require_root("frames_do_not_leak_over_many_bursts") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     let (a, b) = veth_pair("io-lk-");
@@ -310,85 +312,6 @@ fn frames_do_not_leak_over_many_bursts() {
     });
 }
 
-/// CPU time the calling thread has used, in seconds: rates per CPU-second
-/// stay meaningful when the machine is shared and wall-clock rates do not.
-fn thread_cpu_secs() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec on our stack for the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-/// Rough packet rates on veth: an AF_XDP sender on one end blasting 64-byte
-/// VXLAN frames at an AF_XDP receiver on the other (uplink program), both on
-/// one thread each. Not a pass/fail test: run with `--ignored --nocapture`.
-#[test]
-#[ignore]
-fn rate_afxdp_veth() {
-    if !require_root("rate_afxdp_veth") {
-        return;
-    }
-    let (a, b) = veth_pair("io-rt-");
-    let mac_a = a.mac("io-va");
-    let mac_b = b.mac("io-vb");
-    let run_for = Duration::from_secs(2);
-    let rx = io_support::spawn_in(&a.name, move || {
-        let mut prog =
-            XdpProgram::attach("io-va", XdpKind::Uplink, &[A.into()], 4789).expect("attach XDP");
-        let mut port = AfXdpPort::open("io-va", 0, &AfXdpConfig::default()).expect("AF_XDP");
-        prog.register_socket(0, port.fd()).unwrap();
-        let mut batch = Batch::new();
-        let mut n = 0u64;
-        let cpu0 = thread_cpu_secs();
-        let mut first: Option<Instant> = None;
-        let mut last = Instant::now();
-        let stop = Instant::now() + run_for + Duration::from_secs(2);
-        while Instant::now() < stop {
-            let got = port.rx_burst(&mut batch).unwrap() as u64;
-            if got > 0 {
-                first.get_or_insert_with(Instant::now);
-                last = Instant::now();
-                n += got;
-            } else if first.is_some() && last.elapsed() > Duration::from_millis(200) {
-                break;
-            } else {
-                poll_readable(port.fd(), 10).unwrap();
-            }
-        }
-        let secs = first.map(|f| (last - f).as_secs_f64()).unwrap_or(1.0);
-        let cpu = thread_cpu_secs() - cpu0;
-        (n, secs, cpu, prog.mode(), port.bind_mode())
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let tx = io_support::spawn_in(&b.name, move || {
-        let mut port = AfXdpPort::open("io-vb", 0, &AfXdpConfig::default()).expect("AF_XDP");
-        let frame = eth_ipv4_udp(mac_a, mac_b, B, A, 5555, 4789, &[0u8; 18]);
-        assert_eq!(frame.len(), 60);
-        let frames: Vec<&[u8]> = vec![&frame[..]; 64];
-        let start = Instant::now();
-        let cpu0 = thread_cpu_secs();
-        let mut n = 0u64;
-        while start.elapsed() < run_for {
-            n += port.tx_burst(&frames).unwrap() as u64;
-            port.flush().unwrap();
-        }
-        (n, start.elapsed().as_secs_f64(), thread_cpu_secs() - cpu0)
-    });
-    let (sent, tsecs, tcpu) = tx.join().unwrap();
-    let (got, rsecs, rcpu, mode, bind) = rx.join().unwrap();
-    eprintln!(
-        "AF_XDP veth ({mode}, {bind}): tx {:.3} Mpps wall, {:.3} M/cpu-s ({sent} in {tsecs:.2}s); \
-         rx {:.3} Mpps wall, {:.3} M/cpu-s ({got} in {rsecs:.2}s)",
-        sent as f64 / tsecs / 1e6,
-        sent as f64 / tcpu / 1e6,
-        got as f64 / rsecs / 1e6,
-        got as f64 / rcpu / 1e6,
-    );
-}
-
 /// `eth_ipv4_udp` with 802.1Q/802.1ad tags inserted after the MACs.
 fn tagged(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
     let mut f = frame[..12].to_vec();
@@ -428,7 +351,7 @@ fn eth_ipv6_udp(
 
 #[test]
 fn uplink_parses_vlan_tags_and_ipv6() {
-    if !require_root("uplink_parses_vlan_tags_and_ipv6") {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
         return;
     }
     // No 8021q module here, so the peer sends tagged frames itself, through

@@ -1,8 +1,9 @@
 //! Netns tests of the UDP uplink port (`vxrouter::port::udp::UdpPort`)
 //! against real kernel sockets: two namespaces joined by a veth pair, a
-//! port in each (needs root; skipped with a message otherwise).
+//! port in each (needs root: without it SKIPPED, a failure under `CI=true`).
 #![cfg(target_os = "linux")]
 
+mod common;
 mod gso_support;
 #[path = "io_support/mod.rs"]
 mod io_support;
@@ -11,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use gso_support::{cut, data, super_tcp, super_udp};
-use io_support::{require_root, veth_pair};
+use io_support::veth_pair;
 use vxrouter::port::sys::poll_readable;
 use vxrouter::port::udp::{parse_tx, synth_rx, UdpConfig, UdpPort};
 use vxrouter::port::{Batch, Gso, IoCounters, Port, MAX_FRAME};
@@ -65,7 +66,7 @@ fn counters(p: &UdpPort) -> IoCounters {
 /// with the outer headers the pipeline expects.
 #[test]
 fn a_large_burst_arrives_whole_and_in_order() {
-    if !require_root("a_large_burst_arrives_whole_and_in_order") {
+    if !common::require_root("network namespaces") {
         return;
     }
     let (a, b) = veth_pair("io-udp1-");
@@ -142,7 +143,7 @@ fn a_large_burst_arrives_whole_and_in_order() {
 /// Either way no datagram is lost and no error reaches the worker.
 #[test]
 fn without_checksum_offload_every_datagram_arrives() {
-    if !require_root("without_checksum_offload_every_datagram_arrives") {
+    if !common::require_root("network namespaces") {
         return;
     }
     let (a, b) = veth_pair("io-udp3-");
@@ -203,7 +204,7 @@ fn without_checksum_offload_every_datagram_arrives() {
 /// panics or loops.
 #[test]
 fn odd_datagrams_are_handed_on_or_counted() {
-    if !require_root("odd_datagrams_are_handed_on_or_counted") {
+    if !common::require_root("network namespaces") {
         return;
     }
     let (a, b) = veth_pair("io-udp2-");
@@ -285,7 +286,7 @@ fn receive(port: &mut UdpPort, batch: &mut Batch, want: u64) -> Vec<(Vec<u8>, Op
 /// train comes out as its 44 segments, as tun-rs would cut them.
 #[test]
 fn a_super_packet_crosses_in_one_send_and_comes_back_whole() {
-    if !require_root("a_super_packet_crosses_in_one_send_and_comes_back_whole") {
+    if !common::require_root("network namespaces") {
         return;
     }
     let (a, b) = veth_pair("io-udp4-");
@@ -350,7 +351,7 @@ fn a_super_packet_crosses_in_one_send_and_comes_back_whole() {
 /// kernel to drop) and the super-packet after it.
 #[test]
 fn a_damaged_segment_splits_the_train() {
-    if !require_root("a_damaged_segment_splits_the_train") {
+    if !common::require_root("network namespaces") {
         return;
     }
     let (a, b) = veth_pair("io-udp5-");
@@ -389,7 +390,7 @@ fn a_damaged_segment_splits_the_train() {
 /// one GSO send of its datagrams, one super-packet again on the far side.
 #[test]
 fn a_udp_super_packet_crosses_in_one_send_and_comes_back_whole() {
-    if !require_root("a_udp_super_packet_crosses_in_one_send_and_comes_back_whole") {
+    if !common::require_root("network namespaces") {
         return;
     }
     let (a, b) = veth_pair("io-udp6-");
@@ -428,7 +429,7 @@ fn a_udp_super_packet_crosses_in_one_send_and_comes_back_whole() {
 /// super-packet buffers.
 #[test]
 fn a_port_without_coalescing_hands_on_datagrams() {
-    if !require_root("a_port_without_coalescing_hands_on_datagrams") {
+    if !common::require_root("network namespaces") {
         return;
     }
     let (a, b) = veth_pair("io-udp7-");

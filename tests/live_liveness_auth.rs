@@ -9,6 +9,7 @@
 //! with a message otherwise.
 #![cfg(target_os = "linux")]
 
+mod common;
 #[macro_use]
 mod live_support;
 

@@ -11,6 +11,7 @@
 //! test, elsewhere it prints `SKIPPED: ...`.
 #![cfg(target_os = "linux")]
 
+mod common;
 #[macro_use]
 mod live_support;
 
@@ -18,32 +19,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use live_support::{wait_for, Lab};
-
-/// Runs the test only where it can: fails under `CI=true` when a
-/// prerequisite is missing, prints `SKIPPED: <why>` elsewhere.
-macro_rules! require_live {
-    () => {
-        if let Err(why) = prerequisites() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{why} (CI=true: a live test may not be skipped)");
-            }
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
-
-fn prerequisites() -> Result<(), String> {
-    if !live_support::is_root() {
-        return Err("needs root (network namespaces)".into());
-    }
-    for tool in ["ip", "nsenter", "python3", "timeout"] {
-        if !live_support::have(tool) {
-            return Err(format!("{tool} is not installed"));
-        }
-    }
-    Ok(())
-}
 
 /// The clients, one mode per argv[1]; every socket has a timeout and every
 /// wait a bound.
@@ -193,7 +168,7 @@ fn scrape(lab: &Lab, ns: &str) -> String {
 /// large header with 431, and counts all of it.
 #[test]
 fn metrics_endpoint_bounded_under_idle_and_slow_clients() {
-    require_live!();
+    require_root!();
     let mut lab = Lab::new("lm1");
     let h1 = lab.ns("h1");
     let cli = lab.ns("cli");

@@ -4,11 +4,12 @@
 //! Each test builds its own namespaces (prefix `lvN-`, so tests run in
 //! parallel), writes its own topology into a tempdir, and uses addresses
 //! from 198.18.0.0/15 and 2001:2::/48 only. The `Lab` guard stops the
-//! routers and deletes every namespace on exit, also on panic. Needs root;
-//! skipped with a message otherwise. Traffic is bounded (ping -c, 2 s
-//! iperf3, one-shot sockets with timeouts).
+//! routers and deletes every namespace on exit, also on panic. Needs root:
+//! without it a test reports SKIPPED (and fails under `CI=true`). Traffic
+//! is bounded (ping -c, 2 s iperf3, one-shot sockets with timeouts).
 #![cfg(target_os = "linux")]
 
+mod common;
 #[macro_use]
 mod live_support;
 

@@ -18,6 +18,8 @@
 //! tests fail under `CI=true` without it and print `SKIPPED: ...` elsewhere.
 #![cfg(target_os = "linux")]
 
+mod common;
+#[macro_use]
 mod live_support;
 
 use std::time::{Duration, Instant};
@@ -28,31 +30,6 @@ const H1_MAC: &str = "02:00:c6:12:00:01";
 const H2_MAC: &str = "02:00:c6:12:00:02";
 const H1_VTEP: &str = "02:00:c6:13:01:00";
 const H2_VTEP: &str = "02:00:c6:13:02:00";
-
-/// Why the live tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
-    if !live_support::is_root() {
-        return Some("needs root (network namespaces, XDP, AF_XDP, TUN)".to_owned());
-    }
-    ["ip", "nsenter", "ping", "timeout", "ethtool", "python3"]
-        .into_iter()
-        .find(|t| !live_support::have(t))
-        .map(|t| format!("{t} is not installed"))
-}
-
-/// Returns from the test with `SKIPPED: ...` when a prerequisite is
-/// missing; under `CI=true` a missing prerequisite fails the test instead.
-macro_rules! require_prerequisites {
-    () => {
-        if let Some(why) = missing_prerequisite() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{why} (CI=true: a live test may not be skipped)");
-            }
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
 
 /// A `[[hosts]]` entry with one TUN container `c<n>` in namespace `netns`,
 /// its uplink through AF_XDP or kernel UDP sockets (`io`).
@@ -119,7 +96,7 @@ fn wait_exit(lab: &mut Lab, r: usize) -> bool {
 /// configured 1450 > 1430), and nothing is left behind.
 #[test]
 fn start_refused_when_overlay_mtu_cannot_fit() {
-    require_prerequisites!();
+    require_root!();
     let mut lab = Lab::new("mt1");
     let (h1, _h2) = two_hosts(&mut lab);
     let c1 = lab.adopt("c1");
@@ -208,7 +185,7 @@ fn drops(s: &serde_json::Value, reason: &str) -> u64 {
 /// Back at 1500, full-sized pings cross again.
 #[test]
 fn nic_mtu_shrink_while_running() {
-    require_prerequisites!();
+    require_root!();
     shrink_while_running("mt2", "af_xdp");
 }
 
@@ -216,7 +193,7 @@ fn nic_mtu_shrink_while_running() {
 /// still `nic`'s, the device the kernel sends VXLAN through.
 #[test]
 fn nic_mtu_shrink_while_running_udp_uplink() {
-    require_prerequisites!();
+    require_root!();
     shrink_while_running("mt3", "udp");
 }
 

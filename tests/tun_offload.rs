@@ -1,12 +1,14 @@
-//! Netns integration test of TUN offloads (needs root; skipped with a message
-//! otherwise). Two namespaces each get a TUN device opened by the test; a
-//! forwarding thread moves packets between the two ports the way a worker
-//! does (rx_burst, tx_burst, flush every round) and checks every packet it
-//! is handed: a complete IPv4 packet, checksums correct, at most the MTU.
+//! Netns integration test of TUN offloads (needs root: without it SKIPPED,
+//! a failure under `CI=true`). Two namespaces each get a TUN device opened
+//! by the test; a forwarding thread moves packets between the two ports the
+//! way a worker does (rx_burst, tx_burst, flush every round) and checks
+//! every packet it is handed: a complete IPv4 packet, checksums correct, at
+//! most the MTU.
 //! A TCP stream with TSO then crosses it, and the counters must show that
 //! super-packets were read (split) and written (coalesced).
 #![cfg(target_os = "linux")]
 
+mod common;
 mod io_support;
 
 use std::io::{Read, Write};
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use io_support::{require_root, spawn_in, Netns};
+use io_support::{spawn_in, Netns};
 use vxrouter::port::tun::{TunPort, TunStats};
 use vxrouter::port::{Batch, Port};
 use vxrouter::wire::tso;
@@ -308,7 +310,7 @@ fn stream(br: &Bridge, bytes: usize) -> Duration {
 
 #[test]
 fn tso_stream_is_split_and_coalesced() {
-    if !require_root("tso_stream_is_split_and_coalesced") {
+    if !common::require_root("network namespaces, TUN") {
         return;
     }
     let br = Bridge::new("t", true, true, None);
@@ -330,7 +332,7 @@ fn tso_stream_is_split_and_coalesced() {
 
 #[test]
 fn tso_stream_crosses_whole() {
-    if !require_root("tso_stream_crosses_whole") {
+    if !common::require_root("network namespaces, TUN") {
         return;
     }
     let br = Bridge::with("w", true, true, None, true);
@@ -367,7 +369,7 @@ fn tso_stream_crosses_whole() {
 
 #[test]
 fn small_mss_super_packets_carry_over_batches() {
-    if !require_root("small_mss_super_packets_carry_over_batches") {
+    if !common::require_root("network namespaces, TUN") {
         return;
     }
     let br = Bridge::new("m", true, true, Some(536));
@@ -385,7 +387,7 @@ fn small_mss_super_packets_carry_over_batches() {
 
 #[test]
 fn offload_and_plain_ports_interoperate() {
-    if !require_root("offload_and_plain_ports_interoperate") {
+    if !common::require_root("network namespaces, TUN") {
         return;
     }
     // A with offloads sends super-packets, B plain takes single segments;
@@ -411,7 +413,7 @@ fn offload_and_plain_ports_interoperate() {
 /// whose kernel hands the datagrams to a plain socket one by one, intact.
 #[test]
 fn udp_gso_writes_cross_whole() {
-    if !require_root("udp_gso_writes_cross_whole") {
+    if !common::require_root("network namespaces, TUN") {
         return;
     }
     let br = Bridge::with("g", true, true, None, true);
@@ -480,7 +482,7 @@ fn udp_gso_writes_cross_whole() {
 
 #[test]
 fn udp_checksums_are_completed() {
-    if !require_root("udp_checksums_are_completed") {
+    if !common::require_root("network namespaces, TUN") {
         return;
     }
     // The container kernel leaves UDP checksums partial on an offload TUN;

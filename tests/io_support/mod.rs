@@ -1,118 +1,14 @@
-//! Shared helpers of the netns integration tests (tests/io_*.rs): root
-//! check, namespace guards that tear down on drop (also on panic), and
-//! running code inside a namespace on a dedicated thread.
+//! Helpers of the netns integration tests of the ports (tests/io_*.rs,
+//! tests/tun_offload.rs): a veth pair between two namespaces, an ICMP ping,
+//! packet builders. The root check and the namespace guards are
+//! `crate::common`'s (the test file declares `mod common;`).
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::Command;
 
-/// True when running as root; otherwise prints why the test is skipped.
-pub fn require_root(test: &str) -> bool {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string());
-    if uid.as_deref() == Some("0") {
-        true
-    } else {
-        eprintln!("skipping {test}: needs root (network namespaces, XDP, TUN)");
-        false
-    }
-}
-
-/// Runs a command, panicking with its stderr when it fails.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a command and reports only whether it succeeded.
-pub fn sh_ok(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// A network namespace that is deleted when the guard drops.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates namespace `name` (deleting a stale one left by a killed run)
-    /// with its loopback up.
-    pub fn new(name: &str) -> Netns {
-        let _ = sh_ok(&["ip", "netns", "del", name]);
-        sh(&["ip", "netns", "add", name]);
-        let ns = Netns {
-            name: name.to_string(),
-        };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// The namespace's bind-mount path, for setns.
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from("/var/run/netns").join(&self.name)
-    }
-
-    /// Runs a command inside the namespace (`ip netns exec`).
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        sh(&full)
-    }
-
-    /// Like [`Netns::exec`] but only reports success.
-    pub fn exec_ok(&self, args: &[&str]) -> bool {
-        let mut full = vec!["ip", "netns", "exec", &self.name];
-        full.extend_from_slice(args);
-        sh_ok(&full)
-    }
-
-    /// Runs `f` on a new thread that has entered this namespace, and
-    /// returns its result (re-raising its panic). Sockets and devices `f`
-    /// opens live in the namespace, wherever they are used afterwards.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        run_in(&self.name, f)
-    }
-
-    /// The MAC address of `dev` in this namespace.
-    pub fn mac(&self, dev: &str) -> [u8; 6] {
-        let out = sh(&["ip", "-n", &self.name, "link", "show", dev]);
-        let word = out
-            .split_whitespace()
-            .skip_while(|w| *w != "link/ether")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no MAC for {dev} in {out}"));
-        let mut mac = [0u8; 6];
-        for (i, b) in word.split(':').enumerate().take(6) {
-            mac[i] = u8::from_str_radix(b, 16).expect("hex MAC");
-        }
-        mac
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the devices in it (veth pairs go
-        // with either end).
-        let _ = sh_ok(&["ip", "netns", "del", &self.name]);
-    }
-}
+// Each test file uses some of these; the toolbox is shared.
+#[allow(unused_imports)]
+pub use crate::common::{run_in, sh, sh_ok, spawn_in, Netns};
 
 /// Sends one ICMP echo request from namespace `ns` to `dst` and waits up to
 /// `timeout_s` for the reply. Uses python3's raw sockets because a fresh
@@ -153,25 +49,6 @@ sys.exit(1)
         dst,
         &timeout_s.to_string(),
     ])
-}
-
-/// Runs `f` on a new thread inside namespace `name`; see [`Netns::run`].
-pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    spawn_in(name, f)
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
-
-/// Starts `f` on a new thread inside namespace `name`.
-pub fn spawn_in<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = PathBuf::from("/var/run/netns").join(name);
-    std::thread::spawn(move || {
-        vxrouter::port::sys::enter_netns(&path).expect("setns into test namespace");
-        f()
-    })
 }
 
 /// Two namespaces `<prefix>a` and `<prefix>b` joined by a veth pair:

@@ -6,6 +6,9 @@
 //! whose Drop stops the routers (SIGTERM, wait, SIGKILL), kills what still
 //! runs in its namespaces and deletes them, also when the test panics.
 //! Every command run here is bounded (`timeout`, ping -W, socket timeouts).
+//!
+//! The root check and the namespace removal are `crate::common`'s: a test
+//! file declares `mod common;` beside `mod live_support;`.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -15,58 +18,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Whether we run as root (namespaces, XDP, AF_XDP and TUN need it).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Skips the test (with a printed reason) unless root and the tools exist.
+/// Skips the test (`crate::common::skip`: SKIPPED, or a failure under
+/// `CI=true`) unless it runs as root and the tools the lab uses exist.
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !live_support::is_root() {
-            eprintln!("skipped: needs root (network namespaces, XDP, AF_XDP, TUN)");
+        if !$crate::common::require_root("network namespaces, XDP, AF_XDP, TUN")
+            || !$crate::common::require_tools(&[
+                "ip", "nsenter", "python3", "ping", "timeout", "bridge", "ethtool",
+            ])
+        {
             return;
-        }
-        for tool in [
-            "ip", "nsenter", "python3", "ping", "timeout", "bridge", "ethtool",
-        ] {
-            if !live_support::have(tool) {
-                eprintln!("skipped: {tool} is not installed");
-                return;
-            }
         }
     };
 }
 
-/// Whether `tool` is on PATH.
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
+pub use crate::common::have;
 
-/// Runs a command in the current namespace; panics with its stderr on failure.
+/// Runs a command in the current namespace; panics with its output on
+/// failure; returns stdout.
 pub fn cmd(args: &[&str]) -> String {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("spawning {args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    crate::common::sh(args)
 }
 
 fn quiet(args: &[&str]) -> Output {
@@ -209,7 +181,7 @@ impl Lab {
         let list = cmd(&["ip", "netns", "list"]);
         for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
             if ns.starts_with(&format!("{prefix}-")) {
-                remove_ns(ns);
+                crate::common::remove_netns(ns);
             }
         }
         let dir = tempfile::Builder::new()
@@ -792,15 +764,6 @@ pub fn forwarded(s: &Value) -> u64 {
     s["forwarded"].as_u64().unwrap_or(0)
 }
 
-fn remove_ns(ns: &str) {
-    if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-KILL", pid]).output();
-        }
-    }
-    let _ = Command::new("ip").args(["netns", "del", ns]).output();
-}
-
 impl Drop for Lab {
     fn drop(&mut self) {
         for r in &mut self.routers {
@@ -836,7 +799,7 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         for ns in self.namespaces.iter().rev() {
-            remove_ns(ns);
+            crate::common::remove_netns(ns);
         }
     }
 }
