@@ -705,6 +705,12 @@ fn golden_cases_are_well_formed() {
         "vxlan_bad_flags",
         "vxlan_unknown_vni",
         "unknown_peer",
+        "vxlan_from_self",
+        "peer_not_neighbour",
+        "inner_spoofed_source",
+        "inner_source_wrong_peer",
+        "neigh_bad_mac",
+        "underlay_too_big",
         "outer_fragment",
         "eth_truncated",
     ] {
