@@ -26,6 +26,7 @@
 //! counts its segments. It stays whole; the ports (or
 //! [`super::gso::segment_into`] for ports that cannot take it) cut it.
 
+use crate::config::addr::is_bad_source_v4;
 use crate::port::{Batch, Packet, BATCH_SIZE};
 use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tso, udp, vxlan};
 
@@ -684,13 +685,6 @@ fn tunnel_v6(t: &Tables, pkt: &mut Packet, peer: u16) -> Verdict {
 
 // ---------------------------------------------------------------- routing
 
-#[inline]
-fn is_bad_source_v4(src: u32) -> bool {
-    // 0/8 "this network", 127/8 loopback, 224/4 multicast and 240/4 reserved
-    // (with broadcast) never appear as a source (RFC 1812 section 5.3.7).
-    let top = src >> 24;
-    top == 0 || top == 127 || top >= 224
-}
 
 /// Routes an IPv4 packet at offset 0 of `pkt`, from a container or from the
 /// tunnel. Decrements the TTL.
