@@ -25,7 +25,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn target(name: &str) -> fn(&[u8]) {
+fn target(name: &str) -> fuzz_entry::Target {
     TARGETS
         .iter()
         .find(|(n, _)| *n == name)
@@ -125,7 +125,10 @@ fn open_crashes() {
         let data = std::fs::read(&path).expect("reading an input");
         let f = target(name);
         let r = panic::catch_unwind(AssertUnwindSafe(|| f(&data)));
-        eprintln!("{name}/{file} ({what}): {}", if r.is_err() { "panics" } else { "passes" });
+        eprintln!(
+            "{name}/{file} ({what}): {}",
+            if r.is_err() { "panics" } else { "passes" }
+        );
     }
 }
 
@@ -197,8 +200,7 @@ fn write_seeds() {
 
     let golden = root().join("tests/golden");
     let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(golden.join("cases.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(golden.join("cases.json")).unwrap()).unwrap();
 
     // Pipeline: every golden case as it is, and uplink VXLAN as inner
     // frames with repaired checksums.
@@ -215,7 +217,10 @@ fn write_seeds() {
         };
         let frames: Vec<Vec<u8>> = frames.into_iter().map(|f| f.data).collect();
         let name = s("name");
-        pipeline.push((name.clone(), fuzz_entry::pipeline_input(case, 0, port, &frames)));
+        pipeline.push((
+            name.clone(),
+            fuzz_entry::pipeline_input(case, 0, port, &frames),
+        ));
         if port == 0 {
             let inner: Vec<Vec<u8>> = frames.iter().filter_map(|f| vxlan_inner(f)).collect();
             if !inner.is_empty() {
@@ -252,7 +257,11 @@ fn write_seeds() {
     for dir in ["configs", "tests/golden"] {
         for p in files(&root().join(dir)) {
             if p.extension().is_some_and(|e| e == "toml") {
-                let name = format!("{}-{}", dir.replace('/', "-"), p.file_name().unwrap().to_str().unwrap());
+                let name = format!(
+                    "{}-{}",
+                    dir.replace('/', "-"),
+                    p.file_name().unwrap().to_str().unwrap()
+                );
                 topology.push((name, std::fs::read(&p).unwrap()));
             }
         }
