@@ -84,12 +84,8 @@ impl<'a> Bytes<'a> {
     fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.u8(), self.u8()])
     }
-    fn u64(&mut self) -> u64 {
-        let mut v = [0u8; 8];
-        for b in &mut v {
-            *b = self.u8();
-        }
-        u64::from_le_bytes(v)
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
     }
     fn take(&mut self, n: usize) -> &'a [u8] {
         let (a, b) = self.0.split_at(n.min(self.0.len()));
@@ -729,13 +725,14 @@ const WALL: u64 = 1_800_000_000 * 1_000_000_000;
 ///    | 2                                 our hellos, round-tripped
 ///    | 3 from:u8 flags:u8 n:u8 report*   a hello forged from the bytes
 ///    | 4                                 the topology reloads
-/// report = origin:u8 seq_delta:u64 k:u8 down:u8*k
+/// report = origin:u8 seq_delta:u32 k:u8 down:u8*k
 /// ```
 ///
 /// Addresses are picked by index among the topology's underlays, with one
 /// more that is no host's. A forged report's sequence number is the
 /// estimated wall clock plus `seq_delta` as a signed number of
-/// microseconds, so forged reports land in the window that is accepted.
+/// microseconds (about 36 minutes either way), so that forged reports land
+/// on both sides of the window that is accepted.
 pub fn liveness(data: &[u8]) {
     let mut b = Bytes(data);
     let topos = liveness_topologies();
@@ -785,7 +782,7 @@ pub fn liveness(data: &[u8]) {
                 let reports = (0..n)
                     .map(|_| {
                         let origin = addr(b.u8());
-                        let delta = (b.u64() as i64 as i128) * 1_000;
+                        let delta = i128::from(b.u32() as i32) * 1_000;
                         let seq = (i128::from(wall) + delta).clamp(0, i128::from(u64::MAX)) as u64;
                         let k = b.u8() % 8;
                         let down = (0..k).map(|_| addr(b.u8())).collect();
@@ -889,11 +886,11 @@ pub fn liveness_seeds() -> Vec<Vec<u8>> {
             s.extend_from_slice(&[1, 0x2c, 1, 2, 3, i as u8, 1, 2]);
             // Report 0: origin h1 (us), 1 s ahead; down h2.
             s.push(0);
-            s.extend_from_slice(&1_000_000i64.to_le_bytes());
+            s.extend_from_slice(&1_000_000i32.to_le_bytes());
             s.extend_from_slice(&[1, 1]);
             // Report 1: origin h3, same clock; down h4.
             s.push(2);
-            s.extend_from_slice(&0i64.to_le_bytes());
+            s.extend_from_slice(&0i32.to_le_bytes());
             s.extend_from_slice(&[1, 3, 4]);
             out.push(s);
         }
