@@ -738,9 +738,9 @@ pub fn liveness(data: &[u8]) {
     let topos = liveness_topologies();
     let topo = &topos[usize::from(b.u8()) % topos.len()];
     let me = usize::from(b.u8()) % topo.hosts.len();
-    let cfg = topo.overlay.liveness.expect("liveness on");
+    let cfg = topo.overlay.liveness.clone().expect("liveness on");
     let mut now: u64 = 1_000_000_000;
-    let mut lv = Liveness::new(topo, me, cfg, now, WALL);
+    let mut lv = Liveness::new(topo, me, cfg.clone(), now, WALL);
     let addr = |i: u8| -> IpAddr {
         let i = usize::from(i) % (topo.hosts.len() + 1);
         match topo.hosts.get(i) {
@@ -802,7 +802,7 @@ pub fn liveness(data: &[u8]) {
                 let _ = lv.on_datagram(now, from, &bytes);
             }
             _ => {
-                lv = lv.reload(topo, me, cfg, now);
+                lv = lv.reload(topo, me, cfg.clone(), now);
             }
         }
         for (a, c) in lv.links_down() {
@@ -853,7 +853,7 @@ pub fn liveness_seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (ti, topo) in liveness_topologies().iter().enumerate() {
         let me = 0u8;
-        let mut lv = Liveness::new(topo, 0, topo.overlay.liveness.expect("on"), 0, WALL);
+        let mut lv = Liveness::new(topo, 0, topo.overlay.liveness.clone().expect("on"), 0, WALL);
         let mut raw = vec![ti as u8, me];
         // Neighbour 1 (h2) says it hears us, reports h4 down, then a tick.
         let h = Hello {
