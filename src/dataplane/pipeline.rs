@@ -194,18 +194,6 @@ impl Pipeline {
             }
         }
     }
-
-    /// One packet. Public for tests and the single-packet slow path.
-    pub fn packet(&mut self, t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
-        let Some(info) = t.ports.get(in_port as usize) else {
-            return Verdict::Drop(DropReason::PortDown);
-        };
-        match info.kind {
-            PortKind::Uplink => from_uplink(t, pkt),
-            PortKind::Tun => from_container_ip(t, in_port, pkt),
-            PortKind::Veth => from_veth(t, in_port, pkt),
-        }
-    }
 }
 
 // ---------------------------------------------------------------- container side

@@ -674,17 +674,6 @@ impl Reader<'_> {
     }
 }
 
-/// Writes `frames` as a classic pcap file with nanosecond timestamps.
-pub fn write_capture(path: &Path, link_type: LinkType, frames: &[Frame]) -> io::Result<()> {
-    let (mut w, mut file) = open_writer(path, link_type)?;
-    for f in frames {
-        w.write_packet(&PcapPacket::new(f.ts, f.data.len() as u32, &f.data))
-            .map_err(io::Error::other)?;
-    }
-    drop(w);
-    file.flush()
-}
-
 /// A buffered file the pcap writer and the port share, so the port can flush
 /// it (`PcapWriter` gives no access to its inner writer). Replay only: not on
 /// a hot path, so the mutex costs nothing that matters.
