@@ -284,7 +284,6 @@ fn learn_container_macs(host: &config::Host) -> Result<BTreeMap<String, [u8; 6]>
     Ok(learned)
 }
 
-
 /// Underlay MACs of the peers a route set uses, as the kernel knows them.
 struct Neighbours {
     table: NeighbourTable,

@@ -440,8 +440,22 @@ fn udp_uplink_refuses_local_injection() {
     let c2 = lab.adopt("c2");
     let cfg = format!(
         "[overlay]\nvni = 42\n{}{}{TAIL}",
-        host("h1", 1, "198.18.0.1", "udp", "0", &port("c1", "tun", &c1, 1)),
-        host("h2", 2, "198.18.0.2", "udp", "0", &port("c2", "tun", &c2, 2)),
+        host(
+            "h1",
+            1,
+            "198.18.0.1",
+            "udp",
+            "0",
+            &port("c1", "tun", &c1, 1)
+        ),
+        host(
+            "h2",
+            2,
+            "198.18.0.2",
+            "udp",
+            "0",
+            &port("c2", "tun", &c2, 2)
+        ),
     );
     let cfg = lab.write("topo.toml", &cfg);
     let r1 = lab.start(&cfg, "h1", &h1);
@@ -450,7 +464,9 @@ fn udp_uplink_refuses_local_injection() {
     lab.ping(&c1, "198.19.2.2");
 
     let listener = std::process::Command::new("ip")
-        .args(["netns", "exec", &c1, "timeout", "10", "python3", "-c", LISTEN])
+        .args([
+            "netns", "exec", &c1, "timeout", "10", "python3", "-c", LISTEN,
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("starting the listener");
@@ -464,8 +480,15 @@ fn udp_uplink_refuses_local_injection() {
         lab.exec_ok(
             &h1,
             &[
-                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                "/usr/bin/python3", "-c", INJECT, src, "5",
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                INJECT,
+                src,
+                "5",
             ],
         );
     }
@@ -479,10 +502,15 @@ fn udp_uplink_refuses_local_injection() {
     );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).expect("listener result");
-    assert_eq!(rest.trim(), "1", "c1 received other than the one real datagram");
+    assert_eq!(
+        rest.trim(),
+        "1",
+        "c1 received other than the one real datagram"
+    );
 
     let s1 = lab.wait_stats(r1, "the injections counted", |s| {
-        s["drops"]["vxlan_from_self"].as_u64() >= Some(5) && s["drops"]["unknown_peer"].as_u64() >= Some(5)
+        s["drops"]["vxlan_from_self"].as_u64() >= Some(5)
+            && s["drops"]["unknown_peer"].as_u64() >= Some(5)
     });
     assert_eq!(s1["drops"]["vxlan_from_self"].as_u64(), Some(5), "{s1:#}");
     assert_eq!(s1["drops"]["unknown_peer"].as_u64(), Some(5), "{s1:#}");
@@ -497,7 +525,14 @@ fn existing_veth_container_mac_is_read() {
     let mut lab = Lab::new("lu6");
     let (h1, h2) = two_hosts_v4(&mut lab);
     let c1 = lab.ns("c1");
-    lab.veth(&h1, "cv1", "02:00:00:00:aa:01", &c1, "eth0", "02:00:00:5e:bb:02");
+    lab.veth(
+        &h1,
+        "cv1",
+        "02:00:00:00:aa:01",
+        &c1,
+        "eth0",
+        "02:00:00:5e:bb:02",
+    );
     lab.ip(&c1, &["addr", "add", "198.19.1.2/24", "dev", "eth0"]);
     lab.ip(&c1, &["route", "add", "default", "via", "198.19.1.1"]);
     // AF_XDP frames carry no partial-checksum flag.
@@ -507,7 +542,14 @@ fn existing_veth_container_mac_is_read() {
     let cfg = format!(
         "[overlay]\nvni = 42\n{}{}{TAIL}",
         host("h1", 1, "198.18.0.1", "udp", "0", existing),
-        host("h2", 2, "198.18.0.2", "udp", "0", &port("c2", "tun", &c2, 2)),
+        host(
+            "h2",
+            2,
+            "198.18.0.2",
+            "udp",
+            "0",
+            &port("c2", "tun", &c2, 2)
+        ),
     );
     let cfg = lab.write("topo.toml", &cfg);
     let r1 = lab.start(&cfg, "h1", &h1);
@@ -532,7 +574,14 @@ fn offload_veth_with_host_addresses_is_refused() {
     let mut lab = Lab::new("lu7");
     let (h1, _h2) = two_hosts_v4(&mut lab);
     let c1 = lab.ns("c1");
-    lab.veth(&h1, "cv1", "02:00:00:00:aa:01", &c1, "eth0", "02:00:00:5e:bb:02");
+    lab.veth(
+        &h1,
+        "cv1",
+        "02:00:00:00:aa:01",
+        &c1,
+        "eth0",
+        "02:00:00:5e:bb:02",
+    );
     lab.ip(&h1, &["addr", "add", "198.19.1.1/32", "dev", "cv1"]);
     let existing = "\n  [[hosts.ports]]\n  name = \"cv1\"\n  kind = \"veth\"\n  offload = true\n  mac = \"02:00:00:5e:bb:02\"\n  addresses = [\"198.19.1.2/32\"]\n";
     let cfg = format!(
@@ -547,7 +596,11 @@ fn offload_veth_with_host_addresses_is_refused() {
         if let Ok(Some(st)) = lab.routers[r1].child.try_wait() {
             break st;
         }
-        assert!(std::time::Instant::now() < deadline, "router started:\n{}", lab.log(r1));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "router started:\n{}",
+            lab.log(r1)
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(!status.success());

@@ -673,7 +673,6 @@ fn tunnel_v6(t: &Tables, pkt: &mut Packet, peer: u16) -> Verdict {
 
 // ---------------------------------------------------------------- routing
 
-
 /// Routes an IPv4 packet at offset 0 of `pkt`, from a container or from the
 /// tunnel. Decrements the TTL.
 fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {

@@ -341,13 +341,16 @@ pub fn device_addresses(ifname: &str) -> Result<Vec<std::net::IpAddr>> {
     )?;
     let mut out = Vec::new();
     for a in answers {
-        let RouteNetlinkMessage::NewAddress(m) = a else { continue };
+        let RouteNetlinkMessage::NewAddress(m) = a else {
+            continue;
+        };
         if m.header.index != info.index {
             continue;
         }
         for attr in &m.attributes {
             if let AddressAttribute::Address(ip) = attr {
-                let link_local = matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+                let link_local =
+                    matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
                 if !link_local {
                     out.push(*ip);
                 }
@@ -358,9 +361,15 @@ pub fn device_addresses(ifname: &str) -> Result<Vec<std::net::IpAddr>> {
 }
 
 /// One RTM_GETLINK: by name when `req` names no index, else as `req` says.
-fn get_link(rtnl: &mut Rtnl, ifname: &str, mut req: LinkMessage, what: &str) -> Result<LinkMessage> {
+fn get_link(
+    rtnl: &mut Rtnl,
+    ifname: &str,
+    mut req: LinkMessage,
+    what: &str,
+) -> Result<LinkMessage> {
     if req.header.index == 0 {
-        req.attributes.push(LinkAttribute::IfName(ifname.to_string()));
+        req.attributes
+            .push(LinkAttribute::IfName(ifname.to_string()));
     }
     let op = format!("RTM_GETLINK {what}");
     let answers = match rtnl.request(&op, RouteNetlinkMessage::GetLink(req), 0) {
