@@ -6,6 +6,7 @@
 //! - [`route`]: Bellman-Ford over the topology graph and the compiled route set.
 //! - [`fib`]: the lock-free longest-prefix-match table and its publication.
 //! - [`dataplane`]: the batch pipeline; a verdict per packet, drops by reason.
+//! - [`api`]: the control socket's request/reply protocol (sans-IO) and its client.
 //! - [`port`]: the batch `Port` trait and its implementations (memory, pcap,
 //!   and on Linux TUN and AF_XDP).
 //!
@@ -14,6 +15,7 @@
 //! allowed only in the I/O corner under `port/`.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod config;
 #[cfg(target_os = "linux")]
 pub mod control;

@@ -35,6 +35,7 @@ pub mod addr;
 mod diag;
 mod mac;
 mod schema;
+pub(crate) use schema::check_ifname;
 pub use schema::DEFAULT_QUEUE_LEN;
 mod tree;
 mod validate;
