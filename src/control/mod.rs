@@ -25,8 +25,8 @@
 //! [`underlay`] checks the NIC's MTU, [`stats`] collects the counters.
 //!
 //! Invariants: workers only ever see whole, published tables; a port is in
-//! the workers' hands before any table sends to it, and out of every table
-//! before a worker gives it back; everything created is owned by a guard
+//! the tables before a worker polls it, and out of every table before a
+//! worker gives it back; everything created is owned by a guard
 //! whose Drop undoes it, so every exit path (error, signal) leaves the host
 //! as it was, except the interfaces of attached ports, which belong to
 //! their containers.

@@ -16,7 +16,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::{PortConfig, PortKind as ConfigPortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
+use crate::config::{
+    router_port_mac, PortConfig, PortKind as ConfigPortKind, Topology, OVERHEAD_V4, OVERHEAD_V6,
+};
 use crate::fib::Fib;
 use crate::route::{RouteKind, RouteSet};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, udp, vxlan};
@@ -230,19 +232,6 @@ pub fn largest_overlay_mtu(underlay_mtu: u16, underlay: IpAddr) -> u16 {
     underlay_mtu.saturating_sub(overhead)
 }
 
-/// The MAC the router uses on container port `index` of a host: locally
-/// administered, stable across restarts, unique per port.
-pub fn router_mac(vtep_mac: [u8; 6], index: usize) -> [u8; 6] {
-    [
-        0x02,
-        0x52,
-        vtep_mac[3],
-        vtep_mac[4],
-        vtep_mac[5],
-        index as u8,
-    ]
-}
-
 fn mask_v4(len: u8) -> u32 {
     if len == 0 {
         0
@@ -388,7 +377,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
                 mtu: 0,
                 allowed_v4: Vec::new(),
                 allowed_v6: Vec::new(),
-                router_mac: router_mac(me.vtep_mac.0, i + 1),
+                router_mac: router_port_mac(me.vtep_mac.0, i + 1),
                 container_mac: None,
             });
             continue;
@@ -410,7 +399,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
             mtu: p.mtu.unwrap_or(overlay_mtu),
             allowed_v4,
             allowed_v6,
-            router_mac: router_mac(me.vtep_mac.0, i + 1),
+            router_mac: router_port_mac(me.vtep_mac.0, i + 1),
             container_mac: p.mac.map(|m| m.0),
         });
     }
