@@ -175,9 +175,7 @@ pub fn create_veth(spec: &Spec) -> Result<Veth> {
             op: format!("RTM_GETLINK {}", spec.ifname),
             detail: "the veth end has no hardware address".into(),
         })?;
-        if spec.addresses.iter().any(|a| a.addr().is_ipv6()) {
-            no_dad_on_link_local(spec.ifname);
-        }
+        no_dad_on_link_local(spec);
         configure(&mut rtnl, spec, index, &steps)?;
         if spec.tx_checksum_off {
             sys::set_tx_checksum(spec.ifname, false).map_err(|source| HostError::Io {
@@ -233,6 +231,8 @@ pub fn create_tun<T: Send>(
         })?;
         let mut dev = LinkGuard::new(rtnl, spec.ifname);
         let index = dev.resolve()?;
+        // Before `open`, which may bring the device up.
+        no_dad_on_link_local(spec);
         let queues = open(spec.ifname).map_err(|source| HostError::Io {
             op: format!("open the queues of TUN {}", spec.ifname),
             source,
@@ -449,8 +449,8 @@ fn route_plan(addresses: &[IpNet], gateways: &[IpAddr], kind: Kind) -> Result<Ve
     Ok(steps)
 }
 
-/// Inside the namespace: addresses (no DAD), MTU and up, then the routes
-/// (IPv4 refuses a route through a device that is down).
+/// Inside the namespace: the addresses (no DAD), MTU and up, then the
+/// routes (IPv4 refuses a route through a device that is down).
 fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> Result<()> {
     let ifname = spec.ifname;
     for a in spec.addresses {
@@ -518,10 +518,15 @@ fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> R
 
 /// Turns duplicate address detection off for the interface's own IPv6
 /// link-local address before it comes up (`accept_dad = 0`, this device
-/// only). Best effort: the configured addresses skip DAD anyway (NODAD); a
-/// failure costs the link-local address its first second. Writes
-/// `/proc/sys/net`, which shows the calling thread's network namespace.
-fn no_dad_on_link_local(ifname: &str) {
+/// only), when the spec has IPv6 addresses. Best effort: the configured
+/// addresses skip DAD anyway (NODAD); a failure costs the link-local
+/// address its first second. Writes `/proc/sys/net`, which shows the
+/// calling thread's network namespace.
+fn no_dad_on_link_local(spec: &Spec) {
+    if !spec.addresses.iter().any(|a| a.addr().is_ipv6()) {
+        return;
+    }
+    let ifname = spec.ifname;
     let knob = format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad");
     if let Err(e) = std::fs::write(&knob, "0") {
         tracing::debug!(ifname, error = %e, "accept_dad left as it was");
