@@ -40,7 +40,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
@@ -148,33 +148,55 @@ pub fn create_veth(spec: &Spec) -> Result<Veth> {
     let steps = route_plan(spec.addresses, spec.gateways, Kind::Veth)?;
     let ns = Netns::open(spec.netns)?;
     ns.refuse_own()?;
+    // Chosen here rather than by the kernel, so nothing needs reading back.
+    let container_mac = match spec.mac {
+        Some(mac) => mac,
+        None => random_mac()?,
+    };
 
     let mut rtnl = Rtnl::open()?;
-    rtnl_new_veth(&mut rtnl, spec, ns.file.as_raw_fd()).map_err(|e| match e {
-        HostError::Netlink { errno, .. } if errno == libc::EEXIST => {
-            // The kernel does not say which name clashed.
-            match super::link::link_info_with(&mut rtnl, spec.host_name) {
-                Err(HostError::NoSuchDevice(_)) => {
-                    HostError::DeviceExists(format!("{} in {}", spec.ifname, spec.netns.display()))
+    let answers = rtnl_new_veth(&mut rtnl, spec, container_mac, ns.file.as_raw_fd()).map_err(
+        |e| match e {
+            HostError::Netlink { errno, .. } if errno == libc::EEXIST => {
+                // The kernel does not say which name clashed.
+                match super::link::link_info_with(&mut rtnl, spec.host_name) {
+                    Err(HostError::NoSuchDevice(_)) => HostError::DeviceExists(format!(
+                        "{} in {}",
+                        spec.ifname,
+                        spec.netns.display()
+                    )),
+                    _ => HostError::DeviceExists(spec.host_name.to_string()),
                 }
-                _ => HostError::DeviceExists(spec.host_name.to_string()),
             }
-        }
-        e => e,
-    })?;
+            e => e,
+        },
+    )?;
     // From here on an early return (or a panic) deletes the pair: removing
     // either end removes both.
     let mut host = LinkGuard::new(rtnl, spec.host_name);
-    let host_index = host.resolve()?;
+    // The kernel echoes the new host end (NLM_F_ECHO, Linux 6.3); older
+    // ones need asking. Its IFLA_LINK is the container end's index.
+    let echoed = answers.into_iter().find_map(|a| match a {
+        RouteNetlinkMessage::NewLink(l) if link_name(&l) == Some(spec.host_name) => Some(l),
+        _ => None,
+    });
+    let host_link = match echoed {
+        Some(l) => l,
+        None => get_link(&mut host.rtnl, spec.host_name)?,
+    };
+    let host_index = host_link.header.index;
+    host.index = Some(host_index);
+    let peer_index = host_link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(i) if *i != 0 => Some(*i),
+        _ => None,
+    });
 
-    let (container_index, container_mac) = ns.run(|| {
+    let container_index = ns.run(|| {
         let mut rtnl = Rtnl::open()?;
-        let link = get_link(&mut rtnl, spec.ifname)?;
-        let index = link.header.index;
-        let mac = link_mac(&link).ok_or_else(|| HostError::Decode {
-            op: format!("RTM_GETLINK {}", spec.ifname),
-            detail: "the veth end has no hardware address".into(),
-        })?;
+        let index = match peer_index {
+            Some(i) => i,
+            None => get_link(&mut rtnl, spec.ifname)?.header.index,
+        };
         no_dad_on_link_local(spec);
         configure(&mut rtnl, spec, index, &steps)?;
         if spec.tx_checksum_off {
@@ -183,7 +205,7 @@ pub fn create_veth(spec: &Spec) -> Result<Veth> {
                 source,
             })?;
         }
-        Ok((index, mac))
+        Ok(index)
     })?;
     host.keep();
     tracing::debug!(
@@ -230,7 +252,11 @@ pub fn create_tun<T: Send>(
             }
         })?;
         let mut dev = LinkGuard::new(rtnl, spec.ifname);
-        let index = dev.resolve()?;
+        let index = sys::ifindex(spec.ifname).map_err(|source| HostError::Io {
+            op: format!("find the index of TUN {}", spec.ifname),
+            source,
+        })?;
+        dev.index = Some(index);
         // Before `open`, which may bring the device up.
         no_dad_on_link_local(spec);
         let queues = open(spec.ifname).map_err(|source| HostError::Io {
@@ -450,9 +476,12 @@ fn route_plan(addresses: &[IpNet], gateways: &[IpAddr], kind: Kind) -> Result<Ve
 }
 
 /// Inside the namespace: the addresses (no DAD), MTU and up, then the
-/// routes (IPv4 refuses a route through a device that is down).
+/// routes (IPv4 refuses a route through a device that is down), as one
+/// netlink batch. A failure leaves the device half configured: the caller
+/// deletes it.
 fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> Result<()> {
     let ifname = spec.ifname;
+    let mut batch = Vec::with_capacity(spec.addresses.len() + 1 + steps.len());
     for a in spec.addresses {
         let mut m = AddressMessage::default();
         m.header.family = family(a.addr());
@@ -465,22 +494,22 @@ fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> R
         m.attributes.push(AddressAttribute::Address(a.addr()));
         m.attributes
             .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        rtnl.request(
-            &format!("RTM_NEWADDR {a} dev {ifname}"),
+        batch.push((
+            format!("RTM_NEWADDR {a} dev {ifname}"),
             RouteNetlinkMessage::NewAddress(m),
             NLM_F_CREATE | NLM_F_EXCL,
-        )?;
+        ));
     }
     let mut m = LinkMessage::default();
     m.header.index = index;
     m.header.flags = LinkFlags::Up;
     m.header.change_mask = LinkFlags::Up;
     m.attributes.push(LinkAttribute::Mtu(u32::from(spec.mtu)));
-    rtnl.request(
-        &format!("RTM_NEWLINK {ifname} mtu {} up", spec.mtu),
+    batch.push((
+        format!("RTM_NEWLINK {ifname} mtu {} up", spec.mtu),
         RouteNetlinkMessage::SetLink(m),
         0,
-    )?;
+    ));
     for step in steps {
         let (v4, dst, gw, scope) = match *step {
             RouteStep::OnLink(gw) => (gw.is_ipv4(), Some(gw), None, RouteScope::Link),
@@ -507,13 +536,13 @@ fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> R
                 .push(RouteAttribute::Gateway(RouteAddress::from(g)));
         }
         m.attributes.push(RouteAttribute::Oif(index));
-        rtnl.request(
-            &format!("RTM_NEWROUTE {step:?} dev {ifname}"),
+        batch.push((
+            format!("RTM_NEWROUTE {step:?} dev {ifname}"),
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_CREATE | NLM_F_EXCL,
-        )?;
+        ));
     }
-    Ok(())
+    rtnl.request_batch(batch)
 }
 
 /// Turns duplicate address detection off for the interface's own IPv6
@@ -534,7 +563,13 @@ fn no_dad_on_link_local(spec: &Spec) {
 }
 
 /// The veth RTM_NEWLINK: host end here and up, peer inside `netns_fd`.
-fn rtnl_new_veth(rtnl: &mut Rtnl, spec: &Spec, netns_fd: i32) -> Result<()> {
+/// Returns the kernel's answers (the echoed host end, where supported).
+fn rtnl_new_veth(
+    rtnl: &mut Rtnl,
+    spec: &Spec,
+    mac: [u8; 6],
+    netns_fd: i32,
+) -> Result<Vec<RouteNetlinkMessage>> {
     let mut peer = LinkMessage::default();
     peer.attributes
         .push(LinkAttribute::IfName(spec.ifname.to_string()));
@@ -545,9 +580,7 @@ fn rtnl_new_veth(rtnl: &mut Rtnl, spec: &Spec, netns_fd: i32) -> Result<()> {
         .push(LinkAttribute::NumTxQueues(spec.queues));
     peer.attributes
         .push(LinkAttribute::NumRxQueues(spec.queues));
-    if let Some(mac) = spec.mac {
-        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
-    }
+    peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
     let mut host = LinkMessage::default();
     host.header.flags = LinkFlags::Up;
     host.header.change_mask = LinkFlags::Up;
@@ -571,9 +604,26 @@ fn rtnl_new_veth(rtnl: &mut Rtnl, spec: &Spec, netns_fd: i32) -> Result<()> {
             spec.netns.display()
         ),
         RouteNetlinkMessage::NewLink(host),
-        NLM_F_CREATE | NLM_F_EXCL,
-    )?;
-    Ok(())
+        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+    )
+}
+
+/// A random locally administered unicast MAC, as the kernel would pick.
+fn random_mac() -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    sys::random_bytes(&mut mac).map_err(|source| HostError::Io {
+        op: "pick a random MAC".into(),
+        source,
+    })?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
+fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
 }
 
 /// Deletes device `name` of this namespace if it is of `kind`: `Ok(false)`
@@ -838,13 +888,6 @@ impl LinkGuard {
             index: None,
             armed: true,
         }
-    }
-
-    /// Looks the device's index up, so the cleanup deletes exactly it.
-    fn resolve(&mut self) -> Result<u32> {
-        let index = get_link(&mut self.rtnl, &self.name)?.header.index;
-        self.index = Some(index);
-        Ok(index)
     }
 
     fn keep(mut self) {

@@ -322,6 +322,23 @@ pub fn tun_create_persistent(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Fills `buf` from the kernel's random source (`getrandom(2)`, blocking
+/// only before the pool is first seeded at boot).
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut off = 0;
+    while off < buf.len() {
+        let rest = &mut buf[off..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`,
+        // which is exclusively borrowed for the call.
+        match cvt(unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) }) {
+            Ok(n) => off += n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
