@@ -447,19 +447,59 @@ fn tun_persists_and_is_reopened() {
         sandbox::reopen_tun(&c.path(), "eth7", open_queues),
         Err(HostError::NoSuchDevice(_))
     ));
-    assert!(matches!(
-        sandbox::reopen_tun(&c.path(), "lo", open_queues),
-        Err(HostError::Invalid(_))
-    ));
+    // Nor a TUN we did not make: single-queue, or a TAP; nor one in the
+    // router's own namespace.
+    ip(&c.name, &["tuntap", "add", "mode", "tun", "name", "sq0"]);
+    ip(
+        &c.name,
+        &[
+            "tuntap",
+            "add",
+            "mode",
+            "tap",
+            "multi_queue",
+            "name",
+            "tap0",
+        ],
+    );
+    for dev in ["lo", "sq0", "tap0"] {
+        assert!(
+            matches!(
+                sandbox::reopen_tun(&c.path(), dev, open_queues),
+                Err(HostError::Invalid(_))
+            ),
+            "{dev}"
+        );
+        assert!(
+            matches!(
+                remove_from(&r, &c.path(), dev, None),
+                Err(HostError::Invalid(_))
+            ),
+            "{dev}"
+        );
+    }
+    ip(
+        &r.name,
+        &[
+            "tuntap",
+            "add",
+            "mode",
+            "tun",
+            "multi_queue",
+            "name",
+            "own0",
+        ],
+    );
+    let own = r.path();
+    let refused = r.run(move || sandbox::reopen_tun(&own, "own0", open_queues).map(|_| ()));
+    assert!(matches!(refused, Err(HostError::Invalid(_))), "{refused:?}");
+    ip(&r.name, &["link", "del", "own0"]);
+    ip(&c.name, &["link", "del", "sq0"]);
+    ip(&c.name, &["link", "del", "tap0"]);
     // Removal cuts the queues off; again is success.
     assert!(remove_from(&r, &c.path(), "eth0", None).expect("remove"));
     assert!(!remove_from(&r, &c.path(), "eth0", None).expect("remove again"));
     drop(ports);
-    // A device of that name that is no TUN is refused, not deleted.
-    assert!(matches!(
-        remove_from(&r, &c.path(), "lo", None),
-        Err(HostError::Invalid(_))
-    ));
     assert_eq!((devices(&r.name), devices(&c.name)), before);
 }
 

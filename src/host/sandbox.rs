@@ -40,7 +40,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL};
+use netlink_packet_core::{Nla, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
@@ -271,12 +271,13 @@ pub fn create_tun<T: Send>(
 }
 
 /// Attaches to the persistent TUN `ifname` inside `netns` after a router
-/// restart: checks that it exists and is a TUN, then calls `open` with its
-/// name on a thread inside the namespace. Changes nothing on the device.
+/// restart: checks that it exists and is a persistent multi-queue TUN (as
+/// [`create_tun`] makes them), then calls `open` with its name on a thread
+/// inside the namespace. Changes nothing on the device.
 ///
 /// Errors: [`HostError::NoSuchNetns`], [`HostError::NoSuchDevice`],
-/// [`HostError::Invalid`] when the device is no TUN; a failed `open` is
-/// [`HostError::Io`].
+/// [`HostError::Invalid`] when the device is no such TUN or the namespace is
+/// the caller's own; a failed `open` is [`HostError::Io`].
 pub fn reopen_tun<T: Send>(
     netns: &Path,
     ifname: &str,
@@ -284,10 +285,13 @@ pub fn reopen_tun<T: Send>(
 ) -> Result<T> {
     check_ifname(ifname)?;
     let ns = Netns::open(netns)?;
+    // Attaching queues steers the device's packets to them: never to a TUN
+    // of the router's own host.
+    ns.refuse_own()?;
     ns.run(|| {
         let mut rtnl = Rtnl::open()?;
         let link = get_link(&mut rtnl, ifname)?;
-        require_kind(&link, InfoKind::Tun, ifname)?;
+        require_our_tun(&link, ifname)?;
         open(ifname).map_err(|source| HostError::Io {
             op: format!("open the queues of TUN {ifname}"),
             source,
@@ -303,7 +307,8 @@ pub fn reopen_tun<T: Send>(
 ///   Refuses (with [`HostError::Invalid`]) a `host_name` that is no veth.
 /// - TUN (`host_name` `None`): deletes TUN `ifname` inside `netns`, whether
 ///   queues are still attached or not (they are cut off). Refuses a device
-///   of that name that is no TUN.
+///   of that name that is no persistent multi-queue TUN (not one
+///   [`create_tun`] made).
 ///
 /// Returns whether something was removed: a missing namespace file or
 /// interface is `Ok(false)`. A path that is no network namespace (or the
@@ -323,7 +328,13 @@ pub fn remove(netns: &Path, ifname: &str, host_name: Option<&str>) -> Result<boo
     ns.refuse_own()?;
     ns.run(|| {
         let mut rtnl = Rtnl::open()?;
-        delete_kind(&mut rtnl, ifname, InfoKind::Tun)
+        let link = match get_link(&mut rtnl, ifname) {
+            Ok(l) => l,
+            Err(HostError::NoSuchDevice(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        require_our_tun(&link, ifname)?;
+        gone_is_false(delete_link(&mut rtnl, link.header.index, ifname))
     })
 }
 
@@ -635,11 +646,52 @@ fn delete_kind(rtnl: &mut Rtnl, name: &str, kind: InfoKind) -> Result<bool> {
         Err(e) => return Err(e),
     };
     require_kind(&link, kind, name)?;
-    match delete_link(rtnl, link.header.index, name) {
+    gone_is_false(delete_link(rtnl, link.header.index, name))
+}
+
+/// A delete's outcome as "removed?": a device gone in between (its peer or
+/// namespace went first) was not removed by us, and that is no error.
+fn gone_is_false(r: Result<()>) -> Result<bool> {
+    match r {
         Ok(()) => Ok(true),
-        // Gone in between (its peer or namespace went first).
         Err(HostError::Netlink { errno, .. }) if errno == libc::ENODEV => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// `IFLA_TUN_*` attributes of a TUN's `IFLA_INFO_DATA` (Linux 4.15).
+const IFLA_TUN_TYPE: u16 = 3;
+const IFLA_TUN_PERSIST: u16 = 6;
+const IFLA_TUN_MULTI_QUEUE: u16 = 7;
+
+/// Refuses a device that is not a TUN as [`create_tun`] makes them: kind
+/// `tun`, layer 3 (`IFF_TUN`), persistent, multi-queue.
+fn require_our_tun(link: &LinkMessage, name: &str) -> Result<()> {
+    require_kind(link, InfoKind::Tun, name)?;
+    let attr = |kind: u16| -> Option<u8> {
+        link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                LinkInfo::Data(InfoData::Tun(attrs)) => attrs.iter().find_map(|t| {
+                    (t.kind() == kind && t.value_len() == 1).then(|| {
+                        let mut v = [0u8; 1];
+                        t.emit_value(&mut v);
+                        v[0]
+                    })
+                }),
+                _ => None,
+            }),
+            _ => None,
+        })
+    };
+    let ours = attr(IFLA_TUN_TYPE) == Some(libc::IFF_TUN as u8)
+        && attr(IFLA_TUN_PERSIST) == Some(1)
+        && attr(IFLA_TUN_MULTI_QUEUE) == Some(1);
+    if ours {
+        Ok(())
+    } else {
+        Err(HostError::Invalid(format!(
+            "{name} is no persistent multi-queue TUN: not ours to touch"
+        )))
     }
 }
 

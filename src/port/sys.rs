@@ -221,7 +221,8 @@ pub fn open_netns(path: &Path) -> io::Result<OwnedFd> {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, exclusively borrowed statfs for the call.
     cvt(unsafe { libc::fstatfs(probe.as_raw_fd(), &mut st) })?;
-    if st.f_type as i64 != libc::NSFS_MAGIC as i64 {
+    // The field's type differs between architectures; the magic fits all.
+    if st.f_type as u64 != libc::NSFS_MAGIC as u64 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a namespace file", path.display()),
