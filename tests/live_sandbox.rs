@@ -283,6 +283,12 @@ fn veth_is_built_as_asked_and_removed() {
     c.exec(&["ping", "-c1", "-W2", "198.18.1.1"]);
     c.exec(&["ping", "-6", "-c1", "-W2", "2001:2:0:1::1"]);
 
+    // A record naming another namespace deletes nothing.
+    let other = Netns::new("sbx1-o");
+    assert!(matches!(
+        remove_from(&r, &other.path(), "eth0", Some("sbx1h")),
+        Err(HostError::Invalid(_))
+    ));
     assert!(remove_from(&r, &c.path(), "eth0", Some("sbx1h")).expect("remove"));
     assert!(!remove_from(&r, &c.path(), "eth0", Some("sbx1h")).expect("remove again"));
     assert_eq!((devices(&r.name), devices(&c.name)), before);

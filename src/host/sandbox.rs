@@ -26,9 +26,10 @@
 //!   caller checked.
 //! - A create either returns what it built or removes everything it made
 //!   (guards that delete on drop, also when the caller's `open` panics).
-//! - [`remove`] deletes only a device of the kind the call names (a veth
-//!   host end, or a TUN inside the namespace), never anything else of that
-//!   name, and is idempotent.
+//! - [`remove`] and [`reopen_tun`] touch only what a create made: a veth
+//!   host end whose other end is in the namespace named, or a persistent
+//!   multi-queue TUN inside it; never anything else of that name.
+//!   [`remove`] is idempotent.
 //!
 //! Cost: each call is a handful of netlink requests and one thread; see
 //! `benches/sandbox.rs` for the figures on this machine.
@@ -302,9 +303,11 @@ pub fn reopen_tun<T: Send>(
 /// Removes a container interface; idempotent.
 ///
 /// - veth (`host_name` given): deletes the host end in the calling thread's
-///   namespace, which deletes the container end with it; `netns` and
-///   `ifname` are not used (the container end cannot outlive its peer).
-///   Refuses (with [`HostError::Invalid`]) a `host_name` that is no veth.
+///   namespace, which deletes the container end with it. Refuses (with
+///   [`HostError::Invalid`]) a `host_name` that is no veth, or whose other
+///   end is not in `netns` while that namespace file exists; with the file
+///   gone the host end is deleted without that check (the container is
+///   gone). `ifname` is only checked.
 /// - TUN (`host_name` `None`): deletes TUN `ifname` inside `netns`, whether
 ///   queues are still attached or not (they are cut off). Refuses a device
 ///   of that name that is no persistent multi-queue TUN (not one
@@ -318,7 +321,20 @@ pub fn remove(netns: &Path, ifname: &str, host_name: Option<&str>) -> Result<boo
     if let Some(host) = host_name {
         check_ifname(host)?;
         let mut rtnl = Rtnl::open()?;
-        return delete_kind(&mut rtnl, host, InfoKind::Veth);
+        let link = match get_link(&mut rtnl, host) {
+            Ok(l) => l,
+            Err(HostError::NoSuchDevice(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        require_kind(&link, InfoKind::Veth, host)?;
+        match Netns::open(netns) {
+            Ok(ns) => require_peer_in(&mut rtnl, &link, &ns, host)?,
+            // The container is gone; its end may linger while the kernel
+            // tears the namespace down. The host end is still ours.
+            Err(HostError::NoSuchNetns(_)) => {}
+            Err(e) => return Err(e),
+        }
+        return gone_is_false(delete_link(&mut rtnl, link.header.index, host));
     }
     let ns = match Netns::open(netns) {
         Ok(ns) => ns,
@@ -637,16 +653,37 @@ fn link_name(link: &LinkMessage) -> Option<&str> {
     })
 }
 
-/// Deletes device `name` of this namespace if it is of `kind`: `Ok(false)`
-/// when there is none, [`HostError::Invalid`] when it is of another kind.
-fn delete_kind(rtnl: &mut Rtnl, name: &str, kind: InfoKind) -> Result<bool> {
-    let link = match get_link(rtnl, name) {
-        Ok(l) => l,
-        Err(HostError::NoSuchDevice(_)) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    require_kind(&link, kind, name)?;
-    gone_is_false(delete_link(rtnl, link.header.index, name))
+/// Refuses veth `link` (here) unless its other end is in namespace `ns`:
+/// the kernel names the peer's namespace by an id local to ours
+/// (`IFLA_LINK_NETNSID`), which `RTM_GETNSID` gives for the namespace file.
+fn require_peer_in(rtnl: &mut Rtnl, link: &LinkMessage, ns: &Netns, name: &str) -> Result<()> {
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    let peer_nsid = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkNetNsId(id) => Some(*id),
+        _ => None,
+    });
+    let mut req = NsidMessage::default();
+    let fd = u32::try_from(ns.file.as_raw_fd()).unwrap_or(u32::MAX);
+    req.attributes.push(NsidAttribute::Fd(fd));
+    let answers = rtnl.request(
+        &format!("RTM_GETNSID {}", ns.path.display()),
+        RouteNetlinkMessage::GetNsId(req),
+        0,
+    )?;
+    let nsid = answers.iter().find_map(|a| match a {
+        RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|n| match n {
+            NsidAttribute::Id(id) => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    });
+    match (peer_nsid, nsid) {
+        (Some(p), Some(n)) if p == n && n >= 0 => Ok(()),
+        _ => Err(HostError::Invalid(format!(
+            "the other end of veth {name} is not in {}: not ours to touch",
+            ns.path.display()
+        ))),
+    }
 }
 
 /// A delete's outcome as "removed?": a device gone in between (its peer or
