@@ -170,14 +170,32 @@ mod linux {
             .to_string();
         let mut g = c.benchmark_group("ip_commands");
         g.sample_size(10);
-        g.bench_function("veth/build+remove", |b| {
-            b.iter(|| {
-                let dev =
-                    netns::setup_veth("sbxbh", &name, &o.addresses, &o.gateways, 1400, None, 2)
-                        .expect("setup_veth");
-                drop(dev);
-            })
-        });
+        for (label, timed) in [("build", 0), ("remove", 1)] {
+            g.bench_function(format!("veth/{label}"), |b| {
+                b.iter_custom(|iters| {
+                    let dev = std::cell::Cell::new(None);
+                    rounds(
+                        iters,
+                        timed,
+                        || {
+                            dev.set(Some(
+                                netns::setup_veth(
+                                    "sbxbh",
+                                    &name,
+                                    &o.addresses,
+                                    &o.gateways,
+                                    1400,
+                                    None,
+                                    2,
+                                )
+                                .expect("setup_veth"),
+                            ));
+                        },
+                        || drop(dev.take()),
+                    )
+                })
+            });
+        }
         g.finish();
     }
 }

@@ -383,6 +383,7 @@ fn tun_persists_and_is_reopened() {
             "persist on",
             "mtu 1400",
             ",UP",
+            "qdisc noqueue",
             "198.18.3.2/24",
             "2001:2:0:3::2/64",
         ],
