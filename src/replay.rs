@@ -73,10 +73,8 @@ impl ReplayStats {
 /// derived from the VTEP MAC (replay has no kernel to ask).
 fn replay_nic_mac(topo: &Topology, host: usize) -> [u8; 6] {
     let h = &topo.hosts[host];
-    h.underlay_mac.map(|m| m.0).unwrap_or_else(|| {
-        let v = h.vtep_mac.0;
-        [0x02, 0x4e, v[2], v[3], v[4], v[5]]
-    })
+    h.underlay_mac
+        .map_or_else(|| crate::config::replay_nic_mac(h.vtep_mac.0), |m| m.0)
 }
 
 /// Compiles the tables `host` would run with, for replay: peer underlay MACs
@@ -88,6 +86,7 @@ pub fn replay_tables(topo: &Topology, host: usize, underlay_mtu: u16) -> Result<
         nic_mac: replay_nic_mac(topo, host),
         underlay_mtu,
         neighbour: &no_neighbours,
+        ports: None,
     };
     Ok(tables::build(topo, host, &routes, &env))
 }
