@@ -221,7 +221,8 @@ pub fn open_netns(path: &Path) -> io::Result<OwnedFd> {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, exclusively borrowed statfs for the call.
     cvt(unsafe { libc::fstatfs(probe.as_raw_fd(), &mut st) })?;
-    if st.f_type as i64 != libc::NSFS_MAGIC {
+    // The field's type differs between architectures; the magic fits all.
+    if st.f_type as u64 != libc::NSFS_MAGIC as u64 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a namespace file", path.display()),
@@ -319,6 +320,23 @@ pub fn tun_create_persistent(name: &str) -> io::Result<()> {
     let persist: libc::c_ulong = 1;
     // SAFETY: TUNSETPERSIST takes its flag by value and touches no memory.
     cvt(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST as _, persist) })?;
+    Ok(())
+}
+
+/// Fills `buf` from the kernel's random source (`getrandom(2)`, blocking
+/// only before the pool is first seeded at boot).
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut off = 0;
+    while off < buf.len() {
+        let rest = &mut buf[off..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`,
+        // which is exclusively borrowed for the call.
+        match cvt(unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) }) {
+            Ok(n) => off += n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 
