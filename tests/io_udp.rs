@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use gso_support::{cut, data, super_tcp, super_udp};
 use io_support::veth_pair;
+use vxrouter::offload;
 use vxrouter::port::sys::poll_readable;
 use vxrouter::port::udp::{parse_tx, synth_rx, UdpConfig, UdpPort};
 use vxrouter::port::{Batch, Gso, IoCounters, Port, MAX_FRAME};
-use vxrouter::wire::tso;
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 const B: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
@@ -381,7 +381,8 @@ fn a_damaged_segment_splits_the_train() {
     assert_eq!(shape, vec![5, 1, 4], "coalesced around the damaged segment");
     // And each part is what it should be: segments 0..5 whole, the damaged
     // one as sent, 6..10 whole.
-    let l = tso::Layout::parse(&got[0].0, tso::Encap::Vxlan, got[0].1.unwrap()).expect("layout");
+    let l = offload::Layout::parse(&got[0].0, offload::Encap::Vxlan, got[0].1.unwrap())
+        .expect("layout");
     assert_eq!(l.segments, 5);
     assert_eq!(got[1].0.len(), 14 + 20 + 8 + 8 + 14 + 20 + 32 + 1378);
 }

@@ -50,7 +50,7 @@ pub mod xdp;
 
 use std::io;
 
-pub use crate::wire::tso::Gso;
+pub use crate::offload::Gso;
 
 /// Packets moved per burst. 64 amortises per-burst costs (ring index loads,
 /// FIB handle load, syscalls) while a batch of buffers still fits in L2.

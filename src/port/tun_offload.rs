@@ -34,7 +34,8 @@ use tun_rs::{
 };
 
 use super::{Packet, BATCH_SIZE};
-use crate::wire::{checksum, tso};
+use crate::offload as tso;
+use crate::wire::checksum;
 
 /// Bytes of the virtio-net header before every packet read from or written to
 /// a TUN queue with `IFF_VNET_HDR` (`struct virtio_net_hdr`, 10 bytes).

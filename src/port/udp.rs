@@ -58,7 +58,8 @@ use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::{gro, sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE};
-use crate::wire::{checksum, tso};
+use crate::offload as tso;
+use crate::wire::checksum;
 
 /// Messages read per `recvmmsg`.
 const RX_MSGS: usize = quinn_udp::BATCH_SIZE;
@@ -1054,7 +1055,7 @@ mod tests {
 
     /// [`train`] of a TCP (`udp` false) or UDP super-packet.
     fn train_of(udp: bool, v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
-        use crate::wire::tso::tests::{super_ip, super_udp};
+        use crate::offload::segment::tests::{super_ip, super_udp};
         let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
         let ip = if udp {
             super_udp(v6, &data)

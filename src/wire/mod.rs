@@ -27,7 +27,6 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
-pub mod tso;
 pub mod udp;
 pub mod vxlan;
 

@@ -32,8 +32,8 @@
 //! makes: IPv4 ID incremented per segment, sequence numbers advanced by the
 //! segment size (UDP lengths per datagram), checksums complete.
 
-use super::checksum;
-use super::{Error, Result};
+use crate::wire::checksum;
+use crate::wire::{Error, Result};
 
 /// The largest inner IP packet a super-packet may be: VXLAN over IPv4 adds
 /// 50 bytes (outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14) and the outer
@@ -45,8 +45,8 @@ const UDP_LEN: usize = 8;
 const VXLAN_LEN: usize = 8;
 const TCP_MIN: usize = 20;
 const UDP_HDR: usize = 8;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_TCP: u8 = 6;
+pub(crate) const PROTO_UDP: u8 = 17;
 
 /// TCP flag bits.
 pub const TCP_FIN: u8 = 0x01;
@@ -119,12 +119,12 @@ pub struct Layout {
 }
 
 #[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
 #[inline]
-fn put16(b: &mut [u8], at: usize, v: u16) {
+pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
@@ -274,101 +274,9 @@ impl Layout {
     }
 }
 
-/// Writes the headers of segment `i` of super-packet `f` (parsed as `l`)
-/// into `out[..l.payload]`: every length, the IPv4 IDs and header checksums,
-/// the TCP sequence number and flags (UDP length), and the transport
-/// checksum over the segment's payload
-/// `f[l.chunk(i)]`. With `udp6_csum`, an outer UDP-over-IPv6 checksum is
-/// computed too (needed when no kernel socket sends the segment); over IPv4
-/// the outer UDP checksum is left as it is (zero for VXLAN, RFC 7348).
-/// Returns the payload range. Panics only if `out` is shorter than
-/// `l.payload` or `f` is not the frame `l` was parsed from.
-pub fn write_headers(
-    f: &[u8],
-    l: &Layout,
-    i: usize,
-    out: &mut [u8],
-    udp6_csum: bool,
-) -> std::ops::Range<usize> {
-    let h = &mut out[..l.payload];
-    h.copy_from_slice(&f[..l.payload]);
-    let chunk = l.chunk(i);
-    let plen = chunk.len();
-    let seg_len = l.payload + plen;
-    let last = i + 1 == l.segments;
-    // Inner IP.
-    let l3_len = seg_len - l.l3;
-    if l.v6 {
-        put16(h, l.l3 + 4, (l3_len - 40) as u16);
-    } else {
-        put16(h, l.l3 + 2, l3_len as u16);
-        let id = be16(h, l.l3 + 4).wrapping_add(i as u16);
-        put16(h, l.l3 + 4, id);
-        put16(h, l.l3 + 10, 0);
-        let c = checksum::checksum(&h[l.l3..l.l4]);
-        put16(h, l.l3 + 10, c);
-    }
-    let pay_sum = checksum::sum(&f[chunk.clone()]);
-    let l4_len = seg_len - l.l4;
-    if l.udp {
-        put16(h, l.l4 + 4, l4_len as u16);
-        put16(h, l.l4 + 6, 0);
-        let ph = pseudo(h, l.l3, l.v6, PROTO_UDP, l4_len);
-        let mut c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
-        if c == 0 {
-            // RFC 768: a computed zero is sent as all ones.
-            c = 0xffff;
-        }
-        put16(h, l.l4 + 6, c);
-    } else {
-        let seq = u32::from_be_bytes([h[l.l4 + 4], h[l.l4 + 5], h[l.l4 + 6], h[l.l4 + 7]])
-            .wrapping_add((i * l.size) as u32);
-        h[l.l4 + 4..l.l4 + 8].copy_from_slice(&seq.to_be_bytes());
-        let mut flags = h[l.l4 + 13];
-        if i > 0 {
-            flags &= !TCP_CWR;
-        }
-        if !last {
-            flags &= !(TCP_FIN | TCP_PSH);
-        }
-        h[l.l4 + 13] = flags;
-        put16(h, l.l4 + 16, 0);
-        let ph = pseudo(h, l.l3, l.v6, PROTO_TCP, l4_len);
-        // The TCP header has an even length (a multiple of 4), so the
-        // payload's sum continues it.
-        let c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
-        put16(h, l.l4 + 16, c);
-    }
-    if let Some(t) = l.tunnel {
-        if t.v6 {
-            put16(h, t.l3 + 4, (seg_len - t.l3 - 40) as u16);
-        } else {
-            put16(h, t.l3 + 2, (seg_len - t.l3) as u16);
-            put16(h, t.l3 + 10, 0);
-            let ihl = usize::from(h[t.l3] & 0x0f) * 4;
-            let c = checksum::checksum(&h[t.l3..t.l3 + ihl]);
-            put16(h, t.l3 + 10, c);
-        }
-        let udp_len = seg_len - t.udp;
-        put16(h, t.udp + 4, udp_len as u16);
-        if t.v6 && udp6_csum {
-            put16(h, t.udp + 6, 0);
-            let p = pseudo(h, t.l3, true, PROTO_UDP, udp_len);
-            // UDP + VXLAN + Ethernet (30) + inner IP and TCP or UDP headers
-            // (multiples of 4): even, so the payload's sum continues it.
-            let mut c = !checksum::fold(p + checksum::sum(&h[t.udp..]) + pay_sum);
-            if c == 0 {
-                c = 0xffff;
-            }
-            put16(h, t.udp + 6, c);
-        }
-    }
-    chunk
-}
-
 /// The folded pseudo-header sum of the IP header at `l3` for an upper-layer
 /// length `len`.
-fn pseudo(h: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u32 {
+pub(crate) fn pseudo(h: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u32 {
     if v6 {
         let s: [u8; 16] = h[l3 + 8..l3 + 24].try_into().unwrap_or_default();
         let d: [u8; 16] = h[l3 + 24..l3 + 40].try_into().unwrap_or_default();
@@ -396,7 +304,3 @@ pub fn partial_l4_checksum(f: &[u8], l: &Layout) -> u16 {
     let proto = if l.udp { PROTO_UDP } else { PROTO_TCP };
     checksum::fold(pseudo(f, l.l3, l.v6, proto, l.len - l.l4))
 }
-
-#[cfg(test)]
-#[path = "tso_tests.rs"]
-pub(crate) mod tests;

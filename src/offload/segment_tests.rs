@@ -12,6 +12,7 @@ use tun_rs::{
 };
 
 use super::*;
+use crate::offload::layout::{partial_l4_checksum, Encap, Gso, MAX_SUPER_L3};
 use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6, sum};
 
 const SRC4: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 2);

@@ -1,0 +1,10 @@
+//! Offload: super-packets.
+//!
+//! - [`layout`]: the super-packet format and its parse.
+//! - [`segment`]: super-packets cut into segments.
+
+pub mod layout;
+pub mod segment;
+
+pub use layout::{l4_csum_offset, partial_l4_checksum, Encap, Gso, Layout, Tunnel, MAX_SUPER_L3};
+pub use segment::{segment_into, write_headers};
