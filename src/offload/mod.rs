@@ -3,8 +3,12 @@
 //! - [`layout`]: the super-packet format and its parse.
 //! - [`segment`]: super-packets cut into segments.
 
+#[cfg(target_os = "linux")]
+pub mod coalesce;
 pub mod layout;
 pub mod segment;
+#[cfg(target_os = "linux")]
+pub mod vnet;
 
 pub use layout::{l4_csum_offset, partial_l4_checksum, Encap, Gso, Layout, Tunnel, MAX_SUPER_L3};
 pub use segment::{segment_into, write_headers};

@@ -29,8 +29,6 @@ pub mod pcap;
 #[allow(unsafe_code)]
 pub mod afxdp;
 #[cfg(target_os = "linux")]
-pub mod gro;
-#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod packet;
 #[cfg(target_os = "linux")]
@@ -39,8 +37,6 @@ pub mod sys;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod tun;
-#[cfg(target_os = "linux")]
-pub mod tun_offload;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod udp;

@@ -46,12 +46,11 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 
 use tun_rs::VirtioNetHdr;
 
-use super::gro::MAX_GRO_SEGS;
-use super::tun_offload::{
-    complete_checksum, gro_queue, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES,
-    GSO_NONE, VNET_HDR_LEN,
-};
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, BUF_SIZE, MAX_FRAME};
+use crate::offload::coalesce::{gro_queue, GroTx, GRO_FRAMES, MAX_GRO_SEGS};
+use crate::offload::vnet::{
+    complete_checksum, whole_tso, whole_write, GsoRx, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
+};
 
 /// Largest number of queues a TUN device may have (the kernel's
 /// `MAX_TAP_QUEUES`).

@@ -57,8 +57,8 @@ use std::os::fd::AsRawFd;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{gro, sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE};
-use crate::offload as tso;
+use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE};
+use crate::offload::{self as tso, coalesce as gro};
 use crate::wire::checksum;
 
 /// Messages read per `recvmmsg`.

@@ -33,8 +33,8 @@ use tun_rs::{
     VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_LEN,
 };
 
-use super::{Packet, BATCH_SIZE};
 use crate::offload as tso;
+use crate::port::{Packet, BATCH_SIZE};
 use crate::wire::checksum;
 
 /// Bytes of the virtio-net header before every packet read from or written to
@@ -52,8 +52,6 @@ pub const GSO_ECN: u8 = 0x80;
 /// Largest IP packet a TUN read can return: a 64 KiB IPv6 payload plus its
 /// fixed header (BIG TCP does not apply to TUN, whose GSO limit is 64 KiB).
 pub const MAX_GSO_PACKET: usize = 40 + 65535;
-
-pub use super::gro::{GroTx, TxOutcome, GRO_FRAMES, MAX_GRO_PACKET};
 
 const TCP_FLAG_FIN: u8 = 0x01;
 const TCP_FLAG_PSH: u8 = 0x08;
@@ -470,25 +468,6 @@ pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option
     })
 }
 
-/// Which coalescing queue an IP packet goes to: `Some(true)` for UDP,
-/// `Some(false)` for TCP, by the protocol in the IP header alone, so that
-/// every frame of a flow goes the same way (what [`GroTx`] cannot parse,
-/// IPv4 options or a fragment, is written alone in its place); `None` for
-/// anything else, which is written at once, after whatever a queue holds
-/// between the same two hosts ([`GroTx::holds_pair`]).
-pub fn gro_queue(frame: &[u8]) -> Option<bool> {
-    let proto = match frame.first().map(|b| b >> 4) {
-        Some(4) if frame.len() >= 20 => frame[9],
-        Some(6) if frame.len() >= 40 => frame[6],
-        _ => return None,
-    };
-    match proto {
-        17 => Some(true),
-        6 => Some(false),
-        _ => None,
-    }
-}
-
 /// Completes the transport checksum of a packet the kernel handed over with
 /// [`F_NEEDS_CSUM`] (CHECKSUM_PARTIAL): the field at `csum_start +
 /// csum_offset` holds the pseudo-header sum, and the checksum covers
@@ -512,6 +491,20 @@ pub fn complete_checksum(pkt: &mut [u8], csum_start: u16, csum_offset: u16) -> b
     true
 }
 
+/// Moves the offsets of a virtio-net header by `delta` bytes (the Ethernet
+/// header): `None` when that would put them before the start.
+pub fn shift_header(hdr: &VirtioNetHdr, delta: i32) -> Option<VirtioNetHdr> {
+    let mv = |v: u16| -> Option<u16> { u16::try_from(i32::from(v) + delta).ok() };
+    let mut h = *hdr;
+    if hdr.flags & F_NEEDS_CSUM != 0 {
+        h.csum_start = mv(hdr.csum_start)?;
+    }
+    if hdr.gso_type != GSO_NONE {
+        h.hdr_len = mv(hdr.hdr_len)?;
+    }
+    Some(h)
+}
+
 #[cfg(test)]
-#[path = "tun_offload_tests.rs"]
-mod tests;
+#[path = "vnet_tests.rs"]
+pub(crate) mod tests;

@@ -41,7 +41,7 @@ use tun_rs::{
     VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
 };
 
-use super::{sys, MAX_FRAME};
+use crate::port::{sys, BATCH_SIZE, MAX_FRAME};
 use crate::wire::checksum;
 
 /// Largest super-packet [`GroTx`] builds: the IPv4 total length limit.
@@ -49,7 +49,7 @@ pub const MAX_GRO_PACKET: usize = 65535;
 
 /// Frames [`GroTx`] collects before it must be flushed: two bursts of the
 /// uplink, so one worker round coalesces.
-pub const GRO_FRAMES: usize = 2 * super::BATCH_SIZE;
+pub const GRO_FRAMES: usize = 2 * BATCH_SIZE;
 
 /// Segments per super-packet (the kernel's GRO stops at 64 too).
 pub const MAX_GRO_SEGS: usize = 64;
@@ -805,3 +805,26 @@ impl GroTx {
         out
     }
 }
+
+/// Which coalescing queue an IP packet goes to: `Some(true)` for UDP,
+/// `Some(false)` for TCP, by the protocol in the IP header alone, so that
+/// every frame of a flow goes the same way (what [`GroTx`] cannot parse,
+/// IPv4 options or a fragment, is written alone in its place); `None` for
+/// anything else, which is written at once, after whatever a queue holds
+/// between the same two hosts ([`GroTx::holds_pair`]).
+pub fn gro_queue(frame: &[u8]) -> Option<bool> {
+    let proto = match frame.first().map(|b| b >> 4) {
+        Some(4) if frame.len() >= 20 => frame[9],
+        Some(6) if frame.len() >= 40 => frame[6],
+        _ => return None,
+    };
+    match proto {
+        17 => Some(true),
+        6 => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "coalesce_tests.rs"]
+mod tests;
