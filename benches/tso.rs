@@ -25,9 +25,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tun_rs::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4};
 use vxrouter::dataplane::{Pipeline, Verdict};
 use vxrouter::offload;
+use vxrouter::offload::coalesce::coalesce_into;
 use vxrouter::offload::coalesce::{GroTx, GRO_FRAMES};
+use vxrouter::offload::outer::synth_rx;
 use vxrouter::offload::vnet::{whole_write, GsoRx, VNET_HDR_LEN};
-use vxrouter::port::udp::{coalesce_into, synth_rx};
 use vxrouter::port::{Batch, Gso, Packet, BATCH_SIZE, MAX_FRAME};
 use vxrouter::wire::checksum::{checksum, fold, pseudo_v4, sum};
 

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use gso_support::{cut, data, super_tcp, super_udp};
 use io_support::veth_pair;
 use vxrouter::offload;
+use vxrouter::offload::outer::{parse_tx, synth_rx};
 use vxrouter::port::sys::poll_readable;
-use vxrouter::port::udp::{parse_tx, synth_rx, UdpConfig, UdpPort};
+use vxrouter::port::udp::{UdpConfig, UdpPort};
 use vxrouter::port::{Batch, Gso, IoCounters, Port, MAX_FRAME};
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);

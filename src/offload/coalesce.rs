@@ -36,13 +36,16 @@
 //!   or invalid (empty or over 64 KiB, never written).
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 
 use tun_rs::{
     VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
 };
 
-use crate::port::{sys, BATCH_SIZE, MAX_FRAME};
-use crate::wire::checksum;
+use super::outer::{synth_headers, MIN_VXLAN};
+use super::{Gso, MAX_SUPER_L3};
+use crate::port::{sys, Packet, BATCH_SIZE, MAX_FRAME};
+use crate::wire::{checksum, ipv4, ipv6};
 
 /// Largest super-packet [`GroTx`] builds: the IPv4 total length limit.
 pub const MAX_GRO_PACKET: usize = 65535;
@@ -823,6 +826,103 @@ pub fn gro_queue(frame: &[u8]) -> Option<bool> {
         6 => Some(false),
         _ => None,
     }
+}
+
+/// Builds in `out` the frame the pipeline sees for a coalesced run of
+/// VXLAN datagrams carrying TCP or UDP (`datagrams`, as `gro::tcp_run` or
+/// `gro::udp_run` found them): the synthesised outer headers, the first
+/// datagram whole, then every other one's payload, with the inner IP (and
+/// UDP) length and IPv4 header checksum of the whole, and PSH if the last
+/// TCP segment had it. Returns the frame length;
+/// `None` when `out` is too small (the caller falls back to one frame per
+/// datagram).
+fn build_super<'a>(
+    out: &mut [u8],
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    run: &Run,
+    mut datagrams: impl Iterator<Item = &'a [u8]>,
+) -> Option<usize> {
+    let first = datagrams.next()?;
+    let inner = MIN_VXLAN;
+    let h = synth_headers(out, mac, src, dst, inner + run.bytes)?;
+    let total = h + inner + run.bytes;
+    out[h..h + first.len()].copy_from_slice(first);
+    let mut at = h + first.len();
+    let pay_off = inner + run.hlen;
+    for d in datagrams.take(run.count - 1) {
+        let p = d.get(pay_off..)?;
+        out.get_mut(at..at + p.len())?.copy_from_slice(p);
+        at += p.len();
+    }
+    if at != total {
+        return None;
+    }
+    let ip = &mut out[h + inner..total];
+    if ip[0] >> 4 == 6 {
+        ip[4..6].copy_from_slice(&((run.bytes - ipv6::HEADER_LEN) as u16).to_be_bytes());
+    } else {
+        ip[2..4].copy_from_slice(&(run.bytes as u16).to_be_bytes());
+        ip[10..12].fill(0);
+        let c = checksum::checksum(&ip[..ipv4::MIN_HEADER_LEN]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    let l4 = if ip[0] >> 4 == 6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::MIN_HEADER_LEN
+    };
+    if run.udp {
+        ip[l4 + 4..l4 + 6].copy_from_slice(&((run.bytes - l4) as u16).to_be_bytes());
+    } else if run.psh {
+        ip[l4 + 13] |= TCP_PSH;
+    }
+    Some(total)
+}
+
+/// The run of VXLAN datagrams from the first that coalesces, by the rules
+/// of the first one's inner transport (TCP or UDP); `None` for anything
+/// else.
+fn find_run<'a>(datagrams: impl Iterator<Item = &'a [u8]> + Clone) -> Option<Run> {
+    let first = datagrams.clone().next()?;
+    let proto = match first.get(MIN_VXLAN).map(|b| b >> 4) {
+        Some(4) => first.get(MIN_VXLAN + 9).copied(),
+        Some(6) => first.get(MIN_VXLAN + 6).copied(),
+        _ => None,
+    };
+    match proto {
+        Some(6) => tcp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_GRO_SEGS),
+        Some(17) => udp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_GRO_SEGS),
+        _ => None,
+    }
+}
+
+/// Coalesces the datagrams at the start of `train` (a GRO read from `src`
+/// to `dst`: datagrams `stride` bytes apart, the last may be shorter) into
+/// one super-packet in `pkt`, when at least two of them form a run the
+/// kernel's GRO would merge and `pkt`'s buffer can hold super-packets.
+/// Returns how many datagrams it took; `None` leaves `pkt` alone (the
+/// caller hands the first datagram on by itself).
+pub fn coalesce_into(
+    pkt: &mut Packet,
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    train: &[u8],
+    stride: usize,
+) -> Option<usize> {
+    if stride == 0 || !pkt.is_super_capable() {
+        return None;
+    }
+    let run = find_run(train.chunks(stride))?;
+    if run.count < 2 {
+        return None;
+    }
+    let len = build_super(pkt.super_area()?, mac, src, dst, &run, train.chunks(stride))?;
+    pkt.set_received_super(len, Gso::for_payload(run.size as u16, run.bytes - run.hlen));
+    pkt.ts_nanos = 0;
+    Some(run.count)
 }
 
 #[cfg(test)]

@@ -730,3 +730,264 @@ fn holds_pair_sees_the_same_two_hosts_only() {
     assert!(!tx.holds_pair(&[]));
     assert!(!tx.holds_pair(&udp6(b"x")));
 }
+
+/// Trains of VXLAN datagrams, as the UDP uplink's GRO reads hand them over,
+/// coalesced into one super-packet frame and cut again.
+mod vxlan_trains {
+    use super::*;
+    use crate::offload::outer::tests::{v4, vxlan_payload, MAC};
+    use crate::offload::outer::MIN_VXLAN;
+    use crate::offload::{self as tso, Gso};
+    use crate::wire::checksum;
+
+    /// A train as a GRO read hands it over: the segments of a TCP
+    /// super-packet (cut by tso), each behind VXLAN and inner Ethernet,
+    /// `stride` bytes apart (the last may be shorter).
+    fn train(v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
+        train_of(false, v6, n, size)
+    }
+
+    /// [`train`] of a TCP (`udp` false) or UDP super-packet.
+    fn train_of(udp: bool, v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
+        use crate::offload::segment::tests::{super_ip, super_udp};
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
+        let ip = if udp {
+            super_udp(v6, &data)
+        } else {
+            super_ip(v6, 0, 12, 0x10, &data)
+        };
+        let g = Gso { size, segs: 0 };
+        let l = tso::Layout::parse(&ip, tso::Encap::Ip, g).unwrap();
+        let mut out = Vec::new();
+        for i in 0..l.segments {
+            let mut d = vxlan_payload(MIN_VXLAN, 0);
+            d[8..14].copy_from_slice(&[2, 0x42, 0, 0, 0, 2]);
+            d[20..22].copy_from_slice(&(if v6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
+            let mut s = vec![0u8; l.segment_len(i)];
+            let r = tso::write_headers(&ip, &l, i, &mut s, false);
+            s[l.payload..].copy_from_slice(&ip[r]);
+            d.extend_from_slice(&s);
+            out.push(d);
+        }
+        (out, ip)
+    }
+
+    /// Cuts the super-packet frame `f` (from build_super) back into its
+    /// datagrams' inner IP packets, IPv4 ID and header checksum zeroed (a
+    /// coalesced run does not keep the IDs of its segments).
+    fn recut(f: &[u8], g: Gso) -> Vec<Vec<u8>> {
+        let l = tso::Layout::parse(f, tso::Encap::Vxlan, g).unwrap();
+        (0..l.segments)
+            .map(|i| {
+                let mut s = vec![0u8; l.segment_len(i)];
+                let r = tso::write_headers(f, &l, i, &mut s, false);
+                s[l.payload..].copy_from_slice(&f[r]);
+                norm(s[l.l3..].to_vec())
+            })
+            .collect()
+    }
+
+    fn norm(mut ip: Vec<u8>) -> Vec<u8> {
+        if ip[0] >> 4 == 4 {
+            ip[4..6].fill(0);
+            ip[10..12].fill(0);
+        }
+        ip
+    }
+
+    fn coalesce(dgrams: &[Vec<u8>]) -> Option<(Vec<u8>, Gso, usize)> {
+        let run = find_run(dgrams.iter().map(|d| &d[..]))?;
+        if run.count < 2 {
+            return Some((Vec::new(), Gso { size: 0, segs: 1 }, 1));
+        }
+        let mut out = vec![0u8; 70_000];
+        let src = v4([198, 18, 0, 2], 50000);
+        let dst = v4([198, 18, 0, 1], 4789);
+        let n = build_super(&mut out, MAC, src, dst, &run, dgrams.iter().map(|d| &d[..]))?;
+        out.truncate(n);
+        let g = Gso::for_payload(run.size as u16, run.bytes - run.hlen);
+        Some((out, g, run.count))
+    }
+
+    #[test]
+    fn a_train_of_one_flow_coalesces_into_its_super_packet() {
+        for v6 in [false, true] {
+            let (dgrams, ip) = train(v6, 44 * 1378, 1378);
+            assert_eq!(dgrams.len(), 44);
+            let (f, g, count) = coalesce(&dgrams).unwrap();
+            assert_eq!(count, 44);
+            assert_eq!(g.segs, 44);
+            // The pipeline's view: our underlay, UDP length, the inner packet.
+            let inner = &f[14 + 20 + 8 + 8 + 14..];
+            let l4 = if v6 { 40 } else { 20 };
+            let mut want = ip.clone();
+            let mut got = inner.to_vec();
+            for p in [&mut want, &mut got] {
+                p[l4 + 16..l4 + 18].fill(0);
+            }
+            assert_eq!(norm(got), norm(want));
+            let want: Vec<Vec<u8>> = dgrams
+                .iter()
+                .map(|d| norm(d[MIN_VXLAN..].to_vec()))
+                .collect();
+            assert_eq!(recut(&f, g), want);
+        }
+    }
+
+    #[test]
+    fn a_udp_train_of_one_flow_coalesces_and_others_do_not() {
+        for v6 in [false, true] {
+            let (dgrams, _) = train_of(true, v6, 20 * 1200 + 5, 1200);
+            assert_eq!(dgrams.len(), 21);
+            let (f, g, count) = coalesce(&dgrams).unwrap();
+            assert_eq!((count, g.segs, g.size), (21, 21, 1200));
+            let want: Vec<Vec<u8>> = dgrams
+                .iter()
+                .map(|d| norm(d[MIN_VXLAN..].to_vec()))
+                .collect();
+            assert_eq!(recut(&f, g), want);
+            // Another flow (source port) ends the run; so does a shorter datagram.
+            let l4 = MIN_VXLAN + if v6 { 40 } else { 20 };
+            let mut other = dgrams.clone();
+            other[7][l4] ^= 1;
+            assert_eq!(coalesce(&other).unwrap().2, 7);
+            let short_mid = vec![dgrams[0].clone(), dgrams[20].clone(), dgrams[1].clone()];
+            assert_eq!(coalesce(&short_mid).unwrap().2, 2, "a shorter one ends it");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a train holds (any byte of any datagram changed, any
+        /// datagram cut short), coalescing never panics, and what it makes
+        /// is exactly the run of datagrams it took, cut again.
+        #[test]
+        fn any_train_coalesces_only_into_what_it_held(
+            v6 in proptest::bool::ANY,
+            udp in proptest::bool::ANY,
+            segs in 2usize..12,
+            muts in proptest::collection::vec((0usize..12, 0usize..200, proptest::num::u8::ANY), 0..3),
+            cut in proptest::option::of((0usize..12, 0usize..300)),
+        ) {
+            let (mut dgrams, _) = train_of(udp, v6, segs * 536 - 100, 536);
+            for (d, at, v) in muts {
+                let d = &mut dgrams[d % segs];
+                let at = at % d.len();
+                d[at] = v;
+            }
+            if let Some((d, keep)) = cut {
+                let d = &mut dgrams[d % segs];
+                d.truncate(keep.min(d.len()));
+            }
+            if let Some((f, g, count)) = coalesce(&dgrams) {
+                if count >= 2 {
+                    for d in &dgrams[..count] {
+                        let ip = &d[MIN_VXLAN..];
+                        if !v6 {
+                            proptest::prop_assert_eq!(checksum::checksum(&ip[..20]), 0, "bad IPv4 header taken");
+                        }
+                    }
+                    let want: Vec<Vec<u8>> =
+                        dgrams[..count].iter().map(|d| norm(d[MIN_VXLAN..].to_vec())).collect();
+                    proptest::prop_assert_eq!(recut(&f, g), want);
+                }
+            }
+        }
+    }
+
+    /// A damaged train whose inner Ethernet says IPv6 but one datagram
+    /// carries a short IPv4/UDP packet: the run ends there (the payload
+    /// length is not counted with the IPv6 header length: `29 - 48`).
+    #[test]
+    fn a_short_ipv4_datagram_behind_ipv6_ends_the_run() {
+        let (dgrams, _) = train_of(true, true, 3 * 536, 536);
+        // 30 bytes of IPv4/UDP (2 payload bytes), behind the same VXLAN and
+        // inner Ethernet header (ethertype 0x86dd) as the first datagram.
+        let mut ip = vec![0u8; 30];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&30u16.to_be_bytes());
+        ip[9] = 17;
+        ip[24..26].copy_from_slice(&10u16.to_be_bytes());
+        let mut d = dgrams[0][..MIN_VXLAN].to_vec();
+        d.extend_from_slice(&ip);
+        let run = find_run([&dgrams[0][..], &d[..]].into_iter()).unwrap();
+        assert_eq!(run.count, 1);
+    }
+
+    /// The kernel's UDP GRO merges no datagram sent without a checksum
+    /// ("requires non zero csum, for symmetry with GSO"): merged, they
+    /// would come out of the split with checksums they never carried.
+    #[test]
+    fn udp_datagrams_without_checksum_are_not_merged() {
+        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
+        assert_eq!(coalesce(&dgrams).unwrap().2, 4, "with checksums they merge");
+        let l4 = MIN_VXLAN + 20;
+        for d in &mut dgrams {
+            d[l4 + 6..l4 + 8].fill(0);
+        }
+        assert_eq!(coalesce(&dgrams).unwrap().2, 1);
+        // One without, behind one with: the run ends there.
+        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
+        dgrams[2][l4 + 6..l4 + 8].fill(0);
+        assert_eq!(coalesce(&dgrams).unwrap().2, 2);
+        // Over IPv6 a zero is not allowed at all, and passes the sum check
+        // where the real checksum is 0xffff: put the difference into the
+        // payload so that it does, and the datagrams still must not merge.
+        let l4 = MIN_VXLAN + 40;
+        let (mut dgrams, _) = train_of(true, true, 4 * 536, 536);
+        for d in &mut dgrams {
+            let c = u16::from_be_bytes([d[l4 + 6], d[l4 + 7]]);
+            d[l4 + 6..l4 + 8].fill(0);
+            // Move the old checksum's share of the sum into the first
+            // payload word: the sum is unchanged.
+            let w = u16::from_be_bytes([d[l4 + 8], d[l4 + 9]]);
+            let w2 = checksum::fold(u32::from(w) + u32::from(c));
+            d[l4 + 8..l4 + 10].copy_from_slice(&w2.to_be_bytes());
+        }
+        assert!(
+            dgrams
+                .iter()
+                .all(|d| udp_checksum_ok(&d[MIN_VXLAN..], true, 40)),
+            "the zero checksums pass the sum check"
+        );
+        assert_eq!(coalesce(&dgrams).unwrap().2, 1, "IPv6 zero checksums");
+    }
+
+    /// Without DF, the kernel's GRO merges IPv4 segments only when their IDs
+    /// count up from the first (its split then gives segment i the first's
+    /// ID plus i, the bytes it received); fixed IDs end the run.
+    #[test]
+    fn ipv4_ids_without_df_must_count_up() {
+        let with_ids = |id: &dyn Fn(usize) -> u16| {
+            let (mut dgrams, _) = train(false, 4 * 1000, 1000);
+            for (i, d) in dgrams.iter_mut().enumerate() {
+                let ip = &mut d[MIN_VXLAN..MIN_VXLAN + 20];
+                ip[4..6].copy_from_slice(&id(i).to_be_bytes());
+                ip[6] = 0; // DF clear
+                ip[10..12].fill(0);
+                let c = checksum::checksum(ip);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            dgrams
+        };
+        assert_eq!(coalesce(&with_ids(&|_| 0x1234)).unwrap().2, 1, "fixed IDs");
+        let counting = with_ids(&|i| 0xfffe_u16.wrapping_add(i as u16));
+        let (f, g, count) = coalesce(&counting).unwrap();
+        assert_eq!(count, 4, "IDs that count up (across the wrap)");
+        let l = tso::Layout::parse(&f, tso::Encap::Vxlan, g).unwrap();
+        let got: Vec<Vec<u8>> = (0..l.segments)
+            .map(|i| {
+                let mut s = vec![0u8; l.segment_len(i)];
+                let r = tso::write_headers(&f, &l, i, &mut s, false);
+                s[l.payload..].copy_from_slice(&f[r]);
+                s[l.l3..].to_vec()
+            })
+            .collect();
+        let want: Vec<Vec<u8>> = counting.iter().map(|d| d[MIN_VXLAN..].to_vec()).collect();
+        assert_eq!(got, want, "the split gives back the bytes received");
+        // A gap in the IDs ends the run there.
+        let gap = with_ids(&|i| if i < 2 { i as u16 } else { i as u16 + 5 });
+        assert_eq!(coalesce(&gap).unwrap().2, 2);
+    }
+}

@@ -6,6 +6,7 @@
 #[cfg(target_os = "linux")]
 pub mod coalesce;
 pub mod layout;
+pub mod outer;
 pub mod segment;
 #[cfg(target_os = "linux")]
 pub mod vnet;
