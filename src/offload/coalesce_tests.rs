@@ -12,7 +12,7 @@ use crate::offload::vnet::tests::*;
 use crate::offload::vnet::{GsoRx, GSO_NONE, VNET_HDR_LEN};
 use crate::port::{Batch, MAX_FRAME};
 use crate::wire::checksum::{fold, pseudo_v4, sum};
-use crate::wire::tcp::FLAG_PSH as TCP_FLAG_PSH;
+use crate::wire::tcp::FLAG_PSH;
 
 #[test]
 fn tcp_and_udp_go_to_their_queues_by_protocol_alone() {
@@ -233,7 +233,7 @@ fn ipv6_tso_round_trips_through_gro() {
     // 50 segments of 1220 bytes (IPv6 minimum MTU 1280): split over two
     // partial batches, coalesced again, split again: the same bytes.
     let data = payload(50 * 1220);
-    let sup = tcp6(9, ACK | TCP_FLAG_PSH, &data);
+    let sup = tcp6(9, ACK | FLAG_PSH, &data);
     let mut rx = GsoRx::new(MAX_FRAME);
     assert_eq!(
         load(&mut rx, &tso_hdr(true, 1220, 40, 20, false), &sup, 1280).unwrap(),
@@ -250,7 +250,7 @@ fn ipv6_tso_round_trips_through_gro() {
         assert_eq!(s.len(), 1280);
         let want = tcp6(
             9 + 1220 * i as u32,
-            if i == 49 { ACK | TCP_FLAG_PSH } else { ACK },
+            if i == 49 { ACK | FLAG_PSH } else { ACK },
             &data[i * 1220..(i + 1) * 1220],
         );
         assert_eq!(s, &want, "segment {i}");
@@ -512,7 +512,7 @@ proptest! {
                 seg4(sport, id, seq, flags, &payload(len + seq as usize % 97)[seq as usize % 97..])
             };
             let p = match s {
-                Step::Data(n, psh) => mk(*n, if *psh { ACK | TCP_FLAG_PSH } else { ACK }, seq[*f], id[*f]),
+                Step::Data(n, psh) => mk(*n, if *psh { ACK | FLAG_PSH } else { ACK }, seq[*f], id[*f]),
                 Step::PureAck => mk(0, ACK, seq[*f], id[*f]),
                 Step::Gap(n) => { seq[*f] = seq[*f].wrapping_add(*n as u32); continue; }
                 Step::Damaged(n) => {

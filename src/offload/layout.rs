@@ -32,26 +32,13 @@
 //! makes: IPv4 ID incremented per segment, sequence numbers advanced by the
 //! segment size (UDP lengths per datagram), checksums complete.
 
-use crate::wire::checksum;
+use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, udp, vxlan};
 use crate::wire::{Error, Result};
 
 /// The largest inner IP packet a super-packet may be: VXLAN over IPv4 adds
 /// 50 bytes (outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14) and the outer
 /// IPv4 total length must still fit in 16 bits.
 pub const MAX_SUPER_L3: usize = 65535 - 50;
-
-const ETH_LEN: usize = 14;
-const UDP_LEN: usize = 8;
-const VXLAN_LEN: usize = 8;
-const TCP_MIN: usize = 20;
-const UDP_HDR: usize = 8;
-pub(crate) const PROTO_TCP: u8 = 6;
-pub(crate) const PROTO_UDP: u8 = 17;
-
-/// TCP flag bits.
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_PSH: u8 = 0x08;
-pub const TCP_CWR: u8 = 0x80;
 
 /// Segmentation annotation of a super-packet: the payload bytes per segment
 /// (the MSS the sender used, `skb_shinfo(skb)->gso_size`) and how many
@@ -118,48 +105,47 @@ pub struct Layout {
     pub len: usize,
 }
 
+/// Whether an ethertype is IPv4 or IPv6.
 #[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+fn is_ip(ethertype: u16) -> bool {
+    matches!(
+        ethertype,
+        ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6
+    )
 }
 
+/// The ethertype of the Ethernet header at `off` (no VLAN tag).
 #[inline]
-pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+fn ethertype_at(f: &[u8], off: usize) -> Result<u16> {
+    let h = f
+        .get(off..off + ethernet::HEADER_LEN)
+        .ok_or(Error::Truncated)?;
+    Ok(ethernet::Frame::new_unchecked(h).outer_ethertype())
 }
 
 /// Checks the IP header at `off`, which must reach exactly to the end of
 /// `f`; returns (IPv6, protocol, header end).
 fn ip_at(f: &[u8], off: usize) -> Result<(bool, u8, usize)> {
-    let Some(&b0) = f.get(off) else {
+    let Some(b) = f.get(off..).filter(|b| !b.is_empty()) else {
         return Err(Error::Truncated);
     };
-    let rest = f.len() - off;
-    match b0 >> 4 {
+    match b[0] >> 4 {
         4 => {
-            let ihl = usize::from(b0 & 0x0f) * 4;
-            if ihl < 20 {
-                return Err(Error::Malformed("IPv4 header length below 20"));
-            }
-            if rest < ihl {
-                return Err(Error::Truncated);
-            }
-            if usize::from(be16(f, off + 2)) != rest {
+            let ip = ipv4::Packet::new_checked(b)?;
+            if usize::from(ip.total_len()) != b.len() {
                 return Err(Error::Malformed("IPv4 total length is not the frame's"));
             }
-            if be16(f, off + 6) & 0x3fff != 0 {
+            if ip.is_fragment() {
                 return Err(Error::Malformed("IPv4 fragment"));
             }
-            Ok((false, f[off + 9], off + ihl))
+            Ok((false, ip.protocol(), off + ip.header_len()))
         }
         6 => {
-            if rest < 40 {
-                return Err(Error::Truncated);
-            }
-            if usize::from(be16(f, off + 4)) + 40 != rest {
+            let ip = ipv6::Packet::new_checked(b)?;
+            if ip.total_len() != b.len() {
                 return Err(Error::Malformed("IPv6 payload length is not the frame's"));
             }
-            Ok((true, f[off + 6], off + 40))
+            Ok((true, ip.next_header(), off + ipv6::HEADER_LEN))
         }
         _ => Err(Error::Malformed("not IPv4 or IPv6")),
     }
@@ -175,30 +161,27 @@ impl Layout {
         }
         let mut off = 0;
         if encap != Encap::Ip {
-            let Some(t) = f.get(12..14) else {
-                return Err(Error::Truncated);
-            };
-            if !matches!(u16::from_be_bytes([t[0], t[1]]), 0x0800 | 0x86dd) {
+            if !is_ip(ethertype_at(f, 0)?) {
                 return Err(Error::Malformed("not IP over Ethernet"));
             }
-            off = ETH_LEN;
+            off = ethernet::HEADER_LEN;
         }
         let (mut v6, mut proto, mut next) = ip_at(f, off)?;
         let mut tunnel = None;
         if encap == Encap::Vxlan {
-            if proto != PROTO_UDP {
+            if proto != ipv4::PROTO_UDP {
                 return Err(Error::Malformed("outer packet is not UDP"));
             }
             let udp = next;
-            let inner_eth = udp + UDP_LEN + VXLAN_LEN;
-            let inner = inner_eth + ETH_LEN;
+            let inner_eth = udp + udp::HEADER_LEN + vxlan::HEADER_LEN;
+            let inner = inner_eth + ethernet::HEADER_LEN;
             if f.len() < inner {
                 return Err(Error::Truncated);
             }
-            if usize::from(be16(f, udp + 4)) != f.len() - udp {
+            if usize::from(udp::Packet::new_unchecked(&f[udp..]).len()) != f.len() - udp {
                 return Err(Error::Malformed("UDP length is not the frame's"));
             }
-            if !matches!(be16(f, inner_eth + 12), 0x0800 | 0x86dd) {
+            if !is_ip(ethertype_at(f, inner_eth)?) {
                 return Err(Error::Malformed("inner frame is not IP"));
             }
             tunnel = Some(Tunnel { l3: off, v6, udp });
@@ -207,24 +190,13 @@ impl Layout {
         }
         let l4 = next;
         let payload = match proto {
-            PROTO_TCP => {
-                if f.len() < l4 + TCP_MIN {
-                    return Err(Error::Truncated);
-                }
-                let thl = usize::from(f[l4 + 12] >> 4) * 4;
-                if thl < TCP_MIN {
-                    return Err(Error::Malformed("TCP data offset below 5"));
-                }
-                l4 + thl
-            }
-            PROTO_UDP => {
-                if f.len() < l4 + UDP_HDR {
-                    return Err(Error::Truncated);
-                }
-                if usize::from(be16(f, l4 + 4)) != f.len() - l4 {
+            ipv4::PROTO_TCP => l4 + tcp::Packet::new_checked(&f[l4..])?.header_len(),
+            ipv4::PROTO_UDP => {
+                let u = udp::Packet::new_checked(&f[l4..])?;
+                if usize::from(u.len()) != f.len() - l4 {
                     return Err(Error::Malformed("UDP length is not the packet's"));
                 }
-                l4 + UDP_HDR
+                l4 + udp::HEADER_LEN
             }
             _ => return Err(Error::Malformed("neither TCP nor UDP")),
         };
@@ -240,7 +212,7 @@ impl Layout {
             l4,
             payload,
             v6,
-            udp: proto == PROTO_UDP,
+            udp: proto == ipv4::PROTO_UDP,
             size,
             segments: (f.len() - payload).div_ceil(size),
             len: f.len(),
@@ -272,35 +244,50 @@ impl Layout {
     pub fn max_segment_l3(&self) -> usize {
         self.max_segment_len() - self.l3
     }
+
+    /// The transport's IP protocol number.
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        if self.udp {
+            ipv4::PROTO_UDP
+        } else {
+            ipv4::PROTO_TCP
+        }
+    }
+
+    /// Where the transport checksum field is, from the transport header.
+    #[inline]
+    pub fn csum_offset(&self) -> usize {
+        if self.udp {
+            udp::fields::CHECKSUM
+        } else {
+            tcp::fields::CHECKSUM
+        }
+    }
+
+    /// The value a `CHECKSUM_PARTIAL` transport checksum field of frame `f`
+    /// (parsed as `self`) holds: the folded pseudo-header sum for the whole
+    /// super-packet, which the kernel completes per segment.
+    pub fn partial_checksum(&self, f: &[u8]) -> u16 {
+        checksum::fold(pseudo_sum(
+            &f[self.l3..],
+            self.v6,
+            self.proto(),
+            self.len - self.l4,
+        ))
+    }
 }
 
-/// The folded pseudo-header sum of the IP header at `l3` for an upper-layer
-/// length `len`.
-pub(crate) fn pseudo(h: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u32 {
+/// The pseudo-header sum (unfolded) of the IP header at the start of `ip`
+/// (IPv6 when `v6`) for transport `proto` and `len` bytes of transport
+/// header and payload.
+#[inline]
+pub(crate) fn pseudo_sum(ip: &[u8], v6: bool, proto: u8, len: usize) -> u32 {
     if v6 {
-        let s: [u8; 16] = h[l3 + 8..l3 + 24].try_into().unwrap_or_default();
-        let d: [u8; 16] = h[l3 + 24..l3 + 40].try_into().unwrap_or_default();
-        checksum::pseudo_v6(s.into(), d.into(), proto, len as u32)
+        let h = ipv6::Packet::new_unchecked(ip);
+        checksum::pseudo_v6(h.src(), h.dst(), proto, len as u32)
     } else {
-        let s: [u8; 4] = h[l3 + 12..l3 + 16].try_into().unwrap_or_default();
-        let d: [u8; 4] = h[l3 + 16..l3 + 20].try_into().unwrap_or_default();
-        checksum::pseudo_v4(s.into(), d.into(), proto, len as u16)
+        let h = ipv4::Packet::new_unchecked(ip);
+        checksum::pseudo_v4(h.src(), h.dst(), proto, len as u16)
     }
-}
-
-/// Where the transport checksum field is, from the transport header.
-pub fn l4_csum_offset(l: &Layout) -> usize {
-    if l.udp {
-        6
-    } else {
-        16
-    }
-}
-
-/// The value a `CHECKSUM_PARTIAL` transport checksum field holds (virtio-net
-/// `F_NEEDS_CSUM`): the folded pseudo-header sum for the whole super-packet,
-/// which the kernel completes per segment.
-pub fn partial_l4_checksum(f: &[u8], l: &Layout) -> u16 {
-    let proto = if l.udp { PROTO_UDP } else { PROTO_TCP };
-    checksum::fold(pseudo(f, l.l3, l.v6, proto, l.len - l.l4))
 }

@@ -11,5 +11,5 @@ pub mod segment;
 #[cfg(target_os = "linux")]
 pub mod vnet;
 
-pub use layout::{l4_csum_offset, partial_l4_checksum, Encap, Gso, Layout, Tunnel, MAX_SUPER_L3};
+pub use layout::{Encap, Gso, Layout, Tunnel, MAX_SUPER_L3};
 pub use segment::{segment_into, write_headers};

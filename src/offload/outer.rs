@@ -2,14 +2,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::wire::checksum;
+use crate::wire::{ethernet, ipv4, ipv6, udp, vxlan};
 
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
-const UDP_LEN: usize = 8;
 /// Smallest datagram that can be VXLAN: its header and an inner Ethernet header.
-pub const MIN_VXLAN: usize = 8 + 14;
+pub const MIN_VXLAN: usize = vxlan::HEADER_LEN + ethernet::HEADER_LEN;
+
+/// The TTL (hop limit) of the outer headers written in front of a received
+/// datagram; the pipeline does not read it.
+const SYNTH_TTL: u8 = 64;
 
 /// Where an encapsulated frame goes and what of it the kernel sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,37 +27,38 @@ pub struct TxParts<'a> {
 /// `None` for anything else: the pipeline only ever emits that shape
 /// toward the uplink, so anything else is a bug to count, not to send.
 pub fn parse_tx(frame: &[u8]) -> Option<TxParts<'_>> {
-    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    let (ip, udp_off): (IpAddr, usize) = match ethertype {
-        0x0800 => {
-            let h = frame.get(ETH_LEN..ETH_LEN + IPV4_LEN)?;
-            if h[0] != 0x45 || h[9] != 17 || u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+    const ETH: usize = ethernet::HEADER_LEN;
+    let eth = ethernet::Frame::new_unchecked(frame.get(..ETH)?);
+    let (ip, udp_off): (IpAddr, usize) = match eth.outer_ethertype() {
+        ethernet::ETHERTYPE_IPV4 => {
+            let h = ipv4::Packet::new_unchecked(frame.get(ETH..ETH + ipv4::MIN_HEADER_LEN)?);
+            if h.version() != 4
+                || h.header_len() != ipv4::MIN_HEADER_LEN
+                || h.protocol() != ipv4::PROTO_UDP
+                || h.is_fragment()
+            {
                 return None;
             }
-            let dst: [u8; 4] = h[16..20].try_into().ok()?;
-            (IpAddr::from(dst), ETH_LEN + IPV4_LEN)
+            (IpAddr::V4(h.dst()), ETH + ipv4::MIN_HEADER_LEN)
         }
-        0x86dd => {
-            let h = frame.get(ETH_LEN..ETH_LEN + IPV6_LEN)?;
-            if h[0] >> 4 != 6 || h[6] != 17 {
+        ethernet::ETHERTYPE_IPV6 => {
+            let h = ipv6::Packet::new_unchecked(frame.get(ETH..ETH + ipv6::HEADER_LEN)?);
+            if h.version() != 6 || h.next_header() != ipv6::NH_UDP {
                 return None;
             }
-            let dst: [u8; 16] = h[24..40].try_into().ok()?;
-            (IpAddr::from(dst), ETH_LEN + IPV6_LEN)
+            (IpAddr::V6(h.dst()), ETH + ipv6::HEADER_LEN)
         }
         _ => return None,
     };
-    let u = frame.get(udp_off..udp_off + UDP_LEN)?;
-    let src_port = u16::from_be_bytes([u[0], u[1]]);
-    let dst_port = u16::from_be_bytes([u[2], u[3]]);
-    let udp_len = u16::from_be_bytes([u[4], u[5]]) as usize;
-    if udp_len < UDP_LEN + MIN_VXLAN {
+    let u = udp::Packet::new_unchecked(frame.get(udp_off..udp_off + udp::HEADER_LEN)?);
+    let udp_len = usize::from(u.len());
+    if udp_len < udp::HEADER_LEN + MIN_VXLAN {
         return None;
     }
-    let payload = frame.get(udp_off + UDP_LEN..udp_off + udp_len)?;
+    let payload = frame.get(udp_off + udp::HEADER_LEN..udp_off + udp_len)?;
     Some(TxParts {
-        dst: SocketAddr::new(ip, dst_port),
-        src_port,
+        dst: SocketAddr::new(ip, u.dst_port()),
+        src_port: u.src_port(),
         payload,
     })
 }
@@ -90,52 +91,43 @@ pub fn synth_headers(
     payload_len: usize,
 ) -> Option<usize> {
     let (ip_len, ethertype) = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => (IPV4_LEN, 0x0800u16),
-        (IpAddr::V6(_), IpAddr::V6(_)) => (IPV6_LEN, 0x86dd),
+        (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::MIN_HEADER_LEN, ethernet::ETHERTYPE_IPV4),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethernet::ETHERTYPE_IPV6),
         _ => return None,
     };
-    let udp_len = UDP_LEN + payload_len;
-    let hdr = ETH_LEN + ip_len + UDP_LEN;
+    let udp_len = udp::HEADER_LEN + payload_len;
+    let l4 = ethernet::HEADER_LEN + ip_len;
+    let hdr = l4 + udp::HEADER_LEN;
     if hdr + payload_len > out.len() || ip_len + udp_len > u16::MAX as usize {
         return None;
     }
     let out = &mut out[..hdr];
-    out[..6].copy_from_slice(&mac);
     // The sender's MAC is not known to a socket; the pipeline ignores it.
-    out[6..12].fill(0);
-    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    let ip = &mut out[ETH_LEN..ETH_LEN + ip_len];
+    ethernet::emit(out, mac, [0; 6], ethertype);
+    let ip = &mut out[ethernet::HEADER_LEN..l4];
     match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            ip[0] = 0x45;
-            ip[1] = 0;
-            ip[2..4].copy_from_slice(&((IPV4_LEN + udp_len) as u16).to_be_bytes());
-            ip[4..6].fill(0);
+        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4::Repr {
+            src: s,
+            dst: d,
+            protocol: ipv4::PROTO_UDP,
+            ttl: SYNTH_TTL,
+            payload_len: udp_len as u16,
             // DF: the router never fragments VXLAN.
-            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-            ip[8] = 64;
-            ip[9] = 17;
-            ip[10..12].fill(0);
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let c = checksum::checksum(ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            dont_frag: true,
+            ident: 0,
         }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-            ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            ip[6] = 17;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
+        .emit(ip),
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6::Repr {
+            src: s,
+            dst: d,
+            next_header: ipv6::NH_UDP,
+            hop_limit: SYNTH_TTL,
+            payload_len: udp_len as u16,
         }
+        .emit(ip),
         _ => return None,
     }
-    let u = &mut out[ETH_LEN + ip_len..];
-    u[..2].copy_from_slice(&src.port().to_be_bytes());
-    u[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    u[6..8].fill(0);
+    udp::emit(&mut out[l4..], src.port(), dst.port(), payload_len as u16);
     Some(hdr)
 }
 

@@ -10,9 +10,9 @@
 //! super-packet's, in order, each complete (lengths, IPv4 IDs, sequence
 //! numbers, flags and checksums, the outer UDP-over-IPv6 one included).
 
-use super::layout::{be16, pseudo, put16, Layout, PROTO_TCP, PROTO_UDP, TCP_CWR, TCP_FIN, TCP_PSH};
+use super::layout::{pseudo_sum, Layout};
 use crate::port::{Packet, MAX_FRAME};
-use crate::wire::checksum;
+use crate::wire::{checksum, ipv4, ipv6, tcp, udp};
 
 /// Writes segments `first..` of super-packet `frame` (parsed as `l`) into
 /// `slots`, one each, and returns how many it wrote: all that remain or one
@@ -59,71 +59,73 @@ pub fn write_headers(
     // Inner IP.
     let l3_len = seg_len - l.l3;
     if l.v6 {
-        put16(h, l.l3 + 4, (l3_len - 40) as u16);
+        ipv6::Packet::new_unchecked(&mut h[l.l3..])
+            .set_payload_len((l3_len - ipv6::HEADER_LEN) as u16);
     } else {
-        put16(h, l.l3 + 2, l3_len as u16);
-        let id = be16(h, l.l3 + 4).wrapping_add(i as u16);
-        put16(h, l.l3 + 4, id);
-        put16(h, l.l3 + 10, 0);
-        let c = checksum::checksum(&h[l.l3..l.l4]);
-        put16(h, l.l3 + 10, c);
+        let mut ip = ipv4::Packet::new_unchecked(&mut h[l.l3..l.l4]);
+        ip.set_total_len(l3_len as u16);
+        ip.set_ident(ip.ident().wrapping_add(i as u16));
+        ip.fill_checksum();
     }
     let pay_sum = checksum::sum(&f[chunk.clone()]);
     let l4_len = seg_len - l.l4;
+    let ph = pseudo_sum(&h[l.l3..], l.v6, l.proto(), l4_len);
     if l.udp {
-        put16(h, l.l4 + 4, l4_len as u16);
-        put16(h, l.l4 + 6, 0);
-        let ph = pseudo(h, l.l3, l.v6, PROTO_UDP, l4_len);
-        let mut c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
-        if c == 0 {
-            // RFC 768: a computed zero is sent as all ones.
-            c = 0xffff;
-        }
-        put16(h, l.l4 + 6, c);
+        let mut u = udp::Packet::new_unchecked(&mut h[l.l4..]);
+        u.set_len(l4_len as u16);
+        u.set_checksum(0);
+        let c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
+        // RFC 768: a computed zero is sent as all ones.
+        udp::Packet::new_unchecked(&mut h[l.l4..]).set_checksum(nonzero(c));
     } else {
-        let seq = u32::from_be_bytes([h[l.l4 + 4], h[l.l4 + 5], h[l.l4 + 6], h[l.l4 + 7]])
-            .wrapping_add((i * l.size) as u32);
-        h[l.l4 + 4..l.l4 + 8].copy_from_slice(&seq.to_be_bytes());
-        let mut flags = h[l.l4 + 13];
+        let mut t = tcp::Packet::new_unchecked(&mut h[l.l4..]);
+        t.set_seq_number(t.seq_number().wrapping_add((i * l.size) as u32));
+        let mut flags = t.flags();
         if i > 0 {
-            flags &= !TCP_CWR;
+            flags &= !tcp::FLAG_CWR;
         }
         if !last {
-            flags &= !(TCP_FIN | TCP_PSH);
+            flags &= !(tcp::FLAG_FIN | tcp::FLAG_PSH);
         }
-        h[l.l4 + 13] = flags;
-        put16(h, l.l4 + 16, 0);
-        let ph = pseudo(h, l.l3, l.v6, PROTO_TCP, l4_len);
+        t.set_flags(flags);
+        t.set_checksum(0);
         // The TCP header has an even length (a multiple of 4), so the
         // payload's sum continues it.
         let c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
-        put16(h, l.l4 + 16, c);
+        tcp::Packet::new_unchecked(&mut h[l.l4..]).set_checksum(c);
     }
     if let Some(t) = l.tunnel {
         if t.v6 {
-            put16(h, t.l3 + 4, (seg_len - t.l3 - 40) as u16);
+            ipv6::Packet::new_unchecked(&mut h[t.l3..])
+                .set_payload_len((seg_len - t.l3 - ipv6::HEADER_LEN) as u16);
         } else {
-            put16(h, t.l3 + 2, (seg_len - t.l3) as u16);
-            put16(h, t.l3 + 10, 0);
-            let ihl = usize::from(h[t.l3] & 0x0f) * 4;
-            let c = checksum::checksum(&h[t.l3..t.l3 + ihl]);
-            put16(h, t.l3 + 10, c);
+            let mut ip = ipv4::Packet::new_unchecked(&mut h[t.l3..]);
+            ip.set_total_len((seg_len - t.l3) as u16);
+            ip.fill_checksum();
         }
         let udp_len = seg_len - t.udp;
-        put16(h, t.udp + 4, udp_len as u16);
+        udp::Packet::new_unchecked(&mut h[t.udp..]).set_len(udp_len as u16);
         if t.v6 && udp6_csum {
-            put16(h, t.udp + 6, 0);
-            let p = pseudo(h, t.l3, true, PROTO_UDP, udp_len);
+            udp::Packet::new_unchecked(&mut h[t.udp..]).set_checksum(0);
+            let p = pseudo_sum(&h[t.l3..], true, ipv4::PROTO_UDP, udp_len);
             // UDP + VXLAN + Ethernet (30) + inner IP and TCP or UDP headers
             // (multiples of 4): even, so the payload's sum continues it.
-            let mut c = !checksum::fold(p + checksum::sum(&h[t.udp..]) + pay_sum);
-            if c == 0 {
-                c = 0xffff;
-            }
-            put16(h, t.udp + 6, c);
+            let c = !checksum::fold(p + checksum::sum(&h[t.udp..]) + pay_sum);
+            udp::Packet::new_unchecked(&mut h[t.udp..]).set_checksum(nonzero(c));
         }
     }
     chunk
+}
+
+/// A computed UDP checksum of zero is sent as all ones (RFC 768: zero means
+/// none was computed).
+#[inline]
+fn nonzero(c: u16) -> u16 {
+    if c == 0 {
+        0xffff
+    } else {
+        c
+    }
 }
 
 #[cfg(test)]

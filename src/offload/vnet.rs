@@ -35,7 +35,7 @@ use tun_rs::{
 
 use crate::offload as tso;
 use crate::port::{Packet, BATCH_SIZE};
-use crate::wire::checksum;
+use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, udp, Error};
 
 /// Bytes of the virtio-net header before every packet read from or written to
 /// a TUN queue with `IFF_VNET_HDR` (`struct virtio_net_hdr`, 10 bytes).
@@ -51,11 +51,7 @@ pub const GSO_ECN: u8 = 0x80;
 
 /// Largest IP packet a TUN read can return: a 64 KiB IPv6 payload plus its
 /// fixed header (BIG TCP does not apply to TUN, whose GSO limit is 64 KiB).
-pub const MAX_GSO_PACKET: usize = 40 + 65535;
-
-const TCP_FLAG_FIN: u8 = 0x01;
-const TCP_FLAG_PSH: u8 = 0x08;
-const TCP_FLAG_CWR: u8 = 0x80;
+pub const MAX_GSO_PACKET: usize = ipv6::HEADER_LEN + 65535;
 
 /// Why a super-packet was not split (the whole read is dropped and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,10 +126,6 @@ impl std::fmt::Debug for GsoRx {
             .field("pending", &self.pending_segments())
             .finish()
     }
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
 }
 
 impl GsoRx {
@@ -219,7 +211,11 @@ impl GsoRx {
             return Err(GsoError::Malformed("zero gso_size"));
         }
         let l4 = usize::from(hdr.csum_start);
-        let min_ip = if is_v6 { 40 } else { 20 };
+        let min_ip = if is_v6 {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::MIN_HEADER_LEN
+        };
         if l4 < min_ip || l4 > len {
             return Err(GsoError::Malformed("csum_start outside the packet"));
         }
@@ -231,16 +227,14 @@ impl GsoRx {
         // hdr_len is recomputed from the transport header: on the forwarding
         // path the kernel may report the whole first packet there.
         let (l4_len, csum_offset) = if tcp {
-            if len < l4 + 20 {
-                return Err(GsoError::Malformed("TCP header cut short"));
-            }
-            (usize::from(pkt[l4 + 12] >> 4) * 4, 16)
+            let t = tcp::Packet::new_checked(&pkt[l4..]).map_err(|e| match e {
+                Error::Truncated => GsoError::Malformed("TCP header cut short"),
+                Error::Malformed(why) => GsoError::Malformed(why),
+            })?;
+            (t.header_len(), tcp::fields::CHECKSUM)
         } else {
-            (8, 6)
+            (udp::HEADER_LEN, udp::fields::CHECKSUM)
         };
-        if tcp && l4_len < 20 {
-            return Err(GsoError::Malformed("TCP data offset below 5"));
-        }
         if usize::from(hdr.csum_offset) != csum_offset {
             return Err(GsoError::Malformed(
                 "csum_offset does not match the protocol",
@@ -259,6 +253,8 @@ impl GsoRx {
         let Ok(hdr_len16) = u16::try_from(hdr_len) else {
             return Err(GsoError::Malformed("headers over 64 KiB"));
         };
+        // Checked above when `tcp`.
+        let first_tcp = tcp::Packet::new_unchecked(&pkt[l4..]);
         Ok(Pending {
             start: VNET_HDR_LEN,
             end: VNET_HDR_LEN + len,
@@ -271,13 +267,13 @@ impl GsoRx {
             l4,
             is_v6,
             tcp,
-            flags0: if tcp { pkt[l4 + 13] } else { 0 },
-            seq0: if tcp {
-                u32::from_be_bytes([pkt[l4 + 4], pkt[l4 + 5], pkt[l4 + 6], pkt[l4 + 7]])
-            } else {
+            flags0: if tcp { first_tcp.flags() } else { 0 },
+            seq0: if tcp { first_tcp.seq_number() } else { 0 },
+            id0: if is_v6 {
                 0
+            } else {
+                ipv4::Packet::new_unchecked(pkt).ident()
             },
-            id0: if is_v6 { 0 } else { be16(pkt, 4) },
             done: 0,
             total,
         })
@@ -304,12 +300,12 @@ impl GsoRx {
             // tcp_gso_segment does the same).
             let mut f = p.flags0;
             if p.done > 0 {
-                f &= !TCP_FLAG_CWR;
+                f &= !tcp::FLAG_CWR;
             }
             if !last {
-                f &= !(TCP_FLAG_FIN | TCP_FLAG_PSH);
+                f &= !(tcp::FLAG_FIN | tcp::FLAG_PSH);
             }
-            self.buf[p.start + p.l4 + 13] = f;
+            tcp::Packet::new_unchecked(&mut self.buf[p.start + p.l4..]).set_flags(f);
         }
         let mut sizes = [0usize; BATCH_SIZE];
         let split = {
@@ -349,12 +345,11 @@ impl GsoRx {
         p.start = next;
         if p.tcp {
             let seq = p.seq0.wrapping_add((p.done * p.gso_size) as u32);
-            let at = next + p.l4 + 4;
-            self.buf[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+            tcp::Packet::new_unchecked(&mut self.buf[next + p.l4..]).set_seq_number(seq);
         }
         if !p.is_v6 {
             let id = p.id0.wrapping_add(p.done as u16);
-            self.buf[next + 4..next + 6].copy_from_slice(&id.to_be_bytes());
+            ipv4::Packet::new_unchecked(&mut self.buf[next..]).set_ident(id);
         }
         self.cur = Some(p);
         Ok(k)
@@ -386,9 +381,7 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
     if l.udp != udp || v6.is_some_and(|v| v != l.v6) {
         return None;
     }
-    if usize::from(hdr.csum_start) != l.l4
-        || usize::from(hdr.csum_offset) != tso::l4_csum_offset(&l)
-    {
+    if usize::from(hdr.csum_start) != l.l4 || usize::from(hdr.csum_offset) != l.csum_offset() {
         return None;
     }
     if l.max_segment_l3() > mtu {
@@ -407,7 +400,7 @@ pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> Vi
     let gso_type = if l.udp {
         VIRTIO_NET_HDR_GSO_UDP_L4
     } else {
-        let ecn = frame[l.l4 + 13] & TCP_FLAG_CWR != 0;
+        let ecn = tcp::Packet::new_unchecked(&frame[l.l4..]).flags() & tcp::FLAG_CWR != 0;
         (if l.v6 {
             VIRTIO_NET_HDR_GSO_TCPV6
         } else {
@@ -420,7 +413,7 @@ pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> Vi
         hdr_len: (l.payload - ip) as u16,
         gso_size: gso.size,
         csum_start: (l.l4 - ip) as u16,
-        csum_offset: tso::l4_csum_offset(l) as u16,
+        csum_offset: l.csum_offset() as u16,
     }
 }
 
@@ -441,7 +434,11 @@ pub struct WholeWrite {
 /// Prepares super-packet `frame` (annotated `gso`; an IP packet, or an
 /// Ethernet frame with `eth` the header to give it) for one write; `None`
 /// when it is not a plain super-packet whose headers fit.
-pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option<WholeWrite> {
+pub fn whole_write(
+    frame: &[u8],
+    gso: tso::Gso,
+    eth: Option<[u8; ethernet::HEADER_LEN]>,
+) -> Option<WholeWrite> {
     let encap = if eth.is_some() {
         tso::Encap::Eth
     } else {
@@ -457,10 +454,10 @@ pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option
     let mut head = [0u8; MAX_SUPER_HDR];
     head[..l.payload].copy_from_slice(&frame[..l.payload]);
     if let Some(e) = eth {
-        head[..14].copy_from_slice(&e);
+        head[..ethernet::HEADER_LEN].copy_from_slice(&e);
     }
-    let at = l.l4 + tso::l4_csum_offset(&l);
-    head[at..at + 2].copy_from_slice(&tso::partial_l4_checksum(frame, &l).to_be_bytes());
+    let at = l.l4 + l.csum_offset();
+    head[at..at + 2].copy_from_slice(&l.partial_checksum(frame).to_be_bytes());
     Some(WholeWrite {
         vnet,
         head,
@@ -482,7 +479,7 @@ pub fn complete_checksum(pkt: &mut [u8], csum_start: u16, csum_offset: u16) -> b
     // Summing with the partial sum in place adds it in; the field itself
     // then takes the complement.
     let mut c = checksum::checksum(&pkt[start..]);
-    if c == 0 && csum_offset == 6 {
+    if c == 0 && usize::from(csum_offset) == udp::fields::CHECKSUM {
         // UDP: "If the computed checksum is zero, it is transmitted as all
         // ones" (RFC 768); zero means no checksum.
         c = 0xffff;

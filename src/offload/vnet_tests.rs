@@ -10,13 +10,14 @@ use proptest::prelude::*;
 use super::*;
 use crate::port::{Batch, MAX_FRAME};
 use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6, sum};
+use crate::wire::field::get_u16 as be16;
 
 pub(crate) const SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub(crate) const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub(crate) const SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 pub(crate) const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 
-pub(crate) const ACK: u8 = 0x10;
+pub(crate) const ACK: u8 = tcp::FLAG_ACK;
 
 pub(crate) fn payload(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -160,7 +161,7 @@ fn small_gso_size_is_carried_over_batches_in_order() {
     let sup = tcp4(
         1000,
         0xffff_fe00,
-        ACK | TCP_FLAG_PSH | TCP_FLAG_FIN,
+        ACK | tcp::FLAG_PSH | tcp::FLAG_FIN,
         12,
         &data,
     );
@@ -196,7 +197,11 @@ fn small_gso_size_is_carried_over_batches_in_order() {
             "sequence"
         );
         let last = i == 120;
-        assert_eq!(*flags & (TCP_FLAG_PSH | TCP_FLAG_FIN) != 0, last, "PSH/FIN");
+        assert_eq!(
+            *flags & (tcp::FLAG_PSH | tcp::FLAG_FIN) != 0,
+            last,
+            "PSH/FIN"
+        );
         assert_eq!(*flags & ACK, ACK);
         assert_eq!(pl.len(), if last { 100 } else { 536 });
         stream.extend_from_slice(pl);
@@ -207,7 +212,7 @@ fn small_gso_size_is_carried_over_batches_in_order() {
 #[test]
 fn cwr_stays_on_the_first_segment_across_chunks() {
     let data = payload(60 * 1000);
-    let sup = tcp4(1, 1, ACK | TCP_FLAG_CWR, 0, &data);
+    let sup = tcp4(1, 1, ACK | tcp::FLAG_CWR, 0, &data);
     let mut rx = GsoRx::new(MAX_FRAME);
     load(&mut rx, &tso_hdr(false, 1000, 20, 20, true), &sup, 1500).unwrap();
     let mut batch = Batch::new();
@@ -221,7 +226,7 @@ fn cwr_stays_on_the_first_segment_across_chunks() {
         );
     }
     assert_eq!(flags.len(), 60);
-    assert_eq!(flags[0], ACK | TCP_FLAG_CWR);
+    assert_eq!(flags[0], ACK | tcp::FLAG_CWR);
     assert!(flags[1..].iter().all(|&f| f == ACK));
 }
 

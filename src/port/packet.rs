@@ -43,7 +43,7 @@ use crate::offload::vnet::{
     VNET_HDR_LEN,
 };
 
-const ETH_LEN: usize = 14;
+const ETH_LEN: usize = crate::wire::ethernet::HEADER_LEN;
 const ETH_P_ALL: u16 = 0x0003;
 
 /// The Ethernet header the router puts in front of a packet it delivers:

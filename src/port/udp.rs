@@ -61,6 +61,7 @@ use super::{sys, Batch, Gso, IoCounters, LinkType, Port, BATCH_SIZE};
 use crate::offload::coalesce::coalesce_into;
 use crate::offload::outer::{parse_tx, synth_rx};
 use crate::offload::{self as tso};
+use crate::wire::udp;
 
 /// Messages read per `recvmmsg`.
 const RX_MSGS: usize = quinn_udp::BATCH_SIZE;
@@ -73,8 +74,6 @@ const MAX_GSO_SEGMENTS: usize = 64;
 /// Room for the headers of one segment a super-packet is cut into (outer
 /// Ethernet, IPv6, UDP, VXLAN, inner Ethernet, IP and TCP with options).
 const SEG_HDR: usize = 256;
-
-const UDP_LEN: usize = 8;
 
 /// Settings of a UDP uplink queue.
 #[derive(Debug, Clone)]
@@ -625,7 +624,7 @@ impl Port for UdpPort {
         };
         // What each datagram carries: VXLAN onward, the segment's headers
         // written by tso beside a slice of the super-packet's payload.
-        let vx = t.udp + UDP_LEN;
+        let vx = t.udp + udp::HEADER_LEN;
         let dgram_hdr = l.payload - vx;
         if l.payload > SEG_HDR {
             self.c.tx_malformed += segs;

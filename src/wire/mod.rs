@@ -57,7 +57,7 @@ pub type Result<T> = core::result::Result<T, Error>;
 
 /// Big-endian field helpers shared by the protocol modules. Callers have
 /// already checked the bounds (in `new_checked`), so these index directly.
-mod field {
+pub(crate) mod field {
     /// A byte range within a header.
     pub type Field = core::ops::Range<usize>;
 
