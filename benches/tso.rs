@@ -199,7 +199,8 @@ fn bench_recv(c: &mut Criterion) {
             pipe.process(&t, 0, &mut batch, &mut verdicts);
             assert_eq!(verdicts[0], Verdict::Forward(c1));
             let p = &batch.pkts()[0];
-            let w = whole_write(p.data(), p.gso.unwrap(), None).unwrap();
+            let l = offload::Layout::parse(p.data(), offload::Encap::Ip, p.gso.unwrap()).unwrap();
+            let w = whole_write(p.data(), &l, None).unwrap();
             std::hint::black_box((&w.vnet, &w.head));
         })
     });

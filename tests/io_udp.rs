@@ -258,6 +258,12 @@ fn vxlan_frame(sport: u16, inner: &[u8]) -> Vec<u8> {
 
 /// The inner IP packet of a received frame, its TCP checksum field zeroed
 /// (a super-packet's is not defined).
+/// The layout of VXLAN super-packet frame `f` as the data plane parses it
+/// before handing it to the uplink.
+fn uplink_layout(f: &[u8], gso: Gso) -> offload::Layout {
+    offload::Layout::parse(f, offload::Encap::Vxlan, gso).expect("super-packet layout")
+}
+
 fn inner_of(frame: &[u8]) -> Vec<u8> {
     let mut ip = frame[14 + 20 + 8 + 8 + 14..].to_vec();
     ip[20 + 16..20 + 18].fill(0);
@@ -307,7 +313,7 @@ fn a_super_packet_crosses_in_one_send_and_comes_back_whole() {
         move || {
             let mut port = open_port("io-va", A);
             assert!(port.takes_gso());
-            assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+            assert!(port.tx_gso(&f, &uplink_layout(&f, gso)).expect("tx_gso"));
             port.flush().expect("flush");
             counters(&port)
         }
@@ -408,7 +414,7 @@ fn a_udp_super_packet_crosses_in_one_send_and_comes_back_whole() {
     let mut receiver = b.run(|| open_port("io-vb", B));
     let io = a.run(move || {
         let mut port = open_port("io-va", A);
-        assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+        assert!(port.tx_gso(&f, &uplink_layout(&f, gso)).expect("tx_gso"));
         counters(&port)
     });
     assert_eq!(io.0["udp_tx_sends"], 1, "one GSO send: {io:?}");
@@ -447,7 +453,7 @@ fn a_port_without_coalescing_hands_on_datagrams() {
     });
     a.run(move || {
         let mut port = open_port("io-va", A);
-        assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+        assert!(port.tx_gso(&f, &uplink_layout(&f, gso)).expect("tx_gso"));
     });
     let got = b.run(move || receive(&mut receiver, &mut Batch::new_super(), 10));
     assert_eq!(got.len(), 10, "one frame per datagram");

@@ -134,7 +134,7 @@ fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>, whole: bool) -
                         assert_eq!(dst.tx_burst(&frames).expect("tx_burst"), frames.len());
                         frames.clear();
                         assert!(
-                            dst.tx_gso(p.data(), g).expect("tx_gso"),
+                            dst.tx_gso(p.data(), &l).expect("tx_gso"),
                             "super-packet refused"
                         );
                     } else {

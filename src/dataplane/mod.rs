@@ -184,7 +184,7 @@ impl Out<'_, '_> {
             }
         };
         if p.takes_gso() {
-            match p.tx_gso(frame, g) {
+            match p.tx_gso(frame, &layout) {
                 Ok(true) => self.sent += segs,
                 Ok(false) => self.refuse(v, segs),
                 Err(e) => {

@@ -86,6 +86,8 @@ pub struct Tunnel {
 /// Where the headers of a super-packet are, checked against its length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    /// What comes before the IP header, as parsed.
+    pub encap: Encap,
     pub tunnel: Option<Tunnel>,
     /// Inner IP header offset.
     pub l3: usize,
@@ -207,6 +209,7 @@ impl Layout {
             return Err(Error::Malformed("super-packet too large to encapsulate"));
         }
         Ok(Layout {
+            encap,
             tunnel,
             l3: off,
             l4,
@@ -243,6 +246,16 @@ impl Layout {
     #[inline]
     pub fn max_segment_l3(&self) -> usize {
         self.max_segment_len() - self.l3
+    }
+
+    /// The annotation that describes this layout: its segment size and
+    /// count.
+    #[inline]
+    pub fn gso(&self) -> Gso {
+        Gso {
+            size: u16::try_from(self.size).unwrap_or(u16::MAX),
+            segs: u16::try_from(self.segments).unwrap_or(u16::MAX),
+        }
     }
 
     /// The transport's IP protocol number.

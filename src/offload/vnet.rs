@@ -393,10 +393,11 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
     })
 }
 
-/// The virtio-net header that hands super-packet `frame` (an IP packet at
-/// `ip` in it, laid out as `l`) to the kernel whole: TSO (USO for UDP)
-/// with a partial checksum, ECN when a TCP first segment has CWR.
-pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> VirtioNetHdr {
+/// The virtio-net header that hands super-packet `frame` (laid out as `l`)
+/// to the kernel whole, its offsets counted from the start of the frame:
+/// TSO (USO for UDP) with a partial checksum, ECN when a TCP first segment
+/// has CWR.
+pub fn tso_header(frame: &[u8], l: &tso::Layout) -> VirtioNetHdr {
     let gso_type = if l.udp {
         VIRTIO_NET_HDR_GSO_UDP_L4
     } else {
@@ -410,9 +411,9 @@ pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> Vi
     VirtioNetHdr {
         flags: F_NEEDS_CSUM,
         gso_type,
-        hdr_len: (l.payload - ip) as u16,
-        gso_size: gso.size,
-        csum_start: (l.l4 - ip) as u16,
+        hdr_len: l.payload as u16,
+        gso_size: l.gso().size,
+        csum_start: l.l4 as u16,
         csum_offset: l.csum_offset() as u16,
     }
 }
@@ -431,12 +432,12 @@ pub struct WholeWrite {
     pub payload: usize,
 }
 
-/// Prepares super-packet `frame` (annotated `gso`; an IP packet, or an
+/// Prepares super-packet `frame` (parsed as `l`: an IP packet, or an
 /// Ethernet frame with `eth` the header to give it) for one write; `None`
-/// when it is not a plain super-packet whose headers fit.
+/// when it is not laid out that way or its headers do not fit.
 pub fn whole_write(
     frame: &[u8],
-    gso: tso::Gso,
+    l: &tso::Layout,
     eth: Option<[u8; ethernet::HEADER_LEN]>,
 ) -> Option<WholeWrite> {
     let encap = if eth.is_some() {
@@ -444,13 +445,12 @@ pub fn whole_write(
     } else {
         tso::Encap::Ip
     };
-    let l = tso::Layout::parse(frame, encap, gso).ok()?;
-    if l.tunnel.is_some() || l.payload > MAX_SUPER_HDR {
+    if l.encap != encap || l.len != frame.len() || l.payload > MAX_SUPER_HDR {
         return None;
     }
     let mut vnet = [0u8; VNET_HDR_LEN];
     // Offsets from the start of what is written (Ethernet included).
-    tso_header(frame, &l, gso, 0).encode(&mut vnet).ok()?;
+    tso_header(frame, l).encode(&mut vnet).ok()?;
     let mut head = [0u8; MAX_SUPER_HDR];
     head[..l.payload].copy_from_slice(&frame[..l.payload]);
     if let Some(e) = eth {

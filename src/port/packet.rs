@@ -36,12 +36,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tun_rs::VirtioNetHdr;
 
 use super::tun::TunStats;
-use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
+use super::{sys, Batch, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
 use crate::offload::coalesce::{gro_queue, GroTx, GRO_FRAMES, MAX_GRO_SEGS};
 use crate::offload::vnet::{
     complete_checksum, shift_header, whole_tso, whole_write, GsoRx, F_NEEDS_CSUM, GSO_NONE,
     VNET_HDR_LEN,
 };
+use crate::offload::Layout;
 
 const ETH_LEN: usize = crate::wire::ethernet::HEADER_LEN;
 const ETH_P_ALL: u16 = 0x0003;
@@ -565,13 +566,14 @@ impl Port for PacketPort {
         true
     }
 
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+    fn tx_gso(&mut self, frame: &[u8], layout: &Layout) -> io::Result<bool> {
+        let gso = layout.gso();
         let eth = eth_header(
             self.container_mac,
             self.router_mac,
             frame.get(ETH_LEN..).unwrap_or(&[]),
         );
-        let Some(w) = whole_write(frame, gso, Some(eth)) else {
+        let Some(w) = whole_write(frame, layout, Some(eth)) else {
             self.stats.tx_errors += u64::from(gso.segs.max(1));
             return Ok(true);
         };

@@ -57,10 +57,10 @@ use std::os::fd::AsRawFd;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{sys, Batch, Gso, IoCounters, LinkType, Port, BATCH_SIZE};
+use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE};
 use crate::offload::coalesce::coalesce_into;
 use crate::offload::outer::{parse_tx, synth_rx};
-use crate::offload::{self as tso};
+use crate::offload::{write_headers, Layout};
 use crate::wire::udp;
 
 /// Messages read per `recvmmsg`.
@@ -609,16 +609,10 @@ impl Port for UdpPort {
         true
     }
 
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
-        let segs = u64::from(gso.segs.max(1));
-        let (Some(parts), Ok(l)) = (
-            parse_tx(frame),
-            tso::Layout::parse(frame, tso::Encap::Vxlan, gso),
-        ) else {
-            self.c.tx_malformed += segs;
-            return Ok(true);
-        };
-        let Some(t) = l.tunnel else {
+    fn tx_gso(&mut self, frame: &[u8], l: &Layout) -> io::Result<bool> {
+        let segs = l.segments as u64;
+        let (Some(parts), Some(t)) = (parse_tx(frame), l.tunnel.filter(|_| l.len == frame.len()))
+        else {
             self.c.tx_malformed += segs;
             return Ok(true);
         };
@@ -643,7 +637,7 @@ impl Port for UdpPort {
         while first < l.segments {
             let count = per_send.min(l.segments - first);
             for (k, h) in self.seg_hdrs.chunks_mut(SEG_HDR).take(count).enumerate() {
-                tso::write_headers(frame, &l, first + k, h, false);
+                write_headers(frame, l, first + k, h, false);
             }
             let mut iov: [IoSlice<'_>; 2 * MAX_GSO_SEGMENTS] =
                 [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
