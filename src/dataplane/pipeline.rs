@@ -28,7 +28,7 @@
 
 use crate::config::addr::is_bad_source_v4;
 use crate::port::{Batch, Packet, BATCH_SIZE};
-use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tso, udp, vxlan};
+use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vxlan};
 
 use super::drops::{Counters, DropReason};
 use super::tables::{NextHop, PortKind, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
@@ -868,9 +868,14 @@ fn too_big_remote_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
 /// another (the ports that make super-packets check it, so this is defence,
 /// not a path).
 #[inline]
-fn largest_segment(d: &[u8], l4: usize, proto: u8, g: tso::Gso) -> Option<u16> {
+fn largest_segment(d: &[u8], l4: usize, proto: u8, g: crate::offload::Gso) -> Option<u16> {
     let thl = match proto {
-        ipv4::PROTO_TCP => usize::from(d.get(l4 + 12)? >> 4) * 4,
+        // Only the data offset is read (byte 12): no more of the header is
+        // needed to be there.
+        ipv4::PROTO_TCP => {
+            d.get(l4 + tcp::fields::OFF_RES)?;
+            tcp::Packet::new_unchecked(&d[l4..]).header_len()
+        }
         ipv4::PROTO_UDP => udp::HEADER_LEN,
         _ => return None,
     };
@@ -927,7 +932,7 @@ fn encap(
     }
     let tl = peer.template_len;
     let inner_len = pkt.len();
-    if inner_len > tso::MAX_SUPER_L3 {
+    if inner_len > crate::offload::MAX_SUPER_L3 {
         // Only a super-packet can be this long, and the ports that make them
         // keep them shorter: the outer lengths would not fit 16 bits.
         return Verdict::Drop(DropReason::FrameTooLong);

@@ -544,8 +544,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
 mod tests {
     use super::*;
     use crate::dataplane::{DropReason, Pipeline, Verdict};
+    use crate::offload::Gso;
     use crate::port::Packet;
-    use crate::wire::tso::Gso;
 
     /// Two hosts; h1 has a TUN container. `overlay.mtu` 1500 is more than a
     /// 1500-byte underlay carries.

@@ -35,30 +35,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tun_rs::VirtioNetHdr;
 
-use super::gro::MAX_GRO_SEGS;
 use super::tun::TunStats;
-use super::tun_offload::{
-    complete_checksum, gro_queue, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES,
-    GSO_NONE, VNET_HDR_LEN,
+use super::{sys, Batch, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
+use crate::offload::coalesce::{gro_queue, GroTx, GRO_FRAMES, MAX_GRO_SEGS};
+use crate::offload::vnet::{
+    complete_checksum, shift_header, whole_tso, whole_write, GsoRx, F_NEEDS_CSUM, GSO_NONE,
+    VNET_HDR_LEN,
 };
-use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
+use crate::offload::Layout;
 
-const ETH_LEN: usize = 14;
+const ETH_LEN: usize = crate::wire::ethernet::HEADER_LEN;
 const ETH_P_ALL: u16 = 0x0003;
-
-/// Moves the offsets of a virtio-net header by `delta` bytes (the Ethernet
-/// header): `None` when that would put them before the start.
-pub fn shift_header(hdr: &VirtioNetHdr, delta: i32) -> Option<VirtioNetHdr> {
-    let mv = |v: u16| -> Option<u16> { u16::try_from(i32::from(v) + delta).ok() };
-    let mut h = *hdr;
-    if hdr.flags & F_NEEDS_CSUM != 0 {
-        h.csum_start = mv(hdr.csum_start)?;
-    }
-    if hdr.gso_type != GSO_NONE {
-        h.hdr_len = mv(hdr.hdr_len)?;
-    }
-    Some(h)
-}
 
 /// The Ethernet header the router puts in front of a packet it delivers:
 /// to the container's MAC, from the router's, with the IP version's type.
@@ -579,13 +566,14 @@ impl Port for PacketPort {
         true
     }
 
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+    fn tx_gso(&mut self, frame: &[u8], layout: &Layout) -> io::Result<bool> {
+        let gso = layout.gso();
         let eth = eth_header(
             self.container_mac,
             self.router_mac,
             frame.get(ETH_LEN..).unwrap_or(&[]),
         );
-        let Some(w) = whole_write(frame, gso, Some(eth)) else {
+        let Some(w) = whole_write(frame, layout, Some(eth)) else {
             self.stats.tx_errors += u64::from(gso.segs.max(1));
             return Ok(true);
         };
@@ -630,56 +618,6 @@ impl Port for PacketPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tun_rs::VIRTIO_NET_HDR_GSO_TCPV4;
-
-    fn fields(h: &VirtioNetHdr) -> (u8, u8, u16, u16, u16, u16) {
-        (
-            h.flags,
-            h.gso_type,
-            h.hdr_len,
-            h.gso_size,
-            h.csum_start,
-            h.csum_offset,
-        )
-    }
-
-    fn hdr(flags: u8, gso_type: u8, hdr_len: u16, csum_start: u16) -> VirtioNetHdr {
-        VirtioNetHdr {
-            flags,
-            gso_type,
-            hdr_len,
-            gso_size: 1398,
-            csum_start,
-            csum_offset: 16,
-        }
-    }
-
-    #[test]
-    fn header_offsets_move_by_the_ethernet_header_and_back() {
-        let on_wire = hdr(F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 14 + 52, 14 + 20);
-        let ip = shift_header(&on_wire, -14).unwrap();
-        assert_eq!((ip.hdr_len, ip.csum_start), (52, 20));
-        assert_eq!((ip.gso_size, ip.csum_offset), (1398, 16));
-        assert_eq!(fields(&shift_header(&ip, 14).unwrap()), fields(&on_wire));
-    }
-
-    #[test]
-    fn header_fields_not_in_use_are_left_alone() {
-        // No checksum flag: csum_start means nothing and is not moved; no
-        // GSO: neither is hdr_len.
-        let plain = hdr(0, GSO_NONE, 3, 5);
-        assert_eq!(fields(&shift_header(&plain, -14).unwrap()), fields(&plain));
-    }
-
-    #[test]
-    fn offsets_before_the_frame_are_refused() {
-        let bad = hdr(F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 66, 10);
-        assert!(shift_header(&bad, -14).is_none());
-        let bad = hdr(0, VIRTIO_NET_HDR_GSO_TCPV4, 10, 0);
-        assert!(shift_header(&bad, -14).is_none());
-        let huge = hdr(F_NEEDS_CSUM, GSO_NONE, 0, u16::MAX);
-        assert!(shift_header(&huge, 14).is_none());
-    }
 
     #[test]
     fn delivered_frames_get_the_family_ethertype() {
