@@ -678,10 +678,17 @@ pub fn pcap(data: &[u8]) {
                 let n = frames.len();
                 let mut p = PcapPort::new(port, link, frames, None);
                 let mut got = 0;
-                while p.rx_burst(&mut batch).expect("reading memory") > 0 {
-                    got += batch.len();
+                // As replay drives it: while a frame is left, a burst of
+                // the frames of its time (empty when all are oversize).
+                while let Some(ts) = p.next_ts() {
+                    let k = p.rx_burst(&mut batch).expect("reading memory");
+                    let ts = u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX);
+                    assert!(batch.pkts().iter().all(|f| f.ts_nanos == ts));
+                    got += k;
                 }
+                assert_eq!(p.rx_burst(&mut batch).expect("reading memory"), 0);
                 assert_eq!(got as u64 + p.rx_oversize, n as u64);
+                assert_eq!(p.rx_packets, n as u64);
                 break;
             }
             let _ = std::fs::remove_file(path);
