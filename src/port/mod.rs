@@ -37,7 +37,6 @@ pub mod packet;
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod tun;
 #[cfg(target_os = "linux")]
 pub mod tun_offload;
@@ -45,7 +44,6 @@ pub mod tun_offload;
 #[allow(unsafe_code)]
 pub mod udp;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod xdp;
 
 use std::io;
