@@ -681,8 +681,20 @@ pub fn pcap(data: &[u8]) {
             for (port, link) in [("eth0", LinkType::Ethernet), ("c1", LinkType::RawIp)] {
                 let frames = match read_capture(path, port, link) {
                     Ok(f) => f,
-                    Err(PcapPortError::LinkType { .. }) => continue,
-                    Err(_) => break,
+                    Err(e) => {
+                        // A refusal names the file and the port, and says
+                        // what is wrong.
+                        let msg = e.to_string();
+                        let head = format!("{}: port {port}: ", path.display());
+                        assert!(
+                            msg.starts_with(&head) && !msg.trim_end().ends_with(':'),
+                            "{msg}"
+                        );
+                        if matches!(e, PcapPortError::LinkType { .. }) {
+                            continue;
+                        }
+                        break;
+                    }
                 };
                 let n = frames.len();
                 let mut p = PcapPort::new(port, link, frames, None);
