@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use vxrouter::config::{self, Topology};
-use vxrouter::dataplane::{self, Counters, Pipeline, PortKind, Tables, Verdict};
+use vxrouter::dataplane::{self, Counters, Pipeline, PortRole, Tables, Verdict};
 use vxrouter::port::mem::MemPort;
 use vxrouter::port::{Batch, Gso, LinkType, Port, BATCH_SIZE};
 use vxrouter::route::liveness::{
@@ -122,8 +122,8 @@ fn cases() -> &'static [Case] {
                 let links = t
                     .ports
                     .iter()
-                    .map(|p| match p.kind {
-                        PortKind::Tun => LinkType::RawIp,
+                    .map(|p| match p.role {
+                        PortRole::Tun => LinkType::RawIp,
                         _ => LinkType::Ethernet,
                     })
                     .collect();

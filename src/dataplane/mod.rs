@@ -22,7 +22,7 @@ use crate::wire::tso;
 
 pub use drops::{CounterSummary, Counters, DropReason};
 pub use pipeline::{Pipeline, Verdict};
-pub use tables::{NextHop, PortInfo, PortKind, Tables, UPLINK};
+pub use tables::{NextHop, PortInfo, PortRole, Tables, UPLINK};
 
 /// Processes one received batch and transmits what it produced.
 ///
@@ -62,9 +62,9 @@ pub fn forward_burst(
         }
         done[n_done] = port;
         n_done += 1;
-        let encap = match t.ports.get(port as usize).map(|p| p.kind) {
-            Some(PortKind::Uplink) => tso::Encap::Vxlan,
-            Some(PortKind::Veth) => tso::Encap::Eth,
+        let encap = match t.ports.get(port as usize).map(|p| p.role) {
+            Some(PortRole::Uplink) => tso::Encap::Vxlan,
+            Some(PortRole::Veth) => tso::Encap::Eth,
             _ => tso::Encap::Ip,
         };
         let mut out = Out {

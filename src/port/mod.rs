@@ -27,12 +27,12 @@ pub mod pcap;
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
+pub mod afpacket;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub mod afxdp;
 #[cfg(target_os = "linux")]
 pub mod gro;
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-pub mod packet;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod sys;
