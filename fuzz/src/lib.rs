@@ -953,18 +953,38 @@ fn stage_text(stage: usize) -> String {
     }
 }
 
-fn stage_keys(stage: usize) -> HelloKeys {
-    HelloKeys::parse(&stage_text(stage)).expect("the target's key files are valid")
+/// The keys' bytes and each step's key file, made once: parsing them for
+/// every input would cost more than the code under test.
+struct KeyMaterial {
+    a: Vec<u8>,
+    b: Vec<u8>,
+    rogue: Vec<u8>,
+    stages: Vec<HelloKeys>,
 }
 
-/// The key ids a host at `stage` holds, with their bytes.
-fn stage_held(stage: usize) -> Vec<(u32, Vec<u8>)> {
-    let a = (ID_A, hex(KEY_A));
-    let b = (ID_B, hex(KEY_B));
-    match stage % STAGES {
-        0 => vec![a],
-        1 | 2 => vec![a, b],
-        _ => vec![b],
+fn key_material() -> &'static KeyMaterial {
+    static KEYS: OnceLock<KeyMaterial> = OnceLock::new();
+    KEYS.get_or_init(|| KeyMaterial {
+        a: hex(KEY_A),
+        b: hex(KEY_B),
+        rogue: hex(KEY_ROGUE),
+        stages: (0..STAGES)
+            .map(|i| HelloKeys::parse(&stage_text(i)).expect("the target's key files are valid"))
+            .collect(),
+    })
+}
+
+fn stage_keys(stage: usize) -> HelloKeys {
+    key_material().stages[stage % STAGES].clone()
+}
+
+/// The bytes of key `id` if a host at `stage` holds it.
+fn stage_held(stage: usize, id: u32) -> Option<&'static [u8]> {
+    let k = key_material();
+    match (stage % STAGES, id) {
+        (0..=2, ID_A) => Some(&k.a),
+        (1..=3, ID_B) => Some(&k.b),
+        _ => None,
     }
 }
 
@@ -1054,12 +1074,10 @@ impl KeyedNet<'_> {
             return None;
         }
         let id = u32::from_be_bytes(d[12..16].try_into().expect("4 bytes"));
-        let (_, key) = stage_held(self.hosts[recv].stage)
-            .into_iter()
-            .find(|(i, _)| *i == id)?;
+        let key = stage_held(self.hosts[recv].stage, id)?;
         let (signed, mac) = d.split_at(d.len() - MAC_LEN);
         let to = self.topo.hosts[recv].underlay;
-        if hello_mac(&key, from, to, signed) != mac {
+        if hello_mac(key, from, to, signed) != mac {
             return None;
         }
         if u32::from_be_bytes(d[8..12].try_into().expect("4 bytes")) != self.topo.overlay.vni {
@@ -1224,10 +1242,11 @@ pub fn liveness_keyed_counts(data: &[u8]) -> HelloCounts {
                 if fix & 1 == 0 {
                     d[8..12].copy_from_slice(&topo.overlay.vni.to_be_bytes());
                 }
+                let k = key_material();
                 let (id, bytes) = match key {
-                    0 => (ID_A, hex(KEY_A)),
-                    1 => (ID_B, hex(KEY_B)),
-                    _ => (ID_A, hex(KEY_ROGUE)),
+                    0 => (ID_A, &k.a),
+                    1 => (ID_B, &k.b),
+                    _ => (ID_A, &k.rogue),
                 };
                 if fix & 2 == 0 {
                     d[12..16].copy_from_slice(&id.to_be_bytes());
@@ -1247,7 +1266,7 @@ pub fn liveness_keyed_counts(data: &[u8]) -> HelloCounts {
                 } else {
                     my_addr
                 };
-                let mac = hello_mac(&bytes, mac_from, mac_to, &d);
+                let mac = hello_mac(bytes, mac_from, mac_to, &d);
                 d.extend_from_slice(&mac);
                 let _ = net.feed(me, now, from, &d);
             }
