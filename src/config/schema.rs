@@ -126,12 +126,13 @@ pub(crate) const MIN_MTU_V4: i64 = 68;
 const MIN_QUEUE_LEN: i64 = 16;
 const MAX_QUEUE_LEN: i64 = 65536;
 /// A TUN port's `queue_len` unless set (see [`super::PortConfig::queue_len`]):
-/// packets per queue of the device, where the kernel's default is 500.
-/// Measured with 64-byte UDP from a TUN container on the UDP uplink
-/// (`bench-vs-kernel-20261201T185554Z` and a probe of other lengths): 500
-/// lost 75% at the queue, 0.074 Mpkt/s; 1000 gave 0.160, 2048 0.260, 4096
-/// 0.28-0.30 with no loss, 8192 and 16384 no more. A TUN queue cannot push
-/// back before Linux 7.3: a full one drops.
+/// packets per queue of the device. A TUN queue cannot push back on the
+/// sender before Linux 7.3: a full one drops, and a worker sharing its core
+/// with a busy container is off it for a while. The kernel's default of
+/// 500 is too short to ride that out with small packets: of the lengths
+/// from 500 to 16384, 4096 is the shortest that loses none with 64-byte UDP
+/// from a TUN container on the UDP uplink (`tools/bench-vs-kernel`), and a
+/// longer one carries no more.
 pub const DEFAULT_QUEUE_LEN: u32 = 4096;
 /// Smallest IPv6 link MTU (RFC 8200 section 5).
 pub(crate) const MIN_MTU_V6: u16 = 1280;

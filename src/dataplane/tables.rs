@@ -707,7 +707,7 @@ cost = 10
 
     #[test]
     fn the_overlay_mtu_binds_when_it_is_smaller() {
-        // Jumbo underlay: the overlay MTU (1500) is the limit, as before.
+        // Jumbo underlay: the overlay MTU (1500) is the limit.
         let t = tables(false, 9000);
         let (v, pkt, _) = run(&t, &tcp4(1461), None);
         assert_eq!(v, Verdict::Icmp(1, DropReason::TooBig));

@@ -328,7 +328,7 @@ impl PacketPort {
             self.stats.rx_whole += 1;
             return Ok(Some(true));
         }
-        // Split as before: the IP part goes to the splitter behind its
+        // Split here: the IP part goes to the splitter behind its
         // header, the Ethernet header is kept for its segments.
         self.pending_eth.copy_from_slice(&frame[..ETH_LEN]);
         let buf = self.rx.read_buf();
