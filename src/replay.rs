@@ -122,8 +122,8 @@ pub fn replay(
 
     let mut ports: Vec<PcapPort> = Vec::with_capacity(t.ports.len());
     for info in &t.ports {
-        let link = match info.kind {
-            dataplane::PortKind::Tun => LinkType::RawIp,
+        let link = match info.role {
+            dataplane::PortRole::Tun => LinkType::RawIp,
             _ => LinkType::Ethernet,
         };
         let input: Vec<&PathBuf> = inputs

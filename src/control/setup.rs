@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{PortConfig, PortKind};
 use crate::host::link::link_info;
+use crate::port::afpacket::PacketPort;
 use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
-use crate::port::packet::PacketPort;
 use crate::port::tun::TunPort;
 use crate::port::xdp::{XdpKind, XdpProgram};
 use crate::port::Port;

@@ -21,7 +21,7 @@ use crate::port::{Batch, Port, BATCH_SIZE};
 
 pub use drops::{CounterSummary, Counters, DropReason};
 pub use pipeline::{Pipeline, Verdict};
-pub use tables::{NextHop, PortInfo, PortKind, Tables, UPLINK};
+pub use tables::{NextHop, PortInfo, PortRole, Tables, UPLINK};
 
 /// Processes one received batch and transmits what it produced.
 ///
@@ -61,9 +61,9 @@ pub fn forward_burst(
         }
         done[n_done] = port;
         n_done += 1;
-        let encap = match t.ports.get(port as usize).map(|p| p.kind) {
-            Some(PortKind::Uplink) => offload::Encap::Vxlan,
-            Some(PortKind::Veth) => offload::Encap::Eth,
+        let encap = match t.ports.get(port as usize).map(|p| p.role) {
+            Some(PortRole::Uplink) => offload::Encap::Vxlan,
+            Some(PortRole::Veth) => offload::Encap::Eth,
             _ => offload::Encap::Ip,
         };
         let mut out = Out {

@@ -31,7 +31,7 @@ use crate::port::{Batch, Packet, BATCH_SIZE};
 use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vxlan};
 
 use super::drops::{Counters, DropReason};
-use super::tables::{NextHop, PortKind, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
+use super::tables::{NextHop, PortRole, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
 
 /// What happens to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,17 +160,17 @@ impl Pipeline {
         batch: &mut Batch,
         verdicts: &mut [Verdict; BATCH_SIZE],
     ) {
-        // The port's kind is the same for the whole burst: dispatch once.
-        let kind = t.ports.get(in_port as usize).map(|p| p.kind);
+        // The port's role is the same for the whole burst: dispatch once.
+        let role = t.ports.get(in_port as usize).map(|p| p.role);
         for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
             // Taken before the stages: an ICMP error replaces a super-packet
             // with one small packet, but all its segments were dropped.
             let segs = pkt.segments();
-            *v = match kind {
-                Some(PortKind::Uplink) => from_uplink(t, pkt),
-                Some(PortKind::Tun) => from_container_ip(t, in_port, pkt),
-                Some(PortKind::Veth) => from_veth(t, in_port, pkt),
-                Some(PortKind::Vacant) | None => Verdict::Drop(DropReason::PortDown),
+            *v = match role {
+                Some(PortRole::Uplink) => from_uplink(t, pkt),
+                Some(PortRole::Tun) => from_container_ip(t, in_port, pkt),
+                Some(PortRole::Veth) => from_veth(t, in_port, pkt),
+                Some(PortRole::Vacant) | None => Verdict::Drop(DropReason::PortDown),
             };
             match *v {
                 Verdict::Forward(_) => self.counters.forwarded += segs,
@@ -347,7 +347,7 @@ fn container_v6(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
 /// RFC 4861 section 7.1.1: a valid NS has hop limit 255 and code 0.
 fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
-    if info.kind != PortKind::Veth {
+    if info.role != PortRole::Veth {
         return Verdict::Drop(DropReason::ControlPlane);
     }
     let router_mac = info.router_mac;
@@ -896,7 +896,7 @@ fn dec_hop_limit(pkt: &mut Packet) {
 #[inline]
 fn deliver(t: &Tables, port: u16, pkt: &mut Packet, ethertype: u16) -> Verdict {
     let info = &t.ports[port as usize];
-    if info.kind == PortKind::Veth {
+    if info.role == PortRole::Veth {
         // Without a configured MAC, broadcast: the kernel accepts it for a
         // unicast IP destination, and we learn nothing we were not told.
         let dst = info.container_mac.unwrap_or([0xff; 6]);

@@ -16,9 +16,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::{
-    router_port_mac, PortConfig, PortKind as ConfigPortKind, Topology, OVERHEAD_V4, OVERHEAD_V6,
-};
+use crate::config::{router_port_mac, PortConfig, PortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
 use crate::fib::Fib;
 use crate::route::{RouteKind, RouteSet};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, udp, vxlan};
@@ -35,9 +33,12 @@ pub const OUTER_V6_LEN: usize =
 /// Longest template: outer headers plus the inner Ethernet header.
 pub const MAX_TEMPLATE: usize = OUTER_V6_LEN + ethernet::HEADER_LEN;
 
-/// What a port is.
+/// What a port is to the pipeline: the uplink, or a container port of one
+/// of the two framings. The configuration's [`PortKind`] names only the
+/// container ports (what a file may declare); the uplink is every host's
+/// port 0, so the two stay separate types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortKind {
+pub enum PortRole {
     /// The NIC carrying VXLAN to and from peer hosts.
     Uplink,
     /// A container behind a TUN device: raw IP frames.
@@ -53,7 +54,7 @@ pub enum PortKind {
 #[derive(Debug, Clone)]
 pub struct PortInfo {
     pub name: String,
-    pub kind: PortKind,
+    pub role: PortRole,
     /// Largest IP packet this port may carry (container MTU, or the underlay
     /// MTU for the uplink).
     pub mtu: u16,
@@ -358,7 +359,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
 
     let mut ports = vec![PortInfo {
         name: me.nic.clone().unwrap_or_else(|| "uplink".to_owned()),
-        kind: PortKind::Uplink,
+        role: PortRole::Uplink,
         mtu: env.underlay_mtu,
         allowed_v4: Vec::new(),
         allowed_v6: Vec::new(),
@@ -373,7 +374,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         let Some(p) = p else {
             ports.push(PortInfo {
                 name: String::new(),
-                kind: PortKind::Vacant,
+                role: PortRole::Vacant,
                 mtu: 0,
                 allowed_v4: Vec::new(),
                 allowed_v6: Vec::new(),
@@ -392,9 +393,9 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         }
         ports.push(PortInfo {
             name: p.name.clone(),
-            kind: match p.kind {
-                ConfigPortKind::Tun => PortKind::Tun,
-                ConfigPortKind::Veth => PortKind::Veth,
+            role: match p.kind {
+                PortKind::Tun => PortRole::Tun,
+                PortKind::Veth => PortRole::Veth,
             },
             mtu: p.mtu.unwrap_or(overlay_mtu),
             allowed_v4,
@@ -723,7 +724,7 @@ cost = 10
 
     #[test]
     fn the_overlay_mtu_binds_when_it_is_smaller() {
-        // Jumbo underlay: the overlay MTU (1500) is the limit, as before.
+        // Jumbo underlay: the overlay MTU (1500) is the limit.
         let t = tables(false, 9000);
         let (v, pkt, _) = run(&t, &tcp4(1461), None);
         assert_eq!(v, Verdict::Icmp(1, DropReason::TooBig));

@@ -27,21 +27,19 @@ pub mod pcap;
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub mod afxdp;
+pub mod afpacket;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub mod packet;
+pub mod afxdp;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod tun;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod udp;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod xdp;
 
 use std::io;

@@ -2,7 +2,9 @@
 //!
 //! Every raw syscall the port layer makes goes through [`cvt`], which turns
 //! the C convention (-1 and `errno`) into `io::Error`, so callers use `?` and
-//! never read `errno` themselves. Each `unsafe` block states why it is sound.
+//! never read `errno` themselves, or through [`cvt_r`], which also makes
+//! the call again when a signal interrupted it. Each `unsafe` block states
+//! why it is sound.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -17,6 +19,23 @@ pub fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
+    }
+}
+
+/// Runs `f` (one system call) until it is not interrupted by a signal,
+/// mapping its result as [`cvt`] does: EINTR means the call did nothing
+/// and may be made again, so no caller needs its own retry loop.
+#[inline]
+pub fn cvt_r<T, F>(mut f: F) -> io::Result<T>
+where
+    T: PartialEq + From<i8>,
+    F: FnMut() -> T,
+{
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
@@ -348,6 +367,33 @@ mod tests {
     fn cvt_maps_minus_one_to_errno() {
         assert_eq!(cvt(5i32).unwrap(), 5);
         assert!(cvt(-1isize).is_err());
+    }
+
+    #[test]
+    fn cvt_r_retries_only_an_interrupted_call() {
+        let mut calls = 0;
+        let r = cvt_r(|| {
+            calls += 1;
+            if calls < 3 {
+                // SAFETY: errno is thread-local; writing it is what a
+                // failing system call does.
+                unsafe { *libc::__errno_location() = libc::EINTR };
+                -1
+            } else {
+                7i32
+            }
+        });
+        assert_eq!((r.unwrap(), calls), (7, 3));
+
+        let mut calls = 0;
+        let r = cvt_r(|| {
+            calls += 1;
+            // SAFETY: as above.
+            unsafe { *libc::__errno_location() = libc::EAGAIN };
+            -1isize
+        });
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(calls, 1);
     }
 
     #[test]

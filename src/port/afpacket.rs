@@ -105,17 +105,14 @@ impl PacketPort {
         fanout: Option<u16>,
     ) -> io::Result<Self> {
         let ifindex = sys::ifindex(name)?;
-        // SAFETY: plain socket(2); the result is checked before use.
-        let raw = unsafe {
+        // SAFETY: plain socket(2): no memory of ours is passed.
+        let raw = sys::cvt(unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                 i32::from(ETH_P_ALL.to_be()),
             )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Before bind, so that no frame arrives without its header.
@@ -134,16 +131,13 @@ impl PacketPort {
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
-        let r = unsafe {
+        sys::cvt(unsafe {
             libc::bind(
                 fd.as_raw_fd(),
                 (&sll as *const libc::sockaddr_ll).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         if let Some(id) = fanout {
             let v = i32::from(id) | ((libc::PACKET_FANOUT_HASH as i32) << 16);
             sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, v)?;
@@ -180,12 +174,13 @@ impl PacketPort {
         msg.msg_iovlen = iov.len();
         // SAFETY: the iovecs point into buffers borrowed mutably for the
         // call; the kernel writes at most their lengths.
-        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if sys::is_transient(&e) { Ok(0) } else { Err(e) };
-        }
-        let n = n as usize;
+        let n = match sys::cvt_r(|| unsafe {
+            libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT)
+        }) {
+            Ok(n) => n as usize,
+            Err(e) if sys::is_transient(&e) => return Ok(0),
+            Err(e) => return Err(e),
+        };
         if msg.msg_flags & libc::MSG_TRUNC != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -225,28 +220,25 @@ impl PacketPort {
                 // SAFETY: `left` holds `left.len()` initialised headers whose
                 // iovecs point into `hdr`, `iov` and the caller's frames, all
                 // alive for the call; the kernel writes only `msg_len`.
-                let r = unsafe {
+                let r = sys::cvt_r(|| unsafe {
                     libc::sendmmsg(
                         self.fd.as_raw_fd(),
                         left.as_mut_ptr(),
                         left.len() as libc::c_uint,
                         libc::MSG_DONTWAIT,
                     )
-                };
-                if r > 0 {
-                    done += r as usize;
-                    continue;
-                }
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock => {
+                });
+                match r {
+                    Ok(sent) if sent > 0 => done += sent as usize,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.stats.tx_dropped += (chunk.len() - done) as u64;
                         break;
                     }
                     // The first frame was refused (EINVAL, EMSGSIZE, the
-                    // device going down): count it, go on with the rest.
-                    _ => {
+                    // device going down; or none sent, which the kernel
+                    // does not do for a non-empty vector): count it, go on
+                    // with the rest.
+                    Ok(_) | Err(_) => {
                         self.stats.tx_errors += 1;
                         done += 1;
                     }
@@ -271,16 +263,13 @@ impl PacketPort {
         msg.msg_iovlen = iov.len();
         // SAFETY: the iovec points into the packet's buffer, borrowed
         // mutably for the call; the kernel writes at most its length.
-        let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return if sys::is_transient(&e) {
-                Ok(None)
-            } else {
-                Err(e)
-            };
-        }
-        let got = r as usize;
+        let got = match sys::cvt_r(|| unsafe {
+            libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT)
+        }) {
+            Ok(r) => r as usize,
+            Err(e) if sys::is_transient(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let Some(len) = got.checked_sub(VNET_HDR_LEN + ETH_LEN) else {
             self.stats.rx_errors += 1;
             return Ok(Some(false));
@@ -326,7 +315,7 @@ impl PacketPort {
             self.stats.rx_whole += 1;
             return Ok(Some(true));
         }
-        // Split as before: the IP part goes to the splitter behind its
+        // Split here: the IP part goes to the splitter behind its
         // header, the Ethernet header is kept for its segments.
         self.pending_eth.copy_from_slice(&frame[..ETH_LEN]);
         let buf = self.rx.read_buf();
@@ -386,17 +375,10 @@ impl PacketSender<'_> {
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = parts.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = parts.len();
-        loop {
-            // SAFETY: the iovecs point into slices borrowed for the call.
-            let r = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        // SAFETY: the iovecs point into slices borrowed for the call; the
+        // kernel only reads through them.
+        sys::cvt_r(|| unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })?;
+        Ok(())
     }
 }
 
@@ -598,7 +580,7 @@ impl Port for PacketPort {
         let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
         // SAFETY: the kernel writes at most `len` bytes into `st`.
-        let r = unsafe {
+        let r = sys::cvt(unsafe {
             libc::getsockopt(
                 self.fd.as_raw_fd(),
                 libc::SOL_PACKET,
@@ -606,8 +588,8 @@ impl Port for PacketPort {
                 (&mut st as *mut libc::tpacket_stats).cast(),
                 &mut len,
             )
-        };
-        if r == 0 {
+        });
+        if r.is_ok() {
             self.kernel_drops
                 .set(self.kernel_drops.get() + u64::from(st.tp_drops));
         }
