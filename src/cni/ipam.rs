@@ -61,7 +61,7 @@ pub fn locate(
         });
     }
     let versions = probe(fx, &path);
-    let speaks = |v: SpecVersion| versions.iter().any(|s| *s == v);
+    let speaks = |v: SpecVersion| versions.contains(&v);
     let (version, speaks_1_1) = if speaks(V1_1) {
         (V1_1, true)
     } else if speaks(V1_0) {
@@ -155,12 +155,16 @@ impl Ipam {
         }
     }
 
-    /// ADD: the plugin's result (ips, routes, dns; no interfaces).
+    /// ADD: the plugin's result (ips, routes, dns; no interfaces). A
+    /// result we cannot use is released (DEL) before the error returns.
     pub fn add(&self, fx: &mut dyn Effects, stdin: &[u8]) -> Result<CNIResult, CniError> {
         let out = self.run(fx, Cmd::Add, &[], stdin)?;
-        let r =
-            parse_result(&out).map_err(|e| e.context(&format!("IPAM plugin {} ADD", self.name)))?;
-        Ok(r)
+        parse_result(&out).map_err(|e| {
+            if let Err(d) = self.run(fx, Cmd::Del, &[], stdin) {
+                fx.log(&format!("releasing an unusable allocation: {d}"));
+            }
+            e.context(&format!("IPAM plugin {} ADD", self.name))
+        })
     }
 }
 
