@@ -58,11 +58,13 @@ pub const MAX_ADDRESSES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// The router's identity and readiness: [`Body::Status`].
-    Status,
+    /// The router's identity and readiness: [`Body::Status`]. (Empty
+    /// braces rather than a unit variant: serde refuses unknown fields
+    /// only in struct variants.)
+    Status {},
     /// Every port, from the topology and attached, with its counters:
     /// [`Body::Ports`].
-    Ports,
+    Ports {},
     /// Create a container interface and attach it as a port: [`Body::Port`].
     Attach(Attach),
     /// Detach and remove an attached port. Idempotent: an unknown id is
@@ -358,7 +360,7 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ApiError {
 /// Checks the values of a decoded request.
 fn check(req: &Request) -> Result<(), ApiError> {
     match req {
-        Request::Status | Request::Ports => Ok(()),
+        Request::Status {} | Request::Ports {} => Ok(()),
         Request::Detach { id } | Request::Check { id } => check_id(id),
         Request::Gc { prefix, keep } => {
             if !prefix.is_empty() {

@@ -7,8 +7,8 @@ fn decode(s: &str) -> Result<Request, ApiError> {
 #[test]
 fn requests_round_trip() {
     let reqs = [
-        Request::Status,
-        Request::Ports,
+        Request::Status {},
+        Request::Ports {},
         Request::Attach(Attach {
             id: "c0ffee/eth0".into(),
             netns: "/proc/42/ns/net".into(),
@@ -86,6 +86,8 @@ fn bad_requests_get_their_class() {
         (r#"{"v":1}"#, ErrorCode::BadRequest),
         (r#"{"v":1,"op":"status","extra":1}"#, ErrorCode::BadRequest),
         (r#"{"v":1,"op":"detach"}"#, ErrorCode::BadRequest),
+        (r#"{"v":1,"op":"detach","id":"a","x":1}"#, ErrorCode::BadRequest),
+        (r#"{"v":1,"op":"ports","all":true}"#, ErrorCode::BadRequest),
         (r#"{"v":1,"op":"detach","id":""}"#, ErrorCode::Invalid),
         (r#"{"v":1,"op":"detach","id":"a b"}"#, ErrorCode::Invalid),
         (

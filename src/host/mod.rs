@@ -11,11 +11,17 @@
 //!   make the kernel start resolving a missing neighbour.
 //! - [`netns`]: veth and TUN container ports in network namespaces, removed
 //!   again when their [`netns::CreatedDevice`] is dropped.
+//! - [`sandbox`]: a container's interface in a namespace given by path
+//!   (CNI), built and removed over rtnetlink in a few milliseconds; the
+//!   interface belongs to the container and outlives the router.
 //!
 //! Invariants: every query works in the network namespace of the calling
-//! thread; nothing here changes the host's own interfaces, routes or sysctls
+//! thread (except [`sandbox`], which works inside the namespace it is given
+//! from a thread of its own and never moves the calling thread); nothing
+//! here changes the host's own interfaces, routes or sysctls
 //! (the only devices created in the router's namespace are the ones
-//! [`netns`] creates and removes again); no function panics on kernel input.
+//! [`netns`] creates and removes again, and the host ends of [`sandbox`]
+//! veths); no function panics on kernel input.
 //! All netlink traffic is blocking request/response except the neighbour
 //! event socket, which is non-blocking for a poll loop.
 
@@ -23,6 +29,7 @@ pub mod link;
 pub mod neigh;
 pub mod netns;
 mod nl;
+pub mod sandbox;
 
 use std::io;
 
@@ -55,6 +62,10 @@ pub enum HostError {
         /// What was wrong with the answer.
         detail: String,
     },
+    /// No network namespace at the path given (the file is missing: the
+    /// container is gone, or the path is wrong).
+    #[error("no network namespace at {0:?}")]
+    NoSuchNetns(String),
     /// The named network device does not exist in this namespace.
     #[error("no network device named {0:?} in this network namespace")]
     NoSuchDevice(String),
@@ -84,6 +95,7 @@ impl HostError {
         match self {
             HostError::Io { source, .. } => source.raw_os_error(),
             HostError::Netlink { errno, .. } => Some(*errno),
+            HostError::NoSuchNetns(_) => Some(libc::ENOENT),
             HostError::NoSuchDevice(_) => Some(libc::ENODEV),
             HostError::DeviceExists(_) => Some(libc::EEXIST),
             _ => None,

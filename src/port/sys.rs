@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// Maps a C return value to `io::Result`: -1 means failure with `errno`.
@@ -198,6 +198,128 @@ pub fn rx_channels(name: &str) -> io::Result<Option<u32>> {
         )),
         Err(e) => Err(e),
     }
+}
+
+/// Opens the namespace file at `path` for `setns` and `IFLA_NET_NS_FD`,
+/// after checking, without side effects, that it is a network namespace.
+///
+/// The path is hostile input: it is opened with `O_PATH` first (no device
+/// is opened, no FIFO blocks, nothing is read), must lie on nsfs (a bind
+/// mount of a namespace or a `/proc/PID/ns/*` link), and only then is
+/// reopened for reading through `/proc/self/fd`, which names the very inode
+/// just checked. Errors: `NotFound` when nothing is at `path`;
+/// `InvalidInput` for a file that is no namespace or another kind of
+/// namespace; other errors as the kernel gives them.
+pub fn open_netns(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "namespace path has a NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let probe = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: statfs is plain old data; all zeros is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, exclusively borrowed statfs for the call.
+    cvt(unsafe { libc::fstatfs(probe.as_raw_fd(), &mut st) })?;
+    if st.f_type as i64 != libc::NSFS_MAGIC as i64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a namespace file", path.display()),
+        ));
+    }
+    let again = CString::new(format!("/proc/self/fd/{}", probe.as_raw_fd()))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "fd path"))?;
+    // SAFETY: `again` is a valid NUL-terminated string that outlives the call.
+    let fd = cvt(unsafe { libc::open(again.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let ns = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
+    let kind = cvt(unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_NSTYPE as _) })?;
+    if kind != libc::CLONE_NEWNET {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a network namespace", path.display()),
+        ));
+    }
+    Ok(ns)
+}
+
+/// Moves the calling thread into the network namespace `ns` (an open
+/// namespace file, e.g. from [`open_netns`]); see [`enter_netns`].
+pub fn enter_netns_fd(ns: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `ns` is an open descriptor for the duration of the call;
+    // setns reads no memory of ours.
+    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// Fills `name` into a zeroed `ifreq`; the name must fit (checked).
+fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {name:?}"),
+        ));
+    }
+    // SAFETY: ifreq is plain old data; all zeros is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(ifr)
+}
+
+/// `struct ethtool_value` from `<linux/ethtool.h>`.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+const ETHTOOL_STXCSUM: u32 = 0x17;
+
+/// Turns tx checksum offload of device `name` (in the calling thread's
+/// network namespace) on or off, as `ethtool -K NAME tx on|off` does; the
+/// kernel drops the offloads that need it (TSO) with it.
+pub fn set_tx_checksum(name: &str, on: bool) -> io::Result<()> {
+    let mut ifr = ifreq_for(name)?;
+    // SAFETY: plain socket creation; the descriptor is owned right below.
+    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: u32::from(on),
+    };
+    ifr.ifr_ifru.ifru_data = (&mut v as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL reads the name and at most
+    // size_of::<EthtoolValue>() bytes through ifru_data, which points at
+    // `v`, alive and exclusively borrowed for the call.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) })?;
+    Ok(())
+}
+
+/// Creates a persistent multi-queue TUN device `name` (raw IP, no packet
+/// information) in the calling thread's network namespace and lets go of
+/// it: the device stays, with no queue attached, until deleted. Whoever
+/// attaches the first queue sets its per-device flags (`IFF_VNET_HDR`).
+/// Fails with `EBUSY` when any device of that name exists (`IFF_TUN_EXCL`).
+pub fn tun_create_persistent(name: &str) -> io::Result<()> {
+    let mut ifr = ifreq_for(name)?;
+    // SAFETY: `c"/dev/net/tun"` is a valid NUL-terminated path.
+    let fd = cvt(unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let tun = unsafe { OwnedFd::from_raw_fd(fd) };
+    ifr.ifr_ifru.ifru_flags =
+        (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_TUN_EXCL)
+            as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes the ifreq, alive and exclusively
+    // borrowed for the call.
+    cvt(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF as _, &mut ifr) })?;
+    let persist: libc::c_ulong = 1;
+    // SAFETY: TUNSETPERSIST takes its flag by value and touches no memory.
+    cvt(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST as _, persist) })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,8 +35,10 @@
 //! [`TunStats`] (`tx_errors`, `tx_dropped`); every read the router cannot
 //! turn into valid packets is counted in `rx_errors`.
 //!
-//! The device exists while any queue is open and disappears with the last
-//! one (it is not made persistent), so a crashed router leaves nothing behind.
+//! A device this opens exists while any queue is open and disappears with
+//! the last one, so a crashed router leaves nothing behind; a device made
+//! persistent beforehand (a container's, [`crate::host::sandbox`]) is only
+//! attached to, and stays when the queues close.
 
 use std::fmt;
 use std::io::{self, IoSlice};
