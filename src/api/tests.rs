@@ -86,7 +86,10 @@ fn bad_requests_get_their_class() {
         (r#"{"v":1}"#, ErrorCode::BadRequest),
         (r#"{"v":1,"op":"status","extra":1}"#, ErrorCode::BadRequest),
         (r#"{"v":1,"op":"detach"}"#, ErrorCode::BadRequest),
-        (r#"{"v":1,"op":"detach","id":"a","x":1}"#, ErrorCode::BadRequest),
+        (
+            r#"{"v":1,"op":"detach","id":"a","x":1}"#,
+            ErrorCode::BadRequest,
+        ),
         (r#"{"v":1,"op":"ports","all":true}"#, ErrorCode::BadRequest),
         (r#"{"v":1,"op":"detach","id":""}"#, ErrorCode::Invalid),
         (r#"{"v":1,"op":"detach","id":"a b"}"#, ErrorCode::Invalid),

@@ -44,7 +44,7 @@ fn transient(e: &ClientError) -> bool {
 }
 
 fn router_status(fx: &mut dyn Effects, cfg: &NetworkConfig) -> Result<Status, CniError> {
-    match fx.call(&cfg.socket, &Request::Status, CALL_TIMEOUT) {
+    match fx.call(&cfg.socket, &Request::Status {}, CALL_TIMEOUT) {
         Ok(Body::Status(s)) => Ok(s),
         Ok(other) => Err(error::unexpected(format!("status answered with {other:?}"))),
         Err(e) => Err(error::from_router("status", &e)),
@@ -190,7 +190,7 @@ fn del_ranges(
     router_up: bool,
 ) -> Value {
     if router_up {
-        match fx.call(&cfg.socket, &Request::Status, CALL_TIMEOUT) {
+        match fx.call(&cfg.socket, &Request::Status {}, CALL_TIMEOUT) {
             Ok(Body::Status(s)) if !s.subnets.is_empty() => {
                 return host_local_ranges(&s.subnets, &s.gateways)
             }
@@ -371,7 +371,7 @@ fn gc_ipam(
 }
 
 pub fn status(fx: &mut dyn Effects, inv: &Invocation, cfg: &NetworkConfig) -> Result<(), CniError> {
-    let s = match fx.call(&cfg.socket, &Request::Status, CALL_TIMEOUT) {
+    let s = match fx.call(&cfg.socket, &Request::Status {}, CALL_TIMEOUT) {
         Ok(Body::Status(s)) => s,
         Ok(other) => {
             return Err(CniError::not_available(format!(

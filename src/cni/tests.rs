@@ -116,8 +116,8 @@ impl Fake {
         self.requests
             .iter()
             .map(|r| match r {
-                Request::Status => "status",
-                Request::Ports => "ports",
+                Request::Status {} => "status",
+                Request::Ports {} => "ports",
                 Request::Attach(_) => "attach",
                 Request::Detach { .. } => "detach",
                 Request::Check { .. } => "check",
@@ -156,11 +156,11 @@ impl Effects for Fake {
             Router::Up => {}
         }
         Ok(match req {
-            Request::Status => Body::Status(Status {
+            Request::Status {} => Body::Status(Status {
                 ports: self.ports,
                 ..Fake::status()
             }),
-            Request::Ports => Body::Ports(vec![]),
+            Request::Ports {} => Body::Ports(vec![]),
             Request::Attach(a) => {
                 if let Some(e) = self.attach_error {
                     return Err(e());

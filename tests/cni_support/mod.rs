@@ -46,8 +46,8 @@ impl State {
         self.requests
             .iter()
             .map(|r| match r {
-                Request::Status => "status",
-                Request::Ports => "ports",
+                Request::Status {} => "status",
+                Request::Ports {} => "ports",
                 Request::Attach(_) => "attach",
                 Request::Detach { .. } => "detach",
                 Request::Check { .. } => "check",
@@ -156,8 +156,8 @@ fn status(s: &State) -> Status {
 
 fn answer(s: &mut State, req: Request) -> Reply {
     match req {
-        Request::Status => Reply::new(Body::Status(status(s))),
-        Request::Ports => Reply::new(Body::Ports(s.attached.values().cloned().collect())),
+        Request::Status {} => Reply::new(Body::Status(status(s))),
+        Request::Ports {} => Reply::new(Body::Ports(s.attached.values().cloned().collect())),
         Request::Attach(a) => {
             if s.starting {
                 return Reply::error(ErrorCode::NotReady, "starting");
