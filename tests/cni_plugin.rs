@@ -408,10 +408,12 @@ fn chained_add_extends_prev_result() {
     assert!(s.allocations().is_empty());
 }
 
-/// DEL while the router is down: the namespace path names no live
-/// namespace, so DEL succeeds and releases the allocation.
+/// DEL while the router is down: while the namespace lives, DEL fails
+/// with 11 and keeps the allocation (the interface still has the
+/// address); once the path names no live namespace, DEL succeeds and
+/// releases it.
 #[test]
-fn del_with_the_router_gone_and_the_netns_gone() {
+fn del_with_the_router_gone_waits_for_the_netns() {
     let Some(s) = setup() else { return };
     let conf = s.conf("1.0.0");
     let add = s.run("ADD", "c1", &conf);
@@ -424,7 +426,21 @@ fn del_with_the_router_gone_and_the_netns_gone() {
         router: FakeRouter::start(),
         data,
     };
-    // The old socket path is gone with the old router.
+    // The old socket path is gone with the old router. A live namespace
+    // (this process's: the fake router and a failed DEL touch nothing).
+    let live = run_plugin(
+        Path::new(BIN),
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/proc/self/ns/net"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", CNI_BIN),
+        ],
+        del.to_string().as_bytes(),
+    );
+    assert_eq!(live.error_code(), 11);
+    assert_eq!(s2.allocations().len(), 2, "the address stays allocated");
     let out = s2.run("DEL", "c1", &del);
     ok(&out);
     assert!(out.stderr.contains("drops the port"), "{}", out.stderr);

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -135,16 +134,10 @@ impl Effects for System {
     }
 
     fn netns_alive(&self, path: &Path) -> bool {
-        // A namespace file is an nsfs inode, on the device every namespace
-        // file shares; an unmounted bind-mount target is a plain file on
-        // its own file system.
-        match (
-            std::fs::metadata(path),
-            std::fs::metadata("/proc/self/ns/net"),
-        ) {
-            (Ok(p), Ok(ours)) => p.dev() == ours.dev(),
-            _ => false,
-        }
+        // A live namespace is a network namespace file on nsfs; an
+        // unmounted bind-mount target is a plain file, the ns link of a
+        // gone process nothing.
+        crate::port::sys::open_netns(path).is_ok()
     }
 
     fn log(&mut self, line: &str) {
