@@ -14,6 +14,10 @@ use rscni_types::types::{CNIResult, Dns, Interface, IpConfig, Route};
 
 use super::error::CniError;
 use crate::api::PortInfo;
+use crate::config::PortKind;
+
+/// The spec's route scope for a link-local route (`RT_SCOPE_LINK`).
+const SCOPE_LINK: u32 = 253;
 
 /// The ADD result: `prev` (if chained) extended with the interface
 /// `ifname` in `netns` that `port` describes, its `addresses`, a default
@@ -44,21 +48,34 @@ pub fn added(
             gateway: gateway_for(&port.gateways, a),
         });
     }
-    for g in &port.gateways {
-        if !addresses.iter().any(|a| same_family(a, g)) {
+    // The routes the router installs (host::sandbox): per family with an
+    // address, the default route via the port's gateway, after an on-link
+    // host route to a gateway outside every prefix; a TUN without a
+    // gateway routes the family's default through the device.
+    for v4 in [true, false] {
+        let family = |a: &IpNet| matches!(a, IpNet::V4(_)) == v4;
+        let ours: Vec<&IpNet> = addresses.iter().filter(|a| family(a)).collect();
+        if ours.is_empty() {
             continue;
         }
-        let route = Route {
-            dst: default_route(g),
-            gw: Some(*g),
-            mtu: None,
-            advmss: None,
-            priority: None,
-            table: None,
-            scope: None,
-        };
-        if !r.routes.contains(&route) {
-            r.routes.push(route);
+        let gw = port.gateways.iter().find(|g| g.is_ipv4() == v4).copied();
+        let mut routes = Vec::new();
+        match gw {
+            Some(g) => {
+                if !ours.iter().any(|a| a.contains(&g)) {
+                    routes.push(route(IpNet::from(g), None, Some(SCOPE_LINK)));
+                }
+                routes.push(route(default_route(v4), Some(g), None));
+            }
+            None if port.kind == PortKind::Tun => {
+                routes.push(route(default_route(v4), None, None));
+            }
+            None => {}
+        }
+        for rt in routes {
+            if !r.routes.contains(&rt) {
+                r.routes.push(rt);
+            }
         }
     }
     if dns_is_empty(r.dns.as_ref()) && !dns_is_empty(dns.as_ref()) {
@@ -144,12 +161,25 @@ fn gateway_for(gateways: &[IpAddr], a: &IpNet) -> Option<IpAddr> {
         .copied()
 }
 
-fn default_route(g: &IpAddr) -> IpNet {
-    match g {
-        IpAddr::V4(_) => IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        IpAddr::V6(_) => IpNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+fn default_route(v4: bool) -> IpNet {
+    let any = if v4 {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    IpNet::new(any, 0).unwrap_or_default()
+}
+
+fn route(dst: IpNet, gw: Option<IpAddr>, scope: Option<u32>) -> Route {
+    Route {
+        dst,
+        gw,
+        mtu: None,
+        advmss: None,
+        priority: None,
+        table: None,
+        scope,
     }
-    .unwrap_or_default()
 }
 
 /// The spec's empty `dns`: no key with content.

@@ -978,3 +978,42 @@ fn stdin_over_the_limit_is_refused() {
     let big = vec![b' '; config::MAX_STDIN + 1];
     assert_eq!(code_of(&run(&env_for("ADD"), &big, &mut fx)), 6);
 }
+
+#[test]
+fn routes_follow_what_the_router_installs() {
+    // A /32 address: the gateway outside it gets an on-link route first.
+    let mut port = some_port();
+    port.addresses = vec![net("198.19.7.2/32")];
+    let r = result::added(
+        None,
+        "eth0",
+        Path::new(NETNS),
+        &port,
+        &port.addresses.clone(),
+        None,
+    );
+    assert_eq!(
+        serde_json::to_value(&r.routes).unwrap(),
+        json!([
+            {"dst":"198.19.7.1/32","scope":253},
+            {"dst":"0.0.0.0/0","gw":"198.19.7.1"},
+        ])
+    );
+    // A TUN without gateways routes each family's default through itself.
+    port.kind = PortKind::Tun;
+    port.gateways.clear();
+    port.mac = None;
+    let addrs = [net("198.19.7.2/24"), net("2001:2:0:7::2/64")];
+    let r = result::added(None, "tun0", Path::new(NETNS), &port, &addrs, None);
+    assert_eq!(
+        serde_json::to_value(&r).unwrap()["routes"],
+        json!([{"dst":"0.0.0.0/0"},{"dst":"::/0"}])
+    );
+    assert!(serde_json::to_value(&r).unwrap()["interfaces"][0]
+        .get("mac")
+        .is_none());
+    // A veth without gateways gets no default route.
+    port.kind = PortKind::Veth;
+    let r = result::added(None, "eth0", Path::new(NETNS), &port, &addrs, None);
+    assert!(r.routes.is_empty());
+}
