@@ -82,6 +82,35 @@ enum Command {
         /// to a management address.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
+        /// The control socket (mode 0600): live port attach and detach,
+        /// `vxrouter ports`, the CNI plugin. Default
+        /// /run/vxrouter/HOST.sock.
+        #[arg(long, value_name = "PATH", conflicts_with = "no_socket")]
+        socket: Option<PathBuf>,
+        /// Serve no control socket.
+        #[arg(long)]
+        no_socket: bool,
+        /// Where attached ports are recorded, so that the next run takes
+        /// them back. Default /run/vxrouter/HOST.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// List a running router's ports with their counters, over its control
+    /// socket.
+    Ports {
+        /// The router's control socket.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Print the reply's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a running router's status (host, subnets, MTU, VNI, ready),
+    /// over its control socket, as JSON.
+    Status {
+        /// The router's control socket.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
     },
 }
 
@@ -106,8 +135,137 @@ fn main() -> ExitCode {
             stats_file,
             log_interval,
             metrics,
-        } => run(config, host, stats_file, log_interval, metrics),
+            socket,
+            no_socket,
+            state_dir,
+        } => {
+            let socket = match (socket, no_socket) {
+                (_, true) => None,
+                (Some(p), false) => Some(p),
+                (None, false) => Some(default_socket(&host)),
+            };
+            // Without a socket nothing can be attached, so nothing recorded.
+            let state_dir = socket
+                .is_some()
+                .then(|| state_dir.unwrap_or_else(|| default_state_dir(&host)));
+            run(
+                config,
+                host,
+                stats_file,
+                log_interval,
+                metrics,
+                socket,
+                state_dir,
+            )
+        }
+        Command::Ports { socket, json } => ports(&socket, json),
+        Command::Status { socket } => status(&socket),
     }
+}
+
+#[cfg(target_os = "linux")]
+fn default_socket(host: &str) -> PathBuf {
+    vxrouter::control::default_socket(host)
+}
+
+#[cfg(target_os = "linux")]
+fn default_state_dir(host: &str) -> PathBuf {
+    vxrouter::control::default_state_dir(host)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn default_socket(_: &str) -> PathBuf {
+    PathBuf::new()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn default_state_dir(_: &str) -> PathBuf {
+    PathBuf::new()
+}
+
+/// Sends one request to a router's control socket.
+#[cfg(target_os = "linux")]
+fn call(
+    socket: &std::path::Path,
+    req: vxrouter::api::Request,
+) -> Result<vxrouter::api::Body, ExitCode> {
+    vxrouter::api::client::call(socket, &req, std::time::Duration::from_secs(5)).map_err(|e| {
+        eprintln!("vxrouter: {e}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn ports(socket: &std::path::Path, json: bool) -> ExitCode {
+    use vxrouter::api::{Body, Request};
+    let ports = match call(socket, Request::Ports {}) {
+        Ok(Body::Ports(p)) => p,
+        Ok(other) => {
+            eprintln!("vxrouter: unexpected reply {other:?}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+        Err(code) => return code,
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&ports).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let _ = writeln!(
+        out,
+        "{:<15} {:<4} {:<16} {:<32} {:>12} {:>12}  ID",
+        "PORT", "KIND", "IFNAME", "ADDRESSES", "RX", "TX"
+    );
+    for p in ports {
+        let addrs: Vec<String> = p.addresses.iter().map(ToString::to_string).collect();
+        let kind = match p.kind {
+            config::PortKind::Tun => "tun",
+            config::PortKind::Veth => "veth",
+        };
+        let _ = writeln!(
+            out,
+            "{:<15} {:<4} {:<16} {:<32} {:>12} {:>12}  {}",
+            p.name,
+            kind,
+            p.ifname.unwrap_or_else(|| "-".into()),
+            addrs.join(","),
+            p.counters.rx_packets,
+            p.counters.tx_packets,
+            p.id.unwrap_or_else(|| "-".into())
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(target_os = "linux")]
+fn status(socket: &std::path::Path) -> ExitCode {
+    match call(socket, vxrouter::api::Request::Status {}) {
+        Ok(vxrouter::api::Body::Status(s)) => {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            eprintln!("vxrouter: unexpected reply {other:?}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(code) => code,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ports(_: &std::path::Path, _: bool) -> ExitCode {
+    eprintln!("vxrouter ports: Linux only");
+    ExitCode::from(EXIT_INVALID)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn status(_: &std::path::Path) -> ExitCode {
+    eprintln!("vxrouter status: Linux only");
+    ExitCode::from(EXIT_INVALID)
 }
 
 fn replay(
@@ -177,6 +335,8 @@ fn run(
     stats_file: Option<PathBuf>,
     log_interval: u64,
     metrics: Option<std::net::SocketAddr>,
+    socket: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
 ) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -190,6 +350,8 @@ fn run(
         stats_file,
         log_interval: std::time::Duration::from_secs(log_interval.max(1)),
         metrics,
+        socket,
+        state_dir,
     };
     match vxrouter::control::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,6 +369,8 @@ fn run(
     _: Option<PathBuf>,
     _: u64,
     _: Option<std::net::SocketAddr>,
+    _: Option<PathBuf>,
+    _: Option<PathBuf>,
 ) -> ExitCode {
     eprintln!("vxrouter: run needs Linux (AF_XDP, TUN)");
     ExitCode::from(EXIT_INVALID)

@@ -18,6 +18,7 @@
 //! it.
 
 pub mod http;
+pub mod stats;
 
 use std::fmt;
 use std::io;
@@ -33,10 +34,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::control::RunStats;
 use crate::dataplane::DropReason;
 pub use http::{HttpStats, Limits};
 use http::{Method, Request, Response, Status};
+pub use stats::{ControlSocketStats, LivenessStats, PortCounts, ReloadStats, RunStats};
 
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -295,7 +296,40 @@ fn encode_stats(
     if let Some(h) = http {
         encode_http(h, enc)?;
     }
+    if let Some(c) = &s.control_socket {
+        encode_control_socket(c, enc)?;
+    }
     Ok(())
+}
+
+/// The control socket's counters.
+fn encode_control_socket(c: &ControlSocketStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    counter(
+        enc,
+        "vxrouter_control_clients_accepted",
+        "Clients the control socket took.",
+        c.accepted,
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_control_clients_closed",
+        "Clients the control socket closed: full (64 served at once), idle (10 s without a request), too_large (a request over 64 KiB), slow_reader (32 MiB of replies unread).",
+        [
+            ([("reason", "full")], c.refused_full),
+            ([("reason", "idle")], c.closed_idle),
+            ([("reason", "too_large")], c.closed_too_large),
+            ([("reason", "slow_reader")], c.closed_slow_reader),
+        ],
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_control_requests",
+        "Requests the control socket answered, by result.",
+        [
+            ([("result", "ok")], c.requests.saturating_sub(c.errors)),
+            ([("result", "error")], c.errors),
+        ],
+    )
 }
 
 /// The metrics endpoint's own counters.
@@ -486,7 +520,6 @@ impl Drop for MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{LivenessStats, PortCounts, ReloadStats};
     use crate::dataplane::Counters;
     use std::collections::BTreeMap;
 
@@ -530,6 +563,12 @@ mod tests {
                 ..LivenessStats::default()
             }),
             metrics_server: None,
+            control_socket: Some(ControlSocketStats {
+                accepted: 3,
+                requests: 5,
+                errors: 1,
+                ..ControlSocketStats::default()
+            }),
         }
     }
 
@@ -571,6 +610,12 @@ mod tests {
         has(&t, "vxrouter_liveness_hellos_total{kind=\"malformed\"} 0");
         has(&t, "vxrouter_liveness_hellos_total{kind=\"bad_mac\"} 0");
         has(&t, "vxrouter_links_down 1");
+        has(&t, "vxrouter_control_clients_accepted_total 3");
+        has(&t, "vxrouter_control_requests_total{result=\"ok\"} 4");
+        has(
+            &t,
+            "vxrouter_control_clients_closed_total{reason=\"idle\"} 0",
+        );
         assert!(t.ends_with("# EOF\n"), "{t}");
     }
 

@@ -88,6 +88,7 @@ pub fn replay_tables(topo: &Topology, host: usize, underlay_mtu: u16) -> Result<
         nic_mac: replay_nic_mac(topo, host),
         underlay_mtu,
         neighbour: &no_neighbours,
+        ports: None,
     };
     Ok(tables::build(topo, host, &routes, &env))
 }

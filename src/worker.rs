@@ -6,7 +6,9 @@
 //! container may share it); when nothing arrives for a while the worker sleeps
 //! on its ports' file descriptors (epoll through mio, so AF_XDP need_wakeup
 //! and TUN readiness wake it) instead of burning the core: on a 2-core host
-//! the containers need the CPU too.
+//! the containers need the CPU too. The control thread changes a running
+//! worker's port set with [`Command`]s (live attach and detach), applied
+//! between rounds; a [`mio::Waker`] ends the worker's sleep for them.
 //!
 //! Invariants: the worker never takes a lock on the per-packet path (it
 //! publishes counters with `try_lock` every [`STATS_EVERY`] loops and skips a
@@ -15,11 +17,11 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::dataplane::{self, Counters, Pipeline, Tables, Verdict};
 use crate::fib::FibReader;
@@ -43,9 +45,9 @@ pub const IDLE_SLEEP: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Default)]
 pub struct WorkerStats {
     pub counters: Counters,
-    /// Frames received per port index.
+    /// Frames received per port index (since the port was attached).
     pub rx: Vec<u64>,
-    /// Frames transmitted per port index.
+    /// Frames transmitted per port index (since the port was attached).
     pub tx: Vec<u64>,
     /// Each port's own I/O counters (ring and kernel drops, kicks), summed
     /// over this worker's queues of it, indexed like `rx`.
@@ -53,102 +55,251 @@ pub struct WorkerStats {
     /// Transmit or receive errors seen (the last one is kept for the log).
     pub io_errors: u64,
     pub last_error: Option<String>,
-    /// Sleeps that ended because a port became readable (not the timeout).
+    /// Sleeps that ended because a port became readable (not the timeout
+    /// nor a command).
     pub wakeups: u64,
     /// Times the worker went to sleep on its fds (published as it does).
     pub sleeps: u64,
+    /// Loops run: moves while the worker makes progress, busy or idle.
+    pub loops: u64,
 }
 
-/// A worker's shared handles.
+/// Work the control thread hands a running worker. Commands are applied
+/// between bursts, so a burst never sees a port set change under it.
+pub enum Command {
+    /// Take this worker's queues of port `index`: `queue` receives and
+    /// transmits, `rx_only` only receive (a device with more queues than
+    /// workers). `done` is answered once the worker polls them.
+    Attach {
+        index: u16,
+        queue: Option<Box<dyn Port + Send>>,
+        rx_only: Vec<Box<dyn Port + Send>>,
+        done: mpsc::Sender<()>,
+    },
+    /// Flush and give back every queue of port `index`, with what they
+    /// counted on this worker. The tables published before this command
+    /// must no longer send to `index`.
+    Detach {
+        index: u16,
+        done: mpsc::Sender<DetachedQueues>,
+    },
+}
+
+/// A port's queues as a worker hands them back, with their final counts.
+pub struct DetachedQueues {
+    pub queues: Vec<Box<dyn Port + Send>>,
+    pub rx: u64,
+    pub tx: u64,
+    pub io: IoCounters,
+}
+
+/// The control thread's handle on one worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub stats: Arc<Mutex<WorkerStats>>,
     pub stop: Arc<AtomicBool>,
+    commands: mpsc::Sender<Command>,
+    /// Set with each command, so the worker's loop tests one flag, not
+    /// the channel.
+    pending: Arc<AtomicBool>,
+    waker: Arc<Waker>,
 }
 
-/// Runs the poll loop until `stop` is set. `ports[i]` is this worker's queue
-/// of port `i` (`None` where it has none); it receives and transmits.
-/// `extra` holds further receive queues of some ports (a NIC with more rx
-/// queues than workers: every queue needs a socket, or the VXLAN hashed onto
-/// it falls to the kernel); what arrives there is processed as arriving on
-/// that port and transmitted through `ports`. `core` pins the thread.
-pub fn run(
+impl WorkerHandle {
+    /// Queues `cmd` and wakes the worker if it sleeps.
+    pub fn send(&self, cmd: Command) -> io::Result<()> {
+        self.commands
+            .send(cmd)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "worker stopped"))?;
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake()
+    }
+
+    /// Asks the worker to stop, and wakes it.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+    }
+}
+
+/// The poll token of the worker's command waker.
+const WAKE_TOKEN: Token = Token(usize::MAX);
+
+/// One poll-mode worker: its port queues, its pipeline and buffers, and
+/// its idle state. [`Worker::run`] loops over [`Worker::round`],
+/// [`Worker::publish`] and [`Worker::rest`].
+pub struct Worker {
     id: usize,
-    core: Option<usize>,
-    mut ports: Vec<Option<Box<dyn Port + Send>>>,
-    mut extra: Vec<(u16, Box<dyn Port + Send>)>,
+    /// `ports[i]`: this worker's receive-and-transmit queue of port `i`.
+    ports: Vec<Option<Box<dyn Port + Send>>>,
+    /// Further receive queues, with the port they belong to: what arrives
+    /// there is processed as arriving on that port and transmitted through
+    /// `ports` (every NIC queue needs a socket, or the VXLAN hashed onto it
+    /// falls to the kernel).
+    rx_only: Vec<(u16, Box<dyn Port + Send>)>,
+    /// Receive sources: (port index, `None` for `ports[i]`, `Some(j)` for
+    /// `rx_only[j]`).
+    sources: Vec<(u16, Option<usize>)>,
+    /// What the worker sleeps on: registered only while it sleeps. A file
+    /// descriptor in an epoll set makes every packet queued on it call into
+    /// epoll (TUN: tun_net_xmit -> sock_def_readable -> ep_poll_callback, in
+    /// the sender's context), and while the worker spins nobody waits
+    /// there. Adding an fd that is already readable reports it at once, so
+    /// nothing that arrived between the last round and the registration is
+    /// missed.
+    wait_fds: Vec<(i32, Token)>,
     tables: FibReader<Tables>,
     handle: WorkerHandle,
-) -> io::Result<()> {
-    if let Some(c) = core {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
-            tracing::warn!(worker = id, core = c, "could not pin worker to core");
-        }
-    }
-    let mut poll = Poll::new()?;
-    // What the worker sleeps on: registered only while it sleeps. A file
-    // descriptor in an epoll set makes every packet queued on it call into
-    // epoll (TUN: tun_net_xmit -> sock_def_readable -> ep_poll_callback, in
-    // the sender's context), and while the worker spins nobody waits there.
-    // Adding an fd that is already readable reports it at once, so nothing
-    // that arrived between the last round and the registration is missed.
-    let mut wait_fds: Vec<(i32, Token)> = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        if let Some(fd) = p.as_ref().and_then(|p| p.poll_fd()) {
-            wait_fds.push((fd, Token(i)));
-        }
-    }
-    for (j, (_, p)) in extra.iter().enumerate() {
-        if let Some(fd) = p.poll_fd() {
-            wait_fds.push((fd, Token(ports.len() + j)));
-        }
-    }
-    let waitable = wait_fds.len();
-    // Receive sources: (port index, None for the primary queue in `ports`,
-    // Some(j) for `extra[j]`).
-    let mut sources: Vec<(u16, Option<usize>)> = (0..ports.len() as u16)
-        .filter(|&i| ports[i as usize].is_some())
-        .map(|i| (i, None))
-        .collect();
-    sources.extend(extra.iter().enumerate().map(|(j, (i, _))| (*i, Some(j))));
-    tracing::info!(worker = id, ?core, sources = ?sources, waitable, "worker started");
+    commands: mpsc::Receiver<Command>,
+    poll: Poll,
+    events: Events,
+    pipe: Pipeline,
+    batch: Batch,
+    verdicts: [Verdict; BATCH_SIZE],
+    epoch: Instant,
+    rx: Vec<u64>,
+    tx: Vec<u64>,
+    io_errors: u64,
+    /// The newest I/O error, kept unformatted: a lasting error (a peer
+    /// unreachable, a full device) repeats on every burst, and is formatted
+    /// only when the stats are published.
+    last_error: Option<(IoStep, u16, std::io::Error)>,
+    /// Empty loops since the last frame, and when the first of them began.
+    idle: u32,
+    idle_since: Instant,
+    sleeping: bool,
+    publish_idle: bool,
+    loops: u64,
+    wakeups: u64,
+    sleeps: u64,
+}
 
-    let n_ports = ports.len();
-    let mut pipe = Pipeline::new();
-    let epoch = Instant::now();
-    // Super-packet buffers: ports with offloads hand TCP super-packets over
-    // whole (4 MiB of address space, touched only as bursts fill it).
-    let mut batch = Batch::new_super();
-    let mut verdicts = [Verdict::Pass; BATCH_SIZE];
-    let mut rx = vec![0u64; n_ports];
-    let mut tx = vec![0u64; n_ports];
-    let mut events = Events::with_capacity((n_ports + extra.len()).max(1));
-    let mut io_errors = 0u64;
-    // The newest I/O error, kept unformatted: a lasting error (a peer
-    // unreachable, a full device) repeats on every burst, and is formatted
-    // only when the stats are published.
-    let mut last_error: Option<(IoStep, u16, std::io::Error)> = None;
-    // Empty loops since the last frame, and when the first of them began.
-    let mut idle = 0u32;
-    let mut idle_since = Instant::now();
-    let mut sleeping = false;
-    let mut publish_idle = false;
-    let mut loops = 0u32;
-    let mut wakeups = 0u64;
-    let mut sleeps = 0u64;
+impl Worker {
+    /// A worker over `ports` (`ports[i]` its queue of port `i`, `None`
+    /// where it has none) and `rx_only` receive queues, reading `tables`.
+    pub fn new(
+        id: usize,
+        ports: Vec<Option<Box<dyn Port + Send>>>,
+        rx_only: Vec<(u16, Box<dyn Port + Send>)>,
+        tables: FibReader<Tables>,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<(Worker, WorkerHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE_TOKEN)?);
+        let (tx_cmd, commands) = mpsc::channel();
+        let handle = WorkerHandle {
+            stats: Arc::new(Mutex::new(WorkerStats::default())),
+            stop,
+            commands: tx_cmd,
+            pending: Arc::new(AtomicBool::new(false)),
+            waker,
+        };
+        let n_ports = ports.len();
+        let mut w = Worker {
+            id,
+            ports,
+            rx_only,
+            sources: Vec::new(),
+            wait_fds: Vec::new(),
+            tables,
+            handle: handle.clone(),
+            commands,
+            poll,
+            events: Events::with_capacity(64),
+            pipe: Pipeline::new(),
+            // Super-packet buffers: ports with offloads hand TCP
+            // super-packets over whole (4 MiB of address space, touched
+            // only as bursts fill it).
+            batch: Batch::new_super(),
+            verdicts: [Verdict::Pass; BATCH_SIZE],
+            epoch: Instant::now(),
+            rx: vec![0; n_ports],
+            tx: vec![0; n_ports],
+            io_errors: 0,
+            last_error: None,
+            idle: 0,
+            idle_since: Instant::now(),
+            sleeping: false,
+            publish_idle: false,
+            loops: 0,
+            wakeups: 0,
+            sleeps: 0,
+        };
+        w.index_sources();
+        Ok((w, handle))
+    }
 
-    while !handle.stop.load(Ordering::Relaxed) {
+    /// Recomputes the receive sources and the fds to sleep on from the
+    /// port set. Called only while the fds are not armed.
+    fn index_sources(&mut self) {
+        let n = self.ports.len();
+        self.sources = (0..n as u16)
+            .filter(|&i| self.ports[i as usize].is_some())
+            .map(|i| (i, None))
+            .collect();
+        self.sources.extend(
+            self.rx_only
+                .iter()
+                .enumerate()
+                .map(|(j, (i, _))| (*i, Some(j))),
+        );
+        self.wait_fds.clear();
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(fd) = p.as_ref().and_then(|p| p.poll_fd()) {
+                self.wait_fds.push((fd, Token(i)));
+            }
+        }
+        for (j, (_, p)) in self.rx_only.iter().enumerate() {
+            if let Some(fd) = p.poll_fd() {
+                self.wait_fds.push((fd, Token(n + j)));
+            }
+        }
+        self.rx.resize(n, 0);
+        self.tx.resize(n, 0);
+    }
+
+    /// Runs the poll loop until the stop flag is set. `core` pins the thread.
+    pub fn run(mut self, core: Option<usize>) -> io::Result<()> {
+        if let Some(c) = core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: c }) {
+                tracing::warn!(worker = self.id, core = c, "could not pin worker to core");
+            }
+        }
+        tracing::info!(worker = self.id, ?core, sources = ?self.sources, waitable = self.wait_fds.len(), "worker started");
+        while !self.handle.stop.load(Ordering::Relaxed) {
+            if self.handle.pending.load(Ordering::Acquire) {
+                self.apply_commands()?;
+            }
+            let got = self.round();
+            self.loops += 1;
+            self.publish();
+            self.rest(got)?;
+        }
+        // Queues still attached are dropped with the worker; flush them.
+        for p in self.ports.iter_mut().flatten() {
+            let _ = p.flush();
+        }
+        self.publish_now(true);
+        tracing::info!(worker = self.id, "worker stopped");
+        Ok(())
+    }
+
+    /// One round: a burst from every receive source through the pipeline,
+    /// then a flush of every port. Returns the frames received.
+    pub fn round(&mut self) -> usize {
         let mut got = 0usize;
-        for &(i, src) in &sources {
+        let n_ports = self.ports.len();
+        for si in 0..self.sources.len() {
+            let (i, src) = self.sources[si];
             let port = match src {
-                None => ports[i as usize].as_deref_mut(),
-                Some(j) => Some(&mut *extra[j].1),
+                None => self.ports[i as usize].as_deref_mut(),
+                Some(j) => Some(&mut *self.rx_only[j].1),
             };
-            let received = match port.map(|p| p.rx_burst(&mut batch)) {
+            let received = match port.map(|p| p.rx_burst(&mut self.batch)) {
                 Some(Ok(n)) => n,
                 Some(Err(e)) => {
-                    io_errors += 1;
-                    last_error = Some((IoStep::Rx, i, e));
+                    self.io_errors += 1;
+                    self.last_error = Some((IoStep::Rx, i, e));
                     0
                 }
                 None => 0,
@@ -157,97 +308,122 @@ pub fn run(
                 continue;
             }
             got += received;
-            rx[i as usize] += batch.segments();
+            self.rx[i as usize] += self.batch.segments();
             // One table load per burst: the guard pins this snapshot until
             // the burst is done; the publisher frees it later, not us.
-            let t = tables.load();
+            let t = self.tables.load();
             // The pipeline reads no clock: one read per burst paces its
             // ICMP errors.
-            pipe.set_clock(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            self.pipe
+                .set_clock(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX));
             let mut dyn_ports: [Option<&mut dyn Port>; MAX_PORTS] = [const { None }; MAX_PORTS];
-            for (slot, p) in dyn_ports.iter_mut().zip(ports.iter_mut()) {
+            for (slot, p) in dyn_ports.iter_mut().zip(self.ports.iter_mut()) {
                 *slot = p.as_deref_mut().map(|p| p as &mut dyn Port);
             }
             if let Err(e) = dataplane::forward_burst(
-                &mut pipe,
+                &mut self.pipe,
                 &t,
                 i,
-                &mut batch,
-                &mut verdicts,
+                &mut self.batch,
+                &mut self.verdicts,
                 &mut dyn_ports[..n_ports.min(MAX_PORTS)],
-                &mut tx,
+                &mut self.tx,
             ) {
-                io_errors += 1;
-                last_error = Some((IoStep::Tx, i, e));
+                self.io_errors += 1;
+                self.last_error = Some((IoStep::Tx, i, e));
             }
         }
-        let primary = ports
+        let primary = self
+            .ports
             .iter_mut()
             .enumerate()
             .filter_map(|(i, p)| Some((i as u16, p.as_deref_mut()?)));
-        let secondary = extra.iter_mut().map(|(i, p)| (*i, &mut **p));
+        let secondary = self.rx_only.iter_mut().map(|(i, p)| (*i, &mut **p));
         for (i, p) in primary.chain(secondary) {
             if let Err(e) = p.flush() {
-                io_errors += 1;
-                last_error = Some((IoStep::Flush, i, e));
+                self.io_errors += 1;
+                self.last_error = Some((IoStep::Flush, i, e));
             }
         }
+        got
+    }
 
-        loops = loops.wrapping_add(1);
-        if loops % STATS_EVERY == 0 || publish_idle {
-            if let Ok(mut s) = handle.stats.try_lock() {
-                // Cleared only once published: a reader holding the lock
-                // now must not cost the publication of a sleep, since
-                // a sleeping worker's next one is far away.
-                publish_idle = false;
-                s.counters = pipe.counters.clone();
-                s.rx.clone_from(&rx);
-                s.tx.clone_from(&tx);
-                s.port_io = port_io(&ports, &extra);
-                s.io_errors = io_errors;
-                s.wakeups = wakeups;
-                s.sleeps = sleeps;
-                if let Some((step, port, e)) = last_error.take() {
-                    s.last_error = Some(step.describe(port, &e));
-                }
-            }
+    /// Publishes the counters every [`STATS_EVERY`] loops, and once as the
+    /// worker goes quiet.
+    fn publish(&mut self) {
+        if self.loops % u64::from(STATS_EVERY) == 0 || self.publish_idle {
+            self.publish_now(false);
         }
+    }
+
+    /// Publishes the counters; `wait` takes the lock even if the control
+    /// thread holds it (at exit), otherwise a busy lock skips this round.
+    fn publish_now(&mut self, wait: bool) {
+        let guard = if wait {
+            self.handle.stats.lock().ok()
+        } else {
+            self.handle.stats.try_lock().ok()
+        };
+        let Some(mut s) = guard else { return };
+        // Cleared only once published: a reader holding the lock now must
+        // not cost the publication of a sleep, since a sleeping worker's
+        // next one is far away.
+        self.publish_idle = false;
+        s.counters.clone_from(&self.pipe.counters);
+        s.rx.clone_from(&self.rx);
+        s.tx.clone_from(&self.tx);
+        s.port_io = port_io(&self.ports, &self.rx_only);
+        s.io_errors = self.io_errors;
+        s.wakeups = self.wakeups;
+        s.sleeps = self.sleeps;
+        s.loops = self.loops;
+        if let Some((step, port, e)) = self.last_error.take() {
+            s.last_error = Some(step.describe(port, &e));
+        }
+    }
+
+    /// After a round: spin on, yield, or sleep on the ports' fds once
+    /// nothing has arrived for [`IDLE_SPIN_TIME`].
+    fn rest(&mut self, got: usize) -> io::Result<()> {
         if got > 0 {
-            idle = 0;
-            if sleeping {
-                sleeping = false;
-                disarm(&poll, &wait_fds)?;
+            self.idle = 0;
+            if self.sleeping {
+                self.sleeping = false;
+                disarm(&self.poll, &self.wait_fds)?;
             }
-            continue;
+            return Ok(());
         }
-        idle += 1;
-        if idle == 1 {
-            idle_since = Instant::now();
-        } else if !sleeping
-            && idle % SPIN_CLOCK_EVERY == 0
-            && idle_since.elapsed() >= IDLE_SPIN_TIME
+        self.idle += 1;
+        if self.idle == 1 {
+            self.idle_since = Instant::now();
+        } else if !self.sleeping
+            && self.idle % SPIN_CLOCK_EVERY == 0
+            && self.idle_since.elapsed() >= IDLE_SPIN_TIME
         {
-            sleeping = true;
-            sleeps += 1;
-            arm(&poll, &wait_fds)?;
+            self.sleeping = true;
+            self.sleeps += 1;
+            arm(&self.poll, &self.wait_fds)?;
             // Going quiet: publish once now (the next round), since the
             // loop count will barely move while asleep.
-            publish_idle = true;
+            self.publish_idle = true;
         }
-        if sleeping {
-            // Sleep until a port is readable (or the timeout, for ports that
-            // cannot be waited on and for the stop flag); stay asleep across
-            // timeouts, and spin again only once something arrives.
-            match poll.poll(&mut events, Some(IDLE_SLEEP)) {
+        if self.sleeping {
+            // Sleep until a port is readable or a command comes (or the
+            // timeout, for ports that cannot be waited on and for the stop
+            // flag); stay asleep across timeouts, and spin again only once
+            // something arrives.
+            match self.poll.poll(&mut self.events, Some(IDLE_SLEEP)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            if !events.is_empty() {
-                idle = 0;
-                sleeping = false;
-                disarm(&poll, &wait_fds)?;
-                wakeups += 1;
+            if !self.events.is_empty() {
+                if self.events.iter().any(|e| e.token() != WAKE_TOKEN) {
+                    self.wakeups += 1;
+                }
+                self.idle = 0;
+                self.sleeping = false;
+                disarm(&self.poll, &self.wait_fds)?;
             }
         } else {
             // A spinning thread keeps its core until the scheduler takes it
@@ -255,27 +431,86 @@ pub fn run(
             // core: the sender filling the queue we poll, or the receiver
             // our last write woke. Yielding on every empty round hands the
             // core over at once when one of them is runnable, and costs one
-            // system call (~0.5 us here) when none is. Measured in
-            // bench-vs-kernel (README): 64-byte UDP from a TUN container on
-            // the UDP uplink 0.26 -> 0.28-0.35 Mpkt/s with the worker on the
-            // sender's core, for 6-9 us more round-trip time.
+            // system call (~0.5 us) when none is (docs/benchmarks.md has
+            // the trade: more packets per second with the worker on the
+            // sender's core, a few microseconds more round-trip time).
             std::thread::yield_now();
         }
+        Ok(())
     }
-    if let Ok(mut s) = handle.stats.lock() {
-        s.counters = pipe.counters.clone();
-        s.rx = rx;
-        s.tx = tx;
-        s.port_io = port_io(&ports, &extra);
-        s.io_errors = io_errors;
-        s.wakeups = wakeups;
-        s.sleeps = sleeps;
+
+    /// Applies every queued command. Called between rounds, never while
+    /// the fds are armed.
+    fn apply_commands(&mut self) -> io::Result<()> {
+        self.handle.pending.store(false, Ordering::Release);
+        if self.sleeping {
+            self.sleeping = false;
+            disarm(&self.poll, &self.wait_fds)?;
+        }
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Attach {
+                    index,
+                    queue,
+                    rx_only,
+                    done,
+                } => {
+                    let i = index as usize;
+                    if i >= MAX_PORTS {
+                        // The control thread never sends one; refuse, do not grow.
+                        continue;
+                    }
+                    if self.ports.len() <= i {
+                        self.ports.resize_with(i + 1, || None);
+                    }
+                    self.ports[i] = queue;
+                    self.rx_only.extend(rx_only.into_iter().map(|p| (index, p)));
+                    self.index_sources();
+                    self.rx[i] = 0;
+                    self.tx[i] = 0;
+                    tracing::debug!(worker = self.id, port = index, "port attached");
+                    let _ = done.send(());
+                }
+                Command::Detach { index, done } => {
+                    let i = index as usize;
+                    let mut queues = Vec::new();
+                    let mut io = IoCounters::default();
+                    if let Some(mut p) = self.ports.get_mut(i).and_then(Option::take) {
+                        // Frames already handed to it leave before it goes.
+                        let _ = p.flush();
+                        p.io_counters(&mut io);
+                        queues.push(p);
+                    }
+                    let mut k = 0;
+                    while k < self.rx_only.len() {
+                        if self.rx_only[k].0 == index {
+                            let (_, p) = self.rx_only.swap_remove(k);
+                            p.io_counters(&mut io);
+                            queues.push(p);
+                        } else {
+                            k += 1;
+                        }
+                    }
+                    let rx = self.rx.get(i).copied().unwrap_or(0);
+                    let tx = self.tx.get(i).copied().unwrap_or(0);
+                    self.index_sources();
+                    if i < self.rx.len() {
+                        self.rx[i] = 0;
+                        self.tx[i] = 0;
+                    }
+                    tracing::debug!(worker = self.id, port = index, "port detached");
+                    let _ = done.send(DetachedQueues { queues, rx, tx, io });
+                }
+            }
+        }
+        // Published at once: the control thread reads per-port counts by
+        // index, and a reused index must not show the old port's.
+        self.publish_now(true);
+        Ok(())
     }
-    tracing::info!(worker = id, "worker stopped");
-    Ok(())
 }
 
-/// Registers the fds the worker sleeps on (see `wait_fds` in [`run`]).
+/// Registers the fds the worker sleeps on (see [`Worker::wait_fds`]).
 fn arm(poll: &Poll, fds: &[(i32, Token)]) -> io::Result<()> {
     for &(fd, token) in fds {
         poll.registry()
@@ -292,10 +527,10 @@ fn disarm(poll: &Poll, fds: &[(i32, Token)]) -> io::Result<()> {
     Ok(())
 }
 
-/// Every port's I/O counters, its extra receive queues included.
+/// Every port's I/O counters, its receive-only queues included.
 fn port_io(
     ports: &[Option<Box<dyn Port + Send>>],
-    extra: &[(u16, Box<dyn Port + Send>)],
+    rx_only: &[(u16, Box<dyn Port + Send>)],
 ) -> Vec<IoCounters> {
     let mut out = vec![IoCounters::default(); ports.len()];
     for (i, p) in ports.iter().enumerate() {
@@ -303,7 +538,7 @@ fn port_io(
             p.io_counters(&mut out[i]);
         }
     }
-    for (i, p) in extra {
+    for (i, p) in rx_only {
         if let Some(c) = out.get_mut(*i as usize) {
             p.io_counters(c);
         }
@@ -332,5 +567,5 @@ impl IoStep {
     }
 }
 
-/// Most ports one worker handles (uplink plus container ports).
-pub const MAX_PORTS: usize = 256;
+/// Most ports one worker handles: the uplink plus a host's container ports.
+pub const MAX_PORTS: usize = crate::config::MAX_PORTS + 1;

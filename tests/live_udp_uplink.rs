@@ -463,14 +463,14 @@ fn udp_uplink_refuses_local_injection() {
     lab.wait_ready(&[r1, r2]);
     lab.ping(&c1, "198.19.2.2");
 
-    let listener = std::process::Command::new("ip")
+    let mut listener = std::process::Command::new("ip")
         .args([
             "netns", "exec", &c1, "timeout", "10", "python3", "-c", LISTEN,
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("starting the listener");
-    let mut out = std::io::BufReader::new(listener.stdout.expect("listener stdout"));
+    let mut out = std::io::BufReader::new(listener.stdout.take().expect("listener stdout"));
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).expect("listener ready");
     assert_eq!(line.trim(), "ready");
@@ -502,6 +502,7 @@ fn udp_uplink_refuses_local_injection() {
     );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).expect("listener result");
+    let _ = listener.wait();
     assert_eq!(
         rest.trim(),
         "1",

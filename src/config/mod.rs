@@ -36,7 +36,7 @@ mod diag;
 mod mac;
 mod schema;
 pub(crate) use schema::check_ifname;
-pub use schema::DEFAULT_QUEUE_LEN;
+pub use schema::{DEFAULT_QUEUE_LEN, MAX_PORTS};
 mod tree;
 mod validate;
 
@@ -49,6 +49,7 @@ use crate::wire::{ethernet, ipv4, ipv6, udp, vxlan};
 
 pub use diag::{ConfigError, Diagnostic};
 pub use mac::{MacAddr, ParseMacError};
+pub use validate::first_host;
 
 /// The IANA-assigned VXLAN UDP destination port (RFC 7348 section 5).
 pub const DEFAULT_UDP_PORT: u16 = 4789;

@@ -141,7 +141,7 @@ pub(crate) const MAX_MTU: u16 = (crate::port::MAX_FRAME - ethernet::HEADER_LEN) 
 const MAX_NETNS_NAME: usize = 255;
 /// Container ports per host: the worker's port table holds 256 ports,
 /// the uplink first, and a port's index is the last byte of its MACs.
-pub(crate) const MAX_PORTS: usize = 255;
+pub const MAX_PORTS: usize = 255;
 /// Worker cores index a `cpu_set_t`, which holds CPU_SETSIZE = 1024 cores.
 const MAX_CORE: i64 = 1023;
 

@@ -513,8 +513,9 @@ fn ports(h: &mut RawHost, path: &str, sink: &mut Sink) {
     }
 }
 
-/// The first host address of `net` (network + 1), if `net` has one.
-fn first_host(net: &IpNet) -> Option<IpAddr> {
+/// The first host address of `net` (network + 1), if `net` has one: the
+/// gateway derived for a port without a configured one.
+pub fn first_host(net: &IpNet) -> Option<IpAddr> {
     let next = match net.network() {
         IpAddr::V4(a) => IpAddr::V4(u32::from(a).checked_add(1)?.into()),
         IpAddr::V6(a) => IpAddr::V6(u128::from(a).checked_add(1)?.into()),

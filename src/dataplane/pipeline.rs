@@ -170,7 +170,7 @@ impl Pipeline {
                 Some(PortKind::Uplink) => from_uplink(t, pkt),
                 Some(PortKind::Tun) => from_container_ip(t, in_port, pkt),
                 Some(PortKind::Veth) => from_veth(t, in_port, pkt),
-                None => Verdict::Drop(DropReason::PortDown),
+                Some(PortKind::Vacant) | None => Verdict::Drop(DropReason::PortDown),
             };
             match *v {
                 Verdict::Forward(_) => self.counters.forwarded += segs,

@@ -5,17 +5,18 @@
 //! Invariants: a `Tables` is immutable once built; workers read one snapshot
 //! per batch, so a reload or a neighbour update is a new `Tables`, never an
 //! edit. Port 0 is always the uplink (the NIC); container ports follow in
-//! configuration order. Every `Remote` next hop names peers that are direct
-//! neighbours of this host (Bellman-Ford first hops), all of them over the
-//! host's own underlay family (validation refuses a link that mixes IPv4
-//! and IPv6), so one number bounds what the encapsulation path takes:
-//! [`Tables::encap_mtu`].
+//! configuration order, then attached ones at the indices the control
+//! thread gave them (a detached port leaves a vacant index). Every `Remote`
+//! next hop names peers that are direct neighbours of this host
+//! (Bellman-Ford first hops), all of them over the host's own underlay
+//! family (validation refuses a link that mixes IPv4 and IPv6), so one
+//! number bounds what the encapsulation path takes: [`Tables::encap_mtu`].
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::{PortKind as ConfigPortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
+use crate::config::{PortConfig, PortKind as ConfigPortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
 use crate::fib::Fib;
 use crate::route::{RouteKind, RouteSet};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, udp, vxlan};
@@ -41,6 +42,9 @@ pub enum PortKind {
     Tun,
     /// A container behind a veth pair: Ethernet frames.
     Veth,
+    /// An index with no port (a port detached; its index is free): frames
+    /// for it drop as `port_down`.
+    Vacant,
 }
 
 /// Per-port facts the pipeline needs.
@@ -206,6 +210,11 @@ pub struct HostEnv<'a> {
     pub underlay_mtu: u16,
     /// The kernel's neighbour table: underlay MAC for a peer's address.
     pub neighbour: &'a dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    /// The host's container ports by index, when they are not the
+    /// topology's: `ports[i]` is port `i + 1`, `None` a vacant index (the
+    /// router's live port set: topology ports first, then attached ones).
+    /// `None` takes the topology's ports in order.
+    pub ports: Option<&'a [Option<PortConfig>]>,
 }
 
 /// The largest overlay MTU (inner IP packet) an underlay MTU of
@@ -252,10 +261,14 @@ fn mask_v6(len: u8) -> u128 {
 
 /// First host address of the host's first subnet of each family: the
 /// address the router speaks from (gateways are derived the same way).
-fn router_addrs(topo: &Topology, host: usize) -> (Option<u32>, Option<u128>) {
+fn router_addrs(
+    topo: &Topology,
+    host: usize,
+    ports: &[Option<&PortConfig>],
+) -> (Option<u32>, Option<u128>) {
     let mut v4 = None;
     let mut v6 = None;
-    for port in &topo.hosts[host].ports {
+    for port in ports.iter().flatten() {
         for g in &port.gateways {
             match g {
                 IpAddr::V4(a) if v4.is_none() => v4 = Some(u32::from(*a)),
@@ -363,7 +376,23 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         router_mac: env.nic_mac,
         container_mac: None,
     }];
-    for (i, p) in me.ports.iter().enumerate() {
+    let slots: Vec<Option<&PortConfig>> = match env.ports {
+        Some(s) => s.iter().map(Option::as_ref).collect(),
+        None => me.ports.iter().map(Some).collect(),
+    };
+    for (i, p) in slots.iter().enumerate() {
+        let Some(p) = p else {
+            ports.push(PortInfo {
+                name: String::new(),
+                kind: PortKind::Vacant,
+                mtu: 0,
+                allowed_v4: Vec::new(),
+                allowed_v6: Vec::new(),
+                router_mac: router_mac(me.vtep_mac.0, i + 1),
+                container_mac: None,
+            });
+            continue;
+        };
         let mut allowed_v4 = Vec::new();
         let mut allowed_v6 = Vec::new();
         for a in &p.addresses {
@@ -423,7 +452,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
     }
     // Container addresses are more specific than the host subnets that hold
     // them, so longest-prefix match picks the port.
-    for (i, p) in me.ports.iter().enumerate() {
+    for (i, p) in slots.iter().enumerate() {
+        let Some(p) = p else { continue };
         for a in &p.addresses {
             entries.push((
                 a.trunc(),
@@ -433,8 +463,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
             ));
         }
     }
-    let (icmp_src_v4, icmp_src_v6) = router_addrs(topo, host);
-    for p in &me.ports {
+    let (icmp_src_v4, icmp_src_v6) = router_addrs(topo, host, &slots);
+    for p in slots.iter().flatten() {
         for g in &p.gateways {
             entries.push((IpNet::from(*g), NextHop::Router));
         }

@@ -221,7 +221,7 @@ pub fn open_netns(path: &Path) -> io::Result<OwnedFd> {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, exclusively borrowed statfs for the call.
     cvt(unsafe { libc::fstatfs(probe.as_raw_fd(), &mut st) })?;
-    if st.f_type as i64 != libc::NSFS_MAGIC as i64 {
+    if st.f_type as i64 != libc::NSFS_MAGIC {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a namespace file", path.display()),

@@ -420,6 +420,12 @@ impl Lab {
         let log = self.dir.path().join(format!("{host}.log"));
         let _ = std::fs::remove_file(&stats);
         let logf = std::fs::File::create(&log).expect("router log");
+        // Each lab's own control socket: tests run in parallel with the
+        // same host names, and the default path is per host name.
+        let socket = self.socket_path(host);
+        let own_socket = !extra
+            .iter()
+            .any(|a| *a == "--socket" || *a == "--no-socket");
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{ns}"))
             .arg(env!("CARGO_BIN_EXE_vxrouter"))
@@ -428,6 +434,20 @@ impl Lab {
             .args(["--host", host, "--stats-file"])
             .arg(&stats)
             .args(["--log-interval", "1"])
+            .args(if own_socket {
+                vec![
+                    "--socket".to_owned(),
+                    socket.display().to_string(),
+                    "--state-dir".to_owned(),
+                    self.dir
+                        .path()
+                        .join(format!("{host}.state"))
+                        .display()
+                        .to_string(),
+                ]
+            } else {
+                vec![]
+            })
             .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -443,6 +463,11 @@ impl Lab {
             log,
         });
         self.routers.len() - 1
+    }
+
+    /// The control socket of `host`'s router as [`Lab::start`] gives it.
+    pub fn socket_path(&self, host: &str) -> PathBuf {
+        self.dir.path().join(format!("{host}.sock"))
     }
 
     /// The router's log so far (colours removed).

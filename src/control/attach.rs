@@ -1,0 +1,397 @@
+//! Live attach and detach of container ports through the control socket.
+//!
+//! Attach: check the request against the host ([`PortSet::admit`]), build
+//! the container's interface in its namespace ([`crate::host::sandbox`]),
+//! open the port's queues, hand them to every worker and wait until each
+//! polls them, then publish tables that route to the port. Detach: publish
+//! tables without the port, take its queues back from every worker (each
+//! flushes them first), then remove the interface.
+//!
+//! Invariants: a failed attach leaves nothing behind (no device, no queue,
+//! no index taken); the other ports forward throughout, since workers
+//! change their port set between bursts and tables are swapped whole; an
+//! attached port's interface belongs to its container and outlives the
+//! router (only detach removes it).
+
+use crate::api::{self, ApiError, ErrorCode, PortInfo};
+use crate::config::{self, MacAddr, PortConfig, PortKind};
+use crate::host::{sandbox, HostError};
+use crate::port::tun::TunPort;
+
+use super::ports::{self, Attachment, Slot};
+use super::state::Record;
+use super::{internal, reload, setup, Republish, Router};
+
+/// Why a recorded port is not taken back.
+struct Gone(String);
+
+impl Router<'_> {
+    /// Attaches a container port as `a` asks; see the module doc.
+    pub(super) fn attach(&mut self, a: api::Attach) -> Result<PortInfo, ApiError> {
+        if let Some(index) = self.ports.find_id(&a.id) {
+            let slot = self.ports.get(index).expect("found by id");
+            let same = slot.attachment.as_ref().is_some_and(|x| {
+                x.netns == a.netns && x.ifname == a.ifname && x.addresses == a.addresses
+            }) && slot.config.kind == a.kind
+                && slot.config.offload == a.offload;
+            if same {
+                return Ok(self.info(index));
+            }
+            return Err(err(
+                ErrorCode::Exists,
+                format!("{} is attached with other parameters", a.id),
+            ));
+        }
+        let Some(index) = self.ports.free_index() else {
+            return Err(err(
+                ErrorCode::Full,
+                format!("this router holds {} ports already", config::MAX_PORTS),
+            ));
+        };
+        let subnets = self.topo.hosts[self.me].subnets.clone();
+        let (sources, gateways) = self.ports.admit(&subnets, &a.addresses)?;
+        let config_gateways = gateways.clone();
+        let name = ports::device_name(&a.id);
+        if let Some((_, s)) = self.ports.iter().find(|(_, s)| s.config.name == name) {
+            return Err(err(
+                ErrorCode::Exists,
+                format!("device name {name} is taken by port {}", s.config.name),
+            ));
+        }
+        let mtu = self.topo.overlay_mtu(self.me);
+        let vtep = self.topo.hosts[self.me].vtep_mac.0;
+        let mac = reload::container_mac(vtep, usize::from(index));
+        let spec = sandbox::Spec {
+            netns: &a.netns,
+            ifname: &a.ifname,
+            host_name: &name,
+            addresses: &a.addresses,
+            gateways: &config_gateways,
+            mtu,
+            mac: (a.kind == PortKind::Veth).then_some(mac),
+            queues: self.n_workers as u32,
+            tx_checksum_off: !a.offload,
+        };
+        let config = PortConfig {
+            name: name.clone(),
+            kind: a.kind,
+            netns: None,
+            addresses: sources,
+            mac: (a.kind == PortKind::Veth).then_some(MacAddr(mac)),
+            gateways,
+            mtu: None,
+            offload: a.kind == PortKind::Tun || a.offload,
+            queue_len: config::DEFAULT_QUEUE_LEN,
+        };
+        let n_workers = self.n_workers;
+        let queues = match a.kind {
+            PortKind::Veth => {
+                sandbox::create_veth(&spec).map_err(|e| host_error(&a, e))?;
+                match setup::open_veth_queues(
+                    &config,
+                    usize::from(index),
+                    mtu,
+                    vtep,
+                    n_workers,
+                    &self.xsk_cfg,
+                ) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        let _ = sandbox::remove(&a.netns, &a.ifname, Some(&name));
+                        return Err(internal(format!("{e:#}")));
+                    }
+                }
+            }
+            PortKind::Tun => {
+                let tuns = sandbox::create_tun(&spec, |ifname| {
+                    TunPort::open_with(ifname, n_workers, mtu, true, config::DEFAULT_QUEUE_LEN)
+                })
+                .map_err(|e| host_error(&a, e))?;
+                setup::tun_queues(tuns, n_workers)
+            }
+        };
+        let attachment = Attachment {
+            id: a.id.clone(),
+            netns: a.netns.clone(),
+            ifname: a.ifname.clone(),
+            addresses: a.addresses.clone(),
+        };
+        let record = Record::new(
+            index,
+            name.clone(),
+            a.kind,
+            a.offload,
+            (a.kind == PortKind::Veth).then_some(mac),
+            config.addresses.clone(),
+            config.gateways.clone(),
+            attachment.clone(),
+        );
+        if let Err(e) = self.install(index, queues, config, attachment) {
+            self.remove_interface_of(&record.attachment, a.kind, &name);
+            return Err(e);
+        }
+        self.save_record(&record);
+        tracing::info!(id = %a.id, port = %name, index, kind = ?a.kind, netns = %a.netns.display(), ifname = %a.ifname, addresses = ?a.addresses, "port attached");
+        Ok(self.info(index))
+    }
+
+    /// Hands a port's queues to the workers, then publishes tables that
+    /// route to it. On failure every worker has given its queue back.
+    fn install(
+        &mut self,
+        index: u16,
+        mut queues: setup::Queues,
+        config: PortConfig,
+        attachment: Attachment,
+    ) -> Result<(), ApiError> {
+        let program = queues.program.take();
+        if let Err(e) = self.give_to_workers(index, queues) {
+            // Some workers may hold their queue: take every one back.
+            self.take_from_workers(index);
+            drop(program);
+            return Err(e);
+        }
+        self.ports.insert(
+            index,
+            Slot {
+                config,
+                attachment: Some(attachment),
+                program,
+            },
+        );
+        self.need(Republish::Always);
+        self.publish_if_needed();
+        Ok(())
+    }
+
+    fn save_record(&self, r: &Record) {
+        if let Some(st) = &self.state {
+            if let Err(e) = st.save(r) {
+                tracing::warn!(port = %r.name, "{e:#}: a restarted router will not take this port back");
+            }
+        }
+    }
+
+    /// Takes back the ports recorded by an earlier run whose containers
+    /// still have their interface; forgets (and cleans up) those whose
+    /// namespace is gone.
+    pub(super) fn reattach_recorded(&mut self) {
+        let Some(st) = &self.state else { return };
+        let records = st.load();
+        for r in records {
+            match self.reattach(&r) {
+                Ok(index) => {
+                    if index != r.index {
+                        self.save_record(&Record { index, ..r.clone() });
+                    }
+                    tracing::info!(id = %r.attachment.id, port = %r.name, index, "recorded port attached again");
+                }
+                Err(Gone(why)) => {
+                    tracing::info!(id = %r.attachment.id, port = %r.name, "recorded port forgotten: {why}");
+                    self.remove_interface_of(&r.attachment, r.kind, &r.name);
+                    if let Some(st) = &self.state {
+                        st.remove(&r.name);
+                    }
+                }
+            }
+        }
+    }
+
+    fn reattach(&mut self, r: &Record) -> Result<u16, Gone> {
+        let at = &r.attachment;
+        if !at.netns.exists() {
+            return Err(Gone("its network namespace is gone".into()));
+        }
+        if self.ports.find_id(&at.id).is_some()
+            || self.ports.iter().any(|(_, s)| s.config.name == r.name)
+        {
+            return Err(Gone("a port with its id or name exists".into()));
+        }
+        let subnets = self.topo.hosts[self.me].subnets.clone();
+        if let Some(a) = r
+            .sources
+            .iter()
+            .find(|a| !subnets.iter().any(|n| n.contains(&a.addr())))
+        {
+            return Err(Gone(format!("{a} is outside this host's subnets now")));
+        }
+        if let Some((_, s)) = self.ports.iter().find(|(_, s)| {
+            s.config
+                .addresses
+                .iter()
+                .any(|p| r.sources.iter().any(|a| p.contains(&a.addr())))
+        }) {
+            return Err(Gone(format!(
+                "port {} holds its addresses now",
+                s.config.name
+            )));
+        }
+        // The same index keeps the gateway MAC the container has cached.
+        let index = if self.ports.get(r.index).is_none() {
+            r.index
+        } else {
+            let i = self
+                .ports
+                .free_index()
+                .ok_or_else(|| Gone("the router is full".into()))?;
+            tracing::warn!(port = %r.name, was = r.index, now = i, "recorded port's index is taken: its gateway MAC changes");
+            i
+        };
+        let mtu = self.topo.overlay_mtu(self.me);
+        let vtep = self.topo.hosts[self.me].vtep_mac.0;
+        let n_workers = self.n_workers;
+        let config = PortConfig {
+            name: r.name.clone(),
+            kind: r.kind,
+            netns: None,
+            addresses: r.sources.clone(),
+            mac: r.mac.map(MacAddr),
+            gateways: r.gateways.clone(),
+            mtu: None,
+            offload: r.kind == PortKind::Tun || r.offload,
+            queue_len: config::DEFAULT_QUEUE_LEN,
+        };
+        let queues = match r.kind {
+            PortKind::Veth => {
+                if crate::host::link::link_info(&r.name).is_err() {
+                    return Err(Gone(format!("its device {} is gone", r.name)));
+                }
+                setup::open_veth_queues(
+                    &config,
+                    usize::from(index),
+                    mtu,
+                    vtep,
+                    n_workers,
+                    &self.xsk_cfg,
+                )
+                .map_err(|e| Gone(format!("{e:#}")))?
+            }
+            PortKind::Tun => {
+                let tuns = sandbox::reopen_tun(&at.netns, &at.ifname, |ifname| {
+                    TunPort::open_with(ifname, n_workers, mtu, true, config::DEFAULT_QUEUE_LEN)
+                })
+                .map_err(|e| Gone(e.to_string()))?;
+                setup::tun_queues(tuns, n_workers)
+            }
+        };
+        self.install(index, queues, config, at.clone())
+            .map_err(|e| Gone(e.to_string()))?;
+        Ok(index)
+    }
+
+    /// Detaches attachment `id`; false if there is none.
+    pub(super) fn detach(&mut self, id: &str) -> Result<bool, ApiError> {
+        let Some(index) = self.ports.find_id(id) else {
+            return Ok(false);
+        };
+        let slot = self.ports.remove(index).expect("found by id");
+        // No table sends to the port once this is published.
+        self.need(Republish::Always);
+        self.publish_if_needed();
+        let (rx, tx) = self.take_from_workers(index);
+        drop(slot.program);
+        let at = slot.attachment.expect("found by id");
+        tracing::info!(id, port = %slot.config.name, index, rx, tx, "port detached");
+        self.remove_interface_of(&at, slot.config.kind, &slot.config.name);
+        if let Some(st) = &self.state {
+            st.remove(&slot.config.name);
+        }
+        Ok(true)
+    }
+
+    /// Verifies attachment `id`: attached, and its interface present with
+    /// its addresses (and, on a veth, its MAC).
+    pub(super) fn check(&self, id: &str) -> Result<PortInfo, ApiError> {
+        let Some(index) = self.ports.find_id(id) else {
+            return Err(err(ErrorCode::NotFound, format!("{id} is not attached")));
+        };
+        let slot = self.ports.get(index).expect("found by id");
+        let at = slot.attachment.as_ref().expect("found by id");
+        let seen = sandbox::inspect(&at.netns, &at.ifname)
+            .map_err(|e| err(ErrorCode::Mismatch, e.to_string()))?
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::Mismatch,
+                    format!("{} has no interface {}", at.netns.display(), at.ifname),
+                )
+            })?;
+        if let Some(missing) = at.addresses.iter().find(|a| !seen.addresses.contains(a)) {
+            return Err(err(
+                ErrorCode::Mismatch,
+                format!("{} lacks address {missing}", at.ifname),
+            ));
+        }
+        if let Some(mac) = slot.config.mac {
+            if slot.config.kind == PortKind::Veth && seen.mac != Some(mac.0) {
+                return Err(err(
+                    ErrorCode::Mismatch,
+                    format!(
+                        "{} has MAC {}, the router sends to {mac}",
+                        at.ifname,
+                        seen.mac.map_or("none".into(), |m| MacAddr(m).to_string())
+                    ),
+                ));
+            }
+        }
+        Ok(self.info(index))
+    }
+
+    /// Detaches every attachment whose id starts with `prefix` and is not
+    /// in `keep`; returns their ids.
+    pub(super) fn collect_garbage(&mut self, prefix: &str, keep: &[String]) -> Vec<String> {
+        let gone: Vec<String> = self
+            .ports
+            .iter()
+            .filter_map(|(_, s)| s.attachment.as_ref())
+            .map(|a| a.id.clone())
+            .filter(|id| id.starts_with(prefix) && !keep.contains(id))
+            .collect();
+        for id in &gone {
+            if let Err(e) = self.detach(id) {
+                tracing::warn!(id, error = %e, "collecting an attachment");
+            }
+        }
+        gone
+    }
+
+    /// The port at `index` as the protocol shows it.
+    fn info(&self, index: u16) -> PortInfo {
+        let counters = self.port_counters();
+        let slot = self.ports.get(index).expect("an index in use");
+        ports::info(
+            slot,
+            slot.config
+                .mtu
+                .unwrap_or_else(|| self.topo.overlay_mtu(self.me)),
+            counters[usize::from(index)],
+        )
+    }
+
+    fn remove_interface_of(&self, at: &Attachment, kind: PortKind, name: &str) {
+        let host_name = (kind == PortKind::Veth).then_some(name);
+        match sandbox::remove(&at.netns, &at.ifname, host_name) {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(id = %at.id, ifname = %at.ifname, error = %e, "removing the container interface")
+            }
+        }
+    }
+}
+
+fn err(code: ErrorCode, message: String) -> ApiError {
+    ApiError { code, message }
+}
+
+/// Maps a failure to build the interface: a namespace that is not there or
+/// not one, or a name in use, is the caller's; the rest is the kernel's.
+fn host_error(a: &api::Attach, e: HostError) -> ApiError {
+    let code = match &e {
+        HostError::Invalid(_) | HostError::NoSuchNetns(_) => ErrorCode::Invalid,
+        HostError::DeviceExists(_) => ErrorCode::Exists,
+        _ => ErrorCode::Internal,
+    };
+    err(
+        code,
+        format!("building {} in {}: {e}", a.ifname, a.netns.display()),
+    )
+}

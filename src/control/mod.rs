@@ -1,0 +1,1046 @@
+//! `vxrouter run`: the control thread of a live router.
+//!
+//! Start-up ([`Router::start`]): load the topology, create or attach the
+//! container ports, attach our XDP programs and open one AF_XDP socket or
+//! TUN queue per worker and port, resolve the peers' underlay MACs through
+//! the kernel's neighbour table, compile and publish the forwarding tables,
+//! start the pinned workers, listen on the control socket. A start whose
+//! overlay MTU cannot fit the uplink NIC's MTU once encapsulated is refused
+//! before anything is made.
+//!
+//! Then [`Router::step`] watches, one poll at a time: neighbour events
+//! (republish when a peer's MAC appears or changes), the uplink NIC's MTU
+//! (republish: packets that no longer fit get ICMP errors naming the size
+//! that does), liveness hellos, control socket requests (status, ports,
+//! live attach and detach), SIGHUP (reload; a bad file keeps the running
+//! tables), SIGINT/SIGTERM (stop the workers, detach XDP, remove what we
+//! created), and every second it retires old tables, retries unresolved
+//! neighbours, writes the stats file and hands the same counters to the
+//! metrics endpoint ([`crate::metrics`]).
+//!
+//! Files: [`setup`] opens port queues, [`ports`] keeps the port set,
+//! [`attach`] attaches and detaches ports live, [`socket`] serves the
+//! control socket, [`reload`] decides what a reload may change,
+//! [`neighbours`] resolves peers, [`hellos`] runs the liveness socket,
+//! [`underlay`] checks the NIC's MTU, [`stats`] collects the counters.
+//!
+//! Invariants: workers only ever see whole, published tables; a port is in
+//! the workers' hands before any table sends to it, and out of every table
+//! before a worker gives it back; everything created is owned by a guard
+//! whose Drop undoes it, so every exit path (error, signal) leaves the host
+//! as it was, except the interfaces of attached ports, which belong to
+//! their containers.
+
+mod attach;
+mod hellos;
+mod neighbours;
+mod ports;
+mod reload;
+mod setup;
+mod socket;
+mod state;
+mod stats;
+mod underlay;
+
+pub use underlay::container_gso_segs;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::api::{self, Body, PortCounters, Reply, Request};
+use crate::config::{self, PortKind, Topology, UplinkIo};
+use crate::dataplane::Tables;
+use crate::fib::FibPublisher;
+use crate::host::link::{link_info, LinkChange, LinkInfo, LinkWatch};
+use crate::host::neigh::NeighbourTable;
+use crate::host::netns::{self, CreatedDevice};
+use crate::metrics::{LivenessStats, MetricsServer, ReloadStats, RunStats};
+use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::tun::TunPort;
+use crate::port::udp::{UdpConfig, UdpPort};
+use crate::port::xdp::{XdpKind, XdpProgram};
+use crate::port::Port;
+use crate::route::liveness::Liveness;
+use crate::route::{self, RouteSet};
+use crate::worker::{Command, Worker, WorkerHandle};
+
+use neighbours::Neighbours;
+use ports::{PortSet, Slot};
+use reload::RestartKey;
+use setup::Queues;
+use socket::ControlSocket;
+
+/// Options of `vxrouter run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub host: String,
+    /// Where to write JSON stats every second (atomically, by rename).
+    pub stats_file: Option<PathBuf>,
+    /// How often to log a counter summary.
+    pub log_interval: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// The control socket's path; `None` serves none.
+    pub socket: Option<PathBuf>,
+    /// Where attached ports are recorded, so that the next run takes them
+    /// back; `None` records nothing.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The control socket's default path for host `host`.
+pub fn default_socket(host: &str) -> PathBuf {
+    PathBuf::from(format!("/run/vxrouter/{host}.sock"))
+}
+
+/// The default state directory for host `host`.
+pub fn default_state_dir(host: &str) -> PathBuf {
+    PathBuf::from(format!("/run/vxrouter/{host}"))
+}
+
+/// Poll tokens of the control thread.
+const NEIGH_TOKEN: Token = Token(0);
+const HELLO_TOKEN: Token = Token(1);
+const LINK_TOKEN: Token = Token(2);
+/// The control socket's listener; its clients take the tokens above.
+const SOCKET_TOKEN: usize = 16;
+
+/// How long a live attach or detach waits for every worker to take or give
+/// back a port.
+const WORKER_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything the start made that the router must undo, dropped in reverse
+/// order of need: workers first (they hold sockets), then sockets, then XDP
+/// programs, then devices.
+struct Owned {
+    stop: Arc<AtomicBool>,
+    workers: Vec<(JoinHandle<std::io::Result<()>>, WorkerHandle)>,
+    programs: Vec<XdpProgram>,
+    devices: Vec<CreatedDevice>,
+}
+
+impl Owned {
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (_, h) in &self.workers {
+            h.stop();
+        }
+        for (h, _) in self.workers.drain(..) {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
+                Err(_) => tracing::error!("worker panicked"),
+            }
+        }
+        for p in self.programs.drain(..) {
+            tracing::info!(dev = p.ifname(), "detaching XDP program");
+            drop(p);
+        }
+        for d in self.devices.drain(..) {
+            let name = d.port_name().to_owned();
+            if let Err(e) = d.teardown() {
+                tracing::warn!(dev = %name, error = %e, "teardown failed");
+            } else {
+                tracing::info!(dev = %name, "removed");
+            }
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The signal flags, set from the very start: a SIGTERM or SIGINT during
+/// the set-up (devices, namespaces, XDP programs) must not kill the process
+/// before the guards can take down what it made; the loop sees the flag and
+/// stops in order. A SIGHUP then reloads once the router runs.
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, term.clone()).context("installing signal handlers")?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+            .context("installing signal handlers")?;
+        Ok(Signals { term, hup })
+    }
+}
+
+/// One worker's queues at start: `queues[i]` its queue of port `i`.
+#[derive(Default)]
+struct WorkerQueues {
+    queues: Vec<Option<Box<dyn Port + Send>>>,
+    rx_only: Vec<(u16, Box<dyn Port + Send>)>,
+}
+
+/// What a pass of the loop found to republish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Republish {
+    /// Nothing changed.
+    No,
+    /// Build again and publish if a peer's MAC changed.
+    IfPeersChanged,
+    /// Build again and publish.
+    Always,
+}
+
+/// A running router: its configuration, what it made, and its state.
+struct Router<'a> {
+    opts: &'a RunOptions,
+    topo: Topology,
+    me: usize,
+    restart_key: RestartKey,
+    learned_macs: BTreeMap<String, [u8; 6]>,
+    metrics: Option<MetricsServer>,
+    epoch: Instant,
+    liveness: Option<Liveness>,
+    hello_sock: Option<std::net::UdpSocket>,
+    next_hello: u64,
+    nic: String,
+    nic_info: LinkInfo,
+    nic_watch: LinkWatch,
+    underlay_mtu: u16,
+    n_workers: usize,
+    xsk_cfg: AfXdpConfig,
+    owned: Owned,
+    ports: PortSet,
+    routes: RouteSet,
+    neigh: Neighbours,
+    publisher: FibPublisher<Tables>,
+    published: u64,
+    last_macs: Vec<(String, bool, [u8; 6])>,
+    reloads: ReloadStats,
+    poll: Poll,
+    registry: Registry,
+    events: Events,
+    control: Option<ControlSocket>,
+    state: Option<state::StateDir>,
+    last_tick: Instant,
+    last_log: Instant,
+    republish: Republish,
+}
+
+/// Runs the router until SIGINT or SIGTERM.
+pub fn run(opts: &RunOptions) -> Result<()> {
+    let signals = Signals::install()?;
+    let mut router = Router::start(opts)?;
+    let result = loop {
+        if signals.term.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        if let Err(e) = router.step(signals.hup.swap(false, Ordering::Relaxed)) {
+            break Err(e);
+        }
+    };
+    router.stop();
+    result
+}
+
+impl<'a> Router<'a> {
+    /// Builds everything and starts the workers.
+    fn start(opts: &'a RunOptions) -> Result<Router<'a>> {
+        let (topo, me) = reload::load_topology(&opts.config, &opts.host)?;
+        let learned_macs = reload::learn_container_macs(&topo.hosts[me])?;
+        let topo = reload::effective(topo, me, &learned_macs);
+        // Before any device is made: a metrics address we cannot listen on
+        // fails the start with nothing to undo.
+        let metrics = match opts.metrics {
+            Some(addr) => {
+                let m = MetricsServer::start(addr)?;
+                tracing::info!(addr = %m.local_addr(), "serving metrics at /metrics");
+                Some(m)
+            }
+            None => None,
+        };
+        let host = topo.hosts[me].clone();
+        // Liveness: its socket is bound before any device is made, too.
+        let epoch = Instant::now();
+        let hello_keys = match topo.overlay.liveness.as_ref() {
+            Some(cfg) => hellos::load_hello_keys(cfg)?,
+            None => None,
+        };
+        let hello_sock = match &topo.overlay.liveness {
+            Some(cfg) => {
+                let addr = std::net::SocketAddr::new(host.underlay, cfg.port);
+                let sock = std::net::UdpSocket::bind(addr)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .with_context(|| format!("binding the liveness socket on {addr}"))?;
+                tracing::info!(%addr, "liveness hellos on");
+                Some(sock)
+            }
+            None => None,
+        };
+        let Some(nic) = host.nic.clone() else {
+            bail!(
+                "host {} has no `nic` in {}: the router needs its underlay device",
+                host.name,
+                opts.config.display()
+            );
+        };
+        let nic_info = link_info(&nic).with_context(|| format!("underlay device {nic}"))?;
+        // Subscribed before the MTU is read, so no change after it is missed.
+        let nic_watch = LinkWatch::open(&nic)
+            .with_context(|| format!("watching the MTU of underlay device {nic}"))?;
+        let underlay_mtu = nic_watch.mtu();
+        underlay::check_mtu_fits(&topo, me, &nic, underlay_mtu, &opts.config)?;
+        if let Some(m) = host.underlay_mac {
+            if m.0 != nic_info.mac {
+                tracing::warn!(dev = %nic, configured = %m, "underlay_mac differs from the device's MAC; using the device's");
+            }
+        }
+        let udp_uplink = host.uplink_io == UplinkIo::Udp;
+        // AF_XDP needs a NIC queue per worker; UDP sockets share the port
+        // through SO_REUSEPORT, so any number of workers can serve it.
+        let queues = if udp_uplink {
+            usize::MAX
+        } else {
+            nic_info.num_rx_queues.max(1) as usize
+        };
+        let mut n_workers = host.workers.len().max(1);
+        if n_workers > queues {
+            tracing::warn!(dev = %nic, queues, workers = n_workers, "fewer NIC queues than workers: running {queues} worker(s)");
+            n_workers = queues;
+        }
+        let cores: Vec<Option<usize>> = (0..n_workers)
+            .map(|k| host.workers.get(k).copied())
+            .collect();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut owned = Owned {
+            stop: stop.clone(),
+            workers: Vec::new(),
+            programs: Vec::new(),
+            devices: Vec::new(),
+        };
+        let overlay_mtu = topo.overlay_mtu(me);
+        let xsk_cfg = AfXdpConfig::default();
+
+        // Queues per port index: 0 the uplink, then container ports.
+        let mut by_port: Vec<Queues> = Vec::with_capacity(1 + host.ports.len());
+        by_port.push(open_uplink(
+            &topo, me, &nic, &nic_info, n_workers, queues, &xsk_cfg,
+        )?);
+        let mut ports = PortSet::default();
+        for (i, p) in host.ports.iter().enumerate() {
+            let idx = i + 1;
+            let mtu = p.mtu.unwrap_or(overlay_mtu);
+            let mut q = match p.kind {
+                PortKind::Tun => {
+                    let tuns = match &p.netns {
+                        Some(ns) => {
+                            let (dev, tuns) =
+                                netns::setup_tun_netns(&p.name, ns, &p.addresses, mtu, |name| {
+                                    TunPort::open_with(name, n_workers, mtu, p.offload, p.queue_len)
+                                })
+                                .with_context(|| {
+                                    format!("creating TUN port {} in netns {ns}", p.name)
+                                })?;
+                            owned.devices.push(dev);
+                            underlay::cap_container_gso(ns, mtu);
+                            tuns
+                        }
+                        None => TunPort::open_with(&p.name, n_workers, mtu, p.offload, p.queue_len)
+                            .with_context(|| format!("opening TUN device {}", p.name))?,
+                    };
+                    tracing::info!(
+                        port = %p.name,
+                        queues = tuns.len(),
+                        netns = ?p.netns,
+                        offload = tuns.first().is_some_and(|t| t.offload()),
+                        "TUN port ready"
+                    );
+                    setup::tun_queues(tuns, n_workers)
+                }
+                PortKind::Veth => {
+                    if let Some(ns) = &p.netns {
+                        let dev = netns::setup_veth_with(
+                            &p.name,
+                            ns,
+                            &p.addresses,
+                            &p.gateways,
+                            mtu,
+                            p.mac.map(|m| m.0),
+                            n_workers as u32,
+                            !p.offload,
+                        )
+                        .with_context(|| format!("creating veth port {} in netns {ns}", p.name))?;
+                        owned.devices.push(dev);
+                        if p.offload {
+                            underlay::cap_container_gso(ns, mtu);
+                        }
+                    } else {
+                        link_info(&p.name).with_context(|| {
+                            format!("veth port {} (no netns given, so it must exist)", p.name)
+                        })?;
+                        if !p.offload {
+                            // AF_XDP frames carry no partial-checksum flag.
+                            tracing::warn!(port = %p.name, "attached to an existing veth: turn off tx checksum offload on its container end (ethtool -K IF tx off)");
+                        }
+                    }
+                    setup::open_veth_queues(p, idx, mtu, host.vtep_mac.0, n_workers, &xsk_cfg)?
+                }
+            };
+            ports.insert(
+                idx as u16,
+                Slot {
+                    config: p.clone(),
+                    attachment: None,
+                    program: q.program.take(),
+                },
+            );
+            by_port.push(q);
+        }
+        if let Some(p) = by_port[0].program.take() {
+            owned.programs.push(p);
+        }
+
+        // Routes, neighbours, tables.
+        let routes = compute_routes(&topo, me, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for &u in &routes.unreachable {
+            tracing::warn!(host = %topo.hosts[u].name, "unreachable: its prefixes are left out");
+        }
+        let mut neigh = Neighbours {
+            table: NeighbourTable::open().context("opening the netlink neighbour socket")?,
+            nic: nic.clone(),
+            via: BTreeMap::new(),
+            kernel_resolves: udp_uplink,
+        };
+        neigh.learn_peers(&topo, me, &routes, topo.overlay.liveness.is_some());
+        neigh.resolve_missing();
+        if udp_uplink {
+            underlay::warn_routes_off_nic(
+                &topo,
+                me,
+                &routes,
+                &mut neigh.table,
+                &nic,
+                nic_info.index,
+            );
+        }
+        let t = neighbours::build_tables(
+            &topo,
+            me,
+            &routes,
+            nic_info.mac,
+            underlay_mtu,
+            &neigh,
+            &ports.configs(),
+        );
+        let last_macs = neighbours::peer_macs(&t);
+        let (publisher, reader) = FibPublisher::new(t);
+
+        // Workers: queue k of every port to worker k.
+        let mut per_worker: Vec<WorkerQueues> =
+            (0..n_workers).map(|_| WorkerQueues::default()).collect();
+        for (idx, q) in by_port.into_iter().enumerate() {
+            for (k, queue) in q.per_worker.into_iter().enumerate() {
+                per_worker[k].queues.push(queue);
+            }
+            for (k, queue) in q.rx_only {
+                per_worker[k].rx_only.push((idx as u16, queue));
+            }
+        }
+        for (k, w) in per_worker.into_iter().enumerate() {
+            let (worker, handle) =
+                Worker::new(k, w.queues, w.rx_only, reader.clone(), stop.clone())
+                    .context("creating a worker")?;
+            let core = cores[k];
+            let jh = std::thread::Builder::new()
+                .name(format!("vxr-worker-{k}"))
+                .spawn(move || worker.run(core))
+                .context("spawning a worker thread")?;
+            owned.workers.push((jh, handle));
+        }
+        tracing::info!(host = %host.name, workers = n_workers, routes = routes.routes.len(), "router running");
+
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        registry.register(
+            &mut SourceFd(&neigh.table.fd()),
+            NEIGH_TOKEN,
+            Interest::READABLE,
+        )?;
+        if let Some(sock) = &hello_sock {
+            use std::os::fd::AsRawFd;
+            registry.register(
+                &mut SourceFd(&sock.as_raw_fd()),
+                HELLO_TOKEN,
+                Interest::READABLE,
+            )?;
+        }
+        registry.register(
+            &mut SourceFd(&nic_watch.fd()),
+            LINK_TOKEN,
+            Interest::READABLE,
+        )?;
+        let state = opts
+            .state_dir
+            .as_deref()
+            .map(state::StateDir::open)
+            .transpose()?;
+        let control = match &opts.socket {
+            Some(path) => Some(ControlSocket::bind(path, &registry, SOCKET_TOKEN)?),
+            None => None,
+        };
+        // The start-up grace runs from here, not from before the devices
+        // were made (attaching XDP to a real NIC can take seconds).
+        let liveness = topo.overlay.liveness.clone().map(|cfg| {
+            Liveness::new(&topo, me, cfg, nanos_since(epoch), wall_nanos())
+                .with_keys(hello_keys.clone())
+        });
+        let mut router = Router {
+            opts,
+            restart_key: RestartKey::of(&topo, me),
+            topo,
+            me,
+            learned_macs,
+            metrics,
+            epoch,
+            liveness,
+            hello_sock,
+            next_hello: 0,
+            nic,
+            nic_info,
+            nic_watch,
+            underlay_mtu,
+            n_workers,
+            xsk_cfg,
+            owned,
+            ports,
+            routes,
+            neigh,
+            publisher,
+            published: 1,
+            last_macs,
+            reloads: ReloadStats::default(),
+            poll,
+            registry,
+            events: Events::with_capacity(64),
+            control,
+            state,
+            last_tick: Instant::now(),
+            last_log: Instant::now(),
+            republish: Republish::No,
+        };
+        if router.liveness.is_some() {
+            // Routes over the links liveness takes as up at start.
+            router.routes = compute_routes(&router.topo, me, router.liveness.as_ref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            router.republish = Republish::Always;
+        }
+        router.reattach_recorded();
+        router.publish_stats(&[]);
+        Ok(router)
+    }
+
+    /// One pass of the loop: wait for an event (at most until the next
+    /// hello or tick), handle what came, republish if needed. `hup` asks
+    /// for a reload.
+    fn step(&mut self, hup: bool) -> Result<()> {
+        let mut wait = Duration::from_millis(200);
+        if self.liveness.is_some() {
+            wait = wait.min(Duration::from_nanos(
+                self.next_hello.saturating_sub(nanos_since(self.epoch)),
+            ));
+        }
+        if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        let now = Instant::now();
+        let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+        if tokens.contains(&NEIGH_TOKEN) || !tokens.is_empty() {
+            // Neighbour events may ride on any wake-up: read them all.
+            match self.neigh.table.process_events() {
+                Ok(true) => self.need(Republish::IfPeersChanged),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "neighbour events"),
+            }
+        }
+        if tokens.contains(&LINK_TOKEN) {
+            self.on_link_event();
+        }
+        self.on_hellos();
+        if hup {
+            self.reload();
+        }
+        if let Some(mut control) = self.control.take() {
+            let registry = self.registry.try_clone()?;
+            let mine: Vec<Token> = tokens
+                .iter()
+                .copied()
+                .filter(|t| control.owns(*t))
+                .collect();
+            for t in mine {
+                control.on_event(&registry, t, now, &mut |req| self.handle(req));
+            }
+            control.tick(&registry, now, &mut |req| self.handle(req));
+            self.control = Some(control);
+        }
+        if self.last_tick.elapsed() >= Duration::from_secs(1) {
+            self.tick();
+        }
+        self.publish_if_needed();
+        Ok(())
+    }
+
+    fn need(&mut self, r: Republish) {
+        self.republish = self.republish.max(r);
+    }
+
+    fn on_link_event(&mut self) {
+        match self.nic_watch.process_events() {
+            Ok(Some(LinkChange::Mtu { from, to })) => {
+                self.underlay_mtu = to;
+                underlay::log_mtu_change(&self.topo, self.me, &self.nic, from, to);
+                // Published even though no peer MAC changed.
+                self.need(Republish::Always);
+            }
+            Ok(Some(LinkChange::Gone)) => {
+                tracing::error!(dev = %self.nic, "the underlay device left this network namespace: nothing reaches the peers until it is back and the router restarted")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(dev = %self.nic, error = %e, "link events"),
+        }
+    }
+
+    fn on_hellos(&mut self) {
+        let (Some(l), Some(sock)) = (self.liveness.as_mut(), self.hello_sock.as_ref()) else {
+            return;
+        };
+        let now = nanos_since(self.epoch);
+        let before = l.down();
+        let mut changed = hellos::receive_hellos(l, sock, now);
+        if now >= self.next_hello {
+            hellos::send_hellos(l, sock, now);
+            self.next_hello = now + l.interval_nanos();
+        }
+        changed |= l.on_tick(now);
+        if !changed {
+            return;
+        }
+        let after = l.down();
+        for n in after.iter().filter(|n| !before.contains(n)) {
+            tracing::warn!(neighbour = %n, "neighbour down: routes leave its link");
+        }
+        for n in before.iter().filter(|n| !after.contains(n)) {
+            tracing::info!(neighbour = %n, "neighbour up: routes take its link again");
+        }
+        tracing::info!(links_down = ?l.link_names_down(), "links out of the routes changed");
+        match compute_routes(&self.topo, self.me, Some(l)) {
+            Ok(r) => {
+                self.routes = r;
+                // Published even if no peer MAC changed.
+                self.need(Republish::Always);
+            }
+            Err(e) => tracing::error!("routes after a liveness change: {e}"),
+        }
+    }
+
+    /// Reloads the topology file; a bad file, or a change that needs a
+    /// restart, keeps the running configuration.
+    fn reload(&mut self) {
+        let ok = match self.try_reload() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("reload rejected, keeping the running configuration: {e:#}");
+                false
+            }
+        };
+        self.reloads.count(ok);
+    }
+
+    fn try_reload(&mut self) -> Result<()> {
+        let (new, new_me) = reload::load_topology(&self.opts.config, &self.opts.host)?;
+        let new = reload::effective(new, new_me, &self.learned_macs);
+        let changes = self.restart_key.changes(&RestartKey::of(&new, new_me));
+        if !changes.is_empty() {
+            bail!(
+                "changed on this host: {}; those need a restart",
+                changes.join(", ")
+            );
+        }
+        // Read again on every reload: a key rotation is a change of the key
+        // file and a SIGHUP.
+        let keys = new
+            .overlay
+            .liveness
+            .as_ref()
+            .map_or(Ok(None), hellos::load_hello_keys)?;
+        let new_live = self
+            .liveness
+            .as_ref()
+            .zip(new.overlay.liveness.clone())
+            .map(|(l, cfg)| {
+                l.reload(&new, new_me, cfg, nanos_since(self.epoch))
+                    .with_keys(keys)
+            });
+        let routes =
+            compute_routes(&new, new_me, new_live.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Attached ports must still fit: their addresses in this host's
+        // subnets.
+        let subnets = &new.hosts[new_me].subnets;
+        for (_, s) in self.ports.iter().filter(|(_, s)| s.attachment.is_some()) {
+            if let Some(a) = s
+                .config
+                .addresses
+                .iter()
+                .find(|a| !subnets.iter().any(|n| n.contains(&a.addr())))
+            {
+                bail!(
+                    "attached port {} holds {a}, outside this host's new subnets: detach it first",
+                    s.config.name
+                );
+            }
+        }
+        self.topo = new;
+        self.routes = routes;
+        self.liveness = new_live;
+        // This host's place in the file may have moved (a host added above
+        // it); the restart key compared is the same.
+        self.me = new_me;
+        self.neigh
+            .learn_peers(&self.topo, self.me, &self.routes, self.liveness.is_some());
+        self.neigh.resolve_missing();
+        // A reload publishes what it built, even where the peers and route
+        // shapes are the same (a renumbered subnet or peer address).
+        self.need(Republish::Always);
+        tracing::info!(routes = self.routes.routes.len(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// Once a second: retire old tables, retry neighbours, publish stats.
+    fn tick(&mut self) {
+        self.last_tick = Instant::now();
+        let missing = self.neigh.resolve_missing();
+        if !missing.is_empty() && self.neigh.table.refresh().unwrap_or(false) {
+            self.need(Republish::IfPeersChanged);
+        }
+        self.publisher.reclaim();
+        let stats = self.publish_stats(&missing);
+        if self.last_log.elapsed() >= self.opts.log_interval {
+            self.last_log = Instant::now();
+            tracing::info!(
+                forwarded = stats.counters.forwarded,
+                replied = stats.counters.replied,
+                drops = ?stats.counters.drops,
+                unresolved = ?stats.unresolved_peers,
+                "stats"
+            );
+        }
+    }
+
+    /// Collects the counters and hands them to the metrics endpoint and
+    /// the stats file.
+    fn publish_stats(&mut self, missing: &[IpAddr]) -> RunStats {
+        let stats = self.collect(missing);
+        if let Some(m) = &self.metrics {
+            m.update(&stats);
+        }
+        if let Some(path) = &self.opts.stats_file {
+            if let Err(e) = stats::write_stats(path, &stats) {
+                tracing::warn!(path = %path.display(), error = %e, "writing stats");
+            }
+        }
+        stats
+    }
+
+    fn collect(&self, missing: &[IpAddr]) -> RunStats {
+        let mut names: Vec<(u16, String)> = vec![(0, self.nic.clone())];
+        names.extend(self.ports.iter().map(|(i, s)| (i, s.config.name.clone())));
+        let handles: Vec<&WorkerHandle> = self.owned.workers.iter().map(|(_, h)| h).collect();
+        let mut stats = stats::collect(
+            &self.topo.hosts[self.me].name,
+            &handles,
+            &names,
+            self.published,
+            missing,
+            &self.topo,
+            &self.reloads,
+        );
+        stats.liveness = self.liveness.as_ref().map(LivenessStats::of);
+        stats.metrics_server = self.metrics.as_ref().map(MetricsServer::http_stats);
+        stats.control_socket = self.control.as_ref().map(|c| c.stats);
+        stats
+    }
+
+    /// Builds the tables from the current state; publishes them when
+    /// asked to, or when a peer's MAC changed.
+    fn publish_if_needed(&mut self) {
+        let r = std::mem::replace(&mut self.republish, Republish::No);
+        if r == Republish::No {
+            return;
+        }
+        let t = neighbours::build_tables(
+            &self.topo,
+            self.me,
+            &self.routes,
+            self.nic_info.mac,
+            self.underlay_mtu,
+            &self.neigh,
+            &self.ports.configs(),
+        );
+        let macs = neighbours::peer_macs(&t);
+        if r == Republish::Always || macs != self.last_macs {
+            for (name, resolved, mac) in &macs {
+                tracing::info!(peer = %name, resolved, mac = %config::MacAddr(*mac), "peer");
+            }
+            self.last_macs = macs;
+            self.publisher.publish(t);
+            self.published += 1;
+        }
+    }
+
+    /// Answers one control socket request.
+    fn handle(&mut self, req: Request) -> Reply {
+        let body = match req {
+            Request::Status {} => Ok(Body::Status(self.status())),
+            Request::Ports {} => Ok(Body::Ports(self.port_infos())),
+            Request::Attach(a) => self.attach(a).map(Body::Port),
+            Request::Detach { id } => self.detach(&id).map(|found| Body::Detached { found }),
+            Request::Check { id } => self.check(&id).map(Body::Port),
+            Request::Gc { prefix, keep } => {
+                Ok(Body::Collected(self.collect_garbage(&prefix, &keep)))
+            }
+        };
+        Reply::new(body.unwrap_or_else(Body::Error))
+    }
+
+    fn status(&self) -> api::Status {
+        let h = &self.topo.hosts[self.me];
+        let mut gateways: Vec<IpAddr> = Vec::new();
+        for s in &h.subnets {
+            if let Some(g) = config::first_host(s) {
+                if !gateways.iter().any(|x| x.is_ipv4() == g.is_ipv4()) {
+                    gateways.push(g);
+                }
+            }
+        }
+        api::Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            api: vec![api::VERSION],
+            host: h.name.clone(),
+            subnets: h.subnets.clone(),
+            gateways,
+            mtu: self.topo.overlay_mtu(self.me),
+            vni: self.topo.overlay.vni,
+            udp_port: self.topo.overlay.udp_port,
+            ready: true,
+            ports: self.ports.len(),
+            max_ports: config::MAX_PORTS,
+        }
+    }
+
+    /// Every port's counters, summed over the workers' queues of it.
+    fn port_counters(&self) -> Vec<PortCounters> {
+        let mut out = vec![PortCounters::default(); crate::worker::MAX_PORTS];
+        for (_, h) in &self.owned.workers {
+            let Ok(s) = h.stats.lock() else { continue };
+            for (i, c) in out.iter_mut().enumerate() {
+                c.rx_packets += s.rx.get(i).copied().unwrap_or(0);
+                c.tx_packets += s.tx.get(i).copied().unwrap_or(0);
+            }
+        }
+        out
+    }
+
+    fn port_infos(&self) -> Vec<api::PortInfo> {
+        let counters = self.port_counters();
+        let overlay_mtu = self.topo.overlay_mtu(self.me);
+        self.ports
+            .iter()
+            .map(|(i, s)| {
+                ports::info(
+                    s,
+                    s.config.mtu.unwrap_or(overlay_mtu),
+                    counters[usize::from(i)],
+                )
+            })
+            .collect()
+    }
+
+    /// Stops the workers and takes down what the start made.
+    fn stop(mut self) {
+        tracing::info!("stopping");
+        let stats = self.collect(&[]);
+        if let Some(path) = &self.opts.stats_file {
+            let _ = stats::write_stats(path, &stats);
+        }
+        // Before the workers stop: a client must not attach to a router
+        // that is going away.
+        self.control = None;
+        self.owned.shutdown();
+        // Attached ports' programs detach now that no worker polls them;
+        // their devices stay with their containers.
+        for i in self.ports.iter().map(|(i, _)| i).collect::<Vec<_>>() {
+            self.ports.remove(i);
+        }
+        tracing::info!(forwarded = stats.counters.forwarded, drops = ?stats.counters.drops, "stopped");
+    }
+
+    /// Hands one queue set to the workers and waits until every one of
+    /// them polls it.
+    fn give_to_workers(&self, index: u16, q: Queues) -> Result<(), api::ApiError> {
+        let mut acks = Vec::new();
+        let mut rx_only: Vec<Vec<Box<dyn Port + Send>>> =
+            (0..self.n_workers).map(|_| Vec::new()).collect();
+        for (k, p) in q.rx_only {
+            rx_only[k].push(p);
+        }
+        for (((_, h), queue), rx_only) in self.owned.workers.iter().zip(q.per_worker).zip(rx_only) {
+            let (done, ack) = std::sync::mpsc::channel();
+            h.send(Command::Attach {
+                index,
+                queue,
+                rx_only,
+                done,
+            })
+            .map_err(|e| internal(format!("handing port {index} to a worker: {e}")))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.recv_timeout(WORKER_ACK_TIMEOUT)
+                .map_err(|_| internal(format!("a worker did not take port {index}")))?;
+        }
+        Ok(())
+    }
+
+    /// Takes port `index`'s queues back from every worker (the tables must
+    /// no longer send to it) and drops them.
+    fn take_from_workers(&self, index: u16) -> (u64, u64) {
+        let mut acks = Vec::new();
+        for (_, h) in &self.owned.workers {
+            let (done, ack) = std::sync::mpsc::channel();
+            if h.send(Command::Detach { index, done }).is_ok() {
+                acks.push(ack);
+            }
+        }
+        let (mut rx, mut tx) = (0, 0);
+        for ack in acks {
+            match ack.recv_timeout(WORKER_ACK_TIMEOUT) {
+                Ok(d) => {
+                    rx += d.rx;
+                    tx += d.tx;
+                    drop(d.queues);
+                }
+                Err(_) => tracing::error!(port = index, "a worker did not give a port back"),
+            }
+        }
+        (rx, tx)
+    }
+}
+
+fn internal(message: String) -> api::ApiError {
+    api::ApiError {
+        code: api::ErrorCode::Internal,
+        message,
+    }
+}
+
+/// Opens the uplink's queues: kernel UDP sockets, or our XDP program and
+/// an AF_XDP socket on every NIC queue.
+fn open_uplink(
+    topo: &Topology,
+    me: usize,
+    nic: &str,
+    nic_info: &LinkInfo,
+    n_workers: usize,
+    queues: usize,
+    xsk_cfg: &AfXdpConfig,
+) -> Result<Queues> {
+    let host = &topo.hosts[me];
+    let mut q = Queues::empty(n_workers);
+    if host.uplink_io == UplinkIo::Udp {
+        // Kernel UDP sockets: no XDP program, the kernel keeps everything
+        // that is not VXLAN to our address and port.
+        let local = std::net::SocketAddr::new(host.underlay, topo.overlay.udp_port);
+        // Trains become super-packets only where a container port takes
+        // them whole; AF_XDP ports and transit would just cut them again.
+        let udp_cfg = UdpConfig {
+            coalesce: host.ports.iter().any(|p| p.offload),
+            ..UdpConfig::default()
+        };
+        for (k, slot) in q.per_worker.iter_mut().enumerate() {
+            let port = UdpPort::open(nic, local, nic_info.mac, &udp_cfg)
+                .with_context(|| format!("UDP uplink socket {k} on {local}"))?;
+            tracing::info!(dev = %nic, %local, worker = k, gso_segments = port.max_gso_segments(), gro = port.gro(), coalesce = udp_cfg.coalesce, tx_ports = ?port.tx_ports(), "UDP uplink socket bound");
+            *slot = Some(Box::new(port));
+        }
+        return Ok(q);
+    }
+    let mut prog = XdpProgram::attach(
+        nic,
+        XdpKind::Uplink,
+        &[host.underlay],
+        topo.overlay.udp_port,
+    )
+    .with_context(|| {
+        format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
+    })?;
+    tracing::info!(dev = %nic, mode = %prog.mode(), "uplink XDP program attached");
+    // Every rx queue gets a socket: our XDP program redirects to the socket
+    // of the queue a frame arrived on, and a queue without one hands VXLAN
+    // to the kernel, which has no listener for it. Queues beyond the worker
+    // count are served as receive-only queues, round robin.
+    for k in n_workers..queues {
+        let port = AfXdpPort::open(nic, k as u32, xsk_cfg)
+            .with_context(|| format!("AF_XDP socket on {nic} queue {k}"))?;
+        prog.register_socket(k as u32, port.fd())
+            .with_context(|| format!("registering the socket of {nic} queue {k}"))?;
+        tracing::info!(dev = %nic, queue = k, worker = k % n_workers, bind = %port.bind_mode(), "uplink receive queue bound");
+        q.rx_only.push((k % n_workers, Box::new(port)));
+    }
+    for (k, slot) in q.per_worker.iter_mut().enumerate() {
+        let port = AfXdpPort::open(nic, k as u32, xsk_cfg)
+            .with_context(|| format!("AF_XDP socket on {nic} queue {k}"))?;
+        prog.register_socket(k as u32, port.fd())
+            .with_context(|| format!("registering the socket of {nic} queue {k}"))?;
+        tracing::info!(dev = %nic, queue = k, bind = %port.bind_mode(), "uplink socket bound");
+        *slot = Some(Box::new(port));
+    }
+    q.program = Some(prog);
+    Ok(q)
+}
+
+/// Routes over the links that are up (all of them without liveness).
+fn compute_routes(
+    topo: &Topology,
+    me: usize,
+    liveness: Option<&Liveness>,
+) -> Result<RouteSet, route::NegativeCycle> {
+    match liveness {
+        Some(l) => route::compute(&l.live_topology(topo), me),
+        None => route::compute(topo, me),
+    }
+}
+
+/// The wall clock in ns: the base of our liveness reports' sequence
+/// numbers, so that they grow across restarts.
+fn wall_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,120 @@
+//! Opening the router's port queues: the uplink's, and a container port's
+//! for every worker. Start-up and live attach open container queues
+//! through the same [`open_container_queues`].
+//!
+//! Invariants: a port's queues are all opened or none is (an error drops
+//! what was opened); an XDP program is returned with its sockets and
+//! detaches when dropped.
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{PortConfig, PortKind};
+use crate::dataplane::tables;
+use crate::host::link::link_info;
+use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::packet::PacketPort;
+use crate::port::tun::TunPort;
+use crate::port::xdp::{XdpKind, XdpProgram};
+use crate::port::Port;
+
+/// One port's queues, one receive-and-transmit queue per worker (where the
+/// device has one) and the device's further receive queues.
+pub(super) struct Queues {
+    /// `per_worker[k]`: worker `k`'s queue, `None` where the device has
+    /// fewer queues than there are workers.
+    pub per_worker: Vec<Option<Box<dyn Port + Send>>>,
+    /// (worker, queue): receive-only queues, round robin over the workers.
+    pub rx_only: Vec<(usize, Box<dyn Port + Send>)>,
+    /// Our XDP program on the device, when the queues are AF_XDP sockets.
+    pub program: Option<XdpProgram>,
+}
+
+impl Queues {
+    /// Queues with nothing in them yet, for `n_workers` workers.
+    pub(super) fn empty(n_workers: usize) -> Queues {
+        Queues {
+            per_worker: (0..n_workers).map(|_| None).collect(),
+            rx_only: Vec::new(),
+            program: None,
+        }
+    }
+}
+
+/// Wraps TUN queues (one per worker, as opened).
+pub(super) fn tun_queues(tuns: Vec<TunPort>, n_workers: usize) -> Queues {
+    let mut q = Queues::empty(n_workers);
+    for (k, t) in tuns.into_iter().enumerate() {
+        if let Some(slot) = q.per_worker.get_mut(k) {
+            *slot = Some(Box::new(t));
+        }
+    }
+    q
+}
+
+/// Opens the queues of veth port `p` (its host end must exist in our
+/// namespace), port index `index`: AF_PACKET sockets with virtio-net
+/// headers when `p.offload`, else AF_XDP sockets behind our XDP program on
+/// every queue of the device.
+pub(super) fn open_veth_queues(
+    p: &PortConfig,
+    index: usize,
+    mtu: u16,
+    vtep_mac: [u8; 6],
+    n_workers: usize,
+    xsk_cfg: &AfXdpConfig,
+) -> Result<Queues> {
+    debug_assert_eq!(p.kind, PortKind::Veth);
+    let mut q = Queues::empty(n_workers);
+    if p.offload {
+        // The host kernel sees every frame an AF_PACKET socket sees: with
+        // addresses on the host end it would answer ARP for them with the
+        // device's own MAC, beside the router's answers.
+        let held = crate::host::link::device_addresses(&p.name)
+            .with_context(|| format!("veth port {}", p.name))?;
+        if !held.is_empty() {
+            bail!(
+                "veth port {} has offload = true and its host end holds addresses ({}): the host kernel would answer ARP for them beside the router; remove them from {} or use offload = false",
+                p.name,
+                held.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+                p.name
+            );
+        }
+        // One socket per worker, in one fanout group when there are several.
+        let container_mac = p.mac.map(|m| m.0).unwrap_or([0; 6]);
+        let gw_mac = tables::router_mac(vtep_mac, index);
+        let fanout = (n_workers > 1)
+            .then(|| crate::port::sys::ifindex(&p.name))
+            .transpose()
+            .with_context(|| format!("veth port {}", p.name))?
+            .map(|i| i as u16);
+        for slot in q.per_worker.iter_mut() {
+            let port = PacketPort::open(&p.name, mtu, container_mac, gw_mac, fanout)
+                .with_context(|| format!("AF_PACKET socket on {}", p.name))?;
+            *slot = Some(Box::new(port));
+        }
+        tracing::info!(port = %p.name, workers = n_workers, netns = ?p.netns, "veth port attached (AF_PACKET, virtio-net header offloads)");
+        return Ok(q);
+    }
+    let info = link_info(&p.name)?;
+    let mut prog = XdpProgram::attach(&p.name, XdpKind::Container, &[], 0)
+        .with_context(|| format!("attaching the XDP program to {}", p.name))?;
+    let veth_queues = (info.num_rx_queues.max(1) as usize).min(n_workers);
+    for (k, slot) in q.per_worker.iter_mut().enumerate().take(veth_queues) {
+        let port = AfXdpPort::open(&p.name, k as u32, xsk_cfg)
+            .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
+        prog.register_socket(k as u32, port.fd())?;
+        *slot = Some(Box::new(port));
+    }
+    if veth_queues < n_workers {
+        tracing::warn!(port = %p.name, queues = veth_queues, "veth has fewer queues than workers: frames for it from other workers drop as port_down");
+    }
+    for k in n_workers..info.num_rx_queues as usize {
+        let port = AfXdpPort::open(&p.name, k as u32, xsk_cfg)
+            .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
+        prog.register_socket(k as u32, port.fd())?;
+        q.rx_only.push((k % n_workers, Box::new(port)));
+    }
+    tracing::info!(port = %p.name, mode = %prog.mode(), queues = veth_queues, netns = ?p.netns, "veth port attached");
+    q.program = Some(prog);
+    Ok(q)
+}
