@@ -7,6 +7,8 @@
 //! - [`fib`]: the lock-free longest-prefix-match table and its publication.
 //! - [`dataplane`]: the batch pipeline; a verdict per packet, drops by reason.
 //! - [`api`]: the control socket's request/reply protocol (sans-IO) and its client.
+//! - [`cni`]: the `vxrouter-cni` plugin's logic (CNI 1.0.0 and 1.1.0), a
+//!   client of the control socket.
 //! - [`port`]: the batch `Port` trait and its implementations (memory, pcap,
 //!   and on Linux TUN and AF_XDP).
 //!
@@ -16,6 +18,8 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+#[cfg(target_os = "linux")]
+pub mod cni;
 pub mod config;
 #[cfg(target_os = "linux")]
 pub mod control;

@@ -1,0 +1,668 @@
+//! Containers that come and go through containerd and `vxrouter-cni`,
+//! end to end: real routers, a real containerd with runc, `ctr run --cni`
+//! on a rootfs made from Debian's busybox-static, and Debian's host-local.
+//!
+//! Two hosts (`cnictr<N>-h1`, `-h2`) joined by an underlay veth on
+//! 198.18.0.0/24, container subnets 198.19.{1,2}.0/24 and
+//! 2001:2:0:{1,2}::/64. The test runs a private containerd (its own root,
+//! state, socket and namespace under the lab's temp dir) and runs `ctr`
+//! inside a host's namespace (`ip netns exec HOST ctr run --cni`), so the
+//! plugin it runs talks to that host's router. `ip netns exec` also
+//! mounts `/etc/netns/HOST/cni` over `/etc/cni`, which gives each host its
+//! own network config without touching the machine's `/etc/cni/net.d`.
+//! The plugin is linked into `/opt/cni/bin` (ctr's plugin path; Debian's
+//! ctr also searches /usr/lib/cni, where host-local is) for the run and
+//! removed after, an earlier file of that name restored.
+//!
+//! Every guard (routers and namespaces through `Lab`, containerd and its
+//! tasks, the files) undoes its part on drop, also on panic. Needs root,
+//! containerd, ctr, runc, busybox and host-local (tools/install-deps):
+//! under `CI=true` their absence fails the test, elsewhere it prints
+//! `SKIPPED: ...`.
+#![cfg(target_os = "linux")]
+
+mod common;
+#[macro_use]
+mod live_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use live_support::{cmd, wait_for, Lab};
+use vxrouter::api::{client, Body, PortInfo, Request};
+
+/// The network's name in the CNI configs.
+const NETWORK: &str = "vxnet";
+
+/// The tests share /opt/cni/bin/vxrouter-cni: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn topology() -> String {
+    r#"[overlay]
+vni = 42
+
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+vtep_mac = "02:00:c6:13:01:00"
+subnets = ["198.19.1.0/24", "2001:2:0:1::/64"]
+nic = "eth0"
+workers = [0]
+
+[[hosts]]
+name = "h2"
+underlay = "198.18.0.2"
+vtep_mac = "02:00:c6:13:02:00"
+subnets = ["198.19.2.0/24", "2001:2:0:2::/64"]
+nic = "eth0"
+workers = [1]
+
+[[links]]
+a = "h1"
+b = "h2"
+cost = 1
+"#
+    .to_owned()
+}
+
+/// Whether everything the test runs is here; reports the skip if not.
+fn prerequisites() -> bool {
+    if !common::require_root("network namespaces, containers")
+        || !common::require_tools(&[
+            "ip",
+            "nsenter",
+            "python3",
+            "ping",
+            "timeout",
+            "containerd",
+            "ctr",
+            "runc",
+        ])
+    {
+        return false;
+    }
+    for f in ["/usr/lib/cni/host-local", "/bin/busybox"] {
+        if !Path::new(f).exists() {
+            common::skip(&format!("{f} is missing (tools/install-deps)"));
+            return false;
+        }
+    }
+    true
+}
+
+/// The lab: two routers running and answering on their sockets.
+fn lab(prefix: &str) -> Lab {
+    let mut lab = Lab::new(prefix);
+    let h1 = lab.ns("h1");
+    let h2 = lab.ns("h2");
+    lab.veth(
+        &h1,
+        "eth0",
+        "02:00:c6:12:00:01",
+        &h2,
+        "eth0",
+        "02:00:c6:12:00:02",
+    );
+    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
+    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let cfg = lab.write("topo.toml", &topology());
+    let r1 = lab.start(&cfg, "h1", &h1);
+    let r2 = lab.start(&cfg, "h2", &h2);
+    lab.wait_ready(&[r1, r2]);
+    for host in ["h1", "h2"] {
+        let sock = lab.socket_path(host);
+        wait_for(Duration::from_secs(10), "the control socket", || {
+            status(&sock).then_some(())
+        });
+    }
+    lab
+}
+
+fn status(sock: &Path) -> bool {
+    matches!(
+        client::call(sock, &Request::Status {}, Duration::from_secs(5)),
+        Ok(Body::Status(s)) if s.ready
+    )
+}
+
+/// The attached ports of the router at `sock`.
+fn attached(sock: &Path) -> Vec<PortInfo> {
+    match client::call(sock, &Request::Ports {}, Duration::from_secs(5)) {
+        Ok(Body::Ports(p)) => p.into_iter().filter(|p| p.id.is_some()).collect(),
+        other => panic!("ports: {other:?}"),
+    }
+}
+
+/// The router's devices named like attached ports (`vx` + 12 hex digits).
+fn attached_devices(ns: &str) -> Vec<String> {
+    cmd(&["ip", "-n", ns, "-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.len() == 14 && n.starts_with("vx"))
+        .collect()
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Addresses host-local holds in `data_dir` for our network.
+fn allocations(data_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data_dir.join(NETWORK))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Files the test places for the run, undone on drop: the plugin linked
+/// into /opt/cni/bin (a file there before is set aside and restored),
+/// `/etc/cni` as a mount point for `ip netns exec`, and each host's
+/// `/etc/netns/HOST/cni/net.d`. Directories it made are removed if empty.
+struct CniFiles {
+    link: PathBuf,
+    saved: Option<PathBuf>,
+    made: Vec<PathBuf>,
+    host_dirs: Vec<PathBuf>,
+}
+
+impl CniFiles {
+    fn install() -> CniFiles {
+        let mut made = Vec::new();
+        for d in ["/opt/cni", "/opt/cni/bin", "/etc/cni", "/etc/netns"] {
+            let p = PathBuf::from(d);
+            if !p.exists() {
+                std::fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {d}: {e}"));
+                made.push(p);
+            }
+        }
+        let link = PathBuf::from("/opt/cni/bin/vxrouter-cni");
+        let saved = link.symlink_metadata().is_ok().then(|| {
+            let s = PathBuf::from("/opt/cni/bin/vxrouter-cni.vxr-test-saved");
+            std::fs::rename(&link, &s).expect("setting the installed plugin aside");
+            s
+        });
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vxrouter-cni"), &link)
+            .expect("linking the plugin into /opt/cni/bin");
+        CniFiles {
+            link,
+            saved,
+            made,
+            host_dirs: Vec::new(),
+        }
+    }
+
+    /// The network config `ctr` sees inside namespace `ns`.
+    fn config(&mut self, ns: &str, socket: &Path, data_dir: &Path) {
+        let dir = PathBuf::from("/etc/netns").join(ns);
+        let _ = std::fs::remove_dir_all(&dir);
+        self.host_dirs.push(dir.clone());
+        std::fs::create_dir_all(dir.join("cni/net.d")).expect("mkdir /etc/netns/NS/cni/net.d");
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": NETWORK,
+            "plugins": [{
+                "type": "vxrouter-cni",
+                "socket": socket,
+                "ipam": {"type": "host-local", "dataDir": data_dir},
+            }],
+        });
+        std::fs::write(dir.join("cni/net.d/10-vxrouter.conflist"), conf.to_string())
+            .expect("writing the network config");
+    }
+}
+
+impl Drop for CniFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.link);
+        if let Some(s) = &self.saved {
+            let _ = std::fs::rename(s, &self.link);
+        }
+        for d in &self.host_dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        for d in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// A private containerd with a namespace of its own; Drop kills its
+/// tasks, deletes its containers, ends the `ctr run` processes and stops
+/// it.
+struct Containerd {
+    dir: PathBuf,
+    address: PathBuf,
+    namespace: String,
+    daemon: Child,
+    /// The `ctr run` processes of long-running containers, by id.
+    runs: Vec<(String, Child)>,
+    rootfs: PathBuf,
+}
+
+impl Containerd {
+    fn start(dir: &Path, namespace: &str) -> Containerd {
+        let dir = dir.join("containerd");
+        std::fs::create_dir_all(&dir).expect("containerd dir");
+        let address = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
+                dir.join("root").display(),
+                dir.join("state").display(),
+                address.display()
+            ),
+        )
+        .expect("containerd config");
+        let log = std::fs::File::create(dir.join("containerd.log")).expect("containerd log");
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawning containerd");
+        let rootfs = busybox_rootfs(&dir);
+        let c = Containerd {
+            dir,
+            address,
+            namespace: namespace.to_owned(),
+            daemon,
+            runs: Vec::new(),
+            rootfs,
+        };
+        wait_for(Duration::from_secs(15), "containerd", || {
+            c.ctr(&["version"]).status.success().then_some(())
+        });
+        c
+    }
+
+    fn ctr_args(&self) -> Vec<String> {
+        vec![
+            "ctr".into(),
+            "--address".into(),
+            self.address.display().to_string(),
+            "--namespace".into(),
+            self.namespace.clone(),
+        ]
+    }
+
+    /// Runs `ctr ARGS` in the test's namespace, bounded to 60 s.
+    fn ctr(&self, args: &[&str]) -> Output {
+        let mut full = vec!["timeout".to_owned(), "60".to_owned()];
+        full.extend(self.ctr_args());
+        Command::new(&full[0])
+            .args(&full[1..])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running ctr")
+    }
+
+    /// `ip netns exec HOST ctr run --cni --rm --rootfs ROOTFS ID COMMAND...`
+    /// (bounded to 300 s), its output in `ID.out`.
+    fn run_command(&self, host_ns: &str, id: &str, command: &[&str]) -> Command {
+        let out = std::fs::File::create(self.dir.join(format!("{id}.out"))).expect("ctr output");
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", host_ns, "timeout", "300"])
+            .args(self.ctr_args())
+            .args(["run", "--cni", "--rm", "--null-io", "--rootfs"])
+            .arg(&self.rootfs)
+            .arg(id)
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("fd"))
+            .stderr(out);
+        c
+    }
+
+    /// The ids `ctr WHAT ls -q` lists (tasks, containers).
+    fn ids(&self, what: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.ctr(&[what, "ls", "-q"]).stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// What `ctr run` for `id` printed.
+    fn run_output(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{id}.out"))).unwrap_or_default()
+    }
+
+    /// Starts a long-running container `id` in `host_ns`; returns its
+    /// task's pid once the router at `sock` has its port.
+    fn start_container(&mut self, host_ns: &str, id: &str, sock: &Path) -> u32 {
+        let child = self
+            .run_command(host_ns, id, &["/bin/sleep", "600"])
+            .spawn()
+            .expect("spawning ctr run");
+        self.runs.push((id.to_owned(), child));
+        let want = format!("{NETWORK}/{}-{id}/eth0", self.namespace);
+        wait_for(Duration::from_secs(30), "the container's port", || {
+            attached(sock)
+                .iter()
+                .any(|p| p.id.as_deref() == Some(want.as_str()))
+                .then_some(())
+        });
+        wait_for(Duration::from_secs(10), "the task", || self.task_pid(id))
+    }
+
+    /// The pid of `id`'s running task.
+    fn task_pid(&self, id: &str) -> Option<u32> {
+        let out = self.ctr(&["task", "ls"]);
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id) && f.get(2) == Some(&"RUNNING"))
+                .then(|| f.get(1)?.parse().ok())
+                .flatten()
+        })
+    }
+
+    /// Stops container `id` as an operator does (`ctr task kill`); the
+    /// `ctr run` that started it removes its network (CNI DEL) and exits.
+    fn stop_container(&mut self, id: &str) {
+        let out = self.ctr(&["task", "kill", "-s", "KILL", id]);
+        assert!(out.status.success(), "ctr task kill {id}: {out:?}");
+        let i = self
+            .runs
+            .iter()
+            .position(|(r, _)| r == id)
+            .unwrap_or_else(|| panic!("no ctr run for {id}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.runs[i].1.try_wait(), Ok(None)) {
+            assert!(
+                Instant::now() < deadline,
+                "ctr run {id} did not exit in 30 s after kill:\n{}",
+                self.run_output(id)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.runs.remove(i);
+        let out = self.run_output(id);
+        assert!(
+            !out.contains("network review") && !out.contains("failed (delete)"),
+            "CNI DEL of {id} failed:\n{out}"
+        );
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for t in self.ids("task") {
+            let _ = self.ctr(&["task", "kill", "-s", "KILL", &t]);
+        }
+        for (_, c) in &mut self.runs {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for t in self.ids("task") {
+            let _ = self.ctr(&["task", "delete", "-f", &t]);
+        }
+        for c in self.ids("containers") {
+            let _ = self.ctr(&["containers", "rm", &c]);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.daemon.id().to_string()])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.daemon.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// A rootfs of busybox-static's applets.
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).expect("rootfs dir");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copying busybox");
+    for applet in ["sh", "sleep", "ping", "ip", "nc", "true", "cat", "echo"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet link");
+    }
+    root
+}
+
+/// Makes `lab`'s name `short` point at the network namespace of `pid`
+/// (`ip netns attach`), so the lab's ping and exchange run in it.
+fn name_netns(lab: &mut Lab, short: &str, pid: u32) -> String {
+    let name = lab.adopt(short);
+    cmd(&["ip", "netns", "attach", &name, &pid.to_string()]);
+    name
+}
+
+#[test]
+fn containers_on_two_hosts_talk_outlive_a_killed_router_and_go() {
+    if !prerequisites() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lab = lab("cnictr1");
+    let (h1, h2) = (lab.name("h1"), lab.name("h2"));
+    let (s1, s2) = (lab.socket_path("h1"), lab.socket_path("h2"));
+    let (d1, d2) = (
+        lab.dir.path().join("ipam-h1"),
+        lab.dir.path().join("ipam-h2"),
+    );
+    let mut files = CniFiles::install();
+    files.config(&h1, &s1, &d1);
+    files.config(&h2, &s2, &d2);
+    let mut ctrd = Containerd::start(lab.dir.path(), "vxr-cnictr1");
+
+    let p1 = ctrd.start_container(&h1, "c1", &s1);
+    let p2 = ctrd.start_container(&h2, "c2", &s2);
+    let c1 = name_netns(&mut lab, "c1", p1);
+    let c2 = name_netns(&mut lab, "c2", p2);
+    // host-local's first addresses after the router's gateways.
+    let addrs = lab.ip(&c1, &["-o", "addr", "show", "dev", "eth0"]);
+    assert!(
+        addrs.contains("198.19.1.2/24") && addrs.contains("2001:2:0:1::2/64"),
+        "{addrs}"
+    );
+    assert_eq!(allocations(&d1), ["198.19.1.2", "2001:2:0:1::2"]);
+
+    // Both ways, both families: ping, UDP, TCP.
+    lab.ping(&c1, "198.19.2.2");
+    lab.ping(&c2, "198.19.1.2");
+    lab.ping(&c1, "2001:2:0:2::2");
+    lab.ping(&c2, "2001:2:0:1::2");
+    lab.exchange("udp", &c2, &c1, "198.19.2.2", 7201, 1200);
+    lab.exchange("udp", &c1, &c2, "2001:2:0:1::2", 7202, 1200);
+    lab.exchange("tcp", &c1, &c2, "198.19.1.2", 7203, 200_000);
+    lab.exchange("tcp", &c2, &c1, "2001:2:0:2::2", 7204, 200_000);
+    // And from the container's own userland.
+    let out = ctrd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "p1",
+        "c1",
+        "/bin/ping",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "198.19.2.2",
+    ]);
+    assert!(out.status.success(), "busybox ping in c1: {out:?}");
+
+    // The router SIGKILLed and started again: traffic resumes with no
+    // action from the runtime.
+    lab.signal(0, "KILL");
+    let _ = lab.routers[0].child.wait();
+    let cfg = lab.dir.path().join("topo.toml");
+    let r = lab.start(&cfg, "h1", &h1);
+    lab.wait_ready(&[r]);
+    wait_for(Duration::from_secs(10), "h1's socket again", || {
+        status(&s1).then_some(())
+    });
+    lab.ping(&c1, "198.19.2.2");
+    lab.ping(&c2, "2001:2:0:1::2");
+    lab.exchange("tcp", &c2, &c1, "198.19.2.2", 7205, 200_000);
+    assert_eq!(attached(&s1).len(), 1);
+
+    // Stopped by ctr: DEL'ed. Its port, device, record and addresses go.
+    for (short, id, sock, host, data) in [("c1", "c1", &s1, &h1, &d1), ("c2", "c2", &s2, &h2, &d2)]
+    {
+        // Only the name goes (its processes are the container's).
+        cmd(&["ip", "netns", "del", &lab.name(short)]);
+        ctrd.stop_container(id);
+        assert!(attached(sock).is_empty(), "{id}: port left");
+        assert!(attached_devices(host).is_empty(), "{id}: device left");
+        assert!(allocations(data).is_empty(), "{id}: addresses left");
+    }
+    assert_eq!(count_files(&lab.dir.path().join("h1.state")), 0);
+    assert_eq!(count_files(&lab.dir.path().join("h2.state")), 0);
+    for r in 0..lab.routers.len() {
+        if matches!(lab.routers[r].child.try_wait(), Ok(None)) {
+            lab.assert_alive(r);
+        }
+    }
+}
+
+#[test]
+fn fifty_container_runs_leave_nothing_behind() {
+    if !prerequisites() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lab = lab("cnictr2");
+    let h1 = lab.name("h1");
+    let s1 = lab.socket_path("h1");
+    let d1 = lab.dir.path().join("ipam-h1");
+    let state = lab.dir.path().join("h1.state");
+    let mut files = CniFiles::install();
+    files.config(&h1, &s1, &d1);
+    let ctrd = Containerd::start(lab.dir.path(), "vxr-cnictr2");
+
+    let pid = lab.routers[0].child.id();
+    // libcni's cache of ADD results (`ctr` keeps one per attachment).
+    let cached = || {
+        std::fs::read_dir("/var/lib/cni/results")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().contains("vxr-cnictr2-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let count = |lab: &Lab| {
+        let s = lab.stats(0);
+        [
+            ("attached ports", attached(&s1).len()),
+            ("router-side devices", attached_devices(&h1).len()),
+            (
+                "devices in h1",
+                cmd(&["ip", "-n", &h1, "-o", "link"]).lines().count(),
+            ),
+            ("state files", count_files(&state)),
+            ("host-local allocations", allocations(&d1).len()),
+            (
+                "ports in the stats",
+                s["ports"].as_object().map_or(0, |m| m.len()),
+            ),
+            (
+                "router fds (sockets, UMEM)",
+                count_files(Path::new(&format!("/proc/{pid}/fd"))),
+            ),
+            ("cached results", cached()),
+        ]
+    };
+    let before = count(&lab);
+
+    // The plugin alone against the real router, in a namespace of ours:
+    // the time of a whole ADD (IPAM, the router making the veth) and DEL.
+    let x = lab.ns("x");
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": NETWORK, "type": "vxrouter-cni", "socket": s1,
+        "ipam": {"type": "host-local", "dataDir": d1},
+    })
+    .to_string();
+    let plugin = |command: &str| {
+        let netns = common::netns_path(&x);
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vxrouter-cni"))
+            .env_clear()
+            .envs([
+                ("CNI_COMMAND", command),
+                ("CNI_CONTAINERID", "direct"),
+                ("CNI_NETNS", netns.to_str().unwrap()),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_PATH", "/usr/lib/cni"),
+                ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning the plugin");
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), conf.as_bytes()).unwrap();
+        let t = Instant::now();
+        let out = c.wait_with_output().unwrap();
+        let took = t.elapsed();
+        assert!(out.status.success(), "{command}: {out:?}");
+        took
+    };
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        adds.push(plugin("ADD"));
+        dels.push(plugin("DEL"));
+    }
+    adds.sort();
+    dels.sort();
+    eprintln!(
+        "cnictr2: the plugin against the real router: ADD median {:?} (max {:?}), DEL median {:?} (max {:?})",
+        adds[5], adds[9], dels[5], dels[9]
+    );
+    common::remove_netns(&x);
+
+    let t0 = Instant::now();
+    for i in 0..50 {
+        let id = format!("r{i}");
+        let out = ctrd
+            .run_command(
+                &h1,
+                &id,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "ip -o addr show dev eth0 | grep -q 198.19.1.",
+                ],
+            )
+            .status()
+            .expect("ctr run");
+        let printed = ctrd.run_output(&id);
+        assert!(out.success(), "run {i}: {out}\n{printed}");
+        assert!(
+            !printed.contains("network review"),
+            "run {i}: DEL failed:\n{printed}"
+        );
+    }
+    eprintln!(
+        "cnictr2: 50 container runs (ADD, run, DEL) took {:?}",
+        t0.elapsed()
+    );
+    lab.assert_alive(0);
+    // The stats file is written every second: wait for one after the runs.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = count(&lab);
+    eprintln!("cnictr2: before {before:?}, after {after:?}");
+    assert_eq!(after, before);
+}
