@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN};
-use vxrouter::port::gro::{GroTx, GRO_FRAMES, MAX_GRO_PACKET};
+use vxrouter::offload::coalesce::{GroTx, GRO_FRAMES, MAX_GRO_PACKET};
 use vxrouter::wire::checksum;
 
 const SEGS: usize = 88;

@@ -24,11 +24,13 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tun_rs::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4};
 use vxrouter::dataplane::{Pipeline, Verdict};
-use vxrouter::port::tun_offload::{whole_write, GroTx, GsoRx, GRO_FRAMES, VNET_HDR_LEN};
-use vxrouter::port::udp::{coalesce_into, synth_rx};
+use vxrouter::offload;
+use vxrouter::offload::coalesce::coalesce_into;
+use vxrouter::offload::coalesce::{GroTx, GRO_FRAMES};
+use vxrouter::offload::outer::synth_rx;
+use vxrouter::offload::vnet::{whole_write, GsoRx, VNET_HDR_LEN};
 use vxrouter::port::{Batch, Gso, Packet, BATCH_SIZE, MAX_FRAME};
 use vxrouter::wire::checksum::{checksum, fold, pseudo_v4, sum};
-use vxrouter::wire::tso;
 
 const TOPO: &str = r#"
 [overlay]
@@ -119,10 +121,10 @@ fn bench_send(c: &mut Criterion) {
             pipe.process(&t, c1, &mut batch, &mut verdicts);
             assert_eq!(verdicts[0], Verdict::Forward(0));
             let f = batch.pkts()[0].data();
-            let l = tso::Layout::parse(f, tso::Encap::Vxlan, gso).unwrap();
+            let l = offload::Layout::parse(f, offload::Encap::Vxlan, gso).unwrap();
             let mut iov_bytes = 0;
             for (i, h) in hdrs.chunks_mut(256).take(l.segments).enumerate() {
-                let r = tso::write_headers(f, &l, i, h, false);
+                let r = offload::write_headers(f, &l, i, h, false);
                 iov_bytes += r.len();
             }
             std::hint::black_box(iov_bytes);
@@ -155,14 +157,14 @@ fn bench_send(c: &mut Criterion) {
 fn train() -> (Vec<u8>, usize) {
     let ip = super_packet([198, 19, 2, 2], [198, 19, 1, 2]);
     let gso = Gso::for_payload(MSS as u16, SEGS * MSS);
-    let l = tso::Layout::parse(&ip, tso::Encap::Ip, gso).unwrap();
+    let l = offload::Layout::parse(&ip, offload::Encap::Ip, gso).unwrap();
     let mut out = Vec::new();
     let mut stride = 0;
     for i in 0..l.segments {
         let mut d = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
         d.extend_from_slice(&[2, 0x42, 0xc6, 0x12, 0, 1, 2, 0x42, 0xc6, 0x12, 0, 2, 8, 0]);
         let mut s = vec![0u8; l.segment_len(i)];
-        let r = tso::write_headers(&ip, &l, i, &mut s, false);
+        let r = offload::write_headers(&ip, &l, i, &mut s, false);
         s[l.payload..].copy_from_slice(&ip[r]);
         d.extend_from_slice(&s);
         stride = stride.max(d.len());
@@ -197,7 +199,8 @@ fn bench_recv(c: &mut Criterion) {
             pipe.process(&t, 0, &mut batch, &mut verdicts);
             assert_eq!(verdicts[0], Verdict::Forward(c1));
             let p = &batch.pkts()[0];
-            let w = whole_write(p.data(), p.gso.unwrap(), None).unwrap();
+            let l = offload::Layout::parse(p.data(), offload::Encap::Ip, p.gso.unwrap()).unwrap();
+            let w = whole_write(p.data(), &l, None).unwrap();
             std::hint::black_box((&w.vnet, &w.head));
         })
     });

@@ -29,6 +29,7 @@ pub mod fib;
 pub mod host;
 #[cfg(target_os = "linux")]
 pub mod metrics;
+pub mod offload;
 pub mod port;
 pub mod replay;
 pub mod route;

@@ -7,7 +7,10 @@
 //! nothing and is at most a second old. One thread serves HTTP with a fixed
 //! number of connections and a deadline for each ([`http`]), and the text
 //! is OpenMetrics 1.0 (`prometheus-client`), which Prometheus reads
-//! natively. Routing is the one match in `handle`.
+//! natively. Routing is the one match in `handle`: `/metrics`, and the
+//! probes `/healthz` (workers progress, the control thread updates) and
+//! `/readyz` (the router forwards), answered from the same snapshot
+//! ([`health`]).
 //!
 //! Invariants: every counter of the stats file has a metric under
 //! `vxrouter_`; the drop reasons are one family with a `reason` label that
@@ -17,6 +20,7 @@
 //! live at each scrape, so a scrape sees the connections that came before
 //! it.
 
+pub mod health;
 pub mod http;
 pub mod stats;
 
@@ -26,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -35,6 +40,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::dataplane::DropReason;
+pub use health::{CONTROL_STALE, PROGRESS_WINDOW};
 pub use http::{HttpStats, Limits};
 use http::{Method, Request, Response, Status};
 pub use stats::{ControlSocketStats, LivenessStats, PortCounts, ReloadStats, RunStats};
@@ -42,16 +48,49 @@ pub use stats::{ControlSocketStats, LivenessStats, PortCounts, ReloadStats, RunS
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The latest snapshot, shared by the control thread and the server.
+/// The latest snapshot and when it came, shared by the control thread and
+/// the server; and whether the router is ready.
 #[derive(Debug, Default)]
-struct Latest(Mutex<Option<RunStats>>);
+struct Latest {
+    snap: Mutex<Option<(RunStats, Instant)>>,
+    ready: AtomicBool,
+}
 
 impl Latest {
     fn is_set(&self) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.lock().is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(RunStats, Instant)>> {
+        self.snap.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, s: &RunStats, at: Instant) {
+        *self.lock() = Some((s.clone(), at));
+    }
+
+    /// `/healthz` at `now`.
+    fn health(&self, now: Instant) -> Response {
+        let g = self.lock();
+        let latest = g
+            .as_ref()
+            .map(|(s, at)| (s, now.saturating_duration_since(*at)));
+        match health::check_health(latest) {
+            Ok(()) => Response::text(Status::Ok, "ok\n"),
+            Err(why) => Response::text(Status::Unavailable, &why),
+        }
+    }
+
+    /// `/readyz`.
+    fn readiness(&self) -> Response {
+        if self.ready.load(Ordering::Relaxed) {
+            Response::text(Status::Ok, "ready\n")
+        } else {
+            Response::text(
+                Status::Unavailable,
+                "not ready: the router is starting or stopping\n",
+            )
+        }
     }
 }
 
@@ -65,9 +104,9 @@ struct Exporter {
 
 impl Collector for Exporter {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
-        let guard = self.latest.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self.latest.lock();
         match guard.as_ref() {
-            Some(s) => encode_stats(s, Some(&self.http.snapshot()), &mut enc),
+            Some((s, _)) => encode_stats(s, Some(&self.http.snapshot()), &mut enc),
             None => Ok(()),
         }
     }
@@ -249,6 +288,24 @@ fn encode_stats(
         "1 if the last reload was accepted (or none was tried), 0 if it was rejected.",
         u64::from(s.reloads.last_ok),
     )?;
+    counter(
+        enc,
+        "vxrouter_workers_wedged",
+        "Workers found without progress (no loop) for the progress window; the router exits non-zero once it finds one, for its supervisor to restart it.",
+        s.workers_wedged,
+    )?;
+    let workers: Vec<String> = (0..s.worker_progress_age_ms.len())
+        .map(|k| k.to_string())
+        .collect();
+    family(
+        enc,
+        "vxrouter_worker_progress_age_seconds",
+        "Per worker, the time since its loop count last moved, as the control thread saw it at its last tick (a second's resolution); 2 s or more fails /healthz.",
+        workers
+            .iter()
+            .zip(&s.worker_progress_age_ms)
+            .map(|(k, ms)| ([("worker", k.as_str())], ConstGauge::new(*ms as f64 / 1000.0))),
+    )?;
     gauge(
         enc,
         "vxrouter_unresolved_peers",
@@ -406,8 +463,8 @@ fn live_registry(latest: Arc<Latest>, http: Arc<http::Counters>) -> Registry {
     r
 }
 
-/// Answers one request: the endpoint's routes.
-fn handle(req: &Request, registry: &Registry, latest: &Latest) -> Response {
+/// Answers one request at `now`: the endpoint's routes.
+fn handle(req: &Request, registry: &Registry, latest: &Latest, now: Instant) -> Response {
     if !matches!(req.method, Method::Get | Method::Head) {
         let mut r = Response::text(Status::MethodNotAllowed, "only GET and HEAD\n");
         r.allow = Some("GET, HEAD");
@@ -427,8 +484,16 @@ fn handle(req: &Request, registry: &Registry, latest: &Latest) -> Response {
             },
             Err(_) => Response::text(Status::InternalError, "encoding the metrics failed\n"),
         },
-        "/" => Response::text(Status::Ok, "vxrouter: metrics at /metrics\n"),
-        _ => Response::text(Status::NotFound, "not found: metrics are at /metrics\n"),
+        "/healthz" => latest.health(now),
+        "/readyz" => latest.readiness(),
+        "/" => Response::text(
+            Status::Ok,
+            "vxrouter: metrics at /metrics, probes at /healthz and /readyz\n",
+        ),
+        _ => Response::text(
+            Status::NotFound,
+            "not found: metrics are at /metrics, probes at /healthz and /readyz\n",
+        ),
     }
 }
 
@@ -475,7 +540,8 @@ impl MetricsServer {
                 let latest = latest.clone();
                 let counters = counters.clone();
                 move || {
-                    let mut handler = |req: &Request| handle(req, &registry, &latest);
+                    let mut handler =
+                        |req: &Request| handle(req, &registry, &latest, Instant::now());
                     bound.serve(limits, &counters, &stop, &mut handler);
                 }
             })?;
@@ -496,7 +562,13 @@ impl MetricsServer {
 
     /// Makes `s` what the next scrapes see.
     pub fn update(&self, s: &RunStats) {
-        *self.latest.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(s.clone());
+        self.latest.set(s, Instant::now());
+    }
+
+    /// Makes `/readyz` answer 200 (`true`: the router forwards) or 503
+    /// (starting or stopping).
+    pub fn set_ready(&self, ready: bool) {
+        self.latest.ready.store(ready, Ordering::Relaxed);
     }
 
     /// The HTTP server's counters now (for the stats file).
@@ -550,6 +622,8 @@ mod tests {
             io_errors: 0,
             tables_published: 3,
             unresolved_peers: vec!["h2".into()],
+            worker_progress_age_ms: vec![0, 1000],
+            workers_wedged: 0,
             reloads: ReloadStats {
                 accepted: 1,
                 rejected: 2,
@@ -596,6 +670,9 @@ mod tests {
         has(&t, "vxrouter_config_last_reload_successful 0");
         has(&t, "vxrouter_unresolved_peers 1");
         has(&t, "vxrouter_workers 2");
+        has(&t, "vxrouter_workers_wedged_total 0");
+        has(&t, "vxrouter_worker_progress_age_seconds{worker=\"0\"} 0.0");
+        has(&t, "vxrouter_worker_progress_age_seconds{worker=\"1\"} 1.0");
         has(
             &t,
             &format!(
@@ -648,7 +725,8 @@ mod tests {
         let latest = Arc::new(Latest::default());
         let counters = Arc::new(http::Counters::default());
         let registry = live_registry(latest.clone(), counters);
-        let answer = |m, t: &str| handle(&req(m, t), &registry, &latest);
+        let now = Instant::now();
+        let answer = |m, t: &str| handle(&req(m, t), &registry, &latest, now);
         // Before the first snapshot: 503, not zeros.
         let r = answer(Method::Get, "/metrics");
         assert_eq!(r.status, Status::Unavailable, "{r:?}");
@@ -661,7 +739,7 @@ mod tests {
             (Status::MethodNotAllowed, Some("GET, HEAD"))
         );
 
-        latest.0.lock().unwrap().replace(stats());
+        latest.set(&stats(), now);
         for (m, t) in [(Method::Get, "/metrics"), (Method::Head, "/metrics?a=b")] {
             let r = answer(m, t);
             assert_eq!(
@@ -674,6 +752,69 @@ mod tests {
             has(&r.body, "vxrouter_metrics_responses_total{code=\"503\"} 0");
             assert!(r.body.ends_with("# EOF\n"), "{}", r.body);
         }
+    }
+
+    #[test]
+    fn healthz_needs_moving_workers_and_a_recent_update() {
+        use std::time::Duration;
+        let latest = Arc::new(Latest::default());
+        let registry = live_registry(latest.clone(), Arc::new(http::Counters::default()));
+        let t0 = Instant::now();
+        let at = |now: Instant| handle(&req(Method::Get, "/healthz"), &registry, &latest, now);
+        let r = at(t0);
+        assert_eq!(r.status, Status::Unavailable, "no snapshot yet: {r:?}");
+        assert!(r.body.starts_with("starting"), "{}", r.body);
+
+        // Workers at 0 and 1 s: healthy while the update is recent.
+        latest.set(&stats(), t0);
+        let r = at(t0 + Duration::from_millis(2900));
+        assert_eq!((r.status, r.body.as_str()), (Status::Ok, "ok\n"));
+        // HEAD answers the same status.
+        let r = handle(&req(Method::Head, "/healthz?x"), &registry, &latest, t0);
+        assert_eq!(r.status, Status::Ok);
+
+        // The control thread stops updating: 503 naming it.
+        let r = at(t0 + CONTROL_STALE);
+        assert_eq!(r.status, Status::Unavailable);
+        assert_eq!(r.body, "control thread: last update 3.0 s ago\n");
+
+        // Worker 1 without progress for the window: 503 naming it; with a
+        // stale update too, both causes.
+        let mut s = stats();
+        s.worker_progress_age_ms = vec![0, 2000];
+        latest.set(&s, t0);
+        let r = at(t0);
+        assert_eq!(r.status, Status::Unavailable);
+        assert_eq!(r.body, "worker 1: no progress for 2.0 s\n");
+        let r = at(t0 + Duration::from_secs(5));
+        assert_eq!(
+            r.body,
+            "control thread: last update 5.0 s ago\nworker 1: no progress for 2.0 s\n"
+        );
+        // Just under the window is progress.
+        s.worker_progress_age_ms = vec![1999, 0];
+        latest.set(&s, t0);
+        assert_eq!(at(t0).status, Status::Ok);
+    }
+
+    #[test]
+    fn readyz_follows_the_control_threads_word() {
+        let latest = Arc::new(Latest::default());
+        let registry = live_registry(latest.clone(), Arc::new(http::Counters::default()));
+        let now = Instant::now();
+        let ready = || handle(&req(Method::Get, "/readyz"), &registry, &latest, now);
+        assert_eq!(ready().status, Status::Unavailable);
+        // A snapshot alone is not readiness.
+        latest.set(&stats(), now);
+        assert_eq!(ready().status, Status::Unavailable);
+        latest.ready.store(true, Ordering::Relaxed);
+        let r = ready();
+        assert_eq!((r.status, r.body.as_str()), (Status::Ok, "ready\n"));
+        // Stopping: not ready again.
+        latest.ready.store(false, Ordering::Relaxed);
+        assert_eq!(ready().status, Status::Unavailable);
+        let r = handle(&req(Method::Other, "/readyz"), &registry, &latest, now);
+        assert_eq!(r.status, Status::MethodNotAllowed);
     }
 
     #[test]

@@ -73,10 +73,8 @@ impl ReplayStats {
 /// derived from the VTEP MAC (replay has no kernel to ask).
 fn replay_nic_mac(topo: &Topology, host: usize) -> [u8; 6] {
     let h = &topo.hosts[host];
-    h.underlay_mac.map(|m| m.0).unwrap_or_else(|| {
-        let v = h.vtep_mac.0;
-        [0x02, 0x4e, v[2], v[3], v[4], v[5]]
-    })
+    h.underlay_mac
+        .map_or_else(|| crate::config::replay_nic_mac(h.vtep_mac.0), |m| m.0)
 }
 
 /// Compiles the tables `host` would run with, for replay: peer underlay MACs
@@ -124,8 +122,8 @@ pub fn replay(
 
     let mut ports: Vec<PcapPort> = Vec::with_capacity(t.ports.len());
     for info in &t.ports {
-        let link = match info.kind {
-            dataplane::PortKind::Tun => LinkType::RawIp,
+        let link = match info.role {
+            dataplane::PortRole::Tun => LinkType::RawIp,
             _ => LinkType::Ethernet,
         };
         let input: Vec<&PathBuf> = inputs

@@ -16,7 +16,7 @@
 //! and never frees a table (the publisher retires them).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,11 @@ pub struct DetachedQueues {
 pub struct WorkerHandle {
     pub stats: Arc<Mutex<WorkerStats>>,
     pub stop: Arc<AtomicBool>,
+    /// The worker's loop count, stored every loop without a lock: the
+    /// control thread's proof of progress. `stats.loops` moves only with a
+    /// publication, which a sleeping worker makes every [`STATS_EVERY`]
+    /// wake-ups (seconds apart).
+    pub progress: Arc<AtomicU64>,
     commands: mpsc::Sender<Command>,
     /// Set with each command, so the worker's loop tests one flag, not
     /// the channel.
@@ -190,6 +195,7 @@ impl Worker {
         let handle = WorkerHandle {
             stats: Arc::new(Mutex::new(WorkerStats::default())),
             stop,
+            progress: Arc::new(AtomicU64::new(0)),
             commands: tx_cmd,
             pending: Arc::new(AtomicBool::new(false)),
             waker,
@@ -272,6 +278,9 @@ impl Worker {
             }
             let got = self.round();
             self.loops += 1;
+            // Relaxed: a lone counter that only the control thread reads,
+            // about once a second; nothing else is ordered by it.
+            self.handle.progress.store(self.loops, Ordering::Relaxed);
             self.publish();
             self.rest(got)?;
         }

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use gso_support::{cut, data, super_tcp, super_udp};
 use io_support::veth_pair;
+use vxrouter::offload;
+use vxrouter::offload::outer::{parse_tx, synth_rx};
 use vxrouter::port::sys::poll_readable;
-use vxrouter::port::udp::{parse_tx, synth_rx, UdpConfig, UdpPort};
+use vxrouter::port::udp::{UdpConfig, UdpPort};
 use vxrouter::port::{Batch, Gso, IoCounters, Port, MAX_FRAME};
-use vxrouter::wire::tso;
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 const B: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
@@ -257,6 +258,12 @@ fn vxlan_frame(sport: u16, inner: &[u8]) -> Vec<u8> {
 
 /// The inner IP packet of a received frame, its TCP checksum field zeroed
 /// (a super-packet's is not defined).
+/// The layout of VXLAN super-packet frame `f` as the data plane parses it
+/// before handing it to the uplink.
+fn uplink_layout(f: &[u8], gso: Gso) -> offload::Layout {
+    offload::Layout::parse(f, offload::Encap::Vxlan, gso).expect("super-packet layout")
+}
+
 fn inner_of(frame: &[u8]) -> Vec<u8> {
     let mut ip = frame[14 + 20 + 8 + 8 + 14..].to_vec();
     ip[20 + 16..20 + 18].fill(0);
@@ -306,7 +313,7 @@ fn a_super_packet_crosses_in_one_send_and_comes_back_whole() {
         move || {
             let mut port = open_port("io-va", A);
             assert!(port.takes_gso());
-            assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+            assert!(port.tx_gso(&f, &uplink_layout(&f, gso)).expect("tx_gso"));
             port.flush().expect("flush");
             counters(&port)
         }
@@ -381,7 +388,8 @@ fn a_damaged_segment_splits_the_train() {
     assert_eq!(shape, vec![5, 1, 4], "coalesced around the damaged segment");
     // And each part is what it should be: segments 0..5 whole, the damaged
     // one as sent, 6..10 whole.
-    let l = tso::Layout::parse(&got[0].0, tso::Encap::Vxlan, got[0].1.unwrap()).expect("layout");
+    let l = offload::Layout::parse(&got[0].0, offload::Encap::Vxlan, got[0].1.unwrap())
+        .expect("layout");
     assert_eq!(l.segments, 5);
     assert_eq!(got[1].0.len(), 14 + 20 + 8 + 8 + 14 + 20 + 32 + 1378);
 }
@@ -406,7 +414,7 @@ fn a_udp_super_packet_crosses_in_one_send_and_comes_back_whole() {
     let mut receiver = b.run(|| open_port("io-vb", B));
     let io = a.run(move || {
         let mut port = open_port("io-va", A);
-        assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+        assert!(port.tx_gso(&f, &uplink_layout(&f, gso)).expect("tx_gso"));
         counters(&port)
     });
     assert_eq!(io.0["udp_tx_sends"], 1, "one GSO send: {io:?}");
@@ -445,7 +453,7 @@ fn a_port_without_coalescing_hands_on_datagrams() {
     });
     a.run(move || {
         let mut port = open_port("io-va", A);
-        assert!(port.tx_gso(&f, gso).expect("tx_gso"));
+        assert!(port.tx_gso(&f, &uplink_layout(&f, gso)).expect("tx_gso"));
     });
     let got = b.run(move || receive(&mut receiver, &mut Batch::new_super(), 10));
     assert_eq!(got.len(), 10, "one frame per datagram");

@@ -1,4 +1,4 @@
-//! Live router tests (issue 5): `vxrouter run` on hosts made of network
+//! Live router tests: `vxrouter run` on hosts made of network
 //! namespaces, with real traffic across them.
 //!
 //! Each test builds its own namespaces (prefix `lvN-`, so tests run in

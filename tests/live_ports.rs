@@ -476,7 +476,14 @@ fn a_stream_loses_nothing_while_other_ports_come_and_go() {
     );
     assert!(cycles >= 4, "only {cycles} cycles");
     assert_eq!(rest.trim(), "received 6000", "the stream lost datagrams");
-    let s = lab.stats(0);
+    // What a container sends while its port is being detached (here its
+    // interface's first IPv6 solicitations and reports, right after link
+    // up) is read after the tables dropped the port: counted as
+    // port_down. Nothing else may drop.
+    let mut s = lab.stats(0);
+    if let Some(d) = s["drops"].as_object_mut() {
+        d.remove("port_down");
+    }
     assert_clean("h1", &s);
 }
 

@@ -14,10 +14,10 @@ mod sim_support;
 
 use sim_support::Node;
 use vxrouter::dataplane::DropReason;
+use vxrouter::offload;
 use vxrouter::port::mem::MemPort;
 use vxrouter::port::{Batch, Gso, LinkType, Port};
 use vxrouter::wire::checksum::sum;
-use vxrouter::wire::tso;
 
 fn topo(underlay6: bool) -> String {
     let (u1, u2, u3) = if underlay6 {
@@ -95,9 +95,9 @@ fn take_out(n: &mut Node) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for p in &mut n.ports {
         let encap = match (p.name(), p.link_type()) {
-            ("eth0", _) => tso::Encap::Vxlan,
-            (_, LinkType::Ethernet) => tso::Encap::Eth,
-            _ => tso::Encap::Ip,
+            ("eth0", _) => offload::Encap::Vxlan,
+            (_, LinkType::Ethernet) => offload::Encap::Eth,
+            _ => offload::Encap::Ip,
         };
         let gsos = p.tx_gso.clone();
         let name = p.name().to_string();
@@ -105,11 +105,11 @@ fn take_out(n: &mut Node) -> Vec<(String, Vec<u8>)> {
             match g {
                 None => out.push((name.clone(), f)),
                 Some(g) => {
-                    let l = tso::Layout::parse(&f, encap, g).unwrap();
+                    let l = offload::Layout::parse(&f, encap, g).unwrap();
                     assert_eq!(u64::from(g.segs), l.segments as u64);
                     for i in 0..l.segments {
                         let mut s = vec![0u8; l.segment_len(i)];
-                        let r = tso::write_headers(&f, &l, i, &mut s, true);
+                        let r = offload::write_headers(&f, &l, i, &mut s, true);
                         s[l.payload..].copy_from_slice(&f[r]);
                         out.push((name.clone(), s));
                     }
@@ -404,7 +404,7 @@ proptest! {
         udp in any::<bool>(),
     ) {
         let ip = super_from_c1(v6, to, udp, flags, n);
-        prop_assume!(ip.len() <= tso::MAX_SUPER_L3);
+        prop_assume!(ip.len() <= offload::MAX_SUPER_L3);
         same_either_way(underlay6, "h1", "c1", &ip, size, whole);
     }
 }

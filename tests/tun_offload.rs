@@ -19,9 +19,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use io_support::{spawn_in, Netns};
+use vxrouter::offload;
 use vxrouter::port::tun::{TunPort, TunStats};
 use vxrouter::port::{Batch, Port};
-use vxrouter::wire::tso;
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 210, 1);
 const B: Ipv4Addr = Ipv4Addr::new(198, 18, 210, 2);
@@ -113,7 +113,7 @@ fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>, whole: bool) -
             let mut cut: Vec<Vec<u8>> = Vec::new();
             for p in batch.pkts() {
                 if let Some(g) = p.gso {
-                    let l = tso::Layout::parse(p.data(), tso::Encap::Ip, g)
+                    let l = offload::Layout::parse(p.data(), offload::Encap::Ip, g)
                         .expect("super-packet layout");
                     assert_eq!(usize::from(g.segs), l.segments);
                     seen.whole += 1;
@@ -121,7 +121,7 @@ fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>, whole: bool) -
                     let mut segs = Vec::new();
                     for i in 0..l.segments {
                         let mut s = vec![0u8; l.segment_len(i)];
-                        let r = tso::write_headers(p.data(), &l, i, &mut s, false);
+                        let r = offload::write_headers(p.data(), &l, i, &mut s, false);
                         s[l.payload..].copy_from_slice(&p.data()[r]);
                         check_packet(&s);
                         assert!(s.len() <= usize::from(MTU), "segment over the MTU");
@@ -134,7 +134,7 @@ fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>, whole: bool) -
                         assert_eq!(dst.tx_burst(&frames).expect("tx_burst"), frames.len());
                         frames.clear();
                         assert!(
-                            dst.tx_gso(p.data(), g).expect("tx_gso"),
+                            dst.tx_gso(p.data(), &l).expect("tx_gso"),
                             "super-packet refused"
                         );
                     } else {

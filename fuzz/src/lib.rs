@@ -25,16 +25,24 @@
 //! - [`pcap`]: the bytes as a capture file, through the replay reader.
 //! - [`liveness`]: hello datagrams (raw bytes and hellos forged from the
 //!   bytes) and clock ticks into the liveness state machine of one host.
+//! - [`liveness_keyed`]: the same with hello keys: raw datagrams, fuzzed
+//!   bytes the target seals with a valid MAC (so that mutations get past
+//!   it), neighbours' own hellos and key rotation steps; it asserts that
+//!   exactly the hellos the documented rules admit are taken.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use vxrouter::config::{self, Topology};
-use vxrouter::dataplane::{self, Counters, Pipeline, PortKind, Tables, Verdict};
+use vxrouter::dataplane::{self, Counters, Pipeline, PortRole, Tables, Verdict};
 use vxrouter::port::mem::MemPort;
 use vxrouter::port::{Batch, Gso, LinkType, Port, BATCH_SIZE};
-use vxrouter::route::liveness::{Hello, Liveness, Report};
+use vxrouter::route::liveness::{
+    BadHello, Hello, HelloCounts, HelloKeys, Liveness, Report, AUTH_LEN, HELLO_LEN, MAC_LEN,
+    MAX_HELLO, MAX_SEQ_AHEAD,
+};
 
 /// The topologies the pipeline and liveness targets run on: the golden
 /// ones, which the golden tests keep valid as validation grows.
@@ -53,11 +61,12 @@ const TOPOLOGIES: [(&str, &str); 2] = [
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for the regression test and the seed writer.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("pipeline", pipeline),
     ("topology", topology),
     ("pcap", pcap),
     ("liveness", liveness),
+    ("liveness_keyed", liveness_keyed),
 ];
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -113,8 +122,8 @@ fn cases() -> &'static [Case] {
                 let links = t
                     .ports
                     .iter()
-                    .map(|p| match p.kind {
-                        PortKind::Tun => LinkType::RawIp,
+                    .map(|p| match p.role {
+                        PortRole::Tun => LinkType::RawIp,
                         _ => LinkType::Ethernet,
                     })
                     .collect();
@@ -672,16 +681,35 @@ pub fn pcap(data: &[u8]) {
             for (port, link) in [("eth0", LinkType::Ethernet), ("c1", LinkType::RawIp)] {
                 let frames = match read_capture(path, port, link) {
                     Ok(f) => f,
-                    Err(PcapPortError::LinkType { .. }) => continue,
-                    Err(_) => break,
+                    Err(e) => {
+                        // A refusal names the file and the port, and says
+                        // what is wrong.
+                        let msg = e.to_string();
+                        let head = format!("{}: port {port}: ", path.display());
+                        assert!(
+                            msg.starts_with(&head) && !msg.trim_end().ends_with(':'),
+                            "{msg}"
+                        );
+                        if matches!(e, PcapPortError::LinkType { .. }) {
+                            continue;
+                        }
+                        break;
+                    }
                 };
                 let n = frames.len();
                 let mut p = PcapPort::new(port, link, frames, None);
                 let mut got = 0;
-                while p.rx_burst(&mut batch).expect("reading memory") > 0 {
-                    got += batch.len();
+                // As replay drives it: while a frame is left, a burst of
+                // the frames of its time (empty when all are oversize).
+                while let Some(ts) = p.next_ts() {
+                    let k = p.rx_burst(&mut batch).expect("reading memory");
+                    let ts = u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX);
+                    assert!(batch.pkts().iter().all(|f| f.ts_nanos == ts));
+                    got += k;
                 }
+                assert_eq!(p.rx_burst(&mut batch).expect("reading memory"), 0);
                 assert_eq!(got as u64 + p.rx_oversize, n as u64);
+                assert_eq!(p.rx_packets, n as u64);
                 break;
             }
             let _ = std::fs::remove_file(path);
@@ -893,6 +921,509 @@ pub fn liveness_seeds() -> Vec<Vec<u8>> {
             s.extend_from_slice(&[1, 3, 4]);
             out.push(s);
         }
+    }
+    out
+}
+
+// ------------------------------------------------------- liveness (keyed)
+
+/// The two keys of the rotation the keyed liveness target walks through,
+/// of both edge lengths, and a third that no host holds.
+const KEY_A: &str = "000102030405060708090a0b0c0d0e0f";
+const KEY_B: &str = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f\
+                     0123456789abcdeffedcba98765432100123456789abcdeffedcba9876543210";
+const KEY_ROGUE: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+const ID_A: u32 = 1;
+const ID_B: u32 = 2;
+/// What the MAC covers before the addresses: the wire format's context
+/// string (see `Hello::seal`), repeated here so that the target checks
+/// the MAC independently of the code under test.
+const MAC_CONTEXT: &[u8] = b"vxrouter liveness hello";
+
+/// The key file of each step of a rotation, as docs/configuration.md
+/// describes it: add the new key, make it active, remove the old one.
+const STAGES: usize = 4;
+
+fn stage_text(stage: usize) -> String {
+    match stage % STAGES {
+        0 => format!("{ID_A} {KEY_A}\n"),
+        1 => format!("{ID_A} {KEY_A} active\n{ID_B} {KEY_B}\n"),
+        2 => format!("{ID_A} {KEY_A}\n{ID_B} {KEY_B} active\n"),
+        _ => format!("{ID_B} {KEY_B}\n"),
+    }
+}
+
+/// The keys' bytes and each step's key file, made once: parsing them for
+/// every input would cost more than the code under test.
+struct KeyMaterial {
+    a: Vec<u8>,
+    b: Vec<u8>,
+    rogue: Vec<u8>,
+    stages: Vec<HelloKeys>,
+}
+
+fn key_material() -> &'static KeyMaterial {
+    static KEYS: OnceLock<KeyMaterial> = OnceLock::new();
+    KEYS.get_or_init(|| KeyMaterial {
+        a: hex(KEY_A),
+        b: hex(KEY_B),
+        rogue: hex(KEY_ROGUE),
+        stages: (0..STAGES)
+            .map(|i| HelloKeys::parse(&stage_text(i)).expect("the target's key files are valid"))
+            .collect(),
+    })
+}
+
+fn stage_keys(stage: usize) -> HelloKeys {
+    key_material().stages[stage % STAGES].clone()
+}
+
+/// The bytes of key `id` if a host at `stage` holds it.
+fn stage_held(stage: usize, id: u32) -> Option<&'static [u8]> {
+    let k = key_material();
+    match (stage % STAGES, id) {
+        (0..=2, ID_A) => Some(&k.a),
+        (1..=3, ID_B) => Some(&k.b),
+        _ => None,
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("literal hex"))
+        .collect()
+}
+
+fn put_addr(out: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(v) => {
+            out.push(4);
+            out.extend_from_slice(&v.octets());
+        }
+        IpAddr::V6(v) => {
+            out.push(6);
+            out.extend_from_slice(&v.octets());
+        }
+    }
+}
+
+/// The MAC an authenticated hello `signed` (every byte before its MAC)
+/// from `from` to `to` carries under key bytes `key`, computed here from
+/// the documented format, not by the code under test.
+pub fn hello_mac(key: &[u8], from: IpAddr, to: IpAddr, signed: &[u8]) -> [u8; MAC_LEN] {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    let mut addrs = Vec::with_capacity(34);
+    put_addr(&mut addrs, from);
+    put_addr(&mut addrs, to);
+    m.update(MAC_CONTEXT);
+    m.update(&addrs);
+    m.update(signed);
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; MAC_LEN];
+    out.copy_from_slice(&full[..MAC_LEN]);
+    out
+}
+
+/// Every host of a topology with keys: its liveness state, its rotation
+/// step, and what the target expects of it (the last counter it took from
+/// each sender, how many datagrams it was fed).
+struct KeyedHost {
+    lv: Liveness,
+    stage: usize,
+    last: BTreeMap<IpAddr, u64>,
+    fed: u64,
+}
+
+struct KeyedNet<'a> {
+    topo: &'a Topology,
+    hosts: Vec<KeyedHost>,
+    /// Monotonic time at creation, when every host's wall clock was WALL.
+    start: u64,
+}
+
+impl KeyedNet<'_> {
+    fn wall(&self, now: u64) -> u64 {
+        WALL.saturating_add(now.saturating_sub(self.start))
+    }
+
+    /// Whether `from` is the far end of a link of host `recv`.
+    fn is_neighbour(&self, recv: usize, from: IpAddr) -> bool {
+        let t = self.topo;
+        let Some(f) = t.hosts.iter().position(|h| h.underlay == from) else {
+            return false;
+        };
+        t.links.iter().any(|l| {
+            let (a, b) = (t.host_index(&l.a), t.host_index(&l.b));
+            (a == Some(recv) && b == Some(f)) || (a == Some(f) && b == Some(recv))
+        })
+    }
+
+    /// Whether host `recv` must take datagram `d` from `from` at `now`, by
+    /// the documented rules: a version 2 hello from a neighbour, whose MAC
+    /// is made under a key `recv` holds by that id, bound to `from` and
+    /// `recv`, for our VNI, with a counter within MAX_SEQ_AHEAD of the
+    /// clock and above the last one taken from `from`, whose reports parse.
+    /// Returns the counter when it must.
+    fn must_take(&self, recv: usize, now: u64, from: IpAddr, d: &[u8]) -> Option<u64> {
+        if d.len() < HELLO_LEN + AUTH_LEN + MAC_LEN || d.len() > MAX_HELLO {
+            return None;
+        }
+        if d[..4] != *b"VXRL" || d[4] != 2 || !self.is_neighbour(recv, from) {
+            return None;
+        }
+        let id = u32::from_be_bytes(d[12..16].try_into().expect("4 bytes"));
+        let key = stage_held(self.hosts[recv].stage, id)?;
+        let (signed, mac) = d.split_at(d.len() - MAC_LEN);
+        let to = self.topo.hosts[recv].underlay;
+        if hello_mac(key, from, to, signed) != mac {
+            return None;
+        }
+        if u32::from_be_bytes(d[8..12].try_into().expect("4 bytes")) != self.topo.overlay.vni {
+            return None;
+        }
+        let counter = u64::from_be_bytes(d[16..24].try_into().expect("8 bytes"));
+        if counter.abs_diff(self.wall(now)) > MAX_SEQ_AHEAD
+            || counter <= self.hosts[recv].last.get(&from).copied().unwrap_or(0)
+        {
+            return None;
+        }
+        Hello::decode(&unsealed(d)).ok()?;
+        Some(counter)
+    }
+
+    /// Feeds `d` from `from` to host `recv` and checks the verdict against
+    /// [`KeyedNet::must_take`]; a hello taken must parse as its unsealed
+    /// form does.
+    fn feed(&mut self, recv: usize, now: u64, from: IpAddr, d: &[u8]) -> Result<bool, BadHello> {
+        let want = self.must_take(recv, now, from, d);
+        let h = &mut self.hosts[recv];
+        h.fed += 1;
+        let got = h.lv.on_datagram(now, from, d);
+        assert_eq!(
+            got.is_ok(),
+            want.is_some(),
+            "host {recv} from {from}: {got:?}, expected {}",
+            if want.is_some() { "taken" } else { "refused" }
+        );
+        if let Some(counter) = want {
+            h.last.insert(from, counter);
+            let keys = h.lv.keys().expect("keyed");
+            let to = self.topo.hosts[recv].underlay;
+            let (opened, c) = Hello::open(d, keys, from, to).expect("taken, so it opens");
+            assert_eq!(c, counter);
+            assert_eq!(
+                Ok(opened),
+                Hello::decode(&unsealed(d)),
+                "sealed and plain parse alike"
+            );
+        }
+        let c = h.lv.counts;
+        let outcomes = c.received
+            + c.malformed
+            + c.other_vni
+            + c.not_neighbour
+            + c.unauthenticated
+            + c.unexpected_auth
+            + c.unknown_key
+            + c.bad_mac
+            + c.replayed
+            + c.clock_skew;
+        assert_eq!(outcomes, h.fed, "host {recv}: every datagram counted once");
+        got
+    }
+}
+
+/// The unauthenticated hello with the same fields and reports as the
+/// authenticated `d`: version 1, without key id, counter and MAC.
+fn unsealed(d: &[u8]) -> Vec<u8> {
+    let mut out = d[..HELLO_LEN].to_vec();
+    out[4] = 1;
+    out.extend_from_slice(&d[HELLO_LEN + AUTH_LEN..d.len() - MAC_LEN]);
+    out
+}
+
+/// The liveness receive path with hello keys: datagrams from any address,
+/// raw or sealed by the target over fuzzed bytes, neighbours' own hellos,
+/// key rotation steps, clock ticks and reloads, into one host of a golden
+/// topology; every other host runs too, as the neighbours that send.
+///
+/// Oracle: a datagram is taken exactly when the documented rules say so
+/// (see `KeyedNet::must_take`, which checks the MAC with its own HMAC),
+/// a hello taken parses as its unsealed form does, and every datagram is
+/// counted once by its outcome.
+///
+/// Layout of the input:
+///
+/// ```text
+/// topo:u8  me:u8  stage:u8  op*
+/// op = 0 from:u8 len:u16 bytes[len]         a raw datagram, MAC as given
+///    | 1 from:u8 key:u8 fix:u8 delta:u32 len:u16 body[len]
+///                                            the body sealed (below)
+///    | 2 step:u16                            the clock moves (ms), a tick
+///    | 3 peer:u8                             a host's own hellos to us
+///    | 4 who:u8                              a host takes a rotation step
+///    | 5                                     our hellos: to their receivers,
+///                                            and reflected back to us
+///    | 6                                     we reload the topology
+/// ```
+///
+/// A sealed body is `magic version=2` followed by the body (`fix & 8`: the
+/// body alone), at least a header long; unless `fix` says otherwise the
+/// target writes our VNI (`fix & 1`), the key's id (`& 2`) and a counter
+/// of the clock plus `delta` as signed microseconds (`& 4`, about 36
+/// minutes either way around the 10-minute window), then appends a MAC
+/// under key `key % 3` (A, B, or one nobody holds, with A's id) made from
+/// the sender (`& 16`: another address) to us (`& 32`: to another).
+pub fn liveness_keyed(data: &[u8]) {
+    let _ = liveness_keyed_counts(data);
+}
+
+/// [`liveness_keyed`], returning the hello counts of the host under test.
+pub fn liveness_keyed_counts(data: &[u8]) -> HelloCounts {
+    let mut b = Bytes(data);
+    let topos = liveness_topologies();
+    let topo = &topos[usize::from(b.u8()) % topos.len()];
+    let n = topo.hosts.len();
+    let me = usize::from(b.u8()) % n;
+    let stage = usize::from(b.u8()) % STAGES;
+    let cfg = topo.overlay.liveness.clone().expect("liveness on");
+    let start: u64 = 1_000_000_000;
+    let mut now = start;
+    let mut net = KeyedNet {
+        topo,
+        start,
+        hosts: (0..n)
+            .map(|i| KeyedHost {
+                lv: Liveness::new(topo, i, cfg.clone(), now, WALL)
+                    .with_keys(Some(stage_keys(stage))),
+                stage,
+                last: BTreeMap::new(),
+                fed: 0,
+            })
+            .collect(),
+    };
+    let addr = |i: u8| -> IpAddr {
+        let i = usize::from(i) % (n + 1);
+        match topo.hosts.get(i) {
+            Some(h) => h.underlay,
+            None if topo.hosts[0].underlay.is_ipv6() => "2001:2::99".parse().expect("literal"),
+            None => "198.18.0.99".parse().expect("literal"),
+        }
+    };
+    let my_addr = topo.hosts[me].underlay;
+    let mut ops = 0;
+    while !b.is_empty() && ops < 512 {
+        ops += 1;
+        match b.u8() % 7 {
+            0 => {
+                let from = addr(b.u8());
+                let len = usize::from(b.u16());
+                let d = b.take(len);
+                let _ = net.feed(me, now, from, d);
+            }
+            1 => {
+                let fi = b.u8();
+                let from = addr(fi);
+                let key = b.u8() % 3;
+                let fix = b.u8();
+                let delta = i128::from(b.u32() as i32) * 1_000;
+                let len = usize::from(b.u16());
+                let body = b.take(len);
+                let mut d = Vec::with_capacity(HELLO_LEN + AUTH_LEN + body.len() + MAC_LEN);
+                if fix & 8 == 0 {
+                    d.extend_from_slice(b"VXRL\x02");
+                }
+                d.extend_from_slice(body);
+                if d.len() < HELLO_LEN + AUTH_LEN {
+                    d.resize(HELLO_LEN + AUTH_LEN, 0);
+                }
+                if fix & 1 == 0 {
+                    d[8..12].copy_from_slice(&topo.overlay.vni.to_be_bytes());
+                }
+                let k = key_material();
+                let (id, bytes) = match key {
+                    0 => (ID_A, &k.a),
+                    1 => (ID_B, &k.b),
+                    _ => (ID_A, &k.rogue),
+                };
+                if fix & 2 == 0 {
+                    d[12..16].copy_from_slice(&id.to_be_bytes());
+                }
+                if fix & 4 == 0 {
+                    let wall = i128::from(net.wall(now));
+                    let c = (wall + delta).clamp(0, i128::from(u64::MAX)) as u64;
+                    d[16..24].copy_from_slice(&c.to_be_bytes());
+                }
+                let mac_from = if fix & 16 != 0 {
+                    addr(fi.wrapping_add(1))
+                } else {
+                    from
+                };
+                let mac_to = if fix & 32 != 0 {
+                    addr(u8::try_from(me + 1).unwrap_or(0))
+                } else {
+                    my_addr
+                };
+                let mac = hello_mac(bytes, mac_from, mac_to, &d);
+                d.extend_from_slice(&mac);
+                let _ = net.feed(me, now, from, &d);
+            }
+            2 => {
+                now = now.saturating_add(u64::from(b.u16()) * 1_000_000);
+                for h in &mut net.hosts {
+                    h.lv.on_tick(now);
+                }
+            }
+            3 => {
+                let peer = usize::from(b.u8()) % n;
+                let from = topo.hosts[peer].underlay;
+                let out = net.hosts[peer].lv.datagrams(now);
+                for (to, d) in out {
+                    if to == my_addr {
+                        let _ = net.feed(me, now, from, &d);
+                    }
+                }
+            }
+            4 => {
+                let who = usize::from(b.u8()) % n;
+                let h = &mut net.hosts[who];
+                h.stage = (h.stage + 1) % STAGES;
+                h.lv = h.lv.clone().with_keys(Some(stage_keys(h.stage)));
+            }
+            5 => {
+                let out = net.hosts[me].lv.datagrams(now);
+                for (to, d) in out {
+                    let recv = topo
+                        .hosts
+                        .iter()
+                        .position(|h| h.underlay == to)
+                        .expect("we send to hosts only");
+                    let _ = net.feed(recv, now, my_addr, &d);
+                    // The same datagram sent back to us as if from its
+                    // receiver: bound to the other direction, refused.
+                    let r = net.feed(me, now, to, &d);
+                    assert!(r.is_err(), "a reflected hello is refused");
+                }
+            }
+            _ => {
+                let h = &mut net.hosts[me];
+                h.lv = h.lv.reload(topo, me, cfg.clone(), now);
+            }
+        }
+        for (a, c) in net.hosts[me].lv.links_down() {
+            assert!(a < c && c < n, "link ({a}, {c}) down");
+        }
+    }
+    net.hosts[me].lv.counts
+}
+
+/// Keyed liveness seeds: neighbours' authenticated hellos, a hello sealed
+/// with key A sent raw and again (a replay), fuzzable bodies the target
+/// seals (fresh, skewed, under a key nobody holds, bound to another
+/// sender), and a key rotation walked step by step, with one host left
+/// behind.
+pub fn liveness_keyed_seeds() -> Vec<Vec<u8>> {
+    fn op0(s: &mut Vec<u8>, from: u8, d: &[u8]) {
+        s.extend_from_slice(&[0, from]);
+        s.extend_from_slice(&(d.len() as u16).to_le_bytes());
+        s.extend_from_slice(d);
+    }
+    fn op1(s: &mut Vec<u8>, from: u8, key: u8, fix: u8, delta_us: i32, body: &[u8]) {
+        s.extend_from_slice(&[1, from, key, fix]);
+        s.extend_from_slice(&delta_us.to_le_bytes());
+        s.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        s.extend_from_slice(body);
+    }
+    fn tick(s: &mut Vec<u8>, ms: u16) {
+        s.push(2);
+        s.extend_from_slice(&ms.to_le_bytes());
+    }
+    fn peers(s: &mut Vec<u8>, n: usize) {
+        for p in 1..n {
+            s.extend_from_slice(&[3, p as u8]);
+        }
+    }
+    fn step_all(s: &mut Vec<u8>, n: usize, but: Option<usize>) {
+        for p in (0..n).filter(|p| Some(*p) != but) {
+            s.extend_from_slice(&[4, p as u8]);
+        }
+    }
+    let mut out = Vec::new();
+    for (ti, topo) in liveness_topologies().iter().enumerate() {
+        let n = topo.hosts.len();
+        let ti = ti as u8;
+        let me = topo.hosts[0].underlay;
+        // Neighbours that have heard nobody (their links down in their
+        // reports), our answers, and theirs again.
+        for stage in 0..STAGES as u8 {
+            let mut s = vec![ti, 0, stage];
+            tick(&mut s, 400);
+            peers(&mut s, n);
+            s.push(5);
+            tick(&mut s, 100);
+            peers(&mut s, n);
+            out.push(s);
+        }
+        // A hello sealed with key A by a neighbour, raw, twice.
+        let nb = (1..n)
+            .find(|&i| {
+                topo.links.iter().any(|l| {
+                    let (a, b) = (topo.host_index(&l.a), topo.host_index(&l.b));
+                    (a, b) == (Some(0), Some(i)) || (a, b) == (Some(i), Some(0))
+                })
+            })
+            .expect("h1 has a neighbour");
+        let from = topo.hosts[nb].underlay;
+        let h = Hello {
+            vni: topo.overlay.vni,
+            hears_you: true,
+            reports: vec![
+                Report {
+                    origin: from,
+                    seq: WALL + 5,
+                    down: vec![topo.hosts[n - 1].underlay],
+                },
+                Report {
+                    origin: me,
+                    seq: WALL + 9,
+                    down: vec![from],
+                },
+            ],
+        };
+        let keys = stage_keys(0);
+        let (d, _) = h.seal(keys.active(), WALL, from, me);
+        let mut s = vec![ti, 0, 0];
+        op0(&mut s, nb as u8, &d);
+        op0(&mut s, nb as u8, &d);
+        // Its body (flags on), sealed by the target: fresh, 11 minutes
+        // ahead, under the rogue key, bound to another sender, to us.
+        let body = &d[5..d.len() - MAC_LEN];
+        op1(&mut s, nb as u8, 0, 0, 1_000, body);
+        op1(&mut s, nb as u8, 0, 0, 660_000_000, body);
+        op1(&mut s, nb as u8, 2, 0, 2_000, body);
+        op1(&mut s, nb as u8, 0, 16, 3_000, body);
+        op1(&mut s, nb as u8, 1, 0, 4_000, body);
+        tick(&mut s, 50);
+        op1(&mut s, nb as u8, 0, 0, 60_000, body);
+        s.push(6);
+        op1(&mut s, nb as u8, 0, 0, 70_000, body);
+        out.push(s);
+        // A rotation, step by step on every host, hellos between steps;
+        // then one more step that leaves us behind.
+        let mut s = vec![ti, 0, 0];
+        for _ in 0..3 {
+            step_all(&mut s, n, None);
+            tick(&mut s, 100);
+            peers(&mut s, n);
+            s.push(5);
+        }
+        step_all(&mut s, n, Some(0));
+        tick(&mut s, 100);
+        peers(&mut s, n);
+        s.push(5);
+        out.push(s);
     }
     out
 }

@@ -1,4 +1,11 @@
-//! Ethernet MAC addresses as they appear in the topology file.
+//! Ethernet MAC addresses as they appear in the topology file, and every
+//! MAC the router derives where the file gives none: one home for the
+//! rules, since hosts, the router and replay must agree on them.
+//!
+//! Every derived address is locally administered unicast (`02:..`); the
+//! second octet names the role: `42` a VTEP, `52` the router on a
+//! container port, `43` a container the router made, `4e` the NIC in
+//! replay.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +38,24 @@ impl MacAddr {
         };
         MacAddr([0x02, 0x42, tail[0], tail[1], tail[2], tail[3]])
     }
+}
+
+/// The MAC the router answers with on container port `index` of a host
+/// whose VTEP MAC is `vtep`: stable across restarts, unique per port (the
+/// index is at most 255).
+pub fn router_port_mac(vtep: [u8; 6], index: usize) -> [u8; 6] {
+    [0x02, 0x52, vtep[3], vtep[4], vtep[5], index as u8]
+}
+
+/// The MAC of the container end of a veth the router makes for port
+/// `index` (the router must know it to address delivered frames).
+pub fn container_port_mac(vtep: [u8; 6], index: usize) -> [u8; 6] {
+    [0x02, 0x43, vtep[3], vtep[4], vtep[5], index as u8]
+}
+
+/// The NIC's MAC in replay when the topology gives no `underlay_mac`.
+pub fn replay_nic_mac(vtep: [u8; 6]) -> [u8; 6] {
+    [0x02, 0x4e, vtep[2], vtep[3], vtep[4], vtep[5]]
 }
 
 /// Why a string is not a MAC address.

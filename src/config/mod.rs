@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::wire::{ethernet, ipv4, ipv6, udp, vxlan};
 
 pub use diag::{ConfigError, Diagnostic};
-pub use mac::{MacAddr, ParseMacError};
+pub use mac::{container_port_mac, replay_nic_mac, router_port_mac, MacAddr, ParseMacError};
 pub use validate::first_host;
 
 /// The IANA-assigned VXLAN UDP destination port (RFC 7348 section 5).
@@ -199,8 +199,9 @@ pub struct PortConfig {
     /// container's send and the router's read (`txqueuelen`; default
     /// [`DEFAULT_QUEUE_LEN`], the kernel's own is 500). A full
     /// queue drops, and a worker that shares its core with a busy sender is
-    /// off it for a while: 4096 carried 64-byte UDP at 0.28-0.30 Mpkt/s
-    /// where 500 lost three packets in four. Each queued super-packet can
+    /// off it for a while: the queue must hold what arrives meanwhile, and
+    /// the kernel's default is far too short for small packets (see
+    /// [`DEFAULT_QUEUE_LEN`]). Each queued super-packet can
     /// hold up to 64 KiB of kernel memory while a container outpaces the
     /// router, so a smaller value bounds that. Unused on veth ports.
     pub queue_len: u32,

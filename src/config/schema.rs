@@ -4,8 +4,9 @@
 //! relate several fields or entries live in `validate`. A field that fails is
 //! reported and left out (`None`), and the walk goes on, so that one pass
 //! reports every problem. Invariant: whenever a required value ends up
-//! missing, a diagnostic has been recorded for it, so [`Raw::build`] only
-//! returns `None` when the file already has errors.
+//! missing, a diagnostic has been recorded for it, so
+//! [`UncheckedTopology::build`] only returns `None` when the file already
+//! has errors.
 
 use std::net::IpAddr;
 
@@ -21,63 +22,64 @@ use crate::wire::ethernet;
 
 /// A value with the span it was read from.
 #[derive(Debug, Clone)]
-pub(crate) struct Sp<T> {
-    pub(crate) v: T,
+pub(crate) struct Spanned<T> {
+    pub(crate) value: T,
     pub(crate) span: Span,
 }
 
-/// The file as read, before cross-checks.
+/// The file as read, each field checked on its own and kept with its span;
+/// the checks across fields and entries (`validate`) come next.
 #[derive(Debug, Default)]
-pub(crate) struct Raw {
-    pub(crate) overlay: Option<RawOverlay>,
-    pub(crate) hosts: Vec<RawHost>,
-    pub(crate) links: Vec<RawLink>,
+pub(crate) struct UncheckedTopology {
+    pub(crate) overlay: Option<UncheckedOverlay>,
+    pub(crate) hosts: Vec<UncheckedHost>,
+    pub(crate) links: Vec<UncheckedLink>,
 }
 
 #[derive(Debug)]
-pub(crate) struct RawOverlay {
+pub(crate) struct UncheckedOverlay {
     pub(crate) vni: Option<u32>,
     pub(crate) udp_port: Option<u16>,
-    pub(crate) mtu: Option<Sp<u16>>,
+    pub(crate) mtu: Option<Spanned<u16>>,
     /// `None` when a liveness field is invalid (reported); `Some(None)`
     /// when liveness is off.
     pub(crate) liveness: Option<Option<LivenessConfig>>,
 }
 
 #[derive(Debug)]
-pub(crate) struct RawHost {
-    pub(crate) name: Option<Sp<String>>,
-    pub(crate) underlay: Option<Sp<IpAddr>>,
+pub(crate) struct UncheckedHost {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) underlay: Option<Spanned<IpAddr>>,
     pub(crate) underlay_mac: Option<MacAddr>,
-    pub(crate) vtep_mac: Option<Sp<MacAddr>>,
-    pub(crate) subnets: Vec<Sp<IpNet>>,
-    pub(crate) nic: Option<Sp<String>>,
+    pub(crate) vtep_mac: Option<Spanned<MacAddr>>,
+    pub(crate) subnets: Vec<Spanned<IpNet>>,
+    pub(crate) nic: Option<Spanned<String>>,
     pub(crate) workers: Vec<usize>,
     pub(crate) uplink_io: UplinkIo,
-    pub(crate) ports: Vec<RawPort>,
+    pub(crate) ports: Vec<UncheckedPort>,
 }
 
 #[derive(Debug)]
-pub(crate) struct RawPort {
-    pub(crate) name: Option<Sp<String>>,
+pub(crate) struct UncheckedPort {
+    pub(crate) name: Option<Spanned<String>>,
     pub(crate) kind: Option<PortKind>,
-    pub(crate) netns: Option<Sp<String>>,
-    pub(crate) addresses: Vec<Sp<IpNet>>,
+    pub(crate) netns: Option<Spanned<String>>,
+    pub(crate) addresses: Vec<Spanned<IpNet>>,
     pub(crate) mac: Option<MacAddr>,
     /// Configured gateways; `validate` adds the derived ones.
-    pub(crate) gateways: Vec<Sp<IpAddr>>,
+    pub(crate) gateways: Vec<Spanned<IpAddr>>,
     /// The gateways came from a `gateways` array (for field names).
     pub(crate) gateway_list: bool,
-    pub(crate) mtu: Option<Sp<u16>>,
+    pub(crate) mtu: Option<Spanned<u16>>,
     pub(crate) offload: Option<bool>,
     pub(crate) queue_len: Option<u32>,
 }
 
 #[derive(Debug)]
-pub(crate) struct RawLink {
+pub(crate) struct UncheckedLink {
     pub(crate) span: Span,
-    pub(crate) a: Option<Sp<String>>,
-    pub(crate) b: Option<Sp<String>>,
+    pub(crate) a: Option<Spanned<String>>,
+    pub(crate) b: Option<Spanned<String>>,
     pub(crate) cost: Option<u32>,
 }
 
@@ -124,12 +126,13 @@ pub(crate) const MIN_MTU_V4: i64 = 68;
 const MIN_QUEUE_LEN: i64 = 16;
 const MAX_QUEUE_LEN: i64 = 65536;
 /// A TUN port's `queue_len` unless set (see [`super::PortConfig::queue_len`]):
-/// packets per queue of the device, where the kernel's default is 500.
-/// Measured with 64-byte UDP from a TUN container on the UDP uplink
-/// (`bench-vs-kernel-20261201T185554Z` and a probe of other lengths): 500
-/// lost 75% at the queue, 0.074 Mpkt/s; 1000 gave 0.160, 2048 0.260, 4096
-/// 0.28-0.30 with no loss, 8192 and 16384 no more. A TUN queue cannot push
-/// back before Linux 7.3: a full one drops.
+/// packets per queue of the device. A TUN queue cannot push back on the
+/// sender before Linux 7.3: a full one drops, and a worker sharing its core
+/// with a busy container is off it for a while. The kernel's default of
+/// 500 is too short to ride that out with small packets: of the lengths
+/// from 500 to 16384, 4096 is the shortest that loses none with 64-byte UDP
+/// from a TUN container on the UDP uplink (`tools/bench-vs-kernel`), and a
+/// longer one carries no more.
 pub const DEFAULT_QUEUE_LEN: u32 = 4096;
 /// Smallest IPv6 link MTU (RFC 8200 section 5).
 pub(crate) const MIN_MTU_V6: u16 = 1280;
@@ -198,10 +201,10 @@ fn get<'n>(entries: &'n [Entry], key: &str) -> Option<&'n Node> {
     entries.iter().find(|e| e.key == key).map(|e| &e.value)
 }
 
-fn string(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<String>> {
+fn string(sink: &mut Sink, node: &Node, field: &str) -> Option<Spanned<String>> {
     match &node.kind {
-        Kind::Str(s) => Some(Sp {
-            v: s.clone(),
+        Kind::Str(s) => Some(Spanned {
+            value: s.clone(),
             span: node.span.clone(),
         }),
         other => {
@@ -252,20 +255,23 @@ fn array<'n>(sink: &mut Sink, node: &'n Node, field: &str) -> Option<&'n [Node]>
     }
 }
 
-fn ip(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<IpAddr>> {
+fn ip(sink: &mut Sink, node: &Node, field: &str) -> Option<Spanned<IpAddr>> {
     let s = string(sink, node, field)?;
-    match s.v.parse::<IpAddr>() {
-        Ok(v) => Some(Sp { v, span: s.span }),
+    match s.value.parse::<IpAddr>() {
+        Ok(v) => Some(Spanned {
+            value: v,
+            span: s.span,
+        }),
         Err(_) => {
-            sink.error(&s.span, field, format!("invalid IP address {:?}", s.v));
+            sink.error(&s.span, field, format!("invalid IP address {:?}", s.value));
             None
         }
     }
 }
 
-fn mac(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<MacAddr>> {
+fn mac(sink: &mut Sink, node: &Node, field: &str) -> Option<Spanned<MacAddr>> {
     let s = string(sink, node, field)?;
-    match s.v.parse::<MacAddr>() {
+    match s.value.parse::<MacAddr>() {
         Ok(m) if m.is_multicast() || m.is_zero() => {
             sink.error(
                 &s.span,
@@ -274,7 +280,10 @@ fn mac(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<MacAddr>> {
             );
             None
         }
-        Ok(v) => Some(Sp { v, span: s.span }),
+        Ok(v) => Some(Spanned {
+            value: v,
+            span: s.span,
+        }),
         Err(e) => {
             sink.error(&s.span, field, e.to_string());
             None
@@ -284,11 +293,11 @@ fn mac(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<MacAddr>> {
 
 /// A prefix without host bits. `bare_is_host`: a plain address means /32 or
 /// /128. Which blocks a prefix may lie in is decided in `validate`.
-fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Option<Sp<IpNet>> {
+fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Option<Spanned<IpNet>> {
     let s = string(sink, node, field)?;
-    let net = match s.v.parse::<IpNet>() {
+    let net = match s.value.parse::<IpNet>() {
         Ok(n) => n,
-        Err(_) => match s.v.parse::<IpAddr>() {
+        Err(_) => match s.value.parse::<IpAddr>() {
             Ok(a) if bare_is_host => IpNet::from(a),
             Ok(_) => {
                 sink.error(
@@ -296,7 +305,7 @@ fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Opti
                     field,
                     format!(
                         "{:?} has no prefix length; write it like 198.19.1.0/24",
-                        s.v
+                        s.value
                     ),
                 );
                 return None;
@@ -307,7 +316,7 @@ fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Opti
                     field,
                     format!(
                         "invalid prefix {:?}: expected address/length like 198.19.1.0/24",
-                        s.v
+                        s.value
                     ),
                 );
                 return None;
@@ -326,8 +335,8 @@ fn prefix(sink: &mut Sink, node: &Node, field: &str, bare_is_host: bool) -> Opti
         );
         return None;
     }
-    Some(Sp {
-        v: net,
+    Some(Spanned {
+        value: net,
         span: s.span,
     })
 }
@@ -422,10 +431,10 @@ fn check_host_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn boolean(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<bool>> {
+fn boolean(sink: &mut Sink, node: &Node, field: &str) -> Option<Spanned<bool>> {
     match node.kind {
-        Kind::Bool(b) => Some(Sp {
-            v: b,
+        Kind::Bool(b) => Some(Spanned {
+            value: b,
             span: node.span.clone(),
         }),
         ref other => {
@@ -439,7 +448,7 @@ fn boolean(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<bool>> {
     }
 }
 
-fn mtu(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<u16>> {
+fn mtu(sink: &mut Sink, node: &Node, field: &str) -> Option<Spanned<u16>> {
     integer(
         sink,
         node,
@@ -452,15 +461,15 @@ fn mtu(sink: &mut Sink, node: &Node, field: &str) -> Option<Sp<u16>> {
         ),
     )
     .and_then(|v| u16::try_from(v).ok())
-    .map(|v| Sp {
-        v,
+    .map(|value| Spanned {
+        value,
         span: node.span.clone(),
     })
 }
 
 /// Walks the document root.
-pub(crate) fn read(root: &Node, sink: &mut Sink) -> Raw {
-    let mut raw = Raw::default();
+pub(crate) fn read(root: &Node, sink: &mut Sink) -> UncheckedTopology {
+    let mut raw = UncheckedTopology::default();
     let Some(top) = table(sink, root, "", TOP_FIELDS) else {
         return raw;
     };
@@ -503,7 +512,7 @@ pub(crate) fn read(root: &Node, sink: &mut Sink) -> Raw {
     raw
 }
 
-fn read_overlay(sink: &mut Sink, node: &Node) -> Option<RawOverlay> {
+fn read_overlay(sink: &mut Sink, node: &Node) -> Option<UncheckedOverlay> {
     let t = table(sink, node, "overlay", OVERLAY_FIELDS)?;
     let vni = match get(t, "vni") {
         Some(n) => integer(
@@ -538,7 +547,7 @@ fn read_overlay(sink: &mut Sink, node: &Node) -> Option<RawOverlay> {
     };
     let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, "overlay.mtu"));
     let liveness = read_liveness(sink, t, udp_port);
-    Some(RawOverlay {
+    Some(UncheckedOverlay {
         vni,
         udp_port,
         mtu,
@@ -597,7 +606,7 @@ fn read_liveness(
     let key_node = get(t, "liveness_key_file");
     let key_file = match key_node {
         Some(n) => match string(sink, n, "overlay.liveness_key_file") {
-            Some(s) => match check_key_file(&s.v) {
+            Some(s) => match check_key_file(&s.value) {
                 Ok(p) => Some(Some(p)),
                 Err(e) => {
                     sink.error(&s.span, "overlay.liveness_key_file", e);
@@ -660,14 +669,14 @@ fn check_key_file(s: &str) -> Result<std::path::PathBuf, String> {
     Ok(p)
 }
 
-fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
+fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedHost> {
     let t = table(sink, node, path, HOST_FIELDS)?;
     let f = |k: &str| join(path, k);
     let name = match get(t, "name") {
         Some(n) => {
             let s = string(sink, n, &f("name"));
             if let Some(s) = &s {
-                if let Err(e) = check_host_name(&s.v) {
+                if let Err(e) = check_host_name(&s.value) {
                     sink.error(&s.span, f("name"), e);
                 }
             }
@@ -695,7 +704,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
     };
     let underlay_mac = get(t, "underlay_mac")
         .and_then(|n| mac(sink, n, &f("underlay_mac")))
-        .map(|m| m.v);
+        .map(|m| m.value);
     let vtep_mac = get(t, "vtep_mac").and_then(|n| mac(sink, n, &f("vtep_mac")));
     let mut subnets = Vec::new();
     if let Some(items) = get(t, "subnets").and_then(|n| array(sink, n, &f("subnets"))) {
@@ -705,7 +714,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
     }
     let nic = get(t, "nic")
         .and_then(|n| string(sink, n, &f("nic")))
-        .filter(|s| match check_ifname(&s.v) {
+        .filter(|s| match check_ifname(&s.value) {
             Ok(()) => true,
             Err(e) => {
                 sink.error(&s.span, f("nic"), e);
@@ -748,7 +757,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
         None => UplinkIo::default(),
         Some(n) => match string(sink, n, &f("uplink_io")) {
             None => UplinkIo::default(),
-            Some(s) => match s.v.as_str() {
+            Some(s) => match s.value.as_str() {
                 "af_xdp" => UplinkIo::AfXdp,
                 "udp" => UplinkIo::Udp,
                 other => {
@@ -768,7 +777,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
             ports.extend(read_port(sink, n, &format!("{path}.ports[{i}]")));
         }
     }
-    Some(RawHost {
+    Some(UncheckedHost {
         name,
         underlay,
         underlay_mac,
@@ -781,11 +790,11 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<RawHost> {
     })
 }
 
-fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
+fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedPort> {
     let t = table(sink, node, path, PORT_FIELDS)?;
     let f = |k: &str| join(path, k);
     let name = match get(t, "name") {
-        Some(n) => string(sink, n, &f("name")).filter(|s| match check_ifname(&s.v) {
+        Some(n) => string(sink, n, &f("name")).filter(|s| match check_ifname(&s.value) {
             Ok(()) => true,
             Err(e) => {
                 sink.error(&s.span, f("name"), e);
@@ -802,7 +811,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
         }
     };
     let kind = match get(t, "kind") {
-        Some(n) => string(sink, n, &f("kind")).and_then(|s| match s.v.as_str() {
+        Some(n) => string(sink, n, &f("kind")).and_then(|s| match s.value.as_str() {
             "tun" => Some(PortKind::Tun),
             "veth" => Some(PortKind::Veth),
             other => {
@@ -821,7 +830,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
     };
     let netns = get(t, "netns")
         .and_then(|n| string(sink, n, &f("netns")))
-        .filter(|s| match check_netns_name(&s.v) {
+        .filter(|s| match check_netns_name(&s.value) {
             Ok(()) => true,
             Err(e) => {
                 sink.error(&s.span, f("netns"), e);
@@ -856,7 +865,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
             );
             return None;
         }
-        Some(m.v)
+        Some(m.value)
     });
     let mut gateways = Vec::new();
     let gateway_list = match (get(t, "gateway"), get(t, "gateways")) {
@@ -879,7 +888,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
                     if let Some(g) = ip(sink, item, &field) {
                         if gateways
                             .iter()
-                            .any(|o: &Sp<IpAddr>| o.v.is_ipv4() == g.v.is_ipv4())
+                            .any(|o: &Spanned<IpAddr>| o.value.is_ipv4() == g.value.is_ipv4())
                         {
                             sink.error(&g.span, field, "at most one gateway per address family");
                         } else {
@@ -895,7 +904,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
     let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, &f("mtu")));
     let offload = get(t, "offload").and_then(|n| {
         let b = boolean(sink, n, &f("offload"))?;
-        Some(b.v)
+        Some(b.value)
     });
     let queue_len = get(t, "queue_len").and_then(|n| {
         let what = format!("a packet count in {MIN_QUEUE_LEN}..={MAX_QUEUE_LEN}");
@@ -910,7 +919,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
         }
         u32::try_from(q).ok()
     });
-    Some(RawPort {
+    Some(UncheckedPort {
         name,
         kind,
         netns,
@@ -924,7 +933,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<RawPort> {
     })
 }
 
-fn read_link(sink: &mut Sink, node: &Node, path: &str) -> Option<RawLink> {
+fn read_link(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedLink> {
     let t = table(sink, node, path, LINK_FIELDS)?;
     let f = |k: &str| join(path, k);
     let end = |sink: &mut Sink, k: &str| match get(t, k) {
@@ -969,7 +978,7 @@ fn read_link(sink: &mut Sink, node: &Node, path: &str) -> Option<RawLink> {
             None
         }
     };
-    Some(RawLink {
+    Some(UncheckedLink {
         span: node.span.clone(),
         a,
         b,
@@ -977,7 +986,7 @@ fn read_link(sink: &mut Sink, node: &Node, path: &str) -> Option<RawLink> {
     })
 }
 
-impl Raw {
+impl UncheckedTopology {
     /// The typed topology, or `None` if a required value is missing (which
     /// `read` has reported).
     pub(crate) fn build(self) -> Option<Topology> {
@@ -985,22 +994,22 @@ impl Raw {
         let overlay = Overlay {
             vni: o.vni?,
             udp_port: o.udp_port?,
-            mtu: o.mtu.map(|m| m.v),
+            mtu: o.mtu.map(|m| m.value),
             liveness: o.liveness?,
         };
         let mut hosts = Vec::with_capacity(self.hosts.len());
         for h in self.hosts {
-            let underlay = h.underlay?.v;
+            let underlay = h.underlay?.value;
             let mut ports = Vec::with_capacity(h.ports.len());
             for p in h.ports {
                 ports.push(PortConfig {
-                    name: p.name?.v,
+                    name: p.name?.value,
                     kind: p.kind?,
-                    netns: p.netns.map(|n| n.v),
-                    addresses: p.addresses.into_iter().map(|a| a.v).collect(),
+                    netns: p.netns.map(|n| n.value),
+                    addresses: p.addresses.into_iter().map(|a| a.value).collect(),
                     mac: p.mac,
-                    gateways: p.gateways.into_iter().map(|g| g.v).collect(),
-                    mtu: p.mtu.map(|m| m.v),
+                    gateways: p.gateways.into_iter().map(|g| g.value).collect(),
+                    mtu: p.mtu.map(|m| m.value),
                     // On by default for TUN (the same device, only faster);
                     // a veth port changes I/O path with it, so only on request.
                     offload: p.offload.unwrap_or(p.kind? == PortKind::Tun),
@@ -1008,14 +1017,14 @@ impl Raw {
                 });
             }
             hosts.push(Host {
-                name: h.name?.v,
+                name: h.name?.value,
                 underlay,
                 underlay_mac: h.underlay_mac,
                 vtep_mac: h
                     .vtep_mac
-                    .map_or_else(|| MacAddr::derived_from(underlay), |m| m.v),
-                subnets: h.subnets.into_iter().map(|s| s.v).collect(),
-                nic: h.nic.map(|n| n.v),
+                    .map_or_else(|| MacAddr::derived_from(underlay), |m| m.value),
+                subnets: h.subnets.into_iter().map(|s| s.value).collect(),
+                nic: h.nic.map(|n| n.value),
                 workers: h.workers,
                 uplink_io: h.uplink_io,
                 ports,
@@ -1024,8 +1033,8 @@ impl Raw {
         let mut links = Vec::with_capacity(self.links.len());
         for l in self.links {
             links.push(Link {
-                a: l.a?.v,
-                b: l.b?.v,
+                a: l.a?.value,
+                b: l.b?.value,
                 cost: l.cost?,
             });
         }

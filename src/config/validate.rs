@@ -12,7 +12,9 @@ use ipnet::IpNet;
 
 use super::addr::{self, Special};
 use super::diag::Sink;
-use super::schema::{Raw, RawHost, RawPort, Sp, MAX_PORTS, MIN_MTU_V6};
+use super::schema::{
+    Spanned, UncheckedHost, UncheckedPort, UncheckedTopology, MAX_PORTS, MIN_MTU_V6,
+};
 use super::tree::Span;
 use super::MacAddr;
 use crate::dataplane::tables::{OUTER_V4_LEN, OUTER_V6_LEN};
@@ -20,7 +22,7 @@ use crate::port::MAX_FRAME;
 use crate::wire::ethernet;
 
 /// Runs every cross-check; fills in derived gateways.
-pub(crate) fn cross_check(raw: &mut Raw, sink: &mut Sink) {
+pub(crate) fn cross_check(raw: &mut UncheckedTopology, sink: &mut Sink) {
     unique_hosts(raw, sink);
     // Before `ports` derives gateways: only configured ones are checked.
     address_classes(raw, sink);
@@ -35,36 +37,36 @@ pub(crate) fn cross_check(raw: &mut Raw, sink: &mut Sink) {
 
 /// Host names, underlay addresses and VTEP MACs identify a host: each must be
 /// unique across the topology.
-fn unique_hosts(raw: &Raw, sink: &mut Sink) {
+fn unique_hosts(raw: &UncheckedTopology, sink: &mut Sink) {
     let mut names: HashMap<&str, Span> = HashMap::new();
     let mut underlays: HashMap<IpAddr, (Span, &str)> = HashMap::new();
     let mut macs: HashMap<MacAddr, (Span, usize)> = HashMap::new();
     for (i, h) in raw.hosts.iter().enumerate() {
-        let hname = h.name.as_ref().map_or("?", |n| n.v.as_str());
+        let hname = h.name.as_ref().map_or("?", |n| n.value.as_str());
         if let Some(n) = &h.name {
-            if let Some(first) = names.get(n.v.as_str()) {
+            if let Some(first) = names.get(n.value.as_str()) {
                 let line = sink.line_of(first);
                 sink.error(
                     &n.span,
                     format!("hosts[{i}].name"),
                     format!(
                         "duplicate host name {:?} (first defined on line {line})",
-                        n.v
+                        n.value
                     ),
                 );
             } else {
-                names.insert(&n.v, n.span.clone());
+                names.insert(&n.value, n.span.clone());
             }
         }
         if let Some(u) = &h.underlay {
-            if let Some((first, other)) = underlays.get(&u.v) {
+            if let Some((first, other)) = underlays.get(&u.value) {
                 let line = sink.line_of(first);
                 sink.error(
                     &u.span,
                     format!("hosts[{i}].underlay"),
                     format!(
                         "duplicate underlay address {} (also host {other:?}, line {line})",
-                        u.v
+                        u.value
                     ),
                 );
                 if h.vtep_mac.is_none() {
@@ -72,17 +74,17 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
                     continue;
                 }
             } else {
-                underlays.insert(u.v, (u.span.clone(), hname));
+                underlays.insert(u.value, (u.span.clone(), hname));
             }
-            if h.vtep_mac.is_none() && embeds_v4(u.v) {
+            if h.vtep_mac.is_none() && embeds_v4(u.value) {
                 // `address_classes` refuses this underlay, and its derived
                 // MAC is that of the IPv4 address it embeds: one report is
                 // enough.
                 continue;
             }
             let (mac, span, derived) = match &h.vtep_mac {
-                Some(m) => (m.v, m.span.clone(), false),
-                None => (MacAddr::derived_from(u.v), u.span.clone(), true),
+                Some(m) => (m.value, m.span.clone(), false),
+                None => (MacAddr::derived_from(u.value), u.span.clone(), true),
             };
             if let Some((first, j)) = macs.get(&mac) {
                 let line = sink.line_of(first);
@@ -91,7 +93,10 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
                 } else {
                     "vtep_mac"
                 };
-                let other = raw.hosts[*j].name.as_ref().map_or("?", |n| n.v.as_str());
+                let other = raw.hosts[*j]
+                    .name
+                    .as_ref()
+                    .map_or("?", |n| n.value.as_str());
                 sink.error(
                     &span,
                     format!("hosts[{i}].vtep_mac"),
@@ -101,7 +106,7 @@ fn unique_hosts(raw: &Raw, sink: &mut Sink) {
                 macs.insert(mac, (span, i));
             }
         } else if let Some(m) = &h.vtep_mac {
-            macs.entry(m.v).or_insert((m.span.clone(), i));
+            macs.entry(m.value).or_insert((m.span.clone(), i));
         }
     }
 }
@@ -120,7 +125,7 @@ fn embeds_v4(a: IpAddr) -> bool {
 /// - a configured gateway lies in no other host's subnet: the router
 ///   answers for its ports' gateways itself, so that remote address would
 ///   be a black hole for the port's container (reported at the gateway).
-fn placement(raw: &Raw, sink: &mut Sink) {
+fn placement(raw: &UncheckedTopology, sink: &mut Sink) {
     #[derive(PartialEq)]
     enum What {
         Subnet,
@@ -138,7 +143,7 @@ fn placement(raw: &Raw, sink: &mut Sink) {
     for (i, h) in raw.hosts.iter().enumerate() {
         for (j, s) in h.subnets.iter().enumerate() {
             all.push(S {
-                net: s.v,
+                net: s.value,
                 span: &s.span,
                 host: i,
                 what: What::Subnet,
@@ -147,7 +152,7 @@ fn placement(raw: &Raw, sink: &mut Sink) {
         }
         if let Some(u) = &h.underlay {
             all.push(S {
-                net: IpNet::from(u.v),
+                net: IpNet::from(u.value),
                 span: &u.span,
                 host: i,
                 what: What::Underlay,
@@ -157,7 +162,7 @@ fn placement(raw: &Raw, sink: &mut Sink) {
         for (pi, p) in h.ports.iter().enumerate() {
             for (gi, g) in p.gateways.iter().enumerate() {
                 all.push(S {
-                    net: IpNet::from(g.v),
+                    net: IpNet::from(g.value),
                     span: &g.span,
                     host: i,
                     what: What::Gateway,
@@ -260,7 +265,7 @@ fn placement(raw: &Raw, sink: &mut Sink) {
 
 /// The field path of gateway `gi` of port `p` at path `pp`, as the file
 /// wrote it.
-fn gateway_field(p: &RawPort, pp: &str, gi: usize) -> String {
+fn gateway_field(p: &UncheckedPort, pp: &str, gi: usize) -> String {
     if p.gateway_list {
         format!("{pp}.gateways[{gi}]")
     } else {
@@ -281,23 +286,23 @@ fn gateway_field(p: &RawPort, pp: &str, gi: usize) -> String {
 /// An IPv4-mapped or IPv4-compatible IPv6 underlay is refused with the IPv4
 /// address to write instead, and named as a repeat when another host has
 /// that IPv4 underlay.
-fn address_classes(raw: &Raw, sink: &mut Sink) {
+fn address_classes(raw: &UncheckedTopology, sink: &mut Sink) {
     let v4_underlays: HashMap<IpAddr, (usize, &Span)> = raw
         .hosts
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (u.v, (i, &u.span))))
+        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (u.value, (i, &u.span))))
         .filter(|(a, _)| a.is_ipv4())
         .collect();
     for (hi, h) in raw.hosts.iter().enumerate() {
         if let Some(u) = &h.underlay {
-            if let Some(msg) = vtep_problem(raw, u.v, &v4_underlays, sink) {
+            if let Some(msg) = vtep_problem(raw, u.value, &v4_underlays, sink) {
                 sink.error(&u.span, format!("hosts[{hi}].underlay"), msg);
             }
         }
         for (si, s) in h.subnets.iter().enumerate() {
-            if let Some((block, class)) = addr::special_overlapping(s.v) {
-                let how = if block.contains(&s.v) {
+            if let Some((block, class)) = addr::special_overlapping(s.value) {
+                let how = if block.contains(&s.value) {
                     "lies in"
                 } else {
                     "covers"
@@ -307,7 +312,7 @@ fn address_classes(raw: &Raw, sink: &mut Sink) {
                     format!("hosts[{hi}].subnets[{si}]"),
                     format!(
                         "{} is not a prefix containers may use: it {how} {block} ({})",
-                        s.v,
+                        s.value,
                         class.name()
                     ),
                 );
@@ -315,14 +320,14 @@ fn address_classes(raw: &Raw, sink: &mut Sink) {
         }
         for (pi, p) in h.ports.iter().enumerate() {
             for (gi, g) in p.gateways.iter().enumerate() {
-                match addr::special(g.v) {
+                match addr::special(g.value) {
                     None | Some(Special::LinkLocal) => {}
                     Some(class) => sink.error(
                         &g.span,
                         gateway_field(p, &format!("hosts[{hi}].ports[{pi}]"), gi),
                         format!(
                             "gateway {} is {class}; a gateway must be a unicast address (link-local is fine)",
-                            g.v
+                            g.value
                         ),
                     ),
                 }
@@ -333,7 +338,7 @@ fn address_classes(raw: &Raw, sink: &mut Sink) {
 
 /// Why `u` cannot be a VTEP address, if it cannot.
 fn vtep_problem(
-    raw: &Raw,
+    raw: &UncheckedTopology,
     u: IpAddr,
     v4_underlays: &HashMap<IpAddr, (usize, &Span)>,
     sink: &Sink,
@@ -370,12 +375,12 @@ fn vtep_problem(
 /// A VXLAN frame carries the overlay MTU plus the inner Ethernet header and
 /// the outer headers of the host's underlay family, and must fit a port
 /// buffer ([`crate::port::MAX_FRAME`]) at both ends of every link.
-fn encapsulated_mtu(raw: &Raw, sink: &mut Sink) {
+fn encapsulated_mtu(raw: &UncheckedTopology, sink: &mut Sink) {
     let Some(m) = raw.overlay.as_ref().and_then(|o| o.mtu.as_ref()) else {
         // The derived MTU fits the 1500-byte underlay, far below a buffer.
         return;
     };
-    let frame = |outer: usize| usize::from(m.v) + ethernet::HEADER_LEN + outer;
+    let frame = |outer: usize| usize::from(m.value) + ethernet::HEADER_LEN + outer;
     let largest = |outer: usize| MAX_FRAME - ethernet::HEADER_LEN - outer;
     // The IPv6 outer headers are the longer: name the first host that uses
     // them if any does, else the first host.
@@ -383,7 +388,7 @@ fn encapsulated_mtu(raw: &Raw, sink: &mut Sink) {
         .hosts
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (i, u.v.is_ipv6())));
+        .filter_map(|(i, h)| h.underlay.as_ref().map(|u| (i, u.value.is_ipv6())));
     let first = underlays.clone().next();
     let Some((host, v6)) = underlays.find(|&(_, v6)| v6).or(first) else {
         return;
@@ -399,9 +404,9 @@ fn encapsulated_mtu(raw: &Raw, sink: &mut Sink) {
             "overlay.mtu",
             format!(
                 "{} is too large: over the {fam} underlay of host {:?} a packet of {} bytes leaves as a VXLAN frame of {} bytes ({} inner Ethernet + {outer} outer headers), more than the {MAX_FRAME} bytes a port buffer holds; the overlay MTU can be at most {} with IPv4 underlays, {} with IPv6",
-                m.v,
+                m.value,
                 raw_name(raw, host),
-                m.v,
+                m.value,
                 frame(outer),
                 ethernet::HEADER_LEN,
                 largest(OUTER_V4_LEN),
@@ -413,7 +418,7 @@ fn encapsulated_mtu(raw: &Raw, sink: &mut Sink) {
 
 /// Per-host port rules: unique names, addresses inside the host's subnets and
 /// not shared between ports, one gateway per family in use.
-fn ports(h: &mut RawHost, path: &str, sink: &mut Sink) {
+fn ports(h: &mut UncheckedHost, path: &str, sink: &mut Sink) {
     let mut names: HashMap<String, Span> = HashMap::new();
     let mut namespaces: HashMap<String, Span> = HashMap::new();
     let mut owned: Vec<(IpNet, Span, usize)> = Vec::new();
@@ -429,46 +434,46 @@ fn ports(h: &mut RawHost, path: &str, sink: &mut Sink) {
         if let Some(ns) = &p.netns {
             // The router names the container end of every port it makes
             // `eth0`: two in one namespace would collide.
-            if let Some(first) = namespaces.get(&ns.v) {
+            if let Some(first) = namespaces.get(&ns.value) {
                 let line = sink.line_of(first);
                 sink.error(
                     &ns.span,
                     format!("{pp}.netns"),
                     format!(
                         "namespace {:?} already holds a port of this host (line {line}): one port per namespace",
-                        ns.v
+                        ns.value
                     ),
                 );
             } else {
-                namespaces.insert(ns.v.clone(), ns.span.clone());
+                namespaces.insert(ns.value.clone(), ns.span.clone());
             }
         }
         if let Some(n) = &p.name {
-            if let Some(first) = names.get(&n.v) {
+            if let Some(first) = names.get(&n.value) {
                 let line = sink.line_of(first);
                 sink.error(
                     &n.span,
                     format!("{pp}.name"),
                     format!(
                         "duplicate port name {:?} on this host (first defined on line {line})",
-                        n.v
+                        n.value
                     ),
                 );
             } else {
-                names.insert(n.v.clone(), n.span.clone());
+                names.insert(n.value.clone(), n.span.clone());
             }
-            if h.nic.as_ref().is_some_and(|nic| nic.v == n.v) {
+            if h.nic.as_ref().is_some_and(|nic| nic.value == n.value) {
                 sink.error(
                     &n.span,
                     format!("{pp}.name"),
-                    format!("port name {:?} is the host's nic", n.v),
+                    format!("port name {:?} is the host's nic", n.value),
                 );
             }
         }
         for (ai, a) in p.addresses.iter().enumerate() {
             let field = format!("{pp}.addresses[{ai}]");
-            if !h.subnets.iter().any(|s| s.v.contains(&a.v)) {
-                let subnets: Vec<String> = h.subnets.iter().map(|s| s.v.to_string()).collect();
+            if !h.subnets.iter().any(|s| s.value.contains(&a.value)) {
+                let subnets: Vec<String> = h.subnets.iter().map(|s| s.value.to_string()).collect();
                 let listed = if subnets.is_empty() {
                     "none".to_string()
                 } else {
@@ -477,21 +482,24 @@ fn ports(h: &mut RawHost, path: &str, sink: &mut Sink) {
                 sink.error(
                     &a.span,
                     field.clone(),
-                    format!("{} is outside the host's subnets ({listed})", a.v),
+                    format!("{} is outside the host's subnets ({listed})", a.value),
                 );
             }
             if let Some((other, span, _)) = owned
                 .iter()
-                .find(|(o, _, _)| o.contains(&a.v) || a.v.contains(o))
+                .find(|(o, _, _)| o.contains(&a.value) || a.value.contains(o))
             {
                 let line = sink.line_of(span);
                 sink.error(
                     &a.span,
                     field,
-                    format!("{} overlaps address {other} of a port on line {line}", a.v),
+                    format!(
+                        "{} overlaps address {other} of a port on line {line}",
+                        a.value
+                    ),
                 );
             } else {
-                owned.push((a.v, a.span.clone(), pi));
+                owned.push((a.value, a.span.clone(), pi));
             }
         }
         gateways(p, &h.subnets, &pp, sink);
@@ -500,13 +508,13 @@ fn ports(h: &mut RawHost, path: &str, sink: &mut Sink) {
     // traffic to the router's own stack.
     for (pi, p) in h.ports.iter().enumerate() {
         for (gi, g) in p.gateways.iter().enumerate() {
-            if let Some((net, span, _)) = owned.iter().find(|(n, _, _)| n.contains(&g.v)) {
+            if let Some((net, span, _)) = owned.iter().find(|(n, _, _)| n.contains(&g.value)) {
                 let line = sink.line_of(span);
                 let field = format!("{path}.ports[{pi}].gateways[{gi}]");
                 sink.error(
                     &g.span,
                     field,
-                    format!("gateway {} lies inside port address {net} (line {line}); addresses must leave the gateway free", g.v),
+                    format!("gateway {} lies inside port address {net} (line {line}); addresses must leave the gateway free", g.value),
                 );
             }
         }
@@ -523,68 +531,71 @@ pub fn first_host(net: &IpNet) -> Option<IpAddr> {
     net.contains(&next).then_some(next)
 }
 
-fn gateways(p: &mut RawPort, subnets: &[Sp<IpNet>], pp: &str, sink: &mut Sink) {
+fn gateways(p: &mut UncheckedPort, subnets: &[Spanned<IpNet>], pp: &str, sink: &mut Sink) {
     for (gi, g) in p.gateways.iter().enumerate() {
         if !p
             .addresses
             .iter()
-            .any(|a| a.v.addr().is_ipv4() == g.v.is_ipv4())
+            .any(|a| a.value.addr().is_ipv4() == g.value.is_ipv4())
         {
-            let fam = if g.v.is_ipv4() { "IPv4" } else { "IPv6" };
+            let fam = if g.value.is_ipv4() { "IPv4" } else { "IPv6" };
             sink.error(
                 &g.span,
                 gateway_field(p, pp, gi),
-                format!("gateway {} is {fam} but the port has no {fam} address", g.v),
+                format!(
+                    "gateway {} is {fam} but the port has no {fam} address",
+                    g.value
+                ),
             );
         }
     }
     // Families the port uses without a configured gateway get a derived one.
     for v4 in [true, false] {
-        if p.gateways.iter().any(|g| g.v.is_ipv4() == v4) {
+        if p.gateways.iter().any(|g| g.value.is_ipv4() == v4) {
             continue;
         }
-        let Some(a) = p.addresses.iter().find(|a| a.v.addr().is_ipv4() == v4) else {
+        let Some(a) = p.addresses.iter().find(|a| a.value.addr().is_ipv4() == v4) else {
             continue;
         };
         // Addresses outside every subnet were reported by the caller.
-        let Some(subnet) = subnets.iter().find(|s| s.v.contains(&a.v)) else {
+        let Some(subnet) = subnets.iter().find(|s| s.value.contains(&a.value)) else {
             continue;
         };
-        match first_host(&subnet.v) {
-            Some(g) => p.gateways.push(Sp { v: g, span: a.span.clone() }),
+        match first_host(&subnet.value) {
+            Some(g) => p.gateways.push(Spanned { value: g, span: a.span.clone() }),
             None => sink.error(
                 &a.span,
                 format!("{pp}.gateways"),
                 format!(
                     "cannot derive a gateway: subnet {} has no address after its network address; set `gateways`",
-                    subnet.v
+                    subnet.value
                 ),
             ),
         }
     }
     // IPv4 first, then IPv6, whatever the configured order.
-    p.gateways.sort_by_key(|g| g.v.is_ipv6());
+    p.gateways.sort_by_key(|g| g.value.is_ipv6());
 }
 
 /// Links name two different, existing hosts of the same underlay family, and
 /// each host pair at most once (a-b and b-a are the same link).
-fn links(raw: &Raw, sink: &mut Sink) {
+fn links(raw: &UncheckedTopology, sink: &mut Sink) {
     let index: HashMap<&str, usize> = raw
         .hosts
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.name.as_ref().map(|n| (n.v.as_str(), i)))
+        .filter_map(|(i, h)| h.name.as_ref().map(|n| (n.value.as_str(), i)))
         .collect();
     let mut seen: HashMap<(usize, usize), Span> = HashMap::new();
     for (li, l) in raw.links.iter().enumerate() {
-        let mut end = |e: &Option<Sp<String>>, k: &str| -> Option<usize> {
+        let mut end = |e: &Option<Spanned<String>>, k: &str| -> Option<usize> {
             let e = e.as_ref()?;
-            let found = index.get(e.v.as_str()).copied();
+            let found = index.get(e.value.as_str()).copied();
             if found.is_none() {
                 sink.error(
                     &e.span,
                     format!("links[{li}].{k}"),
-                    format!("unknown host {:?}", e.v),
+                    format!("unknown host {:?}", e.value),
                 );
             }
             found
@@ -617,16 +628,16 @@ fn links(raw: &Raw, sink: &mut Sink) {
         }
         seen.insert(key, l.span.clone());
         if let (Some(ua), Some(ub)) = (&raw.hosts[a].underlay, &raw.hosts[b].underlay) {
-            if ua.v.is_ipv4() != ub.v.is_ipv4() {
+            if ua.value.is_ipv4() != ub.value.is_ipv4() {
                 sink.error(
                     &bspan,
                     format!("links[{li}]"),
                     format!(
                         "{:?} ({}) and {:?} ({}) have underlays of different address families; VXLAN cannot cross them",
                         raw_name(raw, a),
-                        ua.v,
+                        ua.value,
                         raw_name(raw, b),
-                        ub.v
+                        ub.value
                     ),
                 );
             }
@@ -634,28 +645,28 @@ fn links(raw: &Raw, sink: &mut Sink) {
     }
 }
 
-fn raw_name(raw: &Raw, i: usize) -> &str {
+fn raw_name(raw: &UncheckedTopology, i: usize) -> &str {
     raw.hosts
         .get(i)
         .and_then(|h| h.name.as_ref())
-        .map_or("?", |n| n.v.as_str())
+        .map_or("?", |n| n.value.as_str())
 }
 
 /// IPv6 needs links of at least 1280 bytes (RFC 8200 section 5), so an MTU
 /// below that is only valid where no IPv6 traffic flows.
-fn ipv6_mtu(raw: &Raw, sink: &mut Sink) {
+fn ipv6_mtu(raw: &UncheckedTopology, sink: &mut Sink) {
     let any_v6 = raw
         .hosts
         .iter()
-        .any(|h| h.subnets.iter().any(|s| s.v.addr().is_ipv6()));
+        .any(|h| h.subnets.iter().any(|s| s.value.addr().is_ipv6()));
     if let Some(m) = raw.overlay.as_ref().and_then(|o| o.mtu.as_ref()) {
-        if any_v6 && m.v < MIN_MTU_V6 {
+        if any_v6 && m.value < MIN_MTU_V6 {
             sink.error(
                 &m.span,
                 "overlay.mtu",
                 format!(
                     "{} is below 1280, the minimum IPv6 MTU, and the topology has IPv6 subnets",
-                    m.v
+                    m.value
                 ),
             );
         }
@@ -663,11 +674,11 @@ fn ipv6_mtu(raw: &Raw, sink: &mut Sink) {
     for (hi, h) in raw.hosts.iter().enumerate() {
         for (pi, p) in h.ports.iter().enumerate() {
             if let Some(m) = &p.mtu {
-                if m.v < MIN_MTU_V6 && p.addresses.iter().any(|a| a.v.addr().is_ipv6()) {
+                if m.value < MIN_MTU_V6 && p.addresses.iter().any(|a| a.value.addr().is_ipv6()) {
                     sink.error(
                         &m.span,
                         format!("hosts[{hi}].ports[{pi}].mtu"),
-                        format!("{} is below 1280, the minimum IPv6 MTU, and the port has IPv6 addresses", m.v),
+                        format!("{} is below 1280, the minimum IPv6 MTU, and the port has IPv6 addresses", m.value),
                     );
                 }
             }

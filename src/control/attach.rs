@@ -1,11 +1,12 @@
 //! Live attach and detach of container ports through the control socket.
 //!
-//! Attach: check the request against the host ([`PortSet::admit`]), build
+//! Attach: check the request against the host ([`super::ports::PortSet::admit`]), build
 //! the container's interface in its namespace ([`crate::host::sandbox`]),
-//! open the port's queues, hand them to every worker and wait until each
-//! polls them, then publish tables that route to the port. Detach: publish
-//! tables without the port, take its queues back from every worker (each
-//! flushes them first), then remove the interface.
+//! open the port's queues, publish tables that route to the port, then
+//! hand the queues to every worker and wait until each polls them. Detach:
+//! publish tables without the port, take its queues back from every
+//! worker (each flushes them first), then remove the interface. Frames the
+//! container sends while its port is taken back drop as `port_down`.
 //!
 //! Invariants: a failed attach leaves nothing behind (no device, no queue,
 //! no index taken); the other ports forward throughout, since workers
@@ -20,7 +21,7 @@ use crate::port::tun::TunPort;
 
 use super::ports::{self, Attachment, Slot};
 use super::state::Record;
-use super::{internal, reload, setup, Republish, Router};
+use super::{internal, setup, Republish, Router};
 
 /// Why a recorded port is not taken back.
 struct Gone(String);
@@ -60,7 +61,7 @@ impl Router<'_> {
         }
         let mtu = self.topo.overlay_mtu(self.me);
         let vtep = self.topo.hosts[self.me].vtep_mac.0;
-        let mac = reload::container_mac(vtep, usize::from(index));
+        let mac = config::container_port_mac(vtep, usize::from(index));
         let spec = sandbox::Spec {
             netns: &a.netns,
             ifname: &a.ifname,
@@ -135,8 +136,12 @@ impl Router<'_> {
         Ok(self.info(index))
     }
 
-    /// Hands a port's queues to the workers, then publishes tables that
-    /// route to it. On failure every worker has given its queue back.
+    /// Publishes tables that route to the port, then hands its queues to
+    /// the workers. In that order nothing the container sends is lost: it
+    /// waits in the port's queues until a worker polls them, whereas a
+    /// worker polling a port the tables do not know yet drops what it
+    /// reads. On failure the port is out of the tables again and every
+    /// worker has given its queue back.
     fn install(
         &mut self,
         index: u16,
@@ -145,12 +150,6 @@ impl Router<'_> {
         attachment: Attachment,
     ) -> Result<(), ApiError> {
         let program = queues.program.take();
-        if let Err(e) = self.give_to_workers(index, queues) {
-            // Some workers may hold their queue: take every one back.
-            self.take_from_workers(index);
-            drop(program);
-            return Err(e);
-        }
         self.ports.insert(
             index,
             Slot {
@@ -161,6 +160,15 @@ impl Router<'_> {
         );
         self.need(Republish::Always);
         self.publish_if_needed();
+        if let Err(e) = self.give_to_workers(index, queues) {
+            let slot = self.ports.remove(index);
+            self.need(Republish::Always);
+            self.publish_if_needed();
+            // Some workers may hold their queue: take every one back.
+            self.take_from_workers(index);
+            drop(slot);
+            return Err(e);
+        }
         Ok(())
     }
 

@@ -16,17 +16,23 @@
 //! tables), SIGINT/SIGTERM (stop the workers, detach XDP, remove what we
 //! created), and every second it retires old tables, retries unresolved
 //! neighbours, writes the stats file and hands the same counters to the
-//! metrics endpoint ([`crate::metrics`]).
+//! metrics endpoint ([`crate::metrics`]). Each tick also reads every
+//! worker's loop count ([`progress`]): a worker that has not looped for
+//! [`progress::PROGRESS_WINDOW`] is wedged, and the router logs it, counts
+//! it and exits non-zero, for its supervisor to restart it. Under systemd
+//! ([`notify`]) it says `READY=1` once every worker polls, feeds the
+//! watchdog only while every worker makes progress, and says `STOPPING=1`.
 //!
 //! Files: [`setup`] opens port queues, [`ports`] keeps the port set,
 //! [`attach`] attaches and detaches ports live, [`socket`] serves the
 //! control socket, [`reload`] decides what a reload may change,
 //! [`neighbours`] resolves peers, [`hellos`] runs the liveness socket,
-//! [`underlay`] checks the NIC's MTU, [`stats`] collects the counters.
+//! [`underlay`] checks the NIC's MTU, [`stats`] collects the counters,
+//! [`progress`] tells stalled workers, [`notify`] talks to systemd.
 //!
 //! Invariants: workers only ever see whole, published tables; a port is in
-//! the workers' hands before any table sends to it, and out of every table
-//! before a worker gives it back; everything created is owned by a guard
+//! the tables before a worker polls it, and out of every table before a
+//! worker gives it back; everything created is owned by a guard
 //! whose Drop undoes it, so every exit path (error, signal) leaves the host
 //! as it was, except the interfaces of attached ports, which belong to
 //! their containers.
@@ -34,7 +40,9 @@
 mod attach;
 mod hellos;
 mod neighbours;
+mod notify;
 mod ports;
+mod progress;
 mod reload;
 mod setup;
 mod socket;
@@ -74,7 +82,9 @@ use crate::route::{self, RouteSet};
 use crate::worker::{Command, Worker, WorkerHandle};
 
 use neighbours::Neighbours;
+use notify::Notifier;
 use ports::{PortSet, Slot};
+use progress::{Progress, PROGRESS_WINDOW};
 use reload::RestartKey;
 use setup::Queues;
 use socket::ControlSocket;
@@ -118,6 +128,11 @@ const SOCKET_TOKEN: usize = 16;
 /// back a port.
 const WORKER_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a stop waits for the workers to end (a healthy one ends within
+/// its sleep, 10 ms); a wedged one is left behind, so that the rest of the
+/// teardown and the exit still happen.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Everything the start made that the router must undo, dropped in reverse
 /// order of need: workers first (they hold sockets), then sockets, then XDP
 /// programs, then devices.
@@ -134,7 +149,20 @@ impl Owned {
         for (_, h) in &self.workers {
             h.stop();
         }
-        for (h, _) in self.workers.drain(..) {
+        let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
+        for (k, (h, _)) in self.workers.drain(..).enumerate() {
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !h.is_finished() {
+                // Dropping the handle detaches the thread: the process
+                // exit ends it.
+                tracing::error!(
+                    worker = k,
+                    "worker did not stop: left behind, its queues with it"
+                );
+                continue;
+            }
             match h.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
@@ -236,6 +264,13 @@ struct Router<'a> {
     last_tick: Instant,
     last_log: Instant,
     republish: Republish,
+    /// The workers' loop counts as last seen.
+    progress: Progress,
+    workers_wedged: u64,
+    /// Set once every worker polls (`READY=1`, `/readyz`).
+    ready: bool,
+    notify: Option<Notifier>,
+    last_watchdog: Instant,
 }
 
 /// Runs the router until SIGINT or SIGTERM.
@@ -258,6 +293,7 @@ impl<'a> Router<'a> {
     /// Builds everything and starts the workers.
     fn start(opts: &'a RunOptions) -> Result<Router<'a>> {
         let (topo, me) = reload::load_topology(&opts.config, &opts.host)?;
+        let notify = Notifier::from_env().context("systemd's $NOTIFY_SOCKET")?;
         let learned_macs = reload::learn_container_macs(&topo.hosts[me])?;
         let topo = reload::effective(topo, me, &learned_macs);
         // Before any device is made: a metrics address we cannot listen on
@@ -539,6 +575,11 @@ impl<'a> Router<'a> {
             last_tick: Instant::now(),
             last_log: Instant::now(),
             republish: Republish::No,
+            progress: Progress::new(Instant::now(), n_workers),
+            workers_wedged: 0,
+            ready: false,
+            notify,
+            last_watchdog: Instant::now(),
         };
         if router.liveness.is_some() {
             // Routes over the links liveness takes as up at start.
@@ -596,11 +637,86 @@ impl<'a> Router<'a> {
             control.tick(&registry, now, &mut |req| self.handle(req));
             self.control = Some(control);
         }
+        if !self.ready {
+            self.check_ready();
+        }
         if self.last_tick.elapsed() >= Duration::from_secs(1) {
             self.tick();
         }
         self.publish_if_needed();
+        self.feed_watchdog();
+        if self.workers_wedged > 0 {
+            bail!(
+                "{} worker(s) wedged (no progress for {} s): exiting for the supervisor to restart the router",
+                self.workers_wedged,
+                PROGRESS_WINDOW.as_secs()
+            );
+        }
         Ok(())
+    }
+
+    /// Every worker's loop count now.
+    fn worker_loops(&self) -> Vec<u64> {
+        self.owned
+            .workers
+            .iter()
+            .map(|(_, h)| h.progress.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Ready once every worker has looped: the tables are published and
+    /// the ports bound before the workers start, so they forward.
+    fn check_ready(&mut self) {
+        let loops = self.worker_loops();
+        if loops.iter().all(|&n| n > 0) {
+            self.ready = true;
+            if let Some(m) = &self.metrics {
+                m.set_ready(true);
+            }
+            if let Some(n) = &self.notify {
+                n.send(&format!(
+                    "READY=1\nSTATUS=forwarding with {} worker(s)",
+                    loops.len()
+                ));
+            }
+            tracing::info!(workers = loops.len(), "ready: every worker polls");
+        }
+    }
+
+    /// `WATCHDOG=1` when due, and only while every worker moves.
+    fn feed_watchdog(&mut self) {
+        let Some(every) = self.notify.as_ref().and_then(Notifier::watchdog_every) else {
+            return;
+        };
+        if !self.ready || self.last_watchdog.elapsed() < every {
+            return;
+        }
+        let now = Instant::now();
+        let loops = self.worker_loops();
+        self.progress.observe(now, &loops);
+        if self.progress.stalled(now).is_empty() {
+            self.last_watchdog = now;
+            if let Some(n) = &self.notify {
+                n.send("WATCHDOG=1");
+            }
+        }
+    }
+
+    /// Finds the workers that stopped making progress; logs and counts
+    /// them (the loop then exits).
+    fn check_progress(&mut self) {
+        let now = Instant::now();
+        let loops = self.worker_loops();
+        self.progress.observe(now, &loops);
+        for (k, age) in self.progress.stalled(now) {
+            tracing::error!(
+                worker = k,
+                no_progress_s = age.as_secs_f64(),
+                loops = loops[k],
+                "worker wedged: no loop for the progress window; the router exits for its supervisor to restart it"
+            );
+            self.workers_wedged += 1;
+        }
     }
 
     fn need(&mut self, r: Republish) {
@@ -736,6 +852,7 @@ impl<'a> Router<'a> {
             self.need(Republish::IfPeersChanged);
         }
         self.publisher.reclaim();
+        self.check_progress();
         let stats = self.publish_stats(&missing);
         if self.last_log.elapsed() >= self.opts.log_interval {
             self.last_log = Instant::now();
@@ -780,6 +897,13 @@ impl<'a> Router<'a> {
         stats.liveness = self.liveness.as_ref().map(LivenessStats::of);
         stats.metrics_server = self.metrics.as_ref().map(MetricsServer::http_stats);
         stats.control_socket = self.control.as_ref().map(|c| c.stats);
+        stats.workers_wedged = self.workers_wedged;
+        stats.worker_progress_age_ms = self
+            .progress
+            .ages(Instant::now())
+            .iter()
+            .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX))
+            .collect();
         stats
     }
 
@@ -881,6 +1005,12 @@ impl<'a> Router<'a> {
     /// Stops the workers and takes down what the start made.
     fn stop(mut self) {
         tracing::info!("stopping");
+        if let Some(n) = &self.notify {
+            n.send("STOPPING=1");
+        }
+        if let Some(m) = &self.metrics {
+            m.set_ready(false);
+        }
         let stats = self.collect(&[]);
         if let Some(path) = &self.opts.stats_file {
             let _ = stats::write_stats(path, &stats);

@@ -15,12 +15,6 @@ use ipnet::IpNet;
 
 use crate::config::{self, LivenessConfig, MacAddr, PortKind, Topology, UplinkIo};
 
-/// A derived, stable MAC for a veth container without a configured one:
-/// the router must know it to address delivered frames.
-pub(super) fn container_mac(vtep: [u8; 6], index: usize) -> [u8; 6] {
-    [0x02, 0x43, vtep[3], vtep[4], vtep[5], index as u8]
-}
-
 /// The parts of this host's entry that need a restart when they change:
 /// everything the devices, sockets and workers were made with at start (a
 /// port's effective MTU, its gateways, offloads and queue length are set on
@@ -169,7 +163,7 @@ pub(super) fn effective(
     for (i, p) in topo.hosts[host].ports.iter_mut().enumerate() {
         if p.kind == PortKind::Veth && p.mac.is_none() {
             p.mac = match p.netns {
-                Some(_) => Some(container_mac(vtep, i + 1)),
+                Some(_) => Some(config::container_port_mac(vtep, i + 1)),
                 None => learned.get(&p.name).copied(),
             }
             .map(config::MacAddr);

@@ -9,10 +9,9 @@
 use anyhow::{bail, Context, Result};
 
 use crate::config::{PortConfig, PortKind};
-use crate::dataplane::tables;
 use crate::host::link::link_info;
+use crate::port::afpacket::PacketPort;
 use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
-use crate::port::packet::PacketPort;
 use crate::port::tun::TunPort;
 use crate::port::xdp::{XdpKind, XdpProgram};
 use crate::port::Port;
@@ -81,7 +80,7 @@ pub(super) fn open_veth_queues(
         }
         // One socket per worker, in one fanout group when there are several.
         let container_mac = p.mac.map(|m| m.0).unwrap_or([0; 6]);
-        let gw_mac = tables::router_mac(vtep_mac, index);
+        let gw_mac = crate::config::router_port_mac(vtep_mac, index);
         let fanout = (n_workers > 1)
             .then(|| crate::port::sys::ifindex(&p.name))
             .transpose()

@@ -66,6 +66,8 @@ pub(super) fn collect(
         tables_published: published,
         unresolved_peers,
         reloads: reloads.clone(),
+        worker_progress_age_ms: Vec::new(),
+        workers_wedged: 0,
         liveness: None,
         metrics_server: None,
         control_socket: None,

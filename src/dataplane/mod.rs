@@ -11,18 +11,17 @@
 //! the wire runs. Sans-IO apart from the `Port` calls it is handed.
 
 pub mod drops;
-pub mod gso;
 pub mod pipeline;
 pub mod tables;
 
 use std::io;
 
+use crate::offload;
 use crate::port::{Batch, Port, BATCH_SIZE};
-use crate::wire::tso;
 
 pub use drops::{CounterSummary, Counters, DropReason};
 pub use pipeline::{Pipeline, Verdict};
-pub use tables::{NextHop, PortInfo, PortKind, Tables, UPLINK};
+pub use tables::{NextHop, PortInfo, PortRole, Tables, UPLINK};
 
 /// Processes one received batch and transmits what it produced.
 ///
@@ -32,7 +31,7 @@ pub use tables::{NextHop, PortInfo, PortKind, Tables, UPLINK};
 /// (a super-packet counts its segments). Frames a port refuses are moved
 /// from their verdict's counter to `tx_full`. A super-packet goes to a port
 /// that takes it whole ([`Port::tx_gso`]), else it is cut into segments
-/// ([`gso::segment_into`]) that go through `tx_burst` like any frame; the
+/// ([`offload::segment_into`]) that go through `tx_burst` like any frame; the
 /// frames of one port leave in the order of the batch either way.
 /// Returns the first transmit error, after every port was tried.
 pub fn forward_burst(
@@ -62,10 +61,10 @@ pub fn forward_burst(
         }
         done[n_done] = port;
         n_done += 1;
-        let encap = match t.ports.get(port as usize).map(|p| p.kind) {
-            Some(PortKind::Uplink) => tso::Encap::Vxlan,
-            Some(PortKind::Veth) => tso::Encap::Eth,
-            _ => tso::Encap::Ip,
+        let encap = match t.ports.get(port as usize).map(|p| p.role) {
+            Some(PortRole::Uplink) => offload::Encap::Vxlan,
+            Some(PortRole::Veth) => offload::Encap::Eth,
+            _ => offload::Encap::Ip,
         };
         let mut out = Out {
             port: ports.get_mut(port as usize).and_then(|p| p.as_deref_mut()),
@@ -111,7 +110,7 @@ pub fn forward_burst(
 struct Out<'a, 'p> {
     port: Option<&'a mut (dyn Port + 'p)>,
     /// How this port's frames are laid out in front of their IP packet.
-    encap: tso::Encap,
+    encap: offload::Encap,
     counters: &'a mut Counters,
     /// Wire packets the port took.
     sent: u64,
@@ -177,7 +176,7 @@ impl Out<'_, '_> {
         };
         // The annotation must describe the bytes: its segment count is what
         // every counter counted.
-        let layout = match tso::Layout::parse(frame, self.encap, g) {
+        let layout = match offload::Layout::parse(frame, self.encap, g) {
             Ok(l) if l.segments as u64 == segs => l,
             _ => {
                 self.recount(v, segs, DropReason::GsoMalformed);
@@ -185,7 +184,7 @@ impl Out<'_, '_> {
             }
         };
         if p.takes_gso() {
-            match p.tx_gso(frame, g) {
+            match p.tx_gso(frame, &layout) {
                 Ok(true) => self.sent += segs,
                 Ok(false) => self.refuse(v, segs),
                 Err(e) => {
@@ -202,7 +201,7 @@ impl Out<'_, '_> {
         let mut next = 0;
         let mut refused = 0u64;
         while next < layout.segments {
-            let Some(k) = gso::segment_into(frame, &layout, next, scratch.slots_mut()) else {
+            let Some(k) = offload::segment_into(frame, &layout, next, scratch.slots_mut()) else {
                 refused += (layout.segments - next) as u64;
                 break;
             };

@@ -28,10 +28,10 @@
 
 use crate::config::addr::is_bad_source_v4;
 use crate::port::{Batch, Packet, BATCH_SIZE};
-use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tso, udp, vxlan};
+use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vxlan};
 
 use super::drops::{Counters, DropReason};
-use super::tables::{NextHop, PortKind, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
+use super::tables::{NextHop, PortRole, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
 
 /// What happens to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,17 +160,17 @@ impl Pipeline {
         batch: &mut Batch,
         verdicts: &mut [Verdict; BATCH_SIZE],
     ) {
-        // The port's kind is the same for the whole burst: dispatch once.
-        let kind = t.ports.get(in_port as usize).map(|p| p.kind);
+        // The port's role is the same for the whole burst: dispatch once.
+        let role = t.ports.get(in_port as usize).map(|p| p.role);
         for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
             // Taken before the stages: an ICMP error replaces a super-packet
             // with one small packet, but all its segments were dropped.
             let segs = pkt.segments();
-            *v = match kind {
-                Some(PortKind::Uplink) => from_uplink(t, pkt),
-                Some(PortKind::Tun) => from_container_ip(t, in_port, pkt),
-                Some(PortKind::Veth) => from_veth(t, in_port, pkt),
-                Some(PortKind::Vacant) | None => Verdict::Drop(DropReason::PortDown),
+            *v = match role {
+                Some(PortRole::Uplink) => from_uplink(t, pkt),
+                Some(PortRole::Tun) => from_container_ip(t, in_port, pkt),
+                Some(PortRole::Veth) => from_veth(t, in_port, pkt),
+                Some(PortRole::Vacant) | None => Verdict::Drop(DropReason::PortDown),
             };
             match *v {
                 Verdict::Forward(_) => self.counters.forwarded += segs,
@@ -347,7 +347,7 @@ fn container_v6(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
 /// RFC 4861 section 7.1.1: a valid NS has hop limit 255 and code 0.
 fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
-    if info.kind != PortKind::Veth {
+    if info.role != PortRole::Veth {
         return Verdict::Drop(DropReason::ControlPlane);
     }
     let router_mac = info.router_mac;
@@ -868,9 +868,14 @@ fn too_big_remote_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
 /// another (the ports that make super-packets check it, so this is defence,
 /// not a path).
 #[inline]
-fn largest_segment(d: &[u8], l4: usize, proto: u8, g: tso::Gso) -> Option<u16> {
+fn largest_segment(d: &[u8], l4: usize, proto: u8, g: crate::offload::Gso) -> Option<u16> {
     let thl = match proto {
-        ipv4::PROTO_TCP => usize::from(d.get(l4 + 12)? >> 4) * 4,
+        // Only the data offset is read (byte 12): no more of the header is
+        // needed to be there.
+        ipv4::PROTO_TCP => {
+            d.get(l4 + tcp::fields::OFF_RES)?;
+            tcp::Packet::new_unchecked(&d[l4..]).header_len()
+        }
         ipv4::PROTO_UDP => udp::HEADER_LEN,
         _ => return None,
     };
@@ -891,7 +896,7 @@ fn dec_hop_limit(pkt: &mut Packet) {
 #[inline]
 fn deliver(t: &Tables, port: u16, pkt: &mut Packet, ethertype: u16) -> Verdict {
     let info = &t.ports[port as usize];
-    if info.kind == PortKind::Veth {
+    if info.role == PortRole::Veth {
         // Without a configured MAC, broadcast: the kernel accepts it for a
         // unicast IP destination, and we learn nothing we were not told.
         let dst = info.container_mac.unwrap_or([0xff; 6]);
@@ -927,7 +932,7 @@ fn encap(
     }
     let tl = peer.template_len;
     let inner_len = pkt.len();
-    if inner_len > tso::MAX_SUPER_L3 {
+    if inner_len > crate::offload::MAX_SUPER_L3 {
         // Only a super-packet can be this long, and the ports that make them
         // keep them shorter: the outer lengths would not fit 16 bits.
         return Verdict::Drop(DropReason::FrameTooLong);

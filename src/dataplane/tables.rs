@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::{PortConfig, PortKind as ConfigPortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
+use crate::config::{router_port_mac, PortConfig, PortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
 use crate::fib::Fib;
 use crate::route::{RouteKind, RouteSet};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, udp, vxlan};
@@ -33,9 +33,12 @@ pub const OUTER_V6_LEN: usize =
 /// Longest template: outer headers plus the inner Ethernet header.
 pub const MAX_TEMPLATE: usize = OUTER_V6_LEN + ethernet::HEADER_LEN;
 
-/// What a port is.
+/// What a port is to the pipeline: the uplink, or a container port of one
+/// of the two framings. The configuration's [`PortKind`] names only the
+/// container ports (what a file may declare); the uplink is every host's
+/// port 0, so the two stay separate types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortKind {
+pub enum PortRole {
     /// The NIC carrying VXLAN to and from peer hosts.
     Uplink,
     /// A container behind a TUN device: raw IP frames.
@@ -51,7 +54,7 @@ pub enum PortKind {
 #[derive(Debug, Clone)]
 pub struct PortInfo {
     pub name: String,
-    pub kind: PortKind,
+    pub role: PortRole,
     /// Largest IP packet this port may carry (container MTU, or the underlay
     /// MTU for the uplink).
     pub mtu: u16,
@@ -230,19 +233,6 @@ pub fn largest_overlay_mtu(underlay_mtu: u16, underlay: IpAddr) -> u16 {
     underlay_mtu.saturating_sub(overhead)
 }
 
-/// The MAC the router uses on container port `index` of a host: locally
-/// administered, stable across restarts, unique per port.
-pub fn router_mac(vtep_mac: [u8; 6], index: usize) -> [u8; 6] {
-    [
-        0x02,
-        0x52,
-        vtep_mac[3],
-        vtep_mac[4],
-        vtep_mac[5],
-        index as u8,
-    ]
-}
-
 fn mask_v4(len: u8) -> u32 {
     if len == 0 {
         0
@@ -369,7 +359,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
 
     let mut ports = vec![PortInfo {
         name: me.nic.clone().unwrap_or_else(|| "uplink".to_owned()),
-        kind: PortKind::Uplink,
+        role: PortRole::Uplink,
         mtu: env.underlay_mtu,
         allowed_v4: Vec::new(),
         allowed_v6: Vec::new(),
@@ -384,11 +374,11 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         let Some(p) = p else {
             ports.push(PortInfo {
                 name: String::new(),
-                kind: PortKind::Vacant,
+                role: PortRole::Vacant,
                 mtu: 0,
                 allowed_v4: Vec::new(),
                 allowed_v6: Vec::new(),
-                router_mac: router_mac(me.vtep_mac.0, i + 1),
+                router_mac: router_port_mac(me.vtep_mac.0, i + 1),
                 container_mac: None,
             });
             continue;
@@ -403,14 +393,14 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         }
         ports.push(PortInfo {
             name: p.name.clone(),
-            kind: match p.kind {
-                ConfigPortKind::Tun => PortKind::Tun,
-                ConfigPortKind::Veth => PortKind::Veth,
+            role: match p.kind {
+                PortKind::Tun => PortRole::Tun,
+                PortKind::Veth => PortRole::Veth,
             },
             mtu: p.mtu.unwrap_or(overlay_mtu),
             allowed_v4,
             allowed_v6,
-            router_mac: router_mac(me.vtep_mac.0, i + 1),
+            router_mac: router_port_mac(me.vtep_mac.0, i + 1),
             container_mac: p.mac.map(|m| m.0),
         });
     }
@@ -555,8 +545,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
 mod tests {
     use super::*;
     use crate::dataplane::{DropReason, Pipeline, Verdict};
+    use crate::offload::Gso;
     use crate::port::Packet;
-    use crate::wire::tso::Gso;
 
     /// Two hosts; h1 has a TUN container. `overlay.mtu` 1500 is more than a
     /// 1500-byte underlay carries.
@@ -734,7 +724,7 @@ cost = 10
 
     #[test]
     fn the_overlay_mtu_binds_when_it_is_smaller() {
-        // Jumbo underlay: the overlay MTU (1500) is the limit, as before.
+        // Jumbo underlay: the overlay MTU (1500) is the limit.
         let t = tables(false, 9000);
         let (v, pkt, _) = run(&t, &tcp4(1461), None);
         assert_eq!(v, Verdict::Icmp(1, DropReason::TooBig));

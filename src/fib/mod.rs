@@ -18,45 +18,27 @@
 //! tries with uncompressed 64-way nodes spend 16x the memory of a poptrie,
 //! which at 100k routes falls out of the cache the lookups depend on.
 //!
-//! Measured with `cargo bench --bench lpm` (65536 destinations per
-//! iteration, 7/8 inside a random prefix of the table and 1/8 uniformly
-//! random; IPv4 length mix 55% /24, 30% /16-/23, 5% /8-/15, 10% /25-/32;
-//! IPv6 60% /48, the rest /32-/64 under 2000::/3). The VM has 2 cores shared
-//! with other build jobs and the figures move by up to 2x between runs, so
-//! the ranges cover five runs (ns per lookup, criterion mean):
+//! Performance: the lookup is memory-bound at 100k routes and beyond, three
+//! dependent reads (top, node, leaf) for an IPv4 /24, so the layout is
+//! chosen for cache lines, not instructions. At 100k IPv4 routes a table
+//! takes under 4 MiB (1 MiB of it the /18 top array, the rest 24-byte nodes
+//! and 4-byte leaf runs) and a lookup costs a few times less than a
+//! general-purpose trie's; `cargo bench --bench lpm` measures both side by
+//! side, and docs/benchmarks.md keeps the reference figures.
 //!
-//! | IPv4 routes | vxrouter   | lpm_batch  | prefix-trie 0.10 | same-run ratio | memory   |
-//! |-------------|------------|------------|------------------|----------------|----------|
-//! | 1 000       | 8.2-11.2   | 7.1-12.4   | 29.8-35.1        | 3.0-4.0x       | 1.03 MiB |
-//! | 10 000      | 9.8-13.8   | 11.0-18.4  | 35.0-47.3        | 3.2-3.9x       | 1.31 MiB |
-//! | 100 000     | 12.3-25.9  | 18.0-29.6  | 70.5-112.7       | 4.2-7.4x (median 5.1x) | 3.77 MiB |
-//! | 1 000 000   | 62-181     | 30-162     | 320-481          | 2.2-5.2x       | 16.6 MiB |
-//!
-//! | IPv6 routes | vxrouter | prefix-trie 0.10 | ratio | memory   |
-//! |-------------|----------|------------------|-------|----------|
-//! | 1 000       | 12.0     | 77.8             | 6.5x  | 1.06 MiB |
-//! | 10 000      | 29.7     | 105.6            | 3.6x  | 1.60 MiB |
-//! | 100 000     | 186.5    | 448.9            | 2.4x  | 7.45 MiB |
-//! | 1 000 000   | 338      | 988              | 2.9x  | 63 MiB   |
-//!
-//! Build (`fib_build`, IPv4, unsorted input): 16.1-19.6 ms at 100k routes,
-//! 124-133 ms at 1M. Of the IPv4 memory, 1 MiB is the /18 top array; the
-//! rest is 24-byte nodes (82k at 100k routes) and 4-byte leaf runs.
-//!
-//! The lookup is memory-bound at 100k routes and beyond: three dependent
-//! reads (top, node, leaf) for a /24. Variants measured on the same VM and
-//! dropped: fixed-depth branch-free steps (twice the popcounts; 2-3x slower),
-//! 32-byte nodes carrying their leaf runs in the same cache line (two lines
-//! per /24 lookup instead of three, but 45% more memory and ~15% slower),
-//! and a batch walking 8 lanes in lockstep (no faster than the plain loop,
-//! which out-of-order execution already overlaps). The default target has no
-//! `popcnt` instruction, so `count_ones` is a short bit-twiddling sequence;
-//! `-C target-feature=+popcnt` speeds up both tries about equally.
+//! Layouts that lose: fixed-depth branch-free steps do twice the popcounts;
+//! 32-byte nodes that carry their leaf runs in the same cache line read two
+//! lines per /24 instead of three but take about half as much memory again,
+//! which costs more than it saves; walking a batch of lookups in lockstep
+//! gains nothing over the plain loop, which out-of-order execution already
+//! overlaps. The default target has no `popcnt` instruction, so
+//! `count_ones` is a short bit-twiddling sequence; `-C
+//! target-feature=+popcnt` speeds up every trie about equally.
 //!
 //! IPv6 uses the same code and layout (no slow path). Random /48s under
 //! 2000::/3 share only their first ~20 bits; skip nodes (see `poptrie.rs`)
-//! collapse the single-child levels below that, which halved IPv6 memory
-//! (14.3 -> 7.5 MiB at 100k) and lookup time at 1k-10k routes.
+//! collapse the single-child levels below that, which halves IPv6 memory
+//! and, for tables of 1k to 10k routes, lookup time.
 //!
 //! # Invariants
 //!

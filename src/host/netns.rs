@@ -3,8 +3,8 @@
 //! Layer: control-plane I/O. For a port with `netns` set, the router creates
 //! the device, moves the container end into the namespace (as `eth0`), gives
 //! it the port's addresses, MTU and default route, and removes everything it
-//! created when the returned [`CreatedDevice`] is dropped (or when
-//! [`teardown_all`] runs on a signal path).
+//! created when the returned [`CreatedDevice`] is dropped (the control loop
+//! drops its ports on every way out, SIGINT and SIGTERM included).
 //!
 //! How: this module drives iproute2 (`ip`) through `std::process::Command`
 //! (never a shell; every name is validated first). Creating a named
@@ -31,9 +31,9 @@
 //! not to a namespace. A TUN created here (persistent, multi-queue), whose
 //! queues the caller attaches while it is still in the router's namespace,
 //! keeps working for those descriptors after it moves into the container's
-//! namespace: checked on this machine (kernel 6.18) by moving an attached
-//! multi-queue TUN into a namespace, addressing it there, and reading the
-//! namespace's packets from the descriptor.
+//! namespace (Linux 6.18 behaves so; `tests/host_netns.rs` moves an
+//! attached multi-queue TUN into a namespace, addresses it there, and reads
+//! the namespace's packets from the descriptor).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -166,21 +166,6 @@ impl Drop for CreatedDevice {
             }
         }
     }
-}
-
-/// Removes every device (and namespace) this process created and has not
-/// removed yet; later drops of their [`CreatedDevice`]s do nothing. For the
-/// SIGINT/SIGTERM path: call it from ordinary thread context (after the
-/// signal woke the control loop), not from inside a signal handler. Returns
-/// how many ports were torn down; failures are logged and the rest continue.
-pub fn teardown_all() -> usize {
-    let records: Vec<Record> = with_registry(|r| r.drain().map(|(_, v)| v).collect());
-    for r in &records {
-        if let Err(e) = teardown_record(r) {
-            tracing::warn!(port = %r.port_name, netns = %r.netns, "teardown: {e}");
-        }
-    }
-    records.len()
 }
 
 fn teardown_record(r: &Record) -> Result<()> {

@@ -110,6 +110,73 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// Sends every request of `batch` (`op`, message, extra flags) in one
+    /// datagram, each with `NLM_F_REQUEST | NLM_F_ACK`, and waits for all
+    /// their ACKs: one system call for what [`Rtnl::request`] would need
+    /// one round trip each. The kernel runs them in order and answers each
+    /// one, also after one fails, so the caller must be able to undo the
+    /// whole batch (e.g. by deleting the device they configure). Returns
+    /// the first failure in batch order, named by its `op`; answers other
+    /// than ACKs are ignored (no dumps here).
+    pub(crate) fn request_batch(
+        &mut self,
+        batch: Vec<(String, RouteNetlinkMessage, u16)>,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        let mut ops = Vec::with_capacity(batch.len());
+        for (op, msg, extra_flags) in batch {
+            self.seq = self.seq.wrapping_add(1).max(1);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
+            header.sequence_number = self.seq;
+            let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+            packet.finalize();
+            let start = out.len();
+            out.resize(start + packet.buffer_len(), 0);
+            packet.serialize(&mut out[start..]);
+            // NLMSG_ALIGN: the next message starts on a 4-byte boundary.
+            out.resize((out.len() + 3) & !3, 0);
+            ops.push((self.seq, op));
+        }
+        let what = |i: usize| ops.get(i).map_or("batch", |(_, op)| op.as_str());
+        self.sock.send(&out, 0).map_err(|source| HostError::Io {
+            op: what(0).to_string(),
+            source,
+        })?;
+        // Per request, in order: None while waiting, Some(errno or 0).
+        let mut done: Vec<Option<i32>> = vec![None; ops.len()];
+        let mut left = ops.len();
+        while left > 0 {
+            recv_datagram(&self.sock, &mut self.buf, what(0))?;
+            for_each_message(&self.buf, what(0), |header, payload| {
+                let Some(i) = ops.iter().position(|(s, _)| *s == header.sequence_number) else {
+                    return Ok(());
+                };
+                let slot = &mut done[i];
+                if slot.is_some() {
+                    return Ok(());
+                }
+                if let NetlinkPayload::Error(err) = payload {
+                    *slot = Some(err.code.map_or(0, |c| c.get().saturating_abs()));
+                    left -= 1;
+                }
+                Ok(())
+            })?;
+        }
+        match done.iter().position(|d| d.is_some_and(|e| e != 0)) {
+            Some(i) => Err(HostError::Netlink {
+                op: ops[i].1.clone(),
+                errno: done[i].unwrap_or(0),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Opens, binds and connects a NETLINK_ROUTE socket.
 pub(crate) fn open_socket(op: &str) -> Result<Socket> {
     let io = |source| HostError::Io {

@@ -26,9 +26,10 @@
 //!   caller checked.
 //! - A create either returns what it built or removes everything it made
 //!   (guards that delete on drop, also when the caller's `open` panics).
-//! - [`remove`] deletes only a device of the kind the call names (a veth
-//!   host end, or a TUN inside the namespace), never anything else of that
-//!   name, and is idempotent.
+//! - [`remove`] and [`reopen_tun`] touch only what a create made: a veth
+//!   host end whose other end is in the namespace named, or a persistent
+//!   multi-queue TUN inside it; never anything else of that name.
+//!   [`remove`] is idempotent.
 //!
 //! Cost: each call is a handful of netlink requests and one thread; see
 //! `benches/sandbox.rs` for the figures on this machine.
@@ -40,7 +41,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_core::{Nla, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
@@ -48,6 +49,7 @@ use netlink_packet_route::{
         RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
         RouteType,
     },
+    tc::{TcAttribute, TcHandle, TcMessage},
     AddressFamily, RouteNetlinkMessage,
 };
 
@@ -148,36 +150,56 @@ pub fn create_veth(spec: &Spec) -> Result<Veth> {
     let steps = route_plan(spec.addresses, spec.gateways, Kind::Veth)?;
     let ns = Netns::open(spec.netns)?;
     ns.refuse_own()?;
+    // Chosen here rather than by the kernel, so nothing needs reading back.
+    let container_mac = match spec.mac {
+        Some(mac) => mac,
+        None => random_mac()?,
+    };
 
     let mut rtnl = Rtnl::open()?;
-    rtnl_new_veth(&mut rtnl, spec, ns.file.as_raw_fd()).map_err(|e| match e {
-        HostError::Netlink { errno, .. } if errno == libc::EEXIST => {
-            // The kernel does not say which name clashed.
-            match super::link::link_info_with(&mut rtnl, spec.host_name) {
-                Err(HostError::NoSuchDevice(_)) => {
-                    HostError::DeviceExists(format!("{} in {}", spec.ifname, spec.netns.display()))
+    let answers = rtnl_new_veth(&mut rtnl, spec, container_mac, ns.file.as_raw_fd()).map_err(
+        |e| match e {
+            HostError::Netlink { errno, .. } if errno == libc::EEXIST => {
+                // The kernel does not say which name clashed.
+                match super::link::link_info_with(&mut rtnl, spec.host_name) {
+                    Err(HostError::NoSuchDevice(_)) => HostError::DeviceExists(format!(
+                        "{} in {}",
+                        spec.ifname,
+                        spec.netns.display()
+                    )),
+                    _ => HostError::DeviceExists(spec.host_name.to_string()),
                 }
-                _ => HostError::DeviceExists(spec.host_name.to_string()),
             }
-        }
-        e => e,
-    })?;
+            e => e,
+        },
+    )?;
     // From here on an early return (or a panic) deletes the pair: removing
     // either end removes both.
     let mut host = LinkGuard::new(rtnl, spec.host_name);
-    let host_index = host.resolve()?;
+    // The kernel echoes the new host end (NLM_F_ECHO, Linux 6.3); older
+    // ones need asking. Its IFLA_LINK is the container end's index.
+    let echoed = answers.into_iter().find_map(|a| match a {
+        RouteNetlinkMessage::NewLink(l) if link_name(&l) == Some(spec.host_name) => Some(l),
+        _ => None,
+    });
+    let host_link = match echoed {
+        Some(l) => l,
+        None => get_link(&mut host.rtnl, spec.host_name)?,
+    };
+    let host_index = host_link.header.index;
+    host.index = Some(host_index);
+    let peer_index = host_link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(i) if *i != 0 => Some(*i),
+        _ => None,
+    });
 
-    let (container_index, container_mac) = ns.run(|| {
+    let container_index = ns.run(|| {
         let mut rtnl = Rtnl::open()?;
-        let link = get_link(&mut rtnl, spec.ifname)?;
-        let index = link.header.index;
-        let mac = link_mac(&link).ok_or_else(|| HostError::Decode {
-            op: format!("RTM_GETLINK {}", spec.ifname),
-            detail: "the veth end has no hardware address".into(),
-        })?;
-        if spec.addresses.iter().any(|a| a.addr().is_ipv6()) {
-            no_dad_on_link_local(spec.ifname);
-        }
+        let index = match peer_index {
+            Some(i) => i,
+            None => get_link(&mut rtnl, spec.ifname)?.header.index,
+        };
+        no_dad_on_link_local(spec);
         configure(&mut rtnl, spec, index, &steps)?;
         if spec.tx_checksum_off {
             sys::set_tx_checksum(spec.ifname, false).map_err(|source| HostError::Io {
@@ -185,7 +207,7 @@ pub fn create_veth(spec: &Spec) -> Result<Veth> {
                 source,
             })?;
         }
-        Ok((index, mac))
+        Ok(index)
     })?;
     host.keep();
     tracing::debug!(
@@ -205,7 +227,8 @@ pub fn create_veth(spec: &Spec) -> Result<Veth> {
 /// `spec.netns`, calls `open` with its name on a thread inside the
 /// namespace (so the caller's queue descriptors attach to it there; see
 /// [`crate::port::tun::TunPort::open_with`]), then sets the MTU, addresses
-/// and routes and brings it up. Returns what `open` returned. The device
+/// and routes and brings it up. The device gets no qdisc (`noqueue`; see
+/// `no_qdisc` for why that loses nothing). Returns what `open` returned. The device
 /// outlives the queues: closing them (a router that stops) leaves it, with
 /// its addresses and routes, to [`reopen_tun`] or [`remove`]. On any failure
 /// the device is deleted again.
@@ -232,7 +255,14 @@ pub fn create_tun<T: Send>(
             }
         })?;
         let mut dev = LinkGuard::new(rtnl, spec.ifname);
-        let index = dev.resolve()?;
+        let index = sys::ifindex(spec.ifname).map_err(|source| HostError::Io {
+            op: format!("find the index of TUN {}", spec.ifname),
+            source,
+        })?;
+        dev.index = Some(index);
+        // Both before `open`, which may bring the device up.
+        no_dad_on_link_local(spec);
+        no_qdisc(&mut dev.rtnl, index, spec.ifname)?;
         let queues = open(spec.ifname).map_err(|source| HostError::Io {
             op: format!("open the queues of TUN {}", spec.ifname),
             source,
@@ -245,12 +275,13 @@ pub fn create_tun<T: Send>(
 }
 
 /// Attaches to the persistent TUN `ifname` inside `netns` after a router
-/// restart: checks that it exists and is a TUN, then calls `open` with its
-/// name on a thread inside the namespace. Changes nothing on the device.
+/// restart: checks that it exists and is a persistent multi-queue TUN (as
+/// [`create_tun`] makes them), then calls `open` with its name on a thread
+/// inside the namespace. Changes nothing on the device.
 ///
 /// Errors: [`HostError::NoSuchNetns`], [`HostError::NoSuchDevice`],
-/// [`HostError::Invalid`] when the device is no TUN; a failed `open` is
-/// [`HostError::Io`].
+/// [`HostError::Invalid`] when the device is no such TUN or the namespace is
+/// the caller's own; a failed `open` is [`HostError::Io`].
 pub fn reopen_tun<T: Send>(
     netns: &Path,
     ifname: &str,
@@ -258,10 +289,13 @@ pub fn reopen_tun<T: Send>(
 ) -> Result<T> {
     check_ifname(ifname)?;
     let ns = Netns::open(netns)?;
+    // Attaching queues steers the device's packets to them: never to a TUN
+    // of the router's own host.
+    ns.refuse_own()?;
     ns.run(|| {
         let mut rtnl = Rtnl::open()?;
         let link = get_link(&mut rtnl, ifname)?;
-        require_kind(&link, InfoKind::Tun, ifname)?;
+        require_our_tun(&link, ifname)?;
         open(ifname).map_err(|source| HostError::Io {
             op: format!("open the queues of TUN {ifname}"),
             source,
@@ -272,12 +306,15 @@ pub fn reopen_tun<T: Send>(
 /// Removes a container interface; idempotent.
 ///
 /// - veth (`host_name` given): deletes the host end in the calling thread's
-///   namespace, which deletes the container end with it; `netns` and
-///   `ifname` are not used (the container end cannot outlive its peer).
-///   Refuses (with [`HostError::Invalid`]) a `host_name` that is no veth.
+///   namespace, which deletes the container end with it. Refuses (with
+///   [`HostError::Invalid`]) a `host_name` that is no veth, or whose other
+///   end is not in `netns` while that namespace file exists; with the file
+///   gone the host end is deleted without that check (the container is
+///   gone). `ifname` is only checked.
 /// - TUN (`host_name` `None`): deletes TUN `ifname` inside `netns`, whether
 ///   queues are still attached or not (they are cut off). Refuses a device
-///   of that name that is no TUN.
+///   of that name that is no persistent multi-queue TUN (not one
+///   [`create_tun`] made).
 ///
 /// Returns whether something was removed: a missing namespace file or
 /// interface is `Ok(false)`. A path that is no network namespace (or the
@@ -287,7 +324,20 @@ pub fn remove(netns: &Path, ifname: &str, host_name: Option<&str>) -> Result<boo
     if let Some(host) = host_name {
         check_ifname(host)?;
         let mut rtnl = Rtnl::open()?;
-        return delete_kind(&mut rtnl, host, InfoKind::Veth);
+        let link = match get_link(&mut rtnl, host) {
+            Ok(l) => l,
+            Err(HostError::NoSuchDevice(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        require_kind(&link, InfoKind::Veth, host)?;
+        match Netns::open(netns) {
+            Ok(ns) => require_peer_in(&mut rtnl, &link, &ns, host)?,
+            // The container is gone; its end may linger while the kernel
+            // tears the namespace down. The host end is still ours.
+            Err(HostError::NoSuchNetns(_)) => {}
+            Err(e) => return Err(e),
+        }
+        return gone_is_false(delete_link(&mut rtnl, link.header.index, host));
     }
     let ns = match Netns::open(netns) {
         Ok(ns) => ns,
@@ -297,7 +347,13 @@ pub fn remove(netns: &Path, ifname: &str, host_name: Option<&str>) -> Result<boo
     ns.refuse_own()?;
     ns.run(|| {
         let mut rtnl = Rtnl::open()?;
-        delete_kind(&mut rtnl, ifname, InfoKind::Tun)
+        let link = match get_link(&mut rtnl, ifname) {
+            Ok(l) => l,
+            Err(HostError::NoSuchDevice(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        require_our_tun(&link, ifname)?;
+        gone_is_false(delete_link(&mut rtnl, link.header.index, ifname))
     })
 }
 
@@ -449,10 +505,13 @@ fn route_plan(addresses: &[IpNet], gateways: &[IpAddr], kind: Kind) -> Result<Ve
     Ok(steps)
 }
 
-/// Inside the namespace: addresses (no DAD), MTU and up, then the routes
-/// (IPv4 refuses a route through a device that is down).
+/// Inside the namespace: the addresses (no DAD), MTU and up, then the
+/// routes (IPv4 refuses a route through a device that is down), as one
+/// netlink batch. A failure leaves the device half configured: the caller
+/// deletes it.
 fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> Result<()> {
     let ifname = spec.ifname;
+    let mut batch = Vec::with_capacity(spec.addresses.len() + 1 + steps.len());
     for a in spec.addresses {
         let mut m = AddressMessage::default();
         m.header.family = family(a.addr());
@@ -465,22 +524,22 @@ fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> R
         m.attributes.push(AddressAttribute::Address(a.addr()));
         m.attributes
             .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        rtnl.request(
-            &format!("RTM_NEWADDR {a} dev {ifname}"),
+        batch.push((
+            format!("RTM_NEWADDR {a} dev {ifname}"),
             RouteNetlinkMessage::NewAddress(m),
             NLM_F_CREATE | NLM_F_EXCL,
-        )?;
+        ));
     }
     let mut m = LinkMessage::default();
     m.header.index = index;
     m.header.flags = LinkFlags::Up;
     m.header.change_mask = LinkFlags::Up;
     m.attributes.push(LinkAttribute::Mtu(u32::from(spec.mtu)));
-    rtnl.request(
-        &format!("RTM_NEWLINK {ifname} mtu {} up", spec.mtu),
+    batch.push((
+        format!("RTM_NEWLINK {ifname} mtu {} up", spec.mtu),
         RouteNetlinkMessage::SetLink(m),
         0,
-    )?;
+    ));
     for step in steps {
         let (v4, dst, gw, scope) = match *step {
             RouteStep::OnLink(gw) => (gw.is_ipv4(), Some(gw), None, RouteScope::Link),
@@ -507,29 +566,62 @@ fn configure(rtnl: &mut Rtnl, spec: &Spec, index: u32, steps: &[RouteStep]) -> R
                 .push(RouteAttribute::Gateway(RouteAddress::from(g)));
         }
         m.attributes.push(RouteAttribute::Oif(index));
-        rtnl.request(
-            &format!("RTM_NEWROUTE {step:?} dev {ifname}"),
+        batch.push((
+            format!("RTM_NEWROUTE {step:?} dev {ifname}"),
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_CREATE | NLM_F_EXCL,
-        )?;
+        ));
     }
-    Ok(())
+    rtnl.request_batch(batch)
 }
 
 /// Turns duplicate address detection off for the interface's own IPv6
 /// link-local address before it comes up (`accept_dad = 0`, this device
-/// only). Best effort: the configured addresses skip DAD anyway (NODAD); a
-/// failure costs the link-local address its first second. Writes
-/// `/proc/sys/net`, which shows the calling thread's network namespace.
-fn no_dad_on_link_local(ifname: &str) {
+/// only), when the spec has IPv6 addresses. Best effort: the configured
+/// addresses skip DAD anyway (NODAD); a failure costs the link-local
+/// address its first second. Writes `/proc/sys/net`, which shows the
+/// calling thread's network namespace.
+fn no_dad_on_link_local(spec: &Spec) {
+    if !spec.addresses.iter().any(|a| a.addr().is_ipv6()) {
+        return;
+    }
+    let ifname = spec.ifname;
     let knob = format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad");
     if let Err(e) = std::fs::write(&knob, "0") {
         tracing::debug!(ifname, error = %e, "accept_dad left as it was");
     }
 }
 
+/// Gives a TUN no queueing discipline (`tc qdisc replace dev IFNAME root
+/// noqueue`), before it first comes up.
+///
+/// A multi-queue TUN has 256 transmit queues, and at link-up the kernel
+/// gives each a default qdisc sized by `txqueuelen`: about 2 ms of the
+/// build and 6 MiB per device (measured). None of it ever holds a packet:
+/// the TUN never stops its queues (a full ring drops, counted as the
+/// device's tx drops), so a qdisc passes every packet straight on. The
+/// device's own ring (`txqueuelen` packets per queue) still buffers.
+fn no_qdisc(rtnl: &mut Rtnl, index: u32, ifname: &str) -> Result<()> {
+    let mut m = TcMessage::default();
+    m.header.index = i32::try_from(index).unwrap_or(i32::MAX);
+    m.header.parent = TcHandle::ROOT;
+    m.attributes.push(TcAttribute::Kind("noqueue".into()));
+    rtnl.request(
+        &format!("RTM_NEWQDISC {ifname} root noqueue"),
+        RouteNetlinkMessage::NewQueueDiscipline(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )?;
+    Ok(())
+}
+
 /// The veth RTM_NEWLINK: host end here and up, peer inside `netns_fd`.
-fn rtnl_new_veth(rtnl: &mut Rtnl, spec: &Spec, netns_fd: i32) -> Result<()> {
+/// Returns the kernel's answers (the echoed host end, where supported).
+fn rtnl_new_veth(
+    rtnl: &mut Rtnl,
+    spec: &Spec,
+    mac: [u8; 6],
+    netns_fd: i32,
+) -> Result<Vec<RouteNetlinkMessage>> {
     let mut peer = LinkMessage::default();
     peer.attributes
         .push(LinkAttribute::IfName(spec.ifname.to_string()));
@@ -540,9 +632,7 @@ fn rtnl_new_veth(rtnl: &mut Rtnl, spec: &Spec, netns_fd: i32) -> Result<()> {
         .push(LinkAttribute::NumTxQueues(spec.queues));
     peer.attributes
         .push(LinkAttribute::NumRxQueues(spec.queues));
-    if let Some(mac) = spec.mac {
-        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
-    }
+    peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
     let mut host = LinkMessage::default();
     host.header.flags = LinkFlags::Up;
     host.header.change_mask = LinkFlags::Up;
@@ -566,25 +656,104 @@ fn rtnl_new_veth(rtnl: &mut Rtnl, spec: &Spec, netns_fd: i32) -> Result<()> {
             spec.netns.display()
         ),
         RouteNetlinkMessage::NewLink(host),
-        NLM_F_CREATE | NLM_F_EXCL,
-    )?;
-    Ok(())
+        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+    )
 }
 
-/// Deletes device `name` of this namespace if it is of `kind`: `Ok(false)`
-/// when there is none, [`HostError::Invalid`] when it is of another kind.
-fn delete_kind(rtnl: &mut Rtnl, name: &str, kind: InfoKind) -> Result<bool> {
-    let link = match get_link(rtnl, name) {
-        Ok(l) => l,
-        Err(HostError::NoSuchDevice(_)) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    require_kind(&link, kind, name)?;
-    match delete_link(rtnl, link.header.index, name) {
+/// A random locally administered unicast MAC, as the kernel would pick.
+fn random_mac() -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    sys::random_bytes(&mut mac).map_err(|source| HostError::Io {
+        op: "pick a random MAC".into(),
+        source,
+    })?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
+fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+/// Refuses veth `link` (here) unless its other end is in namespace `ns`:
+/// the kernel names the peer's namespace by an id local to ours
+/// (`IFLA_LINK_NETNSID`), which `RTM_GETNSID` gives for the namespace file.
+fn require_peer_in(rtnl: &mut Rtnl, link: &LinkMessage, ns: &Netns, name: &str) -> Result<()> {
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    let peer_nsid = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkNetNsId(id) => Some(*id),
+        _ => None,
+    });
+    let mut req = NsidMessage::default();
+    let fd = u32::try_from(ns.file.as_raw_fd()).unwrap_or(u32::MAX);
+    req.attributes.push(NsidAttribute::Fd(fd));
+    let answers = rtnl.request(
+        &format!("RTM_GETNSID {}", ns.path.display()),
+        RouteNetlinkMessage::GetNsId(req),
+        0,
+    )?;
+    let nsid = answers.iter().find_map(|a| match a {
+        RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|n| match n {
+            NsidAttribute::Id(id) => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    });
+    match (peer_nsid, nsid) {
+        (Some(p), Some(n)) if p == n && n >= 0 => Ok(()),
+        _ => Err(HostError::Invalid(format!(
+            "the other end of veth {name} is not in {}: not ours to touch",
+            ns.path.display()
+        ))),
+    }
+}
+
+/// A delete's outcome as "removed?": a device gone in between (its peer or
+/// namespace went first) was not removed by us, and that is no error.
+fn gone_is_false(r: Result<()>) -> Result<bool> {
+    match r {
         Ok(()) => Ok(true),
-        // Gone in between (its peer or namespace went first).
         Err(HostError::Netlink { errno, .. }) if errno == libc::ENODEV => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// `IFLA_TUN_*` attributes of a TUN's `IFLA_INFO_DATA` (Linux 4.15).
+const IFLA_TUN_TYPE: u16 = 3;
+const IFLA_TUN_PERSIST: u16 = 6;
+const IFLA_TUN_MULTI_QUEUE: u16 = 7;
+
+/// Refuses a device that is not a TUN as [`create_tun`] makes them: kind
+/// `tun`, layer 3 (`IFF_TUN`), persistent, multi-queue.
+fn require_our_tun(link: &LinkMessage, name: &str) -> Result<()> {
+    require_kind(link, InfoKind::Tun, name)?;
+    let attr = |kind: u16| -> Option<u8> {
+        link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                LinkInfo::Data(InfoData::Tun(attrs)) => attrs.iter().find_map(|t| {
+                    (t.kind() == kind && t.value_len() == 1).then(|| {
+                        let mut v = [0u8; 1];
+                        t.emit_value(&mut v);
+                        v[0]
+                    })
+                }),
+                _ => None,
+            }),
+            _ => None,
+        })
+    };
+    let ours = attr(IFLA_TUN_TYPE) == Some(libc::IFF_TUN as u8)
+        && attr(IFLA_TUN_PERSIST) == Some(1)
+        && attr(IFLA_TUN_MULTI_QUEUE) == Some(1);
+    if ours {
+        Ok(())
+    } else {
+        Err(HostError::Invalid(format!(
+            "{name} is no persistent multi-queue TUN: not ours to touch"
+        )))
     }
 }
 
@@ -833,13 +1002,6 @@ impl LinkGuard {
             index: None,
             armed: true,
         }
-    }
-
-    /// Looks the device's index up, so the cleanup deletes exactly it.
-    fn resolve(&mut self) -> Result<u32> {
-        let index = get_link(&mut self.rtnl, &self.name)?.header.index;
-        self.index = Some(index);
-        Ok(index)
     }
 
     fn keep(mut self) {

@@ -23,6 +23,12 @@ pub struct RunStats {
     pub tables_published: u64,
     pub unresolved_peers: Vec<String>,
     pub reloads: ReloadStats,
+    /// Per worker, the time (ms) since its loop count last moved, as the
+    /// control thread saw it at its last tick.
+    pub worker_progress_age_ms: Vec<u64>,
+    /// Workers found wedged (no progress for
+    /// [`super::PROGRESS_WINDOW`]); the router exits once it finds one.
+    pub workers_wedged: u64,
     /// Neighbour liveness, when on (`overlay.liveness_interval_ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<LivenessStats>,

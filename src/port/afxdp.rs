@@ -1,9 +1,10 @@
 //! AF_XDP port: one socket bound to one (interface, queue), with its own UMEM.
 //!
 //! Layer: I/O corner (unsafe allowed, each block with `// SAFETY:`). The
-//! packets the pipeline sees are copies in [`Packet`] buffers with
-//! [`HEADROOM`](super::HEADROOM); UMEM frames never leave this module, so the
-//! frame ownership rules of AF_XDP are enforced here and nowhere else.
+//! packets the pipeline sees are copies in [`Packet`](super::Packet)
+//! buffers with [`HEADROOM`](super::HEADROOM); UMEM frames never leave this
+//! module, so the frame ownership rules of AF_XDP are enforced here and
+//! nowhere else.
 //!
 //! Frame ownership invariant (checked by [`AfXdpPort::frame_stats`] in tests):
 //! every UMEM frame is in exactly one place: our free list, the kernel's

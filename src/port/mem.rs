@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::io;
 
 use super::{Batch, Gso, LinkType, Port, BATCH_SIZE};
+use crate::offload::Layout;
 
 /// A port backed by memory. `rx` frames are handed out by `rx_burst`; frames
 /// given to `tx_burst` are appended to `tx` (up to `tx_capacity`, after which
@@ -112,12 +113,12 @@ impl Port for MemPort {
         self.takes_gso
     }
 
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+    fn tx_gso(&mut self, frame: &[u8], layout: &Layout) -> io::Result<bool> {
         if !self.takes_gso || self.tx.len() >= self.tx_capacity {
             return Ok(false);
         }
         self.tx.push(frame.to_vec());
-        self.tx_gso.push(Some(gso));
+        self.tx_gso.push(Some(layout.gso()));
         Ok(true)
     }
 

@@ -27,30 +27,25 @@ pub mod pcap;
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub mod afxdp;
-#[cfg(target_os = "linux")]
-pub mod gro;
+pub mod afpacket;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub mod packet;
+pub mod afxdp;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod tun;
-#[cfg(target_os = "linux")]
-pub mod tun_offload;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub mod udp;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod xdp;
 
 use std::io;
 
-pub use crate::wire::tso::Gso;
+pub use crate::offload::Gso;
+use crate::offload::Layout;
 
 /// Packets moved per burst. 64 amortises per-burst costs (ring index loads,
 /// FIB handle load, syscalls) while a batch of buffers still fits in L2.
@@ -482,13 +477,14 @@ pub trait Port {
         false
     }
 
-    /// Transmits one super-packet whole (`frame`, annotated `gso`, in the
-    /// format of [`crate::wire::tso`]): `Ok(true)` when taken, `Ok(false)`
-    /// when refused (the caller counts its segments as dropped). Frames of
-    /// earlier `tx_burst` calls leave first. Only called when
-    /// [`Port::takes_gso`] says so.
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
-        let _ = (frame, gso);
+    /// Transmits one super-packet whole (`frame`, already parsed by the
+    /// caller as `layout`, in the format of [`crate::offload::layout`] and
+    /// laid out as this port's frames are): `Ok(true)` when taken,
+    /// `Ok(false)` when refused (the caller counts its segments as
+    /// dropped). Frames of earlier `tx_burst` calls leave first. Only called
+    /// when [`Port::takes_gso`] says so.
+    fn tx_gso(&mut self, frame: &[u8], layout: &Layout) -> io::Result<bool> {
+        let _ = (frame, layout);
         Ok(false)
     }
 

@@ -801,9 +801,11 @@ impl Port for PcapPort {
     /// A burst holds frames of one timestamp only: frames captured at
     /// different times arrive in different bursts, as on a wire, so the
     /// pipeline's clock (which paces ICMP errors) and the output timestamps
-    /// are exactly those of each frame. Returns 0 only when the capture is
-    /// exhausted, even if every frame of a burst was oversize (the loop
-    /// continues past them).
+    /// are exactly those of each frame. Oversize frames are counted and
+    /// skipped within the burst's time; when every frame of that time is
+    /// oversize the burst is empty, and the frames of later times come in
+    /// the next bursts: [`PcapPort::next_ts`], not a return of 0, says
+    /// whether the capture is exhausted.
     fn rx_burst(&mut self, batch: &mut Batch) -> io::Result<usize> {
         let slots = batch.slots_mut();
         let mut n = 0;
@@ -818,7 +820,9 @@ impl Port for PcapPort {
                 continue;
             }
             slots[n].fill(&frame.data);
-            slots[n].ts_nanos = frame.ts.as_nanos() as u64;
+            // Saturating, as replay sets the pipeline's clock: a time past
+            // 2554 (pcapng allows it) must not wrap to an early one.
+            slots[n].ts_nanos = u64::try_from(frame.ts.as_nanos()).unwrap_or(u64::MAX);
             n += 1;
         }
         batch.set_len(n);
@@ -921,6 +925,25 @@ mod tests {
         assert_eq!(p.rx_burst(&mut b).unwrap(), 1);
         assert_eq!(b.pkts()[0].data(), &[1; 60]);
         assert_eq!((p.rx_packets, p.rx_oversize), (2, 1));
+    }
+
+    #[test]
+    fn a_time_of_oversize_frames_only_gives_an_empty_burst_and_the_rest_follows() {
+        let frame = |secs, len| Frame {
+            ts: Duration::from_secs(secs),
+            data: vec![7; len],
+        };
+        let frames = vec![frame(1, 60), frame(2, MAX_FRAME + 1), frame(3, 60)];
+        let mut p = PcapPort::new("eth0", LinkType::Ethernet, frames, None);
+        let mut b = Batch::new();
+        assert_eq!(p.rx_burst(&mut b).unwrap(), 1);
+        assert_eq!(p.next_ts(), Some(Duration::from_secs(2)));
+        assert_eq!(p.rx_burst(&mut b).unwrap(), 0);
+        assert_eq!(p.next_ts(), Some(Duration::from_secs(3)));
+        assert_eq!(p.rx_burst(&mut b).unwrap(), 1);
+        assert_eq!(b.pkts()[0].ts_nanos, 3_000_000_000);
+        assert_eq!(p.next_ts(), None);
+        assert_eq!((p.rx_packets, p.rx_oversize), (3, 1));
     }
 
     // ------------------------------------------------------------ reader

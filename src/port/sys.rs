@@ -2,7 +2,9 @@
 //!
 //! Every raw syscall the port layer makes goes through [`cvt`], which turns
 //! the C convention (-1 and `errno`) into `io::Error`, so callers use `?` and
-//! never read `errno` themselves. Each `unsafe` block states why it is sound.
+//! never read `errno` themselves, or through [`cvt_r`], which also makes
+//! the call again when a signal interrupted it. Each `unsafe` block states
+//! why it is sound.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -17,6 +19,23 @@ pub fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
+    }
+}
+
+/// Runs `f` (one system call) until it is not interrupted by a signal,
+/// mapping its result as [`cvt`] does: EINTR means the call did nothing
+/// and may be made again, so no caller needs its own retry loop.
+#[inline]
+pub fn cvt_r<T, F>(mut f: F) -> io::Result<T>
+where
+    T: PartialEq + From<i8>,
+    F: FnMut() -> T,
+{
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
@@ -221,7 +240,8 @@ pub fn open_netns(path: &Path) -> io::Result<OwnedFd> {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, exclusively borrowed statfs for the call.
     cvt(unsafe { libc::fstatfs(probe.as_raw_fd(), &mut st) })?;
-    if st.f_type as i64 != libc::NSFS_MAGIC {
+    // The field's type differs between architectures; the magic fits all.
+    if st.f_type as u64 != libc::NSFS_MAGIC as u64 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} is not a namespace file", path.display()),
@@ -322,6 +342,23 @@ pub fn tun_create_persistent(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Fills `buf` from the kernel's random source (`getrandom(2)`, blocking
+/// only before the pool is first seeded at boot).
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut off = 0;
+    while off < buf.len() {
+        let rest = &mut buf[off..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`,
+        // which is exclusively borrowed for the call.
+        match cvt(unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) }) {
+            Ok(n) => off += n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +367,33 @@ mod tests {
     fn cvt_maps_minus_one_to_errno() {
         assert_eq!(cvt(5i32).unwrap(), 5);
         assert!(cvt(-1isize).is_err());
+    }
+
+    #[test]
+    fn cvt_r_retries_only_an_interrupted_call() {
+        let mut calls = 0;
+        let r = cvt_r(|| {
+            calls += 1;
+            if calls < 3 {
+                // SAFETY: errno is thread-local; writing it is what a
+                // failing system call does.
+                unsafe { *libc::__errno_location() = libc::EINTR };
+                -1
+            } else {
+                7i32
+            }
+        });
+        assert_eq!((r.unwrap(), calls), (7, 3));
+
+        let mut calls = 0;
+        let r = cvt_r(|| {
+            calls += 1;
+            // SAFETY: as above.
+            unsafe { *libc::__errno_location() = libc::EAGAIN };
+            -1isize
+        });
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(calls, 1);
     }
 
     #[test]

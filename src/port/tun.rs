@@ -48,12 +48,12 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 
 use tun_rs::VirtioNetHdr;
 
-use super::gro::MAX_GRO_SEGS;
-use super::tun_offload::{
-    complete_checksum, gro_queue, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES,
-    GSO_NONE, VNET_HDR_LEN,
-};
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, BUF_SIZE, MAX_FRAME};
+use crate::offload::coalesce::{gro_queue, GroTx, GRO_FRAMES, MAX_GRO_SEGS};
+use crate::offload::vnet::{
+    complete_checksum, whole_tso, whole_write, GsoRx, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
+};
+use crate::offload::Layout;
 
 /// Largest number of queues a TUN device may have (the kernel's
 /// `MAX_TAP_QUEUES`).
@@ -571,11 +571,12 @@ impl Port for TunPort {
         self.offload.is_some()
     }
 
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+    fn tx_gso(&mut self, frame: &[u8], layout: &Layout) -> io::Result<bool> {
         let Some(off) = self.offload.as_deref_mut() else {
             return Ok(false);
         };
-        let Some(w) = whole_write(frame, gso, None) else {
+        let gso = layout.gso();
+        let Some(w) = whole_write(frame, layout, None) else {
             self.stats.tx_errors += u64::from(gso.segs.max(1));
             return Ok(true);
         };

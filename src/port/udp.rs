@@ -51,14 +51,17 @@
 //!   `udp_tx_malformed`.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{gro, sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE};
-use crate::wire::{checksum, tso};
+use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE};
+use crate::offload::coalesce::coalesce_into;
+use crate::offload::outer::{parse_tx, synth_rx};
+use crate::offload::{write_headers, Layout};
+use crate::wire::udp;
 
 /// Messages read per `recvmmsg`.
 const RX_MSGS: usize = quinn_udp::BATCH_SIZE;
@@ -68,19 +71,9 @@ const RX_MSG_LEN: usize = 65536;
 const MAX_GSO_BYTES: usize = 65507;
 /// Segments per GSO send (the kernel's UDP_MAX_SEGMENTS on older kernels).
 const MAX_GSO_SEGMENTS: usize = 64;
-/// Smallest datagram that can be VXLAN: its header and an inner Ethernet header.
-const MIN_VXLAN: usize = 8 + 14;
-/// Datagrams of a GRO train coalesced into one super-packet at most (the
-/// kernel's own GRO limit).
-const MAX_RX_SEGS: usize = gro::MAX_GRO_SEGS;
 /// Room for the headers of one segment a super-packet is cut into (outer
 /// Ethernet, IPv6, UDP, VXLAN, inner Ethernet, IP and TCP with options).
 const SEG_HDR: usize = 256;
-
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const IPV6_LEN: usize = 40;
-const UDP_LEN: usize = 8;
 
 /// Settings of a UDP uplink queue.
 #[derive(Debug, Clone)]
@@ -120,227 +113,6 @@ struct Group {
     len: usize,
     /// A shorter segment ended the group: nothing more may join it.
     closed: bool,
-}
-
-/// Where an encapsulated frame goes and what of it the kernel sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxParts<'a> {
-    /// Peer underlay address and UDP port.
-    pub dst: SocketAddr,
-    /// The VXLAN source port the pipeline chose from the inner flow hash.
-    pub src_port: u16,
-    /// The UDP payload: VXLAN header onward.
-    pub payload: &'a [u8],
-}
-
-/// Splits an encapsulated frame (Ethernet, IPv4 without options or IPv6
-/// without extension headers, UDP, VXLAN) into what a UDP socket needs.
-/// `None` for anything else: the pipeline only ever emits that shape
-/// toward the uplink, so anything else is a bug to count, not to send.
-pub fn parse_tx(frame: &[u8]) -> Option<TxParts<'_>> {
-    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    let (ip, udp_off): (IpAddr, usize) = match ethertype {
-        0x0800 => {
-            let h = frame.get(ETH_LEN..ETH_LEN + IPV4_LEN)?;
-            if h[0] != 0x45 || h[9] != 17 || u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
-                return None;
-            }
-            let dst: [u8; 4] = h[16..20].try_into().ok()?;
-            (IpAddr::from(dst), ETH_LEN + IPV4_LEN)
-        }
-        0x86dd => {
-            let h = frame.get(ETH_LEN..ETH_LEN + IPV6_LEN)?;
-            if h[0] >> 4 != 6 || h[6] != 17 {
-                return None;
-            }
-            let dst: [u8; 16] = h[24..40].try_into().ok()?;
-            (IpAddr::from(dst), ETH_LEN + IPV6_LEN)
-        }
-        _ => return None,
-    };
-    let u = frame.get(udp_off..udp_off + UDP_LEN)?;
-    let src_port = u16::from_be_bytes([u[0], u[1]]);
-    let dst_port = u16::from_be_bytes([u[2], u[3]]);
-    let udp_len = u16::from_be_bytes([u[4], u[5]]) as usize;
-    if udp_len < UDP_LEN + MIN_VXLAN {
-        return None;
-    }
-    let payload = frame.get(udp_off + UDP_LEN..udp_off + udp_len)?;
-    Some(TxParts {
-        dst: SocketAddr::new(ip, dst_port),
-        src_port,
-        payload,
-    })
-}
-
-/// Writes an Ethernet frame carrying `payload` as a UDP datagram from `src`
-/// to `dst` into `out` (the outer headers the kernel consumed on receive)
-/// and returns its length; `None` when `out` is too short or the address
-/// families differ. The UDP checksum is left zero: the kernel verified it.
-pub fn synth_rx(
-    out: &mut [u8],
-    mac: [u8; 6],
-    src: SocketAddr,
-    dst: SocketAddr,
-    payload: &[u8],
-) -> Option<usize> {
-    let h = synth_headers(out, mac, src, dst, payload.len())?;
-    out[h..h + payload.len()].copy_from_slice(payload);
-    Some(h + payload.len())
-}
-
-/// The headers of [`synth_rx`] alone, for a payload of `payload_len` bytes
-/// the caller writes behind them: returns the header length. `None` when
-/// `out` cannot hold headers and payload, the lengths do not fit 16 bits or
-/// the address families differ.
-pub fn synth_headers(
-    out: &mut [u8],
-    mac: [u8; 6],
-    src: SocketAddr,
-    dst: SocketAddr,
-    payload_len: usize,
-) -> Option<usize> {
-    let (ip_len, ethertype) = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => (IPV4_LEN, 0x0800u16),
-        (IpAddr::V6(_), IpAddr::V6(_)) => (IPV6_LEN, 0x86dd),
-        _ => return None,
-    };
-    let udp_len = UDP_LEN + payload_len;
-    let hdr = ETH_LEN + ip_len + UDP_LEN;
-    if hdr + payload_len > out.len() || ip_len + udp_len > u16::MAX as usize {
-        return None;
-    }
-    let out = &mut out[..hdr];
-    out[..6].copy_from_slice(&mac);
-    // The sender's MAC is not known to a socket; the pipeline ignores it.
-    out[6..12].fill(0);
-    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    let ip = &mut out[ETH_LEN..ETH_LEN + ip_len];
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            ip[0] = 0x45;
-            ip[1] = 0;
-            ip[2..4].copy_from_slice(&((IPV4_LEN + udp_len) as u16).to_be_bytes());
-            ip[4..6].fill(0);
-            // DF: the router never fragments VXLAN.
-            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-            ip[8] = 64;
-            ip[9] = 17;
-            ip[10..12].fill(0);
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let c = checksum::checksum(ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-            ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            ip[6] = 17;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
-        }
-        _ => return None,
-    }
-    let u = &mut out[ETH_LEN + ip_len..];
-    u[..2].copy_from_slice(&src.port().to_be_bytes());
-    u[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    u[6..8].fill(0);
-    Some(hdr)
-}
-
-/// Builds in `out` the frame the pipeline sees for a coalesced run of
-/// VXLAN datagrams carrying TCP or UDP (`datagrams`, as `gro::tcp_run` or
-/// `gro::udp_run` found them): the synthesised outer headers, the first
-/// datagram whole, then every other one's payload, with the inner IP (and
-/// UDP) length and IPv4 header checksum of the whole, and PSH if the last
-/// TCP segment had it. Returns the frame length;
-/// `None` when `out` is too small (the caller falls back to one frame per
-/// datagram).
-fn build_super<'a>(
-    out: &mut [u8],
-    mac: [u8; 6],
-    src: SocketAddr,
-    dst: SocketAddr,
-    run: &gro::Run,
-    mut datagrams: impl Iterator<Item = &'a [u8]>,
-) -> Option<usize> {
-    let first = datagrams.next()?;
-    let inner = MIN_VXLAN;
-    let h = synth_headers(out, mac, src, dst, inner + run.bytes)?;
-    let total = h + inner + run.bytes;
-    out[h..h + first.len()].copy_from_slice(first);
-    let mut at = h + first.len();
-    let pay_off = inner + run.hlen;
-    for d in datagrams.take(run.count - 1) {
-        let p = d.get(pay_off..)?;
-        out.get_mut(at..at + p.len())?.copy_from_slice(p);
-        at += p.len();
-    }
-    if at != total {
-        return None;
-    }
-    let ip = &mut out[h + inner..total];
-    if ip[0] >> 4 == 6 {
-        ip[4..6].copy_from_slice(&((run.bytes - IPV6_LEN) as u16).to_be_bytes());
-    } else {
-        ip[2..4].copy_from_slice(&(run.bytes as u16).to_be_bytes());
-        ip[10..12].fill(0);
-        let c = checksum::checksum(&ip[..IPV4_LEN]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-    }
-    let l4 = if ip[0] >> 4 == 6 { IPV6_LEN } else { IPV4_LEN };
-    if run.udp {
-        ip[l4 + 4..l4 + 6].copy_from_slice(&((run.bytes - l4) as u16).to_be_bytes());
-    } else if run.psh {
-        ip[l4 + 13] |= gro::TCP_PSH;
-    }
-    Some(total)
-}
-
-/// The run of VXLAN datagrams from the first that coalesces, by the rules
-/// of the first one's inner transport (TCP or UDP); `None` for anything
-/// else.
-fn find_run<'a>(datagrams: impl Iterator<Item = &'a [u8]> + Clone) -> Option<gro::Run> {
-    let first = datagrams.clone().next()?;
-    let proto = match first.get(MIN_VXLAN).map(|b| b >> 4) {
-        Some(4) => first.get(MIN_VXLAN + 9).copied(),
-        Some(6) => first.get(MIN_VXLAN + 6).copied(),
-        _ => None,
-    };
-    match proto {
-        Some(6) => gro::tcp_run(datagrams, MIN_VXLAN, tso::MAX_SUPER_L3, MAX_RX_SEGS),
-        Some(17) => gro::udp_run(datagrams, MIN_VXLAN, tso::MAX_SUPER_L3, MAX_RX_SEGS),
-        _ => None,
-    }
-}
-
-/// Coalesces the datagrams at the start of `train` (a GRO read from `src`
-/// to `dst`: datagrams `stride` bytes apart, the last may be shorter) into
-/// one super-packet in `pkt`, when at least two of them form a run the
-/// kernel's GRO would merge and `pkt`'s buffer can hold super-packets.
-/// Returns how many datagrams it took; `None` leaves `pkt` alone (the
-/// caller hands the first datagram on by itself).
-pub fn coalesce_into(
-    pkt: &mut Packet,
-    mac: [u8; 6],
-    src: SocketAddr,
-    dst: SocketAddr,
-    train: &[u8],
-    stride: usize,
-) -> Option<usize> {
-    if stride == 0 || !pkt.is_super_capable() {
-        return None;
-    }
-    let run = find_run(train.chunks(stride))?;
-    if run.count < 2 {
-        return None;
-    }
-    let len = build_super(pkt.super_area()?, mac, src, dst, &run, train.chunks(stride))?;
-    pkt.set_received_super(len, Gso::for_payload(run.size as u16, run.bytes - run.hlen));
-    pkt.ts_nanos = 0;
-    Some(run.count)
 }
 
 /// Where one datagram lies: frame index in the burst, payload offset, length.
@@ -837,22 +609,16 @@ impl Port for UdpPort {
         true
     }
 
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
-        let segs = u64::from(gso.segs.max(1));
-        let (Some(parts), Ok(l)) = (
-            parse_tx(frame),
-            tso::Layout::parse(frame, tso::Encap::Vxlan, gso),
-        ) else {
-            self.c.tx_malformed += segs;
-            return Ok(true);
-        };
-        let Some(t) = l.tunnel else {
+    fn tx_gso(&mut self, frame: &[u8], l: &Layout) -> io::Result<bool> {
+        let segs = l.segments as u64;
+        let (Some(parts), Some(t)) = (parse_tx(frame), l.tunnel.filter(|_| l.len == frame.len()))
+        else {
             self.c.tx_malformed += segs;
             return Ok(true);
         };
         // What each datagram carries: VXLAN onward, the segment's headers
         // written by tso beside a slice of the super-packet's payload.
-        let vx = t.udp + UDP_LEN;
+        let vx = t.udp + udp::HEADER_LEN;
         let dgram_hdr = l.payload - vx;
         if l.payload > SEG_HDR {
             self.c.tx_malformed += segs;
@@ -871,7 +637,7 @@ impl Port for UdpPort {
         while first < l.segments {
             let count = per_send.min(l.segments - first);
             for (k, h) in self.seg_hdrs.chunks_mut(SEG_HDR).take(count).enumerate() {
-                tso::write_headers(frame, &l, first + k, h, false);
+                write_headers(frame, l, first + k, h, false);
             }
             let mut iov: [IoSlice<'_>; 2 * MAX_GSO_SEGMENTS] =
                 [IoSlice::new(&[]); 2 * MAX_GSO_SEGMENTS];
@@ -939,361 +705,10 @@ impl Port for UdpPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::port::MAX_FRAME;
-    use crate::wire::{ethernet, ipv4, ipv6, udp};
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    const MAC: [u8; 6] = [2, 0, 0xc6, 0x12, 0, 1];
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn v4(a: [u8; 4], port: u16) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), port)
-    }
-
-    fn vxlan_payload(len: usize, fill: u8) -> Vec<u8> {
-        let mut p = vec![fill; len];
-        p[..8].copy_from_slice(&[0x08, 0, 0, 0, 0, 0, 42, 0]);
-        p
-    }
-
-    #[test]
-    fn synthesised_v4_frame_is_what_the_wire_would_carry() {
-        let src = v4([198, 18, 0, 2], 50123);
-        let dst = v4([198, 18, 0, 1], 4789);
-        let payload = vxlan_payload(100, 7);
-        let mut out = [0u8; MAX_FRAME];
-        let n = synth_rx(&mut out, MAC, src, dst, &payload).unwrap();
-        assert_eq!(n, 14 + 20 + 8 + 100);
-        let eth = ethernet::Frame::new_checked(&out[..n]).unwrap();
-        assert_eq!(eth.dst(), MAC);
-        assert_eq!(eth.ethertype(), ethernet::ETHERTYPE_IPV4);
-        let ip = ipv4::Packet::new_checked(&out[14..n]).unwrap();
-        assert!(ip.verify_checksum());
-        assert_eq!(ip.src(), Ipv4Addr::new(198, 18, 0, 2));
-        assert_eq!(ip.dst(), Ipv4Addr::new(198, 18, 0, 1));
-        assert_eq!(ip.total_len() as usize, n - 14);
-        assert_eq!(ip.frag_offset(), 0);
-        assert!(!ip.more_frags());
-        let u = udp::Packet::new_checked(ip.payload()).unwrap();
-        assert_eq!(u.src_port(), 50123);
-        assert_eq!(u.dst_port(), 4789);
-        assert_eq!(u.len() as usize, 108);
-        assert_eq!(u.checksum(), 0);
-        assert_eq!(&out[42..n], &payload[..]);
-        // And back: the transmit side finds the same parts.
-        let parts = parse_tx(&out[..n]).unwrap();
-        assert_eq!(parts.dst, dst);
-        assert_eq!(parts.src_port, 50123);
-        assert_eq!(parts.payload, &payload[..]);
-    }
-
-    #[test]
-    fn synthesised_v6_frame_round_trips() {
-        let src = SocketAddr::new(IpAddr::V6("2001:2::2".parse::<Ipv6Addr>().unwrap()), 40000);
-        let dst = SocketAddr::new(IpAddr::V6("2001:2::1".parse::<Ipv6Addr>().unwrap()), 4789);
-        let payload = vxlan_payload(64, 1);
-        let mut out = [0u8; MAX_FRAME];
-        let n = synth_rx(&mut out, MAC, src, dst, &payload).unwrap();
-        assert_eq!(n, 14 + 40 + 8 + 64);
-        let ip = ipv6::Packet::new_checked(&out[14..n]).unwrap();
-        assert_eq!(ip.payload_len() as usize, 72);
-        assert_eq!(ip.next_header(), 17);
-        let parts = parse_tx(&out[..n]).unwrap();
-        assert_eq!(parts.dst, dst);
-        assert_eq!(parts.src_port, 40000);
-        assert_eq!(parts.payload, &payload[..]);
-    }
-
-    #[test]
-    fn synth_refuses_mixed_families_and_short_buffers() {
-        let src = v4([198, 18, 0, 2], 1);
-        let dst6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 4789);
-        let mut out = [0u8; 200];
-        assert_eq!(synth_rx(&mut out, MAC, src, dst6, &[0; 30]), None);
-        assert_eq!(
-            synth_rx(&mut out, MAC, src, v4([198, 18, 0, 1], 4789), &[0; 190]),
-            None
-        );
-    }
-
-    #[test]
-    fn parse_tx_rejects_what_is_not_encapsulated_udp() {
-        let src = v4([198, 18, 0, 2], 1);
-        let dst = v4([198, 18, 0, 1], 4789);
-        let mut out = [0u8; MAX_FRAME];
-        let n = synth_rx(&mut out, MAC, src, dst, &vxlan_payload(40, 0)).unwrap();
-        let good = out[..n].to_vec();
-        assert!(parse_tx(&good).is_some());
-        // Every truncation is refused, never a panic.
-        for cut in 0..n {
-            assert!(parse_tx(&good[..cut]).is_none(), "cut at {cut}");
-        }
-        let mut f = good.clone();
-        f[14 + 9] = 6; // TCP
-        assert!(parse_tx(&f).is_none());
-        let mut f = good.clone();
-        f[14] = 0x46; // IPv4 options
-        assert!(parse_tx(&f).is_none());
-        let mut f = good.clone();
-        f[14 + 6] = 0x20; // more fragments
-        assert!(parse_tx(&f).is_none());
-        let mut f = good.clone();
-        f[12] = 0x08;
-        f[13] = 0x06; // ARP
-        assert!(parse_tx(&f).is_none());
-        let mut f = good.clone();
-        f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&20u16.to_be_bytes()); // too short for VXLAN
-        assert!(parse_tx(&f).is_none());
-    }
-
-    /// A train as a GRO read hands it over: the segments of a TCP
-    /// super-packet (cut by tso), each behind VXLAN and inner Ethernet,
-    /// `stride` bytes apart (the last may be shorter).
-    fn train(v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
-        train_of(false, v6, n, size)
-    }
-
-    /// [`train`] of a TCP (`udp` false) or UDP super-packet.
-    fn train_of(udp: bool, v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
-        use crate::wire::tso::tests::{super_ip, super_udp};
-        let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
-        let ip = if udp {
-            super_udp(v6, &data)
-        } else {
-            super_ip(v6, 0, 12, 0x10, &data)
-        };
-        let g = Gso { size, segs: 0 };
-        let l = tso::Layout::parse(&ip, tso::Encap::Ip, g).unwrap();
-        let mut out = Vec::new();
-        for i in 0..l.segments {
-            let mut d = vxlan_payload(MIN_VXLAN, 0);
-            d[8..14].copy_from_slice(&[2, 0x42, 0, 0, 0, 2]);
-            d[20..22].copy_from_slice(&(if v6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
-            let mut s = vec![0u8; l.segment_len(i)];
-            let r = tso::write_headers(&ip, &l, i, &mut s, false);
-            s[l.payload..].copy_from_slice(&ip[r]);
-            d.extend_from_slice(&s);
-            out.push(d);
-        }
-        (out, ip)
-    }
-
-    /// Cuts the super-packet frame `f` (from build_super) back into its
-    /// datagrams' inner IP packets, IPv4 ID and header checksum zeroed (a
-    /// coalesced run does not keep the IDs of its segments).
-    fn recut(f: &[u8], g: Gso) -> Vec<Vec<u8>> {
-        let l = tso::Layout::parse(f, tso::Encap::Vxlan, g).unwrap();
-        (0..l.segments)
-            .map(|i| {
-                let mut s = vec![0u8; l.segment_len(i)];
-                let r = tso::write_headers(f, &l, i, &mut s, false);
-                s[l.payload..].copy_from_slice(&f[r]);
-                norm(s[l.l3..].to_vec())
-            })
-            .collect()
-    }
-
-    fn norm(mut ip: Vec<u8>) -> Vec<u8> {
-        if ip[0] >> 4 == 4 {
-            ip[4..6].fill(0);
-            ip[10..12].fill(0);
-        }
-        ip
-    }
-
-    fn coalesce(dgrams: &[Vec<u8>]) -> Option<(Vec<u8>, Gso, usize)> {
-        let run = find_run(dgrams.iter().map(|d| &d[..]))?;
-        if run.count < 2 {
-            return Some((Vec::new(), Gso { size: 0, segs: 1 }, 1));
-        }
-        let mut out = vec![0u8; 70_000];
-        let src = v4([198, 18, 0, 2], 50000);
-        let dst = v4([198, 18, 0, 1], 4789);
-        let n = build_super(&mut out, MAC, src, dst, &run, dgrams.iter().map(|d| &d[..]))?;
-        out.truncate(n);
-        let g = Gso::for_payload(run.size as u16, run.bytes - run.hlen);
-        Some((out, g, run.count))
-    }
-
-    #[test]
-    fn a_train_of_one_flow_coalesces_into_its_super_packet() {
-        for v6 in [false, true] {
-            let (dgrams, ip) = train(v6, 44 * 1378, 1378);
-            assert_eq!(dgrams.len(), 44);
-            let (f, g, count) = coalesce(&dgrams).unwrap();
-            assert_eq!(count, 44);
-            assert_eq!(g.segs, 44);
-            // The pipeline's view: our underlay, UDP length, the inner packet.
-            let inner = &f[14 + 20 + 8 + 8 + 14..];
-            let l4 = if v6 { 40 } else { 20 };
-            let mut want = ip.clone();
-            let mut got = inner.to_vec();
-            for p in [&mut want, &mut got] {
-                p[l4 + 16..l4 + 18].fill(0);
-            }
-            assert_eq!(norm(got), norm(want));
-            let want: Vec<Vec<u8>> = dgrams
-                .iter()
-                .map(|d| norm(d[MIN_VXLAN..].to_vec()))
-                .collect();
-            assert_eq!(recut(&f, g), want);
-        }
-    }
-
-    #[test]
-    fn a_udp_train_of_one_flow_coalesces_and_others_do_not() {
-        for v6 in [false, true] {
-            let (dgrams, _) = train_of(true, v6, 20 * 1200 + 5, 1200);
-            assert_eq!(dgrams.len(), 21);
-            let (f, g, count) = coalesce(&dgrams).unwrap();
-            assert_eq!((count, g.segs, g.size), (21, 21, 1200));
-            let want: Vec<Vec<u8>> = dgrams
-                .iter()
-                .map(|d| norm(d[MIN_VXLAN..].to_vec()))
-                .collect();
-            assert_eq!(recut(&f, g), want);
-            // Another flow (source port) ends the run; so does a shorter datagram.
-            let l4 = MIN_VXLAN + if v6 { 40 } else { 20 };
-            let mut other = dgrams.clone();
-            other[7][l4] ^= 1;
-            assert_eq!(coalesce(&other).unwrap().2, 7);
-            let short_mid = vec![dgrams[0].clone(), dgrams[20].clone(), dgrams[1].clone()];
-            assert_eq!(coalesce(&short_mid).unwrap().2, 2, "a shorter one ends it");
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
-
-        /// Whatever a train holds (any byte of any datagram changed, any
-        /// datagram cut short), coalescing never panics, and what it makes
-        /// is exactly the run of datagrams it took, cut again.
-        #[test]
-        fn any_train_coalesces_only_into_what_it_held(
-            v6 in proptest::bool::ANY,
-            udp in proptest::bool::ANY,
-            segs in 2usize..12,
-            muts in proptest::collection::vec((0usize..12, 0usize..200, proptest::num::u8::ANY), 0..3),
-            cut in proptest::option::of((0usize..12, 0usize..300)),
-        ) {
-            let (mut dgrams, _) = train_of(udp, v6, segs * 536 - 100, 536);
-            for (d, at, v) in muts {
-                let d = &mut dgrams[d % segs];
-                let at = at % d.len();
-                d[at] = v;
-            }
-            if let Some((d, keep)) = cut {
-                let d = &mut dgrams[d % segs];
-                d.truncate(keep.min(d.len()));
-            }
-            if let Some((f, g, count)) = coalesce(&dgrams) {
-                if count >= 2 {
-                    for d in &dgrams[..count] {
-                        let ip = &d[MIN_VXLAN..];
-                        if !v6 {
-                            proptest::prop_assert_eq!(checksum::checksum(&ip[..20]), 0, "bad IPv4 header taken");
-                        }
-                    }
-                    let want: Vec<Vec<u8>> =
-                        dgrams[..count].iter().map(|d| norm(d[MIN_VXLAN..].to_vec())).collect();
-                    proptest::prop_assert_eq!(recut(&f, g), want);
-                }
-            }
-        }
-    }
-
-    /// A damaged train whose inner Ethernet says IPv6 but one datagram
-    /// carries a short IPv4/UDP packet: the run ends there (the payload
-    /// length is not counted with the IPv6 header length: `29 - 48`).
-    #[test]
-    fn a_short_ipv4_datagram_behind_ipv6_ends_the_run() {
-        let (dgrams, _) = train_of(true, true, 3 * 536, 536);
-        // 30 bytes of IPv4/UDP (2 payload bytes), behind the same VXLAN and
-        // inner Ethernet header (ethertype 0x86dd) as the first datagram.
-        let mut ip = vec![0u8; 30];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&30u16.to_be_bytes());
-        ip[9] = 17;
-        ip[24..26].copy_from_slice(&10u16.to_be_bytes());
-        let mut d = dgrams[0][..MIN_VXLAN].to_vec();
-        d.extend_from_slice(&ip);
-        let run = find_run([&dgrams[0][..], &d[..]].into_iter()).unwrap();
-        assert_eq!(run.count, 1);
-    }
-
-    /// The kernel's UDP GRO merges no datagram sent without a checksum
-    /// ("requires non zero csum, for symmetry with GSO"): merged, they
-    /// would come out of the split with checksums they never carried.
-    #[test]
-    fn udp_datagrams_without_checksum_are_not_merged() {
-        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
-        assert_eq!(coalesce(&dgrams).unwrap().2, 4, "with checksums they merge");
-        let l4 = MIN_VXLAN + 20;
-        for d in &mut dgrams {
-            d[l4 + 6..l4 + 8].fill(0);
-        }
-        assert_eq!(coalesce(&dgrams).unwrap().2, 1);
-        // One without, behind one with: the run ends there.
-        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
-        dgrams[2][l4 + 6..l4 + 8].fill(0);
-        assert_eq!(coalesce(&dgrams).unwrap().2, 2);
-        // Over IPv6 a zero is not allowed at all, and passes the sum check
-        // where the real checksum is 0xffff: put the difference into the
-        // payload so that it does, and the datagrams still must not merge.
-        let l4 = MIN_VXLAN + 40;
-        let (mut dgrams, _) = train_of(true, true, 4 * 536, 536);
-        for d in &mut dgrams {
-            let c = u16::from_be_bytes([d[l4 + 6], d[l4 + 7]]);
-            d[l4 + 6..l4 + 8].fill(0);
-            // Move the old checksum's share of the sum into the first
-            // payload word: the sum is unchanged.
-            let w = u16::from_be_bytes([d[l4 + 8], d[l4 + 9]]);
-            let w2 = checksum::fold(u32::from(w) + u32::from(c));
-            d[l4 + 8..l4 + 10].copy_from_slice(&w2.to_be_bytes());
-        }
-        assert!(
-            dgrams
-                .iter()
-                .all(|d| gro::udp_checksum_ok(&d[MIN_VXLAN..], true, 40)),
-            "the zero checksums pass the sum check"
-        );
-        assert_eq!(coalesce(&dgrams).unwrap().2, 1, "IPv6 zero checksums");
-    }
-
-    /// Without DF, the kernel's GRO merges IPv4 segments only when their IDs
-    /// count up from the first (its split then gives segment i the first's
-    /// ID plus i, the bytes it received); fixed IDs end the run.
-    #[test]
-    fn ipv4_ids_without_df_must_count_up() {
-        let with_ids = |id: &dyn Fn(usize) -> u16| {
-            let (mut dgrams, _) = train(false, 4 * 1000, 1000);
-            for (i, d) in dgrams.iter_mut().enumerate() {
-                let ip = &mut d[MIN_VXLAN..MIN_VXLAN + 20];
-                ip[4..6].copy_from_slice(&id(i).to_be_bytes());
-                ip[6] = 0; // DF clear
-                ip[10..12].fill(0);
-                let c = checksum::checksum(ip);
-                ip[10..12].copy_from_slice(&c.to_be_bytes());
-            }
-            dgrams
-        };
-        assert_eq!(coalesce(&with_ids(&|_| 0x1234)).unwrap().2, 1, "fixed IDs");
-        let counting = with_ids(&|i| 0xfffe_u16.wrapping_add(i as u16));
-        let (f, g, count) = coalesce(&counting).unwrap();
-        assert_eq!(count, 4, "IDs that count up (across the wrap)");
-        let l = tso::Layout::parse(&f, tso::Encap::Vxlan, g).unwrap();
-        let got: Vec<Vec<u8>> = (0..l.segments)
-            .map(|i| {
-                let mut s = vec![0u8; l.segment_len(i)];
-                let r = tso::write_headers(&f, &l, i, &mut s, false);
-                s[l.payload..].copy_from_slice(&f[r]);
-                s[l.l3..].to_vec()
-            })
-            .collect();
-        let want: Vec<Vec<u8>> = counting.iter().map(|d| d[MIN_VXLAN..].to_vec()).collect();
-        assert_eq!(got, want, "the split gives back the bytes received");
-        // A gap in the IDs ends the run there.
-        let gap = with_ids(&|i| if i < 2 { i as u16 } else { i as u16 + 5 });
-        assert_eq!(coalesce(&gap).unwrap().2, 2);
     }
 
     fn item(frame: usize, len: usize) -> Item {

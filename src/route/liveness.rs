@@ -50,10 +50,9 @@
 //! from that neighbour and within [`MAX_SEQ_AHEAD`] of its clock (the
 //! counter is the sender's wall clock, so it grows across restarts: a
 //! captured hello sent again is refused). Every refusal is counted by its
-//! reason. Without keys the wire form is version 1 as before; the two
-//! forms have their own version numbers, so a router that meets the other
-//! form counts it (`unauthenticated`, `unexpected_auth`), never misreads
-//! it.
+//! reason. Without keys the wire form is version 1, with them version 2;
+//! a router that meets the form it does not use counts it
+//! (`unauthenticated`, `unexpected_auth`), never misreads it.
 //!
 //! What this sees: a host, its router or the underlay path between two
 //! linked hosts going away. What it does not: the hellos come from the

@@ -26,7 +26,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
-pub mod tso;
+pub mod tcp;
 pub mod udp;
 pub mod vxlan;
 
@@ -57,7 +57,7 @@ pub type Result<T> = core::result::Result<T, Error>;
 
 /// Big-endian field helpers shared by the protocol modules. Callers have
 /// already checked the bounds (in `new_checked`), so these index directly.
-mod field {
+pub(crate) mod field {
     /// A byte range within a header.
     pub type Field = core::ops::Range<usize>;
 
@@ -268,6 +268,29 @@ mod fuzz_tests {
     }
 
     fn exercise_l4(b: &[u8]) {
+        if let Ok(p) = tcp::Packet::new_checked(b) {
+            let _ = (
+                p.src_port(),
+                p.dst_port(),
+                p.seq_number(),
+                p.ack_number(),
+                p.header_len(),
+                p.reserved(),
+            );
+            let _ = (
+                p.flags(),
+                p.window(),
+                p.checksum(),
+                p.urgent(),
+                p.options().len(),
+                p.payload().len(),
+            );
+            let mut m = b.to_vec();
+            let mut p = tcp::Packet::new_checked(&mut m[..]).unwrap();
+            p.set_seq_number(1);
+            p.set_flags(tcp::FLAG_ACK);
+            p.set_checksum(0);
+        }
         if let Ok(p) = udp::Packet::new_checked(b) {
             let _ = (
                 p.src_port(),

@@ -20,7 +20,7 @@ use super::{Error, Result};
 /// Header length.
 pub const HEADER_LEN: usize = 8;
 
-mod fields {
+pub mod fields {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
     pub const LENGTH: usize = 4;

@@ -34,7 +34,7 @@ impl Node {
             .ports
             .iter()
             .map(|p| {
-                let lt = if p.kind == dataplane::PortKind::Tun {
+                let lt = if p.role == dataplane::PortRole::Tun {
                     LinkType::RawIp
                 } else {
                     LinkType::Ethernet

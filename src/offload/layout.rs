@@ -32,26 +32,13 @@
 //! makes: IPv4 ID incremented per segment, sequence numbers advanced by the
 //! segment size (UDP lengths per datagram), checksums complete.
 
-use super::checksum;
-use super::{Error, Result};
+use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, udp, vxlan};
+use crate::wire::{Error, Result};
 
 /// The largest inner IP packet a super-packet may be: VXLAN over IPv4 adds
 /// 50 bytes (outer IPv4 20, UDP 8, VXLAN 8, inner Ethernet 14) and the outer
 /// IPv4 total length must still fit in 16 bits.
 pub const MAX_SUPER_L3: usize = 65535 - 50;
-
-const ETH_LEN: usize = 14;
-const UDP_LEN: usize = 8;
-const VXLAN_LEN: usize = 8;
-const TCP_MIN: usize = 20;
-const UDP_HDR: usize = 8;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-
-/// TCP flag bits.
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_PSH: u8 = 0x08;
-pub const TCP_CWR: u8 = 0x80;
 
 /// Segmentation annotation of a super-packet: the payload bytes per segment
 /// (the MSS the sender used, `skb_shinfo(skb)->gso_size`) and how many
@@ -99,6 +86,8 @@ pub struct Tunnel {
 /// Where the headers of a super-packet are, checked against its length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    /// What comes before the IP header, as parsed.
+    pub encap: Encap,
     pub tunnel: Option<Tunnel>,
     /// Inner IP header offset.
     pub l3: usize,
@@ -118,48 +107,47 @@ pub struct Layout {
     pub len: usize,
 }
 
+/// Whether an ethertype is IPv4 or IPv6.
 #[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+fn is_ip(ethertype: u16) -> bool {
+    matches!(
+        ethertype,
+        ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6
+    )
 }
 
+/// The ethertype of the Ethernet header at `off` (no VLAN tag).
 #[inline]
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+fn ethertype_at(f: &[u8], off: usize) -> Result<u16> {
+    let h = f
+        .get(off..off + ethernet::HEADER_LEN)
+        .ok_or(Error::Truncated)?;
+    Ok(ethernet::Frame::new_unchecked(h).outer_ethertype())
 }
 
 /// Checks the IP header at `off`, which must reach exactly to the end of
 /// `f`; returns (IPv6, protocol, header end).
 fn ip_at(f: &[u8], off: usize) -> Result<(bool, u8, usize)> {
-    let Some(&b0) = f.get(off) else {
+    let Some(b) = f.get(off..).filter(|b| !b.is_empty()) else {
         return Err(Error::Truncated);
     };
-    let rest = f.len() - off;
-    match b0 >> 4 {
+    match b[0] >> 4 {
         4 => {
-            let ihl = usize::from(b0 & 0x0f) * 4;
-            if ihl < 20 {
-                return Err(Error::Malformed("IPv4 header length below 20"));
-            }
-            if rest < ihl {
-                return Err(Error::Truncated);
-            }
-            if usize::from(be16(f, off + 2)) != rest {
+            let ip = ipv4::Packet::new_checked(b)?;
+            if usize::from(ip.total_len()) != b.len() {
                 return Err(Error::Malformed("IPv4 total length is not the frame's"));
             }
-            if be16(f, off + 6) & 0x3fff != 0 {
+            if ip.is_fragment() {
                 return Err(Error::Malformed("IPv4 fragment"));
             }
-            Ok((false, f[off + 9], off + ihl))
+            Ok((false, ip.protocol(), off + ip.header_len()))
         }
         6 => {
-            if rest < 40 {
-                return Err(Error::Truncated);
-            }
-            if usize::from(be16(f, off + 4)) + 40 != rest {
+            let ip = ipv6::Packet::new_checked(b)?;
+            if ip.total_len() != b.len() {
                 return Err(Error::Malformed("IPv6 payload length is not the frame's"));
             }
-            Ok((true, f[off + 6], off + 40))
+            Ok((true, ip.next_header(), off + ipv6::HEADER_LEN))
         }
         _ => Err(Error::Malformed("not IPv4 or IPv6")),
     }
@@ -175,30 +163,27 @@ impl Layout {
         }
         let mut off = 0;
         if encap != Encap::Ip {
-            let Some(t) = f.get(12..14) else {
-                return Err(Error::Truncated);
-            };
-            if !matches!(u16::from_be_bytes([t[0], t[1]]), 0x0800 | 0x86dd) {
+            if !is_ip(ethertype_at(f, 0)?) {
                 return Err(Error::Malformed("not IP over Ethernet"));
             }
-            off = ETH_LEN;
+            off = ethernet::HEADER_LEN;
         }
         let (mut v6, mut proto, mut next) = ip_at(f, off)?;
         let mut tunnel = None;
         if encap == Encap::Vxlan {
-            if proto != PROTO_UDP {
+            if proto != ipv4::PROTO_UDP {
                 return Err(Error::Malformed("outer packet is not UDP"));
             }
             let udp = next;
-            let inner_eth = udp + UDP_LEN + VXLAN_LEN;
-            let inner = inner_eth + ETH_LEN;
+            let inner_eth = udp + udp::HEADER_LEN + vxlan::HEADER_LEN;
+            let inner = inner_eth + ethernet::HEADER_LEN;
             if f.len() < inner {
                 return Err(Error::Truncated);
             }
-            if usize::from(be16(f, udp + 4)) != f.len() - udp {
+            if usize::from(udp::Packet::new_unchecked(&f[udp..]).len()) != f.len() - udp {
                 return Err(Error::Malformed("UDP length is not the frame's"));
             }
-            if !matches!(be16(f, inner_eth + 12), 0x0800 | 0x86dd) {
+            if !is_ip(ethertype_at(f, inner_eth)?) {
                 return Err(Error::Malformed("inner frame is not IP"));
             }
             tunnel = Some(Tunnel { l3: off, v6, udp });
@@ -207,24 +192,13 @@ impl Layout {
         }
         let l4 = next;
         let payload = match proto {
-            PROTO_TCP => {
-                if f.len() < l4 + TCP_MIN {
-                    return Err(Error::Truncated);
-                }
-                let thl = usize::from(f[l4 + 12] >> 4) * 4;
-                if thl < TCP_MIN {
-                    return Err(Error::Malformed("TCP data offset below 5"));
-                }
-                l4 + thl
-            }
-            PROTO_UDP => {
-                if f.len() < l4 + UDP_HDR {
-                    return Err(Error::Truncated);
-                }
-                if usize::from(be16(f, l4 + 4)) != f.len() - l4 {
+            ipv4::PROTO_TCP => l4 + tcp::Packet::new_checked(&f[l4..])?.header_len(),
+            ipv4::PROTO_UDP => {
+                let u = udp::Packet::new_checked(&f[l4..])?;
+                if usize::from(u.len()) != f.len() - l4 {
                     return Err(Error::Malformed("UDP length is not the packet's"));
                 }
-                l4 + UDP_HDR
+                l4 + udp::HEADER_LEN
             }
             _ => return Err(Error::Malformed("neither TCP nor UDP")),
         };
@@ -235,12 +209,13 @@ impl Layout {
             return Err(Error::Malformed("super-packet too large to encapsulate"));
         }
         Ok(Layout {
+            encap,
             tunnel,
             l3: off,
             l4,
             payload,
             v6,
-            udp: proto == PROTO_UDP,
+            udp: proto == ipv4::PROTO_UDP,
             size,
             segments: (f.len() - payload).div_ceil(size),
             len: f.len(),
@@ -272,131 +247,60 @@ impl Layout {
     pub fn max_segment_l3(&self) -> usize {
         self.max_segment_len() - self.l3
     }
-}
 
-/// Writes the headers of segment `i` of super-packet `f` (parsed as `l`)
-/// into `out[..l.payload]`: every length, the IPv4 IDs and header checksums,
-/// the TCP sequence number and flags (UDP length), and the transport
-/// checksum over the segment's payload
-/// `f[l.chunk(i)]`. With `udp6_csum`, an outer UDP-over-IPv6 checksum is
-/// computed too (needed when no kernel socket sends the segment); over IPv4
-/// the outer UDP checksum is left as it is (zero for VXLAN, RFC 7348).
-/// Returns the payload range. Panics only if `out` is shorter than
-/// `l.payload` or `f` is not the frame `l` was parsed from.
-pub fn write_headers(
-    f: &[u8],
-    l: &Layout,
-    i: usize,
-    out: &mut [u8],
-    udp6_csum: bool,
-) -> std::ops::Range<usize> {
-    let h = &mut out[..l.payload];
-    h.copy_from_slice(&f[..l.payload]);
-    let chunk = l.chunk(i);
-    let plen = chunk.len();
-    let seg_len = l.payload + plen;
-    let last = i + 1 == l.segments;
-    // Inner IP.
-    let l3_len = seg_len - l.l3;
-    if l.v6 {
-        put16(h, l.l3 + 4, (l3_len - 40) as u16);
-    } else {
-        put16(h, l.l3 + 2, l3_len as u16);
-        let id = be16(h, l.l3 + 4).wrapping_add(i as u16);
-        put16(h, l.l3 + 4, id);
-        put16(h, l.l3 + 10, 0);
-        let c = checksum::checksum(&h[l.l3..l.l4]);
-        put16(h, l.l3 + 10, c);
+    /// The annotation that describes this layout: its segment size and
+    /// count.
+    #[inline]
+    pub fn gso(&self) -> Gso {
+        Gso {
+            size: u16::try_from(self.size).unwrap_or(u16::MAX),
+            segs: u16::try_from(self.segments).unwrap_or(u16::MAX),
+        }
     }
-    let pay_sum = checksum::sum(&f[chunk.clone()]);
-    let l4_len = seg_len - l.l4;
-    if l.udp {
-        put16(h, l.l4 + 4, l4_len as u16);
-        put16(h, l.l4 + 6, 0);
-        let ph = pseudo(h, l.l3, l.v6, PROTO_UDP, l4_len);
-        let mut c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
-        if c == 0 {
-            // RFC 768: a computed zero is sent as all ones.
-            c = 0xffff;
-        }
-        put16(h, l.l4 + 6, c);
-    } else {
-        let seq = u32::from_be_bytes([h[l.l4 + 4], h[l.l4 + 5], h[l.l4 + 6], h[l.l4 + 7]])
-            .wrapping_add((i * l.size) as u32);
-        h[l.l4 + 4..l.l4 + 8].copy_from_slice(&seq.to_be_bytes());
-        let mut flags = h[l.l4 + 13];
-        if i > 0 {
-            flags &= !TCP_CWR;
-        }
-        if !last {
-            flags &= !(TCP_FIN | TCP_PSH);
-        }
-        h[l.l4 + 13] = flags;
-        put16(h, l.l4 + 16, 0);
-        let ph = pseudo(h, l.l3, l.v6, PROTO_TCP, l4_len);
-        // The TCP header has an even length (a multiple of 4), so the
-        // payload's sum continues it.
-        let c = !checksum::fold(ph + checksum::sum(&h[l.l4..]) + pay_sum);
-        put16(h, l.l4 + 16, c);
-    }
-    if let Some(t) = l.tunnel {
-        if t.v6 {
-            put16(h, t.l3 + 4, (seg_len - t.l3 - 40) as u16);
+
+    /// The transport's IP protocol number.
+    #[inline]
+    pub fn proto(&self) -> u8 {
+        if self.udp {
+            ipv4::PROTO_UDP
         } else {
-            put16(h, t.l3 + 2, (seg_len - t.l3) as u16);
-            put16(h, t.l3 + 10, 0);
-            let ihl = usize::from(h[t.l3] & 0x0f) * 4;
-            let c = checksum::checksum(&h[t.l3..t.l3 + ihl]);
-            put16(h, t.l3 + 10, c);
-        }
-        let udp_len = seg_len - t.udp;
-        put16(h, t.udp + 4, udp_len as u16);
-        if t.v6 && udp6_csum {
-            put16(h, t.udp + 6, 0);
-            let p = pseudo(h, t.l3, true, PROTO_UDP, udp_len);
-            // UDP + VXLAN + Ethernet (30) + inner IP and TCP or UDP headers
-            // (multiples of 4): even, so the payload's sum continues it.
-            let mut c = !checksum::fold(p + checksum::sum(&h[t.udp..]) + pay_sum);
-            if c == 0 {
-                c = 0xffff;
-            }
-            put16(h, t.udp + 6, c);
+            ipv4::PROTO_TCP
         }
     }
-    chunk
+
+    /// Where the transport checksum field is, from the transport header.
+    #[inline]
+    pub fn csum_offset(&self) -> usize {
+        if self.udp {
+            udp::fields::CHECKSUM
+        } else {
+            tcp::fields::CHECKSUM
+        }
+    }
+
+    /// The value a `CHECKSUM_PARTIAL` transport checksum field of frame `f`
+    /// (parsed as `self`) holds: the folded pseudo-header sum for the whole
+    /// super-packet, which the kernel completes per segment.
+    pub fn partial_checksum(&self, f: &[u8]) -> u16 {
+        checksum::fold(pseudo_sum(
+            &f[self.l3..],
+            self.v6,
+            self.proto(),
+            self.len - self.l4,
+        ))
+    }
 }
 
-/// The folded pseudo-header sum of the IP header at `l3` for an upper-layer
-/// length `len`.
-fn pseudo(h: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u32 {
+/// The pseudo-header sum (unfolded) of the IP header at the start of `ip`
+/// (IPv6 when `v6`) for transport `proto` and `len` bytes of transport
+/// header and payload.
+#[inline]
+pub(crate) fn pseudo_sum(ip: &[u8], v6: bool, proto: u8, len: usize) -> u32 {
     if v6 {
-        let s: [u8; 16] = h[l3 + 8..l3 + 24].try_into().unwrap_or_default();
-        let d: [u8; 16] = h[l3 + 24..l3 + 40].try_into().unwrap_or_default();
-        checksum::pseudo_v6(s.into(), d.into(), proto, len as u32)
+        let h = ipv6::Packet::new_unchecked(ip);
+        checksum::pseudo_v6(h.src(), h.dst(), proto, len as u32)
     } else {
-        let s: [u8; 4] = h[l3 + 12..l3 + 16].try_into().unwrap_or_default();
-        let d: [u8; 4] = h[l3 + 16..l3 + 20].try_into().unwrap_or_default();
-        checksum::pseudo_v4(s.into(), d.into(), proto, len as u16)
+        let h = ipv4::Packet::new_unchecked(ip);
+        checksum::pseudo_v4(h.src(), h.dst(), proto, len as u16)
     }
 }
-
-/// Where the transport checksum field is, from the transport header.
-pub fn l4_csum_offset(l: &Layout) -> usize {
-    if l.udp {
-        6
-    } else {
-        16
-    }
-}
-
-/// The value a `CHECKSUM_PARTIAL` transport checksum field holds (virtio-net
-/// `F_NEEDS_CSUM`): the folded pseudo-header sum for the whole super-packet,
-/// which the kernel completes per segment.
-pub fn partial_l4_checksum(f: &[u8], l: &Layout) -> u16 {
-    let proto = if l.udp { PROTO_UDP } else { PROTO_TCP };
-    checksum::fold(pseudo(f, l.l3, l.v6, proto, l.len - l.l4))
-}
-
-#[cfg(test)]
-#[path = "tso_tests.rs"]
-pub(crate) mod tests;

@@ -35,30 +35,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tun_rs::VirtioNetHdr;
 
-use super::gro::MAX_GRO_SEGS;
 use super::tun::TunStats;
-use super::tun_offload::{
-    complete_checksum, gro_queue, whole_tso, whole_write, GroTx, GsoRx, F_NEEDS_CSUM, GRO_FRAMES,
-    GSO_NONE, VNET_HDR_LEN,
+use super::{sys, Batch, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
+use crate::offload::coalesce::{gro_queue, GroTx, GRO_FRAMES, MAX_GRO_SEGS};
+use crate::offload::vnet::{
+    complete_checksum, shift_header, whole_tso, whole_write, GsoRx, F_NEEDS_CSUM, GSO_NONE,
+    VNET_HDR_LEN,
 };
-use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
+use crate::offload::Layout;
 
-const ETH_LEN: usize = 14;
+const ETH_LEN: usize = crate::wire::ethernet::HEADER_LEN;
 const ETH_P_ALL: u16 = 0x0003;
-
-/// Moves the offsets of a virtio-net header by `delta` bytes (the Ethernet
-/// header): `None` when that would put them before the start.
-pub fn shift_header(hdr: &VirtioNetHdr, delta: i32) -> Option<VirtioNetHdr> {
-    let mv = |v: u16| -> Option<u16> { u16::try_from(i32::from(v) + delta).ok() };
-    let mut h = *hdr;
-    if hdr.flags & F_NEEDS_CSUM != 0 {
-        h.csum_start = mv(hdr.csum_start)?;
-    }
-    if hdr.gso_type != GSO_NONE {
-        h.hdr_len = mv(hdr.hdr_len)?;
-    }
-    Some(h)
-}
 
 /// The Ethernet header the router puts in front of a packet it delivers:
 /// to the container's MAC, from the router's, with the IP version's type.
@@ -118,17 +105,14 @@ impl PacketPort {
         fanout: Option<u16>,
     ) -> io::Result<Self> {
         let ifindex = sys::ifindex(name)?;
-        // SAFETY: plain socket(2); the result is checked before use.
-        let raw = unsafe {
+        // SAFETY: plain socket(2): no memory of ours is passed.
+        let raw = sys::cvt(unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                 i32::from(ETH_P_ALL.to_be()),
             )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Before bind, so that no frame arrives without its header.
@@ -147,16 +131,13 @@ impl PacketPort {
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: `sll` is a valid sockaddr_ll and its exact size is passed.
-        let r = unsafe {
+        sys::cvt(unsafe {
             libc::bind(
                 fd.as_raw_fd(),
                 (&sll as *const libc::sockaddr_ll).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         if let Some(id) = fanout {
             let v = i32::from(id) | ((libc::PACKET_FANOUT_HASH as i32) << 16);
             sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, v)?;
@@ -193,12 +174,13 @@ impl PacketPort {
         msg.msg_iovlen = iov.len();
         // SAFETY: the iovecs point into buffers borrowed mutably for the
         // call; the kernel writes at most their lengths.
-        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if sys::is_transient(&e) { Ok(0) } else { Err(e) };
-        }
-        let n = n as usize;
+        let n = match sys::cvt_r(|| unsafe {
+            libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT)
+        }) {
+            Ok(n) => n as usize,
+            Err(e) if sys::is_transient(&e) => return Ok(0),
+            Err(e) => return Err(e),
+        };
         if msg.msg_flags & libc::MSG_TRUNC != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -238,28 +220,25 @@ impl PacketPort {
                 // SAFETY: `left` holds `left.len()` initialised headers whose
                 // iovecs point into `hdr`, `iov` and the caller's frames, all
                 // alive for the call; the kernel writes only `msg_len`.
-                let r = unsafe {
+                let r = sys::cvt_r(|| unsafe {
                     libc::sendmmsg(
                         self.fd.as_raw_fd(),
                         left.as_mut_ptr(),
                         left.len() as libc::c_uint,
                         libc::MSG_DONTWAIT,
                     )
-                };
-                if r > 0 {
-                    done += r as usize;
-                    continue;
-                }
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    io::ErrorKind::WouldBlock => {
+                });
+                match r {
+                    Ok(sent) if sent > 0 => done += sent as usize,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.stats.tx_dropped += (chunk.len() - done) as u64;
                         break;
                     }
                     // The first frame was refused (EINVAL, EMSGSIZE, the
-                    // device going down): count it, go on with the rest.
-                    _ => {
+                    // device going down; or none sent, which the kernel
+                    // does not do for a non-empty vector): count it, go on
+                    // with the rest.
+                    Ok(_) | Err(_) => {
                         self.stats.tx_errors += 1;
                         done += 1;
                     }
@@ -284,16 +263,13 @@ impl PacketPort {
         msg.msg_iovlen = iov.len();
         // SAFETY: the iovec points into the packet's buffer, borrowed
         // mutably for the call; the kernel writes at most its length.
-        let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return if sys::is_transient(&e) {
-                Ok(None)
-            } else {
-                Err(e)
-            };
-        }
-        let got = r as usize;
+        let got = match sys::cvt_r(|| unsafe {
+            libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT)
+        }) {
+            Ok(r) => r as usize,
+            Err(e) if sys::is_transient(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let Some(len) = got.checked_sub(VNET_HDR_LEN + ETH_LEN) else {
             self.stats.rx_errors += 1;
             return Ok(Some(false));
@@ -339,7 +315,7 @@ impl PacketPort {
             self.stats.rx_whole += 1;
             return Ok(Some(true));
         }
-        // Split as before: the IP part goes to the splitter behind its
+        // Split here: the IP part goes to the splitter behind its
         // header, the Ethernet header is kept for its segments.
         self.pending_eth.copy_from_slice(&frame[..ETH_LEN]);
         let buf = self.rx.read_buf();
@@ -399,17 +375,10 @@ impl PacketSender<'_> {
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = parts.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = parts.len();
-        loop {
-            // SAFETY: the iovecs point into slices borrowed for the call.
-            let r = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        // SAFETY: the iovecs point into slices borrowed for the call; the
+        // kernel only reads through them.
+        sys::cvt_r(|| unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })?;
+        Ok(())
     }
 }
 
@@ -579,13 +548,14 @@ impl Port for PacketPort {
         true
     }
 
-    fn tx_gso(&mut self, frame: &[u8], gso: Gso) -> io::Result<bool> {
+    fn tx_gso(&mut self, frame: &[u8], layout: &Layout) -> io::Result<bool> {
+        let gso = layout.gso();
         let eth = eth_header(
             self.container_mac,
             self.router_mac,
             frame.get(ETH_LEN..).unwrap_or(&[]),
         );
-        let Some(w) = whole_write(frame, gso, Some(eth)) else {
+        let Some(w) = whole_write(frame, layout, Some(eth)) else {
             self.stats.tx_errors += u64::from(gso.segs.max(1));
             return Ok(true);
         };
@@ -610,7 +580,7 @@ impl Port for PacketPort {
         let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
         // SAFETY: the kernel writes at most `len` bytes into `st`.
-        let r = unsafe {
+        let r = sys::cvt(unsafe {
             libc::getsockopt(
                 self.fd.as_raw_fd(),
                 libc::SOL_PACKET,
@@ -618,8 +588,8 @@ impl Port for PacketPort {
                 (&mut st as *mut libc::tpacket_stats).cast(),
                 &mut len,
             )
-        };
-        if r == 0 {
+        });
+        if r.is_ok() {
             self.kernel_drops
                 .set(self.kernel_drops.get() + u64::from(st.tp_drops));
         }
@@ -630,56 +600,6 @@ impl Port for PacketPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tun_rs::VIRTIO_NET_HDR_GSO_TCPV4;
-
-    fn fields(h: &VirtioNetHdr) -> (u8, u8, u16, u16, u16, u16) {
-        (
-            h.flags,
-            h.gso_type,
-            h.hdr_len,
-            h.gso_size,
-            h.csum_start,
-            h.csum_offset,
-        )
-    }
-
-    fn hdr(flags: u8, gso_type: u8, hdr_len: u16, csum_start: u16) -> VirtioNetHdr {
-        VirtioNetHdr {
-            flags,
-            gso_type,
-            hdr_len,
-            gso_size: 1398,
-            csum_start,
-            csum_offset: 16,
-        }
-    }
-
-    #[test]
-    fn header_offsets_move_by_the_ethernet_header_and_back() {
-        let on_wire = hdr(F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 14 + 52, 14 + 20);
-        let ip = shift_header(&on_wire, -14).unwrap();
-        assert_eq!((ip.hdr_len, ip.csum_start), (52, 20));
-        assert_eq!((ip.gso_size, ip.csum_offset), (1398, 16));
-        assert_eq!(fields(&shift_header(&ip, 14).unwrap()), fields(&on_wire));
-    }
-
-    #[test]
-    fn header_fields_not_in_use_are_left_alone() {
-        // No checksum flag: csum_start means nothing and is not moved; no
-        // GSO: neither is hdr_len.
-        let plain = hdr(0, GSO_NONE, 3, 5);
-        assert_eq!(fields(&shift_header(&plain, -14).unwrap()), fields(&plain));
-    }
-
-    #[test]
-    fn offsets_before_the_frame_are_refused() {
-        let bad = hdr(F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 66, 10);
-        assert!(shift_header(&bad, -14).is_none());
-        let bad = hdr(0, VIRTIO_NET_HDR_GSO_TCPV4, 10, 0);
-        assert!(shift_header(&bad, -14).is_none());
-        let huge = hdr(F_NEEDS_CSUM, GSO_NONE, 0, u16::MAX);
-        assert!(shift_header(&huge, 14).is_none());
-    }
 
     #[test]
     fn delivered_frames_get_the_family_ethertype() {

@@ -36,28 +36,30 @@
 //!   or invalid (empty or over 64 KiB, never written).
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 
 use tun_rs::{
     VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
 };
 
-use super::{sys, MAX_FRAME};
-use crate::wire::checksum;
+use super::layout::pseudo_sum;
+use super::outer::{synth_headers, MIN_VXLAN};
+use super::vnet::F_NEEDS_CSUM;
+use super::{Gso, MAX_SUPER_L3};
+use crate::port::{sys, Packet, BATCH_SIZE, MAX_FRAME};
+use crate::wire::tcp::{FLAG_ACK, FLAG_PSH};
+use crate::wire::{checksum, ipv4, ipv6, tcp, udp};
 
 /// Largest super-packet [`GroTx`] builds: the IPv4 total length limit.
 pub const MAX_GRO_PACKET: usize = 65535;
 
 /// Frames [`GroTx`] collects before it must be flushed: two bursts of the
 /// uplink, so one worker round coalesces.
-pub const GRO_FRAMES: usize = 2 * super::BATCH_SIZE;
+pub const GRO_FRAMES: usize = 2 * BATCH_SIZE;
 
 /// Segments per super-packet (the kernel's GRO stops at 64 too).
 pub const MAX_GRO_SEGS: usize = 64;
 
-/// `virtio_net_hdr.flags`: the transport checksum is partial.
-const F_NEEDS_CSUM: u8 = 1;
-pub(crate) const TCP_ACK: u8 = 0x10;
-pub(crate) const TCP_PSH: u8 = 0x08;
 /// No next frame in a group's chain.
 const END: u32 = u32::MAX;
 
@@ -148,15 +150,17 @@ impl Tcp {
 fn plain_ip(f: &[u8], proto: u8) -> Option<(bool, usize)> {
     match f.first()? >> 4 {
         4 => {
-            let h = f.get(..20)?;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
-            (h[0] == 0x45 && h[9] == proto && total == f.len() && frag == 0).then_some((false, 20))
+            let ip = ipv4::Packet::new_unchecked(f.get(..ipv4::MIN_HEADER_LEN)?);
+            (ip.header_len() == ipv4::MIN_HEADER_LEN
+                && ip.protocol() == proto
+                && usize::from(ip.total_len()) == f.len()
+                && !ip.is_fragment())
+            .then_some((false, ipv4::MIN_HEADER_LEN))
         }
         6 => {
-            let h = f.get(..40)?;
-            let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            (h[6] == proto && 40 + plen == f.len()).then_some((true, 40))
+            let ip = ipv6::Packet::new_unchecked(f.get(..ipv6::HEADER_LEN)?);
+            (ip.next_header() == proto && ip.total_len() == f.len())
+                .then_some((true, ipv6::HEADER_LEN))
         }
         _ => None,
     }
@@ -166,18 +170,14 @@ fn plain_ip(f: &[u8], proto: u8) -> Option<(bool, usize)> {
 /// with a 20-byte header and no fragmentation, or IPv6 with TCP as the next
 /// header; lengths must match the frame exactly (no padding, no truncation).
 pub(crate) fn parse(f: &[u8]) -> Option<Tcp> {
-    let (v6, l4) = plain_ip(f, 6)?;
-    let t = f.get(l4..l4 + 20)?;
-    let thl = usize::from(t[12] >> 4) * 4;
-    if thl < 20 || l4 + thl > f.len() {
-        return None;
-    }
+    let (v6, l4) = plain_ip(f, ipv4::PROTO_TCP)?;
+    let t = tcp::Packet::new_checked(&f[l4..]).ok()?;
     Some(Tcp {
         v6,
         l4,
-        hlen: l4 + thl,
-        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
-        flags: t[13],
+        hlen: l4 + t.header_len(),
+        seq: t.seq_number(),
+        flags: t.flags(),
     })
 }
 
@@ -211,15 +211,19 @@ pub(crate) fn headers_match(a: &[u8], b: &[u8], ta: &Tcp, tb: &Tcp) -> bool {
         // TOS; DF/MF and offset (checked zero); TTL.
         a[1] == b[1] && a[6..9] == b[6..9]
     };
-    let l4 = ta.l4;
-    // ACK number; data offset and reserved bits (AccECN's AE); window
-    // (the split gives every segment the first one's, so a window update
-    // must not be merged: the kernel compares the whole flag word, window
-    // included); TCP options, byte for byte (timestamps included).
+    let (x, y) = (
+        tcp::Packet::new_unchecked(&a[ta.l4..]),
+        tcp::Packet::new_unchecked(&b[tb.l4..]),
+    );
+    // ACK number; reserved bits (AccECN's AE; the data offsets are equal);
+    // window (the split gives every segment the first one's, so a window
+    // update must not be merged: the kernel compares the whole flag word,
+    // window included); TCP options, byte for byte (timestamps included).
     ip_same
-        && a[l4 + 8..l4 + 13] == b[l4 + 8..l4 + 13]
-        && a[l4 + 14..l4 + 16] == b[l4 + 14..l4 + 16]
-        && a[l4 + 20..ta.hlen] == b[l4 + 20..ta.hlen]
+        && x.ack_number() == y.ack_number()
+        && x.reserved() == y.reserved()
+        && x.window() == y.window()
+        && x.options() == y.options()
 }
 
 /// Whether IPv4 packet `b` may stand at position `pos` of a super-packet
@@ -229,32 +233,26 @@ pub(crate) fn headers_match(a: &[u8], b: &[u8], ta: &Tcp, tb: &Tcp) -> bool {
 /// (RFC 6864). IPv6 has none. Both headers are parsed; DF is compared
 /// elsewhere.
 pub(crate) fn id_follows(a: &[u8], b: &[u8], v6: bool, pos: usize) -> bool {
-    if v6 || a[6] & 0x40 != 0 {
+    if v6 {
         return true;
     }
-    let id = |p: &[u8]| u16::from_be_bytes([p[4], p[5]]);
-    id(b) == id(a).wrapping_add(pos as u16)
+    let (a, b) = (
+        ipv4::Packet::new_unchecked(a),
+        ipv4::Packet::new_unchecked(b),
+    );
+    a.dont_frag() || b.ident() == a.ident().wrapping_add(pos as u16)
 }
 
 /// Whether the TCP checksum of a parsed segment is right.
 pub(crate) fn tcp_checksum_ok(f: &[u8], t: &Tcp) -> bool {
-    l4_checksum_ok(f, t.v6, t.l4, 6)
+    l4_checksum_ok(f, t.v6, t.l4, ipv4::PROTO_TCP)
 }
 
 /// Whether the transport checksum (protocol `proto`, header at `l4`) of a
 /// parsed IP packet is right, pseudo-header included.
 fn l4_checksum_ok(f: &[u8], v6: bool, l4: usize, proto: u8) -> bool {
     let seg = &f[l4..];
-    let pseudo = if v6 {
-        let s: [u8; 16] = f[8..24].try_into().unwrap_or_default();
-        let d: [u8; 16] = f[24..40].try_into().unwrap_or_default();
-        checksum::pseudo_v6(s.into(), d.into(), proto, seg.len() as u32)
-    } else {
-        let s: [u8; 4] = f[12..16].try_into().unwrap_or_default();
-        let d: [u8; 4] = f[16..20].try_into().unwrap_or_default();
-        checksum::pseudo_v4(s.into(), d.into(), proto, seg.len() as u16)
-    };
-    checksum::fold(pseudo + checksum::sum(seg)) == 0xffff
+    checksum::fold(pseudo_sum(f, v6, proto, seg.len()) + checksum::sum(seg)) == 0xffff
 }
 
 /// A run of frames that coalesce into one TCP super-packet (see [`tcp_run`]).
@@ -307,9 +305,9 @@ pub(crate) fn tcp_run<'a>(
     // The super-packet's header is rebuilt from the first one's: a bad IPv4
     // header checksum anywhere in the run would be lost, so each is checked
     // (the kernel's GRO does the same).
-    let ip_ok = |ip: &[u8], t: &Tcp| t.v6 || checksum::fold(checksum::sum(&ip[..t.l4])) == 0xffff;
+    let ip_ok = |ip: &[u8], t: &Tcp| t.v6 || ipv4::Packet::new_unchecked(ip).verify_checksum();
     // PSH on the first ends the run before it starts.
-    if size == 0 || t0.flags != TCP_ACK {
+    if size == 0 || t0.flags != FLAG_ACK {
         return Some(alone);
     }
     let mut run = Run {
@@ -335,7 +333,7 @@ pub(crate) fn tcp_run<'a>(
             && pay > 0
             && pay <= size
             && t.seq == next_seq
-            && (t.flags == TCP_ACK || t.flags == TCP_ACK | TCP_PSH)
+            && (t.flags == FLAG_ACK || t.flags == FLAG_ACK | FLAG_PSH)
             && run.bytes + pay <= max_bytes
             && same_flow(ip0, ip, t0.v6)
             && headers_match(ip0, ip, &t0, &t)
@@ -356,7 +354,7 @@ pub(crate) fn tcp_run<'a>(
         run.count += 1;
         run.bytes += pay;
         next_seq = next_seq.wrapping_add(pay as u32);
-        if t.flags & TCP_PSH != 0 {
+        if t.flags & FLAG_PSH != 0 {
             run.psh = true;
             break;
         }
@@ -374,12 +372,9 @@ pub(crate) fn tcp_run<'a>(
 /// header and no fragmentation, or IPv6 with UDP as the next header; the
 /// lengths match the frame exactly.
 fn parse_udp(f: &[u8]) -> Option<(bool, usize)> {
-    let (v6, l4) = plain_ip(f, 17)?;
-    let u = f.get(l4..l4 + 8)?;
-    if usize::from(u16::from_be_bytes([u[4], u[5]])) != f.len() - l4 || f.len() == l4 + 8 {
-        return None;
-    }
-    Some((v6, l4))
+    let (v6, l4) = plain_ip(f, ipv4::PROTO_UDP)?;
+    let u = udp::Packet::new_checked(&f[l4..]).ok()?;
+    (usize::from(u.len()) == f.len() - l4 && !u.payload().is_empty()).then_some((v6, l4))
 }
 
 /// Whether datagram `b` may follow `a` in one UDP super-packet, from the
@@ -396,7 +391,8 @@ fn same_udp_headers(a: &[u8], b: &[u8], v6: bool) -> bool {
 /// Whether a parsed datagram's UDP checksum is right; a zero one (IPv4:
 /// none sent) counts as right, as for the kernel.
 pub(crate) fn udp_checksum_ok(f: &[u8], v6: bool, l4: usize) -> bool {
-    (!v6 && f[l4 + 6..l4 + 8] == [0, 0]) || l4_checksum_ok(f, v6, l4, 17)
+    (!v6 && udp::Packet::new_unchecked(&f[l4..]).checksum() == 0)
+        || l4_checksum_ok(f, v6, l4, ipv4::PROTO_UDP)
 }
 
 /// The longest run of `frames`, from the first, that the kernel's UDP GRO
@@ -416,7 +412,8 @@ pub(crate) fn udp_run<'a>(
     let first = frames.next()?;
     let ip0 = first.get(prefix..)?;
     let (v6, l4) = parse_udp(ip0)?;
-    let hlen = l4 + 8;
+    let hlen = l4 + udp::HEADER_LEN;
+    let u0 = udp::Packet::new_unchecked(&ip0[l4..]);
     let size = ip0.len() - hlen;
     let mut run = Run {
         count: 1,
@@ -426,7 +423,7 @@ pub(crate) fn udp_run<'a>(
         psh: false,
         udp: true,
     };
-    if ip0[l4 + 6..l4 + 8] == [0, 0] {
+    if u0.checksum() == 0 {
         // The kernel's UDP GRO merges no datagram sent without a checksum
         // (the split would give each one a checksum it did not carry). Over
         // IPv6 a zero is not allowed at all (RFC 8200), yet passes the sum
@@ -434,7 +431,7 @@ pub(crate) fn udp_run<'a>(
         return Some(run);
     }
     let same_ip = |a: &[u8], b: &[u8]| same_udp_headers(a, b, v6);
-    let ip_ok = |ip: &[u8]| v6 || checksum::fold(checksum::sum(&ip[..20])) == 0xffff;
+    let ip_ok = |ip: &[u8]| v6 || ipv4::Packet::new_unchecked(ip).verify_checksum();
     let mut checked_first = false;
     for f in frames {
         if run.count >= max_segs || f.len() < prefix || f[..prefix] != first[..prefix] {
@@ -447,11 +444,12 @@ pub(crate) fn udp_run<'a>(
             break;
         }
         let pay = ip.len() - hlen;
+        let u = udp::Packet::new_unchecked(&ip[l4..]);
         let joins = pay <= size
             && run.bytes + pay <= max_bytes
             && same_ip(ip0, ip)
-            && ip0[l4..l4 + 4] == ip[l4..l4 + 4]
-            && ip[l4 + 6..l4 + 8] != [0, 0]
+            && (u.src_port(), u.dst_port()) == (u0.src_port(), u0.dst_port())
+            && u.checksum() != 0
             && id_follows(ip0, ip, v6, run.count)
             && ip_ok(ip)
             && udp_checksum_ok(ip, v6, l4);
@@ -549,7 +547,10 @@ impl GroTx {
         self.slots.push(Slot {
             start,
             len: frame.len() as u32,
-            hlen: tcp.map_or(udp.map_or(0, |(_, l4)| (l4 + 8) as u16), |t| t.hlen as u16),
+            hlen: tcp.map_or(
+                udp.map_or(0, |(_, l4)| (l4 + udp::HEADER_LEN) as u16),
+                |t| t.hlen as u16,
+            ),
             next: END,
         });
         if let Some((v6, l4)) = udp {
@@ -566,7 +567,7 @@ impl GroTx {
         };
         let pay = t.payload(frame);
         let candidate = pay > 0
-            && (t.flags == TCP_ACK || t.flags == TCP_ACK | TCP_PSH)
+            && (t.flags == FLAG_ACK || t.flags == FLAG_ACK | FLAG_PSH)
             && tcp_checksum_ok(frame, &t);
         // The open group of this flow, if any.
         let found = self.open.iter().position(|&g| {
@@ -586,7 +587,7 @@ impl GroTx {
             if joins {
                 let grp = self.link(g, idx, pay);
                 grp.next_seq = t.seq.wrapping_add(pay as u32);
-                grp.psh = t.flags & TCP_PSH != 0;
+                grp.psh = t.flags & FLAG_PSH != 0;
                 // A short segment or PSH ends what the sender sent as one.
                 let full = usize::from(grp.segs) >= MAX_GRO_SEGS;
                 if grp.psh || pay < usize::from(grp.gso) || full {
@@ -600,7 +601,7 @@ impl GroTx {
         }
         // A segment with PSH is the end of what the sender sent as one: it
         // starts no group.
-        let open = (candidate && t.flags & TCP_PSH == 0)
+        let open = (candidate && t.flags & FLAG_PSH == 0)
             .then(|| (pay as u16, t.seq.wrapping_add(pay as u32)));
         self.new_group(idx, open, t.v6, false);
         true
@@ -610,12 +611,12 @@ impl GroTx {
     /// `idx` (IP header `l4` bytes): it joins its flow's open group when the
     /// kernel's UDP GRO would merge it, by the rules of `udp_run`.
     fn push_udp(&mut self, idx: u32, v6: bool, l4: usize) {
-        let hlen = l4 + 8;
+        let hlen = l4 + udp::HEADER_LEN;
         let (pay, candidate) = {
             let f = self.frame(idx);
             // No checksum (or, over IPv6, a forbidden zero): the kernel's
             // UDP GRO would not merge it.
-            let sent_without = f[l4 + 6..l4 + 8] == [0, 0];
+            let sent_without = udp::Packet::new_unchecked(&f[l4..]).checksum() == 0;
             (f.len() - hlen, !sent_without && udp_checksum_ok(f, v6, l4))
         };
         let found = self.open.iter().position(|&g| {
@@ -703,34 +704,22 @@ impl GroTx {
         let s = self.slots[g.head as usize];
         let hlen = usize::from(s.hlen);
         let p = &mut self.arena[s.start as usize..(s.start + s.len) as usize];
-        let l4 = if g.v6 { 40 } else { 20 };
-        let proto = if g.udp { 17 } else { 6 };
-        let l4_len = g.bytes as usize - l4;
-        let pseudo = if g.v6 {
-            p[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            let src: [u8; 16] = p[8..24].try_into().unwrap_or_default();
-            let dst: [u8; 16] = p[24..40].try_into().unwrap_or_default();
-            checksum::pseudo_v6(src.into(), dst.into(), proto, l4_len as u32)
+        let bytes = g.bytes as usize;
+        let l4 = rewrite_head(p, g.v6, g.udp, g.psh, bytes);
+        let proto = if g.udp {
+            ipv4::PROTO_UDP
         } else {
-            p[2..4].copy_from_slice(&(g.bytes as u16).to_be_bytes());
-            p[10..12].fill(0);
-            let c = checksum::checksum(&p[..20]);
-            p[10..12].copy_from_slice(&c.to_be_bytes());
-            let src: [u8; 4] = p[12..16].try_into().unwrap_or_default();
-            let dst: [u8; 4] = p[16..20].try_into().unwrap_or_default();
-            checksum::pseudo_v4(src.into(), dst.into(), proto, l4_len as u16)
+            ipv4::PROTO_TCP
         };
         // CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum.
-        let partial = checksum::fold(pseudo).to_be_bytes();
-        if g.udp {
-            p[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            p[l4 + 6..l4 + 8].copy_from_slice(&partial);
+        let partial = checksum::fold(pseudo_sum(p, g.v6, proto, bytes - l4));
+        let csum_offset = if g.udp {
+            udp::Packet::new_unchecked(&mut p[l4..]).set_checksum(partial);
+            udp::fields::CHECKSUM
         } else {
-            if g.psh {
-                p[l4 + 13] |= TCP_PSH;
-            }
-            p[l4 + 16..l4 + 18].copy_from_slice(&partial);
-        }
+            tcp::Packet::new_unchecked(&mut p[l4..]).set_checksum(partial);
+            tcp::fields::CHECKSUM
+        };
         VirtioNetHdr {
             flags: F_NEEDS_CSUM,
             gso_type: match (g.udp, g.v6) {
@@ -741,7 +730,7 @@ impl GroTx {
             hdr_len: hlen as u16,
             gso_size: g.gso,
             csum_start: l4 as u16,
-            csum_offset: if g.udp { 6 } else { 16 },
+            csum_offset: csum_offset as u16,
         }
     }
 
@@ -805,3 +794,139 @@ impl GroTx {
         out
     }
 }
+
+/// Which coalescing queue an IP packet goes to: `Some(true)` for UDP,
+/// `Some(false)` for TCP, by the protocol in the IP header alone, so that
+/// every frame of a flow goes the same way (what [`GroTx`] cannot parse,
+/// IPv4 options or a fragment, is written alone in its place); `None` for
+/// anything else, which is written at once, after whatever a queue holds
+/// between the same two hosts ([`GroTx::holds_pair`]).
+pub fn gro_queue(frame: &[u8]) -> Option<bool> {
+    match transport(frame)? {
+        ipv4::PROTO_UDP => Some(true),
+        ipv4::PROTO_TCP => Some(false),
+        _ => None,
+    }
+}
+
+/// Builds in `out` the frame the pipeline sees for a coalesced run of
+/// VXLAN datagrams carrying TCP or UDP (`datagrams`, as `gro::tcp_run` or
+/// `gro::udp_run` found them): the synthesised outer headers, the first
+/// datagram whole, then every other one's payload, with the inner IP (and
+/// UDP) length and IPv4 header checksum of the whole, and PSH if the last
+/// TCP segment had it. Returns the frame length;
+/// `None` when `out` is too small (the caller falls back to one frame per
+/// datagram).
+fn build_super<'a>(
+    out: &mut [u8],
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    run: &Run,
+    mut datagrams: impl Iterator<Item = &'a [u8]>,
+) -> Option<usize> {
+    let first = datagrams.next()?;
+    let inner = MIN_VXLAN;
+    let h = synth_headers(out, mac, src, dst, inner + run.bytes)?;
+    let total = h + inner + run.bytes;
+    out[h..h + first.len()].copy_from_slice(first);
+    let mut at = h + first.len();
+    let pay_off = inner + run.hlen;
+    for d in datagrams.take(run.count - 1) {
+        let p = d.get(pay_off..)?;
+        out.get_mut(at..at + p.len())?.copy_from_slice(p);
+        at += p.len();
+    }
+    if at != total {
+        return None;
+    }
+    let ip = &mut out[h + inner..total];
+    let v6 = ip[0] >> 4 == 6;
+    rewrite_head(ip, v6, run.udp, run.psh, run.bytes);
+    Some(total)
+}
+
+/// Rewrites the headers of the first segment of a coalesced run, `ip` (a
+/// plain IP header as `plain_ip` takes it, then TCP or, with `udp`, UDP),
+/// into those of the super-packet of `bytes` IP bytes: the IP length and
+/// IPv4 header checksum, the UDP length, PSH when the run's last TCP
+/// segment had it. The transport checksum is left to the caller. Returns
+/// the transport header offset.
+fn rewrite_head(ip: &mut [u8], v6: bool, udp: bool, psh: bool, bytes: usize) -> usize {
+    let l4 = if v6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::MIN_HEADER_LEN
+    };
+    if v6 {
+        ipv6::Packet::new_unchecked(&mut *ip).set_payload_len((bytes - l4) as u16);
+    } else {
+        let mut h = ipv4::Packet::new_unchecked(&mut *ip);
+        h.set_total_len(bytes as u16);
+        h.fill_checksum();
+    }
+    if udp {
+        udp::Packet::new_unchecked(&mut ip[l4..]).set_len((bytes - l4) as u16);
+    } else if psh {
+        let mut t = tcp::Packet::new_unchecked(&mut ip[l4..]);
+        t.set_flags(t.flags() | FLAG_PSH);
+    }
+    l4
+}
+
+/// The transport protocol of an IP packet (IPv6: the first next header),
+/// `None` when it is too short for its IP header or neither IPv4 nor IPv6.
+fn transport(ip: &[u8]) -> Option<u8> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= ipv4::MIN_HEADER_LEN => {
+            Some(ipv4::Packet::new_unchecked(ip).protocol())
+        }
+        Some(6) if ip.len() >= ipv6::HEADER_LEN => {
+            Some(ipv6::Packet::new_unchecked(ip).next_header())
+        }
+        _ => None,
+    }
+}
+
+/// The run of VXLAN datagrams from the first that coalesces, by the rules
+/// of the first one's inner transport (TCP or UDP); `None` for anything
+/// else.
+fn find_run<'a>(datagrams: impl Iterator<Item = &'a [u8]> + Clone) -> Option<Run> {
+    let first = datagrams.clone().next()?;
+    match transport(first.get(MIN_VXLAN..)?)? {
+        ipv4::PROTO_TCP => tcp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_GRO_SEGS),
+        ipv4::PROTO_UDP => udp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_GRO_SEGS),
+        _ => None,
+    }
+}
+
+/// Coalesces the datagrams at the start of `train` (a GRO read from `src`
+/// to `dst`: datagrams `stride` bytes apart, the last may be shorter) into
+/// one super-packet in `pkt`, when at least two of them form a run the
+/// kernel's GRO would merge and `pkt`'s buffer can hold super-packets.
+/// Returns how many datagrams it took; `None` leaves `pkt` alone (the
+/// caller hands the first datagram on by itself).
+pub fn coalesce_into(
+    pkt: &mut Packet,
+    mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    train: &[u8],
+    stride: usize,
+) -> Option<usize> {
+    if stride == 0 || !pkt.is_super_capable() {
+        return None;
+    }
+    let run = find_run(train.chunks(stride))?;
+    if run.count < 2 {
+        return None;
+    }
+    let len = build_super(pkt.super_area()?, mac, src, dst, &run, train.chunks(stride))?;
+    pkt.set_received_super(len, Gso::for_payload(run.size as u16, run.bytes - run.hlen));
+    pkt.ts_nanos = 0;
+    Some(run.count)
+}
+
+#[cfg(test)]
+#[path = "coalesce_tests.rs"]
+mod tests;

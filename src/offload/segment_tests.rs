@@ -12,7 +12,10 @@ use tun_rs::{
 };
 
 use super::*;
+use crate::offload::layout::{Encap, Gso, MAX_SUPER_L3};
 use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6, sum};
+use crate::wire::field::get_u16 as be16;
+use crate::wire::tcp;
 
 const SRC4: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 2);
 const DST4: Ipv4Addr = Ipv4Addr::new(198, 19, 2, 2);
@@ -217,10 +220,6 @@ fn reference(ip: &[u8], size: u16) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
 /// Checks a tunnelled segment's outer headers and returns its inner packet.
 fn check_outer(s: &[u8], outer_v6: bool, udp6_csum: bool) -> Vec<u8> {
     let olen = if outer_v6 { 40 } else { 20 };
@@ -317,7 +316,13 @@ fn plain_super_packets_segment_as_tun_rs_does() {
             (536 * 122 + 7, 536),
             (1, 100),
         ] {
-            let ip = super_ip(v6, if v6 { 0 } else { 8 }, 12, 0x18 | TCP_CWR, &data(n));
+            let ip = super_ip(
+                v6,
+                if v6 { 0 } else { 8 },
+                12,
+                0x18 | tcp::FLAG_CWR,
+                &data(n),
+            );
             let ours = segments(&ip, false, size, false);
             let theirs = reference(&ip, size);
             assert_eq!(ours.len(), theirs.len());
@@ -488,7 +493,7 @@ fn partial_checksum_completes_to_the_real_one_for_one_segment() {
     )
     .unwrap();
     let mut p = ip.clone();
-    p[l.l4 + 16..l.l4 + 18].copy_from_slice(&partial_l4_checksum(&ip, &l).to_be_bytes());
+    p[l.l4 + 16..l.l4 + 18].copy_from_slice(&l.partial_checksum(&ip).to_be_bytes());
     // Completing CHECKSUM_PARTIAL: the complement of the sum from csum_start.
     let c = !fold(sum(&p[l.l4..]));
     p[l.l4 + 16..l.l4 + 18].copy_from_slice(&c.to_be_bytes());

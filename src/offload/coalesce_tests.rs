@@ -1,402 +1,18 @@
-//! Tests of the TUN offload helpers: super-packets built here by hand (the
-//! layout the kernel hands a TUN reader), split, carried over between
-//! batches, coalesced again and checked against the original byte stream.
+//! Tests of the coalescer: rounds of segments and datagrams built here by
+//! hand, coalesced into super-packets, split again by the virtio-net
+//! splitter as the container's kernel would, and checked against what was
+//! pushed.
 
 use std::io::{self, IoSlice};
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
 use super::*;
+use crate::offload::vnet::tests::*;
+use crate::offload::vnet::{GsoRx, GSO_NONE, VNET_HDR_LEN};
 use crate::port::{Batch, MAX_FRAME};
-use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6, sum};
-
-const SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
-
-const ACK: u8 = 0x10;
-
-fn payload(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
-}
-
-/// An IPv4/TCP packet (20-byte IP header, `opts` bytes of TCP options), both
-/// checksums complete.
-fn tcp4(id: u16, seq: u32, flags: u8, opts: usize, data: &[u8]) -> Vec<u8> {
-    let thl = 20 + opts;
-    let total = 20 + thl + data.len();
-    let mut p = vec![0u8; total];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p[4..6].copy_from_slice(&id.to_be_bytes());
-    p[6] = 0x40; // DF
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&SRC4.octets());
-    p[16..20].copy_from_slice(&DST4.octets());
-    let c = !fold(sum(&p[..20]));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let t = &mut p[20..];
-    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&5201u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&7u32.to_be_bytes());
-    t[12] = ((thl / 4) as u8) << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&512u16.to_be_bytes());
-    for (i, b) in t[20..thl].iter_mut().enumerate() {
-        *b = if i % 4 == 0 { 1 } else { 0x5a }; // NOPs and junk, same in every segment
-    }
-    t[thl..].copy_from_slice(data);
-    let l4 = (thl + data.len()) as u16;
-    let c = !fold(pseudo_v4(SRC4, DST4, 6, l4) + sum(t));
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
-/// An IPv6/UDP packet with a complete checksum.
-fn udp6(data: &[u8]) -> Vec<u8> {
-    let l4 = 8 + data.len();
-    let mut p = vec![0u8; 40 + l4];
-    p[0] = 0x60;
-    p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
-    p[6] = 17;
-    p[7] = 64;
-    p[8..24].copy_from_slice(&SRC6.octets());
-    p[24..40].copy_from_slice(&DST6.octets());
-    let u = &mut p[40..];
-    u[0..2].copy_from_slice(&5000u16.to_be_bytes());
-    u[2..4].copy_from_slice(&6000u16.to_be_bytes());
-    u[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
-    u[8..].copy_from_slice(data);
-    let mut c = !fold(pseudo_v6(SRC6, DST6, 17, l4 as u32) + sum(u));
-    if c == 0 {
-        c = 0xffff;
-    }
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
-/// An IPv4/UDP packet with a complete checksum.
-fn udp4(sport: u16, data: &[u8]) -> Vec<u8> {
-    let l4 = 8 + data.len();
-    let mut p = vec![0u8; 20 + l4];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&((20 + l4) as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&SRC4.octets());
-    p[16..20].copy_from_slice(&DST4.octets());
-    let c = !fold(sum(&p[..20]));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let u = &mut p[20..];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&6000u16.to_be_bytes());
-    u[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
-    u[8..].copy_from_slice(data);
-    let mut c = !fold(pseudo_v4(SRC4, DST4, 17, l4 as u16) + sum(u));
-    if c == 0 {
-        c = 0xffff;
-    }
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    p
-}
-
-/// The TSO header the kernel writes before a TCP super-packet.
-fn tso_hdr(v6: bool, gso: u16, l4: u16, thl: u16, ecn: bool) -> VirtioNetHdr {
-    VirtioNetHdr {
-        flags: F_NEEDS_CSUM,
-        gso_type: if v6 {
-            VIRTIO_NET_HDR_GSO_TCPV6
-        } else {
-            VIRTIO_NET_HDR_GSO_TCPV4
-        } | if ecn { GSO_ECN } else { 0 },
-        hdr_len: l4 + thl,
-        gso_size: gso,
-        csum_start: l4,
-        csum_offset: 16,
-    }
-}
-
-/// Checks one IPv4/TCP segment fully and returns (id, seq, flags, payload).
-fn check_tcp4(p: &[u8]) -> (u16, u32, u8, Vec<u8>) {
-    assert_eq!(p[0], 0x45);
-    assert_eq!(usize::from(be16(p, 2)), p.len(), "IPv4 total length");
-    assert_eq!(fold(sum(&p[..20])), 0xffff, "IPv4 header checksum");
-    let t = &p[20..];
-    assert_eq!(
-        fold(pseudo_v4(SRC4, DST4, 6, t.len() as u16) + sum(t)),
-        0xffff,
-        "TCP checksum"
-    );
-    let thl = usize::from(t[12] >> 4) * 4;
-    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-    (be16(p, 4), seq, t[13], t[thl..].to_vec())
-}
-
-/// Loads `pkt` (a super-packet described by `hdr`) the way the TUN port
-/// does: read behind its header into the read buffer.
-fn load(rx: &mut GsoRx, hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Result<usize, GsoError> {
-    let buf = rx.read_buf();
-    hdr.encode(buf).unwrap();
-    buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
-    assert_eq!(rx.packet(pkt.len()), pkt);
-    let h = rx.header();
-    rx.load(&h, pkt.len(), mtu)
-}
-
-#[test]
-fn small_gso_size_is_carried_over_batches_in_order() {
-    // 64 KiB at MSS 536 with 12 bytes of options: 121 segments, more than
-    // a batch, and a short last one.
-    let data = payload(120 * 536 + 100);
-    let sup = tcp4(
-        1000,
-        0xffff_fe00,
-        ACK | TCP_FLAG_PSH | TCP_FLAG_FIN,
-        12,
-        &data,
-    );
-    let mut rx = GsoRx::new(MAX_FRAME);
-    let n = load(&mut rx, &tso_hdr(false, 536, 20, 32, false), &sup, 1400).unwrap();
-    assert_eq!(n, 121);
-
-    let mut batch = Batch::new();
-    let mut got = Vec::new();
-    // First burst: 10 slots already used by ordinary packets.
-    let k = rx.emit(&mut batch.slots_mut()[10..]).unwrap();
-    assert_eq!(k, 54);
-    assert_eq!(rx.pending_segments(), 121 - 54);
-    for p in &batch.slots_mut()[10..10 + k] {
-        got.push(check_tcp4(p.data()));
-        assert_eq!(p.headroom(), crate::port::HEADROOM);
-    }
-    while rx.has_pending() {
-        let k = rx.emit(batch.slots_mut()).unwrap();
-        assert!(k > 0 && k <= BATCH_SIZE);
-        for p in &batch.slots_mut()[..k] {
-            got.push(check_tcp4(p.data()));
-        }
-    }
-    assert_eq!(rx.emit(batch.slots_mut()).unwrap(), 0);
-    assert_eq!(got.len(), 121);
-    let mut stream = Vec::new();
-    for (i, (id, seq, flags, pl)) in got.iter().enumerate() {
-        assert_eq!(*id, 1000 + i as u16, "IPv4 ID run");
-        assert_eq!(
-            *seq,
-            0xffff_fe00u32.wrapping_add(536 * i as u32),
-            "sequence"
-        );
-        let last = i == 120;
-        assert_eq!(*flags & (TCP_FLAG_PSH | TCP_FLAG_FIN) != 0, last, "PSH/FIN");
-        assert_eq!(*flags & ACK, ACK);
-        assert_eq!(pl.len(), if last { 100 } else { 536 });
-        stream.extend_from_slice(pl);
-    }
-    assert_eq!(stream, data, "payload intact and in order");
-}
-
-#[test]
-fn cwr_stays_on_the_first_segment_across_chunks() {
-    let data = payload(60 * 1000);
-    let sup = tcp4(1, 1, ACK | TCP_FLAG_CWR, 0, &data);
-    let mut rx = GsoRx::new(MAX_FRAME);
-    load(&mut rx, &tso_hdr(false, 1000, 20, 20, true), &sup, 1500).unwrap();
-    let mut batch = Batch::new();
-    let mut flags = Vec::new();
-    while rx.has_pending() {
-        let k = rx.emit(&mut batch.slots_mut()[..40]).unwrap();
-        flags.extend(
-            batch.slots_mut()[..k]
-                .iter()
-                .map(|p| check_tcp4(p.data()).2),
-        );
-    }
-    assert_eq!(flags.len(), 60);
-    assert_eq!(flags[0], ACK | TCP_FLAG_CWR);
-    assert!(flags[1..].iter().all(|&f| f == ACK));
-}
-
-#[test]
-fn uso_super_packet_splits_into_udp_datagrams() {
-    let data = payload(5 * 1200 + 7);
-    let sup = udp6(&data);
-    let hdr = VirtioNetHdr {
-        flags: F_NEEDS_CSUM,
-        gso_type: VIRTIO_NET_HDR_GSO_UDP_L4,
-        hdr_len: 48,
-        gso_size: 1200,
-        csum_start: 40,
-        csum_offset: 6,
-    };
-    let mut rx = GsoRx::new(MAX_FRAME);
-    assert_eq!(load(&mut rx, &hdr, &sup, 1280).unwrap(), 6);
-    let mut batch = Batch::new();
-    let k = rx.emit(&mut batch.slots_mut()[..4]).unwrap();
-    let k2 = rx.emit(batch.slots_mut()[4..].as_mut()).unwrap();
-    assert_eq!((k, k2), (4, 2));
-    let mut stream = Vec::new();
-    for p in &batch.slots_mut()[..6] {
-        let d = p.data();
-        assert_eq!(usize::from(be16(d, 4)), d.len() - 40, "IPv6 payload length");
-        let u = &d[40..];
-        assert_eq!(usize::from(be16(u, 4)), u.len(), "UDP length");
-        assert_eq!(
-            fold(pseudo_v6(SRC6, DST6, 17, u.len() as u32) + sum(u)),
-            0xffff,
-            "UDP checksum"
-        );
-        stream.extend_from_slice(&u[8..]);
-    }
-    assert_eq!(stream, data);
-}
-
-#[test]
-fn bad_super_packets_are_refused_whole() {
-    let sup = tcp4(1, 1, ACK, 0, &payload(3000));
-    let good = tso_hdr(false, 1000, 20, 20, false);
-    let mut rx = GsoRx::new(MAX_FRAME);
-    // Segments of 1040 bytes do not fit a 1000-byte MTU.
-    assert_eq!(
-        load(&mut rx, &good, &sup, 1000),
-        Err(GsoError::Oversize(1040, 1000))
-    );
-    assert!(!rx.has_pending());
-    let cases = [
-        VirtioNetHdr {
-            gso_type: VIRTIO_NET_HDR_GSO_TCPV6,
-            ..good
-        },
-        VirtioNetHdr {
-            gso_size: 0,
-            ..good
-        },
-        VirtioNetHdr {
-            csum_offset: 6,
-            ..good
-        },
-        VirtioNetHdr {
-            csum_start: 24,
-            ..good
-        },
-        VirtioNetHdr {
-            csum_start: 9000,
-            ..good
-        },
-        VirtioNetHdr {
-            gso_type: 3, // UFO: never enabled, not splittable
-            ..good
-        },
-    ];
-    for h in cases {
-        assert!(
-            matches!(load(&mut rx, &h, &sup, 1500), Err(GsoError::Malformed(_))),
-            "{h:?}"
-        );
-        assert!(!rx.has_pending());
-    }
-    // Headers only, no payload.
-    let bare = tcp4(1, 1, ACK, 0, &[]);
-    assert!(load(&mut rx, &good, &bare, 1500).is_err());
-    // A read that filled the whole buffer may be cut.
-    assert_eq!(
-        rx.load(&good, rx.capacity() + 1, 1500),
-        Err(GsoError::Truncated)
-    );
-    // A hostile TCP data offset below 5 words.
-    let mut odd = sup.clone();
-    odd[32] = 0x40;
-    assert!(load(&mut rx, &good, &odd, 1500).is_err());
-}
-
-/// What the kernel hands over as a TCP super-packet stays whole exactly
-/// when splitting it would have worked too: the same header checks, the
-/// MTU, and the length limit for encapsulation (anything else goes to the
-/// splitter, which refuses or splits it).
-#[test]
-fn only_a_sound_tso_super_packet_is_kept_whole() {
-    let sup = tcp4(1, 1, ACK, 12, &payload(3000));
-    let good = tso_hdr(false, 1000, 20, 32, false);
-    let g = whole_tso(&good, &sup, 1500).expect("kept whole");
-    assert_eq!((g.size, g.segs), (1000, 3));
-    // With ECN: still whole; CWR stays on the first segment when cut.
-    assert!(whole_tso(&tso_hdr(false, 1000, 20, 32, true), &sup, 1500).is_some());
-    // Segments of 1052 bytes over a 1000-byte MTU.
-    assert!(whole_tso(&good, &sup, 1000).is_none());
-    let bad = [
-        VirtioNetHdr {
-            gso_type: VIRTIO_NET_HDR_GSO_TCPV6,
-            ..good
-        },
-        VirtioNetHdr {
-            gso_type: VIRTIO_NET_HDR_GSO_UDP_L4,
-            ..good
-        },
-        VirtioNetHdr {
-            gso_size: 0,
-            ..good
-        },
-        VirtioNetHdr {
-            csum_offset: 6,
-            ..good
-        },
-        VirtioNetHdr {
-            csum_start: 24,
-            ..good
-        },
-    ];
-    for h in bad {
-        assert!(whole_tso(&h, &sup, 1500).is_none(), "{h:?}");
-    }
-    // Every cut and a lying IPv4 total length: not whole.
-    for cut in 0..sup.len() {
-        assert!(whole_tso(&good, &sup[..cut], 1500).is_none(), "cut {cut}");
-    }
-    let mut lying = sup.clone();
-    lying[2..4].copy_from_slice(&1000u16.to_be_bytes());
-    assert!(whole_tso(&good, &lying, 1500).is_none());
-    // IPv6 too; and an IPv6 packet too large to be encapsulated whole.
-    let six = tcp6(5, ACK, &payload(5000));
-    let h6 = tso_hdr(true, 1200, 40, 20, false);
-    assert_eq!(whole_tso(&h6, &six, 1500).map(|g| g.segs), Some(5));
-    let huge = tcp6(5, ACK, &payload(65_450));
-    assert!(whole_tso(&h6, &huge, 1500).is_none());
-    // A UDP_SEGMENT write: whole as USO, with the UDP checksum offset.
-    let dgrams = udp4(5000, &payload(3 * 1200 + 10));
-    let uso = VirtioNetHdr {
-        flags: F_NEEDS_CSUM,
-        gso_type: VIRTIO_NET_HDR_GSO_UDP_L4,
-        hdr_len: 28,
-        gso_size: 1200,
-        csum_start: 20,
-        csum_offset: 6,
-    };
-    assert_eq!(whole_tso(&uso, &dgrams, 1500).map(|g| g.segs), Some(4));
-    assert!(whole_tso(
-        &VirtioNetHdr {
-            csum_offset: 16,
-            ..uso
-        },
-        &dgrams,
-        1500
-    )
-    .is_none());
-    assert!(whole_tso(
-        &VirtioNetHdr {
-            gso_type: VIRTIO_NET_HDR_GSO_UDP_L4 | GSO_ECN,
-            ..uso
-        },
-        &dgrams,
-        1500
-    )
-    .is_none());
-    // A TCP header on a UDP packet, or the reverse.
-    assert!(whole_tso(&good, &dgrams, 1500).is_none());
-    assert!(whole_tso(&uso, &sup, 1500).is_none());
-}
+use crate::wire::checksum::{fold, pseudo_v4, sum};
+use crate::wire::tcp::FLAG_PSH;
 
 #[test]
 fn tcp_and_udp_go_to_their_queues_by_protocol_alone() {
@@ -416,30 +32,6 @@ fn tcp_and_udp_go_to_their_queues_by_protocol_alone() {
     assert_eq!(gro_queue(&icmp), None);
     assert_eq!(gro_queue(&[]), None);
     assert_eq!(gro_queue(&[0x45; 19]), None);
-}
-
-#[test]
-fn partial_checksums_are_completed() {
-    let data = payload(301);
-    let mut p = udp4(5000, &data);
-    let good = p.clone();
-    // What the kernel hands over with CHECKSUM_PARTIAL: the pseudo-header sum.
-    let ps = fold(pseudo_v4(SRC4, DST4, 17, (8 + data.len()) as u16));
-    p[26..28].copy_from_slice(&ps.to_be_bytes());
-    assert!(complete_checksum(&mut p, 20, 6));
-    assert_eq!(p, good);
-
-    let mut t = tcp4(9, 9, ACK, 0, &data);
-    let good = t.clone();
-    let ps = fold(pseudo_v4(SRC4, DST4, 6, (20 + data.len()) as u16));
-    t[36..38].copy_from_slice(&ps.to_be_bytes());
-    assert!(complete_checksum(&mut t, 20, 16));
-    assert_eq!(t, good);
-
-    let mut short = vec![0x45u8; 30];
-    assert!(!complete_checksum(&mut short, 20, 16));
-    assert!(!complete_checksum(&mut short, u16::MAX, u16::MAX));
-    assert_eq!(short, vec![0x45u8; 30]);
 }
 
 /// A writer that records what it was given and fails as told.
@@ -634,53 +226,6 @@ proptest! {
         total.invalid += o.invalid;
         prop_assert_eq!(total.frames(), pushed);
     }
-
-    /// Arbitrary virtio headers over arbitrary bytes never panic the
-    /// splitter, and whatever it emits fits the MTU.
-    #[test]
-    fn gso_split_survives_arbitrary_headers(
-        flags in any::<u8>(), gso_type in any::<u8>(), hdr_len in any::<u16>(),
-        gso_size in any::<u16>(), csum_start in 0u16..100, csum_offset in 0u16..40,
-        tcp in any::<bool>(), len in 0usize..6000,
-    ) {
-        let mut pkt = if tcp { tcp4(3, 3, ACK, 0, &payload(len)) } else { udp4(3, &payload(len)) };
-        pkt[0] ^= flags & 0x20; // sometimes not IPv4
-        let h = VirtioNetHdr { flags, gso_type, hdr_len, gso_size, csum_start, csum_offset };
-        let mut rx = GsoRx::new(MAX_FRAME);
-        if load(&mut rx, &h, &pkt, 1500).is_ok() {
-            let mut batch = Batch::new();
-            while rx.has_pending() {
-                let k = rx.emit(batch.slots_mut()).unwrap_or(0);
-                for p in &batch.slots_mut()[..k] {
-                    prop_assert!(p.len() <= 1500);
-                }
-            }
-        }
-    }
-}
-
-/// An IPv6/TCP segment with a complete checksum.
-fn tcp6(seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
-    let l4 = 20 + data.len();
-    let mut p = vec![0u8; 40 + l4];
-    p[0] = 0x60;
-    p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
-    p[6] = 6;
-    p[7] = 64;
-    p[8..24].copy_from_slice(&SRC6.octets());
-    p[24..40].copy_from_slice(&DST6.octets());
-    let t = &mut p[40..];
-    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&5201u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&7u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&512u16.to_be_bytes());
-    t[20..].copy_from_slice(data);
-    let c = !fold(pseudo_v6(SRC6, DST6, 6, l4 as u32) + sum(t));
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    p
 }
 
 #[test]
@@ -688,7 +233,7 @@ fn ipv6_tso_round_trips_through_gro() {
     // 50 segments of 1220 bytes (IPv6 minimum MTU 1280): split over two
     // partial batches, coalesced again, split again: the same bytes.
     let data = payload(50 * 1220);
-    let sup = tcp6(9, ACK | TCP_FLAG_PSH, &data);
+    let sup = tcp6(9, ACK | FLAG_PSH, &data);
     let mut rx = GsoRx::new(MAX_FRAME);
     assert_eq!(
         load(&mut rx, &tso_hdr(true, 1220, 40, 20, false), &sup, 1280).unwrap(),
@@ -705,7 +250,7 @@ fn ipv6_tso_round_trips_through_gro() {
         assert_eq!(s.len(), 1280);
         let want = tcp6(
             9 + 1220 * i as u32,
-            if i == 49 { ACK | TCP_FLAG_PSH } else { ACK },
+            if i == 49 { ACK | FLAG_PSH } else { ACK },
             &data[i * 1220..(i + 1) * 1220],
         );
         assert_eq!(s, &want, "segment {i}");
@@ -967,7 +512,7 @@ proptest! {
                 seg4(sport, id, seq, flags, &payload(len + seq as usize % 97)[seq as usize % 97..])
             };
             let p = match s {
-                Step::Data(n, psh) => mk(*n, if *psh { ACK | TCP_FLAG_PSH } else { ACK }, seq[*f], id[*f]),
+                Step::Data(n, psh) => mk(*n, if *psh { ACK | FLAG_PSH } else { ACK }, seq[*f], id[*f]),
                 Step::PureAck => mk(0, ACK, seq[*f], id[*f]),
                 Step::Gap(n) => { seq[*f] = seq[*f].wrapping_add(*n as u32); continue; }
                 Step::Damaged(n) => {
@@ -1186,82 +731,263 @@ fn holds_pair_sees_the_same_two_hosts_only() {
     assert!(!tx.holds_pair(&udp6(b"x")));
 }
 
-/// Every segment `GsoRx` gives for one read (a guard against an endless
-/// emit loop included).
-fn split_all(h: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Result<Vec<Vec<u8>>, GsoError> {
-    let mut rx = GsoRx::new(MAX_FRAME);
-    load(&mut rx, h, pkt, mtu)?;
-    let mut out = Vec::new();
-    let mut batch = Batch::new();
-    for _ in 0..100_000 {
-        if !rx.has_pending() {
-            return Ok(out);
-        }
-        let k = rx.emit(batch.slots_mut())?;
-        out.extend(batch.slots_mut()[..k].iter().map(|p| p.data().to_vec()));
+/// Trains of VXLAN datagrams, as the UDP uplink's GRO reads hand them over,
+/// coalesced into one super-packet frame and cut again.
+mod vxlan_trains {
+    use super::*;
+    use crate::offload::outer::tests::{v4, vxlan_payload, MAC};
+    use crate::offload::outer::MIN_VXLAN;
+    use crate::offload::{self as tso, Gso};
+    use crate::wire::checksum;
+
+    /// A train as a GRO read hands it over: the segments of a TCP
+    /// super-packet (cut by tso), each behind VXLAN and inner Ethernet,
+    /// `stride` bytes apart (the last may be shorter).
+    fn train(v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
+        train_of(false, v6, n, size)
     }
-    panic!("emit never ends");
-}
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
-
-    /// A container may write any virtio-net header in front of any packet.
-    /// Whenever `whole_tso` keeps it whole, cutting it with
-    /// `tso::write_headers` gives exactly the segments the split path
-    /// (`GsoRx`) gives, each within the MTU; and neither panics on anything.
-    #[test]
-    fn a_packet_kept_whole_is_cut_as_the_split_path_cuts_it(
-        kind in 0usize..4,
-        n in 1usize..5000,
-        flags in any::<u8>(),
-        gso_type in prop::sample::select(vec![0u8, 1, 2, 3, 4, 5, 0x81, 0x83, 0x85]),
-        hdr_len in any::<u16>(),
-        gso_size in prop::sample::select(vec![0u16, 1, 3, 8, 500, 1000, 1400, 1460, 2000, 65535]),
-        csum_start in prop::sample::select(vec![0u16, 19, 20, 24, 40, 41, 48, 60]),
-        csum_offset in prop::sample::select(vec![0u16, 6, 16, 17]),
-        changes in proptest::collection::vec((0usize..70, any::<u8>()), 0..2),
-        sane in 0u8..8,
-    ) {
-        // Most cases get the header a kernel would write, so that many are
-        // kept whole; the rest keep the random one.
-        let (gso_type, csum_start, csum_offset) = if sane & 3 != 0 {
-            match kind {
-                0 => (if sane & 4 != 0 { 0x81 } else { 1 }, 20, 16),
-                1 => (if sane & 4 != 0 { 0x84 } else { 4 }, 40, 16),
-                2 => (5, 20, 6),
-                _ => (5, 40, 6),
-            }
+    /// [`train`] of a TCP (`udp` false) or UDP super-packet.
+    fn train_of(udp: bool, v6: bool, n: usize, size: u16) -> (Vec<Vec<u8>>, Vec<u8>) {
+        use crate::offload::segment::tests::{super_ip, super_udp};
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 13) as u8).collect();
+        let ip = if udp {
+            super_udp(v6, &data)
         } else {
-            (gso_type, csum_start, csum_offset)
+            super_ip(v6, 0, 12, 0x10, &data)
         };
-        let mut pkt = match kind {
-            0 => tcp4(9, 100, ACK | 0x08, 12, &payload(n)),
-            1 => tcp6(100, ACK | 0x81, &payload(n)),
-            2 => udp4(5, &payload(n)),
-            _ => udp6(&payload(n)),
-        };
-        for (at, v) in &changes {
-            if let Some(b) = pkt.get_mut(*at) {
-                *b = *v;
-            }
+        let g = Gso { size, segs: 0 };
+        let l = tso::Layout::parse(&ip, tso::Encap::Ip, g).unwrap();
+        let mut out = Vec::new();
+        for i in 0..l.segments {
+            let mut d = vxlan_payload(MIN_VXLAN, 0);
+            d[8..14].copy_from_slice(&[2, 0x42, 0, 0, 0, 2]);
+            d[20..22].copy_from_slice(&(if v6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
+            let mut s = vec![0u8; l.segment_len(i)];
+            let r = tso::write_headers(&ip, &l, i, &mut s, false);
+            s[l.payload..].copy_from_slice(&ip[r]);
+            d.extend_from_slice(&s);
+            out.push(d);
         }
-        let h = VirtioNetHdr { flags, gso_type, hdr_len, gso_size, csum_start, csum_offset };
-        let whole = whole_tso(&h, &pkt, 1500);
-        let split = split_all(&h, &pkt, 1500);
-        if let Some(g) = whole {
-            let l = tso::Layout::parse(&pkt, tso::Encap::Ip, g).unwrap();
-            prop_assert_eq!(l.segments, usize::from(g.segs));
-            let mut segs = Vec::new();
-            for i in 0..l.segments {
+        (out, ip)
+    }
+
+    /// Cuts the super-packet frame `f` (from build_super) back into its
+    /// datagrams' inner IP packets, IPv4 ID and header checksum zeroed (a
+    /// coalesced run does not keep the IDs of its segments).
+    fn recut(f: &[u8], g: Gso) -> Vec<Vec<u8>> {
+        let l = tso::Layout::parse(f, tso::Encap::Vxlan, g).unwrap();
+        (0..l.segments)
+            .map(|i| {
                 let mut s = vec![0u8; l.segment_len(i)];
-                let r = tso::write_headers(&pkt, &l, i, &mut s, true);
-                s[l.payload..].copy_from_slice(&pkt[r]);
-                prop_assert!(s.len() <= 1500);
-                segs.push(s);
-            }
-            let split = split.map_err(|e| TestCaseError::fail(format!("kept whole, but the split refuses it: {e}")))?;
-            prop_assert_eq!(segs, split);
+                let r = tso::write_headers(f, &l, i, &mut s, false);
+                s[l.payload..].copy_from_slice(&f[r]);
+                norm(s[l.l3..].to_vec())
+            })
+            .collect()
+    }
+
+    fn norm(mut ip: Vec<u8>) -> Vec<u8> {
+        if ip[0] >> 4 == 4 {
+            ip[4..6].fill(0);
+            ip[10..12].fill(0);
         }
+        ip
+    }
+
+    fn coalesce(dgrams: &[Vec<u8>]) -> Option<(Vec<u8>, Gso, usize)> {
+        let run = find_run(dgrams.iter().map(|d| &d[..]))?;
+        if run.count < 2 {
+            return Some((Vec::new(), Gso { size: 0, segs: 1 }, 1));
+        }
+        let mut out = vec![0u8; 70_000];
+        let src = v4([198, 18, 0, 2], 50000);
+        let dst = v4([198, 18, 0, 1], 4789);
+        let n = build_super(&mut out, MAC, src, dst, &run, dgrams.iter().map(|d| &d[..]))?;
+        out.truncate(n);
+        let g = Gso::for_payload(run.size as u16, run.bytes - run.hlen);
+        Some((out, g, run.count))
+    }
+
+    #[test]
+    fn a_train_of_one_flow_coalesces_into_its_super_packet() {
+        for v6 in [false, true] {
+            let (dgrams, ip) = train(v6, 44 * 1378, 1378);
+            assert_eq!(dgrams.len(), 44);
+            let (f, g, count) = coalesce(&dgrams).unwrap();
+            assert_eq!(count, 44);
+            assert_eq!(g.segs, 44);
+            // The pipeline's view: our underlay, UDP length, the inner packet.
+            let inner = &f[14 + 20 + 8 + 8 + 14..];
+            let l4 = if v6 { 40 } else { 20 };
+            let mut want = ip.clone();
+            let mut got = inner.to_vec();
+            for p in [&mut want, &mut got] {
+                p[l4 + 16..l4 + 18].fill(0);
+            }
+            assert_eq!(norm(got), norm(want));
+            let want: Vec<Vec<u8>> = dgrams
+                .iter()
+                .map(|d| norm(d[MIN_VXLAN..].to_vec()))
+                .collect();
+            assert_eq!(recut(&f, g), want);
+        }
+    }
+
+    #[test]
+    fn a_udp_train_of_one_flow_coalesces_and_others_do_not() {
+        for v6 in [false, true] {
+            let (dgrams, _) = train_of(true, v6, 20 * 1200 + 5, 1200);
+            assert_eq!(dgrams.len(), 21);
+            let (f, g, count) = coalesce(&dgrams).unwrap();
+            assert_eq!((count, g.segs, g.size), (21, 21, 1200));
+            let want: Vec<Vec<u8>> = dgrams
+                .iter()
+                .map(|d| norm(d[MIN_VXLAN..].to_vec()))
+                .collect();
+            assert_eq!(recut(&f, g), want);
+            // Another flow (source port) ends the run; so does a shorter datagram.
+            let l4 = MIN_VXLAN + if v6 { 40 } else { 20 };
+            let mut other = dgrams.clone();
+            other[7][l4] ^= 1;
+            assert_eq!(coalesce(&other).unwrap().2, 7);
+            let short_mid = vec![dgrams[0].clone(), dgrams[20].clone(), dgrams[1].clone()];
+            assert_eq!(coalesce(&short_mid).unwrap().2, 2, "a shorter one ends it");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a train holds (any byte of any datagram changed, any
+        /// datagram cut short), coalescing never panics, and what it makes
+        /// is exactly the run of datagrams it took, cut again.
+        #[test]
+        fn any_train_coalesces_only_into_what_it_held(
+            v6 in proptest::bool::ANY,
+            udp in proptest::bool::ANY,
+            segs in 2usize..12,
+            muts in proptest::collection::vec((0usize..12, 0usize..200, proptest::num::u8::ANY), 0..3),
+            cut in proptest::option::of((0usize..12, 0usize..300)),
+        ) {
+            let (mut dgrams, _) = train_of(udp, v6, segs * 536 - 100, 536);
+            for (d, at, v) in muts {
+                let d = &mut dgrams[d % segs];
+                let at = at % d.len();
+                d[at] = v;
+            }
+            if let Some((d, keep)) = cut {
+                let d = &mut dgrams[d % segs];
+                d.truncate(keep.min(d.len()));
+            }
+            if let Some((f, g, count)) = coalesce(&dgrams) {
+                if count >= 2 {
+                    for d in &dgrams[..count] {
+                        let ip = &d[MIN_VXLAN..];
+                        if !v6 {
+                            proptest::prop_assert_eq!(checksum::checksum(&ip[..20]), 0, "bad IPv4 header taken");
+                        }
+                    }
+                    let want: Vec<Vec<u8>> =
+                        dgrams[..count].iter().map(|d| norm(d[MIN_VXLAN..].to_vec())).collect();
+                    proptest::prop_assert_eq!(recut(&f, g), want);
+                }
+            }
+        }
+    }
+
+    /// A damaged train whose inner Ethernet says IPv6 but one datagram
+    /// carries a short IPv4/UDP packet: the run ends there (the payload
+    /// length is not counted with the IPv6 header length: `29 - 48`).
+    #[test]
+    fn a_short_ipv4_datagram_behind_ipv6_ends_the_run() {
+        let (dgrams, _) = train_of(true, true, 3 * 536, 536);
+        // 30 bytes of IPv4/UDP (2 payload bytes), behind the same VXLAN and
+        // inner Ethernet header (ethertype 0x86dd) as the first datagram.
+        let mut ip = vec![0u8; 30];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&30u16.to_be_bytes());
+        ip[9] = 17;
+        ip[24..26].copy_from_slice(&10u16.to_be_bytes());
+        let mut d = dgrams[0][..MIN_VXLAN].to_vec();
+        d.extend_from_slice(&ip);
+        let run = find_run([&dgrams[0][..], &d[..]].into_iter()).unwrap();
+        assert_eq!(run.count, 1);
+    }
+
+    /// The kernel's UDP GRO merges no datagram sent without a checksum
+    /// ("requires non zero csum, for symmetry with GSO"): merged, they
+    /// would come out of the split with checksums they never carried.
+    #[test]
+    fn udp_datagrams_without_checksum_are_not_merged() {
+        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
+        assert_eq!(coalesce(&dgrams).unwrap().2, 4, "with checksums they merge");
+        let l4 = MIN_VXLAN + 20;
+        for d in &mut dgrams {
+            d[l4 + 6..l4 + 8].fill(0);
+        }
+        assert_eq!(coalesce(&dgrams).unwrap().2, 1);
+        // One without, behind one with: the run ends there.
+        let (mut dgrams, _) = train_of(true, false, 4 * 536, 536);
+        dgrams[2][l4 + 6..l4 + 8].fill(0);
+        assert_eq!(coalesce(&dgrams).unwrap().2, 2);
+        // Over IPv6 a zero is not allowed at all, and passes the sum check
+        // where the real checksum is 0xffff: put the difference into the
+        // payload so that it does, and the datagrams still must not merge.
+        let l4 = MIN_VXLAN + 40;
+        let (mut dgrams, _) = train_of(true, true, 4 * 536, 536);
+        for d in &mut dgrams {
+            let c = u16::from_be_bytes([d[l4 + 6], d[l4 + 7]]);
+            d[l4 + 6..l4 + 8].fill(0);
+            // Move the old checksum's share of the sum into the first
+            // payload word: the sum is unchanged.
+            let w = u16::from_be_bytes([d[l4 + 8], d[l4 + 9]]);
+            let w2 = checksum::fold(u32::from(w) + u32::from(c));
+            d[l4 + 8..l4 + 10].copy_from_slice(&w2.to_be_bytes());
+        }
+        assert!(
+            dgrams
+                .iter()
+                .all(|d| udp_checksum_ok(&d[MIN_VXLAN..], true, 40)),
+            "the zero checksums pass the sum check"
+        );
+        assert_eq!(coalesce(&dgrams).unwrap().2, 1, "IPv6 zero checksums");
+    }
+
+    /// Without DF, the kernel's GRO merges IPv4 segments only when their IDs
+    /// count up from the first (its split then gives segment i the first's
+    /// ID plus i, the bytes it received); fixed IDs end the run.
+    #[test]
+    fn ipv4_ids_without_df_must_count_up() {
+        let with_ids = |id: &dyn Fn(usize) -> u16| {
+            let (mut dgrams, _) = train(false, 4 * 1000, 1000);
+            for (i, d) in dgrams.iter_mut().enumerate() {
+                let ip = &mut d[MIN_VXLAN..MIN_VXLAN + 20];
+                ip[4..6].copy_from_slice(&id(i).to_be_bytes());
+                ip[6] = 0; // DF clear
+                ip[10..12].fill(0);
+                let c = checksum::checksum(ip);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            dgrams
+        };
+        assert_eq!(coalesce(&with_ids(&|_| 0x1234)).unwrap().2, 1, "fixed IDs");
+        let counting = with_ids(&|i| 0xfffe_u16.wrapping_add(i as u16));
+        let (f, g, count) = coalesce(&counting).unwrap();
+        assert_eq!(count, 4, "IDs that count up (across the wrap)");
+        let l = tso::Layout::parse(&f, tso::Encap::Vxlan, g).unwrap();
+        let got: Vec<Vec<u8>> = (0..l.segments)
+            .map(|i| {
+                let mut s = vec![0u8; l.segment_len(i)];
+                let r = tso::write_headers(&f, &l, i, &mut s, false);
+                s[l.payload..].copy_from_slice(&f[r]);
+                s[l.l3..].to_vec()
+            })
+            .collect();
+        let want: Vec<Vec<u8>> = counting.iter().map(|d| d[MIN_VXLAN..].to_vec()).collect();
+        assert_eq!(got, want, "the split gives back the bytes received");
+        // A gap in the IDs ends the run there.
+        let gap = with_ids(&|i| if i < 2 { i as u16 } else { i as u16 + 5 });
+        assert_eq!(coalesce(&gap).unwrap().2, 2);
     }
 }

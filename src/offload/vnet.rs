@@ -33,8 +33,9 @@ use tun_rs::{
     VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_LEN,
 };
 
-use super::{Packet, BATCH_SIZE};
-use crate::wire::{checksum, tso};
+use crate::offload as tso;
+use crate::port::{Packet, BATCH_SIZE};
+use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, udp, Error};
 
 /// Bytes of the virtio-net header before every packet read from or written to
 /// a TUN queue with `IFF_VNET_HDR` (`struct virtio_net_hdr`, 10 bytes).
@@ -50,13 +51,7 @@ pub const GSO_ECN: u8 = 0x80;
 
 /// Largest IP packet a TUN read can return: a 64 KiB IPv6 payload plus its
 /// fixed header (BIG TCP does not apply to TUN, whose GSO limit is 64 KiB).
-pub const MAX_GSO_PACKET: usize = 40 + 65535;
-
-pub use super::gro::{GroTx, TxOutcome, GRO_FRAMES, MAX_GRO_PACKET};
-
-const TCP_FLAG_FIN: u8 = 0x01;
-const TCP_FLAG_PSH: u8 = 0x08;
-const TCP_FLAG_CWR: u8 = 0x80;
+pub const MAX_GSO_PACKET: usize = ipv6::HEADER_LEN + 65535;
 
 /// Why a super-packet was not split (the whole read is dropped and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +126,6 @@ impl std::fmt::Debug for GsoRx {
             .field("pending", &self.pending_segments())
             .finish()
     }
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
 }
 
 impl GsoRx {
@@ -220,7 +211,11 @@ impl GsoRx {
             return Err(GsoError::Malformed("zero gso_size"));
         }
         let l4 = usize::from(hdr.csum_start);
-        let min_ip = if is_v6 { 40 } else { 20 };
+        let min_ip = if is_v6 {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::MIN_HEADER_LEN
+        };
         if l4 < min_ip || l4 > len {
             return Err(GsoError::Malformed("csum_start outside the packet"));
         }
@@ -232,16 +227,14 @@ impl GsoRx {
         // hdr_len is recomputed from the transport header: on the forwarding
         // path the kernel may report the whole first packet there.
         let (l4_len, csum_offset) = if tcp {
-            if len < l4 + 20 {
-                return Err(GsoError::Malformed("TCP header cut short"));
-            }
-            (usize::from(pkt[l4 + 12] >> 4) * 4, 16)
+            let t = tcp::Packet::new_checked(&pkt[l4..]).map_err(|e| match e {
+                Error::Truncated => GsoError::Malformed("TCP header cut short"),
+                Error::Malformed(why) => GsoError::Malformed(why),
+            })?;
+            (t.header_len(), tcp::fields::CHECKSUM)
         } else {
-            (8, 6)
+            (udp::HEADER_LEN, udp::fields::CHECKSUM)
         };
-        if tcp && l4_len < 20 {
-            return Err(GsoError::Malformed("TCP data offset below 5"));
-        }
         if usize::from(hdr.csum_offset) != csum_offset {
             return Err(GsoError::Malformed(
                 "csum_offset does not match the protocol",
@@ -260,6 +253,8 @@ impl GsoRx {
         let Ok(hdr_len16) = u16::try_from(hdr_len) else {
             return Err(GsoError::Malformed("headers over 64 KiB"));
         };
+        // Checked above when `tcp`.
+        let first_tcp = tcp::Packet::new_unchecked(&pkt[l4..]);
         Ok(Pending {
             start: VNET_HDR_LEN,
             end: VNET_HDR_LEN + len,
@@ -272,13 +267,13 @@ impl GsoRx {
             l4,
             is_v6,
             tcp,
-            flags0: if tcp { pkt[l4 + 13] } else { 0 },
-            seq0: if tcp {
-                u32::from_be_bytes([pkt[l4 + 4], pkt[l4 + 5], pkt[l4 + 6], pkt[l4 + 7]])
-            } else {
+            flags0: if tcp { first_tcp.flags() } else { 0 },
+            seq0: if tcp { first_tcp.seq_number() } else { 0 },
+            id0: if is_v6 {
                 0
+            } else {
+                ipv4::Packet::new_unchecked(pkt).ident()
             },
-            id0: if is_v6 { 0 } else { be16(pkt, 4) },
             done: 0,
             total,
         })
@@ -305,12 +300,12 @@ impl GsoRx {
             // tcp_gso_segment does the same).
             let mut f = p.flags0;
             if p.done > 0 {
-                f &= !TCP_FLAG_CWR;
+                f &= !tcp::FLAG_CWR;
             }
             if !last {
-                f &= !(TCP_FLAG_FIN | TCP_FLAG_PSH);
+                f &= !(tcp::FLAG_FIN | tcp::FLAG_PSH);
             }
-            self.buf[p.start + p.l4 + 13] = f;
+            tcp::Packet::new_unchecked(&mut self.buf[p.start + p.l4..]).set_flags(f);
         }
         let mut sizes = [0usize; BATCH_SIZE];
         let split = {
@@ -350,12 +345,11 @@ impl GsoRx {
         p.start = next;
         if p.tcp {
             let seq = p.seq0.wrapping_add((p.done * p.gso_size) as u32);
-            let at = next + p.l4 + 4;
-            self.buf[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+            tcp::Packet::new_unchecked(&mut self.buf[next + p.l4..]).set_seq_number(seq);
         }
         if !p.is_v6 {
             let id = p.id0.wrapping_add(p.done as u16);
-            self.buf[next + 4..next + 6].copy_from_slice(&id.to_be_bytes());
+            ipv4::Packet::new_unchecked(&mut self.buf[next..]).set_ident(id);
         }
         self.cur = Some(p);
         Ok(k)
@@ -387,9 +381,7 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
     if l.udp != udp || v6.is_some_and(|v| v != l.v6) {
         return None;
     }
-    if usize::from(hdr.csum_start) != l.l4
-        || usize::from(hdr.csum_offset) != tso::l4_csum_offset(&l)
-    {
+    if usize::from(hdr.csum_start) != l.l4 || usize::from(hdr.csum_offset) != l.csum_offset() {
         return None;
     }
     if l.max_segment_l3() > mtu {
@@ -401,14 +393,15 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
     })
 }
 
-/// The virtio-net header that hands super-packet `frame` (an IP packet at
-/// `ip` in it, laid out as `l`) to the kernel whole: TSO (USO for UDP)
-/// with a partial checksum, ECN when a TCP first segment has CWR.
-pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> VirtioNetHdr {
+/// The virtio-net header that hands super-packet `frame` (laid out as `l`)
+/// to the kernel whole, its offsets counted from the start of the frame:
+/// TSO (USO for UDP) with a partial checksum, ECN when a TCP first segment
+/// has CWR.
+pub fn tso_header(frame: &[u8], l: &tso::Layout) -> VirtioNetHdr {
     let gso_type = if l.udp {
         VIRTIO_NET_HDR_GSO_UDP_L4
     } else {
-        let ecn = frame[l.l4 + 13] & TCP_FLAG_CWR != 0;
+        let ecn = tcp::Packet::new_unchecked(&frame[l.l4..]).flags() & tcp::FLAG_CWR != 0;
         (if l.v6 {
             VIRTIO_NET_HDR_GSO_TCPV6
         } else {
@@ -418,10 +411,10 @@ pub fn tso_header(frame: &[u8], l: &tso::Layout, gso: tso::Gso, ip: usize) -> Vi
     VirtioNetHdr {
         flags: F_NEEDS_CSUM,
         gso_type,
-        hdr_len: (l.payload - ip) as u16,
-        gso_size: gso.size,
-        csum_start: (l.l4 - ip) as u16,
-        csum_offset: tso::l4_csum_offset(l) as u16,
+        hdr_len: l.payload as u16,
+        gso_size: l.gso().size,
+        csum_start: l.l4 as u16,
+        csum_offset: l.csum_offset() as u16,
     }
 }
 
@@ -439,53 +432,37 @@ pub struct WholeWrite {
     pub payload: usize,
 }
 
-/// Prepares super-packet `frame` (annotated `gso`; an IP packet, or an
+/// Prepares super-packet `frame` (parsed as `l`: an IP packet, or an
 /// Ethernet frame with `eth` the header to give it) for one write; `None`
-/// when it is not a plain super-packet whose headers fit.
-pub fn whole_write(frame: &[u8], gso: tso::Gso, eth: Option<[u8; 14]>) -> Option<WholeWrite> {
+/// when it is not laid out that way or its headers do not fit.
+pub fn whole_write(
+    frame: &[u8],
+    l: &tso::Layout,
+    eth: Option<[u8; ethernet::HEADER_LEN]>,
+) -> Option<WholeWrite> {
     let encap = if eth.is_some() {
         tso::Encap::Eth
     } else {
         tso::Encap::Ip
     };
-    let l = tso::Layout::parse(frame, encap, gso).ok()?;
-    if l.tunnel.is_some() || l.payload > MAX_SUPER_HDR {
+    if l.encap != encap || l.len != frame.len() || l.payload > MAX_SUPER_HDR {
         return None;
     }
     let mut vnet = [0u8; VNET_HDR_LEN];
     // Offsets from the start of what is written (Ethernet included).
-    tso_header(frame, &l, gso, 0).encode(&mut vnet).ok()?;
+    tso_header(frame, l).encode(&mut vnet).ok()?;
     let mut head = [0u8; MAX_SUPER_HDR];
     head[..l.payload].copy_from_slice(&frame[..l.payload]);
     if let Some(e) = eth {
-        head[..14].copy_from_slice(&e);
+        head[..ethernet::HEADER_LEN].copy_from_slice(&e);
     }
-    let at = l.l4 + tso::l4_csum_offset(&l);
-    head[at..at + 2].copy_from_slice(&tso::partial_l4_checksum(frame, &l).to_be_bytes());
+    let at = l.l4 + l.csum_offset();
+    head[at..at + 2].copy_from_slice(&l.partial_checksum(frame).to_be_bytes());
     Some(WholeWrite {
         vnet,
         head,
         payload: l.payload,
     })
-}
-
-/// Which coalescing queue an IP packet goes to: `Some(true)` for UDP,
-/// `Some(false)` for TCP, by the protocol in the IP header alone, so that
-/// every frame of a flow goes the same way (what [`GroTx`] cannot parse,
-/// IPv4 options or a fragment, is written alone in its place); `None` for
-/// anything else, which is written at once, after whatever a queue holds
-/// between the same two hosts ([`GroTx::holds_pair`]).
-pub fn gro_queue(frame: &[u8]) -> Option<bool> {
-    let proto = match frame.first().map(|b| b >> 4) {
-        Some(4) if frame.len() >= 20 => frame[9],
-        Some(6) if frame.len() >= 40 => frame[6],
-        _ => return None,
-    };
-    match proto {
-        17 => Some(true),
-        6 => Some(false),
-        _ => None,
-    }
 }
 
 /// Completes the transport checksum of a packet the kernel handed over with
@@ -502,7 +479,7 @@ pub fn complete_checksum(pkt: &mut [u8], csum_start: u16, csum_offset: u16) -> b
     // Summing with the partial sum in place adds it in; the field itself
     // then takes the complement.
     let mut c = checksum::checksum(&pkt[start..]);
-    if c == 0 && csum_offset == 6 {
+    if c == 0 && usize::from(csum_offset) == udp::fields::CHECKSUM {
         // UDP: "If the computed checksum is zero, it is transmitted as all
         // ones" (RFC 768); zero means no checksum.
         c = 0xffff;
@@ -511,6 +488,20 @@ pub fn complete_checksum(pkt: &mut [u8], csum_start: u16, csum_offset: u16) -> b
     true
 }
 
+/// Moves the offsets of a virtio-net header by `delta` bytes (the Ethernet
+/// header): `None` when that would put them before the start.
+pub fn shift_header(hdr: &VirtioNetHdr, delta: i32) -> Option<VirtioNetHdr> {
+    let mv = |v: u16| -> Option<u16> { u16::try_from(i32::from(v) + delta).ok() };
+    let mut h = *hdr;
+    if hdr.flags & F_NEEDS_CSUM != 0 {
+        h.csum_start = mv(hdr.csum_start)?;
+    }
+    if hdr.gso_type != GSO_NONE {
+        h.hdr_len = mv(hdr.hdr_len)?;
+    }
+    Some(h)
+}
+
 #[cfg(test)]
-#[path = "tun_offload_tests.rs"]
-mod tests;
+#[path = "vnet_tests.rs"]
+pub(crate) mod tests;

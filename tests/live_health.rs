@@ -1,0 +1,182 @@
+//! Live test of the router under a service manager: systemd's notify
+//! protocol (`READY=1`, `WATCHDOG=1`, `STOPPING=1` to `$NOTIFY_SOCKET`)
+//! and the probes `/healthz` and `/readyz` on the metrics listener.
+//!
+//! The router runs in namespace `hz1-h1` (UDP uplink, no container), with
+//! `NOTIFY_SOCKET` naming a datagram socket the test binds in its temp
+//! directory, standing for systemd; the probes are fetched from `hz1-cli`,
+//! the other end of its underlay veth, which also stands for the peer h2
+//! (never started). Addresses 198.18.0.1 and .2 only. Every wait is
+//! bounded, and the `Lab` guard stops the router and removes the
+//! namespaces on exit, also on panic. Needs root: under `CI=true` its
+//! absence fails the test, elsewhere it prints `SKIPPED: ...`.
+#![cfg(target_os = "linux")]
+
+mod common;
+#[macro_use]
+mod live_support;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use live_support::{wait_for, Lab, Router};
+
+const METRICS: &str = "198.18.0.1:9471";
+
+/// The next notification within `limit`, or `None`.
+fn next_message(sock: &UnixDatagram, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match sock.recv(&mut buf) {
+            Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading the notify socket: {e}"),
+        }
+    }
+    None
+}
+
+/// Reads notifications until one whose first line is `want`; returns the
+/// first lines of those before it.
+fn until(sock: &UnixDatagram, want: &str, limit: Duration, lab: &Lab) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(m) = next_message(sock, left) else {
+            panic!("no {want} in {limit:?} (got {before:?}):\n{}", lab.log(0));
+        };
+        let first = m.lines().next().unwrap_or("").to_owned();
+        if first == want {
+            return before;
+        }
+        before.push(first);
+    }
+}
+
+/// `READY=1` once the router forwards, with `/readyz` and `/healthz` 200;
+/// `WATCHDOG=1` while its worker moves; `STOPPING=1` on SIGTERM, before a
+/// clean exit; nothing before `READY=1`.
+#[test]
+fn notifies_ready_watchdog_and_stopping_and_answers_the_probes() {
+    require_root!();
+    let mut lab = Lab::new("hz1");
+    let h1 = lab.ns("h1");
+    let cli = lab.ns("cli");
+    lab.veth(
+        &h1,
+        "eth0",
+        "02:00:c6:12:00:01",
+        &cli,
+        "eth0",
+        "02:00:c6:12:00:02",
+    );
+    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
+    lab.ip(&cli, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let host = |name: &str, n: u8| {
+        format!(
+            "\n[[hosts]]\nname = \"{name}\"\nunderlay = \"198.18.0.{n}\"\n\
+             vtep_mac = \"02:00:c6:13:0{n}:00\"\nsubnets = [\"198.19.{n}.0/24\"]\n\
+             nic = \"eth0\"\nworkers = [0]\nuplink_io = \"udp\"\n"
+        )
+    };
+    let cfg = format!(
+        "[overlay]\nvni = 42\n{}{}\n[[links]]\na = \"h1\"\nb = \"h2\"\ncost = 10\n",
+        host("h1", 1),
+        host("h2", 2)
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+
+    // systemd's side: a datagram socket at a path.
+    let notify_path = lab.dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("binding the notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("notify socket timeout");
+
+    // Started as Lab::start does, with systemd's variables; the Lab owns
+    // it from here (SIGTERM, then SIGKILL on drop).
+    let stats = lab.dir.path().join("h1.json");
+    let log = lab.dir.path().join("h1.log");
+    let logf = std::fs::File::create(&log).expect("router log");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{h1}"))
+        .arg(env!("CARGO_BIN_EXE_vxrouter"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--host", "h1", "--stats-file"])
+        .arg(&stats)
+        .args(["--log-interval", "1", "--no-socket", "--metrics", METRICS])
+        .env("NO_COLOR", "1")
+        .env("NOTIFY_SOCKET", &notify_path)
+        // 2 s: WATCHDOG=1 every second.
+        .env("WATCHDOG_USEC", "2000000")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().expect("log fd"))
+        .stderr(logf)
+        .spawn()
+        .expect("spawning vxrouter");
+    lab.routers.push(Router {
+        host: "h1".into(),
+        ns: h1.clone(),
+        child,
+        stats,
+        log,
+    });
+
+    let before = until(&notify, "READY=1", Duration::from_secs(25), &lab);
+    assert!(before.is_empty(), "sent before READY=1: {before:?}");
+    lab.assert_alive(0);
+    let url = |p: &str| format!("http://{METRICS}{p}");
+    let (code, _, body) = lab.http_get(&cli, &url("/readyz")).expect("/readyz");
+    assert_eq!((code, body.as_str()), (200, "ready\n"));
+    let (code, _, body) = lab.http_get(&cli, &url("/healthz")).expect("/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+
+    // The watchdog is fed while the worker moves: twice in a row.
+    for k in 0..2 {
+        let got = until(&notify, "WATCHDOG=1", Duration::from_secs(5), &lab);
+        assert!(got.is_empty(), "before WATCHDOG=1 #{k}: {got:?}");
+    }
+    // Still healthy after a few ticks, and the metrics say why.
+    let (code, _, body) = lab.http_get(&cli, &url("/healthz")).expect("/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let body = wait_for(Duration::from_secs(5), "a scrape", || {
+        lab.http_get(&cli, &url("/metrics"))
+            .filter(|(c, _, _)| *c == 200)
+            .map(|(_, _, b)| b)
+    });
+    assert!(
+        body.lines().any(|l| l == "vxrouter_workers_wedged_total 0"),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("vxrouter_worker_progress_age_seconds{worker=\"0\"} ")),
+        "{body}"
+    );
+    let s = lab.stats(0);
+    assert_eq!(s["workers_wedged"], 0, "{s:#}");
+
+    // SIGTERM: STOPPING=1 (watchdog pings may come before it), then a
+    // clean exit.
+    lab.signal(0, "TERM");
+    let got = until(&notify, "STOPPING=1", Duration::from_secs(10), &lab);
+    assert!(
+        got.iter().all(|m| m == "WATCHDOG=1"),
+        "before STOPPING=1: {got:?}"
+    );
+    lab.stop(0);
+    let st = lab.routers[0].child.wait().expect("router status");
+    assert!(st.success(), "exit {st}:\n{}", lab.log(0));
+    let log = lab.log(0);
+    assert!(log.contains("ready: every worker polls"), "{log}");
+    assert!(!log.contains("wedged"), "{log}");
+}
