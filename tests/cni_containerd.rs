@@ -539,7 +539,7 @@ fn containers_on_two_hosts_talk_outlive_a_killed_router_and_go() {
 }
 
 #[test]
-fn fifty_container_runs_leave_nothing_behind() {
+fn plugin_on_a_real_router_then_fifty_runs_leave_nothing() {
     if !prerequisites() {
         return;
     }
@@ -596,7 +596,7 @@ fn fifty_container_runs_leave_nothing_behind() {
         "ipam": {"type": "host-local", "dataDir": d1},
     })
     .to_string();
-    let plugin = |command: &str| {
+    let plugin = |command: &str, stdin: &str| {
         let netns = common::netns_path(&x);
         let mut c = Command::new(env!("CARGO_BIN_EXE_vxrouter-cni"))
             .env_clear()
@@ -613,17 +613,17 @@ fn fifty_container_runs_leave_nothing_behind() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning the plugin");
-        std::io::Write::write_all(&mut c.stdin.take().unwrap(), conf.as_bytes()).unwrap();
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
         let t = Instant::now();
         let out = c.wait_with_output().unwrap();
         let took = t.elapsed();
         assert!(out.status.success(), "{command}: {out:?}");
-        took
+        (took, String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
     for _ in 0..10 {
-        adds.push(plugin("ADD"));
-        dels.push(plugin("DEL"));
+        adds.push(plugin("ADD", &conf).0);
+        dels.push(plugin("DEL", &conf).0);
     }
     adds.sort();
     dels.sort();
@@ -631,6 +631,20 @@ fn fifty_container_runs_leave_nothing_behind() {
         "cnictr2: the plugin against the real router: ADD median {:?} (max {:?}), DEL median {:?} (max {:?})",
         adds[5], adds[9], dels[5], dels[9]
     );
+    // CHECK against the real router, then GC with no valid attachment:
+    // the port goes and its addresses are released; DEL after is success.
+    let (_, added) = plugin("ADD", &conf);
+    let mut check: serde_json::Value = serde_json::from_str(&conf).unwrap();
+    check["prevResult"] = serde_json::from_str(&added).unwrap();
+    plugin("CHECK", &check.to_string());
+    assert_eq!(attached(&s1).len(), 1);
+    let mut gc: serde_json::Value = serde_json::from_str(&conf).unwrap();
+    gc["cniVersion"] = "1.1.0".into();
+    gc["cni.dev/valid-attachments"] = serde_json::json!([]);
+    plugin("GC", &gc.to_string());
+    assert!(attached(&s1).is_empty());
+    assert!(allocations(&d1).is_empty());
+    plugin("DEL", &conf);
     common::remove_netns(&x);
 
     let t0 = Instant::now();
