@@ -1024,6 +1024,9 @@ impl<'a> Router<'a> {
         for i in self.ports.iter().map(|(i, _)| i).collect::<Vec<_>>() {
             self.ports.remove(i);
         }
+        if let Some(st) = &self.state {
+            st.remove_if_empty();
+        }
         tracing::info!(forwarded = stats.counters.forwarded, drops = ?stats.counters.drops, "stopped");
     }
 

@@ -108,6 +108,12 @@ impl StateDir {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Removes the directory if it holds no record: a router that stops
+    /// with no attached port leaves nothing behind.
+    pub(super) fn remove_if_empty(&self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+
     /// Removes the record of port `name`, if any.
     pub(super) fn remove(&self, name: &str) {
         match std::fs::remove_file(self.path(name)) {
