@@ -51,7 +51,6 @@ impl Router<'_> {
         };
         let subnets = self.topo.hosts[self.me].subnets.clone();
         let (sources, gateways) = self.ports.admit(&subnets, &a.addresses)?;
-        let config_gateways = gateways.clone();
         let name = ports::device_name(&a.id);
         if let Some((_, s)) = self.ports.iter().find(|(_, s)| s.config.name == name) {
             return Err(err(
@@ -59,43 +58,39 @@ impl Router<'_> {
                 format!("device name {name} is taken by port {}", s.config.name),
             ));
         }
-        let mtu = self.topo.overlay_mtu(self.me);
         let vtep = self.topo.hosts[self.me].vtep_mac.0;
-        let mac = config::container_port_mac(vtep, usize::from(index));
+        let record = Record::new(
+            index,
+            name.clone(),
+            a.kind,
+            a.offload,
+            (a.kind == PortKind::Veth)
+                .then(|| config::container_port_mac(vtep, usize::from(index))),
+            sources,
+            gateways,
+            Attachment {
+                id: a.id.clone(),
+                netns: a.netns.clone(),
+                ifname: a.ifname.clone(),
+                addresses: a.addresses.clone(),
+            },
+        );
+        let config = record.port_config();
         let spec = sandbox::Spec {
             netns: &a.netns,
             ifname: &a.ifname,
             host_name: &name,
             addresses: &a.addresses,
-            gateways: &config_gateways,
-            mtu,
-            mac: (a.kind == PortKind::Veth).then_some(mac),
+            gateways: &record.gateways,
+            mtu: self.topo.overlay_mtu(self.me),
+            mac: record.mac,
             queues: self.n_workers as u32,
             tx_checksum_off: !a.offload,
         };
-        let config = PortConfig {
-            name: name.clone(),
-            kind: a.kind,
-            netns: None,
-            addresses: sources,
-            mac: (a.kind == PortKind::Veth).then_some(MacAddr(mac)),
-            gateways,
-            mtu: None,
-            offload: a.kind == PortKind::Tun || a.offload,
-            queue_len: config::DEFAULT_QUEUE_LEN,
-        };
-        let n_workers = self.n_workers;
         let queues = match a.kind {
             PortKind::Veth => {
                 sandbox::create_veth(&spec).map_err(|e| host_error(&a, e))?;
-                match setup::open_veth_queues(
-                    &config,
-                    usize::from(index),
-                    mtu,
-                    vtep,
-                    n_workers,
-                    &self.xsk_cfg,
-                ) {
+                match self.open_veth_queues(&config, index) {
                     Ok(q) => q,
                     Err(e) => {
                         let _ = sandbox::remove(&a.netns, &a.ifname, Some(&name));
@@ -104,29 +99,12 @@ impl Router<'_> {
                 }
             }
             PortKind::Tun => {
-                let tuns = sandbox::create_tun(&spec, |ifname| {
-                    TunPort::open_with(ifname, n_workers, mtu, true, config::DEFAULT_QUEUE_LEN)
-                })
-                .map_err(|e| host_error(&a, e))?;
-                setup::tun_queues(tuns, n_workers)
+                let tuns =
+                    sandbox::create_tun(&spec, self.tun_opener()).map_err(|e| host_error(&a, e))?;
+                setup::tun_queues(tuns, self.n_workers)
             }
         };
-        let attachment = Attachment {
-            id: a.id.clone(),
-            netns: a.netns.clone(),
-            ifname: a.ifname.clone(),
-            addresses: a.addresses.clone(),
-        };
-        let record = Record::new(
-            index,
-            name.clone(),
-            a.kind,
-            a.offload,
-            (a.kind == PortKind::Veth).then_some(mac),
-            config.addresses.clone(),
-            config.gateways.clone(),
-            attachment.clone(),
-        );
+        let attachment = record.attachment.clone();
         if let Err(e) = self.install(index, queues, config, attachment) {
             self.remove_interface_of(&record.attachment, a.kind, &name);
             return Err(e);
@@ -245,46 +223,44 @@ impl Router<'_> {
             tracing::warn!(port = %r.name, was = r.index, now = i, "recorded port's index is taken: its gateway MAC changes");
             i
         };
-        let mtu = self.topo.overlay_mtu(self.me);
-        let vtep = self.topo.hosts[self.me].vtep_mac.0;
-        let n_workers = self.n_workers;
-        let config = PortConfig {
-            name: r.name.clone(),
-            kind: r.kind,
-            netns: None,
-            addresses: r.sources.clone(),
-            mac: r.mac.map(MacAddr),
-            gateways: r.gateways.clone(),
-            mtu: None,
-            offload: r.kind == PortKind::Tun || r.offload,
-            queue_len: config::DEFAULT_QUEUE_LEN,
-        };
+        let config = r.port_config();
         let queues = match r.kind {
             PortKind::Veth => {
                 if crate::host::link::link_info(&r.name).is_err() {
                     return Err(Gone(format!("its device {} is gone", r.name)));
                 }
-                setup::open_veth_queues(
-                    &config,
-                    usize::from(index),
-                    mtu,
-                    vtep,
-                    n_workers,
-                    &self.xsk_cfg,
-                )
-                .map_err(|e| Gone(format!("{e:#}")))?
+                self.open_veth_queues(&config, index)
+                    .map_err(|e| Gone(format!("{e:#}")))?
             }
             PortKind::Tun => {
-                let tuns = sandbox::reopen_tun(&at.netns, &at.ifname, |ifname| {
-                    TunPort::open_with(ifname, n_workers, mtu, true, config::DEFAULT_QUEUE_LEN)
-                })
-                .map_err(|e| Gone(e.to_string()))?;
-                setup::tun_queues(tuns, n_workers)
+                let tuns = sandbox::reopen_tun(&at.netns, &at.ifname, self.tun_opener())
+                    .map_err(|e| Gone(e.to_string()))?;
+                setup::tun_queues(tuns, self.n_workers)
             }
         };
         self.install(index, queues, config, at.clone())
             .map_err(|e| Gone(e.to_string()))?;
         Ok(index)
+    }
+
+    /// Opens the queues of attached veth port `config` at `index` (its
+    /// host end exists).
+    fn open_veth_queues(&self, config: &PortConfig, index: u16) -> anyhow::Result<setup::Queues> {
+        setup::open_veth_queues(
+            config,
+            usize::from(index),
+            self.topo.overlay_mtu(self.me),
+            self.topo.hosts[self.me].vtep_mac.0,
+            self.n_workers,
+            &self.xsk_cfg,
+        )
+    }
+
+    /// Opens an attached TUN's queues by name, one per worker; run inside
+    /// its namespace by [`sandbox`].
+    fn tun_opener(&self) -> impl FnOnce(&str) -> std::io::Result<Vec<TunPort>> + Send {
+        let (n, mtu) = (self.n_workers, self.topo.overlay_mtu(self.me));
+        move |ifname| TunPort::open_with(ifname, n, mtu, true, config::DEFAULT_QUEUE_LEN)
     }
 
     /// Detaches attachment `id`; false if there is none.

@@ -609,8 +609,9 @@ impl<'a> Router<'a> {
         }
         let now = Instant::now();
         let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
-        if tokens.contains(&NEIGH_TOKEN) || !tokens.is_empty() {
-            // Neighbour events may ride on any wake-up: read them all.
+        if !tokens.is_empty() {
+            // The neighbour socket is read on every wake-up, not only on
+            // its own token: it is non-blocking and cheap when empty.
             match self.neigh.table.process_events() {
                 Ok(true) => self.need(Republish::IfPeersChanged),
                 Ok(false) => {}
@@ -1021,9 +1022,7 @@ impl<'a> Router<'a> {
         self.owned.shutdown();
         // Attached ports' programs detach now that no worker polls them;
         // their devices stay with their containers.
-        for i in self.ports.iter().map(|(i, _)| i).collect::<Vec<_>>() {
-            self.ports.remove(i);
-        }
+        self.ports = PortSet::default();
         if let Some(st) = &self.state {
             st.remove_if_empty();
         }

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::PortKind;
+use crate::config::{MacAddr, PortConfig, PortKind};
 
 use super::ports::Attachment;
 
@@ -71,6 +71,24 @@ impl Record {
             sources,
             gateways,
             attachment,
+        }
+    }
+}
+
+impl Record {
+    /// The port as the tables see it: host addresses as its sources, the
+    /// router's offloads on a TUN.
+    pub(super) fn port_config(&self) -> PortConfig {
+        PortConfig {
+            name: self.name.clone(),
+            kind: self.kind,
+            netns: None,
+            addresses: self.sources.clone(),
+            mac: self.mac.map(MacAddr),
+            gateways: self.gateways.clone(),
+            mtu: None,
+            offload: self.kind == PortKind::Tun || self.offload,
+            queue_len: crate::config::DEFAULT_QUEUE_LEN,
         }
     }
 }

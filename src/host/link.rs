@@ -360,8 +360,9 @@ pub fn device_addresses(ifname: &str) -> Result<Vec<std::net::IpAddr>> {
     Ok(out)
 }
 
-/// One RTM_GETLINK: by name when `req` names no index, else as `req` says.
-fn get_link(
+/// One RTM_GETLINK: by name when `req` names no index, else as `req` says;
+/// [`HostError::NoSuchDevice`] naming `what` when there is none.
+pub(super) fn get_link(
     rtnl: &mut Rtnl,
     ifname: &str,
     mut req: LinkMessage,

@@ -780,26 +780,7 @@ fn delete_link(rtnl: &mut Rtnl, index: u32, name: &str) -> Result<()> {
 
 /// RTM_GETLINK by name; [`HostError::NoSuchDevice`] when missing.
 fn get_link(rtnl: &mut Rtnl, name: &str) -> Result<LinkMessage> {
-    let mut req = LinkMessage::default();
-    req.attributes.push(LinkAttribute::IfName(name.to_string()));
-    let op = format!("RTM_GETLINK {name}");
-    let answers = match rtnl.request(&op, RouteNetlinkMessage::GetLink(req), 0) {
-        Ok(a) => a,
-        Err(HostError::Netlink { errno, .. }) if errno == libc::ENODEV => {
-            return Err(HostError::NoSuchDevice(name.to_string()))
-        }
-        Err(e) => return Err(e),
-    };
-    answers
-        .into_iter()
-        .find_map(|a| match a {
-            RouteNetlinkMessage::NewLink(l) => Some(l),
-            _ => None,
-        })
-        .ok_or(HostError::Decode {
-            op,
-            detail: "no RTM_NEWLINK in the answer".into(),
-        })
+    super::link::get_link(rtnl, name, LinkMessage::default(), name)
 }
 
 fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
