@@ -30,7 +30,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use live_support::{cmd, wait_for, Lab};
+use live_support::{cmd, host, link, wait_for, Lab, H1_VTEP, H2_VTEP, OVERLAY};
 use vxrouter::api::{client, Body, PortInfo, Request};
 
 /// The network's name in the CNI configs.
@@ -40,31 +40,12 @@ const NETWORK: &str = "vxnet";
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn topology() -> String {
-    r#"[overlay]
-vni = 42
-
-[[hosts]]
-name = "h1"
-underlay = "198.18.0.1"
-vtep_mac = "02:00:c6:13:01:00"
-subnets = ["198.19.1.0/24", "2001:2:0:1::/64"]
-nic = "eth0"
-workers = [0]
-
-[[hosts]]
-name = "h2"
-underlay = "198.18.0.2"
-vtep_mac = "02:00:c6:13:02:00"
-subnets = ["198.19.2.0/24", "2001:2:0:2::/64"]
-nic = "eth0"
-workers = [1]
-
-[[links]]
-a = "h1"
-b = "h2"
-cost = 1
-"#
-    .to_owned()
+    format!(
+        "{OVERLAY}{}{}{}",
+        host("h1", 1, H1_VTEP, "0", ""),
+        host("h2", 2, H2_VTEP, "1", ""),
+        link("h1", "h2", 1)
+    )
 }
 
 /// Whether everything the test runs is here; reports the skip if not.
@@ -95,18 +76,7 @@ fn prerequisites() -> bool {
 /// The lab: two routers running and answering on their sockets.
 fn lab(prefix: &str) -> Lab {
     let mut lab = Lab::new(prefix);
-    let h1 = lab.ns("h1");
-    let h2 = lab.ns("h2");
-    lab.veth(
-        &h1,
-        "eth0",
-        "02:00:c6:12:00:01",
-        &h2,
-        "eth0",
-        "02:00:c6:12:00:02",
-    );
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let cfg = lab.write("topo.toml", &topology());
     let r1 = lab.start(&cfg, "h1", &h1);
     let r2 = lab.start(&cfg, "h2", &h2);

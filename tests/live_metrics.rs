@@ -18,7 +18,7 @@ mod live_support;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use live_support::{wait_for, Lab};
+use live_support::{host, link, wait_for, Lab, H1_VTEP, H2_VTEP, OVERLAY};
 
 /// The clients, one mode per argv[1]; every socket has a timeout and every
 /// wait a bound.
@@ -170,29 +170,13 @@ fn scrape(lab: &Lab, ns: &str) -> String {
 fn metrics_endpoint_bounded_under_idle_and_slow_clients() {
     require_root!();
     let mut lab = Lab::new("lm1");
-    let h1 = lab.ns("h1");
-    let cli = lab.ns("cli");
-    lab.veth(
-        &h1,
-        "eth0",
-        "02:00:c6:12:00:01",
-        &cli,
-        "eth0",
-        "02:00:c6:12:00:02",
-    );
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&cli, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
-    let host = |name: &str, n: u8| {
-        format!(
-            "\n[[hosts]]\nname = \"{name}\"\nunderlay = \"198.18.0.{n}\"\n\
-             vtep_mac = \"02:00:c6:13:0{n}:00\"\nsubnets = [\"198.19.{n}.0/24\"]\n\
-             nic = \"eth0\"\nworkers = [0]\nuplink_io = \"udp\"\n"
-        )
-    };
+    let (h1, cli) = lab.two_hosts("h1", "cli");
+    let udp = "uplink_io = \"udp\"";
     let cfg = format!(
-        "[overlay]\nvni = 42\n{}{}\n[[links]]\na = \"h1\"\nb = \"h2\"\ncost = 10\n",
-        host("h1", 1),
-        host("h2", 2)
+        "{OVERLAY}{}{}{}",
+        host("h1", 1, H1_VTEP, "0", udp),
+        host("h2", 2, H2_VTEP, "0", udp),
+        link("h1", "h2", 10)
     );
     let cfg = lab.write("topo.toml", &cfg);
     let r = lab.start_with(&cfg, "h1", &h1, &["--metrics", METRICS]);

@@ -15,59 +15,10 @@ mod live_support;
 
 use std::time::Duration;
 
-use live_support::{assert_clean, forwarded, wait_for, Lab};
-
-const H1_MAC: &str = "02:00:c6:12:00:01";
-const H2_MAC: &str = "02:00:c6:12:00:02";
-const H3_MAC: &str = "02:00:c6:12:00:03";
-const H1_VTEP: &str = "02:00:c6:13:01:00";
-const H2_VTEP: &str = "02:00:c6:13:02:00";
-const H3_VTEP: &str = "02:00:c6:13:03:00";
-
-/// A `[[hosts]]` entry; `ports` is the TOML of its `[[hosts.ports]]`.
-fn host(name: &str, n: u8, vtep: &str, workers: &str, ports: &str) -> String {
-    format!(
-        r#"
-[[hosts]]
-name = "{name}"
-underlay = "198.18.0.{n}"
-vtep_mac = "{vtep}"
-subnets = ["198.19.{n}.0/24", "2001:2:0:{n}::/64"]
-nic = "eth0"
-workers = [{workers}]
-{ports}
-"#
-    )
-}
-
-fn port(name: &str, kind: &str, netns: &str, v4: &str, v6: &str) -> String {
-    format!(
-        r#"
-  [[hosts.ports]]
-  name = "{name}"
-  kind = "{kind}"
-  netns = "{netns}"
-  addresses = ["{v4}/32", "{v6}/128"]
-"#
-    )
-}
-
-fn link(a: &str, b: &str, cost: u32) -> String {
-    format!("\n[[links]]\na = \"{a}\"\nb = \"{b}\"\ncost = {cost}\n")
-}
-
-const OVERLAY: &str = "[overlay]\nvni = 42\n";
-
-/// Two host namespaces joined by an underlay veth (eth0 198.18.0.1/24 and
-/// .2/24, fixed MACs); returns their names.
-fn two_hosts(lab: &mut Lab) -> (String, String) {
-    let h1 = lab.ns("h1");
-    let h2 = lab.ns("h2");
-    lab.veth(&h1, "eth0", H1_MAC, &h2, "eth0", H2_MAC);
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
-    (h1, h2)
-}
+use live_support::{
+    assert_clean, forwarded, host, link, port, wait_for, Lab, H1_MAC, H1_VTEP, H2_MAC, H2_VTEP,
+    H3_MAC, H3_VTEP, OVERLAY,
+};
 
 /// Three hosts h1..h3 on one bridge (namespace `sw`), underlay addresses
 /// 198.18.0.1..3; returns their namespaces.
@@ -105,7 +56,7 @@ fn bridged_hosts(lab: &mut Lab) -> Vec<String> {
 fn two_hosts_tun_and_veth() {
     require_root!();
     let mut lab = Lab::new("lv1");
-    let (h1, h2) = two_hosts(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.adopt("c1");
     let c2 = lab.adopt("c2");
     let cfg = format!(
@@ -186,7 +137,7 @@ fn two_hosts_tun_and_veth() {
 fn kernel_vxlan_peer() {
     require_root!();
     let mut lab = Lab::new("lv2");
-    let (h1, h2) = two_hosts(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.adopt("c1");
     let k2 = lab.ns("k2");
     lab.kernel_vtep(&h2, &k2, 2, H2_VTEP, 1, H1_VTEP);
@@ -231,7 +182,7 @@ fn kernel_vxlan_peer() {
 fn host_traffic_survives_router() {
     require_root!();
     let mut lab = Lab::new("lv3");
-    let (h1, h2) = two_hosts(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.adopt("c1");
     let cfg = format!(
         "{OVERLAY}{}{}{}",
@@ -354,7 +305,7 @@ fn three_host_line_transits_middle() {
 fn sighup_reload() {
     require_root!();
     let mut lab = Lab::new("lv5");
-    let (h1, h2) = two_hosts(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.adopt("c1");
     let c2 = lab.adopt("c2");
     let base = format!(

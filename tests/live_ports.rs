@@ -20,41 +20,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use live_support::{assert_clean, cmd, Lab};
+use live_support::{assert_clean, cmd, host, link, port, Lab, H1_VTEP, H2_VTEP, OVERLAY};
 use vxrouter::api::{self, client, Body, ErrorCode, Request};
-
-const OVERLAY: &str = "[overlay]\nvni = 42\n";
 
 fn topology(c2: &str) -> String {
     format!(
-        r#"{OVERLAY}
-[[hosts]]
-name = "h1"
-underlay = "198.18.0.1"
-vtep_mac = "02:00:c6:13:01:00"
-subnets = ["198.19.1.0/24", "2001:2:0:1::/64"]
-nic = "eth0"
-workers = [0]
-
-[[hosts]]
-name = "h2"
-underlay = "198.18.0.2"
-vtep_mac = "02:00:c6:13:02:00"
-subnets = ["198.19.2.0/24", "2001:2:0:2::/64"]
-nic = "eth0"
-workers = [1]
-
-  [[hosts.ports]]
-  name = "c2"
-  kind = "tun"
-  netns = "{c2}"
-  addresses = ["198.19.2.2/32", "2001:2:0:2::2/128"]
-
-[[links]]
-a = "h1"
-b = "h2"
-cost = 1
-"#
+        "{OVERLAY}{}{}{}",
+        host("h1", 1, H1_VTEP, "0", ""),
+        host(
+            "h2",
+            2,
+            H2_VTEP,
+            "1",
+            &port("c2", "tun", c2, "198.19.2.2", "2001:2:0:2::2")
+        ),
+        link("h1", "h2", 1)
     )
 }
 
@@ -62,18 +42,7 @@ cost = 1
 /// h1's control socket and h2's container namespace.
 fn lab(prefix: &str) -> (Lab, PathBuf, String) {
     let mut lab = Lab::new(prefix);
-    let h1 = lab.ns("h1");
-    let h2 = lab.ns("h2");
-    lab.veth(
-        &h1,
-        "eth0",
-        "02:00:c6:12:00:01",
-        &h2,
-        "eth0",
-        "02:00:c6:12:00:02",
-    );
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let c2 = lab.adopt("c2");
     let cfg = lab.write("topo.toml", &topology(&c2));
     let r1 = lab.start(&cfg, "h1", &h1);

@@ -15,12 +15,7 @@ mod live_support;
 
 use serde_json::Value;
 
-use live_support::{assert_clean, forwarded, Lab};
-
-const H1_MAC: &str = "02:00:c6:12:00:01";
-const H2_MAC: &str = "02:00:c6:12:00:02";
-const H1_VTEP: &str = "02:00:c6:13:01:00";
-const H2_VTEP: &str = "02:00:c6:13:02:00";
+use live_support::{assert_clean, forwarded, Lab, H1_MAC, H1_VTEP, H2_MAC, H2_VTEP};
 
 /// A `[[hosts]]` entry on underlay address `underlay`.
 fn host(name: &str, n: u8, underlay: &str, io: &str, workers: &str, ports: &str) -> String {
@@ -54,19 +49,13 @@ fn port(name: &str, kind: &str, netns: &str, n: u8) -> String {
 
 const TAIL: &str = "\n[[links]]\na = \"h1\"\nb = \"h2\"\ncost = 10\n";
 
-/// Two host namespaces joined by an underlay veth with fixed MACs.
+/// Two host namespaces joined by an underlay veth with fixed MACs and no
+/// address yet (the IPv6 underlay test gives its own; [`Lab::two_hosts`]
+/// gives IPv4 ones).
 fn two_hosts(lab: &mut Lab) -> (String, String) {
     let h1 = lab.ns("h1");
     let h2 = lab.ns("h2");
     lab.veth(&h1, "eth0", H1_MAC, &h2, "eth0", H2_MAC);
-    (h1, h2)
-}
-
-/// [`two_hosts`] with the IPv4 underlay 198.18.0.1/24 and .2/24.
-fn two_hosts_v4(lab: &mut Lab) -> (String, String) {
-    let (h1, h2) = two_hosts(lab);
-    lab.ip(&h1, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
-    lab.ip(&h2, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
     (h1, h2)
 }
 
@@ -108,7 +97,7 @@ fn assert_uplink_clean(host: &str, s: &Value) {
 fn udp_uplink_interoperates_with_af_xdp_peer() {
     require_root!();
     let mut lab = Lab::new("lu1");
-    let (h1, h2) = two_hosts_v4(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     // A veth hands the socket's datagrams over with a partial UDP checksum
     // (CHECKSUM_PARTIAL, completed by a NIC that a veth does not have);
     // AF_XDP on h2 sees the raw bytes and rightly drops them as
@@ -270,7 +259,7 @@ fn udp_uplink_ipv6_underlay_both_sides() {
 fn udp_uplink_kernel_vxlan_peer() {
     require_root!();
     let mut lab = Lab::new("lu3");
-    let (h1, h2) = two_hosts_v4(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.adopt("c1");
     let k2 = lab.ns("k2");
     lab.kernel_vtep(&h2, &k2, 2, H2_VTEP, 1, H1_VTEP);
@@ -321,7 +310,7 @@ fn udp_uplink_kernel_vxlan_peer() {
 fn veth_offload_port_moves_super_packets() {
     require_root!();
     let mut lab = Lab::new("lu4");
-    let (h1, h2) = two_hosts_v4(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     // The host kernels would forward what reaches them: make sure they
     // never get to (the frames are not addressed to their device).
     for h in [&h1, &h2] {
@@ -434,7 +423,7 @@ print(n)
 fn udp_uplink_refuses_local_injection() {
     require_root!();
     let mut lab = Lab::new("lu5");
-    let (h1, h2) = two_hosts_v4(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     lab.ip(&h1, &["addr", "add", "198.18.0.77/32", "dev", "lo"]);
     let c1 = lab.adopt("c1");
     let c2 = lab.adopt("c2");
@@ -524,7 +513,7 @@ fn udp_uplink_refuses_local_injection() {
 fn existing_veth_container_mac_is_read() {
     require_root!();
     let mut lab = Lab::new("lu6");
-    let (h1, h2) = two_hosts_v4(&mut lab);
+    let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.ns("c1");
     lab.veth(
         &h1,
@@ -573,7 +562,7 @@ fn existing_veth_container_mac_is_read() {
 fn offload_veth_with_host_addresses_is_refused() {
     require_root!();
     let mut lab = Lab::new("lu7");
-    let (h1, _h2) = two_hosts_v4(&mut lab);
+    let (h1, _h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.ns("c1");
     lab.veth(
         &h1,

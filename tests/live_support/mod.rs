@@ -35,6 +35,53 @@ macro_rules! require_root {
 
 pub use crate::common::have;
 
+/// Underlay MACs of hosts 1..=3 (their `eth0`) and their VTEP MACs.
+pub const H1_MAC: &str = "02:00:c6:12:00:01";
+pub const H2_MAC: &str = "02:00:c6:12:00:02";
+pub const H3_MAC: &str = "02:00:c6:12:00:03";
+pub const H1_VTEP: &str = "02:00:c6:13:01:00";
+pub const H2_VTEP: &str = "02:00:c6:13:02:00";
+pub const H3_VTEP: &str = "02:00:c6:13:03:00";
+
+/// The `[overlay]` the live tests share.
+pub const OVERLAY: &str = "[overlay]\nvni = 42\n";
+
+/// A `[[hosts]]` entry of host number `n` (underlay 198.18.0.`n` on
+/// `eth0`, subnets 198.19.`n`.0/24 and 2001:2:0:`n`::/64); `extra` is more
+/// TOML of the entry (fields, then its `[[hosts.ports]]`).
+pub fn host(name: &str, n: u8, vtep: &str, workers: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[hosts]]
+name = "{name}"
+underlay = "198.18.0.{n}"
+vtep_mac = "{vtep}"
+subnets = ["198.19.{n}.0/24", "2001:2:0:{n}::/64"]
+nic = "eth0"
+workers = [{workers}]
+{extra}
+"#
+    )
+}
+
+/// A `[[hosts.ports]]` entry with one address per family.
+pub fn port(name: &str, kind: &str, netns: &str, v4: &str, v6: &str) -> String {
+    format!(
+        r#"
+  [[hosts.ports]]
+  name = "{name}"
+  kind = "{kind}"
+  netns = "{netns}"
+  addresses = ["{v4}/32", "{v6}/128"]
+"#
+    )
+}
+
+/// A `[[links]]` entry.
+pub fn link(a: &str, b: &str, cost: u32) -> String {
+    format!("\n[[links]]\na = \"{a}\"\nb = \"{b}\"\ncost = {cost}\n")
+}
+
 /// Runs a command in the current namespace; panics with its output on
 /// failure; returns stdout.
 pub fn cmd(args: &[&str]) -> String {
@@ -252,6 +299,18 @@ impl Lab {
         ]);
         cmd(&["ip", "-n", ns_a, "link", "set", a, "up"]);
         cmd(&["ip", "-n", ns_b, "link", "set", b, "up"]);
+    }
+
+    /// Namespaces `a` and `b` joined by an underlay veth (`eth0` on each
+    /// side, [`H1_MAC`] and [`H2_MAC`], 198.18.0.1/24 and .2/24); returns
+    /// their full names.
+    pub fn two_hosts(&mut self, a: &str, b: &str) -> (String, String) {
+        let na = self.ns(a);
+        let nb = self.ns(b);
+        self.veth(&na, "eth0", H1_MAC, &nb, "eth0", H2_MAC);
+        self.ip(&na, &["addr", "add", "198.18.0.1/24", "dev", "eth0"]);
+        self.ip(&nb, &["addr", "add", "198.18.0.2/24", "dev", "eth0"]);
+        (na, nb)
     }
 
     /// Makes `host_ns` a flannel-style kernel VXLAN host number `me` (VNI
