@@ -294,7 +294,7 @@ impl Layout {
 /// The pseudo-header sum (unfolded) of the IP header at the start of `ip`
 /// (IPv6 when `v6`) for transport `proto` and `len` bytes of transport
 /// header and payload.
-#[inline]
+#[inline(always)]
 pub(crate) fn pseudo_sum(ip: &[u8], v6: bool, proto: u8, len: usize) -> u32 {
     if v6 {
         let h = ipv6::Packet::new_unchecked(ip);
