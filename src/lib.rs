@@ -6,10 +6,12 @@
 //! - [`route`]: Bellman-Ford over the topology graph and the compiled route set.
 //! - [`fib`]: the lock-free longest-prefix-match table and its publication.
 //! - [`dataplane`]: the batch pipeline; a verdict per packet, drops by reason.
+//! - [`offload`]: super-packets: their layout, segmentation and coalescing,
+//!   and the virtio-net header.
 //! - [`port`]: the batch `Port` trait and its implementations (memory, pcap,
 //!   and on Linux TUN and AF_XDP).
 //!
-//! `wire`, `config`, `route`, `fib` and `dataplane` are sans-IO: no syscalls,
+//! `wire`, `config`, `route`, `fib`, `dataplane` and `offload` are sans-IO: no syscalls,
 //! no clock reads, no per-packet allocation. `unsafe` is denied at the root and
 //! allowed only in the I/O corner under `port/`.
 #![deny(unsafe_code)]

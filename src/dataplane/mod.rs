@@ -3,12 +3,13 @@
 //! - [`drops`]: drop reasons (declared once) and per-worker counters.
 //! - [`tables`]: the immutable forwarding snapshot a worker reads per batch.
 //! - [`pipeline`]: classify, check, look up, rewrite; a verdict per packet.
-//! - [`gso`]: TCP super-packets cut into segments for ports that cannot
-//!   take them whole.
 //!
 //! [`forward_burst`] ties a pipeline to ports: it is the one loop body both
 //! the live workers and `vxrouter replay` run, so replay tests prove the code
-//! the wire runs. Sans-IO apart from the `Port` calls it is handed.
+//! the wire runs. Sans-IO apart from the `Port` calls it is handed. A
+//! super-packet is parsed there once ([`offload::Layout::parse`]) and the
+//! layout goes to the port that takes it whole, or cuts it
+//! ([`offload::segment_into`]) for one that does not.
 
 pub mod drops;
 pub mod pipeline;
