@@ -91,7 +91,7 @@ pub fn forward_burst(
             };
             out.burst(&frames[..k], &which[..k], verdicts);
             k = 0;
-            out.gso(pkt.data(), g, verdicts[j], scratch);
+            out.super_packet(pkt.data(), g, verdicts[j], scratch);
         }
         out.burst(&frames[..k], &which[..k], verdicts);
         if let Some(c) = tx_counts.get_mut(port as usize) {
@@ -169,7 +169,7 @@ impl Out<'_, '_> {
 
     /// Hands one super-packet over: whole where the port takes it, else as
     /// segments cut into `scratch`.
-    fn gso(&mut self, frame: &[u8], g: crate::port::Gso, v: Verdict, scratch: &mut Batch) {
+    fn super_packet(&mut self, frame: &[u8], g: crate::port::Gso, v: Verdict, scratch: &mut Batch) {
         let segs = u64::from(g.segs.max(1));
         let Some(p) = self.port.as_deref_mut() else {
             self.refuse(v, segs);
