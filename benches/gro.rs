@@ -1,7 +1,7 @@
 //! GRO towards a container port: one worker round of TCP segments (two
 //! super-packets' worth of one flow, 88 segments of 1448 bytes) queued and
 //! coalesced into writes, the system call replaced by a sink that only
-//! touches the slices. Ours (`port::gro::GroTx`: one copy per segment,
+//! touches the slices. Ours (`offload::coalesce::Coalescer`: one copy per segment,
 //! gathered writes) against the coalescer it replaced, tun-rs' `GROTable`
 //! driven the way vxrouter drove it (a copy into a per-frame buffer behind a
 //! marked header, `apply_gro`, the surviving buffers written).
@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN};
-use vxrouter::offload::coalesce::{GroTx, GRO_FRAMES, MAX_GRO_PACKET};
+use vxrouter::offload::coalesce::{Coalescer, MAX_SUPER_LEN, QUEUE_FRAMES};
 use vxrouter::wire::checksum;
 
 const SEGS: usize = 88;
@@ -58,7 +58,7 @@ fn gro(c: &mut Criterion) {
     let mut g = c.benchmark_group("gro_round_88x1448");
     g.throughput(Throughput::Bytes(bytes as u64));
 
-    let mut ours = GroTx::new(GRO_FRAMES);
+    let mut ours = Coalescer::new(QUEUE_FRAMES);
     // Both coalesce the round into the same two super-packets.
     for s in &segs {
         ours.push(s);
@@ -80,8 +80,8 @@ fn gro(c: &mut Criterion) {
     });
 
     let mut table = GROTable::new();
-    let mut bufs: Vec<Vec<u8>> = (0..GRO_FRAMES)
-        .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + MAX_GRO_PACKET))
+    let mut bufs: Vec<Vec<u8>> = (0..QUEUE_FRAMES)
+        .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + MAX_SUPER_LEN))
         .collect();
     g.bench_function("tun_rs_grotable", |b| {
         b.iter(|| {

@@ -7,13 +7,13 @@
 //!   and the 44 segment headers the UDP uplink sends beside slices of its
 //!   payload are written (their checksums cover the payload).
 //!   `tso_send/split_then_route` (before): the same bytes land in the
-//!   splitter's buffer, `GsoRx` cuts them into 44 checksummed segments (a
+//!   splitter's buffer, `Splitter` cuts them into 44 checksummed segments (a
 //!   copy), and the pipeline routes and encapsulates each.
 //! - `tso_recv/whole`: a GRO train of the 44 VXLAN datagrams is coalesced
 //!   into one super-packet (checksums checked, payloads copied), decapsulated
 //!   once and made ready for one TUN write. `tso_recv/per_segment_then_gro`
 //!   (before): each datagram is copied behind synthesised outer headers,
-//!   decapsulated, and queued to `GroTx`, which checks and copies each and
+//!   decapsulated, and queued to `Coalescer`, which checks and copies each and
 //!   writes them (to a sink here) as super-packets.
 //!
 //! System calls are left out of both: this is what the router itself spends.
@@ -26,9 +26,9 @@ use tun_rs::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_TCPV4};
 use vxrouter::dataplane::{Pipeline, Verdict};
 use vxrouter::offload;
 use vxrouter::offload::coalesce::coalesce_into;
-use vxrouter::offload::coalesce::{GroTx, GRO_FRAMES};
+use vxrouter::offload::coalesce::{Coalescer, QUEUE_FRAMES};
 use vxrouter::offload::outer::synth_rx;
-use vxrouter::offload::vnet::{whole_write, GsoRx, VNET_HDR_LEN};
+use vxrouter::offload::vnet::{whole_write, Splitter, VNET_HDR_LEN};
 use vxrouter::port::{Batch, Gso, Packet, BATCH_SIZE, MAX_FRAME};
 use vxrouter::wire::checksum::{checksum, fold, pseudo_v4, sum};
 
@@ -131,7 +131,7 @@ fn bench_send(c: &mut Criterion) {
         })
     });
 
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     let mut small = Batch::new();
     let mut hb = [0u8; VNET_HDR_LEN];
     tso_hdr().encode(&mut hb).unwrap();
@@ -206,7 +206,7 @@ fn bench_recv(c: &mut Criterion) {
     });
 
     let mut small = Batch::new();
-    let mut gro = GroTx::new(GRO_FRAMES);
+    let mut gro = Coalescer::new(QUEUE_FRAMES);
     g.bench_function("per_segment_then_gro", |b| {
         b.iter(|| {
             small.clear();

@@ -9,10 +9,12 @@
 //! - [`api`]: the control socket's request/reply protocol (sans-IO) and its client.
 //! - [`cni`]: the `vxrouter-cni` plugin's logic (CNI 1.0.0 and 1.1.0), a
 //!   client of the control socket.
+//! - [`offload`]: super-packets: their layout, segmentation and coalescing,
+//!   and the virtio-net header.
 //! - [`port`]: the batch `Port` trait and its implementations (memory, pcap,
 //!   and on Linux TUN and AF_XDP).
 //!
-//! `wire`, `config`, `route`, `fib` and `dataplane` are sans-IO: no syscalls,
+//! `wire`, `config`, `route`, `fib`, `dataplane` and `offload` are sans-IO: no syscalls,
 //! no clock reads, no per-packet allocation. `unsafe` is denied at the root and
 //! allowed only in the I/O corner under `port/`.
 #![deny(unsafe_code)]

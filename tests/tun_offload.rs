@@ -86,7 +86,7 @@ struct Seen {
 
 /// Moves packets between the two ports until `stop`, checking each one.
 /// With `whole`, the batch holds super-packets: each is checked segment by
-/// segment (as cut by `wire::tso`) and handed to the other port whole, or
+/// segment (as cut by `offload::segment`) and handed to the other port whole, or
 /// as those segments when it takes no super-packets.
 fn forward(mut a: TunPort, mut b: TunPort, stop: Arc<AtomicBool>, whole: bool) -> Seen {
     let mut seen = Seen::default();

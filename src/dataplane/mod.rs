@@ -3,12 +3,13 @@
 //! - [`drops`]: drop reasons (declared once) and per-worker counters.
 //! - [`tables`]: the immutable forwarding snapshot a worker reads per batch.
 //! - [`pipeline`]: classify, check, look up, rewrite; a verdict per packet.
-//! - [`gso`]: TCP super-packets cut into segments for ports that cannot
-//!   take them whole.
 //!
 //! [`forward_burst`] ties a pipeline to ports: it is the one loop body both
 //! the live workers and `vxrouter replay` run, so replay tests prove the code
-//! the wire runs. Sans-IO apart from the `Port` calls it is handed.
+//! the wire runs. Sans-IO apart from the `Port` calls it is handed. A
+//! super-packet is parsed there once ([`offload::Layout::parse`]) and the
+//! layout goes to the port that takes it whole, or cuts it
+//! ([`offload::segment_into`]) for one that does not.
 
 pub mod drops;
 pub mod pipeline;
@@ -90,7 +91,7 @@ pub fn forward_burst(
             };
             out.burst(&frames[..k], &which[..k], verdicts);
             k = 0;
-            out.gso(pkt.data(), g, verdicts[j], scratch);
+            out.super_packet(pkt.data(), g, verdicts[j], scratch);
         }
         out.burst(&frames[..k], &which[..k], verdicts);
         if let Some(c) = tx_counts.get_mut(port as usize) {
@@ -168,7 +169,7 @@ impl Out<'_, '_> {
 
     /// Hands one super-packet over: whole where the port takes it, else as
     /// segments cut into `scratch`.
-    fn gso(&mut self, frame: &[u8], g: crate::port::Gso, v: Verdict, scratch: &mut Batch) {
+    fn super_packet(&mut self, frame: &[u8], g: crate::port::Gso, v: Verdict, scratch: &mut Batch) {
         let segs = u64::from(g.segs.max(1));
         let Some(p) = self.port.as_deref_mut() else {
             self.refuse(v, segs);

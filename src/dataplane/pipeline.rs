@@ -20,11 +20,11 @@
 //! compare); one that does not gets an ICMP error naming the limit that
 //! bound (`too_big`, or `underlay_too_big` with the size that fits).
 //!
-//! A TCP or UDP super-packet ([`crate::wire::tso`], `Packet::gso` set) takes
+//! A TCP or UDP super-packet ([`crate::offload`], `Packet::gso` set) takes
 //! the same path as one segment: its headers are checked, routed and rewritten
 //! once, the MTU checks apply to its largest segment, and every counter
 //! counts its segments. It stays whole; the ports (or
-//! [`super::gso::segment_into`] for ports that cannot take it) cut it.
+//! [`crate::offload::segment_into`] for ports that cannot take it) cut it.
 
 use crate::config::addr::is_bad_source_v4;
 use crate::port::{Batch, Packet, BATCH_SIZE};

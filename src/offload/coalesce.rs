@@ -1,37 +1,44 @@
-//! TCP receive-offload coalescing (GRO) for the container ports that take
-//! super-packets: TUN queues with `IFF_VNET_HDR` and veth ports on AF_PACKET
-//! with `PACKET_VNET_HDR` (issue #6).
+//! Coalescing: packets merged into super-packets by the kernel's GRO rules,
+//! where the router receives many segments of one flow at once: the frames a
+//! worker round sends to a container port that takes super-packets (TUN
+//! queues with `IFF_VNET_HDR`, veth ports on AF_PACKET with
+//! `PACKET_VNET_HDR`), and the VXLAN trains the UDP uplink reads with
+//! `UDP_GRO`.
 //!
-//! Layer: sans-IO helper of the I/O corner. [`GroTx`] keeps one copy of each
-//! frame of a worker round in an arena allocated at start-up. While frames
-//! are pushed it chains the in-order segments of each TCP flow into groups;
-//! [`GroTx::flush`] hands every group to the port's writer as one
-//! super-packet: a virtio-net header (TSO, partial checksum) and a list of
-//! slices (the first segment whole, then the payload of every other one),
-//! which the port passes to `writev`/`sendmsg`. No byte is copied a second
-//! time and nothing is allocated per round.
+//! Layer: offload, sans-IO: the port hands in frames and a writer, and the
+//! writer makes the system call. [`Coalescer`] keeps one copy of each frame
+//! of a worker round in an arena allocated at start-up. While frames are
+//! pushed it chains the in-order segments of each flow into groups;
+//! [`Coalescer::flush`] hands every group to the writer as one super-packet:
+//! a virtio-net header (TSO or USO, partial checksum) and a list of slices
+//! (the first segment whole, then the payload of every other one), which
+//! the port passes to `writev`/`sendmsg`. No byte is copied a second time
+//! and nothing is allocated per round.
 //!
-//! A segment joins the open group of its flow only when the kernel would
+//! A TCP segment joins the open group of its flow only when the kernel would
 //! have merged it too: same addresses and ports, IPv4 without options or
 //! fragments (IPv6 without extension headers), same TOS/TTL/DF (traffic
-//! class, flow label, hop limit), same ACK number and TCP options, flags ACK
-//! alone (PSH allowed on the last segment), the next sequence number, a
-//! payload no longer than the first one's (a shorter one closes the group),
-//! and a valid TCP checksum: the super-packet goes to the kernel with
+//! class, flow label, hop limit), same ACK number, window and TCP options,
+//! flags ACK alone (PSH allowed on the last segment), the next sequence
+//! number, a payload no longer than the first one's (a shorter one closes
+//! the group), IPv4 IDs counting up unless DF is set, and a valid TCP
+//! checksum: the super-packet goes to the kernel with
 //! `VIRTIO_NET_HDR_F_NEEDS_CSUM`, so nobody would check the segments again.
+//! UDP datagrams of one flow merge by the kernel's UDP GRO rules (equal
+//! sizes, the last may be shorter, every checksum present and valid).
 //!
-//! `tcp_run` applies the same rules to a train of received datagrams (the
-//! UDP uplink's GRO reads), so a train becomes one super-packet exactly
-//! where [`GroTx`] would have made one of its segments.
+//! [`coalesce_into`] applies the same rules (`tcp_run`, `udp_run`) to a
+//! VXLAN train, so a train becomes one super-packet exactly where
+//! [`Coalescer`] would have made one of its segments.
 //!
 //! Invariants:
 //! - Within a flow, frames are written in the order they were pushed: any
 //!   frame of the flow that cannot join its open group (a pure ACK, FIN, a
 //!   gap, a bad checksum) closes that group, and writes go out in the order
 //!   of their first frame.
-//! - A group has at most [`MAX_GRO_SEGS`] segments (the kernel's own GRO
-//!   limit) and at most [`MAX_GRO_PACKET`] bytes of IP packet.
-//! - [`GroTx::flush`] accounts for every frame pushed since the previous
+//! - A group has at most [`MAX_SUPER_SEGS`] segments (the kernel's own GRO
+//!   limit) and at most [`MAX_SUPER_LEN`] bytes of IP packet.
+//! - [`Coalescer::flush`] accounts for every frame pushed since the previous
 //!   flush exactly once: written, refused by the kernel, dropped after EAGAIN,
 //!   or invalid (empty or over 64 KiB, never written).
 
@@ -50,22 +57,22 @@ use crate::port::{sys, Packet, BATCH_SIZE, MAX_FRAME};
 use crate::wire::tcp::{FLAG_ACK, FLAG_PSH};
 use crate::wire::{checksum, ipv4, ipv6, tcp, udp};
 
-/// Largest super-packet [`GroTx`] builds: the IPv4 total length limit.
-pub const MAX_GRO_PACKET: usize = 65535;
+/// Largest super-packet [`Coalescer`] builds: the IPv4 total length limit.
+pub const MAX_SUPER_LEN: usize = 65535;
 
-/// Frames [`GroTx`] collects before it must be flushed: two bursts of the
+/// Frames [`Coalescer`] collects before it must be flushed: two bursts of the
 /// uplink, so one worker round coalesces.
-pub const GRO_FRAMES: usize = 2 * BATCH_SIZE;
+pub const QUEUE_FRAMES: usize = 2 * BATCH_SIZE;
 
 /// Segments per super-packet (the kernel's GRO stops at 64 too).
-pub const MAX_GRO_SEGS: usize = 64;
+pub const MAX_SUPER_SEGS: usize = 64;
 
 /// No next frame in a group's chain.
 const END: u32 = u32::MAX;
 
-/// What one [`GroTx::flush`] did with the frames pushed since the last one.
+/// What one [`Coalescer::flush`] did with the frames pushed since the last one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TxOutcome {
+pub struct FlushOutcome {
     /// Frames written (a super-packet counts its segments).
     pub written: u64,
     /// Write syscalls made successfully.
@@ -80,7 +87,7 @@ pub struct TxOutcome {
     pub invalid: u64,
 }
 
-impl TxOutcome {
+impl FlushOutcome {
     /// Every frame this outcome accounts for.
     pub fn frames(&self) -> u64 {
         self.written + self.errors + self.dropped + self.invalid
@@ -120,8 +127,8 @@ impl Group {
     /// the segment size, within the segment and byte limits.
     fn has_room(&self, pay: usize) -> bool {
         pay <= usize::from(self.gso)
-            && usize::from(self.segs) < MAX_GRO_SEGS
-            && self.bytes as usize + pay <= MAX_GRO_PACKET
+            && usize::from(self.segs) < MAX_SUPER_SEGS
+            && self.bytes as usize + pay <= MAX_SUPER_LEN
     }
 }
 
@@ -274,7 +281,7 @@ pub(crate) struct Run {
 }
 
 /// The longest run of `frames`, from the first, that the kernel's GRO would
-/// merge into one TCP super-packet, by the rules of [`GroTx`] (one flow, in
+/// merge into one TCP super-packet, by the rules of [`Coalescer`] (one flow, in
 /// sequence, equal headers, ACK alone or PSH on the last, a shorter segment
 /// only last, every TCP and IPv4 header checksum valid), at most `max_segs` frames and
 /// `max_bytes` bytes of IP packet. Each frame is `prefix` bytes of
@@ -475,7 +482,7 @@ pub(crate) fn udp_run<'a>(
 /// GRO: in-order segments of a TCP flow become one super-packet with a
 /// virtio-net TSO header asking the kernel to finish the checksum; other
 /// frames are written as they are, behind a zero header.
-pub struct GroTx {
+pub struct Coalescer {
     arena: Vec<u8>,
     slots: Vec<Slot>,
     groups: Vec<Group>,
@@ -484,22 +491,22 @@ pub struct GroTx {
     invalid: u64,
 }
 
-impl std::fmt::Debug for GroTx {
+impl std::fmt::Debug for Coalescer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroTx")
+        f.debug_struct("Coalescer")
             .field("queued", &self.slots.len())
             .field("groups", &self.groups.len())
             .finish()
     }
 }
 
-impl GroTx {
+impl Coalescer {
     /// Room for `frames` frames of up to [`MAX_FRAME`] bytes (and always for
-    /// one of [`MAX_GRO_PACKET`]).
-    pub fn new(frames: usize) -> GroTx {
+    /// one of [`MAX_SUPER_LEN`]).
+    pub fn new(frames: usize) -> Coalescer {
         let frames = frames.max(1);
-        GroTx {
-            arena: Vec::with_capacity((frames * MAX_FRAME).max(MAX_GRO_PACKET)),
+        Coalescer {
+            arena: Vec::with_capacity((frames * MAX_FRAME).max(MAX_SUPER_LEN)),
             slots: Vec::with_capacity(frames),
             groups: Vec::with_capacity(frames),
             open: Vec::with_capacity(frames),
@@ -526,7 +533,7 @@ impl GroTx {
     /// then push again). An empty or over-64 KiB frame is taken and counted
     /// as invalid.
     pub fn push(&mut self, frame: &[u8]) -> bool {
-        if frame.is_empty() || frame.len() > MAX_GRO_PACKET {
+        if frame.is_empty() || frame.len() > MAX_SUPER_LEN {
             self.invalid += 1;
             return true;
         }
@@ -589,7 +596,7 @@ impl GroTx {
                 grp.next_seq = t.seq.wrapping_add(pay as u32);
                 grp.psh = t.flags & FLAG_PSH != 0;
                 // A short segment or PSH ends what the sender sent as one.
-                let full = usize::from(grp.segs) >= MAX_GRO_SEGS;
+                let full = usize::from(grp.segs) >= MAX_SUPER_SEGS;
                 if grp.psh || pay < usize::from(grp.gso) || full {
                     self.open.swap_remove(pos);
                 }
@@ -607,7 +614,7 @@ impl GroTx {
         true
     }
 
-    /// The UDP side of [`GroTx::push`] for the datagram just queued as
+    /// The UDP side of [`Coalescer::push`] for the datagram just queued as
     /// `idx` (IP header `l4` bytes): it joins its flow's open group when the
     /// kernel's UDP GRO would merge it, by the rules of `udp_run`.
     fn push_udp(&mut self, idx: u32, v6: bool, l4: usize) {
@@ -634,7 +641,7 @@ impl GroTx {
             if joins {
                 let grp = self.link(g, idx, pay);
                 // A shorter datagram is the last of a GSO send.
-                if pay < usize::from(grp.gso) || usize::from(grp.segs) >= MAX_GRO_SEGS {
+                if pay < usize::from(grp.gso) || usize::from(grp.segs) >= MAX_SUPER_SEGS {
                     self.open.swap_remove(pos);
                 }
                 return;
@@ -738,13 +745,13 @@ impl GroTx {
     /// packet, in the order of each group's first frame; the slices together
     /// are the IP packet. After EAGAIN the rest is dropped: the frames were
     /// already taken from the caller.
-    pub fn flush<W>(&mut self, mut write: W) -> TxOutcome
+    pub fn flush<W>(&mut self, mut write: W) -> FlushOutcome
     where
         W: FnMut(&VirtioNetHdr, &[IoSlice<'_>]) -> io::Result<()>,
     {
-        let mut out = TxOutcome {
+        let mut out = FlushOutcome {
             invalid: std::mem::take(&mut self.invalid),
-            ..TxOutcome::default()
+            ..FlushOutcome::default()
         };
         let mut blocked = false;
         for gi in 0..self.groups.len() {
@@ -759,11 +766,11 @@ impl GroTx {
             } else {
                 VirtioNetHdr::default()
             };
-            let mut iov: [IoSlice<'_>; MAX_GRO_SEGS] = [IoSlice::new(&[]); MAX_GRO_SEGS];
+            let mut iov: [IoSlice<'_>; MAX_SUPER_SEGS] = [IoSlice::new(&[]); MAX_SUPER_SEGS];
             iov[0] = IoSlice::new(self.frame(g.head));
             let mut n = 1;
             let mut i = self.slots[g.head as usize].next;
-            while i != END && n < MAX_GRO_SEGS {
+            while i != END && n < MAX_SUPER_SEGS {
                 let s = &self.slots[i as usize];
                 let f = self.frame(i);
                 iov[n] = IoSlice::new(&f[usize::from(s.hlen)..]);
@@ -797,11 +804,11 @@ impl GroTx {
 
 /// Which coalescing queue an IP packet goes to: `Some(true)` for UDP,
 /// `Some(false)` for TCP, by the protocol in the IP header alone, so that
-/// every frame of a flow goes the same way (what [`GroTx`] cannot parse,
+/// every frame of a flow goes the same way (what [`Coalescer`] cannot parse,
 /// IPv4 options or a fragment, is written alone in its place); `None` for
 /// anything else, which is written at once, after whatever a queue holds
-/// between the same two hosts ([`GroTx::holds_pair`]).
-pub fn gro_queue(frame: &[u8]) -> Option<bool> {
+/// between the same two hosts ([`Coalescer::holds_pair`]).
+pub fn queue_for(frame: &[u8]) -> Option<bool> {
     match transport(frame)? {
         ipv4::PROTO_UDP => Some(true),
         ipv4::PROTO_TCP => Some(false),
@@ -810,8 +817,8 @@ pub fn gro_queue(frame: &[u8]) -> Option<bool> {
 }
 
 /// Builds in `out` the frame the pipeline sees for a coalesced run of
-/// VXLAN datagrams carrying TCP or UDP (`datagrams`, as `gro::tcp_run` or
-/// `gro::udp_run` found them): the synthesised outer headers, the first
+/// VXLAN datagrams carrying TCP or UDP (`datagrams`, as [`tcp_run`] or
+/// [`udp_run`] found them): the synthesised outer headers, the first
 /// datagram whole, then every other one's payload, with the inner IP (and
 /// UDP) length and IPv4 header checksum of the whole, and PSH if the last
 /// TCP segment had it. Returns the frame length;
@@ -894,8 +901,8 @@ fn transport(ip: &[u8]) -> Option<u8> {
 fn find_run<'a>(datagrams: impl Iterator<Item = &'a [u8]> + Clone) -> Option<Run> {
     let first = datagrams.clone().next()?;
     match transport(first.get(MIN_VXLAN..)?)? {
-        ipv4::PROTO_TCP => tcp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_GRO_SEGS),
-        ipv4::PROTO_UDP => udp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_GRO_SEGS),
+        ipv4::PROTO_TCP => tcp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_SUPER_SEGS),
+        ipv4::PROTO_UDP => udp_run(datagrams, MIN_VXLAN, MAX_SUPER_L3, MAX_SUPER_SEGS),
         _ => None,
     }
 }

@@ -9,29 +9,29 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::offload::vnet::tests::*;
-use crate::offload::vnet::{GsoRx, GSO_NONE, VNET_HDR_LEN};
+use crate::offload::vnet::{Splitter, GSO_NONE, VNET_HDR_LEN};
 use crate::port::{Batch, MAX_FRAME};
 use crate::wire::checksum::{fold, pseudo_v4, sum};
 use crate::wire::tcp::FLAG_PSH;
 
 #[test]
 fn tcp_and_udp_go_to_their_queues_by_protocol_alone() {
-    assert_eq!(gro_queue(&tcp4(1, 1, ACK, 0, b"x")), Some(false));
-    assert_eq!(gro_queue(&tcp4(1, 1, ACK, 0, &[])), Some(false));
-    assert_eq!(gro_queue(&udp4(1, b"x")), Some(true));
-    assert_eq!(gro_queue(&udp6(b"x")), Some(true));
+    assert_eq!(queue_for(&tcp4(1, 1, ACK, 0, b"x")), Some(false));
+    assert_eq!(queue_for(&tcp4(1, 1, ACK, 0, &[])), Some(false));
+    assert_eq!(queue_for(&udp4(1, b"x")), Some(true));
+    assert_eq!(queue_for(&udp6(b"x")), Some(true));
     let mut v6tcp = udp6(&[0; 20]);
     v6tcp[6] = 6;
-    assert_eq!(gro_queue(&v6tcp), Some(false));
+    assert_eq!(queue_for(&v6tcp), Some(false));
     // IPv4 options: still TCP, queued (and written alone, in its place).
     let mut opts = tcp4(1, 1, ACK, 0, b"x");
     opts[0] = 0x46;
-    assert_eq!(gro_queue(&opts), Some(false));
+    assert_eq!(queue_for(&opts), Some(false));
     let mut icmp = udp4(1, b"x");
     icmp[9] = 1;
-    assert_eq!(gro_queue(&icmp), None);
-    assert_eq!(gro_queue(&[]), None);
-    assert_eq!(gro_queue(&[0x45; 19]), None);
+    assert_eq!(queue_for(&icmp), None);
+    assert_eq!(queue_for(&[]), None);
+    assert_eq!(queue_for(&[0x45; 19]), None);
 }
 
 /// A writer that records what it was given and fails as told.
@@ -95,7 +95,7 @@ fn mixed_round() -> (Vec<Vec<u8>>, Vec<u8>) {
 #[test]
 fn gro_coalesces_a_flow_and_resplits_to_the_same_segments() {
     let (frames, data) = mixed_round();
-    let mut tx = GroTx::new(GRO_FRAMES);
+    let mut tx = Coalescer::new(QUEUE_FRAMES);
     for f in &frames {
         assert!(tx.push(f));
     }
@@ -119,7 +119,7 @@ fn gro_coalesces_a_flow_and_resplits_to_the_same_segments() {
     assert_eq!(hdr.flags, F_NEEDS_CSUM);
     assert_eq!(hdr.gso_size, 1448);
     assert_eq!(sup.len(), VNET_HDR_LEN + 40 + data.len());
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     assert_eq!(load(&mut rx, &hdr, &sup[VNET_HDR_LEN..], 1500).unwrap(), 40);
     let mut batch = Batch::new();
     assert_eq!(rx.emit(batch.slots_mut()).unwrap(), 40);
@@ -136,7 +136,7 @@ fn gro_coalesces_a_flow_and_resplits_to_the_same_segments() {
 #[test]
 fn eagain_drops_the_rest_and_errors_count_per_frame() {
     let (frames, _) = mixed_round();
-    let mut tx = GroTx::new(GRO_FRAMES);
+    let mut tx = Coalescer::new(QUEUE_FRAMES);
     // EAGAIN on the second write: the super-packet went out, the other two
     // frames are dropped.
     for f in &frames {
@@ -164,7 +164,7 @@ fn eagain_drops_the_rest_and_errors_count_per_frame() {
 
 #[test]
 fn a_full_queue_refuses_until_flushed() {
-    let mut tx = GroTx::new(4);
+    let mut tx = Coalescer::new(4);
     let f = udp4(1, b"abc");
     for _ in 0..4 {
         assert!(tx.push(&f));
@@ -179,7 +179,7 @@ fn a_full_queue_refuses_until_flushed() {
 fn coalescing_stops_at_64_kib() {
     // 128 segments of 1448 bytes: 185 KB, at least three super-packets.
     let data = payload(128 * 1448);
-    let mut tx = GroTx::new(GRO_FRAMES);
+    let mut tx = Coalescer::new(QUEUE_FRAMES);
     for (i, c) in data.chunks(1448).enumerate() {
         assert!(tx.push(&tcp4(i as u16, (i * 1448) as u32, ACK, 0, c)));
     }
@@ -190,7 +190,7 @@ fn coalescing_stops_at_64_kib() {
     });
     assert_eq!(out.written, 128);
     assert!(
-        sizes.iter().all(|&s| s <= VNET_HDR_LEN + MAX_GRO_PACKET),
+        sizes.iter().all(|&s| s <= VNET_HDR_LEN + MAX_SUPER_LEN),
         "{sizes:?}"
     );
     assert!(sizes.len() >= 3 && sizes.len() <= 4, "{sizes:?}");
@@ -208,9 +208,9 @@ proptest! {
             1..80,
         )
     ) {
-        let mut tx = GroTx::new(64);
+        let mut tx = Coalescer::new(64);
         let mut pushed = 0u64;
-        let mut total = TxOutcome::default();
+        let mut total = FlushOutcome::default();
         for (tcp, bytes, seq) in &frames {
             let f = if *tcp { tcp4(1, u32::from(*seq), ACK, 0, bytes) } else { bytes.clone() };
             if !tx.push(&f) {
@@ -234,7 +234,7 @@ fn ipv6_tso_round_trips_through_gro() {
     // partial batches, coalesced again, split again: the same bytes.
     let data = payload(50 * 1220);
     let sup = tcp6(9, ACK | FLAG_PSH, &data);
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     assert_eq!(
         load(&mut rx, &tso_hdr(true, 1220, 40, 20, false), &sup, 1280).unwrap(),
         50
@@ -255,7 +255,7 @@ fn ipv6_tso_round_trips_through_gro() {
         );
         assert_eq!(s, &want, "segment {i}");
     }
-    let mut tx = GroTx::new(GRO_FRAMES);
+    let mut tx = Coalescer::new(QUEUE_FRAMES);
     for s in &segs {
         assert!(tx.push(s));
     }
@@ -295,10 +295,10 @@ fn seg4(sport: u16, id: u16, seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Everything `writes` carried, super-packets split again by [`GsoRx`]: the
+/// Everything `writes` carried, super-packets split again by [`Splitter`]: the
 /// segments the container's kernel sees.
 fn resplit(writes: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     let mut batch = Batch::new();
     let mut out = Vec::new();
     for w in writes {
@@ -322,11 +322,11 @@ fn resplit(writes: &[Vec<u8>]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Pushes every frame through one GroTx (flushed whenever it is full and
+/// Pushes every frame through one Coalescer (flushed whenever it is full and
 /// at the end), checks that every frame was written, and splits what was
 /// written again the way the container's kernel would.
 fn coalesce_then_resplit(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut tx = GroTx::new(GRO_FRAMES);
+    let mut tx = Coalescer::new(QUEUE_FRAMES);
     let mut sink = Sink::new();
     let mut total = 0;
     for p in frames {
@@ -340,8 +340,8 @@ fn coalesce_then_resplit(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
     resplit(&sink.written)
 }
 
-fn gro_round(frames: &[Vec<u8>]) -> (TxOutcome, Vec<Vec<u8>>) {
-    let mut tx = GroTx::new(GRO_FRAMES);
+fn gro_round(frames: &[Vec<u8>]) -> (FlushOutcome, Vec<Vec<u8>>) {
+    let mut tx = Coalescer::new(QUEUE_FRAMES);
     for f in frames {
         assert!(tx.push(f));
     }
@@ -677,7 +677,7 @@ fn an_unparsed_datagram_keeps_its_place_in_its_flow() {
 /// container's split byte for byte); a datagram sent without a checksum
 /// never coalesces; with DF (TCP here) the ID does not matter.
 #[test]
-fn grotx_keeps_ids_without_df_and_leaves_zero_checksums_alone() {
+fn coalescer_keeps_ids_without_df_and_leaves_zero_checksums_alone() {
     let (out, written) = gro_round(
         &(0..4)
             .map(|_| udp4_id(5000, 7, &payload(500)))
@@ -715,7 +715,7 @@ fn grotx_keeps_ids_without_df_and_leaves_zero_checksums_alone() {
 /// hold between the same two hosts, and only that.
 #[test]
 fn holds_pair_sees_the_same_two_hosts_only() {
-    let mut tx = GroTx::new(GRO_FRAMES);
+    let mut tx = Coalescer::new(QUEUE_FRAMES);
     assert!(tx.push(&udp4_id(5000, 1, &payload(100))));
     let mut icmp = udp4(1, b"ping");
     icmp[9] = 1;
@@ -737,7 +737,7 @@ mod vxlan_trains {
     use super::*;
     use crate::offload::outer::tests::{v4, vxlan_payload, MAC};
     use crate::offload::outer::MIN_VXLAN;
-    use crate::offload::{self as tso, Gso};
+    use crate::offload::{self, Gso};
     use crate::wire::checksum;
 
     /// A train as a GRO read hands it over: the segments of a TCP
@@ -757,14 +757,14 @@ mod vxlan_trains {
             super_ip(v6, 0, 12, 0x10, &data)
         };
         let g = Gso { size, segs: 0 };
-        let l = tso::Layout::parse(&ip, tso::Encap::Ip, g).unwrap();
+        let l = offload::Layout::parse(&ip, offload::Encap::Ip, g).unwrap();
         let mut out = Vec::new();
         for i in 0..l.segments {
             let mut d = vxlan_payload(MIN_VXLAN, 0);
             d[8..14].copy_from_slice(&[2, 0x42, 0, 0, 0, 2]);
             d[20..22].copy_from_slice(&(if v6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
             let mut s = vec![0u8; l.segment_len(i)];
-            let r = tso::write_headers(&ip, &l, i, &mut s, false);
+            let r = offload::write_headers(&ip, &l, i, &mut s, false);
             s[l.payload..].copy_from_slice(&ip[r]);
             d.extend_from_slice(&s);
             out.push(d);
@@ -776,11 +776,11 @@ mod vxlan_trains {
     /// datagrams' inner IP packets, IPv4 ID and header checksum zeroed (a
     /// coalesced run does not keep the IDs of its segments).
     fn recut(f: &[u8], g: Gso) -> Vec<Vec<u8>> {
-        let l = tso::Layout::parse(f, tso::Encap::Vxlan, g).unwrap();
+        let l = offload::Layout::parse(f, offload::Encap::Vxlan, g).unwrap();
         (0..l.segments)
             .map(|i| {
                 let mut s = vec![0u8; l.segment_len(i)];
-                let r = tso::write_headers(f, &l, i, &mut s, false);
+                let r = offload::write_headers(f, &l, i, &mut s, false);
                 s[l.payload..].copy_from_slice(&f[r]);
                 norm(s[l.l3..].to_vec())
             })
@@ -975,11 +975,11 @@ mod vxlan_trains {
         let counting = with_ids(&|i| 0xfffe_u16.wrapping_add(i as u16));
         let (f, g, count) = coalesce(&counting).unwrap();
         assert_eq!(count, 4, "IDs that count up (across the wrap)");
-        let l = tso::Layout::parse(&f, tso::Encap::Vxlan, g).unwrap();
+        let l = offload::Layout::parse(&f, offload::Encap::Vxlan, g).unwrap();
         let got: Vec<Vec<u8>> = (0..l.segments)
             .map(|i| {
                 let mut s = vec![0u8; l.segment_len(i)];
-                let r = tso::write_headers(&f, &l, i, &mut s, false);
+                let r = offload::write_headers(&f, &l, i, &mut s, false);
                 s[l.payload..].copy_from_slice(&f[r]);
                 s[l.l3..].to_vec()
             })

@@ -1,14 +1,10 @@
-//! Super-packets: one TCP (or UDP) header followed by the payload of many
-//! segments (datagrams), and the segments they stand for (what Linux calls
-//! a GSO skb and its segmentation: TSO, and USO for `UDP_SEGMENT`).
+//! The super-packet format and its one check.
 //!
-//! Layer: wire. A super-packet enters the router whole (a container's TSO
-//! write read from a TUN queue or an AF_PACKET socket, or a train of VXLAN
-//! datagrams coalesced by the UDP uplink), crosses the pipeline as one
-//! packet, and is cut into segments only where a port needs them: the UDP
-//! uplink writes each segment's headers beside a slice of the payload
-//! (`sendmsg` iovecs, `UDP_SEGMENT`), ports without segmentation offload get
-//! the segments copied out by [`segment_into`](crate::dataplane::gso).
+//! Layer: offload, sans-IO. A super-packet enters the router whole (a
+//! container's TSO write read from a TUN queue or an AF_PACKET socket, or a
+//! train of VXLAN datagrams coalesced by the UDP uplink), crosses the
+//! pipeline as one packet, and is cut into segments only where a port needs
+//! them ([`super::segment`]).
 //!
 //! The format, with the [`Gso`] annotation that travels beside the bytes:
 //! - as the [`Encap`] says: IP alone, behind Ethernet (no VLAN tag), or
@@ -21,16 +17,15 @@
 //!   the first segment, FIN and PSH to the last);
 //! - [`Gso::size`] payload bytes per segment, the last one possibly shorter;
 //! - the TCP or UDP checksum (and over IPv6 the outer UDP checksum) is not
-//!   valid:
-//!   as with Linux's `CHECKSUM_PARTIAL`, whoever produces the segments
-//!   computes theirs. The payload itself was verified (or made by the local
-//!   kernel) where the super-packet entered.
+//!   valid: as with Linux's `CHECKSUM_PARTIAL`, whoever produces the
+//!   segments computes theirs. The payload itself was verified (or made by
+//!   the local kernel) where the super-packet entered.
 //!
-//! Invariants: [`Layout::parse`] checks every offset and length once; after
-//! it, [`write_headers`] cannot fail or panic on a frame of that layout.
-//! The segments are what the kernel's `tcp_gso_segment` (`__udp_gso_segment`)
-//! makes: IPv4 ID incremented per segment, sequence numbers advanced by the
-//! segment size (UDP lengths per datagram), checksums complete.
+//! Invariant: [`Layout::parse`] checks every offset and length once, through
+//! the [`crate::wire`] views; a [`Layout`] describes exactly the frame it was
+//! parsed from, so the code that cuts or writes that frame by it
+//! ([`super::segment::write_headers`], [`super::vnet::whole_write`]) cannot
+//! fail or panic.
 
 use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, udp, vxlan};
 use crate::wire::{Error, Result};
@@ -294,7 +289,7 @@ impl Layout {
 /// The pseudo-header sum (unfolded) of the IP header at the start of `ip`
 /// (IPv6 when `v6`) for transport `proto` and `len` bytes of transport
 /// header and payload.
-#[inline]
+#[inline(always)]
 pub(crate) fn pseudo_sum(ip: &[u8], v6: bool, proto: u8, len: usize) -> u32 {
     if v6 {
         let h = ipv6::Packet::new_unchecked(ip);

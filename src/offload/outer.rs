@@ -1,4 +1,18 @@
-//! The outer headers of VXLAN frames that cross a kernel UDP socket.
+//! The outer headers of VXLAN frames that cross a kernel UDP socket: the
+//! UDP uplink sends only a frame's VXLAN payload to its peer's address
+//! ([`parse_tx`]), and puts back in front of each datagram it receives the
+//! Ethernet, IP and UDP headers the kernel took off ([`synth_rx`]), so the
+//! pipeline sees what an AF_XDP uplink would hand it.
+//!
+//! Layer: offload, sans-IO; [`crate::port::udp`] owns the sockets.
+//!
+//! Invariants: [`parse_tx`] accepts exactly the frames the pipeline's
+//! encapsulation makes (Ethernet, IPv4 without options or fragmentation or
+//! IPv6 without extension headers, UDP, at least VXLAN and an inner Ethernet
+//! header) and never reads past the frame; the synthesised headers carry
+//! the sender's address and port, our underlay address and VXLAN port, a
+//! valid IPv4 header checksum and a zero UDP checksum (the kernel verified
+//! the real one: RFC 7348 section 5, RFC 6935).
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -1,14 +1,18 @@
-//! Segmentation in software: a TCP super-packet cut into frames for a port
-//! that cannot take it whole (the AF_XDP uplink and veth ports, TUN queues
-//! without offloads, pcap and memory ports).
+//! Segments made from a super-packet, in software: each segment's headers
+//! written from the [`Layout`], its payload either copied behind them or
+//! left where it is (the UDP uplink sends the headers and a slice of the
+//! super-packet side by side, one `sendmsg` iovec each).
 //!
-//! Layer: data plane, sans-IO. The headers of each segment come from
-//! [`tso::write_headers`]; this module copies each segment's payload behind
-//! them, into the caller's packet buffers, a batch at a time.
+//! Layer: offload, sans-IO. [`segment_into`] serves the ports that cannot
+//! take a super-packet whole (the AF_XDP uplink and veth ports, TUN queues
+//! without offloads, pcap and memory ports), a batch of packet buffers at a
+//! time.
 //!
-//! Invariant: the segments written, across calls, are exactly the
-//! super-packet's, in order, each complete (lengths, IPv4 IDs, sequence
-//! numbers, flags and checksums, the outer UDP-over-IPv6 one included).
+//! Invariant: the segments are what the kernel's `tcp_gso_segment`
+//! (`__udp_gso_segment`) makes of the same super-packet: in order, each
+//! complete (lengths, IPv4 IDs incremented per segment, sequence numbers
+//! advanced by the segment size, CWR on the first and FIN/PSH on the last
+//! only, every checksum, the outer UDP-over-IPv6 one included when asked).
 
 use super::layout::{pseudo_sum, Layout};
 use crate::port::{Packet, MAX_FRAME};

@@ -1,31 +1,38 @@
-//! TUN offload helpers: the virtio-net header side of a TUN queue opened with
-//! `IFF_VNET_HDR` and TSO/USO/checksum offloads (issue #6).
+//! The virtio-net header: what the kernel says about a packet read from a
+//! TUN queue with `IFF_VNET_HDR` or an AF_PACKET socket with
+//! `PACKET_VNET_HDR`, and what the router says about one it writes there.
 //!
-//! Layer: sans-IO helpers of the I/O corner; [`super::tun`] does the reads
-//! and writes. With offloads on, the container kernel hands the TUN one TCP
-//! (or UDP with `UDP_SEGMENT`) super-packet of up to 64 KiB instead of one
-//! packet per MTU, and accepts such super-packets on write, so the router pays
-//! one syscall per ~45 segments instead of one per segment.
+//! Layer: offload, sans-IO; the ports ([`crate::port::tun`],
+//! [`crate::port::packet`]) do the reads and writes. With offloads on, the
+//! container kernel hands over one TCP (or UDP with `UDP_SEGMENT`)
+//! super-packet of up to 64 KiB instead of one packet per MTU, and accepts
+//! such super-packets on write, so the router pays one system call per ~45
+//! segments instead of one per segment. Offsets in the header are relative
+//! to the IP packet here; [`shift_header`] moves them past an Ethernet
+//! header for AF_PACKET.
 //!
-//! - [`GsoRx`] turns one super-packet read from the device into MTU-sized
-//!   IP packets in the caller's batch slots. A super-packet may hold more
+//! - [`keep_whole`] decides whether a super-packet read goes on whole (its
+//!   [`Gso`] annotation, checked by [`super::Layout::parse`]).
+//! - [`Splitter`] turns any other super-packet read into MTU-sized IP
+//!   packets in the caller's batch slots. A super-packet may hold more
 //!   segments than a batch has slots (64 KiB at MSS 536 is 123 segments), so
-//!   it hands out as many as fit and keeps the rest for the next call.
-//! - [`GroTx`] (in [`super::gro`]) collects the frames of a worker round
-//!   and coalesces segments of one TCP flow into super-packets before they
-//!   are written.
-//! - [`complete_checksum`] finishes a `VIRTIO_NET_HDR_F_NEEDS_CSUM` packet
-//!   (checksum offload without segmentation).
-//!
-//! The segmentation is tun-rs' (`gso_split`); this module adds the batch
-//! carry-over, the validation of what the kernel hands us, and exact
-//! per-frame accounting.
+//!   it hands out as many as fit and keeps the rest for the next call. The
+//!   segmentation is tun-rs' (`gso_split`); this module adds the batch
+//!   carry-over, the validation of what the kernel hands over, and exact
+//!   per-frame accounting.
+//! - [`whole_write`] prepares a super-packet the data plane hands a port
+//!   whole ([`header_for`] its header); [`super::coalesce::Coalescer`] makes
+//!   the headers of the super-packets it coalesces.
+//! - [`complete_checksum`] finishes a [`F_NEEDS_CSUM`] packet (checksum
+//!   offload without segmentation).
 //!
 //! Invariants:
-//! - Every packet [`GsoRx::emit`] writes is a complete IP packet with correct
-//!   IP and transport checksums and at most the MTU given to [`GsoRx::load`];
-//!   segments come out in sequence order, across calls, none dropped or
-//!   repeated.
+//! - Every packet [`Splitter::emit`] writes is a complete IP packet with
+//!   correct IP and transport checksums and at most the MTU given to
+//!   [`Splitter::load`]; segments come out in sequence order, across calls,
+//!   none dropped or repeated.
+//! - A super-packet [`keep_whole`] keeps is one the [`Splitter`] would have
+//!   cut into the same segments, each within the MTU.
 //! - Buffers are allocated at construction.
 
 use tun_rs::{
@@ -33,7 +40,7 @@ use tun_rs::{
     VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_LEN,
 };
 
-use crate::offload as tso;
+use super::{Encap, Gso, Layout};
 use crate::port::{Packet, BATCH_SIZE};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, tcp, udp, Error};
 
@@ -51,11 +58,11 @@ pub const GSO_ECN: u8 = 0x80;
 
 /// Largest IP packet a TUN read can return: a 64 KiB IPv6 payload plus its
 /// fixed header (BIG TCP does not apply to TUN, whose GSO limit is 64 KiB).
-pub const MAX_GSO_PACKET: usize = ipv6::HEADER_LEN + 65535;
+pub const MAX_PACKET: usize = ipv6::HEADER_LEN + 65535;
 
 /// Why a super-packet was not split (the whole read is dropped and counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GsoError {
+pub enum SplitError {
     /// The read filled the whole buffer: the packet may be cut short.
     Truncated,
     /// The virtio-net header does not describe the packet (the reason).
@@ -64,12 +71,12 @@ pub enum GsoError {
     Oversize(usize, usize),
 }
 
-impl std::fmt::Display for GsoError {
+impl std::fmt::Display for SplitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GsoError::Truncated => write!(f, "super-packet truncated by the read buffer"),
-            GsoError::Malformed(why) => write!(f, "malformed super-packet: {why}"),
-            GsoError::Oversize(seg, mtu) => {
+            SplitError::Truncated => write!(f, "super-packet truncated by the read buffer"),
+            SplitError::Malformed(why) => write!(f, "malformed super-packet: {why}"),
+            SplitError::Oversize(seg, mtu) => {
                 write!(
                     f,
                     "super-packet segments of {seg} bytes exceed the MTU {mtu}"
@@ -79,7 +86,7 @@ impl std::fmt::Display for GsoError {
     }
 }
 
-impl std::error::Error for GsoError {}
+impl std::error::Error for SplitError {}
 
 /// The super-packet being handed out.
 #[derive(Debug, Clone, Copy)]
@@ -108,32 +115,32 @@ struct Pending {
 /// Splits TSO/USO super-packets into MTU-sized packets, carrying what does
 /// not fit in one batch over to the next call.
 ///
-/// Every read goes into [`GsoRx::read_buf`], virtio-net header first: one
+/// Every read goes into [`Splitter::read_buf`], virtio-net header first: one
 /// plain `read(2)` into one buffer is the cheapest syscall for small packets
 /// (measured: `readv` with the header and the packet in separate iovecs
 /// costs ~25% more per 64-byte packet than a read plus a 64-byte copy), and
 /// a super-packet is then already where it is split from.
-pub struct GsoRx {
+pub struct Splitter {
     buf: Box<[u8]>,
     /// Largest segment the caller's slots hold.
     slot_len: usize,
     cur: Option<Pending>,
 }
 
-impl std::fmt::Debug for GsoRx {
+impl std::fmt::Debug for Splitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GsoRx")
+        f.debug_struct("Splitter")
             .field("pending", &self.pending_segments())
             .finish()
     }
 }
 
-impl GsoRx {
+impl Splitter {
     /// A splitter handing out segments into slots (packet receive areas) of
     /// `slot_len` bytes.
-    pub fn new(slot_len: usize) -> GsoRx {
-        GsoRx {
-            buf: vec![0u8; VNET_HDR_LEN + MAX_GSO_PACKET + 1].into_boxed_slice(),
+    pub fn new(slot_len: usize) -> Splitter {
+        Splitter {
+            buf: vec![0u8; VNET_HDR_LEN + MAX_PACKET + 1].into_boxed_slice(),
             slot_len,
             cur: None,
         }
@@ -158,7 +165,7 @@ impl GsoRx {
     }
 
     /// The largest packet (after the header) a read can return without a
-    /// doubt that it was cut: a longer one is [`GsoError::Truncated`].
+    /// doubt that it was cut: a longer one is [`SplitError::Truncated`].
     pub fn capacity(&self) -> usize {
         self.buf.len() - VNET_HDR_LEN - 1
     }
@@ -177,10 +184,15 @@ impl GsoRx {
     /// header, as described by `hdr` (its `gso_type` is not [`GSO_NONE`]).
     /// Returns how many segments it holds; on error nothing is pending and
     /// the packet is to be dropped.
-    pub fn load(&mut self, hdr: &VirtioNetHdr, len: usize, mtu: usize) -> Result<usize, GsoError> {
+    pub fn load(
+        &mut self,
+        hdr: &VirtioNetHdr,
+        len: usize,
+        mtu: usize,
+    ) -> Result<usize, SplitError> {
         self.cur = None;
         if len > self.capacity() {
-            return Err(GsoError::Truncated);
+            return Err(SplitError::Truncated);
         }
         let p = self.parse(hdr, len, mtu)?;
         self.cur = Some(p);
@@ -189,26 +201,26 @@ impl GsoRx {
 
     /// Checks the header against the packet in `buf[..len]`, the way the
     /// kernel's own segmentation would, and fills in what `gso_split` needs.
-    fn parse(&self, hdr: &VirtioNetHdr, len: usize, mtu: usize) -> Result<Pending, GsoError> {
+    fn parse(&self, hdr: &VirtioNetHdr, len: usize, mtu: usize) -> Result<Pending, SplitError> {
         let pkt = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + len];
         let Some(&b0) = pkt.first() else {
-            return Err(GsoError::Malformed("empty packet"));
+            return Err(SplitError::Malformed("empty packet"));
         };
         let is_v6 = match b0 >> 4 {
             4 => false,
             6 => true,
-            _ => return Err(GsoError::Malformed("not an IPv4 or IPv6 packet")),
+            _ => return Err(SplitError::Malformed("not an IPv4 or IPv6 packet")),
         };
         let ecn = hdr.gso_type & GSO_ECN != 0;
         let tcp = match hdr.gso_type & !GSO_ECN {
             VIRTIO_NET_HDR_GSO_TCPV4 if !is_v6 => true,
             VIRTIO_NET_HDR_GSO_TCPV6 if is_v6 => true,
             VIRTIO_NET_HDR_GSO_UDP_L4 if !ecn => false,
-            _ => return Err(GsoError::Malformed("GSO type does not match the packet")),
+            _ => return Err(SplitError::Malformed("GSO type does not match the packet")),
         };
         let gso_size = usize::from(hdr.gso_size);
         if gso_size == 0 {
-            return Err(GsoError::Malformed("zero gso_size"));
+            return Err(SplitError::Malformed("zero gso_size"));
         }
         let l4 = usize::from(hdr.csum_start);
         let min_ip = if is_v6 {
@@ -217,10 +229,10 @@ impl GsoRx {
             ipv4::MIN_HEADER_LEN
         };
         if l4 < min_ip || l4 > len {
-            return Err(GsoError::Malformed("csum_start outside the packet"));
+            return Err(SplitError::Malformed("csum_start outside the packet"));
         }
         if !is_v6 && usize::from(b0 & 0x0f) * 4 != l4 {
-            return Err(GsoError::Malformed(
+            return Err(SplitError::Malformed(
                 "csum_start is not the IPv4 header length",
             ));
         }
@@ -228,30 +240,30 @@ impl GsoRx {
         // path the kernel may report the whole first packet there.
         let (l4_len, csum_offset) = if tcp {
             let t = tcp::Packet::new_checked(&pkt[l4..]).map_err(|e| match e {
-                Error::Truncated => GsoError::Malformed("TCP header cut short"),
-                Error::Malformed(why) => GsoError::Malformed(why),
+                Error::Truncated => SplitError::Malformed("TCP header cut short"),
+                Error::Malformed(why) => SplitError::Malformed(why),
             })?;
             (t.header_len(), tcp::fields::CHECKSUM)
         } else {
             (udp::HEADER_LEN, udp::fields::CHECKSUM)
         };
         if usize::from(hdr.csum_offset) != csum_offset {
-            return Err(GsoError::Malformed(
+            return Err(SplitError::Malformed(
                 "csum_offset does not match the protocol",
             ));
         }
         let hdr_len = l4 + l4_len;
         if len <= hdr_len {
-            return Err(GsoError::Malformed("no payload after the headers"));
+            return Err(SplitError::Malformed("no payload after the headers"));
         }
         let payload = len - hdr_len;
         let seg = hdr_len + payload.min(gso_size);
         if seg > mtu || seg > self.slot_len {
-            return Err(GsoError::Oversize(seg, mtu));
+            return Err(SplitError::Oversize(seg, mtu));
         }
         let total = payload.div_ceil(gso_size);
         let Ok(hdr_len16) = u16::try_from(hdr_len) else {
-            return Err(GsoError::Malformed("headers over 64 KiB"));
+            return Err(SplitError::Malformed("headers over 64 KiB"));
         };
         // Checked above when `tcp`.
         let first_tcp = tcp::Packet::new_unchecked(&pkt[l4..]);
@@ -283,7 +295,7 @@ impl GsoRx {
     /// at the packet's headroom) and returns how many: all that remain, or
     /// as many as there are slots. An error drops the rest of the
     /// super-packet (not expected: [`Self::load`] validated it).
-    pub fn emit(&mut self, slots: &mut [Packet]) -> Result<usize, GsoError> {
+    pub fn emit(&mut self, slots: &mut [Packet]) -> Result<usize, SplitError> {
         let Some(mut p) = self.cur else {
             return Ok(0);
         };
@@ -325,7 +337,7 @@ impl GsoRx {
             Ok(got) if got == k => {}
             _ => {
                 self.cur = None;
-                return Err(GsoError::Malformed("segmentation failed"));
+                return Err(SplitError::Malformed("segmentation failed"));
             }
         }
         for (slot, &size) in slots[..k].iter_mut().zip(&sizes[..k]) {
@@ -360,9 +372,9 @@ impl GsoRx {
 /// its virtio-net header `hdr`) for passing it on whole: TCP (TSO) or UDP
 /// (`UDP_SEGMENT`) over IPv4 or IPv6 (no extension headers), offsets that
 /// describe the packet, segments within `mtu`, short enough to be
-/// encapsulated ([`tso::MAX_SUPER_L3`]). Returns its annotation; `None` for
-/// anything else, which the caller splits with [`GsoRx`] (or refuses).
-pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso> {
+/// encapsulated ([`super::MAX_SUPER_L3`]). Returns its annotation; `None` for
+/// anything else, which the caller splits with [`Splitter`] (or refuses).
+pub fn keep_whole(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<Gso> {
     let (v6, udp) = match hdr.gso_type & !GSO_ECN {
         VIRTIO_NET_HDR_GSO_TCPV4 => (Some(false), false),
         VIRTIO_NET_HDR_GSO_TCPV6 => (Some(true), false),
@@ -373,11 +385,11 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
     if hdr.gso_size == 0 {
         return None;
     }
-    let probe = tso::Gso {
+    let probe = Gso {
         size: hdr.gso_size,
         segs: 0,
     };
-    let l = tso::Layout::parse(pkt, tso::Encap::Ip, probe).ok()?;
+    let l = Layout::parse(pkt, Encap::Ip, probe).ok()?;
     if l.udp != udp || v6.is_some_and(|v| v != l.v6) {
         return None;
     }
@@ -387,7 +399,7 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
     if l.max_segment_l3() > mtu {
         return None;
     }
-    Some(tso::Gso {
+    Some(Gso {
         size: hdr.gso_size,
         segs: u16::try_from(l.segments).ok()?,
     })
@@ -397,7 +409,7 @@ pub fn whole_tso(hdr: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Option<tso::Gso>
 /// to the kernel whole, its offsets counted from the start of the frame:
 /// TSO (USO for UDP) with a partial checksum, ECN when a TCP first segment
 /// has CWR.
-pub fn tso_header(frame: &[u8], l: &tso::Layout) -> VirtioNetHdr {
+pub fn header_for(frame: &[u8], l: &Layout) -> VirtioNetHdr {
     let gso_type = if l.udp {
         VIRTIO_NET_HDR_GSO_UDP_L4
     } else {
@@ -437,20 +449,16 @@ pub struct WholeWrite {
 /// when it is not laid out that way or its headers do not fit.
 pub fn whole_write(
     frame: &[u8],
-    l: &tso::Layout,
+    l: &Layout,
     eth: Option<[u8; ethernet::HEADER_LEN]>,
 ) -> Option<WholeWrite> {
-    let encap = if eth.is_some() {
-        tso::Encap::Eth
-    } else {
-        tso::Encap::Ip
-    };
+    let encap = if eth.is_some() { Encap::Eth } else { Encap::Ip };
     if l.encap != encap || l.len != frame.len() || l.payload > MAX_SUPER_HDR {
         return None;
     }
     let mut vnet = [0u8; VNET_HDR_LEN];
     // Offsets from the start of what is written (Ethernet included).
-    tso_header(frame, l).encode(&mut vnet).ok()?;
+    header_for(frame, l).encode(&mut vnet).ok()?;
     let mut head = [0u8; MAX_SUPER_HDR];
     head[..l.payload].copy_from_slice(&frame[..l.payload]);
     if let Some(e) = eth {

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 
 use super::*;
+use crate::offload;
 use crate::port::{Batch, MAX_FRAME};
 use crate::wire::checksum::{fold, pseudo_v4, pseudo_v6, sum};
 use crate::wire::field::get_u16 as be16;
@@ -140,11 +141,11 @@ pub(crate) fn check_tcp4(p: &[u8]) -> (u16, u32, u8, Vec<u8>) {
 /// Loads `pkt` (a super-packet described by `hdr`) the way the TUN port
 /// does: read behind its header into the read buffer.
 pub(crate) fn load(
-    rx: &mut GsoRx,
+    rx: &mut Splitter,
     hdr: &VirtioNetHdr,
     pkt: &[u8],
     mtu: usize,
-) -> Result<usize, GsoError> {
+) -> Result<usize, SplitError> {
     let buf = rx.read_buf();
     hdr.encode(buf).unwrap();
     buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
@@ -165,7 +166,7 @@ fn small_gso_size_is_carried_over_batches_in_order() {
         12,
         &data,
     );
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     let n = load(&mut rx, &tso_hdr(false, 536, 20, 32, false), &sup, 1400).unwrap();
     assert_eq!(n, 121);
 
@@ -213,7 +214,7 @@ fn small_gso_size_is_carried_over_batches_in_order() {
 fn cwr_stays_on_the_first_segment_across_chunks() {
     let data = payload(60 * 1000);
     let sup = tcp4(1, 1, ACK | tcp::FLAG_CWR, 0, &data);
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     load(&mut rx, &tso_hdr(false, 1000, 20, 20, true), &sup, 1500).unwrap();
     let mut batch = Batch::new();
     let mut flags = Vec::new();
@@ -242,7 +243,7 @@ fn uso_super_packet_splits_into_udp_datagrams() {
         csum_start: 40,
         csum_offset: 6,
     };
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     assert_eq!(load(&mut rx, &hdr, &sup, 1280).unwrap(), 6);
     let mut batch = Batch::new();
     let k = rx.emit(&mut batch.slots_mut()[..4]).unwrap();
@@ -268,11 +269,11 @@ fn uso_super_packet_splits_into_udp_datagrams() {
 fn bad_super_packets_are_refused_whole() {
     let sup = tcp4(1, 1, ACK, 0, &payload(3000));
     let good = tso_hdr(false, 1000, 20, 20, false);
-    let mut rx = GsoRx::new(MAX_FRAME);
+    let mut rx = Splitter::new(MAX_FRAME);
     // Segments of 1040 bytes do not fit a 1000-byte MTU.
     assert_eq!(
         load(&mut rx, &good, &sup, 1000),
-        Err(GsoError::Oversize(1040, 1000))
+        Err(SplitError::Oversize(1040, 1000))
     );
     assert!(!rx.has_pending());
     let cases = [
@@ -303,7 +304,7 @@ fn bad_super_packets_are_refused_whole() {
     ];
     for h in cases {
         assert!(
-            matches!(load(&mut rx, &h, &sup, 1500), Err(GsoError::Malformed(_))),
+            matches!(load(&mut rx, &h, &sup, 1500), Err(SplitError::Malformed(_))),
             "{h:?}"
         );
         assert!(!rx.has_pending());
@@ -314,7 +315,7 @@ fn bad_super_packets_are_refused_whole() {
     // A read that filled the whole buffer may be cut.
     assert_eq!(
         rx.load(&good, rx.capacity() + 1, 1500),
-        Err(GsoError::Truncated)
+        Err(SplitError::Truncated)
     );
     // A hostile TCP data offset below 5 words.
     let mut odd = sup.clone();
@@ -330,12 +331,12 @@ fn bad_super_packets_are_refused_whole() {
 fn only_a_sound_tso_super_packet_is_kept_whole() {
     let sup = tcp4(1, 1, ACK, 12, &payload(3000));
     let good = tso_hdr(false, 1000, 20, 32, false);
-    let g = whole_tso(&good, &sup, 1500).expect("kept whole");
+    let g = keep_whole(&good, &sup, 1500).expect("kept whole");
     assert_eq!((g.size, g.segs), (1000, 3));
     // With ECN: still whole; CWR stays on the first segment when cut.
-    assert!(whole_tso(&tso_hdr(false, 1000, 20, 32, true), &sup, 1500).is_some());
+    assert!(keep_whole(&tso_hdr(false, 1000, 20, 32, true), &sup, 1500).is_some());
     // Segments of 1052 bytes over a 1000-byte MTU.
-    assert!(whole_tso(&good, &sup, 1000).is_none());
+    assert!(keep_whole(&good, &sup, 1000).is_none());
     let bad = [
         VirtioNetHdr {
             gso_type: VIRTIO_NET_HDR_GSO_TCPV6,
@@ -359,21 +360,21 @@ fn only_a_sound_tso_super_packet_is_kept_whole() {
         },
     ];
     for h in bad {
-        assert!(whole_tso(&h, &sup, 1500).is_none(), "{h:?}");
+        assert!(keep_whole(&h, &sup, 1500).is_none(), "{h:?}");
     }
     // Every cut and a lying IPv4 total length: not whole.
     for cut in 0..sup.len() {
-        assert!(whole_tso(&good, &sup[..cut], 1500).is_none(), "cut {cut}");
+        assert!(keep_whole(&good, &sup[..cut], 1500).is_none(), "cut {cut}");
     }
     let mut lying = sup.clone();
     lying[2..4].copy_from_slice(&1000u16.to_be_bytes());
-    assert!(whole_tso(&good, &lying, 1500).is_none());
+    assert!(keep_whole(&good, &lying, 1500).is_none());
     // IPv6 too; and an IPv6 packet too large to be encapsulated whole.
     let six = tcp6(5, ACK, &payload(5000));
     let h6 = tso_hdr(true, 1200, 40, 20, false);
-    assert_eq!(whole_tso(&h6, &six, 1500).map(|g| g.segs), Some(5));
+    assert_eq!(keep_whole(&h6, &six, 1500).map(|g| g.segs), Some(5));
     let huge = tcp6(5, ACK, &payload(65_450));
-    assert!(whole_tso(&h6, &huge, 1500).is_none());
+    assert!(keep_whole(&h6, &huge, 1500).is_none());
     // A UDP_SEGMENT write: whole as USO, with the UDP checksum offset.
     let dgrams = udp4(5000, &payload(3 * 1200 + 10));
     let uso = VirtioNetHdr {
@@ -384,8 +385,8 @@ fn only_a_sound_tso_super_packet_is_kept_whole() {
         csum_start: 20,
         csum_offset: 6,
     };
-    assert_eq!(whole_tso(&uso, &dgrams, 1500).map(|g| g.segs), Some(4));
-    assert!(whole_tso(
+    assert_eq!(keep_whole(&uso, &dgrams, 1500).map(|g| g.segs), Some(4));
+    assert!(keep_whole(
         &VirtioNetHdr {
             csum_offset: 16,
             ..uso
@@ -394,7 +395,7 @@ fn only_a_sound_tso_super_packet_is_kept_whole() {
         1500
     )
     .is_none());
-    assert!(whole_tso(
+    assert!(keep_whole(
         &VirtioNetHdr {
             gso_type: VIRTIO_NET_HDR_GSO_UDP_L4 | GSO_ECN,
             ..uso
@@ -404,8 +405,8 @@ fn only_a_sound_tso_super_packet_is_kept_whole() {
     )
     .is_none());
     // A TCP header on a UDP packet, or the reverse.
-    assert!(whole_tso(&good, &dgrams, 1500).is_none());
-    assert!(whole_tso(&uso, &sup, 1500).is_none());
+    assert!(keep_whole(&good, &dgrams, 1500).is_none());
+    assert!(keep_whole(&uso, &sup, 1500).is_none());
 }
 
 #[test]
@@ -446,7 +447,7 @@ proptest! {
         let mut pkt = if tcp { tcp4(3, 3, ACK, 0, &payload(len)) } else { udp4(3, &payload(len)) };
         pkt[0] ^= flags & 0x20; // sometimes not IPv4
         let h = VirtioNetHdr { flags, gso_type, hdr_len, gso_size, csum_start, csum_offset };
-        let mut rx = GsoRx::new(MAX_FRAME);
+        let mut rx = Splitter::new(MAX_FRAME);
         if load(&mut rx, &h, &pkt, 1500).is_ok() {
             let mut batch = Batch::new();
             while rx.has_pending() {
@@ -483,10 +484,10 @@ pub(crate) fn tcp6(seq: u32, flags: u8, data: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Every segment `GsoRx` gives for one read (a guard against an endless
+/// Every segment `Splitter` gives for one read (a guard against an endless
 /// emit loop included).
-fn split_all(h: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Result<Vec<Vec<u8>>, GsoError> {
-    let mut rx = GsoRx::new(MAX_FRAME);
+fn split_all(h: &VirtioNetHdr, pkt: &[u8], mtu: usize) -> Result<Vec<Vec<u8>>, SplitError> {
+    let mut rx = Splitter::new(MAX_FRAME);
     load(&mut rx, h, pkt, mtu)?;
     let mut out = Vec::new();
     let mut batch = Batch::new();
@@ -504,9 +505,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
     /// A container may write any virtio-net header in front of any packet.
-    /// Whenever `whole_tso` keeps it whole, cutting it with
-    /// `tso::write_headers` gives exactly the segments the split path
-    /// (`GsoRx`) gives, each within the MTU; and neither panics on anything.
+    /// Whenever `keep_whole` keeps it whole, cutting it with
+    /// `offload::write_headers` gives exactly the segments the split path
+    /// (`Splitter`) gives, each within the MTU; and neither panics on anything.
     #[test]
     fn a_packet_kept_whole_is_cut_as_the_split_path_cuts_it(
         kind in 0usize..4,
@@ -544,15 +545,15 @@ proptest! {
             }
         }
         let h = VirtioNetHdr { flags, gso_type, hdr_len, gso_size, csum_start, csum_offset };
-        let whole = whole_tso(&h, &pkt, 1500);
+        let whole = keep_whole(&h, &pkt, 1500);
         let split = split_all(&h, &pkt, 1500);
         if let Some(g) = whole {
-            let l = tso::Layout::parse(&pkt, tso::Encap::Ip, g).unwrap();
+            let l = offload::Layout::parse(&pkt, offload::Encap::Ip, g).unwrap();
             prop_assert_eq!(l.segments, usize::from(g.segs));
             let mut segs = Vec::new();
             for i in 0..l.segments {
                 let mut s = vec![0u8; l.segment_len(i)];
-                let r = tso::write_headers(&pkt, &l, i, &mut s, true);
+                let r = offload::write_headers(&pkt, &l, i, &mut s, true);
                 s[l.payload..].copy_from_slice(&pkt[r]);
                 prop_assert!(s.len() <= 1500);
                 segs.push(s);

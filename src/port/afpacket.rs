@@ -7,7 +7,7 @@
 //! container's TSO super-packet whole (up to 64 KiB, with a virtio-net
 //! header saying how to cut it) and sends coalesced super-packets back, as
 //! a TUN queue with `IFF_VNET_HDR` does; the splitting and coalescing are
-//! the TUN port's ([`super::tun_offload`]), with the Ethernet header taken
+//! the TUN port's ([`crate::offload`]), with the Ethernet header taken
 //! off on receive and put back on send. As on a TUN queue, a TCP
 //! super-packet read into a batch made for super-packets stays whole
 //! (`rx_gso_whole`), and one handed to the port whole leaves in one
@@ -22,7 +22,7 @@
 //!
 //! Invariants:
 //! - Offsets in the virtio-net header are relative to the Ethernet frame on
-//!   this socket and to the IP packet in [`super::tun_offload`]: they are
+//!   this socket and to the IP packet in [`crate::offload::vnet`]: they are
 //!   moved by the Ethernet header length in both directions, and checked.
 //! - With several workers each opens a socket in one `PACKET_FANOUT_HASH`
 //!   group, so each frame reaches exactly one worker, one flow always the
@@ -37,9 +37,9 @@ use tun_rs::VirtioNetHdr;
 
 use super::tun::TunStats;
 use super::{sys, Batch, IoCounters, LinkType, Packet, Port, BATCH_SIZE, MAX_FRAME};
-use crate::offload::coalesce::{gro_queue, GroTx, GRO_FRAMES, MAX_GRO_SEGS};
+use crate::offload::coalesce::{queue_for, Coalescer, MAX_SUPER_SEGS, QUEUE_FRAMES};
 use crate::offload::vnet::{
-    complete_checksum, shift_header, whole_tso, whole_write, GsoRx, F_NEEDS_CSUM, GSO_NONE,
+    complete_checksum, keep_whole, shift_header, whole_write, Splitter, F_NEEDS_CSUM, GSO_NONE,
     VNET_HDR_LEN,
 };
 use crate::offload::Layout;
@@ -69,13 +69,13 @@ pub struct PacketPort {
     mtu: usize,
     container_mac: [u8; 6],
     router_mac: [u8; 6],
-    rx: GsoRx,
-    /// The Ethernet header of the super-packet [`GsoRx`] is splitting.
+    rx: Splitter,
+    /// The Ethernet header of the super-packet [`Splitter`] is splitting.
     pending_eth: [u8; ETH_LEN],
-    tx: GroTx,
+    tx: Coalescer,
     /// UDP datagrams of the current burst, written at its end (see the TUN
     /// port's).
-    udp_tx: GroTx,
+    udp_tx: Coalescer,
     stats: TunStats,
     /// `PACKET_STATISTICS` resets the kernel's counters on every read: the
     /// running sum lives here.
@@ -148,10 +148,10 @@ impl PacketPort {
             mtu: usize::from(mtu),
             container_mac,
             router_mac,
-            rx: GsoRx::new(MAX_FRAME),
+            rx: Splitter::new(MAX_FRAME),
             pending_eth: [0; ETH_LEN],
-            tx: GroTx::new(GRO_FRAMES),
-            udp_tx: GroTx::new(BATCH_SIZE),
+            tx: Coalescer::new(QUEUE_FRAMES),
+            udp_tx: Coalescer::new(BATCH_SIZE),
             stats: TunStats::default(),
             kernel_drops: std::cell::Cell::new(0),
         })
@@ -160,7 +160,7 @@ impl PacketPort {
     /// One non-blocking receive: `[virtio-net header]` and the IP part into
     /// the split buffer, the Ethernet header beside it. Returns the frame
     /// length (Ethernet included), 0 when nothing waits.
-    fn recv_one(fd: &OwnedFd, rx: &mut GsoRx, eth: &mut [u8; ETH_LEN]) -> io::Result<usize> {
+    fn recv_one(fd: &OwnedFd, rx: &mut Splitter, eth: &mut [u8; ETH_LEN]) -> io::Result<usize> {
         let buf = rx.read_buf();
         let (hdr, rest) = buf.split_at_mut(VNET_HDR_LEN);
         let mut iov = [
@@ -309,13 +309,13 @@ impl PacketPort {
             self.stats.rx_errors += 1;
             return Ok(Some(false));
         };
-        if let Some(g) = whole_tso(&ip_hdr, &frame[ETH_LEN..], self.mtu) {
+        if let Some(g) = keep_whole(&ip_hdr, &frame[ETH_LEN..], self.mtu) {
             pkt.set_received_super(len, g);
             pkt.ts_nanos = 0;
             self.stats.rx_whole += 1;
             return Ok(Some(true));
         }
-        // Split here: the IP part goes to the splitter behind its
+        // Split: the IP part goes to the splitter behind its
         // header, the Ethernet header is kept for its segments.
         self.pending_eth.copy_from_slice(&frame[..ETH_LEN]);
         let buf = self.rx.read_buf();
@@ -350,10 +350,10 @@ impl PacketPort {
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header encode"))?;
             let first = parts.first().map_or(&[][..], |p| &p[..]);
             let eth = eth_header(dst, src, first);
-            let mut iov = [IoSlice::new(&[]); MAX_GRO_SEGS + 2];
+            let mut iov = [IoSlice::new(&[]); MAX_SUPER_SEGS + 2];
             iov[0] = IoSlice::new(&hb);
             iov[1] = IoSlice::new(&eth);
-            let n = parts.len().min(MAX_GRO_SEGS);
+            let n = parts.len().min(MAX_SUPER_SEGS);
             iov[2..2 + n].copy_from_slice(&parts[..n]);
             this.send(&iov[..2 + n])
         });
@@ -495,7 +495,7 @@ impl Port for PacketPort {
             let ip = f.get(ETH_LEN..).unwrap_or(&[]);
             let untagged_ip =
                 f.len() > ETH_LEN && matches!(u16::from_be_bytes([f[12], f[13]]), 0x0800 | 0x86dd);
-            let queue = if untagged_ip { gro_queue(ip) } else { None };
+            let queue = if untagged_ip { queue_for(ip) } else { None };
             if let Some(udp) = queue {
                 // Coalesced with the rest of the round at flush (UDP at the
                 // end of this burst); the frame header is rebuilt there
@@ -513,7 +513,7 @@ impl Port for PacketPort {
             // Everything else leaves at the end of this burst, in one batch,
             // after what the queues hold between the same hosts.
             // (Only an IP packet can share a flow with a queued one.)
-            let held = |q: &GroTx| untagged_ip && q.holds_pair(ip);
+            let held = |q: &Coalescer| untagged_ip && q.holds_pair(ip);
             let (held_udp, held_tcp) = (held(&self.udp_tx), held(&self.tx));
             if held_udp || held_tcp {
                 self.send_plain(&plain[..n_plain]);

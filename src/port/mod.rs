@@ -12,9 +12,10 @@
 //! - A packet is either one frame of at most [`MAX_FRAME`] bytes or, in a
 //!   buffer made for it ([`Packet::new_super`], [`Batch::new_super`]), a TCP
 //!   super-packet of up to [`MAX_SUPER_FRAME`] bytes with [`Packet::gso`]
-//!   set (format: [`crate::wire::tso`]). Ports that take super-packets
-//!   whole say so ([`Port::takes_gso`]); for every other port the data plane
-//!   cuts them into segments first. Counters count a super-packet as the
+//!   set (format: [`crate::offload::layout`]). Ports that take super-packets
+//!   whole say so ([`Port::takes_gso`]) and get them with the layout the
+//!   data plane parsed; for every other port the data plane cuts them into
+//!   segments first. Counters count a super-packet as the
 //!   segments it carries ([`Packet::segments`]).
 //! - A [`Batch`] holds at most [`BATCH_SIZE`] packets, allocated once and
 //!   reused for every burst; nothing on the per-packet path allocates.

@@ -9,7 +9,7 @@
 //!   checksum offloads, so the container kernel hands over TCP super-packets
 //!   of up to 64 KiB and takes them back. Each read (one plain `read(2)`,
 //!   header first) is split into MTU-sized, checksum-complete packets by
-//!   [`super::tun_offload::GsoRx`], which keeps what does not fit in one
+//!   [`crate::offload::vnet::Splitter`], which keeps what does not fit in one
 //!   batch for the next `rx_burst` (handed out first, in order); a packet
 //!   with a partial checksum gets it completed. Into a batch made for
 //!   super-packets ([`Batch::new_super`], the workers') the read goes
@@ -18,8 +18,9 @@
 //!   (counted as `rx_gso_whole`). Super-packets that reach the port whole
 //!   ([`Port::tx_gso`]) are written with one `writev` (virtio-net header,
 //!   the headers with a partial checksum, the payload from the frame
-//!   itself), after whatever [`GroTx`] holds. On transmit, TCP segments
-//!   are copied into a [`super::gro::GroTx`], which chains each flow's
+//!   itself), after whatever [`Coalescer`] holds. On transmit, TCP segments
+//!   are copied into a [`crate::offload::coalesce::Coalescer`], which chains
+//!   each flow's
 //!   segments, and `flush` (run by the worker after every round) writes
 //!   each chain as one super-packet with `writev`. UDP datagrams go to a
 //!   second queue that is written at the end of each `tx_burst` (datagrams
@@ -49,9 +50,9 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 use tun_rs::VirtioNetHdr;
 
 use super::{sys, Batch, Gso, IoCounters, LinkType, Packet, Port, BATCH_SIZE, BUF_SIZE, MAX_FRAME};
-use crate::offload::coalesce::{gro_queue, GroTx, GRO_FRAMES, MAX_GRO_SEGS};
+use crate::offload::coalesce::{queue_for, Coalescer, MAX_SUPER_SEGS, QUEUE_FRAMES};
 use crate::offload::vnet::{
-    complete_checksum, whole_tso, whole_write, GsoRx, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
+    complete_checksum, keep_whole, whole_write, Splitter, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN,
 };
 use crate::offload::Layout;
 
@@ -72,14 +73,14 @@ pub struct TunPort {
 
 /// Per-queue offload state (boxed: the split buffer is 64 KiB).
 struct Offload {
-    rx: GsoRx,
+    rx: Splitter,
     /// `[zero virtio-net header][frame]` for frames written at once.
     scratch: Box<[u8]>,
-    tx: GroTx,
+    tx: Coalescer,
     /// UDP datagrams of the current burst: coalesced and written at the end
     /// of `tx_burst`, not of the round, so a request/response flow waits for
     /// nothing.
-    udp_tx: GroTx,
+    udp_tx: Coalescer,
 }
 
 /// Per-queue counters (plain integers: a queue belongs to one worker).
@@ -233,10 +234,10 @@ impl TunPort {
                 mtu: usize::from(mtu),
                 offload: offload.then(|| {
                     Box::new(Offload {
-                        rx: GsoRx::new(MAX_FRAME),
+                        rx: Splitter::new(MAX_FRAME),
                         scratch: vec![0u8; VNET_HDR_LEN + BUF_SIZE].into_boxed_slice(),
-                        tx: GroTx::new(GRO_FRAMES),
-                        udp_tx: GroTx::new(BATCH_SIZE),
+                        tx: Coalescer::new(QUEUE_FRAMES),
+                        udp_tx: Coalescer::new(BATCH_SIZE),
                     })
                 }),
                 stats: TunStats::default(),
@@ -312,7 +313,7 @@ impl TunPort {
     /// read per packet or super-packet until the batch is full or EAGAIN.
     /// Into a slot that can hold a super-packet, the read goes straight into
     /// it (virtio-net header in the headroom) and a TCP super-packet stays
-    /// whole; anything else is split by [`GsoRx`].
+    /// whole; anything else is split by [`Splitter`].
     fn rx_offload(
         dev: &SyncDevice,
         off: &mut Offload,
@@ -347,7 +348,7 @@ impl TunPort {
                 continue;
             }
             // One plain read into the split buffer: cheaper than a readv
-            // straight into the slot even with the copy below (see GsoRx).
+            // straight into the slot even with the copy below (see Splitter).
             let Some(len) = read_some(dev.recv(off.rx.read_buf()), n)? else {
                 break;
             };
@@ -421,7 +422,7 @@ impl TunPort {
             return true;
         }
         stats.rx_gso_packets += 1;
-        if let Some(g) = whole_tso(&hdr, ip, mtu) {
+        if let Some(g) = keep_whole(&hdr, ip, mtu) {
             pkt.set_received_super(len, g);
             pkt.ts_nanos = 0;
             stats.rx_whole += 1;
@@ -445,7 +446,7 @@ impl TunPort {
     }
 
     /// Writes what one coalescing queue holds.
-    fn flush_queue(dev: &SyncDevice, q: &mut GroTx, stats: &mut TunStats) {
+    fn flush_queue(dev: &SyncDevice, q: &mut Coalescer, stats: &mut TunStats) {
         if q.is_empty() {
             return;
         }
@@ -453,9 +454,9 @@ impl TunPort {
             let mut h = [0u8; VNET_HDR_LEN];
             hdr.encode(&mut h)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header encode"))?;
-            let mut iov = [IoSlice::new(&[]); MAX_GRO_SEGS + 1];
+            let mut iov = [IoSlice::new(&[]); MAX_SUPER_SEGS + 1];
             iov[0] = IoSlice::new(&h);
-            let n = parts.len().min(MAX_GRO_SEGS);
+            let n = parts.len().min(MAX_SUPER_SEGS);
             iov[1..=n].copy_from_slice(&parts[..n]);
             dev.send_vectored(&iov[..=n]).map(|_| ())
         });
@@ -511,7 +512,7 @@ impl Port for TunPort {
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
         if let Some(off) = self.offload.as_deref_mut() {
             for (i, f) in frames.iter().enumerate() {
-                if let Some(udp) = gro_queue(f) {
+                if let Some(udp) = queue_for(f) {
                     // Copied now, written at flush with the rest of the
                     // round's segments (UDP at the end of this burst); a
                     // full queue is written early.

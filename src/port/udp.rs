@@ -29,17 +29,19 @@
 //!   the datagrams straight from the caller's frames (one iovec each), so
 //!   nothing is copied in userspace, and it happens inside `tx_burst`,
 //!   while those frames are still the caller's.
-//! - TCP super-packets ([`crate::wire::tso`]) are taken whole
-//!   ([`Port::tx_gso`]): each segment's headers are written into a small
+//! - Super-packets ([`crate::offload`]) are taken whole ([`Port::tx_gso`],
+//!   with the layout the data plane parsed): each segment's headers are
+//!   written into a small
 //!   header area and sent beside a slice of the super-packet's payload
 //!   (two iovecs per datagram), as few GSO sends as the kernel's limits
 //!   allow (one, for a container whose `gso_max_segs` the router capped).
 //!   On receive, the datagrams of a GRO train that the kernel's own GRO
 //!   would merge (one inner TCP flow, in sequence, same headers, every
-//!   checksum valid: `gro::tcp_run`; or one inner UDP flow of equal-sized
-//!   datagrams: `gro::udp_run`) become one super-packet again,
-//!   when the batch's buffers can hold it (`udp_rx_super` counts them);
-//!   anything else is handed on datagram by datagram, as before.
+//!   checksum valid; or one inner UDP flow of equal-sized datagrams:
+//!   [`crate::offload::coalesce::coalesce_into`]) become one super-packet
+//!   again, when the batch's buffers can hold it (`udp_rx_super` counts
+//!   them); anything else is handed on datagram by datagram. The outer
+//!   headers taken off and put back are [`crate::offload::outer`]'s.
 //! - Buffers are allocated once, at open; nothing is allocated per packet.
 //!   Bad frames from the pipeline and lost datagrams are counted by name in
 //!   [`Port::io_counters`], never a panic: `udp_rx_datagrams`, `udp_rx_reads`
@@ -617,7 +619,8 @@ impl Port for UdpPort {
             return Ok(true);
         };
         // What each datagram carries: VXLAN onward, the segment's headers
-        // written by tso beside a slice of the super-packet's payload.
+        // written from the layout beside a slice of the super-packet's
+        // payload.
         let vx = t.udp + udp::HEADER_LEN;
         let dgram_hdr = l.payload - vx;
         if l.payload > SEG_HDR {

@@ -61,14 +61,20 @@ pub(crate) mod field {
     /// A byte range within a header.
     pub type Field = core::ops::Range<usize>;
 
+    // One bounds check per field (a range), not one per byte: the loads
+    // then compile to a single unaligned load and a byte swap.
     #[inline(always)]
     pub fn get_u16(b: &[u8], at: usize) -> u16 {
-        u16::from_be_bytes([b[at], b[at + 1]])
+        let mut v = [0u8; 2];
+        v.copy_from_slice(&b[at..at + 2]);
+        u16::from_be_bytes(v)
     }
 
     #[inline(always)]
     pub fn get_u32(b: &[u8], at: usize) -> u32 {
-        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+        let mut v = [0u8; 4];
+        v.copy_from_slice(&b[at..at + 4]);
+        u32::from_be_bytes(v)
     }
 
     #[inline(always)]

@@ -58,7 +58,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// Errors: `Truncated` if shorter than 20 bytes or than the header the
     /// data offset announces; `Malformed` if the data offset is below 5.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
         if b.len() < HEADER_LEN {
