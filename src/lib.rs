@@ -35,5 +35,6 @@ pub mod offload;
 pub mod port;
 pub mod replay;
 pub mod route;
+pub mod store;
 pub mod wire;
 pub mod worker;

@@ -35,7 +35,7 @@ pub mod addr;
 mod diag;
 mod mac;
 mod schema;
-pub(crate) use schema::check_ifname;
+pub(crate) use schema::{check_host_name, check_ifname};
 pub use schema::{DEFAULT_QUEUE_LEN, MAX_PORTS};
 mod tree;
 mod validate;
@@ -109,7 +109,64 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     /// Underlay adjacencies usable for VXLAN (`[[links]]`), undirected.
     pub links: Vec<Link>,
+    /// Where the hosts beyond this file come from (`[store]`); `None`: the
+    /// file is the whole topology.
+    pub store: Option<StoreConfig>,
 }
+
+/// The key layout a store holds the hosts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreLayout {
+    /// vxrouter's own records: `hosts/<name>`, `links/<name>`,
+    /// `subnets/<ip>-<len>` under the prefix.
+    Vxrouter,
+    /// flannel's subnet leases: `config` and `subnets/<ip>-<len>` under the
+    /// prefix (`/coreos.com/network` by default), read and written as
+    /// flanneld does, so that vxrouter and flanneld hosts share one overlay.
+    Flannel,
+}
+
+/// An etcd v3 cluster holding the topology beside this file (`[store]`).
+/// This host publishes its own record there under a lease it keeps alive,
+/// and takes every other host from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreConfig {
+    /// Client URLs, `http://HOST:PORT` or `https://HOST:PORT`.
+    pub endpoints: Vec<String>,
+    /// Key layout (`layout`; default `vxrouter`).
+    pub layout: StoreLayout,
+    /// Key prefix, without a trailing `/` (default `/vxrouter/network`, or
+    /// `/coreos.com/network` with the flannel layout).
+    pub prefix: String,
+    /// Seconds this host's records outlive it (its lease's TTL), 2..=3600;
+    /// default 10.
+    pub lease_ttl_s: u32,
+    /// The range a host without subnets leases one from (vxrouter layout;
+    /// the flannel layout reads `Network` from the store).
+    pub network: Option<IpNet>,
+    /// Prefix length of a leased subnet (vxrouter layout; default 24 for
+    /// IPv4, 64 for IPv6).
+    pub subnet_len: Option<u8>,
+    /// CA certificate (PEM) that the servers' certificates chain to.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), with `key_file`.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Client private key (PEM), with `cert_file`.
+    pub key_file: Option<std::path::PathBuf>,
+    /// etcd user, with `password_file`.
+    pub username: Option<String>,
+    /// File holding the etcd user's password (its first line).
+    pub password_file: Option<std::path::PathBuf>,
+    /// Milliseconds a start waits for the store before it falls back on the
+    /// cached topology; default 5000.
+    pub connect_timeout_ms: u32,
+}
+
+/// Default `[store] prefix` of the vxrouter layout.
+pub const DEFAULT_STORE_PREFIX: &str = "/vxrouter/network";
+/// Default `[store] prefix` of the flannel layout (flanneld's own).
+pub const DEFAULT_FLANNEL_PREFIX: &str = "/coreos.com/network";
 
 /// Overlay-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use super::diag::Sink;
 use super::tree::{Entry, Kind, Node, Span};
 use super::{
-    Host, Link, LivenessConfig, MacAddr, Overlay, PortConfig, PortKind, Topology, UplinkIo,
-    DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT, DEFAULT_UDP_PORT, MAX_VNI,
+    Host, Link, LivenessConfig, MacAddr, Overlay, PortConfig, PortKind, StoreConfig, StoreLayout,
+    Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_STORE_PREFIX, DEFAULT_LIVENESS_PORT, DEFAULT_UDP_PORT, MAX_VNI,
 };
 use crate::wire::ethernet;
 
@@ -34,6 +34,9 @@ pub(crate) struct UncheckedTopology {
     pub(crate) overlay: Option<UncheckedOverlay>,
     pub(crate) hosts: Vec<UncheckedHost>,
     pub(crate) links: Vec<UncheckedLink>,
+    /// `None` when there is no `[store]`; `Some(None)` when it is invalid
+    /// (reported).
+    pub(crate) store: Option<Option<StoreConfig>>,
 }
 
 #[derive(Debug)]
@@ -83,7 +86,21 @@ pub(crate) struct UncheckedLink {
     pub(crate) cost: Option<u32>,
 }
 
-const TOP_FIELDS: &[&str] = &["overlay", "hosts", "links"];
+const TOP_FIELDS: &[&str] = &["overlay", "hosts", "links", "store"];
+const STORE_FIELDS: &[&str] = &[
+    "endpoints",
+    "layout",
+    "prefix",
+    "lease_ttl_s",
+    "network",
+    "subnet_len",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "username",
+    "password_file",
+    "connect_timeout_ms",
+];
 const OVERLAY_FIELDS: &[&str] = &[
     "vni",
     "udp_port",
@@ -414,7 +431,7 @@ fn check_netns_name(name: &str) -> Result<(), String> {
 }
 
 /// Host names appear on the command line and in JSON: keep them plain.
-fn check_host_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err(format!(
             "host name {name:?} must be 1 to 64 characters long"
@@ -509,7 +526,242 @@ pub(crate) fn read(root: &Node, sink: &mut Sink) -> UncheckedTopology {
                 .collect();
         }
     }
+    raw.store = get(top, "store").map(|n| read_store(sink, n));
     raw
+}
+
+/// The `[store]` table: an etcd v3 cluster holding the hosts beyond the
+/// file.
+fn read_store(sink: &mut Sink, node: &Node) -> Option<StoreConfig> {
+    let t = table(sink, node, "store", STORE_FIELDS)?;
+    let mut ok = true;
+    let mut endpoints = Vec::new();
+    match get(t, "endpoints").map(|n| (n, array(sink, n, "store.endpoints"))) {
+        Some((n, Some(items))) => {
+            if items.is_empty() {
+                sink.error(&n.span, "store.endpoints", "at least one endpoint is required");
+                ok = false;
+            }
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("store.endpoints[{i}]");
+                match string(sink, item, &field) {
+                    Some(s) => match check_endpoint(&s.value) {
+                        Ok(()) => endpoints.push(s.value),
+                        Err(e) => {
+                            sink.error(&s.span, field, e);
+                            ok = false;
+                        }
+                    },
+                    None => ok = false,
+                }
+            }
+        }
+        Some((_, None)) => ok = false,
+        None => {
+            sink.error(
+                &node.span,
+                "store.endpoints",
+                "missing field (the etcd client URLs, e.g. [\"http://198.18.0.10:2379\"])",
+            );
+            ok = false;
+        }
+    }
+    let layout = match get(t, "layout") {
+        Some(n) => match string(sink, n, "store.layout") {
+            Some(s) if s.value == "vxrouter" => StoreLayout::Vxrouter,
+            Some(s) if s.value == "flannel" => StoreLayout::Flannel,
+            Some(s) => {
+                sink.error(
+                    &s.span,
+                    "store.layout",
+                    format!("{:?}: expected \"vxrouter\" or \"flannel\"", s.value),
+                );
+                return None;
+            }
+            None => return None,
+        },
+        None => StoreLayout::Vxrouter,
+    };
+    let key_prefix = match get(t, "prefix") {
+        Some(n) => {
+            let s = string(sink, n, "store.prefix")?;
+            let bad = !s.value.starts_with('/')
+                || s.value.len() > 512
+                || s.value.ends_with('/')
+                || s.value.chars().any(|c| c.is_control());
+            if bad {
+                sink.error(
+                    &s.span,
+                    "store.prefix",
+                    "expected a key prefix starting with '/', without a trailing '/' or control characters, at most 512 bytes",
+                );
+                return None;
+            }
+            s.value
+        }
+        None => match layout {
+            StoreLayout::Vxrouter => DEFAULT_STORE_PREFIX.to_owned(),
+            StoreLayout::Flannel => DEFAULT_FLANNEL_PREFIX.to_owned(),
+        },
+    };
+    let lease_ttl_s = match get(t, "lease_ttl_s") {
+        Some(n) => integer(sink, n, "store.lease_ttl_s", 2, 3600, "seconds in 2..=3600")? as u32,
+        None => 10,
+    };
+    let connect_timeout_ms = match get(t, "connect_timeout_ms") {
+        Some(n) => integer(
+            sink,
+            n,
+            "store.connect_timeout_ms",
+            100,
+            600_000,
+            "milliseconds in 100..=600000",
+        )? as u32,
+        None => 5000,
+    };
+    let network = match get(t, "network") {
+        Some(n) => {
+            let p = prefix(sink, n, "store.network", false)?;
+            if p.value != p.value.trunc() {
+                sink.error(
+                    &p.span,
+                    "store.network",
+                    format!("{} has host bits set; did you mean {}?", p.value, p.value.trunc()),
+                );
+                return None;
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let subnet_len = match get(t, "subnet_len") {
+        Some(n) => {
+            let len = integer(sink, n, "store.subnet_len", 1, 128, "a prefix length")? as u8;
+            let max = network.as_ref().map_or(128, |p| p.value.max_prefix_len());
+            let min = network.as_ref().map_or(1, |p| p.value.prefix_len());
+            if len > max || len < min {
+                sink.error(
+                    &n.span,
+                    "store.subnet_len",
+                    format!("{len} does not fit store.network: expected {min}..={max}"),
+                );
+                return None;
+            }
+            Some(len)
+        }
+        None => None,
+    };
+    if layout == StoreLayout::Flannel {
+        for f in ["network", "subnet_len"] {
+            if let Some(n) = get(t, f) {
+                sink.error(
+                    &n.span,
+                    format!("store.{f}"),
+                    "the flannel layout reads Network and SubnetLen from <prefix>/config in the store",
+                );
+                ok = false;
+            }
+        }
+    }
+    let mut path = |f: &str| -> Option<Option<std::path::PathBuf>> {
+        match get(t, f) {
+            Some(n) => {
+                let field = format!("store.{f}");
+                let s = string(sink, n, &field)?;
+                match check_key_file(&s.value) {
+                    Ok(p) => Some(Some(p)),
+                    Err(e) => {
+                        sink.error(&s.span, field, e);
+                        None
+                    }
+                }
+            }
+            None => Some(None),
+        }
+    };
+    let (ca_file, cert_file, key_file, password_file) = (
+        path("ca_file"),
+        path("cert_file"),
+        path("key_file"),
+        path("password_file"),
+    );
+    let (ca_file, cert_file, key_file, password_file) =
+        (ca_file?, cert_file?, key_file?, password_file?);
+    let username = match get(t, "username") {
+        Some(n) => {
+            let s = string(sink, n, "store.username")?;
+            if s.value.is_empty() || s.value.chars().any(|c| c.is_control()) {
+                sink.error(&s.span, "store.username", "expected a user name without control characters");
+                return None;
+            }
+            Some(s.value)
+        }
+        None => None,
+    };
+    if cert_file.is_some() != key_file.is_some() {
+        sink.error(
+            &node.span,
+            "store.cert_file",
+            "a client certificate needs both cert_file and key_file",
+        );
+        ok = false;
+    }
+    if username.is_some() != password_file.is_some() {
+        sink.error(
+            &node.span,
+            "store.username",
+            "etcd authentication needs both username and password_file",
+        );
+        ok = false;
+    }
+    let tls = ca_file.is_some() || cert_file.is_some();
+    if tls && endpoints.iter().any(|e| e.starts_with("http://")) {
+        sink.error(
+            &node.span,
+            "store.endpoints",
+            "TLS files are set but an endpoint is http://: use https:// endpoints",
+        );
+        ok = false;
+    }
+    ok.then(|| StoreConfig {
+        endpoints,
+        layout,
+        prefix: key_prefix,
+        lease_ttl_s,
+        network: network.map(|n| n.value),
+        subnet_len,
+        ca_file,
+        cert_file,
+        key_file,
+        username,
+        password_file,
+        connect_timeout_ms,
+    })
+}
+
+/// An etcd client URL: `http://` or `https://`, a host and a port.
+fn check_endpoint(s: &str) -> Result<(), String> {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| format!("{s:?}: expected http://HOST:PORT or https://HOST:PORT"))?;
+    let bad = rest.is_empty()
+        || rest.len() > 255
+        || rest
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '/' || c == '@');
+    let port = rest.rsplit_once(':').and_then(|(h, p)| {
+        (!h.is_empty())
+            .then(|| p.parse::<u16>().ok())
+            .flatten()
+            .filter(|&p| p != 0)
+    });
+    if bad || port.is_none() {
+        return Err(format!(
+            "{s:?}: expected http://HOST:PORT or https://HOST:PORT with a port in 1..=65535 and no path"
+        ));
+    }
+    Ok(())
 }
 
 fn read_overlay(sink: &mut Sink, node: &Node) -> Option<UncheckedOverlay> {
@@ -1038,10 +1290,15 @@ impl UncheckedTopology {
                 cost: l.cost?,
             });
         }
+        let store = match self.store {
+            Some(s) => Some(s?),
+            None => None,
+        };
         Some(Topology {
             overlay,
             hosts,
             links,
+            store,
         })
     }
 }

@@ -1,0 +1,609 @@
+//! The etcd v3 client: this host's records under a lease it keeps alive,
+//! its subnet leased by transaction, and a watch of the prefix, on a
+//! thread and a single-threaded runtime of its own.
+//!
+//! Sessions: connect, take a lease (the previous one while it lives),
+//! claim the subnets and write this host's record under it, list the prefix
+//! once (or resume the watch from the last revision seen), then watch and
+//! keep the lease alive. Any error ends the session; the next one starts
+//! after a backoff (100 ms doubling to 5 s) and resumes where the last one
+//! stopped, listing again only when the watch's start was compacted away.
+//! While no session runs, no [`Event::View`] is sent: the router forwards
+//! on the last topology and no route flaps.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use ipnet::IpNet;
+
+use crate::config::{MacAddr, StoreConfig, StoreLayout};
+
+use super::record::{self, FlannelConfig, HostRecord, SubnetClaim};
+use super::{alloc, Entry, View};
+
+/// This host, as it publishes itself.
+#[derive(Debug, Clone)]
+pub struct Own {
+    pub name: String,
+    pub underlay: IpAddr,
+    pub vtep_mac: MacAddr,
+    pub vni: u32,
+    pub udp_port: u16,
+    /// Subnets the file gives this host; none: lease one.
+    pub subnets: Vec<IpNet>,
+    /// The subnets it held before (from the cache), tried first.
+    pub previous: Vec<IpNet>,
+}
+
+/// What the store thread tells the control thread.
+#[derive(Debug)]
+pub enum Event {
+    /// This host's subnets, configured or leased; sent once, before the
+    /// first view.
+    Subnets(Vec<IpNet>),
+    /// The records as of a revision.
+    View(Arc<View>),
+    /// The store and this host's configuration cannot work together (a
+    /// flannel network of another VNI, a range with no free subnet); the
+    /// thread stops.
+    Fatal(String),
+}
+
+/// Counters the metrics endpoint reads.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub connected: AtomicBool,
+    pub revision: AtomicI64,
+    pub watch_events: AtomicU64,
+    pub views: AtomicU64,
+    pub outages: AtomicU64,
+    pub sessions: AtomicU64,
+    pub compactions: AtomicU64,
+}
+
+/// The running store thread.
+pub struct StoreHandle {
+    pub events: mpsc::Receiver<Event>,
+    pub counters: Arc<StoreCounters>,
+    waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
+    stop: Arc<tokio::sync::Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StoreHandle {
+    /// Starts the thread; it connects in the background.
+    pub fn start(cfg: StoreConfig, own: Own) -> Result<StoreHandle> {
+        let password = match &cfg.password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading store.password_file {}", p.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let tls = tls_options(&cfg)?;
+        let (tx, events) = mpsc::channel();
+        let counters = Arc::new(StoreCounters::default());
+        let waker: Arc<Mutex<Option<Arc<mio::Waker>>>> = Arc::default();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building the store thread's runtime")?;
+        let mut task = Task {
+            cfg,
+            own,
+            password,
+            tls,
+            out: Out {
+                tx,
+                waker: waker.clone(),
+            },
+            counters: counters.clone(),
+            lease: None,
+            subnets: None,
+            view: View::default(),
+            last_write: Default::default(),
+        };
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vxr-store".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    tokio::select! {
+                        () = task.run() => {}
+                        () = stop2.notified() => {}
+                    }
+                })
+            })
+            .context("starting the store thread")?;
+        Ok(StoreHandle {
+            events,
+            counters,
+            waker,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Wakes `waker` after each event from now on (and once now, for any
+    /// event already queued).
+    pub fn set_waker(&self, waker: Arc<mio::Waker>) {
+        let _ = waker.wake();
+        if let Ok(mut w) = self.waker.lock() {
+            *w = Some(waker);
+        }
+    }
+
+    /// Stops the thread. The lease is left to expire: a router that starts
+    /// again within the TTL takes its records over without a flap at the
+    /// other hosts.
+    pub fn stop(mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for StoreHandle {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+    }
+}
+
+fn tls_options(cfg: &StoreConfig) -> Result<Option<TlsOptions>> {
+    if cfg.ca_file.is_none() && cfg.cert_file.is_none() {
+        return Ok(None);
+    }
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading store.{what} {}", p.display()))
+    };
+    let mut tls = TlsOptions::new();
+    if let Some(ca) = &cfg.ca_file {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca, "ca_file")?));
+    }
+    if let (Some(c), Some(k)) = (&cfg.cert_file, &cfg.key_file) {
+        tls = tls.identity(Identity::from_pem(read(c, "cert_file")?, read(k, "key_file")?));
+    }
+    Ok(Some(tls))
+}
+
+struct Out {
+    tx: mpsc::Sender<Event>,
+    waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
+}
+
+impl Out {
+    fn send(&self, e: Event) {
+        let _ = self.tx.send(e);
+        if let Some(w) = self.waker.lock().ok().and_then(|w| w.clone()) {
+            let _ = w.wake();
+        }
+    }
+}
+
+struct Task {
+    cfg: StoreConfig,
+    own: Own,
+    password: Option<String>,
+    tls: Option<TlsOptions>,
+    out: Out,
+    counters: Arc<StoreCounters>,
+    lease: Option<i64>,
+    /// This host's subnets once known.
+    subnets: Option<Vec<IpNet>>,
+    /// The records as last seen; `revision` 0 until the first list.
+    view: View,
+    /// The mod revision of each key this host wrote last.
+    last_write: std::collections::BTreeMap<String, i64>,
+}
+
+impl Task {
+    async fn run(&mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            self.counters.sessions.fetch_add(1, Ordering::Relaxed);
+            let err = match self.session().await {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            if let Some(f) = err.downcast_ref::<FatalError>() {
+                tracing::error!("store: {f}");
+                self.out.send(Event::Fatal(f.0.clone()));
+                return;
+            }
+            if self.counters.connected.swap(false, Ordering::Relaxed) {
+                self.counters.outages.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %format!("{err:#}"), "store connection lost; forwarding on the last topology, reconnecting");
+                backoff = Duration::from_millis(100);
+            } else {
+                tracing::warn!(error = %format!("{err:#}"), retry_ms = backoff.as_millis() as u64, "store unreachable");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.cfg.prefix)
+    }
+
+    async fn connect(&self) -> Result<Client> {
+        let timeout = Duration::from_millis(self.cfg.connect_timeout_ms.into());
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        if let (Some(user), Some(pw)) = (&self.cfg.username, &self.password) {
+            opts = opts.with_user(user.clone(), pw.clone());
+        }
+        if let Some(tls) = &self.tls {
+            opts = opts.with_tls(tls.clone());
+        }
+        let client = tokio::time::timeout(timeout, Client::connect(&self.cfg.endpoints, Some(opts)))
+            .await
+            .map_err(|_| anyhow!("no answer from {} within {timeout:?}", self.cfg.endpoints.join(", ")))??;
+        Ok(client)
+    }
+
+    /// One session; returns only by error.
+    async fn session(&mut self) -> Result<std::convert::Infallible> {
+        let mut client = self.connect().await?;
+        if self.cfg.layout == StoreLayout::Flannel {
+            self.check_flannel_config(&mut client).await?;
+        }
+        let lease = match self.lease {
+            Some(id) if client.lease_time_to_live(id, None).await?.ttl() > 0 => id,
+            _ => {
+                let id = client
+                    .lease_grant(self.cfg.lease_ttl_s.into(), None)
+                    .await
+                    .context("granting a lease")?
+                    .id();
+                self.lease = Some(id);
+                id
+            }
+        };
+        let subnets = match self.subnets.clone() {
+            Some(s) => {
+                self.reclaim(&mut client, lease, &s).await?;
+                s
+            }
+            None => {
+                let s = self.claim(&mut client, lease).await?;
+                self.subnets = Some(s.clone());
+                self.out.send(Event::Subnets(s.clone()));
+                s
+            }
+        };
+        if self.cfg.layout == StoreLayout::Vxrouter {
+            let rec = HostRecord {
+                name: self.own.name.clone(),
+                underlay: self.own.underlay,
+                vtep_mac: self.own.vtep_mac,
+                subnets,
+                vni: self.own.vni,
+            };
+            let key = self.key(&format!("hosts/{}", self.own.name));
+            let value = serde_json::to_string(&rec)?;
+            let r = client
+                .put(key.clone(), value, Some(PutOptions::new().with_lease(lease)))
+                .await
+                .context("writing this host's record")?;
+            if let Some(h) = r.header() {
+                self.last_write.insert(key, h.revision());
+            }
+        }
+        let prefix = self.key("");
+        let (mut keeper, mut alive) = client.lease_keep_alive(lease).await?;
+        let mut watch = self.start_watch(&mut client, &prefix).await?;
+        self.counters.connected.store(true, Ordering::Relaxed);
+        tracing::info!(endpoints = %self.cfg.endpoints.join(","), revision = self.view.revision, lease, "store connected");
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            (u64::from(self.cfg.lease_ttl_s) * 1000 / 3).max(500),
+        ));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => keeper.keep_alive().await.context("lease keep-alive")?,
+                m = alive.message() => match m.context("lease keep-alive")? {
+                    Some(r) if r.ttl() > 0 => {}
+                    _ => {
+                        self.lease = None;
+                        bail!("lease {lease} expired");
+                    }
+                },
+                m = watch.message() => {
+                    let Some(resp) = m.context("watch")? else {
+                        bail!("watch closed by the server");
+                    };
+                    if resp.compact_revision() > 0 || resp.canceled() {
+                        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(compacted = resp.compact_revision(), reason = resp.cancel_reason(), "store watch fell behind a compaction: listing again");
+                        self.view.revision = 0;
+                        watch = self.start_watch(&mut client, &prefix).await?;
+                        continue;
+                    }
+                    let events = resp.events();
+                    if events.is_empty() {
+                        continue;
+                    }
+                    for e in events {
+                        let Some(kv) = e.kv() else { continue };
+                        let Some(key) = relative(&prefix, kv.key()) else { continue };
+                        match e.event_type() {
+                            EventType::Put => {
+                                self.view.entries.insert(key, Entry {
+                                    value: kv.value().to_vec(),
+                                    create_revision: kv.create_revision(),
+                                    mod_revision: kv.mod_revision(),
+                                });
+                            }
+                            EventType::Delete => {
+                                self.view.entries.remove(&key);
+                            }
+                        }
+                        self.view.revision = self.view.revision.max(kv.mod_revision());
+                    }
+                    if let Some(h) = resp.header() {
+                        self.view.revision = self.view.revision.max(h.revision());
+                    }
+                    self.counters.watch_events.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    self.publish_view();
+                }
+            }
+        }
+    }
+
+    /// A watch from the revision after the last one seen; without one
+    /// (first session, compaction), the prefix listed first.
+    async fn start_watch(&mut self, client: &mut Client, prefix: &str) -> Result<etcd_client::WatchStream> {
+        if self.view.revision == 0 {
+            let r = client
+                .get(prefix, Some(GetOptions::new().with_prefix()))
+                .await
+                .context("listing the prefix")?;
+            let mut view = View {
+                revision: r.header().map_or(0, |h| h.revision()),
+                entries: Default::default(),
+            };
+            for kv in r.kvs() {
+                if let Some(key) = relative(prefix, kv.key()) {
+                    view.entries.insert(
+                        key,
+                        Entry {
+                            value: kv.value().to_vec(),
+                            create_revision: kv.create_revision(),
+                            mod_revision: kv.mod_revision(),
+                        },
+                    );
+                }
+            }
+            self.view = view;
+            self.publish_view();
+        }
+        let w = client
+            .watch(
+                prefix,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(self.view.revision + 1),
+                ),
+            )
+            .await
+            .context("starting the watch")?;
+        Ok(w)
+    }
+
+    fn publish_view(&self) {
+        self.counters.revision.store(self.view.revision, Ordering::Relaxed);
+        self.counters.views.fetch_add(1, Ordering::Relaxed);
+        self.out.send(Event::View(Arc::new(self.view.clone())));
+    }
+
+    async fn check_flannel_config(&self, client: &mut Client) -> Result<()> {
+        let key = self.key("config");
+        let r = client.get(key.clone(), None).await.context("reading the flannel config")?;
+        let Some(kv) = r.kvs().first() else {
+            return Err(anyhow::Error::new(FatalError(format!(
+                "no flannel network config at {key}: write it (etcdctl put {key} '{{\"Network\":...,\"Backend\":{{\"Type\":\"vxlan\"}}}}') before the router starts"
+            ))));
+        };
+        let cfg: FlannelConfig = serde_json::from_slice(kv.value())
+            .map_err(|e| anyhow::Error::new(FatalError(format!("{key} is not a flannel network config: {e}"))))?;
+        if let Some(p) = cfg.problem() {
+            return Err(anyhow::Error::new(FatalError(format!("{key}: {p}"))));
+        }
+        if cfg.vni() != self.own.vni || cfg.port() != self.own.udp_port {
+            return Err(anyhow::Error::new(FatalError(format!(
+                "{key} says VNI {} on UDP port {}, this router's [overlay] says VNI {} on port {}: set overlay.vni and overlay.udp_port to flannel's",
+                cfg.vni(),
+                cfg.port(),
+                self.own.vni,
+                self.own.udp_port
+            ))));
+        }
+        Ok(())
+    }
+
+    /// The range and length subnets are leased from, per layout.
+    async fn range(&self, client: &mut Client) -> Result<Option<(IpNet, u8)>> {
+        match self.cfg.layout {
+            StoreLayout::Vxrouter => Ok(self.cfg.network.map(|n| {
+                let len = self.cfg.subnet_len.unwrap_or(match n {
+                    IpNet::V4(_) => 24,
+                    IpNet::V6(_) => 64,
+                });
+                (n, len)
+            })),
+            StoreLayout::Flannel => {
+                let r = client.get(self.key("config"), None).await?;
+                let cfg: Option<FlannelConfig> = r.kvs().first().and_then(|kv| serde_json::from_slice(kv.value()).ok());
+                Ok(cfg.map(|c| (IpNet::V4(c.network), c.subnet_len())))
+            }
+        }
+    }
+
+    /// The value this host's subnet lease holds.
+    fn claim_value(&self) -> Result<String> {
+        Ok(match self.cfg.layout {
+            StoreLayout::Vxrouter => serde_json::to_string(&SubnetClaim {
+                host: self.own.name.clone(),
+            })?,
+            StoreLayout::Flannel => match self.own.underlay {
+                IpAddr::V4(a) => record::encode_flannel_lease(a, self.own.vtep_mac, self.own.vni),
+                IpAddr::V6(_) => {
+                    return Err(anyhow::Error::new(FatalError(
+                        "the flannel layout needs an IPv4 underlay".into(),
+                    )))
+                }
+            },
+        })
+    }
+
+    /// Whether a lease value is this host's.
+    fn is_mine(&self, value: &[u8]) -> bool {
+        match self.cfg.layout {
+            StoreLayout::Vxrouter => serde_json::from_slice::<SubnetClaim>(value)
+                .is_ok_and(|c| c.host == self.own.name),
+            StoreLayout::Flannel => serde_json::from_slice::<record::FlannelLease>(value)
+                .is_ok_and(|l| IpAddr::V4(l.public_ip) == self.own.underlay),
+        }
+    }
+
+    /// This host's subnets: the file's, else the lease it holds already
+    /// (a restart within the TTL), else the one it held before, else a new
+    /// one won by transaction.
+    async fn claim(&mut self, client: &mut Client, lease: i64) -> Result<Vec<IpNet>> {
+        let flannel = self.cfg.layout == StoreLayout::Flannel;
+        if !self.own.subnets.is_empty() && !flannel {
+            return Ok(self.own.subnets.clone());
+        }
+        let value = self.claim_value()?;
+        let put = |key: &str| TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease)));
+        let prefix = self.key("subnets/");
+        // A flannel host with a configured subnet leases exactly that one.
+        let wanted: Vec<IpNet> = if flannel && !self.own.subnets.is_empty() {
+            self.own.subnets.clone()
+        } else {
+            Vec::new()
+        };
+        let Some((network, len)) = self.range(client).await? else {
+            return Err(anyhow::Error::new(FatalError(
+                "this host has no subnets and [store] has no network to lease one from".into(),
+            )));
+        };
+        for attempt in 0..64 {
+            let r = client
+                .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+                .await
+                .context("listing subnet leases")?;
+            let mut taken = Vec::new();
+            for kv in r.kvs() {
+                let Some(net) = relative(&prefix, kv.key()).and_then(|k| record::parse_subnet_key(&k)) else {
+                    continue;
+                };
+                if self.is_mine(kv.value()) && (wanted.is_empty() || wanted.contains(&net)) {
+                    // Ours from before: take it over under the new lease.
+                    let key = format!("{prefix}{}", record::subnet_key(net));
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())])
+                        .and_then([put(&key)]);
+                    if client.txn(txn).await?.succeeded() {
+                        tracing::info!(subnet = %net, "store: took over this host's subnet lease");
+                        return Ok(vec![net]);
+                    }
+                }
+                taken.push(net);
+            }
+            let order: Vec<IpNet> = if !wanted.is_empty() {
+                wanted.clone()
+            } else {
+                let mut c = Vec::new();
+                c.extend(self.own.previous.iter().copied().filter(|p| network.contains(p) && p.prefix_len() == len));
+                c.extend(alloc::candidates(network, len, &taken, alloc::seed(&self.own.name) ^ attempt));
+                c
+            };
+            let Some(&first) = order.iter().find(|n| !taken.iter().any(|t| t.contains(*n) || n.contains(t))) else {
+                return Err(anyhow::Error::new(FatalError(format!(
+                    "no free /{len} subnet left in {network}{}",
+                    if wanted.is_empty() { String::new() } else { format!(" (wanted {})", wanted[0]) }
+                ))));
+            };
+            let key = format!("{prefix}{}", record::subnet_key(first));
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([put(&key)]);
+            let r = client.txn(txn).await.context("leasing a subnet")?;
+            if r.succeeded() {
+                tracing::info!(subnet = %first, "store: leased a subnet");
+                return Ok(vec![first]);
+            }
+            // Another host won it between our list and our transaction.
+        }
+        bail!("lost the race for a subnet 64 times in a row")
+    }
+
+    /// After a new session: this host's leased subnets back under the
+    /// (possibly new) lease, unless another host holds them now.
+    async fn reclaim(&mut self, client: &mut Client, lease: i64, subnets: &[IpNet]) -> Result<()> {
+        let flannel = self.cfg.layout == StoreLayout::Flannel;
+        if !self.own.subnets.is_empty() && !flannel {
+            return Ok(());
+        }
+        let value = self.claim_value()?;
+        for &net in subnets {
+            let key = self.key(&format!("subnets/{}", record::subnet_key(net)));
+            let r = client.get(key.clone(), None).await?;
+            let cmp = match r.kvs().first() {
+                None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Some(kv) if self.is_mine(kv.value()) => {
+                    Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())
+                }
+                Some(_) => {
+                    tracing::error!(subnet = %net, "store: this host's subnet is leased by another host now (this host's lease expired while it was cut off); the newer record loses at every router");
+                    continue;
+                }
+            };
+            let txn = Txn::new().when([cmp]).and_then([TxnOp::put(
+                key,
+                value.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+            client.txn(txn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An error no retry mends.
+#[derive(Debug)]
+struct FatalError(String);
+
+impl std::fmt::Display for FatalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FatalError {}
+
+/// `key` without `prefix`, if it is under it and UTF-8.
+fn relative(prefix: &str, key: &[u8]) -> Option<String> {
+    let k = std::str::from_utf8(key).ok()?;
+    let rest = k.strip_prefix(prefix)?;
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    (!rest.is_empty()).then(|| rest.to_owned())
+}

@@ -1,0 +1,316 @@
+//! The records a store holds, as JSON: decoding with every field checked,
+//! and encoding this host's own.
+//!
+//! Two layouts (see [`StoreLayout`]): vxrouter's own (`hosts/<name>`,
+//! `links/<name>`, `subnets/<ip>-<len>`) and flannel's (`config`,
+//! `subnets/<ip>-<len>`). A value that does not decode is a [`Reject`] with
+//! its reason; nothing here panics on any input.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MacAddr, StoreLayout};
+
+use super::Reject;
+
+/// Largest value a record may have: a host record with a few dozen
+/// subnets is a few KiB.
+pub const MAX_RECORD_LEN: usize = 64 * 1024;
+
+/// A host as a store record describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The host's name: the record's own in the vxrouter layout, the
+    /// lease's key (`198.19.2.0-24`) in the flannel layout.
+    pub name: String,
+    pub underlay: IpAddr,
+    pub vtep_mac: MacAddr,
+    pub subnets: Vec<IpNet>,
+}
+
+/// An operator's link record (vxrouter layout, `links/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRecord {
+    pub a: String,
+    pub b: String,
+    #[serde(default = "default_cost")]
+    pub cost: u32,
+}
+
+fn default_cost() -> u32 {
+    1
+}
+
+/// The vxrouter layout's host record (`hosts/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRecord {
+    pub name: String,
+    pub underlay: IpAddr,
+    pub vtep_mac: MacAddr,
+    #[serde(default)]
+    pub subnets: Vec<IpNet>,
+    /// The VNI the host forwards in; a record of another VNI is foreign.
+    pub vni: u32,
+}
+
+/// The vxrouter layout's subnet lease (`subnets/<ip>-<len>`): which host
+/// leased it from `[store] network`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetClaim {
+    pub host: String,
+}
+
+/// flannel's network config (`<prefix>/config`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FlannelConfig {
+    #[serde(rename = "Network")]
+    pub network: ipnet::Ipv4Net,
+    #[serde(rename = "SubnetLen", default)]
+    pub subnet_len: Option<u8>,
+    #[serde(rename = "Backend", default)]
+    pub backend: Option<FlannelBackend>,
+}
+
+/// `Backend` of flannel's network config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FlannelBackend {
+    #[serde(rename = "Type", default)]
+    pub kind: Option<String>,
+    #[serde(rename = "VNI", default)]
+    pub vni: Option<u32>,
+    #[serde(rename = "Port", default)]
+    pub port: Option<u16>,
+}
+
+impl FlannelConfig {
+    /// flanneld's defaults: subnets of /24 (or 4 bits past a network
+    /// longer than /22), VNI 1, the kernel's VXLAN port 8472.
+    pub fn subnet_len(&self) -> u8 {
+        self.subnet_len.unwrap_or(if self.network.prefix_len() <= 22 {
+            24
+        } else {
+            self.network.prefix_len() + 4
+        })
+    }
+
+    pub fn vni(&self) -> u32 {
+        self.backend.as_ref().and_then(|b| b.vni).unwrap_or(1)
+    }
+
+    pub fn port(&self) -> u16 {
+        match self.backend.as_ref().and_then(|b| b.port) {
+            None | Some(0) => 8472,
+            Some(p) => p,
+        }
+    }
+
+    /// Why this config cannot carry a vxrouter host, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let kind = self.backend.as_ref().and_then(|b| b.kind.as_deref());
+        if kind.is_some_and(|k| k != "vxlan") {
+            return Some(format!(
+                "Backend.Type is {:?}: vxrouter speaks only flannel's \"vxlan\" backend",
+                kind.unwrap_or_default()
+            ));
+        }
+        let len = self.subnet_len();
+        if len < self.network.prefix_len() || len > 30 {
+            return Some(format!(
+                "SubnetLen {len} does not fit Network {}",
+                self.network
+            ));
+        }
+        None
+    }
+}
+
+/// flannel's subnet lease (`subnets/<ip>-<len>`), as flanneld writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlannelLease {
+    #[serde(rename = "PublicIP")]
+    pub public_ip: std::net::Ipv4Addr,
+    #[serde(rename = "BackendType", default)]
+    pub backend_type: String,
+    #[serde(rename = "BackendData", default)]
+    pub backend_data: Option<FlannelVxlanData>,
+}
+
+/// `BackendData` of a vxlan lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlannelVxlanData {
+    #[serde(rename = "VNI", default)]
+    pub vni: Option<u32>,
+    #[serde(rename = "VtepMAC")]
+    pub vtep_mac: MacAddr,
+}
+
+/// A subnet as a lease key names it: `198.19.2.0-24`.
+pub fn subnet_key(net: IpNet) -> String {
+    format!("{}-{}", net.addr(), net.prefix_len())
+}
+
+/// The subnet a lease key names; `None` unless it is exactly a network
+/// address and its length.
+pub fn parse_subnet_key(key: &str) -> Option<IpNet> {
+    let (addr, len) = key.rsplit_once('-')?;
+    let net = IpNet::new(addr.parse().ok()?, len.parse().ok()?).ok()?;
+    (net.trunc() == net && subnet_key(net) == key).then_some(net)
+}
+
+fn json<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Result<T, (Reject, String)> {
+    if value.len() > MAX_RECORD_LEN {
+        return Err((
+            Reject::NotJson,
+            format!("{} bytes, more than {MAX_RECORD_LEN}", value.len()),
+        ));
+    }
+    serde_json::from_slice(value).map_err(|e| {
+        let reason = if e.is_data() {
+            Reject::BadField
+        } else {
+            Reject::NotJson
+        };
+        (reason, e.to_string())
+    })
+}
+
+/// Decodes the host record at `hosts/<key_name>` (vxrouter layout).
+pub fn decode_host(key_name: &str, value: &[u8], vni: u32) -> Result<Peer, (Reject, String)> {
+    let r: HostRecord = json(value)?;
+    if r.name != key_name {
+        return Err((
+            Reject::KeyMismatch,
+            format!("record names host {:?} under key hosts/{key_name}", r.name),
+        ));
+    }
+    if r.vni != vni {
+        return Err((
+            Reject::ForeignVni,
+            format!("VNI {} is not this overlay's {vni}", r.vni),
+        ));
+    }
+    Ok(Peer {
+        name: r.name,
+        underlay: r.underlay,
+        vtep_mac: r.vtep_mac,
+        subnets: r.subnets,
+    })
+}
+
+/// Decodes a link record (vxrouter layout).
+pub fn decode_link(value: &[u8]) -> Result<LinkRecord, (Reject, String)> {
+    json(value)
+}
+
+/// Decodes the flannel lease at `subnets/<key>`.
+pub fn decode_flannel_lease(key: &str, value: &[u8], vni: u32) -> Result<Peer, (Reject, String)> {
+    let Some(net) = parse_subnet_key(key) else {
+        return Err((
+            Reject::KeyMismatch,
+            format!("key subnets/{key} does not name a subnet as <ip>-<len>"),
+        ));
+    };
+    let l: FlannelLease = json(value)?;
+    if l.backend_type != "vxlan" {
+        return Err((
+            Reject::BadField,
+            format!("BackendType {:?} is not \"vxlan\"", l.backend_type),
+        ));
+    }
+    let Some(data) = l.backend_data else {
+        return Err((Reject::BadField, "no BackendData.VtepMAC".into()));
+    };
+    // flanneld of one network writes its network's VNI; an absent VNI is
+    // the default, 1.
+    let theirs = data.vni.unwrap_or(1);
+    if theirs != vni {
+        return Err((
+            Reject::ForeignVni,
+            format!("VNI {theirs} is not this overlay's {vni}"),
+        ));
+    }
+    Ok(Peer {
+        name: key.to_owned(),
+        underlay: IpAddr::V4(l.public_ip),
+        vtep_mac: data.vtep_mac,
+        subnets: vec![net],
+    })
+}
+
+/// This host's flannel lease value.
+pub fn encode_flannel_lease(underlay: std::net::Ipv4Addr, vtep_mac: MacAddr, vni: u32) -> String {
+    serde_json::to_string(&FlannelLease {
+        public_ip: underlay,
+        backend_type: "vxlan".into(),
+        backend_data: Some(FlannelVxlanData {
+            vni: Some(vni),
+            vtep_mac,
+        }),
+    })
+    .unwrap_or_default()
+}
+
+/// The layout's default key kinds, for messages.
+pub fn describe(layout: StoreLayout) -> &'static str {
+    match layout {
+        StoreLayout::Vxrouter => "hosts/<name>, links/<name>, subnets/<ip>-<len>",
+        StoreLayout::Flannel => "config, subnets/<ip>-<len>",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_keys_round_trip_and_refuse_near_misses() {
+        let n: IpNet = "198.19.2.0/24".parse().unwrap();
+        assert_eq!(subnet_key(n), "198.19.2.0-24");
+        assert_eq!(parse_subnet_key("198.19.2.0-24"), Some(n));
+        for bad in ["198.19.2.1-24", "198.19.2.0-33", "198.19.2.0", "x-24", "198.19.2.0-024", ""] {
+            assert_eq!(parse_subnet_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn flannel_leases_decode_as_flanneld_writes_them() {
+        let v = br#"{"PublicIP":"198.18.0.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"9a:3b:11:22:33:44"}}"#;
+        let p = decode_flannel_lease("198.19.2.0-24", v, 1).unwrap();
+        assert_eq!(p.underlay, "198.18.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(p.subnets, ["198.19.2.0/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(p.vtep_mac.to_string(), "9a:3b:11:22:33:44");
+        assert_eq!(decode_flannel_lease("198.19.2.0-24", v, 2).unwrap_err().0, Reject::ForeignVni);
+        assert_eq!(decode_flannel_lease("198.19.2.0-24", b"{", 1).unwrap_err().0, Reject::NotJson);
+        let no_mac = br#"{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"VNI":1}}"#;
+        assert_eq!(decode_flannel_lease("198.19.2.0-24", no_mac, 1).unwrap_err().0, Reject::BadField);
+        let ours = encode_flannel_lease("198.18.0.1".parse().unwrap(), "02:42:c6:12:00:01".parse().unwrap(), 1);
+        let back = decode_flannel_lease("198.19.1.0-24", ours.as_bytes(), 1).unwrap();
+        assert_eq!(back.underlay, "198.18.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn host_records_check_key_vni_and_fields() {
+        let v = br#"{"name":"h2","underlay":"198.18.0.2","vtep_mac":"02:42:c6:12:00:02","subnets":["198.19.2.0/24"],"vni":42}"#;
+        assert!(decode_host("h2", v, 42).is_ok());
+        assert_eq!(decode_host("h3", v, 42).unwrap_err().0, Reject::KeyMismatch);
+        assert_eq!(decode_host("h2", v, 7).unwrap_err().0, Reject::ForeignVni);
+        let bad = br#"{"name":"h2","underlay":"198.18.0.300","vtep_mac":"02:42:c6:12:00:02","vni":42}"#;
+        assert_eq!(decode_host("h2", bad, 42).unwrap_err().0, Reject::BadField);
+        let big = vec![b' '; MAX_RECORD_LEN + 1];
+        assert_eq!(decode_host("h2", &big, 42).unwrap_err().0, Reject::NotJson);
+    }
+
+    #[test]
+    fn flannel_config_defaults() {
+        let c: FlannelConfig = serde_json::from_str(r#"{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}}"#).unwrap();
+        assert_eq!((c.subnet_len(), c.vni(), c.port()), (24, 1, 8472));
+        assert!(c.problem().is_none());
+        let c: FlannelConfig = serde_json::from_str(r#"{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}"#).unwrap();
+        assert!(c.problem().is_some());
+    }
+}
