@@ -80,6 +80,7 @@ fn topology(edges: &[(usize, usize, u32)]) -> Topology {
         },
         hosts,
         links,
+        store: None,
     }
 }
 

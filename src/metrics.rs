@@ -43,7 +43,7 @@ use crate::dataplane::DropReason;
 pub use health::{CONTROL_STALE, PROGRESS_WINDOW};
 pub use http::{HttpStats, Limits};
 use http::{Method, Request, Response, Status};
-pub use stats::{ControlSocketStats, LivenessStats, PortCounts, ReloadStats, RunStats};
+pub use stats::{ControlSocketStats, LivenessStats, PortCounts, ReloadStats, RunStats, StoreStats};
 
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -288,6 +288,48 @@ fn encode_stats(
         "1 if the last reload was accepted (or none was tried), 0 if it was rejected.",
         u64::from(s.reloads.last_ok),
     )?;
+    if let Some(st) = &s.store {
+        gauge(
+            enc,
+            "vxrouter_store_connected",
+            "1 while a store session runs (lease alive, watch open), 0 while the router forwards on the last topology and reconnects.",
+            u64::from(st.connected),
+        )?;
+        gauge(
+            enc,
+            "vxrouter_store_revision",
+            "The store revision of the last view of the records received.",
+            u64::try_from(st.revision).unwrap_or(0),
+        )?;
+        counter_family(
+            enc,
+            "vxrouter_store_events",
+            "Store activity: watch events received (watch_event), views merged into the topology (view_applied), sessions lost after they connected (outage), watches that fell behind a compaction and listed again (compaction).",
+            [
+                ([("kind", "watch_event")], st.watch_events),
+                ([("kind", "view_applied")], st.views_applied),
+                ([("kind", "outage")], st.outages),
+                ([("kind", "compaction")], st.compactions),
+            ],
+        )?;
+        gauge(
+            enc,
+            "vxrouter_store_hosts",
+            "Hosts from the store in the running topology.",
+            st.hosts as u64,
+        )?;
+        gauge_family(
+            enc,
+            "vxrouter_store_records_rejected",
+            "Store records left out of the running topology now, by reason (logged with their key when first seen).",
+            crate::store::Reject::ALL
+                .iter()
+                .map(|r| {
+                    let n = st.rejected.get(r.name()).copied().unwrap_or(0);
+                    ([("reason", r.name())], i64::try_from(n).unwrap_or(i64::MAX))
+                }),
+        )?;
+    }
     counter(
         enc,
         "vxrouter_workers_wedged",
@@ -643,6 +685,13 @@ mod tests {
                 errors: 1,
                 ..ControlSocketStats::default()
             }),
+            store: Some(super::stats::StoreStats {
+                connected: true,
+                revision: 17,
+                hosts: 2,
+                rejected: [("overlap", 1)].into(),
+                ..Default::default()
+            }),
         }
     }
 
@@ -668,6 +717,10 @@ mod tests {
         has(&t, "vxrouter_config_reloads_total{result=\"rejected\"} 2");
         has(&t, "vxrouter_config_reloads_total{result=\"accepted\"} 1");
         has(&t, "vxrouter_config_last_reload_successful 0");
+        has(&t, "vxrouter_store_connected 1");
+        has(&t, "vxrouter_store_revision 17");
+        has(&t, "vxrouter_store_records_rejected{reason=\"overlap\"} 1");
+        has(&t, "vxrouter_store_records_rejected{reason=\"not_json\"} 0");
         has(&t, "vxrouter_unresolved_peers 1");
         has(&t, "vxrouter_workers 2");
         has(&t, "vxrouter_workers_wedged_total 0");

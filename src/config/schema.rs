@@ -16,7 +16,8 @@ use super::diag::Sink;
 use super::tree::{Entry, Kind, Node, Span};
 use super::{
     Host, Link, LivenessConfig, MacAddr, Overlay, PortConfig, PortKind, StoreConfig, StoreLayout,
-    Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_STORE_PREFIX, DEFAULT_LIVENESS_PORT, DEFAULT_UDP_PORT, MAX_VNI,
+    Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT,
+    DEFAULT_STORE_PREFIX, DEFAULT_UDP_PORT, MAX_VNI,
 };
 use crate::wire::ethernet;
 
@@ -539,7 +540,11 @@ fn read_store(sink: &mut Sink, node: &Node) -> Option<StoreConfig> {
     match get(t, "endpoints").map(|n| (n, array(sink, n, "store.endpoints"))) {
         Some((n, Some(items))) => {
             if items.is_empty() {
-                sink.error(&n.span, "store.endpoints", "at least one endpoint is required");
+                sink.error(
+                    &n.span,
+                    "store.endpoints",
+                    "at least one endpoint is required",
+                );
                 ok = false;
             }
             for (i, item) in items.iter().enumerate() {
@@ -626,7 +631,11 @@ fn read_store(sink: &mut Sink, node: &Node) -> Option<StoreConfig> {
                 sink.error(
                     &p.span,
                     "store.network",
-                    format!("{} has host bits set; did you mean {}?", p.value, p.value.trunc()),
+                    format!(
+                        "{} has host bits set; did you mean {}?",
+                        p.value,
+                        p.value.trunc()
+                    ),
                 );
                 return None;
             }
@@ -691,7 +700,11 @@ fn read_store(sink: &mut Sink, node: &Node) -> Option<StoreConfig> {
         Some(n) => {
             let s = string(sink, n, "store.username")?;
             if s.value.is_empty() || s.value.chars().any(|c| c.is_control()) {
-                sink.error(&s.span, "store.username", "expected a user name without control characters");
+                sink.error(
+                    &s.span,
+                    "store.username",
+                    "expected a user name without control characters",
+                );
                 return None;
             }
             Some(s.value)

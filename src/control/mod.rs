@@ -48,6 +48,7 @@ mod setup;
 mod socket;
 mod state;
 mod stats;
+mod store;
 mod underlay;
 
 pub use underlay::container_gso_segs;
@@ -121,6 +122,7 @@ pub fn default_state_dir(host: &str) -> PathBuf {
 const NEIGH_TOKEN: Token = Token(0);
 const HELLO_TOKEN: Token = Token(1);
 const LINK_TOKEN: Token = Token(2);
+const STORE_TOKEN: Token = Token(3);
 /// The control socket's listener; its clients take the tokens above.
 const SOCKET_TOKEN: usize = 16;
 
@@ -271,6 +273,10 @@ struct Router<'a> {
     ready: bool,
     notify: Option<Notifier>,
     last_watchdog: Instant,
+    /// The topology store, with `[store]`.
+    store: Option<store::StoreLink>,
+    /// The topology file as last loaded (the store's views merge into it).
+    file_topo: Topology,
 }
 
 /// Runs the router until SIGINT or SIGTERM.
@@ -292,8 +298,16 @@ pub fn run(opts: &RunOptions) -> Result<()> {
 impl<'a> Router<'a> {
     /// Builds everything and starts the workers.
     fn start(opts: &'a RunOptions) -> Result<Router<'a>> {
-        let (topo, me) = reload::load_topology(&opts.config, &opts.host)?;
+        let (file_topo, me) = reload::load_topology(&opts.config, &opts.host)?;
         let notify = Notifier::from_env().context("systemd's $NOTIFY_SOCKET")?;
+        let (topo, store) = match &file_topo.store {
+            Some(_) => {
+                let (link, merged) =
+                    store::StoreLink::start(&file_topo, me, opts.state_dir.as_deref())?;
+                (merged.topology, Some(link))
+            }
+            None => (file_topo.clone(), None),
+        };
         let learned_macs = reload::learn_container_macs(&topo.hosts[me])?;
         let topo = reload::effective(topo, me, &learned_macs);
         // Before any device is made: a metrics address we cannot listen on
@@ -527,6 +541,9 @@ impl<'a> Router<'a> {
             LINK_TOKEN,
             Interest::READABLE,
         )?;
+        if let Some(s) = &store {
+            s.set_waker(Arc::new(mio::Waker::new(&registry, STORE_TOKEN)?));
+        }
         let state = opts
             .state_dir
             .as_deref()
@@ -580,6 +597,8 @@ impl<'a> Router<'a> {
             ready: false,
             notify,
             last_watchdog: Instant::now(),
+            store,
+            file_topo,
         };
         if router.liveness.is_some() {
             // Routes over the links liveness takes as up at start.
@@ -620,6 +639,9 @@ impl<'a> Router<'a> {
         }
         if tokens.contains(&LINK_TOKEN) {
             self.on_link_event();
+        }
+        if tokens.contains(&STORE_TOKEN) {
+            self.on_store();
         }
         self.on_hellos();
         if hup {
@@ -786,8 +808,43 @@ impl<'a> Router<'a> {
         self.reloads.count(ok);
     }
 
+    /// Merges a new view of the store's records into the running
+    /// topology; a view the router cannot take keeps the running one.
+    fn on_store(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if !store.drain() {
+            return;
+        }
+        let merged = store.merge(self.file_topo.clone(), self.me);
+        match self.apply(merged.topology, merged.me) {
+            Ok(()) => {
+                if let Some(s) = self.store.as_mut() {
+                    s.applied();
+                }
+            }
+            Err(e) => {
+                tracing::error!("store view not applied, keeping the running topology: {e:#}");
+            }
+        }
+    }
+
     fn try_reload(&mut self) -> Result<()> {
-        let (new, new_me) = reload::load_topology(&self.opts.config, &self.opts.host)?;
+        let (file, new_me) = reload::load_topology(&self.opts.config, &self.opts.host)?;
+        let new = match self.store.as_mut() {
+            Some(s) if file.store.is_some() => s.merge(file.clone(), new_me).topology,
+            _ => file.clone(),
+        };
+        self.apply(new, new_me)?;
+        self.file_topo = file;
+        Ok(())
+    }
+
+    /// Makes `new` (host `new_me` this one) the running topology: routes,
+    /// liveness, neighbours and tables, unless it changes what needs a
+    /// restart or leaves an attached port outside this host's subnets.
+    fn apply(&mut self, new: Topology, new_me: usize) -> Result<()> {
         let new = reload::effective(new, new_me, &self.learned_macs);
         let changes = self.restart_key.changes(&RestartKey::of(&new, new_me));
         if !changes.is_empty() {
@@ -841,7 +898,11 @@ impl<'a> Router<'a> {
         // A reload publishes what it built, even where the peers and route
         // shapes are the same (a renumbered subnet or peer address).
         self.need(Republish::Always);
-        tracing::info!(routes = self.routes.routes.len(), "configuration reloaded");
+        tracing::info!(
+            routes = self.routes.routes.len(),
+            hosts = self.topo.hosts.len(),
+            "topology applied"
+        );
         Ok(())
     }
 
@@ -854,6 +915,9 @@ impl<'a> Router<'a> {
         }
         self.publisher.reclaim();
         self.check_progress();
+        if let Some(s) = self.store.as_mut() {
+            s.save_cache();
+        }
         let stats = self.publish_stats(&missing);
         if self.last_log.elapsed() >= self.opts.log_interval {
             self.last_log = Instant::now();
@@ -898,6 +962,7 @@ impl<'a> Router<'a> {
         stats.liveness = self.liveness.as_ref().map(LivenessStats::of);
         stats.metrics_server = self.metrics.as_ref().map(MetricsServer::http_stats);
         stats.control_socket = self.control.as_ref().map(|c| c.stats);
+        stats.store = self.store.as_ref().map(store::StoreLink::stats);
         stats.workers_wedged = self.workers_wedged;
         stats.worker_progress_age_ms = self
             .progress
@@ -1019,6 +1084,9 @@ impl<'a> Router<'a> {
         // Before the workers stop: a client must not attach to a router
         // that is going away.
         self.control = None;
+        if let Some(s) = self.store.as_mut() {
+            s.stop();
+        }
         self.owned.shutdown();
         // Attached ports' programs detach now that no worker polls them;
         // their devices stay with their containers.

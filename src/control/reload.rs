@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
-use crate::config::{self, LivenessConfig, MacAddr, PortKind, Topology, UplinkIo};
+use crate::config::{self, LivenessConfig, MacAddr, PortKind, StoreConfig, Topology, UplinkIo};
 
 /// The parts of this host's entry that need a restart when they change:
 /// everything the devices, sockets and workers were made with at start (a
@@ -31,6 +31,7 @@ pub(super) struct RestartKey {
     udp_port: u16,
     overlay_mtu: u16,
     liveness: Option<LivenessConfig>,
+    store: Option<StoreConfig>,
 }
 
 /// A port's part of [`RestartKey`].
@@ -77,6 +78,7 @@ impl RestartKey {
             udp_port: topo.overlay.udp_port,
             overlay_mtu: topo.overlay_mtu(host),
             liveness: topo.overlay.liveness.clone(),
+            store: topo.store.clone(),
         }
     }
 
@@ -95,6 +97,7 @@ impl RestartKey {
             udp_port,
             overlay_mtu,
             liveness,
+            store,
         } = self;
         let mut out = Vec::new();
         let mut field = |differs: bool, name: &str| {
@@ -111,6 +114,7 @@ impl RestartKey {
         field(*udp_port != new.udp_port, "overlay.udp_port");
         field(*overlay_mtu != new.overlay_mtu, "overlay.mtu");
         field(*liveness != new.liveness, "overlay.liveness_*");
+        field(*store != new.store, "store");
         if ports.len() != new.ports.len() {
             out.push(format!(
                 "ports ({} before, {} now)",

@@ -71,6 +71,7 @@ pub(super) fn collect(
         liveness: None,
         metrics_server: None,
         control_socket: None,
+        store: None,
     }
 }
 

@@ -38,6 +38,36 @@ pub struct RunStats {
     /// The control socket's clients and requests, when it listens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_socket: Option<ControlSocketStats>,
+    /// The store the topology comes from beside the file, when `[store]`
+    /// is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStats>,
+}
+
+/// The topology store's connection, watch and records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreStats {
+    /// A session runs: lease alive, watch open.
+    pub connected: bool,
+    /// The store revision of the last view received.
+    pub revision: i64,
+    /// Watch events received.
+    pub watch_events: u64,
+    /// Views merged into the running topology.
+    pub views_applied: u64,
+    /// Sessions lost after they connected.
+    pub outages: u64,
+    /// Watches that fell behind a compaction and listed again.
+    pub compactions: u64,
+    /// Hosts from the store in the running topology.
+    pub hosts: usize,
+    /// Records left out of the running topology now, by reason
+    /// ([`crate::store::Reject`] names).
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// The keys of the first records left out (at most 32).
+    pub rejected_keys: Vec<String>,
+    /// This host's subnets, configured or leased.
+    pub subnets: Vec<String>,
 }
 
 /// What the control socket's server did since start.

@@ -59,11 +59,16 @@ mod tests {
     #[test]
     fn candidates_skip_taken_and_the_first_and_differ_by_host() {
         let net: IpNet = "198.19.0.0/16".parse().unwrap();
-        let taken: Vec<IpNet> = vec!["198.19.5.0/24".parse().unwrap(), "198.19.6.128/25".parse().unwrap()];
+        let taken: Vec<IpNet> = vec![
+            "198.19.5.0/24".parse().unwrap(),
+            "198.19.6.128/25".parse().unwrap(),
+        ];
         let a = candidates(net, 24, &taken, seed("h1"));
         assert_eq!(a.len(), 256 - 3);
         assert!(!a.contains(&"198.19.0.0/24".parse().unwrap()));
-        assert!(!a.iter().any(|n| taken.iter().any(|t| t.contains(n) || n.contains(t))));
+        assert!(!a
+            .iter()
+            .any(|n| taken.iter().any(|t| t.contains(n) || n.contains(t))));
         let b = candidates(net, 24, &taken, seed("h2"));
         assert_ne!(a[0], b[0]);
         let mut sorted = a.clone();

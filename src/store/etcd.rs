@@ -174,7 +174,10 @@ fn tls_options(cfg: &StoreConfig) -> Result<Option<TlsOptions>> {
         tls = tls.ca_certificate(Certificate::from_pem(read(ca, "ca_file")?));
     }
     if let (Some(c), Some(k)) = (&cfg.cert_file, &cfg.key_file) {
-        tls = tls.identity(Identity::from_pem(read(c, "cert_file")?, read(k, "key_file")?));
+        tls = tls.identity(Identity::from_pem(
+            read(c, "cert_file")?,
+            read(k, "key_file")?,
+        ));
     }
     Ok(Some(tls))
 }
@@ -252,9 +255,15 @@ impl Task {
         if let Some(tls) = &self.tls {
             opts = opts.with_tls(tls.clone());
         }
-        let client = tokio::time::timeout(timeout, Client::connect(&self.cfg.endpoints, Some(opts)))
-            .await
-            .map_err(|_| anyhow!("no answer from {} within {timeout:?}", self.cfg.endpoints.join(", ")))??;
+        let client =
+            tokio::time::timeout(timeout, Client::connect(&self.cfg.endpoints, Some(opts)))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "no answer from {} within {timeout:?}",
+                        self.cfg.endpoints.join(", ")
+                    )
+                })??;
         Ok(client)
     }
 
@@ -299,7 +308,11 @@ impl Task {
             let key = self.key(&format!("hosts/{}", self.own.name));
             let value = serde_json::to_string(&rec)?;
             let r = client
-                .put(key.clone(), value, Some(PutOptions::new().with_lease(lease)))
+                .put(
+                    key.clone(),
+                    value,
+                    Some(PutOptions::new().with_lease(lease)),
+                )
                 .await
                 .context("writing this host's record")?;
             if let Some(h) = r.header() {
@@ -368,7 +381,11 @@ impl Task {
 
     /// A watch from the revision after the last one seen; without one
     /// (first session, compaction), the prefix listed first.
-    async fn start_watch(&mut self, client: &mut Client, prefix: &str) -> Result<etcd_client::WatchStream> {
+    async fn start_watch(
+        &mut self,
+        client: &mut Client,
+        prefix: &str,
+    ) -> Result<etcd_client::WatchStream> {
         if self.view.revision == 0 {
             let r = client
                 .get(prefix, Some(GetOptions::new().with_prefix()))
@@ -408,21 +425,29 @@ impl Task {
     }
 
     fn publish_view(&self) {
-        self.counters.revision.store(self.view.revision, Ordering::Relaxed);
+        self.counters
+            .revision
+            .store(self.view.revision, Ordering::Relaxed);
         self.counters.views.fetch_add(1, Ordering::Relaxed);
         self.out.send(Event::View(Arc::new(self.view.clone())));
     }
 
     async fn check_flannel_config(&self, client: &mut Client) -> Result<()> {
         let key = self.key("config");
-        let r = client.get(key.clone(), None).await.context("reading the flannel config")?;
+        let r = client
+            .get(key.clone(), None)
+            .await
+            .context("reading the flannel config")?;
         let Some(kv) = r.kvs().first() else {
             return Err(anyhow::Error::new(FatalError(format!(
                 "no flannel network config at {key}: write it (etcdctl put {key} '{{\"Network\":...,\"Backend\":{{\"Type\":\"vxlan\"}}}}') before the router starts"
             ))));
         };
-        let cfg: FlannelConfig = serde_json::from_slice(kv.value())
-            .map_err(|e| anyhow::Error::new(FatalError(format!("{key} is not a flannel network config: {e}"))))?;
+        let cfg: FlannelConfig = serde_json::from_slice(kv.value()).map_err(|e| {
+            anyhow::Error::new(FatalError(format!(
+                "{key} is not a flannel network config: {e}"
+            )))
+        })?;
         if let Some(p) = cfg.problem() {
             return Err(anyhow::Error::new(FatalError(format!("{key}: {p}"))));
         }
@@ -450,7 +475,10 @@ impl Task {
             })),
             StoreLayout::Flannel => {
                 let r = client.get(self.key("config"), None).await?;
-                let cfg: Option<FlannelConfig> = r.kvs().first().and_then(|kv| serde_json::from_slice(kv.value()).ok());
+                let cfg: Option<FlannelConfig> = r
+                    .kvs()
+                    .first()
+                    .and_then(|kv| serde_json::from_slice(kv.value()).ok());
                 Ok(cfg.map(|c| (IpNet::V4(c.network), c.subnet_len())))
             }
         }
@@ -476,8 +504,9 @@ impl Task {
     /// Whether a lease value is this host's.
     fn is_mine(&self, value: &[u8]) -> bool {
         match self.cfg.layout {
-            StoreLayout::Vxrouter => serde_json::from_slice::<SubnetClaim>(value)
-                .is_ok_and(|c| c.host == self.own.name),
+            StoreLayout::Vxrouter => {
+                serde_json::from_slice::<SubnetClaim>(value).is_ok_and(|c| c.host == self.own.name)
+            }
             StoreLayout::Flannel => serde_json::from_slice::<record::FlannelLease>(value)
                 .is_ok_and(|l| IpAddr::V4(l.public_ip) == self.own.underlay),
         }
@@ -492,7 +521,13 @@ impl Task {
             return Ok(self.own.subnets.clone());
         }
         let value = self.claim_value()?;
-        let put = |key: &str| TxnOp::put(key, value.clone(), Some(PutOptions::new().with_lease(lease)));
+        let put = |key: &str| {
+            TxnOp::put(
+                key,
+                value.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )
+        };
         let prefix = self.key("subnets/");
         // A flannel host with a configured subnet leases exactly that one.
         let wanted: Vec<IpNet> = if flannel && !self.own.subnets.is_empty() {
@@ -512,14 +547,20 @@ impl Task {
                 .context("listing subnet leases")?;
             let mut taken = Vec::new();
             for kv in r.kvs() {
-                let Some(net) = relative(&prefix, kv.key()).and_then(|k| record::parse_subnet_key(&k)) else {
+                let Some(net) =
+                    relative(&prefix, kv.key()).and_then(|k| record::parse_subnet_key(&k))
+                else {
                     continue;
                 };
                 if self.is_mine(kv.value()) && (wanted.is_empty() || wanted.contains(&net)) {
                     // Ours from before: take it over under the new lease.
                     let key = format!("{prefix}{}", record::subnet_key(net));
                     let txn = Txn::new()
-                        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())])
+                        .when([Compare::mod_revision(
+                            key.clone(),
+                            CompareOp::Equal,
+                            kv.mod_revision(),
+                        )])
                         .and_then([put(&key)]);
                     if client.txn(txn).await?.succeeded() {
                         tracing::info!(subnet = %net, "store: took over this host's subnet lease");
@@ -532,14 +573,32 @@ impl Task {
                 wanted.clone()
             } else {
                 let mut c = Vec::new();
-                c.extend(self.own.previous.iter().copied().filter(|p| network.contains(p) && p.prefix_len() == len));
-                c.extend(alloc::candidates(network, len, &taken, alloc::seed(&self.own.name) ^ attempt));
+                c.extend(
+                    self.own
+                        .previous
+                        .iter()
+                        .copied()
+                        .filter(|p| network.contains(p) && p.prefix_len() == len),
+                );
+                c.extend(alloc::candidates(
+                    network,
+                    len,
+                    &taken,
+                    alloc::seed(&self.own.name) ^ attempt,
+                ));
                 c
             };
-            let Some(&first) = order.iter().find(|n| !taken.iter().any(|t| t.contains(*n) || n.contains(t))) else {
+            let Some(&first) = order
+                .iter()
+                .find(|n| !taken.iter().any(|t| t.contains(*n) || n.contains(t)))
+            else {
                 return Err(anyhow::Error::new(FatalError(format!(
                     "no free /{len} subnet left in {network}{}",
-                    if wanted.is_empty() { String::new() } else { format!(" (wanted {})", wanted[0]) }
+                    if wanted.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (wanted {})", wanted[0])
+                    }
                 ))));
             };
             let key = format!("{prefix}{}", record::subnet_key(first));

@@ -99,7 +99,10 @@ impl Space {
     fn check(&self, p: &Peer) -> Result<(), (Reject, String)> {
         config::check_host_name(&p.name).map_err(|e| (Reject::BadField, e))?;
         if self.names.contains(&p.name) {
-            return Err((Reject::Duplicate, format!("host {:?} is known already", p.name)));
+            return Err((
+                Reject::Duplicate,
+                format!("host {:?} is known already", p.name),
+            ));
         }
         match addr::special(p.underlay) {
             Some(addr::Special::LinkLocal) if p.underlay.is_ipv4() => {}
@@ -137,7 +140,10 @@ impl Space {
             if let Some((block, class)) = addr::special_overlapping(s) {
                 return Err((
                     Reject::BadAddress,
-                    format!("subnet {s} shares addresses with {block}, {}", class.describe()),
+                    format!(
+                        "subnet {s} shares addresses with {block}, {}",
+                        class.describe()
+                    ),
                 ));
             }
             if let Some(n) = self.overlapping(s).or_else(|| own.overlapping(s)) {
@@ -288,7 +294,12 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
     let mut pairs: BTreeSet<(usize, usize)> = topo
         .links
         .iter()
-        .filter_map(|l| Some(ordered_pair(*index.get(l.a.as_str())?, *index.get(l.b.as_str())?)))
+        .filter_map(|l| {
+            Some(ordered_pair(
+                *index.get(l.a.as_str())?,
+                *index.get(l.b.as_str())?,
+            ))
+        })
         .collect();
     let mut new_links = Vec::new();
     let explicit = !topo.links.is_empty() || !links.is_empty();
@@ -297,14 +308,19 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
         let detail = match ends {
             _ if l.cost == 0 => Some("cost 0: costs are >= 1".to_owned()),
             (Some(&a), Some(&b)) if a == b => Some(format!("links host {:?} to itself", l.a)),
-            (Some(&a), Some(&b)) if topo.hosts[a].underlay.is_ipv4() != topo.hosts[b].underlay.is_ipv4() => {
+            (Some(&a), Some(&b))
+                if topo.hosts[a].underlay.is_ipv4() != topo.hosts[b].underlay.is_ipv4() =>
+            {
                 Some("its ends' underlays are of different families".to_owned())
             }
             (Some(&a), Some(&b)) if !pairs.insert(ordered_pair(a, b)) => {
                 Some(format!("{:?} and {:?} are linked already", l.a, l.b))
             }
             (Some(_), Some(_)) => None,
-            _ => Some(format!("no host {:?} or {:?}", l.a, l.b)),
+            (a, _) => {
+                let missing = if a.is_none() { &l.a } else { &l.b };
+                Some(format!("names no known host {missing:?}"))
+            }
         };
         match detail {
             Some(d) => rejected.push(Rejected {
@@ -417,7 +433,11 @@ mod tests {
             ("other", b"{}".to_vec()),
         ]);
         let m = merge(&file(), 0, StoreLayout::Vxrouter, &v);
-        let got: Vec<(&str, Reject)> = m.rejected.iter().map(|r| (r.key.as_str(), r.reason)).collect();
+        let got: Vec<(&str, Reject)> = m
+            .rejected
+            .iter()
+            .map(|r| (r.key.as_str(), r.reason))
+            .collect();
         assert_eq!(
             got,
             [
@@ -458,9 +478,18 @@ mod tests {
         };
         let v = view(&[
             ("config", br#"{"Network":"198.19.0.0/16"}"#.to_vec()),
-            ("subnets/198.19.1.0-24", lease("198.18.0.1", "02:42:c6:12:00:01")),
-            ("subnets/198.19.2.0-24", lease("198.18.0.2", "9a:00:00:00:00:02")),
-            ("subnets/198.19.3.7-24", lease("198.18.0.3", "9a:00:00:00:00:03")),
+            (
+                "subnets/198.19.1.0-24",
+                lease("198.18.0.1", "02:42:c6:12:00:01"),
+            ),
+            (
+                "subnets/198.19.2.0-24",
+                lease("198.18.0.2", "9a:00:00:00:00:02"),
+            ),
+            (
+                "subnets/198.19.3.7-24",
+                lease("198.18.0.3", "9a:00:00:00:00:03"),
+            ),
         ]);
         let m = merge(&file(), 0, StoreLayout::Flannel, &v);
         let names: Vec<&str> = m.topology.hosts.iter().map(|h| h.name.as_str()).collect();
@@ -486,7 +515,10 @@ mod tests {
                 (format!("hosts/{name}"), v.into_bytes())
             })
             .collect();
-        let refs: Vec<(&str, Vec<u8>)> = entries.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let refs: Vec<(&str, Vec<u8>)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         let m = merge(&file(), 0, StoreLayout::Vxrouter, &view(&refs));
         assert!(m.rejected.is_empty(), "{:?}", &m.rejected[..1]);
         assert_eq!(m.topology.hosts.len(), 1001);

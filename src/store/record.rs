@@ -91,11 +91,12 @@ impl FlannelConfig {
     /// flanneld's defaults: subnets of /24 (or 4 bits past a network
     /// longer than /22), VNI 1, the kernel's VXLAN port 8472.
     pub fn subnet_len(&self) -> u8 {
-        self.subnet_len.unwrap_or(if self.network.prefix_len() <= 22 {
-            24
-        } else {
-            self.network.prefix_len() + 4
-        })
+        self.subnet_len
+            .unwrap_or(if self.network.prefix_len() <= 22 {
+                24
+            } else {
+                self.network.prefix_len() + 4
+            })
     }
 
     pub fn vni(&self) -> u32 {
@@ -272,7 +273,14 @@ mod tests {
         let n: IpNet = "198.19.2.0/24".parse().unwrap();
         assert_eq!(subnet_key(n), "198.19.2.0-24");
         assert_eq!(parse_subnet_key("198.19.2.0-24"), Some(n));
-        for bad in ["198.19.2.1-24", "198.19.2.0-33", "198.19.2.0", "x-24", "198.19.2.0-024", ""] {
+        for bad in [
+            "198.19.2.1-24",
+            "198.19.2.0-33",
+            "198.19.2.0",
+            "x-24",
+            "198.19.2.0-024",
+            "",
+        ] {
             assert_eq!(parse_subnet_key(bad), None, "{bad}");
         }
     }
@@ -284,11 +292,28 @@ mod tests {
         assert_eq!(p.underlay, "198.18.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(p.subnets, ["198.19.2.0/24".parse::<IpNet>().unwrap()]);
         assert_eq!(p.vtep_mac.to_string(), "9a:3b:11:22:33:44");
-        assert_eq!(decode_flannel_lease("198.19.2.0-24", v, 2).unwrap_err().0, Reject::ForeignVni);
-        assert_eq!(decode_flannel_lease("198.19.2.0-24", b"{", 1).unwrap_err().0, Reject::NotJson);
+        assert_eq!(
+            decode_flannel_lease("198.19.2.0-24", v, 2).unwrap_err().0,
+            Reject::ForeignVni
+        );
+        assert_eq!(
+            decode_flannel_lease("198.19.2.0-24", b"{", 1)
+                .unwrap_err()
+                .0,
+            Reject::NotJson
+        );
         let no_mac = br#"{"PublicIP":"198.18.0.2","BackendType":"vxlan","BackendData":{"VNI":1}}"#;
-        assert_eq!(decode_flannel_lease("198.19.2.0-24", no_mac, 1).unwrap_err().0, Reject::BadField);
-        let ours = encode_flannel_lease("198.18.0.1".parse().unwrap(), "02:42:c6:12:00:01".parse().unwrap(), 1);
+        assert_eq!(
+            decode_flannel_lease("198.19.2.0-24", no_mac, 1)
+                .unwrap_err()
+                .0,
+            Reject::BadField
+        );
+        let ours = encode_flannel_lease(
+            "198.18.0.1".parse().unwrap(),
+            "02:42:c6:12:00:01".parse().unwrap(),
+            1,
+        );
         let back = decode_flannel_lease("198.19.1.0-24", ours.as_bytes(), 1).unwrap();
         assert_eq!(back.underlay, "198.18.0.1".parse::<IpAddr>().unwrap());
     }
@@ -299,7 +324,8 @@ mod tests {
         assert!(decode_host("h2", v, 42).is_ok());
         assert_eq!(decode_host("h3", v, 42).unwrap_err().0, Reject::KeyMismatch);
         assert_eq!(decode_host("h2", v, 7).unwrap_err().0, Reject::ForeignVni);
-        let bad = br#"{"name":"h2","underlay":"198.18.0.300","vtep_mac":"02:42:c6:12:00:02","vni":42}"#;
+        let bad =
+            br#"{"name":"h2","underlay":"198.18.0.300","vtep_mac":"02:42:c6:12:00:02","vni":42}"#;
         assert_eq!(decode_host("h2", bad, 42).unwrap_err().0, Reject::BadField);
         let big = vec![b' '; MAX_RECORD_LEN + 1];
         assert_eq!(decode_host("h2", &big, 42).unwrap_err().0, Reject::NotJson);
@@ -307,10 +333,14 @@ mod tests {
 
     #[test]
     fn flannel_config_defaults() {
-        let c: FlannelConfig = serde_json::from_str(r#"{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}}"#).unwrap();
+        let c: FlannelConfig =
+            serde_json::from_str(r#"{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}}"#)
+                .unwrap();
         assert_eq!((c.subnet_len(), c.vni(), c.port()), (24, 1, 8472));
         assert!(c.problem().is_none());
-        let c: FlannelConfig = serde_json::from_str(r#"{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}"#).unwrap();
+        let c: FlannelConfig =
+            serde_json::from_str(r#"{"Network":"198.19.0.0/16","Backend":{"Type":"host-gw"}}"#)
+                .unwrap();
         assert!(c.problem().is_some());
     }
 }

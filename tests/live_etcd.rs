@@ -1,0 +1,606 @@
+//! Topology from etcd, end to end: real routers, a real etcd (Debian's
+//! etcd-server, run by the test), records written with etcdctl.
+//!
+//! etcd runs inside the first host's namespace on its underlay address
+//! (198.18.0.1:2379, peers on that namespace's loopback) with a data
+//! directory in the lab's temp dir; the other hosts reach it over the
+//! underlay, as routers reach a real cluster. Every address is in
+//! 198.18.0.0/15 or 2001:2::/48. Needs root, etcd and etcdctl
+//! (tools/install-deps): under `CI=true` their absence fails the test,
+//! elsewhere it prints `SKIPPED: ...`.
+#![cfg(target_os = "linux")]
+
+mod common;
+#[macro_use]
+mod live_support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use live_support::{host, port, wait_for, Lab, H1_VTEP, H2_VTEP};
+use serde_json::Value;
+
+const ENDPOINT: &str = "http://198.18.0.1:2379";
+
+fn prerequisites() -> bool {
+    common::require_root("network namespaces, etcd")
+        && common::require_tools(&["ip", "nsenter", "ping", "etcd", "etcdctl", "bridge"])
+}
+
+/// An etcd server in a lab namespace; killed on drop.
+struct Etcd {
+    ns: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    fn start(lab: &Lab, ns: &str) -> Etcd {
+        let mut e = Etcd {
+            ns: ns.to_owned(),
+            dir: lab.dir.path().join("etcd"),
+            child: None,
+        };
+        e.run();
+        e
+    }
+
+    fn run(&mut self) {
+        let log = std::fs::File::create(self.dir.with_extension("log")).expect("etcd log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "etcd",
+                "--name",
+                "lab",
+                "--data-dir",
+            ])
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                ENDPOINT,
+                "--advertise-client-urls",
+                ENDPOINT,
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-cluster",
+                "lab=http://127.0.0.1:2380",
+                "--log-level",
+                "warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawning etcd");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(20), "etcd to answer", || {
+            self.try_ctl(&["endpoint", "health"]).map(|_| ())
+        });
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn try_ctl(&self, args: &[&str]) -> Option<String> {
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "etcdctl",
+                "--endpoints",
+                ENDPOINT,
+                "--dial-timeout",
+                "2s",
+            ])
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawning etcdctl");
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        self.try_ctl(args)
+            .unwrap_or_else(|| panic!("etcdctl {args:?} failed"))
+    }
+
+    fn put(&self, key: &str, value: &str) {
+        self.ctl(&["put", key, value]);
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn store(extra: &str) -> String {
+    format!("\n[store]\nendpoints = [\"{ENDPOINT}\"]\n{extra}\n")
+}
+
+fn store_hosts(s: &Value) -> u64 {
+    s["store"]["hosts"].as_u64().unwrap_or(0)
+}
+
+fn rejected(s: &Value, reason: &str) -> u64 {
+    s["store"]["rejected"][reason].as_u64().unwrap_or(0)
+}
+
+/// Two routers that know each other only through etcd (no `[[links]]`,
+/// each file names its own host only); a third host written by an
+/// operator joins; bad records are left out and counted; a router that
+/// dies leaves the others' routes when its lease runs out and comes back
+/// when it starts again.
+#[test]
+fn hosts_join_and_leave_through_etcd() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("etcdj");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let etcd = Etcd::start(&lab, &h1);
+    let overlay = "[overlay]\nvni = 42\n";
+    let cfg1 = lab.write(
+        "h1.toml",
+        &format!(
+            "{overlay}{}{}",
+            store("lease_ttl_s = 2"),
+            host(
+                "h1",
+                1,
+                H1_VTEP,
+                "0",
+                &port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2")
+            )
+        ),
+    );
+    let cfg2 = lab.write(
+        "h2.toml",
+        &format!(
+            "{overlay}{}{}",
+            store("lease_ttl_s = 2"),
+            host(
+                "h2",
+                2,
+                H2_VTEP,
+                "1",
+                &port("c2", "veth", &c2, "198.19.2.2", "2001:2:0:2::2")
+            )
+        ),
+    );
+    let r1 = lab.start(&cfg1, "h1", &h1);
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    lab.wait_stats(r1, "h2 from the store", |s| store_hosts(s) == 1);
+    lab.wait_stats(r2, "h1 from the store", |s| store_hosts(s) == 1);
+    lab.wait_ready(&[r1, r2]);
+    lab.ping(&c1, "198.19.2.2");
+    lab.ping(&c2, "198.19.1.2");
+    lab.ping(&c1, "2001:2:0:2::2");
+    // Each router's record, as an operator reads it.
+    let rec: Value = serde_json::from_str(
+        etcd.ctl(&["get", "--print-value-only", "/vxrouter/network/hosts/h2"])
+            .trim(),
+    )
+    .expect("h2's record is JSON");
+    assert_eq!(rec["underlay"], "198.18.0.2");
+    assert_eq!(rec["vtep_mac"], H2_VTEP);
+
+    // An operator's host joins.
+    etcd.put(
+        "/vxrouter/network/hosts/h3",
+        r#"{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:00:c6:13:03:00","subnets":["198.19.3.0/24"],"vni":42}"#,
+    );
+    lab.wait_stats(r1, "h3 from the store", |s| store_hosts(s) == 2);
+    // Bad records: each left out with its reason, nothing else changes.
+    for (k, v) in [
+        ("hosts/b1", "{not json".to_owned()),
+        (
+            "hosts/b2",
+            r#"{"name":"b2","underlay":"198.18.0.9","vtep_mac":"02:00:c6:13:09:00","subnets":["198.19.2.128/25"],"vni":42}"#.to_owned(),
+        ),
+        (
+            "hosts/b3",
+            r#"{"name":"b3","underlay":"127.0.0.1","vtep_mac":"02:00:c6:13:0a:00","subnets":["198.19.10.0/24"],"vni":42}"#.to_owned(),
+        ),
+        (
+            "hosts/b4",
+            r#"{"name":"b4","underlay":"198.18.0.11","vtep_mac":"02:00:c6:13:0b:00","subnets":["198.19.11.0/24"],"vni":7}"#.to_owned(),
+        ),
+        ("links/l1", r#"{"a":"h1","b":"nobody"}"#.to_owned()),
+    ] {
+        etcd.put(&format!("/vxrouter/network/{k}"), &v);
+    }
+    let s = lab.wait_stats(r1, "the bad records counted", |s| {
+        rejected(s, "not_json") == 1
+            && rejected(s, "overlap") == 1
+            && rejected(s, "bad_address") == 1
+            && rejected(s, "foreign_vni") == 1
+            && rejected(s, "bad_link") == 1
+    });
+    assert_eq!(store_hosts(&s), 2, "{s}");
+    // A link record turns the implied mesh off; its removal turns it on.
+    // The bad records go too: b2 would take h2's subnet once h2 is gone.
+    etcd.ctl(&["del", "/vxrouter/network/links/l1"]);
+    etcd.ctl(&["del", "--prefix", "/vxrouter/network/hosts/b"]);
+    lab.wait_stats(r1, "the bad records gone", |s| {
+        s["store"]["rejected"]
+            .as_object()
+            .is_some_and(|m| m.is_empty())
+    });
+    lab.ping(&c1, "198.19.2.2");
+    lab.assert_alive(r1);
+    lab.assert_alive(r2);
+
+    // h2's router stops answering (SIGSTOP: a crash or a partition as
+    // etcd sees it); its lease (2 s) runs out; h1 routes without it.
+    lab.signal(r2, "STOP");
+    lab.wait_stats(r1, "h2 gone with its lease", |s| store_hosts(s) == 1);
+    assert!(
+        etcd.ctl(&["get", "--print-value-only", "/vxrouter/network/hosts/h2"])
+            .trim()
+            .is_empty(),
+        "h2's record outlived its lease"
+    );
+    lab.ping_fails(&c1, "198.19.2.2");
+    // It comes back: a new lease, the same record, the same routes.
+    lab.signal(r2, "CONT");
+    lab.wait_stats(r1, "h2 back", |s| store_hosts(s) == 2);
+    lab.wait_stats(r2, "h2 reconnected", |s| s["store"]["connected"] == true);
+    lab.ping(&c1, "198.19.2.2");
+    lab.ping(&c2, "198.19.1.2");
+}
+
+/// etcd stops and starts again while two routers forward: no packet of a
+/// running stream is lost, the routers count the outage and reconnect.
+#[test]
+fn etcd_restart_loses_no_packet() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("etcdr");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let mut etcd = Etcd::start(&lab, &h1);
+    let overlay = "[overlay]\nvni = 42\n";
+    let cfg1 = lab.write(
+        "h1.toml",
+        &format!(
+            "{overlay}{}{}",
+            store(""),
+            host(
+                "h1",
+                1,
+                H1_VTEP,
+                "0",
+                &port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2")
+            )
+        ),
+    );
+    let cfg2 = lab.write(
+        "h2.toml",
+        &format!(
+            "{overlay}{}{}",
+            store(""),
+            host(
+                "h2",
+                2,
+                H2_VTEP,
+                "1",
+                &port("c2", "tun", &c2, "198.19.2.2", "2001:2:0:2::2")
+            )
+        ),
+    );
+    let r1 = lab.start(&cfg1, "h1", &h1);
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    lab.wait_stats(r1, "h2 from the store", |s| store_hosts(s) == 1);
+    lab.wait_stats(r2, "h1 from the store", |s| store_hosts(s) == 1);
+    lab.wait_ready(&[r1, r2]);
+    lab.ping(&c1, "198.19.2.2");
+    // A bounded stream (100 pings, 50 ms apart: 5 s) across the outage.
+    let stream = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &c1,
+            "ping",
+            "-n",
+            "-c",
+            "100",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            "198.19.2.2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning ping");
+    std::thread::sleep(Duration::from_millis(500));
+    etcd.kill();
+    lab.wait_stats(r2, "the outage seen", |s| s["store"]["connected"] == false);
+    std::thread::sleep(Duration::from_millis(1500));
+    etcd.run();
+    let out = stream.wait_with_output().expect("ping output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("100 received"),
+        "packets lost across the etcd restart:\n{text}"
+    );
+    for r in [r1, r2] {
+        let s = lab.wait_stats(r, "reconnected", |s| s["store"]["connected"] == true);
+        assert!(s["store"]["outages"].as_u64().unwrap_or(0) >= 1, "{s}");
+        assert_eq!(store_hosts(&s), 1, "{s}");
+    }
+    lab.ping(&c2, "198.19.1.2");
+}
+
+/// A router cut off from etcd while records change and the store is
+/// compacted past its watch lists again when it is back, and takes the
+/// changes.
+#[test]
+fn a_watch_behind_a_compaction_lists_again() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("etcdc");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let etcd = Etcd::start(&lab, &h1);
+    let overlay = "[overlay]\nvni = 42\n";
+    let cfg2 = lab.write(
+        "h2.toml",
+        &format!(
+            "{overlay}{}{}",
+            store("lease_ttl_s = 30"),
+            host("h2", 2, H2_VTEP, "0", "")
+        ),
+    );
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    lab.wait_stats(r2, "connected", |s| s["store"]["connected"] == true);
+    // Cut h2 off (its underlay down), change records, compact.
+    lab.ip(&h2, &["link", "set", "eth0", "down"]);
+    lab.wait_stats(r2, "the outage seen", |s| s["store"]["connected"] == false);
+    for i in 3..8 {
+        etcd.put(
+            &format!("/vxrouter/network/hosts/x{i}"),
+            &format!(
+                r#"{{"name":"x{i}","underlay":"198.18.0.{i}","vtep_mac":"02:00:c6:13:0{i}:00","subnets":["198.19.{i}.0/24"],"vni":42}}"#
+            ),
+        );
+    }
+    etcd.ctl(&["del", "/vxrouter/network/hosts/x3"]);
+    let status = etcd.ctl(&["endpoint", "status", "--write-out", "json"]);
+    let rev = serde_json::from_str::<Value>(&status).expect("status JSON")[0]["Status"]["header"]
+        ["revision"]
+        .as_i64()
+        .expect("revision");
+    etcd.ctl(&["compaction", &rev.to_string()]);
+    lab.ip(&h2, &["link", "set", "eth0", "up"]);
+    let s = lab.wait_stats(r2, "the changes after the compaction", |s| {
+        s["store"]["connected"] == true && store_hosts(s) == 4
+    });
+    assert!(s["store"]["compactions"].as_u64().unwrap_or(0) >= 1, "{s}");
+}
+
+/// Many routers starting at once never lease the same subnet: 50 store
+/// clients (the router's own) race for /24s of one /16.
+#[test]
+fn fifty_hosts_racing_for_subnets_get_distinct_ones() {
+    if !prerequisites() {
+        return;
+    }
+    use vxrouter::store::etcd::{Event, Own, StoreHandle};
+    let mut lab = Lab::new("etcda");
+    let (h1, _h2) = lab.two_hosts("h1", "h2");
+    let _etcd = Etcd::start(&lab, &h1);
+    let text = format!(
+        "[overlay]\nvni = 42\n{}\n[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\n",
+        store("network = \"198.19.0.0/16\"\nsubnet_len = 24")
+    );
+    let cfg = vxrouter::config::parse(&text, "race.toml")
+        .expect("topology")
+        .store
+        .expect("[store]");
+    // The clients run in h1's namespace, where etcd listens.
+    let subnets: Vec<String> = common::run_in(&h1, move || {
+        let handles: Vec<StoreHandle> = (0..50u8)
+            .map(|i| {
+                StoreHandle::start(
+                    cfg.clone(),
+                    Own {
+                        name: format!("n{i}"),
+                        underlay: format!("198.18.1.{}", i + 1).parse().unwrap(),
+                        vtep_mac: format!("02:00:c6:14:00:{:02x}", i + 1).parse().unwrap(),
+                        vni: 42,
+                        udp_port: 4789,
+                        subnets: Vec::new(),
+                        previous: Vec::new(),
+                    },
+                )
+                .expect("store thread")
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut got = Vec::new();
+        for h in &handles {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match h.events.recv_timeout(left) {
+                    Ok(Event::Subnets(s)) => {
+                        got.push(s[0].to_string());
+                        break;
+                    }
+                    Ok(Event::Fatal(m)) => panic!("{m}"),
+                    Ok(Event::View(_)) => {}
+                    Err(e) => panic!("no subnet in 30 s: {e}"),
+                }
+            }
+        }
+        for h in handles {
+            h.stop();
+        }
+        got
+    });
+    let mut sorted = subnets.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 50, "duplicate subnets: {subnets:?}");
+}
+
+/// flannel's layout, both ways: h2 is a kernel VXLAN host set up exactly
+/// as flanneld's vxlan backend sets one up from the leases (flannel.1 on
+/// UDP 8472, an onlink route via each remote subnet's network address, a
+/// permanent neighbour entry with the remote VtepMAC, an FDB entry to its
+/// PublicIP), its lease written with etcdctl; h1 is a vxrouter in the
+/// flannel layout that leases its subnet there.
+#[test]
+fn flannel_layout_interoperates_with_a_kernel_vxlan_host() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("etcdf");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let c2 = lab.ns("c2");
+    let etcd = Etcd::start(&lab, &h1);
+    let net = "/coreos.com/network";
+    etcd.put(
+        &format!("{net}/config"),
+        r#"{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}}"#,
+    );
+    // h2, as flanneld leaves it: flannel.1 and the cni0 side.
+    let h2_vtep = "9a:00:c6:13:02:00";
+    lab.ip(
+        &h2,
+        &[
+            "link",
+            "add",
+            "flannel.1",
+            "address",
+            h2_vtep,
+            "type",
+            "vxlan",
+            "id",
+            "1",
+            "local",
+            "198.18.0.2",
+            "dev",
+            "eth0",
+            "dstport",
+            "8472",
+            "nolearning",
+        ],
+    );
+    lab.ip(&h2, &["link", "set", "flannel.1", "mtu", "1450", "up"]);
+    lab.ip(&h2, &["addr", "add", "198.19.2.0/32", "dev", "flannel.1"]);
+    lab.veth(
+        &h2,
+        "cni0",
+        "02:00:c6:13:02:01",
+        &c2,
+        "eth0",
+        "02:00:c6:13:02:02",
+    );
+    lab.ip(&h2, &["addr", "add", "198.19.2.1/24", "dev", "cni0"]);
+    lab.ip(&c2, &["addr", "add", "198.19.2.2/24", "dev", "eth0"]);
+    lab.ip(&c2, &["link", "set", "eth0", "mtu", "1450"]);
+    lab.ip(&c2, &["route", "add", "default", "via", "198.19.2.1"]);
+    lab.exec_ok(&h2, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    etcd.put(
+        &format!("{net}/subnets/198.19.2.0-24"),
+        &format!(r#"{{"PublicIP":"198.18.0.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"{h2_vtep}"}}}}"#),
+    );
+    // h1: vxrouter, flannel layout, subnet 198.19.1.0/24 wanted.
+    let cfg1 = lab.write(
+        "h1.toml",
+        &format!(
+            "[overlay]\nvni = 1\nudp_port = 8472\nmtu = 1450\n{}\n[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\nvtep_mac = \"{H1_VTEP}\"\nsubnets = [\"198.19.1.0/24\"]\nnic = \"eth0\"\nworkers = [0]\n  [[hosts.ports]]\n  name = \"c1\"\n  kind = \"veth\"\n  netns = \"{c1}\"\n  addresses = [\"198.19.1.2/32\"]\n",
+            store("layout = \"flannel\"\nlease_ttl_s = 5")
+        ),
+    );
+    // The kernel's sender leaves UDP checksums partial on a veth; the
+    // AF_XDP receiver needs them complete.
+    lab.exec_ok(&h2, &["ethtool", "-K", "eth0", "tx", "off"]);
+    let r1 = lab.start(&cfg1, "h1", &h1);
+    lab.wait_stats(r1, "h2's lease", |s| store_hosts(s) == 1);
+    // h1's lease, as flanneld on h2 reads it.
+    let lease: Value = serde_json::from_str(
+        etcd.ctl(&[
+            "get",
+            "--print-value-only",
+            &format!("{net}/subnets/198.19.1.0-24"),
+        ])
+        .trim(),
+    )
+    .expect("h1's lease is JSON");
+    assert_eq!(lease["PublicIP"], "198.18.0.1");
+    assert_eq!(lease["BackendType"], "vxlan");
+    let mac = lease["BackendData"]["VtepMAC"]
+        .as_str()
+        .expect("VtepMAC")
+        .to_owned();
+    assert_eq!(mac, H1_VTEP);
+    lab.ip(
+        &h2,
+        &[
+            "route",
+            "add",
+            "198.19.1.0/24",
+            "via",
+            "198.19.1.0",
+            "dev",
+            "flannel.1",
+            "onlink",
+        ],
+    );
+    lab.ip(
+        &h2,
+        &[
+            "neigh",
+            "add",
+            "198.19.1.0",
+            "lladdr",
+            &mac,
+            "dev",
+            "flannel.1",
+            "nud",
+            "permanent",
+        ],
+    );
+    common::sh(&[
+        "bridge",
+        "-n",
+        &h2,
+        "fdb",
+        "add",
+        &mac,
+        "dev",
+        "flannel.1",
+        "dst",
+        "198.18.0.1",
+        "self",
+        "permanent",
+    ]);
+    lab.wait_ready(&[r1]);
+    lab.ping(&c1, "198.19.2.2");
+    lab.ping(&c2, "198.19.1.2");
+}
