@@ -738,6 +738,11 @@ impl<'a> Router<'a> {
     /// for a reload.
     fn step(&mut self, hup: bool) -> Result<()> {
         let mut wait = Duration::from_millis(200);
+        if !self.ready {
+            // Ready (READY=1, /readyz) as soon as every worker polls, not
+            // one idle wait later.
+            wait = Duration::from_millis(1);
+        }
         if self.liveness.is_some() {
             wait = wait.min(Duration::from_nanos(
                 self.next_hello.saturating_sub(nanos_since(self.epoch)),
