@@ -588,7 +588,16 @@ impl<'a> Router<'a> {
         // Workers: queue k of every port to worker k.
         let mut per_worker: Vec<WorkerQueues> =
             (0..n_workers).map(|_| WorkerQueues::default()).collect();
-        for (idx, q) in by_port.into_iter().enumerate() {
+        // Taking over, the workers get the uplink only once every port is
+        // in the tables (the attached ones come later): the uplink sockets
+        // are the old router's too, and a packet for a port this router
+        // does not know yet would be read here and dropped.
+        let mut held_uplink = None;
+        for (idx, mut q) in by_port.into_iter().enumerate() {
+            if idx == 0 && takeover.is_some() {
+                let empty = Queues::empty(n_workers);
+                held_uplink = Some(std::mem::replace(&mut q, empty));
+            }
             for (k, queue) in q.per_worker.into_iter().enumerate() {
                 per_worker[k].queues.push(queue);
             }
@@ -729,6 +738,11 @@ impl<'a> Router<'a> {
             router.republish = Republish::Always;
         }
         router.reattach_recorded();
+        if let Some(q) = held_uplink {
+            router
+                .give_to_workers(0, q)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        }
         router.publish_stats(&[]);
         Ok(router)
     }

@@ -3,8 +3,10 @@
 udp-recv ADDR PORT IDLE      print 'ready', count datagrams until IDLE s pass
                              without one (at most 120 s); print a JSON line:
                              received, unique, highest sequence, missing, the
-                             longest gap between two arrivals (ms) and the
-                             first missing ranges
+                             longest gap between two arrivals (ms), the
+                             first missing ranges, and the datagrams the
+                             receiving namespace's kernel dropped for a full
+                             socket buffer (receiver_drops: not the router's)
 udp-send ADDR PORT N RATE    send N datagrams numbered 0..N-1 (64 bytes) at
                              RATE per second, paced every millisecond; one
                              the kernel refuses is skipped, never retried
@@ -22,8 +24,17 @@ fam = socket.AF_INET6 if ':' in addr else socket.AF_INET
 if mode == 'udp-recv':
     idle = float(sys.argv[4])
     s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    try:
+        # Root may pass net.core.rmem_max: a receiver descheduled for a
+        # few ms must not drop what the router delivered.
+        s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.bind((addr, port))
+    def rcvbuf_errors():
+        lines = [l.split() for l in open('/proc/net/snmp') if l.startswith('Udp:')]
+        return int(dict(zip(lines[0], lines[1])).get('RcvbufErrors', 0))
+    errors0 = rcvbuf_errors()
     print('ready', flush=True)
     seen = set()
     got = 0
@@ -55,6 +66,7 @@ if mode == 'udp-recv':
         'received': got, 'unique': len(seen), 'highest': top,
         'missing': sum(b - a + 1 for a, b in missing),
         'max_gap_ms': round(gap * 1e3, 3), 'missing_ranges': missing[:10],
+        'receiver_drops': rcvbuf_errors() - errors0,
     }), flush=True)
 elif mode == 'udp-send':
     n, rate = int(sys.argv[4]), int(sys.argv[5])
