@@ -94,6 +94,13 @@ enum Command {
         /// them back. Default /run/vxrouter/HOST.
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// Take over from the router running on this host: receive its
+        /// sockets and queues over its handover socket (beside the control
+        /// socket), forward, then let it exit without tearing anything
+        /// down. With AF_XDP or AF_PACKET ports it falls back to a restart;
+        /// with no router running it simply starts.
+        #[arg(long, conflicts_with = "no_socket")]
+        takeover: bool,
     },
     /// List a running router's ports with their counters, over its control
     /// socket.
@@ -138,6 +145,7 @@ fn main() -> ExitCode {
             socket,
             no_socket,
             state_dir,
+            takeover,
         } => {
             let socket = match (socket, no_socket) {
                 (_, true) => None,
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
                 metrics,
                 socket,
                 state_dir,
+                takeover,
             )
         }
         Command::Ports { socket, json } => ports(&socket, json),
@@ -337,6 +346,7 @@ fn run(
     metrics: Option<std::net::SocketAddr>,
     socket: Option<PathBuf>,
     state_dir: Option<PathBuf>,
+    takeover: bool,
 ) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -352,6 +362,7 @@ fn run(
         metrics,
         socket,
         state_dir,
+        takeover,
     };
     match vxrouter::control::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -371,6 +382,7 @@ fn run(
     _: Option<std::net::SocketAddr>,
     _: Option<PathBuf>,
     _: Option<PathBuf>,
+    _: bool,
 ) -> ExitCode {
     eprintln!("vxrouter: run needs Linux (AF_XDP, TUN)");
     ExitCode::from(EXIT_INVALID)

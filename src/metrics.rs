@@ -547,6 +547,8 @@ pub struct MetricsServer {
     waker: Arc<mio::Waker>,
     addr: SocketAddr,
     thread: Option<JoinHandle<()>>,
+    /// A second descriptor of the listening socket, for a handover.
+    listener: Option<std::os::fd::OwnedFd>,
 }
 
 impl fmt::Debug for MetricsServer {
@@ -569,6 +571,24 @@ impl MetricsServer {
     pub fn start_with(addr: SocketAddr, limits: Limits) -> io::Result<Self> {
         let bound = http::Bound::bind(addr)
             .map_err(|e| io::Error::other(format!("metrics: cannot listen on {addr}: {e}")))?;
+        Self::serve(bound, limits)
+    }
+
+    /// Serves on a listening socket another router process handed over.
+    pub fn start_from(listener: std::net::TcpListener) -> io::Result<Self> {
+        Self::serve(http::Bound::from_std(listener)?, Limits::DEFAULT)
+    }
+
+    /// A second descriptor of the listening socket (for a handover).
+    pub fn dup_listener(&self) -> io::Result<std::os::fd::OwnedFd> {
+        match &self.listener {
+            Some(l) => l.try_clone(),
+            None => Err(io::Error::other("no listener")),
+        }
+    }
+
+    fn serve(bound: http::Bound, limits: Limits) -> io::Result<Self> {
+        let listener = bound.dup_listener().ok();
         let local = bound.local_addr();
         let waker = bound.waker();
         let latest = Arc::new(Latest::default());
@@ -594,6 +614,7 @@ impl MetricsServer {
             waker,
             addr: local,
             thread: Some(thread),
+            listener,
         })
     }
 

@@ -37,6 +37,8 @@ pub const STATS_EVERY: u32 = 1024;
 pub const IDLE_SPIN_TIME: Duration = Duration::from_micros(250);
 /// Empty loops between clock reads while spinning.
 const SPIN_CLOCK_EVERY: u32 = 16;
+/// Rounds a stopping worker runs at most to drain what its ports read.
+const DRAIN_ROUNDS: usize = 64;
 /// Longest sleep: bounds how late the worker sees a stop request or a port
 /// that cannot be waited on.
 pub const IDLE_SLEEP: Duration = Duration::from_millis(10);
@@ -283,6 +285,16 @@ impl Worker {
             self.handle.progress.store(self.loops, Ordering::Relaxed);
             self.publish();
             self.rest(got)?;
+        }
+        // What the ports already took from the kernel (a GRO train half
+        // handed out, a super-packet split across bursts) still goes out:
+        // after a handover the new router reads the same queues, and only
+        // this worker holds those. Bounded: a port that never runs dry (a
+        // stream still arriving) does not hold the stop up.
+        for _ in 0..DRAIN_ROUNDS {
+            if self.round() == 0 {
+                break;
+            }
         }
         // Queues still attached are dropped with the worker; flush them.
         for p in self.ports.iter_mut().flatten() {

@@ -128,12 +128,14 @@ impl Router<'_> {
         attachment: Attachment,
     ) -> Result<(), ApiError> {
         let program = queues.program.take();
+        let passable = std::mem::replace(&mut queues.passable, setup::Passable::Fds(Vec::new()));
         self.ports.insert(
             index,
             Slot {
                 config,
                 attachment: Some(attachment),
                 program,
+                passable,
             },
         );
         self.need(Republish::Always);
@@ -171,6 +173,10 @@ impl Router<'_> {
                         self.save_record(&Record { index, ..r.clone() });
                     }
                     tracing::info!(id = %r.attachment.id, port = %r.name, index, "recorded port attached again");
+                }
+                Err(Gone(why)) if self.takeover_attached.contains_key(&r.name) => {
+                    // The old router still serves it: never remove it here.
+                    tracing::error!(id = %r.attachment.id, port = %r.name, "recorded port not taken over: {why}");
                 }
                 Err(Gone(why)) => {
                     tracing::info!(id = %r.attachment.id, port = %r.name, "recorded port forgotten: {why}");
@@ -233,13 +239,28 @@ impl Router<'_> {
                     .map_err(|e| Gone(format!("{e:#}")))?
             }
             PortKind::Tun => {
-                let tuns = sandbox::reopen_tun(&at.netns, &at.ifname, self.tun_opener())
-                    .map_err(|e| Gone(e.to_string()))?;
+                let tuns = match self.takeover_attached.get(&r.name) {
+                    Some(fds) => {
+                        let mtu = self.topo.overlay_mtu(self.me);
+                        let mut tuns = Vec::with_capacity(fds.len());
+                        for (k, fd) in fds.iter().enumerate() {
+                            let fd = fd.try_clone().map_err(|e| Gone(e.to_string()))?;
+                            tuns.push(
+                                TunPort::adopt(&r.name, k, fd, mtu, true)
+                                    .map_err(|e| Gone(e.to_string()))?,
+                            );
+                        }
+                        tuns
+                    }
+                    None => sandbox::reopen_tun(&at.netns, &at.ifname, self.tun_opener())
+                        .map_err(|e| Gone(e.to_string()))?,
+                };
                 setup::tun_queues(tuns, self.n_workers)
             }
         };
         self.install(index, queues, config, at.clone())
             .map_err(|e| Gone(e.to_string()))?;
+        self.takeover_attached.remove(&r.name);
         Ok(index)
     }
 

@@ -38,6 +38,7 @@
 //! their containers.
 
 mod attach;
+mod handover;
 mod hellos;
 mod neighbours;
 mod notify;
@@ -51,6 +52,7 @@ mod stats;
 mod store;
 mod underlay;
 
+pub use handover::handover_path;
 pub use underlay::container_gso_segs;
 
 use std::collections::BTreeMap;
@@ -106,6 +108,8 @@ pub struct RunOptions {
     /// Where attached ports are recorded, so that the next run takes them
     /// back; `None` records nothing.
     pub state_dir: Option<PathBuf>,
+    /// Take over from the router running on this host (see [`handover`]).
+    pub takeover: bool,
 }
 
 /// The control socket's default path for host `host`.
@@ -123,6 +127,7 @@ const NEIGH_TOKEN: Token = Token(0);
 const HELLO_TOKEN: Token = Token(1);
 const LINK_TOKEN: Token = Token(2);
 const STORE_TOKEN: Token = Token(3);
+const HANDOVER_TOKEN: Token = Token(4);
 /// The control socket's listener; its clients take the tokens above.
 const SOCKET_TOKEN: usize = 16;
 
@@ -277,15 +282,67 @@ struct Router<'a> {
     store: Option<store::StoreLink>,
     /// The topology file as last loaded (the store's views merge into it).
     file_topo: Topology,
+    /// What a handover passes for the uplink's queues.
+    uplink_passable: setup::Passable,
+    /// The handover listener (beside the control socket).
+    handover: Option<handover::Listener>,
+    /// During a takeover: attached ports' queue descriptors from the old
+    /// router, by device name, for [`Router::reattach_recorded`].
+    takeover_attached: BTreeMap<String, Vec<std::os::fd::OwnedFd>>,
+    /// A handover or a restart request decided how this router ends.
+    exit: Exit,
+}
+
+/// How the loop ends, besides a signal.
+enum Exit {
+    /// Not yet.
+    Running,
+    /// A new router forwards: exit, tearing nothing down.
+    HandedOver,
+    /// A new router asked for a restart: stop as on SIGTERM, and close
+    /// this connection only once stopped (it is held, never read: its
+    /// closing at the exit tells the new router to start).
+    Stop(#[allow(dead_code)] handover::Conn),
 }
 
 /// Runs the router until SIGINT or SIGTERM.
 pub fn run(opts: &RunOptions) -> Result<()> {
     let signals = Signals::install()?;
-    let mut router = Router::start(opts)?;
+    let mut takeover = match (&opts.socket, opts.takeover) {
+        (Some(sock), true) => {
+            match handover::Takeover::connect(&handover_path(sock), &opts.host)? {
+                handover::Found::Offer(t) => Some(t),
+                handover::Found::Nobody | handover::Found::Stopped => None,
+            }
+        }
+        (None, true) => {
+            bail!("--takeover needs the control socket (it finds the running router beside it)")
+        }
+        (_, false) => None,
+    };
+    let mut router = match Router::start(opts, takeover.as_deref_mut()) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(t) = takeover {
+                t.abort(&format!("{e:#}"));
+            }
+            return Err(e);
+        }
+    };
+    if let Some(t) = takeover {
+        router.complete_takeover(*t)?;
+    }
     let result = loop {
         if signals.term.load(Ordering::Relaxed) {
             break Ok(());
+        }
+        match router.exit {
+            Exit::Running => {}
+            Exit::HandedOver => {
+                router.exit_handed_over();
+                return Ok(());
+            }
+            Exit::Stop(_) => break Ok(()),
         }
         if let Err(e) = router.step(signals.hup.swap(false, Ordering::Relaxed)) {
             break Err(e);
@@ -297,7 +354,10 @@ pub fn run(opts: &RunOptions) -> Result<()> {
 
 impl<'a> Router<'a> {
     /// Builds everything and starts the workers.
-    fn start(opts: &'a RunOptions) -> Result<Router<'a>> {
+    fn start(
+        opts: &'a RunOptions,
+        mut takeover: Option<&mut handover::Takeover>,
+    ) -> Result<Router<'a>> {
         let (file_topo, me) = reload::load_topology(&opts.config, &opts.host)?;
         let notify = Notifier::from_env().context("systemd's $NOTIFY_SOCKET")?;
         let (topo, store) = match &file_topo.store {
@@ -312,9 +372,16 @@ impl<'a> Router<'a> {
         let topo = reload::effective(topo, me, &learned_macs);
         // Before any device is made: a metrics address we cannot listen on
         // fails the start with nothing to undo.
+        let handed_metrics = match (opts.metrics, takeover.as_deref_mut()) {
+            (Some(addr), Some(t)) => t.metrics(addr)?,
+            _ => None,
+        };
         let metrics = match opts.metrics {
             Some(addr) => {
-                let m = MetricsServer::start(addr)?;
+                let m = match handed_metrics {
+                    Some(l) => MetricsServer::start_from(l)?,
+                    None => MetricsServer::start(addr)?,
+                };
                 tracing::info!(addr = %m.local_addr(), "serving metrics at /metrics");
                 Some(m)
             }
@@ -330,9 +397,16 @@ impl<'a> Router<'a> {
         let hello_sock = match &topo.overlay.liveness {
             Some(cfg) => {
                 let addr = std::net::SocketAddr::new(host.underlay, cfg.port);
-                let sock = std::net::UdpSocket::bind(addr)
-                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                    .with_context(|| format!("binding the liveness socket on {addr}"))?;
+                let handed = match takeover.as_deref_mut() {
+                    Some(t) => t.liveness(addr)?,
+                    None => None,
+                };
+                let sock = match handed {
+                    Some(s) => s,
+                    None => std::net::UdpSocket::bind(addr)
+                        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                        .with_context(|| format!("binding the liveness socket on {addr}"))?,
+                };
                 tracing::info!(%addr, "liveness hellos on");
                 Some(sock)
             }
@@ -369,6 +443,17 @@ impl<'a> Router<'a> {
             tracing::warn!(dev = %nic, queues, workers = n_workers, "fewer NIC queues than workers: running {queues} worker(s)");
             n_workers = queues;
         }
+        if let Some(t) = takeover.as_deref() {
+            if !udp_uplink {
+                bail!("uplink_io is af_xdp here: an AF_XDP uplink cannot be taken over");
+            }
+            let ports: Vec<_> = host
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.kind, p.offload))
+                .collect();
+            t.check_matches(n_workers, &ports)?;
+        }
         let cores: Vec<Option<usize>> = (0..n_workers)
             .map(|k| host.workers.get(k).copied())
             .collect();
@@ -385,15 +470,31 @@ impl<'a> Router<'a> {
 
         // Queues per port index: 0 the uplink, then container ports.
         let mut by_port: Vec<Queues> = Vec::with_capacity(1 + host.ports.len());
-        by_port.push(open_uplink(
-            &topo, me, &nic, &nic_info, n_workers, queues, &xsk_cfg,
-        )?);
+        by_port.push(match takeover.as_deref_mut() {
+            Some(t) => adopt_uplink(&topo, me, &nic, &nic_info, n_workers, t)?,
+            None => open_uplink(&topo, me, &nic, &nic_info, n_workers, queues, &xsk_cfg)?,
+        });
         let mut ports = PortSet::default();
         for (i, p) in host.ports.iter().enumerate() {
             let idx = i + 1;
             let mtu = p.mtu.unwrap_or(overlay_mtu);
-            let mut q = match p.kind {
-                PortKind::Tun => {
+            let handed = match takeover.as_deref_mut() {
+                Some(t) => t.port(&p.name)?,
+                None => None,
+            };
+            let mut q = match (p.kind, handed) {
+                (PortKind::Tun, Some((offer, fds))) => {
+                    let tuns = fds
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, fd)| TunPort::adopt(&p.name, k, fd, mtu, offer.offload))
+                        .collect::<std::io::Result<Vec<_>>>()
+                        .with_context(|| format!("taking over TUN port {}", p.name))?;
+                    tracing::info!(port = %p.name, queues = tuns.len(), "TUN port taken over");
+                    setup::tun_queues(tuns, n_workers)
+                }
+                (_, Some(_)) => bail!("port {}: only TUN ports are taken over", p.name),
+                (PortKind::Tun, None) => {
                     let tuns = match &p.netns {
                         Some(ns) => {
                             let (dev, tuns) =
@@ -419,7 +520,7 @@ impl<'a> Router<'a> {
                     );
                     setup::tun_queues(tuns, n_workers)
                 }
-                PortKind::Veth => {
+                (PortKind::Veth, None) => {
                     if let Some(ns) = &p.netns {
                         let dev = netns::setup_veth_with(
                             &p.name,
@@ -454,6 +555,7 @@ impl<'a> Router<'a> {
                     config: p.clone(),
                     attachment: None,
                     program: q.program.take(),
+                    passable: std::mem::replace(&mut q.passable, setup::Passable::Fds(Vec::new())),
                 },
             );
             by_port.push(q);
@@ -461,6 +563,8 @@ impl<'a> Router<'a> {
         if let Some(p) = by_port[0].program.take() {
             owned.programs.push(p);
         }
+        let uplink_passable =
+            std::mem::replace(&mut by_port[0].passable, setup::Passable::Fds(Vec::new()));
 
         // Routes, neighbours, tables.
         let routes = compute_routes(&topo, me, None).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -500,7 +604,16 @@ impl<'a> Router<'a> {
         // Workers: queue k of every port to worker k.
         let mut per_worker: Vec<WorkerQueues> =
             (0..n_workers).map(|_| WorkerQueues::default()).collect();
-        for (idx, q) in by_port.into_iter().enumerate() {
+        // Taking over, the workers get the uplink only once every port is
+        // in the tables (the attached ones come later): the uplink sockets
+        // are the old router's too, and a packet for a port this router
+        // does not know yet would be read here and dropped.
+        let mut held_uplink = None;
+        for (idx, mut q) in by_port.into_iter().enumerate() {
+            if idx == 0 && takeover.is_some() {
+                let empty = Queues::empty(n_workers);
+                held_uplink = Some(std::mem::replace(&mut q, empty));
+            }
             for (k, queue) in q.per_worker.into_iter().enumerate() {
                 per_worker[k].queues.push(queue);
             }
@@ -549,10 +662,47 @@ impl<'a> Router<'a> {
             .as_deref()
             .map(state::StateDir::open)
             .transpose()?;
-        let control = match &opts.socket {
-            Some(path) => Some(ControlSocket::bind(path, &registry, SOCKET_TOKEN)?),
+        let handed_control = match takeover.as_deref_mut() {
+            Some(t) => t.control()?,
             None => None,
         };
+        let control = match (&opts.socket, handed_control) {
+            (Some(path), Some(fd)) => {
+                Some(ControlSocket::adopt(fd, path, &registry, SOCKET_TOKEN)?)
+            }
+            (Some(path), None) => Some(ControlSocket::bind(path, &registry, SOCKET_TOKEN)?),
+            (None, _) => None,
+        };
+        let handed_listener = match takeover.as_deref_mut() {
+            Some(t) => t.listener()?,
+            None => None,
+        };
+        let handover = match (&opts.socket, handed_listener) {
+            (Some(_), Some(l)) => Some(l),
+            (Some(path), None) => Some(handover::Listener::bind(&handover_path(path))?),
+            (None, _) => None,
+        };
+        if let Some(l) = &handover {
+            registry.register(&mut SourceFd(&l.fd()), HANDOVER_TOKEN, Interest::READABLE)?;
+        }
+        let mut takeover_attached = BTreeMap::new();
+        if let Some(t) = takeover.as_deref_mut() {
+            let names: Vec<String> = t
+                .offer
+                .ports
+                .iter()
+                .filter(|p| p.attached)
+                .map(|p| p.name.clone())
+                .collect();
+            for name in names {
+                if let Some((offer, fds)) = t.port(&name)? {
+                    if offer.kind != PortKind::Tun {
+                        bail!("attached port {name}: only TUN ports are taken over");
+                    }
+                    takeover_attached.insert(name, fds);
+                }
+            }
+        }
         // The start-up grace runs from here, not from before the devices
         // were made (attaching XDP to a real NIC can take seconds).
         let liveness = topo.overlay.liveness.clone().map(|cfg| {
@@ -599,6 +749,10 @@ impl<'a> Router<'a> {
             last_watchdog: Instant::now(),
             store,
             file_topo,
+            uplink_passable,
+            handover,
+            takeover_attached,
+            exit: Exit::Running,
         };
         if router.liveness.is_some() {
             // Routes over the links liveness takes as up at start.
@@ -607,6 +761,11 @@ impl<'a> Router<'a> {
             router.republish = Republish::Always;
         }
         router.reattach_recorded();
+        if let Some(q) = held_uplink {
+            router
+                .give_to_workers(0, q)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        }
         router.publish_stats(&[]);
         Ok(router)
     }
@@ -616,6 +775,11 @@ impl<'a> Router<'a> {
     /// for a reload.
     fn step(&mut self, hup: bool) -> Result<()> {
         let mut wait = Duration::from_millis(200);
+        if !self.ready {
+            // Ready (READY=1, /readyz) as soon as every worker polls, not
+            // one idle wait later.
+            wait = Duration::from_millis(1);
+        }
         if self.liveness.is_some() {
             wait = wait.min(Duration::from_nanos(
                 self.next_hello.saturating_sub(nanos_since(self.epoch)),
@@ -642,6 +806,12 @@ impl<'a> Router<'a> {
         }
         if tokens.contains(&STORE_TOKEN) {
             self.on_store();
+        }
+        if tokens.contains(&HANDOVER_TOKEN) {
+            self.on_handover();
+            if !matches!(self.exit, Exit::Running) {
+                return Ok(());
+            }
         }
         self.on_hellos();
         if hup {
@@ -1179,12 +1349,15 @@ fn open_uplink(
             coalesce: host.ports.iter().any(|p| p.offload),
             ..UdpConfig::default()
         };
+        let mut passable = Vec::with_capacity(n_workers);
         for (k, slot) in q.per_worker.iter_mut().enumerate() {
             let port = UdpPort::open(nic, local, nic_info.mac, &udp_cfg)
                 .with_context(|| format!("UDP uplink socket {k} on {local}"))?;
+            passable.push(port.dup_fds()?);
             tracing::info!(dev = %nic, %local, worker = k, gso_segments = port.max_gso_segments(), gro = port.gro(), coalesce = udp_cfg.coalesce, tx_ports = ?port.tx_ports(), "UDP uplink socket bound");
             *slot = Some(Box::new(port));
         }
+        q.passable = setup::Passable::Fds(passable);
         return Ok(q);
     }
     let mut prog = XdpProgram::attach(
@@ -1197,6 +1370,9 @@ fn open_uplink(
         format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
     })?;
     tracing::info!(dev = %nic, mode = %prog.mode(), "uplink XDP program attached");
+    q.passable = setup::Passable::No(format!(
+        "the uplink on {nic} runs on AF_XDP sockets, which cannot be handed over yet"
+    ));
     // Every rx queue gets a socket: our XDP program redirects to the socket
     // of the queue a frame arrived on, and a queue without one hands VXLAN
     // to the kernel, which has no listener for it. Queues beyond the worker
@@ -1218,6 +1394,34 @@ fn open_uplink(
         *slot = Some(Box::new(port));
     }
     q.program = Some(prog);
+    Ok(q)
+}
+
+/// Takes the UDP uplink's queues from the old router's descriptors.
+fn adopt_uplink(
+    topo: &Topology,
+    me: usize,
+    nic: &str,
+    nic_info: &LinkInfo,
+    n_workers: usize,
+    t: &mut handover::Takeover,
+) -> Result<Queues> {
+    let host = &topo.hosts[me];
+    let local = std::net::SocketAddr::new(host.underlay, topo.overlay.udp_port);
+    let udp_cfg = UdpConfig {
+        coalesce: host.ports.iter().any(|p| p.offload),
+        ..UdpConfig::default()
+    };
+    let mut q = Queues::empty(n_workers);
+    let mut passable = Vec::with_capacity(n_workers);
+    for (k, slot) in q.per_worker.iter_mut().enumerate() {
+        let port = UdpPort::adopt(nic, local, nic_info.mac, &udp_cfg, t.uplink(local, k)?)
+            .with_context(|| format!("taking over UDP uplink queue {k} on {local}"))?;
+        passable.push(port.dup_fds()?);
+        tracing::info!(dev = %nic, %local, worker = k, tx_ports = ?port.tx_ports(), "UDP uplink socket taken over");
+        *slot = Some(Box::new(port));
+    }
+    q.passable = setup::Passable::Fds(passable);
     Ok(q)
 }
 

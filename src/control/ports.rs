@@ -40,6 +40,8 @@ pub(super) struct Slot {
     pub attachment: Option<Attachment>,
     /// Our XDP program on its device, when its queues are AF_XDP sockets.
     pub program: Option<XdpProgram>,
+    /// What a handover passes for its queues.
+    pub passable: super::setup::Passable,
 }
 
 /// The ports by index; `slots[i]` is port `i + 1`.
@@ -246,6 +248,7 @@ mod tests {
             },
             attachment: None,
             program: None,
+            passable: crate::control::setup::Passable::Fds(Vec::new()),
         }
     }
 

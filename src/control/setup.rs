@@ -6,6 +6,8 @@
 //! what was opened); an XDP program is returned with its sockets and
 //! detaches when dropped.
 
+use std::os::fd::OwnedFd;
+
 use anyhow::{bail, Context, Result};
 
 use crate::config::{PortConfig, PortKind};
@@ -26,6 +28,37 @@ pub(super) struct Queues {
     pub rx_only: Vec<(usize, Box<dyn Port + Send>)>,
     /// Our XDP program on the device, when the queues are AF_XDP sockets.
     pub program: Option<XdpProgram>,
+    /// What a handover passes to a new router process.
+    pub passable: Passable,
+}
+
+/// The descriptors a handover passes for one port's queues, or why it
+/// cannot: second descriptors of the same open files, kept beside the
+/// queues the workers own.
+pub(super) enum Passable {
+    /// Per worker: its queue's descriptors (a TUN queue; a UDP uplink
+    /// queue's receive socket, then its sending sockets).
+    Fds(Vec<Vec<OwnedFd>>),
+    /// Why not (AF_XDP, AF_PACKET).
+    No(String),
+}
+
+impl Passable {
+    /// Dups of the descriptors, or why there are none.
+    pub(super) fn dup(&self) -> Result<Vec<Vec<OwnedFd>>, String> {
+        match self {
+            Passable::No(why) => Err(why.clone()),
+            Passable::Fds(v) => v
+                .iter()
+                .map(|q| {
+                    q.iter()
+                        .map(|f| f.try_clone())
+                        .collect::<std::io::Result<Vec<_>>>()
+                })
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| format!("duplicating a descriptor: {e}")),
+        }
+    }
 }
 
 impl Queues {
@@ -35,6 +68,7 @@ impl Queues {
             per_worker: (0..n_workers).map(|_| None).collect(),
             rx_only: Vec::new(),
             program: None,
+            passable: Passable::Fds(Vec::new()),
         }
     }
 }
@@ -42,6 +76,10 @@ impl Queues {
 /// Wraps TUN queues (one per worker, as opened).
 pub(super) fn tun_queues(tuns: Vec<TunPort>, n_workers: usize) -> Queues {
     let mut q = Queues::empty(n_workers);
+    q.passable = match tuns.iter().map(|t| t.dup_fd().map(|f| vec![f])).collect() {
+        Ok(fds) => Passable::Fds(fds),
+        Err(e) => Passable::No(format!("duplicating a TUN queue: {e}")),
+    };
     for (k, t) in tuns.into_iter().enumerate() {
         if let Some(slot) = q.per_worker.get_mut(k) {
             *slot = Some(Box::new(t));
@@ -64,6 +102,11 @@ pub(super) fn open_veth_queues(
 ) -> Result<Queues> {
     debug_assert_eq!(p.kind, PortKind::Veth);
     let mut q = Queues::empty(n_workers);
+    q.passable = Passable::No(format!(
+        "veth port {} runs on {} sockets, which cannot be handed over yet",
+        p.name,
+        if p.offload { "AF_PACKET" } else { "AF_XDP" }
+    ));
     if p.offload {
         // The host kernel sees every frame an AF_PACKET socket sees: with
         // addresses on the host end it would answer ARP for them with the

@@ -98,10 +98,48 @@ impl ControlSocket {
         sock.listen(16)
             .with_context(|| format!("listening on {}", path.display()))?;
         sock.set_nonblocking(true)?;
-        let std_listener: std::os::unix::net::UnixListener = sock.into();
+        let s = Self::serve_on(sock.into(), path, registry, base)?;
+        tracing::info!(path = %path.display(), "control socket listening");
+        Ok(s)
+    }
+
+    /// Serves the listening socket `listener` (bound to `path`) that
+    /// another router process handed over: clients waiting in its backlog
+    /// are served here.
+    pub(super) fn adopt(
+        listener: std::os::fd::OwnedFd,
+        path: &Path,
+        registry: &Registry,
+        base: usize,
+    ) -> Result<ControlSocket> {
+        let std_listener = std::os::unix::net::UnixListener::from(listener);
+        let bound = std_listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_owned));
+        if bound.as_deref() != Some(path) {
+            bail!(
+                "the control socket handed over is bound to {bound:?}, not {}",
+                path.display()
+            );
+        }
+        std_listener.set_nonblocking(true)?;
+        let mut s = Self::serve_on(std_listener, path, registry, base)?;
+        // The socket file stays the old router's until the takeover
+        // completes ([`ControlSocket::claim_path`]).
+        s.path = PathBuf::new();
+        tracing::info!(path = %path.display(), "control socket taken over");
+        Ok(s)
+    }
+
+    fn serve_on(
+        std_listener: std::os::unix::net::UnixListener,
+        path: &Path,
+        registry: &Registry,
+        base: usize,
+    ) -> Result<ControlSocket> {
         let mut listener = UnixListener::from_std(std_listener);
         registry.register(&mut listener, Token(base), Interest::READABLE)?;
-        tracing::info!(path = %path.display(), "control socket listening");
         Ok(ControlSocket {
             listener,
             path: path.to_owned(),
@@ -110,6 +148,23 @@ impl ControlSocket {
             next: base + 1,
             stats: ControlSocketStats::default(),
         })
+    }
+
+    /// A second descriptor of the listening socket (for a handover).
+    pub(super) fn dup_listener(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.listener.as_fd().try_clone_to_owned()
+    }
+
+    /// Owns the socket file `path` from now on (removed on drop).
+    pub(super) fn claim_path(&mut self, path: &Path) {
+        self.path = path.to_owned();
+    }
+
+    /// Closes the server but leaves its socket file: the router that took
+    /// over serves it.
+    pub(super) fn close_keeping_path(mut self) {
+        self.path = PathBuf::new();
     }
 
     /// Whether `token` is this server's.
@@ -218,7 +273,9 @@ impl ControlSocket {
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

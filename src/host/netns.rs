@@ -53,7 +53,8 @@ pub const CONTAINER_IFNAME: &str = "eth0";
 const NETNS_RUN_DIR: &str = "/run/netns";
 
 /// What kind of device a [`CreatedDevice`] stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// A veth pair: the host end in the router's namespace, `eth0` in the
     /// container's.
@@ -96,6 +97,19 @@ pub struct CreatedDevice {
     netns_created: bool,
 }
 
+/// A [`CreatedDevice`] as one router process hands it to the next
+/// (handover): what the new owner needs to remove it in its turn.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceHandle {
+    pub kind: DeviceKind,
+    pub port_name: String,
+    pub netns: String,
+    pub netns_created: bool,
+    /// The device lives in `netns` as [`CONTAINER_IFNAME`].
+    pub moved: bool,
+}
+
 impl CreatedDevice {
     /// The port's name: the host end of a veth, or the TUN's name before it
     /// moved into the namespace.
@@ -116,6 +130,34 @@ impl CreatedDevice {
     /// Veth or TUN.
     pub fn kind(&self) -> DeviceKind {
         self.kind
+    }
+
+    /// What the next owner needs (see [`CreatedDevice::adopt`]).
+    pub fn handle(&self) -> DeviceHandle {
+        let moved = with_registry(|r| r.get(&self.id).is_some_and(|rec| rec.moved));
+        DeviceHandle {
+            kind: self.kind,
+            port_name: self.port_name.clone(),
+            netns: self.netns.clone(),
+            netns_created: self.netns_created,
+            moved,
+        }
+    }
+
+    /// Lets go of the device without removing it: another process owns it
+    /// now (handover).
+    pub fn release(self) {
+        with_registry(|r| r.remove(&self.id));
+    }
+
+    /// Takes ownership of a device another router process made and handed
+    /// over: dropping the result removes it, as if this process made it.
+    pub fn adopt(h: &DeviceHandle) -> CreatedDevice {
+        let d = CreatedDevice::new(h.kind, &h.port_name, &h.netns, h.netns_created);
+        if h.moved {
+            d.mark_moved();
+        }
+        d
     }
 
     /// Removes the device and, if we made it, the namespace now, reporting

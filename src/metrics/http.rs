@@ -417,8 +417,18 @@ pub struct Bound {
 impl Bound {
     /// Listens on `addr`.
     pub fn bind(addr: SocketAddr) -> io::Result<Bound> {
+        Self::listen_on(TcpListener::bind(addr)?)
+    }
+
+    /// Serves on a listening socket made elsewhere (another router process
+    /// handed it over).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<Bound> {
+        listener.set_nonblocking(true)?;
+        Self::listen_on(TcpListener::from_std(listener))
+    }
+
+    fn listen_on(mut listener: TcpListener) -> io::Result<Bound> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -436,6 +446,12 @@ impl Bound {
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A second descriptor of the listening socket.
+    pub fn dup_listener(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.listener.as_fd().try_clone_to_owned()
     }
 
     /// Wakes [`Bound::serve`] so that it sees its stop flag at once.

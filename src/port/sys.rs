@@ -342,6 +342,141 @@ pub fn tun_create_persistent(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Descriptors one handover message carries at most (the kernel's
+/// `SCM_MAX_FD` is 253).
+pub const MAX_FDS_PER_MSG: usize = 250;
+
+/// Sends `data` as one message on the `SOCK_SEQPACKET` socket `sock` with
+/// `fds` attached (`SCM_RIGHTS`, at most [`MAX_FDS_PER_MSG`]): the receiver
+/// gets descriptors of its own for the same open files (sockets, TUN
+/// queues), which stay open as long as either side holds one.
+pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    if fds.len() > MAX_FDS_PER_MSG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} descriptors in one message (at most {MAX_FDS_PER_MSG})",
+                fds.len()
+            ),
+        ));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsgs: Vec<ControlMessage<'_>> = if raw.is_empty() {
+        Vec::new()
+    } else {
+        vec![ControlMessage::ScmRights(&raw)]
+    };
+    let iov = [io::IoSlice::new(data)];
+    loop {
+        match sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) if n == data.len() => return Ok(()),
+            Ok(n) => {
+                return Err(io::Error::other(format!(
+                    "message cut: {n} of {} bytes sent",
+                    data.len()
+                )))
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one message of the `SOCK_SEQPACKET` socket `sock` into `buf`
+/// with up to `max_fds` descriptors (close-on-exec). Returns its length
+/// (0: the peer closed) and the descriptors. A message longer than `buf`,
+/// or with more descriptors than `max_fds`, is an error, and whatever
+/// descriptors came with it are closed.
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut space = vec![0u8; nix::sys::socket::cmsg_space::<RawFd>() * max_fds.max(1)];
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = loop {
+        match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    let cmsgs = msg.cmsgs();
+    if let Ok(cmsgs) = cmsgs {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                for fd in raw {
+                    // SAFETY: the kernel installed `fd` in our table for
+                    // this message; nobody else knows or owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+    }
+    let flags = msg.flags;
+    let len = msg.bytes;
+    if flags.contains(MsgFlags::MSG_CTRUNC) || fds.len() > max_fds {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a message with more than {max_fds} descriptors"),
+        ));
+    }
+    if flags.contains(MsgFlags::MSG_TRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a message longer than {} bytes", buf.len()),
+        ));
+    }
+    Ok((len, fds))
+}
+
+/// Puts `fd` in non-blocking mode (a file status flag: every descriptor
+/// of the same open file, in any process, sees it).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL take and return plain integers; a bad
+    // `fd` is an error, not unsoundness.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+/// Takes the descriptor out of a TUN device opened by tun-rs.
+pub fn tun_into_fd(dev: tun_rs::SyncDevice) -> OwnedFd {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: `into_raw_fd` gives up the device's open descriptor; we are
+    // its only owner from here on.
+    unsafe { OwnedFd::from_raw_fd(dev.into_raw_fd()) }
+}
+
+/// The flags (`IFF_TUN`, `IFF_VNET_HDR`, `IFF_MULTI_QUEUE`, ...) and the
+/// device name of TUN queue `fd` (`TUNGETIFF`); an error when `fd` is not
+/// an attached TUN queue.
+pub fn tun_info(fd: BorrowedFd<'_>) -> io::Result<(libc::c_short, String)> {
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes the name and flags into the ifreq, alive and
+    // exclusively borrowed for the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, &mut ifr) })?;
+    // SAFETY: TUNGETIFF filled ifru_flags.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    let name: Vec<u8> = ifr
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok((flags, String::from_utf8_lossy(&name).into_owned()))
+}
+
 /// Fills `buf` from the kernel's random source (`getrandom(2)`, blocking
 /// only before the pool is first seeded at boot).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {

@@ -42,8 +42,9 @@
 //! attached to, and stays when the queues close.
 
 use std::fmt;
-use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use tun_rs::{DeviceBuilder, SyncDevice};
 
@@ -60,11 +61,35 @@ use crate::offload::Layout;
 /// `MAX_TAP_QUEUES`).
 pub const MAX_QUEUES: usize = 256;
 
+/// One open TUN queue: plain `read(2)`, `write(2)` and `writev(2)` on its
+/// descriptor. The router frames every read and write itself (virtio-net
+/// header or none), so a queue opened here and one received from another
+/// router process ([`TunPort::adopt`]) are the same thing.
+struct Queue(File);
+
+impl Queue {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.0).read(buf)
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        (&self.0).write(buf)
+    }
+
+    fn send_vectored(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&self.0).write_vectored(iov)
+    }
+
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 /// One queue of a TUN device.
 pub struct TunPort {
     name: String,
     queue: usize,
-    dev: SyncDevice,
+    dev: Queue,
     mtu: usize,
     /// Offload state; `None` in plain mode.
     offload: Option<Box<Offload>>,
@@ -227,21 +252,13 @@ impl TunPort {
         let mut ports = Vec::with_capacity(queues);
         for (queue, dev) in devs.into_iter().enumerate() {
             dev.set_nonblocking(true)?;
-            ports.push(TunPort {
-                name: name.to_string(),
+            ports.push(TunPort::from_queue(
+                name,
                 queue,
-                dev,
-                mtu: usize::from(mtu),
-                offload: offload.then(|| {
-                    Box::new(Offload {
-                        rx: Splitter::new(MAX_FRAME),
-                        scratch: vec![0u8; VNET_HDR_LEN + BUF_SIZE].into_boxed_slice(),
-                        tx: Coalescer::new(QUEUE_FRAMES),
-                        udp_tx: Coalescer::new(BATCH_SIZE),
-                    })
-                }),
-                stats: TunStats::default(),
-            });
+                sys::tun_into_fd(dev),
+                mtu,
+                offload,
+            ));
         }
         tracing::info!(
             name,
@@ -253,6 +270,73 @@ impl TunPort {
             "TUN device open"
         );
         Ok(ports)
+    }
+
+    fn from_queue(name: &str, queue: usize, fd: OwnedFd, mtu: u16, offload: bool) -> TunPort {
+        TunPort {
+            name: name.to_string(),
+            queue,
+            dev: Queue(File::from(fd)),
+            mtu: usize::from(mtu),
+            offload: offload.then(|| {
+                Box::new(Offload {
+                    rx: Splitter::new(MAX_FRAME),
+                    scratch: vec![0u8; VNET_HDR_LEN + BUF_SIZE].into_boxed_slice(),
+                    tx: Coalescer::new(QUEUE_FRAMES),
+                    udp_tx: Coalescer::new(BATCH_SIZE),
+                })
+            }),
+            stats: TunStats::default(),
+        }
+    }
+
+    /// Takes queue `queue` of TUN port `name` from a descriptor another
+    /// router process handed over. The descriptor must be an attached
+    /// multi-queue TUN queue without packet information, with virtio-net
+    /// headers exactly when `offload`: anything else is refused, since
+    /// reading it with the wrong framing would garble every packet. `name`
+    /// labels the port (the device's own name may differ: a container's
+    /// `eth0`).
+    pub fn adopt(
+        name: &str,
+        queue: usize,
+        fd: OwnedFd,
+        mtu: u16,
+        offload: bool,
+    ) -> io::Result<TunPort> {
+        if usize::from(mtu) > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TUN MTU {mtu} exceeds the packet buffer ({MAX_FRAME})"),
+            ));
+        }
+        let (flags, dev) = sys::tun_info(fd.as_fd()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("TUN port {name} queue {queue}: not a TUN queue: {e}"),
+            )
+        })?;
+        let flags = i32::from(flags);
+        let want = libc::IFF_TUN | libc::IFF_MULTI_QUEUE;
+        let vnet = flags & libc::IFF_VNET_HDR != 0;
+        if flags & want != want || flags & libc::IFF_TAP != 0 || vnet != offload {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "TUN port {name} queue {queue} (device {dev}): flags {flags:#x}, expected a multi-queue TUN {} virtio-net headers",
+                    if offload { "with" } else { "without" }
+                ),
+            ));
+        }
+        let port = TunPort::from_queue(name, queue, fd, mtu, offload);
+        sys::set_nonblocking(port.dev.as_raw_fd())?;
+        Ok(port)
+    }
+
+    /// A second descriptor of this queue (for a handover to another
+    /// process): the queue stays attached while either is open.
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.dev.0.as_fd().try_clone_to_owned()
     }
 
     /// This queue's index within its device.
@@ -315,7 +399,7 @@ impl TunPort {
     /// it (virtio-net header in the headroom) and a TCP super-packet stays
     /// whole; anything else is split by [`Splitter`].
     fn rx_offload(
-        dev: &SyncDevice,
+        dev: &Queue,
         off: &mut Offload,
         mtu: usize,
         stats: &mut TunStats,
@@ -440,13 +524,13 @@ impl TunPort {
     }
 
     /// Offload mode: coalesce and write what `tx_burst` queued.
-    fn flush_offload(dev: &SyncDevice, off: &mut Offload, stats: &mut TunStats) {
+    fn flush_offload(dev: &Queue, off: &mut Offload, stats: &mut TunStats) {
         Self::flush_queue(dev, &mut off.udp_tx, stats);
         Self::flush_queue(dev, &mut off.tx, stats);
     }
 
     /// Writes what one coalescing queue holds.
-    fn flush_queue(dev: &SyncDevice, q: &mut Coalescer, stats: &mut TunStats) {
+    fn flush_queue(dev: &Queue, q: &mut Coalescer, stats: &mut TunStats) {
         if q.is_empty() {
             return;
         }

@@ -380,7 +380,6 @@ impl UdpPort {
             // 6935/6936); Linux sends it with udp6zerocsumtx.
             sys::setsockopt_int(rx.as_raw_fd(), libc::IPPROTO_UDP, libc::UDP_NO_CHECK6_RX, 1)?;
         }
-        let rx_state = UdpSocketState::new(UdpSockRef::from(&rx))?;
         let mut tx = Vec::with_capacity(cfg.tx_sockets.max(1));
         for _ in 0..cfg.tx_sockets.max(1) {
             let s = udp_socket(local)?;
@@ -388,9 +387,86 @@ impl UdpPort {
             sys::set_socket_buffer(s.as_raw_fd(), cfg.sndbuf, true);
             // Nothing is read from a sending socket: keep what strays to it small.
             sys::set_socket_buffer(s.as_raw_fd(), 4096, false);
-            let state = UdpSocketState::new(UdpSockRef::from(&s))?;
-            tx.push(TxSocket { sock: s, state });
+            tx.push(s);
         }
+        Self::from_sockets(name, local, mac, cfg, rx, tx)
+    }
+
+    /// Takes one queue from descriptors another router process handed
+    /// over, as [`UdpPort::dup_fds`] gave them: the receive socket first,
+    /// then the sending sockets. Each must be a UDP socket of `local`'s
+    /// family on `local`'s address (the receive socket on `local` itself);
+    /// anything else is refused.
+    pub fn adopt(
+        name: &str,
+        local: SocketAddr,
+        mac: [u8; 6],
+        cfg: &UdpConfig,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> io::Result<Self> {
+        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+        if fds.len() < 2 {
+            return Err(bad(format!(
+                "UDP uplink queue: {} descriptors, expected a receive socket and at least one sending socket",
+                fds.len()
+            )));
+        }
+        let mut socks = Vec::with_capacity(fds.len());
+        for (i, fd) in fds.into_iter().enumerate() {
+            let s = Socket::from(fd);
+            let ok_type = s.r#type().is_ok_and(|t| t == Type::DGRAM);
+            let addr = s.local_addr().ok().and_then(|a| a.as_socket());
+            let ok_addr =
+                addr.is_some_and(|a| a.ip() == local.ip() && (i > 0 || a.port() == local.port()));
+            if !ok_type || !ok_addr {
+                return Err(bad(format!(
+                    "UDP uplink descriptor {i}: {} bound to {addr:?}, expected a UDP socket on {}",
+                    if ok_type {
+                        "a datagram socket"
+                    } else {
+                        "not a datagram socket"
+                    },
+                    if i == 0 {
+                        local.to_string()
+                    } else {
+                        format!("{}:*", local.ip())
+                    }
+                )));
+            }
+            s.set_nonblocking(true)?;
+            socks.push(s);
+        }
+        let rx = socks.remove(0);
+        Self::from_sockets(name, local, mac, cfg, rx, socks)
+    }
+
+    /// Second descriptors of this queue's sockets, receive socket first
+    /// (for a handover to another process: both read and send through
+    /// the same sockets while both hold them).
+    pub fn dup_fds(&self) -> io::Result<Vec<std::os::fd::OwnedFd>> {
+        let mut out = vec![self.rx.try_clone()?.into()];
+        for t in &self.tx {
+            out.push(t.sock.try_clone()?.into());
+        }
+        Ok(out)
+    }
+
+    fn from_sockets(
+        name: &str,
+        local: SocketAddr,
+        mac: [u8; 6],
+        cfg: &UdpConfig,
+        rx: Socket,
+        tx: Vec<Socket>,
+    ) -> io::Result<Self> {
+        let rx_state = UdpSocketState::new(UdpSockRef::from(&rx))?;
+        let tx = tx
+            .into_iter()
+            .map(|sock| {
+                let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
+                Ok(TxSocket { sock, state })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         Ok(UdpPort {
             name: name.to_owned(),
             mac,

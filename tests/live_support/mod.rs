@@ -475,8 +475,21 @@ impl Lab {
 
     /// [`Lab::start`] with more `vxrouter run` arguments.
     pub fn start_with(&mut self, config: &Path, host: &str, ns: &str, extra: &[&str]) -> usize {
-        let stats = self.dir.path().join(format!("{host}.json"));
-        let log = self.dir.path().join(format!("{host}.log"));
+        self.start_as(config, host, ns, host, extra)
+    }
+
+    /// [`Lab::start_with`] with its log and stats files named after
+    /// `label` (a second router of the same host: a takeover).
+    pub fn start_as(
+        &mut self,
+        config: &Path,
+        host: &str,
+        ns: &str,
+        label: &str,
+        extra: &[&str],
+    ) -> usize {
+        let stats = self.dir.path().join(format!("{label}.json"));
+        let log = self.dir.path().join(format!("{label}.log"));
         let _ = std::fs::remove_file(&stats);
         let logf = std::fs::File::create(&log).expect("router log");
         // Each lab's own control socket: tests run in parallel with the

@@ -1,0 +1,986 @@
+//! Handover: a new router process takes the running one's descriptors and
+//! forwarding over without losing a packet (`vxrouter run --takeover`).
+//!
+//! The running router (old) listens on a handover socket beside its
+//! control socket ([`handover_path`]: `HOST.sock` gives `HOST.handover`), a
+//! Unix `SOCK_SEQPACKET` socket of mode 0600, so every message arrives
+//! whole and descriptors travel with it (`SCM_RIGHTS`). The exchange:
+//!
+//! 1. new -> old `takeover`. The old router answers `refused` (a port it
+//!    cannot hand over, an unknown version) or `offer`: what it holds and
+//!    the index of each descriptor, followed by the descriptors themselves
+//!    in messages of at most [`sys::MAX_FDS_PER_MSG`]. They are second
+//!    descriptors of the same open files (sockets, TUN queues), so both
+//!    processes read and write the same queues while both run: a packet is
+//!    read by one or the other, never by neither.
+//! 2. The new router builds its ports from the descriptors (UDP uplink
+//!    sockets, TUN queues), takes the liveness socket, the control, metrics
+//!    and handover listeners, publishes its tables and starts its workers.
+//! 3. new -> old `polling` once every new worker polls. Only then do the
+//!    old workers stop; each first drains what its ports already read (a
+//!    GRO train half handed out, a split super-packet). The old router
+//!    answers `done` and exits without tearing anything down: devices,
+//!    namespaces and socket files belong to the new router now.
+//!
+//! Until `polling` the old router forwards as before; a new router that
+//! fails or goes away before then (the connection closes, or is silent for
+//! [`STEP_TIMEOUT`]) leaves it running, and nothing the new one made
+//! touches what the old one owns (it adopts the devices' ownership and the
+//! socket files only once `done` came).
+//!
+//! A `refused` takeover (AF_XDP or AF_PACKET ports, which cannot be handed
+//! over yet) falls back to a restart: the new router sends `stop`, the old
+//! one stops as on SIGTERM, and the new one starts afresh once the old one
+//! has exited, taking back the recorded ports as after any restart.
+//!
+//! Every message carries `"v"`; either side refuses a version it does not
+//! speak with a message naming both, and a newer build keeps reading the
+//! older versions it knows. Messages are input like any other: a
+//! descriptor is checked for what the offer says it is before use.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::config::PortKind;
+use crate::host::netns::DeviceHandle;
+use crate::port::sys;
+
+/// The handover message version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// Largest message read.
+const MAX_MSG: usize = 256 * 1024;
+
+/// How long either side waits for the other's next message.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a new router waits for the old one to exit after `stop`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The handover socket beside control socket `socket`.
+pub fn handover_path(socket: &Path) -> PathBuf {
+    socket.with_extension("handover")
+}
+
+/// What the new router asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Ask {
+    /// Hand over your descriptors.
+    Takeover,
+    /// Every new worker polls: stop yours and exit.
+    Polling,
+    /// The takeover is off: go on forwarding.
+    Abort,
+    /// Stop as on SIGTERM (a restart instead of a handover).
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Request {
+    pub v: u32,
+    pub op: Ask,
+    /// The sender's build (`CARGO_PKG_VERSION`), for the logs.
+    #[serde(default)]
+    pub version: String,
+    /// Why, with `abort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The old router's answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub(super) enum Answer {
+    Offer(Offer),
+    Refused {
+        v: u32,
+        code: String,
+        message: String,
+    },
+    Done {
+        v: u32,
+        forwarded: u64,
+    },
+    Stopping {
+        v: u32,
+    },
+}
+
+/// What the old router holds; numbers are indices into the descriptors
+/// that follow the offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Offer {
+    pub v: u32,
+    /// The old router's build.
+    pub version: String,
+    pub host: String,
+    pub workers: usize,
+    /// Descriptors that follow.
+    pub fds: usize,
+    pub uplink: UplinkOffer,
+    pub liveness: Option<usize>,
+    pub control: Option<usize>,
+    pub handover: Option<usize>,
+    pub metrics: Option<usize>,
+    pub ports: Vec<PortOffer>,
+    /// Devices and namespaces the old router made (ports with `netns`):
+    /// the new one removes them when it stops.
+    pub devices: Vec<DeviceHandle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UplinkOffer {
+    /// The UDP uplink's address (the only uplink handed over).
+    pub local: SocketAddr,
+    /// Per worker: the receive socket, then the sending sockets.
+    pub queues: Vec<Vec<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PortOffer {
+    /// The router-side name (the topology's port name, or an attached
+    /// port's device name).
+    pub name: String,
+    pub index: u16,
+    pub kind: PortKind,
+    pub offload: bool,
+    /// Attached through the control socket (recorded in the state dir).
+    pub attached: bool,
+    /// Per worker: its queue's descriptor (a TUN queue).
+    pub queues: Vec<usize>,
+}
+
+/// Parses one message's JSON after checking its version, so that a
+/// message of another version gets a clear error even if its shape
+/// changed.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).with_context(|| format!("handover {what}: not JSON"))?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => bail!(
+            "handover {what} of version {v}; this build ({}) speaks version {VERSION}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        None => bail!("handover {what} without a version (\"v\")"),
+    }
+    serde_json::from_value(value).with_context(|| format!("handover {what}: bad message"))
+}
+
+/// One handover connection, blocking with [`STEP_TIMEOUT`] on each step.
+pub(super) struct Conn(Socket);
+
+impl Conn {
+    fn new(s: Socket) -> io::Result<Conn> {
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(STEP_TIMEOUT))?;
+        s.set_write_timeout(Some(STEP_TIMEOUT))?;
+        Ok(Conn(s))
+    }
+
+    fn send<T: Serialize>(&self, msg: &T, fds: &[OwnedFd]) -> io::Result<()> {
+        let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        let fds: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+        sys::send_with_fds(self.0.as_fd(), &data, &fds)
+    }
+
+    /// Sends `fds` in as many messages as they need.
+    fn send_fds(&self, fds: &[OwnedFd]) -> io::Result<()> {
+        for chunk in fds.chunks(sys::MAX_FDS_PER_MSG) {
+            self.send(
+                &serde_json::json!({ "v": VERSION, "fds": chunk.len() }),
+                chunk,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One message; `None` when the peer closed the connection.
+    fn recv(&self, max_fds: usize) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+        let mut buf = vec![0u8; MAX_MSG];
+        let (n, fds) = sys::recv_with_fds(self.0.as_fd(), &mut buf, max_fds)?;
+        if n == 0 && fds.is_empty() {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((buf, fds)))
+    }
+
+    fn recv_request(&self) -> Result<Option<Request>> {
+        match self.recv(0)? {
+            None => Ok(None),
+            Some((b, _)) => parse(&b, "request").map(Some),
+        }
+    }
+
+    fn request(&self, op: Ask, reason: Option<String>) -> io::Result<()> {
+        self.send(
+            &Request {
+                v: VERSION,
+                op,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                reason,
+            },
+            &[],
+        )
+    }
+}
+
+/// The handover listener of a running router.
+pub(super) struct Listener {
+    sock: Socket,
+    /// Removed on drop; empty while the socket file is another process's.
+    path: PathBuf,
+}
+
+impl Listener {
+    /// Binds `path` (mode 0600). A socket file left by a router that is
+    /// gone is replaced; one a live router listens on is an error.
+    pub(super) fn bind(path: &Path) -> Result<Listener> {
+        match connect(path) {
+            Ok(_) => bail!(
+                "handover socket {}: another router listens on it",
+                path.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            }
+            Err(_) => {}
+        }
+        let sock = Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None)
+            .context("creating the handover socket")?;
+        sock.bind(&SockAddr::unix(path)?)
+            .with_context(|| format!("binding the handover socket {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+        sock.listen(4)?;
+        sock.set_nonblocking(true)?;
+        tracing::info!(path = %path.display(), "handover socket listening");
+        Ok(Listener {
+            sock,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A listener handed over; its socket file stays the old router's
+    /// until [`Listener::claim`].
+    fn adopt(fd: OwnedFd, path: &Path) -> Result<Listener> {
+        let sock = Socket::from(fd);
+        let bound = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_owned));
+        if bound.as_deref() != Some(path) || !sock.r#type().is_ok_and(|t| t == Type::SEQPACKET) {
+            bail!(
+                "the handover socket handed over is not a seqpacket socket on {}",
+                path.display()
+            );
+        }
+        sock.set_nonblocking(true)?;
+        Ok(Listener {
+            sock,
+            path: PathBuf::new(),
+        })
+    }
+
+    /// Owns the socket file from now on.
+    pub(super) fn claim(&mut self, path: &Path) {
+        self.path = path.to_owned();
+    }
+
+    pub(super) fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.sock.as_raw_fd()
+    }
+
+    /// A waiting new router, if any.
+    pub(super) fn accept(&self) -> io::Result<Option<Conn>> {
+        match self.sock.accept() {
+            Ok((s, _)) => Conn::new(s).map(Some),
+            Err(e) if sys::is_transient(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn dup(&self) -> io::Result<OwnedFd> {
+        self.sock.as_fd().try_clone_to_owned()
+    }
+
+    /// Closes the listener, leaving the socket file to the new router.
+    pub(super) fn close_keeping_path(mut self) {
+        self.path = PathBuf::new();
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn connect(path: &Path) -> io::Result<Socket> {
+    let s = Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None)?;
+    s.connect(&SockAddr::unix(path)?)?;
+    Ok(s)
+}
+
+/// The descriptors of one offer, taken out one by one as the new router
+/// uses them.
+pub(super) struct Takeover {
+    conn: Conn,
+    pub offer: Offer,
+    fds: Vec<Option<OwnedFd>>,
+    /// Ports of the offer not taken yet, by name.
+    ports: BTreeMap<String, PortOffer>,
+    pub path: PathBuf,
+}
+
+/// What [`Takeover::connect`] found.
+pub(super) enum Found {
+    /// No router runs (no socket, or nobody listens): start afresh.
+    Nobody,
+    /// The old router refused and has stopped: start afresh.
+    Stopped,
+    Offer(Box<Takeover>),
+}
+
+impl Takeover {
+    /// Asks the router on handover socket `path` for its descriptors; see
+    /// the module doc.
+    pub(super) fn connect(path: &Path, host: &str) -> Result<Found> {
+        let conn = match connect(path) {
+            Ok(s) => Conn::new(s)?,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                tracing::info!(path = %path.display(), "no running router to take over from: starting afresh");
+                return Ok(Found::Nobody);
+            }
+            Err(e) => return Err(e).with_context(|| format!("connecting to {}", path.display())),
+        };
+        conn.request(Ask::Takeover, None)
+            .context("asking the running router for a handover")?;
+        let Some((bytes, _)) = conn.recv(0).context("waiting for the handover offer")? else {
+            bail!("the running router closed the handover connection without an answer");
+        };
+        let answer: Answer = match parse(&bytes, "answer") {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = conn.request(Ask::Abort, Some(format!("{e:#}")));
+                return Err(e.context("the running router's handover answer"));
+            }
+        };
+        let offer = match answer {
+            Answer::Offer(o) => o,
+            Answer::Refused { code, message, .. } => {
+                tracing::warn!(%code, "handover refused: {message}; restarting instead: stopping the running router");
+                return Self::stop_old(&conn).map(|()| Found::Stopped);
+            }
+            other => bail!("unexpected handover answer {other:?}"),
+        };
+        if offer.host != host {
+            let why = format!("the running router is host {}, not {host}", offer.host);
+            let _ = conn.request(Ask::Abort, Some(why.clone()));
+            bail!("{why}");
+        }
+        let mut fds = Vec::with_capacity(offer.fds);
+        while fds.len() < offer.fds {
+            let Some((bytes, got)) = conn.recv(sys::MAX_FDS_PER_MSG)? else {
+                bail!("the running router closed the handover connection mid-offer");
+            };
+            let head: serde_json::Value = parse(&bytes, "descriptor message")?;
+            if head.get("fds").and_then(serde_json::Value::as_u64) != Some(got.len() as u64)
+                || got.is_empty()
+            {
+                bail!("a handover descriptor message does not hold what it says");
+            }
+            fds.extend(got.into_iter().map(Some));
+        }
+        if fds.len() != offer.fds {
+            bail!(
+                "the handover offer promised {} descriptors, {} came",
+                offer.fds,
+                fds.len()
+            );
+        }
+        tracing::info!(from = %offer.version, workers = offer.workers, ports = offer.ports.len(), descriptors = offer.fds, "handover offer received");
+        let ports = offer
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect();
+        Ok(Found::Offer(Box::new(Takeover {
+            conn,
+            offer,
+            fds,
+            ports,
+            path: path.to_owned(),
+        })))
+    }
+
+    /// A restart instead: asks the old router to stop and waits until it
+    /// has exited (its end of the connection closes with the process).
+    fn stop_old(conn: &Conn) -> Result<()> {
+        conn.request(Ask::Stop, None)?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match conn.recv(0) {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) => {}
+                Err(e) if sys::is_transient(&e) && Instant::now() < deadline => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+                Err(e) => return Err(e).context("waiting for the running router to stop"),
+            }
+        }
+    }
+
+    fn take(&mut self, i: usize) -> Result<OwnedFd> {
+        self.fds
+            .get_mut(i)
+            .and_then(Option::take)
+            .with_context(|| format!("handover descriptor {i} is missing or used twice"))
+    }
+
+    fn take_opt(&mut self, i: Option<usize>) -> Result<Option<OwnedFd>> {
+        i.map(|i| self.take(i)).transpose()
+    }
+
+    /// The liveness socket, which must be bound to `addr`.
+    pub(super) fn liveness(&mut self, addr: SocketAddr) -> Result<Option<std::net::UdpSocket>> {
+        let Some(fd) = self.take_opt(self.offer.liveness)? else {
+            return Ok(None);
+        };
+        let s = std::net::UdpSocket::from(fd);
+        if s.local_addr().ok() != Some(addr) {
+            bail!(
+                "the liveness socket handed over is bound to {:?}, not {addr}",
+                s.local_addr().ok()
+            );
+        }
+        s.set_nonblocking(true)?;
+        Ok(Some(s))
+    }
+
+    /// The metrics listener, which must listen on `addr`.
+    pub(super) fn metrics(&mut self, addr: SocketAddr) -> Result<Option<std::net::TcpListener>> {
+        let Some(fd) = self.take_opt(self.offer.metrics)? else {
+            return Ok(None);
+        };
+        let l = std::net::TcpListener::from(fd);
+        let at = l.local_addr().ok();
+        // Port 0 asked for any port: the one the old router got is fine.
+        if at.is_none_or(|a| a.ip() != addr.ip() || (addr.port() != 0 && a.port() != addr.port())) {
+            bail!("the metrics listener handed over is on {at:?}, not {addr}");
+        }
+        Ok(Some(l))
+    }
+
+    /// The control socket's listener.
+    pub(super) fn control(&mut self) -> Result<Option<OwnedFd>> {
+        self.take_opt(self.offer.control)
+    }
+
+    /// The handover listener (on [`Takeover::path`]).
+    pub(super) fn listener(&mut self) -> Result<Option<Listener>> {
+        let path = self.path.clone();
+        self.take_opt(self.offer.handover)?
+            .map(|fd| Listener::adopt(fd, &path))
+            .transpose()
+    }
+
+    /// Worker `k`'s UDP uplink descriptors (receive socket first).
+    pub(super) fn uplink(&mut self, local: SocketAddr, k: usize) -> Result<Vec<OwnedFd>> {
+        if self.offer.uplink.local != local {
+            bail!(
+                "the running router's UDP uplink is on {}, this configuration's on {local}",
+                self.offer.uplink.local
+            );
+        }
+        let idx = self.offer.uplink.queues.get(k).cloned().unwrap_or_default();
+        idx.into_iter().map(|i| self.take(i)).collect()
+    }
+
+    /// Port `name`'s offer and its queues' descriptors, one per worker.
+    pub(super) fn port(&mut self, name: &str) -> Result<Option<(PortOffer, Vec<OwnedFd>)>> {
+        let Some(p) = self.ports.remove(name) else {
+            return Ok(None);
+        };
+        let fds = p
+            .queues
+            .iter()
+            .map(|&i| self.take(i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((p, fds)))
+    }
+
+    /// Checks the offer against what this router is about to run: the
+    /// same workers, and the same ports from the topology (kind and
+    /// offloads): a port the old router had and this one does not, or the
+    /// reverse, is refused before anything is made.
+    pub(super) fn check_matches(
+        &self,
+        workers: usize,
+        config_ports: &[(String, PortKind, bool)],
+    ) -> Result<()> {
+        if self.offer.workers != workers {
+            bail!(
+                "the running router has {} worker(s), this configuration {workers}: restart instead",
+                self.offer.workers
+            );
+        }
+        let offered: Vec<(String, PortKind, bool)> = self
+            .offer
+            .ports
+            .iter()
+            .filter(|p| !p.attached)
+            .map(|p| (p.name.clone(), p.kind, p.offload))
+            .collect();
+        let mut a = offered.clone();
+        let mut b = config_ports.to_vec();
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        if a != b {
+            bail!(
+                "the running router's topology ports {:?} differ from this configuration's {:?}: restart instead",
+                a.iter().map(|p| &p.0).collect::<Vec<_>>(),
+                b.iter().map(|p| &p.0).collect::<Vec<_>>()
+            );
+        }
+        Ok(())
+    }
+
+    /// Ports of the offer nobody took.
+    pub(super) fn left_over(&self) -> Vec<String> {
+        self.ports.keys().cloned().collect()
+    }
+
+    /// Tells the old router to go on; this router gives up.
+    pub(super) fn abort(self, reason: &str) {
+        let _ = self.conn.request(Ask::Abort, Some(reason.to_owned()));
+    }
+
+    /// Tells the old router that every new worker polls and waits until
+    /// it has stopped its own; returns what it forwarded in all.
+    pub(super) fn finish(self) -> Result<u64> {
+        self.conn.request(Ask::Polling, None)?;
+        let Some((bytes, _)) = self
+            .conn
+            .recv(0)
+            .context("waiting for the old router to stop")?
+        else {
+            bail!("the old router closed the handover connection before saying it stopped");
+        };
+        match parse::<Answer>(&bytes, "answer")? {
+            Answer::Done { forwarded, .. } => Ok(forwarded),
+            other => bail!("unexpected handover answer {other:?}"),
+        }
+    }
+}
+
+/// What one handover connection came to, on the old router's side.
+pub(super) enum Outcome {
+    /// Nothing changes: the new router went away or gave up.
+    Continue,
+    /// The new router forwards: exit without tearing anything down.
+    HandedOver,
+    /// Stop as on SIGTERM; keep the connection open until the exit.
+    Stop(Conn),
+}
+
+/// The old router's side of one connection: `src` builds the offer and
+/// its descriptors (or the refusal), and stops and drains the workers
+/// once the new ones poll.
+fn serve(conn: Conn, src: &mut dyn Source) -> Outcome {
+    loop {
+        let req = match conn.recv_request() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Outcome::Continue,
+            Err(e) => {
+                tracing::warn!("handover: {e:#}");
+                let _ = conn.send(
+                    &Answer::Refused {
+                        v: VERSION,
+                        code: "unsupported_version".into(),
+                        message: format!("{e:#}"),
+                    },
+                    &[],
+                );
+                return Outcome::Continue;
+            }
+        };
+        match req.op {
+            Ask::Takeover => {}
+            Ask::Stop => {
+                tracing::info!("stopping: a new router asked for a restart");
+                let _ = conn.send(&Answer::Stopping { v: VERSION }, &[]);
+                return Outcome::Stop(conn);
+            }
+            Ask::Polling | Ask::Abort => return Outcome::Continue,
+        }
+        tracing::info!(version = %req.version, "a new router asks to take over");
+        let (o, fds) = match src.offer() {
+            Ok(x) => x,
+            Err(message) => {
+                tracing::warn!("handover refused: {message}");
+                let _ = conn.send(
+                    &Answer::Refused {
+                        v: VERSION,
+                        code: "unsupported".into(),
+                        message,
+                    },
+                    &[],
+                );
+                continue;
+            }
+        };
+        if let Err(e) = conn
+            .send(&Answer::Offer(o), &[])
+            .and_then(|()| conn.send_fds(&fds))
+        {
+            tracing::warn!(error = %e, "handover: sending the offer failed; going on");
+            return Outcome::Continue;
+        }
+        drop(fds);
+        match conn.recv_request() {
+            Ok(Some(Request {
+                op: Ask::Polling, ..
+            })) => {
+                let forwarded = src.stop_workers();
+                let _ = conn.send(
+                    &Answer::Done {
+                        v: VERSION,
+                        forwarded,
+                    },
+                    &[],
+                );
+                tracing::info!(forwarded, "handed over: the new router forwards; exiting");
+                return Outcome::HandedOver;
+            }
+            Ok(Some(Request {
+                op: Ask::Abort,
+                reason,
+                ..
+            })) => {
+                tracing::warn!(
+                    reason = reason.as_deref().unwrap_or(""),
+                    "handover aborted by the new router; going on"
+                );
+                return Outcome::Continue;
+            }
+            Ok(other) => {
+                tracing::warn!(?other, "handover: the new router went away; going on");
+                return Outcome::Continue;
+            }
+            Err(e) => {
+                tracing::warn!("handover: {e:#}; going on");
+                return Outcome::Continue;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The offer of the first release with handover, byte for byte: every
+    /// later build must read it.
+    const OFFER_V1: &str = r#"{"op":"offer","v":1,"version":"0.1.0","host":"h1","workers":2,"fds":7,"uplink":{"local":"198.18.0.1:4789","queues":[[0,1],[2,3]]},"liveness":4,"control":null,"handover":5,"metrics":null,"ports":[{"name":"c1","index":1,"kind":"tun","offload":true,"attached":false,"queues":[6,6]}],"devices":[{"kind":"tun","port_name":"c1","netns":"ns1","netns_created":true,"moved":true}]}"#;
+
+    #[test]
+    fn reads_the_first_release_offer() {
+        let a: Answer = parse(OFFER_V1.as_bytes(), "answer").unwrap();
+        let Answer::Offer(o) = a else { panic!("{a:?}") };
+        assert_eq!(o.workers, 2);
+        assert_eq!(o.uplink.queues, vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(o.ports[0].kind, PortKind::Tun);
+        assert!(o.devices[0].moved);
+        // What this build writes reads back the same.
+        let again: Answer = parse(
+            &serde_json::to_vec(&Answer::Offer(o.clone())).unwrap(),
+            "answer",
+        )
+        .unwrap();
+        assert_eq!(again, Answer::Offer(o));
+    }
+
+    #[test]
+    fn refuses_other_versions_and_junk_clearly() {
+        let v2 = OFFER_V1.replace("\"v\":1", "\"v\":2");
+        let e = format!(
+            "{:#}",
+            parse::<Answer>(v2.as_bytes(), "answer").unwrap_err()
+        );
+        assert!(
+            e.contains("version 2") && e.contains("speaks version 1"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse::<Answer>(b"{\"op\":\"done\"}", "answer").unwrap_err()
+        );
+        assert!(e.contains("without a version"), "{e}");
+        assert!(parse::<Answer>(b"\xff", "answer").is_err());
+        let extra = OFFER_V1.replace("\"workers\":2", "\"workers\":2,\"bogus\":1");
+        assert!(parse::<Answer>(extra.as_bytes(), "answer").is_err());
+        let r: Request = parse(br#"{"v":1,"op":"takeover","version":"9.9.9"}"#, "request").unwrap();
+        assert_eq!(r.op, Ask::Takeover);
+        assert!(parse::<Request>(br#"{"v":1,"op":"explode"}"#, "request").is_err());
+    }
+
+    #[test]
+    fn descriptors_cross_a_seqpacket_pair() {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+        let (a, b) = (Conn::new(a).unwrap(), Conn::new(b).unwrap());
+        let files: Vec<OwnedFd> = (0..300)
+            .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+            .collect();
+        a.send_fds(&files).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 300 {
+            let (bytes, fds) = b.recv(sys::MAX_FDS_PER_MSG).unwrap().unwrap();
+            let head: serde_json::Value = parse(&bytes, "fds").unwrap();
+            assert_eq!(head["fds"].as_u64(), Some(fds.len() as u64));
+            got.extend(fds);
+        }
+        assert_eq!(got.len(), 300);
+        drop(a);
+        assert!(b.recv(0).unwrap().is_none(), "a closed peer reads as None");
+    }
+
+    #[test]
+    fn the_handover_socket_sits_beside_the_control_socket() {
+        assert_eq!(
+            handover_path(Path::new("/run/vxrouter/h1.sock")),
+            PathBuf::from("/run/vxrouter/h1.handover")
+        );
+    }
+}
+
+/// The old router's part, on [`Router`].
+impl super::Router<'_> {
+    /// Serves a new router waiting on the handover socket, if any.
+    pub(super) fn on_handover(&mut self) {
+        loop {
+            let conn = match self.handover.as_ref().map(Listener::accept) {
+                Some(Ok(Some(c))) => c,
+                Some(Ok(None)) | None => return,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "handover socket");
+                    return;
+                }
+            };
+            match serve(conn, self) {
+                Outcome::Continue => {}
+                Outcome::HandedOver => {
+                    self.exit = super::Exit::HandedOver;
+                    return;
+                }
+                Outcome::Stop(c) => {
+                    self.exit = super::Exit::Stop(c);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The offer and its descriptors, or why this router cannot hand over.
+    fn build_offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String> {
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut push = |fd: OwnedFd| {
+            fds.push(fd);
+            fds.len() - 1
+        };
+        let dup = |r: io::Result<OwnedFd>, what: &str| {
+            r.map_err(|e| format!("duplicating the {what}: {e}"))
+        };
+        let local = SocketAddr::new(
+            self.topo.hosts[self.me].underlay,
+            self.topo.overlay.udp_port,
+        );
+        let uplink = UplinkOffer {
+            local,
+            queues: self
+                .uplink_passable
+                .dup()?
+                .into_iter()
+                .map(|q| q.into_iter().map(&mut push).collect())
+                .collect(),
+        };
+        let mut ports = Vec::new();
+        for (index, slot) in self.ports.iter() {
+            let queues = slot
+                .passable
+                .dup()?
+                .into_iter()
+                .map(|mut q| match q.len() {
+                    1 => Ok(push(q.remove(0))),
+                    n => Err(format!(
+                        "port {}: {n} descriptors for one queue",
+                        slot.config.name
+                    )),
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()?;
+            ports.push(PortOffer {
+                name: slot.config.name.clone(),
+                index,
+                kind: slot.config.kind,
+                offload: slot.config.offload,
+                attached: slot.attachment.is_some(),
+                queues,
+            });
+        }
+        let liveness = match &self.hello_sock {
+            Some(s) => Some(push(dup(
+                s.as_fd().try_clone_to_owned(),
+                "liveness socket",
+            )?)),
+            None => None,
+        };
+        let control = match &self.control {
+            Some(c) => Some(push(dup(c.dup_listener(), "control socket")?)),
+            None => None,
+        };
+        let handover = match &self.handover {
+            Some(l) => Some(push(dup(l.dup(), "handover socket")?)),
+            None => None,
+        };
+        let metrics = match &self.metrics {
+            Some(m) => Some(push(dup(m.dup_listener(), "metrics listener")?)),
+            None => None,
+        };
+        let offer = Offer {
+            v: VERSION,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            host: self.topo.hosts[self.me].name.clone(),
+            workers: self.n_workers,
+            fds: 0,
+            uplink,
+            liveness,
+            control,
+            handover,
+            metrics,
+            ports,
+            devices: self.owned.devices.iter().map(|d| d.handle()).collect(),
+        };
+        Ok((
+            Offer {
+                fds: fds.len(),
+                ..offer
+            },
+            fds,
+        ))
+    }
+
+    /// The new workers poll: stops this router's workers (each drains what
+    /// its ports already read) and lets go of the devices it made, which
+    /// the new router owns now. Returns the packets forwarded in all.
+    fn stop_for_handover(&mut self) -> u64 {
+        for d in self.owned.devices.drain(..) {
+            d.release();
+        }
+        let handles: Vec<_> = self.owned.workers.iter().map(|(_, h)| h.clone()).collect();
+        self.owned.shutdown();
+        handles
+            .iter()
+            .filter_map(|h| h.stats.lock().ok().map(|s| s.counters.forwarded))
+            .sum()
+    }
+
+    /// Exits after a handover: closes what is left without removing the
+    /// socket files, devices or records the new router uses now.
+    pub(super) fn exit_handed_over(mut self) {
+        if let Some(c) = self.control.take() {
+            c.close_keeping_path();
+        }
+        if let Some(l) = self.handover.take() {
+            l.close_keeping_path();
+        }
+        self.state = None;
+    }
+
+    /// The new router's last steps: once every worker polls, tells the old
+    /// router to stop, and takes ownership of its devices and socket
+    /// files. A port the old router offered that this one did not take
+    /// (not in its topology or state directory) ends the takeover: the old
+    /// router goes on.
+    pub(super) fn complete_takeover(&mut self, t: Takeover) -> Result<()> {
+        let mut left = t.left_over();
+        left.extend(self.takeover_attached.keys().cloned());
+        if !left.is_empty() {
+            let why = format!(
+                "the running router has ports this one would not take ({}): restart instead",
+                left.join(", ")
+            );
+            t.abort(&why);
+            bail!("{why}");
+        }
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !self.worker_loops().iter().all(|&n| n > 0) {
+            if Instant::now() >= deadline {
+                t.abort("the new workers did not start");
+                bail!("the new workers did not start polling within {STEP_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let devices = t.offer.devices.clone();
+        let path = t.path.clone();
+        let started = Instant::now();
+        let old_forwarded = t.finish()?;
+        for h in &devices {
+            self.owned
+                .devices
+                .push(crate::host::netns::CreatedDevice::adopt(h));
+        }
+        if let Some(c) = &mut self.control {
+            if let Some(p) = &self.opts.socket {
+                c.claim_path(p);
+            }
+        }
+        if let Some(l) = &mut self.handover {
+            l.claim(&path);
+        }
+        tracing::info!(
+            old_forwarded,
+            old_stop_ms = started.elapsed().as_secs_f64() * 1e3,
+            "takeover complete: the old router stopped; this one forwards"
+        );
+        Ok(())
+    }
+}
+
+/// What [`serve`] needs from the old router.
+trait Source {
+    fn offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String>;
+    fn stop_workers(&mut self) -> u64;
+}
+
+impl Source for super::Router<'_> {
+    fn offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String> {
+        self.build_offer()
+    }
+
+    fn stop_workers(&mut self) -> u64 {
+        self.stop_for_handover()
+    }
+}
