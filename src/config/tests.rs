@@ -1413,3 +1413,109 @@ fn invalid_utf8_is_refused_at_its_position() {
     // Valid UTF-8 goes on to the parser.
     assert!(parse_bytes(format!("{BASE}b = \"h2\"\ncost = 1\n").as_bytes(), "t.toml").is_ok());
 }
+
+/// `[store]`: defaults, and each bad field named with its line.
+#[test]
+fn store_table_defaults_and_errors() {
+    let one = "[overlay]\nvni = 7\n[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\n";
+    let t = ok(&format!(
+        "{one}[store]\nendpoints = [\"http://198.18.0.10:2379\"]\n"
+    ));
+    let s = t.store.expect("store");
+    assert_eq!(s.layout, StoreLayout::Vxrouter);
+    assert_eq!(s.prefix, DEFAULT_STORE_PREFIX);
+    assert_eq!((s.lease_ttl_s, s.connect_timeout_ms), (10, 5000));
+    assert!(t.hosts[0].subnets.is_empty());
+    let f = ok(&format!(
+        "{one}[store]\nendpoints = [\"https://e1:2379\"]\nlayout = \"flannel\"\nca_file = \"/etc/ca.pem\"\n"
+    ));
+    assert_eq!(f.store.unwrap().prefix, DEFAULT_FLANNEL_PREFIX);
+    let at =
+        |extra: &str| format!("{one}[store]\nendpoints = [\"http://198.18.0.10:2379\"]\n{extra}\n");
+    // Lines: 6 [store], 7 endpoints, 8 the extra field.
+    expect(
+        &format!("{one}[store]\nendpoints = [\"198.18.0.10:2379\"]\n"),
+        7,
+        "store.endpoints[0]",
+        "expected http://HOST:PORT",
+    );
+    expect(
+        &format!("{one}[store]\nendpoints = [\"http://e1:0\"]\n"),
+        7,
+        "store.endpoints[0]",
+        "port in 1..=65535",
+    );
+    expect(
+        &format!("{one}[store]\nendpoints = []\n"),
+        7,
+        "store.endpoints",
+        "at least one",
+    );
+    expect(
+        &format!("{one}[store]\nprefix = \"/x\"\n"),
+        6,
+        "store.endpoints",
+        "missing field",
+    );
+    expect(
+        &at("layout = \"calico\""),
+        8,
+        "store.layout",
+        "expected \"vxrouter\" or \"flannel\"",
+    );
+    expect(
+        &at("prefix = \"x/\""),
+        8,
+        "store.prefix",
+        "starting with '/'",
+    );
+    expect(
+        &at("lease_ttl_s = 1"),
+        8,
+        "store.lease_ttl_s",
+        "out of range",
+    );
+    expect(
+        &at("network = \"198.19.1.0/16\""),
+        8,
+        "store.network",
+        "host bits",
+    );
+    expect(
+        &at("network = \"198.19.0.0/16\"\nsubnet_len = 8"),
+        9,
+        "store.subnet_len",
+        "does not fit",
+    );
+    expect(
+        &at("layout = \"flannel\"\nnetwork = \"198.19.0.0/16\""),
+        9,
+        "store.network",
+        "reads Network",
+    );
+    expect(&at("ca_file = \"ca.pem\""), 8, "store.ca_file", "relative");
+    expect(
+        &at("ca_file = \"/ca.pem\""),
+        6,
+        "store.endpoints",
+        "use https://",
+    );
+    expect(
+        &at("username = \"u\""),
+        6,
+        "store.username",
+        "password_file",
+    );
+    expect(
+        &at("cert_file = \"/c.pem\""),
+        6,
+        "store.cert_file",
+        "key_file",
+    );
+    expect(
+        &at("endpoint = \"x\""),
+        8,
+        "store.endpoint",
+        "unknown field",
+    );
+}
