@@ -988,11 +988,20 @@ impl<'a> Router<'a> {
             return;
         }
         let merged = store.merge(self.file_topo.clone(), self.me);
+        let revision = merged.revision;
         match self.apply(merged.topology, merged.me) {
             Ok(()) => {
+                // Published now, not at the end of the step: the time from
+                // a record written to the workers' tables is the figure.
+                self.publish_if_needed();
                 if let Some(s) = self.store.as_mut() {
                     s.applied();
                 }
+                tracing::info!(
+                    hosts = self.topo.hosts.len(),
+                    revision,
+                    "store view published"
+                );
             }
             Err(e) => {
                 tracing::error!("store view not applied, keeping the running topology: {e:#}");

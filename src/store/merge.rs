@@ -33,6 +33,8 @@ pub struct Merged {
     pub topology: Topology,
     pub me: usize,
     pub rejected: Vec<Rejected>,
+    /// The revision of the view merged.
+    pub revision: i64,
 }
 
 /// Address space taken so far: subnets as disjoint ranges and underlay
@@ -352,6 +354,7 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
         topology: topo,
         me,
         rejected,
+        revision: view.revision,
     }
 }
 
