@@ -9,6 +9,8 @@
 //! - [`api`]: the control socket's request/reply protocol (sans-IO) and its client.
 //! - [`cni`]: the `vxrouter-cni` plugin's logic (CNI 1.0.0 and 1.1.0), a
 //!   client of the control socket.
+//! - [`store`]: the topology from etcd: records, their merge with the file
+//!   (sans-IO), and the client thread.
 //! - [`offload`]: super-packets: their layout, segmentation and coalescing,
 //!   and the virtio-net header.
 //! - [`port`]: the batch `Port` trait and its implementations (memory, pcap,

@@ -134,7 +134,7 @@ const WAKE_TOKEN: Token = Token(usize::MAX);
 
 /// One poll-mode worker: its port queues, its pipeline and buffers, and
 /// its idle state. [`Worker::run`] loops over [`Worker::round`],
-/// [`Worker::publish`] and [`Worker::rest`].
+/// `Worker::publish` and `Worker::rest`.
 pub struct Worker {
     id: usize,
     /// `ports[i]`: this worker's receive-and-transmit queue of port `i`.

@@ -1,6 +1,6 @@
 //! `vxrouter run`: the control thread of a live router.
 //!
-//! Start-up ([`Router::start`]): load the topology, create or attach the
+//! Start-up (`Router::start`): load the topology, create or attach the
 //! container ports, attach our XDP programs and open one AF_XDP socket or
 //! TUN queue per worker and port, resolve the peers' underlay MACs through
 //! the kernel's neighbour table, compile and publish the forwarding tables,
@@ -8,7 +8,7 @@
 //! overlay MTU cannot fit the uplink NIC's MTU once encapsulated is refused
 //! before anything is made.
 //!
-//! Then [`Router::step`] watches, one poll at a time: neighbour events
+//! Then `Router::step` watches, one poll at a time: neighbour events
 //! (republish when a peer's MAC appears or changes), the uplink NIC's MTU
 //! (republish: packets that no longer fit get ICMP errors naming the size
 //! that does), liveness hellos, control socket requests (status, ports,
@@ -17,18 +17,20 @@
 //! created), and every second it retires old tables, retries unresolved
 //! neighbours, writes the stats file and hands the same counters to the
 //! metrics endpoint ([`crate::metrics`]). Each tick also reads every
-//! worker's loop count ([`progress`]): a worker that has not looped for
-//! [`progress::PROGRESS_WINDOW`] is wedged, and the router logs it, counts
+//! worker's loop count (`progress`): a worker that has not looped for
+//! `progress::PROGRESS_WINDOW` is wedged, and the router logs it, counts
 //! it and exits non-zero, for its supervisor to restart it. Under systemd
-//! ([`notify`]) it says `READY=1` once every worker polls, feeds the
+//! (`notify`) it says `READY=1` once every worker polls, feeds the
 //! watchdog only while every worker makes progress, and says `STOPPING=1`.
 //!
-//! Files: [`setup`] opens port queues, [`ports`] keeps the port set,
-//! [`attach`] attaches and detaches ports live, [`socket`] serves the
-//! control socket, [`reload`] decides what a reload may change,
-//! [`neighbours`] resolves peers, [`hellos`] runs the liveness socket,
-//! [`underlay`] checks the NIC's MTU, [`stats`] collects the counters,
-//! [`progress`] tells stalled workers, [`notify`] talks to systemd.
+//! Files: `setup` opens port queues, `ports` keeps the port set,
+//! `attach` attaches and detaches ports live, `socket` serves the
+//! control socket, `reload` decides what a reload may change,
+//! `neighbours` resolves peers, `hellos` runs the liveness socket,
+//! `underlay` checks the NIC's MTU, `stats` collects the counters,
+//! `progress` tells stalled workers, `notify` talks to systemd, `store`
+//! merges the topology store's views (`[store]`), `handover` passes the
+//! running router's descriptors to its successor (`run --takeover`).
 //!
 //! Invariants: workers only ever see whole, published tables; a port is in
 //! the tables before a worker polls it, and out of every table before a
@@ -108,7 +110,7 @@ pub struct RunOptions {
     /// Where attached ports are recorded, so that the next run takes them
     /// back; `None` records nothing.
     pub state_dir: Option<PathBuf>,
-    /// Take over from the router running on this host (see [`handover`]).
+    /// Take over from the router running on this host (see docs/operations.md).
     pub takeover: bool,
 }
 

@@ -4,7 +4,7 @@
 //! Layer: control plane, the I/O of [`super`]. The request parser
 //! ([`RequestReader`]) and the choice of the connection a new one replaces
 //! ([`pick_slot`]) do no I/O and read no clock, so tests drive them with any
-//! bytes; [`serve`] is the loop around them. The server answers one request
+//! bytes; `serve` is the loop around them. The server answers one request
 //! per connection (`Connection: close`): a scrape is one small GET, and
 //! without keep-alive a connection has no state past its request to bound.
 //!

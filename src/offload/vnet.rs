@@ -3,7 +3,7 @@
 //! `PACKET_VNET_HDR`, and what the router says about one it writes there.
 //!
 //! Layer: offload, sans-IO; the ports ([`crate::port::tun`],
-//! [`crate::port::packet`]) do the reads and writes. With offloads on, the
+//! [`crate::port::afpacket`]) do the reads and writes. With offloads on, the
 //! container kernel hands over one TCP (or UDP with `UDP_SEGMENT`)
 //! super-packet of up to 64 KiB instead of one packet per MTU, and accepts
 //! such super-packets on write, so the router pays one system call per ~45
