@@ -659,10 +659,33 @@ impl std::fmt::Display for FatalError {
 
 impl std::error::Error for FatalError {}
 
-/// `key` without `prefix`, if it is under it and UTF-8.
+/// `key` without `prefix`, if it is under it. A key that is not UTF-8
+/// keeps its bytes as replacement characters: the merge then leaves it
+/// out as an unknown key, counted, rather than unseen.
 fn relative(prefix: &str, key: &[u8]) -> Option<String> {
-    let k = std::str::from_utf8(key).ok()?;
+    let k = String::from_utf8_lossy(key);
     let rest = k.strip_prefix(prefix)?;
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     (!rest.is_empty()).then(|| rest.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_taken_relative_to_the_prefix_and_none_is_lost() {
+        let p = "/vxrouter/network/";
+        assert_eq!(
+            relative(p, b"/vxrouter/network/hosts/h1").as_deref(),
+            Some("hosts/h1")
+        );
+        assert_eq!(relative(p, b"/vxrouter/network/"), None);
+        assert_eq!(relative(p, b"/other/hosts/h1"), None);
+        // Not UTF-8: still seen, so that the merge counts it.
+        assert_eq!(
+            relative(p, b"/vxrouter/network/hosts/\xff").as_deref(),
+            Some("hosts/\u{fffd}")
+        );
+    }
 }
