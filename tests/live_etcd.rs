@@ -604,3 +604,56 @@ fn flannel_layout_interoperates_with_a_kernel_vxlan_host() {
     lab.ping(&c1, "198.19.2.2");
     lab.ping(&c2, "198.19.1.2");
 }
+
+/// A host without subnets leases one, keeps it across a restart, and
+/// starts from its cached view (same subnet, same peers) while etcd is
+/// down, reconnecting once it is back.
+#[test]
+fn a_leased_subnet_survives_restarts_and_a_start_without_etcd() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("etcds");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let mut etcd = Etcd::start(&lab, &h1);
+    etcd.put(
+        "/vxrouter/network/hosts/p9",
+        r#"{"name":"p9","underlay":"198.18.0.9","vtep_mac":"02:00:c6:13:09:00","subnets":["198.19.9.0/24"],"vni":42}"#,
+    );
+    let cfg = lab.write(
+        "h2.toml",
+        &format!(
+            "[overlay]\nvni = 42\n{}\n[[hosts]]\nname = \"h2\"\nunderlay = \"198.18.0.2\"\nvtep_mac = \"{H2_VTEP}\"\nnic = \"eth0\"\nworkers = [0]\n",
+            store("network = \"198.19.0.0/16\"\nsubnet_len = 24\nconnect_timeout_ms = 1500")
+        ),
+    );
+    let subnets = |s: &Value| s["store"]["subnets"].clone();
+    let r = lab.start(&cfg, "h2", &h2);
+    let s = lab.wait_stats(r, "a leased subnet and p9", |s| store_hosts(s) == 1);
+    let leased = subnets(&s);
+    let net = leased[0].as_str().expect("a subnet").to_owned();
+    assert!(net.starts_with("198.19.") && net.ends_with("/24"), "{s}");
+    let key = format!("/vxrouter/network/subnets/{}", net.replace('/', "-"));
+    assert!(etcd
+        .ctl(&["get", "--print-value-only", &key])
+        .contains("\"h2\""));
+    // A restart (within the lease's TTL) keeps it.
+    lab.stop(r);
+    let r = lab.start(&cfg, "h2", &h2);
+    let s = lab.wait_stats(r, "connected again", |s| s["store"]["connected"] == true);
+    assert_eq!(subnets(&s), leased, "{s}");
+    // etcd down: the next start takes the cached view.
+    lab.stop(r);
+    etcd.kill();
+    let r = lab.start(&cfg, "h2", &h2);
+    let s = lab.wait_stats(r, "a start from the cache", |s| store_hosts(s) == 1);
+    assert_eq!(subnets(&s), leased, "{s}");
+    assert_eq!(s["store"]["connected"], false, "{s}");
+    assert!(lab.log(r).contains("starting from the cached view"));
+    etcd.run();
+    let s = lab.wait_stats(r, "reconnected", |s| s["store"]["connected"] == true);
+    assert_eq!(subnets(&s), leased, "{s}");
+    assert!(etcd
+        .ctl(&["get", "--print-value-only", &key])
+        .contains("\"h2\""));
+}
