@@ -127,7 +127,7 @@ impl Router<'_> {
         config: PortConfig,
         attachment: Attachment,
     ) -> Result<(), ApiError> {
-        let program = queues.program.take();
+        let program = queues.link.take();
         self.ports.insert(
             index,
             Slot {
@@ -252,7 +252,8 @@ impl Router<'_> {
             self.topo.overlay_mtu(self.me),
             self.topo.hosts[self.me].vtep_mac.0,
             self.n_workers,
-            &self.xsk_cfg,
+            &self.veth_xsk_cfg,
+            &self.container_xdp,
         )
     }
 

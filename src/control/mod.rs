@@ -75,7 +75,7 @@ use crate::metrics::{LivenessStats, MetricsServer, ReloadStats, RunStats};
 use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
 use crate::port::tun::TunPort;
 use crate::port::udp::{UdpConfig, UdpPort};
-use crate::port::xdp::{XdpKind, XdpProgram};
+use crate::port::xdp::{ContainerXdp, XdpProgram};
 use crate::port::Port;
 use crate::route::liveness::Liveness;
 use crate::route::{self, RouteSet};
@@ -247,7 +247,10 @@ struct Router<'a> {
     nic_watch: LinkWatch,
     underlay_mtu: u16,
     n_workers: usize,
-    xsk_cfg: AfXdpConfig,
+    /// AF_XDP sizes and modes of veth container ports.
+    veth_xsk_cfg: AfXdpConfig,
+    /// The container XDP program every AF_XDP veth port shares.
+    container_xdp: ContainerXdp,
     owned: Owned,
     ports: PortSet,
     routes: RouteSet,
@@ -368,6 +371,8 @@ impl<'a> Router<'a> {
         };
         let overlay_mtu = topo.overlay_mtu(me);
         let xsk_cfg = AfXdpConfig::default();
+        let veth_xsk_cfg = AfXdpConfig::veth();
+        let container_xdp = ContainerXdp::new();
 
         // Queues per port index: 0 the uplink, then container ports.
         let mut by_port: Vec<Queues> = Vec::with_capacity(1 + host.ports.len());
@@ -431,7 +436,15 @@ impl<'a> Router<'a> {
                             tracing::warn!(port = %p.name, "attached to an existing veth: turn off tx checksum offload on its container end (ethtool -K IF tx off)");
                         }
                     }
-                    setup::open_veth_queues(p, idx, mtu, host.vtep_mac.0, n_workers, &xsk_cfg)?
+                    setup::open_veth_queues(
+                        p,
+                        idx,
+                        mtu,
+                        host.vtep_mac.0,
+                        n_workers,
+                        &veth_xsk_cfg,
+                        &container_xdp,
+                    )?
                 }
             };
             ports.insert(
@@ -439,7 +452,7 @@ impl<'a> Router<'a> {
                 Slot {
                     config: p.clone(),
                     attachment: None,
-                    program: q.program.take(),
+                    program: q.link.take(),
                 },
             );
             by_port.push(q);
@@ -558,7 +571,8 @@ impl<'a> Router<'a> {
             nic_watch,
             underlay_mtu,
             n_workers,
-            xsk_cfg,
+            veth_xsk_cfg,
+            container_xdp,
             owned,
             ports,
             routes,
@@ -586,6 +600,13 @@ impl<'a> Router<'a> {
             router.routes = compute_routes(&router.topo, me, router.liveness.as_ref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             router.republish = Republish::Always;
+        }
+        if router.control.is_some() {
+            // Loaded before the first request, so that a live veth attach
+            // costs a link rather than a pass through the verifier.
+            if let Err(e) = router.container_xdp.load() {
+                tracing::info!(error = %e, "container XDP program not loaded: an AF_XDP veth attach will try again");
+            }
         }
         router.reattach_recorded();
         router.publish_stats(&[]);
@@ -1119,15 +1140,10 @@ fn open_uplink(
         }
         return Ok(q);
     }
-    let mut prog = XdpProgram::attach(
-        nic,
-        XdpKind::Uplink,
-        &[host.underlay],
-        topo.overlay.udp_port,
-    )
-    .with_context(|| {
-        format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
-    })?;
+    let mut prog =
+        XdpProgram::attach(nic, &[host.underlay], topo.overlay.udp_port).with_context(|| {
+            format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
+        })?;
     tracing::info!(dev = %nic, mode = %prog.mode(), "uplink XDP program attached");
     // Every rx queue gets a socket: our XDP program redirects to the socket
     // of the queue a frame arrived on, and a queue without one hands VXLAN
