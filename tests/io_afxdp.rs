@@ -279,7 +279,19 @@ fn one_container_program_keeps_each_interface_to_its_own_socket() {
         drop(l1);
         drop(p1);
         let mut l1 = xdp.attach("io-va").expect("attach XDP to io-va again");
-        let mut p1 = AfXdpPort::open("io-va", 0, &cfg).expect("AF_XDP on io-va again");
+        // The old socket leaves the queue once the kernel has released it
+        // (after an RCU grace period, since the map held it): retry.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut p1 = loop {
+            match AfXdpPort::open("io-va", 0, &cfg) {
+                Ok(p) => break p,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("AF_XDP on io-va again: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("AF_XDP on io-va again: {e}"),
+            }
+        };
         l1.register_socket(0, p1.fd()).unwrap();
         let ns = b_name.clone();
         let pinger = std::thread::spawn(move || io_support::icmp_ping(&ns, "198.18.100.1", 1));

@@ -72,7 +72,7 @@ use crate::host::link::{link_info, LinkChange, LinkInfo, LinkWatch};
 use crate::host::neigh::NeighbourTable;
 use crate::host::netns::{self, CreatedDevice};
 use crate::metrics::{LivenessStats, MetricsServer, ReloadStats, RunStats};
-use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::afxdp::{AfXdpConfig, AfXdpPort, UmemPool};
 use crate::port::tun::TunPort;
 use crate::port::udp::{UdpConfig, UdpPort};
 use crate::port::xdp::{ContainerXdp, XdpProgram};
@@ -247,8 +247,9 @@ struct Router<'a> {
     nic_watch: LinkWatch,
     underlay_mtu: u16,
     n_workers: usize,
-    /// AF_XDP sizes and modes of veth container ports.
-    veth_xsk_cfg: AfXdpConfig,
+    /// The AF_XDP sockets of veth container ports: their sizes and modes,
+    /// and UMEMs made ahead of live attaches.
+    umem_pool: UmemPool,
     /// The container XDP program every AF_XDP veth port shares.
     container_xdp: ContainerXdp,
     owned: Owned,
@@ -371,7 +372,11 @@ impl<'a> Router<'a> {
         };
         let overlay_mtu = topo.overlay_mtu(me);
         let xsk_cfg = AfXdpConfig::default();
-        let veth_xsk_cfg = AfXdpConfig::veth();
+        // One port's worth of spare UMEMs (a socket per worker) when ports
+        // can be attached live.
+        let spares = if opts.socket.is_some() { n_workers } else { 0 };
+        let mut umem_pool =
+            UmemPool::new(AfXdpConfig::veth(), spares).context("starting the spare UMEM thread")?;
         let container_xdp = ContainerXdp::new();
 
         // Queues per port index: 0 the uplink, then container ports.
@@ -442,7 +447,7 @@ impl<'a> Router<'a> {
                         mtu,
                         host.vtep_mac.0,
                         n_workers,
-                        &veth_xsk_cfg,
+                        &mut umem_pool,
                         &container_xdp,
                     )?
                 }
@@ -571,7 +576,7 @@ impl<'a> Router<'a> {
             nic_watch,
             underlay_mtu,
             n_workers,
-            veth_xsk_cfg,
+            umem_pool,
             container_xdp,
             owned,
             ports,

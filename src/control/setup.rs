@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{PortConfig, PortKind};
 use crate::host::link::link_info;
 use crate::port::afpacket::PacketPort;
-use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::afxdp::UmemPool;
 use crate::port::tun::TunPort;
 use crate::port::xdp::{ContainerLink, ContainerXdp, XdpProgram};
 use crate::port::Port;
@@ -56,15 +56,16 @@ pub(super) fn tun_queues(tuns: Vec<TunPort>, n_workers: usize) -> Queues {
 
 /// Opens the queues of veth port `p` (its host end must exist in our
 /// namespace), port index `index`: AF_PACKET sockets with virtio-net
-/// headers when `p.offload`, else AF_XDP sockets behind the router's shared
-/// container XDP program `xdp` on every queue of the device.
+/// headers when `p.offload`, else AF_XDP sockets (on `pool`'s spare UMEMs
+/// where it has them) behind the router's shared container XDP program
+/// `xdp` on every queue of the device.
 pub(super) fn open_veth_queues(
     p: &PortConfig,
     index: usize,
     mtu: u16,
     vtep_mac: [u8; 6],
     n_workers: usize,
-    xsk_cfg: &AfXdpConfig,
+    pool: &mut UmemPool,
     xdp: &ContainerXdp,
 ) -> Result<Queues> {
     debug_assert_eq!(p.kind, PortKind::Veth);
@@ -105,7 +106,8 @@ pub(super) fn open_veth_queues(
         .with_context(|| format!("attaching the XDP program to {}", p.name))?;
     let veth_queues = (info.num_rx_queues.max(1) as usize).min(n_workers);
     for (k, slot) in q.per_worker.iter_mut().enumerate().take(veth_queues) {
-        let port = AfXdpPort::open(&p.name, k as u32, xsk_cfg)
+        let port = pool
+            .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
         *slot = Some(Box::new(port));
@@ -114,7 +116,8 @@ pub(super) fn open_veth_queues(
         tracing::warn!(port = %p.name, queues = veth_queues, "veth has fewer queues than workers: frames for it from other workers drop as port_down");
     }
     for k in n_workers..info.num_rx_queues as usize {
-        let port = AfXdpPort::open(&p.name, k as u32, xsk_cfg)
+        let port = pool
+            .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
         q.rx_only.push((k % n_workers, Box::new(port)));
