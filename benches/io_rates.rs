@@ -65,7 +65,7 @@ mod probes {
     use vxrouter::port::afxdp::{AfXdpConfig, AfXdpPort};
     use vxrouter::port::sys::poll_readable;
     use vxrouter::port::tun::TunPort;
-    use vxrouter::port::xdp::{XdpKind, XdpProgram};
+    use vxrouter::port::xdp::XdpProgram;
     use vxrouter::port::{Batch, Port};
 
     const A: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
@@ -95,8 +95,7 @@ mod probes {
         let mac_b = b.mac("io-vb");
         let run_for = Duration::from_secs(2);
         let rx = io_support::spawn_in(&a.name, move || {
-            let mut prog = XdpProgram::attach("io-va", XdpKind::Uplink, &[A.into()], 4789)
-                .expect("attach XDP");
+            let mut prog = XdpProgram::attach("io-va", &[A.into()], 4789).expect("attach XDP");
             let mut port = AfXdpPort::open("io-va", 0, &AfXdpConfig::default()).expect("AF_XDP");
             prog.register_socket(0, port.fd()).unwrap();
             let mut batch = Batch::new();

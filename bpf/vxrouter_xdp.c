@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * vxrouter's XDP programs. Compiled by build.rs (clang -target bpf) and
- * loaded by src/port/xdp.rs with aya; one object instance per interface, so
- * each interface has its own maps.
+ * loaded by src/port/xdp.rs with aya: `uplink` once per uplink NIC, with its
+ * own copy of the maps; `container` once per router, one program and one
+ * pair of maps shared by every container veth it is attached to, so that an
+ * attach costs a link, not a load through the verifier.
  *
  * - `uplink` (the NIC): redirects to the AF_XDP socket of the receiving queue
  *   only IPv4/IPv6 UDP whose destination is one of our underlay addresses
@@ -11,11 +13,16 @@
  *   is XDP_PASS: the kernel owns the underlay address and must keep resolving
  *   neighbours and answering ssh while the router runs.
  * - `container` (host end of a veth container port): every frame goes to the
- *   socket; the router answers ARP/ND for the gateway itself.
+ *   socket of its own interface and queue; the router answers ARP/ND for the
+ *   gateway itself. The interface's slot comes from `container_slots`
+ *   (ifindex -> slot) and its sockets sit at slot * MAX_QUEUES + queue in
+ *   `container_xsks`, so a frame can only be redirected to a socket that the
+ *   router registered for the interface it arrived on (and the kernel
+ *   refuses to deliver to a socket bound to another device or queue anyway).
  *
- * Both redirect with bpf_redirect_map(&xsks, queue, XDP_PASS): when no socket
- * is registered for the queue (router not started, or dead) the frame goes to
- * the kernel instead of being dropped.
+ * Both redirect with bpf_redirect_map(map, key, XDP_PASS): when no socket is
+ * registered for the key (router not started, or dead) the frame goes to the
+ * kernel instead of being dropped.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -28,6 +35,8 @@
 
 /* Queues we can bind a socket to; NICs here have at most a few dozen. */
 #define MAX_QUEUES 64
+/* Container veth ports one router serves at once (MAX_PORTS is 255). */
+#define MAX_CONTAINER_PORTS 256
 /* Underlay addresses of this host (usually one or two). */
 #define MAX_UNDERLAY_ADDRS 16
 /* 802.1Q and 802.1ad tags we look through (QinQ is two). */
@@ -67,6 +76,22 @@ struct {
 	__type(key, struct addr_key);
 	__type(value, __u8);
 } underlay_addrs SEC(".maps");
+
+/* ifindex of a container port's host end -> its slot (< MAX_CONTAINER_PORTS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CONTAINER_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} container_slots SEC(".maps");
+
+/* slot * MAX_QUEUES + queue -> that interface queue's AF_XDP socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_CONTAINER_PORTS * MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} container_xsks SEC(".maps");
 
 static __always_inline int to_socket(struct xdp_md *ctx)
 {
@@ -160,7 +185,13 @@ int uplink(struct xdp_md *ctx)
 SEC("xdp")
 int container(struct xdp_md *ctx)
 {
-	return to_socket(ctx);
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 queue = ctx->rx_queue_index;
+	__u32 *slot = bpf_map_lookup_elem(&container_slots, &ifindex);
+
+	if (!slot || *slot >= MAX_CONTAINER_PORTS || queue >= MAX_QUEUES)
+		return XDP_PASS;
+	return bpf_redirect_map(&container_xsks, *slot * MAX_QUEUES + queue, XDP_PASS);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use io_support::{eth_ipv4_udp, udp_of_frame, veth_pair};
 use vxrouter::port::afxdp::{AfXdpConfig, AfXdpPort};
 use vxrouter::port::sys::poll_readable;
-use vxrouter::port::xdp::{XdpKind, XdpProgram};
+use vxrouter::port::xdp::{ContainerXdp, XdpProgram};
 use vxrouter::port::{Batch, Port};
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
@@ -63,8 +63,7 @@ fn uplink_redirects_only_vxlan_to_our_address() {
     a.run(move || {
         let kernel_vxlan = udp_socket((A, 4789));
         let kernel_other = udp_socket((A, 4790));
-        let mut prog =
-            XdpProgram::attach("io-va", XdpKind::Uplink, &[A.into()], 4789).expect("attach XDP");
+        let mut prog = XdpProgram::attach("io-va", &[A.into()], 4789).expect("attach XDP");
         let mut port = AfXdpPort::open("io-va", 0, &AfXdpConfig::default()).expect("AF_XDP");
         eprintln!(
             "veth uplink: XDP mode {}, AF_XDP bind mode {}",
@@ -145,8 +144,7 @@ fn uplink_ignores_vxlan_to_other_addresses_and_without_socket() {
         let other = Ipv4Addr::new(198, 18, 100, 9);
         let kernel_other_addr = udp_socket((other, 4789));
         let kernel_vxlan = udp_socket((A, 4789));
-        let mut prog =
-            XdpProgram::attach("io-va", XdpKind::Uplink, &[A.into()], 4789).expect("attach XDP");
+        let mut prog = XdpProgram::attach("io-va", &[A.into()], 4789).expect("attach XDP");
         let mut buf = [0u8; 2048];
 
         // No socket registered yet: bpf_redirect_map falls back to XDP_PASS.
@@ -181,10 +179,10 @@ fn container_program_redirects_everything() {
     let (a, b) = veth_pair("io-ct-");
     let b_name = b.name.clone();
     a.run(move || {
-        let mut prog = XdpProgram::attach("io-va", XdpKind::Container, &[], 0).expect("attach XDP");
-        assert_eq!(prog.kind(), XdpKind::Container);
-        let mut port = AfXdpPort::open("io-va", 0, &AfXdpConfig::default()).expect("AF_XDP");
-        prog.register_socket(0, port.fd()).unwrap();
+        let xdp = ContainerXdp::new();
+        let mut link = xdp.attach("io-va").expect("attach XDP");
+        let mut port = AfXdpPort::open("io-va", 0, &AfXdpConfig::veth()).expect("AF_XDP");
+        link.register_socket(0, port.fd()).unwrap();
         // The kernel never sees the ARP request, so this ping fails; the
         // request itself must show up on the socket.
         let pinger = std::thread::spawn(move || io_support::icmp_ping(&b_name, "198.18.100.1", 1));
@@ -205,6 +203,104 @@ fn container_program_redirects_everything() {
     });
 }
 
+/// The target address of an ARP request, if `f` is one.
+fn arp_target(f: &[u8]) -> Option<Ipv4Addr> {
+    (f.len() >= 42 && f[12..14] == [0x08, 0x06]).then(|| Ipv4Addr::new(f[38], f[39], f[40], f[41]))
+}
+
+#[test]
+fn one_container_program_keeps_each_interface_to_its_own_socket() {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
+        return;
+    }
+    let (a, b) = veth_pair("io-cs-");
+    // A second pair between the same namespaces.
+    common::sh(&[
+        "ip", "-n", &a.name, "link", "add", "io-va2", "type", "veth", "peer", "name", "io-vb2",
+        "netns", &b.name,
+    ]);
+    a.exec(&["ip", "addr", "add", "198.18.101.1/24", "dev", "io-va2"]);
+    b.exec(&["ip", "addr", "add", "198.18.101.2/24", "dev", "io-vb2"]);
+    a.exec(&["ip", "link", "set", "io-va2", "up"]);
+    b.exec(&["ip", "link", "set", "io-vb2", "up"]);
+    let b_name = b.name.clone();
+    a.run(move || {
+        let xdp = ContainerXdp::new();
+        xdp.load().expect("load the container program");
+        let mut l1 = xdp.attach("io-va").expect("attach XDP to io-va");
+        let mut l2 = xdp.attach("io-va2").expect("attach XDP to io-va2");
+        // A second link on the same device is refused, and leaves the
+        // first one serving it.
+        assert!(xdp.attach("io-va").is_err());
+        let cfg = AfXdpConfig::veth();
+        let mut p1 = AfXdpPort::open("io-va", 0, &cfg).expect("AF_XDP on io-va");
+        let mut p2 = AfXdpPort::open("io-va2", 0, &cfg).expect("AF_XDP on io-va2");
+        l1.register_socket(0, p1.fd()).unwrap();
+        l2.register_socket(0, p2.fd()).unwrap();
+        let mut batch = Batch::new();
+        let (gw1, gw2) = (A, Ipv4Addr::new(198, 18, 101, 1));
+        for _ in 0..2 {
+            let ns = b_name.clone();
+            let pinger = std::thread::spawn(move || {
+                io_support::icmp_ping(&ns, "198.18.100.1", 1);
+                io_support::icmp_ping(&ns, "198.18.101.1", 1);
+            });
+            let mut seen1 = Vec::new();
+            let mut seen2 = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && !(seen1.contains(&gw1) && seen2.contains(&gw2)) {
+                for (port, seen) in [(&mut p1, &mut seen1), (&mut p2, &mut seen2)] {
+                    poll_readable(port.fd(), 20).unwrap();
+                    port.rx_burst(&mut batch).unwrap();
+                    seen.extend(batch.pkts().iter().filter_map(|p| arp_target(p.data())));
+                    port.flush().unwrap();
+                }
+            }
+            pinger.join().unwrap();
+            assert!(
+                seen1.contains(&gw1),
+                "io-va's ARP reaches io-va's socket: {seen1:?}"
+            );
+            assert!(
+                seen2.contains(&gw2),
+                "io-va2's ARP reaches io-va2's socket: {seen2:?}"
+            );
+            assert!(
+                !seen1.contains(&gw2),
+                "io-va2's frames never reach io-va's socket"
+            );
+            assert!(
+                !seen2.contains(&gw1),
+                "io-va's frames never reach io-va2's socket"
+            );
+        }
+        // The first link gone, its slot is free again and the second
+        // interface keeps its socket; a new link takes the freed slot.
+        drop(l1);
+        drop(p1);
+        let mut l1 = xdp.attach("io-va").expect("attach XDP to io-va again");
+        // The old socket leaves the queue once the kernel has released it
+        // (after an RCU grace period, since the map held it): retry.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut p1 = loop {
+            match AfXdpPort::open("io-va", 0, &cfg) {
+                Ok(p) => break p,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("AF_XDP on io-va again: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("AF_XDP on io-va again: {e}"),
+            }
+        };
+        l1.register_socket(0, p1.fd()).unwrap();
+        let ns = b_name.clone();
+        let pinger = std::thread::spawn(move || io_support::icmp_ping(&ns, "198.18.100.1", 1));
+        let arp = wait_frame(&mut p1, &mut batch, |f| arp_target(f) == Some(gw1));
+        pinger.join().unwrap();
+        assert!(arp.is_some(), "io-va's ARP reaches its new socket");
+    });
+}
+
 #[test]
 fn frames_do_not_leak_over_many_bursts() {
     if !common::require_root("network namespaces, XDP, AF_XDP") {
@@ -221,7 +317,7 @@ fn frames_do_not_leak_over_many_bursts() {
             ..AfXdpConfig::default()
         };
         let mut prog =
-            XdpProgram::attach("io-va", XdpKind::Uplink, &[A.into()], 4789).expect("attach XDP");
+            XdpProgram::attach("io-va", &[A.into()], 4789).expect("attach XDP");
         let mut port = AfXdpPort::open("io-va", 0, &cfg).expect("AF_XDP");
         prog.register_socket(0, port.fd()).unwrap();
         let check = |port: &AfXdpPort| {
@@ -361,8 +457,7 @@ fn uplink_parses_vlan_tags_and_ipv6() {
     let mac_b = b.mac("io-vb");
     let b_name = b.name.clone();
     a.run(move || {
-        let mut prog =
-            XdpProgram::attach("io-va", XdpKind::Uplink, &[A.into()], 4789).expect("attach XDP");
+        let mut prog = XdpProgram::attach("io-va", &[A.into()], 4789).expect("attach XDP");
         let mut port = AfXdpPort::open("io-va", 0, &AfXdpConfig::default()).expect("AF_XDP");
         prog.register_socket(0, port.fd()).unwrap();
         let plain = eth_ipv4_udp(mac_a, mac_b, B, A, 5555, 4789, VXLAN);

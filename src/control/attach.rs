@@ -127,7 +127,7 @@ impl Router<'_> {
         config: PortConfig,
         attachment: Attachment,
     ) -> Result<(), ApiError> {
-        let program = queues.program.take();
+        let program = queues.link.take();
         let passable = std::mem::replace(&mut queues.passable, setup::Passable::Fds(Vec::new()));
         self.ports.insert(
             index,
@@ -266,14 +266,19 @@ impl Router<'_> {
 
     /// Opens the queues of attached veth port `config` at `index` (its
     /// host end exists).
-    fn open_veth_queues(&self, config: &PortConfig, index: u16) -> anyhow::Result<setup::Queues> {
+    fn open_veth_queues(
+        &mut self,
+        config: &PortConfig,
+        index: u16,
+    ) -> anyhow::Result<setup::Queues> {
         setup::open_veth_queues(
             config,
             usize::from(index),
             self.topo.overlay_mtu(self.me),
             self.topo.hosts[self.me].vtep_mac.0,
             self.n_workers,
-            &self.xsk_cfg,
+            &mut self.umem_pool,
+            &self.container_xdp,
         )
     }
 

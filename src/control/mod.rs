@@ -77,10 +77,10 @@ use crate::host::link::{link_info, LinkChange, LinkInfo, LinkWatch};
 use crate::host::neigh::NeighbourTable;
 use crate::host::netns::{self, CreatedDevice};
 use crate::metrics::{LivenessStats, MetricsServer, ReloadStats, RunStats};
-use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::afxdp::{AfXdpConfig, AfXdpPort, UmemPool};
 use crate::port::tun::TunPort;
 use crate::port::udp::{UdpConfig, UdpPort};
-use crate::port::xdp::{XdpKind, XdpProgram};
+use crate::port::xdp::{ContainerXdp, XdpProgram};
 use crate::port::Port;
 use crate::route::liveness::Liveness;
 use crate::route::{self, RouteSet};
@@ -256,7 +256,11 @@ struct Router<'a> {
     nic_watch: LinkWatch,
     underlay_mtu: u16,
     n_workers: usize,
-    xsk_cfg: AfXdpConfig,
+    /// The AF_XDP sockets of veth container ports: their sizes and modes,
+    /// and UMEMs made ahead of live attaches.
+    umem_pool: UmemPool,
+    /// The container XDP program every AF_XDP veth port shares.
+    container_xdp: ContainerXdp,
     owned: Owned,
     ports: PortSet,
     routes: RouteSet,
@@ -469,6 +473,12 @@ impl<'a> Router<'a> {
         };
         let overlay_mtu = topo.overlay_mtu(me);
         let xsk_cfg = AfXdpConfig::default();
+        // One port's worth of spare UMEMs (a socket per worker) when ports
+        // can be attached live.
+        let spares = if opts.socket.is_some() { n_workers } else { 0 };
+        let mut umem_pool =
+            UmemPool::new(AfXdpConfig::veth(), spares).context("starting the spare UMEM thread")?;
+        let container_xdp = ContainerXdp::new();
 
         // Queues per port index: 0 the uplink, then container ports.
         let mut by_port: Vec<Queues> = Vec::with_capacity(1 + host.ports.len());
@@ -548,7 +558,15 @@ impl<'a> Router<'a> {
                             tracing::warn!(port = %p.name, "attached to an existing veth: turn off tx checksum offload on its container end (ethtool -K IF tx off)");
                         }
                     }
-                    setup::open_veth_queues(p, idx, mtu, host.vtep_mac.0, n_workers, &xsk_cfg)?
+                    setup::open_veth_queues(
+                        p,
+                        idx,
+                        mtu,
+                        host.vtep_mac.0,
+                        n_workers,
+                        &mut umem_pool,
+                        &container_xdp,
+                    )?
                 }
             };
             ports.insert(
@@ -556,7 +574,7 @@ impl<'a> Router<'a> {
                 Slot {
                     config: p.clone(),
                     attachment: None,
-                    program: q.program.take(),
+                    program: q.link.take(),
                     passable: std::mem::replace(&mut q.passable, setup::Passable::Fds(Vec::new())),
                 },
             );
@@ -727,7 +745,8 @@ impl<'a> Router<'a> {
             nic_watch,
             underlay_mtu,
             n_workers,
-            xsk_cfg,
+            umem_pool,
+            container_xdp,
             owned,
             ports,
             routes,
@@ -761,6 +780,13 @@ impl<'a> Router<'a> {
             router.routes = compute_routes(&router.topo, me, router.liveness.as_ref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             router.republish = Republish::Always;
+        }
+        if router.control.is_some() {
+            // Loaded before the first request, so that a live veth attach
+            // costs a link rather than a pass through the verifier.
+            if let Err(e) = router.container_xdp.load() {
+                tracing::info!(error = %e, "container XDP program not loaded: an AF_XDP veth attach will try again");
+            }
         }
         router.reattach_recorded();
         if let Some(q) = held_uplink {
@@ -1371,15 +1397,10 @@ fn open_uplink(
         q.passable = setup::Passable::Fds(passable);
         return Ok(q);
     }
-    let mut prog = XdpProgram::attach(
-        nic,
-        XdpKind::Uplink,
-        &[host.underlay],
-        topo.overlay.udp_port,
-    )
-    .with_context(|| {
-        format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
-    })?;
+    let mut prog =
+        XdpProgram::attach(nic, &[host.underlay], topo.overlay.udp_port).with_context(|| {
+            format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
+        })?;
     tracing::info!(dev = %nic, mode = %prog.mode(), "uplink XDP program attached");
     q.passable = setup::Passable::No(format!(
         "the uplink on {nic} runs on AF_XDP sockets, which cannot be handed over yet"

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use crate::api::{self, ErrorCode, PortCounters, PortInfo};
 use crate::config::{self, PortConfig, PortKind};
-use crate::port::xdp::XdpProgram;
+use crate::port::xdp::ContainerLink;
 
 /// What the container side of an attached port is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,8 +38,9 @@ pub(super) struct Slot {
     pub config: PortConfig,
     /// `Some` for a port attached through the control socket.
     pub attachment: Option<Attachment>,
-    /// Our XDP program on its device, when its queues are AF_XDP sockets.
-    pub program: Option<XdpProgram>,
+    /// The container XDP program's link to its device, when its queues are
+    /// AF_XDP sockets.
+    pub program: Option<ContainerLink>,
     /// What a handover passes for its queues.
     pub passable: super::setup::Passable,
 }

@@ -13,9 +13,9 @@ use anyhow::{bail, Context, Result};
 use crate::config::{PortConfig, PortKind};
 use crate::host::link::link_info;
 use crate::port::afpacket::PacketPort;
-use crate::port::afxdp::{AfXdpConfig, AfXdpPort};
+use crate::port::afxdp::UmemPool;
 use crate::port::tun::TunPort;
-use crate::port::xdp::{XdpKind, XdpProgram};
+use crate::port::xdp::{ContainerLink, ContainerXdp, XdpProgram};
 use crate::port::Port;
 
 /// One port's queues, one receive-and-transmit queue per worker (where the
@@ -26,8 +26,11 @@ pub(super) struct Queues {
     pub per_worker: Vec<Option<Box<dyn Port + Send>>>,
     /// (worker, queue): receive-only queues, round robin over the workers.
     pub rx_only: Vec<(usize, Box<dyn Port + Send>)>,
-    /// Our XDP program on the device, when the queues are AF_XDP sockets.
+    /// The uplink's XDP program, when its queues are AF_XDP sockets.
     pub program: Option<XdpProgram>,
+    /// The container program's link to a veth port's device, when its
+    /// queues are AF_XDP sockets.
+    pub link: Option<ContainerLink>,
     /// What a handover passes to a new router process.
     pub passable: Passable,
 }
@@ -69,6 +72,7 @@ impl Queues {
             rx_only: Vec::new(),
             program: None,
             passable: Passable::Fds(Vec::new()),
+            link: None,
         }
     }
 }
@@ -90,15 +94,17 @@ pub(super) fn tun_queues(tuns: Vec<TunPort>, n_workers: usize) -> Queues {
 
 /// Opens the queues of veth port `p` (its host end must exist in our
 /// namespace), port index `index`: AF_PACKET sockets with virtio-net
-/// headers when `p.offload`, else AF_XDP sockets behind our XDP program on
-/// every queue of the device.
+/// headers when `p.offload`, else AF_XDP sockets (on `pool`'s spare UMEMs
+/// where it has them) behind the router's shared container XDP program
+/// `xdp` on every queue of the device.
 pub(super) fn open_veth_queues(
     p: &PortConfig,
     index: usize,
     mtu: u16,
     vtep_mac: [u8; 6],
     n_workers: usize,
-    xsk_cfg: &AfXdpConfig,
+    pool: &mut UmemPool,
+    xdp: &ContainerXdp,
 ) -> Result<Queues> {
     debug_assert_eq!(p.kind, PortKind::Veth);
     let mut q = Queues::empty(n_workers);
@@ -138,11 +144,13 @@ pub(super) fn open_veth_queues(
         return Ok(q);
     }
     let info = link_info(&p.name)?;
-    let mut prog = XdpProgram::attach(&p.name, XdpKind::Container, &[], 0)
+    let mut prog = xdp
+        .attach(&p.name)
         .with_context(|| format!("attaching the XDP program to {}", p.name))?;
     let veth_queues = (info.num_rx_queues.max(1) as usize).min(n_workers);
     for (k, slot) in q.per_worker.iter_mut().enumerate().take(veth_queues) {
-        let port = AfXdpPort::open(&p.name, k as u32, xsk_cfg)
+        let port = pool
+            .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
         *slot = Some(Box::new(port));
@@ -151,12 +159,13 @@ pub(super) fn open_veth_queues(
         tracing::warn!(port = %p.name, queues = veth_queues, "veth has fewer queues than workers: frames for it from other workers drop as port_down");
     }
     for k in n_workers..info.num_rx_queues as usize {
-        let port = AfXdpPort::open(&p.name, k as u32, xsk_cfg)
+        let port = pool
+            .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
         q.rx_only.push((k % n_workers, Box::new(port)));
     }
     tracing::info!(port = %p.name, mode = %prog.mode(), queues = veth_queues, netns = ?p.netns, "veth port attached");
-    q.program = Some(prog);
+    q.link = Some(prog);
     Ok(q)
 }

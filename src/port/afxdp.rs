@@ -94,6 +94,22 @@ pub struct AfXdpConfig {
     pub need_wakeup: bool,
 }
 
+impl AfXdpConfig {
+    /// Sizes and modes for the host end of a veth container port: copy mode
+    /// straight away, since veth has no zero-copy mode and a refused
+    /// zero-copy bind costs a whole UMEM (about half of a veth attach's
+    /// socket set-up). The UMEM keeps the default size: a quarter of it
+    /// (1024 frames, rings of 512) halves a veth attach again but cost 40%
+    /// of the 64-byte packet rate through a container (bench-vs-kernel,
+    /// vxr-veth).
+    pub fn veth() -> AfXdpConfig {
+        AfXdpConfig {
+            zero_copy: ZeroCopy::Off,
+            ..AfXdpConfig::default()
+        }
+    }
+}
+
 impl Default for AfXdpConfig {
     fn default() -> Self {
         AfXdpConfig {
@@ -199,21 +215,25 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-struct Bound {
+/// A UMEM made ahead of need and not yet bound to any socket (see
+/// [`UmemPool`]).
+pub struct SpareUmem {
     umem: Umem,
     frames: Vec<FrameDesc>,
-    fill: FillQueue,
-    comp: CompQueue,
-    tx: TxQueue,
-    rx: RxQueue,
 }
 
-fn bind(
-    ifname: &Interface,
-    queue_id: u32,
-    cfg: &AfXdpConfig,
-    zero_copy: bool,
-) -> io::Result<Bound> {
+impl fmt::Debug for SpareUmem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpareUmem")
+            .field("frames", &self.frames.len())
+            .finish()
+    }
+}
+
+/// Makes a UMEM of `cfg`'s sizes: memory mapped, populated and registered
+/// with the kernel (the bulk of a socket's set-up: about 10 ms for the
+/// default 8 MiB here, against well under 1 ms for the bind itself).
+fn make_umem(cfg: &AfXdpConfig) -> io::Result<SpareUmem> {
     let q = |n: u32| QueueSize::new(n).map_err(|e| invalid(format!("ring size: {e}")));
     let umem_cfg = UmemConfig::builder()
         .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| invalid(format!("{e}")))?)
@@ -226,6 +246,93 @@ fn bind(
         .ok_or_else(|| invalid("frame_count must be non-zero".into()))?;
     let (umem, frames) =
         Umem::new(umem_cfg, count, false).map_err(|e| io::Error::other(format!("UMEM: {e}")))?;
+    Ok(SpareUmem { umem, frames })
+}
+
+/// UMEMs made ahead of need for the sockets of ports attached later, so
+/// that an attach binds sockets rather than builds their memory. A thread
+/// of its own makes them, so neither the requests nor the workers wait
+/// for it; it keeps `target` spares ready and ends with the pool.
+///
+/// Invariant: every spare has this pool's sizes and has never been bound,
+/// so it satisfies the fresh-UMEM condition of [`AfXdpPort::open`].
+#[derive(Debug)]
+pub struct UmemPool {
+    cfg: AfXdpConfig,
+    spares: Option<std::sync::mpsc::Receiver<SpareUmem>>,
+}
+
+impl UmemPool {
+    /// A pool of `cfg`'s sizes that keeps `target` spares ready (none when
+    /// `target` is 0 or `cfg` may try zero-copy, since a refused zero-copy
+    /// bind can leave a UMEM half set up). Its thread makes them in the
+    /// calling thread's network namespace, where the sockets must be.
+    pub fn new(cfg: AfXdpConfig, target: usize) -> io::Result<UmemPool> {
+        if target == 0 || cfg.zero_copy != ZeroCopy::Off {
+            return Ok(UmemPool { cfg, spares: None });
+        }
+        // A rendezvous channel holds no spare: the one the thread holds
+        // while it waits to hand it over is the last of the `target`.
+        let (tx, rx) = std::sync::mpsc::sync_channel(target - 1);
+        let make = cfg.clone();
+        std::thread::Builder::new()
+            .name("vxr-umem".into())
+            .spawn(move || loop {
+                match make_umem(&make) {
+                    // The pool is gone: so is the need.
+                    Ok(s) => {
+                        if tx.send(s).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "making a spare UMEM failed: AF_XDP sockets make their own from now on");
+                        return;
+                    }
+                }
+            })?;
+        Ok(UmemPool {
+            cfg,
+            spares: Some(rx),
+        })
+    }
+
+    /// The sizes and modes of the sockets this pool opens.
+    pub fn config(&self) -> &AfXdpConfig {
+        &self.cfg
+    }
+
+    /// Opens a socket on `ifname` queue `queue_id` as [`AfXdpPort::open`]
+    /// does, on a spare UMEM when one is ready.
+    pub fn open(&mut self, ifname: &str, queue_id: u32) -> io::Result<AfXdpPort> {
+        let spare = self.spares.as_ref().and_then(|r| r.try_recv().ok());
+        AfXdpPort::open_inner(ifname, queue_id, &self.cfg, spare)
+    }
+}
+
+struct Bound {
+    umem: Umem,
+    frames: Vec<FrameDesc>,
+    fill: FillQueue,
+    comp: CompQueue,
+    tx: TxQueue,
+    rx: RxQueue,
+}
+
+/// Binds a socket to (`ifname`, `queue_id`) on `spare`, or on a UMEM made
+/// here when there is none.
+fn bind(
+    ifname: &Interface,
+    queue_id: u32,
+    cfg: &AfXdpConfig,
+    zero_copy: bool,
+    spare: Option<SpareUmem>,
+) -> io::Result<Bound> {
+    let q = |n: u32| QueueSize::new(n).map_err(|e| invalid(format!("ring size: {e}")));
+    let SpareUmem { umem, frames } = match spare {
+        Some(s) => s,
+        None => make_umem(cfg)?,
+    };
 
     let mut bind_flags = if zero_copy {
         BindFlags::XDP_ZEROCOPY
@@ -241,9 +348,10 @@ fn bind(
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(bind_flags)
         .build();
-    // SAFETY: the UMEM was created just above and is not shared with any
-    // other socket, so no (ifname, queue) pair is bound through it yet (the
-    // shared-UMEM condition of `Socket::new`), and INHIBIT_PROG_LOAD is set.
+    // SAFETY: the UMEM was created just above or is a never-bound spare
+    // (the UmemPool invariant), and is not shared with any other socket, so
+    // no (ifname, queue) pair is bound through it yet (the shared-UMEM
+    // condition of `Socket::new`), and INHIBIT_PROG_LOAD is set.
     let (tx, rx, fq_cq) =
         unsafe { Socket::new(sock_cfg, &umem, ifname, queue_id) }.map_err(|e| {
             let os = std::error::Error::source(&e)
@@ -271,6 +379,15 @@ impl AfXdpPort {
     /// `queue_id` (in the calling thread's network namespace), zero-copy
     /// first unless `cfg.zero_copy` says otherwise, then fills the fill ring.
     pub fn open(ifname: &str, queue_id: u32, cfg: &AfXdpConfig) -> io::Result<AfXdpPort> {
+        AfXdpPort::open_inner(ifname, queue_id, cfg, None)
+    }
+
+    fn open_inner(
+        ifname: &str,
+        queue_id: u32,
+        cfg: &AfXdpConfig,
+        spare: Option<SpareUmem>,
+    ) -> io::Result<AfXdpPort> {
         if !cfg.frame_size.is_power_of_two() || !(2048..=4096).contains(&cfg.frame_size) {
             return Err(invalid(format!(
                 "frame_size {} must be 2048 or 4096",
@@ -295,13 +412,15 @@ impl AfXdpPort {
             .map_err(|_| invalid(format!("bad interface name {ifname:?}")))?;
 
         let (bound, mode) = match cfg.zero_copy {
-            ZeroCopy::Off => (bind(&iface, queue_id, cfg, false)?, BindMode::Copy),
-            ZeroCopy::Force => (bind(&iface, queue_id, cfg, true)?, BindMode::ZeroCopy),
-            ZeroCopy::Auto => match bind(&iface, queue_id, cfg, true) {
+            ZeroCopy::Off => (bind(&iface, queue_id, cfg, false, spare)?, BindMode::Copy),
+            // Spares are only for copy mode: a refused zero-copy bind can
+            // leave a UMEM half set up.
+            ZeroCopy::Force => (bind(&iface, queue_id, cfg, true, None)?, BindMode::ZeroCopy),
+            ZeroCopy::Auto => match bind(&iface, queue_id, cfg, true, None) {
                 Ok(b) => (b, BindMode::ZeroCopy),
                 Err(zc) => {
                     tracing::debug!(ifname, queue_id, error = %zc, "zero-copy bind refused; using copy mode");
-                    (bind(&iface, queue_id, cfg, false)?, BindMode::Copy)
+                    (bind(&iface, queue_id, cfg, false, None)?, BindMode::Copy)
                 }
             },
         };

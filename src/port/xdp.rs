@@ -1,45 +1,50 @@
-//! Loader for vxrouter's own XDP program (`bpf/vxrouter_xdp.c`, compiled by
-//! build.rs and embedded here).
+//! Loader for vxrouter's own XDP programs (`bpf/vxrouter_xdp.c`, compiled
+//! by build.rs and embedded here).
 //!
-//! One [`XdpProgram`] per interface: it owns its own copy of the object's
-//! maps (XSKMAP, VXLAN port, underlay addresses), attaches in native (driver)
-//! mode when the driver allows it and in generic (SKB) mode otherwise, and
-//! detaches on drop. Nothing is pinned, so the kernel also detaches the
-//! program when the process dies; the redirect falls back to `XDP_PASS` for
-//! a queue with no socket, so the host keeps its own traffic either way.
+//! Layer: I/O corner. Two shapes, after what each attach costs:
+//! - [`XdpProgram`]: the `uplink` program on the NIC, one loaded copy per
+//!   interface with its own maps (XSKMAP by queue, VXLAN port, underlay
+//!   addresses). One per router, so its load through the verifier is paid
+//!   once.
+//! - [`ContainerXdp`]: the `container` program, loaded once per router and
+//!   attached to the host end of every veth container port through its own
+//!   bpf_link ([`ContainerLink`]); a live attach then costs a link, not a
+//!   load (tens of milliseconds in the verifier). Its maps are shared: the
+//!   interface's ifindex names a slot, and the slot's sockets sit at
+//!   `slot * MAX_QUEUES + queue` in one XSKMAP.
+//!
+//! Invariants: a container slot belongs to one live [`ContainerLink`]; its
+//! XSKMAP entries hold only sockets registered through that link and are
+//! cleared before the slot is reused, and the ifindex entry is written only
+//! after the link is attached (so it never names a slot for an interface
+//! that another link serves). The kernel itself refuses to deliver a frame
+//! to a socket bound to another device or queue, so a frame of one port can
+//! never reach another port's socket.
+//!
+//! Programs attach in native (driver) mode when the driver allows it and in
+//! generic (SKB) mode otherwise, and detach on drop. Nothing is pinned, so
+//! the kernel also detaches them when the process dies; the redirect falls
+//! back to `XDP_PASS` where no socket is registered, so the host keeps its
+//! own traffic either way.
 
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use aya::maps::{Array, HashMap, XskMap};
-use aya::programs::xdp::XdpLinkId;
-use aya::programs::{Xdp, XdpMode as AyaXdpMode};
-use aya::Ebpf;
+use aya::maps::{Array, HashMap, MapData, XskMap};
+use aya::programs::xdp::{XdpLink, XdpLinkId};
+use aya::programs::{Link as _, Xdp, XdpMode as AyaXdpMode};
+use aya::{Ebpf, EbpfLoader};
 
 /// The compiled BPF object (see build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vxrouter_xdp.o"));
 
-/// Which program of the object to attach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XdpKind {
-    /// The underlay NIC: only UDP to our VXLAN port on one of our underlay
-    /// addresses goes to the socket; everything else (ARP, ND, ssh, ...) to
-    /// the kernel.
-    Uplink,
-    /// The host end of a veth container port: every frame goes to the socket.
-    Container,
-}
-
-impl XdpKind {
-    fn program_name(self) -> &'static str {
-        match self {
-            XdpKind::Uplink => "uplink",
-            XdpKind::Container => "container",
-        }
-    }
-}
+/// The uplink program's name in the object.
+const UPLINK: &str = "uplink";
+/// The container program's name in the object.
+const CONTAINER: &str = "container";
 
 /// Where the kernel runs the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +64,18 @@ impl fmt::Display for XdpMode {
     }
 }
 
-/// Largest queue index the XSKMAP holds (`MAX_QUEUES` in the C source).
+/// Largest queue index an XSKMAP holds per interface (`MAX_QUEUES` in the C
+/// source).
 pub const MAX_QUEUES: u32 = 64;
 
 /// Underlay addresses the uplink program accepts (`MAX_UNDERLAY_ADDRS`).
 pub const MAX_UNDERLAY_ADDRS: usize = 16;
 
-/// Our XDP program attached to one interface. Detaches on drop.
+/// Container veth ports the shared program serves at once
+/// (`MAX_CONTAINER_PORTS`).
+pub const MAX_CONTAINER_PORTS: u32 = 256;
+
+/// Our uplink XDP program attached to one interface. Detaches on drop.
 ///
 /// The attachment is a bpf_link where the kernel has them (it does here), so
 /// it can be dropped from any thread; on a kernel that needs the netlink
@@ -76,7 +86,6 @@ pub struct XdpProgram {
     ebpf: Ebpf,
     link: Option<XdpLinkId>,
     ifname: String,
-    kind: XdpKind,
     mode: XdpMode,
 }
 
@@ -84,7 +93,6 @@ impl fmt::Debug for XdpProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("XdpProgram")
             .field("ifname", &self.ifname)
-            .field("kind", &self.kind)
             .field("mode", &self.mode)
             .finish()
     }
@@ -103,16 +111,84 @@ fn addr_key(a: IpAddr) -> [u8; 16] {
     }
 }
 
+/// Loads the object with the maps `shrink` names cut to one entry (the
+/// other program's maps: the kernel creates every map of an object).
+fn load_object(shrink: &[&'static str]) -> io::Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    for m in shrink {
+        loader.map_max_entries(m, 1);
+    }
+    loader
+        .load(OBJECT)
+        .map_err(|e| err(format!("loading XDP object: {e}")))
+}
+
+/// Loads program `name` of `ebpf` through the verifier.
+fn load_program<'e>(ebpf: &'e mut Ebpf, name: &str) -> io::Result<&'e mut Xdp> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or_else(|| err(format!("XDP object has no program {name}")))?
+        .try_into()
+        .map_err(|e| err(format!("program {name}: {e}")))?;
+    prog.load()
+        .map_err(|e| err(format!("verifier rejected {name}: {e}")))?;
+    Ok(prog)
+}
+
+/// Attaches `prog` to `ifindex` (named `ifname` in messages), native mode
+/// first, generic mode second.
+fn attach_link(prog: &mut Xdp, ifname: &str, ifindex: u32) -> io::Result<(XdpMode, XdpLinkId)> {
+    match prog.attach_to_if_index(ifindex, AyaXdpMode::Driver) {
+        Ok(link) => Ok((XdpMode::Driver, link)),
+        Err(native) => match prog.attach_to_if_index(ifindex, AyaXdpMode::Skb) {
+            Ok(link) => Ok((XdpMode::Skb, link)),
+            Err(generic) => Err(err(format!(
+                "attaching XDP to {ifname} refused: native: {native}; generic: {generic}"
+            ))),
+        },
+    }
+}
+
+fn xsk_map<'e>(ebpf: &'e mut Ebpf, name: &str) -> io::Result<XskMap<&'e mut MapData>> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| err(format!("XDP object has no `{name}` map")))?;
+    XskMap::try_from(map).map_err(|e| err(format!("{name} map: {e}")))
+}
+
+/// Clears entry `index` of XSKMAP `name`; an empty entry is already clear.
+fn unset_xsk(ebpf: &mut Ebpf, name: &str, index: u32) -> io::Result<()> {
+    match xsk_map(ebpf, name)?.unset(index) {
+        Ok(()) => Ok(()),
+        // Deleting an empty slot reports ENOENT: already unregistered.
+        Err(aya::maps::MapError::SyscallError(s))
+            if s.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(err(format!("unregistering {name}[{index}]: {e}"))),
+    }
+}
+
+fn check_queue(queue_id: u32) -> io::Result<()> {
+    if queue_id >= MAX_QUEUES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("queue {queue_id} beyond the XSKMAP's {MAX_QUEUES} entries per interface"),
+        ));
+    }
+    Ok(())
+}
+
 impl XdpProgram {
     /// Loads a fresh copy of the object, fills its configuration maps, and
-    /// attaches `kind` to `ifname` (in the calling thread's network
-    /// namespace), native mode first, generic mode second.
+    /// attaches the uplink program to `ifname` (in the calling thread's
+    /// network namespace), native mode first, generic mode second.
     ///
-    /// `underlay_addrs` and `udp_port` (host byte order) only matter for
-    /// [`XdpKind::Uplink`]; a port of 0 redirects nothing.
+    /// Only UDP to `udp_port` (host byte order) on one of `underlay_addrs`
+    /// goes to the sockets; a port of 0 redirects nothing.
     pub fn attach(
         ifname: &str,
-        kind: XdpKind,
         underlay_addrs: &[IpAddr],
         udp_port: u16,
     ) -> io::Result<XdpProgram> {
@@ -126,8 +202,8 @@ impl XdpProgram {
             ));
         }
         // Resolve first, so a missing device says so rather than "attach failed".
-        super::sys::ifindex(ifname)?;
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| err(format!("loading XDP object: {e}")))?;
+        let ifindex = super::sys::ifindex(ifname)?;
+        let mut ebpf = load_object(&["container_slots", "container_xsks"])?;
 
         {
             let map = ebpf
@@ -153,30 +229,12 @@ impl XdpProgram {
             }
         }
 
-        let prog: &mut Xdp = ebpf
-            .program_mut(kind.program_name())
-            .ok_or_else(|| err(format!("XDP object has no program {}", kind.program_name())))?
-            .try_into()
-            .map_err(|e| err(format!("program {}: {e}", kind.program_name())))?;
-        prog.load()
-            .map_err(|e| err(format!("verifier rejected {}: {e}", kind.program_name())))?;
-
-        let (mode, link) = match prog.attach(ifname, AyaXdpMode::Driver) {
-            Ok(link) => (XdpMode::Driver, link),
-            Err(native) => match prog.attach(ifname, AyaXdpMode::Skb) {
-                Ok(link) => (XdpMode::Skb, link),
-                Err(generic) => {
-                    return Err(err(format!(
-                        "attaching XDP to {ifname} refused: native: {native}; generic: {generic}"
-                    )))
-                }
-            },
-        };
+        let prog = load_program(&mut ebpf, UPLINK)?;
+        let (mode, link) = attach_link(prog, ifname, ifindex)?;
         Ok(XdpProgram {
             ebpf,
             link: Some(link),
             ifname: ifname.to_string(),
-            kind,
             mode,
         })
     }
@@ -186,34 +244,16 @@ impl XdpProgram {
         self.mode
     }
 
-    /// Which program is attached.
-    pub fn kind(&self) -> XdpKind {
-        self.kind
-    }
-
     /// The interface the program is attached to.
     pub fn ifname(&self) -> &str {
         &self.ifname
     }
 
-    fn xsks(&mut self) -> io::Result<XskMap<&mut aya::maps::MapData>> {
-        let map = self
-            .ebpf
-            .map_mut("xsks")
-            .ok_or_else(|| err("XDP object has no `xsks` map"))?;
-        XskMap::try_from(map).map_err(|e| err(format!("xsks map: {e}")))
-    }
-
     /// Sends frames arriving on `queue_id` (that the program selects) to the
     /// AF_XDP socket `fd`, which must be bound to this interface and queue.
     pub fn register_socket(&mut self, queue_id: u32, fd: RawFd) -> io::Result<()> {
-        if queue_id >= MAX_QUEUES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("queue {queue_id} beyond the XSKMAP's {MAX_QUEUES} entries"),
-            ));
-        }
-        self.xsks()?
+        check_queue(queue_id)?;
+        xsk_map(&mut self.ebpf, "xsks")?
             .set(queue_id, fd, 0)
             .map_err(|e| err(format!("registering socket for queue {queue_id}: {e}")))
     }
@@ -223,16 +263,7 @@ impl XdpProgram {
         if queue_id >= MAX_QUEUES {
             return Ok(());
         }
-        match self.xsks()?.unset(queue_id) {
-            Ok(()) => Ok(()),
-            // Deleting an empty slot reports ENOENT: already unregistered.
-            Err(aya::maps::MapError::SyscallError(s))
-                if s.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(err(format!("unregistering queue {queue_id}: {e}"))),
-        }
+        unset_xsk(&mut self.ebpf, "xsks", queue_id)
     }
 }
 
@@ -241,16 +272,246 @@ impl Drop for XdpProgram {
         // Detach explicitly so a failure is logged; dropping `ebpf` would
         // also detach (aya unloads a program and its links on drop).
         let Some(link) = self.link.take() else { return };
-        let name = self.kind.program_name();
-        let res = match self.ebpf.program_mut(name).map(<&mut Xdp>::try_from) {
+        let res = match self.ebpf.program_mut(UPLINK).map(<&mut Xdp>::try_from) {
             Some(Ok(prog)) => prog.detach(link).map_err(|e| e.to_string()),
             Some(Err(e)) => Err(e.to_string()),
-            None => Err(format!("program {name} vanished")),
+            None => Err(format!("program {UPLINK} vanished")),
         };
         match res {
-            Ok(()) => tracing::info!(ifname = %self.ifname, program = name, "XDP program detached"),
+            Ok(()) => {
+                tracing::info!(ifname = %self.ifname, program = UPLINK, "XDP program detached")
+            }
             Err(e) => {
-                tracing::warn!(ifname = %self.ifname, program = name, error = %e, "XDP detach failed")
+                tracing::warn!(ifname = %self.ifname, program = UPLINK, error = %e, "XDP detach failed")
+            }
+        }
+    }
+}
+
+/// The container program, loaded once and shared by every container veth
+/// port of a router (see the module doc). Cheap to clone: clones share the
+/// one loaded program. Loaded on first use, or up front with [`Self::load`].
+#[derive(Clone, Default)]
+pub struct ContainerXdp {
+    shared: Arc<Mutex<Shared>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// The object with `container` loaded; `None` until first needed.
+    ebpf: Option<Ebpf>,
+    /// Slots held by a live [`ContainerLink`] (or lost to a failed clean-up).
+    used: Vec<bool>,
+}
+
+impl fmt::Debug for ContainerXdp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.lock();
+        f.debug_struct("ContainerXdp")
+            .field("loaded", &s.ebpf.is_some())
+            .field("links", &s.used.iter().filter(|u| **u).count())
+            .finish()
+    }
+}
+
+impl Shared {
+    /// The loaded object, loading it now if needed.
+    fn ebpf(&mut self) -> io::Result<&mut Ebpf> {
+        if self.ebpf.is_none() {
+            let mut ebpf = load_object(&["xsks", "underlay_addrs"])?;
+            load_program(&mut ebpf, CONTAINER)?;
+            self.ebpf = Some(ebpf);
+        }
+        Ok(self.ebpf.as_mut().expect("loaded just above"))
+    }
+
+    fn slots_map(&mut self) -> io::Result<HashMap<&mut MapData, u32, u32>> {
+        let map = self
+            .ebpf()?
+            .map_mut("container_slots")
+            .ok_or_else(|| err("XDP object has no `container_slots` map"))?;
+        HashMap::try_from(map).map_err(|e| err(format!("container_slots map: {e}")))
+    }
+}
+
+impl ContainerXdp {
+    /// A handle with nothing loaded yet.
+    pub fn new() -> ContainerXdp {
+        ContainerXdp::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves plain data behind (no
+        // half-done invariant outlives a call), so the state stays usable.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads the program through the verifier now, if it is not loaded.
+    pub fn load(&self) -> io::Result<()> {
+        self.lock().ebpf().map(|_| ())
+    }
+
+    /// Attaches the shared program to `ifname` (in the calling thread's
+    /// network namespace), native mode first, generic mode second, loading
+    /// it first if this is the first attach.
+    pub fn attach(&self, ifname: &str) -> io::Result<ContainerLink> {
+        let ifindex = super::sys::ifindex(ifname)?;
+        let mut s = self.lock();
+        let slot = match s.used.iter().position(|u| !u) {
+            Some(i) => i,
+            None if s.used.len() < MAX_CONTAINER_PORTS as usize => {
+                s.used.push(false);
+                s.used.len() - 1
+            }
+            None => {
+                return Err(err(format!(
+                    "the container XDP program serves {MAX_CONTAINER_PORTS} ports already"
+                )))
+            }
+        };
+        let prog: &mut Xdp = s
+            .ebpf()?
+            .program_mut(CONTAINER)
+            .ok_or_else(|| err(format!("XDP object has no program {CONTAINER}")))?
+            .try_into()
+            .map_err(|e| err(format!("program {CONTAINER}: {e}")))?;
+        let (mode, id) = attach_link(prog, ifname, ifindex)?;
+        let link = prog
+            .take_link(id)
+            .map_err(|e| err(format!("taking the XDP link of {ifname}: {e}")))?;
+        // The link attached, so no other link serves this ifindex: an entry
+        // for it is a leftover of a device that is gone, and is replaced.
+        if let Err(e) = s.slots_map()?.insert(ifindex, slot as u32, 0) {
+            drop(link);
+            return Err(err(format!("naming the XDP slot of {ifname}: {e}")));
+        }
+        s.used[slot] = true;
+        Ok(ContainerLink {
+            shared: self.clone(),
+            ifname: ifname.to_string(),
+            ifindex,
+            slot: slot as u32,
+            mode,
+            registered: 0,
+            link: Some(link),
+        })
+    }
+}
+
+/// The shared container program attached to one interface, with the
+/// sockets registered for its queues. Drop detaches it, clears its entries
+/// and frees its slot.
+pub struct ContainerLink {
+    shared: ContainerXdp,
+    ifname: String,
+    ifindex: u32,
+    slot: u32,
+    mode: XdpMode,
+    /// Bit q set: a socket is registered for queue q.
+    registered: u64,
+    link: Option<XdpLink>,
+}
+
+impl fmt::Debug for ContainerLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContainerLink")
+            .field("ifname", &self.ifname)
+            .field("ifindex", &self.ifindex)
+            .field("slot", &self.slot)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl ContainerLink {
+    /// Where the kernel runs the program on this interface.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// The interface the program is attached to.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    fn key(&self, queue_id: u32) -> u32 {
+        self.slot * MAX_QUEUES + queue_id
+    }
+
+    /// Sends frames arriving on this interface's queue `queue_id` to the
+    /// AF_XDP socket `fd`, which must be bound to this interface and queue.
+    pub fn register_socket(&mut self, queue_id: u32, fd: RawFd) -> io::Result<()> {
+        check_queue(queue_id)?;
+        let key = self.key(queue_id);
+        let mut s = self.shared.lock();
+        xsk_map(s.ebpf()?, "container_xsks")?
+            .set(key, fd, 0)
+            .map_err(|e| {
+                err(format!(
+                    "registering the socket of {} queue {queue_id}: {e}",
+                    self.ifname
+                ))
+            })?;
+        self.registered |= 1 << queue_id;
+        Ok(())
+    }
+
+    /// Stops redirecting `queue_id`: its frames go to the kernel again.
+    pub fn unregister_socket(&mut self, queue_id: u32) -> io::Result<()> {
+        if queue_id >= MAX_QUEUES {
+            return Ok(());
+        }
+        let key = self.key(queue_id);
+        let mut s = self.shared.lock();
+        unset_xsk(s.ebpf()?, "container_xsks", key)?;
+        self.registered &= !(1 << queue_id);
+        Ok(())
+    }
+
+    /// Detaches, clears this slot's entries and frees the slot; on a
+    /// failure to clear, the slot stays taken so no later link inherits a
+    /// socket of this one.
+    fn release(&mut self) -> io::Result<()> {
+        if let Some(link) = self.link.take() {
+            link.detach()
+                .map_err(|e| err(format!("detaching XDP from {}: {e}", self.ifname)))?;
+        }
+        for q in 0..MAX_QUEUES {
+            if self.registered & (1 << q) != 0 {
+                self.unregister_socket(q)?;
+            }
+        }
+        let mut s = self.shared.lock();
+        let mut slots = s.slots_map()?;
+        // Another device may have this ifindex now and its own entry.
+        if slots.get(&self.ifindex, 0).ok() == Some(self.slot) {
+            match slots.remove(&self.ifindex) {
+                Ok(()) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => {
+                    return Err(err(format!(
+                        "clearing the XDP slot of {}: {e}",
+                        self.ifname
+                    )))
+                }
+            }
+        }
+        if let Some(u) = s.used.get_mut(self.slot as usize) {
+            *u = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ContainerLink {
+    fn drop(&mut self) {
+        match self.release() {
+            Ok(()) => {
+                tracing::debug!(ifname = %self.ifname, slot = self.slot, "container XDP link detached")
+            }
+            Err(e) => {
+                tracing::warn!(ifname = %self.ifname, slot = self.slot, error = %e, "container XDP link: clean-up failed; its slot stays taken")
             }
         }
     }
@@ -283,9 +544,11 @@ mod tests {
     #[test]
     fn attach_rejects_too_many_addresses_and_missing_devices() {
         let many = vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)); MAX_UNDERLAY_ADDRS + 1];
-        let e = XdpProgram::attach("lo", XdpKind::Uplink, &many, 4789).unwrap_err();
+        let e = XdpProgram::attach("lo", &many, 4789).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        let e = XdpProgram::attach("io-no-such-dev", XdpKind::Uplink, &[], 4789).unwrap_err();
+        let e = XdpProgram::attach("io-no-such-dev", &[], 4789).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let e = ContainerXdp::new().attach("io-no-such-dev").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 }
