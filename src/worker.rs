@@ -110,9 +110,25 @@ pub struct WorkerHandle {
     /// the channel.
     pending: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    /// While set, the worker takes commands but polls no port: a router
+    /// taking over gives it every port's queues first, so that no packet
+    /// is read where its way out is not there yet.
+    held: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
+    /// Holds the worker (before it runs): it polls nothing until
+    /// [`WorkerHandle::release`].
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// Lets a held worker poll.
+    pub fn release(&self) {
+        self.held.store(false, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+
     /// Queues `cmd` and wakes the worker if it sleeps.
     pub fn send(&self, cmd: Command) -> io::Result<()> {
         self.commands
@@ -201,6 +217,7 @@ impl Worker {
             commands: tx_cmd,
             pending: Arc::new(AtomicBool::new(false)),
             waker,
+            held: Arc::new(AtomicBool::new(false)),
         };
         let n_ports = ports.len();
         let mut w = Worker {
@@ -277,6 +294,10 @@ impl Worker {
         while !self.handle.stop.load(Ordering::Relaxed) {
             if self.handle.pending.load(Ordering::Acquire) {
                 self.apply_commands()?;
+            }
+            if self.handle.held.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                continue;
             }
             let got = self.round();
             self.loops += 1;

@@ -624,10 +624,11 @@ impl<'a> Router<'a> {
         // Workers: queue k of every port to worker k.
         let mut per_worker: Vec<WorkerQueues> =
             (0..n_workers).map(|_| WorkerQueues::default()).collect();
-        // Taking over, the workers get the uplink only once every port is
-        // in the tables (the attached ones come later): the uplink sockets
-        // are the old router's too, and a packet for a port this router
-        // does not know yet would be read here and dropped.
+        // Taking over, the workers are held (they poll nothing) until they
+        // have every port's queues, the attached ones and the uplink
+        // included: the queues are the old router's too, which forwards
+        // meanwhile, and a packet read here before its way out is in place
+        // would be dropped.
         let mut held_uplink = None;
         for (idx, mut q) in by_port.into_iter().enumerate() {
             if idx == 0 && takeover.is_some() {
@@ -645,6 +646,9 @@ impl<'a> Router<'a> {
             let (worker, handle) =
                 Worker::new(k, w.queues, w.rx_only, reader.clone(), stop.clone())
                     .context("creating a worker")?;
+            if takeover.is_some() {
+                handle.hold();
+            }
             let core = cores[k];
             let jh = std::thread::Builder::new()
                 .name(format!("vxr-worker-{k}"))
@@ -793,6 +797,9 @@ impl<'a> Router<'a> {
             router
                 .give_to_workers(0, q)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            for (_, h) in &router.owned.workers {
+                h.release();
+            }
         }
         router.publish_stats(&[]);
         Ok(router)
