@@ -1052,6 +1052,7 @@ impl<'a> Router<'a> {
         };
         self.apply(new, new_me)?;
         self.file_topo = file;
+        tracing::info!(routes = self.routes.routes.len(), "configuration reloaded");
         Ok(())
     }
 
@@ -1112,7 +1113,7 @@ impl<'a> Router<'a> {
         // A reload publishes what it built, even where the peers and route
         // shapes are the same (a renumbered subnet or peer address).
         self.need(Republish::Always);
-        tracing::info!(
+        tracing::debug!(
             routes = self.routes.routes.len(),
             hosts = self.topo.hosts.len(),
             "topology applied"
