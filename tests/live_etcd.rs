@@ -141,6 +141,55 @@ fn rejected(s: &Value, reason: &str) -> u64 {
     s["store"]["rejected"][reason].as_u64().unwrap_or(0)
 }
 
+/// Two hosts (namespaces `h1`, `h2` of `lab`, etcd in h1's) whose
+/// routers know each other only through etcd: each file names its own host
+/// only, with one container port (c1 a TUN, c2 of kind `c2_kind`), and no
+/// `[[links]]`. Returns etcd, the routers and the container namespaces,
+/// once each router has the other from the store and resolved it.
+fn store_pair(
+    lab: &mut Lab,
+    store_extra: &str,
+    c2_kind: &str,
+) -> (Etcd, usize, usize, String, String) {
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let etcd = Etcd::start(lab, &h1);
+    let file = |name: &str, n: u8, vtep: &str, workers: &str, port_text: String| {
+        format!(
+            "[overlay]\nvni = 42\n{}{}",
+            store(store_extra),
+            host(name, n, vtep, workers, &port_text)
+        )
+    };
+    let cfg1 = lab.write(
+        "h1.toml",
+        &file(
+            "h1",
+            1,
+            H1_VTEP,
+            "0",
+            port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2"),
+        ),
+    );
+    let cfg2 = lab.write(
+        "h2.toml",
+        &file(
+            "h2",
+            2,
+            H2_VTEP,
+            "1",
+            port("c2", c2_kind, &c2, "198.19.2.2", "2001:2:0:2::2"),
+        ),
+    );
+    let r1 = lab.start(&cfg1, "h1", &h1);
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    lab.wait_stats(r1, "h2 from the store", |s| store_hosts(s) == 1);
+    lab.wait_stats(r2, "h1 from the store", |s| store_hosts(s) == 1);
+    lab.wait_ready(&[r1, r2]);
+    (etcd, r1, r2, c1, c2)
+}
+
 /// Two routers that know each other only through etcd (no `[[links]]`,
 /// each file names its own host only); a third host written by an
 /// operator joins; bad records are left out and counted; a router that
@@ -152,44 +201,7 @@ fn hosts_join_and_leave_through_etcd() {
         return;
     }
     let mut lab = Lab::new("etcdj");
-    let (h1, h2) = lab.two_hosts("h1", "h2");
-    let c1 = lab.adopt("c1");
-    let c2 = lab.adopt("c2");
-    let etcd = Etcd::start(&lab, &h1);
-    let overlay = "[overlay]\nvni = 42\n";
-    let cfg1 = lab.write(
-        "h1.toml",
-        &format!(
-            "{overlay}{}{}",
-            store("lease_ttl_s = 2"),
-            host(
-                "h1",
-                1,
-                H1_VTEP,
-                "0",
-                &port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2")
-            )
-        ),
-    );
-    let cfg2 = lab.write(
-        "h2.toml",
-        &format!(
-            "{overlay}{}{}",
-            store("lease_ttl_s = 2"),
-            host(
-                "h2",
-                2,
-                H2_VTEP,
-                "1",
-                &port("c2", "veth", &c2, "198.19.2.2", "2001:2:0:2::2")
-            )
-        ),
-    );
-    let r1 = lab.start(&cfg1, "h1", &h1);
-    let r2 = lab.start(&cfg2, "h2", &h2);
-    lab.wait_stats(r1, "h2 from the store", |s| store_hosts(s) == 1);
-    lab.wait_stats(r2, "h1 from the store", |s| store_hosts(s) == 1);
-    lab.wait_ready(&[r1, r2]);
+    let (etcd, r1, r2, c1, c2) = store_pair(&mut lab, "lease_ttl_s = 2", "veth");
     lab.ping(&c1, "198.19.2.2");
     lab.ping(&c2, "198.19.1.2");
     lab.ping(&c1, "2001:2:0:2::2");
@@ -275,44 +287,7 @@ fn etcd_restart_loses_no_packet() {
         return;
     }
     let mut lab = Lab::new("etcdr");
-    let (h1, h2) = lab.two_hosts("h1", "h2");
-    let c1 = lab.adopt("c1");
-    let c2 = lab.adopt("c2");
-    let mut etcd = Etcd::start(&lab, &h1);
-    let overlay = "[overlay]\nvni = 42\n";
-    let cfg1 = lab.write(
-        "h1.toml",
-        &format!(
-            "{overlay}{}{}",
-            store(""),
-            host(
-                "h1",
-                1,
-                H1_VTEP,
-                "0",
-                &port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2")
-            )
-        ),
-    );
-    let cfg2 = lab.write(
-        "h2.toml",
-        &format!(
-            "{overlay}{}{}",
-            store(""),
-            host(
-                "h2",
-                2,
-                H2_VTEP,
-                "1",
-                &port("c2", "tun", &c2, "198.19.2.2", "2001:2:0:2::2")
-            )
-        ),
-    );
-    let r1 = lab.start(&cfg1, "h1", &h1);
-    let r2 = lab.start(&cfg2, "h2", &h2);
-    lab.wait_stats(r1, "h2 from the store", |s| store_hosts(s) == 1);
-    lab.wait_stats(r2, "h1 from the store", |s| store_hosts(s) == 1);
-    lab.wait_ready(&[r1, r2]);
+    let (mut etcd, r1, r2, c1, c2) = store_pair(&mut lab, "", "tun");
     lab.ping(&c1, "198.19.2.2");
     // A bounded stream (100 pings, 50 ms apart: 5 s) across the outage.
     let stream = Command::new("ip")
