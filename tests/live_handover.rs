@@ -28,23 +28,22 @@ const STREAM: &str = include_str!("live_support/stream.py");
 const COUNT: u64 = 100_000;
 const RATE: u64 = 20_000;
 
+/// A host with two workers on the UDP uplink and one TUN container
+/// `c{n}` in namespace `ns`.
 fn host(name: &str, n: u8, vtep: &str, ns: &str) -> String {
-    format!(
-        r#"
-[[hosts]]
-name = "{name}"
-underlay = "198.18.0.{n}"
-vtep_mac = "{vtep}"
-subnets = ["198.19.{n}.0/24", "2001:2:0:{n}::/64"]
-nic = "eth0"
-workers = [0, 1]
-uplink_io = "udp"
-  [[hosts.ports]]
-  name = "c{n}"
-  kind = "tun"
-  netns = "{ns}"
-  addresses = ["198.19.{n}.2/32", "2001:2:0:{n}::2/128"]
-"#
+    let port = live_support::port(
+        &format!("c{n}"),
+        "tun",
+        ns,
+        &format!("198.19.{n}.2"),
+        &format!("2001:2:0:{n}::2"),
+    );
+    live_support::host(
+        name,
+        n,
+        vtep,
+        "0, 1",
+        &format!("uplink_io = \"udp\"\n{port}"),
     )
 }
 
