@@ -1,7 +1,7 @@
 //! Configuration layer: the shared TOML topology file, parsed and validated.
 //!
-//! One file describes the whole overlay (`[overlay]`, `[[hosts]]` with their
-//! `[[hosts.ports]]`, `[[links]]`); every host loads the same file and picks
+//! One file describes the whole overlay (`[overlay]`, `[[networks]]`,
+//! `[[hosts]]` with their `[[hosts.ports]]`, `[[links]]`); every host loads the same file and picks
 //! its own entry by name. The format is documented field by field in
 //! docs/configuration.md and in the commented examples under `configs/`.
 //!
@@ -16,26 +16,31 @@
 //! - no underlay address is special ([`addr::Special`]: unspecified,
 //!   "this network", loopback, multicast, reserved, broadcast, IPv4-mapped
 //!   or -compatible, discard-only, IPv6 link-local; IPv4 link-local is
-//!   allowed), and none lies inside any host's subnet;
+//!   allowed), and none lies inside any host's subnet of any network;
+//! - networks have unique names and unique VNIs; network 0 is the default
+//!   one (`[overlay]`); subnets of other networks belong to hosts of the
+//!   topology;
 //! - subnets are network addresses (no host bits), share no address with a
 //!   special block (IPv4 and IPv6 link-local included), and no two subnets
-//!   of the whole topology overlap;
+//!   of one network overlap (networks' address spaces may);
 //! - port names are unique per host and valid Linux interface names; every
-//!   port address lies inside one of its host's subnets, no two ports of a
-//!   host share an address, and every port has one gateway per address
-//!   family it uses, outside its own addresses; a configured gateway is
-//!   unicast (link-local allowed) and lies in no other host's subnet;
+//!   port belongs to an existing network and its addresses lie inside its
+//!   host's subnets of that network, no two ports of a host and network
+//!   share an address, and every port has one gateway per address family
+//!   it uses, outside its own addresses; a configured gateway is unicast
+//!   (link-local allowed) and lies in no other host's subnet of the port's
+//!   network;
 //! - names (hosts, ports, `nic`, `netns`) hold no control characters; a
 //!   `netns` is a valid file name of at most 255 bytes;
-//! - the overlay MTU plus the inner Ethernet header and the outer headers
-//!   of every host's underlay family fits a port buffer;
+//! - every network's MTU plus the inner Ethernet header and the outer
+//!   headers of every host's underlay family fits a port buffer;
 //! - `overlay.vni` is in 1..=16777215 and `overlay.udp_port` is not 0.
 
 pub mod addr;
 mod diag;
 mod mac;
 mod schema;
-pub(crate) use schema::{check_host_name, check_ifname};
+pub(crate) use schema::{check_host_name, check_ifname, check_network_name};
 pub use schema::{DEFAULT_QUEUE_LEN, MAX_PORTS};
 mod tree;
 mod validate;
@@ -58,6 +63,10 @@ pub const DEFAULT_LIVENESS_PORT: u16 = 4799;
 /// Default number of hello intervals without a two-way hello after which a
 /// neighbour is down (`overlay.liveness_dead_after`).
 pub const DEFAULT_LIVENESS_DEAD_AFTER: u32 = 3;
+
+/// Name of the network `[overlay]` describes, the one ports join unless
+/// they name another.
+pub const DEFAULT_NETWORK: &str = "default";
 
 /// Largest VXLAN Network Identifier: the field is 24 bits (RFC 7348 section 5).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
@@ -105,6 +114,10 @@ pub enum UplinkIo {
 pub struct Topology {
     /// Overlay-wide settings (`[overlay]`).
     pub overlay: Overlay,
+    /// The overlay networks: index 0 is the default one (`[overlay]`'s VNI
+    /// and MTU, named [`DEFAULT_NETWORK`]), the `[[networks]]` follow in
+    /// file order. Indices are network ids within this topology.
+    pub networks: Vec<Network>,
     /// Every host, in file order (`[[hosts]]`); indices are host ids.
     pub hosts: Vec<Host>,
     /// Underlay adjacencies usable for VXLAN (`[[links]]`), undirected.
@@ -182,6 +195,21 @@ pub struct Overlay {
     pub liveness: Option<LivenessConfig>,
 }
 
+/// One overlay network: its own VXLAN VNI and address space. Hosts, links
+/// and the underlay are shared by all networks; each host owns subnets per
+/// network ([`Host::subnets`] for the default one, [`Host::net_subnets`]
+/// for the others) and each port belongs to one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    /// Unique name; the default network is [`DEFAULT_NETWORK`].
+    pub name: String,
+    /// VXLAN Network Identifier, unique among the networks.
+    pub vni: u32,
+    /// Container-side MTU; `None` derives it per host as the default
+    /// network's (see [`Topology::network_mtu`]).
+    pub mtu: Option<u16>,
+}
+
 /// Hellos between the two ends of every link; a link whose far end is not
 /// heard (two-way) for `dead_after` intervals leaves the route computation
 /// until it is heard again.
@@ -211,8 +239,11 @@ pub struct Host {
     /// Inner Ethernet source address of this host's VTEP: configured, or
     /// derived as `02:42:` followed by the last four bytes of `underlay`.
     pub vtep_mac: MacAddr,
-    /// Container prefixes this host owns.
+    /// Container prefixes this host owns in the default network.
     pub subnets: Vec<IpNet>,
+    /// Container prefixes this host owns in the other networks, as
+    /// (network index, prefix), by network.
+    pub net_subnets: Vec<(usize, IpNet)>,
     /// Underlay interface name; only used by the host that runs it.
     pub nic: Option<String>,
     /// CPU cores for poll-mode workers; default `[0]`.
@@ -232,6 +263,9 @@ pub struct PortConfig {
     pub kind: PortKind,
     /// Network namespace the container side lives in, if any.
     pub netns: Option<String>,
+    /// Name of the overlay network the port belongs to
+    /// ([`DEFAULT_NETWORK`] unless the port names another).
+    pub network: String,
     /// Source prefixes the container may use (anti-spoofing); a bare address
     /// in the file means a /32 or /128.
     pub addresses: Vec<IpNet>,
@@ -275,18 +309,61 @@ pub struct Link {
     pub cost: u32,
 }
 
+impl Host {
+    /// The prefixes this host owns in network `net`.
+    pub fn subnets_in(&self, net: usize) -> impl Iterator<Item = &IpNet> + '_ {
+        let extra: &[(usize, IpNet)] = if net == 0 { &[] } else { &self.net_subnets };
+        let default: &[IpNet] = if net == 0 { &self.subnets } else { &[] };
+        default.iter().chain(
+            extra
+                .iter()
+                .filter(move |(n, _)| *n == net)
+                .map(|(_, s)| s),
+        )
+    }
+
+    /// Every prefix this host owns, of every network, with its network.
+    pub fn all_subnets(&self) -> impl Iterator<Item = (usize, &IpNet)> + '_ {
+        self.subnets
+            .iter()
+            .map(|s| (0, s))
+            .chain(self.net_subnets.iter().map(|(n, s)| (*n, s)))
+    }
+}
+
 impl Topology {
     /// Index of the host called `name`.
     pub fn host_index(&self, name: &str) -> Option<usize> {
         self.hosts.iter().position(|h| h.name == name)
     }
 
-    /// Container-side MTU for `host`: `overlay.mtu` if set, else the 1500-byte
-    /// underlay MTU minus the VXLAN overhead of the host's underlay family
-    /// (50 bytes over IPv4, 70 over IPv6). An out-of-range index is treated
-    /// as an IPv4 host.
+    /// Index of the network called `name`.
+    pub fn network_index(&self, name: &str) -> Option<usize> {
+        self.networks.iter().position(|n| n.name == name)
+    }
+
+    /// Index of the network whose VNI is `vni`.
+    pub fn network_by_vni(&self, vni: u32) -> Option<usize> {
+        self.networks.iter().position(|n| n.vni == vni)
+    }
+
+    /// Container-side MTU of the default network for `host`
+    /// ([`Topology::network_mtu`] of network 0).
     pub fn overlay_mtu(&self, host: usize) -> u16 {
-        if let Some(mtu) = self.overlay.mtu {
+        self.network_mtu(0, host)
+    }
+
+    /// Container-side MTU of network `net` for `host`: the network's `mtu`
+    /// if set, else the 1500-byte underlay MTU minus the VXLAN overhead of
+    /// the host's underlay family (50 bytes over IPv4, 70 over IPv6). An
+    /// out-of-range host is treated as an IPv4 host; an out-of-range network
+    /// as the default one.
+    pub fn network_mtu(&self, net: usize, host: usize) -> u16 {
+        let set = match self.networks.get(net) {
+            Some(n) => n.mtu,
+            None => self.overlay.mtu,
+        };
+        if let Some(mtu) = set {
             return mtu;
         }
         match self.hosts.get(host).map(|h| h.underlay) {
@@ -295,14 +372,16 @@ impl Topology {
         }
     }
 
-    /// MTU of port `port` of `host`: the port's own `mtu`, else
-    /// [`Topology::overlay_mtu`].
+    /// MTU of port `port` of `host`: the port's own `mtu`, else its
+    /// network's ([`Topology::network_mtu`]).
     pub fn port_mtu(&self, host: usize, port: usize) -> u16 {
-        self.hosts
-            .get(host)
-            .and_then(|h| h.ports.get(port))
-            .and_then(|p| p.mtu)
-            .unwrap_or_else(|| self.overlay_mtu(host))
+        let Some(p) = self.hosts.get(host).and_then(|h| h.ports.get(port)) else {
+            return self.overlay_mtu(host);
+        };
+        p.mtu.unwrap_or_else(|| {
+            let net = self.network_index(&p.network).unwrap_or(0);
+            self.network_mtu(net, host)
+        })
     }
 }
 

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use super::diag::Sink;
 use super::tree::{Entry, Kind, Node, Span};
 use super::{
-    Host, Link, LivenessConfig, MacAddr, Overlay, PortConfig, PortKind, StoreConfig, StoreLayout,
-    Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT,
+    Host, Link, LivenessConfig, MacAddr, Network, Overlay, PortConfig, PortKind, StoreConfig,
+    StoreLayout, Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_NETWORK, DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT,
     DEFAULT_STORE_PREFIX, DEFAULT_UDP_PORT, MAX_VNI,
 };
 use crate::wire::ethernet;
@@ -35,6 +35,8 @@ pub(crate) struct UncheckedTopology {
     pub(crate) overlay: Option<UncheckedOverlay>,
     pub(crate) hosts: Vec<UncheckedHost>,
     pub(crate) links: Vec<UncheckedLink>,
+    /// The `[[networks]]` beside the default one.
+    pub(crate) networks: Vec<UncheckedNetwork>,
     /// `None` when there is no `[store]`; `Some(None)` when it is invalid
     /// (reported).
     pub(crate) store: Option<Option<StoreConfig>>,
@@ -50,13 +52,28 @@ pub(crate) struct UncheckedOverlay {
     pub(crate) liveness: Option<Option<LivenessConfig>>,
 }
 
+/// One `[[networks]]` entry.
+#[derive(Debug)]
+pub(crate) struct UncheckedNetwork {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) vni: Option<Spanned<u32>>,
+    pub(crate) mtu: Option<Spanned<u16>>,
+    /// `subnets.<host> = [...]`: the host's name as written, with its
+    /// prefixes and their field paths.
+    pub(crate) subnets: Vec<(Spanned<String>, Vec<(Spanned<IpNet>, String)>)>,
+}
+
 #[derive(Debug)]
 pub(crate) struct UncheckedHost {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) underlay: Option<Spanned<IpAddr>>,
     pub(crate) underlay_mac: Option<MacAddr>,
     pub(crate) vtep_mac: Option<Spanned<MacAddr>>,
+    /// The default network's subnets (`subnets`).
     pub(crate) subnets: Vec<Spanned<IpNet>>,
+    /// Subnets in the other networks, as (network index, prefix, field),
+    /// gathered from `[[networks]]` by `validate`.
+    pub(crate) net_subnets: Vec<(usize, Spanned<IpNet>, String)>,
     pub(crate) nic: Option<Spanned<String>>,
     pub(crate) workers: Vec<usize>,
     pub(crate) uplink_io: UplinkIo,
@@ -68,6 +85,11 @@ pub(crate) struct UncheckedPort {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) kind: Option<PortKind>,
     pub(crate) netns: Option<Spanned<String>>,
+    /// The network named by `network`, as written.
+    pub(crate) network: Option<Spanned<String>>,
+    /// Its index in the topology's networks (0: the default), resolved by
+    /// `validate`.
+    pub(crate) net: usize,
     pub(crate) addresses: Vec<Spanned<IpNet>>,
     pub(crate) mac: Option<MacAddr>,
     /// Configured gateways; `validate` adds the derived ones.
@@ -87,7 +109,8 @@ pub(crate) struct UncheckedLink {
     pub(crate) cost: Option<u32>,
 }
 
-const TOP_FIELDS: &[&str] = &["overlay", "hosts", "links", "store"];
+const TOP_FIELDS: &[&str] = &["overlay", "networks", "hosts", "links", "store"];
+const NETWORK_FIELDS: &[&str] = &["name", "vni", "mtu", "subnets"];
 const STORE_FIELDS: &[&str] = &[
     "endpoints",
     "layout",
@@ -126,6 +149,7 @@ const PORT_FIELDS: &[&str] = &[
     "name",
     "kind",
     "netns",
+    "network",
     "addresses",
     "mac",
     "gateway",
@@ -163,6 +187,8 @@ const MAX_NETNS_NAME: usize = 255;
 /// Container ports per host: the worker's port table holds 256 ports,
 /// the uplink first, and a port's index is the last byte of its MACs.
 pub const MAX_PORTS: usize = 255;
+/// Longest network name: a label value and a word on a command line.
+const MAX_NETWORK_NAME: usize = 64;
 /// Worker cores index a `cpu_set_t`, which holds CPU_SETSIZE = 1024 cores.
 const MAX_CORE: i64 = 1023;
 
@@ -527,8 +553,122 @@ pub(crate) fn read(root: &Node, sink: &mut Sink) -> UncheckedTopology {
                 .collect();
         }
     }
+    if let Some(node) = get(top, "networks") {
+        if let Some(items) = array(sink, node, "networks") {
+            raw.networks = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| read_network(sink, n, &format!("networks[{i}]")))
+                .collect();
+        }
+    }
     raw.store = get(top, "store").map(|n| read_store(sink, n));
     raw
+}
+
+/// One `[[networks]]` entry: a name, a VNI, an optional MTU and the
+/// subnets each host owns in it (`[networks.subnets]`, host name to
+/// prefixes). Names and hosts are checked against the rest in `validate`.
+fn read_network(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedNetwork> {
+    let t = table(sink, node, path, NETWORK_FIELDS)?;
+    let f = |k: &str| join(path, k);
+    let name = match get(t, "name") {
+        Some(n) => string(sink, n, &f("name")).filter(|s| match check_network_name(&s.value) {
+            Ok(()) => true,
+            Err(e) => {
+                sink.error(&s.span, f("name"), e);
+                false
+            }
+        }),
+        None => {
+            sink.error(
+                &node.span,
+                f("name"),
+                "missing field (the network's unique name)",
+            );
+            None
+        }
+    };
+    let vni = match get(t, "vni") {
+        Some(n) => integer(sink, n, &f("vni"), 1, MAX_VNI.into(), "a VNI in 1..=16777215").map(
+            |v| Spanned {
+                value: v as u32,
+                span: n.span.clone(),
+            },
+        ),
+        None => {
+            sink.error(
+                &node.span,
+                f("vni"),
+                "missing field (a VNI in 1..=16777215, unique among the networks)",
+            );
+            None
+        }
+    };
+    let mtu = get(t, "mtu").and_then(|n| mtu(sink, n, &f("mtu")));
+    let mut subnets = Vec::new();
+    if let Some(n) = get(t, "subnets") {
+        if let Some(hosts) = table_any(sink, n, &f("subnets")) {
+            for e in hosts {
+                let hp = join(&f("subnets"), &printable_key(&e.key));
+                let host = Spanned {
+                    value: e.key.clone(),
+                    span: e.key_span.clone(),
+                };
+                let mut prefixes = Vec::new();
+                if let Some(items) = array(sink, &e.value, &hp) {
+                    for (i, item) in items.iter().enumerate() {
+                        let field = format!("{hp}[{i}]");
+                        if let Some(p) = prefix(sink, item, &field, false) {
+                            prefixes.push((p, field));
+                        }
+                    }
+                }
+                subnets.push((host, prefixes));
+            }
+        }
+    }
+    Some(UncheckedNetwork {
+        name,
+        vni,
+        mtu,
+        subnets,
+    })
+}
+
+/// The entries of a table whose keys are the user's (host names), any key
+/// accepted.
+fn table_any<'n>(sink: &mut Sink, node: &'n Node, path: &str) -> Option<&'n [Entry]> {
+    match &node.kind {
+        Kind::Table(entries) => Some(entries),
+        other => {
+            sink.error(
+                &node.span,
+                path,
+                format!("expected a table of host names to subnets, found {}", other.name()),
+            );
+            None
+        }
+    }
+}
+
+/// A network name: what a port's `network`, a CNI configuration and
+/// `routes --network` name it by, and a metrics label.
+pub(crate) fn check_network_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NETWORK_NAME {
+        return Err(format!(
+            "a network name has 1 to {MAX_NETWORK_NAME} bytes"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(format!(
+            "network name {name:?} may hold only letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
 }
 
 /// The `[store]` table: an etcd v3 cluster holding the hosts beyond the
@@ -1048,6 +1188,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedHost> 
         underlay_mac,
         vtep_mac,
         subnets,
+        net_subnets: Vec::new(),
         nic,
         workers,
         uplink_io,
@@ -1102,6 +1243,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedPort> 
                 false
             }
         });
+    let network = get(t, "network").and_then(|n| string(sink, n, &f("network")));
     let mut addresses = Vec::new();
     match get(t, "addresses") {
         Some(n) => {
@@ -1188,6 +1330,8 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedPort> 
         name,
         kind,
         netns,
+        network,
+        net: 0,
         addresses,
         mac,
         gateways,
@@ -1262,6 +1406,18 @@ impl UncheckedTopology {
             mtu: o.mtu.map(|m| m.value),
             liveness: o.liveness?,
         };
+        let mut networks = vec![Network {
+            name: DEFAULT_NETWORK.to_owned(),
+            vni: overlay.vni,
+            mtu: overlay.mtu,
+        }];
+        for n in self.networks {
+            networks.push(Network {
+                name: n.name?.value,
+                vni: n.vni?.value,
+                mtu: n.mtu.map(|m| m.value),
+            });
+        }
         let mut hosts = Vec::with_capacity(self.hosts.len());
         for h in self.hosts {
             let underlay = h.underlay?.value;
@@ -1271,6 +1427,7 @@ impl UncheckedTopology {
                     name: p.name?.value,
                     kind: p.kind?,
                     netns: p.netns.map(|n| n.value),
+                    network: networks.get(p.net)?.name.clone(),
                     addresses: p.addresses.into_iter().map(|a| a.value).collect(),
                     mac: p.mac,
                     gateways: p.gateways.into_iter().map(|g| g.value).collect(),
@@ -1289,6 +1446,11 @@ impl UncheckedTopology {
                     .vtep_mac
                     .map_or_else(|| MacAddr::derived_from(underlay), |m| m.value),
                 subnets: h.subnets.into_iter().map(|s| s.value).collect(),
+                net_subnets: h
+                    .net_subnets
+                    .into_iter()
+                    .map(|(n, s, _)| (n, s.value))
+                    .collect(),
                 nic: h.nic.map(|n| n.value),
                 workers: h.workers,
                 uplink_io: h.uplink_io,
@@ -1309,6 +1471,7 @@ impl UncheckedTopology {
         };
         Some(Topology {
             overlay,
+            networks,
             hosts,
             links,
             store,

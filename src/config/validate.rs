@@ -16,7 +16,7 @@ use super::schema::{
     Spanned, UncheckedHost, UncheckedPort, UncheckedTopology, MAX_PORTS, MIN_MTU_V6,
 };
 use super::tree::Span;
-use super::MacAddr;
+use super::{MacAddr, DEFAULT_NETWORK};
 use crate::dataplane::tables::{OUTER_V4_LEN, OUTER_V6_LEN};
 use crate::port::MAX_FRAME;
 use crate::wire::ethernet;
@@ -24,6 +24,7 @@ use crate::wire::ethernet;
 /// Runs every cross-check; fills in derived gateways.
 pub(crate) fn cross_check(raw: &mut UncheckedTopology, sink: &mut Sink) {
     unique_hosts(raw, sink);
+    networks(raw, sink);
     // Before `ports` derives gateways: only configured ones are checked.
     address_classes(raw, sink);
     placement(raw, sink);
@@ -133,16 +134,21 @@ fn placement(raw: &UncheckedTopology, sink: &mut Sink) {
         Gateway,
     }
     struct S<'a> {
+        /// The overlay network the prefix belongs to: address spaces of
+        /// different networks may overlap.
+        space: usize,
         net: IpNet,
         span: &'a Span,
         host: usize,
         what: What,
         field: String,
     }
+    let spaces = raw.networks.len() + 1;
     let mut all: Vec<S> = Vec::new();
     for (i, h) in raw.hosts.iter().enumerate() {
         for (j, s) in h.subnets.iter().enumerate() {
             all.push(S {
+                space: 0,
                 net: s.value,
                 span: &s.span,
                 host: i,
@@ -150,18 +156,33 @@ fn placement(raw: &UncheckedTopology, sink: &mut Sink) {
                 field: format!("hosts[{i}].subnets[{j}]"),
             });
         }
-        if let Some(u) = &h.underlay {
+        for (n, s, field) in &h.net_subnets {
             all.push(S {
-                net: IpNet::from(u.value),
-                span: &u.span,
+                space: *n,
+                net: s.value,
+                span: &s.span,
                 host: i,
-                what: What::Underlay,
-                field: format!("hosts[{i}].underlay"),
+                what: What::Subnet,
+                field: field.clone(),
             });
+        }
+        if let Some(u) = &h.underlay {
+            // No network's containers may use an underlay address.
+            for space in 0..spaces {
+                all.push(S {
+                    space,
+                    net: IpNet::from(u.value),
+                    span: &u.span,
+                    host: i,
+                    what: What::Underlay,
+                    field: format!("hosts[{i}].underlay"),
+                });
+            }
         }
         for (pi, p) in h.ports.iter().enumerate() {
             for (gi, g) in p.gateways.iter().enumerate() {
                 all.push(S {
+                    space: p.net,
                     net: IpNet::from(g.value),
                     span: &g.span,
                     host: i,
@@ -171,13 +192,15 @@ fn placement(raw: &UncheckedTopology, sink: &mut Sink) {
             }
         }
     }
-    // Sorted by network address, then shorter prefix first (subnets before
-    // the addresses equal to them), two prefixes overlap iff the later one
-    // lies inside an earlier one still "open" on the stack: an
-    // O(n log n) sweep instead of comparing every pair. Only subnets are
-    // opened: a single address holds nothing but itself.
+    // Sorted by network, then network address, then shorter prefix first
+    // (subnets before the addresses equal to them), two prefixes overlap
+    // iff the later one lies inside an earlier one of the same network
+    // still "open" on the stack: an O(n log n) sweep instead of comparing
+    // every pair. Only subnets are opened: a single address holds nothing
+    // but itself.
     all.sort_by(|x, y| {
-        (x.net.network(), x.net.prefix_len(), x.what != What::Subnet).cmp(&(
+        (x.space, x.net.network(), x.net.prefix_len(), x.what != What::Subnet).cmp(&(
+            y.space,
             y.net.network(),
             y.net.prefix_len(),
             y.what != What::Subnet,
@@ -187,7 +210,7 @@ fn placement(raw: &UncheckedTopology, sink: &mut Sink) {
     let mut stack: Vec<usize> = Vec::new();
     for k in 0..all.len() {
         while let Some(&top) = stack.last() {
-            if all[top].net.contains(&all[k].net) {
+            if all[top].space == all[k].space && all[top].net.contains(&all[k].net) {
                 break;
             }
             stack.pop();
@@ -300,7 +323,13 @@ fn address_classes(raw: &UncheckedTopology, sink: &mut Sink) {
                 sink.error(&u.span, format!("hosts[{hi}].underlay"), msg);
             }
         }
-        for (si, s) in h.subnets.iter().enumerate() {
+        let subnets = h
+            .subnets
+            .iter()
+            .enumerate()
+            .map(|(si, s)| (s, format!("hosts[{hi}].subnets[{si}]")))
+            .chain(h.net_subnets.iter().map(|(_, s, f)| (s, f.clone())));
+        for (s, field) in subnets {
             if let Some((block, class)) = addr::special_overlapping(s.value) {
                 let how = if block.contains(&s.value) {
                     "lies in"
@@ -309,7 +338,7 @@ fn address_classes(raw: &UncheckedTopology, sink: &mut Sink) {
                 };
                 sink.error(
                     &s.span,
-                    format!("hosts[{hi}].subnets[{si}]"),
+                    field,
                     format!(
                         "{} is not a prefix containers may use: it {how} {block} ({})",
                         s.value,
@@ -376,12 +405,6 @@ fn vtep_problem(
 /// the outer headers of the host's underlay family, and must fit a port
 /// buffer ([`crate::port::MAX_FRAME`]) at both ends of every link.
 fn encapsulated_mtu(raw: &UncheckedTopology, sink: &mut Sink) {
-    let Some(m) = raw.overlay.as_ref().and_then(|o| o.mtu.as_ref()) else {
-        // The derived MTU fits the 1500-byte underlay, far below a buffer.
-        return;
-    };
-    let frame = |outer: usize| usize::from(m.value) + ethernet::HEADER_LEN + outer;
-    let largest = |outer: usize| MAX_FRAME - ethernet::HEADER_LEN - outer;
     // The IPv6 outer headers are the longer: name the first host that uses
     // them if any does, else the first host.
     let mut underlays = raw
@@ -398,21 +421,164 @@ fn encapsulated_mtu(raw: &UncheckedTopology, sink: &mut Sink) {
     } else {
         (OUTER_V4_LEN, "IPv4")
     };
-    if frame(outer) > MAX_FRAME {
-        sink.error(
-            &m.span,
-            "overlay.mtu",
-            format!(
-                "{} is too large: over the {fam} underlay of host {:?} a packet of {} bytes leaves as a VXLAN frame of {} bytes ({} inner Ethernet + {outer} outer headers), more than the {MAX_FRAME} bytes a port buffer holds; the overlay MTU can be at most {} with IPv4 underlays, {} with IPv6",
-                m.value,
-                raw_name(raw, host),
-                m.value,
-                frame(outer),
-                ethernet::HEADER_LEN,
-                largest(OUTER_V4_LEN),
-                largest(OUTER_V6_LEN)
-            ),
-        );
+    let frame = |m: u16, outer: usize| usize::from(m) + ethernet::HEADER_LEN + outer;
+    let largest = |outer: usize| MAX_FRAME - ethernet::HEADER_LEN - outer;
+    // A derived MTU fits the 1500-byte underlay, far below a buffer.
+    for (m, field) in network_mtus(raw) {
+        if frame(m.value, outer) > MAX_FRAME {
+            sink.error(
+                &m.span,
+                field,
+                format!(
+                    "{} is too large: over the {fam} underlay of host {:?} a packet of {} bytes leaves as a VXLAN frame of {} bytes ({} inner Ethernet + {outer} outer headers), more than the {MAX_FRAME} bytes a port buffer holds; the overlay MTU can be at most {} with IPv4 underlays, {} with IPv6",
+                    m.value,
+                    raw_name(raw, host),
+                    m.value,
+                    frame(m.value, outer),
+                    ethernet::HEADER_LEN,
+                    largest(OUTER_V4_LEN),
+                    largest(OUTER_V6_LEN)
+                ),
+            );
+        }
+    }
+}
+
+/// Every MTU a network sets, with its field.
+fn network_mtus(raw: &UncheckedTopology) -> Vec<(&Spanned<u16>, String)> {
+    let mut out = Vec::new();
+    if let Some(m) = raw.overlay.as_ref().and_then(|o| o.mtu.as_ref()) {
+        out.push((m, "overlay.mtu".to_string()));
+    }
+    for (i, n) in raw.networks.iter().enumerate() {
+        if let Some(m) = &n.mtu {
+            out.push((m, format!("networks[{i}].mtu")));
+        }
+    }
+    out
+}
+
+/// `[[networks]]`: unique names other than the default network's, unique
+/// VNIs (the default network's included), subnets only for hosts of the
+/// topology; each network's subnets are handed to their hosts
+/// (`net_subnets`) for the checks that follow. Ports name a network that
+/// exists.
+fn networks(raw: &mut UncheckedTopology, sink: &mut Sink) {
+    let mut names: HashMap<String, Span> = HashMap::new();
+    let mut vnis: HashMap<u32, (Span, String)> = HashMap::new();
+    if let Some(v) = raw.overlay.as_ref().and_then(|o| o.vni) {
+        vnis.insert(v, (0..0, format!("{DEFAULT_NETWORK:?} ([overlay])")));
+    }
+    let hosts: HashMap<String, usize> = raw
+        .hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.name.as_ref().map(|n| (n.value.clone(), i)))
+        .collect();
+    let mut gathered: Vec<(usize, usize, Spanned<IpNet>, String)> = Vec::new();
+    for (i, n) in raw.networks.iter().enumerate() {
+        let net = i + 1;
+        if let Some(name) = &n.name {
+            if name.value == DEFAULT_NETWORK {
+                sink.error(
+                    &name.span,
+                    format!("networks[{i}].name"),
+                    format!("{DEFAULT_NETWORK:?} is the network [overlay] describes; name this one otherwise"),
+                );
+            } else if let Some(first) = names.get(&name.value) {
+                let line = sink.line_of(first);
+                sink.error(
+                    &name.span,
+                    format!("networks[{i}].name"),
+                    format!("duplicate network name {:?} (first defined on line {line})", name.value),
+                );
+            } else {
+                names.insert(name.value.clone(), name.span.clone());
+            }
+        }
+        if let Some(v) = &n.vni {
+            let this = n
+                .name
+                .as_ref()
+                .map_or_else(|| format!("networks[{i}]"), |s| format!("{:?}", s.value));
+            if let Some((first, other)) = vnis.get(&v.value) {
+                let at = if first.is_empty() {
+                    String::new()
+                } else {
+                    format!(", line {}", sink.line_of(first))
+                };
+                sink.error(
+                    &v.span,
+                    format!("networks[{i}].vni"),
+                    format!(
+                        "VNI {} is already network {other}'s{at}: each network has its own VNI",
+                        v.value
+                    ),
+                );
+            } else {
+                vnis.insert(v.value, (v.span.clone(), this));
+            }
+        }
+        for (host, prefixes) in &n.subnets {
+            match hosts.get(&host.value) {
+                Some(&h) => {
+                    for (p, field) in prefixes {
+                        gathered.push((h, net, p.clone(), field.clone()));
+                    }
+                }
+                None => sink.error(
+                    &host.span,
+                    format!("networks[{i}].subnets"),
+                    format!("unknown host {:?}: subnets are keyed by host name", host.value),
+                ),
+            }
+        }
+    }
+    for (h, net, p, field) in gathered {
+        raw.hosts[h].net_subnets.push((net, p, field));
+    }
+    let index: HashMap<&str, usize> = raw
+        .networks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.name.as_ref().map(|s| (s.value.as_str(), i + 1)))
+        .collect();
+    let known = || {
+        std::iter::once(DEFAULT_NETWORK)
+            .chain(raw.networks.iter().filter_map(|n| n.name.as_ref().map(|s| s.value.as_str())))
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut errors = Vec::new();
+    for (hi, h) in raw.hosts.iter().enumerate() {
+        for (pi, p) in h.ports.iter().enumerate() {
+            let Some(n) = &p.network else { continue };
+            if n.value != DEFAULT_NETWORK && !index.contains_key(n.value.as_str()) {
+                errors.push((
+                    n.span.clone(),
+                    format!("hosts[{hi}].ports[{pi}].network"),
+                    format!("unknown network {:?}; the networks are {}", n.value, known()),
+                ));
+            }
+        }
+    }
+    for (span, field, msg) in errors {
+        sink.error(&span, field, msg);
+    }
+    for h in &mut raw.hosts {
+        for p in &mut h.ports {
+            p.net = p
+                .network
+                .as_ref()
+                .map_or(Some(0), |n| match n.value.as_str() {
+                    DEFAULT_NETWORK => Some(0),
+                    name => index.get(name).copied(),
+                })
+                // Reported above; its addresses are not checked against any
+                // network's subnets.
+                .unwrap_or(UNKNOWN_NETWORK);
+        }
     }
 }
 
@@ -470,25 +636,29 @@ fn ports(h: &mut UncheckedHost, path: &str, sink: &mut Sink) {
                 );
             }
         }
+        let subnets = host_subnets(&h.subnets, &h.net_subnets, p.net);
         for (ai, a) in p.addresses.iter().enumerate() {
             let field = format!("{pp}.addresses[{ai}]");
-            if !h.subnets.iter().any(|s| s.value.contains(&a.value)) {
-                let subnets: Vec<String> = h.subnets.iter().map(|s| s.value.to_string()).collect();
-                let listed = if subnets.is_empty() {
+            if p.net != UNKNOWN_NETWORK && !subnets.iter().any(|s| s.value.contains(&a.value)) {
+                let listed: Vec<String> = subnets.iter().map(|s| s.value.to_string()).collect();
+                let listed = if listed.is_empty() {
                     "none".to_string()
                 } else {
-                    subnets.join(", ")
+                    listed.join(", ")
+                };
+                let whose = match &p.network {
+                    Some(n) if p.net != 0 => format!("the host's subnets in network {:?}", n.value),
+                    _ => "the host's subnets".to_string(),
                 };
                 sink.error(
                     &a.span,
                     field.clone(),
-                    format!("{} is outside the host's subnets ({listed})", a.value),
+                    format!("{} is outside {whose} ({listed})", a.value),
                 );
             }
-            if let Some((other, span, _)) = owned
-                .iter()
-                .find(|(o, _, _)| o.contains(&a.value) || a.value.contains(o))
-            {
+            if let Some((other, span, _)) = owned.iter().find(|(o, _, on)| {
+                *on == p.net && (o.contains(&a.value) || a.value.contains(o))
+            }) {
                 let line = sink.line_of(span);
                 sink.error(
                     &a.span,
@@ -499,16 +669,19 @@ fn ports(h: &mut UncheckedHost, path: &str, sink: &mut Sink) {
                     ),
                 );
             } else {
-                owned.push((a.value, a.span.clone(), pi));
+                owned.push((a.value, a.span.clone(), p.net));
             }
         }
-        gateways(p, &h.subnets, &pp, sink);
+        gateways(p, &subnets, &pp, sink);
     }
     // A gateway inside another port's addresses would hand that container's
     // traffic to the router's own stack.
     for (pi, p) in h.ports.iter().enumerate() {
         for (gi, g) in p.gateways.iter().enumerate() {
-            if let Some((net, span, _)) = owned.iter().find(|(n, _, _)| n.contains(&g.value)) {
+            if let Some((net, span, _)) = owned
+                .iter()
+                .find(|(n, _, on)| *on == p.net && n.contains(&g.value))
+            {
                 let line = sink.line_of(span);
                 let field = format!("{path}.ports[{pi}].gateways[{gi}]");
                 sink.error(
@@ -519,6 +692,26 @@ fn ports(h: &mut UncheckedHost, path: &str, sink: &mut Sink) {
             }
         }
     }
+}
+
+/// The network of a port whose `network` names none (reported).
+const UNKNOWN_NETWORK: usize = usize::MAX;
+
+/// A host's subnets in network `net`: the default network's from
+/// `subnets`, another's from `net_subnets`.
+fn host_subnets(
+    subnets: &[Spanned<IpNet>],
+    net_subnets: &[(usize, Spanned<IpNet>, String)],
+    net: usize,
+) -> Vec<Spanned<IpNet>> {
+    if net == 0 {
+        return subnets.to_vec();
+    }
+    net_subnets
+        .iter()
+        .filter(|(n, _, _)| *n == net)
+        .map(|(_, s, _)| s.clone())
+        .collect()
 }
 
 /// The first host address of `net` (network + 1), if `net` has one: the
@@ -655,17 +848,33 @@ fn raw_name(raw: &UncheckedTopology, i: usize) -> &str {
 /// IPv6 needs links of at least 1280 bytes (RFC 8200 section 5), so an MTU
 /// below that is only valid where no IPv6 traffic flows.
 fn ipv6_mtu(raw: &UncheckedTopology, sink: &mut Sink) {
-    let any_v6 = raw
-        .hosts
-        .iter()
-        .any(|h| h.subnets.iter().any(|s| s.value.addr().is_ipv6()));
+    let any_v6 = |net: usize| {
+        raw.hosts.iter().any(|h| {
+            if net == 0 {
+                h.subnets.iter().any(|s| s.value.addr().is_ipv6())
+            } else {
+                h.net_subnets
+                    .iter()
+                    .any(|(n, s, _)| *n == net && s.value.addr().is_ipv6())
+            }
+        })
+    };
+    let mut mtus: Vec<(usize, &Spanned<u16>, String)> = Vec::new();
     if let Some(m) = raw.overlay.as_ref().and_then(|o| o.mtu.as_ref()) {
-        if any_v6 && m.value < MIN_MTU_V6 {
+        mtus.push((0, m, "overlay.mtu".to_string()));
+    }
+    for (i, n) in raw.networks.iter().enumerate() {
+        if let Some(m) = &n.mtu {
+            mtus.push((i + 1, m, format!("networks[{i}].mtu")));
+        }
+    }
+    for (net, m, field) in mtus {
+        if m.value < MIN_MTU_V6 && any_v6(net) {
             sink.error(
                 &m.span,
-                "overlay.mtu",
+                field,
                 format!(
-                    "{} is below 1280, the minimum IPv6 MTU, and the topology has IPv6 subnets",
+                    "{} is below 1280, the minimum IPv6 MTU, and the network has IPv6 subnets",
                     m.value
                 ),
             );

@@ -62,6 +62,7 @@ impl Router<'_> {
         let record = Record::new(
             index,
             name.clone(),
+            config::DEFAULT_NETWORK,
             a.kind,
             a.offload,
             (a.kind == PortKind::Veth)

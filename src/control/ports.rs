@@ -240,6 +240,7 @@ mod tests {
                 name: name.into(),
                 kind: PortKind::Tun,
                 netns: None,
+                network: config::DEFAULT_NETWORK.into(),
                 addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
                 mac: None,
                 gateways: vec![],

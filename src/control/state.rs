@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MacAddr, PortConfig, PortKind};
+use crate::config::{MacAddr, PortConfig, PortKind, DEFAULT_NETWORK};
 
 use super::ports::Attachment;
 
@@ -38,6 +38,10 @@ pub(super) struct Record {
     pub index: u16,
     /// The router-side device name (veth host end) or the port's label (TUN).
     pub name: String,
+    /// The overlay network the port joined; absent for the default one, so
+    /// that a router without networks reads the record too.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network: String,
     pub kind: PortKind,
     pub offload: bool,
     /// The container interface's MAC (veth).
@@ -54,6 +58,7 @@ impl Record {
     pub(super) fn new(
         index: u16,
         name: String,
+        network: &str,
         kind: PortKind,
         offload: bool,
         mac: Option<[u8; 6]>,
@@ -65,6 +70,11 @@ impl Record {
             v: VERSION,
             index,
             name,
+            network: if network == DEFAULT_NETWORK {
+                String::new()
+            } else {
+                network.to_owned()
+            },
             kind,
             offload,
             mac,
@@ -83,6 +93,11 @@ impl Record {
             name: self.name.clone(),
             kind: self.kind,
             netns: None,
+            network: if self.network.is_empty() {
+                DEFAULT_NETWORK.to_owned()
+            } else {
+                self.network.clone()
+            },
             addresses: self.sources.clone(),
             mac: self.mac.map(MacAddr),
             gateways: self.gateways.clone(),
@@ -189,6 +204,10 @@ fn read_record(path: &Path) -> Result<Record> {
     if path.file_stem().is_none_or(|s| s != r.name.as_str()) {
         anyhow::bail!("its file name does not match its port name {}", r.name);
     }
+    if !r.network.is_empty() {
+        crate::config::check_network_name(&r.network)
+            .map_err(|e| anyhow::anyhow!("network: {e}"))?;
+    }
     if r.index == 0 || usize::from(r.index) > crate::config::MAX_PORTS {
         anyhow::bail!("index {} out of range", r.index);
     }
@@ -203,6 +222,7 @@ mod tests {
         Record::new(
             index,
             name.into(),
+            DEFAULT_NETWORK,
             PortKind::Veth,
             false,
             Some([2, 0x43, 0, 0, 1, 3]),

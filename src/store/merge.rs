@@ -279,6 +279,7 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
             underlay_mac: None,
             vtep_mac: peer.vtep_mac,
             subnets: peer.subnets,
+            net_subnets: Vec::new(),
             nic: None,
             workers: vec![0],
             uplink_io: UplinkIo::default(),
