@@ -13,7 +13,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use vxrouter::config::{self, Host, Link, MacAddr, Overlay, Topology};
+use vxrouter::config::{self, Host, Link, MacAddr, Network, Overlay, Topology};
 use vxrouter::route::{self, Graph};
 
 const HOSTS: usize = 10_000;
@@ -56,6 +56,7 @@ fn topology(edges: &[(usize, usize, u32)]) -> Topology {
                 underlay_mac: None,
                 vtep_mac: MacAddr::derived_from(IpAddr::V4(ip)),
                 subnets: vec![format!("2001:2:0:{i:x}::/64").parse().unwrap()],
+                net_subnets: Vec::new(),
                 nic: None,
                 workers: vec![0],
                 uplink_io: Default::default(),
@@ -78,6 +79,11 @@ fn topology(edges: &[(usize, usize, u32)]) -> Topology {
             mtu: None,
             liveness: None,
         },
+        networks: vec![Network {
+            name: "default".into(),
+            vni: 1,
+            mtu: None,
+        }],
         hosts,
         links,
         store: None,

@@ -130,13 +130,13 @@ fn grid_from_a_has_ecmp_multihop_and_unreachable() {
     assert_eq!(
         v,
         json!([
-            {"prefix": "198.19.10.0/24", "kind": "local", "cost": 0, "next_hops": []},
-            {"prefix": "198.19.12.0/24", "kind": "remote", "cost": 2, "next_hops": [hop("b", "198.18.10.2")]},
-            {"prefix": "198.19.14.0/23", "kind": "remote", "cost": 2, "next_hops": [hop("b", "198.18.10.2")]},
-            {"prefix": "198.19.16.0/24", "kind": "remote", "cost": 3, "next_hops": [hop("b", "198.18.10.2")]},
-            {"prefix": "2001:2:0:a::/64", "kind": "local", "cost": 0, "next_hops": []},
-            {"prefix": "2001:2:0:d::/64", "kind": "remote", "cost": 2, "next_hops": [hop("d", "198.18.10.4")]},
-            {"prefix": "2001:2:0:f::/64", "kind": "remote", "cost": 3, "next_hops": [hop("b", "198.18.10.2")]},
+            {"network": "default", "prefix": "198.19.10.0/24", "kind": "local", "cost": 0, "next_hops": []},
+            {"network": "default", "prefix": "198.19.12.0/24", "kind": "remote", "cost": 2, "next_hops": [hop("b", "198.18.10.2")]},
+            {"network": "default", "prefix": "198.19.14.0/23", "kind": "remote", "cost": 2, "next_hops": [hop("b", "198.18.10.2")]},
+            {"network": "default", "prefix": "198.19.16.0/24", "kind": "remote", "cost": 3, "next_hops": [hop("b", "198.18.10.2")]},
+            {"network": "default", "prefix": "2001:2:0:a::/64", "kind": "local", "cost": 0, "next_hops": []},
+            {"network": "default", "prefix": "2001:2:0:d::/64", "kind": "remote", "cost": 2, "next_hops": [hop("d", "198.18.10.4")]},
+            {"network": "default", "prefix": "2001:2:0:f::/64", "kind": "remote", "cost": 3, "next_hops": [hop("b", "198.18.10.2")]},
         ])
     );
     // The island's prefixes are left out and named on stderr.
@@ -261,11 +261,11 @@ cost = 4
     ]);
     assert_eq!(
         v[1],
-        json!({"prefix": "198.19.31.0/24", "kind": "remote", "cost": 4, "next_hops": three})
+        json!({"network": "default", "prefix": "198.19.31.0/24", "kind": "remote", "cost": 4, "next_hops": three})
     );
     assert_eq!(
         v[2],
-        json!({"prefix": "2001:2:0:31::/64", "kind": "remote", "cost": 4, "next_hops": three})
+        json!({"network": "default", "prefix": "2001:2:0:31::/64", "kind": "remote", "cost": 4, "next_hops": three})
     );
     // The table shows the same, one nexthop line each.
     let o = routes(&f, "s", false);
@@ -311,11 +311,11 @@ cost = 4000000000
     assert_eq!(
         v,
         json!([
-            {"prefix": "198.19.200.0/22", "kind": "remote", "cost": 100, "next_hops": [hop("n", "2001:2:0:ff::2")]},
-            {"prefix": "2001:2:0:100::/56", "kind": "local", "cost": 0, "next_hops": []},
-            {"prefix": "2001:2:0:200::/56", "kind": "remote", "cost": 100, "next_hops": [hop("n", "2001:2:0:ff::2")]},
+            {"network": "default", "prefix": "198.19.200.0/22", "kind": "remote", "cost": 100, "next_hops": [hop("n", "2001:2:0:ff::2")]},
+            {"network": "default", "prefix": "2001:2:0:100::/56", "kind": "local", "cost": 0, "next_hops": []},
+            {"network": "default", "prefix": "2001:2:0:200::/56", "kind": "remote", "cost": 100, "next_hops": [hop("n", "2001:2:0:ff::2")]},
             // Costs add up past u32: 100 + 4e9.
-            {"prefix": "2001:2:0:300::/64", "kind": "remote", "cost": 4000000100u64, "next_hops": [hop("n", "2001:2:0:ff::2")]},
+            {"network": "default", "prefix": "2001:2:0:300::/64", "kind": "remote", "cost": 4000000100u64, "next_hops": [hop("n", "2001:2:0:ff::2")]},
         ])
     );
 }
@@ -341,12 +341,12 @@ fn shipped_examples_give_the_documented_routes() {
     let v = run("demo-2hosts.toml", "h1");
     assert_eq!(
         v[1],
-        json!({"prefix": "198.19.2.0/24", "kind": "remote", "cost": 10, "next_hops": [hop("h2", "198.18.0.2")]})
+        json!({"network": "default", "prefix": "198.19.2.0/24", "kind": "remote", "cost": 10, "next_hops": [hop("h2", "198.18.0.2")]})
     );
     let v = run("line-3hosts.toml", "h1");
     assert_eq!(
         v[2],
-        json!({"prefix": "198.19.3.0/24", "kind": "remote", "cost": 12, "next_hops": [hop("h2", "198.18.0.2")]})
+        json!({"network": "default", "prefix": "198.19.3.0/24", "kind": "remote", "cost": 12, "next_hops": [hop("h2", "198.18.0.2")]})
     );
     let v = run("ecmp-4hosts.toml", "h1");
     assert_eq!(
@@ -356,7 +356,7 @@ fn shipped_examples_give_the_documented_routes() {
     let v = run("ipv6-underlay.toml", "h1");
     assert_eq!(
         v[1],
-        json!({"prefix": "198.19.3.0/24", "kind": "remote", "cost": 2, "next_hops": [hop("h2", "2001:2:0:ff::2")]})
+        json!({"network": "default", "prefix": "198.19.3.0/24", "kind": "remote", "cost": 2, "next_hops": [hop("h2", "2001:2:0:ff::2")]})
     );
 }
 

@@ -31,7 +31,9 @@ use crate::port::{Batch, Packet, BATCH_SIZE};
 use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vxlan};
 
 use super::drops::{Counters, DropReason};
-use super::tables::{NextHop, PortRole, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK};
+use super::tables::{
+    Net, NextHop, PortRole, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK,
+};
 
 /// What happens to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,16 +162,26 @@ impl Pipeline {
         batch: &mut Batch,
         verdicts: &mut [Verdict; BATCH_SIZE],
     ) {
-        // The port's role is the same for the whole burst: dispatch once.
-        let role = t.ports.get(in_port as usize).map(|p| p.role);
+        // The port's role and network are the same for the whole burst:
+        // dispatch once. The uplink's packets find theirs by VNI.
+        let (role, n) = match t.ports.get(in_port as usize) {
+            Some(p) => (Some(p.role), t.nets.get(usize::from(p.net))),
+            None => (None, None),
+        };
+        let n = match (role, n) {
+            (Some(PortRole::Tun | PortRole::Veth), Some(n)) => n,
+            // A container port always names one of the tables' networks;
+            // the uplink's and a vacant index's are not used.
+            _ => &t.nets[0],
+        };
         for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
             // Taken before the stages: an ICMP error replaces a super-packet
             // with one small packet, but all its segments were dropped.
             let segs = pkt.segments();
             *v = match role {
                 Some(PortRole::Uplink) => from_uplink(t, pkt),
-                Some(PortRole::Tun) => from_container_ip(t, in_port, pkt),
-                Some(PortRole::Veth) => from_veth(t, in_port, pkt),
+                Some(PortRole::Tun) => from_container_ip(t, n, in_port, pkt),
+                Some(PortRole::Veth) => from_veth(t, n, in_port, pkt),
                 Some(PortRole::Vacant) | None => Verdict::Drop(DropReason::PortDown),
             };
             match *v {
@@ -198,7 +210,7 @@ impl Pipeline {
 
 // ---------------------------------------------------------------- container side
 
-fn from_veth(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+fn from_veth(t: &Tables, n: &Net, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
     let eth = match ethernet::Frame::new_checked(pkt.data()) {
         Ok(e) => e,
@@ -235,7 +247,7 @@ fn from_veth(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
                 return Verdict::Drop(DropReason::EthNotForUs);
             }
             pkt.strip(ethernet::HEADER_LEN);
-            from_container_ip(t, in_port, pkt)
+            from_container_ip(t, n, in_port, pkt)
         }
         _ => Verdict::Drop(DropReason::EthUnsupported),
     }
@@ -280,15 +292,15 @@ fn arp_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     Verdict::Reply(in_port)
 }
 
-fn from_container_ip(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+fn from_container_ip(t: &Tables, n: &Net, in_port: u16, pkt: &mut Packet) -> Verdict {
     match pkt.data().first().map(|b| b >> 4) {
-        Some(4) => container_v4(t, in_port, pkt),
-        Some(6) => container_v6(t, in_port, pkt),
+        Some(4) => container_v4(t, n, in_port, pkt),
+        Some(6) => container_v6(t, n, in_port, pkt),
         _ => Verdict::Drop(DropReason::IpMalformed),
     }
 }
 
-fn container_v4(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+fn container_v4(t: &Tables, n: &Net, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
     let (src, total) = {
         let Ok(ip) = ipv4::Packet::new_checked(pkt.data()) else {
@@ -304,10 +316,10 @@ fn container_v4(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     if !info.allows_v4(src) {
         return Verdict::Drop(DropReason::Spoofed);
     }
-    route_v4(t, pkt)
+    route_v4(t, n, pkt)
 }
 
-fn container_v6(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+fn container_v6(t: &Tables, n: &Net, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
     let (src, total, nd) = {
         let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
@@ -328,7 +340,7 @@ fn container_v6(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     };
     pkt.truncate(total);
     if nd {
-        return nd_reply(t, in_port, pkt);
+        return nd_reply(t, n, in_port, pkt);
     }
     let dst = ipv6::Packet::new_unchecked(pkt.data()).dst_u128();
     if (dst >> 120) == 0xff || (dst >> 118) == 0x3fa {
@@ -339,13 +351,13 @@ fn container_v6(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     if !info.allows_v6(src) {
         return Verdict::Drop(DropReason::Spoofed);
     }
-    route_v6(t, pkt)
+    route_v6(t, n, pkt)
 }
 
 /// Answers a neighbour solicitation from a veth container for any target
 /// but the container's own addresses (the IPv6 counterpart of proxy ARP).
 /// RFC 4861 section 7.1.1: a valid NS has hop limit 255 and code 0.
-fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
+fn nd_reply(t: &Tables, n: &Net, in_port: u16, pkt: &mut Packet) -> Verdict {
     let info = &t.ports[in_port as usize];
     if info.role != PortRole::Veth {
         return Verdict::Drop(DropReason::ControlPlane);
@@ -411,7 +423,7 @@ fn nd_reply(t: &Tables, in_port: u16, pkt: &mut Packet) -> Verdict {
     ip.emit(&mut region[..ipv6::HEADER_LEN]);
     // RFC 4861 section 7.2.4: solicited, from a router; Override only for
     // our own addresses: section 7.2.8 says a proxy SHOULD clear it.
-    let own = matches!(t.fib.lookup_v6(target), Some(NextHop::Router));
+    let own = matches!(n.fib.lookup_v6(target), Some(NextHop::Router));
     let flags = icmpv6::NA_FLAG_ROUTER
         | icmpv6::NA_FLAG_SOLICITED
         | if own { icmpv6::NA_FLAG_OVERRIDE } else { 0 };
@@ -464,8 +476,8 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
         }
         Err(v) => return v,
     };
-    // VXLAN header and inner Ethernet.
-    let inner_ethertype = {
+    // VXLAN header and inner Ethernet; the VNI selects the network.
+    let (inner_ethertype, n) = {
         let d = &pkt.data()[vx_off..];
         let Ok(vx) = vxlan::Packet::new_checked(d) else {
             return Verdict::Drop(DropReason::VxlanTruncated);
@@ -477,9 +489,9 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
         if !vx.has_vni_flag() {
             return Verdict::Drop(DropReason::VxlanBadFlags);
         }
-        if vx.vni() != t.vni {
+        let Some(n) = t.net_of_vni(vx.vni()) else {
             return Verdict::Drop(DropReason::VxlanUnknownVni);
-        }
+        };
         // Only the untagged header matters: a tagged inner frame has a VLAN
         // TPID where the ethertype is and drops below as inner_not_ip.
         let Some(inner) = d.get(vxlan::HEADER_LEN..vxlan::HEADER_LEN + ethernet::HEADER_LEN) else {
@@ -489,12 +501,12 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
         if inner.dst() != t.vtep_mac {
             return Verdict::Drop(DropReason::InnerNotForUs);
         }
-        inner.outer_ethertype()
+        (inner.outer_ethertype(), n)
     };
     pkt.strip(vx_off + vxlan::HEADER_LEN + ethernet::HEADER_LEN);
     match (inner_ethertype, pkt.data().first().map(|b| b >> 4)) {
-        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, pkt, peer),
-        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, pkt, peer),
+        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, n, pkt, peer),
+        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, n, pkt, peer),
         (ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6, _) => {
             Verdict::Drop(DropReason::IpMalformed)
         }
@@ -635,7 +647,7 @@ fn tunnel_source(t: &Tables, nh: Option<&NextHop>, peer: u16) -> Result<(), Drop
     }
 }
 
-fn tunnel_v4(t: &Tables, pkt: &mut Packet, peer: u16) -> Verdict {
+fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16) -> Verdict {
     let total = {
         let Ok(ip) = ipv4::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
@@ -647,35 +659,35 @@ fn tunnel_v4(t: &Tables, pkt: &mut Packet, peer: u16) -> Verdict {
         // which names it `ip_bad_source`.
         let src = ip.src_u32();
         if !is_bad_source_v4(src) {
-            if let Err(r) = tunnel_source(t, t.fib.lookup_v4(src), peer) {
+            if let Err(r) = tunnel_source(t, n.fib.lookup_v4(src), peer) {
                 return Verdict::Drop(r);
             }
         }
         ip.total_len() as usize
     };
     pkt.truncate(total);
-    route_v4(t, pkt)
+    route_v4(t, n, pkt)
 }
 
-fn tunnel_v6(t: &Tables, pkt: &mut Packet, peer: u16) -> Verdict {
+fn tunnel_v6(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16) -> Verdict {
     let total = {
         let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
         };
-        if let Err(r) = tunnel_source(t, t.fib.lookup_v6(ip.src_u128()), peer) {
+        if let Err(r) = tunnel_source(t, n.fib.lookup_v6(ip.src_u128()), peer) {
             return Verdict::Drop(r);
         }
         ipv6::HEADER_LEN + ip.payload_len() as usize
     };
     pkt.truncate(total);
-    route_v6(t, pkt)
+    route_v6(t, n, pkt)
 }
 
 // ---------------------------------------------------------------- routing
 
 /// Routes an IPv4 packet at offset 0 of `pkt`, from a container or from the
 /// tunnel. Decrements the TTL.
-fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn route_v4(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     let (src, dst, ttl, len, df, is_echo_req) = {
         let ip = ipv4::Packet::new_unchecked(pkt.data());
         // Only a whole datagram is answered: a fragment of an echo request
@@ -712,37 +724,37 @@ fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
         // Multicast, broadcast and reserved (IGMP, DHCP): for the link only.
         return Verdict::Drop(DropReason::ControlPlane);
     }
-    let Some(&nh) = t.fib.lookup_v4(dst) else {
-        return icmp_v4(t, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
+    let Some(&nh) = n.fib.lookup_v4(dst) else {
+        return icmp_v4(t, n, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
     };
     match nh {
         NextHop::Router => {
             if is_echo_req {
-                echo_reply_v4(t, pkt)
+                echo_reply_v4(t, n, pkt)
             } else {
                 Verdict::Drop(DropReason::ControlPlane)
             }
         }
         // Before the TTL: no time exceeded about a directed broadcast either.
         NextHop::Broadcast => Verdict::Drop(DropReason::DirectedBroadcast),
-        _ if ttl <= 1 => icmp_v4(t, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
-        NextHop::Unassigned => icmp_v4(t, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
+        _ if ttl <= 1 => icmp_v4(t, n, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
+        NextHop::Unassigned => icmp_v4(t, n, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
         NextHop::Local { port } => {
             let mtu = t.ports[port as usize].mtu;
             if len > mtu {
-                return too_big_v4(t, pkt, df, mtu);
+                return too_big_v4(t, n, pkt, df, mtu);
             }
             ipv4::Packet::new_unchecked(pkt.data_mut()).dec_ttl_incremental();
             deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4)
         }
         NextHop::Remote { first, count } => {
             // One compare for the overlay MTU and the underlay's.
-            if len > t.encap_mtu {
-                return too_big_remote_v4(t, pkt, df);
+            if len > n.encap_mtu {
+                return too_big_remote_v4(t, n, pkt, df);
             }
             let hash = flow_hash_v4(pkt.data());
             ipv4::Packet::new_unchecked(pkt.data_mut()).dec_ttl_incremental();
-            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
+            encap(t, n, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
         }
     }
 }
@@ -756,21 +768,20 @@ fn route_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
 /// `IP_PMTUDISC_PROBE`). The router does not fragment in the tunnel: one
 /// packet in, one verdict out.
 #[cold]
-fn too_big_remote_v4(t: &Tables, pkt: &mut Packet, df: bool) -> Verdict {
-    if t.overlay_mtu <= t.underlay_fit {
-        return too_big_v4(t, pkt, df, t.overlay_mtu);
+fn too_big_remote_v4(t: &Tables, n: &Net, pkt: &mut Packet, df: bool) -> Verdict {
+    if n.overlay_mtu <= t.underlay_fit {
+        return too_big_v4(t, n, pkt, df, n.overlay_mtu);
     }
-    icmp_v4(
-        t,
+    icmp_v4(t, n,
         pkt,
         Icmp::TooBig(t.underlay_fit),
         DropReason::UnderlayTooBig,
     )
 }
 
-fn too_big_v4(t: &Tables, pkt: &mut Packet, df: bool, mtu: u16) -> Verdict {
+fn too_big_v4(t: &Tables, n: &Net, pkt: &mut Packet, df: bool, mtu: u16) -> Verdict {
     if df {
-        icmp_v4(t, pkt, Icmp::TooBig(mtu), DropReason::TooBig)
+        icmp_v4(t, n, pkt, Icmp::TooBig(mtu), DropReason::TooBig)
     } else {
         // Fragmenting the inner packet is legal for IPv4 without DF, but a
         // batch stage that turns one packet into many is not worth its cost
@@ -779,7 +790,7 @@ fn too_big_v4(t: &Tables, pkt: &mut Packet, df: bool, mtu: u16) -> Verdict {
     }
 }
 
-fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn route_v6(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     let (src, dst, hop, len, is_echo_req) = {
         let ip = ipv6::Packet::new_unchecked(pkt.data());
         let echo = ip.next_header() == ipv6::NH_ICMPV6
@@ -814,36 +825,36 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
         // are for the link, not for routing.
         return Verdict::Drop(DropReason::ControlPlane);
     }
-    let Some(&nh) = t.fib.lookup_v6(dst) else {
-        return icmp_v6(t, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
+    let Some(&nh) = n.fib.lookup_v6(dst) else {
+        return icmp_v6(t, n, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
     };
     match nh {
         NextHop::Router => {
             if is_echo_req {
-                echo_reply_v6(t, pkt)
+                echo_reply_v6(t, n, pkt)
             } else {
                 Verdict::Drop(DropReason::ControlPlane)
             }
         }
         // IPv4 only: never an IPv6 entry.
         NextHop::Broadcast => Verdict::Drop(DropReason::DirectedBroadcast),
-        _ if hop <= 1 => icmp_v6(t, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
-        NextHop::Unassigned => icmp_v6(t, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
+        _ if hop <= 1 => icmp_v6(t, n, pkt, Icmp::TimeExceeded, DropReason::TtlExpired),
+        NextHop::Unassigned => icmp_v6(t, n, pkt, Icmp::HostUnreachable, DropReason::NoRoute),
         NextHop::Local { port } => {
             let mtu = t.ports[port as usize].mtu;
             if len > mtu as usize {
-                return icmp_v6(t, pkt, Icmp::TooBig(mtu), DropReason::TooBig);
+                return icmp_v6(t, n, pkt, Icmp::TooBig(mtu), DropReason::TooBig);
             }
             dec_hop_limit(pkt);
             deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6)
         }
         NextHop::Remote { first, count } => {
-            if len > t.encap_mtu as usize {
-                return too_big_remote_v6(t, pkt);
+            if len > n.encap_mtu as usize {
+                return too_big_remote_v6(t, n, pkt);
             }
             let hash = flow_hash_v6(pkt.data());
             dec_hop_limit(pkt);
-            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
+            encap(t, n, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
         }
     }
 }
@@ -853,13 +864,13 @@ fn route_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
 /// size that fits: RFC 8201 section 4 has hosts keep 1280 then, and the
 /// drops are counted here either way.
 #[cold]
-fn too_big_remote_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
-    let (mtu, reason) = if t.overlay_mtu <= t.underlay_fit {
-        (t.overlay_mtu, DropReason::TooBig)
+fn too_big_remote_v6(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
+    let (mtu, reason) = if n.overlay_mtu <= t.underlay_fit {
+        (n.overlay_mtu, DropReason::TooBig)
     } else {
         (t.underlay_fit, DropReason::UnderlayTooBig)
     };
-    icmp_v6(t, pkt, Icmp::TooBig(mtu), reason)
+    icmp_v6(t, n, pkt, Icmp::TooBig(mtu), reason)
 }
 
 /// The IP length of a super-packet's largest segment (its first): headers
@@ -910,8 +921,7 @@ fn deliver(t: &Tables, port: u16, pkt: &mut Packet, ethertype: u16) -> Verdict {
 
 /// Prepends the chosen peer's template and patches what differs per packet.
 #[inline]
-fn encap(
-    t: &Tables,
+fn encap(t: &Tables, n: &Net,
     pkt: &mut Packet,
     first: u32,
     count: u32,
@@ -950,6 +960,10 @@ fn encap(
         d[..V4].copy_from_slice(&peer.template[..V4]);
     }
     d[tl - 2..tl].copy_from_slice(&ethertype.to_be_bytes());
+    // The template is the peer's, shared by every network: the VNI is the
+    // packet's network's (24 bits, then the reserved byte).
+    let vni_off = tl - ethernet::HEADER_LEN - vxlan::HEADER_LEN + 4;
+    d[vni_off..vni_off + 4].copy_from_slice(&(n.vni << 8).to_be_bytes());
     let sport = SRC_PORT_BASE | (hash as u16 & 0x3fff);
     if !peer.is_v6() {
         // IPv4 total length, header checksum from the template's partial sum.
@@ -1033,7 +1047,7 @@ fn mix(a: u64, b: u64, ports: u32, proto: u8) -> u32 {
 
 // ---------------------------------------------------------------- router-originated
 
-fn echo_reply_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn echo_reply_v4(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     {
         let d = pkt.data_mut();
         let hl = ipv4::Packet::new_unchecked(&d[..]).header_len();
@@ -1054,13 +1068,13 @@ fn echo_reply_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
         ip.set_ttl(ORIGIN_TTL);
         ip.fill_checksum();
     }
-    match originate_v4(t, pkt) {
+    match originate_v4(t, n, pkt) {
         Verdict::Forward(p) => Verdict::Reply(p),
         v => v,
     }
 }
 
-fn echo_reply_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn echo_reply_v6(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     {
         let d = pkt.data_mut();
         let (src, dst) = {
@@ -1081,7 +1095,7 @@ fn echo_reply_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
         ip.set_dst(src);
         ip.set_hop_limit(ORIGIN_TTL);
     }
-    match originate_v6(t, pkt) {
+    match originate_v6(t, n, pkt) {
         Verdict::Forward(p) => Verdict::Reply(p),
         v => v,
     }
@@ -1105,8 +1119,8 @@ fn may_send_icmp_v4(d: &[u8]) -> bool {
     true
 }
 
-fn icmp_v4(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verdict {
-    let Some(our) = t.icmp_src_v4 else {
+fn icmp_v4(t: &Tables, n: &Net, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verdict {
+    let Some(our) = n.icmp_src_v4 else {
         return Verdict::Drop(reason);
     };
     if !may_send_icmp_v4(pkt.data()) {
@@ -1143,7 +1157,7 @@ fn icmp_v4(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verd
     };
     ip.emit(&mut d[..ipv4::MIN_HEADER_LEN]);
     icmpv4::emit_error(&mut d[ipv4::MIN_HEADER_LEN..], ty, code, rest, quoted);
-    match originate_v4(t, pkt) {
+    match originate_v4(t, n, pkt) {
         Verdict::Forward(p) => Verdict::Icmp(p, reason),
         _ => Verdict::Drop(reason),
     }
@@ -1166,8 +1180,8 @@ fn may_send_icmp_v6(d: &[u8]) -> bool {
     }
 }
 
-fn icmp_v6(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verdict {
-    let Some(our) = t.icmp_src_v6 else {
+fn icmp_v6(t: &Tables, n: &Net, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verdict {
+    let Some(our) = n.icmp_src_v6 else {
         return Verdict::Drop(reason);
     };
     if !may_send_icmp_v6(pkt.data()) {
@@ -1205,7 +1219,7 @@ fn icmp_v6(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verd
         src,
         orig_src,
     );
-    match originate_v6(t, pkt) {
+    match originate_v6(t, n, pkt) {
         Verdict::Forward(p) => Verdict::Icmp(p, reason),
         _ => Verdict::Drop(reason),
     }
@@ -1214,31 +1228,31 @@ fn icmp_v6(t: &Tables, pkt: &mut Packet, kind: Icmp, reason: DropReason) -> Verd
 /// Routes a packet the router made: no anti-spoofing, no TTL decrement.
 /// What the router makes (echo replies, ICMP errors) must fit the underlay
 /// like what it forwards; it is dropped, never answered with an error.
-fn originate_v4(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn originate_v4(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     let dst = ipv4::Packet::new_unchecked(pkt.data()).dst_u32();
-    match t.fib.lookup_v4(dst) {
+    match n.fib.lookup_v4(dst) {
         Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4),
         Some(&NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
             Verdict::Drop(DropReason::UnderlayTooBig)
         }
         Some(&NextHop::Remote { first, count }) => {
             let hash = flow_hash_v4(pkt.data());
-            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
+            encap(t, n, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
         }
         _ => Verdict::Drop(DropReason::NoRoute),
     }
 }
 
-fn originate_v6(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn originate_v6(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     let dst = ipv6::Packet::new_unchecked(pkt.data()).dst_u128();
-    match t.fib.lookup_v6(dst) {
+    match n.fib.lookup_v6(dst) {
         Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6),
         Some(&NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
             Verdict::Drop(DropReason::UnderlayTooBig)
         }
         Some(&NextHop::Remote { first, count }) => {
             let hash = flow_hash_v6(pkt.data());
-            encap(t, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
+            encap(t, n, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
         }
         _ => Verdict::Drop(DropReason::NoRoute),
     }

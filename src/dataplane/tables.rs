@@ -1,6 +1,14 @@
 //! Forwarding state of one host, compiled by the control thread and published
-//! whole: the FIB, the next-hop peers with their prebuilt outer headers, the
-//! ports and the host's own identity.
+//! whole: one FIB per overlay network, the next-hop peers with their
+//! prebuilt outer headers, the ports and the host's own identity.
+//!
+//! Networks are a dimension of the tables: each [`Net`] has its own VNI,
+//! FIB, MTU and ICMP source, and every container port belongs to one. A
+//! packet from a port is looked up only in its port's network, a packet
+//! from the tunnel only in the network its VNI names, and a network's FIB
+//! holds only its own ports: no entry leads from one network to another.
+//! Peers and their templates are shared (hosts and links are); the VNI is
+//! written per packet.
 //!
 //! Invariants: a `Tables` is immutable once built; workers read one snapshot
 //! per batch, so a reload or a neighbour update is a new `Tables`, never an
@@ -55,6 +63,9 @@ pub enum PortRole {
 pub struct PortInfo {
     pub name: String,
     pub role: PortRole,
+    /// The network the port belongs to (index in [`Tables::nets`]); 0 for
+    /// the uplink and vacant indices, which belong to none.
+    pub net: u16,
     /// Largest IP packet this port may carry (container MTU, or the underlay
     /// MTU for the uplink).
     pub mtu: u16,
@@ -122,26 +133,41 @@ impl Peer {
     }
 }
 
+/// One overlay network's part of the tables.
+#[derive(Debug)]
+pub struct Net {
+    pub name: String,
+    pub vni: u32,
+    /// The network's container-side MTU.
+    pub overlay_mtu: u16,
+    /// Largest inner IP packet the encapsulation path takes: the smaller of
+    /// `overlay_mtu` and [`Tables::underlay_fit`]. One compare on the hot
+    /// path checks both; which one bound decides the drop reason, off it.
+    pub encap_mtu: u16,
+    pub fib: Fib<NextHop>,
+    /// Source addresses of ICMP errors and echo replies the router sends
+    /// in this network: its gateway on this host.
+    pub icmp_src_v4: Option<u32>,
+    pub icmp_src_v6: Option<u128>,
+}
+
 /// Everything a worker needs to forward, as one immutable snapshot.
 #[derive(Debug)]
 pub struct Tables {
     pub host_name: String,
-    pub vni: u32,
     pub udp_port: u16,
     pub underlay: IpAddr,
     pub nic_mac: [u8; 6],
     pub vtep_mac: [u8; 6],
-    pub overlay_mtu: u16,
     /// MTU of the uplink NIC, as the control thread last read it.
     pub underlay_mtu: u16,
     /// Largest inner IP packet that fits `underlay_mtu` once encapsulated
     /// toward a peer ([`largest_overlay_mtu`]).
     pub underlay_fit: u16,
-    /// Largest inner IP packet the encapsulation path takes: the smaller of
-    /// `overlay_mtu` and `underlay_fit`. One compare on the hot path checks
-    /// both; which one bound decides the drop reason, off it.
-    pub encap_mtu: u16,
-    pub fib: Fib<NextHop>,
+    /// The networks, in the topology's order: index 0 is the default one.
+    pub nets: Vec<Net>,
+    /// (VNI, index in `nets`), sorted by VNI.
+    pub vnis: Vec<(u32, u16)>,
     pub peers: Vec<Peer>,
     /// Flattened ECMP sets: indices into `peers`.
     pub ecmp: Vec<u16>,
@@ -155,12 +181,25 @@ pub struct Tables {
     pub peer_v4: Vec<(u32, u16)>,
     pub peer_v6: Vec<(u128, u16)>,
     pub ports: Vec<PortInfo>,
-    /// Source addresses of ICMP errors and echo replies the router sends.
-    pub icmp_src_v4: Option<u32>,
-    pub icmp_src_v6: Option<u128>,
 }
 
 impl Tables {
+    /// The network whose VNI is `vni`. One compare with a single network;
+    /// a binary search over the sorted VNIs otherwise.
+    #[inline]
+    pub fn net_of_vni(&self, vni: u32) -> Option<&Net> {
+        if let [only] = self.nets.as_slice() {
+            return (only.vni == vni).then_some(only);
+        }
+        let i = self.vnis.binary_search_by_key(&vni, |&(v, _)| v).ok()?;
+        self.nets.get(usize::from(self.vnis[i].1))
+    }
+
+    /// Index of the network named `name`.
+    pub fn net_index(&self, name: &str) -> Option<u16> {
+        self.nets.iter().position(|n| n.name == name).map(|i| i as u16)
+    }
+
     #[inline]
     pub fn is_known_peer_v4(&self, a: u32) -> bool {
         self.known_v4.binary_search(&a).is_ok()
@@ -249,16 +288,19 @@ fn mask_v6(len: u8) -> u128 {
     }
 }
 
-/// First host address of the host's first subnet of each family: the
-/// address the router speaks from (gateways are derived the same way).
+/// The addresses the router speaks from in network `net`: the first
+/// gateway of each family among the network's ports, else the first host
+/// address of the host's first subnet of that family in the network (as
+/// gateways are derived).
 fn router_addrs(
     topo: &Topology,
     host: usize,
-    ports: &[Option<&PortConfig>],
+    net: usize,
+    ports: &[(u16, &PortConfig)],
 ) -> (Option<u32>, Option<u128>) {
     let mut v4 = None;
     let mut v6 = None;
-    for port in ports.iter().flatten() {
+    for (_, port) in ports {
         for g in &port.gateways {
             match g {
                 IpAddr::V4(a) if v4.is_none() => v4 = Some(u32::from(*a)),
@@ -267,7 +309,7 @@ fn router_addrs(
             }
         }
     }
-    for s in &topo.hosts[host].subnets {
+    for s in topo.hosts[host].subnets_in(net) {
         match s {
             IpNet::V4(n) if v4.is_none() => v4 = Some(u32::from(n.network()).wrapping_add(1)),
             IpNet::V6(n) if v6.is_none() => v6 = Some(u128::from(n.network()).wrapping_add(1)),
@@ -355,11 +397,11 @@ fn template(
 /// route set. Sans-IO: neighbour MACs come in through `env`.
 pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>) -> Tables {
     let me = &topo.hosts[host];
-    let overlay_mtu = topo.overlay_mtu(host);
 
     let mut ports = vec![PortInfo {
         name: me.nic.clone().unwrap_or_else(|| "uplink".to_owned()),
         role: PortRole::Uplink,
+        net: 0,
         mtu: env.underlay_mtu,
         allowed_v4: Vec::new(),
         allowed_v6: Vec::new(),
@@ -370,19 +412,34 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         Some(s) => s.iter().map(Option::as_ref).collect(),
         None => me.ports.iter().map(Some).collect(),
     };
+    // Each port's network, by index; a port of a network the topology does
+    // not have (the control thread refuses to drop a network its ports
+    // use) takes no traffic.
+    let mut members: Vec<Vec<(u16, &PortConfig)>> = vec![Vec::new(); topo.networks.len()];
     for (i, p) in slots.iter().enumerate() {
+        let index = (i + 1) as u16;
+        let vacant = PortInfo {
+            name: String::new(),
+            role: PortRole::Vacant,
+            net: 0,
+            mtu: 0,
+            allowed_v4: Vec::new(),
+            allowed_v6: Vec::new(),
+            router_mac: router_port_mac(me.vtep_mac.0, i + 1),
+            container_mac: None,
+        };
         let Some(p) = p else {
+            ports.push(vacant);
+            continue;
+        };
+        let Some(net) = topo.network_index(&p.network) else {
             ports.push(PortInfo {
-                name: String::new(),
-                role: PortRole::Vacant,
-                mtu: 0,
-                allowed_v4: Vec::new(),
-                allowed_v6: Vec::new(),
-                router_mac: router_port_mac(me.vtep_mac.0, i + 1),
-                container_mac: None,
+                name: p.name.clone(),
+                ..vacant
             });
             continue;
         };
+        members[net].push((index, p));
         let mut allowed_v4 = Vec::new();
         let mut allowed_v6 = Vec::new();
         for a in &p.addresses {
@@ -397,7 +454,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
                 PortKind::Tun => PortRole::Tun,
                 PortKind::Veth => PortRole::Veth,
             },
-            mtu: p.mtu.unwrap_or(overlay_mtu),
+            net: net as u16,
+            mtu: p.mtu.unwrap_or_else(|| topo.network_mtu(net, host)),
             allowed_v4,
             allowed_v6,
             router_mac: router_port_mac(me.vtep_mac.0, i + 1),
@@ -405,94 +463,109 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         });
     }
 
-    // Peers: every first hop of any remote route, one template each.
+    // Peers: every first hop of any remote route of any network, one
+    // template each; ECMP sets are flattened into one list.
     let mut peers: Vec<Peer> = Vec::new();
     let mut peer_of_host = vec![u16::MAX; topo.hosts.len()];
     let mut ecmp: Vec<u16> = Vec::new();
-    let mut entries: Vec<(IpNet, NextHop)> = Vec::new();
-    for r in &routes.routes {
-        match r.kind {
-            RouteKind::Local => entries.push((r.prefix.trunc(), NextHop::Unassigned)),
-            RouteKind::Remote => {
-                let first = ecmp.len() as u32;
-                for nh in &r.next_hops {
-                    if peer_of_host[nh.host] == u16::MAX {
-                        let them = &topo.hosts[nh.host];
-                        let mac = them
-                            .underlay_mac
-                            .map(|m| m.0)
-                            .or_else(|| (env.neighbour)(them.underlay));
-                        let Some(mut peer) =
-                            template(topo, host, nh.host, env.nic_mac, mac.unwrap_or([0; 6]))
-                        else {
-                            continue;
-                        };
-                        peer.resolved = mac.is_some();
-                        peer_of_host[nh.host] = peers.len() as u16;
-                        peers.push(peer);
+    let underlay_fit = largest_overlay_mtu(env.underlay_mtu, me.underlay);
+    let mut nets = Vec::with_capacity(topo.networks.len());
+    for (net, network) in topo.networks.iter().enumerate() {
+        let mut entries: Vec<(IpNet, NextHop)> = Vec::new();
+        for r in routes.of_network(net) {
+            match r.kind {
+                RouteKind::Local => entries.push((r.prefix.trunc(), NextHop::Unassigned)),
+                RouteKind::Remote => {
+                    let first = ecmp.len() as u32;
+                    for nh in &r.next_hops {
+                        if peer_of_host[nh.host] == u16::MAX {
+                            let them = &topo.hosts[nh.host];
+                            let mac = them
+                                .underlay_mac
+                                .map(|m| m.0)
+                                .or_else(|| (env.neighbour)(them.underlay));
+                            let Some(mut peer) =
+                                template(topo, host, nh.host, env.nic_mac, mac.unwrap_or([0; 6]))
+                            else {
+                                continue;
+                            };
+                            peer.resolved = mac.is_some();
+                            peer_of_host[nh.host] = peers.len() as u16;
+                            peers.push(peer);
+                        }
+                        ecmp.push(peer_of_host[nh.host]);
                     }
-                    ecmp.push(peer_of_host[nh.host]);
-                }
-                let count = ecmp.len() as u32 - first;
-                if count > 0 {
-                    entries.push((r.prefix.trunc(), NextHop::Remote { first, count }));
+                    let count = ecmp.len() as u32 - first;
+                    if count > 0 {
+                        entries.push((r.prefix.trunc(), NextHop::Remote { first, count }));
+                    }
                 }
             }
         }
-    }
-    // Container addresses are more specific than the host subnets that hold
-    // them, so longest-prefix match picks the port.
-    for (i, p) in slots.iter().enumerate() {
-        let Some(p) = p else { continue };
-        for a in &p.addresses {
+        // Container addresses are more specific than the host subnets that
+        // hold them, so longest-prefix match picks the port.
+        for &(port, p) in &members[net] {
+            for a in &p.addresses {
+                entries.push((a.trunc(), NextHop::Local { port }));
+            }
+        }
+        let (icmp_src_v4, icmp_src_v6) = router_addrs(topo, host, net, &members[net]);
+        for (_, p) in &members[net] {
+            for g in &p.gateways {
+                entries.push((IpNet::from(*g), NextHop::Router));
+            }
+        }
+        if let Some(a) = icmp_src_v4 {
             entries.push((
-                a.trunc(),
-                NextHop::Local {
-                    port: (i + 1) as u16,
-                },
+                IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(a))),
+                NextHop::Router,
             ));
         }
-    }
-    let (icmp_src_v4, icmp_src_v6) = router_addrs(topo, host, &slots);
-    for p in slots.iter().flatten() {
-        for g in &p.gateways {
-            entries.push((IpNet::from(*g), NextHop::Router));
+        if let Some(a) = icmp_src_v6 {
+            entries.push((
+                IpNet::from(IpAddr::from(std::net::Ipv6Addr::from(a))),
+                NextHop::Router,
+            ));
         }
-    }
-    if let Some(a) = icmp_src_v4 {
-        entries.push((
-            IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(a))),
-            NextHop::Router,
-        ));
-    }
-    if let Some(a) = icmp_src_v6 {
-        entries.push((
-            IpNet::from(IpAddr::from(std::net::Ipv6Addr::from(a))),
-            NextHop::Router,
-        ));
-    }
-    // Directed broadcasts, of every host's IPv4 subnets (reachable or not)
-    // shorter than /31. An entry already made for that exact address (a
-    // port or a gateway on it) stays.
-    let exact: std::collections::HashSet<IpNet> = entries
-        .iter()
-        .filter(|(n, _)| n.prefix_len() == n.max_prefix_len())
-        .map(|(n, _)| *n)
-        .collect();
-    for h in &topo.hosts {
-        for s in &h.subnets {
-            let IpNet::V4(n) = s else { continue };
-            if n.prefix_len() >= 31 {
-                continue;
-            }
-            for a in [n.network(), n.broadcast()] {
-                let net = IpNet::from(IpAddr::V4(a));
-                if !exact.contains(&net) {
-                    entries.push((net, NextHop::Broadcast));
+        // Directed broadcasts, of every host's IPv4 subnets of the network
+        // (reachable or not) shorter than /31. An entry already made for
+        // that exact address (a port or a gateway on it) stays.
+        let exact: std::collections::HashSet<IpNet> = entries
+            .iter()
+            .filter(|(n, _)| n.prefix_len() == n.max_prefix_len())
+            .map(|(n, _)| *n)
+            .collect();
+        for h in &topo.hosts {
+            for s in h.subnets_in(net) {
+                let IpNet::V4(n) = s else { continue };
+                if n.prefix_len() >= 31 {
+                    continue;
+                }
+                for a in [n.network(), n.broadcast()] {
+                    let net = IpNet::from(IpAddr::V4(a));
+                    if !exact.contains(&net) {
+                        entries.push((net, NextHop::Broadcast));
+                    }
                 }
             }
         }
+        let overlay_mtu = topo.network_mtu(net, host);
+        nets.push(Net {
+            name: network.name.clone(),
+            vni: network.vni,
+            overlay_mtu,
+            encap_mtu: overlay_mtu.min(underlay_fit),
+            fib: Fib::build(entries),
+            icmp_src_v4,
+            icmp_src_v6,
+        });
     }
+    let mut vnis: Vec<(u32, u16)> = nets
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.vni, i as u16))
+        .collect();
+    vnis.sort_unstable();
 
     let mut known_v4: Vec<u32> = Vec::new();
     let mut known_v6: Vec<u128> = Vec::new();
@@ -515,20 +588,16 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
     peer_v4.sort_unstable();
     peer_v6.sort_unstable();
 
-    let underlay_fit = largest_overlay_mtu(env.underlay_mtu, me.underlay);
-
     Tables {
         host_name: me.name.clone(),
-        vni: topo.overlay.vni,
         udp_port: topo.overlay.udp_port,
         underlay: me.underlay,
         nic_mac: env.nic_mac,
         vtep_mac: me.vtep_mac.0,
-        overlay_mtu,
         underlay_mtu: env.underlay_mtu,
         underlay_fit,
-        encap_mtu: overlay_mtu.min(underlay_fit),
-        fib: Fib::build(entries),
+        nets,
+        vnis,
         peers,
         ecmp,
         known_v4,
@@ -536,8 +605,6 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         peer_v4,
         peer_v6,
         ports,
-        icmp_src_v4,
-        icmp_src_v6,
     }
 }
 
@@ -604,17 +671,17 @@ cost = 10
     fn encap_mtu_is_the_smaller_limit() {
         let t = tables(false, 1500);
         assert_eq!(
-            (t.overlay_mtu, t.underlay_mtu, t.underlay_fit, t.encap_mtu),
+            (t.nets[0].overlay_mtu, t.underlay_mtu, t.underlay_fit, t.nets[0].encap_mtu),
             (1500, 1500, 1450, 1450)
         );
         assert_eq!(t.ports[UPLINK as usize].mtu, 1500);
         let t = tables(true, 1500);
-        assert_eq!((t.underlay_fit, t.encap_mtu), (1430, 1430));
+        assert_eq!((t.underlay_fit, t.nets[0].encap_mtu), (1430, 1430));
         // A jumbo underlay: the overlay MTU binds.
         let t = tables(false, 9000);
-        assert_eq!((t.underlay_fit, t.encap_mtu), (8950, 1500));
+        assert_eq!((t.underlay_fit, t.nets[0].encap_mtu), (8950, 1500));
         let t = tables(true, 1570);
-        assert_eq!((t.underlay_fit, t.encap_mtu), (1500, 1500));
+        assert_eq!((t.underlay_fit, t.nets[0].encap_mtu), (1500, 1500));
     }
 
     /// An IPv4/TCP packet from c1 to a container of h2: `payload` bytes
@@ -731,5 +798,169 @@ cost = 10
         assert_eq!(frag_needed_mtu(&pkt), 1500);
         let (v, _, _) = run(&t, &tcp4(1460), None);
         assert_eq!(v, Verdict::Forward(UPLINK));
+    }
+
+    /// Two hosts, three networks. h1 has a port with the same address in
+    /// the default network and in "blue", and a second blue port; h2 has a
+    /// port in each of default and blue with the same address too.
+    const NETS: &str = r#"
+[overlay]
+vni = 42
+
+[[networks]]
+name = "blue"
+vni = 43
+mtu = 1400
+[networks.subnets]
+h1 = ["198.19.1.0/24"]
+h2 = ["198.19.2.0/24"]
+
+[[networks]]
+name = "green"
+vni = 44
+subnets = { h2 = ["198.19.8.0/24"] }
+
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+underlay_mac = "02:00:c6:12:00:01"
+subnets = ["198.19.1.0/24"]
+  [[hosts.ports]]
+  name = "d1"
+  kind = "tun"
+  addresses = ["198.19.1.2/32"]
+  [[hosts.ports]]
+  name = "b1"
+  kind = "tun"
+  network = "blue"
+  addresses = ["198.19.1.2/32"]
+  [[hosts.ports]]
+  name = "b2"
+  kind = "tun"
+  network = "blue"
+  addresses = ["198.19.1.3/32"]
+
+[[hosts]]
+name = "h2"
+underlay = "198.18.0.2"
+underlay_mac = "02:00:c6:12:00:02"
+subnets = ["198.19.2.0/24"]
+  [[hosts.ports]]
+  name = "d2"
+  kind = "tun"
+  addresses = ["198.19.2.9/32"]
+  [[hosts.ports]]
+  name = "b2"
+  kind = "tun"
+  network = "blue"
+  addresses = ["198.19.2.9/32"]
+
+[[links]]
+a = "h1"
+b = "h2"
+cost = 1
+"#;
+
+    /// An IPv4/UDP packet from `src` to `dst` with 8 bytes of payload.
+    fn udp4(src: &str, dst: &str) -> Vec<u8> {
+        let mut p = vec![0u8; 36];
+        crate::wire::ipv4::Repr {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol: crate::wire::ipv4::PROTO_UDP,
+            ttl: 64,
+            payload_len: 16,
+            dont_frag: true,
+            ident: 1,
+        }
+        .emit(&mut p[..20]);
+        p[20..22].copy_from_slice(&1000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&2000u16.to_be_bytes());
+        p[24..26].copy_from_slice(&16u16.to_be_bytes());
+        p
+    }
+
+    /// Runs `data` in on `port` of `t`: the verdict and the packet after it.
+    fn hop(t: &Tables, port: u16, data: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut pipe = Pipeline::new();
+        let mut batch = crate::port::Batch::new();
+        assert!(batch.push(data));
+        let mut verdicts = [Verdict::Pass; crate::port::BATCH_SIZE];
+        pipe.process(t, port, &mut batch, &mut verdicts);
+        (verdicts[0], batch.pkts_mut()[0].data().to_vec())
+    }
+
+    /// The VNI of a VXLAN frame over IPv4 (no options).
+    fn vni_of(frame: &[u8]) -> u32 {
+        let v = OUTER_V4_LEN - vxlan::HEADER_LEN;
+        u32::from_be_bytes([0, frame[v + 4], frame[v + 5], frame[v + 6]])
+    }
+
+    #[test]
+    fn networks_are_separate_address_spaces_end_to_end() {
+        let topo = crate::config::parse(NETS, "nets.toml").expect("topology");
+        let h1 = crate::replay::replay_tables(&topo, 0, 1500).expect("h1");
+        let h2 = crate::replay::replay_tables(&topo, 1, 1500).expect("h2");
+        let (d1, b1, b2) = (1, 2, 3);
+        assert_eq!(h1.nets.iter().map(|n| n.vni).collect::<Vec<_>>(), [42, 43, 44]);
+        assert_eq!(h1.ports[b1 as usize].mtu, 1400);
+        assert_eq!(h1.ports[d1 as usize].mtu, 1450);
+
+        // The same destination from two networks: each leaves with its own
+        // VNI and arrives at its own network's port on h2.
+        for (port, vni, h2_port) in [(d1, 42, 1u16), (b1, 43, 2u16)] {
+            let (v, frame) = hop(&h1, port, &udp4("198.19.1.2", "198.19.2.9"));
+            assert_eq!(v, Verdict::Forward(UPLINK));
+            assert_eq!(vni_of(&frame), vni);
+            let (v, inner) = hop(&h2, UPLINK, &frame);
+            assert_eq!(v, Verdict::Forward(h2_port), "VNI {vni}");
+            assert_eq!(&inner[12..20], &udp4("198.19.1.2", "198.19.2.9")[12..20]);
+        }
+
+        // Ports of one network on one host reach each other; of two, never:
+        // b2's address is unassigned in the default network.
+        let (v, _) = hop(&h1, b1, &udp4("198.19.1.2", "198.19.1.3"));
+        assert_eq!(v, Verdict::Forward(b2));
+        let (v, reply) = hop(&h1, d1, &udp4("198.19.1.2", "198.19.1.3"));
+        assert_eq!(v, Verdict::Icmp(d1, DropReason::NoRoute));
+        // The error comes from the default network's gateway on h1.
+        assert_eq!(&reply[12..16], &[198, 19, 1, 1]);
+        // green has no subnet on h1 and no route from default or blue.
+        let (v, _) = hop(&h1, b1, &udp4("198.19.1.2", "198.19.8.5"));
+        assert_eq!(v, Verdict::Icmp(b1, DropReason::NoRoute));
+
+        // A frame with a VNI no network has is dropped and named; the same
+        // frame re-labelled with green's VNI finds no port of green there.
+        let (_, frame) = hop(&h1, b1, &udp4("198.19.1.2", "198.19.2.9"));
+        let v = OUTER_V4_LEN - vxlan::HEADER_LEN;
+        let mut unknown = frame.clone();
+        unknown[v + 4..v + 7].copy_from_slice(&[0, 0, 99]);
+        let (verdict, _) = hop(&h2, UPLINK, &unknown);
+        assert_eq!(verdict, Verdict::Drop(DropReason::VxlanUnknownVni));
+        let mut green = frame.clone();
+        green[v + 4..v + 7].copy_from_slice(&[0, 0, 44]);
+        let (verdict, _) = hop(&h2, UPLINK, &green);
+        // The inner source is no address of green's: not from h1 there.
+        assert_eq!(verdict, Verdict::Drop(DropReason::InnerSpoofed));
+    }
+
+    #[test]
+    fn a_port_of_an_unknown_network_takes_no_traffic() {
+        let topo = crate::config::parse(NETS, "nets.toml").expect("topology");
+        let routes = crate::route::compute(&topo, 0).unwrap();
+        let mut ports: Vec<Option<PortConfig>> = topo.hosts[0].ports.iter().cloned().map(Some).collect();
+        ports[1].as_mut().unwrap().network = "red".into();
+        let no = |_: IpAddr| None;
+        let env = HostEnv {
+            nic_mac: [2, 0, 0, 0, 0, 1],
+            underlay_mtu: 1500,
+            neighbour: &no,
+            ports: Some(&ports),
+        };
+        let t = build(&topo, 0, &routes, &env);
+        assert_eq!(t.ports[2].role, PortRole::Vacant);
+        assert_eq!(t.ports[2].name, "b1");
+        let (v, _) = hop(&t, 2, &udp4("198.19.1.2", "198.19.1.3"));
+        assert_eq!(v, Verdict::Drop(DropReason::PortDown));
     }
 }

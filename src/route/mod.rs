@@ -333,6 +333,9 @@ pub struct NextHop {
 /// One compiled route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// The overlay network the prefix belongs to (index in
+    /// `Topology::networks`; 0 is the default one).
+    pub network: usize,
     /// The destination prefix.
     pub prefix: IpNet,
     /// Local or remote.
@@ -345,11 +348,16 @@ pub struct Route {
     pub next_hops: Vec<NextHop>,
 }
 
-/// All routes of one host.
+/// All routes of one host, of every network: the shortest paths are
+/// computed once for the shared hosts and links, then each network's
+/// prefixes take the paths to their owners.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteSet {
-    /// Routes sorted by prefix (IPv4 first, then by address and length).
+    /// Routes sorted by network, then by prefix (IPv4 first, then by
+    /// address and length).
     pub routes: Vec<Route>,
+    /// Names of the networks, by index.
+    pub networks: Vec<String>,
     /// Hosts this host cannot reach, by index, ascending. Their prefixes have
     /// no route.
     pub unreachable: Vec<usize>,
@@ -375,7 +383,10 @@ pub fn compute(topo: &Topology, self_host: usize) -> Result<RouteSet, NegativeCy
 
 /// Compiles shortest paths from `self_host` into routes.
 pub fn compile(topo: &Topology, self_host: usize, paths: &Paths) -> RouteSet {
-    let mut set = RouteSet::default();
+    let mut set = RouteSet {
+        networks: topo.networks.iter().map(|n| n.name.clone()).collect(),
+        ..RouteSet::default()
+    };
     for (h, host) in topo.hosts.iter().enumerate() {
         let cost = paths.cost.get(h).copied().flatten();
         let (kind, cost, next_hops) = match cost {
@@ -399,8 +410,9 @@ pub fn compile(topo: &Topology, self_host: usize, paths: &Paths) -> RouteSet {
                 continue;
             }
         };
-        for prefix in &host.subnets {
+        for (network, prefix) in host.all_subnets() {
             set.routes.push(Route {
+                network,
                 prefix: *prefix,
                 kind,
                 cost,
@@ -409,9 +421,32 @@ pub fn compile(topo: &Topology, self_host: usize, paths: &Paths) -> RouteSet {
             });
         }
     }
-    set.routes
-        .sort_by(|a, b| prefix_order(&a.prefix, &b.prefix));
+    set.routes.sort_by(|a, b| {
+        a.network
+            .cmp(&b.network)
+            .then_with(|| prefix_order(&a.prefix, &b.prefix))
+    });
     set
+}
+
+impl RouteSet {
+    /// The routes of network `net`, in order.
+    pub fn of_network(&self, net: usize) -> &[Route] {
+        let start = self.routes.partition_point(|r| r.network < net);
+        let end = self.routes.partition_point(|r| r.network <= net);
+        &self.routes[start..end]
+    }
+
+    /// The name of network `net`.
+    pub fn network_name(&self, net: usize) -> &str {
+        self.networks.get(net).map_or(crate::config::DEFAULT_NETWORK, String::as_str)
+    }
+
+    /// Only the routes of network `net` (its name kept, the others').
+    pub fn only_network(mut self, net: usize) -> RouteSet {
+        self.routes.retain(|r| r.network == net);
+        self
+    }
 }
 
 impl fmt::Display for RouteKind {
@@ -439,15 +474,21 @@ impl Serialize for NextHop {
     }
 }
 
-/// `{"prefix": "198.19.2.0/24", "kind": "remote", "cost": 10, "next_hops": [..]}`,
-/// the JSON shape `vxrouter routes --json` promises.
-impl Serialize for Route {
+/// A route with its network's name, as JSON shows it.
+struct Named<'a>(&'a Route, &'a str);
+
+/// `{"network": "default", "prefix": "198.19.2.0/24", "kind": "remote",
+/// "cost": 10, "next_hops": [..]}`, the JSON shape `vxrouter routes --json`
+/// promises.
+impl Serialize for Named<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(4))?;
-        m.serialize_entry("prefix", &self.prefix)?;
-        m.serialize_entry("kind", &self.kind)?;
-        m.serialize_entry("cost", &self.cost)?;
-        m.serialize_entry("next_hops", &self.next_hops)?;
+        let Named(r, network) = self;
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("network", network)?;
+        m.serialize_entry("prefix", &r.prefix)?;
+        m.serialize_entry("kind", &r.kind)?;
+        m.serialize_entry("cost", &r.cost)?;
+        m.serialize_entry("next_hops", &r.next_hops)?;
         m.end()
     }
 }
@@ -457,7 +498,7 @@ impl Serialize for RouteSet {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.routes.len()))?;
         for r in &self.routes {
-            seq.serialize_element(r)?;
+            seq.serialize_element(&Named(r, self.network_name(r.network)))?;
         }
         seq.end()
     }
@@ -472,9 +513,18 @@ impl Serialize for RouteSet {
 ///         nexthop via 198.18.0.2 host h2
 ///         nexthop via 198.18.0.3 host h3
 /// ```
+///
+/// With more than one network, each network's routes follow a
+/// `network NAME:` line.
 impl fmt::Display for RouteSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headed = self.networks.len() > 1;
+        let mut current = None;
         for r in &self.routes {
+            if headed && current != Some(r.network) {
+                current = Some(r.network);
+                writeln!(f, "network {}:", self.network_name(r.network))?;
+            }
             match (r.kind, r.next_hops.as_slice()) {
                 (RouteKind::Local, _) => writeln!(f, "local {} metric {}", r.prefix, r.cost)?,
                 (RouteKind::Remote, [one]) => writeln!(

@@ -259,12 +259,12 @@ fn compute_routes_for_a_diamond_with_an_island() {
     let json = serde_json::to_value(&set).unwrap();
     assert_eq!(
         json[2],
-        serde_json::json!({"prefix": "198.19.4.0/24", "kind": "remote", "cost": 7, "next_hops": [
+        serde_json::json!({"network": "default", "prefix": "198.19.4.0/24", "kind": "remote", "cost": 7, "next_hops": [
             {"host": "h2", "underlay": "198.18.0.2"}, {"host": "h3", "underlay": "198.18.0.3"}]})
     );
     assert_eq!(
         json[0],
-        serde_json::json!({"prefix": "198.19.1.0/24", "kind": "local", "cost": 0, "next_hops": []})
+        serde_json::json!({"network": "default", "prefix": "198.19.1.0/24", "kind": "local", "cost": 0, "next_hops": []})
     );
 
     let table = set.to_string();
@@ -284,4 +284,59 @@ fn compute_routes_for_a_diamond_with_an_island() {
     let set = compute(&t, 99).unwrap();
     assert_eq!(set.unreachable.len(), 5);
     assert!(set.routes.is_empty());
+}
+
+#[test]
+fn each_network_takes_the_shared_paths_to_its_own_prefixes() {
+    // h1 - h2 - h3 in a line; network "blue" reuses the default network's
+    // 198.19.3.0/24 on h3 and has a prefix on h2 only.
+    let text = format!(
+        "{PREFIX}{}{}{}{}{}\
+         [[networks]]\nname = \"blue\"\nvni = 2\n[networks.subnets]\nh2 = [\"198.19.9.0/24\"]\nh3 = [\"198.19.3.0/24\"]\n",
+        host("h1", 1, "\"198.19.1.0/24\""),
+        host("h2", 2, "\"198.19.2.0/24\""),
+        host("h3", 3, "\"198.19.3.0/24\""),
+        link("h1", "h2", 1),
+        link("h2", "h3", 1),
+    );
+    let t = topo(&text);
+    let set = compute(&t, 0).unwrap();
+    let view = |net: usize| -> Vec<(String, u64, Vec<String>)> {
+        set.of_network(net)
+            .iter()
+            .map(|r| {
+                (
+                    r.prefix.to_string(),
+                    r.cost,
+                    r.next_hops.iter().map(|h| h.name.clone()).collect(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        view(0),
+        [
+            ("198.19.1.0/24".into(), 0, vec![]),
+            ("198.19.2.0/24".into(), 1, vec!["h2".into()]),
+            ("198.19.3.0/24".into(), 2, vec!["h2".into()]),
+        ]
+    );
+    assert_eq!(
+        view(1),
+        [
+            ("198.19.3.0/24".into(), 2, vec!["h2".into()]),
+            ("198.19.9.0/24".into(), 1, vec!["h2".into()]),
+        ]
+    );
+    assert_eq!(set.networks, ["default", "blue"]);
+    let table = set.to_string();
+    assert!(
+        table.contains("network blue:\n198.19.3.0/24 via 198.18.0.2 host h2 metric 2\n"),
+        "{table}"
+    );
+    let json = serde_json::to_value(&set).unwrap();
+    assert_eq!(json[3]["network"], "blue");
+    assert_eq!(json[3]["prefix"], "198.19.3.0/24");
+    let only = set.clone().only_network(1);
+    assert_eq!(only.routes.len(), 2);
 }
