@@ -67,6 +67,7 @@ fn attach(id: &str, netns: &str, kind: config::PortKind, addrs: &[&str]) -> Requ
         kind,
         addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
         offload: false,
+        network: None,
     })
 }
 
@@ -218,6 +219,16 @@ fn containers_attach_and_detach_over_the_socket() {
             ErrorCode::Invalid,
         ),
         (
+            match attach("t/cc/eth0", &cc, config::PortKind::Veth, &["198.19.1.9/24"]) {
+                Request::Attach(a) => Request::Attach(api::Attach {
+                    network: Some("nosuch".into()),
+                    ..a
+                }),
+                other => other,
+            },
+            ErrorCode::Invalid,
+        ),
+        (
             Request::Check {
                 id: "t/none".into(),
             },
@@ -234,6 +245,7 @@ fn containers_attach_and_detach_over_the_socket() {
         kind: config::PortKind::Veth,
         addresses: vec!["198.19.1.9/24".parse().unwrap()],
         offload: false,
+        network: None,
     });
     assert_eq!(api_error(call(&sock, etc.clone())), ErrorCode::Invalid);
     if let Request::Attach(a) = &mut etc {

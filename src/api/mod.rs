@@ -112,10 +112,18 @@ pub struct Attach {
     /// offloads instead of AF_XDP (see `offload` in docs/configuration.md).
     #[serde(default)]
     pub offload: bool,
+    /// The overlay network the port joins, by name; absent: the default
+    /// network. The addresses lie in this host's subnets of that network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 fn default_kind() -> PortKind {
     PortKind::Veth
+}
+
+fn default_network() -> String {
+    crate::config::DEFAULT_NETWORK.to_owned()
 }
 
 /// One reply line.
@@ -179,15 +187,20 @@ pub struct Status {
     pub api: Vec<u32>,
     /// This host's name in the topology.
     pub host: String,
-    /// Container prefixes this host owns: attach addresses come from here.
+    /// Container prefixes this host owns in the default network: attach
+    /// addresses come from here.
     pub subnets: Vec<IpNet>,
     /// The gateway a container uses per family: the first host address of
     /// each subnet (the router answers ARP/ND for it).
     pub gateways: Vec<IpAddr>,
-    /// Container-side MTU.
+    /// Container-side MTU of the default network.
     pub mtu: u16,
-    /// VXLAN network identifier.
+    /// VXLAN network identifier of the default network.
     pub vni: u32,
+    /// Every network, the default one first, with this host's subnets,
+    /// gateways and MTU in it.
+    #[serde(default)]
+    pub networks: Vec<NetworkStatus>,
     /// VXLAN UDP port.
     pub udp_port: u16,
     /// True once the workers forward with published tables.
@@ -196,6 +209,29 @@ pub struct Status {
     pub ports: usize,
     /// Most ports this router can hold.
     pub max_ports: usize,
+}
+
+/// One overlay network as this host sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// The network's name (`default` for the one `[overlay]` describes).
+    pub name: String,
+    /// Its VXLAN network identifier.
+    pub vni: u32,
+    /// This host's prefixes in it.
+    pub subnets: Vec<IpNet>,
+    /// The gateway per family: the first host address of the first subnet
+    /// of that family.
+    pub gateways: Vec<IpAddr>,
+    /// Its container-side MTU on this host.
+    pub mtu: u16,
+}
+
+impl Status {
+    /// The network called `name`, if the router has it.
+    pub fn network(&self, name: &str) -> Option<&NetworkStatus> {
+        self.networks.iter().find(|n| n.name == name)
+    }
 }
 
 /// One port as `ports`, `attach` and `check` report it.
@@ -207,6 +243,9 @@ pub struct PortInfo {
     pub name: String,
     /// veth or TUN.
     pub kind: PortKind,
+    /// The overlay network the port belongs to.
+    #[serde(default = "default_network")]
+    pub network: String,
     /// The container's namespace (a path for attached ports, a name for
     /// topology ports), if any.
     pub netns: Option<String>,

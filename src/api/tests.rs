@@ -19,6 +19,7 @@ fn requests_round_trip() {
                 "2001:2:0:1::5/64".parse().unwrap(),
             ],
             offload: false,
+            network: Some("blue".into()),
         }),
         Request::Detach { id: "a".into() },
         Request::Check { id: "a".into() },

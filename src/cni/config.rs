@@ -12,12 +12,15 @@
 //! - `host` (string): the router's host name; the socket is then
 //!   `/run/vxrouter/<host>.sock`, the router's default. One of the two is
 //!   required, not both.
+//! - `network` (string, default `default`): the vxrouter network (its VNI
+//!   and address space) the containers join; not the CNI `name`, which
+//!   only names this configuration.
 //! - `kind` (`"veth"` or `"tun"`, default veth): the container interface.
 //! - `offload` (bool, default false): veth only, serve the port with
 //!   virtio-net header offloads.
 //! - `ipam` (optional): absent, or `host-local` without `ranges`/`subnet`,
 //!   means host-local with one range set per address family, its ranges the
-//!   router's subnets (each with the router's gateway, so it is never handed
+//!   router's subnets in the network (each with the router's gateway, so it is never handed
 //!   out); its other keys (`dataDir`, `resolvConf`) are kept. Any other
 //!   `ipam` is run as given.
 //! - `dns` (optional): reported in the result; else the IPAM plugin's.
@@ -59,6 +62,8 @@ pub struct NetworkConfig {
     pub raw: Map<String, Value>,
     /// The router's control socket.
     pub socket: PathBuf,
+    /// The vxrouter network the containers join.
+    pub network: String,
     /// Container interface kind.
     pub kind: PortKind,
     /// veth with virtio-net header offloads.
@@ -151,12 +156,22 @@ pub fn parse(stdin: &[u8], cmd: Cmd) -> Result<NetworkConfig, CniError> {
             "offload: a veth setting (TUN ports always take offloads)",
         ));
     }
+    let network = match raw.get("network") {
+        None | Some(Value::Null) => crate::config::DEFAULT_NETWORK.to_owned(),
+        Some(Value::String(n)) => {
+            crate::config::check_network_name(n)
+                .map_err(|e| CniError::config(format!("network: {e}")))?;
+            n.clone()
+        }
+        Some(v) => return Err(CniError::config(format!("network: a string, got {v}"))),
+    };
     let ipam = ipam_plan(raw.get("ipam"))?;
     Ok(NetworkConfig {
         version,
         conf,
         raw,
         socket,
+        network,
         kind,
         offload,
         ipam,

@@ -51,15 +51,40 @@ fn router_status(fx: &mut dyn Effects, cfg: &NetworkConfig) -> Result<Status, Cn
     }
 }
 
+/// This host's subnets and gateways in the configuration's network, from
+/// the router's status.
+fn network_of<'s>(
+    status: &'s Status,
+    cfg: &NetworkConfig,
+) -> Result<(&'s [IpNet], &'s [std::net::IpAddr]), CniError> {
+    match status.network(&cfg.network) {
+        Some(n) => Ok((&n.subnets, &n.gateways)),
+        // A router that predates networks has only the default one.
+        None if status.networks.is_empty() && cfg.network == crate::config::DEFAULT_NETWORK => {
+            Ok((&status.subnets, &status.gateways))
+        }
+        None => {
+            let known: Vec<&str> = status.networks.iter().map(|n| n.name.as_str()).collect();
+            Err(CniError::config(format!(
+                "network: the router of host {} has no network {:?} (it has {})",
+                status.host,
+                cfg.network,
+                if known.is_empty() { "only the default one".to_string() } else { known.join(", ") }
+            )))
+        }
+    }
+}
+
 /// host-local's ranges from the router's status.
-fn ranges_from(status: &Status) -> Result<Value, CniError> {
-    if status.subnets.is_empty() {
+fn ranges_from(status: &Status, cfg: &NetworkConfig) -> Result<Value, CniError> {
+    let (subnets, gateways) = network_of(status, cfg)?;
+    if subnets.is_empty() {
         return Err(CniError::config(format!(
-            "the router of host {} has no subnets to allocate from",
-            status.host
+            "the router of host {} has no subnets to allocate from in network {:?}",
+            status.host, cfg.network
         )));
     }
-    Ok(host_local_ranges(&status.subnets, &status.gateways))
+    Ok(host_local_ranges(subnets, gateways))
 }
 
 pub fn add(
@@ -78,7 +103,7 @@ pub fn add(
         )));
     }
     let ranges = match cfg.ipam {
-        IpamPlan::HostLocal(_) => Some(ranges_from(&status)?),
+        IpamPlan::HostLocal(_) => Some(ranges_from(&status, cfg)?),
         IpamPlan::Delegate(_) => None,
     };
     let ipam = ipam::locate(fx, cfg, &inv.path)?;
@@ -93,6 +118,7 @@ pub fn add(
         kind: cfg.kind,
         addresses: addresses.clone(),
         offload: cfg.offload,
+        network: (cfg.network != crate::config::DEFAULT_NETWORK).then(|| cfg.network.clone()),
     });
     let port = match fx.call(&cfg.socket, &req, ATTACH_TIMEOUT) {
         Ok(Body::Port(p)) => p,
@@ -191,9 +217,13 @@ fn del_ranges(
 ) -> Value {
     if router_up {
         match fx.call(&cfg.socket, &Request::Status {}, CALL_TIMEOUT) {
-            Ok(Body::Status(s)) if !s.subnets.is_empty() => {
-                return host_local_ranges(&s.subnets, &s.gateways)
-            }
+            Ok(Body::Status(s)) => match network_of(&s, cfg) {
+                Ok((subnets, gateways)) if !subnets.is_empty() => {
+                    return host_local_ranges(subnets, gateways)
+                }
+                Ok(_) => {}
+                Err(e) => fx.log(&format!("status: {}", e.details)),
+            },
             Ok(_) => {}
             Err(e) => fx.log(&format!("status: {e}")),
         }
@@ -229,7 +259,7 @@ pub fn check(fx: &mut dyn Effects, inv: &Invocation, cfg: &NetworkConfig) -> Res
     let ipam = ipam::locate(fx, cfg, &inv.path)?;
     let ranges = match cfg.ipam {
         IpamPlan::Delegate(_) => None,
-        IpamPlan::HostLocal(_) => Some(ranges_from(&router_status(fx, cfg)?)?),
+        IpamPlan::HostLocal(_) => Some(ranges_from(&router_status(fx, cfg)?, cfg)?),
     };
     let stdin = ipam::stdin(cfg, ipam.version, ranges.as_ref(), &[]);
     ipam.run(fx, Cmd::Check, &[], &stdin).map(|_| ())
@@ -321,7 +351,7 @@ fn gc_ipam(
     let ranges = match cfg.ipam {
         IpamPlan::Delegate(_) => None,
         IpamPlan::HostLocal(_) => Some(if router_up {
-            match router_status(fx, cfg).and_then(|s| ranges_from(&s)) {
+            match router_status(fx, cfg).and_then(|s| ranges_from(&s, cfg)) {
                 Ok(r) => r,
                 Err(e) => {
                     errors.push(e);
@@ -403,7 +433,7 @@ pub fn status(fx: &mut dyn Effects, inv: &Invocation, cfg: &NetworkConfig) -> Re
     let ranges = match cfg.ipam {
         IpamPlan::Delegate(_) => None,
         IpamPlan::HostLocal(_) => {
-            Some(ranges_from(&s).map_err(|e| CniError::not_available(e.details))?)
+            Some(ranges_from(&s, cfg).map_err(|e| CniError::not_available(e.details))?)
         }
     };
     let stdin = ipam::stdin(cfg, ipam.version, ranges.as_ref(), &[]);

@@ -94,6 +94,25 @@ impl Fake {
             ready: true,
             ports: 3,
             max_ports: 64,
+            networks: vec![
+                crate::api::NetworkStatus {
+                    name: "default".into(),
+                    vni: 42,
+                    subnets: vec![net("198.19.7.0/24"), net("2001:2:0:7::/64")],
+                    gateways: vec![
+                        "198.19.7.1".parse().unwrap(),
+                        "2001:2:0:7::1".parse().unwrap(),
+                    ],
+                    mtu: 1450,
+                },
+                crate::api::NetworkStatus {
+                    name: "blue".into(),
+                    vni: 43,
+                    subnets: vec![net("198.19.7.0/25")],
+                    gateways: vec!["198.19.7.1".parse().unwrap()],
+                    mtu: 1400,
+                },
+            ],
         }
     }
 
@@ -102,6 +121,7 @@ impl Fake {
             id: Some(a.id.clone()),
             name: "vxa0".into(),
             kind: a.kind,
+            network: a.network.clone().unwrap_or_else(|| "default".into()),
             netns: Some(a.netns.display().to_string()),
             ifname: Some(a.ifname.clone()),
             mac: Some("02:00:00:00:00:07".into()),
@@ -184,6 +204,7 @@ impl Effects for Fake {
                     kind: PortKind::Veth,
                     addresses: vec![net("198.19.7.2/24"), net("2001:2:0:7::2/64")],
                     offload: false,
+                    network: None,
                 }))
             }
             Request::Gc { .. } => Body::Collected(self.gc_collects.clone()),
@@ -496,6 +517,7 @@ fn some_port() -> PortInfo {
         kind: PortKind::Veth,
         addresses: vec![net("198.19.7.2/24"), net("2001:2:0:7::2/64")],
         offload: false,
+        network: None,
     })
 }
 
@@ -668,6 +690,41 @@ fn add_asks_status_ipam_and_attach() {
     assert_eq!(r["interfaces"][0]["sandbox"], NETNS);
     assert_eq!(r["ips"][1]["interface"], 0);
     assert_eq!(r["dns"]["nameservers"][0], "198.19.7.53", "IPAM's dns");
+}
+
+#[test]
+fn add_joins_the_configured_network_with_its_ranges() {
+    let mut fx = Fake::new();
+    let mut c = conf("1.0.0");
+    c["network"] = json!("blue");
+    let _ = ok_json(&run_with(&mut fx, "ADD", &c));
+    let Request::Attach(a) = &fx.requests[1] else {
+        unreachable!()
+    };
+    assert_eq!(a.network.as_deref(), Some("blue"));
+    assert_eq!(
+        fx.execs[0].stdin["ipam"]["ranges"],
+        json!([[{"subnet":"198.19.7.0/25","gateway":"198.19.7.1"}]])
+    );
+    // A network the router does not have: error 7 before any allocation.
+    let mut fx = Fake::new();
+    c["network"] = json!("red");
+    let out = run_with(&mut fx, "ADD", &c);
+    assert_eq!(code_of(&out), 7);
+    assert!(
+        error_of(&out)["details"]
+            .as_str()
+            .unwrap()
+            .contains("no network \"red\" (it has default, blue)"),
+        "{}",
+        error_of(&out)
+    );
+    assert!(fx.execs.is_empty());
+    // Not a name.
+    c["network"] = json!("a b");
+    assert!(parse(&c).is_err());
+    c["network"] = json!(7);
+    assert!(parse(&c).is_err());
 }
 
 #[test]

@@ -14,6 +14,8 @@
 //! attached port's interface belongs to its container and outlives the
 //! router (only detach removes it).
 
+use ipnet::IpNet;
+
 use crate::api::{self, ApiError, ErrorCode, PortInfo};
 use crate::config::{self, MacAddr, PortConfig, PortKind};
 use crate::host::{sandbox, HostError};
@@ -34,7 +36,8 @@ impl Router<'_> {
             let same = slot.attachment.as_ref().is_some_and(|x| {
                 x.netns == a.netns && x.ifname == a.ifname && x.addresses == a.addresses
             }) && slot.config.kind == a.kind
-                && slot.config.offload == a.offload;
+                && slot.config.offload == a.offload
+                && slot.config.network == a.network.as_deref().unwrap_or(config::DEFAULT_NETWORK);
             if same {
                 return Ok(self.info(index));
             }
@@ -49,8 +52,16 @@ impl Router<'_> {
                 format!("this router holds {} ports already", config::MAX_PORTS),
             ));
         };
-        let subnets = self.topo.hosts[self.me].subnets.clone();
-        let (sources, gateways) = self.ports.admit(&subnets, &a.addresses)?;
+        let network = a.network.as_deref().unwrap_or(config::DEFAULT_NETWORK);
+        let Some(net) = self.topo.network_index(network) else {
+            let known: Vec<&str> = self.topo.networks.iter().map(|n| n.name.as_str()).collect();
+            return Err(err(
+                ErrorCode::Invalid,
+                format!("unknown network {network:?}; this router has {}", known.join(", ")),
+            ));
+        };
+        let subnets: Vec<IpNet> = self.topo.hosts[self.me].subnets_in(net).copied().collect();
+        let (sources, gateways) = self.ports.admit(network, &subnets, &a.addresses)?;
         let name = ports::device_name(&a.id);
         if let Some((_, s)) = self.ports.iter().find(|(_, s)| s.config.name == name) {
             return Err(err(
@@ -62,7 +73,7 @@ impl Router<'_> {
         let record = Record::new(
             index,
             name.clone(),
-            config::DEFAULT_NETWORK,
+            network,
             a.kind,
             a.offload,
             (a.kind == PortKind::Veth)
@@ -83,7 +94,7 @@ impl Router<'_> {
             host_name: &name,
             addresses: &a.addresses,
             gateways: &record.gateways,
-            mtu: self.topo.overlay_mtu(self.me),
+            mtu: self.net_mtu(&config.network),
             mac: record.mac,
             queues: self.n_workers as u32,
             tx_checksum_off: !a.offload,
@@ -101,7 +112,7 @@ impl Router<'_> {
             }
             PortKind::Tun => {
                 let tuns =
-                    sandbox::create_tun(&spec, self.tun_opener()).map_err(|e| host_error(&a, e))?;
+                    sandbox::create_tun(&spec, self.tun_opener(spec.mtu)).map_err(|e| host_error(&a, e))?;
                 setup::tun_queues(tuns, self.n_workers)
             }
         };
@@ -200,19 +211,27 @@ impl Router<'_> {
         {
             return Err(Gone("a port with its id or name exists".into()));
         }
-        let subnets = self.topo.hosts[self.me].subnets.clone();
+        let config = r.port_config();
+        let Some(net) = self.topo.network_index(&config.network) else {
+            return Err(Gone(format!("its network {} is gone", config.network)));
+        };
+        let subnets: Vec<IpNet> = self.topo.hosts[self.me].subnets_in(net).copied().collect();
         if let Some(a) = r
             .sources
             .iter()
             .find(|a| !subnets.iter().any(|n| n.contains(&a.addr())))
         {
-            return Err(Gone(format!("{a} is outside this host's subnets now")));
+            return Err(Gone(format!(
+                "{a} is outside this host's subnets in network {} now",
+                config.network
+            )));
         }
         if let Some((_, s)) = self.ports.iter().find(|(_, s)| {
-            s.config
-                .addresses
-                .iter()
-                .any(|p| r.sources.iter().any(|a| p.contains(&a.addr())))
+            s.config.network == config.network
+                && s.config
+                    .addresses
+                    .iter()
+                    .any(|p| r.sources.iter().any(|a| p.contains(&a.addr())))
         }) {
             return Err(Gone(format!(
                 "port {} holds its addresses now",
@@ -230,7 +249,7 @@ impl Router<'_> {
             tracing::warn!(port = %r.name, was = r.index, now = i, "recorded port's index is taken: its gateway MAC changes");
             i
         };
-        let config = r.port_config();
+        let mtu = self.net_mtu(&config.network);
         let queues = match r.kind {
             PortKind::Veth => {
                 if crate::host::link::link_info(&r.name).is_err() {
@@ -242,7 +261,6 @@ impl Router<'_> {
             PortKind::Tun => {
                 let tuns = match self.takeover_attached.get(&r.name) {
                     Some(fds) => {
-                        let mtu = self.topo.overlay_mtu(self.me);
                         let mut tuns = Vec::with_capacity(fds.len());
                         for (k, fd) in fds.iter().enumerate() {
                             let fd = fd.try_clone().map_err(|e| Gone(e.to_string()))?;
@@ -253,7 +271,7 @@ impl Router<'_> {
                         }
                         tuns
                     }
-                    None => sandbox::reopen_tun(&at.netns, &at.ifname, self.tun_opener())
+                    None => sandbox::reopen_tun(&at.netns, &at.ifname, self.tun_opener(mtu))
                         .map_err(|e| Gone(e.to_string()))?,
                 };
                 setup::tun_queues(tuns, self.n_workers)
@@ -275,7 +293,7 @@ impl Router<'_> {
         setup::open_veth_queues(
             config,
             usize::from(index),
-            self.topo.overlay_mtu(self.me),
+            self.net_mtu(&config.network),
             self.topo.hosts[self.me].vtep_mac.0,
             self.n_workers,
             &mut self.umem_pool,
@@ -285,9 +303,16 @@ impl Router<'_> {
 
     /// Opens an attached TUN's queues by name, one per worker; run inside
     /// its namespace by [`sandbox`].
-    fn tun_opener(&self) -> impl FnOnce(&str) -> std::io::Result<Vec<TunPort>> + Send {
-        let (n, mtu) = (self.n_workers, self.topo.overlay_mtu(self.me));
+    fn tun_opener(&self, mtu: u16) -> impl FnOnce(&str) -> std::io::Result<Vec<TunPort>> + Send {
+        let n = self.n_workers;
         move |ifname| TunPort::open_with(ifname, n, mtu, true, config::DEFAULT_QUEUE_LEN)
+    }
+
+    /// The container-side MTU of network `network` on this host (the
+    /// default network's if there is no such network).
+    pub(super) fn net_mtu(&self, network: &str) -> u16 {
+        let net = self.topo.network_index(network).unwrap_or(0);
+        self.topo.network_mtu(net, self.me)
     }
 
     /// Detaches attachment `id`; false if there is none.

@@ -59,6 +59,8 @@ pub use underlay::container_gso_segs;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -471,7 +473,6 @@ impl<'a> Router<'a> {
             programs: Vec::new(),
             devices: Vec::new(),
         };
-        let overlay_mtu = topo.overlay_mtu(me);
         let xsk_cfg = AfXdpConfig::default();
         // One port's worth of spare UMEMs (a socket per worker) when ports
         // can be attached live.
@@ -489,7 +490,7 @@ impl<'a> Router<'a> {
         let mut ports = PortSet::default();
         for (i, p) in host.ports.iter().enumerate() {
             let idx = i + 1;
-            let mtu = p.mtu.unwrap_or(overlay_mtu);
+            let mtu = topo.port_mtu(me, i);
             let handed = match takeover.as_deref_mut() {
                 Some(t) => t.port(&p.name)?,
                 None => None,
@@ -1085,18 +1086,30 @@ impl<'a> Router<'a> {
             });
         let routes =
             compute_routes(&new, new_me, new_live.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        // Attached ports must still fit: their addresses in this host's
-        // subnets.
-        let subnets = &new.hosts[new_me].subnets;
+        // Attached ports must still fit: their network still there with the
+        // MTU their devices were made with, their addresses in this host's
+        // subnets of it.
         for (_, s) in self.ports.iter().filter(|(_, s)| s.attachment.is_some()) {
-            if let Some(a) = s
-                .config
-                .addresses
-                .iter()
-                .find(|a| !subnets.iter().any(|n| n.contains(&a.addr())))
-            {
+            let name = &s.config.network;
+            let Some(net) = new.network_index(name) else {
                 bail!(
-                    "attached port {} holds {a}, outside this host's new subnets: detach it first",
+                    "network {name:?} is gone but attached port {} is in it: detach it first",
+                    s.config.name
+                );
+            };
+            if new.network_mtu(net, new_me) != self.net_mtu(name) {
+                bail!(
+                    "the MTU of network {name:?} changed but attached port {} was made with the old one: detach it first",
+                    s.config.name
+                );
+            }
+            if let Some(a) = s.config.addresses.iter().find(|a| {
+                !new.hosts[new_me]
+                    .subnets_in(net)
+                    .any(|n| n.contains(&a.addr()))
+            }) {
+                bail!(
+                    "attached port {} holds {a}, outside this host's new subnets in network {name:?}: detach it first",
                     s.config.name
                 );
             }
@@ -1232,22 +1245,40 @@ impl<'a> Router<'a> {
 
     fn status(&self) -> api::Status {
         let h = &self.topo.hosts[self.me];
-        let mut gateways: Vec<IpAddr> = Vec::new();
-        for s in &h.subnets {
-            if let Some(g) = config::first_host(s) {
-                if !gateways.iter().any(|x| x.is_ipv4() == g.is_ipv4()) {
-                    gateways.push(g);
+        let networks: Vec<api::NetworkStatus> = self
+            .topo
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(net, n)| {
+                let subnets: Vec<IpNet> = h.subnets_in(net).copied().collect();
+                let mut gateways: Vec<IpAddr> = Vec::new();
+                for s in &subnets {
+                    if let Some(g) = config::first_host(s) {
+                        if !gateways.iter().any(|x| x.is_ipv4() == g.is_ipv4()) {
+                            gateways.push(g);
+                        }
+                    }
                 }
-            }
-        }
+                api::NetworkStatus {
+                    name: n.name.clone(),
+                    vni: n.vni,
+                    subnets,
+                    gateways,
+                    mtu: self.topo.network_mtu(net, self.me),
+                }
+            })
+            .collect();
+        let default = &networks[0];
         api::Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             api: vec![api::VERSION],
             host: h.name.clone(),
-            subnets: h.subnets.clone(),
-            gateways,
-            mtu: self.topo.overlay_mtu(self.me),
-            vni: self.topo.overlay.vni,
+            subnets: default.subnets.clone(),
+            gateways: default.gateways.clone(),
+            mtu: default.mtu,
+            vni: default.vni,
+            networks: networks.clone(),
             udp_port: self.topo.overlay.udp_port,
             ready: true,
             ports: self.ports.len(),
@@ -1270,13 +1301,12 @@ impl<'a> Router<'a> {
 
     fn port_infos(&self) -> Vec<api::PortInfo> {
         let counters = self.port_counters();
-        let overlay_mtu = self.topo.overlay_mtu(self.me);
         self.ports
             .iter()
             .map(|(i, s)| {
                 ports::info(
                     s,
-                    s.config.mtu.unwrap_or(overlay_mtu),
+                    s.config.mtu.unwrap_or_else(|| self.net_mtu(&s.config.network)),
                     counters[usize::from(i)],
                 )
             })

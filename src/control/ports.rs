@@ -122,6 +122,7 @@ impl PortSet {
     /// of the subnet holding its first address of that family).
     pub(super) fn admit(
         &self,
+        network: &str,
         subnets: &[IpNet],
         addresses: &[IpNet],
     ) -> Result<(Vec<IpNet>, Vec<IpAddr>), api::ApiError> {
@@ -162,10 +163,11 @@ impl PortSet {
             if hosts.contains(&host) {
                 return Err(invalid(format!("address {addr} is given twice")));
             }
-            if let Some((_, s)) = self
-                .iter()
-                .find(|(_, s)| s.config.addresses.iter().any(|p| p.contains(&addr)))
-            {
+            // Networks are separate address spaces: only a port of the
+            // same network can hold the address.
+            if let Some((_, s)) = self.iter().find(|(_, s)| {
+                s.config.network == network && s.config.addresses.iter().any(|p| p.contains(&addr))
+            }) {
                 return Err(invalid(format!(
                     "address {addr} is held by port {}",
                     s.config.name
@@ -217,6 +219,7 @@ pub(super) fn info(slot: &Slot, mtu: u16, counters: PortCounters) -> PortInfo {
         id: slot.attachment.as_ref().map(|a| a.id.clone()),
         name: c.name.clone(),
         kind: c.kind,
+        network: c.network.clone(),
         netns,
         ifname,
         mac: match c.kind {
@@ -285,7 +288,7 @@ mod tests {
         ];
         let p = |v: &[&str]| v.iter().map(|a| a.parse().unwrap()).collect::<Vec<IpNet>>();
         let (hosts, gws) = s
-            .admit(&subnets, &p(&["198.19.1.5/24", "2001:2:0:1::5/64"]))
+            .admit(config::DEFAULT_NETWORK, &subnets, &p(&["198.19.1.5/24", "2001:2:0:1::5/64"]))
             .unwrap();
         assert_eq!(hosts, p(&["198.19.1.5/32", "2001:2:0:1::5/128"]));
         assert_eq!(
@@ -304,12 +307,16 @@ mod tests {
             "198.19.1.5/16",
             "2001:2:0:1::1/64",
         ] {
-            let e = s.admit(&subnets, &p(&[bad])).unwrap_err();
+            let e = s.admit(config::DEFAULT_NETWORK, &subnets, &p(&[bad])).unwrap_err();
             assert_eq!(e.code, ErrorCode::Invalid, "{bad}");
         }
         assert!(s
-            .admit(&subnets, &p(&["198.19.1.5/24", "198.19.1.5/32"]))
+            .admit(config::DEFAULT_NETWORK, &subnets, &p(&["198.19.1.5/24", "198.19.1.5/32"]))
             .is_err());
+        // Another network is another address space: port a's address is free
+        // there.
+        let (hosts, _) = s.admit("blue", &subnets, &p(&["198.19.1.2/24"])).unwrap();
+        assert_eq!(hosts, p(&["198.19.1.2/32"]));
     }
 
     #[test]

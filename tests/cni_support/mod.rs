@@ -151,6 +151,7 @@ fn status(s: &State) -> Status {
         ready: !s.starting,
         ports: s.attached.len(),
         max_ports: 1024,
+        networks: Vec::new(),
     }
 }
 
@@ -181,6 +182,7 @@ fn answer(s: &mut State, req: Request) -> Reply {
                 id: Some(a.id.clone()),
                 name: format!("vxa{n}"),
                 kind: a.kind,
+                network: a.network.clone().unwrap_or_else(|| "default".into()),
                 netns: Some(a.netns.display().to_string()),
                 ifname: Some(a.ifname.clone()),
                 mac: Some(format!(
