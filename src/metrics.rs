@@ -43,7 +43,9 @@ use crate::dataplane::DropReason;
 pub use health::{CONTROL_STALE, PROGRESS_WINDOW};
 pub use http::{HttpStats, Limits};
 use http::{Method, Request, Response, Status};
-pub use stats::{ControlSocketStats, LivenessStats, PortCounts, ReloadStats, RunStats, StoreStats};
+pub use stats::{
+    ControlSocketStats, LivenessStats, NetworkStats, PortCounts, ReloadStats, RunStats, StoreStats,
+};
 
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -243,14 +245,32 @@ fn encode_stats(
     counter_family(
         enc,
         "vxrouter_port_received_packets",
-        "Packets received per port (the uplink and each container port).",
-        s.ports.iter().map(|(p, v)| ([("port", p.as_str())], v.rx)),
+        "Packets received per port (the uplink and each container port), with the container port's network.",
+        s.ports.iter().map(|(p, v)| (port_labels(p, v), v.rx)),
     )?;
     counter_family(
         enc,
         "vxrouter_port_transmitted_packets",
-        "Packets transmitted per port.",
-        s.ports.iter().map(|(p, v)| ([("port", p.as_str())], v.tx)),
+        "Packets transmitted per port, with the container port's network.",
+        s.ports.iter().map(|(p, v)| (port_labels(p, v), v.tx)),
+    )?;
+    gauge_family(
+        enc,
+        "vxrouter_network_routes",
+        "Routes this host holds per overlay network (its own prefixes included).",
+        s.networks.iter().map(|n| ([("network", n.name.as_str())], gauge_value(n.routes))),
+    )?;
+    gauge_family(
+        enc,
+        "vxrouter_network_ports",
+        "This host's container ports per overlay network.",
+        s.networks.iter().map(|n| ([("network", n.name.as_str())], gauge_value(n.ports))),
+    )?;
+    gauge_family(
+        enc,
+        "vxrouter_network_mtu",
+        "Container-side MTU per overlay network on this host.",
+        s.networks.iter().map(|n| ([("network", n.name.as_str())], i64::from(n.mtu))),
     )?;
     counter_family(
         enc,
@@ -402,6 +422,17 @@ fn encode_stats(
 }
 
 /// The control socket's counters.
+/// A count as a gauge's value.
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A port's labels: its name and its network (empty for the uplink, which
+/// carries every network: the same as no label to a Prometheus query).
+fn port_labels<'a>(port: &'a str, v: &'a PortCounts) -> [(&'static str, &'a str); 2] {
+    [("port", port), ("network", v.network.as_deref().unwrap_or(""))]
+}
+
 fn encode_control_socket(c: &ControlSocketStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
     counter(
         enc,
@@ -668,10 +699,19 @@ mod tests {
         let mut ports = BTreeMap::new();
         let mut io = BTreeMap::new();
         io.insert("xsk_rx_ring_full", 4);
-        ports.insert("eth0".to_string(), PortCounts { rx: 5, tx: 6, io });
+        ports.insert(
+            "eth0".to_string(),
+            PortCounts {
+                network: None,
+                rx: 5,
+                tx: 6,
+                io,
+            },
+        );
         ports.insert(
             "c1".to_string(),
             PortCounts {
+                network: Some("blue".into()),
                 rx: 1,
                 tx: 2,
                 io: BTreeMap::new(),
@@ -681,6 +721,13 @@ mod tests {
             host: "h1".into(),
             workers: 2,
             ports,
+            networks: vec![NetworkStats {
+                name: "blue".into(),
+                vni: 43,
+                mtu: 1400,
+                routes: 3,
+                ports: 1,
+            }],
             counters: c.summary(),
             io_errors: 0,
             tables_published: 3,
@@ -728,8 +775,17 @@ mod tests {
         let t = render(&stats());
         has(&t, "vxrouter_forwarded_packets_total 7");
         has(&t, "vxrouter_dropped_packets_total{reason=\"no_route\"} 2");
-        has(&t, "vxrouter_port_received_packets_total{port=\"eth0\"} 5");
-        has(&t, "vxrouter_port_transmitted_packets_total{port=\"c1\"} 2");
+        has(
+            &t,
+            "vxrouter_port_received_packets_total{port=\"eth0\",network=\"\"} 5",
+        );
+        has(
+            &t,
+            "vxrouter_port_transmitted_packets_total{port=\"c1\",network=\"blue\"} 2",
+        );
+        has(&t, "vxrouter_network_routes{network=\"blue\"} 3");
+        has(&t, "vxrouter_network_ports{network=\"blue\"} 1");
+        has(&t, "vxrouter_network_mtu{network=\"blue\"} 1400");
         has(
             &t,
             "vxrouter_port_io_events_total{port=\"eth0\",counter=\"xsk_rx_ring_full\"} 4",

@@ -369,7 +369,8 @@ fn sighup_reload() {
     let body = scrape(&lab);
     for want in [
         "vxrouter_info{host=\"h1\",",
-        "vxrouter_port_received_packets_total{port=\"c1\"} ",
+        "vxrouter_port_received_packets_total{port=\"c1\",network=\"default\"} ",
+        "vxrouter_network_routes{network=\"default\"} ",
         "vxrouter_dropped_packets_total{reason=\"no_route\"} ",
         "vxrouter_config_last_reload_successful 1",
     ] {

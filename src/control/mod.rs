@@ -1175,8 +1175,12 @@ impl<'a> Router<'a> {
     }
 
     fn collect(&self, missing: &[IpAddr]) -> RunStats {
-        let mut names: Vec<(u16, String)> = vec![(0, self.nic.clone())];
-        names.extend(self.ports.iter().map(|(i, s)| (i, s.config.name.clone())));
+        let mut names: Vec<(u16, String, Option<String>)> = vec![(0, self.nic.clone(), None)];
+        names.extend(
+            self.ports
+                .iter()
+                .map(|(i, s)| (i, s.config.name.clone(), Some(s.config.network.clone()))),
+        );
         let handles: Vec<&WorkerHandle> = self.owned.workers.iter().map(|(_, h)| h).collect();
         let mut stats = stats::collect(
             &self.topo.hosts[self.me].name,
@@ -1187,6 +1191,23 @@ impl<'a> Router<'a> {
             &self.topo,
             &self.reloads,
         );
+        stats.networks = self
+            .topo
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(net, n)| crate::metrics::NetworkStats {
+                name: n.name.clone(),
+                vni: n.vni,
+                mtu: self.topo.network_mtu(net, self.me),
+                routes: self.routes.of_network(net).len() as u64,
+                ports: self
+                    .ports
+                    .iter()
+                    .filter(|(_, s)| s.config.network == n.name)
+                    .count() as u64,
+            })
+            .collect();
         stats.liveness = self.liveness.as_ref().map(LivenessStats::of);
         stats.metrics_server = self.metrics.as_ref().map(MetricsServer::http_stats);
         stats.control_socket = self.control.as_ref().map(|c| c.stats);

@@ -11,11 +11,11 @@ use crate::metrics::{PortCounts, ReloadStats, RunStats};
 use crate::worker::WorkerHandle;
 
 /// Sums the workers' counters; `ports` names the port indices to show
-/// (the uplink is 0).
+/// (the uplink is 0) with their networks.
 pub(super) fn collect(
     host: &str,
     workers: &[&WorkerHandle],
-    ports: &[(u16, String)],
+    ports: &[(u16, String, Option<String>)],
     published: u64,
     missing: &[IpAddr],
     topo: &Topology,
@@ -24,7 +24,15 @@ pub(super) fn collect(
     let mut counters = Counters::default();
     let mut by_name: BTreeMap<String, PortCounts> = ports
         .iter()
-        .map(|(_, n)| (n.clone(), PortCounts::default()))
+        .map(|(_, n, net)| {
+            (
+                n.clone(),
+                PortCounts {
+                    network: net.clone(),
+                    ..PortCounts::default()
+                },
+            )
+        })
         .collect();
     let mut io_errors = 0;
     for h in workers {
@@ -34,7 +42,7 @@ pub(super) fn collect(
         if let Some(e) = &s.last_error {
             tracing::debug!(error = %e, "worker I/O error");
         }
-        for (i, name) in ports {
+        for (i, name, _) in ports {
             let Some(e) = by_name.get_mut(name) else {
                 continue;
             };
@@ -61,6 +69,7 @@ pub(super) fn collect(
         host: host.to_owned(),
         workers: workers.len(),
         ports: by_name,
+        networks: Vec::new(),
         counters: counters.summary(),
         io_errors,
         tables_published: published,

@@ -17,6 +17,8 @@ pub struct RunStats {
     pub host: String,
     pub workers: usize,
     pub ports: BTreeMap<String, PortCounts>,
+    /// The overlay networks, the default one first.
+    pub networks: Vec<NetworkStats>,
     #[serde(flatten)]
     pub counters: CounterSummary,
     pub io_errors: u64,
@@ -42,6 +44,19 @@ pub struct RunStats {
     /// is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStats>,
+}
+
+/// One overlay network as this host runs it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetworkStats {
+    pub name: String,
+    pub vni: u32,
+    /// Its container-side MTU on this host.
+    pub mtu: u16,
+    /// Routes this host holds in it (its own prefixes included).
+    pub routes: u64,
+    /// This host's ports in it, topology and attached.
+    pub ports: u64,
 }
 
 /// The topology store's connection, watch and records.
@@ -199,6 +214,10 @@ impl ReloadStats {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PortCounts {
+    /// The network of a container port; none for the uplink, which
+    /// carries them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     pub rx: u64,
     pub tx: u64,
     /// The port's own I/O counters summed over its queues (AF_XDP ring and
