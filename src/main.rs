@@ -34,9 +34,14 @@ enum Command {
         /// The host whose routes to compute (its `name` in the file).
         #[arg(long, value_name = "NAME")]
         host: String,
-        /// Print a JSON array of {prefix, kind, cost, next_hops} instead of a table.
+        /// Print a JSON array of {network, prefix, kind, cost, next_hops}
+        /// instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only the routes of this overlay network (`default` is the one
+        /// `[overlay]` describes).
+        #[arg(long, value_name = "NAME")]
+        network: Option<String>,
     },
     /// Run the real pipeline over capture files: `--in PORT=FILE` per input
     /// port (pcap or pcapng), frames taken in time order across inputs;
@@ -128,7 +133,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Routes { config, host, json } => routes(&config, &host, json),
+        Command::Routes {
+            config,
+            host,
+            json,
+            network,
+        } => routes(&config, &host, json, network.as_deref()),
         Command::Replay {
             config,
             host,
@@ -406,8 +416,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     match load(path) {
         Ok(t) => {
             let ports: usize = t.hosts.iter().map(|h| h.ports.len()).sum();
+            let networks = if t.networks.len() > 1 {
+                format!(", networks {}", t.networks.len())
+            } else {
+                String::new()
+            };
             println!(
-                "{}: ok: vni {}, hosts {}, links {}, ports {}",
+                "{}: ok: vni {}{networks}, hosts {}, links {}, ports {}",
                 path.display(),
                 t.overlay.vni,
                 t.hosts.len(),
@@ -420,7 +435,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn routes(path: &std::path::Path, host: &str, json: bool) -> ExitCode {
+fn routes(path: &std::path::Path, host: &str, json: bool, network: Option<&str>) -> ExitCode {
     let topo = match load(path) {
         Ok(t) => t,
         Err(code) => return code,
@@ -434,8 +449,24 @@ fn routes(path: &std::path::Path, host: &str, json: bool) -> ExitCode {
         );
         return ExitCode::from(EXIT_INVALID);
     };
+    let net = match network.map(|n| (n, topo.network_index(n))) {
+        None => None,
+        Some((_, Some(i))) => Some(i),
+        Some((n, None)) => {
+            let names: Vec<&str> = topo.networks.iter().map(|n| n.name.as_str()).collect();
+            eprintln!(
+                "vxrouter: no network {n:?} in {} (networks: {})",
+                path.display(),
+                names.join(", ")
+            );
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     let set = match route::compute(&topo, me) {
-        Ok(s) => s,
+        Ok(s) => match net {
+            Some(i) => s.only_network(i),
+            None => s,
+        },
         Err(e) => {
             eprintln!("vxrouter: {e}");
             return ExitCode::from(EXIT_INVALID);
@@ -443,7 +474,11 @@ fn routes(path: &std::path::Path, host: &str, json: bool) -> ExitCode {
     };
     for &u in &set.unreachable {
         let h = &topo.hosts[u];
-        let prefixes: Vec<String> = h.subnets.iter().map(ToString::to_string).collect();
+        let prefixes: Vec<String> = h
+            .all_subnets()
+            .filter(|(n, _)| net.is_none_or(|i| i == *n))
+            .map(|(_, p)| p.to_string())
+            .collect();
         let left_out = if prefixes.is_empty() {
             "no prefixes".to_string()
         } else {

@@ -380,3 +380,78 @@ fn unknown_host_and_invalid_file_fail() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("links[6].cost"));
     assert!(o.stdout.is_empty());
 }
+
+/// Two hosts, the default network and "blue", which reuses the default
+/// network's prefix on h2.
+const NETWORKS: &str = r#"
+[overlay]
+vni = 1
+
+[[networks]]
+name = "blue"
+vni = 2
+[networks.subnets]
+h2 = ["198.19.2.0/24", "198.19.9.0/24"]
+
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+subnets = ["198.19.1.0/24"]
+
+[[hosts]]
+name = "h2"
+underlay = "198.18.0.2"
+subnets = ["198.19.2.0/24"]
+
+[[links]]
+a = "h1"
+b = "h2"
+cost = 5
+"#;
+
+#[test]
+fn routes_are_listed_and_filtered_by_network() {
+    let f = write(NETWORKS);
+    let (v, _) = routes_json(&f, "h1");
+    let remote = |net: &str, p: &str| {
+        json!({"network": net, "prefix": p, "kind": "remote", "cost": 5, "next_hops": [hop("h2", "198.18.0.2")]})
+    };
+    assert_eq!(
+        v,
+        json!([
+            {"network": "default", "prefix": "198.19.1.0/24", "kind": "local", "cost": 0, "next_hops": []},
+            remote("default", "198.19.2.0/24"),
+            remote("blue", "198.19.2.0/24"),
+            remote("blue", "198.19.9.0/24"),
+        ])
+    );
+    let blue = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vxrouter"));
+        cmd.args(["routes", "--config", f.path().to_str().unwrap(), "--host", "h1", "--network", "blue"]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("run vxrouter")
+    };
+    let o = blue(true);
+    assert!(o.status.success());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v, json!([remote("blue", "198.19.2.0/24"), remote("blue", "198.19.9.0/24")]));
+    let o = blue(false);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "network blue:\n198.19.2.0/24 via 198.18.0.2 host h2 metric 5\n198.19.9.0/24 via 198.18.0.2 host h2 metric 5\n"
+    );
+    // A network the file does not have.
+    let o = Command::new(env!("CARGO_BIN_EXE_vxrouter"))
+        .args(["routes", "--config", f.path().to_str().unwrap(), "--host", "h1", "--network", "red"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no network \"red\"")
+            && String::from_utf8_lossy(&o.stderr).contains("(networks: default, blue)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

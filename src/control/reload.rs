@@ -2,7 +2,7 @@
 //! it.
 //!
 //! A SIGHUP reload re-reads the file and takes new routes, peers, subnets,
-//! links and liveness keys without a restart; whatever the devices,
+//! links, networks and liveness keys without a restart; whatever the devices,
 //! sockets and workers were made with at start ([`RestartKey`]) must stay
 //! the same, or the reload is refused and named field by field.
 
@@ -39,6 +39,7 @@ pub(super) struct RestartKey {
 struct PortKey {
     name: String,
     kind: PortKind,
+    network: String,
     netns: Option<String>,
     addresses: Vec<IpNet>,
     mac: Option<MacAddr>,
@@ -65,6 +66,7 @@ impl RestartKey {
                 .map(|(i, p)| PortKey {
                     name: p.name.clone(),
                     kind: p.kind,
+                    network: p.network.clone(),
                     netns: p.netns.clone(),
                     addresses: p.addresses.clone(),
                     mac: p.mac,
@@ -126,6 +128,7 @@ impl RestartKey {
                 let PortKey {
                     name,
                     kind,
+                    network,
                     netns,
                     addresses,
                     mac,
@@ -144,6 +147,7 @@ impl RestartKey {
                 port(*netns != b.netns, "netns");
                 port(*addresses != b.addresses, "addresses");
                 port(*mac != b.mac, "mac");
+                port(*network != b.network, "network");
                 port(*mtu != b.mtu, "mtu");
                 port(*gateways != b.gateways, "gateways");
                 port(*offload != b.offload, "offload");
@@ -242,5 +246,26 @@ mod tests {
         let mut t = topo("");
         t.hosts[1].subnets.push("198.19.3.0/24".parse().unwrap());
         assert!(c.changes(&RestartKey::of(&t, 0)).is_empty());
+    }
+
+    #[test]
+    fn networks_come_and_go_without_a_restart() {
+        let base = "[overlay]\nvni = 42\n\n[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\n\
+             subnets = [\"198.19.1.0/24\"]\nnic = \"eth0\"\n";
+        let blue = "[[networks]]\nname = \"blue\"\nvni = 43\nsubnets = { h1 = [\"198.19.1.0/24\"] }\n";
+        let port = |net: &str| {
+            format!("  [[hosts.ports]]\n  name = \"c1\"\n  kind = \"tun\"\n  network = \"{net}\"\n  addresses = [\"198.19.1.2/32\"]\n")
+        };
+        let key = |text: String| RestartKey::of(&config::parse(&text, "t.toml").unwrap(), 0);
+        let without = key(base.to_string());
+        let with = key(format!("{blue}{base}"));
+        assert!(without.changes(&with).is_empty());
+        // A topology port moving to another network is a restart.
+        let a = key(format!("{blue}{base}{}", port("default")));
+        let b = key(format!("{blue}{base}{}", port("blue")));
+        assert_eq!(a.changes(&b), ["ports[c1].network"]);
+        // So is a change of the MTU its device was made with.
+        let c = key(format!("{}{base}{}", blue.replace("vni = 43", "vni = 43\nmtu = 1300"), port("blue")));
+        assert_eq!(b.changes(&c), ["ports[c1].mtu"]);
     }
 }
