@@ -236,8 +236,8 @@ fn ports(socket: &std::path::Path, json: bool) -> ExitCode {
     }
     let _ = writeln!(
         out,
-        "{:<15} {:<4} {:<16} {:<32} {:>12} {:>12}  ID",
-        "PORT", "KIND", "IFNAME", "ADDRESSES", "RX", "TX"
+        "{:<15} {:<4} {:<12} {:<16} {:<32} {:>12} {:>12}  ID",
+        "PORT", "KIND", "NETWORK", "IFNAME", "ADDRESSES", "RX", "TX"
     );
     for p in ports {
         let addrs: Vec<String> = p.addresses.iter().map(ToString::to_string).collect();
@@ -247,9 +247,10 @@ fn ports(socket: &std::path::Path, json: bool) -> ExitCode {
         };
         let _ = writeln!(
             out,
-            "{:<15} {:<4} {:<16} {:<32} {:>12} {:>12}  {}",
+            "{:<15} {:<4} {:<12} {:<16} {:<32} {:>12} {:>12}  {}",
             p.name,
             kind,
+            p.network,
             p.ifname.unwrap_or_else(|| "-".into()),
             addrs.join(","),
             p.counters.rx_packets,
