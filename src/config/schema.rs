@@ -58,10 +58,13 @@ pub(crate) struct UncheckedNetwork {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) vni: Option<Spanned<u32>>,
     pub(crate) mtu: Option<Spanned<u16>>,
-    /// `subnets.<host> = [...]`: the host's name as written, with its
-    /// prefixes and their field paths.
-    pub(crate) subnets: Vec<(Spanned<String>, Vec<(Spanned<IpNet>, String)>)>,
+    /// `subnets.<host> = [...]`, in file order.
+    pub(crate) subnets: Vec<HostSubnets>,
 }
+
+/// One host's prefixes in a network: the host's name as written, with its
+/// prefixes and their field paths.
+pub(crate) type HostSubnets = (Spanned<String>, Vec<(Spanned<IpNet>, String)>);
 
 #[derive(Debug)]
 pub(crate) struct UncheckedHost {
