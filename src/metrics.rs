@@ -258,19 +258,25 @@ fn encode_stats(
         enc,
         "vxrouter_network_routes",
         "Routes this host holds per overlay network (its own prefixes included).",
-        s.networks.iter().map(|n| ([("network", n.name.as_str())], gauge_value(n.routes))),
+        s.networks
+            .iter()
+            .map(|n| ([("network", n.name.as_str())], gauge_value(n.routes))),
     )?;
     gauge_family(
         enc,
         "vxrouter_network_ports",
         "This host's container ports per overlay network.",
-        s.networks.iter().map(|n| ([("network", n.name.as_str())], gauge_value(n.ports))),
+        s.networks
+            .iter()
+            .map(|n| ([("network", n.name.as_str())], gauge_value(n.ports))),
     )?;
     gauge_family(
         enc,
         "vxrouter_network_mtu",
         "Container-side MTU per overlay network on this host.",
-        s.networks.iter().map(|n| ([("network", n.name.as_str())], i64::from(n.mtu))),
+        s.networks
+            .iter()
+            .map(|n| ([("network", n.name.as_str())], i64::from(n.mtu))),
     )?;
     counter_family(
         enc,
@@ -430,7 +436,10 @@ fn gauge_value(v: u64) -> i64 {
 /// A port's labels: its name and its network (empty for the uplink, which
 /// carries every network: the same as no label to a Prometheus query).
 fn port_labels<'a>(port: &'a str, v: &'a PortCounts) -> [(&'static str, &'a str); 2] {
-    [("port", port), ("network", v.network.as_deref().unwrap_or(""))]
+    [
+        ("port", port),
+        ("network", v.network.as_deref().unwrap_or("")),
+    ]
 }
 
 fn encode_control_socket(c: &ControlSocketStats, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {

@@ -75,7 +75,9 @@ fn attach_blue(sock: &Path, id: &str, netns: &str, addr: &str) {
 /// background.
 fn ping_in_background(ns: &str, dst: &str) -> Child {
     Command::new("ip")
-        .args(["netns", "exec", ns, "ping", "-n", "-q", "-c", "300", "-i", "0.01", "-w", "8", dst])
+        .args([
+            "netns", "exec", ns, "ping", "-n", "-q", "-c", "300", "-i", "0.01", "-w", "8", dst,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -142,14 +144,18 @@ fn networks_come_and_go_by_reload_while_the_default_one_forwards() {
         .and_then(|n| n.iter().find(|n| n["name"] == "blue"))
         .cloned()
         .unwrap_or_else(|| panic!("no blue in {s}"));
-    assert_eq!((blue["vni"].as_u64(), blue["ports"].as_u64()), (Some(43), Some(1)));
+    assert_eq!(
+        (blue["vni"].as_u64(), blue["ports"].as_u64()),
+        (Some(43), Some(1))
+    );
 
     // Blue cannot go while ports are in it: refused, running tables kept.
     std::fs::write(&cfg, topology(&d1, &d2, false)).unwrap();
     lab.signal(r1, "HUP");
     lab.wait_stats(r1, "the refused reload", |s| s["reloads"]["rejected"] == 1);
     assert!(
-        lab.log(r1).contains("network \"blue\" is gone but attached port"),
+        lab.log(r1)
+            .contains("network \"blue\" is gone but attached port"),
         "{}",
         lab.log(r1)
     );

@@ -413,9 +413,7 @@ cost = 5
 fn routes_are_listed_and_filtered_by_network() {
     let f = write(NETWORKS);
     let (v, _) = routes_json(&f, "h1");
-    let remote = |net: &str, p: &str| {
-        json!({"network": net, "prefix": p, "kind": "remote", "cost": 5, "next_hops": [hop("h2", "198.18.0.2")]})
-    };
+    let remote = |net: &str, p: &str| json!({"network": net, "prefix": p, "kind": "remote", "cost": 5, "next_hops": [hop("h2", "198.18.0.2")]});
     assert_eq!(
         v,
         json!([
@@ -427,7 +425,15 @@ fn routes_are_listed_and_filtered_by_network() {
     );
     let blue = |json: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vxrouter"));
-        cmd.args(["routes", "--config", f.path().to_str().unwrap(), "--host", "h1", "--network", "blue"]);
+        cmd.args([
+            "routes",
+            "--config",
+            f.path().to_str().unwrap(),
+            "--host",
+            "h1",
+            "--network",
+            "blue",
+        ]);
         if json {
             cmd.arg("--json");
         }
@@ -436,7 +442,13 @@ fn routes_are_listed_and_filtered_by_network() {
     let o = blue(true);
     assert!(o.status.success());
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v, json!([remote("blue", "198.19.2.0/24"), remote("blue", "198.19.9.0/24")]));
+    assert_eq!(
+        v,
+        json!([
+            remote("blue", "198.19.2.0/24"),
+            remote("blue", "198.19.9.0/24")
+        ])
+    );
     let o = blue(false);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
@@ -444,7 +456,15 @@ fn routes_are_listed_and_filtered_by_network() {
     );
     // A network the file does not have.
     let o = Command::new(env!("CARGO_BIN_EXE_vxrouter"))
-        .args(["routes", "--config", f.path().to_str().unwrap(), "--host", "h1", "--network", "red"])
+        .args([
+            "routes",
+            "--config",
+            f.path().to_str().unwrap(),
+            "--host",
+            "h1",
+            "--network",
+            "red",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));

@@ -433,7 +433,11 @@ fn vxlan_wrap(t: &Tables, peer: usize, ctl: u8, hdr: Option<&[u8]>, inner: &[u8]
             f.resize(f.len() + 8 - h.len(), 0);
         }
         None => {
-            let vni = if ctl & 0x40 != 0 { t.nets[0].vni ^ 1 } else { t.nets[0].vni };
+            let vni = if ctl & 0x40 != 0 {
+                t.nets[0].vni ^ 1
+            } else {
+                t.nets[0].vni
+            };
             f.extend_from_slice(&[0x08, 0, 0, 0]);
             f.extend_from_slice(&(vni << 8).to_be_bytes());
         }

@@ -69,7 +69,11 @@ fn network_of<'s>(
                 "network: the router of host {} has no network {:?} (it has {})",
                 status.host,
                 cfg.network,
-                if known.is_empty() { "only the default one".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "only the default one".to_string()
+                } else {
+                    known.join(", ")
+                }
             )))
         }
     }

@@ -314,12 +314,9 @@ impl Host {
     pub fn subnets_in(&self, net: usize) -> impl Iterator<Item = &IpNet> + '_ {
         let extra: &[(usize, IpNet)] = if net == 0 { &[] } else { &self.net_subnets };
         let default: &[IpNet] = if net == 0 { &self.subnets } else { &[] };
-        default.iter().chain(
-            extra
-                .iter()
-                .filter(move |(n, _)| *n == net)
-                .map(|(_, s)| s),
-        )
+        default
+            .iter()
+            .chain(extra.iter().filter(move |(n, _)| *n == net).map(|(_, s)| s))
     }
 
     /// Every prefix this host owns, of every network, with its network.

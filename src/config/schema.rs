@@ -16,8 +16,8 @@ use super::diag::Sink;
 use super::tree::{Entry, Kind, Node, Span};
 use super::{
     Host, Link, LivenessConfig, MacAddr, Network, Overlay, PortConfig, PortKind, StoreConfig,
-    StoreLayout, Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_NETWORK, DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT,
-    DEFAULT_STORE_PREFIX, DEFAULT_UDP_PORT, MAX_VNI,
+    StoreLayout, Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_LIVENESS_DEAD_AFTER,
+    DEFAULT_LIVENESS_PORT, DEFAULT_NETWORK, DEFAULT_STORE_PREFIX, DEFAULT_UDP_PORT, MAX_VNI,
 };
 use crate::wire::ethernet;
 
@@ -263,6 +263,22 @@ fn string(sink: &mut Sink, node: &Node, field: &str) -> Option<Spanned<String>> 
             None
         }
     }
+}
+
+/// A string that `check` accepts; its error is reported at the string.
+fn checked_string(
+    sink: &mut Sink,
+    node: &Node,
+    field: &str,
+    check: fn(&str) -> Result<(), String>,
+) -> Option<Spanned<String>> {
+    string(sink, node, field).filter(|s| match check(&s.value) {
+        Ok(()) => true,
+        Err(e) => {
+            sink.error(&s.span, field, e);
+            false
+        }
+    })
 }
 
 /// An integer in `lo..=hi`; `what` describes the accepted values.
@@ -576,13 +592,7 @@ fn read_network(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedNet
     let t = table(sink, node, path, NETWORK_FIELDS)?;
     let f = |k: &str| join(path, k);
     let name = match get(t, "name") {
-        Some(n) => string(sink, n, &f("name")).filter(|s| match check_network_name(&s.value) {
-            Ok(()) => true,
-            Err(e) => {
-                sink.error(&s.span, f("name"), e);
-                false
-            }
-        }),
+        Some(n) => checked_string(sink, n, &f("name"), check_network_name),
         None => {
             sink.error(
                 &node.span,
@@ -593,12 +603,18 @@ fn read_network(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedNet
         }
     };
     let vni = match get(t, "vni") {
-        Some(n) => integer(sink, n, &f("vni"), 1, MAX_VNI.into(), "a VNI in 1..=16777215").map(
-            |v| Spanned {
-                value: v as u32,
-                span: n.span.clone(),
-            },
-        ),
+        Some(n) => integer(
+            sink,
+            n,
+            &f("vni"),
+            1,
+            MAX_VNI.into(),
+            "a VNI in 1..=16777215",
+        )
+        .map(|v| Spanned {
+            value: v as u32,
+            span: n.span.clone(),
+        }),
         None => {
             sink.error(
                 &node.span,
@@ -648,7 +664,10 @@ fn table_any<'n>(sink: &mut Sink, node: &'n Node, path: &str) -> Option<&'n [Ent
             sink.error(
                 &node.span,
                 path,
-                format!("expected a table of host names to subnets, found {}", other.name()),
+                format!(
+                    "expected a table of host names to subnets, found {}",
+                    other.name()
+                ),
             );
             None
         }
@@ -659,9 +678,7 @@ fn table_any<'n>(sink: &mut Sink, node: &'n Node, path: &str) -> Option<&'n [Ent
 /// `routes --network` name it by, and a metrics label.
 pub(crate) fn check_network_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NETWORK_NAME {
-        return Err(format!(
-            "a network name has 1 to {MAX_NETWORK_NAME} bytes"
-        ));
+        return Err(format!("a network name has 1 to {MAX_NETWORK_NAME} bytes"));
     }
     if !name
         .bytes()
@@ -1120,15 +1137,7 @@ fn read_host(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedHost> 
             subnets.extend(prefix(sink, n, &format!("{path}.subnets[{i}]"), false));
         }
     }
-    let nic = get(t, "nic")
-        .and_then(|n| string(sink, n, &f("nic")))
-        .filter(|s| match check_ifname(&s.value) {
-            Ok(()) => true,
-            Err(e) => {
-                sink.error(&s.span, f("nic"), e);
-                false
-            }
-        });
+    let nic = get(t, "nic").and_then(|n| checked_string(sink, n, &f("nic"), check_ifname));
     let mut workers = Vec::new();
     match get(t, "workers").map(|n| (n, array(sink, n, &f("workers")))) {
         None => workers.push(0),
@@ -1203,13 +1212,7 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedPort> 
     let t = table(sink, node, path, PORT_FIELDS)?;
     let f = |k: &str| join(path, k);
     let name = match get(t, "name") {
-        Some(n) => string(sink, n, &f("name")).filter(|s| match check_ifname(&s.value) {
-            Ok(()) => true,
-            Err(e) => {
-                sink.error(&s.span, f("name"), e);
-                false
-            }
-        }),
+        Some(n) => checked_string(sink, n, &f("name"), check_ifname),
         None => {
             sink.error(
                 &node.span,
@@ -1237,15 +1240,8 @@ fn read_port(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedPort> 
             None
         }
     };
-    let netns = get(t, "netns")
-        .and_then(|n| string(sink, n, &f("netns")))
-        .filter(|s| match check_netns_name(&s.value) {
-            Ok(()) => true,
-            Err(e) => {
-                sink.error(&s.span, f("netns"), e);
-                false
-            }
-        });
+    let netns =
+        get(t, "netns").and_then(|n| checked_string(sink, n, &f("netns"), check_netns_name));
     let network = get(t, "network").and_then(|n| string(sink, n, &f("network")));
     let mut addresses = Vec::new();
     match get(t, "addresses") {

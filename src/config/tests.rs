@@ -1550,7 +1550,11 @@ fn networks_have_their_own_vni_mtu_and_address_space() {
         .collect();
     assert_eq!(
         names,
-        [("default", 7, None), ("blue", 43, Some(1400)), ("green", 44, None)]
+        [
+            ("default", 7, None),
+            ("blue", 43, Some(1400)),
+            ("green", 44, None)
+        ]
     );
     let h2 = &t.hosts[1];
     let blue: Vec<String> = h2.subnets_in(1).map(|s| s.to_string()).collect();
@@ -1561,8 +1565,17 @@ fn networks_have_their_own_vni_mtu_and_address_space() {
     // The same address in two networks of one host: two ports, each with
     // the gateway of its own network.
     let (b1, d1) = (&h2.ports[0], &h2.ports[1]);
-    assert_eq!((b1.network.as_str(), d1.network.as_str()), ("blue", "default"));
-    assert_eq!(b1.gateways, ["198.19.2.1".parse::<IpAddr>().unwrap(), "2001:2:0:2::1".parse().unwrap()]);
+    assert_eq!(
+        (b1.network.as_str(), d1.network.as_str()),
+        ("blue", "default")
+    );
+    assert_eq!(
+        b1.gateways,
+        [
+            "198.19.2.1".parse::<IpAddr>().unwrap(),
+            "2001:2:0:2::1".parse().unwrap()
+        ]
+    );
     assert_eq!(t.port_mtu(1, 0), 1400);
     assert_eq!(t.port_mtu(1, 1), 1450);
     assert_eq!(t.network_mtu(2, 1), 1450);
@@ -1574,7 +1587,10 @@ fn networks_have_their_own_vni_mtu_and_address_space() {
 fn a_file_without_networks_is_one_default_network() {
     let t = ok(&with(""));
     assert_eq!(t.networks.len(), 1);
-    assert_eq!((t.networks[0].name.as_str(), t.networks[0].vni), ("default", 7));
+    assert_eq!(
+        (t.networks[0].name.as_str(), t.networks[0].vni),
+        ("default", 7)
+    );
     assert!(t.hosts.iter().all(|h| h.net_subnets.is_empty()));
 }
 
@@ -1582,31 +1598,84 @@ fn a_file_without_networks_is_one_default_network() {
 fn network_errors_name_their_field() {
     // Lines: BASE is 1-12, `with` adds 13-14, NETWORKS is 15-27.
     let dup_vni = NETWORKS.replace("vni = 44", "vni = 43");
-    expect(&with(&dup_vni), 26, "networks[1].vni", "VNI 43 is already network \"blue\"'s, line 18");
+    expect(
+        &with(&dup_vni),
+        26,
+        "networks[1].vni",
+        "VNI 43 is already network \"blue\"'s, line 18",
+    );
     let default_vni = NETWORKS.replace("vni = 44", "vni = 7");
-    expect(&with(&default_vni), 26, "networks[1].vni", "already network \"default\" ([overlay])'s");
+    expect(
+        &with(&default_vni),
+        26,
+        "networks[1].vni",
+        "already network \"default\" ([overlay])'s",
+    );
     let dup_name = NETWORKS.replace("\"green\"", "\"blue\"");
-    expect(&with(&dup_name), 25, "networks[1].name", "duplicate network name \"blue\" (first defined on line 17)");
+    expect(
+        &with(&dup_name),
+        25,
+        "networks[1].name",
+        "duplicate network name \"blue\" (first defined on line 17)",
+    );
     let reserved = NETWORKS.replace("\"green\"", "\"default\"");
-    expect(&with(&reserved), 25, "networks[1].name", "is the network [overlay] describes");
+    expect(
+        &with(&reserved),
+        25,
+        "networks[1].name",
+        "is the network [overlay] describes",
+    );
     let bad_name = NETWORKS.replace("\"green\"", "\"gr een\"");
-    expect(&with(&bad_name), 25, "networks[1].name", "may hold only letters");
+    expect(
+        &with(&bad_name),
+        25,
+        "networks[1].name",
+        "may hold only letters",
+    );
     let unknown_host = NETWORKS.replace("h2 = [\"198.19.9", "h9 = [\"198.19.9");
-    expect(&with(&unknown_host), 27, "networks[1].subnets", "unknown host \"h9\"");
+    expect(
+        &with(&unknown_host),
+        27,
+        "networks[1].subnets",
+        "unknown host \"h9\"",
+    );
     let missing_vni = NETWORKS.replace("vni = 44\n", "");
     expect(&with(&missing_vni), 24, "networks[1].vni", "missing field");
     let bad_field = NETWORKS.replace("vni = 44", "vni = 44\ncolour = 1");
     expect(&with(&bad_field), 27, "networks[1].colour", "unknown field");
     // Within one network subnets may not overlap; across networks they may.
-    let overlap = NETWORKS.replace("h2 = [\"198.19.9.0/24\"]", "h2 = [\"198.19.9.0/24\", \"198.19.9.128/25\"]");
-    expect(&with(&overlap), 27, "networks[1].subnets.h2[1]", "overlaps another subnet of this host");
+    let overlap = NETWORKS.replace(
+        "h2 = [\"198.19.9.0/24\"]",
+        "h2 = [\"198.19.9.0/24\", \"198.19.9.128/25\"]",
+    );
+    expect(
+        &with(&overlap),
+        27,
+        "networks[1].subnets.h2[1]",
+        "overlaps another subnet of this host",
+    );
     let cross = NETWORKS.replace("h1 = [\"198.19.1.0/24\"]", "h1 = [\"198.19.2.0/25\"]");
-    expect(&with(&cross), 22, "networks[0].subnets.h2[0]", "overlaps a subnet of host \"h1\"");
+    expect(
+        &with(&cross),
+        22,
+        "networks[0].subnets.h2[0]",
+        "overlaps a subnet of host \"h1\"",
+    );
     // No network's subnet may hold an underlay address.
     let underlay = NETWORKS.replace("198.19.9.0/24", "198.18.0.0/24");
-    expect(&with(&underlay), 27, "networks[1].subnets.h2[0]", "covers 198.18.0.1");
+    expect(
+        &with(&underlay),
+        27,
+        "networks[1].subnets.h2[0]",
+        "covers 198.18.0.1",
+    );
     let special = NETWORKS.replace("198.19.9.0/24", "127.0.0.0/8");
-    expect(&with(&special), 27, "networks[1].subnets.h2[0]", "is not a prefix containers may use");
+    expect(
+        &with(&special),
+        27,
+        "networks[1].subnets.h2[0]",
+        "is not a prefix containers may use",
+    );
     let v6_mtu = NETWORKS.replace("mtu = 1400", "mtu = 1200");
     expect(&with(&v6_mtu), 19, "networks[0].mtu", "below 1280");
     let big_mtu = NETWORKS.replace("mtu = 1400", "mtu = 1900");
@@ -1622,16 +1691,31 @@ fn ports_join_existing_networks_within_their_subnets() {
     };
     ok(&port("green", "198.19.9.3/32"));
     ok(&port("default", "198.19.2.3/32"));
-    expect(&port("red", "198.19.9.3/32"), 31, "hosts[1].ports[0].network", "unknown network \"red\"; the networks are \"default\", \"blue\", \"green\"");
+    expect(
+        &port("red", "198.19.9.3/32"),
+        31,
+        "hosts[1].ports[0].network",
+        "unknown network \"red\"; the networks are \"default\", \"blue\", \"green\"",
+    );
     // 198.19.9.3 is green's, not blue's.
-    expect(&port("blue", "198.19.9.3/32"), 32, "hosts[1].ports[0].addresses[0]", "outside the host's subnets in network \"blue\" (198.19.2.0/24, 2001:2:0:2::/64)");
+    expect(
+        &port("blue", "198.19.9.3/32"),
+        32,
+        "hosts[1].ports[0].addresses[0]",
+        "outside the host's subnets in network \"blue\" (198.19.2.0/24, 2001:2:0:2::/64)",
+    );
     // A gateway in another host's subnet counts only within the network.
     let gw = |net: &str| {
         with(&format!(
             "{NETWORKS}[[hosts.ports]]\nname = \"p\"\nkind = \"tun\"\nnetwork = \"{net}\"\naddresses = [\"198.19.2.3/32\"]\ngateway = \"198.19.1.1\"\n"
         ))
     };
-    expect(&gw("blue"), 33, "hosts[1].ports[0].gateway", "lies inside subnet 198.19.1.0/24 of host \"h1\"");
+    expect(
+        &gw("blue"),
+        33,
+        "hosts[1].ports[0].gateway",
+        "lies inside subnet 198.19.1.0/24 of host \"h1\"",
+    );
     let green_gw = NETWORKS.replace("h2 = [\"198.19.9.0/24\"]", "h2 = [\"198.19.2.0/24\"]");
     ok(&with(&format!(
         "{green_gw}[[hosts.ports]]\nname = \"p\"\nkind = \"tun\"\nnetwork = \"green\"\naddresses = [\"198.19.2.3/32\"]\ngateway = \"198.19.1.1\"\n"

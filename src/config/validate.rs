@@ -199,12 +199,18 @@ fn placement(raw: &UncheckedTopology, sink: &mut Sink) {
     // every pair. Only subnets are opened: a single address holds nothing
     // but itself.
     all.sort_by(|x, y| {
-        (x.space, x.net.network(), x.net.prefix_len(), x.what != What::Subnet).cmp(&(
-            y.space,
-            y.net.network(),
-            y.net.prefix_len(),
-            y.what != What::Subnet,
-        ))
+        (
+            x.space,
+            x.net.network(),
+            x.net.prefix_len(),
+            x.what != What::Subnet,
+        )
+            .cmp(&(
+                y.space,
+                y.net.network(),
+                y.net.prefix_len(),
+                y.what != What::Subnet,
+            ))
     });
     let name = |i: usize| raw_name(raw, i);
     let mut stack: Vec<usize> = Vec::new();
@@ -490,7 +496,10 @@ fn networks(raw: &mut UncheckedTopology, sink: &mut Sink) {
                 sink.error(
                     &name.span,
                     format!("networks[{i}].name"),
-                    format!("duplicate network name {:?} (first defined on line {line})", name.value),
+                    format!(
+                        "duplicate network name {:?} (first defined on line {line})",
+                        name.value
+                    ),
                 );
             } else {
                 names.insert(name.value.clone(), name.span.clone());
@@ -529,7 +538,10 @@ fn networks(raw: &mut UncheckedTopology, sink: &mut Sink) {
                 None => sink.error(
                     &host.span,
                     format!("networks[{i}].subnets"),
-                    format!("unknown host {:?}: subnets are keyed by host name", host.value),
+                    format!(
+                        "unknown host {:?}: subnets are keyed by host name",
+                        host.value
+                    ),
                 ),
             }
         }
@@ -545,7 +557,11 @@ fn networks(raw: &mut UncheckedTopology, sink: &mut Sink) {
         .collect();
     let known = || {
         std::iter::once(DEFAULT_NETWORK)
-            .chain(raw.networks.iter().filter_map(|n| n.name.as_ref().map(|s| s.value.as_str())))
+            .chain(
+                raw.networks
+                    .iter()
+                    .filter_map(|n| n.name.as_ref().map(|s| s.value.as_str())),
+            )
             .map(|s| format!("{s:?}"))
             .collect::<Vec<_>>()
             .join(", ")
@@ -558,7 +574,11 @@ fn networks(raw: &mut UncheckedTopology, sink: &mut Sink) {
                 errors.push((
                     n.span.clone(),
                     format!("hosts[{hi}].ports[{pi}].network"),
-                    format!("unknown network {:?}; the networks are {}", n.value, known()),
+                    format!(
+                        "unknown network {:?}; the networks are {}",
+                        n.value,
+                        known()
+                    ),
                 ));
             }
         }
@@ -656,9 +676,10 @@ fn ports(h: &mut UncheckedHost, path: &str, sink: &mut Sink) {
                     format!("{} is outside {whose} ({listed})", a.value),
                 );
             }
-            if let Some((other, span, _)) = owned.iter().find(|(o, _, on)| {
-                *on == p.net && (o.contains(&a.value) || a.value.contains(o))
-            }) {
+            if let Some((other, span, _)) = owned
+                .iter()
+                .find(|(o, _, on)| *on == p.net && (o.contains(&a.value) || a.value.contains(o)))
+            {
                 let line = sink.line_of(span);
                 sink.error(
                     &a.span,

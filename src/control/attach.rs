@@ -57,7 +57,10 @@ impl Router<'_> {
             let known: Vec<&str> = self.topo.networks.iter().map(|n| n.name.as_str()).collect();
             return Err(err(
                 ErrorCode::Invalid,
-                format!("unknown network {network:?}; this router has {}", known.join(", ")),
+                format!(
+                    "unknown network {network:?}; this router has {}",
+                    known.join(", ")
+                ),
             ));
         };
         let subnets: Vec<IpNet> = self.topo.hosts[self.me].subnets_in(net).copied().collect();
@@ -111,8 +114,8 @@ impl Router<'_> {
                 }
             }
             PortKind::Tun => {
-                let tuns =
-                    sandbox::create_tun(&spec, self.tun_opener(spec.mtu)).map_err(|e| host_error(&a, e))?;
+                let tuns = sandbox::create_tun(&spec, self.tun_opener(spec.mtu))
+                    .map_err(|e| host_error(&a, e))?;
                 setup::tun_queues(tuns, self.n_workers)
             }
         };

@@ -1327,7 +1327,9 @@ impl<'a> Router<'a> {
             .map(|(i, s)| {
                 ports::info(
                     s,
-                    s.config.mtu.unwrap_or_else(|| self.net_mtu(&s.config.network)),
+                    s.config
+                        .mtu
+                        .unwrap_or_else(|| self.net_mtu(&s.config.network)),
                     counters[usize::from(i)],
                 )
             })

@@ -288,7 +288,11 @@ mod tests {
         ];
         let p = |v: &[&str]| v.iter().map(|a| a.parse().unwrap()).collect::<Vec<IpNet>>();
         let (hosts, gws) = s
-            .admit(config::DEFAULT_NETWORK, &subnets, &p(&["198.19.1.5/24", "2001:2:0:1::5/64"]))
+            .admit(
+                config::DEFAULT_NETWORK,
+                &subnets,
+                &p(&["198.19.1.5/24", "2001:2:0:1::5/64"]),
+            )
             .unwrap();
         assert_eq!(hosts, p(&["198.19.1.5/32", "2001:2:0:1::5/128"]));
         assert_eq!(
@@ -307,11 +311,17 @@ mod tests {
             "198.19.1.5/16",
             "2001:2:0:1::1/64",
         ] {
-            let e = s.admit(config::DEFAULT_NETWORK, &subnets, &p(&[bad])).unwrap_err();
+            let e = s
+                .admit(config::DEFAULT_NETWORK, &subnets, &p(&[bad]))
+                .unwrap_err();
             assert_eq!(e.code, ErrorCode::Invalid, "{bad}");
         }
         assert!(s
-            .admit(config::DEFAULT_NETWORK, &subnets, &p(&["198.19.1.5/24", "198.19.1.5/32"]))
+            .admit(
+                config::DEFAULT_NETWORK,
+                &subnets,
+                &p(&["198.19.1.5/24", "198.19.1.5/32"])
+            )
             .is_err());
         // Another network is another address space: port a's address is free
         // there.

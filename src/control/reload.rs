@@ -252,7 +252,8 @@ mod tests {
     fn networks_come_and_go_without_a_restart() {
         let base = "[overlay]\nvni = 42\n\n[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\n\
              subnets = [\"198.19.1.0/24\"]\nnic = \"eth0\"\n";
-        let blue = "[[networks]]\nname = \"blue\"\nvni = 43\nsubnets = { h1 = [\"198.19.1.0/24\"] }\n";
+        let blue =
+            "[[networks]]\nname = \"blue\"\nvni = 43\nsubnets = { h1 = [\"198.19.1.0/24\"] }\n";
         let port = |net: &str| {
             format!("  [[hosts.ports]]\n  name = \"c1\"\n  kind = \"tun\"\n  network = \"{net}\"\n  addresses = [\"198.19.1.2/32\"]\n")
         };
@@ -265,7 +266,11 @@ mod tests {
         let b = key(format!("{blue}{base}{}", port("blue")));
         assert_eq!(a.changes(&b), ["ports[c1].network"]);
         // So is a change of the MTU its device was made with.
-        let c = key(format!("{}{base}{}", blue.replace("vni = 43", "vni = 43\nmtu = 1300"), port("blue")));
+        let c = key(format!(
+            "{}{base}{}",
+            blue.replace("vni = 43", "vni = 43\nmtu = 1300"),
+            port("blue")
+        ));
         assert_eq!(b.changes(&c), ["ports[c1].mtu"]);
     }
 }

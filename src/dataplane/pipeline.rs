@@ -772,7 +772,9 @@ fn too_big_remote_v4(t: &Tables, n: &Net, pkt: &mut Packet, df: bool) -> Verdict
     if n.overlay_mtu <= t.underlay_fit {
         return too_big_v4(t, n, pkt, df, n.overlay_mtu);
     }
-    icmp_v4(t, n,
+    icmp_v4(
+        t,
+        n,
         pkt,
         Icmp::TooBig(t.underlay_fit),
         DropReason::UnderlayTooBig,
@@ -921,7 +923,9 @@ fn deliver(t: &Tables, port: u16, pkt: &mut Packet, ethertype: u16) -> Verdict {
 
 /// Prepends the chosen peer's template and patches what differs per packet.
 #[inline]
-fn encap(t: &Tables, n: &Net,
+fn encap(
+    t: &Tables,
+    n: &Net,
     pkt: &mut Packet,
     first: u32,
     count: u32,

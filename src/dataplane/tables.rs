@@ -197,7 +197,10 @@ impl Tables {
 
     /// Index of the network named `name`.
     pub fn net_index(&self, name: &str) -> Option<u16> {
-        self.nets.iter().position(|n| n.name == name).map(|i| i as u16)
+        self.nets
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| i as u16)
     }
 
     #[inline]
@@ -671,7 +674,12 @@ cost = 10
     fn encap_mtu_is_the_smaller_limit() {
         let t = tables(false, 1500);
         assert_eq!(
-            (t.nets[0].overlay_mtu, t.underlay_mtu, t.underlay_fit, t.nets[0].encap_mtu),
+            (
+                t.nets[0].overlay_mtu,
+                t.underlay_mtu,
+                t.underlay_fit,
+                t.nets[0].encap_mtu
+            ),
             (1500, 1500, 1450, 1450)
         );
         assert_eq!(t.ports[UPLINK as usize].mtu, 1500);
@@ -902,7 +910,10 @@ cost = 1
         let h1 = crate::replay::replay_tables(&topo, 0, 1500).expect("h1");
         let h2 = crate::replay::replay_tables(&topo, 1, 1500).expect("h2");
         let (d1, b1, b2) = (1, 2, 3);
-        assert_eq!(h1.nets.iter().map(|n| n.vni).collect::<Vec<_>>(), [42, 43, 44]);
+        assert_eq!(
+            h1.nets.iter().map(|n| n.vni).collect::<Vec<_>>(),
+            [42, 43, 44]
+        );
         assert_eq!(h1.ports[b1 as usize].mtu, 1400);
         assert_eq!(h1.ports[d1 as usize].mtu, 1450);
 
@@ -948,7 +959,8 @@ cost = 1
     fn a_port_of_an_unknown_network_takes_no_traffic() {
         let topo = crate::config::parse(NETS, "nets.toml").expect("topology");
         let routes = crate::route::compute(&topo, 0).unwrap();
-        let mut ports: Vec<Option<PortConfig>> = topo.hosts[0].ports.iter().cloned().map(Some).collect();
+        let mut ports: Vec<Option<PortConfig>> =
+            topo.hosts[0].ports.iter().cloned().map(Some).collect();
         ports[1].as_mut().unwrap().network = "red".into();
         let no = |_: IpAddr| None;
         let env = HostEnv {

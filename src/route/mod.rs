@@ -439,7 +439,9 @@ impl RouteSet {
 
     /// The name of network `net`.
     pub fn network_name(&self, net: usize) -> &str {
-        self.networks.get(net).map_or(crate::config::DEFAULT_NETWORK, String::as_str)
+        self.networks
+            .get(net)
+            .map_or(crate::config::DEFAULT_NETWORK, String::as_str)
     }
 
     /// Only the routes of network `net` (its name kept, the others').
