@@ -252,7 +252,7 @@ fn take_back_here(host: &str, port: &str, ifname: &str, what: &str) -> Result<Op
                 Err(e) => return Err(e),
             }
             tracing::warn!(
-                device = what,
+                device = %what,
                 port,
                 old_pid = m.pid,
                 "removed a stale device a killed router left behind"
