@@ -15,7 +15,8 @@
 //! netlink version would be several hundred lines of `unsafe` setns/mount
 //! code for a path that runs once per port at start-up and exit. The
 //! per-packet and per-event paths ([`super::link`], [`super::neigh`]) use
-//! netlink directly.
+//! netlink directly, and so do the ownership markers ([`super::owner`]),
+//! which are read back and compared, not printed for a person.
 //!
 //! Invariants:
 //! - Every device made here carries our marker ([`super::owner`]): this

@@ -253,7 +253,7 @@ fn take_back_here(host: &str, port: &str, ifname: &str, what: &str) -> Result<Op
             }
             tracing::warn!(
                 device = %what,
-                port,
+                port = %port,
                 old_pid = m.pid,
                 "removed a stale device a killed router left behind"
             );
@@ -325,15 +325,6 @@ fn set_alias(rtnl: &mut Rtnl, ifname: &str, alias: &str) -> Result<()> {
         0,
     )?;
     Ok(())
-}
-
-/// The alias of device `ifname` in the calling thread's namespace, if it
-/// has one.
-pub fn alias(ifname: &str) -> Result<Option<String>> {
-    check_ifname(ifname)?;
-    let mut rtnl = Rtnl::open()?;
-    let link = get_link(&mut rtnl, ifname, LinkMessage::default(), ifname)?;
-    Ok(alias_of(&link).map(str::to_string))
 }
 
 /// The last part of a namespace path (`/run/netns/NAME` gives `NAME`).
