@@ -180,6 +180,7 @@ mod linux {
                         || {
                             dev.set(Some(
                                 netns::setup_veth(
+                                    "bench",
                                     "sbxbh",
                                     &name,
                                     &o.addresses,

@@ -39,6 +39,9 @@ fn scrub(ns: &str, dev: &str) -> common::Netns {
 
 const ROOT: &str = "network namespaces";
 
+/// The topology host the ports are made for (their marker names it).
+const HOST: &str = "host-test";
+
 #[test]
 fn veth_port_is_built_and_removed() {
     if !common::require_root(ROOT) {
@@ -48,6 +51,7 @@ fn veth_port_is_built_and_removed() {
     let (ns, port) = ("host-veth1", "hv-port1");
     let _ns = scrub(ns, port);
     let dev = setup_veth(
+        HOST,
         port,
         ns,
         &nets(&["198.18.1.2/24", "2001:2:0:1::2/64"]),
@@ -90,9 +94,12 @@ fn veth_port_is_built_and_removed() {
     let q = out(&["ip", "-n", ns, "-d", "link", "show", "eth0"]);
     assert!(q.contains("numrxqueues 2"), "{q}");
 
-    // A second port of the same name is refused, not adopted.
-    match setup_veth(port, "host-veth1b", &[], &[], 1500, None, 1) {
-        Err(HostError::DeviceExists(n)) => assert_eq!(n, port),
+    // A second port of the same name is refused, not adopted: its marker
+    // names this process, which runs.
+    match setup_veth(HOST, port, "host-veth1b", &[], &[], 1500, None, 1) {
+        Err(HostError::DeviceInUse { device, pid }) => {
+            assert_eq!((device.as_str(), pid), (port, std::process::id()))
+        }
         other => panic!("unexpected {other:?}"),
     }
     assert!(!netns_exists("host-veth1b"));
@@ -112,6 +119,7 @@ fn existing_namespace_is_kept() {
     let _ns = scrub(ns, port);
     out(&["ip", "netns", "add", ns]);
     let dev = setup_veth(
+        HOST,
         port,
         ns,
         &nets(&["198.18.2.2/32"]),
@@ -223,6 +231,7 @@ fn tun_port_moves_into_the_namespace_and_keeps_working() {
     let (ns, port) = ("host-tun1", "ht-tun1");
     let _ns = scrub(ns, port);
     let (dev, queue) = setup_tun_netns(
+        HOST,
         port,
         ns,
         &nets(&["198.18.3.2/32", "2001:2:0:3::2/128"]),

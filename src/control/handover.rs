@@ -950,7 +950,10 @@ impl super::Router<'_> {
         for h in &devices {
             self.owned
                 .devices
-                .push(crate::host::netns::CreatedDevice::adopt(h));
+                .push(crate::host::netns::CreatedDevice::adopt(
+                    h,
+                    &self.topo.hosts[self.me].name,
+                ));
         }
         if let Some(c) = &mut self.control {
             if let Some(p) = &self.opts.socket {

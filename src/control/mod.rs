@@ -510,13 +510,19 @@ impl<'a> Router<'a> {
                 (PortKind::Tun, None) => {
                     let tuns = match &p.netns {
                         Some(ns) => {
-                            let (dev, tuns) =
-                                netns::setup_tun_netns(&p.name, ns, &p.addresses, mtu, |name| {
+                            let (dev, tuns) = netns::setup_tun_netns(
+                                &host.name,
+                                &p.name,
+                                ns,
+                                &p.addresses,
+                                mtu,
+                                |name| {
                                     TunPort::open_with(name, n_workers, mtu, p.offload, p.queue_len)
-                                })
-                                .with_context(|| {
-                                    format!("creating TUN port {} in netns {ns}", p.name)
-                                })?;
+                                },
+                            )
+                            .with_context(|| {
+                                format!("creating TUN port {} in netns {ns}", p.name)
+                            })?;
                             owned.devices.push(dev);
                             underlay::cap_container_gso(ns, mtu);
                             tuns
@@ -536,6 +542,7 @@ impl<'a> Router<'a> {
                 (PortKind::Veth, None) => {
                     if let Some(ns) = &p.netns {
                         let dev = netns::setup_veth_with(
+                            &host.name,
                             &p.name,
                             ns,
                             &p.addresses,

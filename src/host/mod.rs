@@ -11,6 +11,9 @@
 //!   make the kernel start resolving a missing neighbour.
 //! - [`netns`]: veth and TUN container ports in network namespaces, removed
 //!   again when their [`netns::CreatedDevice`] is dropped.
+//! - [`owner`]: the marker (interface alias) on each device [`netns`]
+//!   makes, by which a later start knows and removes what a killed router
+//!   left behind.
 //! - [`sandbox`]: a container's interface in a namespace given by path
 //!   (CNI), built and removed over rtnetlink in a few milliseconds; the
 //!   interface belongs to the container and outlives the router.
@@ -21,7 +24,8 @@
 //! here changes the host's own interfaces, routes or sysctls
 //! (the only devices created in the router's namespace are the ones
 //! [`netns`] creates and removes again, and the host ends of [`sandbox`]
-//! veths); no function panics on kernel input.
+//! veths; the only ones removed besides are those [`owner`] finds marked
+//! as a killed router's own); no function panics on kernel input.
 //! All netlink traffic is blocking request/response except the neighbour
 //! event socket, which is non-blocking for a poll loop.
 
@@ -29,6 +33,7 @@ pub mod link;
 pub mod neigh;
 pub mod netns;
 mod nl;
+pub mod owner;
 pub mod sandbox;
 
 use std::io;
@@ -73,6 +78,15 @@ pub enum HostError {
     /// later delete) a device someone else made.
     #[error("network device {0:?} already exists")]
     DeviceExists(String),
+    /// A device we were asked to create exists and belongs to a router
+    /// process that still runs ([`owner`]).
+    #[error("network device {device:?} belongs to a router that still runs (pid {pid}): stop it first, or replace it with `vxrouter run --takeover`")]
+    DeviceInUse {
+        /// The device, as found.
+        device: String,
+        /// The running router's process id.
+        pid: u32,
+    },
     /// An external command (`ip`, `sysctl`) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
     Command {
@@ -98,6 +112,7 @@ impl HostError {
             HostError::NoSuchNetns(_) => Some(libc::ENOENT),
             HostError::NoSuchDevice(_) => Some(libc::ENODEV),
             HostError::DeviceExists(_) => Some(libc::EEXIST),
+            HostError::DeviceInUse { .. } => Some(libc::EBUSY),
             _ => None,
         }
     }

@@ -15,13 +15,24 @@
 //! netlink version would be several hundred lines of `unsafe` setns/mount
 //! code for a path that runs once per port at start-up and exit. The
 //! per-packet and per-event paths ([`super::link`], [`super::neigh`]) use
-//! netlink directly.
+//! netlink directly, and so do the ownership markers ([`super::owner`]),
+//! which are read back and compared, not printed for a person.
 //!
 //! Invariants:
-//! - We never adopt a device that already exists: creating a port whose name
-//!   is taken fails with [`HostError::DeviceExists`], so teardown can only
-//!   delete what we made.
-//! - A namespace is deleted on teardown only if we created it.
+//! - Every device made here carries our marker ([`super::owner`]): this
+//!   router's host, the port, whether we made the namespace, and this
+//!   process. It is written right after the device is made and again by
+//!   the router that adopts the device in a takeover.
+//! - We never adopt a device that already exists, except one that our
+//!   marker says a router of this host made for this same port and whose
+//!   process is gone (killed): that one is removed, with one log line, and
+//!   the port is made afresh. Any other device under the port's name, or
+//!   under `eth0` in its namespace, fails the port with
+//!   [`HostError::DeviceExists`] ([`HostError::DeviceInUse`] when its
+//!   router still runs), so teardown can only delete what we made.
+//! - A namespace is deleted on teardown only if we created it, or the
+//!   killed router whose devices we removed had created it (its marker
+//!   says so).
 //! - The only sysctl written is `net.ipv6.conf.eth0.accept_dad=0` inside the
 //!   container's namespace (never the host's), and IPv6 addresses are added
 //!   with `nodad`, so they are usable at once instead of after ~1 s of DAD.
@@ -37,14 +48,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ipnet::IpNet;
 
-use super::{check_ifname, link, HostError, Result};
+use super::{check_ifname, owner, HostError, Result};
 
 /// Name of the container's interface inside its namespace.
 pub const CONTAINER_IFNAME: &str = "eth0";
@@ -150,12 +161,30 @@ impl CreatedDevice {
         with_registry(|r| r.remove(&self.id));
     }
 
-    /// Takes ownership of a device another router process made and handed
-    /// over: dropping the result removes it, as if this process made it.
-    pub fn adopt(h: &DeviceHandle) -> CreatedDevice {
+    /// Takes ownership of a device another router process of `host` made
+    /// and handed over: dropping the result removes it, as if this process
+    /// made it. Its marker names this process from now on, so a later start
+    /// knows the device is in use while this router runs and stale once it
+    /// is killed; a marker that cannot be written is logged (the device is
+    /// adopted all the same).
+    pub fn adopt(h: &DeviceHandle, host: &str) -> CreatedDevice {
         let d = CreatedDevice::new(h.kind, &h.port_name, &h.netns, h.netns_created);
         if h.moved {
             d.mark_moved();
+        }
+        let marked =
+            owner::Marker::this_process(host, &h.port_name, h.netns_created).and_then(|m| {
+                let inside = || owner::mark_in(&netns_path(&h.netns), CONTAINER_IFNAME, &m);
+                match (h.kind, h.moved) {
+                    (DeviceKind::Veth, _) => {
+                        owner::mark_here(&h.port_name, &m).and_then(|()| inside())
+                    }
+                    (DeviceKind::Tun, true) => inside(),
+                    (DeviceKind::Tun, false) => owner::mark_here(&h.port_name, &m),
+                }
+            });
+        if let Err(e) = marked {
+            tracing::warn!(port = %h.port_name, netns = %h.netns, "marking an adopted device as this router's: {e}");
         }
         d
     }
@@ -257,7 +286,12 @@ pub fn check_netns_name(name: &str) -> Result<()> {
 
 /// Whether the named namespace exists (as iproute2 names them).
 pub fn netns_exists(name: &str) -> bool {
-    check_netns_name(name).is_ok() && Path::new(NETNS_RUN_DIR).join(name).exists()
+    check_netns_name(name).is_ok() && netns_path(name).exists()
+}
+
+/// The file of the named namespace.
+fn netns_path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
 }
 
 /// Runs `ip ARGS`, turning a failure into [`HostError::Command`].
@@ -292,8 +326,12 @@ fn mac_string(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Common argument checks; fails if `port_name` already exists here.
-fn preflight(port_name: &str, netns: &str, addrs: &[IpNet], mtu: u16) -> Result<()> {
+/// Common argument checks, then makes way for the port: removes what a
+/// killed router of `host` left of this port and refuses any other device
+/// under the port's name here or under `eth0` in `netns`
+/// ([`owner::take_back`]). Returns whether that killed router made the
+/// namespace.
+fn preflight(host: &str, port_name: &str, netns: &str, addrs: &[IpNet], mtu: u16) -> Result<bool> {
     check_ifname(port_name)?;
     check_netns_name(netns)?;
     if mtu < 68 {
@@ -306,11 +344,10 @@ fn preflight(port_name: &str, netns: &str, addrs: &[IpNet], mtu: u16) -> Result<
             "MTU {mtu} is below IPv6's minimum of 1280"
         )));
     }
-    match link::link_info(port_name) {
-        Ok(_) => Err(HostError::DeviceExists(port_name.to_string())),
-        Err(HostError::NoSuchDevice(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
+    // Before anything is looked up: a host name no marker can hold fails
+    // here, with nothing to undo.
+    owner::Marker::this_process(host, port_name, false)?;
+    owner::take_back(host, port_name, &netns_path(netns), CONTAINER_IFNAME)
 }
 
 /// Creates the namespace unless it exists; returns whether we created it.
@@ -420,8 +457,13 @@ fn default_routes(netns: &str, gateways: &[IpAddr]) -> Result<()> {
 /// (created if missing) with `container_addrs` (each with its configured
 /// prefix), MTU `mtu`, MAC `container_mac` if given, lo up, and a default
 /// route via each gateway (`onlink`, at most one per family). `queues` sets
-/// the number of tx and rx queues of both ends (at least 1).
+/// the number of tx and rx queues of both ends (at least 1). `host` is the
+/// topology host the router runs as: both ends carry its marker
+/// ([`super::owner`]), and what a killed router of that host left of this
+/// port is removed first.
+#[allow(clippy::too_many_arguments)]
 pub fn setup_veth(
+    host: &str,
     port_name: &str,
     netns: &str,
     container_addrs: &[IpNet],
@@ -431,6 +473,7 @@ pub fn setup_veth(
     queues: u32,
 ) -> Result<CreatedDevice> {
     setup_veth_with(
+        host,
         port_name,
         netns,
         container_addrs,
@@ -448,6 +491,7 @@ pub fn setup_veth(
 /// (and with it the container's TSO).
 #[allow(clippy::too_many_arguments)]
 pub fn setup_veth_with(
+    host: &str,
     port_name: &str,
     netns: &str,
     container_addrs: &[IpNet],
@@ -457,7 +501,6 @@ pub fn setup_veth_with(
     queues: u32,
     tx_csum_off: bool,
 ) -> Result<CreatedDevice> {
-    preflight(port_name, netns, container_addrs, mtu)?;
     if !(1..=4096).contains(&queues) {
         return Err(HostError::Invalid(format!("{queues} queues (1..=4096)")));
     }
@@ -469,7 +512,8 @@ pub fn setup_veth_with(
             )));
         }
     }
-    let created = ensure_netns(netns)?;
+    let inherited = preflight(host, port_name, netns, container_addrs, mtu)?;
+    let created = ensure_netns(netns)? || inherited;
     let q = queues.to_string();
     let mtu_s = mtu.to_string();
     let mac_s = container_mac.map(mac_string);
@@ -509,6 +553,9 @@ pub fn setup_veth_with(
     }
     let dev = CreatedDevice::new(DeviceKind::Veth, port_name, netns, created);
     // From here on, an early return drops `dev`, which removes the pair.
+    let marker = owner::Marker::this_process(host, port_name, created)?;
+    owner::mark_here(port_name, &marker)?;
+    owner::mark_in(&netns_path(netns), CONTAINER_IFNAME, &marker)?;
     configure_inside(netns, container_addrs, mtu)?;
     default_routes(netns, gateways)?;
     if tx_csum_off {
@@ -532,15 +579,19 @@ pub fn setup_veth_with(
 /// as `eth0` with `container_addrs`, MTU `mtu`, lo up, and a default route
 /// `dev eth0` for each family that has an address (a point-to-point TUN
 /// needs no gateway). Returns the device guard and what `attach` returned.
+/// `host` is the topology host the router runs as: the TUN carries its
+/// marker ([`super::owner`]), and what a killed router of that host left
+/// of this port is removed first.
 pub fn setup_tun_netns<T>(
+    host: &str,
     port_name: &str,
     netns: &str,
     container_addrs: &[IpNet],
     mtu: u16,
     attach: impl FnOnce(&str) -> std::io::Result<T>,
 ) -> Result<(CreatedDevice, T)> {
-    preflight(port_name, netns, container_addrs, mtu)?;
-    let created = ensure_netns(netns)?;
+    let inherited = preflight(host, port_name, netns, container_addrs, mtu)?;
+    let created = ensure_netns(netns)? || inherited;
     if let Err(e) = ip(&[
         "tuntap",
         "add",
@@ -556,6 +607,11 @@ pub fn setup_tun_netns<T>(
         return Err(e);
     }
     let dev = CreatedDevice::new(DeviceKind::Tun, port_name, netns, created);
+    // The alias moves with the device into the namespace.
+    owner::mark_here(
+        port_name,
+        &owner::Marker::this_process(host, port_name, created)?,
+    )?;
     let attached = attach(port_name).map_err(|source| HostError::Io {
         op: format!("attach queues to TUN {port_name}"),
         source,
@@ -613,11 +669,12 @@ mod tests {
     fn bad_arguments_fail_before_anything_is_created() {
         let a: IpNet = "2001:2::2/64".parse().unwrap_or_else(|_| unreachable!());
         assert!(matches!(
-            setup_veth("host-bad0", "host-never", &[a], &[], 1200, None, 1),
+            setup_veth("h1", "host-bad0", "host-never", &[a], &[], 1200, None, 1),
             Err(HostError::Invalid(_))
         ));
         assert!(matches!(
             setup_veth(
+                "h1",
                 "host-bad0",
                 "host-never",
                 &[],
@@ -629,7 +686,7 @@ mod tests {
             Err(HostError::Invalid(_))
         ));
         assert!(matches!(
-            setup_veth("lo", "host-never", &[], &[], 1500, None, 1),
+            setup_veth("h1", "lo", "host-never", &[], &[], 1500, None, 1),
             Err(HostError::DeviceExists(_))
         ));
         assert!(!netns_exists("host-never"));

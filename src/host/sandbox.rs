@@ -894,7 +894,7 @@ fn mac_string(mac: [u8; 6]) -> String {
 }
 
 /// An open, checked network namespace file.
-struct Netns<'p> {
+pub(super) struct Netns<'p> {
     file: File,
     path: &'p Path,
 }
@@ -903,7 +903,7 @@ impl<'p> Netns<'p> {
     /// Opens `path` ([`sys::open_netns`]): missing is
     /// [`HostError::NoSuchNetns`], no network namespace is
     /// [`HostError::Invalid`].
-    fn open(path: &'p Path) -> Result<Self> {
+    pub(super) fn open(path: &'p Path) -> Result<Self> {
         match sys::open_netns(path) {
             Ok(fd) => Ok(Netns {
                 file: File::from(fd),
@@ -942,7 +942,7 @@ impl<'p> Netns<'p> {
 
     /// Runs `f` on a new thread inside the namespace and returns its result
     /// (re-raising its panic). The calling thread stays where it is.
-    fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    pub(super) fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         let fd: BorrowedFd<'_> = self.file.as_fd();
         let path = self.path;
         std::thread::scope(|s| {
