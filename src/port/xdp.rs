@@ -149,6 +149,38 @@ fn attach_link(prog: &mut Xdp, ifname: &str, ifindex: u32) -> io::Result<(XdpMod
     }
 }
 
+/// How long [`attach_retrying`] keeps trying.
+const ATTACH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`attach_link`] for the uplink at start, tried again every 20 ms for up
+/// to [`ATTACH_PATIENCE`]: the kernel releases the XDP link of a router that
+/// was just killed some 70-90 ms after the process is gone, and a restart
+/// inside that window must not fail on it.
+fn attach_retrying(prog: &mut Xdp, ifname: &str, ifindex: u32) -> io::Result<(XdpMode, XdpLinkId)> {
+    let start = std::time::Instant::now();
+    let mut tries = 1u32;
+    loop {
+        match attach_link(prog, ifname, ifindex) {
+            Ok(done) => {
+                if tries > 1 {
+                    tracing::info!(
+                        dev = ifname,
+                        tries,
+                        waited_ms = start.elapsed().as_millis() as u64,
+                        "uplink XDP attached once the previous program was released"
+                    );
+                }
+                return Ok(done);
+            }
+            Err(e) if start.elapsed() >= ATTACH_PATIENCE => return Err(e),
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                tries += 1;
+            }
+        }
+    }
+}
+
 fn xsk_map<'e>(ebpf: &'e mut Ebpf, name: &str) -> io::Result<XskMap<&'e mut MapData>> {
     let map = ebpf
         .map_mut(name)
@@ -230,7 +262,7 @@ impl XdpProgram {
         }
 
         let prog = load_program(&mut ebpf, UPLINK)?;
-        let (mode, link) = attach_link(prog, ifname, ifindex)?;
+        let (mode, link) = attach_retrying(prog, ifname, ifindex)?;
         Ok(XdpProgram {
             ebpf,
             link: Some(link),
