@@ -215,7 +215,7 @@ pub struct Network {
 /// until it is heard again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LivenessConfig {
-    /// Milliseconds between hellos, 50..=60000.
+    /// Milliseconds between hellos, 10..=60000.
     pub interval_ms: u32,
     /// Intervals without a two-way hello before a neighbour is down, 2..=255.
     pub dead_after: u32,

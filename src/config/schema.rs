@@ -192,6 +192,10 @@ const MAX_NETNS_NAME: usize = 255;
 pub const MAX_PORTS: usize = 255;
 /// Longest network name: a label value and a word on a command line.
 const MAX_NETWORK_NAME: usize = 64;
+/// Shortest hello interval: 10 ms hellos with a dead interval of three
+/// find a dead neighbour in 30-40 ms, for a failover gap under 50 ms
+/// (`tools/bench-failover`); each costs one small datagram per link.
+const MIN_LIVENESS_INTERVAL_MS: i64 = 10;
 /// Worker cores index a `cpu_set_t`, which holds CPU_SETSIZE = 1024 cores.
 const MAX_CORE: i64 = 1023;
 
@@ -987,11 +991,11 @@ fn read_liveness(
     t: &[Entry],
     udp_port: Option<u16>,
 ) -> Option<Option<LivenessConfig>> {
-    const INTERVAL: &str = "milliseconds in 50..=60000, or 0 for no liveness";
+    const INTERVAL: &str = "milliseconds in 10..=60000, or 0 for no liveness";
     let interval_node = get(t, "liveness_interval_ms");
     let interval = match interval_node {
         Some(n) => match integer(sink, n, "overlay.liveness_interval_ms", 0, 60_000, INTERVAL) {
-            Some(v) if v != 0 && v < 50 => {
+            Some(v) if v != 0 && v < MIN_LIVENESS_INTERVAL_MS => {
                 sink.error(
                     &n.span,
                     "overlay.liveness_interval_ms",

@@ -489,7 +489,7 @@ fn liveness_settings() {
     assert_eq!(on("udp_port = 4799"), None);
     for (extra, field, msg) in [
         (
-            "liveness_interval_ms = 49",
+            "liveness_interval_ms = 9",
             "overlay.liveness_interval_ms",
             "out of range",
         ),
