@@ -14,15 +14,15 @@ mod common;
 #[macro_use]
 mod live_support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use live_support::{assert_clean, forwarded, link, wait_for, Lab, H1_VTEP, H2_VTEP, OVERLAY};
-
-const STREAM: &str = include_str!("live_support/stream.py");
+use live_support::{
+    assert_clean, forwarded, link, receiver, report, stream, wait_for, Lab, H1_VTEP, H2_VTEP,
+    OVERLAY,
+};
 
 /// Datagrams per direction and their rate: 5 s at 20 kpps.
 const COUNT: u64 = 100_000;
@@ -45,48 +45,6 @@ fn host(name: &str, n: u8, vtep: &str, ns: &str) -> String {
         "0, 1",
         &format!("uplink_io = \"udp\"\n{port}"),
     )
-}
-
-/// Starts `stream.py ARGS` in `ns`.
-fn spawn(lab: &Lab, ns: &str, args: &[&str]) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "timeout", "150", "python3"])
-        .arg(lab.dir.path().join("stream.py"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning stream.py")
-}
-
-/// A receiver of stream.py, listening.
-struct Receiver {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-/// Starts a receiver and waits until it listens.
-fn receiver(lab: &Lab, ns: &str, args: &[&str]) -> Receiver {
-    let mut child = spawn(lab, ns, args);
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    let _ = out.read_line(&mut line);
-    assert_eq!(line.trim(), "ready", "stream.py {args:?} in {ns}");
-    Receiver { child, out }
-}
-
-/// Waits for a receiver and parses its JSON report.
-fn report(mut r: Receiver) -> Value {
-    let mut out = String::new();
-    let _ = r.out.read_to_string(&mut out);
-    let st = r.child.wait().expect("stream.py exit");
-    let mut err = String::new();
-    if let Some(mut e) = r.child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(st.success(), "stream.py failed ({st}): {out}{err}");
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("report {out:?}: {e}"))
 }
 
 fn wait_exit(lab: &mut Lab, r: usize, limit: Duration) -> std::process::ExitStatus {
@@ -115,7 +73,6 @@ fn handover_loses_no_packet() {
     let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.adopt("c1");
     let c2 = lab.adopt("c2");
-    std::fs::write(lab.dir.path().join("stream.py"), STREAM).expect("stream.py");
     let cfg = format!(
         "{OVERLAY}{}{}{}",
         host("h1", 1, H1_VTEP, &c1),
@@ -136,17 +93,17 @@ fn handover_loses_no_packet() {
     let tcp_rx = receiver(&lab, &c1, &["tcp-recv", "198.19.1.2", "5002"]);
     let secs = (COUNT / RATE).to_string();
     let senders = [
-        spawn(
+        stream(
             &lab,
             &c2,
             &["udp-send", "198.19.1.2", "5001", &count, &rate],
         ),
-        spawn(
+        stream(
             &lab,
             &c1,
             &["udp-send", "198.19.2.2", "5001", &count, &rate],
         ),
-        spawn(
+        stream(
             &lab,
             &c2,
             &["tcp-send", "198.19.1.2", "5002", &secs, "1000000"],

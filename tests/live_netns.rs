@@ -611,3 +611,76 @@ fn liveness_routes_around_a_dead_transit() {
     }
     assert!(transit_before >= 10);
 }
+
+/// Failover mid-stream: h1 reaches h2 through h3 (5 + 5 < 20), hellos
+/// every 10 ms, dead after three. A numbered UDP stream runs from h1's
+/// container to h2's while h3's router is SIGKILLed: h1 and h2 stop hearing
+/// it, take their direct link, and the stream goes on to its last datagram.
+/// The longest gap is printed (the figure is `tools/bench-failover`'s to
+/// measure, not a test's to assert).
+#[test]
+fn a_stream_survives_a_sigkilled_transit() {
+    require_root!();
+    let mut lab = Lab::new("lv7");
+    let hosts = bridged_hosts(&mut lab);
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let udp = |p: String| format!("uplink_io = \"udp\"\n{p}");
+    let cfg = format!(
+        "{OVERLAY}liveness_interval_ms = 10\nliveness_dead_after = 3\n{}{}{}{}{}{}",
+        host(
+            "h1",
+            1,
+            H1_VTEP,
+            "0",
+            &udp(port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2"))
+        ),
+        host(
+            "h2",
+            2,
+            H2_VTEP,
+            "1",
+            &udp(port("c2", "tun", &c2, "198.19.2.2", "2001:2:0:2::2"))
+        ),
+        host("h3", 3, H3_VTEP, "0", "uplink_io = \"udp\""),
+        link("h1", "h3", 5),
+        link("h3", "h2", 5),
+        link("h1", "h2", 20)
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let r: Vec<usize> = (0..3)
+        .map(|i| lab.start(&cfg, &format!("h{}", i + 1), &hosts[i].clone()))
+        .collect();
+    lab.wait_ready(&r);
+    for i in [0, 1] {
+        lab.wait_stats(r[i], "every neighbour heard", |s| {
+            s["liveness"]["hellos_received"].as_u64() >= Some(20)
+                && s["liveness"]["links_down"] == serde_json::json!([])
+        });
+    }
+    lab.ping(&c1, "198.19.2.2");
+    let transit = lab.wait_stats(r[2], "transit on h3", |s| forwarded(s) >= 3);
+    assert!(forwarded(&transit) >= 3);
+
+    // 30000 datagrams at 10 kpps: 3 s, h3 killed 1 s in.
+    let rx = live_support::receiver(&lab, &c2, &["udp-recv", "198.19.2.2", "5001", "3"]);
+    let mut tx = live_support::stream(&lab, &c1, &["udp-send", "198.19.2.2", "5001", "30000", "10000"]);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.signal(r[2], "KILL");
+    let st = tx.wait().expect("sender");
+    assert!(st.success(), "sender failed ({st})");
+    let rep = live_support::report(rx);
+    eprintln!(
+        "lv7: transit SIGKILLed mid-stream: {} of 30000 lost, longest gap {} ms",
+        rep["missing"], rep["max_gap_ms"]
+    );
+    // The stream went on past the failure, to its last datagram.
+    assert_eq!(rep["highest"], 29_999, "{rep}");
+    assert!(rep["unique"].as_u64() > Some(20_000), "{rep}");
+    for i in [0, 1] {
+        let s = lab.wait_stats(r[i], "h3 down", |s| {
+            s["liveness"]["links_down"] == serde_json::json!(["h1-h3", "h2-h3"])
+        });
+        assert_eq!(s["liveness"]["neighbours"]["h3"].as_bool(), Some(false), "{s:#}");
+    }
+}

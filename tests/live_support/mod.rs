@@ -203,6 +203,52 @@ else:
         print(r.decode())
 "#;
 
+/// Numbered, bounded streams with loss and gap reports (see its docstring).
+const STREAM: &str = include_str!("stream.py");
+
+/// Starts `stream.py ARGS` in `ns` (150 s at most).
+pub fn stream(lab: &Lab, ns: &str, args: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", "150", "python3"])
+        .arg(lab.dir.path().join("stream.py"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning stream.py")
+}
+
+/// A receiver of stream.py, listening.
+pub struct Receiver {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+/// Starts a stream.py receiver and waits until it listens.
+pub fn receiver(lab: &Lab, ns: &str, args: &[&str]) -> Receiver {
+    let mut child = stream(lab, ns, args);
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let _ = out.read_line(&mut line);
+    assert_eq!(line.trim(), "ready", "stream.py {args:?} in {ns}");
+    Receiver { child, out }
+}
+
+/// Waits for a receiver and parses its JSON report.
+pub fn report(mut r: Receiver) -> Value {
+    use std::io::Read;
+    let mut out = String::new();
+    let _ = r.out.read_to_string(&mut out);
+    let st = r.child.wait().expect("stream.py exit");
+    let mut err = String::new();
+    if let Some(mut e) = r.child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(st.success(), "stream.py failed ({st}): {out}{err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("report {out:?}: {e}"))
+}
+
 /// One router process.
 pub struct Router {
     pub host: String,
@@ -236,6 +282,7 @@ impl Lab {
             .tempdir()
             .expect("tempdir");
         std::fs::write(dir.path().join("x.py"), PY).expect("writing the python helper");
+        std::fs::write(dir.path().join("stream.py"), STREAM).expect("writing stream.py");
         Lab {
             prefix: prefix.to_owned(),
             dir,
