@@ -469,7 +469,9 @@ fn check_same_network(
         if out != Some(net) {
             let name = |n: Option<usize>| {
                 n.and_then(|n| topo.networks.get(n))
-                    .map_or("no network".to_owned(), |n| format!("{} (VNI {})", n.name, n.vni))
+                    .map_or("no network".to_owned(), |n| {
+                        format!("{} (VNI {})", n.name, n.vni)
+                    })
             };
             return Err(format!(
                 "frame {i} on {port} left in {}, but came in from {}",
@@ -906,7 +908,8 @@ fn network_cases_cover_the_issue() {
             p.name
         );
         assert!(
-            nets.iter().any(|c| out_port(c).as_deref() == Some(p.name.as_str())),
+            nets.iter()
+                .any(|c| out_port(c).as_deref() == Some(p.name.as_str())),
             "no case out of port {}",
             p.name
         );
@@ -983,7 +986,8 @@ fn network_cases_cover_the_issue() {
         }
     }
     assert!(
-        nets.iter().any(|c| matches!(&c.expect, Expect::Drop(r) if r == "vxlan_unknown_vni")),
+        nets.iter()
+            .any(|c| matches!(&c.expect, Expect::Drop(r) if r == "vxlan_unknown_vni")),
         "no case of a VNI of no network"
     );
 }
@@ -1202,8 +1206,14 @@ fn network_checker_self_test() {
     let (d, b) = (case("net_d1_to_h2_v4"), case("net_b1_to_h2_v4"));
     let (port, from_d) = output(d);
     let (_, from_b) = output(b);
-    assert_eq!(check_same_network(&topo, host, d, &port, &from_d), Ok(Some(0)));
-    assert_eq!(check_same_network(&topo, host, b, &port, &from_b), Ok(Some(1)));
+    assert_eq!(
+        check_same_network(&topo, host, d, &port, &from_d),
+        Ok(Some(0))
+    );
+    assert_eq!(
+        check_same_network(&topo, host, b, &port, &from_b),
+        Ok(Some(1))
+    );
     assert!(check_same_network(&topo, host, d, &port, &from_b).is_err());
     assert!(check_same_network(&topo, host, b, &port, &from_d).is_err());
 
