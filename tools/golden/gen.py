@@ -1253,6 +1253,34 @@ def networks(g):
     )
     rep = bytes(Ether(dst=B2_MAC, src=router_mac("b2")) / ARP(op=2, hwsrc=router_mac("b2"), psrc=BLUE_GW4, hwdst=B2_MAC, pdst=C2_V4))
     g.reply("net_arp_gw_b2", "b2", arp, "b2", rep, topo=t)
+    # Neighbour discovery on blue's veth port: the advert is always the
+    # port's router MAC, with Override (RFC 4861 section 7.2.8) only for an
+    # address that is the router's in blue: blue's gateway, not the default
+    # network's.
+    b2_ll = "fe80::ff:fe00:203"
+
+    def ns(target):
+        # RFC 4291 section 2.7.1 / RFC 2464 section 7: the solicited-node
+        # group of the target and its multicast MAC (low 24 bits; the
+        # targets here differ only in the last byte).
+        low = int(target.split(":")[-1], 16)
+        return bytes(
+            Ether(dst="33:33:ff:00:00:%02x" % low, src=B2_MAC)
+            / IPv6(src=b2_ll, dst="ff02::1:ff00:%x" % low, hlim=255)
+            / ICMPv6ND_NS(tgt=target)
+            / ICMPv6NDOptSrcLLAddr(lladdr=B2_MAC)
+        )
+
+    def na(target, override):
+        return bytes(
+            Ether(dst=B2_MAC, src=router_mac("b2"))
+            / IPv6(src=target, dst=b2_ll, hlim=255)
+            / ICMPv6ND_NA(R=1, S=1, O=1 if override else 0, tgt=target)
+            / ICMPv6NDOptDstLLAddr(lladdr=router_mac("b2"))
+        )
+
+    g.reply("net_ns_blue_gw_b2", "b2", ns(BLUE_GW6), "b2", na(BLUE_GW6, True), topo=t)
+    g.reply("net_ns_default_gw_b2", "b2", ns(GW6), "b2", na(GW6, False), topo=t)
 
     # ICMP errors come from the network's gateway: time exceeded.
     p = udp4(C1_V4, H2_V4, ttl=1)
