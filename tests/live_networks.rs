@@ -383,7 +383,9 @@ fn two_networks_overlapping_across_two_hosts() {
 /// blue) on h1 share 198.19.1.2; the two kernel devices share 198.19.2.2.
 /// Ping, UDP and TCP both ways in each network, tagged UDP from all four at
 /// once landing only in its own network, and the kernel devices' counters
-/// show each got its own network's traffic.
+/// show each got its own network's traffic. A third kernel device with
+/// VNI 44, no network's, gets nothing through: its frames are counted as
+/// `vxlan_unknown_vni`.
 #[test]
 fn kernel_vxlan_device_per_vni() {
     require_root!();
@@ -394,12 +396,15 @@ fn kernel_vxlan_device_per_vni() {
     let b1 = lab.adopt("b1");
     let k42 = lab.ns("k42");
     let k43 = lab.ns("k43");
+    // A third device, VNI 44, belongs to no network of the topology.
     // See kernel_vxlan_peer in live_netns.rs: a veth leaves the kernel's
     // VXLAN UDP checksums partial; let the kernel complete them.
     lab.exec_ok(&h2, &["ethtool", "-K", "eth0", "tx", "off"]);
+    let k44 = lab.ns("k44");
     for (vni, k, gw6) in [
         ("42", &k42, "2001:2:0:1::1"),
         ("43", &k43, "2001:2:0:1::fe"),
+        ("44", &k44, "2001:2:0:1::1"),
     ] {
         let dev = format!("vx{vni}");
         let add = Command::new("ip")
@@ -553,6 +558,15 @@ fn kernel_vxlan_device_per_vni() {
         assert!(rx > 0 && tx > 0, "h1: port {name} idle: {s:#}");
     }
     eprintln!("vnt2: h1 ports {:?}", port_counts(&s));
+
+    // VNI 44 is no network's: its frames are dropped and counted by name,
+    // and nothing answers.
+    lab.ping_fails(&k44, "198.19.1.2");
+    lab.ping_fails(&k44, "2001:2:0:1::2");
+    let s = lab.wait_stats(r1, "VNI 44 refused", |s| {
+        s["drops"]["vxlan_unknown_vni"].as_u64() >= Some(4)
+    });
+    eprintln!("vnt2: after VNI 44: drops {}", s["drops"]);
 }
 
 /// The MTU of the container's device in `ns` (its one device besides lo).
