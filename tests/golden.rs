@@ -7,7 +7,10 @@
 //! drop under a named reason, pass-through, or an ECMP spread. Every case
 //! also checks that the replay stats account for every frame read, and every
 //! frame sent on the uplink has its outer headers checked by a decoder that is
-//! not ours (etherparse) plus our own RFC 1071 sum below.
+//! not ours (etherparse) plus our own RFC 1071 sum below. With several
+//! networks (`topo-nets.toml`), every frame that comes out must belong to
+//! the network its input came from (by port, or on the uplink by VNI), and
+//! every ICMP error must come from a gateway of that network.
 //!
 //! Other tests: the committed vectors are exactly what the generator
 //! produces, and every capture of `../shared/pcaps` replays without a panic
@@ -400,6 +403,148 @@ fn check_outer(f: &[u8]) -> Result<u16, String> {
     Ok(sport)
 }
 
+// ---------------------------------------------------------------- networks
+
+/// Where the VNI of a VXLAN frame lies: Ethernet, IPv4 (any header length)
+/// or IPv6 (no extension header), UDP, VXLAN. `None` for anything else.
+fn vni_range(f: &[u8]) -> Option<std::ops::Range<usize>> {
+    let udp = match be16(f.get(..14)?, 12) {
+        0x0800 => {
+            let ip = f.get(14..)?;
+            if *ip.get(9)? != 17 {
+                return None;
+            }
+            14 + usize::from(ip[0] & 0x0f) * 4
+        }
+        0x86dd if *f.get(14 + 6)? == 17 => 54,
+        _ => return None,
+    };
+    let vni = udp + 8 + 4..udp + 8 + 7;
+    f.get(vni.clone())?;
+    Some(vni)
+}
+
+/// The VNI of a VXLAN frame (see [`vni_range`]).
+fn vni_of(f: &[u8]) -> Option<u32> {
+    let v = &f[vni_range(f)?];
+    Some(u32::from_be_bytes([0, v[0], v[1], v[2]]))
+}
+
+/// The network (index in `topo.networks`) of what passes port `port` of
+/// `host`: the port's own network, or for the uplink the network of the
+/// frame's VNI. `None`: an uplink frame of no known network.
+fn network_on(topo: &Topology, host: usize, port: &str, frame: &[u8]) -> Option<usize> {
+    match topo.hosts[host].ports.iter().find(|p| p.name == port) {
+        Some(p) => topo.network_index(&p.network),
+        None => vni_of(frame).and_then(|v| topo.network_by_vni(v)),
+    }
+}
+
+/// What came out stays in the network it came in from: every frame on
+/// `port` belongs (by its port, or on the uplink by its VNI) to the network
+/// of the case's input (by its port, or by the VNI of its frames). Checked
+/// on the frames the pipeline wrote, independently of the expected ones.
+/// Returns that network (`None` when the input names none: no check).
+fn check_same_network(
+    topo: &Topology,
+    host: usize,
+    c: &Case,
+    port: &str,
+    got: &[Vec<u8>],
+) -> Result<Option<usize>, String> {
+    let link = link_of(topo, host, &c.in_port);
+    let input = read_frames(&golden_dir().join(&c.input), &c.in_port, link)?;
+    let ins: BTreeSet<Option<usize>> = input
+        .iter()
+        .map(|f| network_on(topo, host, &c.in_port, f))
+        .collect();
+    let net = match ins.into_iter().collect::<Vec<_>>().as_slice() {
+        [Some(n)] => *n,
+        // Frames of no parseable VNI (extension headers), or of several
+        // networks: nothing to compare with.
+        _ => return Ok(None),
+    };
+    for (i, f) in got.iter().enumerate() {
+        let out = network_on(topo, host, port, f);
+        if out != Some(net) {
+            let name = |n: Option<usize>| {
+                n.and_then(|n| topo.networks.get(n))
+                    .map_or("no network".to_owned(), |n| {
+                        format!("{} (VNI {})", n.name, n.vni)
+                    })
+            };
+            return Err(format!(
+                "frame {i} on {port} left in {}, but came in from {}",
+                name(out),
+                name(Some(net))
+            ));
+        }
+    }
+    Ok(Some(net))
+}
+
+/// The router's own addresses in network `net` on `host`: its ports'
+/// gateways in that network.
+fn gateways_in(topo: &Topology, host: usize, net: usize) -> BTreeSet<std::net::IpAddr> {
+    topo.hosts[host]
+        .ports
+        .iter()
+        .filter(|p| topo.network_index(&p.network) == Some(net))
+        .flat_map(|p| p.gateways.iter().copied())
+        .collect()
+}
+
+/// The source address of the IP packet a frame on `port` carries: the frame
+/// itself on a TUN port, after Ethernet on a veth port, after the outer
+/// headers and the inner Ethernet on the uplink.
+fn inner_ip_source(topo: &Topology, host: usize, port: &str, f: &[u8]) -> Option<std::net::IpAddr> {
+    let ip = match topo.hosts[host].ports.iter().find(|p| p.name == port) {
+        Some(p) if p.kind == PortKind::Tun => f,
+        Some(_) => f.get(14..)?,
+        None => {
+            let outer = match be16(f.get(..14)?, 12) {
+                0x0800 => 14 + usize::from(f.get(14)? & 0x0f) * 4,
+                _ => 54,
+            };
+            f.get(outer + 8 + 8 + 14..)?
+        }
+    };
+    match ip.first()? >> 4 {
+        4 => {
+            let a: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
+            Some(a.into())
+        }
+        6 => {
+            let a: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            Some(a.into())
+        }
+        _ => None,
+    }
+}
+
+/// ICMP errors come from a gateway of the network they are sent in.
+fn check_icmp_source(
+    topo: &Topology,
+    host: usize,
+    port: &str,
+    net: Option<usize>,
+    got: &[Vec<u8>],
+) -> Result<(), String> {
+    let Some(net) = net else { return Ok(()) };
+    let gws = gateways_in(topo, host, net);
+    for (i, f) in got.iter().enumerate() {
+        let src = inner_ip_source(topo, host, port, f)
+            .ok_or_else(|| format!("frame {i} on {port}: no IP packet"))?;
+        if !gws.contains(&src) {
+            return Err(format!(
+                "ICMP error {i} on {port} comes from {src}, not from a gateway of {} ({gws:?})",
+                topo.networks[net].name
+            ));
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- one case
 
 fn run_case(c: &Case) -> Result<(), String> {
@@ -491,6 +636,10 @@ fn run_case(c: &Case) -> Result<(), String> {
                     check_outer(g).map_err(|e| format!("frame {i} on {port}: {e}"))?;
                 }
             }
+            let net = check_same_network(&topo, host, c, port, &got)?;
+            if *kind == Kind::Icmp {
+                check_icmp_source(&topo, host, port, net, &got)?;
+            }
         }
         Expect::Ecmp {
             port,
@@ -511,6 +660,7 @@ fn run_case(c: &Case) -> Result<(), String> {
                     flows * repeat
                 ));
             }
+            check_same_network(&topo, host, c, port, &got)?;
             let mut alts = Vec::new();
             for (peer, file) in alternatives {
                 alts.push((peer.clone(), read_frames(&dir.join(file), port, link)?));
@@ -729,6 +879,119 @@ fn golden_cases_are_well_formed() {
     }
 }
 
+/// The cases of `topo-nets.toml` (the default network, VNI 42, and blue,
+/// VNI 43, with the same prefixes on h1 and h2) cover what several networks
+/// on one fabric must do: every port of h1 sends and receives; the same
+/// inner frame under the two VNIs reaches two ports of two networks; the
+/// same packet from ports of two networks leaves under two VNIs; each
+/// network's gateway sends ICMP errors, both to its ports and through the
+/// tunnel; a VNI of no network is dropped by name. (That every output stays
+/// in its input's network and every ICMP error comes from its network's
+/// gateway is checked case by case, in `golden_cases`.)
+#[test]
+fn network_cases_cover_the_issue() {
+    let file = "topo-nets.toml";
+    let topo = load_topo(file);
+    assert!(topo.networks.len() >= 2, "{file}: one network only");
+    let host = topo.host_index("h1").expect("h1");
+    let nic = topo.hosts[host].nic.clone().expect("nic");
+    let cases = load_cases();
+    let nets: Vec<&Case> = cases.iter().filter(|c| c.topo == file).collect();
+    let out_port = |c: &Case| match &c.expect {
+        Expect::Output { port, .. } => Some(port.clone()),
+        _ => None,
+    };
+    for p in &topo.hosts[host].ports {
+        assert!(
+            nets.iter().any(|c| c.in_port == p.name),
+            "no case into port {}",
+            p.name
+        );
+        assert!(
+            nets.iter()
+                .any(|c| out_port(c).as_deref() == Some(p.name.as_str())),
+            "no case out of port {}",
+            p.name
+        );
+    }
+    let dir = golden_dir();
+    let frames = |file: &str, port: &str| {
+        read_frames(&dir.join(file), port, link_of(&topo, host, port)).expect("golden capture")
+    };
+    // Tunnel to ports: the input with its VNI zeroed -> (VNI, output port).
+    // Ports to tunnel: the IP packet -> (input port, output VNI).
+    let mut by_inner: BTreeMap<Vec<u8>, BTreeSet<(u32, String)>> = BTreeMap::new();
+    let mut by_packet: BTreeMap<Vec<u8>, BTreeSet<(String, u32)>> = BTreeMap::new();
+    let mut icmp_in: BTreeSet<(usize, bool)> = BTreeSet::new();
+    for c in &nets {
+        let Expect::Output {
+            kind, port, output, ..
+        } = &c.expect
+        else {
+            continue;
+        };
+        let input = frames(&c.input, &c.in_port);
+        let first = &input[0];
+        if *kind == Kind::Icmp {
+            if let Some(n) = network_on(&topo, host, &c.in_port, first) {
+                icmp_in.insert((n, c.in_port == nic));
+            }
+        }
+        if *kind != Kind::Forward {
+            continue;
+        }
+        if c.in_port == nic && *port != nic {
+            let mut key = first.clone();
+            let Some(r) = vni_range(&key) else { continue };
+            let vni = vni_of(&key).expect("vni");
+            key[r].fill(0);
+            by_inner.entry(key).or_default().insert((vni, port.clone()));
+        } else if c.in_port != nic && *port == nic {
+            let ip = match link_of(&topo, host, &c.in_port) {
+                LinkType::RawIp => first.clone(),
+                _ => first[14..].to_vec(),
+            };
+            let out = frames(output, port);
+            let vni = vni_of(&out[0]).expect("output VNI");
+            by_packet
+                .entry(ip)
+                .or_default()
+                .insert((c.in_port.clone(), vni));
+        }
+    }
+    let vnis: BTreeSet<u32> = topo.networks.iter().map(|n| n.vni).collect();
+    assert!(
+        by_inner.values().any(|s| {
+            let v: BTreeSet<u32> = s.iter().map(|(v, _)| *v).collect();
+            let p: BTreeSet<&String> = s.iter().map(|(_, p)| p).collect();
+            v == vnis && p.len() == vnis.len()
+        }),
+        "no inner frame that reaches a different port under each VNI: {by_inner:?}"
+    );
+    assert!(
+        by_packet.values().any(|s| {
+            let v: BTreeSet<u32> = s.iter().map(|(_, v)| *v).collect();
+            v == vnis
+        }),
+        "no packet that leaves under each VNI from ports of each network"
+    );
+    for n in 0..topo.networks.len() {
+        for from_tunnel in [false, true] {
+            assert!(
+                icmp_in.contains(&(n, from_tunnel)),
+                "no ICMP error case in network {} from {}",
+                topo.networks[n].name,
+                if from_tunnel { "the tunnel" } else { "a port" }
+            );
+        }
+    }
+    assert!(
+        nets.iter()
+            .any(|c| matches!(&c.expect, Expect::Drop(r) if r == "vxlan_unknown_vni")),
+        "no case of a VNI of no network"
+    );
+}
+
 /// A python3 that can import scapy: `$GOLDEN_PYTHON`, `python3`, or the
 /// system one (pyenv shims often lack distribution packages).
 fn python_with_scapy() -> Option<String> {
@@ -915,4 +1178,47 @@ fn outer_checker_self_test() {
             "{file}: corruption at {off} not caught"
         );
     }
+}
+
+/// The network checkers themselves: a frame under the other network's VNI,
+/// and an ICMP error from the other network's gateway, are refused.
+#[test]
+fn network_checker_self_test() {
+    let topo = load_topo("topo-nets.toml");
+    let host = topo.host_index("h1").expect("h1");
+    let cases = load_cases();
+    let case = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+    };
+    let output = |c: &Case| match &c.expect {
+        Expect::Output { port, output, .. } => {
+            let link = link_of(&topo, host, port);
+            (
+                port.clone(),
+                read_frames(&golden_dir().join(output), port, link).expect("golden output"),
+            )
+        }
+        _ => panic!("case {} has no output", c.name),
+    };
+    let (d, b) = (case("net_d1_to_h2_v4"), case("net_b1_to_h2_v4"));
+    let (port, from_d) = output(d);
+    let (_, from_b) = output(b);
+    assert_eq!(
+        check_same_network(&topo, host, d, &port, &from_d),
+        Ok(Some(0))
+    );
+    assert_eq!(
+        check_same_network(&topo, host, b, &port, &from_b),
+        Ok(Some(1))
+    );
+    assert!(check_same_network(&topo, host, d, &port, &from_b).is_err());
+    assert!(check_same_network(&topo, host, b, &port, &from_d).is_err());
+
+    let t = case("net_ttl1_b1_to_h2_v4");
+    let (port, err) = output(t);
+    check_icmp_source(&topo, host, &port, Some(1), &err).expect("blue's gateway");
+    assert!(check_icmp_source(&topo, host, &port, Some(0), &err).is_err());
 }

@@ -8,7 +8,8 @@ tests/golden/ next to this repository's tools/):
 
 - topo-v4.toml, topo-v6.toml: the topologies (IPv4 and IPv6 underlay);
   topo-v4-big.toml: topo-v4.toml with an overlay MTU (1600) larger than a
-  1500-byte IPv4 underlay carries;
+  1500-byte IPv4 underlay carries; topo-nets.toml: two overlay networks
+  (VNI 42 and 43) whose address spaces overlap on h1 and h2;
 - <case>.in.pcap: the frames fed to one port of host h1;
 - <case>.out.pcap (or .out-<peer>.pcap for ECMP alternatives): the frames
   expected on the output port;
@@ -80,7 +81,12 @@ UNDERLAY_MAC = {h: "02:00:c6:12:00:%02x" % (i + 1) for i, h in enumerate(HOSTS)}
 VTEP_MAC = {h: "02:42:c6:12:00:%02x" % (i + 1) for i, h in enumerate(HOSTS)}
 UNDERLAY4 = {h: "198.18.0.%d" % (i + 1) for i, h in enumerate(HOSTS)}
 UNDERLAY6 = {h: "2001:2::%d" % (i + 1) for i, h in enumerate(HOSTS)}
-UNDERLAY = {"topo-v4.toml": UNDERLAY4, "topo-v4-big.toml": UNDERLAY4, "topo-v6.toml": UNDERLAY6}
+UNDERLAY = {
+    "topo-v4.toml": UNDERLAY4,
+    "topo-v4-big.toml": UNDERLAY4,
+    "topo-v6.toml": UNDERLAY6,
+    "topo-nets.toml": UNDERLAY4,
+}
 
 # Host under test: h1. Port 0 is the uplink eth0, then c1 (TUN), c2 (veth).
 C1_V4, C1_V6 = "198.19.1.2", "2001:2:0:1::2"
@@ -100,7 +106,7 @@ ICMP4_QUOTE = 576 - 28
 ICMP6_QUOTE = 1280 - 48
 MASK_V4 = [[34, 2]]  # outer UDP source port
 MASK_V6 = [[54, 2], [60, 2]]  # outer UDP source port and checksum
-MASK = {"topo-v4.toml": MASK_V4, "topo-v4-big.toml": MASK_V4, "topo-v6.toml": MASK_V6}
+MASK = {"topo-v4.toml": MASK_V4, "topo-v4-big.toml": MASK_V4, "topo-v6.toml": MASK_V6, "topo-nets.toml": MASK_V4}
 # Placeholder source port in expected encapsulations (masked).
 SPORT_PLACEHOLDER = 49152
 # Source port peers use toward us.
@@ -232,10 +238,10 @@ def outer(topo, peer, inner_l2, sport=SPORT_PLACEHOLDER, src_host="h1", dst_host
     return bytes(eth / IPv6(src=src_ip, dst=dst_ip, hlim=64, tc=0, fl=0) / udp / payload)
 
 
-def encap(topo, peer, inner):
+def encap(topo, peer, inner, vni=VNI):
     """What h1 sends to `peer` carrying `inner` (already TTL-decremented)."""
     l2 = bytes(Ether(dst=VTEP_MAC[peer], src=VTEP_MAC["h1"], type=ethertype_of(inner)))
-    return outer(topo, peer, l2 + inner)
+    return outer(topo, peer, l2 + inner, vxlan=vxlan_hdr(vni=vni))
 
 
 def from_peer(topo, peer, inner, inner_dst_mac=None, ethertype=None, vxlan=None, **kw):
@@ -259,16 +265,16 @@ def from_c2(ip, dst=R2_MAC):
     return bytes(Ether(dst=dst, src=C2_MAC, type=ethertype_of(ip))) + ip
 
 
-def icmp4_error(orig, typ, code, mtu=None):
-    """ICMPv4 error from the gateway about `orig` (as received)."""
+def icmp4_error(orig, typ, code, mtu=None, gw=GW4):
+    """ICMPv4 error from the gateway `gw` about `orig` (as received)."""
     src = IP(orig).src
     icmp = ICMP(type=typ, code=code, nexthopmtu=mtu) if mtu is not None else ICMP(type=typ, code=code)
-    return bytes(IP(src=GW4, dst=src, ttl=64, id=0, flags=0, tos=0) / icmp / Raw(orig[:ICMP4_QUOTE]))
+    return bytes(IP(src=gw, dst=src, ttl=64, id=0, flags=0, tos=0) / icmp / Raw(orig[:ICMP4_QUOTE]))
 
 
-def icmp6_error(orig, layer):
+def icmp6_error(orig, layer, gw=GW6):
     src = IPv6(orig).src
-    return bytes(IPv6(src=GW6, dst=src, hlim=64, tc=0, fl=0) / layer / Raw(orig[:ICMP6_QUOTE]))
+    return bytes(IPv6(src=gw, dst=src, hlim=64, tc=0, fl=0) / layer / Raw(orig[:ICMP6_QUOTE]))
 
 
 # ----------------------------------------------------------------- output
@@ -282,7 +288,7 @@ def pcap_bytes(linktype, frames):
     return b"".join(out)
 
 
-LINKTYPE = {"eth0": 1, "c2": 1, "c1": 101}
+LINKTYPE = {"eth0": 1, "c2": 1, "c1": 101, "d1": 101, "d2": 1, "d3": 101, "b1": 101, "b2": 1, "b3": 101}
 
 
 class Gen:
@@ -364,6 +370,7 @@ class Gen:
         self.write("topo-v4.toml", topology(UNDERLAY4).encode())
         self.write("topo-v6.toml", topology(UNDERLAY6).encode())
         self.write("topo-v4-big.toml", topology(UNDERLAY4, BIG_MTU).encode())
+        self.write(NETS_TOPO, nets_topology().encode())
         doc = {"version": 1, "cases": self.cases}
         self.write("cases.json", (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
         for name in sorted(self.files):
@@ -1021,6 +1028,310 @@ def underlay_mtu(g):
     p = sized4(C1_V4, H2_V4, BIG_MTU + 1)
     g.icmp("big_over_both_limits_c1_v4", "c1", p, "underlay_too_big", "c1", icmp4_error(p, 3, 4, mtu=FIT[t]), topo=t)
 
+# ----------------------------------------------------------------- networks
+
+NETS_TOPO = "topo-nets.toml"
+# The default network ([overlay], VNI 42) and "blue" (VNI 43, MTU 1400) hold
+# the same prefixes on h1 and h2; h3 has 198.19.3.0/24 in the default
+# network and 198.19.33.0/24 in blue. VNI 44 belongs to no network.
+BLUE_VNI = 43
+BLUE_MTU = 1400
+UNKNOWN_VNIS = [44, 0, BLUE_VNI | 1 << 16]
+# h1's ports: index 1.. in this order (router MACs follow the index).
+# d* in the default network, b* in blue. d1/b1 and d2/b2 share their
+# addresses; d3's address exists only in the default network, b3's only in
+# blue.
+NET_PORTS = ["d1", "d2", "d3", "b1", "b2", "b3"]
+D2_MAC, B2_MAC = "02:00:00:00:01:03", "02:00:00:00:02:03"
+BLUE_GW4, BLUE_GW6 = "198.19.1.254", "2001:2:0:1::fe"
+D3_V4, B3_V4 = "198.19.1.5", "198.19.1.4"
+H3_BLUE_V4 = "198.19.33.7"
+
+
+def router_mac(port):
+    """The router's MAC on h1's container port `port` (see R2_MAC)."""
+    return "02:52:12:00:01:%02x" % (NET_PORTS.index(port) + 1)
+
+
+def nets_topology():
+    def port(name, kind, addrs, network=None, mac=None, gateways=None):
+        out = [
+            "  [[hosts.ports]]",
+            '  name = "%s"' % name,
+            '  kind = "%s"' % kind,
+        ]
+        if network:
+            out.append('  network = "%s"' % network)
+        out.append("  addresses = [%s]" % ", ".join('"%s"' % a for a in addrs))
+        if mac:
+            out.append('  mac = "%s"' % mac)
+        if gateways:
+            out.append("  gateways = [%s]" % ", ".join('"%s"' % a for a in gateways))
+        return out
+
+    out = [
+        "# Golden-test topology with two overlay networks (generated by",
+        "# tools/golden/gen.py; do not edit). Host under test: h1. The default",
+        "# network (VNI 42) and blue (VNI 43) hold the same prefixes on h1 and h2;",
+        "# d1/b1 and d2/b2 have the same addresses in the two networks. Blue's",
+        "# ports name their own gateways, so its ICMP comes from other addresses.",
+        "[overlay]",
+        "vni = %d" % VNI,
+        "udp_port = %d" % VXLAN_PORT,
+        "mtu = %d" % OVERLAY_MTU,
+        "",
+        "[[networks]]",
+        'name = "blue"',
+        "vni = %d" % BLUE_VNI,
+        "mtu = %d" % BLUE_MTU,
+        "[networks.subnets]",
+        'h1 = ["198.19.1.0/24", "2001:2:0:1::/64"]',
+        'h2 = ["198.19.2.0/24", "2001:2:0:2::/64"]',
+        'h3 = ["198.19.33.0/24"]',
+    ]
+    default = {
+        "h1": ["198.19.1.0/24", "2001:2:0:1::/64"],
+        "h2": ["198.19.2.0/24", "2001:2:0:2::/64"],
+        "h3": ["198.19.3.0/24"],
+    }
+    for h in ["h1", "h2", "h3"]:
+        out += [
+            "",
+            "[[hosts]]",
+            'name = "%s"' % h,
+            'underlay = "%s"' % UNDERLAY4[h],
+            'underlay_mac = "%s"' % UNDERLAY_MAC[h],
+            'vtep_mac = "%s"' % VTEP_MAC[h],
+            "subnets = [%s]" % ", ".join('"%s"' % s for s in default[h]),
+            'nic = "eth0"',
+            "workers = [0]",
+        ]
+        if h == "h1":
+            blue_gws = [BLUE_GW4, BLUE_GW6]
+            out += port("d1", "tun", ["%s/32" % C1_V4, "%s/128" % C1_V6])
+            out += port("d2", "veth", ["%s/32" % C2_V4, "%s/128" % C2_V6], mac=D2_MAC)
+            out += port("d3", "tun", ["%s/32" % D3_V4])
+            out += port("b1", "tun", ["%s/32" % C1_V4, "%s/128" % C1_V6], "blue", gateways=blue_gws)
+            out += port("b2", "veth", ["%s/32" % C2_V4, "%s/128" % C2_V6], "blue", mac=B2_MAC, gateways=blue_gws)
+            out += port("b3", "tun", ["%s/32" % B3_V4], "blue", gateways=[BLUE_GW4])
+    for a, b in [("h1", "h2"), ("h1", "h3")]:
+        out += ["", "[[links]]", 'a = "%s"' % a, 'b = "%s"' % b, "cost = 10"]
+    return "\n".join(out) + "\n"
+
+
+def networks(g):
+    """Two networks on one fabric: each port's packets stay in its network
+    (the VNI it leaves with, the ports it reaches), each VNI's packets reach
+    only that network's ports, the same address in two networks is two
+    destinations, ICMP comes from the network's own gateway and MTU, and a
+    VNI of no network is dropped by name."""
+    t = NETS_TOPO
+
+    def to_veth(port, mac, ip):
+        return bytes(Ether(dst=mac, src=router_mac(port), type=ethertype_of(ip))) + ip
+
+    def from_veth(port, mac, ip):
+        return bytes(Ether(dst=router_mac(port), src=mac, type=ethertype_of(ip))) + ip
+
+    def vx(peer, inner, vni):
+        return from_peer(t, peer, inner, vxlan=vxlan_hdr(vni=vni))
+
+    def fwd(name, in_port, frames, port, outputs):
+        g.forward("net_" + name, in_port, frames, port, outputs, topo=t)
+
+    def icmp(name, in_port, frames, reason, port, outputs):
+        g.icmp("net_" + name, in_port, frames, reason, port, outputs, topo=t)
+
+    def drop(name, in_port, frames, reason):
+        g.drop("net_" + name, in_port, frames, reason, topo=t)
+
+    # Out of a port into the tunnel: the same packet leaves with the VNI of
+    # the port's network, TUN and veth, both families, and transit keeps it.
+    p = udp4(C1_V4, H2_V4)
+    fwd("d1_to_h2_v4", "d1", p, "eth0", encap(t, "h2", dec_ttl(p), vni=VNI))
+    fwd("b1_to_h2_v4", "b1", p, "eth0", encap(t, "h2", dec_ttl(p), vni=BLUE_VNI))
+    p = udp6(C2_V6, H2_V6)
+    fwd("d2_to_h2_v6", "d2", from_veth("d2", D2_MAC, p), "eth0", encap(t, "h2", dec_ttl(p), vni=VNI))
+    fwd("b2_to_h2_v6", "b2", from_veth("b2", B2_MAC, p), "eth0", encap(t, "h2", dec_ttl(p), vni=BLUE_VNI))
+    p = udp4(C1_V4, H3_BLUE_V4)
+    fwd("b1_to_h3_blue_v4", "b1", p, "eth0", encap(t, "h3", dec_ttl(p), vni=BLUE_VNI))
+    p = udp4(H2_V4, H3_BLUE_V4)
+    fwd("transit_h2_to_h3_vni43", "eth0", vx("h2", p, BLUE_VNI), "eth0", encap(t, "h3", dec_ttl(p), vni=BLUE_VNI))
+
+    # Out of the tunnel: the same inner packet (same source, same
+    # destination) with two VNIs reaches two different ports.
+    p = udp4(H2_V4, C1_V4)
+    fwd("h2_vni42_to_d1_v4", "eth0", vx("h2", p, VNI), "d1", dec_ttl(p))
+    fwd("h2_vni43_to_b1_v4", "eth0", vx("h2", p, BLUE_VNI), "b1", dec_ttl(p))
+    p = udp6(H2_V6, C2_V6)
+    fwd("h2_vni42_to_d2_v6", "eth0", vx("h2", p, VNI), "d2", to_veth("d2", D2_MAC, dec_ttl(p)))
+    fwd("h2_vni43_to_b2_v6", "eth0", vx("h2", p, BLUE_VNI), "b2", to_veth("b2", B2_MAC, dec_ttl(p)))
+    p = udp4(H3_BLUE_V4, C2_V4)
+    fwd("h3_vni43_to_b2_v4", "eth0", vx("h3", p, BLUE_VNI), "b2", to_veth("b2", B2_MAC, dec_ttl(p)))
+    # An address of one network only: reached under its VNI (and, below,
+    # unassigned under the other).
+    p = udp4(H2_V4, D3_V4)
+    fwd("h2_vni42_to_d3_v4", "eth0", vx("h2", p, VNI), "d3", dec_ttl(p))
+    p = udp4(H2_V4, B3_V4)
+    fwd("h2_vni43_to_b3_v4", "eth0", vx("h2", p, BLUE_VNI), "b3", dec_ttl(p))
+    # Between the ports of h1: within a network, never across.
+    p = udp4(C1_V4, B3_V4)
+    fwd("b1_to_b3_local_v4", "b1", p, "b3", dec_ttl(p))
+    p = udp4(C1_V4, C2_V4)
+    fwd("d1_to_d2_local_v4", "d1", p, "d2", to_veth("d2", D2_MAC, dec_ttl(p)))
+    fwd("b1_to_b2_local_v4", "b1", p, "b2", to_veth("b2", B2_MAC, dec_ttl(p)))
+    p = udp6(C2_V6, C1_V6)
+    fwd("b2_to_b1_local_v6", "b2", from_veth("b2", B2_MAC, p), "b1", dec_ttl(p))
+    fwd("d2_to_d1_local_v6", "d2", from_veth("d2", D2_MAC, p), "d1", dec_ttl(p))
+    # An address that is a port only in the other network is unassigned here.
+    p = udp4(C1_V4, B3_V4)
+    icmp("d1_to_blue_only_addr_v4", "d1", p, "no_route", "d1", icmp4_error(p, 3, 1))
+    p = udp4(C1_V4, D3_V4)
+    icmp("b1_to_default_only_addr_v4", "b1", p, "no_route", "b1", icmp4_error(p, 3, 1, gw=BLUE_GW4))
+    p = udp4(B3_V4, D3_V4)
+    icmp("b3_to_default_only_addr_v4", "b3", p, "no_route", "b3", icmp4_error(p, 3, 1, gw=BLUE_GW4))
+    # A prefix only the other network has is no route here.
+    p = udp4(C1_V4, H3_BLUE_V4)
+    icmp("d1_to_blue_only_remote_v4", "d1", p, "no_route", "d1", icmp4_error(p, 3, 0))
+    p = udp4(C1_V4, H3_V4)
+    icmp("b1_to_default_only_remote_v4", "b1", p, "no_route", "b1", icmp4_error(p, 3, 0, gw=BLUE_GW4))
+    # The same from the tunnel: the error goes back with the frame's VNI.
+    p = udp4(H2_V4, B3_V4)
+    icmp("h2_vni42_to_blue_only_addr_v4", "eth0", vx("h2", p, VNI), "no_route", "eth0", encap(t, "h2", icmp4_error(p, 3, 1), vni=VNI))
+    p = udp4(H2_V4, D3_V4)
+    icmp(
+        "h2_vni43_to_default_only_addr_v4",
+        "eth0",
+        vx("h2", p, BLUE_VNI),
+        "no_route",
+        "eth0",
+        encap(t, "h2", icmp4_error(p, 3, 1, gw=BLUE_GW4), vni=BLUE_VNI),
+    )
+    p = udp4(H2_V4, H3_BLUE_V4)
+    icmp("h2_vni42_to_blue_only_remote_v4", "eth0", vx("h2", p, VNI), "no_route", "eth0", encap(t, "h2", icmp4_error(p, 3, 0), vni=VNI))
+
+    # Sources are checked in the frame's network: h3's prefix of one
+    # network is no source in the other, and h2 may not claim h3's.
+    drop("h3_vni43_default_source_v4", "eth0", vx("h3", udp4(H3_V4, C1_V4), BLUE_VNI), "inner_spoofed_source")
+    drop("h3_vni42_blue_source_v4", "eth0", vx("h3", udp4(H3_BLUE_V4, C1_V4), VNI), "inner_spoofed_source")
+    drop("h2_vni43_claims_h3_source_v4", "eth0", vx("h2", udp4(H3_BLUE_V4, C1_V4), BLUE_VNI), "inner_source_wrong_peer")
+    # A port's own addresses, not those of its namesakes in the network or
+    # beside it.
+    drop("b3_claims_b1_address_v4", "b3", udp4(C1_V4, H2_V4), "spoofed_source")
+    drop("d3_claims_b3_address_v4", "d3", udp4(B3_V4, H2_V4), "spoofed_source")
+
+    # A VNI no network has: dropped by name, whatever it carries.
+    for vni in UNKNOWN_VNIS:
+        drop("h2_unknown_vni_%d" % vni, "eth0", vx("h2", udp4(H2_V4, C1_V4), vni), "vxlan_unknown_vni")
+
+    # The router in each network: its own gateway answers; the other
+    # network's gateway address is nobody's.
+    def echo(src, dst, ident, data):
+        req = bytes(IP(src=src, dst=dst, ttl=64, id=0, flags=0) / ICMP(type=8, id=ident, seq=1) / Raw(data))
+        rep = bytes(IP(src=dst, dst=src, ttl=64, id=0, flags=0) / ICMP(type=0, id=ident, seq=1) / Raw(data))
+        return req, rep
+
+    req, rep = echo(C1_V4, GW4, 0x81, b"default gw")
+    g.reply("net_ping_gw_d1_v4", "d1", req, "d1", rep, topo=t)
+    req, rep = echo(C1_V4, BLUE_GW4, 0x82, b"blue gw")
+    g.reply("net_ping_gw_b1_v4", "b1", req, "b1", rep, topo=t)
+    req = bytes(IPv6(src=C2_V6, dst=BLUE_GW6, hlim=64) / ICMPv6EchoRequest(id=0x83, seq=1, data=b"blue gw6"))
+    rep = bytes(IPv6(src=BLUE_GW6, dst=C2_V6, hlim=64) / ICMPv6EchoReply(id=0x83, seq=1, data=b"blue gw6"))
+    g.reply("net_ping_gw_b2_v6", "b2", from_veth("b2", B2_MAC, req), "b2", to_veth("b2", B2_MAC, rep), topo=t)
+    req, _ = echo(C1_V4, GW4, 0x84, b"not ours in blue")
+    icmp("ping_default_gw_from_b1_v4", "b1", req, "no_route", "b1", icmp4_error(req, 3, 1, gw=BLUE_GW4))
+    req, _ = echo(C1_V4, BLUE_GW4, 0x85, b"not ours in default")
+    icmp("ping_blue_gw_from_d1_v4", "d1", req, "no_route", "d1", icmp4_error(req, 3, 1))
+    # From the tunnel: a remote container pings the gateway of its network.
+    req, rep = echo(H2_V4, BLUE_GW4, 0x86, b"remote blue")
+    g.reply("net_ping_gw_from_h2_vni43_v4", "eth0", vx("h2", req, BLUE_VNI), "eth0", encap(t, "h2", rep, vni=BLUE_VNI), topo=t)
+
+    # ARP on a veth port of blue: answered with that port's router MAC.
+    arp = bytes(
+        Ether(dst="ff:ff:ff:ff:ff:ff", src=B2_MAC)
+        / ARP(op=1, hwsrc=B2_MAC, psrc=C2_V4, hwdst="00:00:00:00:00:00", pdst=BLUE_GW4)
+    )
+    rep = bytes(Ether(dst=B2_MAC, src=router_mac("b2")) / ARP(op=2, hwsrc=router_mac("b2"), psrc=BLUE_GW4, hwdst=B2_MAC, pdst=C2_V4))
+    g.reply("net_arp_gw_b2", "b2", arp, "b2", rep, topo=t)
+    # Neighbour discovery on blue's veth port: the advert is always the
+    # port's router MAC, with Override (RFC 4861 section 7.2.8) only for an
+    # address that is the router's in blue: blue's gateway, not the default
+    # network's.
+    b2_ll = "fe80::ff:fe00:203"
+
+    def ns(target):
+        # RFC 4291 section 2.7.1 / RFC 2464 section 7: the solicited-node
+        # group of the target and its multicast MAC (low 24 bits; the
+        # targets here differ only in the last byte).
+        low = int(target.split(":")[-1], 16)
+        return bytes(
+            Ether(dst="33:33:ff:00:00:%02x" % low, src=B2_MAC)
+            / IPv6(src=b2_ll, dst="ff02::1:ff00:%x" % low, hlim=255)
+            / ICMPv6ND_NS(tgt=target)
+            / ICMPv6NDOptSrcLLAddr(lladdr=B2_MAC)
+        )
+
+    def na(target, override):
+        return bytes(
+            Ether(dst=B2_MAC, src=router_mac("b2"))
+            / IPv6(src=target, dst=b2_ll, hlim=255)
+            / ICMPv6ND_NA(R=1, S=1, O=1 if override else 0, tgt=target)
+            / ICMPv6NDOptDstLLAddr(lladdr=router_mac("b2"))
+        )
+
+    g.reply("net_ns_blue_gw_b2", "b2", ns(BLUE_GW6), "b2", na(BLUE_GW6, True), topo=t)
+    g.reply("net_ns_default_gw_b2", "b2", ns(GW6), "b2", na(GW6, False), topo=t)
+
+    # ICMP errors come from the network's gateway: time exceeded.
+    p = udp4(C1_V4, H2_V4, ttl=1)
+    icmp("ttl1_d1_to_h2_v4", "d1", p, "ttl_expired", "d1", icmp4_error(p, 11, 0))
+    icmp("ttl1_b1_to_h2_v4", "b1", p, "ttl_expired", "b1", icmp4_error(p, 11, 0, gw=BLUE_GW4))
+    p = udp6(C2_V6, H2_V6, hlim=1)
+    icmp(
+        "hlim1_b2_to_h2_v6",
+        "b2",
+        from_veth("b2", B2_MAC, p),
+        "ttl_expired",
+        "b2",
+        to_veth("b2", B2_MAC, icmp6_error(p, ICMPv6TimeExceeded(code=0), gw=BLUE_GW6)),
+    )
+    p = udp4(H2_V4, C1_V4, ttl=1)
+    icmp("ttl1_h2_vni43_to_b1_v4", "eth0", vx("h2", p, BLUE_VNI), "ttl_expired", "eth0", encap(t, "h2", icmp4_error(p, 11, 0, gw=BLUE_GW4), vni=BLUE_VNI))
+    p = udp6(H2_V6, C1_V6, hlim=1)
+    icmp(
+        "hlim1_h2_vni43_to_b1_v6",
+        "eth0",
+        vx("h2", p, BLUE_VNI),
+        "ttl_expired",
+        "eth0",
+        encap(t, "h2", icmp6_error(p, ICMPv6TimeExceeded(code=0), gw=BLUE_GW6), vni=BLUE_VNI),
+    )
+
+    # Each network's MTU: 1401 bytes fit the default network (1450), not
+    # blue (1400); the error names blue's MTU and comes from blue's gateway.
+    p = sized4(C1_V4, H2_V4, BLUE_MTU + 1)
+    fwd("d1_1401_to_h2_v4", "d1", p, "eth0", encap(t, "h2", dec_ttl(p), vni=VNI))
+    icmp("b1_too_big_v4", "b1", p, "too_big", "b1", icmp4_error(p, 3, 4, mtu=BLUE_MTU, gw=BLUE_GW4))
+    p = sized6(C2_V6, H2_V6, BLUE_MTU + 1)
+    icmp(
+        "b2_too_big_v6",
+        "b2",
+        from_veth("b2", B2_MAC, p),
+        "too_big",
+        "b2",
+        to_veth("b2", B2_MAC, icmp6_error(p, ICMPv6PacketTooBig(mtu=BLUE_MTU), gw=BLUE_GW6)),
+    )
+    p = sized4(H2_V4, C1_V4, BLUE_MTU + 1)
+    fwd("h2_vni42_1401_to_d1_v4", "eth0", vx("h2", p, VNI), "d1", dec_ttl(p))
+    icmp(
+        "h2_vni43_too_big_to_b1_v4",
+        "eth0",
+        vx("h2", p, BLUE_VNI),
+        "too_big",
+        "eth0",
+        encap(t, "h2", icmp4_error(p, 3, 4, mtu=BLUE_MTU, gw=BLUE_GW4), vni=BLUE_VNI),
+    )
+
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -1042,6 +1353,7 @@ def main():
     ipv6_underlay(g)
     peer_identity(g)
     underlay_mtu(g)
+    networks(g)
     g.flush()
     print("wrote %d cases, %d files to %s" % (len(g.cases), len(g.files), args.out), file=sys.stderr)
 
