@@ -31,15 +31,29 @@ pub(super) fn check_mtu_fits(
     config: &Path,
 ) -> Result<()> {
     let underlay = topo.hosts[me].underlay;
-    let overlay_mtu = topo.overlay_mtu(me);
     let fit = tables::largest_overlay_mtu(nic_mtu, underlay);
+    // The network with the largest MTU is the one that must fit.
+    let Some((net, overlay_mtu)) = (0..topo.networks.len())
+        .map(|n| (n, topo.network_mtu(n, me)))
+        .max_by_key(|&(_, m)| m)
+    else {
+        return Ok(());
+    };
     if overlay_mtu <= fit {
         return Ok(());
     }
-    let which = if topo.overlay.mtu.is_some() {
-        format!("overlay.mtu {overlay_mtu}")
+    let field = match net {
+        0 => "overlay.mtu".to_string(),
+        n => format!("the mtu of network {:?}", topo.networks[n].name),
+    };
+    let set = match net {
+        0 => topo.overlay.mtu.is_some(),
+        n => topo.networks[n].mtu.is_some(),
+    };
+    let which = if set {
+        format!("{field} {overlay_mtu}")
     } else {
-        format!("the default overlay MTU {overlay_mtu} (overlay.mtu is not set)")
+        format!("the default overlay MTU {overlay_mtu} ({field} is not set)")
     };
     let overhead = match underlay {
         IpAddr::V4(_) => config::OVERHEAD_V4,
@@ -48,7 +62,7 @@ pub(super) fn check_mtu_fits(
     let need = u32::from(overlay_mtu) + u32::from(overhead);
     bail!(
         "{which} does not fit the underlay: {nic} has MTU {nic_mtu}, and VXLAN adds {}; \
-         the largest overlay MTU that fits {nic} is {fit}. Set overlay.mtu to at most {fit} in {}, \
+         the largest overlay MTU that fits {nic} is {fit}. Set {field} to at most {fit} in {}, \
          or raise the MTU of {nic} to at least {need}",
         overhead_text(underlay),
         config.display(),
@@ -58,7 +72,10 @@ pub(super) fn check_mtu_fits(
 /// Logs a change of the uplink NIC's MTU and what it means for traffic.
 pub(super) fn log_mtu_change(topo: &Topology, me: usize, nic: &str, from: u16, to: u16) {
     let underlay = topo.hosts[me].underlay;
-    let overlay_mtu = topo.overlay_mtu(me);
+    let overlay_mtu = (0..topo.networks.len())
+        .map(|n| topo.network_mtu(n, me))
+        .max()
+        .unwrap_or_else(|| topo.overlay_mtu(me));
     let fit = tables::largest_overlay_mtu(to, underlay);
     if fit >= overlay_mtu {
         tracing::info!(dev = %nic, from, to, overlay_mtu, largest_overlay_mtu = fit, "underlay MTU changed; the overlay MTU fits");
@@ -177,6 +194,21 @@ mod tests {
             .to_string();
         assert!(
             e.contains("fits eth0 is 0") && e.contains("at least 1500"),
+            "{e}"
+        );
+        // Every network must fit: the one with the largest MTU is named.
+        let mut t = topo("198.18.0.1", Some(1400));
+        t.networks.push(config::Network {
+            name: "blue".into(),
+            vni: 43,
+            mtu: Some(1460),
+        });
+        let e = check_mtu_fits(&t, 0, "eth0", 1500, cfg)
+            .expect_err("blue over")
+            .to_string();
+        assert!(
+            e.contains("the mtu of network \"blue\" 1460 does not fit")
+                && e.contains("Set the mtu of network \"blue\" to at most 1450"),
             "{e}"
         );
     }
