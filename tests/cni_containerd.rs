@@ -14,6 +14,12 @@
 //! ctr also searches /usr/lib/cni, where host-local is) for the run and
 //! removed after, an earlier file of that name restored.
 //!
+//! With a second vxrouter network ("blue", the default network's subnets
+//! again), each host has two CNI configs. ctr takes only the first config
+//! of `/etc/cni/net.d`, so the blue one lives under a second name of the
+//! host's namespace (`ip netns attach`, `cnictr<N>-h1blue`): `ip netns
+//! exec` under that name mounts `/etc/netns/cnictr<N>-h1blue/cni` instead.
+//!
 //! Every guard (routers and namespaces through `Lab`, containerd and its
 //! tasks, the files) undoes its part on drop, also on panic. Needs root,
 //! containerd, ctr, runc, busybox and host-local (tools/install-deps):
