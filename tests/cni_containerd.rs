@@ -14,6 +14,12 @@
 //! ctr also searches /usr/lib/cni, where host-local is) for the run and
 //! removed after, an earlier file of that name restored.
 //!
+//! With a second vxrouter network ("blue", the default network's subnets
+//! again), each host has two CNI configs. ctr takes only the first config
+//! of `/etc/cni/net.d`, so the blue one lives under a second name of the
+//! host's namespace (`ip netns attach`, `cnictr<N>-h1blue`): `ip netns
+//! exec` under that name mounts `/etc/netns/cnictr<N>-h1blue/cni` instead.
+//!
 //! Every guard (routers and namespaces through `Lab`, containerd and its
 //! tasks, the files) undoes its part on drop, also on panic. Needs root,
 //! containerd, ctr, runc, busybox and host-local (tools/install-deps):
@@ -25,8 +31,10 @@ mod common;
 #[macro_use]
 mod live_support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,6 +46,9 @@ const NETWORK: &str = "vxnet";
 
 /// The tests share /opt/cni/bin/vxrouter-cni: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Numbers `ctr task exec` processes (their ids are unique per task).
+static EXECS: AtomicU32 = AtomicU32::new(0);
 
 fn topology() -> String {
     format!(
@@ -75,9 +86,14 @@ fn prerequisites() -> bool {
 
 /// The lab: two routers running and answering on their sockets.
 fn lab(prefix: &str) -> Lab {
+    lab_with(prefix, &topology())
+}
+
+/// [`lab`] with the topology file `topo`.
+fn lab_with(prefix: &str, topo: &str) -> Lab {
     let mut lab = Lab::new(prefix);
     let (h1, h2) = lab.two_hosts("h1", "h2");
-    let cfg = lab.write("topo.toml", &topology());
+    let cfg = lab.write("topo.toml", topo);
     let r1 = lab.start(&cfg, "h1", &h1);
     let r2 = lab.start(&cfg, "h2", &h2);
     lab.wait_ready(&[r1, r2]);
@@ -121,7 +137,12 @@ fn count_files(dir: &Path) -> usize {
 
 /// Addresses host-local holds in `data_dir` for our network.
 fn allocations(data_dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(data_dir.join(NETWORK))
+    allocations_of(data_dir, NETWORK)
+}
+
+/// Addresses host-local holds in `data_dir` for CNI network `name`.
+fn allocations_of(data_dir: &Path, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data_dir.join(name))
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -172,18 +193,35 @@ impl CniFiles {
 
     /// The network config `ctr` sees inside namespace `ns`.
     fn config(&mut self, ns: &str, socket: &Path, data_dir: &Path) {
+        self.config_as(ns, NETWORK, None, socket, data_dir);
+    }
+
+    /// The network config `ctr` sees inside namespace `ns`: CNI network
+    /// `name`, joining vxrouter network `network` (absent: the default).
+    fn config_as(
+        &mut self,
+        ns: &str,
+        name: &str,
+        network: Option<&str>,
+        socket: &Path,
+        data_dir: &Path,
+    ) {
         let dir = PathBuf::from("/etc/netns").join(ns);
         let _ = std::fs::remove_dir_all(&dir);
         self.host_dirs.push(dir.clone());
         std::fs::create_dir_all(dir.join("cni/net.d")).expect("mkdir /etc/netns/NS/cni/net.d");
+        let mut plugin = serde_json::json!({
+            "type": "vxrouter-cni",
+            "socket": socket,
+            "ipam": {"type": "host-local", "dataDir": data_dir},
+        });
+        if let Some(n) = network {
+            plugin["network"] = n.into();
+        }
         let conf = serde_json::json!({
             "cniVersion": "1.0.0",
-            "name": NETWORK,
-            "plugins": [{
-                "type": "vxrouter-cni",
-                "socket": socket,
-                "ipam": {"type": "host-local", "dataDir": data_dir},
-            }],
+            "name": name,
+            "plugins": [plugin],
         });
         std::fs::write(dir.join("cni/net.d/10-vxrouter.conflist"), conf.to_string())
             .expect("writing the network config");
@@ -297,6 +335,15 @@ impl Containerd {
         c
     }
 
+    /// Runs `command` in container `id`'s task (`ctr task exec`, bounded
+    /// to 60 s).
+    fn exec(&self, id: &str, command: &[&str]) -> Output {
+        let exec_id = format!("x{}", EXECS.fetch_add(1, Ordering::Relaxed));
+        let mut args = vec!["task", "exec", "--exec-id", &exec_id, id];
+        args.extend_from_slice(command);
+        self.ctr(&args)
+    }
+
     /// The ids `ctr WHAT ls -q` lists (tasks, containers).
     fn ids(&self, what: &str) -> Vec<String> {
         String::from_utf8_lossy(&self.ctr(&[what, "ls", "-q"]).stdout)
@@ -313,12 +360,26 @@ impl Containerd {
     /// Starts a long-running container `id` in `host_ns`; returns its
     /// task's pid once the router at `sock` has its port.
     fn start_container(&mut self, host_ns: &str, id: &str, sock: &Path) -> u32 {
+        self.start_container_in(host_ns, NETWORK, id, sock, &["/bin/sleep", "600"])
+    }
+
+    /// Starts container `id` running `command` in `host_ns`, whose config
+    /// is CNI network `cni_name`; returns its task's pid once the router at
+    /// `sock` has its port.
+    fn start_container_in(
+        &mut self,
+        host_ns: &str,
+        cni_name: &str,
+        id: &str,
+        sock: &Path,
+        command: &[&str],
+    ) -> u32 {
         let child = self
-            .run_command(host_ns, id, &["/bin/sleep", "600"])
+            .run_command(host_ns, id, command)
             .spawn()
             .expect("spawning ctr run");
         self.runs.push((id.to_owned(), child));
-        let want = format!("{NETWORK}/{}-{id}/eth0", self.namespace);
+        let want = format!("{cni_name}/{}-{id}/eth0", self.namespace);
         wait_for(Duration::from_secs(30), "the container's port", || {
             attached(sock)
                 .iter()
@@ -405,7 +466,9 @@ fn busybox_rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).expect("rootfs dir");
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copying busybox");
-    for applet in ["sh", "sleep", "ping", "ip", "nc", "true", "cat", "echo"] {
+    for applet in [
+        "sh", "sleep", "ping", "ip", "nc", "true", "cat", "echo", "httpd", "wget", "timeout",
+    ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet link");
     }
     root
@@ -649,4 +712,346 @@ fn plugin_on_a_real_router_then_fifty_runs_leave_nothing() {
     let after = count(&lab);
     eprintln!("cnictr2: before {before:?}, after {after:?}");
     assert_eq!(after, before);
+}
+
+/// The CNI network whose containers join vxrouter network "blue".
+const BLUE_CNI: &str = "vxblue";
+
+/// [`topology`] with a second network, "blue" (VNI 43, MTU 1400), whose
+/// subnets on both hosts are the default network's.
+fn topology_blue() -> String {
+    format!(
+        r#"{}
+[[networks]]
+name = "blue"
+vni = 43
+mtu = 1400
+[networks.subnets]
+h1 = ["198.19.1.0/24", "2001:2:0:1::/64"]
+h2 = ["198.19.2.0/24", "2001:2:0:2::/64"]
+"#,
+        topology()
+    )
+}
+
+/// A second name `short` for the namespace of router `r`'s host: `ip
+/// netns exec` under it mounts `/etc/netns/NAME/cni`, so a host's two CNI
+/// networks each get a directory whose first (only) config ctr takes.
+fn alias_netns(lab: &mut Lab, short: &str, r: usize) -> String {
+    let pid = lab.routers[r].child.id().to_string();
+    let name = lab.adopt(short);
+    cmd(&["ip", "netns", "attach", &name, &pid]);
+    name
+}
+
+/// Busybox ping from container `id`: three echoes to `dst`, all answered.
+fn busybox_ping(ctrd: &Containerd, id: &str, dst: &str) {
+    let out = ctrd.exec(id, &["/bin/ping", "-c", "3", "-i", "0.2", "-w", "5", dst]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("3 packets received"),
+        "busybox ping {id} -> {dst}: {out:?}"
+    );
+}
+
+/// Busybox ping from container `id` to `dst`: no answer.
+fn busybox_ping_fails(ctrd: &Containerd, id: &str, dst: &str) {
+    let out = ctrd.exec(id, &["/bin/ping", "-c", "2", "-i", "0.2", "-W", "1", dst]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains(" 0 packets received"),
+        "busybox ping {id} -> {dst} answered: {out:?}"
+    );
+}
+
+/// The page container `id` gets from `url` (busybox wget, 5 s at most),
+/// or None.
+fn fetch(ctrd: &Containerd, id: &str, url: &str) -> Option<String> {
+    let out = ctrd.exec(
+        id,
+        &["/bin/timeout", "5", "/bin/wget", "-q", "-O", "-", url],
+    );
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Packets the routers at `socks` wrote to each attached port, by
+/// attachment id, once two reads 500 ms apart agree (a worker publishes
+/// its counters as it goes quiet).
+fn settled_tx(socks: &[&Path]) -> BTreeMap<String, u64> {
+    let read = || {
+        socks
+            .iter()
+            .flat_map(|s| attached(s))
+            .filter_map(|p| Some((p.id?, p.counters.tx_packets)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let mut last = read();
+    wait_for(Duration::from_secs(15), "port counters to settle", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = read();
+        let same = now == last;
+        last = now.clone();
+        same.then_some(now)
+    })
+}
+
+/// Waits (15 s at most) until container namespace `ns` resolves or probes
+/// no neighbour: its own probe, answered by the router, would count as
+/// traffic written to its port.
+fn neighbours_quiet(lab: &Lab, ns: &str) {
+    wait_for(Duration::from_secs(15), "a container's neighbours", || {
+        let n = lab.ip(ns, &["neigh", "show"]);
+        (!["DELAY", "PROBE", "INCOMPLETE"]
+            .iter()
+            .any(|s| n.contains(s)))
+        .then_some(())
+    });
+}
+
+#[test]
+fn two_networks_with_the_same_addresses_on_two_hosts_never_meet() {
+    if !prerequisites() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lab = lab_with("cnictr3", &topology_blue());
+    let (h1, h2) = (lab.name("h1"), lab.name("h2"));
+    let (s1, s2) = (lab.socket_path("h1"), lab.socket_path("h2"));
+    let (dd1, dd2) = (
+        lab.dir.path().join("ipam-h1"),
+        lab.dir.path().join("ipam-h2"),
+    );
+    let (hb1, hb2) = (
+        alias_netns(&mut lab, "h1blue", 0),
+        alias_netns(&mut lab, "h2blue", 1),
+    );
+    let mut files = CniFiles::install();
+    files.config(&h1, &s1, &dd1);
+    files.config(&h2, &s2, &dd2);
+    files.config_as(&hb1, BLUE_CNI, Some("blue"), &s1, &dd1);
+    files.config_as(&hb2, BLUE_CNI, Some("blue"), &s2, &dd2);
+    let mut ctrd = Containerd::start(lab.dir.path(), "vxr-cnictr3");
+
+    // Every container serves its own name over HTTP on port 8080: which
+    // container answered an address is then plain.
+    // (id, where ctr runs, CNI network, vxrouter network, router socket)
+    let plan = [
+        ("d1", &h1, NETWORK, "default", &s1),
+        ("b1", &hb1, BLUE_CNI, "blue", &s1),
+        ("d2", &h2, NETWORK, "default", &s2),
+        ("b2", &hb2, BLUE_CNI, "blue", &s2),
+        ("d3", &h2, NETWORK, "default", &s2),
+    ];
+    let mut ns = BTreeMap::new();
+    for (id, host_ns, cni, _, sock) in plan {
+        let www = ctrd.rootfs.join("www").join(id);
+        std::fs::create_dir_all(&www).expect("mkdir www");
+        std::fs::write(www.join("index.html"), format!("{id}\n")).expect("index.html");
+        let root = format!("/www/{id}");
+        let pid = ctrd.start_container_in(
+            host_ns,
+            cni,
+            id,
+            sock,
+            &["/bin/httpd", "-f", "-p", "8080", "-h", &root],
+        );
+        ns.insert(id, name_netns(&mut lab, id, pid));
+    }
+    let att = |id: &str| {
+        let cni = plan.iter().find(|p| p.0 == id).expect("planned").2;
+        format!("{cni}/vxr-cnictr3-{id}/eth0")
+    };
+
+    // host-local hands out the same addresses in both networks; each
+    // network's MTU reaches its containers.
+    let eth0 = |id: &str| {
+        lab.ip(&ns[id], &["-o", "addr", "show", "dev", "eth0"])
+            + &lab.ip(&ns[id], &["-o", "link", "show", "dev", "eth0"])
+    };
+    for (id, v4, v6, mtu) in [
+        ("d1", "198.19.1.2/24", "2001:2:0:1::2/64", 1450),
+        ("b1", "198.19.1.2/24", "2001:2:0:1::2/64", 1400),
+        ("d2", "198.19.2.2/24", "2001:2:0:2::2/64", 1450),
+        ("b2", "198.19.2.2/24", "2001:2:0:2::2/64", 1400),
+        ("d3", "198.19.2.3/24", "2001:2:0:2::3/64", 1450),
+    ] {
+        let e = eth0(id);
+        assert!(
+            e.contains(v4) && e.contains(v6) && e.contains(&format!(" mtu {mtu} ")),
+            "{id}: {e}"
+        );
+    }
+    assert_eq!(
+        allocations_of(&dd1, NETWORK),
+        ["198.19.1.2", "2001:2:0:1::2"]
+    );
+    assert_eq!(
+        allocations_of(&dd1, BLUE_CNI),
+        ["198.19.1.2", "2001:2:0:1::2"]
+    );
+    assert_eq!(
+        allocations_of(&dd2, NETWORK),
+        ["198.19.2.2", "198.19.2.3", "2001:2:0:2::2", "2001:2:0:2::3"]
+    );
+    assert_eq!(
+        allocations_of(&dd2, BLUE_CNI),
+        ["198.19.2.2", "2001:2:0:2::2"]
+    );
+
+    // `vxrouter ports` names each port's network, as JSON and as a table.
+    for sock in [&s1, &s2] {
+        let run = |json: bool| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_vxrouter"));
+            c.args(["ports", "--socket"]).arg(sock);
+            if json {
+                c.arg("--json");
+            }
+            let out = c.output().expect("vxrouter ports");
+            assert!(out.status.success(), "vxrouter ports: {out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let json: Vec<serde_json::Value> =
+            serde_json::from_str(&run(true)).expect("vxrouter ports --json");
+        let table = run(false);
+        let on_host: Vec<_> = plan.iter().filter(|p| p.4 == sock).collect();
+        assert_eq!(json.len(), on_host.len(), "{json:?}");
+        for (id, _, _, network, _) in on_host {
+            let a = att(id);
+            let p = json
+                .iter()
+                .find(|p| p["id"] == a.as_str())
+                .unwrap_or_else(|| panic!("{a} not in {json:?}"));
+            assert_eq!(p["network"], *network, "{p}");
+            let row: Vec<&str> = table
+                .lines()
+                .find(|l| l.ends_with(&a))
+                .unwrap_or_else(|| panic!("{a} not in\n{table}"))
+                .split_whitespace()
+                .collect();
+            assert_eq!(row[2], *network, "{table}");
+        }
+    }
+
+    let socks = [s1.as_path(), s2.as_path()];
+    let delta = |before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, id: &str| {
+        let a = att(id);
+        after[&a] - before[&a]
+    };
+
+    // Blue alone. The default containers have sent nothing yet, so the
+    // router writes nothing to their ports unless blue leaks.
+    let before = settled_tx(&socks);
+    for (id, dst) in [
+        ("b1", "198.19.2.2"),
+        ("b1", "2001:2:0:2::2"),
+        ("b2", "198.19.1.2"),
+        ("b2", "2001:2:0:1::2"),
+    ] {
+        busybox_ping(&ctrd, id, dst);
+    }
+    for (id, url, want) in [
+        ("b1", "http://198.19.2.2:8080/", "b2"),
+        ("b1", "http://[2001:2:0:2::2]:8080/", "b2"),
+        ("b2", "http://198.19.1.2:8080/", "b1"),
+        ("b2", "http://[2001:2:0:1::2]:8080/", "b1"),
+    ] {
+        assert_eq!(
+            fetch(&ctrd, id, url).as_deref(),
+            Some(want),
+            "{id} -> {url}"
+        );
+    }
+    // d3's address is in the default network only.
+    busybox_ping_fails(&ctrd, "b1", "198.19.2.3");
+    busybox_ping_fails(&ctrd, "b1", "2001:2:0:2::3");
+    assert_eq!(fetch(&ctrd, "b1", "http://198.19.2.3:8080/"), None);
+    let after = settled_tx(&socks);
+    let blue: Vec<_> = ["b1", "b2"]
+        .iter()
+        .map(|id| delta(&before, &after, id))
+        .collect();
+    let default: Vec<_> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|id| delta(&before, &after, id))
+        .collect();
+    eprintln!("cnictr3: blue traffic: written to b1, b2 {blue:?}; to d1, d2, d3 {default:?}");
+    assert!(blue.iter().all(|&n| n >= 6), "blue ports: {blue:?}");
+    assert_eq!(default, [0, 0, 0], "blue traffic reached default ports");
+
+    // Default alone, once the blue containers' own neighbour probes from
+    // the traffic above are over.
+    neighbours_quiet(&lab, &ns["b1"]);
+    neighbours_quiet(&lab, &ns["b2"]);
+    let before = settled_tx(&socks);
+    for (id, dst) in [
+        ("d1", "198.19.2.2"),
+        ("d1", "2001:2:0:2::2"),
+        ("d2", "198.19.1.2"),
+        ("d2", "2001:2:0:1::2"),
+        ("d1", "198.19.2.3"),
+        ("d1", "2001:2:0:2::3"),
+    ] {
+        busybox_ping(&ctrd, id, dst);
+    }
+    for (id, url, want) in [
+        ("d1", "http://198.19.2.2:8080/", "d2"),
+        ("d1", "http://[2001:2:0:2::2]:8080/", "d2"),
+        ("d2", "http://198.19.1.2:8080/", "d1"),
+        ("d2", "http://[2001:2:0:1::2]:8080/", "d1"),
+        ("d1", "http://198.19.2.3:8080/", "d3"),
+    ] {
+        assert_eq!(
+            fetch(&ctrd, id, url).as_deref(),
+            Some(want),
+            "{id} -> {url}"
+        );
+    }
+    let after = settled_tx(&socks);
+    let blue: Vec<_> = ["b1", "b2"]
+        .iter()
+        .map(|id| delta(&before, &after, id))
+        .collect();
+    let default: Vec<_> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|id| delta(&before, &after, id))
+        .collect();
+    eprintln!("cnictr3: default traffic: written to d1, d2, d3 {default:?}; to b1, b2 {blue:?}");
+    assert!(
+        default.iter().all(|&n| n >= 6),
+        "default ports: {default:?}"
+    );
+    assert_eq!(blue, [0, 0], "default traffic reached blue ports");
+
+    // Stopped by ctr: each DEL takes its port, device and addresses in its
+    // own network and leaves the other network's same addresses alone.
+    for (id, _, _, _, _) in plan {
+        cmd(&["ip", "netns", "del", &ns[id]]);
+        ctrd.stop_container(id);
+        for sock in socks {
+            assert!(
+                attached(sock)
+                    .iter()
+                    .all(|p| p.id.as_deref() != Some(att(id).as_str())),
+                "{id}: port left"
+            );
+        }
+    }
+    for (host, sock) in [(&h1, &s1), (&h2, &s2)] {
+        assert!(attached(sock).is_empty(), "{host}: ports left");
+        assert!(attached_devices(host).is_empty(), "{host}: devices left");
+    }
+    for (dir, cni) in [
+        (&dd1, NETWORK),
+        (&dd1, BLUE_CNI),
+        (&dd2, NETWORK),
+        (&dd2, BLUE_CNI),
+    ] {
+        assert!(allocations_of(dir, cni).is_empty(), "{cni}: addresses left");
+    }
+    assert_eq!(count_files(&lab.dir.path().join("h1.state")), 0);
+    assert_eq!(count_files(&lab.dir.path().join("h2.state")), 0);
+    lab.assert_alive(0);
+    lab.assert_alive(1);
 }
