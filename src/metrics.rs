@@ -392,10 +392,11 @@ fn encode_stats(
         counter_family(
             enc,
             "vxrouter_liveness_hellos",
-            "Liveness hellos sent, not sent (send_error), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), link reports that did not fit a hello (report_left_out), reports ignored for a sequence number far ahead of our clock (report_ahead), reports about this host that it did not make, refuted (report_refuted); with a key file, hellos ignored without a MAC (unauthenticated), with a key id not held (unknown_key), a MAC that does not match (bad_mac), a counter not above the sender's last (replayed) or far from our clock (clock_skew); without one, hellos with a MAC (unexpected_auth).",
+            "Liveness hellos sent, not sent (send_error), rounds held back while a worker made no progress (held), received, datagrams on the liveness port not taken (malformed, other_vni, not_neighbour), link reports that did not fit a hello (report_left_out), reports ignored for a sequence number far ahead of our clock (report_ahead), reports about this host that it did not make, refuted (report_refuted); with a key file, hellos ignored without a MAC (unauthenticated), with a key id not held (unknown_key), a MAC that does not match (bad_mac), a counter not above the sender's last (replayed) or far from our clock (clock_skew); without one, hellos with a MAC (unexpected_auth).",
             [
                 ([("kind", "sent")], l.hellos_sent),
                 ([("kind", "send_error")], l.hello_send_errors),
+                ([("kind", "held")], l.hellos_held),
                 ([("kind", "received")], l.hellos_received),
                 ([("kind", "malformed")], l.hellos_malformed),
                 ([("kind", "other_vni")], l.hellos_other_vni),

@@ -129,6 +129,10 @@ pub fn default_state_dir(host: &str) -> PathBuf {
 /// Poll tokens of the control thread.
 const NEIGH_TOKEN: Token = Token(0);
 const HELLO_TOKEN: Token = Token(1);
+/// Shortest stall of a worker that holds the liveness hellos back: an idle
+/// worker sleeps up to [`crate::worker::IDLE_SLEEP`] between loops, and a
+/// loaded machine can keep a thread off its core for a few tens of ms.
+const HOLD_HELLOS_AFTER: Duration = Duration::from_millis(100);
 const LINK_TOKEN: Token = Token(2);
 const STORE_TOKEN: Token = Token(3);
 const HANDOVER_TOKEN: Token = Token(4);
@@ -253,6 +257,8 @@ struct Router<'a> {
     liveness: Option<Liveness>,
     hello_sock: Option<std::net::UdpSocket>,
     next_hello: u64,
+    /// Hellos are held back: a worker makes no progress.
+    hellos_held: bool,
     nic: String,
     nic_info: LinkInfo,
     nic_watch: LinkWatch,
@@ -752,6 +758,7 @@ impl<'a> Router<'a> {
             liveness,
             hello_sock,
             next_hello: 0,
+            hellos_held: false,
             nic,
             nic_info,
             nic_watch,
@@ -891,6 +898,25 @@ impl<'a> Router<'a> {
         Ok(())
     }
 
+    /// The worker that has made no progress for longer than a neighbour
+    /// waits for a hello (the dead interval, at least [`HOLD_HELLOS_AFTER`]),
+    /// with its age; `None` while every worker moves. Before the workers
+    /// run, none is.
+    fn stalled_worker(&mut self) -> Option<(usize, Duration)> {
+        if !self.ready {
+            return None;
+        }
+        let dead = self.liveness.as_ref().map_or(Duration::ZERO, |l| {
+            Duration::from_nanos(l.interval_nanos() * u64::from(l.dead_after()))
+        });
+        let now = Instant::now();
+        let loops = self.worker_loops();
+        self.progress.observe(now, &loops);
+        self.progress
+            .oldest(now)
+            .filter(|&(_, age)| age > dead.max(HOLD_HELLOS_AFTER))
+    }
+
     /// Every worker's loop count now.
     fn worker_loops(&self) -> Vec<u64> {
         self.owned
@@ -976,14 +1002,38 @@ impl<'a> Router<'a> {
     }
 
     fn on_hellos(&mut self) {
+        if self.liveness.is_none() || self.hello_sock.is_none() {
+            return;
+        }
+        let now = nanos_since(self.epoch);
+        let due = now >= self.next_hello;
+        let stalled = if due { self.stalled_worker() } else { None };
         let (Some(l), Some(sock)) = (self.liveness.as_mut(), self.hello_sock.as_ref()) else {
             return;
         };
-        let now = nanos_since(self.epoch);
         let before = l.down();
         let mut changed = hellos::receive_hellos(l, sock, now);
-        if now >= self.next_hello {
-            hellos::send_hellos(l, sock, now);
+        if due {
+            match stalled {
+                None => {
+                    if self.hellos_held {
+                        tracing::info!("workers make progress again: liveness hellos resume");
+                        self.hellos_held = false;
+                    }
+                    hellos::send_hellos(l, sock, now);
+                }
+                Some((k, age)) => {
+                    if !self.hellos_held {
+                        tracing::warn!(
+                            worker = k,
+                            no_progress_ms = age.as_millis() as u64,
+                            "a worker makes no progress: liveness hellos held, neighbours route around this host"
+                        );
+                        self.hellos_held = true;
+                    }
+                    l.counts.held += 1;
+                }
+            }
             self.next_hello = now + l.interval_nanos();
         }
         changed |= l.on_tick(now);

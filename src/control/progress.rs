@@ -69,6 +69,14 @@ impl Progress {
             .collect()
     }
 
+    /// The worker whose count has stood still longest, with its age.
+    pub fn oldest(&self, now: Instant) -> Option<(usize, Duration)> {
+        self.ages(now)
+            .into_iter()
+            .enumerate()
+            .max_by_key(|&(_, a)| a)
+    }
+
     /// The workers (index, age) whose count has not moved for
     /// [`PROGRESS_WINDOW`] at `now`.
     pub fn stalled(&self, now: Instant) -> Vec<(usize, Duration)> {
@@ -101,6 +109,16 @@ mod tests {
         // It moves again: no longer stalled.
         p.observe(t0 + 4 * S, &[40, 6]);
         assert!(p.stalled(t0 + 4 * S).is_empty());
+    }
+
+    #[test]
+    fn the_oldest_is_the_worker_that_moved_last_longest_ago() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, 3);
+        p.observe(t0 + S, &[1, 1, 1]);
+        p.observe(t0 + 2 * S, &[2, 1, 2]);
+        assert_eq!(p.oldest(t0 + 3 * S), Some((1, 2 * S)));
+        assert_eq!(Progress::new(t0, 0).oldest(t0), None);
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub struct LivenessStats {
     pub links_down: Vec<String>,
     pub hellos_sent: u64,
     pub hello_send_errors: u64,
+    /// Rounds of hellos held back while a worker made no progress.
+    pub hellos_held: u64,
     pub hellos_received: u64,
     /// Datagrams on the liveness port that were no hello of ours, a hello
     /// for another VNI, or one from an address that is no neighbour.
@@ -159,6 +161,7 @@ impl LivenessStats {
             links_down: l.link_names_down(),
             hellos_sent: c.sent,
             hello_send_errors: c.send_errors,
+            hellos_held: c.held,
             hellos_received: c.received,
             hellos_malformed: c.malformed,
             hellos_other_vni: c.other_vni,

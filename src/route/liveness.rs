@@ -55,10 +55,12 @@
 //! (`unauthenticated`, `unexpected_auth`), never misreads it.
 //!
 //! What this sees: a host, its router or the underlay path between two
-//! linked hosts going away. What it does not: the hellos come from the
-//! control thread over the kernel's UDP socket, so a wedged worker behind a
-//! live control thread stays up. Until a report has crossed the network
-//! (one interval per hop), paths through the failure can still loop.
+//! linked hosts going away, and a router whose data plane stopped: the
+//! hellos come from the control thread over the kernel's UDP socket, and
+//! the control thread holds them back while a worker makes no progress
+//! (`control::hellos`), so a wedged worker takes its host out of its
+//! neighbours' routes. Until a report has crossed the network (one interval
+//! per hop), paths through the failure can still loop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -583,6 +585,10 @@ pub struct HelloCounts {
     pub sent: u64,
     /// Hellos the kernel refused to send (no route, a full buffer).
     pub send_errors: u64,
+    /// Rounds of hellos not sent because a worker made no progress: this
+    /// host's neighbours are to route around a data plane that does not
+    /// forward.
+    pub held: u64,
     pub received: u64,
     pub malformed: u64,
     pub other_vni: u64,
@@ -754,6 +760,11 @@ impl Liveness {
 
     fn dead_interval(&self) -> u64 {
         u64::from(self.cfg.interval_ms) * u64::from(self.cfg.dead_after) * 1_000_000
+    }
+
+    /// Intervals without a hello before a neighbour is down.
+    pub fn dead_after(&self) -> u32 {
+        self.cfg.dead_after
     }
 
     /// Nanoseconds between hellos.
