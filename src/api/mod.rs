@@ -225,6 +225,10 @@ pub struct NetworkStatus {
     pub gateways: Vec<IpAddr>,
     /// Its container-side MTU on this host.
     pub mtu: u16,
+    /// Addresses this host's ports in it hold (topology and attached): an
+    /// allocator hands them to no new container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<IpAddr>,
 }
 
 impl Status {

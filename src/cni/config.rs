@@ -257,23 +257,47 @@ fn ipam_plan(ipam: Option<&Value>) -> Result<IpamPlan, CniError> {
 /// subnet a range in it with the router's gateway in that subnet, which
 /// host-local then never hands out.
 pub fn host_local_ranges(subnets: &[IpNet], gateways: &[std::net::IpAddr]) -> Value {
-    let range = |s: &IpNet| {
-        let mut r = Map::new();
-        r.insert("subnet".into(), s.trunc().to_string().into());
+    host_local_ranges_excluding(subnets, gateways, &[])
+}
+
+/// [`host_local_ranges`] that never hands out an address of `reserved`
+/// (the router's ports hold them): a subnet holding some is cut into
+/// ranges (`rangeStart`..`rangeEnd`) around them; host-local allocates
+/// from any range of a set.
+pub fn host_local_ranges_excluding(
+    subnets: &[IpNet],
+    gateways: &[std::net::IpAddr],
+    reserved: &[std::net::IpAddr],
+) -> Value {
+    let ranges = |s: &IpNet| -> Vec<Value> {
+        let mut base = Map::new();
+        base.insert("subnet".into(), s.trunc().to_string().into());
         if let Some(g) = gateways.iter().find(|g| s.contains(*g)) {
-            r.insert("gateway".into(), g.to_string().into());
+            base.insert("gateway".into(), g.to_string().into());
         }
-        Value::Object(r)
+        let pieces = free_pieces(s, reserved);
+        if pieces.is_empty() {
+            return vec![Value::Object(base)];
+        }
+        pieces
+            .into_iter()
+            .map(|(a, b)| {
+                let mut r = base.clone();
+                r.insert("rangeStart".into(), a.to_string().into());
+                r.insert("rangeEnd".into(), b.to_string().into());
+                Value::Object(r)
+            })
+            .collect()
     };
     let v4: Vec<Value> = subnets
         .iter()
         .filter(|s| matches!(s, IpNet::V4(_)))
-        .map(range)
+        .flat_map(ranges)
         .collect();
     let v6: Vec<Value> = subnets
         .iter()
         .filter(|s| matches!(s, IpNet::V6(_)))
-        .map(range)
+        .flat_map(ranges)
         .collect();
     Value::Array(
         [v4, v6]
@@ -282,4 +306,57 @@ pub fn host_local_ranges(subnets: &[IpNet], gateways: &[std::net::IpAddr]) -> Va
             .map(Value::Array)
             .collect(),
     )
+}
+
+/// The allocatable stretches of `s` (host-local's: from the address after
+/// the network address to the one before the broadcast address, or the
+/// last one over IPv6) around the `reserved` addresses inside it. Empty
+/// when none of `reserved` lies inside (the whole subnet is one range),
+/// or for a /31, /32, /127 or /128 (left to host-local as they are).
+fn free_pieces(s: &IpNet, reserved: &[std::net::IpAddr]) -> Vec<(std::net::IpAddr, std::net::IpAddr)> {
+    use std::net::IpAddr;
+    let (bits, net) = match s.trunc() {
+        IpNet::V4(n) => (32u32, u128::from(u32::from(n.network()))),
+        IpNet::V6(n) => (128u32, u128::from(n.network())),
+    };
+    let host_bits = bits - u32::from(s.prefix_len());
+    if host_bits < 2 {
+        return Vec::new();
+    }
+    let size: u128 = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+    let first = net + 1;
+    let last = if bits == 32 { net + size - 1 } else { net + size };
+    let to_addr = |v: u128| -> IpAddr {
+        if bits == 32 {
+            IpAddr::V4(std::net::Ipv4Addr::from(v as u32))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(v))
+        }
+    };
+    let mut held: Vec<u128> = reserved
+        .iter()
+        .filter(|a| s.contains(*a))
+        .map(|a| match a {
+            IpAddr::V4(v) => u128::from(u32::from(*v)),
+            IpAddr::V6(v) => u128::from(*v),
+        })
+        .filter(|v| (first..=last).contains(v))
+        .collect();
+    if held.is_empty() {
+        return Vec::new();
+    }
+    held.sort_unstable();
+    held.dedup();
+    let mut out = Vec::new();
+    let mut cur = first;
+    for h in held {
+        if h > cur {
+            out.push((to_addr(cur), to_addr(h - 1)));
+        }
+        cur = h + 1;
+    }
+    if cur <= last {
+        out.push((to_addr(cur), to_addr(last)));
+    }
+    out
 }

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use rscni_types::types::{CNIResultWithVersion, Cmd};
 use serde_json::Value;
 
-use super::config::{host_local_ranges, IpamPlan, NetworkConfig};
+use super::config::{host_local_ranges, host_local_ranges_excluding, IpamPlan, NetworkConfig};
 use super::effects::{Effects, EnvChange};
 use super::env::{Attachment, Invocation};
 use super::error::{self, CniError};
@@ -56,12 +56,12 @@ fn router_status(fx: &mut dyn Effects, cfg: &NetworkConfig) -> Result<Status, Cn
 fn network_of<'s>(
     status: &'s Status,
     cfg: &NetworkConfig,
-) -> Result<(&'s [IpNet], &'s [std::net::IpAddr]), CniError> {
+) -> Result<(&'s [IpNet], &'s [std::net::IpAddr], &'s [std::net::IpAddr]), CniError> {
     match status.network(&cfg.network) {
-        Some(n) => Ok((&n.subnets, &n.gateways)),
+        Some(n) => Ok((&n.subnets, &n.gateways, &n.reserved)),
         // A router that predates networks has only the default one.
         None if status.networks.is_empty() && cfg.network == crate::config::DEFAULT_NETWORK => {
-            Ok((&status.subnets, &status.gateways))
+            Ok((&status.subnets, &status.gateways, &[]))
         }
         None => {
             let known: Vec<&str> = status.networks.iter().map(|n| n.name.as_str()).collect();
@@ -81,14 +81,14 @@ fn network_of<'s>(
 
 /// host-local's ranges from the router's status.
 fn ranges_from(status: &Status, cfg: &NetworkConfig) -> Result<Value, CniError> {
-    let (subnets, gateways) = network_of(status, cfg)?;
+    let (subnets, gateways, reserved) = network_of(status, cfg)?;
     if subnets.is_empty() {
         return Err(CniError::config(format!(
             "the router of host {} has no subnets to allocate from in network {:?}",
             status.host, cfg.network
         )));
     }
-    Ok(host_local_ranges(subnets, gateways))
+    Ok(host_local_ranges_excluding(subnets, gateways, reserved))
 }
 
 pub fn add(
@@ -222,7 +222,7 @@ fn del_ranges(
     if router_up {
         match fx.call(&cfg.socket, &Request::Status {}, CALL_TIMEOUT) {
             Ok(Body::Status(s)) => match network_of(&s, cfg) {
-                Ok((subnets, gateways)) if !subnets.is_empty() => {
+                Ok((subnets, gateways, _)) if !subnets.is_empty() => {
                     return host_local_ranges(subnets, gateways)
                 }
                 Ok(_) => {}

@@ -104,6 +104,7 @@ impl Fake {
                         "2001:2:0:7::1".parse().unwrap(),
                     ],
                     mtu: 1450,
+                    reserved: Vec::new(),
                 },
                 crate::api::NetworkStatus {
                     name: "blue".into(),
@@ -111,6 +112,7 @@ impl Fake {
                     subnets: vec![net("198.19.7.0/25")],
                     gateways: vec!["198.19.7.1".parse().unwrap()],
                     mtu: 1400,
+                    reserved: vec!["198.19.7.5".parse().unwrap()],
                 },
             ],
         }
@@ -425,6 +427,43 @@ fn ipam_plans() {
 }
 
 #[test]
+fn host_local_ranges_leave_out_what_ports_hold() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let r = config::host_local_ranges_excluding(
+        &[net("198.19.7.0/29"), net("2001:2:0:7::/126"), net("198.19.8.0/31")],
+        &[],
+        &[
+            ip("198.19.7.1"),
+            ip("198.19.7.6"),
+            ip("198.19.7.3"),
+            ip("198.19.7.3"),
+            ip("198.19.9.9"),
+            ip("2001:2:0:7::2"),
+            ip("198.19.8.1"),
+        ],
+    );
+    assert_eq!(
+        r,
+        json!([
+            [
+                {"subnet":"198.19.7.0/29","rangeStart":"198.19.7.2","rangeEnd":"198.19.7.2"},
+                {"subnet":"198.19.7.0/29","rangeStart":"198.19.7.4","rangeEnd":"198.19.7.5"},
+                {"subnet":"198.19.8.0/31"}
+            ],
+            [
+                {"subnet":"2001:2:0:7::/126","rangeStart":"2001:2:0:7::1","rangeEnd":"2001:2:0:7::1"},
+                {"subnet":"2001:2:0:7::/126","rangeStart":"2001:2:0:7::3","rangeEnd":"2001:2:0:7::3"}
+            ]
+        ])
+    );
+    // Nothing reserved inside: the subnet whole, as before.
+    assert_eq!(
+        config::host_local_ranges_excluding(&[net("198.19.7.0/24")], &[], &[ip("198.19.9.1")]),
+        json!([[{"subnet":"198.19.7.0/24"}]])
+    );
+}
+
+#[test]
 fn host_local_ranges_are_one_set_per_family_with_the_routers_gateways() {
     let r = config::host_local_ranges(
         &[
@@ -704,7 +743,11 @@ fn add_joins_the_configured_network_with_its_ranges() {
     assert_eq!(a.network.as_deref(), Some("blue"));
     assert_eq!(
         fx.execs[0].stdin["ipam"]["ranges"],
-        json!([[{"subnet":"198.19.7.0/25","gateway":"198.19.7.1"}]])
+        json!([[
+            {"subnet":"198.19.7.0/25","gateway":"198.19.7.1","rangeStart":"198.19.7.1","rangeEnd":"198.19.7.4"},
+            {"subnet":"198.19.7.0/25","gateway":"198.19.7.1","rangeStart":"198.19.7.6","rangeEnd":"198.19.7.126"}
+        ]]),
+        "198.19.7.5, a port's, is left out"
     );
     // A network the router does not have: error 7 before any allocation.
     let mut fx = Fake::new();

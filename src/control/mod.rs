@@ -1338,12 +1338,21 @@ impl<'a> Router<'a> {
                         }
                     }
                 }
+                let mut reserved: Vec<IpAddr> = self
+                    .ports
+                    .iter()
+                    .filter(|(_, s)| s.config.network == n.name)
+                    .flat_map(|(_, s)| s.config.addresses.iter().map(IpNet::addr))
+                    .collect();
+                reserved.sort_unstable();
+                reserved.dedup();
                 api::NetworkStatus {
                     name: n.name.clone(),
                     vni: n.vni,
                     subnets,
                     gateways,
                     mtu: self.topo.network_mtu(net, self.me),
+                    reserved,
                 }
             })
             .collect();
