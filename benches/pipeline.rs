@@ -37,7 +37,10 @@ impl Clock {
     fn now_ns(&self) -> u64 {
         if !self.cpu {
             static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-            return START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64;
+            return START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_nanos() as u64;
         }
         let mut ts = libc::timespec {
             tv_sec: 0,

@@ -1020,16 +1020,34 @@ cost = 1
             vec![42],
             (1..=1000).collect(),
             (0..300).map(|i| 1 + i * 55_921).collect(),
-            (1..100).map(|i| 5000 + (i * 53) % 997).chain([42]).collect(),
+            (1..100)
+                .map(|i| 5000 + (i * 53) % 997)
+                .chain([42])
+                .collect(),
         ];
         for vnis in &sets {
-            let pairs: Vec<(u32, u16)> = vnis.iter().enumerate().map(|(i, &v)| (v, i as u16)).collect();
+            let pairs: Vec<(u32, u16)> = vnis
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v, i as u16))
+                .collect();
             let index = VniIndex::new(&pairs);
             assert!(index.slots.len() >= 2 * vnis.len());
             for &(v, net) in &pairs {
                 assert_eq!(index.get(v), Some(net), "VNI {v}");
             }
-            for v in [0, 1, 41, 43, 999, 1001, 4999, 6000, crate::config::MAX_VNI, NO_VNI] {
+            for v in [
+                0,
+                1,
+                41,
+                43,
+                999,
+                1001,
+                4999,
+                6000,
+                crate::config::MAX_VNI,
+                NO_VNI,
+            ] {
                 if !vnis.contains(&v) {
                     assert_eq!(index.get(v), None, "VNI {v}");
                 }
