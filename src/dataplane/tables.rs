@@ -151,6 +151,75 @@ pub struct Net {
     pub icmp_src_v6: Option<u128>,
 }
 
+/// A slot of [`VniIndex`] that holds no network: VNIs are 24 bits.
+const NO_VNI: u32 = u32::MAX;
+/// Fibonacci hashing: 2^32 over the golden ratio, odd. Its top bits spread
+/// VNIs that are numbered in a row (as operators number them) evenly.
+const VNI_HASH: u32 = 0x9E37_79B9;
+
+/// The networks by VNI: open addressing with linear probing, at most half
+/// full, a VNI's home slot the top bits of `vni * VNI_HASH`. The tunnel's
+/// packets of a burst carry any mix of VNIs; a binary search over the
+/// sorted VNIs takes a chain of dependent loads per packet (seven among
+/// 100 networks), this one load and one compare when the VNI sits at home,
+/// which most do, and a VNI no network has ends at the first free slot.
+#[derive(Debug, Clone)]
+pub struct VniIndex {
+    /// (VNI, index in [`Tables::nets`]), `NO_VNI` when free. The length
+    /// is a power of two, at least twice the number of VNIs, so a free slot
+    /// always ends a probe.
+    slots: Box<[(u32, u16)]>,
+    /// 32 minus log2 of the length.
+    shift: u32,
+}
+
+impl VniIndex {
+    /// An index of `(VNI, network)` pairs. A VNI given twice keeps its
+    /// first network (validation refuses duplicates); `u32::MAX`, no VNI
+    /// (they are 24 bits), marks a free slot and is left out.
+    pub fn new(vnis: &[(u32, u16)]) -> VniIndex {
+        let len = (2 * vnis.len()).next_power_of_two().max(2);
+        let shift = 32 - len.trailing_zeros();
+        let mut slots = vec![(NO_VNI, 0u16); len].into_boxed_slice();
+        for &(vni, net) in vnis {
+            if vni == NO_VNI {
+                continue;
+            }
+            let mut i = Self::home(vni, shift);
+            while slots[i].0 != NO_VNI && slots[i].0 != vni {
+                i = (i + 1) & (len - 1);
+            }
+            if slots[i].0 == NO_VNI {
+                slots[i] = (vni, net);
+            }
+        }
+        VniIndex { slots, shift }
+    }
+
+    #[inline]
+    fn home(vni: u32, shift: u32) -> usize {
+        (vni.wrapping_mul(VNI_HASH) >> shift) as usize
+    }
+
+    /// The network of `vni`, if any.
+    #[inline]
+    pub fn get(&self, vni: u32) -> Option<u16> {
+        let mask = self.slots.len() - 1;
+        let mut i = Self::home(vni, self.shift);
+        // Ends: at least half the slots are free.
+        loop {
+            let &(v, net) = self.slots.get(i)?;
+            if v == NO_VNI {
+                return None;
+            }
+            if v == vni {
+                return Some(net);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// Everything a worker needs to forward, as one immutable snapshot.
 #[derive(Debug)]
 pub struct Tables {
@@ -166,8 +235,8 @@ pub struct Tables {
     pub underlay_fit: u16,
     /// The networks, in the topology's order: index 0 is the default one.
     pub nets: Vec<Net>,
-    /// (VNI, index in `nets`), sorted by VNI.
-    pub vnis: Vec<(u32, u16)>,
+    /// The networks by VNI.
+    pub vnis: VniIndex,
     pub peers: Vec<Peer>,
     /// Flattened ECMP sets: indices into `peers`.
     pub ecmp: Vec<u16>,
@@ -185,14 +254,13 @@ pub struct Tables {
 
 impl Tables {
     /// The network whose VNI is `vni`. One compare with a single network;
-    /// a binary search over the sorted VNIs otherwise.
+    /// a hashed look-up ([`VniIndex`]) otherwise.
     #[inline]
     pub fn net_of_vni(&self, vni: u32) -> Option<&Net> {
         if let [only] = self.nets.as_slice() {
             return (only.vni == vni).then_some(only);
         }
-        let i = self.vnis.binary_search_by_key(&vni, |&(v, _)| v).ok()?;
-        self.nets.get(usize::from(self.vnis[i].1))
+        self.nets.get(usize::from(self.vnis.get(vni)?))
     }
 
     /// Index of the network named `name`.
@@ -563,12 +631,12 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
             icmp_src_v6,
         });
     }
-    let mut vnis: Vec<(u32, u16)> = nets
+    let vnis: Vec<(u32, u16)> = nets
         .iter()
         .enumerate()
         .map(|(i, n)| (n.vni, i as u16))
         .collect();
-    vnis.sort_unstable();
+    let vnis = VniIndex::new(&vnis);
 
     let mut known_v4: Vec<u32> = Vec::new();
     let mut known_v6: Vec<u128> = Vec::new();
@@ -953,6 +1021,54 @@ cost = 1
         let (verdict, _) = hop(&h2, UPLINK, &green);
         // The inner source is no address of green's: not from h1 there.
         assert_eq!(verdict, Verdict::Drop(DropReason::InnerSpoofed));
+    }
+
+    #[test]
+    fn vni_index_finds_every_network_and_no_other() {
+        // Numbered in a row, spread over the whole 24 bits, and scattered:
+        // every VNI finds its own network, and nothing else finds one.
+        let sets: [Vec<u32>; 4] = [
+            vec![42],
+            (1..=1000).collect(),
+            (0..300).map(|i| 1 + i * 55_921).collect(),
+            (1..100)
+                .map(|i| 5000 + (i * 53) % 997)
+                .chain([42])
+                .collect(),
+        ];
+        for vnis in &sets {
+            let pairs: Vec<(u32, u16)> = vnis
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v, i as u16))
+                .collect();
+            let index = VniIndex::new(&pairs);
+            assert!(index.slots.len() >= 2 * vnis.len());
+            for &(v, net) in &pairs {
+                assert_eq!(index.get(v), Some(net), "VNI {v}");
+            }
+            for v in [
+                0,
+                1,
+                41,
+                43,
+                999,
+                1001,
+                4999,
+                6000,
+                crate::config::MAX_VNI,
+                NO_VNI,
+            ] {
+                if !vnis.contains(&v) {
+                    assert_eq!(index.get(v), None, "VNI {v}");
+                }
+            }
+        }
+        // Duplicates keep the first; no VNI at all and `NO_VNI` find nothing.
+        let index = VniIndex::new(&[(7, 0), (7, 1), (NO_VNI, 2)]);
+        assert_eq!(index.get(7), Some(0));
+        assert_eq!(index.get(NO_VNI), None);
+        assert_eq!(VniIndex::new(&[]).get(7), None);
     }
 
     #[test]
