@@ -166,7 +166,11 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             nodes: Vec::with_capacity(entries.len() / 2 + 1),
             leaves: Vec::with_capacity(entries.len() * 2 + 1),
         };
-        let mut top = vec![NONE; 1usize << S].into_boxed_slice();
+        // No entries, no top array: a lookup outside it finds nothing. A
+        // network without routes of one address family (most have none of
+        // IPv6) then costs no 1 MiB of zeroes per tables snapshot.
+        let top_len = if entries.is_empty() { 0 } else { 1usize << S };
+        let mut top = vec![NONE; top_len].into_boxed_slice();
         let mut i = 0;
         while i < entries.len() {
             let e = entries[i];
@@ -431,6 +435,18 @@ mod tests {
         assert_eq!(0xFFFF_FFFFu32.bits(30, 6), 0b11_0000);
         assert_eq!((1u128 << 127).bits(0, 18), 1 << 17);
         assert_eq!(u128::MAX.bits(124, 6), 0b11_1100);
+    }
+
+    #[test]
+    fn an_empty_trie_finds_nothing_and_holds_no_top_array() {
+        let t: Poptrie<u32, 18> = Poptrie::build(core::iter::empty());
+        for key in [0u32, 0x0A00_0001, u32::MAX] {
+            assert_eq!(t.lookup(key), NONE);
+        }
+        assert!(t.memory_bytes() < 1024, "{}", t.memory_bytes());
+        let t: Poptrie<u128, 18> = Poptrie::build(core::iter::empty());
+        assert_eq!(t.lookup(u128::MAX), NONE);
+        assert!(t.memory_bytes() < 1024);
     }
 
     #[test]
