@@ -664,7 +664,11 @@ fn a_stream_survives_a_sigkilled_transit() {
 
     // 30000 datagrams at 10 kpps: 3 s, h3 killed 1 s in.
     let rx = live_support::receiver(&lab, &c2, &["udp-recv", "198.19.2.2", "5001", "3"]);
-    let mut tx = live_support::stream(&lab, &c1, &["udp-send", "198.19.2.2", "5001", "30000", "10000"]);
+    let mut tx = live_support::stream(
+        &lab,
+        &c1,
+        &["udp-send", "198.19.2.2", "5001", "30000", "10000"],
+    );
     std::thread::sleep(Duration::from_secs(1));
     lab.signal(r[2], "KILL");
     let st = tx.wait().expect("sender");
@@ -681,6 +685,10 @@ fn a_stream_survives_a_sigkilled_transit() {
         let s = lab.wait_stats(r[i], "h3 down", |s| {
             s["liveness"]["links_down"] == serde_json::json!(["h1-h3", "h2-h3"])
         });
-        assert_eq!(s["liveness"]["neighbours"]["h3"].as_bool(), Some(false), "{s:#}");
+        assert_eq!(
+            s["liveness"]["neighbours"]["h3"].as_bool(),
+            Some(false),
+            "{s:#}"
+        );
     }
 }

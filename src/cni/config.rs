@@ -313,7 +313,10 @@ pub fn host_local_ranges_excluding(
 /// last one over IPv6) around the `reserved` addresses inside it. Empty
 /// when none of `reserved` lies inside (the whole subnet is one range),
 /// or for a /31, /32, /127 or /128 (left to host-local as they are).
-fn free_pieces(s: &IpNet, reserved: &[std::net::IpAddr]) -> Vec<(std::net::IpAddr, std::net::IpAddr)> {
+fn free_pieces(
+    s: &IpNet,
+    reserved: &[std::net::IpAddr],
+) -> Vec<(std::net::IpAddr, std::net::IpAddr)> {
     use std::net::IpAddr;
     let (bits, net) = match s.trunc() {
         IpNet::V4(n) => (32u32, u128::from(u32::from(n.network()))),
@@ -323,9 +326,17 @@ fn free_pieces(s: &IpNet, reserved: &[std::net::IpAddr]) -> Vec<(std::net::IpAdd
     if host_bits < 2 {
         return Vec::new();
     }
-    let size: u128 = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+    let size: u128 = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
     let first = net + 1;
-    let last = if bits == 32 { net + size - 1 } else { net + size };
+    let last = if bits == 32 {
+        net + size - 1
+    } else {
+        net + size
+    };
     let to_addr = |v: u128| -> IpAddr {
         if bits == 32 {
             IpAddr::V4(std::net::Ipv4Addr::from(v as u32))

@@ -430,7 +430,11 @@ fn ipam_plans() {
 fn host_local_ranges_leave_out_what_ports_hold() {
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     let r = config::host_local_ranges_excluding(
-        &[net("198.19.7.0/29"), net("2001:2:0:7::/126"), net("198.19.8.0/31")],
+        &[
+            net("198.19.7.0/29"),
+            net("2001:2:0:7::/126"),
+            net("198.19.8.0/31"),
+        ],
         &[],
         &[
             ip("198.19.7.1"),
