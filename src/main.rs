@@ -166,16 +166,32 @@ fn main() -> ExitCode {
             let state_dir = socket
                 .is_some()
                 .then(|| state_dir.unwrap_or_else(|| default_state_dir(&host)));
-            run(
-                config,
-                host,
-                stats_file,
-                log_interval,
-                metrics,
-                socket,
-                state_dir,
-                takeover,
-            )
+            #[cfg(target_os = "linux")]
+            {
+                run(&vxrouter::control::RunOptions {
+                    config,
+                    host,
+                    stats_file,
+                    log_interval: std::time::Duration::from_secs(log_interval.max(1)),
+                    metrics,
+                    socket,
+                    state_dir,
+                    takeover,
+                })
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                let _ = (
+                    config,
+                    stats_file,
+                    log_interval,
+                    metrics,
+                    state_dir,
+                    takeover,
+                );
+                eprintln!("vxrouter: run needs Linux (AF_XDP, TUN)");
+                ExitCode::from(EXIT_INVALID)
+            }
         }
         Command::Ports { socket, json } => ports(&socket, json),
         Command::Status { socket } => status(&socket),
@@ -349,54 +365,20 @@ fn replay(
 }
 
 #[cfg(target_os = "linux")]
-fn run(
-    config: PathBuf,
-    host: String,
-    stats_file: Option<PathBuf>,
-    log_interval: u64,
-    metrics: Option<std::net::SocketAddr>,
-    socket: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
-    takeover: bool,
-) -> ExitCode {
+fn run(opts: &vxrouter::control::RunOptions) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .init();
-    let opts = vxrouter::control::RunOptions {
-        config,
-        host,
-        stats_file,
-        log_interval: std::time::Duration::from_secs(log_interval.max(1)),
-        metrics,
-        socket,
-        state_dir,
-        takeover,
-    };
-    match vxrouter::control::run(&opts) {
+    match vxrouter::control::run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::from(EXIT_INVALID)
         }
     }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn run(
-    _: PathBuf,
-    _: String,
-    _: Option<PathBuf>,
-    _: u64,
-    _: Option<std::net::SocketAddr>,
-    _: Option<PathBuf>,
-    _: Option<PathBuf>,
-    _: bool,
-) -> ExitCode {
-    eprintln!("vxrouter: run needs Linux (AF_XDP, TUN)");
-    ExitCode::from(EXIT_INVALID)
 }
 
 fn load(path: &std::path::Path) -> Result<Topology, ExitCode> {

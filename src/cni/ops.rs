@@ -51,12 +51,12 @@ fn router_status(fx: &mut dyn Effects, cfg: &NetworkConfig) -> Result<Status, Cn
     }
 }
 
+/// A network's subnets, gateways and reserved addresses on this host.
+type NetworkView<'s> = (&'s [IpNet], &'s [std::net::IpAddr], &'s [std::net::IpAddr]);
+
 /// This host's subnets and gateways in the configuration's network, from
 /// the router's status.
-fn network_of<'s>(
-    status: &'s Status,
-    cfg: &NetworkConfig,
-) -> Result<(&'s [IpNet], &'s [std::net::IpAddr], &'s [std::net::IpAddr]), CniError> {
+fn network_of<'s>(status: &'s Status, cfg: &NetworkConfig) -> Result<NetworkView<'s>, CniError> {
     match status.network(&cfg.network) {
         Some(n) => Ok((&n.subnets, &n.gateways, &n.reserved)),
         // A router that predates networks has only the default one.

@@ -699,84 +699,6 @@ fn serve(conn: Conn, src: &mut dyn Source) -> Outcome {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The offer of the first release with handover, byte for byte: every
-    /// later build must read it.
-    const OFFER_V1: &str = r#"{"op":"offer","v":1,"version":"0.1.0","host":"h1","workers":2,"fds":7,"uplink":{"local":"198.18.0.1:4789","queues":[[0,1],[2,3]]},"liveness":4,"control":null,"handover":5,"metrics":null,"ports":[{"name":"c1","index":1,"kind":"tun","offload":true,"attached":false,"queues":[6,6]}],"devices":[{"kind":"tun","port_name":"c1","netns":"ns1","netns_created":true,"moved":true}]}"#;
-
-    #[test]
-    fn reads_the_first_release_offer() {
-        let a: Answer = parse(OFFER_V1.as_bytes(), "answer").unwrap();
-        let Answer::Offer(o) = a else { panic!("{a:?}") };
-        assert_eq!(o.workers, 2);
-        assert_eq!(o.uplink.queues, vec![vec![0, 1], vec![2, 3]]);
-        assert_eq!(o.ports[0].kind, PortKind::Tun);
-        assert!(o.devices[0].moved);
-        // What this build writes reads back the same.
-        let again: Answer = parse(
-            &serde_json::to_vec(&Answer::Offer(o.clone())).unwrap(),
-            "answer",
-        )
-        .unwrap();
-        assert_eq!(again, Answer::Offer(o));
-    }
-
-    #[test]
-    fn refuses_other_versions_and_junk_clearly() {
-        let v2 = OFFER_V1.replace("\"v\":1", "\"v\":2");
-        let e = format!(
-            "{:#}",
-            parse::<Answer>(v2.as_bytes(), "answer").unwrap_err()
-        );
-        assert!(
-            e.contains("version 2") && e.contains("speaks version 1"),
-            "{e}"
-        );
-        let e = format!(
-            "{:#}",
-            parse::<Answer>(b"{\"op\":\"done\"}", "answer").unwrap_err()
-        );
-        assert!(e.contains("without a version"), "{e}");
-        assert!(parse::<Answer>(b"\xff", "answer").is_err());
-        let extra = OFFER_V1.replace("\"workers\":2", "\"workers\":2,\"bogus\":1");
-        assert!(parse::<Answer>(extra.as_bytes(), "answer").is_err());
-        let r: Request = parse(br#"{"v":1,"op":"takeover","version":"9.9.9"}"#, "request").unwrap();
-        assert_eq!(r.op, Ask::Takeover);
-        assert!(parse::<Request>(br#"{"v":1,"op":"explode"}"#, "request").is_err());
-    }
-
-    #[test]
-    fn descriptors_cross_a_seqpacket_pair() {
-        let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
-        let (a, b) = (Conn::new(a).unwrap(), Conn::new(b).unwrap());
-        let files: Vec<OwnedFd> = (0..300)
-            .map(|_| std::fs::File::open("/dev/null").unwrap().into())
-            .collect();
-        a.send_fds(&files).unwrap();
-        let mut got = Vec::new();
-        while got.len() < 300 {
-            let (bytes, fds) = b.recv(sys::MAX_FDS_PER_MSG).unwrap().unwrap();
-            let head: serde_json::Value = parse(&bytes, "fds").unwrap();
-            assert_eq!(head["fds"].as_u64(), Some(fds.len() as u64));
-            got.extend(fds);
-        }
-        assert_eq!(got.len(), 300);
-        drop(a);
-        assert!(b.recv(0).unwrap().is_none(), "a closed peer reads as None");
-    }
-
-    #[test]
-    fn the_handover_socket_sits_beside_the_control_socket() {
-        assert_eq!(
-            handover_path(Path::new("/run/vxrouter/h1.sock")),
-            PathBuf::from("/run/vxrouter/h1.handover")
-        );
-    }
-}
-
 /// The old router's part, on [`Router`].
 impl super::Router<'_> {
     /// Serves a new router waiting on the handover socket, if any.
@@ -985,5 +907,83 @@ impl Source for super::Router<'_> {
 
     fn stop_workers(&mut self) -> u64 {
         self.stop_for_handover()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The offer of the first release with handover, byte for byte: every
+    /// later build must read it.
+    const OFFER_V1: &str = r#"{"op":"offer","v":1,"version":"0.1.0","host":"h1","workers":2,"fds":7,"uplink":{"local":"198.18.0.1:4789","queues":[[0,1],[2,3]]},"liveness":4,"control":null,"handover":5,"metrics":null,"ports":[{"name":"c1","index":1,"kind":"tun","offload":true,"attached":false,"queues":[6,6]}],"devices":[{"kind":"tun","port_name":"c1","netns":"ns1","netns_created":true,"moved":true}]}"#;
+
+    #[test]
+    fn reads_the_first_release_offer() {
+        let a: Answer = parse(OFFER_V1.as_bytes(), "answer").unwrap();
+        let Answer::Offer(o) = a else { panic!("{a:?}") };
+        assert_eq!(o.workers, 2);
+        assert_eq!(o.uplink.queues, vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(o.ports[0].kind, PortKind::Tun);
+        assert!(o.devices[0].moved);
+        // What this build writes reads back the same.
+        let again: Answer = parse(
+            &serde_json::to_vec(&Answer::Offer(o.clone())).unwrap(),
+            "answer",
+        )
+        .unwrap();
+        assert_eq!(again, Answer::Offer(o));
+    }
+
+    #[test]
+    fn refuses_other_versions_and_junk_clearly() {
+        let v2 = OFFER_V1.replace("\"v\":1", "\"v\":2");
+        let e = format!(
+            "{:#}",
+            parse::<Answer>(v2.as_bytes(), "answer").unwrap_err()
+        );
+        assert!(
+            e.contains("version 2") && e.contains("speaks version 1"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            parse::<Answer>(b"{\"op\":\"done\"}", "answer").unwrap_err()
+        );
+        assert!(e.contains("without a version"), "{e}");
+        assert!(parse::<Answer>(b"\xff", "answer").is_err());
+        let extra = OFFER_V1.replace("\"workers\":2", "\"workers\":2,\"bogus\":1");
+        assert!(parse::<Answer>(extra.as_bytes(), "answer").is_err());
+        let r: Request = parse(br#"{"v":1,"op":"takeover","version":"9.9.9"}"#, "request").unwrap();
+        assert_eq!(r.op, Ask::Takeover);
+        assert!(parse::<Request>(br#"{"v":1,"op":"explode"}"#, "request").is_err());
+    }
+
+    #[test]
+    fn descriptors_cross_a_seqpacket_pair() {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+        let (a, b) = (Conn::new(a).unwrap(), Conn::new(b).unwrap());
+        let files: Vec<OwnedFd> = (0..300)
+            .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+            .collect();
+        a.send_fds(&files).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 300 {
+            let (bytes, fds) = b.recv(sys::MAX_FDS_PER_MSG).unwrap().unwrap();
+            let head: serde_json::Value = parse(&bytes, "fds").unwrap();
+            assert_eq!(head["fds"].as_u64(), Some(fds.len() as u64));
+            got.extend(fds);
+        }
+        assert_eq!(got.len(), 300);
+        drop(a);
+        assert!(b.recv(0).unwrap().is_none(), "a closed peer reads as None");
+    }
+
+    #[test]
+    fn the_handover_socket_sits_beside_the_control_socket() {
+        assert_eq!(
+            handover_path(Path::new("/run/vxrouter/h1.sock")),
+            PathBuf::from("/run/vxrouter/h1.handover")
+        );
     }
 }

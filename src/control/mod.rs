@@ -724,7 +724,7 @@ impl<'a> Router<'a> {
             registry.register(&mut SourceFd(&l.fd()), HANDOVER_TOKEN, Interest::READABLE)?;
         }
         let mut takeover_attached = BTreeMap::new();
-        if let Some(t) = takeover.as_deref_mut() {
+        if let Some(t) = takeover {
             let names: Vec<String> = t
                 .offer
                 .ports

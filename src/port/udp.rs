@@ -251,18 +251,9 @@ fn send_gso(
             std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
         }
     }
-    loop {
-        // SAFETY: `msg` describes live buffers (iovecs, address, control)
-        // that the kernel only reads.
-        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
-        if r >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: `msg` describes live buffers (iovecs, address, control)
+    // that the kernel only reads.
+    sys::cvt_r(|| unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) }).map(drop)
 }
 
 /// Named counters of one UDP uplink queue.
@@ -346,7 +337,7 @@ fn socket_drops(s: &Socket) -> Option<u64> {
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
     // SAFETY: `info` is writable for `len` bytes and the kernel writes at
     // most `len` bytes, updating `len` to what it wrote.
-    let r = unsafe {
+    let r = sys::cvt(unsafe {
         libc::getsockopt(
             s.as_raw_fd(),
             libc::SOL_SOCKET,
@@ -354,8 +345,8 @@ fn socket_drops(s: &Socket) -> Option<u64> {
             info.as_mut_ptr().cast(),
             &mut len,
         )
-    };
-    (r == 0 && len as usize >= 9 * 4).then_some(info[8] as u64)
+    });
+    (r.is_ok() && len as usize >= 9 * 4).then_some(info[8] as u64)
 }
 
 impl UdpPort {
