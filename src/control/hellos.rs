@@ -75,7 +75,9 @@ pub(super) fn load_hello_keys(cfg: &config::LivenessConfig) -> Result<Option<Hel
             path.display()
         );
     }
-    let mut bytes = Vec::new();
+    // Sized once and wiped on drop: the file holds the keys in hex, and a
+    // growing buffer would leave copies of them in freed memory.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(64 * 1024 + 1));
     f.take(64 * 1024 + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("liveness key file {}", path.display()))?;

@@ -67,6 +67,7 @@ use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use crate::config::{LivenessConfig, Topology};
 
@@ -157,7 +158,9 @@ pub enum BadHello {
 #[derive(Clone)]
 pub struct HelloKey {
     pub id: u32,
-    bytes: Vec<u8>,
+    /// Wiped when the key is dropped (a reload that retires it, the end
+    /// of the router), so no copy stays behind in freed memory.
+    bytes: Zeroizing<Vec<u8>>,
 }
 
 /// The keys of a key file: the hellos we send carry a MAC made with the
@@ -198,14 +201,16 @@ impl std::fmt::Debug for HelloKeys {
     }
 }
 
-fn hex_key(s: &str) -> Option<Vec<u8>> {
+fn hex_key(s: &str) -> Option<Zeroizing<Vec<u8>>> {
     if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
+    // Sized once: a growing vector would leave copies of the key behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));
+    for i in (0..s.len()).step_by(2) {
+        out.push(u8::from_str_radix(&s[i..i + 2], 16).ok()?);
+    }
+    Some(out)
 }
 
 impl HelloKeys {
@@ -218,15 +223,16 @@ impl HelloKeys {
             let line = i + 1;
             last_line = line;
             let content = raw.split('#').next().unwrap_or("");
-            // Tokens with their 1-based columns (in characters).
-            let mut tokens = Vec::new();
+            // Tokens with their 1-based columns (in characters); one of
+            // them is the key, so each is wiped when dropped.
+            let mut tokens: Vec<(usize, Zeroizing<String>)> = Vec::new();
             let mut start = None;
             for (col, c) in content.chars().chain([' ']).enumerate() {
                 match (c.is_whitespace(), start) {
                     (false, None) => start = Some(col),
                     (true, Some(s)) => {
                         let tok: String = content.chars().skip(s).take(col - s).collect();
-                        tokens.push((s + 1, tok));
+                        tokens.push((s + 1, Zeroizing::new(tok)));
                         start = None;
                     }
                     _ => {}
@@ -242,7 +248,10 @@ impl HelloKeys {
             let id: u32 = id.parse().map_err(|_| {
                 err(
                     *id_col,
-                    format!("key id {id:?}: expected a number in 0..=4294967295"),
+                    format!(
+                        "key id {:?}: expected a number in 0..=4294967295",
+                        id.as_str()
+                    ),
                 )
             })?;
             if keys.iter().any(|k| k.id == id) {
@@ -273,19 +282,27 @@ impl HelloKeys {
             }
             match tokens.get(2) {
                 None => {}
-                Some((_, w)) if w == "active" && active.is_none() => active = Some(keys.len()),
-                Some((col, w)) if w == "active" => {
+                Some((_, w)) if w.as_str() == "active" && active.is_none() => {
+                    active = Some(keys.len())
+                }
+                Some((col, w)) if w.as_str() == "active" => {
                     return Err(err(*col, "a second key is marked active".into()))
                 }
                 Some((col, w)) => {
                     return Err(err(
                         *col,
-                        format!("{w:?}: expected `active` or nothing after the key"),
+                        format!(
+                            "{:?}: expected `active` or nothing after the key",
+                            w.as_str()
+                        ),
                     ))
                 }
             }
             if let Some((col, w)) = tokens.get(3) {
-                return Err(err(*col, format!("{w:?}: nothing may follow `active`")));
+                return Err(err(
+                    *col,
+                    format!("{:?}: nothing may follow `active`", w.as_str()),
+                ));
             }
             keys.push(HelloKey { id, bytes });
         }
