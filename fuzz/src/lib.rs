@@ -46,7 +46,7 @@ use vxrouter::route::liveness::{
 
 /// The topologies the pipeline and liveness targets run on: the golden
 /// ones, which the golden tests keep valid as validation grows.
-const TOPOLOGIES: [(&str, &str); 2] = [
+const TOPOLOGIES: [(&str, &str); 3] = [
     (
         "topo-v4.toml",
         include_str!("../../tests/golden/topo-v4.toml"),
@@ -54,6 +54,10 @@ const TOPOLOGIES: [(&str, &str); 2] = [
     (
         "topo-v6.toml",
         include_str!("../../tests/golden/topo-v6.toml"),
+    ),
+    (
+        "topo-nets.toml",
+        include_str!("../../tests/golden/topo-nets.toml"),
     ),
 ];
 
@@ -192,18 +196,19 @@ struct Rec {
 /// ```
 ///
 /// - `case` picks a host of a golden topology (every host of topo-v4, then
-///   of topo-v6), modulo their number.
+///   of topo-v6, then of topo-nets with its two networks), modulo their
+///   number.
 /// - `flags`: the `F_*` constants.
 /// - `port`: low nibble the receiving port (modulo the host's ports, 0 is
 ///   the uplink); high nibble, with [`F_VXLAN`] on the uplink, the peer the
 ///   VXLAN comes from (modulo the topology's hosts plus one address that is
-///   no host's).
+///   no host's); the quotient picks the network whose VNI it carries.
 /// - `ctl`: bits 0-2 advance the clock and start a new burst (0: same
 ///   burst, unless the port changes or the burst is full); bit 3 makes the
 ///   frame a super-packet (with [`F_SUPER`]), whose segment size follows,
 ///   and bit 4 takes its segment count from the input too instead of
 ///   deriving it from the TCP payload; bit 5 sends VXLAN with a zero UDP
-///   checksum; bit 6 a wrong VNI; bit 7 takes the 8 VXLAN header bytes from
+///   checksum; bit 6 a VNI that belongs to no network; bit 7 takes the 8 VXLAN header bytes from
 ///   the front of the record instead.
 /// - `bytes`: the frame as the port delivers it (raw IP on TUN, Ethernet
 ///   elsewhere), or with [`F_VXLAN`] on the uplink the inner Ethernet frame.
@@ -434,9 +439,12 @@ fn vxlan_wrap(t: &Tables, peer: usize, ctl: u8, hdr: Option<&[u8]>, inner: &[u8]
         }
         None => {
             let vni = if ctl & 0x40 != 0 {
-                t.nets[0].vni ^ 1
+                // One past the largest: no network's, whatever their VNIs.
+                let top = t.nets.iter().map(|n| n.vni).max().unwrap_or(0);
+                (top + 1) & 0x00ff_ffff
             } else {
-                t.nets[0].vni
+                let peers = if v6 { t.known_v6.len() } else { t.known_v4.len() } + 1;
+                t.nets[(peer / peers) % t.nets.len()].vni
             };
             f.extend_from_slice(&[0x08, 0, 0, 0]);
             f.extend_from_slice(&(vni << 8).to_be_bytes());
@@ -880,7 +888,7 @@ pub fn pipeline_case(file: &str, host: &str, port: &str) -> Option<(u8, u8, Link
 }
 
 /// Liveness seeds: hellos the encoder makes, as raw datagrams and as
-/// forged ones, between ticks, on both topologies.
+/// forged ones, between ticks, on every golden topology.
 pub fn liveness_seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (ti, topo) in liveness_topologies().iter().enumerate() {
@@ -894,7 +902,7 @@ pub fn liveness_seeds() -> Vec<Vec<u8>> {
             reports: vec![Report {
                 origin: topo.hosts[1].underlay,
                 seq: WALL + 5,
-                down: vec![topo.hosts[3].underlay],
+                down: vec![topo.hosts[topo.hosts.len() - 1].underlay],
             }],
         };
         let (bytes, _) = h.encode();
