@@ -196,6 +196,169 @@ fn handover_loses_no_packet() {
     );
 }
 
+/// A router started by another process (here: the old router, on SIGUSR2)
+/// outlives it and is no child of the test: stopped on drop, SIGTERM then
+/// SIGKILL, before the `Lab` removes the namespaces.
+struct Successor(u32);
+
+impl Successor {
+    /// Whether the process still runs (not gone, not a zombie).
+    fn runs(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.0)) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X"),
+            Err(_) => false,
+        }
+    }
+
+    /// Sends `sig` and waits up to `limit` for the process to end.
+    fn signal_and_wait(&self, sig: &str, limit: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args([sig, &self.0.to_string()])
+            .output();
+        let deadline = Instant::now() + limit;
+        while self.runs() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !self.runs()
+    }
+}
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        if self.runs() && !self.signal_and_wait("-TERM", Duration::from_secs(5)) {
+            self.signal_and_wait("-KILL", Duration::from_secs(2));
+        }
+    }
+}
+
+/// An upgrade in place under systemd: SIGUSR2 makes h1's router start
+/// its own executable again with `--takeover`; the new process takes over
+/// while UDP streams cross both ways, with not one datagram lost. The old
+/// router tells the service manager `MAINPID=` of the new one (and no
+/// `STOPPING=1`) and exits 0; the new one then says `READY=1` and feeds
+/// the watchdog, serves the control socket and forwards.
+#[test]
+fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
+    require_root!();
+    let mut lab = Lab::new("ho3");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let cfg = format!(
+        "{OVERLAY}{}{}{}",
+        host("h1", 1, H1_VTEP, &c1),
+        host("h2", 2, H2_VTEP, &c2),
+        link("h1", "h2", 10)
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let notify = live_support::NotifySocket::bind(&lab);
+    let old = lab.start_env(
+        &cfg,
+        "h1",
+        &h1,
+        "h1",
+        &[],
+        &[
+            ("NOTIFY_SOCKET", notify.path.as_os_str()),
+            // 2 s: WATCHDOG=1 every second.
+            ("WATCHDOG_USEC", "2000000".as_ref()),
+        ],
+    );
+    let r2 = lab.start(&cfg, "h2", &h2);
+    lab.wait_ready(&[old, r2]);
+    let (before, _) = notify.until("READY=1", Duration::from_secs(25), &lab, old);
+    assert!(before.is_empty(), "sent before READY=1: {before:?}");
+    lab.ping(&c2, "198.19.1.2");
+
+    let count = (COUNT / 2).to_string();
+    let rate = RATE.to_string();
+    let rx1 = receiver(&lab, &c1, &["udp-recv", "198.19.1.2", "5001", "3"]);
+    let rx2 = receiver(&lab, &c2, &["udp-recv", "198.19.2.2", "5001", "3"]);
+    let senders = [
+        stream(
+            &lab,
+            &c2,
+            &["udp-send", "198.19.1.2", "5001", &count, &rate],
+        ),
+        stream(
+            &lab,
+            &c1,
+            &["udp-send", "198.19.2.2", "5001", &count, &rate],
+        ),
+    ];
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let old_pid = lab.routers[old].child.id();
+    live_support::cmd(&["kill", "-USR2", &old_pid.to_string()]);
+    let st = wait_exit(&mut lab, old, Duration::from_secs(20));
+    assert!(
+        st.success(),
+        "the old router failed ({st}):\n{}",
+        lab.log(old)
+    );
+    let (before, mainpid) = notify.until("MAINPID=", Duration::from_secs(5), &lab, old);
+    assert!(
+        !before.iter().any(|m| m == "STOPPING=1"),
+        "the old router told systemd it stops: {before:?}"
+    );
+    let pid: u32 = mainpid["MAINPID=".len()..]
+        .parse()
+        .unwrap_or_else(|_| panic!("{mainpid}"));
+    let new = Successor(pid);
+    assert_ne!(pid, old_pid);
+    assert!(new.runs(), "the new router is gone:\n{}", lab.log(old));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("--takeover"), "{cmdline}");
+    // The new router says it is ready and feeds the watchdog, as the main
+    // process now; the old one said nothing after MAINPID (it has exited).
+    let (after, _) = notify.until("READY=1", Duration::from_secs(10), &lab, old);
+    assert!(
+        !after.iter().any(|m| m == "STOPPING=1"),
+        "STOPPING=1 after MAINPID: {after:?}"
+    );
+    notify.until("WATCHDOG=1", Duration::from_secs(5), &lab, old);
+    // Both routers write to the log the first one was given.
+    let log = lab.log(old);
+    assert!(log.contains("SIGUSR2: started a new router"), "{log}");
+    assert!(log.contains("takeover complete"), "{log}");
+
+    for mut s in senders {
+        let st = s.wait().expect("sender");
+        assert!(st.success(), "a sender failed ({st})");
+    }
+    let to_c1 = report(rx1);
+    let to_c2 = report(rx2);
+    eprintln!("ho3: h2->h1 {to_c1}; h1->h2 {to_c2}");
+    for (what, r) in [("h2 -> h1", &to_c1), ("h1 -> h2", &to_c2)] {
+        assert_eq!(
+            r["missing"].as_u64(),
+            Some(0),
+            "{what}: datagrams lost across the upgrade: {r}\n{}",
+            lab.log(old)
+        );
+        assert_eq!(r["highest"].as_u64(), Some(COUNT / 2 - 1), "{what}: {r}");
+    }
+    lab.ping(&c2, "198.19.1.2");
+    let socket = lab.socket_path("h1").display().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_vxrouter"))
+        .args(["status", "--socket", &socket])
+        .output()
+        .expect("vxrouter status");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A SIGTERM now is the service's stop: STOPPING=1 from the new router.
+    assert!(
+        new.signal_and_wait("-TERM", Duration::from_secs(10)),
+        "the new router did not stop on SIGTERM:\n{}",
+        lab.log(old)
+    );
+    notify.until("STOPPING=1", Duration::from_secs(5), &lab, old);
+}
+
 /// A newer router refuses a handover message of an unknown version with
 /// a clear error, and the running router goes on forwarding.
 #[test]

@@ -16,49 +16,12 @@ mod common;
 #[macro_use]
 mod live_support;
 
-use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use live_support::{host, link, wait_for, Lab, Router, H1_VTEP, H2_VTEP, OVERLAY};
+use live_support::{host, link, wait_for, Lab, NotifySocket, Router, H1_VTEP, H2_VTEP, OVERLAY};
 
 const METRICS: &str = "198.18.0.1:9471";
-
-/// The next notification within `limit`, or `None`.
-fn next_message(sock: &UnixDatagram, limit: Duration) -> Option<String> {
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match sock.recv(&mut buf) {
-            Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("reading the notify socket: {e}"),
-        }
-    }
-    None
-}
-
-/// Reads notifications until one whose first line is `want`; returns the
-/// first lines of those before it.
-fn until(sock: &UnixDatagram, want: &str, limit: Duration, lab: &Lab) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    let mut before = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Some(m) = next_message(sock, left) else {
-            panic!("no {want} in {limit:?} (got {before:?}):\n{}", lab.log(0));
-        };
-        let first = m.lines().next().unwrap_or("").to_owned();
-        if first == want {
-            return before;
-        }
-        before.push(first);
-    }
-}
 
 /// `READY=1` once the router forwards, with `/readyz` and `/healthz` 200;
 /// `WATCHDOG=1` while its worker moves; `STOPPING=1` on SIGTERM, before a
@@ -78,11 +41,7 @@ fn notifies_ready_watchdog_and_stopping_and_answers_the_probes() {
     let cfg = lab.write("topo.toml", &cfg);
 
     // systemd's side: a datagram socket at a path.
-    let notify_path = lab.dir.path().join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).expect("binding the notify socket");
-    notify
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("notify socket timeout");
+    let notify = NotifySocket::bind(&lab);
 
     // Started as Lab::start does, with systemd's variables; the Lab owns
     // it from here (SIGTERM, then SIGKILL on drop).
@@ -98,7 +57,7 @@ fn notifies_ready_watchdog_and_stopping_and_answers_the_probes() {
         .arg(&stats)
         .args(["--log-interval", "1", "--no-socket", "--metrics", METRICS])
         .env("NO_COLOR", "1")
-        .env("NOTIFY_SOCKET", &notify_path)
+        .env("NOTIFY_SOCKET", &notify.path)
         // 2 s: WATCHDOG=1 every second.
         .env("WATCHDOG_USEC", "2000000")
         .env_remove("WATCHDOG_PID")
@@ -115,7 +74,7 @@ fn notifies_ready_watchdog_and_stopping_and_answers_the_probes() {
         log,
     });
 
-    let before = until(&notify, "READY=1", Duration::from_secs(25), &lab);
+    let before = notify.until("READY=1", Duration::from_secs(25), &lab, 0).0;
     assert!(before.is_empty(), "sent before READY=1: {before:?}");
     lab.assert_alive(0);
     let url = |p: &str| format!("http://{METRICS}{p}");
@@ -126,7 +85,9 @@ fn notifies_ready_watchdog_and_stopping_and_answers_the_probes() {
 
     // The watchdog is fed while the worker moves: twice in a row.
     for k in 0..2 {
-        let got = until(&notify, "WATCHDOG=1", Duration::from_secs(5), &lab);
+        let got = notify
+            .until("WATCHDOG=1", Duration::from_secs(5), &lab, 0)
+            .0;
         assert!(got.is_empty(), "before WATCHDOG=1 #{k}: {got:?}");
     }
     // Still healthy after a few ticks, and the metrics say why.
@@ -152,7 +113,9 @@ fn notifies_ready_watchdog_and_stopping_and_answers_the_probes() {
     // SIGTERM: STOPPING=1 (watchdog pings may come before it), then a
     // clean exit.
     lab.signal(0, "TERM");
-    let got = until(&notify, "STOPPING=1", Duration::from_secs(10), &lab);
+    let got = notify
+        .until("STOPPING=1", Duration::from_secs(10), &lab, 0)
+        .0;
     assert!(
         got.iter().all(|m| m == "WATCHDOG=1"),
         "before STOPPING=1: {got:?}"

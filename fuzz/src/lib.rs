@@ -443,7 +443,11 @@ fn vxlan_wrap(t: &Tables, peer: usize, ctl: u8, hdr: Option<&[u8]>, inner: &[u8]
                 let top = t.nets.iter().map(|n| n.vni).max().unwrap_or(0);
                 (top + 1) & 0x00ff_ffff
             } else {
-                let peers = if v6 { t.known_v6.len() } else { t.known_v4.len() } + 1;
+                let peers = if v6 {
+                    t.known_v6.len()
+                } else {
+                    t.known_v4.len()
+                } + 1;
                 t.nets[(peer / peers) % t.nets.len()].vni
             };
             f.extend_from_slice(&[0x08, 0, 0, 0]);

@@ -198,6 +198,11 @@ impl Conn {
         sys::send_with_fds(self.0.as_fd(), &data, &fds)
     }
 
+    /// The process id of the router at the other end.
+    fn peer_pid(&self) -> Option<u32> {
+        sys::peer_pid(self.0.as_fd()).ok()
+    }
+
     /// Sends `fds` in as many messages as they need.
     fn send_fds(&self, fds: &[OwnedFd]) -> io::Result<()> {
         for chunk in fds.chunks(sys::MAX_FDS_PER_MSG) {
@@ -632,6 +637,7 @@ fn serve(conn: Conn, src: &mut dyn Source) -> Outcome {
             Ask::Takeover => {}
             Ask::Stop => {
                 tracing::info!("stopping: a new router asked for a restart");
+                src.hand_to(conn.peer_pid());
                 let _ = conn.send(&Answer::Stopping { v: VERSION }, &[]);
                 return Outcome::Stop(conn);
             }
@@ -666,6 +672,7 @@ fn serve(conn: Conn, src: &mut dyn Source) -> Outcome {
                 op: Ask::Polling, ..
             })) => {
                 let forwarded = src.stop_workers();
+                src.hand_to(conn.peer_pid());
                 let _ = conn.send(
                     &Answer::Done {
                         v: VERSION,
@@ -898,6 +905,9 @@ impl super::Router<'_> {
 trait Source {
     fn offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String>;
     fn stop_workers(&mut self) -> u64;
+    /// The new router (process `pid`, when known) carries on from here:
+    /// the service manager is told so.
+    fn hand_to(&mut self, pid: Option<u32>);
 }
 
 impl Source for super::Router<'_> {
@@ -907,6 +917,121 @@ impl Source for super::Router<'_> {
 
     fn stop_workers(&mut self) -> u64 {
         self.stop_for_handover()
+    }
+
+    fn hand_to(&mut self, pid: Option<u32>) {
+        let Some(n) = &self.notify else {
+            return;
+        };
+        match pid {
+            Some(pid) => {
+                // From here the new router's notifications (READY=1,
+                // WATCHDOG=1) are the ones systemd takes, and this one's
+                // exit is not the service's end.
+                n.send(&format!("MAINPID={pid}"));
+                self.successor_pid = Some(pid);
+                tracing::info!(pid, "told systemd the new router is the main process (MAINPID)");
+            }
+            None => tracing::warn!(
+                "the new router's process id is unknown: systemd keeps this router as the service's main process"
+            ),
+        }
+    }
+}
+
+/// A successor this router started on SIGUSR2: the executable it was
+/// started from (read again from disk, so that an upgraded binary runs)
+/// with its own arguments and `--takeover`.
+#[derive(Debug)]
+pub(super) struct Relaunch {
+    exe: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    child: Option<std::process::Child>,
+}
+
+impl Relaunch {
+    /// This process's executable path and arguments, read at start: once a
+    /// package upgrade replaces the file, `/proc/self/exe` names the old
+    /// one as deleted, while the path runs the new one.
+    pub(super) fn of_this_process() -> Option<Relaunch> {
+        let exe = std::env::current_exe().ok()?;
+        Some(Relaunch {
+            exe,
+            args: std::env::args_os().skip(1).collect(),
+            child: None,
+        })
+    }
+
+    /// The command that starts the successor.
+    fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.args(&self.args);
+        if !self.args.iter().any(|a| a == "--takeover") {
+            cmd.arg("--takeover");
+        }
+        // systemd's watchdog names this process; the successor feeds it
+        // once it is the main process.
+        cmd.env_remove("WATCHDOG_PID")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+}
+
+/// Upgrades in place (SIGUSR2), on [`Router`].
+impl super::Router<'_> {
+    /// Starts a successor that takes over from this router through the
+    /// handover socket; this router goes on until it has.
+    pub(super) fn start_successor(&mut self) {
+        if self.handover.is_none() {
+            tracing::warn!(
+                "SIGUSR2: an upgrade in place needs the control socket (the new router finds this one beside it); going on"
+            );
+            return;
+        }
+        let Some(r) = &mut self.relaunch else {
+            tracing::warn!("SIGUSR2: this router's executable path is unknown; going on");
+            return;
+        };
+        if let Some(c) = &mut r.child {
+            if matches!(c.try_wait(), Ok(None)) {
+                tracing::warn!(
+                    pid = c.id(),
+                    "SIGUSR2: a new router is already taking over; going on"
+                );
+                return;
+            }
+        }
+        match r.command().spawn() {
+            Ok(c) => {
+                tracing::info!(pid = c.id(), exe = %r.exe.display(), "SIGUSR2: started a new router to take over from this one");
+                r.child = Some(c);
+            }
+            Err(e) => {
+                tracing::error!(exe = %r.exe.display(), error = %e, "SIGUSR2: starting a new router failed; going on")
+            }
+        }
+    }
+
+    /// Notes a successor that exited without taking over (this router
+    /// goes on, as after any failed takeover).
+    pub(super) fn reap_successor(&mut self) {
+        let Some(r) = &mut self.relaunch else {
+            return;
+        };
+        let Some(c) = &mut r.child else {
+            return;
+        };
+        match c.try_wait() {
+            Ok(None) => {}
+            Ok(Some(st)) => {
+                tracing::warn!(pid = c.id(), status = %st, "the new router started on SIGUSR2 exited without taking over; this one goes on");
+                r.child = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the new router");
+                r.child = None;
+            }
+        }
     }
 }
 

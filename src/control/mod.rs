@@ -13,15 +13,17 @@
 //! (republish: packets that no longer fit get ICMP errors naming the size
 //! that does), liveness hellos, control socket requests (status, ports,
 //! live attach and detach), SIGHUP (reload; a bad file keeps the running
-//! tables), SIGINT/SIGTERM (stop the workers, detach XDP, remove what we
-//! created), and every second it retires old tables, retries unresolved
+//! tables), SIGUSR2 (start a successor from the executable on disk, which
+//! takes over through `handover`: an upgrade in place), SIGINT/SIGTERM
+//! (stop the workers, detach XDP, remove what we created), and every second it retires old tables, retries unresolved
 //! neighbours, writes the stats file and hands the same counters to the
 //! metrics endpoint ([`crate::metrics`]). Each tick also reads every
 //! worker's loop count (`progress`): a worker that has not looped for
 //! `progress::PROGRESS_WINDOW` is wedged, and the router logs it, counts
 //! it and exits non-zero, for its supervisor to restart it. Under systemd
 //! (`notify`) it says `READY=1` once every worker polls, feeds the
-//! watchdog only while every worker makes progress, and says `STOPPING=1`.
+//! watchdog only while every worker makes progress, and says `STOPPING=1`;
+//! a router that hands over tells it `MAINPID=` of its successor instead.
 //!
 //! Files: `setup` opens port queues, `ports` keeps the port set,
 //! `attach` attaches and detaches ports live, `socket` serves the
@@ -212,6 +214,7 @@ impl Drop for Owned {
 struct Signals {
     term: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    usr2: Arc<AtomicBool>,
 }
 
 impl Signals {
@@ -223,7 +226,10 @@ impl Signals {
         }
         signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
             .context("installing signal handlers")?;
-        Ok(Signals { term, hup })
+        let usr2 = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR2, usr2.clone())
+            .context("installing signal handlers")?;
+        Ok(Signals { term, hup, usr2 })
     }
 }
 
@@ -305,6 +311,10 @@ struct Router<'a> {
     takeover_attached: BTreeMap<String, Vec<std::os::fd::OwnedFd>>,
     /// A handover or a restart request decided how this router ends.
     exit: Exit,
+    /// How to start a successor on SIGUSR2, and the one started.
+    relaunch: Option<handover::Relaunch>,
+    /// The new router systemd was told is the main process now.
+    successor_pid: Option<u32>,
 }
 
 /// How the loop ends, besides a signal.
@@ -358,6 +368,10 @@ pub fn run(opts: &RunOptions) -> Result<()> {
             }
             Exit::Stop(_) => break Ok(()),
         }
+        if signals.usr2.swap(false, Ordering::Relaxed) {
+            router.start_successor();
+        }
+        router.reap_successor();
         if let Err(e) = router.step(signals.hup.swap(false, Ordering::Relaxed)) {
             break Err(e);
         }
@@ -793,6 +807,8 @@ impl<'a> Router<'a> {
             handover,
             takeover_attached,
             exit: Exit::Running,
+            relaunch: handover::Relaunch::of_this_process(),
+            successor_pid: None,
         };
         if router.liveness.is_some() {
             // Routes over the links liveness takes as up at start.
@@ -1405,7 +1421,8 @@ impl<'a> Router<'a> {
     /// Stops the workers and takes down what the start made.
     fn stop(mut self) {
         tracing::info!("stopping");
-        if let Some(n) = &self.notify {
+        // Once a successor is the main process, the service goes on.
+        if let (Some(n), None) = (&self.notify, self.successor_pid) {
             n.send("STOPPING=1");
         }
         if let Some(m) = &self.metrics {

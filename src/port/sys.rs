@@ -477,6 +477,29 @@ pub fn tun_info(fd: BorrowedFd<'_>) -> io::Result<(libc::c_short, String)> {
     Ok((flags, String::from_utf8_lossy(&name).into_owned()))
 }
 
+/// The process id of the peer of connected Unix socket `fd`, as it was
+/// when it connected (`SO_PEERCRED`).
+pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: ucred is plain data; all zeroes is a valid value.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `cred`, alive and
+    // exclusively borrowed for the call.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    u32::try_from(cred.pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| io::Error::other("the peer has no process id in this namespace"))
+}
+
 /// Fills `buf` from the kernel's random source (`getrandom(2)`, blocking
 /// only before the pool is first seeded at boot).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {

@@ -535,6 +535,19 @@ impl Lab {
         label: &str,
         extra: &[&str],
     ) -> usize {
+        self.start_env(config, host, ns, label, extra, &[])
+    }
+
+    /// [`Lab::start_as`] with environment variables for the router.
+    pub fn start_env(
+        &mut self,
+        config: &Path,
+        host: &str,
+        ns: &str,
+        label: &str,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> usize {
         let stats = self.dir.path().join(format!("{label}.json"));
         let log = self.dir.path().join(format!("{label}.log"));
         let _ = std::fs::remove_file(&stats);
@@ -568,6 +581,7 @@ impl Lab {
                 vec![]
             })
             .args(extra)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("log fd"))
@@ -947,6 +961,61 @@ impl Drop for Lab {
         }
         for ns in self.namespaces.iter().rev() {
             crate::common::remove_netns(ns);
+        }
+    }
+}
+
+/// systemd's side of the notify protocol: a datagram socket at a path in
+/// the lab's directory, for `$NOTIFY_SOCKET`.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    sock: std::os::unix::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    pub fn bind(lab: &Lab) -> NotifySocket {
+        let path = lab.dir.path().join("notify.sock");
+        let sock =
+            std::os::unix::net::UnixDatagram::bind(&path).expect("binding the notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("notify socket timeout");
+        NotifySocket { path, sock }
+    }
+
+    /// The next notification within `limit`, or `None`.
+    pub fn next(&self, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.sock.recv(&mut buf) {
+                Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("reading the notify socket: {e}"),
+            }
+        }
+        None
+    }
+
+    /// Reads notifications until one whose first line starts with `want`;
+    /// returns the first lines of those before it, and its own. Panics
+    /// with router `r`'s log when none comes within `limit`.
+    pub fn until(&self, want: &str, limit: Duration, lab: &Lab, r: usize) -> (Vec<String>, String) {
+        let deadline = Instant::now() + limit;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(m) = self.next(left) else {
+                panic!("no {want} in {limit:?} (got {before:?}):\n{}", lab.log(r));
+            };
+            let first = m.lines().next().unwrap_or("").to_owned();
+            if first.starts_with(want) {
+                return (before, first);
+            }
+            before.push(first);
         }
     }
 }
