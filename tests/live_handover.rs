@@ -66,6 +66,10 @@ fn wait_exit(lab: &mut Lab, r: usize, limit: Duration) -> std::process::ExitStat
 /// between a TUN container on each host and a TCP stream from h2's to
 /// h1's: every datagram arrives, the old router exits 0 without removing
 /// the container's namespace, and the new one forwards and owns it.
+///
+/// With `VXROUTER_OLD_BIN` set to another build's executable, the old
+/// router runs that build: `tools/test-handover-across-builds` builds an
+/// older commit and hands over from it to this build.
 #[test]
 fn handover_loses_no_packet() {
     require_root!();
@@ -80,7 +84,13 @@ fn handover_loses_no_packet() {
         link("h1", "h2", 10)
     );
     let cfg = lab.write("topo.toml", &cfg);
+    let this_build = lab.router_bin.clone();
+    if let Some(bin) = std::env::var_os("VXROUTER_OLD_BIN") {
+        eprintln!("ho1: the old router runs {}", bin.to_string_lossy());
+        lab.router_bin = bin.into();
+    }
     let old = lab.start(&cfg, "h1", &h1);
+    lab.router_bin = this_build;
     let r2 = lab.start(&cfg, "h2", &h2);
     lab.wait_ready(&[old, r2]);
     lab.ping(&c2, "198.19.1.2");

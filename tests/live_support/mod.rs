@@ -265,6 +265,9 @@ pub struct Lab {
     namespaces: Vec<String>,
     pub routers: Vec<Router>,
     background: Vec<Child>,
+    /// The `vxrouter` executable the next start runs: this build's, unless
+    /// a test runs another (an older build handing over to this one).
+    pub router_bin: PathBuf,
 }
 
 impl Lab {
@@ -289,6 +292,7 @@ impl Lab {
             namespaces: Vec::new(),
             routers: Vec::new(),
             background: Vec::new(),
+            router_bin: PathBuf::from(env!("CARGO_BIN_EXE_vxrouter")),
         }
     }
 
@@ -560,7 +564,7 @@ impl Lab {
             .any(|a| *a == "--socket" || *a == "--no-socket");
         let child = Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{ns}"))
-            .arg(env!("CARGO_BIN_EXE_vxrouter"))
+            .arg(&self.router_bin)
             .args(["run", "--config"])
             .arg(config)
             .args(["--host", host, "--stats-file"])
