@@ -1303,6 +1303,11 @@ impl<'a> Router<'a> {
             self.last_macs = macs;
             self.publisher.publish(t);
             self.published += 1;
+            // Tables a worker no longer reads are freed now, not at the
+            // next tick: each snapshot holds its FIB's top arrays (a
+            // megabyte or more), and a burst of attaches and detaches
+            // publishes dozens a second.
+            self.publisher.reclaim();
         }
     }
 
