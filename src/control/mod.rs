@@ -1464,8 +1464,8 @@ impl<'a> Router<'a> {
     }
 
     /// Takes port `index`'s queues back from every worker (the tables must
-    /// no longer send to it) and drops them.
-    fn take_from_workers(&self, index: u16) -> (u64, u64) {
+    /// no longer send to it); returns what they counted and the queues.
+    fn take_from_workers(&self, index: u16) -> (u64, u64, Vec<Box<dyn Port + Send>>) {
         let mut acks = Vec::new();
         for (_, h) in &self.owned.workers {
             let (done, ack) = std::sync::mpsc::channel();
@@ -1473,18 +1473,18 @@ impl<'a> Router<'a> {
                 acks.push(ack);
             }
         }
-        let (mut rx, mut tx) = (0, 0);
+        let (mut rx, mut tx, mut queues) = (0, 0, Vec::new());
         for ack in acks {
             match ack.recv_timeout(WORKER_ACK_TIMEOUT) {
                 Ok(d) => {
                     rx += d.rx;
                     tx += d.tx;
-                    drop(d.queues);
+                    queues.extend(d.queues);
                 }
                 Err(_) => tracing::error!(port = index, "a worker did not give a port back"),
             }
         }
-        (rx, tx)
+        (rx, tx, queues)
     }
 }
 
