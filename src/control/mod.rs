@@ -887,6 +887,9 @@ impl<'a> Router<'a> {
             self.tick();
         }
         self.publish_if_needed();
+        // Replies are out: spares taken by this step's attaches are made
+        // now, not while their hand-off was running.
+        self.umem_pool.refill();
         self.feed_watchdog();
         if self.workers_wedged > 0 {
             bail!(
