@@ -273,9 +273,16 @@ struct Spares {
     made: std::sync::mpsc::Receiver<SpareUmem>,
     /// One message per spare to make.
     make: std::sync::mpsc::Sender<()>,
+    /// Spares asked for and not received yet.
+    asked: usize,
     /// Spares taken since the last refill.
     taken: usize,
 }
+
+/// How long an open waits for a spare the thread is making before it
+/// makes its own UMEM: a bit more than one takes to make. Waiting costs
+/// less than making a second one beside it on the same cores.
+const SPARE_WAIT: std::time::Duration = std::time::Duration::from_millis(30);
 
 impl UmemPool {
     /// A pool of `cfg`'s sizes that keeps `target` spares ready (none when
@@ -317,6 +324,7 @@ impl UmemPool {
             spares: Some(Spares {
                 made,
                 make,
+                asked: target,
                 taken: 0,
             }),
         })
@@ -328,10 +336,15 @@ impl UmemPool {
     }
 
     /// Opens a socket on `ifname` queue `queue_id` as [`AfXdpPort::open`]
-    /// does, on a spare UMEM when one is ready.
+    /// does, on a spare UMEM when one is ready or being made.
     pub fn open(&mut self, ifname: &str, queue_id: u32) -> io::Result<AfXdpPort> {
         let spare = self.spares.as_mut().and_then(|s| {
-            let spare = s.made.try_recv().ok()?;
+            let spare = match s.made.try_recv() {
+                Ok(spare) => spare,
+                Err(_) if s.asked > 0 => s.made.recv_timeout(SPARE_WAIT).ok()?,
+                Err(_) => return None,
+            };
+            s.asked -= 1;
             s.taken += 1;
             Some(spare)
         });
@@ -344,7 +357,9 @@ impl UmemPool {
     pub fn refill(&mut self) {
         if let Some(s) = self.spares.as_mut() {
             for _ in 0..std::mem::take(&mut s.taken) {
-                let _ = s.make.send(());
+                if s.make.send(()).is_ok() {
+                    s.asked += 1;
+                }
             }
         }
     }
