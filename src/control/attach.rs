@@ -14,6 +14,8 @@
 //! attached port's interface belongs to its container and outlives the
 //! router (only detach removes it).
 
+use std::time::{Duration, Instant};
+
 use ipnet::IpNet;
 
 use crate::api::{self, ApiError, ErrorCode, PortInfo};
@@ -102,9 +104,12 @@ impl Router<'_> {
             queues: self.n_workers as u32,
             tx_checksum_off: !a.offload,
         };
+        let t0 = Instant::now();
+        let mut t_interface = Duration::ZERO;
         let queues = match a.kind {
             PortKind::Veth => {
                 sandbox::create_veth(&spec).map_err(|e| host_error(&a, e))?;
+                t_interface = t0.elapsed();
                 match self.open_veth_queues(&config, index) {
                     Ok(q) => q,
                     Err(e) => {
@@ -119,13 +124,28 @@ impl Router<'_> {
                 setup::tun_queues(tuns, self.n_workers)
             }
         };
+        let t_queues = t0.elapsed();
         let attachment = record.attachment.clone();
-        if let Err(e) = self.install(index, queues, config, attachment) {
-            self.remove_interface_of(&record.attachment, a.kind, &name);
-            return Err(e);
-        }
+        let t_publish = match self.install(index, queues, config, attachment) {
+            Ok(t) => t,
+            Err(e) => {
+                self.remove_interface_of(&record.attachment, a.kind, &name);
+                return Err(e);
+            }
+        };
+        let t_installed = t0.elapsed();
         self.save_record(&record);
         tracing::info!(id = %a.id, port = %name, index, kind = ?a.kind, netns = %a.netns.display(), ifname = %a.ifname, addresses = ?a.addresses, "port attached");
+        tracing::debug!(
+            id = %a.id,
+            interface_us = micros(t_interface),
+            queues_us = micros(t_queues - t_interface),
+            publish_us = micros(t_publish),
+            hand_off_us = micros(t_installed.saturating_sub(t_queues + t_publish)),
+            record_us = micros(t0.elapsed() - t_installed),
+            total_us = micros(t0.elapsed()),
+            "attach steps"
+        );
         Ok(self.info(index))
     }
 
@@ -134,14 +154,14 @@ impl Router<'_> {
     /// waits in the port's queues until a worker polls them, whereas a
     /// worker polling a port the tables do not know yet drops what it
     /// reads. On failure the port is out of the tables again and every
-    /// worker has given its queue back.
+    /// worker has given its queue back. Returns how long publishing took.
     fn install(
         &mut self,
         index: u16,
         mut queues: setup::Queues,
         config: PortConfig,
         attachment: Attachment,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Duration, ApiError> {
         let program = queues.link.take();
         let passable = std::mem::replace(&mut queues.passable, setup::Passable::Fds(Vec::new()));
         self.ports.insert(
@@ -153,18 +173,20 @@ impl Router<'_> {
                 passable,
             },
         );
+        let t0 = Instant::now();
         self.need(Republish::Always);
         self.publish_if_needed();
+        let t_publish = t0.elapsed();
         if let Err(e) = self.give_to_workers(index, queues) {
             let slot = self.ports.remove(index);
             self.need(Republish::Always);
             self.publish_if_needed();
             // Some workers may hold their queue: take every one back.
-            self.take_from_workers(index);
+            drop(self.take_from_workers(index));
             drop(slot);
             return Err(e);
         }
-        Ok(())
+        Ok(t_publish)
     }
 
     fn save_record(&self, r: &Record) {
@@ -323,18 +345,45 @@ impl Router<'_> {
         let Some(index) = self.ports.find_id(id) else {
             return Ok(false);
         };
+        let t0 = Instant::now();
         let slot = self.ports.remove(index).expect("found by id");
         // No table sends to the port once this is published.
         self.need(Republish::Always);
         self.publish_if_needed();
-        let (rx, tx) = self.take_from_workers(index);
-        drop(slot.program);
+        let t_publish = t0.elapsed();
+        let (rx, tx, queues) = self.take_from_workers(index);
+        let t_taken = t0.elapsed();
         let at = slot.attachment.expect("found by id");
+        let program = slot.program;
+        // Closing the sockets (their UMEMs unmapped), detaching the XDP
+        // link and removing the interface each wait for the kernel (RCU
+        // grace periods): closed on a thread of their own, the first two
+        // wait beside the removal rather than before it. Both are done
+        // before the reply, so a detached port holds nothing.
+        let (closed, removed) = std::thread::scope(|s| {
+            let closing = s.spawn(move || {
+                drop(queues);
+                drop(program);
+                t0.elapsed()
+            });
+            self.remove_interface_of(&at, slot.config.kind, &slot.config.name);
+            let removed = t0.elapsed();
+            (closing.join(), removed)
+        });
+        let closed = closed.unwrap_or_else(|p| std::panic::resume_unwind(p));
         tracing::info!(id, port = %slot.config.name, index, rx, tx, "port detached");
-        self.remove_interface_of(&at, slot.config.kind, &slot.config.name);
         if let Some(st) = &self.state {
             st.remove(&slot.config.name);
         }
+        tracing::debug!(
+            id,
+            publish_us = micros(t_publish),
+            take_back_us = micros(t_taken - t_publish),
+            queues_closed_us = micros(closed.saturating_sub(t_taken)),
+            interface_removed_us = micros(removed.saturating_sub(t_taken)),
+            total_us = micros(t0.elapsed()),
+            "detach steps"
+        );
         Ok(true)
     }
 
@@ -415,6 +464,11 @@ impl Router<'_> {
             }
         }
     }
+}
+
+/// A step's time for the debug log.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn err(code: ErrorCode, message: String) -> ApiError {

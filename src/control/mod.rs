@@ -903,6 +903,9 @@ impl<'a> Router<'a> {
             self.tick();
         }
         self.publish_if_needed();
+        // Replies are out: spares taken by this step's attaches are made
+        // now, not while their hand-off was running.
+        self.umem_pool.refill();
         self.feed_watchdog();
         if self.workers_wedged > 0 {
             bail!(
@@ -1319,6 +1322,11 @@ impl<'a> Router<'a> {
             self.last_macs = macs;
             self.publisher.publish(t);
             self.published += 1;
+            // Tables a worker no longer reads are freed now, not at the
+            // next tick: each snapshot holds its FIB's top arrays (a
+            // megabyte or more), and a burst of attaches and detaches
+            // publishes dozens a second.
+            self.publisher.reclaim();
         }
     }
 
@@ -1476,8 +1484,8 @@ impl<'a> Router<'a> {
     }
 
     /// Takes port `index`'s queues back from every worker (the tables must
-    /// no longer send to it) and drops them.
-    fn take_from_workers(&self, index: u16) -> (u64, u64) {
+    /// no longer send to it); returns what they counted and the queues.
+    fn take_from_workers(&self, index: u16) -> (u64, u64, Vec<Box<dyn Port + Send>>) {
         let mut acks = Vec::new();
         for (_, h) in &self.owned.workers {
             let (done, ack) = std::sync::mpsc::channel();
@@ -1485,18 +1493,18 @@ impl<'a> Router<'a> {
                 acks.push(ack);
             }
         }
-        let (mut rx, mut tx) = (0, 0);
+        let (mut rx, mut tx, mut queues) = (0, 0, Vec::new());
         for ack in acks {
             match ack.recv_timeout(WORKER_ACK_TIMEOUT) {
                 Ok(d) => {
                     rx += d.rx;
                     tx += d.tx;
-                    drop(d.queues);
+                    queues.extend(d.queues);
                 }
                 Err(_) => tracing::error!(port = index, "a worker did not give a port back"),
             }
         }
-        (rx, tx)
+        (rx, tx, queues)
     }
 }
 

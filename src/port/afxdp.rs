@@ -252,15 +252,37 @@ fn make_umem(cfg: &AfXdpConfig) -> io::Result<SpareUmem> {
 /// UMEMs made ahead of need for the sockets of ports attached later, so
 /// that an attach binds sockets rather than builds their memory. A thread
 /// of its own makes them, so neither the requests nor the workers wait
-/// for it; it keeps `target` spares ready and ends with the pool.
+/// for it; it keeps `target` spares and ends with the pool. It makes the
+/// next spare only when told to ([`UmemPool::refill`]): making one is
+/// about 10 ms of CPU, which would otherwise compete with the attach that
+/// took the last spare, on the very cores its hand-off to the workers
+/// needs.
 ///
 /// Invariant: every spare has this pool's sizes and has never been bound,
 /// so it satisfies the fresh-UMEM condition of [`AfXdpPort::open`].
 #[derive(Debug)]
 pub struct UmemPool {
     cfg: AfXdpConfig,
-    spares: Option<std::sync::mpsc::Receiver<SpareUmem>>,
+    spares: Option<Spares>,
 }
+
+/// The spare-making thread's two channels.
+#[derive(Debug)]
+struct Spares {
+    /// Spares made, in the order made.
+    made: std::sync::mpsc::Receiver<SpareUmem>,
+    /// One message per spare to make.
+    make: std::sync::mpsc::Sender<()>,
+    /// Spares asked for and not received yet.
+    asked: usize,
+    /// Spares taken since the last refill.
+    taken: usize,
+}
+
+/// How long an open waits for a spare the thread is making before it
+/// makes its own UMEM: a bit more than one takes to make. Waiting costs
+/// less than making a second one beside it on the same cores.
+const SPARE_WAIT: std::time::Duration = std::time::Duration::from_millis(30);
 
 impl UmemPool {
     /// A pool of `cfg`'s sizes that keeps `target` spares ready (none when
@@ -271,29 +293,40 @@ impl UmemPool {
         if target == 0 || cfg.zero_copy != ZeroCopy::Off {
             return Ok(UmemPool { cfg, spares: None });
         }
-        // A rendezvous channel holds no spare: the one the thread holds
-        // while it waits to hand it over is the last of the `target`.
-        let (tx, rx) = std::sync::mpsc::sync_channel(target - 1);
-        let make = cfg.clone();
+        // Spares in the pool plus spares asked for stay `target`: one
+        // request per spare at the start, one per spare taken since.
+        let (made_tx, made) = std::sync::mpsc::channel();
+        let (make, make_rx) = std::sync::mpsc::channel::<()>();
+        for _ in 0..target {
+            let _ = make.send(());
+        }
+        let sizes = cfg.clone();
         std::thread::Builder::new()
             .name("vxr-umem".into())
-            .spawn(move || loop {
-                match make_umem(&make) {
-                    // The pool is gone: so is the need.
-                    Ok(s) => {
-                        if tx.send(s).is_err() {
+            .spawn(move || {
+                // The pool is gone: so is the need.
+                while make_rx.recv().is_ok() {
+                    match make_umem(&sizes) {
+                        Ok(s) => {
+                            if made_tx.send(s).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "making a spare UMEM failed: AF_XDP sockets make their own from now on");
                             return;
                         }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "making a spare UMEM failed: AF_XDP sockets make their own from now on");
-                        return;
                     }
                 }
             })?;
         Ok(UmemPool {
             cfg,
-            spares: Some(rx),
+            spares: Some(Spares {
+                made,
+                make,
+                asked: target,
+                taken: 0,
+            }),
         })
     }
 
@@ -303,10 +336,32 @@ impl UmemPool {
     }
 
     /// Opens a socket on `ifname` queue `queue_id` as [`AfXdpPort::open`]
-    /// does, on a spare UMEM when one is ready.
+    /// does, on a spare UMEM when one is ready or being made.
     pub fn open(&mut self, ifname: &str, queue_id: u32) -> io::Result<AfXdpPort> {
-        let spare = self.spares.as_ref().and_then(|r| r.try_recv().ok());
+        let spare = self.spares.as_mut().and_then(|s| {
+            let spare = match s.made.try_recv() {
+                Ok(spare) => spare,
+                Err(_) if s.asked > 0 => s.made.recv_timeout(SPARE_WAIT).ok()?,
+                Err(_) => return None,
+            };
+            s.asked -= 1;
+            s.taken += 1;
+            Some(spare)
+        });
         AfXdpPort::open_inner(ifname, queue_id, &self.cfg, spare)
+    }
+
+    /// Has the thread make a spare for each one taken since the last call.
+    /// The control thread calls it once the request that took them is
+    /// answered.
+    pub fn refill(&mut self) {
+        if let Some(s) = self.spares.as_mut() {
+            for _ in 0..std::mem::take(&mut s.taken) {
+                if s.make.send(()).is_ok() {
+                    s.asked += 1;
+                }
+            }
+        }
     }
 }
 
