@@ -59,7 +59,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use poptrie::{Poptrie, NONE};
+use poptrie::{Poptrie, TopBits, NONE};
 pub use publish::{FibGuard, FibPublisher, FibReader};
 
 /// Index of a next hop (for [`Fib`], an index into [`Fib::next_hops`]).
@@ -67,11 +67,6 @@ pub type NextHopId = u32;
 
 /// The largest next-hop id a table can store.
 pub const MAX_NEXT_HOP_ID: NextHopId = NONE - 1;
-
-/// Direct-pointing bits of the IPv4 table (1 MiB top array).
-const TOP_BITS_V4: u32 = 18;
-/// Direct-pointing bits of the IPv6 table (1 MiB top array).
-const TOP_BITS_V6: u32 = 18;
 
 #[inline(always)]
 fn decode(raw: u32) -> Option<NextHopId> {
@@ -85,7 +80,7 @@ fn decode(raw: u32) -> Option<NextHopId> {
 /// An immutable IPv4 longest-prefix-match table.
 #[derive(Clone, Debug)]
 pub struct Lpm4 {
-    trie: Poptrie<u32, TOP_BITS_V4>,
+    trie: Poptrie<u32>,
 }
 
 impl Lpm4 {
@@ -93,11 +88,23 @@ impl Lpm4 {
     /// wins. Host bits are ignored. Routes whose id exceeds
     /// [`MAX_NEXT_HOP_ID`] are skipped.
     pub fn build(routes: &[(Ipv4Net, NextHopId)]) -> Lpm4 {
+        Self::build_top(routes, TopBits::Auto)
+    }
+
+    /// Like [`Lpm4::build`] with a top level of `bits` bits (clamped to
+    /// 1..=24) whatever the table's size: for tests and benches that
+    /// compare the layouts.
+    pub fn build_with_top_bits(routes: &[(Ipv4Net, NextHopId)], bits: u32) -> Lpm4 {
+        Self::build_top(routes, TopBits::Fixed(bits))
+    }
+
+    fn build_top(routes: &[(Ipv4Net, NextHopId)], top: TopBits) -> Lpm4 {
         Lpm4 {
             trie: Poptrie::build(
                 routes
                     .iter()
                     .map(|(net, id)| (u32::from(net.addr()), net.prefix_len(), *id)),
+                top,
             ),
         }
     }
@@ -136,6 +143,11 @@ impl Lpm4 {
     pub fn node_count(&self) -> usize {
         self.trie.node_count()
     }
+
+    /// Key bits the direct-pointing top level consumes.
+    pub fn top_bits(&self) -> u32 {
+        self.trie.top_bits()
+    }
 }
 
 impl Default for Lpm4 {
@@ -147,7 +159,7 @@ impl Default for Lpm4 {
 /// An immutable IPv6 longest-prefix-match table.
 #[derive(Clone, Debug)]
 pub struct Lpm6 {
-    trie: Poptrie<u128, TOP_BITS_V6>,
+    trie: Poptrie<u128>,
 }
 
 impl Lpm6 {
@@ -155,11 +167,23 @@ impl Lpm6 {
     /// wins. Host bits are ignored. Routes whose id exceeds
     /// [`MAX_NEXT_HOP_ID`] are skipped.
     pub fn build(routes: &[(Ipv6Net, NextHopId)]) -> Lpm6 {
+        Self::build_top(routes, TopBits::Auto)
+    }
+
+    /// Like [`Lpm6::build`] with a top level of `bits` bits (clamped to
+    /// 1..=24) whatever the table's size: for tests and benches that
+    /// compare the layouts.
+    pub fn build_with_top_bits(routes: &[(Ipv6Net, NextHopId)], bits: u32) -> Lpm6 {
+        Self::build_top(routes, TopBits::Fixed(bits))
+    }
+
+    fn build_top(routes: &[(Ipv6Net, NextHopId)], top: TopBits) -> Lpm6 {
         Lpm6 {
             trie: Poptrie::build(
                 routes
                     .iter()
                     .map(|(net, id)| (u128::from(net.addr()), net.prefix_len(), *id)),
+                top,
             ),
         }
     }
@@ -197,6 +221,11 @@ impl Lpm6 {
     /// Number of internal 64-way nodes (structure statistics).
     pub fn node_count(&self) -> usize {
         self.trie.node_count()
+    }
+
+    /// Key bits the direct-pointing top level consumes.
+    pub fn top_bits(&self) -> u32 {
+        self.trie.top_bits()
     }
 }
 

@@ -53,6 +53,9 @@ pub(crate) trait Key: Copy + Ord + Default {
     fn bits(self, off: u32, len: u32) -> u32;
     /// Like [`Key::bits`] for `len` in 1..=60.
     fn bits64(self, off: u32, len: u32) -> u64;
+    /// The first `len` bits (1..=32) as an index: [`Key::bits`] at offset
+    /// 0, a single shift for a `len` known only at run time.
+    fn top(self, len: u32) -> usize;
     /// The key with all bits after the first `len` cleared (`len <= BITS`).
     fn truncate(self, len: u8) -> Self;
 }
@@ -68,6 +71,10 @@ impl Key for u32 {
     #[inline(always)]
     fn bits64(self, off: u32, len: u32) -> u64 {
         ((self as u64) << (32 + off)) >> (64 - len)
+    }
+    #[inline(always)]
+    fn top(self, len: u32) -> usize {
+        (self >> (32 - len)) as usize
     }
     #[inline]
     fn truncate(self, len: u8) -> Self {
@@ -88,6 +95,12 @@ impl Key for u128 {
     #[inline(always)]
     fn bits64(self, off: u32, len: u32) -> u64 {
         ((self << off) >> (128 - len)) as u64
+    }
+    #[inline(always)]
+    fn top(self, len: u32) -> usize {
+        // The high half holds all `len <= 32` bits: a 64-bit shift, not a
+        // 128-bit one.
+        (((self >> 64) as u64) >> (64 - len)) as usize
     }
     #[inline]
     fn truncate(self, len: u8) -> Self {
@@ -121,22 +134,45 @@ struct Entry<K> {
     value: u32,
 }
 
-/// An immutable poptrie with a direct-pointing top level of `S` bits
-/// (`6 <= S <= 24`).
+/// Top-level bits of a trie with more than [`SMALL_MAX_PREFIXES`]
+/// prefixes: a 1 MiB array that resolves most of a large table's prefixes
+/// (IPv4 /18 and shorter) in one read.
+pub(crate) const LARGE_TOP_BITS: u32 = 18;
+/// Top-level bits of a small trie: a 1 KiB array. 8 is 32 and 128 modulo
+/// the 6-bit stride, so the last node level ends exactly at a /32 or /128.
+pub(crate) const SMALL_TOP_BITS: u32 = 8;
+/// The most prefixes a trie holds with the small top level.
+pub(crate) const SMALL_MAX_PREFIXES: usize = 256;
+/// Bounds of the top-level bits [`Poptrie::build`] accepts.
+pub(crate) const TOP_BITS_RANGE: core::ops::RangeInclusive<u32> = 1..=24;
+
+/// How [`Poptrie::build`] sizes the top level.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TopBits {
+    /// [`SMALL_TOP_BITS`] up to [`SMALL_MAX_PREFIXES`] prefixes,
+    /// [`LARGE_TOP_BITS`] beyond.
+    Auto,
+    /// These bits, clamped to [`TOP_BITS_RANGE`].
+    Fixed(u32),
+}
+
+/// An immutable poptrie with a direct-pointing top level of `top_bits`
+/// bits (in [`TOP_BITS_RANGE`]), chosen at build time.
 #[derive(Clone, Debug)]
-pub(crate) struct Poptrie<K, const S: u32> {
+pub(crate) struct Poptrie<K> {
     top: Box<[u32]>,
+    top_bits: u32,
     nodes: Box<[Node]>,
     leaves: Box<[u32]>,
     len: usize,
     _key: core::marker::PhantomData<K>,
 }
 
-impl<K: Key, const S: u32> Poptrie<K, S> {
+impl<K: Key> Poptrie<K> {
     /// Builds the trie. Values must be below [`NONE`]; routes with a larger
     /// value or a length beyond the key width are skipped (the public
     /// wrappers document this). Later duplicates of a prefix win.
-    pub(crate) fn build(routes: impl Iterator<Item = (K, u8, u32)>) -> Self {
+    pub(crate) fn build(routes: impl Iterator<Item = (K, u8, u32)>, top_bits: TopBits) -> Self {
         let mut entries: Vec<Entry<K>> = routes
             .filter(|&(_, len, value)| value < NONE && u32::from(len) <= K::BITS)
             .map(|(key, len, value)| Entry {
@@ -161,6 +197,11 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             }
         }
         entries.truncate(write);
+        let s = match top_bits {
+            TopBits::Auto if entries.len() <= SMALL_MAX_PREFIXES => SMALL_TOP_BITS,
+            TopBits::Auto => LARGE_TOP_BITS,
+            TopBits::Fixed(bits) => bits.clamp(*TOP_BITS_RANGE.start(), *TOP_BITS_RANGE.end()),
+        };
 
         let mut builder = Builder {
             nodes: Vec::with_capacity(entries.len() / 2 + 1),
@@ -169,14 +210,14 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
         // No entries, no top array: a lookup outside it finds nothing. A
         // network without routes of one address family (most have none of
         // IPv6) then costs no 1 MiB of zeroes per tables snapshot.
-        let top_len = if entries.is_empty() { 0 } else { 1usize << S };
+        let top_len = if entries.is_empty() { 0 } else { 1usize << s };
         let mut top = vec![NONE; top_len].into_boxed_slice();
         let mut i = 0;
         while i < entries.len() {
             let e = entries[i];
-            let slot = e.key.bits(0, S) as usize;
-            if u32::from(e.len) <= S {
-                let span = 1usize << (S - u32::from(e.len));
+            let slot = e.key.bits(0, s) as usize;
+            if u32::from(e.len) <= s {
+                let span = 1usize << (s - u32::from(e.len));
                 if let Some(run) = top.get_mut(slot..slot + span) {
                     run.fill(e.value);
                 }
@@ -187,19 +228,20 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             // every shorter prefix covering the slot came before them, so the
             // slot's value is final and is what the subtree inherits.
             let mut j = i + 1;
-            while j < entries.len() && entries[j].key.bits(0, S) as usize == slot {
+            while j < entries.len() && entries[j].key.bits(0, s) as usize == slot {
                 j += 1;
             }
             let inherited = top[slot];
             let index = builder.nodes.len();
             builder.nodes.push(Node::default());
-            let node = builder.node(&entries[i..j], S, inherited);
+            let node = builder.node(&entries[i..j], s, inherited);
             builder.nodes[index] = node;
             top[slot] = NODE_FLAG | index as u32;
             i = j;
         }
         Poptrie {
             top,
+            top_bits: s,
             nodes: builder.nodes.into_boxed_slice(),
             leaves: builder.leaves.into_boxed_slice(),
             len: entries.len(),
@@ -210,7 +252,7 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
     /// Longest-prefix match; returns the leaf value or [`NONE`].
     #[inline(always)]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        let t = match self.top.get(key.bits(0, S) as usize) {
+        let t = match self.top.get(key.top(self.top_bits)) {
             Some(&t) => t,
             None => return NONE,
         };
@@ -221,7 +263,7 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             Some(n) => n,
             None => return NONE,
         };
-        let mut off = S;
+        let mut off = self.top_bits;
         loop {
             // A full node (every slot internal) is the only ordinary node
             // without leaves, and its vector is all ones: so `leafvec == 0`
@@ -266,6 +308,11 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             + self.top.len() * core::mem::size_of::<u32>()
             + self.nodes.len() * core::mem::size_of::<Node>()
             + self.leaves.len() * core::mem::size_of::<u32>()
+    }
+
+    /// Key bits that index the top level.
+    pub(crate) fn top_bits(&self) -> u32 {
+        self.top_bits
     }
 
     /// Number of 64-way nodes (for the module documentation's figures).
@@ -439,12 +486,12 @@ mod tests {
 
     #[test]
     fn an_empty_trie_finds_nothing_and_holds_no_top_array() {
-        let t: Poptrie<u32, 18> = Poptrie::build(core::iter::empty());
+        let t: Poptrie<u32> = Poptrie::build(core::iter::empty(), TopBits::Auto);
         for key in [0u32, 0x0A00_0001, u32::MAX] {
             assert_eq!(t.lookup(key), NONE);
         }
         assert!(t.memory_bytes() < 1024, "{}", t.memory_bytes());
-        let t: Poptrie<u128, 18> = Poptrie::build(core::iter::empty());
+        let t: Poptrie<u128> = Poptrie::build(core::iter::empty(), TopBits::Fixed(18));
         assert_eq!(t.lookup(u128::MAX), NONE);
         assert!(t.memory_bytes() < 1024);
     }
@@ -460,19 +507,38 @@ mod tests {
             (0x0A01_02FE, 31, 6),
             (0xFFFF_FFFF, 32, 7),
         ];
-        let t: Poptrie<u32, 18> = Poptrie::build(routes.iter().copied());
-        for key in [
-            0u32,
-            0x0A00_0001,
-            0x0A01_0201,
-            0x0A01_0281,
-            0x0A01_02FE,
-            0x0A01_02FF,
-            0xFFFF_FFFE,
-            0xFFFF_FFFF,
-        ] {
-            assert_eq!(t.lookup(key), reference(&routes, key), "{key:#x}");
+        for bits in [1, 8, 18, 24] {
+            let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Fixed(bits));
+            for key in [
+                0u32,
+                0x0A00_0001,
+                0x0A01_0201,
+                0x0A01_0281,
+                0x0A01_02FE,
+                0x0A01_02FF,
+                0xFFFF_FFFE,
+                0xFFFF_FFFF,
+            ] {
+                assert_eq!(t.lookup(key), reference(&routes, key), "{bits}: {key:#x}");
+            }
         }
+    }
+
+    #[test]
+    fn auto_top_level_follows_the_prefix_count() {
+        let few = (0..SMALL_MAX_PREFIXES as u32).map(|i| (0x0A00_0000 | i << 8, 24u8, i));
+        let t: Poptrie<u32> = Poptrie::build(few, TopBits::Auto);
+        assert_eq!(t.top_bits(), SMALL_TOP_BITS);
+        // A small trie is a few KiB, not a 1 MiB top array.
+        assert!(t.memory_bytes() < 16 << 10, "{}", t.memory_bytes());
+        let many = (0..=SMALL_MAX_PREFIXES as u32).map(|i| (0x0A00_0000 | i << 8, 24u8, i));
+        let t: Poptrie<u32> = Poptrie::build(many, TopBits::Auto);
+        assert_eq!(t.top_bits(), LARGE_TOP_BITS);
+        let t: Poptrie<u32> = Poptrie::build([(0, 0, 1)].into_iter(), TopBits::Fixed(99));
+        assert_eq!(t.top_bits(), *TOP_BITS_RANGE.end());
+        let t: Poptrie<u32> = Poptrie::build([(0, 0, 1)].into_iter(), TopBits::Fixed(0));
+        assert_eq!(t.top_bits(), *TOP_BITS_RANGE.start());
+        assert_eq!(t.lookup(u32::MAX), 1);
     }
 
     #[test]
@@ -484,9 +550,6 @@ mod tests {
             (host, 64, 3),
             (0x2001_0db8u128 << 96, 32, 4),
         ];
-        let t: Poptrie<u128, 18> = Poptrie::build(routes.iter().copied());
-        // The /32 -> /64 -> /128 paths collapse into skip nodes.
-        assert!(t.node_count() < 8, "{} nodes", t.node_count());
         let reference = |key: u128| {
             routes
                 .iter()
@@ -494,10 +557,15 @@ mod tests {
                 .max_by_key(|&&(_, len, _)| len)
                 .map_or(NONE, |&(_, _, v)| v)
         };
-        for bit in 0..128 {
-            let key = host ^ (1u128 << bit);
-            assert_eq!(t.lookup(key), reference(key), "bit {bit}");
+        for bits in [1, 8, 18, 24] {
+            let t: Poptrie<u128> = Poptrie::build(routes.iter().copied(), TopBits::Fixed(bits));
+            // The /32 -> /64 -> /128 paths collapse into skip nodes.
+            assert!(t.node_count() < 10, "{bits}: {} nodes", t.node_count());
+            for bit in 0..128 {
+                let key = host ^ (1u128 << bit);
+                assert_eq!(t.lookup(key), reference(key), "{bits}: bit {bit}");
+            }
+            assert_eq!(t.lookup(host), 2);
         }
-        assert_eq!(t.lookup(host), 2);
     }
 }
