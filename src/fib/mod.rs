@@ -12,6 +12,18 @@
 //! prefix needs, and one leaf read: IPv4 /24 routes resolve in three
 //! dependent loads, IPv6 /48 in seven, with the same code (no slow path).
 //!
+//! The top level fits the table: up to 256 prefixes it indexes 8 bits (a
+//! 1 KiB array), beyond that 18 (1 MiB). Every overlay network has its own
+//! table, and a container network's holds a handful of prefixes; with an
+//! 18-bit top each would be a 1 MiB array, and a burst of packets for 64
+//! networks would read 64 of them at the same page offset (cache set and
+//! TLB misses). With 8 bits a small table is a few cache lines of heap; its
+//! lookups read more nodes (an IPv4 /24 three instead of one, fewer where
+//! skip nodes merge single-child levels), but all of them within those few
+//! lines. A large table keeps the 18-bit top, which its lookups need. The
+//! size is a field of the table read once per lookup (one shift), not a
+//! type parameter, so both sizes share one lookup without a branch.
+//!
 //! Why not the alternatives: DIR-24-8 answers in one or two loads but costs
 //! 64 MiB per IPv4 table (over the 16 MiB budget, and the control thread
 //! keeps two alive while publishing) and has no IPv6 form. Plain multibit
@@ -21,7 +33,7 @@
 //! Performance: the lookup is memory-bound at 100k routes and beyond, three
 //! dependent reads (top, node, leaf) for an IPv4 /24, so the layout is
 //! chosen for cache lines, not instructions. At 100k IPv4 routes a table
-//! takes under 4 MiB (1 MiB of it the /18 top array, the rest 24-byte nodes
+//! takes under 4 MiB (1 MiB of it the 18-bit top array, the rest 24-byte nodes
 //! and 4-byte leaf runs) and a lookup costs a few times less than a
 //! general-purpose trie's; `cargo bench --bench lpm` measures both side by
 //! side, and docs/benchmarks.md keeps the reference figures.

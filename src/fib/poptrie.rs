@@ -2,8 +2,10 @@
 //! generic over the key width.
 //!
 //! Layout (Asai & Ohara, "Poptrie", SIGCOMM 2015, re-derived here):
-//! - `top`: a direct-pointing array indexed by the first `S` bits of the key.
-//!   An entry is either a leaf value (bit 31 clear) or `NODE_FLAG | node`.
+//! - `top`: a direct-pointing array indexed by the first `top_bits` bits of
+//!   the key, chosen per trie at build ([`TopBits`]: 8 bits for a small
+//!   trie, 18 for a large one). An entry is either a leaf value (bit 31
+//!   clear) or `NODE_FLAG | node`. A trie without entries has no array.
 //! - `nodes`: 64-way nodes, each consuming 6 key bits. `vector` has bit `i`
 //!   set when slot `i` is an internal node; those children sit contiguously at
 //!   `base1..` in slot order, so child `i` is at `base1 + popcount(vector &
@@ -22,6 +24,8 @@
 //!   five nodes each.
 //!
 //! Invariants the lookup relies on (established by [`Poptrie::build`]):
+//! - `top_bits` is in [`TOP_BITS_RANGE`] (1..=24), so the top index is one
+//!   shift of at most 31 bits and `top` holds `2^top_bits` entries or none;
 //! - a node at depth `d` exists only under a prefix longer than `d`, so
 //!   `d < K::BITS` and extracting 6 bits (or a skip node's bits) at `d`
 //!   never shifts out of range;
