@@ -10,8 +10,8 @@
 //! `lpm_batch/vxrouter/<size>` (IPv4, `lookup_batch` over batches of 64),
 //! `lpm6/{vxrouter,prefix-trie}/<size>` (IPv6), `fib_build/<size>` (IPv4
 //! table build from an unsorted route list), `lpm_top/<bits>/<size>` (IPv4,
-//! small tables with a top level of 8 and of 18 bits: where `build` should
-//! switch). Table memory goes to stderr.
+//! tables of 16 to 10k prefixes with a top level of 8 bits against the
+//! default 18). Table memory goes to stderr.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -26,7 +26,7 @@ use vxrouter::fib::{Lpm4, Lpm6, NextHopId};
 const SIZES: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
 const DESTINATIONS: usize = 1 << 16;
 const BATCH: usize = 64;
-/// Table sizes of `lpm_top`, around the switch between top levels.
+/// Table sizes of `lpm_top`.
 const TOP_SIZES: [usize; 4] = [16, 256, 1_000, 10_000];
 
 /// IPv4 length mix: mostly /24, many /16-/23, few shorter, some longer.

@@ -12,17 +12,15 @@
 //! prefix needs, and one leaf read: IPv4 /24 routes resolve in three
 //! dependent loads, IPv6 /48 in seven, with the same code (no slow path).
 //!
-//! The top level fits the table: up to 256 prefixes it indexes 8 bits (a
-//! 1 KiB array), beyond that 18 (1 MiB). Every overlay network has its own
-//! table, and a container network's holds a handful of prefixes; with an
-//! 18-bit top each would be a 1 MiB array, and a burst of packets for 64
-//! networks would read 64 of them at the same page offset (cache set and
-//! TLB misses). With 8 bits a small table is a few cache lines of heap; its
-//! lookups read more nodes (an IPv4 /24 three instead of one, fewer where
-//! skip nodes merge single-child levels), but all of them within those few
-//! lines. A large table keeps the 18-bit top, which its lookups need. The
-//! size is a field of the table read once per lookup (one shift), not a
-//! type parameter, so both sizes share one lookup without a branch.
+//! The top array stores only the window of top-level slots the table's
+//! prefixes touch (all of them, 1 MiB, for a large table); a slot outside
+//! holds the /0's value, or no route. Every overlay network has its own
+//! table, and a container network's holds a handful of prefixes under one
+//! /18: its top array is one slot, and the whole table a few cache lines
+//! of heap, where a full 1 MiB array per network put the entries a burst
+//! over 64 networks reads at one page offset in 64 arrays (cache set and
+//! TLB misses). The lookup is the same for both, one subtraction more than
+//! a plain array, and reads as many nodes as before.
 //!
 //! Why not the alternatives: DIR-24-8 answers in one or two loads but costs
 //! 64 MiB per IPv4 table (over the 16 MiB budget, and the control thread

@@ -3,9 +3,11 @@
 //!
 //! Layout (Asai & Ohara, "Poptrie", SIGCOMM 2015, re-derived here):
 //! - `top`: a direct-pointing array indexed by the first `top_bits` bits of
-//!   the key, chosen per trie at build ([`TopBits`]: 8 bits for a small
-//!   trie, 18 for a large one). An entry is either a leaf value (bit 31
-//!   clear) or `NODE_FLAG | node`. A trie without entries has no array.
+//!   the key (18 unless a test or bench asks for another size, see
+//!   [`TopBits`]), minus `top_lo`: it stores only the window of slots that
+//!   prefixes other than the /0 touch, and every slot outside the window
+//!   holds `background`, the /0's value or [`NONE`]. An entry is either a
+//!   leaf value (bit 31 clear) or `NODE_FLAG | node`.
 //! - `nodes`: 64-way nodes, each consuming 6 key bits. `vector` has bit `i`
 //!   set when slot `i` is an internal node; those children sit contiguously at
 //!   `base1..` in slot order, so child `i` is at `base1 + popcount(vector &
@@ -25,7 +27,9 @@
 //!
 //! Invariants the lookup relies on (established by [`Poptrie::build`]):
 //! - `top_bits` is in [`TOP_BITS_RANGE`] (1..=24), so the top index is one
-//!   shift of at most 31 bits and `top` holds `2^top_bits` entries or none;
+//!   shift of at most 31 bits; `top_lo + top.len() <= 2^top_bits`, and an
+//!   index below `top_lo` wraps past `top.len()`, so one bounds check sends
+//!   both sides of the window to `background`;
 //! - a node at depth `d` exists only under a prefix longer than `d`, so
 //!   `d < K::BITS` and extracting 6 bits (or a skip node's bits) at `d`
 //!   never shifts out of range;
@@ -138,34 +142,33 @@ struct Entry<K> {
     value: u32,
 }
 
-/// Top-level bits of a trie with more than [`SMALL_MAX_PREFIXES`]
-/// prefixes: a 1 MiB array that resolves most of a large table's prefixes
-/// (IPv4 /18 and shorter) in one read.
-pub(crate) const LARGE_TOP_BITS: u32 = 18;
-/// Top-level bits of a small trie: a 1 KiB array. 8 is 32 and 128 modulo
-/// the 6-bit stride, so the last node level ends exactly at a /32 or /128.
-pub(crate) const SMALL_TOP_BITS: u32 = 8;
-/// The most prefixes a trie holds with the small top level.
-pub(crate) const SMALL_MAX_PREFIXES: usize = 256;
+/// Top-level bits [`TopBits::Auto`] gives: a large table's prefixes of
+/// /18 and shorter resolve in one read, and a small table stores only the
+/// window of slots its prefixes touch.
+pub(crate) const DEFAULT_TOP_BITS: u32 = 18;
 /// Bounds of the top-level bits [`Poptrie::build`] accepts.
 pub(crate) const TOP_BITS_RANGE: core::ops::RangeInclusive<u32> = 1..=24;
 
 /// How [`Poptrie::build`] sizes the top level.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum TopBits {
-    /// [`SMALL_TOP_BITS`] up to [`SMALL_MAX_PREFIXES`] prefixes,
-    /// [`LARGE_TOP_BITS`] beyond.
+    /// [`DEFAULT_TOP_BITS`].
     Auto,
     /// These bits, clamped to [`TOP_BITS_RANGE`].
     Fixed(u32),
 }
 
 /// An immutable poptrie with a direct-pointing top level of `top_bits`
-/// bits (in [`TOP_BITS_RANGE`]), chosen at build time.
+/// bits (in [`TOP_BITS_RANGE`]), chosen at build time, of which `top`
+/// stores the slots `top_lo..top_lo + top.len()`.
 #[derive(Clone, Debug)]
 pub(crate) struct Poptrie<K> {
     top: Box<[u32]>,
     top_bits: u32,
+    /// The first top-level slot stored in `top`.
+    top_lo: usize,
+    /// The value of every slot outside `top`: the /0's, or [`NONE`].
+    background: u32,
     nodes: Box<[Node]>,
     leaves: Box<[u32]>,
     len: usize,
@@ -202,8 +205,7 @@ impl<K: Key> Poptrie<K> {
         }
         entries.truncate(write);
         let s = match top_bits {
-            TopBits::Auto if entries.len() <= SMALL_MAX_PREFIXES => SMALL_TOP_BITS,
-            TopBits::Auto => LARGE_TOP_BITS,
+            TopBits::Auto => DEFAULT_TOP_BITS,
             TopBits::Fixed(bits) => bits.clamp(*TOP_BITS_RANGE.start(), *TOP_BITS_RANGE.end()),
         };
 
@@ -211,15 +213,31 @@ impl<K: Key> Poptrie<K> {
             nodes: Vec::with_capacity(entries.len() / 2 + 1),
             leaves: Vec::with_capacity(entries.len() * 2 + 1),
         };
-        // No entries, no top array: a lookup outside it finds nothing. A
-        // network without routes of one address family (most have none of
-        // IPv6) then costs no 1 MiB of zeroes per tables snapshot.
-        let top_len = if entries.is_empty() { 0 } else { 1usize << s };
-        let mut top = vec![NONE; top_len].into_boxed_slice();
+        // The top array stores only the window of slots that prefixes other
+        // than the /0 touch; every slot outside holds the /0's value. A
+        // network's table (a few prefixes under one /18) then stores one
+        // slot, not a 1 MiB array, and one without routes of a family none.
+        let background = match entries.first() {
+            Some(e) if e.len == 0 => e.value,
+            _ => NONE,
+        };
+        let mut lo = usize::MAX;
+        let mut hi = 0;
+        for e in entries.iter().filter(|e| e.len > 0) {
+            let slot = e.key.top(s);
+            lo = lo.min(slot);
+            hi = hi.max(slot + (1usize << s.saturating_sub(u32::from(e.len))));
+        }
+        let lo = lo.min(hi);
+        let mut top = vec![background; hi - lo].into_boxed_slice();
         let mut i = 0;
         while i < entries.len() {
             let e = entries[i];
-            let slot = e.key.bits(0, s) as usize;
+            if e.len == 0 {
+                i += 1;
+                continue;
+            }
+            let slot = e.key.top(s) - lo;
             if u32::from(e.len) <= s {
                 let span = 1usize << (s - u32::from(e.len));
                 if let Some(run) = top.get_mut(slot..slot + span) {
@@ -232,7 +250,7 @@ impl<K: Key> Poptrie<K> {
             // every shorter prefix covering the slot came before them, so the
             // slot's value is final and is what the subtree inherits.
             let mut j = i + 1;
-            while j < entries.len() && entries[j].key.bits(0, s) as usize == slot {
+            while j < entries.len() && entries[j].key.top(s) - lo == slot {
                 j += 1;
             }
             let inherited = top[slot];
@@ -246,6 +264,8 @@ impl<K: Key> Poptrie<K> {
         Poptrie {
             top,
             top_bits: s,
+            top_lo: lo,
+            background,
             nodes: builder.nodes.into_boxed_slice(),
             leaves: builder.leaves.into_boxed_slice(),
             len: entries.len(),
@@ -256,9 +276,12 @@ impl<K: Key> Poptrie<K> {
     /// Longest-prefix match; returns the leaf value or [`NONE`].
     #[inline(always)]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        let t = match self.top.get(key.top(self.top_bits)) {
+        let t = match self
+            .top
+            .get(key.top(self.top_bits).wrapping_sub(self.top_lo))
+        {
             Some(&t) => t,
-            None => return NONE,
+            None => return self.background,
         };
         if t & NODE_FLAG == 0 {
             return t;
@@ -529,17 +552,53 @@ mod tests {
     }
 
     #[test]
-    fn auto_top_level_follows_the_prefix_count() {
-        let few = (0..SMALL_MAX_PREFIXES as u32).map(|i| (0x0A00_0000 | i << 8, 24u8, i));
-        let t: Poptrie<u32> = Poptrie::build(few, TopBits::Auto);
-        assert_eq!(t.top_bits(), SMALL_TOP_BITS);
-        // A small trie is a few KiB, not a 1 MiB top array.
-        assert!(t.memory_bytes() < 16 << 10, "{}", t.memory_bytes());
-        let many = (0..=SMALL_MAX_PREFIXES as u32).map(|i| (0x0A00_0000 | i << 8, 24u8, i));
-        let t: Poptrie<u32> = Poptrie::build(many, TopBits::Auto);
-        assert_eq!(t.top_bits(), LARGE_TOP_BITS);
+    fn the_top_array_stores_the_window_the_prefixes_touch() {
+        // A network's table: subnets and hosts under one /18, a default.
+        let routes = [
+            (0u32, 0u8, 9u32),
+            (0xC613_0100, 24, 1),
+            (0xC613_0200, 24, 2),
+            (0xC613_010A, 32, 3),
+            (0xC613_03FF, 32, 4),
+        ];
+        let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Auto);
+        assert_eq!(t.top_bits(), DEFAULT_TOP_BITS);
+        assert_eq!(t.top.len(), 1);
+        assert!(t.memory_bytes() < 1024, "{}", t.memory_bytes());
+        for key in [
+            0,
+            0xC612_FFFF,
+            0xC613_0100,
+            0xC613_010A,
+            0xC613_03FF,
+            0xC613_4000,
+            u32::MAX,
+        ] {
+            assert_eq!(t.lookup(key), reference(&routes, key), "{key:#x}");
+        }
+        // Without a default, outside the window is no route; a short prefix
+        // widens the window to its span.
+        let routes = [(0x0A00_0000u32, 8u8, 1u32), (0xC613_0100, 24, 2)];
+        let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Auto);
+        assert_eq!(
+            t.top.len(),
+            (0xC613_0100usize >> 14) - (0x0A00_0000 >> 14) + 1
+        );
+        for key in [
+            0,
+            0x09FF_FFFF,
+            0x0A00_0000,
+            0x0AFF_FFFF,
+            0x0B00_0000,
+            0xC613_0101,
+            u32::MAX,
+        ] {
+            assert_eq!(t.lookup(key), reference(&routes, key), "{key:#x}");
+        }
         let t: Poptrie<u32> = Poptrie::build([(0, 0, 1)].into_iter(), TopBits::Fixed(99));
         assert_eq!(t.top_bits(), *TOP_BITS_RANGE.end());
+        assert!(t.top.is_empty());
+        assert_eq!(t.lookup(u32::MAX), 1);
         let t: Poptrie<u32> = Poptrie::build([(0, 0, 1)].into_iter(), TopBits::Fixed(0));
         assert_eq!(t.top_bits(), *TOP_BITS_RANGE.start());
         assert_eq!(t.lookup(u32::MAX), 1);
