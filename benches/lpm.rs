@@ -9,7 +9,9 @@
 //! Groups: `lpm/{vxrouter,prefix-trie}/<size>` (IPv4, one lookup at a time),
 //! `lpm_batch/vxrouter/<size>` (IPv4, `lookup_batch` over batches of 64),
 //! `lpm6/{vxrouter,prefix-trie}/<size>` (IPv6), `fib_build/<size>` (IPv4
-//! table build from an unsorted route list). Table memory goes to stderr.
+//! table build from an unsorted route list), `lpm_top/<bits>/<size>` (IPv4,
+//! tables of 16 to 10k prefixes with a top level of 8 bits against the
+//! default 18). Table memory goes to stderr.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -24,6 +26,8 @@ use vxrouter::fib::{Lpm4, Lpm6, NextHopId};
 const SIZES: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
 const DESTINATIONS: usize = 1 << 16;
 const BATCH: usize = 64;
+/// Table sizes of `lpm_top`.
+const TOP_SIZES: [usize; 4] = [16, 256, 1_000, 10_000];
 
 /// IPv4 length mix: mostly /24, many /16-/23, few shorter, some longer.
 fn routes4(n: usize, rng: &mut StdRng) -> Vec<(Ipv4Net, NextHopId)> {
@@ -213,5 +217,40 @@ fn bench_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_v4, bench_v6, bench_build);
+fn bench_top(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lpm_top");
+    group.throughput(Throughput::Elements(DESTINATIONS as u64));
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    for &size in &TOP_SIZES {
+        let mut rng = StdRng::seed_from_u64(size as u64);
+        let routes = routes4(size, &mut rng);
+        let addrs = destinations4(&routes, &mut rng);
+        for bits in [8, 18] {
+            let lpm = Lpm4::build_with_top_bits(&routes, bits);
+            eprintln!(
+                "lpm4 {size} top {bits}: {} nodes, {} bytes",
+                lpm.node_count(),
+                lpm.memory_bytes()
+            );
+            group.bench_with_input(
+                BenchmarkId::new(bits.to_string(), size),
+                &addrs,
+                |b, addrs| {
+                    b.iter(|| {
+                        let mut acc = 0u32;
+                        for &a in addrs {
+                            acc = acc.wrapping_add(lpm.lookup(black_box(a)).unwrap_or(0));
+                        }
+                        acc
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_v4, bench_v6, bench_build, bench_top);
 criterion_main!(benches);

@@ -149,6 +149,46 @@ proptest! {
         }
     }
 
+    /// Every top-level size answers as the model: the small one (8 bits)
+    /// and the large one (18) that `build` chooses between, and any other,
+    /// with prefixes shorter and longer than the top level, /0 and full
+    /// length among them.
+    #[test]
+    fn lpm_top_levels_match_linear_scan(
+        mut v4 in prop::collection::vec(prefix4(), 0..80),
+        mut v6 in prop::collection::vec(prefix6(), 0..80),
+        edges in prop::collection::vec((any::<u32>(), any::<u128>(), 0u32..64), 0..4),
+        bits in 1u32..=24,
+        extra4 in prop::collection::vec(any::<u32>(), 0..32),
+        extra6 in prop::collection::vec(any::<u128>(), 0..32),
+    ) {
+        for (a4, a6, id) in edges {
+            let len6 = [0u8, 7, 8, 9, 64, 127, 128][(a6 % 7) as usize];
+            v4.push((Ipv4Net::new(Ipv4Addr::from(a4), [0, 7, 8, 9, 31, 32][(a4 % 6) as usize]).unwrap(), id));
+            v6.push((Ipv6Net::new(Ipv6Addr::from(a6), len6).unwrap(), id));
+        }
+        let tables4 = [Lpm4::build(&v4), Lpm4::build_with_top_bits(&v4, 8),
+            Lpm4::build_with_top_bits(&v4, 18), Lpm4::build_with_top_bits(&v4, bits)];
+        let probes = probes4(&v4, &extra4);
+        for t in &tables4 {
+            prop_assert_eq!(t.len(), distinct4(&v4));
+            for a in &probes {
+                prop_assert_eq!(t.lookup(*a), reference4(&v4, *a),
+                    "top {} addr {}", t.top_bits(), Ipv4Addr::from(*a));
+            }
+        }
+        let tables6 = [Lpm6::build(&v6), Lpm6::build_with_top_bits(&v6, 8),
+            Lpm6::build_with_top_bits(&v6, 18), Lpm6::build_with_top_bits(&v6, bits)];
+        let probes = probes6(&v6, &extra6);
+        for t in &tables6 {
+            prop_assert_eq!(t.len(), distinct6(&v6));
+            for a in &probes {
+                prop_assert_eq!(t.lookup(*a), reference6(&v6, *a),
+                    "top {} addr {}", t.top_bits(), Ipv6Addr::from(*a));
+            }
+        }
+    }
+
     #[test]
     fn fib_indexes_next_hops_per_route(
         v4 in prop::collection::vec(prefix4(), 0..60),

@@ -12,6 +12,16 @@
 //! prefix needs, and one leaf read: IPv4 /24 routes resolve in three
 //! dependent loads, IPv6 /48 in seven, with the same code (no slow path).
 //!
+//! The top array stores only the window of top-level slots the table's
+//! prefixes touch (all of them, 1 MiB, for a large table); a slot outside
+//! holds the /0's value, or no route. Every overlay network has its own
+//! table, and a container network's holds a handful of prefixes under one
+//! /18: its top array is one slot, and the whole table a few cache lines
+//! of heap, where a full 1 MiB array per network put the entries a burst
+//! over 64 networks reads at one page offset in 64 arrays (cache set and
+//! TLB misses). The lookup is the same for both, one subtraction more than
+//! a plain array, and reads as many nodes as before.
+//!
 //! Why not the alternatives: DIR-24-8 answers in one or two loads but costs
 //! 64 MiB per IPv4 table (over the 16 MiB budget, and the control thread
 //! keeps two alive while publishing) and has no IPv6 form. Plain multibit
@@ -21,7 +31,7 @@
 //! Performance: the lookup is memory-bound at 100k routes and beyond, three
 //! dependent reads (top, node, leaf) for an IPv4 /24, so the layout is
 //! chosen for cache lines, not instructions. At 100k IPv4 routes a table
-//! takes under 4 MiB (1 MiB of it the /18 top array, the rest 24-byte nodes
+//! takes under 4 MiB (1 MiB of it the 18-bit top array, the rest 24-byte nodes
 //! and 4-byte leaf runs) and a lookup costs a few times less than a
 //! general-purpose trie's; `cargo bench --bench lpm` measures both side by
 //! side, and docs/benchmarks.md keeps the reference figures.
@@ -59,7 +69,7 @@ use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use poptrie::{Poptrie, NONE};
+use poptrie::{Poptrie, TopBits, NONE};
 pub use publish::{FibGuard, FibPublisher, FibReader};
 
 /// Index of a next hop (for [`Fib`], an index into [`Fib::next_hops`]).
@@ -67,11 +77,6 @@ pub type NextHopId = u32;
 
 /// The largest next-hop id a table can store.
 pub const MAX_NEXT_HOP_ID: NextHopId = NONE - 1;
-
-/// Direct-pointing bits of the IPv4 table (1 MiB top array).
-const TOP_BITS_V4: u32 = 18;
-/// Direct-pointing bits of the IPv6 table (1 MiB top array).
-const TOP_BITS_V6: u32 = 18;
 
 #[inline(always)]
 fn decode(raw: u32) -> Option<NextHopId> {
@@ -85,7 +90,7 @@ fn decode(raw: u32) -> Option<NextHopId> {
 /// An immutable IPv4 longest-prefix-match table.
 #[derive(Clone, Debug)]
 pub struct Lpm4 {
-    trie: Poptrie<u32, TOP_BITS_V4>,
+    trie: Poptrie<u32>,
 }
 
 impl Lpm4 {
@@ -93,11 +98,23 @@ impl Lpm4 {
     /// wins. Host bits are ignored. Routes whose id exceeds
     /// [`MAX_NEXT_HOP_ID`] are skipped.
     pub fn build(routes: &[(Ipv4Net, NextHopId)]) -> Lpm4 {
+        Self::build_top(routes, TopBits::Auto)
+    }
+
+    /// Like [`Lpm4::build`] with a top level of `bits` bits (clamped to
+    /// 1..=24) whatever the table's size: for tests and benches that
+    /// compare the layouts.
+    pub fn build_with_top_bits(routes: &[(Ipv4Net, NextHopId)], bits: u32) -> Lpm4 {
+        Self::build_top(routes, TopBits::Fixed(bits))
+    }
+
+    fn build_top(routes: &[(Ipv4Net, NextHopId)], top: TopBits) -> Lpm4 {
         Lpm4 {
             trie: Poptrie::build(
                 routes
                     .iter()
                     .map(|(net, id)| (u32::from(net.addr()), net.prefix_len(), *id)),
+                top,
             ),
         }
     }
@@ -136,6 +153,11 @@ impl Lpm4 {
     pub fn node_count(&self) -> usize {
         self.trie.node_count()
     }
+
+    /// Key bits the direct-pointing top level consumes.
+    pub fn top_bits(&self) -> u32 {
+        self.trie.top_bits()
+    }
 }
 
 impl Default for Lpm4 {
@@ -147,7 +169,7 @@ impl Default for Lpm4 {
 /// An immutable IPv6 longest-prefix-match table.
 #[derive(Clone, Debug)]
 pub struct Lpm6 {
-    trie: Poptrie<u128, TOP_BITS_V6>,
+    trie: Poptrie<u128>,
 }
 
 impl Lpm6 {
@@ -155,11 +177,23 @@ impl Lpm6 {
     /// wins. Host bits are ignored. Routes whose id exceeds
     /// [`MAX_NEXT_HOP_ID`] are skipped.
     pub fn build(routes: &[(Ipv6Net, NextHopId)]) -> Lpm6 {
+        Self::build_top(routes, TopBits::Auto)
+    }
+
+    /// Like [`Lpm6::build`] with a top level of `bits` bits (clamped to
+    /// 1..=24) whatever the table's size: for tests and benches that
+    /// compare the layouts.
+    pub fn build_with_top_bits(routes: &[(Ipv6Net, NextHopId)], bits: u32) -> Lpm6 {
+        Self::build_top(routes, TopBits::Fixed(bits))
+    }
+
+    fn build_top(routes: &[(Ipv6Net, NextHopId)], top: TopBits) -> Lpm6 {
         Lpm6 {
             trie: Poptrie::build(
                 routes
                     .iter()
                     .map(|(net, id)| (u128::from(net.addr()), net.prefix_len(), *id)),
+                top,
             ),
         }
     }
@@ -197,6 +231,11 @@ impl Lpm6 {
     /// Number of internal 64-way nodes (structure statistics).
     pub fn node_count(&self) -> usize {
         self.trie.node_count()
+    }
+
+    /// Key bits the direct-pointing top level consumes.
+    pub fn top_bits(&self) -> u32 {
+        self.trie.top_bits()
     }
 }
 

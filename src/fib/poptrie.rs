@@ -2,8 +2,12 @@
 //! generic over the key width.
 //!
 //! Layout (Asai & Ohara, "Poptrie", SIGCOMM 2015, re-derived here):
-//! - `top`: a direct-pointing array indexed by the first `S` bits of the key.
-//!   An entry is either a leaf value (bit 31 clear) or `NODE_FLAG | node`.
+//! - `top`: a direct-pointing array indexed by the first `top_bits` bits of
+//!   the key (18 unless a test or bench asks for another size, see
+//!   [`TopBits`]), minus `top_lo`: it stores only the window of slots that
+//!   prefixes other than the /0 touch, and every slot outside the window
+//!   holds `background`, the /0's value or [`NONE`]. An entry is either a
+//!   leaf value (bit 31 clear) or `NODE_FLAG | node`.
 //! - `nodes`: 64-way nodes, each consuming 6 key bits. `vector` has bit `i`
 //!   set when slot `i` is an internal node; those children sit contiguously at
 //!   `base1..` in slot order, so child `i` is at `base1 + popcount(vector &
@@ -22,6 +26,10 @@
 //!   five nodes each.
 //!
 //! Invariants the lookup relies on (established by [`Poptrie::build`]):
+//! - `top_bits` is in [`TOP_BITS_RANGE`] (1..=24), so the top index is one
+//!   shift of at most 31 bits; `top_lo + top.len() <= 2^top_bits`, and an
+//!   index below `top_lo` wraps past `top.len()`, so one bounds check sends
+//!   both sides of the window to `background`;
 //! - a node at depth `d` exists only under a prefix longer than `d`, so
 //!   `d < K::BITS` and extracting 6 bits (or a skip node's bits) at `d`
 //!   never shifts out of range;
@@ -53,6 +61,9 @@ pub(crate) trait Key: Copy + Ord + Default {
     fn bits(self, off: u32, len: u32) -> u32;
     /// Like [`Key::bits`] for `len` in 1..=60.
     fn bits64(self, off: u32, len: u32) -> u64;
+    /// The first `len` bits (1..=32) as an index: [`Key::bits`] at offset
+    /// 0, a single shift for a `len` known only at run time.
+    fn top(self, len: u32) -> usize;
     /// The key with all bits after the first `len` cleared (`len <= BITS`).
     fn truncate(self, len: u8) -> Self;
 }
@@ -68,6 +79,10 @@ impl Key for u32 {
     #[inline(always)]
     fn bits64(self, off: u32, len: u32) -> u64 {
         ((self as u64) << (32 + off)) >> (64 - len)
+    }
+    #[inline(always)]
+    fn top(self, len: u32) -> usize {
+        (self >> (32 - len)) as usize
     }
     #[inline]
     fn truncate(self, len: u8) -> Self {
@@ -88,6 +103,12 @@ impl Key for u128 {
     #[inline(always)]
     fn bits64(self, off: u32, len: u32) -> u64 {
         ((self << off) >> (128 - len)) as u64
+    }
+    #[inline(always)]
+    fn top(self, len: u32) -> usize {
+        // The high half holds all `len <= 32` bits: a 64-bit shift, not a
+        // 128-bit one.
+        (((self >> 64) as u64) >> (64 - len)) as usize
     }
     #[inline]
     fn truncate(self, len: u8) -> Self {
@@ -121,22 +142,44 @@ struct Entry<K> {
     value: u32,
 }
 
-/// An immutable poptrie with a direct-pointing top level of `S` bits
-/// (`6 <= S <= 24`).
+/// Top-level bits [`TopBits::Auto`] gives: a large table's prefixes of
+/// /18 and shorter resolve in one read, and a small table stores only the
+/// window of slots its prefixes touch.
+pub(crate) const DEFAULT_TOP_BITS: u32 = 18;
+/// Bounds of the top-level bits [`Poptrie::build`] accepts.
+pub(crate) const TOP_BITS_RANGE: core::ops::RangeInclusive<u32> = 1..=24;
+
+/// How [`Poptrie::build`] sizes the top level.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TopBits {
+    /// [`DEFAULT_TOP_BITS`].
+    Auto,
+    /// These bits, clamped to [`TOP_BITS_RANGE`].
+    Fixed(u32),
+}
+
+/// An immutable poptrie with a direct-pointing top level of `top_bits`
+/// bits (in [`TOP_BITS_RANGE`]), chosen at build time, of which `top`
+/// stores the slots `top_lo..top_lo + top.len()`.
 #[derive(Clone, Debug)]
-pub(crate) struct Poptrie<K, const S: u32> {
+pub(crate) struct Poptrie<K> {
     top: Box<[u32]>,
+    top_bits: u32,
+    /// The first top-level slot stored in `top`.
+    top_lo: usize,
+    /// The value of every slot outside `top`: the /0's, or [`NONE`].
+    background: u32,
     nodes: Box<[Node]>,
     leaves: Box<[u32]>,
     len: usize,
     _key: core::marker::PhantomData<K>,
 }
 
-impl<K: Key, const S: u32> Poptrie<K, S> {
+impl<K: Key> Poptrie<K> {
     /// Builds the trie. Values must be below [`NONE`]; routes with a larger
     /// value or a length beyond the key width are skipped (the public
     /// wrappers document this). Later duplicates of a prefix win.
-    pub(crate) fn build(routes: impl Iterator<Item = (K, u8, u32)>) -> Self {
+    pub(crate) fn build(routes: impl Iterator<Item = (K, u8, u32)>, top_bits: TopBits) -> Self {
         let mut entries: Vec<Entry<K>> = routes
             .filter(|&(_, len, value)| value < NONE && u32::from(len) <= K::BITS)
             .map(|(key, len, value)| Entry {
@@ -161,22 +204,42 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             }
         }
         entries.truncate(write);
+        let s = match top_bits {
+            TopBits::Auto => DEFAULT_TOP_BITS,
+            TopBits::Fixed(bits) => bits.clamp(*TOP_BITS_RANGE.start(), *TOP_BITS_RANGE.end()),
+        };
 
         let mut builder = Builder {
             nodes: Vec::with_capacity(entries.len() / 2 + 1),
             leaves: Vec::with_capacity(entries.len() * 2 + 1),
         };
-        // No entries, no top array: a lookup outside it finds nothing. A
-        // network without routes of one address family (most have none of
-        // IPv6) then costs no 1 MiB of zeroes per tables snapshot.
-        let top_len = if entries.is_empty() { 0 } else { 1usize << S };
-        let mut top = vec![NONE; top_len].into_boxed_slice();
+        // The top array stores only the window of slots that prefixes other
+        // than the /0 touch; every slot outside holds the /0's value. A
+        // network's table (a few prefixes under one /18) then stores one
+        // slot, not a 1 MiB array, and one without routes of a family none.
+        let background = match entries.first() {
+            Some(e) if e.len == 0 => e.value,
+            _ => NONE,
+        };
+        let mut lo = usize::MAX;
+        let mut hi = 0;
+        for e in entries.iter().filter(|e| e.len > 0) {
+            let slot = e.key.top(s);
+            lo = lo.min(slot);
+            hi = hi.max(slot + (1usize << s.saturating_sub(u32::from(e.len))));
+        }
+        let lo = lo.min(hi);
+        let mut top = vec![background; hi - lo].into_boxed_slice();
         let mut i = 0;
         while i < entries.len() {
             let e = entries[i];
-            let slot = e.key.bits(0, S) as usize;
-            if u32::from(e.len) <= S {
-                let span = 1usize << (S - u32::from(e.len));
+            if e.len == 0 {
+                i += 1;
+                continue;
+            }
+            let slot = e.key.top(s) - lo;
+            if u32::from(e.len) <= s {
+                let span = 1usize << (s - u32::from(e.len));
                 if let Some(run) = top.get_mut(slot..slot + span) {
                     run.fill(e.value);
                 }
@@ -187,19 +250,22 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             // every shorter prefix covering the slot came before them, so the
             // slot's value is final and is what the subtree inherits.
             let mut j = i + 1;
-            while j < entries.len() && entries[j].key.bits(0, S) as usize == slot {
+            while j < entries.len() && entries[j].key.top(s) - lo == slot {
                 j += 1;
             }
             let inherited = top[slot];
             let index = builder.nodes.len();
             builder.nodes.push(Node::default());
-            let node = builder.node(&entries[i..j], S, inherited);
+            let node = builder.node(&entries[i..j], s, inherited);
             builder.nodes[index] = node;
             top[slot] = NODE_FLAG | index as u32;
             i = j;
         }
         Poptrie {
             top,
+            top_bits: s,
+            top_lo: lo,
+            background,
             nodes: builder.nodes.into_boxed_slice(),
             leaves: builder.leaves.into_boxed_slice(),
             len: entries.len(),
@@ -210,9 +276,12 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
     /// Longest-prefix match; returns the leaf value or [`NONE`].
     #[inline(always)]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        let t = match self.top.get(key.bits(0, S) as usize) {
+        let t = match self
+            .top
+            .get(key.top(self.top_bits).wrapping_sub(self.top_lo))
+        {
             Some(&t) => t,
-            None => return NONE,
+            None => return self.background,
         };
         if t & NODE_FLAG == 0 {
             return t;
@@ -221,7 +290,7 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             Some(n) => n,
             None => return NONE,
         };
-        let mut off = S;
+        let mut off = self.top_bits;
         loop {
             // A full node (every slot internal) is the only ordinary node
             // without leaves, and its vector is all ones: so `leafvec == 0`
@@ -266,6 +335,11 @@ impl<K: Key, const S: u32> Poptrie<K, S> {
             + self.top.len() * core::mem::size_of::<u32>()
             + self.nodes.len() * core::mem::size_of::<Node>()
             + self.leaves.len() * core::mem::size_of::<u32>()
+    }
+
+    /// Key bits that index the top level.
+    pub(crate) fn top_bits(&self) -> u32 {
+        self.top_bits
     }
 
     /// Number of 64-way nodes (for the module documentation's figures).
@@ -439,12 +513,12 @@ mod tests {
 
     #[test]
     fn an_empty_trie_finds_nothing_and_holds_no_top_array() {
-        let t: Poptrie<u32, 18> = Poptrie::build(core::iter::empty());
+        let t: Poptrie<u32> = Poptrie::build(core::iter::empty(), TopBits::Auto);
         for key in [0u32, 0x0A00_0001, u32::MAX] {
             assert_eq!(t.lookup(key), NONE);
         }
         assert!(t.memory_bytes() < 1024, "{}", t.memory_bytes());
-        let t: Poptrie<u128, 18> = Poptrie::build(core::iter::empty());
+        let t: Poptrie<u128> = Poptrie::build(core::iter::empty(), TopBits::Fixed(18));
         assert_eq!(t.lookup(u128::MAX), NONE);
         assert!(t.memory_bytes() < 1024);
     }
@@ -460,19 +534,74 @@ mod tests {
             (0x0A01_02FE, 31, 6),
             (0xFFFF_FFFF, 32, 7),
         ];
-        let t: Poptrie<u32, 18> = Poptrie::build(routes.iter().copied());
+        for bits in [1, 8, 18, 24] {
+            let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Fixed(bits));
+            for key in [
+                0u32,
+                0x0A00_0001,
+                0x0A01_0201,
+                0x0A01_0281,
+                0x0A01_02FE,
+                0x0A01_02FF,
+                0xFFFF_FFFE,
+                0xFFFF_FFFF,
+            ] {
+                assert_eq!(t.lookup(key), reference(&routes, key), "{bits}: {key:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_top_array_stores_the_window_the_prefixes_touch() {
+        // A network's table: subnets and hosts under one /18, a default.
+        let routes = [
+            (0u32, 0u8, 9u32),
+            (0xC613_0100, 24, 1),
+            (0xC613_0200, 24, 2),
+            (0xC613_010A, 32, 3),
+            (0xC613_03FF, 32, 4),
+        ];
+        let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Auto);
+        assert_eq!(t.top_bits(), DEFAULT_TOP_BITS);
+        assert_eq!(t.top.len(), 1);
+        assert!(t.memory_bytes() < 1024, "{}", t.memory_bytes());
         for key in [
-            0u32,
-            0x0A00_0001,
-            0x0A01_0201,
-            0x0A01_0281,
-            0x0A01_02FE,
-            0x0A01_02FF,
-            0xFFFF_FFFE,
-            0xFFFF_FFFF,
+            0,
+            0xC612_FFFF,
+            0xC613_0100,
+            0xC613_010A,
+            0xC613_03FF,
+            0xC613_4000,
+            u32::MAX,
         ] {
             assert_eq!(t.lookup(key), reference(&routes, key), "{key:#x}");
         }
+        // Without a default, outside the window is no route; a short prefix
+        // widens the window to its span.
+        let routes = [(0x0A00_0000u32, 8u8, 1u32), (0xC613_0100, 24, 2)];
+        let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Auto);
+        assert_eq!(
+            t.top.len(),
+            (0xC613_0100usize >> 14) - (0x0A00_0000 >> 14) + 1
+        );
+        for key in [
+            0,
+            0x09FF_FFFF,
+            0x0A00_0000,
+            0x0AFF_FFFF,
+            0x0B00_0000,
+            0xC613_0101,
+            u32::MAX,
+        ] {
+            assert_eq!(t.lookup(key), reference(&routes, key), "{key:#x}");
+        }
+        let t: Poptrie<u32> = Poptrie::build([(0, 0, 1)].into_iter(), TopBits::Fixed(99));
+        assert_eq!(t.top_bits(), *TOP_BITS_RANGE.end());
+        assert!(t.top.is_empty());
+        assert_eq!(t.lookup(u32::MAX), 1);
+        let t: Poptrie<u32> = Poptrie::build([(0, 0, 1)].into_iter(), TopBits::Fixed(0));
+        assert_eq!(t.top_bits(), *TOP_BITS_RANGE.start());
+        assert_eq!(t.lookup(u32::MAX), 1);
     }
 
     #[test]
@@ -484,9 +613,6 @@ mod tests {
             (host, 64, 3),
             (0x2001_0db8u128 << 96, 32, 4),
         ];
-        let t: Poptrie<u128, 18> = Poptrie::build(routes.iter().copied());
-        // The /32 -> /64 -> /128 paths collapse into skip nodes.
-        assert!(t.node_count() < 8, "{} nodes", t.node_count());
         let reference = |key: u128| {
             routes
                 .iter()
@@ -494,10 +620,15 @@ mod tests {
                 .max_by_key(|&&(_, len, _)| len)
                 .map_or(NONE, |&(_, _, v)| v)
         };
-        for bit in 0..128 {
-            let key = host ^ (1u128 << bit);
-            assert_eq!(t.lookup(key), reference(key), "bit {bit}");
+        for bits in [1, 8, 18, 24] {
+            let t: Poptrie<u128> = Poptrie::build(routes.iter().copied(), TopBits::Fixed(bits));
+            // The /32 -> /64 -> /128 paths collapse into skip nodes.
+            assert!(t.node_count() < 10, "{bits}: {} nodes", t.node_count());
+            for bit in 0..128 {
+                let key = host ^ (1u128 << bit);
+                assert_eq!(t.lookup(key), reference(key), "{bits}: bit {bit}");
+            }
+            assert_eq!(t.lookup(host), 2);
         }
-        assert_eq!(t.lookup(host), 2);
     }
 }
