@@ -40,6 +40,9 @@ pub struct Own {
     pub subnets: Vec<IpNet>,
     /// The subnets it held before (from the cache), tried first.
     pub previous: Vec<IpNet>,
+    /// Its subnets in the other networks, by network name (from the
+    /// file; never leased).
+    pub networks: std::collections::BTreeMap<String, Vec<IpNet>>,
 }
 
 /// What the store thread tells the control thread.
@@ -304,9 +307,10 @@ impl Task {
                 vtep_mac: self.own.vtep_mac,
                 subnets,
                 vni: self.own.vni,
+                networks: record::Networks(self.own.networks.clone()),
             };
             let key = self.key(&format!("hosts/{}", self.own.name));
-            let value = serde_json::to_string(&rec)?;
+            let value = record::encode_host(&rec);
             let r = client
                 .put(
                     key.clone(),
