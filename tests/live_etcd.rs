@@ -620,10 +620,8 @@ fn network_subnets_travel_through_etcd() {
             port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2") + &blue_port("b1", &b1, 1),
         ),
     );
-    let cfg2 = lab.write(
-        "h2.toml",
-        &file("h2", 2, H2_VTEP, "1", blue_port("b2", &b2, 2)),
-    );
+    let text2 = file("h2", 2, H2_VTEP, "1", blue_port("b2", &b2, 2));
+    let cfg2 = lab.write("h2.toml", &text2);
     let r1 = lab.start(&cfg1, "h1", &h1);
     let r2 = lab.start(&cfg2, "h2", &h2);
     lab.wait_stats(r1, "h2 from the store", |s| store_hosts(s) == 1);
@@ -672,6 +670,36 @@ fn network_subnets_travel_through_etcd() {
     );
     lab.wait_stats(r1, "h4 left out", |s| rejected(s, "overlap") == 1);
     assert!(lab.log(r1).contains("networks this router does not carry"));
+    lab.ping(&b1, "198.19.102.2");
+
+    // h2 gains a blue subnet by a reload: its record carries it, h1 takes
+    // it as a route change.
+    let s = lab.stats(r1);
+    let applied = s["store"]["views_applied"].as_u64().unwrap_or(0);
+    lab.write(
+        "h2.toml",
+        &text2.replace(
+            "h2 = [\"198.19.102.0/24\"]",
+            "h2 = [\"198.19.102.0/24\", \"198.19.112.0/24\"]",
+        ),
+    );
+    lab.signal(r2, "HUP");
+    wait_for(
+        Duration::from_secs(10),
+        "h2's record with its new subnet",
+        || {
+            let rec: Value = serde_json::from_str(
+                etcd.ctl(&["get", "--print-value-only", "/vxrouter/network/hosts/h2"])
+                    .trim(),
+            )
+            .ok()?;
+            (rec["networks"] == serde_json::json!({"blue": ["198.19.102.0/24", "198.19.112.0/24"]}))
+                .then_some(())
+        },
+    );
+    lab.wait_stats(r1, "h2's new blue subnet", |s| {
+        s["store"]["views_applied"].as_u64().unwrap_or(0) > applied
+    });
     lab.ping(&b1, "198.19.102.2");
     lab.assert_alive(r1);
     lab.assert_alive(r2);

@@ -195,6 +195,15 @@ impl StoreLink {
         m
     }
 
+    /// Publishes host `me`'s subnets in the other networks as `file` (a
+    /// reloaded topology file) gives them; the store thread rewrites this
+    /// host's record if they changed.
+    pub(super) fn set_own_networks(&self, file: &Topology, me: usize) {
+        if let Some(h) = &self.handle {
+            h.set_networks(own_networks(file, me));
+        }
+    }
+
     /// Counts a view merged into the running topology.
     pub(super) fn applied(&mut self) {
         self.stats.views_applied += 1;
