@@ -409,6 +409,7 @@ fn fifty_hosts_racing_for_subnets_get_distinct_ones() {
                         udp_port: 4789,
                         subnets: Vec::new(),
                         previous: Vec::new(),
+                        networks: Default::default(),
                     },
                 )
                 .expect("store thread")
@@ -578,6 +579,130 @@ fn flannel_layout_interoperates_with_a_kernel_vxlan_host() {
     lab.wait_ready(&[r1]);
     lab.ping(&c1, "198.19.2.2");
     lab.ping(&c2, "198.19.1.2");
+}
+
+/// Two networks (the default one and "blue") on routers that know each
+/// other only through etcd: each publishes its blue subnet in its record's
+/// `networks`, the other routes to it in blue (and not in the default
+/// network), and an operator's host whose blue subnet changes is a route
+/// change like any other.
+#[test]
+fn network_subnets_travel_through_etcd() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("etcdn");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let b1 = lab.adopt("b1");
+    let b2 = lab.adopt("b2");
+    let etcd = Etcd::start(&lab, &h1);
+    // Each file names its own host only, and its own subnet in blue.
+    let file = |name: &str, n: u8, vtep: &str, workers: &str, ports: String| {
+        format!(
+            "[overlay]\nvni = 42\n[[networks]]\nname = \"blue\"\nvni = 43\n[networks.subnets]\n{name} = [\"198.19.10{n}.0/24\"]\n{}{}",
+            store(""),
+            host(name, n, vtep, workers, &ports)
+        )
+    };
+    let blue_port = |name: &str, ns: &str, n: u8| {
+        format!(
+            "\n  [[hosts.ports]]\n  name = \"{name}\"\n  kind = \"tun\"\n  netns = \"{ns}\"\n  network = \"blue\"\n  addresses = [\"198.19.10{n}.2/32\"]\n"
+        )
+    };
+    let cfg1 = lab.write(
+        "h1.toml",
+        &file(
+            "h1",
+            1,
+            H1_VTEP,
+            "0",
+            port("c1", "tun", &c1, "198.19.1.2", "2001:2:0:1::2") + &blue_port("b1", &b1, 1),
+        ),
+    );
+    let text2 = file("h2", 2, H2_VTEP, "1", blue_port("b2", &b2, 2));
+    let cfg2 = lab.write("h2.toml", &text2);
+    let r1 = lab.start(&cfg1, "h1", &h1);
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    lab.wait_stats(r1, "h2 from the store", |s| store_hosts(s) == 1);
+    lab.wait_stats(r2, "h1 from the store", |s| store_hosts(s) == 1);
+    lab.wait_ready(&[r1, r2]);
+    let rec: Value = serde_json::from_str(
+        etcd.ctl(&["get", "--print-value-only", "/vxrouter/network/hosts/h2"])
+            .trim(),
+    )
+    .expect("h2's record is JSON");
+    assert_eq!(
+        rec["networks"],
+        serde_json::json!({"blue": ["198.19.102.0/24"]}),
+        "{rec}"
+    );
+    lab.ping(&b1, "198.19.102.2");
+    lab.ping(&b2, "198.19.101.2");
+    // Blue's subnets are not the default network's.
+    lab.ping_fails(&c1, "198.19.102.2");
+
+    // An operator's host in blue, then its blue subnet moved: each a
+    // route change, no record left out, blue between h1 and h2 intact.
+    let h3 = |blue: &str| {
+        format!(
+            r#"{{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:00:c6:13:03:00","subnets":["198.19.3.0/24"],"vni":42,"networks":{{"blue":["{blue}"],"red":["198.19.102.0/24"]}}}}"#
+        )
+    };
+    etcd.put("/vxrouter/network/hosts/h3", &h3("198.19.103.0/24"));
+    let s = lab.wait_stats(r1, "h3 from the store", |s| store_hosts(s) == 2);
+    let applied = s["store"]["views_applied"].as_u64().unwrap_or(0);
+    etcd.put("/vxrouter/network/hosts/h3", &h3("198.19.104.0/24"));
+    let s = lab.wait_stats(r1, "h3's new blue subnet", |s| {
+        s["store"]["views_applied"].as_u64().unwrap_or(0) > applied
+    });
+    assert_eq!(store_hosts(&s), 2, "{s}");
+    assert!(
+        s["store"]["rejected"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{s}"
+    );
+    // Overlapping h2's blue subnet: left out.
+    etcd.put(
+        "/vxrouter/network/hosts/h4",
+        r#"{"name":"h4","underlay":"198.18.0.4","vtep_mac":"02:00:c6:13:04:00","subnets":["198.19.4.0/24"],"vni":42,"networks":{"blue":["198.19.102.128/25"]}}"#,
+    );
+    lab.wait_stats(r1, "h4 left out", |s| rejected(s, "overlap") == 1);
+    assert!(lab.log(r1).contains("networks this router does not carry"));
+    lab.ping(&b1, "198.19.102.2");
+
+    // h2 gains a blue subnet by a reload: its record carries it, h1 takes
+    // it as a route change.
+    let s = lab.stats(r1);
+    let applied = s["store"]["views_applied"].as_u64().unwrap_or(0);
+    lab.write(
+        "h2.toml",
+        &text2.replace(
+            "h2 = [\"198.19.102.0/24\"]",
+            "h2 = [\"198.19.102.0/24\", \"198.19.112.0/24\"]",
+        ),
+    );
+    lab.signal(r2, "HUP");
+    wait_for(
+        Duration::from_secs(10),
+        "h2's record with its new subnet",
+        || {
+            let rec: Value = serde_json::from_str(
+                etcd.ctl(&["get", "--print-value-only", "/vxrouter/network/hosts/h2"])
+                    .trim(),
+            )
+            .ok()?;
+            (rec["networks"] == serde_json::json!({"blue": ["198.19.102.0/24", "198.19.112.0/24"]}))
+                .then_some(())
+        },
+    );
+    lab.wait_stats(r1, "h2's new blue subnet", |s| {
+        s["store"]["views_applied"].as_u64().unwrap_or(0) > applied
+    });
+    lab.ping(&b1, "198.19.102.2");
+    lab.assert_alive(r1);
+    lab.assert_alive(r2);
 }
 
 /// A host without subnets leases one, keeps it across a restart, and

@@ -1128,6 +1128,9 @@ impl<'a> Router<'a> {
             _ => file.clone(),
         };
         self.apply(new, new_me)?;
+        if let Some(s) = self.store.as_ref() {
+            s.set_own_networks(&file, new_me);
+        }
         self.file_topo = file;
         tracing::info!(routes = self.routes.routes.len(), "configuration reloaded");
         Ok(())

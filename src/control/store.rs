@@ -45,6 +45,9 @@ pub(super) struct StoreLink {
     cache_dirty: bool,
     /// Rejected keys with the revision rejected, to log each once.
     rejected: BTreeMap<String, i64>,
+    /// Host records with networks this router does not carry, with the
+    /// revision seen, to log each once.
+    ignored: BTreeMap<String, i64>,
     stats: StoreStats,
 }
 
@@ -72,6 +75,7 @@ impl StoreLink {
                 .as_ref()
                 .map(|c| c.subnets.clone())
                 .unwrap_or_default(),
+            networks: own_networks(file, me),
         };
         let handle = StoreHandle::start(cfg.clone(), own)?;
         let deadline = Instant::now() + Duration::from_millis(cfg.connect_timeout_ms.into());
@@ -109,6 +113,7 @@ impl StoreLink {
             cache,
             cache_dirty: !from_cache,
             rejected: BTreeMap::new(),
+            ignored: BTreeMap::new(),
             stats: StoreStats::default(),
         };
         let merged = link.merge(file.clone(), me);
@@ -175,10 +180,28 @@ impl StoreLink {
             *by_reason.entry(r.reason.name()).or_default() += 1;
         }
         self.rejected = now;
+        let mut now = BTreeMap::new();
+        for i in &m.ignored {
+            let rev = self.view.entries.get(&i.key).map_or(0, |e| e.mod_revision);
+            if self.ignored.get(&i.key) != Some(&rev) {
+                tracing::info!(key = %format!("{}/{}", self.cfg.prefix, i.key), networks = %i.networks.join(","), "store host kept without its subnets in networks this router does not carry");
+            }
+            now.insert(i.key.clone(), rev);
+        }
+        self.ignored = now;
         self.stats.rejected = by_reason;
         self.stats.rejected_keys = m.rejected.iter().take(32).map(|r| r.key.clone()).collect();
         self.stats.hosts = m.topology.hosts.len() - file.hosts.len();
         m
+    }
+
+    /// Publishes host `me`'s subnets in the other networks as `file` (a
+    /// reloaded topology file) gives them; the store thread rewrites this
+    /// host's record if they changed.
+    pub(super) fn set_own_networks(&self, file: &Topology, me: usize) {
+        if let Some(h) = &self.handle {
+            h.set_networks(own_networks(file, me));
+        }
     }
 
     /// Counts a view merged into the running topology.
@@ -236,6 +259,18 @@ impl StoreLink {
             h.stop();
         }
     }
+}
+
+/// Host `me`'s subnets in the networks other than the default one, by
+/// network name, as its record carries them.
+fn own_networks(file: &Topology, me: usize) -> BTreeMap<String, Vec<IpNet>> {
+    let mut out: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+    for &(n, s) in &file.hosts[me].net_subnets {
+        if let Some(net) = file.networks.get(n) {
+            out.entry(net.name.clone()).or_default().push(s);
+        }
+    }
+    out
 }
 
 fn read_cache(path: &Path) -> Option<Cache> {

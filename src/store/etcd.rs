@@ -40,6 +40,10 @@ pub struct Own {
     pub subnets: Vec<IpNet>,
     /// The subnets it held before (from the cache), tried first.
     pub previous: Vec<IpNet>,
+    /// Its subnets in the other networks, by network name (from the
+    /// file; never leased), as at the start: later ones come through
+    /// [`StoreHandle::set_networks`].
+    pub networks: Networks,
 }
 
 /// What the store thread tells the control thread.
@@ -74,8 +78,14 @@ pub struct StoreHandle {
     pub counters: Arc<StoreCounters>,
     waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
     stop: Arc<tokio::sync::Notify>,
+    /// This host's subnets in the other networks, as its record is to
+    /// carry them (a reload may change them).
+    networks: tokio::sync::watch::Sender<Networks>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Subnets in the networks other than the default one, by network name.
+pub type Networks = std::collections::BTreeMap<String, Vec<IpNet>>;
 
 impl StoreHandle {
     /// Starts the thread; it connects in the background.
@@ -96,6 +106,7 @@ impl StoreHandle {
         let counters = Arc::new(StoreCounters::default());
         let waker: Arc<Mutex<Option<Arc<mio::Waker>>>> = Arc::default();
         let stop = Arc::new(tokio::sync::Notify::new());
+        let (networks, networks_rx) = tokio::sync::watch::channel(own.networks.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -112,6 +123,7 @@ impl StoreHandle {
             counters: counters.clone(),
             lease: None,
             subnets: None,
+            networks: networks_rx,
             view: View::default(),
             last_write: Default::default(),
         };
@@ -132,8 +144,20 @@ impl StoreHandle {
             counters,
             waker,
             stop,
+            networks,
             thread: Some(thread),
         })
+    }
+
+    /// This host's subnets in the other networks from now on; a change
+    /// rewrites its record (at once while a session runs, else when the
+    /// next one starts).
+    pub fn set_networks(&self, networks: Networks) {
+        self.networks.send_if_modified(|n| {
+            let changed = *n != networks;
+            *n = networks;
+            changed
+        });
     }
 
     /// Wakes `waker` after each event from now on (and once now, for any
@@ -206,6 +230,9 @@ struct Task {
     lease: Option<i64>,
     /// This host's subnets once known.
     subnets: Option<Vec<IpNet>>,
+    /// This host's subnets in the other networks, as the control thread
+    /// last set them.
+    networks: tokio::sync::watch::Receiver<Networks>,
     /// The records as last seen; `revision` 0 until the first list.
     view: View,
     /// The mod revision of each key this host wrote last.
@@ -298,26 +325,7 @@ impl Task {
             }
         };
         if self.cfg.layout == StoreLayout::Vxrouter {
-            let rec = HostRecord {
-                name: self.own.name.clone(),
-                underlay: self.own.underlay,
-                vtep_mac: self.own.vtep_mac,
-                subnets,
-                vni: self.own.vni,
-            };
-            let key = self.key(&format!("hosts/{}", self.own.name));
-            let value = serde_json::to_string(&rec)?;
-            let r = client
-                .put(
-                    key.clone(),
-                    value,
-                    Some(PutOptions::new().with_lease(lease)),
-                )
-                .await
-                .context("writing this host's record")?;
-            if let Some(h) = r.header() {
-                self.last_write.insert(key, h.revision());
-            }
+            self.put_record(&mut client, lease, &subnets).await?;
         }
         let prefix = self.key("");
         let (mut keeper, mut alive) = client.lease_keep_alive(lease).await?;
@@ -327,9 +335,15 @@ impl Task {
         let mut tick = tokio::time::interval(Duration::from_millis(
             (u64::from(self.cfg.lease_ttl_s) * 1000 / 3).max(500),
         ));
+        let mut republish = self.cfg.layout == StoreLayout::Vxrouter;
         loop {
             tokio::select! {
                 _ = tick.tick() => keeper.keep_alive().await.context("lease keep-alive")?,
+                r = self.networks.changed(), if republish => match r {
+                    Ok(()) => self.put_record(&mut client, lease, &subnets).await?,
+                    // The handle is gone: the thread is stopping.
+                    Err(_) => republish = false,
+                },
                 m = alive.message() => match m.context("lease keep-alive")? {
                     Some(r) if r.ttl() > 0 => {}
                     _ => {
@@ -377,6 +391,37 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Writes this host's record (vxrouter layout) under `lease`.
+    async fn put_record(
+        &mut self,
+        client: &mut Client,
+        lease: i64,
+        subnets: &[IpNet],
+    ) -> Result<()> {
+        let rec = HostRecord {
+            name: self.own.name.clone(),
+            underlay: self.own.underlay,
+            vtep_mac: self.own.vtep_mac,
+            subnets: subnets.to_vec(),
+            vni: self.own.vni,
+            networks: record::Networks(self.networks.borrow_and_update().clone()),
+        };
+        let key = self.key(&format!("hosts/{}", self.own.name));
+        let value = record::encode_host(&rec);
+        let r = client
+            .put(
+                key.clone(),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .context("writing this host's record")?;
+        if let Some(h) = r.header() {
+            self.last_write.insert(key, h.revision());
+        }
+        Ok(())
     }
 
     /// A watch from the revision after the last one seen; without one

@@ -33,20 +33,27 @@ pub struct Merged {
     pub topology: Topology,
     pub me: usize,
     pub rejected: Vec<Rejected>,
+    /// Host records kept whose networks are partly not this router's.
+    pub ignored: Vec<Ignored>,
     /// The revision of the view merged.
     pub revision: i64,
 }
 
-/// Address space taken so far: subnets as disjoint ranges and underlay
-/// addresses, per family.
+/// A store host's networks that this router's topology does not have:
+/// left out of routing (this router does not carry them), the host kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub key: String,
+    pub networks: Vec<String>,
+}
+
+/// The address space of one network taken so far: subnets as disjoint
+/// ranges, per family.
 #[derive(Default)]
 struct Space {
     /// Range start (family bit 128 set for IPv6 so families never meet)
     /// to (end, subnet).
     ranges: BTreeMap<(bool, u128), (u128, IpNet)>,
-    underlays: BTreeMap<(bool, u128), String>,
-    macs: BTreeSet<[u8; 6]>,
-    names: BTreeSet<String>,
 }
 
 fn range(net: IpNet) -> (bool, u128, u128) {
@@ -78,6 +85,51 @@ impl Space {
             .map(|(_, (_, n))| *n)
     }
 
+    /// The taken subnet holding `a`.
+    fn containing(&self, a: IpAddr) -> Option<IpNet> {
+        self.overlapping(IpNet::from(a))
+    }
+
+    fn insert(&mut self, net: IpNet) {
+        let (fam, start, end) = range(net);
+        self.ranges.insert((fam, start), (end, net));
+    }
+}
+
+/// What the hosts taken so far hold: one [`Space`] per network (subnets
+/// of different networks may overlap, those of one may not), and the
+/// underlays, VTEP MACs and names that all networks share.
+struct Taken {
+    /// By network index; `labels` names them for messages.
+    spaces: Vec<Space>,
+    labels: Vec<String>,
+    underlays: BTreeMap<(bool, u128), String>,
+    macs: BTreeSet<[u8; 6]>,
+    names: BTreeSet<String>,
+}
+
+impl Taken {
+    fn new(topo: &Topology) -> Taken {
+        Taken {
+            spaces: topo.networks.iter().map(|_| Space::default()).collect(),
+            labels: topo
+                .networks
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    if i == 0 {
+                        String::new()
+                    } else {
+                        format!(" of network {:?}", n.name)
+                    }
+                })
+                .collect(),
+            underlays: BTreeMap::new(),
+            macs: BTreeSet::new(),
+            names: BTreeSet::new(),
+        }
+    }
+
     /// A taken underlay inside `net`.
     fn underlay_inside(&self, net: IpNet) -> Option<&str> {
         let (fam, start, end) = range(net);
@@ -88,17 +140,19 @@ impl Space {
     }
 
     fn add(&mut self, h: &Host) {
-        for &s in &h.subnets {
-            let (fam, start, end) = range(s);
-            self.ranges.insert((fam, start), (end, s));
+        for (n, &s) in h.all_subnets() {
+            if let Some(space) = self.spaces.get_mut(n) {
+                space.insert(s);
+            }
         }
         self.underlays.insert(point(h.underlay), h.name.clone());
         self.macs.insert(h.vtep_mac.0);
         self.names.insert(h.name.clone());
     }
 
-    /// Why `p` cannot join the hosts taken so far, if it cannot.
-    fn check(&self, p: &Peer) -> Result<(), (Reject, String)> {
+    /// Why `p`, with `net_subnets` its subnets in this topology's other
+    /// networks, cannot join the hosts taken so far, if it cannot.
+    fn check(&self, p: &Peer, net_subnets: &[(usize, IpNet)]) -> Result<(), (Reject, String)> {
         config::check_host_name(&p.name).map_err(|e| (Reject::BadField, e))?;
         if self.names.contains(&p.name) {
             return Err((
@@ -134,50 +188,57 @@ impl Space {
                 format!("VTEP MAC {} is another host's", p.vtep_mac),
             ));
         }
-        let mut own = Space::default();
-        for &s in &p.subnets {
+        let mut own: Vec<Space> = self.spaces.iter().map(|_| Space::default()).collect();
+        let all = p
+            .subnets
+            .iter()
+            .map(|&s| (0, s))
+            .chain(net_subnets.iter().copied());
+        for (n, s) in all {
+            let (Some(space), Some(own), Some(of)) =
+                (self.spaces.get(n), own.get_mut(n), self.labels.get(n))
+            else {
+                continue;
+            };
             if s.trunc() != s {
-                return Err((Reject::BadAddress, format!("subnet {s} has host bits set")));
+                return Err((
+                    Reject::BadAddress,
+                    format!("subnet {s}{of} has host bits set"),
+                ));
             }
             if let Some((block, class)) = addr::special_overlapping(s) {
                 return Err((
                     Reject::BadAddress,
                     format!(
-                        "subnet {s} shares addresses with {block}, {}",
+                        "subnet {s}{of} shares addresses with {block}, {}",
                         class.describe()
                     ),
                 ));
             }
-            if let Some(n) = self.overlapping(s).or_else(|| own.overlapping(s)) {
-                return Err((Reject::Overlap, format!("subnet {s} overlaps {n}")));
+            if let Some(other) = space.overlapping(s).or_else(|| own.overlapping(s)) {
+                return Err((Reject::Overlap, format!("subnet {s}{of} overlaps {other}")));
             }
             if let Some(h) = self.underlay_inside(s) {
                 return Err((
                     Reject::Overlap,
-                    format!("subnet {s} holds host {h:?}'s underlay"),
+                    format!("subnet {s}{of} holds host {h:?}'s underlay"),
                 ));
             }
             if s.contains(&p.underlay) {
                 return Err((
                     Reject::Overlap,
-                    format!("subnet {s} holds the host's own underlay"),
+                    format!("subnet {s}{of} holds the host's own underlay"),
                 ));
             }
-            let (fam, start, end) = range(s);
-            own.ranges.insert((fam, start), (end, s));
+            own.insert(s);
         }
-        let (fam, a) = point(p.underlay);
-        if let Some(n) = self
-            .ranges
-            .range(..=(fam, a))
-            .next_back()
-            .filter(|((f, _), (e, _))| *f == fam && *e >= a)
-            .map(|(_, (_, n))| *n)
-        {
-            return Err((
-                Reject::Overlap,
-                format!("underlay {} lies inside subnet {n}", p.underlay),
-            ));
+        for (space, of) in self.spaces.iter().zip(&self.labels) {
+            if let Some(n) = space.containing(p.underlay) {
+                return Err((
+                    Reject::Overlap,
+                    format!("underlay {} lies inside subnet {n}{of}", p.underlay),
+                ));
+            }
         }
         Ok(())
     }
@@ -224,9 +285,10 @@ fn kind(layout: StoreLayout, key: &str) -> Kind<'_> {
 pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Merged {
     let mut topo = file.clone();
     let mut rejected = Vec::new();
-    let mut space = Space::default();
+    let mut ignored = Vec::new();
+    let mut taken = Taken::new(&topo);
     for h in &topo.hosts {
-        space.add(h);
+        taken.add(h);
     }
     let vni = topo.overlay.vni;
     let my_name = topo.hosts[me].name.clone();
@@ -266,26 +328,46 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
                 continue;
             }
         };
-        let peer = match decoded.and_then(|p| space.check(&p).map(|()| p)) {
+        let peer = match decoded {
             Ok(p) => p,
             Err((r, d)) => {
                 reject(r, d);
                 continue;
             }
         };
+        // Networks by this topology's indices; a network it does not have
+        // is one this router does not carry.
+        let mut net_subnets = Vec::new();
+        let mut unknown = Vec::new();
+        for (name, subnets) in &peer.networks {
+            match topo.network_index(name) {
+                Some(n) if n > 0 => net_subnets.extend(subnets.iter().map(|&s| (n, s))),
+                _ => unknown.push(name.clone()),
+            }
+        }
+        if let Err((r, d)) = taken.check(&peer, &net_subnets) {
+            reject(r, d);
+            continue;
+        }
+        if !unknown.is_empty() {
+            ignored.push(Ignored {
+                key: key.clone(),
+                networks: unknown,
+            });
+        }
         let host = Host {
             name: peer.name,
             underlay: peer.underlay,
             underlay_mac: None,
             vtep_mac: peer.vtep_mac,
             subnets: peer.subnets,
-            net_subnets: Vec::new(),
+            net_subnets,
             nic: None,
             workers: vec![0],
             uplink_io: UplinkIo::default(),
             ports: Vec::new(),
         };
-        space.add(&host);
+        taken.add(&host);
         topo.hosts.push(host);
     }
     let index: BTreeMap<&str, usize> = topo
@@ -355,6 +437,7 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
         topology: topo,
         me,
         rejected,
+        ignored,
         revision: view.revision,
     }
 }
@@ -500,6 +583,199 @@ mod tests {
         assert_eq!(names, ["h1", "198.19.2.0-24"]);
         assert_eq!(m.rejected.len(), 1);
         assert_eq!(m.rejected[0].reason, Reject::KeyMismatch);
+    }
+
+    /// h1 with a subnet in the default network and one in "blue".
+    fn two_networks() -> Topology {
+        config::parse(
+            "[overlay]\nvni = 42\n[[networks]]\nname = \"blue\"\nvni = 43\n[networks.subnets]\nh1 = [\"198.19.101.0/24\"]\n\
+             [[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\nsubnets = [\"198.19.1.0/24\"]\n",
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    fn host_in(name: &str, n: u8, subnet: &str, networks: &str) -> Vec<u8> {
+        format!(
+            r#"{{"name":"{name}","underlay":"198.18.0.{n}","vtep_mac":"02:42:c6:12:00:{n:02x}","subnets":["{subnet}"],"vni":42,"networks":{networks}}}"#
+        )
+        .into_bytes()
+    }
+
+    fn prefixes<'a>(it: impl Iterator<Item = &'a IpNet>) -> Vec<String> {
+        it.map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn store_hosts_bring_their_subnets_in_this_routers_networks() {
+        let v = view(&[
+            // Blue may reuse the default network's addresses.
+            (
+                "hosts/h2",
+                host_in(
+                    "h2",
+                    2,
+                    "198.19.2.0/24",
+                    r#"{"blue":["198.19.1.0/24","198.19.102.0/24"]}"#,
+                ),
+            ),
+            // A network this router does not carry: the host stays, those
+            // subnets are not routed, however they overlap.
+            (
+                "hosts/h3",
+                host_in(
+                    "h3",
+                    3,
+                    "198.19.3.0/24",
+                    r#"{"red":["198.19.1.0/24","198.18.0.0/16"],"blue":["198.19.103.0/24"]}"#,
+                ),
+            ),
+        ]);
+        let m = merge(&two_networks(), 0, StoreLayout::Vxrouter, &v);
+        assert!(m.rejected.is_empty(), "{:?}", m.rejected);
+        let t = &m.topology;
+        assert_eq!(prefixes(t.hosts[1].subnets_in(0)), ["198.19.2.0/24"]);
+        assert_eq!(
+            prefixes(t.hosts[1].subnets_in(1)),
+            ["198.19.1.0/24", "198.19.102.0/24"]
+        );
+        assert_eq!(prefixes(t.hosts[2].subnets_in(1)), ["198.19.103.0/24"]);
+        assert_eq!(t.hosts[2].all_subnets().count(), 2);
+        assert_eq!(
+            m.ignored,
+            [Ignored {
+                key: "hosts/h3".into(),
+                networks: vec!["red".into()]
+            }]
+        );
+        let routes = crate::route::compute(t, 0).unwrap();
+        let mut blue: Vec<(String, usize)> = routes
+            .routes
+            .iter()
+            .filter(|r| r.network == 1)
+            .map(|r| (r.prefix.to_string(), r.owner))
+            .collect();
+        blue.sort();
+        assert_eq!(
+            blue,
+            [
+                ("198.19.1.0/24".to_owned(), 1),
+                ("198.19.101.0/24".to_owned(), 0),
+                ("198.19.102.0/24".to_owned(), 1),
+                ("198.19.103.0/24".to_owned(), 2),
+            ]
+        );
+        // A router without networks keeps the hosts, routes their default
+        // subnets and ignores the rest.
+        let m = merge(&file(), 0, StoreLayout::Vxrouter, &v);
+        assert!(m.rejected.is_empty(), "{:?}", m.rejected);
+        assert_eq!(m.topology.hosts.len(), 3);
+        assert!(m.topology.hosts.iter().all(|h| h.net_subnets.is_empty()));
+        assert_eq!(m.ignored.len(), 2);
+    }
+
+    #[test]
+    fn network_subnets_are_checked_within_their_network() {
+        let v = view(&[
+            (
+                "hosts/h2",
+                host_in("h2", 2, "198.19.2.0/24", r#"{"blue":["198.18.5.0/24"]}"#),
+            ),
+            // Overlaps the file host's blue subnet.
+            (
+                "hosts/h3",
+                host_in(
+                    "h3",
+                    3,
+                    "198.19.3.0/24",
+                    r#"{"blue":["198.19.101.128/25"]}"#,
+                ),
+            ),
+            // Overlaps a store host's blue subnet.
+            (
+                "hosts/h4",
+                host_in("h4", 4, "198.19.4.0/24", r#"{"blue":["198.18.5.0/25"]}"#),
+            ),
+            // Overlaps itself within blue.
+            (
+                "hosts/h5",
+                host_in(
+                    "h5",
+                    5,
+                    "198.19.5.0/24",
+                    r#"{"blue":["198.19.105.0/24","198.19.105.0/25"]}"#,
+                ),
+            ),
+            // Holds an underlay.
+            (
+                "hosts/h6",
+                host_in("h6", 6, "198.19.6.0/24", r#"{"blue":["198.18.0.0/24"]}"#),
+            ),
+            // Holds its own underlay.
+            (
+                "hosts/h7",
+                host_in("h7", 7, "198.19.7.0/24", r#"{"blue":["198.18.0.7/32"]}"#),
+            ),
+            (
+                "hosts/h8",
+                host_in("h8", 8, "198.19.8.0/24", r#"{"blue":["127.0.0.0/8"]}"#),
+            ),
+            (
+                "hosts/h9",
+                host_in("h9", 9, "198.19.9.0/24", r#"{"blue":["198.19.109.1/24"]}"#),
+            ),
+            // An underlay inside a store host's blue subnet.
+            (
+                "hosts/h10",
+                host_in("h10", 10, "198.19.10.0/24", "{}").replace_underlay("198.18.5.9"),
+            ),
+            (
+                "hosts/h11",
+                host_in("h11", 11, "198.19.11.0/24", r#"{"bad name":[]}"#),
+            ),
+            // The same blue subnet as the default network's of h1 and
+            // h2: fine.
+            (
+                "hosts/h12",
+                host_in("h12", 12, "198.19.12.0/24", r#"{"blue":["198.19.2.0/24"]}"#),
+            ),
+        ]);
+        let m = merge(&two_networks(), 0, StoreLayout::Vxrouter, &v);
+        let got: Vec<(&str, Reject)> = m
+            .rejected
+            .iter()
+            .map(|r| (r.key.as_str(), r.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("hosts/h3", Reject::Overlap),
+                ("hosts/h4", Reject::Overlap),
+                ("hosts/h5", Reject::Overlap),
+                ("hosts/h6", Reject::Overlap),
+                ("hosts/h7", Reject::Overlap),
+                ("hosts/h8", Reject::BadAddress),
+                ("hosts/h9", Reject::BadAddress),
+                ("hosts/h10", Reject::Overlap),
+                ("hosts/h11", Reject::BadField),
+            ]
+        );
+        assert!(m.rejected[0].detail.contains("of network \"blue\""));
+        assert!(m.rejected[7].detail.contains("of network \"blue\""));
+        let names: Vec<&str> = m.topology.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["h1", "h2", "h12"]);
+    }
+
+    trait ReplaceUnderlay {
+        fn replace_underlay(self, underlay: &str) -> Vec<u8>;
+    }
+    impl ReplaceUnderlay for Vec<u8> {
+        fn replace_underlay(self, underlay: &str) -> Vec<u8> {
+            let s = String::from_utf8(self).unwrap();
+            let start = s.find("\"underlay\":\"").unwrap() + 12;
+            let end = start + s[start..].find('"').unwrap();
+            format!("{}{underlay}{}", &s[..start], &s[end..]).into_bytes()
+        }
     }
 
     #[test]

@@ -6,12 +6,13 @@
 //! `subnets/<ip>-<len>`). A value that does not decode is a [`Reject`] with
 //! its reason; nothing here panics on any input.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MacAddr, StoreLayout};
+use crate::config::{self, MacAddr, StoreLayout, DEFAULT_NETWORK};
 
 use super::Reject;
 
@@ -28,6 +29,9 @@ pub struct Peer {
     pub underlay: IpAddr,
     pub vtep_mac: MacAddr,
     pub subnets: Vec<IpNet>,
+    /// Subnets in the networks other than the default one, by network
+    /// name (vxrouter layout only; empty in the flannel layout).
+    pub networks: BTreeMap<String, Vec<IpNet>>,
 }
 
 /// An operator's link record (vxrouter layout, `links/<name>`).
@@ -55,6 +59,52 @@ pub struct HostRecord {
     pub subnets: Vec<IpNet>,
     /// The VNI the host forwards in; a record of another VNI is foreign.
     pub vni: u32,
+    /// Subnets in the other networks, by network name. Last and left out
+    /// when empty, so a single-network host's record is the same bytes
+    /// whether or not its router knows networks.
+    #[serde(default, skip_serializing_if = "Networks::is_empty")]
+    pub networks: Networks,
+}
+
+/// A host record's `networks`: a JSON object of network name to
+/// prefixes, in which a name given twice is an error rather than the
+/// last one winning.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Networks(pub BTreeMap<String, Vec<IpNet>>);
+
+impl Networks {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for Networks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Networks;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of network name to prefixes")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Networks, A::Error> {
+                use serde::de::Error;
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let subnets: Vec<IpNet> = map.next_value()?;
+                    if out.contains_key(&name) {
+                        return Err(A::Error::custom(format!("network {name:?} is given twice")));
+                    }
+                    out.insert(name, subnets);
+                }
+                Ok(Networks(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 /// The vxrouter layout's subnet lease (`subnets/<ip>-<len>`): which host
@@ -195,12 +245,28 @@ pub fn decode_host(key_name: &str, value: &[u8], vni: u32) -> Result<Peer, (Reje
             format!("VNI {} is not this overlay's {vni}", r.vni),
         ));
     }
+    for name in r.networks.0.keys() {
+        if name == DEFAULT_NETWORK {
+            return Err((
+                Reject::BadField,
+                format!("networks names {DEFAULT_NETWORK:?}, whose subnets belong in subnets"),
+            ));
+        }
+        config::check_network_name(name)
+            .map_err(|e| (Reject::BadField, format!("networks: {e}")))?;
+    }
     Ok(Peer {
         name: r.name,
         underlay: r.underlay,
         vtep_mac: r.vtep_mac,
         subnets: r.subnets,
+        networks: r.networks.0,
     })
+}
+
+/// This host's record value (vxrouter layout).
+pub fn encode_host(rec: &HostRecord) -> String {
+    serde_json::to_string(rec).unwrap_or_default()
 }
 
 /// Decodes a link record (vxrouter layout).
@@ -240,6 +306,7 @@ pub fn decode_flannel_lease(key: &str, value: &[u8], vni: u32) -> Result<Peer, (
         underlay: IpAddr::V4(l.public_ip),
         vtep_mac: data.vtep_mac,
         subnets: vec![net],
+        networks: BTreeMap::new(),
     })
 }
 
@@ -329,6 +396,87 @@ mod tests {
         assert_eq!(decode_host("h2", bad, 42).unwrap_err().0, Reject::BadField);
         let big = vec![b' '; MAX_RECORD_LEN + 1];
         assert_eq!(decode_host("h2", &big, 42).unwrap_err().0, Reject::NotJson);
+    }
+
+    const OLD: &str = r#"{"name":"h2","underlay":"198.18.0.2","vtep_mac":"02:42:c6:12:00:02","subnets":["198.19.2.0/24"],"vni":42}"#;
+
+    fn record(networks: &[(&str, &[&str])]) -> HostRecord {
+        HostRecord {
+            name: "h2".into(),
+            underlay: "198.18.0.2".parse().unwrap(),
+            vtep_mac: "02:42:c6:12:00:02".parse().unwrap(),
+            subnets: vec!["198.19.2.0/24".parse().unwrap()],
+            vni: 42,
+            networks: Networks(
+                networks
+                    .iter()
+                    .map(|(n, s)| {
+                        (
+                            (*n).to_owned(),
+                            s.iter().map(|s| s.parse().unwrap()).collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_single_network_record_is_the_same_bytes_as_before_networks() {
+        let v = encode_host(&record(&[]));
+        assert_eq!(v, OLD);
+        let p = decode_host("h2", v.as_bytes(), 42).unwrap();
+        assert!(p.networks.is_empty());
+        assert_eq!(p.subnets, record(&[]).subnets);
+    }
+
+    #[test]
+    fn network_subnets_round_trip_by_name() {
+        let r = record(&[
+            ("blue", &["198.19.2.0/24", "2001:db8:2::/64"]),
+            ("green", &["198.19.9.0/24"]),
+        ]);
+        let v = encode_host(&r);
+        assert_eq!(
+            v,
+            OLD.replace(
+                "\"vni\":42}",
+                r#""vni":42,"networks":{"blue":["198.19.2.0/24","2001:db8:2::/64"],"green":["198.19.9.0/24"]}}"#
+            )
+        );
+        let p = decode_host("h2", v.as_bytes(), 42).unwrap();
+        assert_eq!(p.networks, r.networks.0);
+        // A network without subnets is as good as none.
+        let empty = OLD.replace("\"vni\":42}", r#""vni":42,"networks":{"blue":[]}}"#);
+        assert!(decode_host("h2", empty.as_bytes(), 42).is_ok());
+    }
+
+    #[test]
+    fn bad_networks_are_rejected_with_their_reason() {
+        let with = |networks: &str| {
+            let v = OLD.replace(
+                "\"vni\":42}",
+                &format!(r#""vni":42,"networks":{networks}}}"#),
+            );
+            decode_host("h2", v.as_bytes(), 42)
+        };
+        let long = format!(r#"{{"{}":[]}}"#, "n".repeat(200));
+        for bad in [
+            r#"{"bad name":["198.19.1.0/24"]}"#,
+            r#"{"":["198.19.1.0/24"]}"#,
+            r#"{"default":["198.19.1.0/24"]}"#,
+            r#"{"blue":["198.19.1.0/33"]}"#,
+            r#"{"blue":["198.19.1.0"]}"#,
+            r#"{"blue":"198.19.1.0/24"}"#,
+            r#"{"blue":["198.19.1.0/24"],"blue":["198.19.3.0/24"]}"#,
+            r#"["blue"]"#,
+            long.as_str(),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.0, Reject::BadField, "{bad}: {}", e.1);
+        }
+        let e = with(r#"{"blue":["198.19.1.0/24"],"blue":[]}"#).unwrap_err();
+        assert!(e.1.contains("given twice"), "{}", e.1);
     }
 
     #[test]
