@@ -17,7 +17,7 @@ mod common;
 mod live_support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use live_support::{host, link, wait_for, Lab, NotifySocket, Router, H1_VTEP, H2_VTEP, OVERLAY};
 
