@@ -344,6 +344,12 @@ fn encode_stats(
             "Hosts from the store in the running topology.",
             st.hosts as u64,
         )?;
+        gauge(
+            enc,
+            "vxrouter_store_hosts_unknown_networks",
+            "Hosts from the store kept without their subnets in networks this router does not carry (logged with their key when first seen).",
+            st.hosts_unknown_networks as u64,
+        )?;
         gauge_family(
             enc,
             "vxrouter_store_records_rejected",
@@ -768,6 +774,7 @@ mod tests {
                 revision: 17,
                 hosts: 2,
                 rejected: [("overlap", 1)].into(),
+                hosts_unknown_networks: 1,
                 ..Default::default()
             }),
         }
@@ -807,6 +814,7 @@ mod tests {
         has(&t, "vxrouter_store_connected 1");
         has(&t, "vxrouter_store_revision 17");
         has(&t, "vxrouter_store_records_rejected{reason=\"overlap\"} 1");
+        has(&t, "vxrouter_store_hosts_unknown_networks 1");
         has(&t, "vxrouter_store_records_rejected{reason=\"not_json\"} 0");
         has(&t, "vxrouter_unresolved_peers 1");
         has(&t, "vxrouter_workers 2");

@@ -189,6 +189,7 @@ impl StoreLink {
             now.insert(i.key.clone(), rev);
         }
         self.ignored = now;
+        self.stats.hosts_unknown_networks = self.ignored.len();
         self.stats.rejected = by_reason;
         self.stats.rejected_keys = m.rejected.iter().take(32).map(|r| r.key.clone()).collect();
         self.stats.hosts = m.topology.hosts.len() - file.hosts.len();

@@ -76,6 +76,9 @@ pub struct StoreStats {
     pub compactions: u64,
     /// Hosts from the store in the running topology.
     pub hosts: usize,
+    /// Of those, the hosts kept without their subnets in networks this
+    /// router does not carry.
+    pub hosts_unknown_networks: usize,
     /// Records left out of the running topology now, by reason
     /// ([`crate::store::Reject`] names).
     pub rejected: BTreeMap<&'static str, u64>,
