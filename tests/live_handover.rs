@@ -244,6 +244,27 @@ impl Drop for Successor {
     }
 }
 
+/// h1's router as systemd starts it: `$NOTIFY_SOCKET`, and a watchdog of
+/// 2 s (WATCHDOG=1 every second).
+fn start_under_systemd(
+    lab: &mut Lab,
+    cfg: &std::path::Path,
+    ns: &str,
+    notify: &live_support::NotifySocket,
+) -> usize {
+    lab.start_env(
+        cfg,
+        "h1",
+        ns,
+        "h1",
+        &[],
+        &[
+            ("NOTIFY_SOCKET", notify.path.as_os_str()),
+            ("WATCHDOG_USEC", "2000000".as_ref()),
+        ],
+    )
+}
+
 /// An upgrade in place under systemd: SIGUSR2 makes h1's router start
 /// its own executable again with `--takeover`; the new process takes over
 /// while UDP streams cross both ways, with not one datagram lost. The old
@@ -265,18 +286,7 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
     );
     let cfg = lab.write("topo.toml", &cfg);
     let notify = live_support::NotifySocket::bind(&lab);
-    let old = lab.start_env(
-        &cfg,
-        "h1",
-        &h1,
-        "h1",
-        &[],
-        &[
-            ("NOTIFY_SOCKET", notify.path.as_os_str()),
-            // 2 s: WATCHDOG=1 every second.
-            ("WATCHDOG_USEC", "2000000".as_ref()),
-        ],
-    );
+    let old = start_under_systemd(&mut lab, &cfg, &h1, &notify);
     let r2 = lab.start(&cfg, "h2", &h2);
     lab.wait_ready(&[old, r2]);
     let (before, _) = notify.until("READY=1", Duration::from_secs(25), &lab, old);
@@ -367,6 +377,75 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
         lab.log(old)
     );
     notify.until("STOPPING=1", Duration::from_secs(5), &lab, old);
+}
+
+/// SIGUSR2 on a router whose AF_XDP uplink cannot be handed over: the
+/// successor is refused, asks for a restart and starts afresh once the old
+/// router has stopped. None of the old router's descriptors lives on in
+/// the successor (an AF_XDP socket inherited across the exec would keep
+/// the uplink's queue bound), so the new router binds the queue and
+/// forwards; systemd is told its pid before the old one stops.
+#[test]
+fn sigusr2_on_an_af_xdp_uplink_restarts_into_the_successor() {
+    require_root!();
+    let mut lab = Lab::new("ho4");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let xdp_host = |name: &str, n: u8, vtep: &str, ns: &str| {
+        let p = live_support::port(
+            &format!("c{n}"),
+            "tun",
+            ns,
+            &format!("198.19.{n}.2"),
+            &format!("2001:2:0:{n}::2"),
+        );
+        live_support::host(name, n, vtep, "0", &p)
+    };
+    let cfg = format!(
+        "{OVERLAY}{}{}{}",
+        xdp_host("h1", 1, H1_VTEP, &c1),
+        xdp_host("h2", 2, H2_VTEP, &c2),
+        link("h1", "h2", 10)
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    let notify = live_support::NotifySocket::bind(&lab);
+    let old = start_under_systemd(&mut lab, &cfg, &h1, &notify);
+    let r2 = lab.start(&cfg, "h2", &h2);
+    lab.wait_ready(&[old, r2]);
+    notify.until("READY=1", Duration::from_secs(25), &lab, old);
+    lab.ping(&c2, "198.19.1.2");
+
+    let old_pid = lab.routers[old].child.id();
+    live_support::cmd(&["kill", "-USR2", &old_pid.to_string()]);
+    let st = wait_exit(&mut lab, old, Duration::from_secs(20));
+    assert!(
+        st.success(),
+        "the old router failed ({st}):\n{}",
+        lab.log(old)
+    );
+    let (before, mainpid) = notify.until("MAINPID=", Duration::from_secs(5), &lab, old);
+    assert!(
+        !before.iter().any(|m| m == "STOPPING=1"),
+        "the old router told systemd it stops: {before:?}"
+    );
+    let new = Successor(
+        mainpid["MAINPID=".len()..]
+            .parse()
+            .unwrap_or_else(|_| panic!("{mainpid}")),
+    );
+    assert_ne!(new.0, old_pid);
+    notify.until("READY=1", Duration::from_secs(20), &lab, old);
+    assert!(new.runs(), "the new router is gone:\n{}", lab.log(old));
+    let log = lab.log(old);
+    assert!(log.contains("handover refused"), "{log}");
+    lab.ping(&c2, "198.19.1.2");
+    lab.ping(&c1, "198.19.2.2");
+    assert!(
+        new.signal_and_wait("-TERM", Duration::from_secs(10)),
+        "the new router did not stop on SIGTERM:\n{}",
+        lab.log(old)
+    );
 }
 
 /// A newer router refuses a handover message of an unknown version with

@@ -1001,6 +1001,12 @@ impl super::Router<'_> {
                 return;
             }
         }
+        // Not one of this router's descriptors may live on in the
+        // successor: it takes what it needs over the handover socket.
+        if let Err(e) = sys::cloexec_from(3) {
+            tracing::error!(error = %e, "SIGUSR2: marking descriptors close-on-exec failed; going on");
+            return;
+        }
         match r.command().spawn() {
             Ok(c) => {
                 tracing::info!(pid = c.id(), exe = %r.exe.display(), "SIGUSR2: started a new router to take over from this one");

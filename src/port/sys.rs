@@ -477,6 +477,35 @@ pub fn tun_info(fd: BorrowedFd<'_>) -> io::Result<(libc::c_short, String)> {
     Ok((flags, String::from_utf8_lossy(&name).into_owned()))
 }
 
+/// Marks every open descriptor from `min` up close-on-exec, so that a
+/// process this one starts inherits none of them. Some libraries open
+/// theirs without `O_CLOEXEC` (libxdp's AF_XDP sockets): a copy in a
+/// successor would keep their queues bound and their UMEMs pinned.
+pub fn cloexec_from(min: RawFd) -> io::Result<()> {
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        if fd < min {
+            continue;
+        }
+        // SAFETY: F_GETFD and F_SETFD take and return plain integers; a
+        // descriptor closed meanwhile (the directory's own) is EBADF.
+        let Ok(flags) = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) }) else {
+            continue;
+        };
+        if flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: as above.
+            cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+        }
+    }
+    Ok(())
+}
+
 /// The process id of the peer of connected Unix socket `fd`, as it was
 /// when it connected (`SO_PEERCRED`).
 pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<u32> {
