@@ -47,6 +47,23 @@ fn host(name: &str, n: u8, vtep: &str, ns: &str) -> String {
     )
 }
 
+/// Hosts h1 and h2 (namespaces, UDP uplinks) with TUN containers c1 and
+/// c2, and their topology file: host namespaces, container namespaces,
+/// the file.
+fn two_tun_hosts(lab: &mut Lab) -> (String, String, String, String, std::path::PathBuf) {
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let c1 = lab.adopt("c1");
+    let c2 = lab.adopt("c2");
+    let cfg = format!(
+        "{OVERLAY}{}{}{}",
+        host("h1", 1, H1_VTEP, &c1),
+        host("h2", 2, H2_VTEP, &c2),
+        link("h1", "h2", 10)
+    );
+    let cfg = lab.write("topo.toml", &cfg);
+    (h1, h2, c1, c2, cfg)
+}
+
 fn wait_exit(lab: &mut Lab, r: usize, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -74,16 +91,7 @@ fn wait_exit(lab: &mut Lab, r: usize, limit: Duration) -> std::process::ExitStat
 fn handover_loses_no_packet() {
     require_root!();
     let mut lab = Lab::new("ho1");
-    let (h1, h2) = lab.two_hosts("h1", "h2");
-    let c1 = lab.adopt("c1");
-    let c2 = lab.adopt("c2");
-    let cfg = format!(
-        "{OVERLAY}{}{}{}",
-        host("h1", 1, H1_VTEP, &c1),
-        host("h2", 2, H2_VTEP, &c2),
-        link("h1", "h2", 10)
-    );
-    let cfg = lab.write("topo.toml", &cfg);
+    let (h1, h2, c1, c2, cfg) = two_tun_hosts(&mut lab);
     let this_build = lab.router_bin.clone();
     if let Some(bin) = std::env::var_os("VXROUTER_OLD_BIN") {
         eprintln!("ho1: the old router runs {}", bin.to_string_lossy());
@@ -275,16 +283,7 @@ fn start_under_systemd(
 fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
     require_root!();
     let mut lab = Lab::new("ho3");
-    let (h1, h2) = lab.two_hosts("h1", "h2");
-    let c1 = lab.adopt("c1");
-    let c2 = lab.adopt("c2");
-    let cfg = format!(
-        "{OVERLAY}{}{}{}",
-        host("h1", 1, H1_VTEP, &c1),
-        host("h2", 2, H2_VTEP, &c2),
-        link("h1", "h2", 10)
-    );
-    let cfg = lab.write("topo.toml", &cfg);
+    let (h1, h2, c1, c2, cfg) = two_tun_hosts(&mut lab);
     let notify = live_support::NotifySocket::bind(&lab);
     let old = start_under_systemd(&mut lab, &cfg, &h1, &notify);
     let r2 = lab.start(&cfg, "h2", &h2);
@@ -454,16 +453,7 @@ fn sigusr2_on_an_af_xdp_uplink_restarts_into_the_successor() {
 fn unknown_handover_version_is_refused_and_the_router_goes_on() {
     require_root!();
     let mut lab = Lab::new("ho2");
-    let (h1, h2) = lab.two_hosts("h1", "h2");
-    let c1 = lab.adopt("c1");
-    let c2 = lab.adopt("c2");
-    let cfg = format!(
-        "{OVERLAY}{}{}{}",
-        host("h1", 1, H1_VTEP, &c1),
-        host("h2", 2, H2_VTEP, &c2),
-        link("h1", "h2", 10)
-    );
-    let cfg = lab.write("topo.toml", &cfg);
+    let (h1, h2, _c1, c2, cfg) = two_tun_hosts(&mut lab);
     let r1 = lab.start(&cfg, "h1", &h1);
     let r2 = lab.start(&cfg, "h2", &h2);
     lab.wait_ready(&[r1, r2]);

@@ -451,6 +451,14 @@ mod tests {
     use super::super::Entry;
     use super::*;
 
+    /// Each record left out: its key and reason, in order.
+    fn rejected(m: &Merged) -> Vec<(&str, Reject)> {
+        m.rejected
+            .iter()
+            .map(|r| (r.key.as_str(), r.reason))
+            .collect()
+    }
+
     fn file() -> Topology {
         config::parse(
             "[overlay]\nvni = 42\n[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\nsubnets = [\"198.19.1.0/24\"]\n",
@@ -520,11 +528,7 @@ mod tests {
             ("other", b"{}".to_vec()),
         ]);
         let m = merge(&file(), 0, StoreLayout::Vxrouter, &v);
-        let got: Vec<(&str, Reject)> = m
-            .rejected
-            .iter()
-            .map(|r| (r.key.as_str(), r.reason))
-            .collect();
+        let got = rejected(&m);
         assert_eq!(
             got,
             [
@@ -741,11 +745,7 @@ mod tests {
             ),
         ]);
         let m = merge(&two_networks(), 0, StoreLayout::Vxrouter, &v);
-        let got: Vec<(&str, Reject)> = m
-            .rejected
-            .iter()
-            .map(|r| (r.key.as_str(), r.reason))
-            .collect();
+        let got = rejected(&m);
         assert_eq!(
             got,
             [
