@@ -1,10 +1,10 @@
 //! AF_XDP port: one socket bound to one (interface, queue), with its own UMEM.
 //!
-//! Layer: I/O corner (unsafe allowed, each block with `// SAFETY:`). The
+//! Layer: I/O corner, without unsafe code of its own: the rings, the UMEM
+//! and the frame ownership rules of AF_XDP are [`super::xsk`]'s. The
 //! packets the pipeline sees are copies in [`Packet`](super::Packet)
-//! buffers with [`HEADROOM`](super::HEADROOM); UMEM frames never leave this
-//! module, so the frame ownership rules of AF_XDP are enforced here and
-//! nowhere else.
+//! buffers with [`HEADROOM`](super::HEADROOM); UMEM frames never leave the
+//! socket layer.
 //!
 //! Frame ownership invariant (checked by [`AfXdpPort::frame_stats`] in tests):
 //! every UMEM frame is in exactly one place: our free list, the kernel's
@@ -20,28 +20,29 @@
 //! - need_wakeup: the kernel is kicked (recvfrom for rx, sendto for tx) only
 //!   when it sets the flag on the ring, never unconditionally.
 //! - Socket creation tries zero-copy first (unless told not to) and falls back
-//!   to copy mode with a fresh UMEM, since a failed bind can leave libxdp's
-//!   ring state for that UMEM half set up.
+//!   to copy mode on a fresh socket with the UMEM registered anew, since a
+//!   socket whose bind failed is not bound again.
+//! - Handover: the UMEM is a memfd, so another process can take the socket
+//!   over ([`AfXdpPort::dup_fds`], [`AfXdpPort::handover_cell`],
+//!   [`AfXdpPort::adopt`]). The previous owner's free list is exactly the
+//!   frames no ring holds: the new owner takes those, and gets every other
+//!   frame back from the rx and completion rings as usual, so no frame is
+//!   used by both and none is lost; frames the kernel fills meanwhile wait
+//!   in the rx ring.
 //!
-//! The socket is created with XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD: our own XDP
-//! program (see [`super::xdp`]) owns the interface; register [`AfXdpPort::fd`]
-//! in it with [`super::xdp::XdpProgram::register_socket`].
+//! No XDP program is loaded here: our own (see [`super::xdp`]) owns the
+//! interface; register [`AfXdpPort::fd`] in it with
+//! [`super::xdp::XdpProgram::register_socket`].
 
 use std::fmt;
-use std::io::{self, Write};
-use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, RawFd};
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
 
-use xsk_rs::config::{
-    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
-};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+use super::xsk::{AdoptState, BindOpts, Sizes, Unbound, Xsk};
+use super::{sys, Batch, IoCounters, LinkType, Port, MAX_FRAME};
 
-use super::{sys, Batch, IoCounters, LinkType, Port, BATCH_SIZE, MAX_FRAME};
-
-/// Headroom the kernel reserves at the start of each UMEM frame for the XDP
-/// program (`XDP_PACKET_HEADROOM`); the packet data starts after it.
-pub const XDP_PACKET_HEADROOM: u32 = 256;
+pub use super::xsk::XDP_PACKET_HEADROOM;
 
 /// Most tx kicks one flush makes (a burst of 64 needs 2 in copy mode).
 const MAX_TX_KICKS: usize = 8;
@@ -151,6 +152,10 @@ pub struct AfXdpStats {
     pub rx_wakeups: u64,
     /// Kicks of the tx side.
     pub tx_wakeups: u64,
+    /// Descriptors from the kernel naming no frame, a frame we hold, or
+    /// bytes outside their frame: skipped (a kernel bug, or a handover
+    /// state that was not this socket's).
+    pub bad_descs: u64,
 }
 
 /// The kernel's counters for one AF_XDP socket (`struct xdp_statistics`).
@@ -170,83 +175,83 @@ pub struct XskKernelStats {
     pub tx_ring_empty_descs: u64,
 }
 
+/// Where a socket's UMEM frames were when its owner let go of it: with the
+/// socket and the UMEM's memfd, what another process needs to carry on
+/// from the same rings ([`AfXdpPort::adopt`]).
+///
+/// Invariant: `free` is exactly the frames no ring holds (the owner's free
+/// list), `kernel_rx` the frames on the fill/rx side and `kernel_tx` those
+/// on the tx/completion side, so `free + kernel_rx + kernel_tx ==
+/// frame_count`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct XskHandover {
+    /// The queue the socket is bound to.
+    pub queue_id: u32,
+    /// Whether it is bound zero-copy.
+    pub zero_copy: bool,
+    /// Whether it is bound with XDP_USE_NEED_WAKEUP.
+    pub need_wakeup: bool,
+    /// Bytes per UMEM frame.
+    pub frame_size: u32,
+    /// Frames in the UMEM.
+    pub frame_count: u32,
+    /// Entries of each of the four rings.
+    pub ring_size: u32,
+    /// Frames on the owner's free list, as runs (first frame index, count).
+    pub free: Vec<(u32, u32)>,
+    /// Frames on the kernel's fill/rx side.
+    pub kernel_rx: u32,
+    /// Frames on the kernel's tx/completion side.
+    pub kernel_tx: u32,
+}
+
+/// Filled with the port's XskHandover when the port is dropped (after its
+/// last ring operation).
+pub type HandoverCell = Arc<Mutex<Option<XskHandover>>>;
+
 /// One AF_XDP socket and its UMEM. Implements [`Port`] with Ethernet frames.
 pub struct AfXdpPort {
     name: String,
-    queue_id: u32,
     mode: BindMode,
-    // Ring handles hold the socket and UMEM alive (reference counted in
-    // xsk-rs), so field drop order does not matter for soundness.
-    umem: Umem,
-    fill: FillQueue,
-    comp: CompQueue,
-    tx: TxQueue,
-    rx: RxQueue,
-    /// Canonical descriptor of each frame, indexed by frame number; the
-    /// kernel may hand back addresses with an offset inside the frame, and
-    /// we map them back to these.
-    frames: Vec<FrameDesc>,
-    free: Vec<FrameDesc>,
-    /// Scratch for descriptors coming off the rx and completion rings and
-    /// going onto the fill and tx rings (BATCH_SIZE each, allocated once).
-    scratch: Vec<FrameDesc>,
-    staged: Vec<FrameDesc>,
+    xsk: Xsk,
     fill_target: u32,
-    ring_size: u32,
-    kernel_rx: u32,
-    kernel_tx: u32,
-    frame_size: usize,
-    data_capacity: usize,
     stats: AfXdpStats,
+    handover: HandoverCell,
 }
 
 impl fmt::Debug for AfXdpPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AfXdpPort")
             .field("name", &self.name)
-            .field("queue_id", &self.queue_id)
+            .field("queue_id", &self.queue_id())
             .field("mode", &self.mode)
             .field("frames", &self.frame_stats())
             .finish()
     }
 }
 
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
-/// A UMEM made ahead of need and not yet bound to any socket (see
-/// [`UmemPool`]).
+/// A socket with its UMEM registered and rings set up, made ahead of need
+/// and never bound (see [`UmemPool`]).
+#[derive(Debug)]
 pub struct SpareUmem {
-    umem: Umem,
-    frames: Vec<FrameDesc>,
+    unbound: Unbound,
 }
 
-impl fmt::Debug for SpareUmem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpareUmem")
-            .field("frames", &self.frames.len())
-            .finish()
+fn sizes_of(cfg: &AfXdpConfig) -> Sizes {
+    Sizes {
+        frame_count: cfg.frame_count,
+        frame_size: cfg.frame_size,
+        ring_size: cfg.ring_size,
     }
 }
 
-/// Makes a UMEM of `cfg`'s sizes: memory mapped, populated and registered
-/// with the kernel (the bulk of a socket's set-up: about 10 ms for the
-/// default 8 MiB here, against well under 1 ms for the bind itself).
+/// Makes a socket and UMEM of `cfg`'s sizes: memfd mapped, populated and
+/// registered, rings mapped (the bulk of a socket's set-up: about 10 ms for
+/// the default 8 MiB here, against well under 1 ms for the bind itself).
 fn make_umem(cfg: &AfXdpConfig) -> io::Result<SpareUmem> {
-    let q = |n: u32| QueueSize::new(n).map_err(|e| invalid(format!("ring size: {e}")));
-    let umem_cfg = UmemConfig::builder()
-        .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| invalid(format!("{e}")))?)
-        .fill_queue_size(q(cfg.ring_size)?)
-        .comp_queue_size(q(cfg.ring_size)?)
-        .frame_headroom(0)
-        .build()
-        .map_err(|e| invalid(format!("UMEM config: {e}")))?;
-    let count = NonZeroU32::new(cfg.frame_count)
-        .ok_or_else(|| invalid("frame_count must be non-zero".into()))?;
-    let (umem, frames) =
-        Umem::new(umem_cfg, count, false).map_err(|e| io::Error::other(format!("UMEM: {e}")))?;
-    Ok(SpareUmem { umem, frames })
+    Ok(SpareUmem {
+        unbound: Unbound::new(sizes_of(cfg))?,
+    })
 }
 
 /// UMEMs made ahead of need for the sockets of ports attached later, so
@@ -365,70 +370,6 @@ impl UmemPool {
     }
 }
 
-struct Bound {
-    umem: Umem,
-    frames: Vec<FrameDesc>,
-    fill: FillQueue,
-    comp: CompQueue,
-    tx: TxQueue,
-    rx: RxQueue,
-}
-
-/// Binds a socket to (`ifname`, `queue_id`) on `spare`, or on a UMEM made
-/// here when there is none.
-fn bind(
-    ifname: &Interface,
-    queue_id: u32,
-    cfg: &AfXdpConfig,
-    zero_copy: bool,
-    spare: Option<SpareUmem>,
-) -> io::Result<Bound> {
-    let q = |n: u32| QueueSize::new(n).map_err(|e| invalid(format!("ring size: {e}")));
-    let SpareUmem { umem, frames } = match spare {
-        Some(s) => s,
-        None => make_umem(cfg)?,
-    };
-
-    let mut bind_flags = if zero_copy {
-        BindFlags::XDP_ZEROCOPY
-    } else {
-        BindFlags::XDP_COPY
-    };
-    if cfg.need_wakeup {
-        bind_flags |= BindFlags::XDP_USE_NEED_WAKEUP;
-    }
-    let sock_cfg = SocketConfig::builder()
-        .rx_queue_size(q(cfg.ring_size)?)
-        .tx_queue_size(q(cfg.ring_size)?)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(bind_flags)
-        .build();
-    // SAFETY: the UMEM was created just above or is a never-bound spare
-    // (the UmemPool invariant), and is not shared with any other socket, so
-    // no (ifname, queue) pair is bound through it yet (the shared-UMEM
-    // condition of `Socket::new`), and INHIBIT_PROG_LOAD is set.
-    let (tx, rx, fq_cq) =
-        unsafe { Socket::new(sock_cfg, &umem, ifname, queue_id) }.map_err(|e| {
-            let os = std::error::Error::source(&e)
-                .and_then(|s| s.downcast_ref::<io::Error>())
-                .and_then(io::Error::raw_os_error);
-            match os {
-                Some(code) => io::Error::from_raw_os_error(code),
-                None => io::Error::other(e.to_string()),
-            }
-        })?;
-    let (fill, comp) =
-        fq_cq.ok_or_else(|| io::Error::other("xsk-rs returned no fill/completion rings"))?;
-    Ok(Bound {
-        umem,
-        frames,
-        fill,
-        comp,
-        tx,
-        rx,
-    })
-}
-
 impl AfXdpPort {
     /// Creates a UMEM and binds an AF_XDP socket to `ifname` queue
     /// `queue_id` (in the calling thread's network namespace), zero-copy
@@ -443,85 +384,141 @@ impl AfXdpPort {
         cfg: &AfXdpConfig,
         spare: Option<SpareUmem>,
     ) -> io::Result<AfXdpPort> {
-        if !cfg.frame_size.is_power_of_two() || !(2048..=4096).contains(&cfg.frame_size) {
-            return Err(invalid(format!(
-                "frame_size {} must be 2048 or 4096",
-                cfg.frame_size
-            )));
-        }
-        if !cfg.ring_size.is_power_of_two() || cfg.ring_size == 0 {
-            return Err(invalid(format!(
-                "ring_size {} must be a power of two",
-                cfg.ring_size
-            )));
-        }
-        if cfg.frame_count <= cfg.ring_size {
-            return Err(invalid(format!(
-                "frame_count {} must exceed ring_size {} (the fill ring takes ring_size frames)",
-                cfg.frame_count, cfg.ring_size
-            )));
-        }
-        sys::ifindex(ifname)?;
-        let iface: Interface = ifname
-            .parse()
-            .map_err(|_| invalid(format!("bad interface name {ifname:?}")))?;
+        let sizes = sizes_of(cfg);
+        sizes.check()?;
+        let ifindex = sys::ifindex(ifname)?;
+        let opts = |zero_copy| BindOpts {
+            ifindex,
+            queue_id,
+            zero_copy,
+            need_wakeup: cfg.need_wakeup,
+        };
+        let fresh = || Unbound::new(sizes);
+        // A spare of other sizes (cannot happen: the pool makes its own)
+        // is not used.
+        let spare = spare.map(|s| s.unbound).filter(|u| u.sizes() == sizes);
+        let bind = |u: Unbound, zc: bool| u.bind(opts(zc)).map_err(|(e, _)| e);
 
-        let (bound, mode) = match cfg.zero_copy {
-            ZeroCopy::Off => (bind(&iface, queue_id, cfg, false, spare)?, BindMode::Copy),
-            // Spares are only for copy mode: a refused zero-copy bind can
-            // leave a UMEM half set up.
-            ZeroCopy::Force => (bind(&iface, queue_id, cfg, true, None)?, BindMode::ZeroCopy),
-            ZeroCopy::Auto => match bind(&iface, queue_id, cfg, true, None) {
-                Ok(b) => (b, BindMode::ZeroCopy),
-                Err(zc) => {
+        let (xsk, mode) = match cfg.zero_copy {
+            ZeroCopy::Off => {
+                let u = match spare {
+                    Some(u) => u,
+                    None => fresh()?,
+                };
+                (bind(u, false)?, BindMode::Copy)
+            }
+            // Spares are only for copy mode (the pool makes none otherwise).
+            ZeroCopy::Force => (bind(fresh()?, true)?, BindMode::ZeroCopy),
+            ZeroCopy::Auto => match fresh()?.bind(opts(true)) {
+                Ok(x) => (x, BindMode::ZeroCopy),
+                Err((zc, umem)) => {
                     tracing::debug!(ifname, queue_id, error = %zc, "zero-copy bind refused; using copy mode");
-                    (bind(&iface, queue_id, cfg, false, None)?, BindMode::Copy)
+                    (bind(Unbound::retry(umem)?, false)?, BindMode::Copy)
                 }
             },
         };
-
-        let frame_size = cfg.frame_size as usize;
-        let data_capacity = (cfg.frame_size - XDP_PACKET_HEADROOM) as usize;
-        let Bound {
-            umem,
-            frames,
-            fill,
-            comp,
-            tx,
-            rx,
-        } = bound;
-        let scratch = frames
-            .first()
-            .map(|f| vec![*f; BATCH_SIZE])
-            .ok_or_else(|| invalid(format!("{ifname} queue {queue_id}: UMEM without frames")))?;
-        let mut free = frames.clone();
-        // Pop from the end: reverse so low frames go out first (cosmetic).
-        free.reverse();
-        let mut port = AfXdpPort {
-            name: ifname.to_string(),
-            queue_id,
-            mode,
-            umem,
-            fill,
-            comp,
-            tx,
-            rx,
-            frames,
-            free,
-            // Always BATCH_SIZE long: the rings' consume() fills a prefix,
-            // so it is sized once here, not per call.
-            scratch,
-            staged: Vec::with_capacity(BATCH_SIZE),
-            fill_target: cfg.ring_size,
-            ring_size: cfg.ring_size,
-            kernel_rx: 0,
-            kernel_tx: 0,
-            frame_size,
-            data_capacity,
-            stats: AfXdpStats::default(),
-        };
+        let mut port = AfXdpPort::with_xsk(ifname, xsk, mode, cfg.ring_size);
         port.refill()?;
         tracing::info!(ifname, queue_id, mode = %mode, "AF_XDP socket bound");
+        Ok(port)
+    }
+
+    fn with_xsk(ifname: &str, xsk: Xsk, mode: BindMode, fill_target: u32) -> AfXdpPort {
+        AfXdpPort {
+            name: ifname.to_string(),
+            mode,
+            xsk,
+            fill_target,
+            stats: AfXdpStats::default(),
+            handover: HandoverCell::default(),
+        }
+    }
+
+    /// Second descriptors of the socket and of the UMEM memfd: [socket, umem].
+    /// Both close-on-exec; they keep the socket bound and the UMEM alive
+    /// after this port is gone.
+    pub fn dup_fds(&self) -> io::Result<[OwnedFd; 2]> {
+        Ok([
+            self.xsk.sock().try_clone_to_owned()?,
+            self.xsk.memfd().try_clone_to_owned()?,
+        ])
+    }
+
+    /// A cell this port fills with its final state when dropped.
+    pub fn handover_cell(&self) -> HandoverCell {
+        Arc::clone(&self.handover)
+    }
+
+    /// The state another owner needs to carry on now (see [`XskHandover`]).
+    fn handover_state(&self) -> XskHandover {
+        let s = self.xsk.sizes();
+        let o = self.xsk.opts();
+        let f = self.xsk.frames();
+        XskHandover {
+            queue_id: o.queue_id,
+            zero_copy: o.zero_copy,
+            need_wakeup: o.need_wakeup,
+            frame_size: s.frame_size,
+            frame_count: s.frame_count,
+            ring_size: s.ring_size,
+            free: self.xsk.free_runs(),
+            kernel_rx: f.kernel_rx,
+            kernel_tx: f.kernel_tx,
+        }
+    }
+
+    /// Carries on socket `fds[0]` (bound to `ifname` queue `state.queue_id`)
+    /// with UMEM memfd `fds[1]`, from the state its previous owner left. The
+    /// previous owner must no longer touch the rings (its port was dropped).
+    ///
+    /// Checks everything it can before it writes anything shared, and
+    /// refuses with `InvalidInput`: the fd is an AF_XDP socket (SO_DOMAIN)
+    /// bound zero-copy exactly when the state says so; the memfd's size is
+    /// frame_count*frame_size; sizes are valid; the runs are inside the
+    /// UMEM and disjoint; free + kernel_rx + kernel_tx == frame_count; each
+    /// ring maps at ring_size entries, holds no more frames than its side
+    /// of the kernel (fill and rx at most kernel_rx, tx and completion at
+    /// most kernel_tx), and names no frame of the free runs. Then it maps
+    /// the UMEM and the four rings from the existing socket (cached ring
+    /// indices taken from the shared producer/consumer words) and tops the
+    /// fill ring up. Which device and queue the socket is bound to, and
+    /// whether with need_wakeup, the kernel does not say: those are the
+    /// caller's word (`ifname` must exist).
+    pub fn adopt(ifname: &str, fds: [OwnedFd; 2], state: &XskHandover) -> io::Result<AfXdpPort> {
+        let ifindex = sys::ifindex(ifname)?;
+        let [sock, memfd] = fds;
+        let sizes = Sizes {
+            frame_count: state.frame_count,
+            frame_size: state.frame_size,
+            ring_size: state.ring_size,
+        };
+        let xsk = Xsk::adopt(
+            sock,
+            memfd,
+            &AdoptState {
+                sizes,
+                opts: BindOpts {
+                    ifindex,
+                    queue_id: state.queue_id,
+                    zero_copy: state.zero_copy,
+                    need_wakeup: state.need_wakeup,
+                },
+                free: &state.free,
+                kernel_rx: state.kernel_rx,
+                kernel_tx: state.kernel_tx,
+            },
+        )?;
+        let mode = if state.zero_copy {
+            BindMode::ZeroCopy
+        } else {
+            BindMode::Copy
+        };
+        let mut port = AfXdpPort::with_xsk(ifname, xsk, mode, state.ring_size);
+        // Completions the kernel posted while nobody owned the socket first,
+        // so the fill ring gets every frame that is free.
+        port.xsk.reap();
+        port.refill()?;
+        tracing::info!(ifname, queue_id = state.queue_id, mode = %mode, "AF_XDP socket adopted");
         Ok(port)
     }
 
@@ -532,98 +529,71 @@ impl AfXdpPort {
 
     /// The queue this socket is bound to.
     pub fn queue_id(&self) -> u32 {
-        self.queue_id
+        self.xsk.opts().queue_id
     }
 
     /// The socket's file descriptor: register it in the XDP program's
     /// XSKMAP, and poll it for POLLIN when the worker is idle.
     pub fn fd(&self) -> RawFd {
-        self.rx.fd().as_raw_fd()
+        self.xsk.fd()
     }
 
     /// Where the UMEM frames are (see the module invariant).
     pub fn frame_stats(&self) -> FrameStats {
+        let f = self.xsk.frames();
         FrameStats {
-            total: self.frames.len() as u32,
-            free: self.free.len() as u32,
-            kernel_rx: self.kernel_rx,
-            kernel_tx: self.kernel_tx,
+            total: f.total,
+            free: f.free,
+            kernel_rx: f.kernel_rx,
+            kernel_tx: f.kernel_tx,
         }
     }
 
-    /// Counters since open.
+    /// Counters since open (or adopt).
     pub fn stats(&self) -> AfXdpStats {
-        self.stats
+        AfXdpStats {
+            bad_descs: self.xsk.bad_descs(),
+            ..self.stats
+        }
     }
 
     /// The kernel's own counters for this socket (`XDP_STATISTICS`): drops
     /// we cannot see from user space, such as a full rx ring.
     pub fn kernel_stats(&self) -> io::Result<XskKernelStats> {
-        let s = self.rx.fd().xdp_statistics()?;
+        let s = self.xsk.statistics()?;
         Ok(XskKernelStats {
-            rx_dropped: s.rx_dropped(),
-            rx_invalid_descs: s.rx_invalid_descs(),
-            rx_ring_full: s.rx_ring_full(),
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs(),
-            tx_invalid_descs: s.tx_invalid_descs(),
-            tx_ring_empty_descs: s.tx_ring_empty_descs(),
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
         })
-    }
-
-    /// The canonical descriptor of the frame holding UMEM offset `addr`.
-    #[inline]
-    fn canonical(&self, addr: usize) -> Option<FrameDesc> {
-        self.frames.get(addr / self.frame_size).copied()
     }
 
     /// Tops the fill ring up to `fill_target` frames from the free list and
     /// wakes the kernel if it asked to be told.
     fn refill(&mut self) -> io::Result<()> {
-        while self.kernel_rx < self.fill_target && !self.free.is_empty() {
-            let want = ((self.fill_target - self.kernel_rx) as usize)
-                .min(self.free.len())
-                .min(BATCH_SIZE);
-            // produce() is all-or-nothing: ask only for what fits.
-            let room = self.fill.nb_free(want as u32) as usize;
-            let n = want.min(room);
-            if n == 0 {
-                break;
-            }
-            let start = self.free.len() - n;
-            // SAFETY: these frames are on our free list, so neither the
-            // kernel (fill/tx) nor any rx copy is using them, and they
-            // belong to this socket's UMEM.
-            let done = unsafe { self.fill.produce(&self.free[start..]) };
-            if done == 0 {
-                break;
-            }
-            self.free.truncate(self.free.len() - done);
-            self.kernel_rx += done as u32;
-        }
-        if self.fill.needs_wakeup() {
+        self.xsk.refill(self.fill_target);
+        self.kick_rx_if_asked()
+    }
+
+    fn kick_rx_if_asked(&mut self) -> io::Result<()> {
+        if self.xsk.fill_needs_wakeup() {
             self.stats.rx_wakeups += 1;
             sys::xsk_kick_rx(self.fd())?;
         }
         Ok(())
     }
+}
 
-    /// Moves completed tx frames back to the free list.
-    fn reap(&mut self) {
-        // Nothing in flight (an idle port, or rx only): no ring to read.
-        while self.kernel_tx > 0 {
-            // SAFETY: the descriptors are written by the call and refer to
-            // frames of this socket's UMEM that the kernel has finished with.
-            let n = unsafe { self.comp.consume(&mut self.scratch) };
-            for i in 0..n {
-                if let Some(d) = self.canonical(self.scratch[i].addr()) {
-                    self.free.push(d);
-                }
-            }
-            self.kernel_tx = self.kernel_tx.saturating_sub(n as u32);
-            if n < BATCH_SIZE {
-                break;
-            }
-        }
+impl Drop for AfXdpPort {
+    fn drop(&mut self) {
+        // The last thing this port does with the rings is done: what it
+        // leaves is exactly what the next owner finds.
+        let state = self.handover_state();
+        let mut cell = self.handover.lock().unwrap_or_else(|e| e.into_inner());
+        *cell = Some(state);
     }
 }
 
@@ -641,11 +611,12 @@ impl Port for AfXdpPort {
     }
 
     fn io_counters(&self, out: &mut IoCounters) {
-        let s = &self.stats;
+        let s = self.stats();
         out.add("rx_oversize", s.rx_oversize);
         out.add("tx_oversize", s.tx_oversize);
         out.add("rx_wakeups", s.rx_wakeups);
         out.add("tx_wakeups", s.tx_wakeups);
+        out.add("xsk_bad_descs", s.bad_descs);
         // The kernel's side: frames it dropped before we could see them.
         // A failing getsockopt only leaves these out for this round.
         if let Ok(k) = self.kernel_stats() {
@@ -660,111 +631,41 @@ impl Port for AfXdpPort {
 
     fn rx_burst(&mut self, batch: &mut Batch) -> io::Result<usize> {
         batch.clear();
-        // SAFETY: the descriptors are filled by the call; they name frames
-        // of this UMEM that the kernel has handed back to us.
-        let n = unsafe { self.rx.consume(&mut self.scratch) };
-        if n == 0 {
-            // Nothing arrived: make sure the kernel is not asleep on an
-            // un-kicked fill ring.
-            if self.fill.needs_wakeup() {
-                self.stats.rx_wakeups += 1;
-                sys::xsk_kick_rx(self.fd())?;
-            }
-            return Ok(0);
-        }
-        // Saturating: a count can never go below zero, even on a kernel bug.
-        self.kernel_rx = self.kernel_rx.saturating_sub(n as u32);
-
         let slots = batch.slots_mut();
+        let max = slots.len();
         let mut out = 0;
-        for i in 0..n {
-            let d = self.scratch[i];
-            // SAFETY: the frame came off the rx ring, so the kernel no longer
-            // writes it, and it is not on the fill or tx ring until we put it
-            // back below.
-            let data = unsafe { self.umem.data(&d) };
+        let stats = &mut self.stats;
+        // Every received frame goes straight back to the free list and from
+        // there into the fill ring, which stays full.
+        let n = self.xsk.receive(max, |data| {
             let len = data.len();
             if len > MAX_FRAME {
-                self.stats.rx_oversize += 1;
-                continue;
+                stats.rx_oversize += 1;
+                return;
             }
             let pkt = &mut slots[out];
-            pkt.rx_area()[..len].copy_from_slice(&data);
+            pkt.rx_area()[..len].copy_from_slice(data);
             pkt.set_received(len);
             pkt.ts_nanos = 0;
             out += 1;
-        }
-        // Every received frame goes straight back to the free list and from
-        // there into the fill ring, which stays full.
-        for i in 0..n {
-            if let Some(d) = self.canonical(self.scratch[i].addr()) {
-                self.free.push(d);
-            }
-        }
+        });
         batch.set_len(out);
+        if n == 0 {
+            // Nothing arrived: make sure the kernel is not asleep on an
+            // un-kicked fill ring.
+            self.kick_rx_if_asked()?;
+            return Ok(0);
+        }
         self.stats.rx_packets += out as u64;
         self.refill()?;
         Ok(out)
     }
 
     fn tx_burst(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
-        self.reap();
-        let mut taken = 0;
-        while taken < frames.len() {
-            let chunk = &frames[taken..(taken + BATCH_SIZE).min(frames.len())];
-            let room = (self.tx.nb_free(chunk.len() as u32) as usize).min(chunk.len());
-            self.staged.clear();
-            let mut consumed = 0;
-            for f in chunk {
-                if f.len() > self.data_capacity {
-                    // Taken and dropped: it can never fit, refusing it would
-                    // only make the caller retry it.
-                    self.stats.tx_oversize += 1;
-                    consumed += 1;
-                    continue;
-                }
-                if self.staged.len() == room {
-                    break;
-                }
-                let Some(mut d) = self.free.pop() else { break };
-                {
-                    // SAFETY: `d` came off the free list, so the kernel is not
-                    // reading or writing the frame, and it belongs to this UMEM.
-                    let mut data = unsafe { self.umem.data_mut(&mut d) };
-                    let mut cur = data.cursor();
-                    cur.set_pos(0);
-                    // Cannot fail: the length was checked against the frame's
-                    // data area above.
-                    cur.write_all(f)?;
-                }
-                self.staged.push(d);
-                consumed += 1;
-            }
-            if !self.staged.is_empty() {
-                // SAFETY: the staged frames were popped from our free list and
-                // written above; they belong to this UMEM and are on no ring.
-                let done = unsafe { self.tx.produce(&self.staged) };
-                if done < self.staged.len() {
-                    // Cannot happen after the nb_free check; keep the frames
-                    // rather than leak them, and refuse what did not go.
-                    let refused = self.staged.len() - done;
-                    for d in self.staged.drain(done..) {
-                        self.free.push(d);
-                    }
-                    consumed -= refused;
-                    self.kernel_tx += done as u32;
-                    self.stats.tx_packets += done as u64;
-                    taken += consumed;
-                    break;
-                }
-                self.kernel_tx += done as u32;
-                self.stats.tx_packets += done as u64;
-            }
-            taken += consumed;
-            if consumed < chunk.len() {
-                break;
-            }
-        }
+        self.xsk.reap();
+        let before = self.xsk.frames().kernel_tx;
+        let taken = self.xsk.send(frames, &mut self.stats.tx_oversize);
+        self.stats.tx_packets += u64::from(self.xsk.frames().kernel_tx - before);
         Ok(taken)
     }
 
@@ -774,13 +675,13 @@ impl Port for AfXdpPort {
         // until the ring is empty, bounded so a stuck device cannot hold the
         // worker here.
         for _ in 0..MAX_TX_KICKS {
-            if self.tx.nb_free_exact() == self.ring_size || !self.tx.needs_wakeup() {
+            if self.xsk.tx_pending() == 0 || !self.xsk.tx_needs_wakeup() {
                 break;
             }
             self.stats.tx_wakeups += 1;
-            self.tx.wakeup()?;
+            sys::xsk_kick_tx(self.fd())?;
         }
-        self.reap();
+        self.xsk.reap();
         self.refill()
     }
 }

@@ -30,7 +30,6 @@ pub mod pcap;
 #[allow(unsafe_code)]
 pub mod afpacket;
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub mod afxdp;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
@@ -42,6 +41,9 @@ pub mod tun;
 pub mod udp;
 #[cfg(target_os = "linux")]
 pub mod xdp;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub mod xsk;
 
 use std::io;
 

@@ -155,6 +155,34 @@ pub fn xsk_kick_rx(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Asks the kernel to transmit what is on an AF_XDP socket's tx ring (the
+/// tx side of need_wakeup, and the only way copy mode transmits): a
+/// zero-length non-blocking sendto, as the kernel docs give it.
+pub fn xsk_kick_tx(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a zero-length send with a null buffer and no address reads
+    // no memory.
+    let ret = unsafe {
+        libc::sendto(
+            fd,
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    match cvt(ret) {
+        Ok(_) => Ok(()),
+        Err(e) if is_transient(&e) => Ok(()),
+        Err(e) => match e.raw_os_error() {
+            // The device queue is full, the driver is busy or the link is
+            // down: the frames stay on the ring for the next kick.
+            Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::ENETDOWN) => Ok(()),
+            _ => Err(e),
+        },
+    }
+}
+
 /// `struct ethtool_channels` from `<linux/ethtool.h>`.
 #[repr(C)]
 #[derive(Default)]
