@@ -9,10 +9,11 @@ mod common;
 mod io_support;
 
 use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use io_support::{eth_ipv4_udp, udp_of_frame, veth_pair};
-use vxrouter::port::afxdp::{AfXdpConfig, AfXdpPort};
+use vxrouter::port::afxdp::{AfXdpConfig, AfXdpPort, XskHandover};
 use vxrouter::port::sys::poll_readable;
 use vxrouter::port::xdp::{ContainerXdp, XdpProgram};
 use vxrouter::port::{Batch, Port};
@@ -513,5 +514,319 @@ fn uplink_parses_vlan_tags_and_ipv6() {
             got, expect,
             "tagged, double-tagged and IPv6 VXLAN redirected, the rest passed"
         );
+    });
+}
+
+/// Sizes small enough that a burst fills a good part of the UMEM.
+fn handover_cfg() -> AfXdpConfig {
+    AfXdpConfig {
+        frame_count: 1024,
+        ring_size: 256,
+        ..AfXdpConfig::default()
+    }
+}
+
+/// Asserts the frame ownership invariant of `port`.
+fn assert_frames_add_up(port: &AfXdpPort) {
+    let s = port.frame_stats();
+    assert_eq!(s.free + s.kernel_rx + s.kernel_tx, s.total, "{s:?}");
+}
+
+/// A VXLAN datagram carrying number `i`.
+fn numbered(i: u32) -> Vec<u8> {
+    let mut p = VXLAN.to_vec();
+    p.extend_from_slice(&i.to_be_bytes());
+    p
+}
+
+/// Receives from `port` until `n` numbered VXLAN frames arrived or two
+/// seconds pass; returns their numbers in arrival order.
+fn receive_numbers(port: &mut AfXdpPort, batch: &mut Batch, n: usize) -> Vec<u32> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while got.len() < n && Instant::now() < deadline {
+        port.rx_burst(batch).unwrap();
+        for p in batch.pkts() {
+            if let Some((4789, pl)) = udp_of_frame(p.data()) {
+                if pl.len() == VXLAN.len() + 4 && pl.starts_with(VXLAN) {
+                    got.push(u32::from_be_bytes(pl[VXLAN.len()..].try_into().unwrap()));
+                }
+            }
+        }
+        assert_frames_add_up(port);
+        if batch.is_empty() {
+            poll_readable(port.fd(), 20).unwrap();
+        }
+    }
+    got
+}
+
+/// Flushes `port` until the kernel has given every tx frame back (bounded).
+fn drain_tx(port: &mut AfXdpPort) {
+    for _ in 0..1000 {
+        port.flush().unwrap();
+        if port.frame_stats().kernel_tx == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("tx frames not completed: {:?}", port.frame_stats());
+}
+
+/// Drops `port` and returns the descriptors and the state another owner
+/// needs, the state through JSON as a handover message carries it.
+fn hand_over(port: AfXdpPort) -> ([std::os::fd::OwnedFd; 2], XskHandover) {
+    let fds = port.dup_fds().unwrap();
+    let cell = port.handover_cell();
+    assert!(cell.lock().unwrap().is_none(), "filled only on drop");
+    drop(port);
+    let state = cell
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the dropped port left its state");
+    let json = serde_json::to_string(&state).unwrap();
+    let state: XskHandover = serde_json::from_str(&json).unwrap();
+    let free: u32 = state.free.iter().map(|r| r.1).sum();
+    assert_eq!(
+        free + state.kernel_rx + state.kernel_tx,
+        state.frame_count,
+        "{state:?}"
+    );
+    (fds, state)
+}
+
+#[test]
+fn a_socket_handed_to_a_second_owner_loses_nothing() {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
+        return;
+    }
+    let (a, b) = veth_pair("xsk1-");
+    let mac_a = a.mac("io-va");
+    let mac_b = b.mac("io-vb");
+    let sender = b.run(|| udp_socket((B, 0)));
+    let listener = b.run(|| udp_socket((B, 4791)));
+    a.run(move || {
+        let cfg = handover_cfg();
+        let mut prog = XdpProgram::attach("io-va", &[A.into()], 4789).expect("attach XDP");
+        let mut port = AfXdpPort::open("io-va", 0, &cfg).expect("AF_XDP");
+        prog.register_socket(0, port.fd()).unwrap();
+        let mut batch = Batch::new();
+        let mut buf = [0u8; 2048];
+        let mut next = 0u32;
+        let mut tx_seq = 0u32;
+        let mut reply = |port: &mut AfXdpPort, n: u32, flush: bool| -> Vec<u32> {
+            let frames: Vec<Vec<u8>> = (0..n)
+                .map(|_| {
+                    tx_seq += 1;
+                    eth_ipv4_udp(mac_b, mac_a, A, B, 5555, 4791, &tx_seq.to_be_bytes())
+                })
+                .collect();
+            let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+            assert_eq!(port.tx_burst(&refs).unwrap(), refs.len());
+            assert_frames_add_up(port);
+            if flush {
+                drain_tx(port);
+            }
+            (tx_seq + 1 - n..=tx_seq).collect()
+        };
+        let mut heard = |want: &[u32]| {
+            let mut got = Vec::new();
+            for _ in want {
+                let Ok(n) = listener.recv(&mut buf) else {
+                    break;
+                };
+                got.push(u32::from_be_bytes(buf[..n].try_into().unwrap()));
+            }
+            got.sort_unstable();
+            assert_eq!(got, want, "the peer hears every frame sent");
+        };
+
+        // The first owner receives and sends, and leaves frames on the tx
+        // ring that it never kicked.
+        for _ in 0..50 {
+            sender.send_to(&numbered(next), (A, 4789)).unwrap();
+            next += 1;
+        }
+        assert_eq!(
+            receive_numbers(&mut port, &mut batch, 50),
+            (0..50).collect::<Vec<_>>()
+        );
+        let sent = reply(&mut port, 20, true);
+        heard(&sent);
+        let unkicked = reply(&mut port, 10, false);
+
+        // Many handovers, each with traffic while nobody owns the socket.
+        for round in 0..8 {
+            let (fds, state) = hand_over(port);
+            assert_eq!(state.queue_id, 0);
+            assert_eq!((state.frame_count, state.ring_size), (1024, 256));
+            let first = next;
+            let waiting = 100;
+            for _ in 0..waiting {
+                sender.send_to(&numbered(next), (A, 4789)).unwrap();
+                next += 1;
+            }
+            // They wait in the rx ring.
+            assert!(poll_readable(fds[0].as_raw_fd(), 2000).unwrap());
+            let t = Instant::now();
+            port = AfXdpPort::adopt("io-va", fds, &state).expect("adopt");
+            if round == 0 {
+                eprintln!("adopt took {:?} (1024 frames, rings of 256)", t.elapsed());
+            }
+            assert_frames_add_up(&port);
+            assert_eq!(port.frame_stats().total, 1024);
+            if round == 0 {
+                // The tx frames the first owner queued go out now.
+                drain_tx(&mut port);
+                heard(&unkicked);
+            }
+            let got = receive_numbers(&mut port, &mut batch, waiting);
+            assert_eq!(
+                got,
+                (first..next).collect::<Vec<_>>(),
+                "round {round}: every frame that arrived meanwhile, once, in order"
+            );
+            // Traffic both ways, leaving some tx frames in flight for the
+            // next owner.
+            for _ in 0..40 {
+                sender.send_to(&numbered(next), (A, 4789)).unwrap();
+                next += 1;
+            }
+            assert_eq!(receive_numbers(&mut port, &mut batch, 40).len(), 40);
+            let sent = reply(&mut port, 64, true);
+            heard(&sent);
+            let sent = reply(&mut port, 30, false);
+            port.flush().unwrap();
+            heard(&sent);
+            assert_frames_add_up(&port);
+        }
+        drain_tx(&mut port);
+        let s = port.frame_stats();
+        assert_eq!(s.kernel_tx, 0);
+        assert_eq!(s.kernel_rx, 256, "fill ring full again");
+        assert_eq!(s.free, 1024 - 256, "no frame leaked over the handovers");
+        assert_eq!(port.stats().bad_descs, 0);
+        let k = port.kernel_stats().unwrap();
+        assert_eq!(k.rx_invalid_descs + k.tx_invalid_descs, 0, "{k:?}");
+        assert_eq!(k.rx_dropped + k.rx_ring_full, 0, "{k:?}");
+    });
+}
+
+#[test]
+fn adopt_refuses_bad_states_and_touches_nothing() {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
+        return;
+    }
+    let (a, b) = veth_pair("xsk2-");
+    let sender = b.run(|| udp_socket((B, 0)));
+    a.run(move || {
+        let mut prog = XdpProgram::attach("io-va", &[A.into()], 4789).expect("attach XDP");
+        let port = AfXdpPort::open("io-va", 0, &handover_cfg()).expect("AF_XDP");
+        prog.register_socket(0, port.fd()).unwrap();
+        let ([sock, memfd], good) = hand_over(port);
+        let dup = |f: &std::os::fd::OwnedFd| f.try_clone().unwrap();
+        let refused = |fds: [std::os::fd::OwnedFd; 2], state: &XskHandover, what: &str| {
+            let e = AfXdpPort::adopt("io-va", fds, state).expect_err(what);
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{what}: {e}");
+            eprintln!("refused ({what}): {e}");
+        };
+        let both = || [dup(&sock), dup(&memfd)];
+        let with = |f: &dyn Fn(&mut XskHandover)| {
+            let mut s = good.clone();
+            f(&mut s);
+            s
+        };
+        // A frame the kernel holds (on the fill ring: the link is idle).
+        let held = (0..1024u32)
+            .find(|f| !good.free.iter().any(|&(s, n)| (s..s + n).contains(f)))
+            .unwrap();
+
+        // Frames sent now must all be there for the good adopt below.
+        for i in 0..20 {
+            sender.send_to(&numbered(i), (A, 4789)).unwrap();
+        }
+        refused(
+            both(),
+            &with(&|s| {
+                let (first, n) = s.free[0];
+                s.free.push((first + n - 1, 1));
+                s.kernel_rx -= 1;
+            }),
+            "overlapping runs",
+        );
+        refused(
+            both(),
+            &with(&|s| s.free.push((2000, 1))),
+            "a run outside the UMEM",
+        );
+        refused(
+            both(),
+            &with(&|s| s.kernel_rx += 1),
+            "counts that do not add up",
+        );
+        refused(
+            both(),
+            &with(&|s| {
+                s.free.push((held, 1));
+                s.kernel_rx -= 1;
+            }),
+            "a free frame that is on a ring",
+        );
+        refused(
+            both(),
+            &with(&|s| s.zero_copy = true),
+            "the wrong bind mode",
+        );
+        refused(
+            both(),
+            &with(&|s| s.ring_size = 128),
+            "rings smaller than they are",
+        );
+        refused(
+            both(),
+            &with(&|s| s.ring_size = 512),
+            "rings larger than they are",
+        );
+        refused(
+            both(),
+            &with(&|s| s.frame_size = 3000),
+            "an invalid frame size",
+        );
+        refused(
+            both(),
+            &with(&|s| {
+                s.frame_count = 2048;
+                s.kernel_rx += 1024;
+            }),
+            "a memfd of the wrong size",
+        );
+        let udp = std::os::fd::OwnedFd::from(udp_socket((A, 0)));
+        refused([udp, dup(&memfd)], &good, "a UDP socket");
+        let file = std::os::fd::OwnedFd::from(tempfile::tempfile().unwrap());
+        refused([file, dup(&memfd)], &good, "a plain file as the socket");
+        let small = tempfile::tempfile().unwrap();
+        small.set_len(4096).unwrap();
+        refused(
+            [dup(&sock), small.into()],
+            &good,
+            "a file of the wrong size",
+        );
+        refused([dup(&memfd), dup(&sock)], &good, "the descriptors swapped");
+
+        // None of that touched the socket: the good state still adopts it,
+        // and nothing sent meanwhile is lost.
+        let mut port = AfXdpPort::adopt("io-va", [sock, memfd], &good).expect("adopt");
+        assert_frames_add_up(&port);
+        let mut batch = Batch::new();
+        assert_eq!(
+            receive_numbers(&mut port, &mut batch, 20),
+            (0..20).collect::<Vec<_>>()
+        );
+        let s = port.frame_stats();
+        assert_eq!((s.free, s.kernel_rx, s.kernel_tx), (1024 - 256, 256, 0));
+        assert_eq!(port.stats().bad_descs, 0);
+        let k = port.kernel_stats().unwrap();
+        assert_eq!(k.rx_invalid_descs + k.tx_invalid_descs, 0, "{k:?}");
     });
 }
