@@ -230,8 +230,9 @@ impl fmt::Debug for AfXdpPort {
     }
 }
 
-/// A socket with its UMEM registered and rings set up, made ahead of need
-/// and never bound (see [`UmemPool`]).
+/// A socket with its UMEM (a memfd, mapped and populated) registered and
+/// its four rings sized and mapped, made ahead of need and never bound
+/// (see [`UmemPool`]).
 #[derive(Debug)]
 pub struct SpareUmem {
     unbound: Unbound,
@@ -263,8 +264,9 @@ fn make_umem(cfg: &AfXdpConfig) -> io::Result<SpareUmem> {
 /// took the last spare, on the very cores its hand-off to the workers
 /// needs.
 ///
-/// Invariant: every spare has this pool's sizes and has never been bound,
-/// so it satisfies the fresh-UMEM condition of [`AfXdpPort::open`].
+/// Invariant: every spare has this pool's sizes and has never been bound
+/// (a socket whose bind failed is never bound again, see
+/// [`AfXdpPort::open`]).
 #[derive(Debug)]
 pub struct UmemPool {
     cfg: AfXdpConfig,
@@ -291,8 +293,9 @@ const SPARE_WAIT: std::time::Duration = std::time::Duration::from_millis(30);
 
 impl UmemPool {
     /// A pool of `cfg`'s sizes that keeps `target` spares ready (none when
-    /// `target` is 0 or `cfg` may try zero-copy, since a refused zero-copy
-    /// bind can leave a UMEM half set up). Its thread makes them in the
+    /// `target` is 0 or `cfg` may try zero-copy: a refused zero-copy bind
+    /// needs a second socket anyway, and the pool serves the veth ports,
+    /// which are copy mode). Its thread makes them in the
     /// calling thread's network namespace, where the sockets must be.
     pub fn new(cfg: AfXdpConfig, target: usize) -> io::Result<UmemPool> {
         if target == 0 || cfg.zero_copy != ZeroCopy::Off {
