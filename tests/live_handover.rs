@@ -28,40 +28,61 @@ use live_support::{
 const COUNT: u64 = 100_000;
 const RATE: u64 = 20_000;
 
-/// A host with two workers on the UDP uplink and one TUN container
-/// `c{n}` in namespace `ns`.
-fn host(name: &str, n: u8, vtep: &str, ns: &str) -> String {
+/// The uplink the hosts of a test run on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Uplink {
+    /// Kernel UDP sockets, two workers.
+    Udp,
+    /// AF_XDP behind our XDP program, one worker (the veth has one queue).
+    AfXdp,
+}
+
+/// A host on `uplink` with one container port `c{n}` of `kind` in
+/// namespace `ns`.
+fn host(name: &str, n: u8, vtep: &str, ns: &str, uplink: Uplink, kind: &str) -> String {
     let port = live_support::port(
         &format!("c{n}"),
-        "tun",
+        kind,
         ns,
         &format!("198.19.{n}.2"),
         &format!("2001:2:0:{n}::2"),
     );
-    live_support::host(
-        name,
-        n,
-        vtep,
-        "0, 1",
-        &format!("uplink_io = \"udp\"\n{port}"),
-    )
+    match uplink {
+        Uplink::Udp => live_support::host(
+            name,
+            n,
+            vtep,
+            "0, 1",
+            &format!("uplink_io = \"udp\"\n{port}"),
+        ),
+        Uplink::AfXdp => live_support::host(name, n, vtep, "0", &port),
+    }
 }
 
-/// Hosts h1 and h2 (namespaces, UDP uplinks) with TUN containers c1 and
-/// c2, and their topology file: host namespaces, container namespaces,
-/// the file.
-fn two_tun_hosts(lab: &mut Lab) -> (String, String, String, String, std::path::PathBuf) {
+/// Hosts h1 and h2 (namespaces) on `uplink` with containers c1 and c2 on
+/// ports of `kind`, and their topology file: host namespaces, container
+/// namespaces, the file.
+fn two_hosts_with(
+    lab: &mut Lab,
+    uplink: Uplink,
+    kind: &str,
+) -> (String, String, String, String, std::path::PathBuf) {
     let (h1, h2) = lab.two_hosts("h1", "h2");
     let c1 = lab.adopt("c1");
     let c2 = lab.adopt("c2");
     let cfg = format!(
         "{OVERLAY}{}{}{}",
-        host("h1", 1, H1_VTEP, &c1),
-        host("h2", 2, H2_VTEP, &c2),
+        host("h1", 1, H1_VTEP, &c1, uplink, kind),
+        host("h2", 2, H2_VTEP, &c2, uplink, kind),
         link("h1", "h2", 10)
     );
     let cfg = lab.write("topo.toml", &cfg);
     (h1, h2, c1, c2, cfg)
+}
+
+/// Hosts h1 and h2 on UDP uplinks with TUN containers c1 and c2.
+fn two_tun_hosts(lab: &mut Lab) -> (String, String, String, String, std::path::PathBuf) {
+    two_hosts_with(lab, Uplink::Udp, "tun")
 }
 
 fn wait_exit(lab: &mut Lab, r: usize, limit: Duration) -> std::process::ExitStatus {
@@ -90,11 +111,24 @@ fn wait_exit(lab: &mut Lab, r: usize, limit: Duration) -> std::process::ExitStat
 #[test]
 fn handover_loses_no_packet() {
     require_root!();
-    let mut lab = Lab::new("ho1");
-    let (h1, h2, c1, c2, cfg) = two_tun_hosts(&mut lab);
+    handover_without_loss("ho1", Uplink::Udp);
+}
+
+/// The same on AF_XDP uplinks: the new router takes our XDP program's
+/// link and XSKMAP and each socket with its UMEM, and carries on from the
+/// frames the old router left once it has let go of them.
+#[test]
+fn handover_on_an_af_xdp_uplink_loses_no_packet() {
+    require_root!();
+    handover_without_loss("ho5", Uplink::AfXdp);
+}
+
+fn handover_without_loss(prefix: &str, uplink: Uplink) {
+    let mut lab = Lab::new(prefix);
+    let (h1, h2, c1, c2, cfg) = two_hosts_with(&mut lab, uplink, "tun");
     let this_build = lab.router_bin.clone();
     if let Some(bin) = std::env::var_os("VXROUTER_OLD_BIN") {
-        eprintln!("ho1: the old router runs {}", bin.to_string_lossy());
+        eprintln!("{prefix}: the old router runs {}", bin.to_string_lossy());
         lab.router_bin = bin.into();
     }
     let old = lab.start(&cfg, "h1", &h1);
@@ -156,9 +190,15 @@ fn handover_loses_no_packet() {
     let new_log = lab.log(new);
     assert!(new_log.contains("takeover complete"), "{new_log}");
     assert!(
-        !new_log.contains("TUN device open"),
+        !new_log.contains("TUN device open") && !new_log.contains("socket bound"),
         "the new router opened queues of its own:\n{new_log}"
     );
+    if uplink == Uplink::AfXdp {
+        assert!(
+            new_log.contains("AF_XDP uplink socket taken over"),
+            "{new_log}"
+        );
+    }
 
     for mut s in senders {
         let st = s.wait().expect("sender");
@@ -168,7 +208,7 @@ fn handover_loses_no_packet() {
     let to_c2 = report(rx2);
     let tcp = report(tcp_rx);
     eprintln!(
-        "ho1: exec to old router gone {handover_ms:.0} ms; h2->h1 {to_c1}; h1->h2 {to_c2}; tcp {tcp}"
+        "{prefix}: exec to old router gone {handover_ms:.0} ms; h2->h1 {to_c1}; h1->h2 {to_c2}; tcp {tcp}"
     );
     for (what, r) in [("h2 -> h1", &to_c1), ("h1 -> h2", &to_c2)] {
         assert_eq!(
@@ -378,36 +418,17 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
     notify.until("STOPPING=1", Duration::from_secs(5), &lab, old);
 }
 
-/// SIGUSR2 on a router whose AF_XDP uplink cannot be handed over: the
-/// successor is refused, asks for a restart and starts afresh once the old
-/// router has stopped. None of the old router's descriptors lives on in
-/// the successor (an AF_XDP socket inherited across the exec would keep
-/// the uplink's queue bound), so the new router binds the queue and
-/// forwards; systemd is told its pid before the old one stops.
+/// SIGUSR2 on a router whose AF_XDP veth container port cannot be handed
+/// over: the successor is refused, asks for a restart and starts afresh
+/// once the old router has stopped. None of the old router's descriptors
+/// lives on in the successor (an AF_XDP socket inherited across the exec
+/// would keep the uplink's queue bound), so the new router binds the
+/// queues and forwards; systemd is told its pid before the old one stops.
 #[test]
-fn sigusr2_on_an_af_xdp_uplink_restarts_into_the_successor() {
+fn sigusr2_on_an_af_xdp_veth_port_restarts_into_the_successor() {
     require_root!();
     let mut lab = Lab::new("ho4");
-    let (h1, h2) = lab.two_hosts("h1", "h2");
-    let c1 = lab.adopt("c1");
-    let c2 = lab.adopt("c2");
-    let xdp_host = |name: &str, n: u8, vtep: &str, ns: &str| {
-        let p = live_support::port(
-            &format!("c{n}"),
-            "tun",
-            ns,
-            &format!("198.19.{n}.2"),
-            &format!("2001:2:0:{n}::2"),
-        );
-        live_support::host(name, n, vtep, "0", &p)
-    };
-    let cfg = format!(
-        "{OVERLAY}{}{}{}",
-        xdp_host("h1", 1, H1_VTEP, &c1),
-        xdp_host("h2", 2, H2_VTEP, &c2),
-        link("h1", "h2", 10)
-    );
-    let cfg = lab.write("topo.toml", &cfg);
+    let (h1, h2, c1, c2, cfg) = two_hosts_with(&mut lab, Uplink::AfXdp, "veth");
     let notify = live_support::NotifySocket::bind(&lab);
     let old = start_under_systemd(&mut lab, &cfg, &h1, &notify);
     let r2 = lab.start(&cfg, "h2", &h2);

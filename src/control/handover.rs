@@ -22,13 +22,21 @@
 //!    answers `done` and exits without tearing anything down: devices,
 //!    namespaces and socket files belong to the new router now.
 //!
+//! An AF_XDP uplink goes differently, since an AF_XDP ring has one
+//! reader: the offer carries our XDP program's link and XSKMAP and each
+//! socket with its UMEM's memfd, the new workers stay held through
+//! `polling`, and `done` says which UMEM frames the old router held when
+//! its workers dropped the sockets; only then does the new router map the
+//! rings and let its workers poll. Frames arriving in between wait in the
+//! rx rings (and container traffic in the TUN queues).
+//!
 //! Until `polling` the old router forwards as before; a new router that
 //! fails or goes away before then (the connection closes, or is silent for
 //! [`STEP_TIMEOUT`]) leaves it running, and nothing the new one made
 //! touches what the old one owns (it adopts the devices' ownership and the
 //! socket files only once `done` came).
 //!
-//! A `refused` takeover (AF_XDP or AF_PACKET ports, which cannot be handed
+//! A `refused` takeover (AF_XDP veth and AF_PACKET ports, which cannot be handed
 //! over yet) falls back to a restart: the new router sends `stop`, the old
 //! one stops as on SIGTERM, and the new one starts afresh once the old one
 //! has exited, taking back the recorded ports as after any restart.
@@ -50,9 +58,12 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use super::setup;
 use crate::config::PortKind;
 use crate::host::netns::DeviceHandle;
+use crate::port::afxdp::XskHandover;
 use crate::port::sys;
+use crate::port::xdp::{XdpMode, XdpProgram};
 
 /// The handover message version this build speaks.
 pub const VERSION: u32 = 1;
@@ -102,7 +113,7 @@ pub(super) struct Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub(super) enum Answer {
-    Offer(Offer),
+    Offer(Box<Offer>),
     Refused {
         v: u32,
         code: String,
@@ -111,6 +122,10 @@ pub(super) enum Answer {
     Done {
         v: u32,
         forwarded: u64,
+        /// Where each AF_XDP socket's frames were when the old router let
+        /// go of it (none for a UDP uplink).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        xsk: Vec<XskHandover>,
     },
     Stopping {
         v: u32,
@@ -147,6 +162,40 @@ pub(super) struct UplinkOffer {
     pub local: SocketAddr,
     /// Per worker: the receive socket, then the sending sockets.
     pub queues: Vec<Vec<usize>>,
+    /// An AF_XDP uplink instead (`queues` is then empty). Builds that
+    /// predate it refuse an offer that has it, and the old router goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xsk: Option<XskUplinkOffer>,
+}
+
+/// An AF_XDP uplink: our XDP program's attachment and XSKMAP, and every
+/// socket with its UMEM. The sockets stay registered in the map: they are
+/// the same sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct XskUplinkOffer {
+    pub ifname: String,
+    /// The program runs in the driver (else in the generic path).
+    pub native: bool,
+    /// The program's bpf_link.
+    pub link: usize,
+    /// Its XSKMAP.
+    pub xsks: usize,
+    pub queues: Vec<XskQueueOffer>,
+}
+
+/// One AF_XDP socket of the uplink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct XskQueueOffer {
+    pub queue_id: u32,
+    /// The worker that polls it.
+    pub worker: usize,
+    /// Receive only (a NIC queue beyond the workers).
+    pub rx_only: bool,
+    pub socket: usize,
+    /// The UMEM's memfd.
+    pub umem: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,7 +445,7 @@ impl Takeover {
             }
         };
         let offer = match answer {
-            Answer::Offer(o) => o,
+            Answer::Offer(o) => *o,
             Answer::Refused { code, message, .. } => {
                 tracing::warn!(%code, "handover refused: {message}; restarting instead: stopping the running router");
                 return Self::stop_old(&conn).map(|()| Found::Stopped);
@@ -521,8 +570,61 @@ impl Takeover {
                 self.offer.uplink.local
             );
         }
+        if self.offer.uplink.xsk.is_some() {
+            bail!(
+                "the running router's uplink is AF_XDP, this configuration's UDP: restart instead"
+            );
+        }
         let idx = self.offer.uplink.queues.get(k).cloned().unwrap_or_default();
         idx.into_iter().map(|i| self.take(i)).collect()
+    }
+
+    /// The AF_XDP uplink on `ifname`, bound to `local`: its XDP program,
+    /// and its sockets with their UMEMs, which this router may use only
+    /// once the old router has let go of them ([`Takeover::finish`]).
+    pub(super) fn xsk_uplink(
+        &mut self,
+        ifname: &str,
+        local: SocketAddr,
+    ) -> Result<(XdpProgram, Vec<PendingXsk>)> {
+        let Some(x) = self.offer.uplink.xsk.clone() else {
+            bail!(
+                "the running router's uplink is UDP, this configuration's AF_XDP: restart instead"
+            );
+        };
+        if x.ifname != ifname || self.offer.uplink.local != local {
+            bail!(
+                "the running router's AF_XDP uplink is {} for {}, this configuration's {ifname} for {local}: restart instead",
+                x.ifname,
+                self.offer.uplink.local
+            );
+        }
+        let mode = if x.native {
+            XdpMode::Driver
+        } else {
+            XdpMode::Skb
+        };
+        let (link, xsks) = (self.take(x.link)?, self.take(x.xsks)?);
+        let prog = XdpProgram::adopt(ifname, mode, link, xsks)
+            .with_context(|| format!("taking over the XDP program on {ifname}"))?;
+        let mut queues = Vec::with_capacity(x.queues.len());
+        for q in &x.queues {
+            if q.worker >= self.offer.workers {
+                bail!(
+                    "AF_XDP queue {} handed to worker {}, of {}",
+                    q.queue_id,
+                    q.worker,
+                    self.offer.workers
+                );
+            }
+            queues.push(PendingXsk {
+                queue_id: q.queue_id,
+                worker: q.worker,
+                rx_only: q.rx_only,
+                fds: [self.take(q.socket)?, self.take(q.umem)?],
+            });
+        }
+        Ok((prog, queues))
     }
 
     /// Port `name`'s offer and its queues' descriptors, one per worker.
@@ -584,9 +686,11 @@ impl Takeover {
         let _ = self.conn.request(Ask::Abort, Some(reason.to_owned()));
     }
 
-    /// Tells the old router that every new worker polls and waits until
-    /// it has stopped its own; returns what it forwarded in all.
-    pub(super) fn finish(self) -> Result<u64> {
+    /// Tells the old router that every new worker polls (or, with an
+    /// AF_XDP uplink, waits for its sockets) and waits until it has
+    /// stopped its own; returns what it forwarded in all and where its
+    /// AF_XDP sockets' frames were.
+    pub(super) fn finish(self) -> Result<(u64, Vec<XskHandover>)> {
         self.conn.request(Ask::Polling, None)?;
         let Some((bytes, _)) = self
             .conn
@@ -596,10 +700,20 @@ impl Takeover {
             bail!("the old router closed the handover connection before saying it stopped");
         };
         match parse::<Answer>(&bytes, "answer")? {
-            Answer::Done { forwarded, .. } => Ok(forwarded),
+            Answer::Done { forwarded, xsk, .. } => Ok((forwarded, xsk)),
             other => bail!("unexpected handover answer {other:?}"),
         }
     }
+}
+
+/// An AF_XDP socket handed over and not used yet: the old router still
+/// polls it until it says `done`.
+pub(super) struct PendingXsk {
+    pub queue_id: u32,
+    pub worker: usize,
+    pub rx_only: bool,
+    /// [socket, UMEM memfd].
+    pub fds: [OwnedFd; 2],
 }
 
 /// What one handover connection came to, on the old router's side.
@@ -660,7 +774,7 @@ fn serve(conn: Conn, src: &mut dyn Source) -> Outcome {
             }
         };
         if let Err(e) = conn
-            .send(&Answer::Offer(o), &[])
+            .send(&Answer::Offer(Box::new(o)), &[])
             .and_then(|()| conn.send_fds(&fds))
         {
             tracing::warn!(error = %e, "handover: sending the offer failed; going on");
@@ -671,12 +785,13 @@ fn serve(conn: Conn, src: &mut dyn Source) -> Outcome {
             Ok(Some(Request {
                 op: Ask::Polling, ..
             })) => {
-                let forwarded = src.stop_workers();
+                let (forwarded, xsk) = src.stop_workers();
                 src.hand_to(conn.peer_pid());
                 let _ = conn.send(
                     &Answer::Done {
                         v: VERSION,
                         forwarded,
+                        xsk,
                     },
                     &[],
                 );
@@ -747,14 +862,53 @@ impl super::Router<'_> {
             self.topo.hosts[self.me].underlay,
             self.topo.overlay.udp_port,
         );
-        let uplink = UplinkOffer {
-            local,
-            queues: self
-                .uplink_passable
-                .dup()?
-                .into_iter()
-                .map(|q| q.into_iter().map(&mut push).collect())
-                .collect(),
+        let uplink = match &self.uplink_passable {
+            setup::Passable::Xsk(socks) => {
+                let prog = self
+                    .owned
+                    .programs
+                    .iter()
+                    .find(|p| p.ifname() == self.nic)
+                    .ok_or_else(|| format!("no XDP program on the uplink {}", self.nic))?;
+                let [link, xsks] = prog
+                    .dup_for_handover()
+                    .map_err(|e| format!("the uplink's XDP program: {e}"))?;
+                let (link, xsks) = (push(link), push(xsks));
+                let mut queues = Vec::with_capacity(socks.len());
+                for q in socks {
+                    let [sock, umem] = [
+                        dup(q.fds[0].try_clone(), "AF_XDP socket")?,
+                        dup(q.fds[1].try_clone(), "UMEM")?,
+                    ];
+                    queues.push(XskQueueOffer {
+                        queue_id: q.queue_id,
+                        worker: q.worker,
+                        rx_only: q.rx_only,
+                        socket: push(sock),
+                        umem: push(umem),
+                    });
+                }
+                UplinkOffer {
+                    local,
+                    queues: Vec::new(),
+                    xsk: Some(XskUplinkOffer {
+                        ifname: self.nic.clone(),
+                        native: prog.mode() == XdpMode::Driver,
+                        link,
+                        xsks,
+                        queues,
+                    }),
+                }
+            }
+            other => UplinkOffer {
+                local,
+                queues: other
+                    .dup()?
+                    .into_iter()
+                    .map(|q| q.into_iter().map(&mut push).collect())
+                    .collect(),
+                xsk: None,
+            },
         };
         let mut ports = Vec::new();
         for (index, slot) in self.ports.iter() {
@@ -824,16 +978,32 @@ impl super::Router<'_> {
     /// The new workers poll: stops this router's workers (each drains what
     /// its ports already read) and lets go of the devices it made, which
     /// the new router owns now. Returns the packets forwarded in all.
-    fn stop_for_handover(&mut self) -> u64 {
+    fn stop_for_handover(&mut self) -> (u64, Vec<XskHandover>) {
         for d in self.owned.devices.drain(..) {
             d.release();
         }
         let handles: Vec<_> = self.owned.workers.iter().map(|(_, h)| h.clone()).collect();
+        // The workers drop their ports as they stop, and each AF_XDP port
+        // leaves where its frames are; the program stays attached through
+        // the new router's descriptor of its link.
         self.owned.shutdown();
-        handles
+        let mut xsk = Vec::new();
+        if let setup::Passable::Xsk(socks) = &self.uplink_passable {
+            for q in socks {
+                match q.cell.lock().ok().and_then(|c| c.clone()) {
+                    Some(state) => xsk.push(state),
+                    None => tracing::error!(
+                        queue = q.queue_id,
+                        "an AF_XDP socket's worker did not let go of it: the new router cannot take that queue"
+                    ),
+                }
+            }
+        }
+        let forwarded = handles
             .iter()
             .filter_map(|h| h.stats.lock().ok().map(|s| s.counters.forwarded))
-            .sum()
+            .sum();
+        (forwarded, xsk)
     }
 
     /// Exits after a handover: closes what is left without removing the
@@ -865,7 +1035,8 @@ impl super::Router<'_> {
             bail!("{why}");
         }
         let deadline = Instant::now() + STEP_TIMEOUT;
-        while !self.worker_loops().iter().all(|&n| n > 0) {
+        // Held workers (an AF_XDP uplink to come) do not loop yet.
+        while self.pending_xsk.is_empty() && !self.worker_loops().iter().all(|&n| n > 0) {
             if Instant::now() >= deadline {
                 t.abort("the new workers did not start");
                 bail!("the new workers did not start polling within {STEP_TIMEOUT:?}");
@@ -875,7 +1046,11 @@ impl super::Router<'_> {
         let devices = t.offer.devices.clone();
         let path = t.path.clone();
         let started = Instant::now();
-        let old_forwarded = t.finish()?;
+        let (old_forwarded, xsk) = t.finish()?;
+        let pending = std::mem::take(&mut self.pending_xsk);
+        if !pending.is_empty() {
+            self.take_xsk_uplink(pending, &xsk)?;
+        }
         for h in &devices {
             self.owned
                 .devices
@@ -901,10 +1076,53 @@ impl super::Router<'_> {
     }
 }
 
+/// The AF_XDP uplink's last step on the new router's side.
+impl super::Router<'_> {
+    /// Carries on the AF_XDP sockets the old router has let go of, from
+    /// where it left their frames, and lets the held workers poll.
+    fn take_xsk_uplink(&mut self, pending: Vec<PendingXsk>, states: &[XskHandover]) -> Result<()> {
+        let mut q = setup::Queues::empty(self.n_workers);
+        let mut passable = Vec::with_capacity(pending.len());
+        for p in pending {
+            let state = states
+                .iter()
+                .find(|s| s.queue_id == p.queue_id)
+                .with_context(|| {
+                    format!(
+                        "the old router left no state for AF_XDP queue {} on {}",
+                        p.queue_id, self.nic
+                    )
+                })?;
+            let port = crate::port::afxdp::AfXdpPort::adopt(&self.nic, p.fds, state).with_context(
+                || format!("taking over AF_XDP queue {} on {}", p.queue_id, self.nic),
+            )?;
+            passable.push(setup::XskQueue::of(&port, p.worker, p.rx_only)?);
+            tracing::info!(dev = %self.nic, queue = p.queue_id, worker = p.worker, bind = %port.bind_mode(), "AF_XDP uplink socket taken over");
+            if p.rx_only {
+                q.rx_only.push((p.worker, Box::new(port)));
+            } else {
+                let slot = q.per_worker.get_mut(p.worker).with_context(|| {
+                    format!("AF_XDP queue {} for worker {}", p.queue_id, p.worker)
+                })?;
+                *slot = Some(Box::new(port));
+            }
+        }
+        self.give_to_workers(0, q)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        self.uplink_passable = setup::Passable::Xsk(passable);
+        for (_, h) in &self.owned.workers {
+            h.release();
+        }
+        Ok(())
+    }
+}
+
 /// What [`serve`] needs from the old router.
 trait Source {
     fn offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String>;
-    fn stop_workers(&mut self) -> u64;
+    /// Stops the workers; returns what they forwarded and where the
+    /// AF_XDP sockets' frames were once they let go.
+    fn stop_workers(&mut self) -> (u64, Vec<XskHandover>);
     /// The new router (process `pid`, when known) carries on from here:
     /// the service manager is told so.
     fn hand_to(&mut self, pid: Option<u32>);
@@ -915,7 +1133,7 @@ impl Source for super::Router<'_> {
         self.build_offer()
     }
 
-    fn stop_workers(&mut self) -> u64 {
+    fn stop_workers(&mut self) -> (u64, Vec<XskHandover>) {
         self.stop_for_handover()
     }
 
@@ -1064,6 +1282,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again, Answer::Offer(o));
+    }
+
+    /// An offer without an AF_XDP uplink, and a `done` without AF_XDP
+    /// sockets, are written as the first release wrote them, so that it
+    /// can still take over from this build; with them, they read back.
+    #[test]
+    fn af_xdp_fields_appear_only_with_an_af_xdp_uplink() {
+        let a: Answer = parse(OFFER_V1.as_bytes(), "answer").unwrap();
+        let Answer::Offer(mut o) = a else {
+            panic!("{a:?}")
+        };
+        let udp =
+            String::from_utf8(serde_json::to_vec(&Answer::Offer(o.clone())).unwrap()).unwrap();
+        assert!(!udp.contains("xsk"), "{udp}");
+        let done = Answer::Done {
+            v: VERSION,
+            forwarded: 3,
+            xsk: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&done).unwrap(),
+            r#"{"op":"done","v":1,"forwarded":3}"#
+        );
+
+        o.uplink.queues = Vec::new();
+        o.uplink.xsk = Some(XskUplinkOffer {
+            ifname: "eth0".into(),
+            native: false,
+            link: 7,
+            xsks: 8,
+            queues: vec![XskQueueOffer {
+                queue_id: 0,
+                worker: 0,
+                rx_only: false,
+                socket: 9,
+                umem: 10,
+            }],
+        });
+        let back: Answer = parse(
+            &serde_json::to_vec(&Answer::Offer(o.clone())).unwrap(),
+            "answer",
+        )
+        .unwrap();
+        assert_eq!(back, Answer::Offer(o));
+        let done = Answer::Done {
+            v: VERSION,
+            forwarded: 3,
+            xsk: vec![XskHandover {
+                queue_id: 0,
+                zero_copy: false,
+                need_wakeup: true,
+                frame_size: 2048,
+                frame_count: 4096,
+                ring_size: 2048,
+                free: vec![(2048, 2048)],
+                kernel_rx: 2048,
+                kernel_tx: 0,
+            }],
+        };
+        let back: Answer = parse(&serde_json::to_vec(&done).unwrap(), "answer").unwrap();
+        assert_eq!(back, done);
     }
 
     #[test]

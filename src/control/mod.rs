@@ -309,6 +309,9 @@ struct Router<'a> {
     /// During a takeover: attached ports' queue descriptors from the old
     /// router, by device name, for [`Router::reattach_recorded`].
     takeover_attached: BTreeMap<String, Vec<std::os::fd::OwnedFd>>,
+    /// AF_XDP uplink sockets taken over, polled once the old router has
+    /// let go of them.
+    pending_xsk: Vec<handover::PendingXsk>,
     /// A handover or a restart request decided how this router ends.
     exit: Exit,
     /// How to start a successor on SIGUSR2, and the one started.
@@ -472,9 +475,6 @@ impl<'a> Router<'a> {
             n_workers = queues;
         }
         if let Some(t) = takeover.as_deref() {
-            if !udp_uplink {
-                bail!("uplink_io is af_xdp here: an AF_XDP uplink cannot be taken over");
-            }
             let ports: Vec<_> = host
                 .ports
                 .iter()
@@ -503,8 +503,13 @@ impl<'a> Router<'a> {
 
         // Queues per port index: 0 the uplink, then container ports.
         let mut by_port: Vec<Queues> = Vec::with_capacity(1 + host.ports.len());
+        let mut pending_xsk = Vec::new();
         by_port.push(match takeover.as_deref_mut() {
-            Some(t) => adopt_uplink(&topo, me, &nic, &nic_info, n_workers, t)?,
+            Some(t) => {
+                let (q, pending) = adopt_uplink(&topo, me, &nic, &nic_info, n_workers, t)?;
+                pending_xsk = pending;
+                q
+            }
             None => open_uplink(&topo, me, &nic, &nic_info, n_workers, queues, &xsk_cfg)?,
         });
         let mut ports = PortSet::default();
@@ -806,6 +811,7 @@ impl<'a> Router<'a> {
             uplink_passable,
             handover,
             takeover_attached,
+            pending_xsk,
             exit: Exit::Running,
             relaunch: handover::Relaunch::of_this_process(),
             successor_pid: None,
@@ -828,8 +834,13 @@ impl<'a> Router<'a> {
             router
                 .give_to_workers(0, q)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            for (_, h) in &router.owned.workers {
-                h.release();
+            // AF_XDP sockets are polled by one process at a time: the
+            // workers stay held until the old router has let go of them
+            // (`complete_takeover`).
+            if router.pending_xsk.is_empty() {
+                for (_, h) in &router.owned.workers {
+                    h.release();
+                }
             }
         }
         router.publish_stats(&[]);
@@ -1557,19 +1568,18 @@ fn open_uplink(
             format!("attaching the XDP program to {nic} (needs root and a kernel with XDP)")
         })?;
     tracing::info!(dev = %nic, mode = %prog.mode(), "uplink XDP program attached");
-    q.passable = setup::Passable::No(format!(
-        "the uplink on {nic} runs on AF_XDP sockets, which cannot be handed over yet"
-    ));
     // Every rx queue gets a socket: our XDP program redirects to the socket
     // of the queue a frame arrived on, and a queue without one hands VXLAN
     // to the kernel, which has no listener for it. Queues beyond the worker
     // count are served as receive-only queues, round robin.
+    let mut passable = Vec::with_capacity(queues.max(n_workers));
     for k in n_workers..queues {
         let port = AfXdpPort::open(nic, k as u32, xsk_cfg)
             .with_context(|| format!("AF_XDP socket on {nic} queue {k}"))?;
         prog.register_socket(k as u32, port.fd())
             .with_context(|| format!("registering the socket of {nic} queue {k}"))?;
         tracing::info!(dev = %nic, queue = k, worker = k % n_workers, bind = %port.bind_mode(), "uplink receive queue bound");
+        passable.push(setup::XskQueue::of(&port, k % n_workers, true)?);
         q.rx_only.push((k % n_workers, Box::new(port)));
     }
     for (k, slot) in q.per_worker.iter_mut().enumerate() {
@@ -1578,13 +1588,18 @@ fn open_uplink(
         prog.register_socket(k as u32, port.fd())
             .with_context(|| format!("registering the socket of {nic} queue {k}"))?;
         tracing::info!(dev = %nic, queue = k, bind = %port.bind_mode(), "uplink socket bound");
+        passable.push(setup::XskQueue::of(&port, k, false)?);
         *slot = Some(Box::new(port));
     }
+    q.passable = setup::Passable::Xsk(passable);
     q.program = Some(prog);
     Ok(q)
 }
 
-/// Takes the UDP uplink's queues from the old router's descriptors.
+/// Takes the uplink's queues from the old router's descriptors: UDP
+/// sockets, or the XDP program and AF_XDP sockets, which this router polls
+/// only once the old one has let go of them (returned apart, empty for
+/// UDP).
 fn adopt_uplink(
     topo: &Topology,
     me: usize,
@@ -1592,9 +1607,16 @@ fn adopt_uplink(
     nic_info: &LinkInfo,
     n_workers: usize,
     t: &mut handover::Takeover,
-) -> Result<Queues> {
+) -> Result<(Queues, Vec<handover::PendingXsk>)> {
     let host = &topo.hosts[me];
     let local = std::net::SocketAddr::new(host.underlay, topo.overlay.udp_port);
+    if host.uplink_io == UplinkIo::AfXdp {
+        let (prog, pending) = t.xsk_uplink(nic, local)?;
+        tracing::info!(dev = %nic, mode = %prog.mode(), sockets = pending.len(), "uplink XDP program taken over; its AF_XDP sockets follow once the old router lets go");
+        let mut q = Queues::empty(n_workers);
+        q.program = Some(prog);
+        return Ok((q, pending));
+    }
     let udp_cfg = UdpConfig {
         coalesce: host.ports.iter().any(|p| p.offload),
         ..UdpConfig::default()
@@ -1609,7 +1631,7 @@ fn adopt_uplink(
         *slot = Some(Box::new(port));
     }
     q.passable = setup::Passable::Fds(passable);
-    Ok(q)
+    Ok((q, Vec::new()))
 }
 
 /// Routes over the links that are up (all of them without liveness).

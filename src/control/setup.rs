@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{PortConfig, PortKind};
 use crate::host::link::link_info;
 use crate::port::afpacket::PacketPort;
-use crate::port::afxdp::UmemPool;
+use crate::port::afxdp::{AfXdpPort, HandoverCell, UmemPool};
 use crate::port::tun::TunPort;
 use crate::port::xdp::{ContainerLink, ContainerXdp, XdpProgram};
 use crate::port::Port;
@@ -42,8 +42,38 @@ pub(super) enum Passable {
     /// Per worker: its queue's descriptors (a TUN queue; a UDP uplink
     /// queue's receive socket, then its sending sockets).
     Fds(Vec<Vec<OwnedFd>>),
-    /// Why not (AF_XDP, AF_PACKET).
+    /// Why not (AF_XDP container ports, AF_PACKET).
     No(String),
+    /// The uplink's AF_XDP sockets, which go with its XDP program.
+    Xsk(Vec<XskQueue>),
+}
+
+/// One AF_XDP socket of the uplink, as a handover passes it.
+pub(super) struct XskQueue {
+    pub queue_id: u32,
+    /// The worker that polls it.
+    pub worker: usize,
+    /// Receive only (a NIC queue beyond the workers).
+    pub rx_only: bool,
+    /// [socket, UMEM memfd].
+    pub fds: [OwnedFd; 2],
+    /// Where the port's frames were when its worker dropped it.
+    pub cell: HandoverCell,
+}
+
+impl XskQueue {
+    /// The handover's view of `port`, polled by `worker`.
+    pub(super) fn of(port: &AfXdpPort, worker: usize, rx_only: bool) -> Result<XskQueue> {
+        Ok(XskQueue {
+            queue_id: port.queue_id(),
+            worker,
+            rx_only,
+            fds: port.dup_fds().with_context(|| {
+                format!("duplicating the AF_XDP socket of queue {}", port.queue_id())
+            })?,
+            cell: port.handover_cell(),
+        })
+    }
 }
 
 impl Passable {
@@ -51,6 +81,7 @@ impl Passable {
     pub(super) fn dup(&self) -> Result<Vec<Vec<OwnedFd>>, String> {
         match self {
             Passable::No(why) => Err(why.clone()),
+            Passable::Xsk(_) => Err("AF_XDP sockets go with the uplink's XDP program".into()),
             Passable::Fds(v) => v
                 .iter()
                 .map(|q| {

@@ -347,6 +347,92 @@ pub fn set_tx_checksum(name: &str, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// `BPF_OBJ_GET_INFO_BY_FD` and `BPF_LINK_GET_FD_BY_ID` (`enum bpf_cmd`).
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+/// `BPF_LINK_TYPE_XDP` (`enum bpf_link_type`).
+const BPF_LINK_TYPE_XDP: u32 = 6;
+
+/// `struct bpf_link_info` as far as an XDP link goes: type, id, program
+/// id, then the union whose `xdp.ifindex` comes first; the rest of the
+/// union's largest member is padding the kernel may fill.
+#[repr(C)]
+#[derive(Default)]
+struct BpfLinkInfo {
+    link_type: u32,
+    id: u32,
+    prog_id: u32,
+    _pad: u32,
+    ifindex: u32,
+    _rest: [u32; 23],
+}
+
+/// One `bpf(2)` call with `attr` (`union bpf_attr`'s member for `cmd`).
+///
+/// # Safety
+/// `attr` must be the member `cmd` reads, and every pointer in it valid
+/// for what the kernel writes through it.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the caller's contract; the size passed is `attr`'s own.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            (attr as *mut T).cast::<libc::c_void>(),
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    })
+}
+
+/// The kernel's id of BPF link `fd`, and the interface it attaches XDP to;
+/// an error when `fd` is not an XDP link.
+pub fn bpf_xdp_link_info(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut info = BpfLinkInfo::default();
+    #[repr(C)]
+    struct Attr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut attr = Attr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<BpfLinkInfo>() as u32,
+        info: (&mut info as *mut BpfLinkInfo) as u64,
+    };
+    // SAFETY: `attr` is the `info` member of `union bpf_attr`; the kernel
+    // writes at most `info_len` bytes to `info`, alive for the call.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    if info.link_type != BPF_LINK_TYPE_XDP {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("BPF link of type {}, not XDP", info.link_type),
+        ));
+    }
+    Ok((info.id, info.ifindex))
+}
+
+/// A new descriptor of BPF link `id` (needs `CAP_SYS_ADMIN`): the link
+/// stays attached while any descriptor of it is open.
+pub fn bpf_link_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct Attr {
+        link_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut attr = Attr {
+        link_id: id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    // SAFETY: `attr` is the `*_GET_FD_BY_ID` member of `union bpf_attr`,
+    // which holds no pointer.
+    let fd = unsafe { bpf(BPF_LINK_GET_FD_BY_ID, &mut attr) }?;
+    // SAFETY: the kernel returned a fresh descriptor that nobody else owns
+    // (BPF descriptors are created close-on-exec).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Creates a persistent multi-queue TUN device `name` (raw IP, no packet
 /// information) in the calling thread's network namespace and lets go of
 /// it: the device stays, with no queue attached, until deleted. Whoever

@@ -30,10 +30,11 @@
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use aya::maps::{Array, HashMap, MapData, XskMap};
+use aya::maps::{Array, HashMap, Map, MapData, XskMap};
+use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{Link as _, Xdp, XdpMode as AyaXdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -75,18 +76,35 @@ pub const MAX_UNDERLAY_ADDRS: usize = 16;
 /// (`MAX_CONTAINER_PORTS`).
 pub const MAX_CONTAINER_PORTS: u32 = 256;
 
-/// Our uplink XDP program attached to one interface. Detaches on drop.
+/// Our uplink XDP program attached to one interface. Detaches on drop,
+/// unless another process holds its link (a handover: [`Self::dup_link`],
+/// [`Self::adopt`]).
 ///
 /// The attachment is a bpf_link where the kernel has them (it does here), so
 /// it can be dropped from any thread; on a kernel that needs the netlink
-/// fallback, drop it in the network namespace it was attached in.
+/// fallback, drop it in the network namespace it was attached in, and it
+/// cannot be handed over.
 pub struct XdpProgram {
-    // Field order matters for drop: `ebpf` owns the program and its link, and
-    // dropping it detaches the program and frees the maps.
-    ebpf: Ebpf,
-    link: Option<XdpLinkId>,
+    /// The attachment; dropping it closes this process's descriptor of the
+    /// link, which detaches the program when it was the last one.
+    link: Option<UplinkLink>,
+    /// The XSKMAP by queue, taken out of the object (or handed over).
+    xsks: Map,
+    /// The loaded object (program and configuration maps); `None` for a
+    /// program handed over, which its link keeps alive.
+    _ebpf: Option<Ebpf>,
     ifname: String,
     mode: XdpMode,
+}
+
+/// How this process holds the uplink program's attachment.
+enum UplinkLink {
+    /// A bpf_link and its kernel id (another process may open it by id).
+    Fd { link: XdpLink, id: u32 },
+    /// A bpf_link handed over by another process.
+    HandedOver(OwnedFd),
+    /// The netlink attachment of a kernel without bpf_link for XDP.
+    Netlink(XdpLink),
 }
 
 impl fmt::Debug for XdpProgram {
@@ -190,7 +208,11 @@ fn xsk_map<'e>(ebpf: &'e mut Ebpf, name: &str) -> io::Result<XskMap<&'e mut MapD
 
 /// Clears entry `index` of XSKMAP `name`; an empty entry is already clear.
 fn unset_xsk(ebpf: &mut Ebpf, name: &str, index: u32) -> io::Result<()> {
-    match xsk_map(ebpf, name)?.unset(index) {
+    unset_xsk_entry(xsk_map(ebpf, name)?, name, index)
+}
+
+fn unset_xsk_entry(mut map: XskMap<&mut MapData>, name: &str, index: u32) -> io::Result<()> {
+    match map.unset(index) {
         Ok(()) => Ok(()),
         // Deleting an empty slot reports ENOENT: already unregistered.
         Err(aya::maps::MapError::SyscallError(s))
@@ -261,14 +283,95 @@ impl XdpProgram {
             }
         }
 
+        let xsks = ebpf
+            .take_map("xsks")
+            .ok_or_else(|| err("XDP object has no `xsks` map"))?;
         let prog = load_program(&mut ebpf, UPLINK)?;
-        let (mode, link) = attach_retrying(prog, ifname, ifindex)?;
+        let (mode, link_id) = attach_retrying(prog, ifname, ifindex)?;
+        let link = prog
+            .take_link(link_id)
+            .map_err(|e| err(format!("taking the XDP link of {ifname}: {e}")))?;
+        // A bpf_link is what another process can hold on to; its kernel id
+        // lets this one open a second descriptor of it.
+        let link = match FdLink::try_from(link) {
+            Ok(fd_link) => {
+                let id = fd_link
+                    .info()
+                    .map_err(|e| err(format!("the XDP link of {ifname}: {e}")))?
+                    .id();
+                let link = XdpLink::try_from(fd_link)
+                    .map_err(|e| err(format!("the XDP link of {ifname}: {e}")))?;
+                UplinkLink::Fd { link, id }
+            }
+            // Converting consumed the netlink attachment (and detached
+            // it): attach again and keep it as it is.
+            Err(_) => {
+                let (_, link_id) = attach_retrying(prog, ifname, ifindex)?;
+                let link = prog
+                    .take_link(link_id)
+                    .map_err(|e| err(format!("taking the XDP link of {ifname}: {e}")))?;
+                UplinkLink::Netlink(link)
+            }
+        };
         Ok(XdpProgram {
-            ebpf,
             link: Some(link),
+            xsks,
+            _ebpf: Some(ebpf),
             ifname: ifname.to_string(),
             mode,
         })
+    }
+
+    /// Carries on the program another router attached to `ifname`: `link`
+    /// is a descriptor of its bpf_link (which keeps it attached), `xsks`
+    /// one of its XSKMAP, whose entries still name the sockets handed over
+    /// with them. Both are checked for what they are.
+    pub fn adopt(
+        ifname: &str,
+        mode: XdpMode,
+        link: OwnedFd,
+        xsks: OwnedFd,
+    ) -> io::Result<XdpProgram> {
+        let ifindex = super::sys::ifindex(ifname)?;
+        let (_, on) = super::sys::bpf_xdp_link_info(link.as_fd())
+            .map_err(|e| err(format!("the XDP link handed over: {e}")))?;
+        if on != ifindex {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the XDP link handed over is on interface {on}, not {ifname} ({ifindex})"),
+            ));
+        }
+        let data =
+            MapData::from_fd(xsks).map_err(|e| err(format!("the XSKMAP handed over: {e}")))?;
+        let mut xsks = Map::XskMap(data);
+        XskMap::try_from(&mut xsks).map_err(|e| err(format!("the XSKMAP handed over: {e}")))?;
+        Ok(XdpProgram {
+            link: Some(UplinkLink::HandedOver(link)),
+            xsks,
+            _ebpf: None,
+            ifname: ifname.to_string(),
+            mode,
+        })
+    }
+
+    /// Second descriptors of the attachment and of the XSKMAP, for a new
+    /// router that takes over: [link, xsks]. The program stays attached
+    /// while either router holds its link.
+    pub fn dup_for_handover(&self) -> io::Result<[OwnedFd; 2]> {
+        let link = match &self.link {
+            Some(UplinkLink::Fd { id, .. }) => super::sys::bpf_link_fd_by_id(*id)?,
+            Some(UplinkLink::HandedOver(fd)) => fd.try_clone()?,
+            Some(UplinkLink::Netlink(_)) | None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "this kernel attaches XDP through netlink, without a bpf_link to hand over",
+                ))
+            }
+        };
+        let Map::XskMap(data) = &self.xsks else {
+            return Err(err("the `xsks` map is not an XSKMAP"));
+        };
+        Ok([link, data.fd().as_fd().try_clone_to_owned()?])
     }
 
     /// Where the kernel runs the program on this interface.
@@ -281,11 +384,15 @@ impl XdpProgram {
         &self.ifname
     }
 
+    fn xsk_map(&mut self) -> io::Result<XskMap<&mut MapData>> {
+        XskMap::try_from(&mut self.xsks).map_err(|e| err(format!("xsks map: {e}")))
+    }
+
     /// Sends frames arriving on `queue_id` (that the program selects) to the
     /// AF_XDP socket `fd`, which must be bound to this interface and queue.
     pub fn register_socket(&mut self, queue_id: u32, fd: RawFd) -> io::Result<()> {
         check_queue(queue_id)?;
-        xsk_map(&mut self.ebpf, "xsks")?
+        self.xsk_map()?
             .set(queue_id, fd, 0)
             .map_err(|e| err(format!("registering socket for queue {queue_id}: {e}")))
     }
@@ -295,28 +402,26 @@ impl XdpProgram {
         if queue_id >= MAX_QUEUES {
             return Ok(());
         }
-        unset_xsk(&mut self.ebpf, "xsks", queue_id)
+        unset_xsk_entry(self.xsk_map()?, "xsks", queue_id)
     }
 }
 
 impl Drop for XdpProgram {
     fn drop(&mut self) {
-        // Detach explicitly so a failure is logged; dropping `ebpf` would
-        // also detach (aya unloads a program and its links on drop).
-        let Some(link) = self.link.take() else { return };
-        let res = match self.ebpf.program_mut(UPLINK).map(<&mut Xdp>::try_from) {
-            Some(Ok(prog)) => prog.detach(link).map_err(|e| e.to_string()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err(format!("program {UPLINK} vanished")),
-        };
-        match res {
-            Ok(()) => {
-                tracing::info!(ifname = %self.ifname, program = UPLINK, "XDP program detached")
+        // Closing this process's descriptor of a bpf_link detaches the
+        // program only if no other process (a router taking over) holds
+        // one; the netlink attachment detaches here.
+        match self.link.take() {
+            Some(UplinkLink::Fd { link, .. } | UplinkLink::Netlink(link)) => {
+                if let Err(e) = link.detach() {
+                    tracing::warn!(ifname = %self.ifname, program = UPLINK, error = %e, "XDP detach failed");
+                    return;
+                }
             }
-            Err(e) => {
-                tracing::warn!(ifname = %self.ifname, program = UPLINK, error = %e, "XDP detach failed")
-            }
+            Some(UplinkLink::HandedOver(fd)) => drop(fd),
+            None => return,
         }
+        tracing::info!(ifname = %self.ifname, program = UPLINK, "XDP program let go");
     }
 }
 
