@@ -61,7 +61,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use super::setup;
 use crate::config::PortKind;
 use crate::host::netns::DeviceHandle;
-use crate::port::afxdp::XskHandover;
+use crate::port::afxdp::{AfXdpPort, XskHandover};
 use crate::port::sys;
 use crate::port::xdp::{XdpMode, XdpProgram};
 
@@ -874,6 +874,14 @@ impl super::Router<'_> {
                     .dup_for_handover()
                     .map_err(|e| format!("the uplink's XDP program: {e}"))?;
                 let (link, xsks) = (push(link), push(xsks));
+                // Both routers run on this kernel: if it cannot map the
+                // rings of a bound socket, the new router could not either,
+                // and a restart is the way.
+                for q in socks {
+                    AfXdpPort::adoptable(q.fds[0].as_fd(), q.ring_size).map_err(|e| {
+                        format!("this kernel cannot map the rings of a bound AF_XDP socket (Linux 6.4 can): {e}")
+                    })?;
+                }
                 let mut queues = Vec::with_capacity(socks.len());
                 for q in socks {
                     let [sock, umem] = [
@@ -1093,9 +1101,9 @@ impl super::Router<'_> {
                         p.queue_id, self.nic
                     )
                 })?;
-            let port = crate::port::afxdp::AfXdpPort::adopt(&self.nic, p.fds, state).with_context(
-                || format!("taking over AF_XDP queue {} on {}", p.queue_id, self.nic),
-            )?;
+            let port = AfXdpPort::adopt(&self.nic, p.fds, state).with_context(|| {
+                format!("taking over AF_XDP queue {} on {}", p.queue_id, self.nic)
+            })?;
             passable.push(setup::XskQueue::of(&port, p.worker, p.rx_only)?);
             tracing::info!(dev = %self.nic, queue = p.queue_id, worker = p.worker, bind = %port.bind_mode(), "AF_XDP uplink socket taken over");
             if p.rx_only {

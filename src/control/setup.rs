@@ -57,6 +57,8 @@ pub(super) struct XskQueue {
     pub rx_only: bool,
     /// [socket, UMEM memfd].
     pub fds: [OwnedFd; 2],
+    /// Entries of each of its rings.
+    pub ring_size: u32,
     /// Where the port's frames were when its worker dropped it.
     pub cell: HandoverCell,
 }
@@ -71,6 +73,7 @@ impl XskQueue {
             fds: port.dup_fds().with_context(|| {
                 format!("duplicating the AF_XDP socket of queue {}", port.queue_id())
             })?,
+            ring_size: port.ring_size(),
             cell: port.handover_cell(),
         })
     }

@@ -447,6 +447,18 @@ impl AfXdpPort {
         ])
     }
 
+    /// Whether another process could carry on socket `sock` of a port of
+    /// `ring_size` rings on this kernel ([`AfXdpPort::adopt`]), asked
+    /// before anything is handed over.
+    pub fn adoptable(sock: std::os::fd::BorrowedFd<'_>, ring_size: u32) -> io::Result<()> {
+        super::xsk::rings_mappable(sock, ring_size)
+    }
+
+    /// The entries of each of this port's rings.
+    pub fn ring_size(&self) -> u32 {
+        self.xsk.sizes().ring_size
+    }
+
     /// A cell this port fills with its final state when dropped.
     pub fn handover_cell(&self) -> HandoverCell {
         Arc::clone(&self.handover)

@@ -592,9 +592,9 @@ pub fn tun_info(fd: BorrowedFd<'_>) -> io::Result<(libc::c_short, String)> {
 }
 
 /// Marks every open descriptor from `min` up close-on-exec, so that a
-/// process this one starts inherits none of them. Some libraries open
-/// theirs without `O_CLOEXEC` (libxdp's AF_XDP sockets): a copy in a
-/// successor would keep their queues bound and their UMEMs pinned.
+/// process this one starts inherits none of them, whoever opened them
+/// (our own are close-on-exec; a library's may not be): an AF_XDP socket
+/// copied into a successor would keep its queue bound and its UMEM pinned.
 pub fn cloexec_from(min: RawFd) -> io::Result<()> {
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Some(fd) = entry?

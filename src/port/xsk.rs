@@ -621,6 +621,14 @@ impl Rings {
     }
 }
 
+/// Whether this kernel lets a process map the rings of AF_XDP socket
+/// `sock`, already bound, at `size` entries each, as [`Xsk::adopt`] does
+/// (mapping the fill and completion rings of a bound socket needs Linux
+/// 6.4). The mappings are dropped at once; nothing shared is written.
+pub fn rings_mappable(sock: BorrowedFd<'_>, size: u32) -> io::Result<()> {
+    Rings::map_existing(sock, size).map(drop)
+}
+
 fn page_size() -> usize {
     // SAFETY: sysconf takes and returns plain integers.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
