@@ -168,8 +168,11 @@ impl Owned {
         }
         let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
         for (k, (h, _)) in self.workers.drain(..).enumerate() {
+            // A fine wait: in a handover the new router's workers wait
+            // for this (an AF_XDP uplink's rings have one reader), and
+            // traffic with them.
             while !h.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_micros(200));
             }
             if !h.is_finished() {
                 // Dropping the handle detaches the thread: the process
