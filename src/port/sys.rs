@@ -144,11 +144,17 @@ pub fn xsk_kick_rx(fd: RawFd) -> io::Result<()> {
             std::ptr::null_mut(),
         )
     };
+    kick_result(ret)
+}
+
+/// A kick's outcome: the errors that only mean "not now" (the driver is
+/// busy, the device queue full, the link down) leave the frames on their
+/// ring for the next kick.
+fn kick_result(ret: libc::ssize_t) -> io::Result<()> {
     match cvt(ret) {
         Ok(_) => Ok(()),
         Err(e) if is_transient(&e) => Ok(()),
         Err(e) => match e.raw_os_error() {
-            // The driver is busy or the link is down: try again next loop.
             Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::ENETDOWN) => Ok(()),
             _ => Err(e),
         },
@@ -171,16 +177,7 @@ pub fn xsk_kick_tx(fd: RawFd) -> io::Result<()> {
             0,
         )
     };
-    match cvt(ret) {
-        Ok(_) => Ok(()),
-        Err(e) if is_transient(&e) => Ok(()),
-        Err(e) => match e.raw_os_error() {
-            // The device queue is full, the driver is busy or the link is
-            // down: the frames stay on the ring for the next kick.
-            Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::ENETDOWN) => Ok(()),
-            _ => Err(e),
-        },
-    }
+    kick_result(ret)
 }
 
 /// `struct ethtool_channels` from `<linux/ethtool.h>`.
