@@ -638,7 +638,7 @@ fn outer_v6(t: &Tables, d: &[u8]) -> Result<Outer, Verdict> {
 /// entered the overlay; from the tunnel, only another host's prefixes are
 /// a source (not ours, not outside the topology), and only through a peer
 /// our route toward that source begins with.
-#[inline]
+#[inline(always)]
 fn tunnel_source(t: &Tables, nh: Option<&NextHop>, peer: u16) -> Result<(), DropReason> {
     match nh {
         Some(&NextHop::Remote { first, count }) if t.feasible_source(first, count, peer) => Ok(()),

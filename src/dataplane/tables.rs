@@ -220,6 +220,93 @@ impl VniIndex {
     }
 }
 
+/// A slot of [`PeerIndex`] that holds no peer.
+const NO_PEER: u16 = u16::MAX;
+
+/// An underlay address as a [`PeerIndex`] key.
+pub trait PeerKey: Copy + Eq + Default {
+    /// 32 bits that differ between the addresses of one underlay.
+    fn fold(self) -> u32;
+}
+
+impl PeerKey for u32 {
+    #[inline(always)]
+    fn fold(self) -> u32 {
+        self
+    }
+}
+
+impl PeerKey for u128 {
+    #[inline(always)]
+    fn fold(self) -> u32 {
+        let h = (self >> 64) as u64 ^ self as u64;
+        (h >> 32) as u32 ^ h as u32
+    }
+}
+
+/// The peers by underlay address, hashed as [`VniIndex`] hashes VNIs (open
+/// addressing, linear probing, at most half full, home slot the top bits
+/// of the folded address times [`VNI_HASH`]): every VXLAN packet asks, and
+/// one load and one compare answer when the address sits at home, where a
+/// binary search takes a chain of dependent loads and branches. A free
+/// slot holds [`NO_PEER`], so every address, 0 and all ones included, is
+/// a key.
+#[derive(Debug, Clone)]
+pub struct PeerIndex<K> {
+    /// (address, index in [`Tables::peers`]); the length is a power of
+    /// two, at least twice the number of peers, so a free slot always
+    /// ends a probe.
+    slots: Box<[(K, u16)]>,
+    /// 32 minus log2 of the length.
+    shift: u32,
+}
+
+impl<K: PeerKey> PeerIndex<K> {
+    /// An index of `(address, peer)` pairs. An address given twice keeps
+    /// its first peer; a peer numbered [`NO_PEER`] is left out.
+    pub fn new(peers: &[(K, u16)]) -> PeerIndex<K> {
+        let len = (2 * peers.len()).next_power_of_two().max(2);
+        let shift = 32 - len.trailing_zeros();
+        let mut slots = vec![(K::default(), NO_PEER); len].into_boxed_slice();
+        for &(a, peer) in peers {
+            if peer == NO_PEER {
+                continue;
+            }
+            let mut i = Self::home(a, shift);
+            while slots[i].1 != NO_PEER && slots[i].0 != a {
+                i = (i + 1) & (len - 1);
+            }
+            if slots[i].1 == NO_PEER {
+                slots[i] = (a, peer);
+            }
+        }
+        PeerIndex { slots, shift }
+    }
+
+    #[inline(always)]
+    fn home(a: K, shift: u32) -> usize {
+        (a.fold().wrapping_mul(VNI_HASH) >> shift) as usize
+    }
+
+    /// The peer whose underlay address is `a`, if any.
+    #[inline(always)]
+    pub fn get(&self, a: K) -> Option<u16> {
+        let mask = self.slots.len() - 1;
+        let mut i = Self::home(a, self.shift);
+        // Ends: at least half the slots are free.
+        loop {
+            let &(k, peer) = self.slots.get(i)?;
+            if peer == NO_PEER {
+                return None;
+            }
+            if k == a {
+                return Some(peer);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// Everything a worker needs to forward, as one immutable snapshot.
 #[derive(Debug)]
 pub struct Tables {
@@ -244,18 +331,18 @@ pub struct Tables {
     /// anything else is dropped as `unknown_peer`.
     pub known_v4: Vec<u32>,
     pub known_v6: Vec<u128>,
-    /// Underlay address of each peer (a host that begins a shortest path of
-    /// the current routes) with its index in `peers`, sorted by address:
-    /// VXLAN is accepted only from these.
-    pub peer_v4: Vec<(u32, u16)>,
-    pub peer_v6: Vec<(u128, u16)>,
+    /// Index in `peers` of each peer (a host that begins a shortest path
+    /// of the current routes) by underlay address: VXLAN is accepted only
+    /// from these.
+    pub peer_v4: PeerIndex<u32>,
+    pub peer_v6: PeerIndex<u128>,
     pub ports: Vec<PortInfo>,
 }
 
 impl Tables {
     /// The network whose VNI is `vni`. One compare with a single network;
     /// a hashed look-up ([`VniIndex`]) otherwise.
-    #[inline]
+    #[inline(always)]
     pub fn net_of_vni(&self, vni: u32) -> Option<&Net> {
         if let [only] = self.nets.as_slice() {
             return (only.vni == vni).then_some(only);
@@ -282,16 +369,14 @@ impl Tables {
     }
 
     /// Index in `peers` of the peer whose underlay address is `a`.
-    #[inline]
+    #[inline(always)]
     pub fn peer_index_v4(&self, a: u32) -> Option<u16> {
-        let i = self.peer_v4.binary_search_by_key(&a, |&(k, _)| k).ok()?;
-        Some(self.peer_v4[i].1)
+        self.peer_v4.get(a)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn peer_index_v6(&self, a: u128) -> Option<u16> {
-        let i = self.peer_v6.binary_search_by_key(&a, |&(k, _)| k).ok()?;
-        Some(self.peer_v6[i].1)
+        self.peer_v6.get(a)
     }
 
     /// Whether the route toward `src` may begin at peer `peer`: strict
@@ -299,10 +384,15 @@ impl Tables {
     /// routes. Links have one cost both ways, so with every host on the
     /// same routes a packet from the host that owns `src` arrives through
     /// one of our equal-cost next hops toward that host.
-    #[inline]
+    #[inline(always)]
     pub fn feasible_source(&self, first: u32, count: u32, peer: u16) -> bool {
+        let first = first as usize;
+        // Most routes have one next hop: one load and one compare.
+        if count == 1 {
+            return self.ecmp.get(first) == Some(&peer);
+        }
         self.ecmp
-            .get(first as usize..(first + count) as usize)
+            .get(first..first + count as usize)
             .is_some_and(|set| set.contains(&peer))
     }
 
@@ -656,8 +746,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
             IpAddr::V6(a) => peer_v6.push((a.into(), i as u16)),
         }
     }
-    peer_v4.sort_unstable();
-    peer_v6.sort_unstable();
+    let peer_v4 = PeerIndex::new(&peer_v4);
+    let peer_v6 = PeerIndex::new(&peer_v6);
 
     Tables {
         host_name: me.name.clone(),
@@ -1069,6 +1159,58 @@ cost = 1
         assert_eq!(index.get(7), Some(0));
         assert_eq!(index.get(NO_VNI), None);
         assert_eq!(VniIndex::new(&[]).get(7), None);
+    }
+
+    /// What [`PeerIndex::get`] must answer: the first peer given for `a`,
+    /// `NO_PEER` entries left out.
+    fn peer_reference<K: PeerKey>(pairs: &[(K, u16)], a: K) -> Option<u16> {
+        pairs
+            .iter()
+            .find(|&&(k, p)| k == a && p != NO_PEER)
+            .map(|&(_, p)| p)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn peer_index_v4_agrees_with_a_search(
+            pairs in proptest::collection::vec((0u32..64, 0u16..8), 0..40),
+            base in proptest::prelude::any::<u32>(),
+            probes in proptest::collection::vec(0u32..80, 1..40),
+        ) {
+            // Addresses in a row (as underlays are numbered), from anywhere
+            // in the space, including 0 and all ones; duplicates and
+            // `NO_PEER` entries among them.
+            let pairs: Vec<(u32, u16)> = pairs
+                .iter()
+                .map(|&(a, p)| (base.wrapping_add(a), if p == 7 { NO_PEER } else { p }))
+                .collect();
+            let index = PeerIndex::new(&pairs);
+            proptest::prop_assert!(index.slots.len() >= 2 * pairs.len());
+            for a in probes.iter().map(|&o| base.wrapping_add(o)).chain([0, u32::MAX]) {
+                proptest::prop_assert_eq!(index.get(a), peer_reference(&pairs, a), "{:#x}", a);
+            }
+        }
+
+        #[test]
+        fn peer_index_v6_agrees_with_a_search(
+            pairs in proptest::collection::vec((0u128..64, 0u16..8), 0..40),
+            base in proptest::prelude::any::<u128>(),
+            high in proptest::prelude::any::<bool>(),
+            probes in proptest::collection::vec(0u128..80, 1..40),
+        ) {
+            // In a row in the low bits, or (`high`) in bits the fold of the
+            // halves could cancel.
+            let step = if high { 1u128 << 64 | 1 << 32 } else { 1 };
+            let at = |o: u128| base.wrapping_add(o.wrapping_mul(step));
+            let pairs: Vec<(u128, u16)> = pairs
+                .iter()
+                .map(|&(a, p)| (at(a), if p == 7 { NO_PEER } else { p }))
+                .collect();
+            let index = PeerIndex::new(&pairs);
+            for a in probes.iter().map(|&o| at(o)).chain([0, u128::MAX]) {
+                proptest::prop_assert_eq!(index.get(a), peer_reference(&pairs, a), "{:#x}", a);
+            }
+        }
     }
 
     #[test]
