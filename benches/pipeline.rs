@@ -1,5 +1,7 @@
 //! Packets per second per core through the real pipeline, batches of 64:
 //! container→encap (TUN and veth), uplink→decap→deliver, and transit.
+//! `decap_mixed` delivers as `decap_tun` does, from two peers and 64
+//! sources taken in turn (no two packets in a row from one sender).
 //!
 //! Each iteration refills the batch from a prepared frame (as a port's
 //! rx_burst copies a frame out of a UMEM or TUN buffer) and runs
@@ -278,6 +280,24 @@ fn bench(c: &mut Criterion<Clock>) {
         })
         .collect();
     run(c, "decap_veth", &t, 0, &decap_veth, Verdict::Forward(c2));
+
+    // The same delivery with no two packets in a row from one sender: the
+    // peers alternate, and every packet has a source of its own.
+    let decap_mixed: Vec<Vec<u8>> = (0..BATCH_SIZE as u16)
+        .map(|i| {
+            let peer = 2 + (i % 2) as u8;
+            vxlan_from(
+                peer,
+                &ipv4_udp(
+                    [198, 19, peer, 10 + i as u8],
+                    [198, 19, 1, 2],
+                    10000 + i,
+                    36,
+                ),
+            )
+        })
+        .collect();
+    run(c, "decap_mixed", &t, 0, &decap_mixed, Verdict::Forward(c1));
 
     let transit: Vec<Vec<u8>> = (0..BATCH_SIZE as u16)
         .map(|i| {

@@ -174,12 +174,13 @@ impl Pipeline {
             // the uplink's and a vacant index's are not used.
             _ => &t.nets[0],
         };
+        let mut memo = SourceMemo::new();
         for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
             // Taken before the stages: an ICMP error replaces a super-packet
             // with one small packet, but all its segments were dropped.
             let segs = pkt.segments();
             *v = match role {
-                Some(PortRole::Uplink) => from_uplink(t, pkt),
+                Some(PortRole::Uplink) => from_uplink(t, pkt, &mut memo),
                 Some(PortRole::Tun) => from_container_ip(t, n, in_port, pkt),
                 Some(PortRole::Veth) => from_veth(t, n, in_port, pkt),
                 Some(PortRole::Vacant) | None => Verdict::Drop(DropReason::PortDown),
@@ -448,7 +449,7 @@ fn nd_reply(t: &Tables, n: &Net, in_port: u16, pkt: &mut Packet) -> Verdict {
 
 // ---------------------------------------------------------------- uplink side
 
-fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
+fn from_uplink(t: &Tables, pkt: &mut Packet, memo: &mut SourceMemo) -> Verdict {
     let (ethertype, l3) = {
         let eth = match ethernet::Frame::new_checked(pkt.data()) {
             Ok(e) => e,
@@ -505,8 +506,8 @@ fn from_uplink(t: &Tables, pkt: &mut Packet) -> Verdict {
     };
     pkt.strip(vx_off + vxlan::HEADER_LEN + ethernet::HEADER_LEN);
     match (inner_ethertype, pkt.data().first().map(|b| b >> 4)) {
-        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, n, pkt, peer),
-        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, n, pkt, peer),
+        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, n, pkt, peer, &mut memo.v4),
+        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, n, pkt, peer, &mut memo.v6),
         (ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6, _) => {
             Verdict::Drop(DropReason::IpMalformed)
         }
@@ -633,12 +634,80 @@ fn outer_v6(t: &Tables, d: &[u8]) -> Result<Outer, Verdict> {
     })
 }
 
+/// The last answer of the source check ([`tunnel_source`]) in a burst from
+/// the tunnel, for one address family. The packets of a burst come in runs
+/// from one sender (a flow, a host behind one peer), and the answer depends
+/// only on the tables (one snapshot per burst), the network (one per VNI),
+/// the peer and the source: a run looks its source up once. It lives for
+/// one [`Pipeline::process`] call, so no answer outlives its tables.
+#[derive(Clone, Copy)]
+struct Checked<A> {
+    /// `NO_VNI` until the first answer: VNIs are 24 bits, so no packet's
+    /// VNI matches it.
+    vni: u32,
+    peer: u16,
+    src: A,
+    verdict: Result<(), DropReason>,
+}
+
+/// A VNI no packet carries.
+const NO_VNI: u32 = u32::MAX;
+
+impl<A: Copy + Default + PartialEq> Checked<A> {
+    fn new() -> Self {
+        Checked {
+            vni: NO_VNI,
+            peer: 0,
+            src: A::default(),
+            verdict: Ok(()),
+        }
+    }
+
+    /// The answer for (`vni`, `peer`, `src`): the one kept when it is the
+    /// same question, else `check`'s, kept.
+    #[inline(always)]
+    fn answer(
+        &mut self,
+        vni: u32,
+        peer: u16,
+        src: A,
+        check: impl FnOnce() -> Result<(), DropReason>,
+    ) -> Result<(), DropReason> {
+        if self.src == src && self.peer == peer && self.vni == vni {
+            return self.verdict;
+        }
+        let verdict = check();
+        *self = Checked {
+            vni,
+            peer,
+            src,
+            verdict,
+        };
+        verdict
+    }
+}
+
+/// [`Checked`] for both families.
+struct SourceMemo {
+    v4: Checked<u32>,
+    v6: Checked<u128>,
+}
+
+impl SourceMemo {
+    fn new() -> Self {
+        SourceMemo {
+            v4: Checked::new(),
+            v6: Checked::new(),
+        }
+    }
+}
+
 /// The source check of a decapsulated packet whose source looks up to
 /// `nh`, sent by `peer`. Every container source was checked where it
 /// entered the overlay; from the tunnel, only another host's prefixes are
 /// a source (not ours, not outside the topology), and only through a peer
 /// our route toward that source begins with.
-#[inline]
+#[inline(always)]
 fn tunnel_source(t: &Tables, nh: Option<&NextHop>, peer: u16) -> Result<(), DropReason> {
     match nh {
         Some(&NextHop::Remote { first, count }) if t.feasible_source(first, count, peer) => Ok(()),
@@ -647,7 +716,7 @@ fn tunnel_source(t: &Tables, nh: Option<&NextHop>, peer: u16) -> Result<(), Drop
     }
 }
 
-fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16) -> Verdict {
+fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16, memo: &mut Checked<u32>) -> Verdict {
     let total = {
         let Ok(ip) = ipv4::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
@@ -659,7 +728,10 @@ fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16) -> Verdict {
         // which names it `ip_bad_source`.
         let src = ip.src_u32();
         if !is_bad_source_v4(src) {
-            if let Err(r) = tunnel_source(t, n.fib.lookup_v4(src), peer) {
+            let checked = memo.answer(n.vni, peer, src, || {
+                tunnel_source(t, n.fib.lookup_v4(src), peer)
+            });
+            if let Err(r) = checked {
                 return Verdict::Drop(r);
             }
         }
@@ -669,12 +741,22 @@ fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16) -> Verdict {
     route_v4(t, n, pkt)
 }
 
-fn tunnel_v6(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16) -> Verdict {
+fn tunnel_v6(
+    t: &Tables,
+    n: &Net,
+    pkt: &mut Packet,
+    peer: u16,
+    memo: &mut Checked<u128>,
+) -> Verdict {
     let total = {
         let Ok(ip) = ipv6::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
         };
-        if let Err(r) = tunnel_source(t, n.fib.lookup_v6(ip.src_u128()), peer) {
+        let src = ip.src_u128();
+        let checked = memo.answer(n.vni, peer, src, || {
+            tunnel_source(t, n.fib.lookup_v6(src), peer)
+        });
+        if let Err(r) = checked {
             return Verdict::Drop(r);
         }
         ipv6::HEADER_LEN + ip.payload_len() as usize
