@@ -993,10 +993,14 @@ impl NotifySocket {
         while Instant::now() < deadline {
             match self.sock.recv(&mut buf) {
                 Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                // A signal (a router of the test exiting) interrupts the
+                // wait: read again.
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => panic!("reading the notify socket: {e}"),
             }
