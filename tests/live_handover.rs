@@ -292,6 +292,34 @@ impl Drop for Successor {
     }
 }
 
+/// Sends SIGUSR2 to router `old` (run under `notify`) and waits until it
+/// has exited 0; asserts it named its successor (`MAINPID=`, another
+/// process) and did not say `STOPPING=1`. Returns the successor.
+fn sigusr2_until_successor(
+    lab: &mut Lab,
+    old: usize,
+    notify: &live_support::NotifySocket,
+) -> Successor {
+    let old_pid = lab.routers[old].child.id();
+    live_support::cmd(&["kill", "-USR2", &old_pid.to_string()]);
+    let st = wait_exit(lab, old, Duration::from_secs(20));
+    assert!(
+        st.success(),
+        "the old router failed ({st}):\n{}",
+        lab.log(old)
+    );
+    let (before, mainpid) = notify.until("MAINPID=", Duration::from_secs(5), lab, old);
+    assert!(
+        !before.iter().any(|m| m == "STOPPING=1"),
+        "the old router told systemd it stops: {before:?}"
+    );
+    let pid: u32 = mainpid["MAINPID=".len()..]
+        .parse()
+        .unwrap_or_else(|_| panic!("{mainpid}"));
+    assert_ne!(pid, old_pid);
+    Successor(pid)
+}
+
 /// h1's router as systemd starts it: `$NOTIFY_SOCKET`, and a watchdog of
 /// 2 s (WATCHDOG=1 every second).
 fn start_under_systemd(
@@ -350,24 +378,8 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
     ];
     std::thread::sleep(Duration::from_millis(1000));
 
-    let old_pid = lab.routers[old].child.id();
-    live_support::cmd(&["kill", "-USR2", &old_pid.to_string()]);
-    let st = wait_exit(&mut lab, old, Duration::from_secs(20));
-    assert!(
-        st.success(),
-        "the old router failed ({st}):\n{}",
-        lab.log(old)
-    );
-    let (before, mainpid) = notify.until("MAINPID=", Duration::from_secs(5), &lab, old);
-    assert!(
-        !before.iter().any(|m| m == "STOPPING=1"),
-        "the old router told systemd it stops: {before:?}"
-    );
-    let pid: u32 = mainpid["MAINPID=".len()..]
-        .parse()
-        .unwrap_or_else(|_| panic!("{mainpid}"));
-    let new = Successor(pid);
-    assert_ne!(pid, old_pid);
+    let new = sigusr2_until_successor(&mut lab, old, &notify);
+    let pid = new.0;
     assert!(new.runs(), "the new router is gone:\n{}", lab.log(old));
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -436,25 +448,7 @@ fn sigusr2_on_an_af_xdp_veth_port_restarts_into_the_successor() {
     notify.until("READY=1", Duration::from_secs(25), &lab, old);
     lab.ping(&c2, "198.19.1.2");
 
-    let old_pid = lab.routers[old].child.id();
-    live_support::cmd(&["kill", "-USR2", &old_pid.to_string()]);
-    let st = wait_exit(&mut lab, old, Duration::from_secs(20));
-    assert!(
-        st.success(),
-        "the old router failed ({st}):\n{}",
-        lab.log(old)
-    );
-    let (before, mainpid) = notify.until("MAINPID=", Duration::from_secs(5), &lab, old);
-    assert!(
-        !before.iter().any(|m| m == "STOPPING=1"),
-        "the old router told systemd it stops: {before:?}"
-    );
-    let new = Successor(
-        mainpid["MAINPID=".len()..]
-            .parse()
-            .unwrap_or_else(|_| panic!("{mainpid}")),
-    );
-    assert_ne!(new.0, old_pid);
+    let new = sigusr2_until_successor(&mut lab, old, &notify);
     notify.until("READY=1", Duration::from_secs(20), &lab, old);
     assert!(new.runs(), "the new router is gone:\n{}", lab.log(old));
     let log = lab.log(old);
