@@ -634,7 +634,7 @@ fn network_subnets_travel_through_etcd() {
     .expect("h2's record is JSON");
     assert_eq!(
         rec["networks"],
-        serde_json::json!({"blue": ["198.19.102.0/24"]}),
+        serde_json::json!({"blue": {"vni": 43, "subnets": ["198.19.102.0/24"]}}),
         "{rec}"
     );
     lab.ping(&b1, "198.19.102.2");
@@ -646,7 +646,7 @@ fn network_subnets_travel_through_etcd() {
     // route change, no record left out, blue between h1 and h2 intact.
     let h3 = |blue: &str| {
         format!(
-            r#"{{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:00:c6:13:03:00","subnets":["198.19.3.0/24"],"vni":42,"networks":{{"blue":["{blue}"],"red":["198.19.102.0/24"]}}}}"#
+            r#"{{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:00:c6:13:03:00","subnets":["198.19.3.0/24"],"vni":42,"networks":{{"blue":{{"vni":43,"subnets":["{blue}"]}},"red":{{"vni":44,"subnets":["198.19.102.0/24"]}}}}}}"#
         )
     };
     etcd.put("/vxrouter/network/hosts/h3", &h3("198.19.103.0/24"));
@@ -671,6 +671,22 @@ fn network_subnets_travel_through_etcd() {
     lab.wait_stats(r1, "h4 left out", |s| rejected(s, "overlap") == 1);
     assert!(lab.log(r1).contains("networks this router does not carry"));
     lab.ping(&b1, "198.19.102.2");
+    // A blue under another VNI is another network: h5 is kept, its blue
+    // subnet (here h2's) is not routed in blue, which still reaches h2.
+    etcd.put(
+        "/vxrouter/network/hosts/h5",
+        r#"{"name":"h5","underlay":"198.18.0.5","vtep_mac":"02:00:c6:13:05:00","subnets":["198.19.5.0/24"],"vni":42,"networks":{"blue":{"vni":45,"subnets":["198.19.102.0/24"]}}}"#,
+    );
+    lab.wait_stats(r1, "h5 kept without its blue", |s| {
+        store_hosts(s) == 3 && s["store"]["hosts_unknown_networks"] == 2
+    });
+    assert!(
+        lab.log(r1).contains("blue (VNI 45 there, 43 here)"),
+        "{}",
+        lab.log(r1)
+    );
+    assert_eq!(rejected(&lab.stats(r1), "overlap"), 1);
+    lab.ping(&b1, "198.19.102.2");
 
     // h2 gains a blue subnet by a reload: its record carries it, h1 takes
     // it as a route change.
@@ -693,7 +709,8 @@ fn network_subnets_travel_through_etcd() {
                     .trim(),
             )
             .ok()?;
-            (rec["networks"] == serde_json::json!({"blue": ["198.19.102.0/24", "198.19.112.0/24"]}))
+            (rec["networks"]
+                == serde_json::json!({"blue": {"vni": 43, "subnets": ["198.19.102.0/24", "198.19.112.0/24"]}}))
                 .then_some(())
         },
     );

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{StoreConfig, Topology};
 use crate::metrics::StoreStats;
-use crate::store::etcd::{Event, Own, StoreHandle};
+use crate::store::etcd::{Event, Networks, Own, StoreHandle};
 use crate::store::merge::{self, Merged};
+use crate::store::record::NetworkSubnets;
 use crate::store::View;
 
 /// The cache file's name in the state directory (a dot file: not a port
@@ -262,13 +263,19 @@ impl StoreLink {
     }
 }
 
-/// Host `me`'s subnets in the networks other than the default one, by
-/// network name, as its record carries them.
-fn own_networks(file: &Topology, me: usize) -> BTreeMap<String, Vec<IpNet>> {
-    let mut out: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+/// Host `me`'s subnets in the networks other than the default one, with
+/// each network's VNI, by network name, as its record carries them.
+fn own_networks(file: &Topology, me: usize) -> Networks {
+    let mut out = Networks::new();
     for &(n, s) in &file.hosts[me].net_subnets {
         if let Some(net) = file.networks.get(n) {
-            out.entry(net.name.clone()).or_default().push(s);
+            out.entry(net.name.clone())
+                .or_insert_with(|| NetworkSubnets {
+                    vni: Some(net.vni),
+                    subnets: Vec::new(),
+                })
+                .subnets
+                .push(s);
         }
     }
     out

@@ -84,8 +84,9 @@ pub struct StoreHandle {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Subnets in the networks other than the default one, by network name.
-pub type Networks = std::collections::BTreeMap<String, Vec<IpNet>>;
+/// Subnets in the networks other than the default one, with their VNIs,
+/// by network name.
+pub type Networks = std::collections::BTreeMap<String, record::NetworkSubnets>;
 
 impl StoreHandle {
     /// Starts the thread; it connects in the background.

@@ -39,8 +39,9 @@ pub struct Merged {
     pub revision: i64,
 }
 
-/// A store host's networks that this router's topology does not have:
-/// left out of routing (this router does not carry them), the host kept.
+/// A store host's networks that this router's topology does not have, or
+/// has under another VNI: left out of routing (this router does not carry
+/// them), the host kept. Each is named, with both VNIs where they differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ignored {
     pub key: String,
@@ -335,13 +336,21 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
                 continue;
             }
         };
-        // Networks by this topology's indices; a network it does not have
-        // is one this router does not carry.
+        // Networks by this topology's indices; a network it does not have,
+        // or has under another VNI, is one this router does not carry: its
+        // subnets never enter the network of that name here, nor the one
+        // that has the record's VNI here.
         let mut net_subnets = Vec::new();
         let mut unknown = Vec::new();
-        for (name, subnets) in &peer.networks {
+        for (name, net) in &peer.networks {
             match topo.network_index(name) {
-                Some(n) if n > 0 => net_subnets.extend(subnets.iter().map(|&s| (n, s))),
+                Some(n) if n > 0 => match net.vni {
+                    Some(v) if v != topo.networks[n].vni => unknown.push(format!(
+                        "{name} (VNI {v} there, {} here)",
+                        topo.networks[n].vni
+                    )),
+                    _ => net_subnets.extend(net.subnets.iter().map(|&s| (n, s))),
+                },
                 _ => unknown.push(name.clone()),
             }
         }
@@ -620,11 +629,12 @@ mod tests {
                     "h2",
                     2,
                     "198.19.2.0/24",
-                    r#"{"blue":["198.19.1.0/24","198.19.102.0/24"]}"#,
+                    r#"{"blue":{"vni":43,"subnets":["198.19.1.0/24","198.19.102.0/24"]}}"#,
                 ),
             ),
             // A network this router does not carry: the host stays, those
-            // subnets are not routed, however they overlap.
+            // subnets are not routed, however they overlap. Blue as a
+            // record written before records carried VNIs: by name.
             (
                 "hosts/h3",
                 host_in(
@@ -676,6 +686,59 @@ mod tests {
         assert_eq!(m.topology.hosts.len(), 3);
         assert!(m.topology.hosts.iter().all(|h| h.net_subnets.is_empty()));
         assert_eq!(m.ignored.len(), 2);
+    }
+
+    #[test]
+    fn a_network_under_another_vni_is_not_carried() {
+        let v = view(&[
+            // Blue is VNI 43 here: h2's blue is another network.
+            (
+                "hosts/h2",
+                host_in(
+                    "h2",
+                    2,
+                    "198.19.2.0/24",
+                    r#"{"blue":{"vni":44,"subnets":["198.19.102.0/24"]}}"#,
+                ),
+            ),
+            // VNI 43 under another name is not blue either.
+            (
+                "hosts/h3",
+                host_in(
+                    "h3",
+                    3,
+                    "198.19.3.0/24",
+                    r#"{"green":{"vni":43,"subnets":["198.19.103.0/24"]}}"#,
+                ),
+            ),
+        ]);
+        let m = merge(&two_networks(), 0, StoreLayout::Vxrouter, &v);
+        assert!(m.rejected.is_empty(), "{:?}", m.rejected);
+        let t = &m.topology;
+        assert_eq!(t.hosts.len(), 3);
+        assert!(t.hosts[1..].iter().all(|h| h.net_subnets.is_empty()));
+        assert_eq!(prefixes(t.hosts[1].subnets_in(0)), ["198.19.2.0/24"]);
+        assert_eq!(
+            m.ignored,
+            [
+                Ignored {
+                    key: "hosts/h2".into(),
+                    networks: vec!["blue (VNI 44 there, 43 here)".into()]
+                },
+                Ignored {
+                    key: "hosts/h3".into(),
+                    networks: vec!["green".into()]
+                }
+            ]
+        );
+        let routes = crate::route::compute(t, 0).unwrap();
+        let blue: Vec<String> = routes
+            .routes
+            .iter()
+            .filter(|r| r.network == 1)
+            .map(|r| r.prefix.to_string())
+            .collect();
+        assert_eq!(blue, ["198.19.101.0/24"]);
     }
 
     #[test]

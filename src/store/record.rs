@@ -31,7 +31,7 @@ pub struct Peer {
     pub subnets: Vec<IpNet>,
     /// Subnets in the networks other than the default one, by network
     /// name (vxrouter layout only; empty in the flannel layout).
-    pub networks: BTreeMap<String, Vec<IpNet>>,
+    pub networks: BTreeMap<String, NetworkSubnets>,
 }
 
 /// An operator's link record (vxrouter layout, `links/<name>`).
@@ -59,19 +59,43 @@ pub struct HostRecord {
     pub subnets: Vec<IpNet>,
     /// The VNI the host forwards in; a record of another VNI is foreign.
     pub vni: u32,
-    /// Subnets in the other networks, by network name. Last and left out
-    /// when empty, so a single-network host's record is the same bytes
-    /// whether or not its router knows networks.
+    /// Subnets in the other networks, by network name, each with its
+    /// VNI. Last and left out when empty, so a single-network host's
+    /// record is the same bytes whether or not its router knows networks.
     #[serde(default, skip_serializing_if = "Networks::is_empty")]
     pub networks: Networks,
 }
 
+/// A host's subnets in one network other than the default, and the VNI
+/// that network has on the host. A name means a network only together
+/// with its VNI: two routers that give one name different VNIs would
+/// otherwise carry each other's traffic into whichever network has the
+/// VNI, across the isolation between networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSubnets {
+    /// `None` only in a record written before records carried VNIs (a
+    /// bare list of prefixes): the name alone is taken then, as it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    pub subnets: Vec<IpNet>,
+}
+
 /// A host record's `networks`: a JSON object of network name to
-/// prefixes, in which a name given twice is an error rather than the
-/// last one winning.
+/// `{"vni": N, "subnets": [prefixes]}` (or, as written before records
+/// carried VNIs, to a bare list of prefixes), in which a name given twice
+/// is an error rather than the last one winning.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct Networks(pub BTreeMap<String, Vec<IpNet>>);
+pub struct Networks(pub BTreeMap<String, NetworkSubnets>);
+
+/// One value of `networks` as it may be written.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NetworkValue {
+    Current(NetworkSubnets),
+    Legacy(Vec<IpNet>),
+}
 
 impl Networks {
     pub fn is_empty(&self) -> bool {
@@ -85,7 +109,7 @@ impl<'de> Deserialize<'de> for Networks {
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = Networks;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of network name to prefixes")
+                f.write_str("an object of network name to {\"vni\": N, \"subnets\": [prefixes]}")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -94,7 +118,16 @@ impl<'de> Deserialize<'de> for Networks {
                 use serde::de::Error;
                 let mut out = BTreeMap::new();
                 while let Some(name) = map.next_key::<String>()? {
-                    let subnets: Vec<IpNet> = map.next_value()?;
+                    let value = map.next_value::<serde_json::Value>()?;
+                    let subnets = match serde_json::from_value::<NetworkValue>(value) {
+                        Ok(NetworkValue::Current(n)) => n,
+                        Ok(NetworkValue::Legacy(subnets)) => NetworkSubnets { vni: None, subnets },
+                        Err(_) => {
+                            return Err(A::Error::custom(format!(
+                                "network {name:?}: expected {{\"vni\": N, \"subnets\": [prefixes]}} (or a list of prefixes)"
+                            )))
+                        }
+                    };
                     if out.contains_key(&name) {
                         return Err(A::Error::custom(format!("network {name:?} is given twice")));
                     }
@@ -245,7 +278,16 @@ pub fn decode_host(key_name: &str, value: &[u8], vni: u32) -> Result<Peer, (Reje
             format!("VNI {} is not this overlay's {vni}", r.vni),
         ));
     }
-    for name in r.networks.0.keys() {
+    for (name, net) in &r.networks.0 {
+        if let Some(v) = net.vni.filter(|&v| v > config::MAX_VNI) {
+            return Err((
+                Reject::BadField,
+                format!(
+                    "networks: network {name:?} has VNI {v}, above {}",
+                    config::MAX_VNI
+                ),
+            ));
+        }
         if name == DEFAULT_NETWORK {
             return Err((
                 Reject::BadField,
@@ -400,7 +442,7 @@ mod tests {
 
     const OLD: &str = r#"{"name":"h2","underlay":"198.18.0.2","vtep_mac":"02:42:c6:12:00:02","subnets":["198.19.2.0/24"],"vni":42}"#;
 
-    fn record(networks: &[(&str, &[&str])]) -> HostRecord {
+    fn record(networks: &[(&str, u32, &[&str])]) -> HostRecord {
         HostRecord {
             name: "h2".into(),
             underlay: "198.18.0.2".parse().unwrap(),
@@ -410,10 +452,13 @@ mod tests {
             networks: Networks(
                 networks
                     .iter()
-                    .map(|(n, s)| {
+                    .map(|(n, vni, s)| {
                         (
                             (*n).to_owned(),
-                            s.iter().map(|s| s.parse().unwrap()).collect(),
+                            NetworkSubnets {
+                                vni: Some(*vni),
+                                subnets: s.iter().map(|s| s.parse().unwrap()).collect(),
+                            },
                         )
                     })
                     .collect(),
@@ -431,24 +476,42 @@ mod tests {
     }
 
     #[test]
-    fn network_subnets_round_trip_by_name() {
+    fn network_subnets_round_trip_by_name_with_their_vnis() {
         let r = record(&[
-            ("blue", &["198.19.2.0/24", "2001:db8:2::/64"]),
-            ("green", &["198.19.9.0/24"]),
+            ("blue", 43, &["198.19.2.0/24", "2001:db8:2::/64"]),
+            ("green", 7, &["198.19.9.0/24"]),
         ]);
         let v = encode_host(&r);
         assert_eq!(
             v,
             OLD.replace(
                 "\"vni\":42}",
-                r#""vni":42,"networks":{"blue":["198.19.2.0/24","2001:db8:2::/64"],"green":["198.19.9.0/24"]}}"#
+                r#""vni":42,"networks":{"blue":{"vni":43,"subnets":["198.19.2.0/24","2001:db8:2::/64"]},"green":{"vni":7,"subnets":["198.19.9.0/24"]}}}"#
             )
         );
         let p = decode_host("h2", v.as_bytes(), 42).unwrap();
         assert_eq!(p.networks, r.networks.0);
         // A network without subnets is as good as none.
-        let empty = OLD.replace("\"vni\":42}", r#""vni":42,"networks":{"blue":[]}}"#);
+        let empty = OLD.replace(
+            "\"vni\":42}",
+            r#""vni":42,"networks":{"blue":{"vni":43,"subnets":[]}}}"#,
+        );
         assert!(decode_host("h2", empty.as_bytes(), 42).is_ok());
+    }
+
+    #[test]
+    fn a_record_written_before_vnis_names_its_networks_only() {
+        let v = OLD.replace(
+            "\"vni\":42}",
+            r#""vni":42,"networks":{"blue":["198.19.2.0/24"],"green":[]}}"#,
+        );
+        let p = decode_host("h2", v.as_bytes(), 42).unwrap();
+        assert_eq!(p.networks["blue"].vni, None);
+        assert_eq!(
+            p.networks["blue"].subnets,
+            ["198.19.2.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert!(p.networks["green"].subnets.is_empty());
     }
 
     #[test]
@@ -470,6 +533,13 @@ mod tests {
             r#"{"blue":"198.19.1.0/24"}"#,
             r#"{"blue":["198.19.1.0/24"],"blue":["198.19.3.0/24"]}"#,
             r#"["blue"]"#,
+            r#"{"blue":{"vni":16777216,"subnets":["198.19.1.0/24"]}}"#,
+            r#"{"blue":{"vni":-1,"subnets":[]}}"#,
+            r#"{"blue":{"vni":"43","subnets":[]}}"#,
+            r#"{"blue":{"vni":43}}"#,
+            r#"{"blue":{"vni":43,"subnets":["198.19.1.0/24"],"mtu":1400}}"#,
+            r#"{"blue":{"vni":43,"subnets":["198.19.1.0/33"]}}"#,
+            r#"{"blue":{"vni":43,"subnets":"198.19.1.0/24"}}"#,
             long.as_str(),
         ] {
             let e = with(bad).unwrap_err();
