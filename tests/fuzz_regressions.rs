@@ -101,6 +101,11 @@ fn liveness_keyed_regressions() {
 }
 
 #[test]
+fn store_regressions() {
+    regressions("store");
+}
+
+#[test]
 fn pipeline_seeds() {
     seeds("pipeline");
 }
@@ -123,6 +128,11 @@ fn liveness_seeds() {
 #[test]
 fn liveness_keyed_seeds() {
     seeds("liveness_keyed");
+}
+
+#[test]
+fn store_seeds() {
+    seeds("store");
 }
 
 /// The crashes not fixed yet: each must still panic until its fix lands
@@ -304,6 +314,13 @@ fn write_seeds() {
         .map(|(i, s)| (format!("keyed-{i}"), s))
         .collect();
     write_corpus("liveness_keyed", &keyed);
+
+    let store: Vec<(String, Vec<u8>)> = fuzz_entry::store_seeds()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (format!("view-{i}"), s))
+        .collect();
+    write_corpus("store", &store);
 }
 
 /// The same frames as a pcapng file: a section, one interface with
@@ -400,4 +417,28 @@ fn keyed_harness_gets_past_the_mac() {
     }
     assert!(taken > 20, "hellos taken: {taken}");
     assert!(replayed > 0 && skew > 0 && bad_mac > 0 && unknown > 0);
+}
+
+#[test]
+fn store_harness_takes_and_refuses_records() {
+    use vxrouter::store::Reject;
+    let seeds = fuzz_entry::store_seeds();
+    let m = fuzz_entry::store_merged(&seeds[1]).expect("a merge");
+    let names: Vec<&str> = m.topology.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["h1", "h9", "h2", "h3", "h4"]);
+    // h5's default subnet overlaps h2's.
+    assert_eq!(m.rejected.len(), 1, "{:?}", m.rejected);
+    assert_eq!(m.rejected[0].reason, Reject::Overlap);
+    // h3's blue and red, h4's blue written before VNIs; h4's green is no
+    // network here.
+    let t = &m.topology;
+    let blue = t.network_index("blue").unwrap();
+    let red = t.network_index("red").unwrap();
+    assert_eq!(t.hosts[3].subnets_in(blue).count(), 1);
+    assert_eq!(t.hosts[3].subnets_in(red).count(), 1);
+    assert_eq!(t.hosts[4].subnets_in(blue).count(), 1);
+    assert_eq!(m.ignored.len(), 1);
+    let m = fuzz_entry::store_merged(&seeds[3]).expect("a merge");
+    assert_eq!(m.topology.hosts.len(), 3, "h1, h9 and one flannel lease");
+    assert!(m.rejected.iter().any(|r| r.reason == Reject::ForeignVni));
 }

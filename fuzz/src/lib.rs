@@ -29,6 +29,11 @@
 //!   bytes the target seals with a valid MAC (so that mutations get past
 //!   it), neighbours' own hellos and key rotation steps; it asserts that
 //!   exactly the hellos the documented rules admit are taken.
+//! - [`store`]: a view of store records (keys and values from the bytes)
+//!   merged into a file topology with three networks, in either layout;
+//!   it asserts that the merge is deterministic, that what it takes keeps
+//!   hosts unique and every network's prefixes disjoint, and that every
+//!   host's routes and tables build.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -65,12 +70,13 @@ const TOPOLOGIES: [(&str, &str); 3] = [
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for the regression test and the seed writer.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("pipeline", pipeline),
     ("topology", topology),
     ("pcap", pcap),
     ("liveness", liveness),
     ("liveness_keyed", liveness_keyed),
+    ("store", store),
 ];
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -1442,4 +1448,173 @@ pub fn liveness_keyed_seeds() -> Vec<Vec<u8>> {
         out.push(s);
     }
     out
+}
+
+// ---------------------------------------------------------------- store
+
+/// The file a store target's view merges into: h1 with subnets in the
+/// default network and in blue (VNI 43), a network red (VNI 44) with no
+/// subnet here, and a file host h9.
+const STORE_FILE: &str = r#"
+[overlay]
+vni = 42
+[[networks]]
+name = "blue"
+vni = 43
+[networks.subnets]
+h1 = ["198.19.101.0/24"]
+h9 = ["198.19.109.0/24"]
+[[networks]]
+name = "red"
+vni = 44
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+vtep_mac = "02:42:c6:12:00:01"
+subnets = ["198.19.1.0/24", "2001:2:0:1::/64"]
+[[hosts]]
+name = "h9"
+underlay = "198.18.0.9"
+vtep_mac = "02:42:c6:12:00:09"
+subnets = ["198.19.9.0/24"]
+"#;
+
+/// Separates the records of a store input.
+pub const STORE_SEP: u8 = 0xFF;
+
+/// A store input: byte 0 picks the layout (bit 0: flannel); the rest are
+/// records separated by [`STORE_SEP`], each its key (under the prefix),
+/// a NUL, and its value. Records are created in input order.
+pub fn store_input(flannel: bool, records: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = vec![u8::from(flannel)];
+    for (i, (k, v)) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(STORE_SEP);
+        }
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+/// Store records merged into [`STORE_FILE`] as the control thread merges
+/// a watch's view.
+pub fn store(data: &[u8]) {
+    let _ = store_merged(data);
+}
+
+/// The body of [`store`]: the merge, once its checks passed.
+pub fn store_merged(data: &[u8]) -> Option<vxrouter::store::merge::Merged> {
+    use vxrouter::config::StoreLayout;
+    use vxrouter::store::{merge, Entry, View};
+
+    static FILE: OnceLock<Topology> = OnceLock::new();
+    let file = FILE.get_or_init(|| config::parse(STORE_FILE, "store.toml").expect("store file"));
+    let (&mode, rest) = data.split_first()?;
+    let layout = if mode & 1 == 0 {
+        StoreLayout::Vxrouter
+    } else {
+        StoreLayout::Flannel
+    };
+    let mut view = View::default();
+    for (i, rec) in rest.split(|&b| b == STORE_SEP).enumerate() {
+        let (key, value) = match rec.iter().position(|&b| b == 0) {
+            Some(at) => (&rec[..at], &rec[at + 1..]),
+            None => (rec, &[][..]),
+        };
+        let rev = i as i64 + 2;
+        view.entries.insert(
+            String::from_utf8_lossy(key).into_owned(),
+            Entry {
+                value: value.to_vec(),
+                create_revision: rev,
+                mod_revision: rev,
+            },
+        );
+        view.revision = rev;
+    }
+    let me = file.host_index("h1").expect("h1");
+    let m = merge::merge(file, me, layout, &view);
+    let again = merge::merge(file, me, layout, &view);
+    assert_eq!(m.topology, again.topology, "the merge is deterministic");
+    assert_eq!(m.rejected, again.rejected);
+    assert_eq!(m.ignored, again.ignored);
+    let t = &m.topology;
+    assert_eq!(t.hosts[me].name, "h1", "this host stays where it was");
+    for (a, ha) in t.hosts.iter().enumerate() {
+        for hb in &t.hosts[a + 1..] {
+            assert_ne!(ha.name, hb.name, "two hosts of one name");
+            assert_ne!(ha.underlay, hb.underlay, "two hosts on one underlay");
+            for (na, pa) in ha.all_subnets() {
+                for (nb, pb) in hb.all_subnets() {
+                    assert!(
+                        na != nb || !(pa.contains(pb) || pb.contains(pa)),
+                        "{} {pa} and {} {pb} overlap in network {na}",
+                        ha.name,
+                        hb.name
+                    );
+                }
+            }
+        }
+    }
+    for r in &m.rejected {
+        let _ = (r.reason.name(), r.detail.len());
+    }
+    if let Ok(routes) = vxrouter::route::compute(t, me) {
+        let _ = routes.to_string();
+        vxrouter::replay::replay_tables(t, me, 1500).expect("tables of a merged topology");
+    }
+    Some(m)
+}
+
+/// Store seeds: the records of docs/store.md in both layouts, good and bad.
+pub fn store_seeds() -> Vec<Vec<u8>> {
+    let h2 = r#"{"name":"h2","underlay":"198.18.0.2","vtep_mac":"02:42:c6:12:00:02","subnets":["198.19.2.0/24"],"vni":42}"#;
+    let h3 = r#"{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:42:c6:12:00:03","subnets":["198.19.3.0/24","2001:2:0:3::/64"],"vni":42,"networks":{"blue":{"vni":43,"subnets":["198.19.103.0/24"]},"red":{"vni":44,"subnets":["198.19.1.0/24"]}}}"#;
+    let h4 = r#"{"name":"h4","underlay":"198.18.0.4","vtep_mac":"02:42:c6:12:00:04","subnets":["198.19.4.0/24"],"vni":42,"networks":{"blue":["198.19.104.0/24"],"green":{"vni":45,"subnets":["198.19.1.0/24"]}}}"#;
+    let h5 = r#"{"name":"h5","underlay":"198.18.0.5","vtep_mac":"02:42:c6:12:00:05","subnets":["198.19.2.128/25"],"vni":42,"networks":{"blue":{"vni":46,"subnets":["198.19.101.0/24"]}}}"#;
+    let lease = |ip: &str, vni: u32, mac: &str| {
+        format!(
+            r#"{{"PublicIP":"{ip}","BackendType":"vxlan","BackendData":{{"VNI":{vni},"VtepMAC":"{mac}"}}}}"#
+        )
+    };
+    let config = r#"{"Network":"198.19.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":42,"Port":4789}}"#;
+    let (l2, l3) = (
+        lease("198.18.0.2", 42, "02:42:c6:12:00:02"),
+        lease("198.18.0.3", 7, "02:42:c6:12:00:03"),
+    );
+    vec![
+        store_input(false, &[("hosts/h2", h2)]),
+        store_input(
+            false,
+            &[
+                ("hosts/h2", h2),
+                ("hosts/h3", h3),
+                ("hosts/h4", h4),
+                ("hosts/h5", h5),
+                ("links/a", r#"{"a":"h1","b":"h2","cost":5}"#),
+                ("links/b", r#"{"a":"h2","b":"h3"}"#),
+                ("subnets/198.19.2.0-24", r#"{"host":"h2"}"#),
+            ],
+        ),
+        store_input(
+            false,
+            &[
+                ("hosts/h3", h2),
+                ("hosts/h2", &h2.replace("\"vni\":42", "\"vni\":7")),
+                ("links/c", r#"{"a":"h1","b":"h1"}"#),
+                ("nothing/here", "{}"),
+            ],
+        ),
+        store_input(
+            true,
+            &[
+                ("config", config),
+                ("subnets/198.19.2.0-24", &l2),
+                ("subnets/198.19.3.0-24", &l3),
+                ("subnets/198.19.4.0-33", &l2),
+            ],
+        ),
+    ]
 }
