@@ -389,6 +389,11 @@ impl Reroute {
     pub fn neighbours(&self) -> impl Iterator<Item = usize> + '_ {
         self.neighbours.iter().map(|n| n.host)
     }
+
+    /// The templates of alternates that begin no current route.
+    pub fn spare_peers(&self) -> &[Peer] {
+        &self.spare
+    }
 }
 
 impl Tables {
