@@ -690,5 +690,11 @@ fn a_stream_survives_a_sigkilled_transit() {
             Some(false),
             "{s:#}"
         );
+        // Each switched to its repaired tables (the direct link, h3's
+        // loop-free alternate) before computing its routes again.
+        assert!(s["liveness"]["lfa_switches"].as_u64() >= Some(1), "{s:#}");
+        for line in lab.log(r[i]).lines().filter(|l| l.contains("fast reroute")) {
+            eprintln!("lv7: h{}: {line}", i + 1);
+        }
     }
 }

@@ -1088,7 +1088,10 @@ impl<'a> Router<'a> {
             .iter()
             .filter_map(|n| self.topo.host_index(n))
             .collect();
-        if let Some((t, repair)) = self.publisher.current().rerouted(&hosts) {
+        // Nothing repaired (every slot lost its replacement too, as when
+        // routers start one after the other): the recompute alone follows.
+        let rerouted = self.publisher.current().rerouted(&hosts);
+        if let Some((t, repair)) = rerouted.filter(|(_, r)| r.repaired > 0) {
             self.publisher.publish(t);
             self.published += 1;
             l.counts.lfa_switches += 1;
