@@ -777,6 +777,8 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
     // (failed neighbour, slot, host that takes the slot or `None`): the
     // repairs, resolved to peers once every route has made its peers.
     let mut repairs: Vec<(usize, u32, Option<usize>)> = Vec::new();
+    // The hosts of one ECMP set, reused from route to route.
+    let mut set: Vec<usize> = Vec::new();
     let underlay_fit = largest_overlay_mtu(env.underlay_mtu, me.underlay);
     let mut nets = Vec::with_capacity(topo.networks.len());
     for (net, network) in topo.networks.iter().enumerate() {
@@ -800,18 +802,20 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
                     if count > 0 {
                         entries.push((r.prefix.trunc(), NextHop::Remote { first, count }));
                     }
-                    let set: Vec<usize> = ecmp[first as usize..]
-                        .iter()
-                        .map(|&p| peers[usize::from(p)].host)
-                        .collect();
+                    set.clear();
+                    set.extend(
+                        ecmp[first as usize..]
+                            .iter()
+                            .map(|&p| peers[usize::from(p)].host),
+                    );
                     for (i, &n) in set.iter().enumerate() {
                         let slot = first + i as u32;
                         let to = if set.len() > 1 {
-                            // The survivors in turn: flows already on them
-                            // keep their slot, the dead member's spread.
-                            let survivors: Vec<usize> =
-                                set.iter().copied().filter(|&h| h != n).collect();
-                            Some(survivors[i % survivors.len()])
+                            // The survivors (the set without slot i) in
+                            // turn: flows already on them keep their slot,
+                            // the dead member's spread over them.
+                            let k = i % (set.len() - 1);
+                            Some(set[if k < i { k } else { k + 1 }])
                         } else {
                             routes.alternates.when_down(r.owner, n).map(|a| a.host)
                         };
