@@ -418,6 +418,12 @@ fn encode_stats(
                 ([("kind", "unexpected_auth")], l.hellos_unexpected_auth),
             ],
         )?;
+        counter(
+            enc,
+            "vxrouter_liveness_lfa_switches",
+            "Times neighbours went down and the data plane switched at once to tables whose ECMP sets had them replaced by surviving members or loop-free alternates, before the routes were computed again.",
+            l.lfa_switches,
+        )?;
         gauge(
             enc,
             "vxrouter_links_down",
@@ -760,6 +766,7 @@ mod tests {
                 down: vec!["h3".into()],
                 links_down: vec!["h1-h3".into()],
                 hellos_sent: 9,
+                lfa_switches: 2,
                 ..LivenessStats::default()
             }),
             metrics_server: None,
@@ -835,6 +842,7 @@ mod tests {
         has(&t, "vxrouter_liveness_hellos_total{kind=\"malformed\"} 0");
         has(&t, "vxrouter_liveness_hellos_total{kind=\"bad_mac\"} 0");
         has(&t, "vxrouter_links_down 1");
+        has(&t, "vxrouter_liveness_lfa_switches_total 2");
         has(&t, "vxrouter_control_clients_accepted_total 3");
         has(&t, "vxrouter_control_requests_total{result=\"ok\"} 4");
         has(

@@ -1081,6 +1081,27 @@ impl<'a> Router<'a> {
             tracing::info!(neighbour = %n, "neighbour up: routes take its link again");
         }
         tracing::info!(links_down = ?l.link_names_down(), "links out of the routes changed");
+        // Fast reroute: the repaired tables go out before the routes are
+        // computed again (tens of ms at 10k hosts), which replace them.
+        let newly: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
+        let hosts: Vec<usize> = newly
+            .iter()
+            .filter_map(|n| self.topo.host_index(n))
+            .collect();
+        // Nothing repaired (every slot lost its replacement too, as when
+        // routers start one after the other): the recompute alone follows.
+        let rerouted = self.publisher.current().rerouted(&hosts);
+        if let Some((t, repair)) = rerouted.filter(|(_, r)| r.repaired > 0) {
+            self.publisher.publish(t);
+            self.published += 1;
+            l.counts.lfa_switches += 1;
+            tracing::warn!(
+                neighbours = ?newly,
+                repaired = repair.repaired,
+                unrepaired = repair.unrepaired,
+                "fast reroute: ECMP slots of neighbours down moved to survivors and loop-free alternates"
+            );
+        }
         match compute_routes(&self.topo, self.me, Some(l)) {
             Ok(r) => {
                 self.routes = r;
@@ -1637,14 +1658,17 @@ fn adopt_uplink(
     Ok((q, Vec::new()))
 }
 
-/// Routes over the links that are up (all of them without liveness).
+/// Routes over the links that are up (all of them without liveness), with
+/// their loop-free alternates when liveness is on.
 fn compute_routes(
     topo: &Topology,
     me: usize,
     liveness: Option<&Liveness>,
 ) -> Result<RouteSet, route::NegativeCycle> {
     match liveness {
-        Some(l) => route::compute(&l.live_topology(topo), me),
+        // A neighbour can go down only with liveness: only then are its
+        // alternates worth a shortest-path run per neighbour.
+        Some(l) => route::compute_with_alternates(&l.live_topology(topo), me),
         None => route::compute(topo, me),
     }
 }

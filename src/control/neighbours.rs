@@ -113,10 +113,13 @@ pub(super) fn build_tables(
 }
 
 /// Each peer's name, whether its MAC is resolved, and the MAC its
-/// template carries: what a republication is decided on.
+/// template carries: what a republication is decided on. The alternates
+/// the repairs hold count too: a repair must not send to a stale MAC.
 pub(super) fn peer_macs(t: &Tables) -> Vec<(String, bool, [u8; 6])> {
+    let spare = t.reroute.as_deref().map_or(&[][..], |r| r.spare_peers());
     t.peers
         .iter()
+        .chain(spare)
         .map(|p| {
             (
                 p.name.clone(),

@@ -19,8 +19,18 @@
 //! (Bellman-Ford first hops), all of them over the host's own underlay
 //! family (validation refuses a link that mixes IPv4 and IPv6), so one
 //! number bounds what the encapsulation path takes: [`Tables::encap_mtu`].
+//!
+//! Fast reroute: [`build`] also precomputes, per neighbour that begins a
+//! route, how every ECMP slot naming it is repaired ([`Reroute`]): to a
+//! surviving member of its set, or, when it was the only member, to the
+//! destination's loop-free alternate ([`crate::route::lfa`]).
+//! [`Tables::rerouted`] turns that into new tables in microseconds, the
+//! FIBs shared ([`Arc`]), only the flat `ecmp` array, the peers and their
+//! index new: a FIB entry names slots, not peers, so no entry changes and
+//! nothing changes per packet.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -321,7 +331,8 @@ pub struct Tables {
     /// toward a peer ([`largest_overlay_mtu`]).
     pub underlay_fit: u16,
     /// The networks, in the topology's order: index 0 is the default one.
-    pub nets: Vec<Net>,
+    /// Shared with the tables [`Tables::rerouted`] makes from these.
+    pub nets: Arc<[Net]>,
     /// The networks by VNI.
     pub vnis: VniIndex,
     pub peers: Vec<Peer>,
@@ -337,6 +348,52 @@ pub struct Tables {
     pub peer_v4: PeerIndex<u32>,
     pub peer_v6: PeerIndex<u128>,
     pub ports: Vec<PortInfo>,
+    /// How to repair the ECMP sets when a neighbour goes down; `None` in
+    /// tables that are themselves a repair.
+    pub reroute: Option<Arc<Reroute>>,
+}
+
+/// The repairs [`Tables::rerouted`] applies, precomputed by [`build`].
+#[derive(Debug, Default)]
+pub struct Reroute {
+    /// By neighbour host index, ascending: one entry per neighbour that
+    /// some ECMP slot names.
+    neighbours: Vec<NeighbourRepair>,
+    /// Templates of alternates that begin no current route: in repaired
+    /// tables they follow [`Tables::peers`], at `peers.len() + i`.
+    spare: Vec<Peer>,
+}
+
+/// The slots that name one neighbour, and what they become without it.
+#[derive(Debug)]
+struct NeighbourRepair {
+    host: usize,
+    /// (slot in `ecmp`, peer index it takes instead).
+    patches: Vec<(u32, u16)>,
+    /// Slots that name it with no survivor in their set and no alternate:
+    /// they keep it (traffic to it is lost) until routes are computed again.
+    unrepaired: usize,
+}
+
+/// What [`Tables::rerouted`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repair {
+    /// ECMP slots moved off a neighbour that is down.
+    pub repaired: usize,
+    /// Slots that still name one: nothing to move them to.
+    pub unrepaired: usize,
+}
+
+impl Reroute {
+    /// The neighbours (host indices) that some ECMP slot names.
+    pub fn neighbours(&self) -> impl Iterator<Item = usize> + '_ {
+        self.neighbours.iter().map(|n| n.host)
+    }
+
+    /// The templates of alternates that begin no current route.
+    pub fn spare_peers(&self) -> &[Peer] {
+        &self.spare
+    }
 }
 
 impl Tables {
@@ -344,7 +401,7 @@ impl Tables {
     /// a hashed look-up ([`VniIndex`]) otherwise.
     #[inline(always)]
     pub fn net_of_vni(&self, vni: u32) -> Option<&Net> {
-        if let [only] = self.nets.as_slice() {
+        if let [only] = &self.nets[..] {
             return (only.vni == vni).then_some(only);
         }
         self.nets.get(usize::from(self.vnis.get(vni)?))
@@ -403,6 +460,94 @@ impl Tables {
             .position(|p| p.name == name)
             .map(|i| i as u16)
     }
+
+    /// These tables with the neighbours `down` (host indices) out of every
+    /// ECMP set: each slot that names one takes a surviving member of its
+    /// set, or the destination's loop-free alternate, as [`build`]
+    /// prepared. The FIBs are shared; `None` when nothing names them (or
+    /// these tables carry no repairs).
+    ///
+    /// VXLAN is then accepted from the peers the repaired sets name, never
+    /// from one that is down, and the source check accepts a source from
+    /// the peers its repaired set names: what these tables send toward it.
+    /// A repair assumes one failure at a time: a slot whose replacement is
+    /// down as well keeps its neighbour (counted unrepaired) until the
+    /// routes are computed again.
+    pub fn rerouted(&self, down: &[usize]) -> Option<(Tables, Repair)> {
+        let r = self.reroute.as_ref()?;
+        let mut peers = self.peers.clone();
+        peers.extend(r.spare.iter().cloned());
+        let is_down = |p: u16| {
+            peers
+                .get(usize::from(p))
+                .is_some_and(|p| down.contains(&p.host))
+        };
+        let mut ecmp = self.ecmp.clone();
+        let mut repair = Repair::default();
+        let mut any = false;
+        for n in r.neighbours.iter().filter(|n| down.contains(&n.host)) {
+            any = true;
+            repair.unrepaired += n.unrepaired;
+            for &(slot, to) in &n.patches {
+                if is_down(to) {
+                    repair.unrepaired += 1;
+                } else if let Some(s) = ecmp.get_mut(slot as usize) {
+                    *s = to;
+                    repair.repaired += 1;
+                }
+            }
+        }
+        if !any {
+            return None;
+        }
+        let mut named = vec![false; peers.len()];
+        for &p in &ecmp {
+            if let Some(x) = named.get_mut(usize::from(p)) {
+                *x = true;
+            }
+        }
+        let (peer_v4, peer_v6) = peer_indexes(
+            peers
+                .iter()
+                .enumerate()
+                .filter(|&(i, p)| named[i] && !down.contains(&p.host)),
+        );
+        let t = Tables {
+            host_name: self.host_name.clone(),
+            udp_port: self.udp_port,
+            underlay: self.underlay,
+            nic_mac: self.nic_mac,
+            vtep_mac: self.vtep_mac,
+            underlay_mtu: self.underlay_mtu,
+            underlay_fit: self.underlay_fit,
+            nets: Arc::clone(&self.nets),
+            vnis: self.vnis.clone(),
+            peers,
+            ecmp,
+            known_v4: self.known_v4.clone(),
+            known_v6: self.known_v6.clone(),
+            peer_v4,
+            peer_v6,
+            ports: self.ports.clone(),
+            reroute: None,
+        };
+        Some((t, repair))
+    }
+}
+
+/// The peer indexes by underlay address of `peers` (index, peer).
+fn peer_indexes<'a>(
+    peers: impl Iterator<Item = (usize, &'a Peer)>,
+) -> (PeerIndex<u32>, PeerIndex<u128>) {
+    let mut v4: Vec<(u32, u16)> = Vec::new();
+    let mut v6: Vec<(u128, u16)> = Vec::new();
+    for (i, p) in peers {
+        match p.underlay {
+            IpAddr::V4(a) => v4.push((a.into(), i as u16)),
+            IpAddr::V6(a) => v6.push((a.into(), i as u16)),
+        }
+    }
+    (PeerIndex::new(&v4), PeerIndex::new(&v6))
 }
 
 /// Inputs to [`build`] that come from the machine rather than the topology.
@@ -629,6 +774,11 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
     let mut peers: Vec<Peer> = Vec::new();
     let mut peer_of_host = vec![u16::MAX; topo.hosts.len()];
     let mut ecmp: Vec<u16> = Vec::new();
+    // (failed neighbour, slot, host that takes the slot or `None`): the
+    // repairs, resolved to peers once every route has made its peers.
+    let mut repairs: Vec<(usize, u32, Option<usize>)> = Vec::new();
+    // The hosts of one ECMP set, reused from route to route.
+    let mut set: Vec<usize> = Vec::new();
     let underlay_fit = largest_overlay_mtu(env.underlay_mtu, me.underlay);
     let mut nets = Vec::with_capacity(topo.networks.len());
     for (net, network) in topo.networks.iter().enumerate() {
@@ -640,17 +790,9 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
                     let first = ecmp.len() as u32;
                     for nh in &r.next_hops {
                         if peer_of_host[nh.host] == u16::MAX {
-                            let them = &topo.hosts[nh.host];
-                            let mac = them
-                                .underlay_mac
-                                .map(|m| m.0)
-                                .or_else(|| (env.neighbour)(them.underlay));
-                            let Some(mut peer) =
-                                template(topo, host, nh.host, env.nic_mac, mac.unwrap_or([0; 6]))
-                            else {
+                            let Some(peer) = new_peer(topo, host, nh.host, env) else {
                                 continue;
                             };
-                            peer.resolved = mac.is_some();
                             peer_of_host[nh.host] = peers.len() as u16;
                             peers.push(peer);
                         }
@@ -659,6 +801,25 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
                     let count = ecmp.len() as u32 - first;
                     if count > 0 {
                         entries.push((r.prefix.trunc(), NextHop::Remote { first, count }));
+                    }
+                    set.clear();
+                    set.extend(
+                        ecmp[first as usize..]
+                            .iter()
+                            .map(|&p| peers[usize::from(p)].host),
+                    );
+                    for (i, &n) in set.iter().enumerate() {
+                        let slot = first + i as u32;
+                        let to = if set.len() > 1 {
+                            // The survivors (the set without slot i) in
+                            // turn: flows already on them keep their slot,
+                            // the dead member's spread over them.
+                            let k = i % (set.len() - 1);
+                            Some(set[if k < i { k } else { k + 1 }])
+                        } else {
+                            routes.alternates.when_down(r.owner, n).map(|a| a.host)
+                        };
+                        repairs.push((n, slot, to));
                     }
                 }
             }
@@ -721,6 +882,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
             icmp_src_v6,
         });
     }
+    let reroute = reroute(topo, host, env, &mut repairs, &peers, &mut peer_of_host);
     let vnis: Vec<(u32, u16)> = nets
         .iter()
         .enumerate()
@@ -738,16 +900,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
     }
     known_v4.sort_unstable();
     known_v6.sort_unstable();
-    let mut peer_v4: Vec<(u32, u16)> = Vec::new();
-    let mut peer_v6: Vec<(u128, u16)> = Vec::new();
-    for (i, p) in peers.iter().enumerate() {
-        match p.underlay {
-            IpAddr::V4(a) => peer_v4.push((a.into(), i as u16)),
-            IpAddr::V6(a) => peer_v6.push((a.into(), i as u16)),
-        }
-    }
-    let peer_v4 = PeerIndex::new(&peer_v4);
-    let peer_v6 = PeerIndex::new(&peer_v6);
+    let (peer_v4, peer_v6) = peer_indexes(peers.iter().enumerate());
 
     Tables {
         host_name: me.name.clone(),
@@ -757,7 +910,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         vtep_mac: me.vtep_mac.0,
         underlay_mtu: env.underlay_mtu,
         underlay_fit,
-        nets,
+        nets: nets.into(),
         vnis,
         peers,
         ecmp,
@@ -766,7 +919,63 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         peer_v4,
         peer_v6,
         ports,
+        reroute: Some(Arc::new(reroute)),
     }
+}
+
+/// The peer for neighbour `peer` of `host`: its template, resolved when
+/// its underlay MAC is configured or known.
+fn new_peer(topo: &Topology, host: usize, peer: usize, env: &HostEnv<'_>) -> Option<Peer> {
+    let them = &topo.hosts[peer];
+    let mac = them
+        .underlay_mac
+        .map(|m| m.0)
+        .or_else(|| (env.neighbour)(them.underlay));
+    let mut p = template(topo, host, peer, env.nic_mac, mac.unwrap_or([0; 6]))?;
+    p.resolved = mac.is_some();
+    Some(p)
+}
+
+/// The repairs of [`build`], grouped by neighbour, their replacements as
+/// peer indices: an alternate that is no peer yet gets a spare template,
+/// numbered after `peers`.
+fn reroute(
+    topo: &Topology,
+    host: usize,
+    env: &HostEnv<'_>,
+    repairs: &mut [(usize, u32, Option<usize>)],
+    peers: &[Peer],
+    peer_of_host: &mut [u16],
+) -> Reroute {
+    repairs.sort_unstable_by_key(|&(n, slot, _)| (n, slot));
+    let mut out = Reroute::default();
+    for &(n, slot, to) in repairs.iter() {
+        if out.neighbours.last().is_none_or(|r| r.host != n) {
+            out.neighbours.push(NeighbourRepair {
+                host: n,
+                patches: Vec::new(),
+                unrepaired: 0,
+            });
+        }
+        let to = to.and_then(|a| {
+            if peer_of_host[a] == u16::MAX {
+                let index = u16::try_from(peers.len() + out.spare.len())
+                    .ok()
+                    .filter(|&i| i != NO_PEER)?;
+                out.spare.push(new_peer(topo, host, a, env)?);
+                peer_of_host[a] = index;
+            }
+            Some(peer_of_host[a])
+        });
+        let Some(r) = out.neighbours.last_mut() else {
+            continue;
+        };
+        match to {
+            Some(p) => r.patches.push((slot, p)),
+            None => r.unrepaired += 1,
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1450,6 +1659,157 @@ cost = 1
         assert_eq!(judge(2, 0, 2), drop(DropReason::PeerNotNeighbour));
         assert_eq!(judge(3, 0, 0), drop(DropReason::VxlanFromSelf));
         assert_eq!(judge(4, 0, 0), drop(DropReason::UnknownPeer));
+    }
+
+    /// h1 (a TUN container) linked to h2 and h3 (cost 1) and h4 (cost 5);
+    /// h5 behind h2 and h3 (ECMP); h6 behind h2 only, and behind h4, which
+    /// is cheaper to reach through h2 and h6 than over its own link: h4
+    /// begins no route, and is h6's (and h2's) loop-free alternate.
+    const FRR: &str = r#"
+[overlay]
+vni = 42
+
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+underlay_mac = "02:00:c6:12:00:01"
+subnets = ["198.19.1.0/24"]
+  [[hosts.ports]]
+  name = "c1"
+  kind = "tun"
+  addresses = ["198.19.1.2/32"]
+"#;
+
+    fn frr_topology() -> Topology {
+        let mut text = FRR.to_owned();
+        for h in 2..=6 {
+            text += &format!(
+                "[[hosts]]\nname = \"h{h}\"\nunderlay = \"198.18.0.{h}\"\nunderlay_mac = \"02:00:c6:12:00:0{h}\"\nsubnets = [\"198.19.{h}.0/24\"]\n"
+            );
+        }
+        for (a, b, c) in [
+            (1, 2, 1),
+            (1, 3, 1),
+            (1, 4, 5),
+            (2, 5, 1),
+            (3, 5, 1),
+            (2, 6, 1),
+            (4, 6, 1),
+        ] {
+            text += &format!("[[links]]\na = \"h{a}\"\nb = \"h{b}\"\ncost = {c}\n");
+        }
+        crate::config::parse(&text, "frr.toml").expect("topology")
+    }
+
+    /// The outer IPv4 destination of an encapsulated frame.
+    fn outer_dst(frame: &[u8]) -> [u8; 4] {
+        let d = ethernet::HEADER_LEN + 16;
+        [frame[d], frame[d + 1], frame[d + 2], frame[d + 3]]
+    }
+
+    #[test]
+    fn a_neighbour_down_moves_its_slots_to_survivors_and_alternates() {
+        let topo = frr_topology();
+        let routes = crate::route::compute_with_alternates(&topo, 0).unwrap();
+        let no = |_: IpAddr| None;
+        let env = HostEnv {
+            nic_mac: [2, 0, 0xc6, 0x12, 0, 1],
+            underlay_mtu: 1500,
+            neighbour: &no,
+            ports: None,
+        };
+        let t = build(&topo, 0, &routes, &env);
+        let c1 = 1;
+        let via = |t: &Tables, dst: &str| {
+            let (v, frame) = hop(t, c1, &udp4("198.19.1.2", dst));
+            assert_eq!(v, Verdict::Forward(UPLINK), "to {dst}");
+            outer_dst(&frame)[3]
+        };
+        let remote = |t: &Tables, dst: &str| match t.nets[0]
+            .fib
+            .lookup_v4(u32::from(dst.parse::<std::net::Ipv4Addr>().unwrap()))
+        {
+            Some(&NextHop::Remote { first, count }) => (first, count),
+            other => panic!("{dst}: {other:?}"),
+        };
+        assert_eq!(via(&t, "198.19.6.9"), 2);
+        assert_eq!(via(&t, "198.19.4.9"), 2);
+        let (first5, count5) = remote(&t, "198.19.5.9");
+        assert_eq!(count5, 2);
+        assert_eq!(t.peer_index_v4(u32::from_be_bytes([198, 18, 0, 4])), None);
+
+        let h2 = topo.host_index("h2").unwrap();
+        let (r, repair) = t.rerouted(&[h2]).expect("h2 begins routes");
+        // The FIBs are the same; the slots they name changed.
+        assert!(Arc::ptr_eq(&t.nets, &r.nets));
+        assert!(r.reroute.is_none());
+        // h6, h4 and h2 itself had h2 alone: the alternate h4 takes them,
+        // through a template made for it. h5's set just loses h2: both
+        // its slots name h3, so flows on h3 keep their slot.
+        assert_eq!(via(&r, "198.19.6.9"), 4);
+        assert_eq!(via(&r, "198.19.4.9"), 4);
+        assert_eq!(via(&r, "198.19.2.9"), 4);
+        assert_eq!(via(&r, "198.19.3.9"), 3);
+        let set5: Vec<&str> = r.ecmp[first5 as usize..(first5 + count5) as usize]
+            .iter()
+            .map(|&p| r.peers[usize::from(p)].name.as_str())
+            .collect();
+        assert_eq!(set5, ["h3", "h3"]);
+        assert_eq!(
+            repair,
+            Repair {
+                repaired: 4,
+                unrepaired: 0
+            }
+        );
+        // The originals are untouched.
+        assert_eq!(via(&t, "198.19.6.9"), 2);
+
+        // VXLAN: from h4 now (a source behind it, not one behind h3), no
+        // longer from h2, which is down.
+        let from = |t: &Tables, peer: u8, src: &str| {
+            hop(
+                t,
+                UPLINK,
+                &vxlan_to_h1([198, 18, 0, peer], 42, &udp4(src, "198.19.1.2")),
+            )
+            .0
+        };
+        assert_eq!(
+            from(&t, 4, "198.19.6.9"),
+            Verdict::Drop(DropReason::PeerNotNeighbour)
+        );
+        assert_eq!(from(&t, 2, "198.19.6.9"), Verdict::Forward(c1));
+        assert_eq!(from(&r, 4, "198.19.6.9"), Verdict::Forward(c1));
+        assert_eq!(
+            from(&r, 4, "198.19.3.9"),
+            Verdict::Drop(DropReason::InnerSourceWrongPeer)
+        );
+        assert_eq!(
+            from(&r, 2, "198.19.6.9"),
+            Verdict::Drop(DropReason::PeerNotNeighbour)
+        );
+        assert_eq!(from(&r, 3, "198.19.5.9"), Verdict::Forward(c1));
+
+        // h3 down: h5 keeps h2; h3's own subnet has an alternate (h2,
+        // through h5) only if it is loop-free: dist(h2, h3) = 2 is not
+        // under dist(h2, h1) + dist(h1, h3) = 2, so it stays unrepaired.
+        let h3 = topo.host_index("h3").unwrap();
+        let (r3, repair) = t.rerouted(&[h3]).unwrap();
+        assert_eq!(via(&r3, "198.19.5.9"), 2);
+        assert_eq!(via(&r3, "198.19.3.9"), 3);
+        assert_eq!(
+            repair,
+            Repair {
+                repaired: 1,
+                unrepaired: 1
+            }
+        );
+        // A neighbour that begins no route: nothing to repair.
+        assert!(t.rerouted(&[topo.host_index("h4").unwrap()]).is_none());
+        // Both down: h5's slot toward h2 has no survivor left.
+        let (_, repair) = t.rerouted(&[h2, h3]).unwrap();
+        assert_eq!(repair.unrepaired, 3);
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub struct LivenessStats {
     /// Hellos with a MAC while we have no key file (the hosts' settings
     /// differ).
     pub hellos_unexpected_auth: u64,
+    /// Neighbours declared down whose ECMP slots the data plane moved to
+    /// survivors and loop-free alternates before the routes were computed
+    /// again.
+    pub lfa_switches: u64,
 }
 
 impl LivenessStats {
@@ -180,6 +184,7 @@ impl LivenessStats {
             hellos_replayed: c.replayed,
             hellos_clock_skew: c.clock_skew,
             hellos_unexpected_auth: c.unexpected_auth,
+            lfa_switches: c.lfa_switches,
         }
     }
 }

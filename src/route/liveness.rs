@@ -632,6 +632,10 @@ pub struct HelloCounts {
     /// Hellos whose counter is further than [`MAX_SEQ_AHEAD`] from our
     /// clock.
     pub clock_skew: u64,
+    /// Times neighbours went down and the data plane switched to repaired
+    /// tables (surviving ECMP members, loop-free alternates) before the
+    /// routes were computed again (counted by the control thread).
+    pub lfa_switches: u64,
 }
 
 /// The liveness of this host's neighbours and the links reported down.

@@ -26,6 +26,7 @@ use serde::{Serialize, Serializer};
 
 use crate::config::Topology;
 
+pub mod lfa;
 pub mod liveness;
 
 /// An undirected weighted graph over nodes `0..n`.
@@ -209,14 +210,32 @@ pub struct NegativeCycle {
 /// If `src` is not a node, every node is unreachable.
 pub fn bellman_ford(g: &Graph, src: usize) -> Result<Paths, NegativeCycle> {
     let n = g.node_count();
-    let csr = g.csr();
-    let mut dist: Vec<Option<i64>> = vec![None; n];
     if src >= n {
         return Ok(Paths {
             cost: vec![None; n],
             first_hops: vec![Vec::new(); n],
         });
     }
+    let dist = relax(g, src)?;
+    let cost = checked_costs(&dist, src)?;
+    let first_hops = first_hops(g.csr(), src, &dist);
+    Ok(Paths { cost, first_hops })
+}
+
+/// The costs of [`bellman_ford`] without the first hops: what the
+/// loop-free alternates need from each neighbour ([`lfa`]).
+pub fn costs(g: &Graph, src: usize) -> Result<Vec<Option<u64>>, NegativeCycle> {
+    if src >= g.node_count() {
+        return Ok(vec![None; g.node_count()]);
+    }
+    checked_costs(&relax(g, src)?, src)
+}
+
+/// The relaxation rounds of [`bellman_ford`]; `src` must be a node.
+fn relax(g: &Graph, src: usize) -> Result<Vec<Option<i64>>, NegativeCycle> {
+    let n = g.node_count();
+    let csr = g.csr();
+    let mut dist: Vec<Option<i64>> = vec![None; n];
     dist[src] = Some(0);
     let mut active = vec![src];
     let mut queued = vec![false; n];
@@ -249,19 +268,24 @@ pub fn bellman_ford(g: &Graph, src: usize) -> Result<Paths, NegativeCycle> {
         std::mem::swap(&mut active, &mut next);
         next.clear();
     }
-    // A negative edge anywhere reachable is itself a negative cycle (go
-    // there and back); the round bound catches it, but a negative cost at
-    // the source could also settle before the bound on tiny graphs, so a
-    // final check keeps the output invariant (all costs >= 0) honest.
-    let mut cost = Vec::with_capacity(n);
-    for d in &dist {
-        cost.push(match d {
-            Some(d) => Some(u64::try_from(*d).map_err(|_| NegativeCycle { source_node: src })?),
-            None => None,
-        });
-    }
-    let first_hops = first_hops(csr, src, &dist);
-    Ok(Paths { cost, first_hops })
+    Ok(dist)
+}
+
+/// The settled costs as `u64`.
+///
+/// A negative edge anywhere reachable is itself a negative cycle (go there
+/// and back); the round bound catches it, but a negative cost at the
+/// source could also settle before the bound on tiny graphs, so this final
+/// check keeps the output invariant (all costs >= 0) honest.
+fn checked_costs(dist: &[Option<i64>], src: usize) -> Result<Vec<Option<u64>>, NegativeCycle> {
+    dist.iter()
+        .map(|d| match d {
+            Some(d) => u64::try_from(*d)
+                .map(Some)
+                .map_err(|_| NegativeCycle { source_node: src }),
+            None => Ok(None),
+        })
+        .collect()
 }
 
 /// Edge `u -> v` of cost `c` is tight when `dist[u] + c == dist[v]`: it lies
@@ -361,6 +385,9 @@ pub struct RouteSet {
     /// Hosts this host cannot reach, by index, ascending. Their prefixes have
     /// no route.
     pub unreachable: Vec<usize>,
+    /// Loop-free alternates of every destination host, with
+    /// [`compute_with_alternates`]; empty otherwise.
+    pub alternates: lfa::Alternates,
 }
 
 /// Order of routes in a [`RouteSet`]: IPv4 before IPv6, then by network
@@ -379,6 +406,20 @@ fn prefix_order(a: &IpNet, b: &IpNet) -> Ordering {
 pub fn compute(topo: &Topology, self_host: usize) -> Result<RouteSet, NegativeCycle> {
     let paths = bellman_ford(&Graph::from_topology(topo), self_host)?;
     Ok(compile(topo, self_host, &paths))
+}
+
+/// [`compute`], plus the loop-free alternates of every destination
+/// ([`lfa::compute`]) over the same graph: what a host that can declare a
+/// neighbour down (liveness) switches to before computing again.
+pub fn compute_with_alternates(
+    topo: &Topology,
+    self_host: usize,
+) -> Result<RouteSet, NegativeCycle> {
+    let g = Graph::from_topology(topo);
+    let paths = bellman_ford(&g, self_host)?;
+    let mut set = compile(topo, self_host, &paths);
+    set.alternates = lfa::compute(&g, self_host, &paths)?;
+    Ok(set)
 }
 
 /// Compiles shortest paths from `self_host` into routes.

@@ -109,6 +109,29 @@ fn reference(
     edges: &[(usize, usize, i64)],
     src: usize,
 ) -> (Vec<Option<u64>>, Vec<Vec<usize>>) {
+    let d = all_pairs(n, edges);
+    let cost = d[src].iter().map(|c| c.map(|c| c as u64)).collect();
+    let mut hops = vec![Vec::new(); n];
+    for (v, hv) in hops.iter_mut().enumerate() {
+        let Some(dv) = d[src][v] else { continue };
+        if v == src {
+            continue;
+        }
+        for &(a, b, c) in edges {
+            for (x, h) in [(a, b), (b, a)] {
+                if x == src && h != src && d[h][v].is_some_and(|dh| c + dh == dv) {
+                    hv.push(h);
+                }
+            }
+        }
+        hv.sort_unstable();
+        hv.dedup();
+    }
+    (cost, hops)
+}
+
+/// Floyd-Warshall: the cost between every pair of nodes.
+fn all_pairs(n: usize, edges: &[(usize, usize, i64)]) -> Vec<Vec<Option<i64>>> {
     let mut d = vec![vec![None::<i64>; n]; n];
     for (i, row) in d.iter_mut().enumerate() {
         row[i] = Some(0);
@@ -131,24 +154,94 @@ fn reference(
             }
         }
     }
-    let cost = d[src].iter().map(|c| c.map(|c| c as u64)).collect();
-    let mut hops = vec![Vec::new(); n];
-    for (v, hv) in hops.iter_mut().enumerate() {
-        let Some(dv) = d[src][v] else { continue };
-        if v == src {
+    d
+}
+
+/// Brute force over every neighbour `a` of `src`: the alternate for `dest`
+/// when first hop `primary` fails, by RFC 5286 inequality 1, preferring
+/// node protection (inequality 3), then the cheapest path through it, then
+/// the lowest index.
+fn reference_alternate(
+    d: &[Vec<Option<i64>>],
+    edges: &[(usize, usize, i64)],
+    src: usize,
+    dest: usize,
+    primary: usize,
+) -> Option<lfa::Alternate> {
+    let mut best: Option<lfa::Alternate> = None;
+    for a in 0..d.len() {
+        let link = edges
+            .iter()
+            .filter(|&&(x, y, _)| (x, y) == (src, a) || (x, y) == (a, src))
+            .map(|&(_, _, c)| c)
+            .min();
+        let (Some(link), Some(a_d), Some(a_s), Some(s_d)) =
+            (link, d[a][dest], d[a][src], d[src][dest])
+        else {
+            continue;
+        };
+        if a == src || a == primary || a_d >= a_s + s_d {
             continue;
         }
+        let node_protecting = dest != primary
+            && match (d[a][primary], d[primary][dest]) {
+                (Some(a_n), Some(n_d)) => a_d < a_n + n_d,
+                _ => false,
+            };
+        let cand = lfa::Alternate {
+            host: a,
+            cost: (link + a_d) as u64,
+            node_protecting,
+        };
+        let key = |x: &lfa::Alternate| (!x.node_protecting, x.cost, x.host);
+        if best.is_none_or(|b| key(&cand) < key(&b)) {
+            best = Some(cand);
+        }
+    }
+    best
+}
+
+/// The nodes a packet for `dest` handed to `from` can visit while every
+/// node forwards on its shortest paths of before the failure (any of its
+/// equal-cost next hops), the link `cut` out: `None` if it can come back
+/// to a node it has visited (a loop) or is stranded short of `dest`.
+fn walk(
+    d: &[Vec<Option<i64>>],
+    edges: &[(usize, usize, i64)],
+    from: usize,
+    dest: usize,
+    cut: (usize, usize),
+) -> Option<Vec<usize>> {
+    let mut seen = vec![false; d.len()];
+    let mut stack = vec![from];
+    seen[from] = true;
+    while let Some(x) = stack.pop() {
+        if x == dest {
+            continue;
+        }
+        let dx = d[x][dest]?;
+        let mut moved = false;
         for &(a, b, c) in edges {
-            for (x, h) in [(a, b), (b, a)] {
-                if x == src && h != src && d[h][v].is_some_and(|dh| c + dh == dv) {
-                    hv.push(h);
+            for (u, v) in [(a, b), (b, a)] {
+                let tight = u == x && u != v && d[v][dest].is_some_and(|dv| c + dv == dx);
+                if !tight || (u, v) == cut || (v, u) == cut {
+                    continue;
+                }
+                moved = true;
+                // Costs are >= 1: a tight edge only goes closer, so a node
+                // seen again is a join of two paths, not a loop; a loop
+                // would need a node whose cost does not drop.
+                if !seen[v] {
+                    seen[v] = true;
+                    stack.push(v);
                 }
             }
         }
-        hv.sort_unstable();
-        hv.dedup();
+        if !moved {
+            return None;
+        }
     }
-    (cost, hops)
+    Some((0..d.len()).filter(|&v| seen[v]).collect())
 }
 
 fn arb_graph() -> impl Strategy<Value = (usize, Vec<(usize, usize, i64)>, usize)> {
@@ -181,6 +274,81 @@ proptest! {
         prop_assert_eq!(&p.cost[..n], &cost[..]);
         prop_assert_eq!(&p.first_hops[..n], &hops[..]);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The alternates agree with a brute force over the neighbours and an
+    /// all-pairs model: none is missed, each satisfies inequality 1, and a
+    /// packet handed to one reaches its destination without coming back
+    /// to the source, with the link to the failed first hop cut and, for
+    /// a node-protecting one, without passing the failed first hop.
+    #[test]
+    fn alternates_match_a_brute_force((n, edges, src) in arb_graph()) {
+        let g = graph(n, &edges);
+        let paths = bellman_ford(&g, src).unwrap();
+        let alts = lfa::compute(&g, src, &paths).unwrap();
+        let d = all_pairs(n, &edges);
+        for dest in 0..n {
+            let of = alts.of(dest);
+            prop_assert_eq!(
+                of.iter().map(|p| p.primary).collect::<Vec<_>>(),
+                paths.first_hops[dest].clone()
+            );
+            for p in of {
+                let want = reference_alternate(&d, &edges, src, dest, p.primary);
+                prop_assert_eq!(p.alternate, want, "dest {} primary {}", dest, p.primary);
+                let Some(a) = p.alternate else { continue };
+                let (a_d, a_s, s_d) = (d[a.host][dest].unwrap(), d[a.host][src].unwrap(), d[src][dest].unwrap());
+                prop_assert!(a_d < a_s + s_d);
+                let visited = walk(&d, &edges, a.host, dest, (src, p.primary));
+                prop_assert!(visited.is_some(), "stranded or looping from {} to {}", a.host, dest);
+                let visited = visited.unwrap();
+                prop_assert!(visited.contains(&dest));
+                prop_assert!(!visited.contains(&src), "back through the source: {:?}", visited);
+                if a.node_protecting {
+                    prop_assert!(!visited.contains(&p.primary), "through the failed hop: {:?}", visited);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn alternates_of_a_square_and_a_triangle() {
+    // 0 - 1 - 2 and 0 - 3 - 2, with 0 - 3 dearer: 1 is the only first hop
+    // to 2; 3 reaches 2 without 0 or 1 (node-protecting).
+    let g = graph(4, &[(0, 1, 1), (1, 2, 1), (0, 3, 5), (3, 2, 1)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    let alts = lfa::compute(&g, 0, &p).unwrap();
+    let a = alts.when_down(2, 1).unwrap();
+    assert_eq!((a.host, a.cost, a.node_protecting), (3, 6, true));
+    // 1 itself: 3 reaches it through 2, protecting only the link.
+    let a = alts.when_down(1, 1).unwrap();
+    assert_eq!((a.host, a.cost, a.node_protecting), (3, 7, false));
+    // A triangle: 2's shortest path to 1 is direct, so it is an
+    // alternate for 1; a line has none.
+    let g = graph(3, &[(0, 1, 1), (1, 2, 1), (0, 2, 1)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    assert_eq!(
+        lfa::compute(&g, 0, &p)
+            .unwrap()
+            .when_down(1, 1)
+            .map(|a| a.host),
+        Some(2)
+    );
+    let g = graph(3, &[(0, 1, 1), (1, 2, 1)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    let alts = lfa::compute(&g, 0, &p).unwrap();
+    assert_eq!(alts.when_down(2, 1), None);
+    assert_eq!(alts.protected(), 0);
+    // An ECMP set: the other member is the alternate (it costs the same).
+    let g = graph(4, &[(0, 1, 1), (0, 2, 1), (1, 3, 1), (2, 3, 1)]);
+    let p = bellman_ford(&g, 0).unwrap();
+    let alts = lfa::compute(&g, 0, &p).unwrap();
+    assert_eq!(alts.when_down(3, 1).map(|a| (a.host, a.cost)), Some((2, 2)));
+    assert_eq!(alts.when_down(3, 2).map(|a| (a.host, a.cost)), Some((1, 2)));
 }
 
 fn topo(text: &str) -> Topology {
