@@ -33,6 +33,9 @@ pub(super) struct Queues {
     pub link: Option<ContainerLink>,
     /// What a handover passes to a new router process.
     pub passable: Passable,
+    /// AF_XDP sockets handed over and not polled yet (a takeover): the
+    /// old router polls them until it says `done`.
+    pub pending: Vec<super::handover::PendingXsk>,
 }
 
 /// The descriptors a handover passes for one port's queues, or why it
@@ -42,13 +45,14 @@ pub(super) enum Passable {
     /// Per worker: its queue's descriptors (a TUN queue; a UDP uplink
     /// queue's receive socket, then its sending sockets).
     Fds(Vec<Vec<OwnedFd>>),
-    /// Why not (AF_XDP container ports, AF_PACKET).
+    /// Why not (AF_PACKET).
     No(String),
-    /// The uplink's AF_XDP sockets, which go with its XDP program.
+    /// AF_XDP sockets, which go with the XDP program they are registered
+    /// in (the uplink's, or a veth port's link of the container program).
     Xsk(Vec<XskQueue>),
 }
 
-/// One AF_XDP socket of the uplink, as a handover passes it.
+/// One AF_XDP socket of a port, as a handover passes it.
 pub(super) struct XskQueue {
     pub queue_id: u32,
     /// The worker that polls it.
@@ -84,7 +88,7 @@ impl Passable {
     pub(super) fn dup(&self) -> Result<Vec<Vec<OwnedFd>>, String> {
         match self {
             Passable::No(why) => Err(why.clone()),
-            Passable::Xsk(_) => Err("AF_XDP sockets go with the uplink's XDP program".into()),
+            Passable::Xsk(_) => Err("AF_XDP sockets go with their XDP program".into()),
             Passable::Fds(v) => v
                 .iter()
                 .map(|q| {
@@ -107,6 +111,7 @@ impl Queues {
             program: None,
             passable: Passable::Fds(Vec::new()),
             link: None,
+            pending: Vec::new(),
         }
     }
 }
@@ -142,12 +147,11 @@ pub(super) fn open_veth_queues(
 ) -> Result<Queues> {
     debug_assert_eq!(p.kind, PortKind::Veth);
     let mut q = Queues::empty(n_workers);
-    q.passable = Passable::No(format!(
-        "veth port {} runs on {} sockets, which cannot be handed over yet",
-        p.name,
-        if p.offload { "AF_PACKET" } else { "AF_XDP" }
-    ));
     if p.offload {
+        q.passable = Passable::No(format!(
+            "veth port {} runs on AF_PACKET sockets, which cannot be handed over yet",
+            p.name
+        ));
         // The host kernel sees every frame an AF_PACKET socket sees: with
         // addresses on the host end it would answer ARP for them with the
         // device's own MAC, beside the router's answers.
@@ -182,11 +186,13 @@ pub(super) fn open_veth_queues(
         .attach(&p.name)
         .with_context(|| format!("attaching the XDP program to {}", p.name))?;
     let veth_queues = (info.num_rx_queues.max(1) as usize).min(n_workers);
+    let mut passable = Vec::with_capacity(info.num_rx_queues.max(1) as usize);
     for (k, slot) in q.per_worker.iter_mut().enumerate().take(veth_queues) {
         let port = pool
             .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
+        passable.push(XskQueue::of(&port, k, false)?);
         *slot = Some(Box::new(port));
     }
     if veth_queues < n_workers {
@@ -197,8 +203,10 @@ pub(super) fn open_veth_queues(
             .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
+        passable.push(XskQueue::of(&port, k % n_workers, true)?);
         q.rx_only.push((k % n_workers, Box::new(port)));
     }
+    q.passable = Passable::Xsk(passable);
     tracing::info!(port = %p.name, mode = %prog.mode(), queues = veth_queues, netns = ?p.netns, "veth port attached");
     q.link = Some(prog);
     Ok(q)
