@@ -38,15 +38,20 @@ enum Uplink {
 }
 
 /// A host on `uplink` with one container port `c{n}` of `kind` in
-/// namespace `ns`.
+/// namespace `ns` (`veth-offload`: a veth with `offload = true`, on
+/// AF_PACKET).
 fn host(name: &str, n: u8, vtep: &str, ns: &str, uplink: Uplink, kind: &str) -> String {
+    let (kind, extra) = match kind {
+        "veth-offload" => ("veth", "  offload = true\n"),
+        k => (k, ""),
+    };
     let port = live_support::port(
         &format!("c{n}"),
         kind,
         ns,
         &format!("198.19.{n}.2"),
         &format!("2001:2:0:{n}::2"),
-    );
+    ) + extra;
     match uplink {
         Uplink::Udp => live_support::host(
             name,
@@ -111,7 +116,7 @@ fn wait_exit(lab: &mut Lab, r: usize, limit: Duration) -> std::process::ExitStat
 #[test]
 fn handover_loses_no_packet() {
     require_root!();
-    handover_without_loss("ho1", Uplink::Udp);
+    handover_without_loss("ho1", Uplink::Udp, "tun");
 }
 
 /// The same on AF_XDP uplinks: the new router takes our XDP program's
@@ -120,12 +125,22 @@ fn handover_loses_no_packet() {
 #[test]
 fn handover_on_an_af_xdp_uplink_loses_no_packet() {
     require_root!();
-    handover_without_loss("ho5", Uplink::AfXdp);
+    handover_without_loss("ho5", Uplink::AfXdp, "tun");
 }
 
-fn handover_without_loss(prefix: &str, uplink: Uplink) {
+/// The same with AF_XDP veth container ports: the new router also takes
+/// the shared container program with its maps, each port's link and its
+/// sockets with their UMEMs, and carries on from the frames the old
+/// router left.
+#[test]
+fn handover_on_af_xdp_veth_ports_loses_no_packet() {
+    require_root!();
+    handover_without_loss("ho6", Uplink::AfXdp, "veth");
+}
+
+fn handover_without_loss(prefix: &str, uplink: Uplink, kind: &str) {
     let mut lab = Lab::new(prefix);
-    let (h1, h2, c1, c2, cfg) = two_hosts_with(&mut lab, uplink, "tun");
+    let (h1, h2, c1, c2, cfg) = two_hosts_with(&mut lab, uplink, kind);
     let this_build = lab.router_bin.clone();
     if let Some(bin) = std::env::var_os("VXROUTER_OLD_BIN") {
         eprintln!("{prefix}: the old router runs {}", bin.to_string_lossy());
@@ -194,8 +209,12 @@ fn handover_without_loss(prefix: &str, uplink: Uplink) {
         "the new router opened queues of its own:\n{new_log}"
     );
     if uplink == Uplink::AfXdp {
+        assert!(new_log.contains("AF_XDP socket taken over"), "{new_log}");
+    }
+    if kind == "veth" {
         assert!(
-            new_log.contains("AF_XDP uplink socket taken over"),
+            new_log.contains("container XDP program taken over")
+                && new_log.contains("veth port's XDP link taken over"),
             "{new_log}"
         );
     }
@@ -430,17 +449,17 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
     notify.until("STOPPING=1", Duration::from_secs(5), &lab, old);
 }
 
-/// SIGUSR2 on a router whose AF_XDP veth container port cannot be handed
-/// over: the successor is refused, asks for a restart and starts afresh
-/// once the old router has stopped. None of the old router's descriptors
+/// SIGUSR2 on a router whose AF_PACKET veth container port (`offload =
+/// true`) cannot be handed over: the successor is refused, asks for a
+/// restart and starts afresh once the old router has stopped. None of the old router's descriptors
 /// lives on in the successor (an AF_XDP socket inherited across the exec
 /// would keep the uplink's queue bound), so the new router binds the
 /// queues and forwards; systemd is told its pid before the old one stops.
 #[test]
-fn sigusr2_on_an_af_xdp_veth_port_restarts_into_the_successor() {
+fn sigusr2_on_an_af_packet_veth_port_restarts_into_the_successor() {
     require_root!();
     let mut lab = Lab::new("ho4");
-    let (h1, h2, c1, c2, cfg) = two_hosts_with(&mut lab, Uplink::AfXdp, "veth");
+    let (h1, h2, c1, c2, cfg) = two_hosts_with(&mut lab, Uplink::AfXdp, "veth-offload");
     let notify = live_support::NotifySocket::bind(&lab);
     let old = start_under_systemd(&mut lab, &cfg, &h1, &notify);
     let r2 = lab.start(&cfg, "h2", &h2);
