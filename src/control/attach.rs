@@ -285,19 +285,36 @@ impl Router<'_> {
                 }
                 // Taken out, the name stays: a failure below must not
                 // remove a device the old router still serves.
-                match self
+                let taken = self
                     .takeover_attached_xsk
                     .get_mut(&r.name)
-                    .and_then(Option::take)
-                {
+                    .and_then(Option::take);
+                match (taken, self.takeover_attached.get(&r.name)) {
                     // Its sockets follow once the old router lets go.
-                    Some((link, pending)) => {
+                    (Some((link, pending)), _) => {
                         let mut q = setup::Queues::empty(self.n_workers);
                         q.link = Some(link);
                         q.pending = pending;
                         q
                     }
-                    None => self
+                    // AF_PACKET sockets, read by both routers meanwhile.
+                    (None, Some(fds)) => {
+                        let fds = fds
+                            .iter()
+                            .map(|f| f.try_clone())
+                            .collect::<std::io::Result<Vec<_>>>()
+                            .map_err(|e| Gone(e.to_string()))?;
+                        setup::adopt_packet_queues(
+                            &config,
+                            usize::from(index),
+                            self.net_mtu(&config.network),
+                            self.topo.hosts[self.me].vtep_mac.0,
+                            self.n_workers,
+                            fds,
+                        )
+                        .map_err(|e| Gone(format!("{e:#}")))?
+                    }
+                    (None, None) => self
                         .open_veth_queues(&config, index)
                         .map_err(|e| Gone(format!("{e:#}")))?,
                 }

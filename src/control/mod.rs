@@ -564,10 +564,9 @@ impl<'a> Router<'a> {
                     q.pending = pending;
                     q
                 }
-                (_, Some(_)) => bail!(
-                    "port {}: only TUN and AF_XDP veth ports are taken over",
-                    p.name
-                ),
+                (PortKind::Veth, Some((_, fds))) => {
+                    setup::adopt_packet_queues(p, idx, mtu, host.vtep_mac.0, n_workers, fds)?
+                }
                 (PortKind::Tun, None) => {
                     let tuns = match &p.netns {
                         Some(ns) => {
@@ -802,12 +801,10 @@ impl<'a> Router<'a> {
                             let taken = t.xsk_port(&offer, &container_xdp)?;
                             takeover_attached_xsk.insert(name, Some(taken));
                         }
-                        PortKind::Tun => {
+                        // TUN queues, AF_PACKET sockets.
+                        PortKind::Tun | PortKind::Veth => {
                             takeover_attached.insert(name, fds);
                         }
-                        PortKind::Veth => bail!(
-                            "attached port {name}: only TUN and AF_XDP veth ports are taken over"
-                        ),
                     }
                 }
             }

@@ -131,6 +131,45 @@ pub(super) fn tun_queues(tuns: Vec<TunPort>, n_workers: usize) -> Queues {
     q
 }
 
+/// Carries on the AF_PACKET sockets `fds` of veth port `p` (`offload =
+/// true`), port index `index`, one per worker, handed over by the router
+/// this one takes over from.
+pub(super) fn adopt_packet_queues(
+    p: &PortConfig,
+    index: usize,
+    mtu: u16,
+    vtep_mac: [u8; 6],
+    n_workers: usize,
+    fds: Vec<OwnedFd>,
+) -> Result<Queues> {
+    if !p.offload || p.kind != PortKind::Veth {
+        bail!(
+            "port {}: AF_PACKET sockets handed over for a port without them",
+            p.name
+        );
+    }
+    if fds.len() > n_workers {
+        bail!(
+            "port {}: {} AF_PACKET sockets handed over for {n_workers} worker(s)",
+            p.name,
+            fds.len()
+        );
+    }
+    let mut q = Queues::empty(n_workers);
+    let container_mac = p.mac.map(|m| m.0).unwrap_or([0; 6]);
+    let gw_mac = crate::config::router_port_mac(vtep_mac, index);
+    let mut passable = Vec::with_capacity(fds.len());
+    for (slot, fd) in q.per_worker.iter_mut().zip(fds) {
+        let port = PacketPort::adopt(&p.name, fd, mtu, container_mac, gw_mac)
+            .with_context(|| format!("taking over veth port {}", p.name))?;
+        passable.push(vec![port.dup_fd()?]);
+        *slot = Some(Box::new(port));
+    }
+    q.passable = Passable::Fds(passable);
+    tracing::info!(port = %p.name, queues = q.per_worker.iter().flatten().count(), "veth port taken over (AF_PACKET)");
+    Ok(q)
+}
+
 /// Opens the queues of veth port `p` (its host end must exist in our
 /// namespace), port index `index`: AF_PACKET sockets with virtio-net
 /// headers when `p.offload`, else AF_XDP sockets (on `pool`'s spare UMEMs
@@ -148,10 +187,6 @@ pub(super) fn open_veth_queues(
     debug_assert_eq!(p.kind, PortKind::Veth);
     let mut q = Queues::empty(n_workers);
     if p.offload {
-        q.passable = Passable::No(format!(
-            "veth port {} runs on AF_PACKET sockets, which cannot be handed over yet",
-            p.name
-        ));
         // The host kernel sees every frame an AF_PACKET socket sees: with
         // addresses on the host end it would answer ARP for them with the
         // device's own MAC, beside the router's answers.
@@ -173,11 +208,16 @@ pub(super) fn open_veth_queues(
             .transpose()
             .with_context(|| format!("veth port {}", p.name))?
             .map(|i| i as u16);
+        let mut passable = Vec::with_capacity(n_workers);
         for slot in q.per_worker.iter_mut() {
             let port = PacketPort::open(&p.name, mtu, container_mac, gw_mac, fanout)
                 .with_context(|| format!("AF_PACKET socket on {}", p.name))?;
+            passable.push(vec![port.dup_fd().with_context(|| {
+                format!("duplicating the AF_PACKET socket of {}", p.name)
+            })?]);
             *slot = Some(Box::new(port));
         }
+        q.passable = Passable::Fds(passable);
         tracing::info!(port = %p.name, workers = n_workers, netns = ?p.netns, "veth port attached (AF_PACKET, virtio-net header offloads)");
         return Ok(q);
     }

@@ -69,6 +69,52 @@ pub fn setsockopt_int(
     Ok(())
 }
 
+/// Reads an integer socket option.
+pub fn getsockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    opt: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `v`, a c_int
+    // exclusively borrowed for the call.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+/// The interface a bound `AF_PACKET` socket listens on (`sll_ifindex` of
+/// its name); an error for a socket of another family.
+pub fn packet_socket_ifindex(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `sll`, exclusively
+    // borrowed for the call.
+    cvt(unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut sll as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    })?;
+    if i32::from(sll.sll_family) != libc::AF_PACKET {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a socket of family {}, not AF_PACKET", sll.sll_family),
+        ));
+    }
+    Ok(sll.sll_ifindex as u32)
+}
+
 /// Sets a socket's send (`send`) or receive buffer to `bytes`: above
 /// `net.core.*mem_max` with the FORCE option when we may (root), else as
 /// far as the sysctl allows. Best effort: a smaller buffer still works.
