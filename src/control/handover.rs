@@ -1662,6 +1662,55 @@ mod tests {
         assert!(b.recv(0).unwrap().is_none(), "a closed peer reads as None");
     }
 
+    /// A router that cannot hand over (here: its offer fails).
+    struct Refusing {
+        stopped: bool,
+    }
+
+    impl Source for Refusing {
+        fn offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String> {
+            Err("port c1 cannot be handed over".into())
+        }
+        fn stop_workers(&mut self) -> (u64, XskStates) {
+            self.stopped = true;
+            (0, XskStates::default())
+        }
+        fn hand_to(&mut self, _pid: Option<u32>) {}
+    }
+
+    /// The restart fallback: a router that cannot hand over answers
+    /// `refused` with its reason and goes on; asked to `stop` then, it
+    /// says `stopping` and stops as on SIGTERM, its workers never handed
+    /// over.
+    #[test]
+    fn a_refused_takeover_asks_the_old_router_to_stop() {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+        let (old, new) = (Conn::new(a).unwrap(), Conn::new(b).unwrap());
+        let server = std::thread::spawn(move || {
+            let mut src = Refusing { stopped: false };
+            let outcome = serve(old, &mut src);
+            (matches!(outcome, Outcome::Stop(_)), src.stopped)
+        });
+        new.request(Ask::Takeover, None).unwrap();
+        let (bytes, _) = new.recv(0).unwrap().unwrap();
+        match parse::<Answer>(&bytes, "answer").unwrap() {
+            Answer::Refused { code, message, .. } => {
+                assert_eq!(code, "unsupported");
+                assert!(message.contains("port c1"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        new.request(Ask::Stop, None).unwrap();
+        let (bytes, _) = new.recv(0).unwrap().unwrap();
+        assert_eq!(
+            parse::<Answer>(&bytes, "answer").unwrap(),
+            Answer::Stopping { v: VERSION }
+        );
+        let (stop, stopped_for_handover) = server.join().unwrap();
+        assert!(stop, "the old router must stop as on SIGTERM");
+        assert!(!stopped_for_handover);
+    }
+
     #[test]
     fn the_handover_socket_sits_beside_the_control_socket() {
         assert_eq!(
