@@ -14,7 +14,7 @@
 //!    processes read and write the same queues while both run: a packet is
 //!    read by one or the other, never by neither.
 //! 2. The new router builds its ports from the descriptors (UDP uplink
-//!    sockets, TUN queues), takes the liveness socket, the control, metrics
+//!    sockets, TUN queues, AF_PACKET sockets of veth ports), takes the liveness socket, the control, metrics
 //!    and handover listeners, publishes its tables and starts its workers.
 //! 3. new -> old `polling` once every new worker polls. Only then do the
 //!    old workers stop; each first drains what its ports already read (a
@@ -45,8 +45,9 @@
 //! touches what the old one owns (it adopts the devices' ownership and the
 //! socket files only once `done` came).
 //!
-//! A `refused` takeover (AF_PACKET veth ports, which cannot be handed over
-//! yet) falls back to a restart: the new router sends `stop`, the old
+//! A `refused` takeover (AF_XDP on a kernel that cannot map a bound
+//! socket's rings from another process, XDP attached through netlink)
+//! falls back to a restart: the new router sends `stop`, the old
 //! one stops as on SIGTERM, and the new one starts afresh once the old one
 //! has exited, taking back the recorded ports as after any restart.
 //!
@@ -694,11 +695,7 @@ impl Takeover {
     /// AF_XDP veth port `offer`'s link of `xdp` (adopted from this offer)
     /// and its sockets, polled once the old router has let go of them.
     /// The link is not armed ([`ContainerLink::arm`]).
-    pub(super) fn xsk_port(
-        &mut self,
-        offer: &PortOffer,
-        xdp: &ContainerXdp,
-    ) -> Result<(ContainerLink, Vec<PendingXsk>)> {
+    pub(super) fn xsk_port(&mut self, offer: &PortOffer, xdp: &ContainerXdp) -> Result<TakenXsk> {
         let Some(x) = &offer.xsk else {
             bail!("port {} is not an AF_XDP veth port", offer.name);
         };
@@ -830,6 +827,9 @@ pub(super) struct PendingPort {
     pub ifname: String,
     pub queues: Vec<PendingXsk>,
 }
+
+/// An AF_XDP veth port taken over: its link (not armed yet) and sockets.
+pub(super) type TakenXsk = (ContainerLink, Vec<PendingXsk>);
 
 /// An AF_XDP socket handed over and not used yet: the old router still
 /// polls it until it says `done`.

@@ -315,9 +315,7 @@ struct Router<'a> {
     /// During a takeover: attached AF_XDP veth ports' links and sockets
     /// from the old router, by device name, for [`Router::reattach_recorded`].
     /// `None` once taken (the name stays until the port is installed).
-    #[allow(clippy::type_complexity)]
-    takeover_attached_xsk:
-        BTreeMap<String, Option<(crate::port::xdp::ContainerLink, Vec<handover::PendingXsk>)>>,
+    takeover_attached_xsk: BTreeMap<String, Option<handover::TakenXsk>>,
     /// AF_XDP sockets taken over (the uplink's, veth ports'), polled once
     /// the old router has let go of them.
     pending_xsk: Vec<handover::PendingPort>,

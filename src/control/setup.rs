@@ -42,10 +42,11 @@ pub(super) struct Queues {
 /// cannot: second descriptors of the same open files, kept beside the
 /// queues the workers own.
 pub(super) enum Passable {
-    /// Per worker: its queue's descriptors (a TUN queue; a UDP uplink
-    /// queue's receive socket, then its sending sockets).
+    /// Per worker: its queue's descriptors (a TUN queue; an AF_PACKET
+    /// socket; a UDP uplink queue's receive socket, then its sending
+    /// sockets).
     Fds(Vec<Vec<OwnedFd>>),
-    /// Why not (AF_PACKET).
+    /// Why not.
     No(String),
     /// AF_XDP sockets, which go with the XDP program they are registered
     /// in (the uplink's, or a veth port's link of the container program).

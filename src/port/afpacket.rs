@@ -27,6 +27,10 @@
 //! - With several workers each opens a socket in one `PACKET_FANOUT_HASH`
 //!   group, so each frame reaches exactly one worker, one flow always the
 //!   same one. Our own sends are not looped back (`PACKET_IGNORE_OUTGOING`).
+//! - Handover: the socket is read with `recvmsg` (no ring is mapped), so
+//!   a new router can read a second descriptor of it
+//!   ([`PacketPort::dup_fd`], [`PacketPort::adopt`]) while the old one
+//!   still does: a frame is read by one of them, never by neither.
 //! - Kernel-side losses are counted (`packet_rx_drops`, from
 //!   `PACKET_STATISTICS`) beside the offload counters the TUN port exports.
 

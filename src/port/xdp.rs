@@ -22,7 +22,11 @@
 //! never reach another port's socket.
 //!
 //! Programs attach in native (driver) mode when the driver allows it and in
-//! generic (SKB) mode otherwise, and detach on drop. Nothing is pinned, so
+//! generic (SKB) mode otherwise, and detach on drop. A handover passes
+//! both to a new router ([`XdpProgram::adopt`], [`ContainerXdp::adopt`]):
+//! a bpf_link stays attached while either process holds a descriptor of
+//! it, and a [`ContainerLink`] clears its map entries on drop only while
+//! armed, that is while its router owns it. Nothing is pinned, so
 //! the kernel also detaches them when the process dies; the redirect falls
 //! back to `XDP_PASS` where no socket is registered, so the host keeps its
 //! own traffic either way.
