@@ -537,23 +537,29 @@ pub fn bpf_xdp_prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, Vec<u32>)> {
     Ok((info.id, ids[..n].to_vec()))
 }
 
-/// The id of BPF map `fd`.
-pub fn bpf_map_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct BpfMapInfo {
-        map_type: u32,
-        id: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-    }
+/// `BPF_MAP_TYPE_HASH` and `BPF_MAP_TYPE_XSKMAP` (`enum bpf_map_type`).
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
+pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+
+/// What the kernel says of a BPF map.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BpfMapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+}
+
+/// The kernel's description of BPF map `fd` (type, id, sizes).
+pub fn bpf_map_info(fd: BorrowedFd<'_>) -> io::Result<BpfMapInfo> {
     let mut info = BpfMapInfo::default();
     // SAFETY: `BpfMapInfo` is the head of `struct bpf_map_info`, with no
     // pointer in it.
     unsafe { obj_info(fd, &mut info) }?;
-    Ok(info.id)
+    Ok(info)
 }
 
 /// `BPF_OBJ_GET_INFO_BY_FD` into `info`.

@@ -335,6 +335,15 @@ impl XdpProgram {
                 format!("the XDP link handed over is on interface {on}, not {ifname} ({ifindex})"),
             ));
         }
+        let ty = super::sys::bpf_map_info(xsks.as_fd())
+            .map_err(|e| err(format!("the XSKMAP handed over: {e}")))?
+            .map_type;
+        if ty != super::sys::BPF_MAP_TYPE_XSKMAP {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the XSKMAP handed over is a map of type {ty}"),
+            ));
+        }
         let data =
             MapData::from_fd(xsks).map_err(|e| err(format!("the XSKMAP handed over: {e}")))?;
         let mut xsks = Map::XskMap(data);
@@ -582,9 +591,20 @@ impl ContainerXdp {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
         let (prog_id, prog_maps) = super::sys::bpf_xdp_prog_info(prog.as_fd())
             .map_err(|e| invalid(format!("the container XDP program handed over: {e}")))?;
-        for (fd, name) in [(&slots, "container_slots"), (&xsks, "container_xsks")] {
-            let id = super::sys::bpf_map_id(fd.as_fd())
+        use super::sys::{BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_XSKMAP};
+        for (fd, name, ty) in [
+            (&slots, "container_slots", BPF_MAP_TYPE_HASH),
+            (&xsks, "container_xsks", BPF_MAP_TYPE_XSKMAP),
+        ] {
+            let info = super::sys::bpf_map_info(fd.as_fd())
                 .map_err(|e| invalid(format!("the {name} map handed over: {e}")))?;
+            let id = info.id;
+            if (info.map_type, info.key_size, info.value_size) != (ty, 4, 4) {
+                return Err(invalid(format!(
+                    "the {name} map handed over is of type {} with {}-byte keys and {}-byte values, expected type {ty} with 4 and 4",
+                    info.map_type, info.key_size, info.value_size
+                )));
+            }
             if !prog_maps.contains(&id) {
                 return Err(invalid(format!(
                     "the {name} map handed over (id {id}) is not one of the container XDP program's (id {prog_id}: maps {prog_maps:?})"
