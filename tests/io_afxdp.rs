@@ -204,6 +204,54 @@ fn container_program_redirects_everything() {
     });
 }
 
+/// The container program as a handover passes it: a new owner that gets
+/// its maps swapped, or a link with another slot, is refused; with the
+/// right ones it carries on the link after the first owner let go of it
+/// (disarmed, dropped), and its socket gets the interface's frames.
+#[test]
+fn a_handed_over_container_program_is_checked_and_serves_on() {
+    if !common::require_root("network namespaces, XDP, AF_XDP") {
+        return;
+    }
+    let (a, b) = veth_pair("io-ch-");
+    let b_name = b.name.clone();
+    a.run(move || {
+        let xdp = ContainerXdp::new();
+        let link = xdp.attach("io-va").expect("attach XDP");
+        let [p, s, x] = xdp.dup_for_handover().unwrap();
+        let e = ContainerXdp::adopt(p, x, s).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        let [p, s, x] = xdp.dup_for_handover().unwrap();
+        let taken = ContainerXdp::adopt(p, s, x).expect("adopt the program");
+        let fd = link.dup_for_handover().unwrap();
+        let e = taken
+            .adopt_link("io-va", link.mode(), fd, link.slot() + 1, &[0])
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        let fd = link.dup_for_handover().unwrap();
+        let mut carried = taken
+            .adopt_link("io-va", link.mode(), fd, link.slot(), &[])
+            .expect("adopt the link");
+        let mut old = link;
+        old.disarm();
+        drop(old);
+        drop(xdp);
+        carried.arm();
+        let mut port = AfXdpPort::open("io-va", 0, &AfXdpConfig::veth()).expect("AF_XDP");
+        carried.register_socket(0, port.fd()).unwrap();
+        let pinger = std::thread::spawn(move || io_support::icmp_ping(&b_name, "198.18.100.1", 1));
+        let mut batch = Batch::new();
+        let arp = wait_frame(&mut port, &mut batch, |f| {
+            f.len() >= 14 && f[12..14] == [0x08, 0x06]
+        });
+        let _ = pinger.join();
+        assert!(
+            arp.is_some(),
+            "ARP reaches the socket through the link carried on"
+        );
+    });
+}
+
 /// The target address of an ARP request, if `f` is one.
 fn arp_target(f: &[u8]) -> Option<Ipv4Addr> {
     (f.len() >= 42 && f[12..14] == [0x08, 0x06]).then(|| Ipv4Addr::new(f[38], f[39], f[40], f[41]))

@@ -211,7 +211,10 @@ impl Router<'_> {
                     }
                     tracing::info!(id = %r.attachment.id, port = %r.name, index, "recorded port attached again");
                 }
-                Err(Gone(why)) if self.takeover_attached.contains_key(&r.name) => {
+                Err(Gone(why))
+                    if self.takeover_attached.contains_key(&r.name)
+                        || self.takeover_attached_xsk.contains_key(&r.name) =>
+                {
                     // The old router still serves it: never remove it here.
                     tracing::error!(id = %r.attachment.id, port = %r.name, "recorded port not taken over: {why}");
                 }
@@ -280,8 +283,41 @@ impl Router<'_> {
                 if crate::host::link::link_info(&r.name).is_err() {
                     return Err(Gone(format!("its device {} is gone", r.name)));
                 }
-                self.open_veth_queues(&config, index)
-                    .map_err(|e| Gone(format!("{e:#}")))?
+                // Taken out, the name stays: a failure below must not
+                // remove a device the old router still serves.
+                let taken = self
+                    .takeover_attached_xsk
+                    .get_mut(&r.name)
+                    .and_then(Option::take);
+                match (taken, self.takeover_attached.get(&r.name)) {
+                    // Its sockets follow once the old router lets go.
+                    (Some((link, pending)), _) => {
+                        let mut q = setup::Queues::empty(self.n_workers);
+                        q.link = Some(link);
+                        q.pending = pending;
+                        q
+                    }
+                    // AF_PACKET sockets, read by both routers meanwhile.
+                    (None, Some(fds)) => {
+                        let fds = fds
+                            .iter()
+                            .map(|f| f.try_clone())
+                            .collect::<std::io::Result<Vec<_>>>()
+                            .map_err(|e| Gone(e.to_string()))?;
+                        setup::adopt_packet_queues(
+                            &config,
+                            usize::from(index),
+                            self.net_mtu(&config.network),
+                            self.topo.hosts[self.me].vtep_mac.0,
+                            self.n_workers,
+                            fds,
+                        )
+                        .map_err(|e| Gone(format!("{e:#}")))?
+                    }
+                    (None, None) => self
+                        .open_veth_queues(&config, index)
+                        .map_err(|e| Gone(format!("{e:#}")))?,
+                }
             }
             PortKind::Tun => {
                 let tuns = match self.takeover_attached.get(&r.name) {
@@ -302,9 +338,19 @@ impl Router<'_> {
                 setup::tun_queues(tuns, self.n_workers)
             }
         };
+        let mut queues = queues;
+        let pending = std::mem::take(&mut queues.pending);
         self.install(index, queues, config, at.clone())
             .map_err(|e| Gone(e.to_string()))?;
+        if !pending.is_empty() {
+            self.pending_xsk.push(super::handover::PendingPort {
+                index,
+                ifname: r.name.clone(),
+                queues: pending,
+            });
+        }
         self.takeover_attached.remove(&r.name);
+        self.takeover_attached_xsk.remove(&r.name);
         Ok(index)
     }
 

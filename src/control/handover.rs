@@ -14,7 +14,7 @@
 //!    processes read and write the same queues while both run: a packet is
 //!    read by one or the other, never by neither.
 //! 2. The new router builds its ports from the descriptors (UDP uplink
-//!    sockets, TUN queues), takes the liveness socket, the control, metrics
+//!    sockets, TUN queues, AF_PACKET sockets of veth ports), takes the liveness socket, the control, metrics
 //!    and handover listeners, publishes its tables and starts its workers.
 //! 3. new -> old `polling` once every new worker polls. Only then do the
 //!    old workers stop; each first drains what its ports already read (a
@@ -30,14 +30,24 @@
 //! rings and let its workers poll. Frames arriving in between wait in the
 //! rx rings (and container traffic in the TUN queues).
 //!
+//! AF_XDP veth container ports go the same way: the offer carries the
+//! shared container program with its two maps (slots by ifindex, and the
+//! XSKMAP the sockets are registered in), each port's bpf_link with its
+//! slot, and its sockets with their UMEMs; `done` says where each port's
+//! frames were. The new router checks the program and maps before it uses
+//! them, carries on with them for later attaches, and cleans the links up
+//! only once `done` came (before, dropping one only closes a descriptor:
+//! the map entries are the old router's).
+//!
 //! Until `polling` the old router forwards as before; a new router that
 //! fails or goes away before then (the connection closes, or is silent for
 //! [`STEP_TIMEOUT`]) leaves it running, and nothing the new one made
 //! touches what the old one owns (it adopts the devices' ownership and the
 //! socket files only once `done` came).
 //!
-//! A `refused` takeover (AF_XDP veth and AF_PACKET ports, which cannot be handed
-//! over yet) falls back to a restart: the new router sends `stop`, the old
+//! A `refused` takeover (AF_XDP on a kernel that cannot map a bound
+//! socket's rings from another process, XDP attached through netlink)
+//! falls back to a restart: the new router sends `stop`, the old
 //! one stops as on SIGTERM, and the new one starts afresh once the old one
 //! has exited, taking back the recorded ports as after any restart.
 //!
@@ -63,7 +73,7 @@ use crate::config::PortKind;
 use crate::host::netns::DeviceHandle;
 use crate::port::afxdp::{AfXdpPort, XskHandover};
 use crate::port::sys;
-use crate::port::xdp::{XdpMode, XdpProgram};
+use crate::port::xdp::{ContainerLink, ContainerXdp, XdpMode, XdpProgram};
 
 /// The handover message version this build speaks.
 pub const VERSION: u32 = 1;
@@ -126,6 +136,9 @@ pub(super) enum Answer {
         /// go of it (none for a UDP uplink).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         xsk: Vec<XskHandover>,
+        /// The same for each AF_XDP veth port, by name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        port_xsk: BTreeMap<String, Vec<XskHandover>>,
     },
     Stopping {
         v: u32,
@@ -153,6 +166,34 @@ pub(super) struct Offer {
     /// Devices and namespaces the old router made (ports with `netns`):
     /// the new one removes them when it stops.
     pub devices: Vec<DeviceHandle>,
+    /// The container XDP program, with AF_XDP veth ports. Builds that
+    /// predate it refuse an offer that has it, and the old router goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_xdp: Option<ContainerXdpOffer>,
+}
+
+/// The container XDP program every AF_XDP veth port shares, and its maps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ContainerXdpOffer {
+    pub prog: usize,
+    /// `container_slots`: ifindex -> slot.
+    pub slots: usize,
+    /// `container_xsks`: the ports' sockets.
+    pub xsks: usize,
+}
+
+/// An AF_XDP veth port: its link of the container program, and its
+/// sockets with their UMEMs (registered at `slot`'s entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct XskPortOffer {
+    /// The program runs in the driver (else in the generic path).
+    pub native: bool,
+    /// Its bpf_link.
+    pub link: usize,
+    pub slot: u32,
+    pub queues: Vec<XskQueueOffer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +225,7 @@ pub(super) struct XskUplinkOffer {
     pub queues: Vec<XskQueueOffer>,
 }
 
-/// One AF_XDP socket of the uplink.
+/// One AF_XDP socket of the uplink or of a veth port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct XskQueueOffer {
@@ -211,6 +252,9 @@ pub(super) struct PortOffer {
     pub attached: bool,
     /// Per worker: its queue's descriptor (a TUN queue).
     pub queues: Vec<usize>,
+    /// An AF_XDP veth port instead (`queues` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xsk: Option<XskPortOffer>,
 }
 
 /// Parses one message's JSON after checking its version, so that a
@@ -607,24 +651,74 @@ impl Takeover {
         let (link, xsks) = (self.take(x.link)?, self.take(x.xsks)?);
         let prog = XdpProgram::adopt(ifname, mode, link, xsks)
             .with_context(|| format!("taking over the XDP program on {ifname}"))?;
-        let mut queues = Vec::with_capacity(x.queues.len());
-        for q in &x.queues {
+        Ok((prog, self.pending(ifname, &x.queues)?))
+    }
+
+    /// The AF_XDP sockets `queues` of `ifname`, to be polled once the old
+    /// router has let go of them.
+    fn pending(&mut self, ifname: &str, queues: &[XskQueueOffer]) -> Result<Vec<PendingXsk>> {
+        let mut out = Vec::with_capacity(queues.len());
+        for q in queues {
             if q.worker >= self.offer.workers {
                 bail!(
-                    "AF_XDP queue {} handed to worker {}, of {}",
+                    "AF_XDP queue {} of {ifname} handed to worker {}, of {}",
                     q.queue_id,
                     q.worker,
                     self.offer.workers
                 );
             }
-            queues.push(PendingXsk {
+            if out.iter().any(|p: &PendingXsk| p.queue_id == q.queue_id) {
+                bail!("AF_XDP queue {} of {ifname} handed over twice", q.queue_id);
+            }
+            out.push(PendingXsk {
                 queue_id: q.queue_id,
                 worker: q.worker,
                 rx_only: q.rx_only,
                 fds: [self.take(q.socket)?, self.take(q.umem)?],
             });
         }
-        Ok((prog, queues))
+        Ok(out)
+    }
+
+    /// The container XDP program the old router's AF_XDP veth ports share,
+    /// if it offered one; this router carries on with it.
+    pub(super) fn container_xdp(&mut self) -> Result<Option<ContainerXdp>> {
+        let Some(c) = self.offer.container_xdp.clone() else {
+            return Ok(None);
+        };
+        let (prog, slots, xsks) = (self.take(c.prog)?, self.take(c.slots)?, self.take(c.xsks)?);
+        let xdp = ContainerXdp::adopt(prog, slots, xsks)
+            .context("taking over the container XDP program")?;
+        Ok(Some(xdp))
+    }
+
+    /// AF_XDP veth port `offer`'s link of `xdp` (adopted from this offer)
+    /// and its sockets, polled once the old router has let go of them.
+    /// The link is not armed ([`ContainerLink::arm`]).
+    pub(super) fn xsk_port(&mut self, offer: &PortOffer, xdp: &ContainerXdp) -> Result<TakenXsk> {
+        let Some(x) = &offer.xsk else {
+            bail!("port {} is not an AF_XDP veth port", offer.name);
+        };
+        if offer.kind != PortKind::Veth || offer.offload {
+            bail!(
+                "port {}: AF_XDP sockets offered for a {:?} port (offload {})",
+                offer.name,
+                offer.kind,
+                offer.offload
+            );
+        }
+        let mode = if x.native {
+            XdpMode::Driver
+        } else {
+            XdpMode::Skb
+        };
+        let link = self.take(x.link)?;
+        let queue_ids: Vec<u32> = x.queues.iter().map(|q| q.queue_id).collect();
+        let link = xdp
+            .adopt_link(&offer.name, mode, link, x.slot, &queue_ids)
+            .with_context(|| format!("taking over the XDP link of {}", offer.name))?;
+        let pending = self.pending(&offer.name, &x.queues)?;
+        Ok((link, pending))
     }
 
     /// Port `name`'s offer and its queues' descriptors, one per worker.
@@ -686,11 +780,11 @@ impl Takeover {
         let _ = self.conn.request(Ask::Abort, Some(reason.to_owned()));
     }
 
-    /// Tells the old router that every new worker polls (or, with an
-    /// AF_XDP uplink, waits for its sockets) and waits until it has
-    /// stopped its own; returns what it forwarded in all and where its
-    /// AF_XDP sockets' frames were.
-    pub(super) fn finish(self) -> Result<(u64, Vec<XskHandover>)> {
+    /// Tells the old router that every new worker polls (or, with AF_XDP
+    /// sockets, waits for them) and waits until it has stopped its own;
+    /// returns what it forwarded in all and where its AF_XDP sockets'
+    /// frames were.
+    pub(super) fn finish(self) -> Result<(u64, XskStates)> {
         self.conn.request(Ask::Polling, None)?;
         let Some((bytes, _)) = self
             .conn
@@ -700,11 +794,42 @@ impl Takeover {
             bail!("the old router closed the handover connection before saying it stopped");
         };
         match parse::<Answer>(&bytes, "answer")? {
-            Answer::Done { forwarded, xsk, .. } => Ok((forwarded, xsk)),
+            Answer::Done {
+                forwarded,
+                xsk,
+                port_xsk,
+                ..
+            } => Ok((
+                forwarded,
+                XskStates {
+                    uplink: xsk,
+                    ports: port_xsk,
+                },
+            )),
             other => bail!("unexpected handover answer {other:?}"),
         }
     }
 }
+
+/// Where the old router left the frames of its AF_XDP sockets.
+#[derive(Debug, Default)]
+pub(super) struct XskStates {
+    pub uplink: Vec<XskHandover>,
+    /// By veth port name.
+    pub ports: BTreeMap<String, Vec<XskHandover>>,
+}
+
+/// One port's AF_XDP sockets handed over and not used yet.
+pub(super) struct PendingPort {
+    /// The port index (0: the uplink).
+    pub index: u16,
+    /// The device the sockets are bound to.
+    pub ifname: String,
+    pub queues: Vec<PendingXsk>,
+}
+
+/// An AF_XDP veth port taken over: its link (not armed yet) and sockets.
+pub(super) type TakenXsk = (ContainerLink, Vec<PendingXsk>);
 
 /// An AF_XDP socket handed over and not used yet: the old router still
 /// polls it until it says `done`.
@@ -791,7 +916,8 @@ fn serve(conn: Conn, src: &mut dyn Source) -> Outcome {
                     &Answer::Done {
                         v: VERSION,
                         forwarded,
-                        xsk,
+                        xsk: xsk.uplink,
+                        port_xsk: xsk.ports,
                     },
                     &[],
                 );
@@ -851,10 +977,6 @@ impl super::Router<'_> {
     /// The offer and its descriptors, or why this router cannot hand over.
     fn build_offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String> {
         let mut fds: Vec<OwnedFd> = Vec::new();
-        let mut push = |fd: OwnedFd| {
-            fds.push(fd);
-            fds.len() - 1
-        };
         let dup = |r: io::Result<OwnedFd>, what: &str| {
             r.map_err(|e| format!("duplicating the {what}: {e}"))
         };
@@ -873,29 +995,7 @@ impl super::Router<'_> {
                 let [link, xsks] = prog
                     .dup_for_handover()
                     .map_err(|e| format!("the uplink's XDP program: {e}"))?;
-                let (link, xsks) = (push(link), push(xsks));
-                // Both routers run on this kernel: if it cannot map the
-                // rings of a bound socket, the new router could not either,
-                // and a restart is the way.
-                for q in socks {
-                    AfXdpPort::adoptable(q.fds[0].as_fd(), q.ring_size).map_err(|e| {
-                        format!("this kernel cannot map the rings of a bound AF_XDP socket (Linux 6.4 can): {e}")
-                    })?;
-                }
-                let mut queues = Vec::with_capacity(socks.len());
-                for q in socks {
-                    let [sock, umem] = [
-                        dup(q.fds[0].try_clone(), "AF_XDP socket")?,
-                        dup(q.fds[1].try_clone(), "UMEM")?,
-                    ];
-                    queues.push(XskQueueOffer {
-                        queue_id: q.queue_id,
-                        worker: q.worker,
-                        rx_only: q.rx_only,
-                        socket: push(sock),
-                        umem: push(umem),
-                    });
-                }
+                let (link, xsks) = (push(&mut fds, link), push(&mut fds, xsks));
                 UplinkOffer {
                     local,
                     queues: Vec::new(),
@@ -904,7 +1004,7 @@ impl super::Router<'_> {
                         native: prog.mode() == XdpMode::Driver,
                         link,
                         xsks,
-                        queues,
+                        queues: offer_xsk_queues(socks, &mut fds)?,
                     }),
                 }
             }
@@ -913,51 +1013,82 @@ impl super::Router<'_> {
                 queues: other
                     .dup()?
                     .into_iter()
-                    .map(|q| q.into_iter().map(&mut push).collect())
+                    .map(|q| q.into_iter().map(|fd| push(&mut fds, fd)).collect())
                     .collect(),
                 xsk: None,
             },
         };
         let mut ports = Vec::new();
+        let mut container_xdp = None;
         for (index, slot) in self.ports.iter() {
-            let queues = slot
-                .passable
-                .dup()?
-                .into_iter()
-                .map(|mut q| match q.len() {
-                    1 => Ok(push(q.remove(0))),
-                    n => Err(format!(
-                        "port {}: {n} descriptors for one queue",
-                        slot.config.name
-                    )),
-                })
-                .collect::<std::result::Result<Vec<_>, String>>()?;
+            let name = &slot.config.name;
+            let (queues, xsk) = match &slot.passable {
+                setup::Passable::Xsk(socks) => {
+                    let link = slot.program.as_ref().ok_or_else(|| {
+                        format!("port {name}: AF_XDP sockets without an XDP link")
+                    })?;
+                    if container_xdp.is_none() {
+                        let [prog, slots, xsks] = self
+                            .container_xdp
+                            .dup_for_handover()
+                            .map_err(|e| format!("the container XDP program: {e}"))?;
+                        container_xdp = Some(ContainerXdpOffer {
+                            prog: push(&mut fds, prog),
+                            slots: push(&mut fds, slots),
+                            xsks: push(&mut fds, xsks),
+                        });
+                    }
+                    let fd = link
+                        .dup_for_handover()
+                        .map_err(|e| format!("port {name}'s XDP link: {e}"))?;
+                    let xsk = XskPortOffer {
+                        native: link.mode() == XdpMode::Driver,
+                        link: push(&mut fds, fd),
+                        slot: link.slot(),
+                        queues: offer_xsk_queues(socks, &mut fds)
+                            .map_err(|e| format!("port {name}: {e}"))?,
+                    };
+                    (Vec::new(), Some(xsk))
+                }
+                other => {
+                    let queues = other
+                        .dup()?
+                        .into_iter()
+                        .map(|mut q| match q.len() {
+                            1 => Ok(push(&mut fds, q.remove(0))),
+                            n => Err(format!("port {name}: {n} descriptors for one queue")),
+                        })
+                        .collect::<std::result::Result<Vec<_>, String>>()?;
+                    (queues, None)
+                }
+            };
             ports.push(PortOffer {
-                name: slot.config.name.clone(),
+                name: name.clone(),
                 index,
                 kind: slot.config.kind,
                 offload: slot.config.offload,
                 attached: slot.attachment.is_some(),
                 queues,
+                xsk,
             });
         }
         let liveness = match &self.hello_sock {
-            Some(s) => Some(push(dup(
-                s.as_fd().try_clone_to_owned(),
-                "liveness socket",
-            )?)),
+            Some(s) => Some(push(
+                &mut fds,
+                dup(s.as_fd().try_clone_to_owned(), "liveness socket")?,
+            )),
             None => None,
         };
         let control = match &self.control {
-            Some(c) => Some(push(dup(c.dup_listener(), "control socket")?)),
+            Some(c) => Some(push(&mut fds, dup(c.dup_listener(), "control socket")?)),
             None => None,
         };
         let handover = match &self.handover {
-            Some(l) => Some(push(dup(l.dup(), "handover socket")?)),
+            Some(l) => Some(push(&mut fds, dup(l.dup(), "handover socket")?)),
             None => None,
         };
         let metrics = match &self.metrics {
-            Some(m) => Some(push(dup(m.dup_listener(), "metrics listener")?)),
+            Some(m) => Some(push(&mut fds, dup(m.dup_listener(), "metrics listener")?)),
             None => None,
         };
         let offer = Offer {
@@ -965,7 +1096,7 @@ impl super::Router<'_> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             host: self.topo.hosts[self.me].name.clone(),
             workers: self.n_workers,
-            fds: 0,
+            fds: fds.len(),
             uplink,
             liveness,
             control,
@@ -973,38 +1104,35 @@ impl super::Router<'_> {
             metrics,
             ports,
             devices: self.owned.devices.iter().map(|d| d.handle()).collect(),
+            container_xdp,
         };
-        Ok((
-            Offer {
-                fds: fds.len(),
-                ..offer
-            },
-            fds,
-        ))
+        Ok((offer, fds))
     }
 
     /// The new workers poll: stops this router's workers (each drains what
-    /// its ports already read) and lets go of the devices it made, which
-    /// the new router owns now. Returns the packets forwarded in all.
-    fn stop_for_handover(&mut self) -> (u64, Vec<XskHandover>) {
+    /// its ports already read) and lets go of the devices it made and of
+    /// the container XDP links, which the new router owns now. Returns the
+    /// packets forwarded in all and where the AF_XDP sockets' frames were.
+    fn stop_for_handover(&mut self) -> (u64, XskStates) {
         for d in self.owned.devices.drain(..) {
             d.release();
         }
         let handles: Vec<_> = self.owned.workers.iter().map(|(_, h)| h.clone()).collect();
         // The workers drop their ports as they stop, and each AF_XDP port
-        // leaves where its frames are; the program stays attached through
-        // the new router's descriptor of its link.
+        // leaves where its frames are; the programs stay attached through
+        // the new router's descriptors of their links.
         self.owned.shutdown();
-        let mut xsk = Vec::new();
+        let mut xsk = XskStates::default();
         if let setup::Passable::Xsk(socks) = &self.uplink_passable {
-            for q in socks {
-                match q.cell.lock().ok().and_then(|c| c.clone()) {
-                    Some(state) => xsk.push(state),
-                    None => tracing::error!(
-                        queue = q.queue_id,
-                        "an AF_XDP socket's worker did not let go of it: the new router cannot take that queue"
-                    ),
-                }
+            xsk.uplink = released_states(&self.nic, socks);
+        }
+        for (_, slot) in self.ports.iter_mut() {
+            if let Some(link) = &mut slot.program {
+                link.disarm();
+            }
+            if let setup::Passable::Xsk(socks) = &slot.passable {
+                let states = released_states(&slot.config.name, socks);
+                xsk.ports.insert(slot.config.name.clone(), states);
             }
         }
         let forwarded = handles
@@ -1034,6 +1162,7 @@ impl super::Router<'_> {
     pub(super) fn complete_takeover(&mut self, t: Takeover) -> Result<()> {
         let mut left = t.left_over();
         left.extend(self.takeover_attached.keys().cloned());
+        left.extend(self.takeover_attached_xsk.keys().cloned());
         if !left.is_empty() {
             let why = format!(
                 "the running router has ports this one would not take ({}): restart instead",
@@ -1054,10 +1183,27 @@ impl super::Router<'_> {
         let devices = t.offer.devices.clone();
         let path = t.path.clone();
         let started = Instant::now();
-        let (old_forwarded, xsk) = t.finish()?;
+        let (old_forwarded, mut xsk) = t.finish()?;
         let pending = std::mem::take(&mut self.pending_xsk);
-        if !pending.is_empty() {
-            self.take_xsk_uplink(pending, &xsk)?;
+        let held = !pending.is_empty();
+        for p in pending {
+            let states = if p.index == 0 {
+                std::mem::take(&mut xsk.uplink)
+            } else {
+                xsk.ports.remove(&p.ifname).unwrap_or_default()
+            };
+            self.take_xsk_port(p, &states)?;
+        }
+        // The container XDP links are this router's to clean up now.
+        for (_, slot) in self.ports.iter_mut() {
+            if let Some(link) = &mut slot.program {
+                link.arm();
+            }
+        }
+        if held {
+            for (_, h) in &self.owned.workers {
+                h.release();
+            }
         }
         for h in &devices {
             self.owned
@@ -1084,45 +1230,104 @@ impl super::Router<'_> {
     }
 }
 
-/// The AF_XDP uplink's last step on the new router's side.
+/// The AF_XDP sockets' last step on the new router's side.
 impl super::Router<'_> {
-    /// Carries on the AF_XDP sockets the old router has let go of, from
-    /// where it left their frames, and lets the held workers poll.
-    fn take_xsk_uplink(&mut self, pending: Vec<PendingXsk>, states: &[XskHandover]) -> Result<()> {
+    /// Carries on the AF_XDP sockets of one port (the uplink, or a veth
+    /// port) that the old router has let go of, from where it left their
+    /// frames, and hands them to the (still held) workers.
+    fn take_xsk_port(&mut self, p: PendingPort, states: &[XskHandover]) -> Result<()> {
         let mut q = setup::Queues::empty(self.n_workers);
-        let mut passable = Vec::with_capacity(pending.len());
-        for p in pending {
+        let mut passable = Vec::with_capacity(p.queues.len());
+        for x in p.queues {
             let state = states
                 .iter()
-                .find(|s| s.queue_id == p.queue_id)
+                .find(|s| s.queue_id == x.queue_id)
                 .with_context(|| {
                     format!(
                         "the old router left no state for AF_XDP queue {} on {}",
-                        p.queue_id, self.nic
+                        x.queue_id, p.ifname
                     )
                 })?;
-            let port = AfXdpPort::adopt(&self.nic, p.fds, state).with_context(|| {
-                format!("taking over AF_XDP queue {} on {}", p.queue_id, self.nic)
+            let port = AfXdpPort::adopt(&p.ifname, x.fds, state).with_context(|| {
+                format!("taking over AF_XDP queue {} on {}", x.queue_id, p.ifname)
             })?;
-            passable.push(setup::XskQueue::of(&port, p.worker, p.rx_only)?);
-            tracing::info!(dev = %self.nic, queue = p.queue_id, worker = p.worker, bind = %port.bind_mode(), "AF_XDP uplink socket taken over");
-            if p.rx_only {
-                q.rx_only.push((p.worker, Box::new(port)));
+            passable.push(setup::XskQueue::of(&port, x.worker, x.rx_only)?);
+            tracing::info!(dev = %p.ifname, port = p.index, queue = x.queue_id, worker = x.worker, bind = %port.bind_mode(), "AF_XDP socket taken over");
+            if x.rx_only {
+                q.rx_only.push((x.worker, Box::new(port)));
             } else {
-                let slot = q.per_worker.get_mut(p.worker).with_context(|| {
-                    format!("AF_XDP queue {} for worker {}", p.queue_id, p.worker)
+                let slot = q.per_worker.get_mut(x.worker).with_context(|| {
+                    format!("AF_XDP queue {} for worker {}", x.queue_id, x.worker)
                 })?;
                 *slot = Some(Box::new(port));
             }
         }
-        self.give_to_workers(0, q)
+        self.give_to_workers(p.index, q)
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        self.uplink_passable = setup::Passable::Xsk(passable);
-        for (_, h) in &self.owned.workers {
-            h.release();
+        let passable = setup::Passable::Xsk(passable);
+        if p.index == 0 {
+            self.uplink_passable = passable;
+        } else if let Some(slot) = self.ports.get_mut(p.index) {
+            slot.passable = passable;
         }
         Ok(())
     }
+}
+
+/// Puts `fd` among the offer's descriptors; returns its index.
+fn push(fds: &mut Vec<OwnedFd>, fd: OwnedFd) -> usize {
+    fds.push(fd);
+    fds.len() - 1
+}
+
+/// The offer of AF_XDP sockets `socks`, their descriptors put in `fds`.
+fn offer_xsk_queues(
+    socks: &[setup::XskQueue],
+    fds: &mut Vec<OwnedFd>,
+) -> std::result::Result<Vec<XskQueueOffer>, String> {
+    // Both routers run on this kernel: if it cannot map the rings of a
+    // bound socket, the new router could not either, and a restart is
+    // the way.
+    for q in socks {
+        AfXdpPort::adoptable(q.fds[0].as_fd(), q.ring_size).map_err(|e| {
+            format!(
+                "this kernel cannot map the rings of a bound AF_XDP socket (Linux 6.4 can): {e}"
+            )
+        })?;
+    }
+    let mut queues = Vec::with_capacity(socks.len());
+    for q in socks {
+        let dup = |fd: &OwnedFd, what: &str| {
+            fd.try_clone()
+                .map_err(|e| format!("duplicating the {what}: {e}"))
+        };
+        let (sock, umem) = (dup(&q.fds[0], "AF_XDP socket")?, dup(&q.fds[1], "UMEM")?);
+        queues.push(XskQueueOffer {
+            queue_id: q.queue_id,
+            worker: q.worker,
+            rx_only: q.rx_only,
+            socket: push(fds, sock),
+            umem: push(fds, umem),
+        });
+    }
+    Ok(queues)
+}
+
+/// Where the AF_XDP sockets `socks` of `ifname` left their frames, once
+/// their workers have dropped them.
+fn released_states(ifname: &str, socks: &[setup::XskQueue]) -> Vec<XskHandover> {
+    let mut out = Vec::with_capacity(socks.len());
+    for q in socks {
+        match q.cell.lock().ok().and_then(|c| c.clone()) {
+            Some(state) => out.push(state),
+            None => tracing::error!(
+                dev = ifname,
+                queue = q.queue_id,
+                "an AF_XDP socket's worker did not let go of it: the new router cannot take that queue"
+            ),
+        }
+    }
+    out
 }
 
 /// What [`serve`] needs from the old router.
@@ -1130,7 +1335,7 @@ trait Source {
     fn offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String>;
     /// Stops the workers; returns what they forwarded and where the
     /// AF_XDP sockets' frames were once they let go.
-    fn stop_workers(&mut self) -> (u64, Vec<XskHandover>);
+    fn stop_workers(&mut self) -> (u64, XskStates);
     /// The new router (process `pid`, when known) carries on from here:
     /// the service manager is told so.
     fn hand_to(&mut self, pid: Option<u32>);
@@ -1141,7 +1346,7 @@ impl Source for super::Router<'_> {
         self.build_offer()
     }
 
-    fn stop_workers(&mut self) -> (u64, Vec<XskHandover>) {
+    fn stop_workers(&mut self) -> (u64, XskStates) {
         self.stop_for_handover()
     }
 
@@ -1308,6 +1513,7 @@ mod tests {
             v: VERSION,
             forwarded: 3,
             xsk: Vec::new(),
+            port_xsk: BTreeMap::new(),
         };
         assert_eq!(
             serde_json::to_string(&done).unwrap(),
@@ -1334,23 +1540,82 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, Answer::Offer(o));
+        let state = XskHandover {
+            queue_id: 0,
+            zero_copy: false,
+            need_wakeup: true,
+            frame_size: 2048,
+            frame_count: 4096,
+            ring_size: 2048,
+            free: vec![(2048, 2048)],
+            kernel_rx: 2048,
+            kernel_tx: 0,
+        };
         let done = Answer::Done {
             v: VERSION,
             forwarded: 3,
-            xsk: vec![XskHandover {
-                queue_id: 0,
-                zero_copy: false,
-                need_wakeup: true,
-                frame_size: 2048,
-                frame_count: 4096,
-                ring_size: 2048,
-                free: vec![(2048, 2048)],
-                kernel_rx: 2048,
-                kernel_tx: 0,
-            }],
+            xsk: vec![state.clone()],
+            port_xsk: BTreeMap::new(),
         };
         let back: Answer = parse(&serde_json::to_vec(&done).unwrap(), "answer").unwrap();
         assert_eq!(back, done);
+        let done = Answer::Done {
+            v: VERSION,
+            forwarded: 3,
+            xsk: Vec::new(),
+            port_xsk: BTreeMap::from([("c1".to_owned(), vec![state])]),
+        };
+        let text = serde_json::to_string(&done).unwrap();
+        assert!(!text.contains("\"xsk\""), "{text}");
+        let back: Answer = parse(text.as_bytes(), "answer").unwrap();
+        assert_eq!(back, done);
+    }
+
+    /// The offer of a TUN port and of a host without AF_XDP veth ports is
+    /// written as the first release wrote it (the test above); an AF_XDP
+    /// veth port's link and sockets, and the container program with its
+    /// maps, appear with such a port and read back.
+    #[test]
+    fn af_xdp_veth_fields_appear_only_with_such_a_port() {
+        let a: Answer = parse(OFFER_V1.as_bytes(), "answer").unwrap();
+        let Answer::Offer(mut o) = a else {
+            panic!("{a:?}")
+        };
+        let first =
+            String::from_utf8(serde_json::to_vec(&Answer::Offer(o.clone())).unwrap()).unwrap();
+        assert_eq!(first, OFFER_V1);
+        o.ports.push(PortOffer {
+            name: "c2".into(),
+            index: 2,
+            kind: PortKind::Veth,
+            offload: false,
+            attached: true,
+            queues: Vec::new(),
+            xsk: Some(XskPortOffer {
+                native: true,
+                link: 10,
+                slot: 1,
+                queues: vec![XskQueueOffer {
+                    queue_id: 0,
+                    worker: 1,
+                    rx_only: false,
+                    socket: 11,
+                    umem: 12,
+                }],
+            }),
+        });
+        o.container_xdp = Some(ContainerXdpOffer {
+            prog: 7,
+            slots: 8,
+            xsks: 9,
+        });
+        let text = serde_json::to_string(&Answer::Offer(o.clone())).unwrap();
+        assert!(
+            text.contains(r#""container_xdp":{"prog":7,"slots":8,"xsks":9}"#),
+            "{text}"
+        );
+        let back: Answer = parse(text.as_bytes(), "answer").unwrap();
+        assert_eq!(back, Answer::Offer(o));
     }
 
     #[test]
@@ -1395,6 +1660,55 @@ mod tests {
         assert_eq!(got.len(), 300);
         drop(a);
         assert!(b.recv(0).unwrap().is_none(), "a closed peer reads as None");
+    }
+
+    /// A router that cannot hand over (here: its offer fails).
+    struct Refusing {
+        stopped: bool,
+    }
+
+    impl Source for Refusing {
+        fn offer(&self) -> std::result::Result<(Offer, Vec<OwnedFd>), String> {
+            Err("port c1 cannot be handed over".into())
+        }
+        fn stop_workers(&mut self) -> (u64, XskStates) {
+            self.stopped = true;
+            (0, XskStates::default())
+        }
+        fn hand_to(&mut self, _pid: Option<u32>) {}
+    }
+
+    /// The restart fallback: a router that cannot hand over answers
+    /// `refused` with its reason and goes on; asked to `stop` then, it
+    /// says `stopping` and stops as on SIGTERM, its workers never handed
+    /// over.
+    #[test]
+    fn a_refused_takeover_asks_the_old_router_to_stop() {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+        let (old, new) = (Conn::new(a).unwrap(), Conn::new(b).unwrap());
+        let server = std::thread::spawn(move || {
+            let mut src = Refusing { stopped: false };
+            let outcome = serve(old, &mut src);
+            (matches!(outcome, Outcome::Stop(_)), src.stopped)
+        });
+        new.request(Ask::Takeover, None).unwrap();
+        let (bytes, _) = new.recv(0).unwrap().unwrap();
+        match parse::<Answer>(&bytes, "answer").unwrap() {
+            Answer::Refused { code, message, .. } => {
+                assert_eq!(code, "unsupported");
+                assert!(message.contains("port c1"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        new.request(Ask::Stop, None).unwrap();
+        let (bytes, _) = new.recv(0).unwrap().unwrap();
+        assert_eq!(
+            parse::<Answer>(&bytes, "answer").unwrap(),
+            Answer::Stopping { v: VERSION }
+        );
+        let (stop, stopped_for_handover) = server.join().unwrap();
+        assert!(stop, "the old router must stop as on SIGTERM");
+        assert!(!stopped_for_handover);
     }
 
     #[test]

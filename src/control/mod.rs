@@ -312,9 +312,13 @@ struct Router<'a> {
     /// During a takeover: attached ports' queue descriptors from the old
     /// router, by device name, for [`Router::reattach_recorded`].
     takeover_attached: BTreeMap<String, Vec<std::os::fd::OwnedFd>>,
-    /// AF_XDP uplink sockets taken over, polled once the old router has
-    /// let go of them.
-    pending_xsk: Vec<handover::PendingXsk>,
+    /// During a takeover: attached AF_XDP veth ports' links and sockets
+    /// from the old router, by device name, for [`Router::reattach_recorded`].
+    /// `None` once taken (the name stays until the port is installed).
+    takeover_attached_xsk: BTreeMap<String, Option<handover::TakenXsk>>,
+    /// AF_XDP sockets taken over (the uplink's, veth ports'), polled once
+    /// the old router has let go of them.
+    pending_xsk: Vec<handover::PendingPort>,
     /// A handover or a restart request decided how this router ends.
     exit: Exit,
     /// How to start a successor on SIGUSR2, and the one started.
@@ -502,7 +506,16 @@ impl<'a> Router<'a> {
         let spares = if opts.socket.is_some() { n_workers } else { 0 };
         let mut umem_pool =
             UmemPool::new(AfXdpConfig::veth(), spares).context("starting the spare UMEM thread")?;
-        let container_xdp = ContainerXdp::new();
+        // Taking over AF_XDP veth ports, their shared program is the old
+        // router's, and later attaches use it too.
+        let container_xdp = match takeover.as_deref_mut() {
+            Some(t) => t.container_xdp()?,
+            None => None,
+        };
+        if container_xdp.is_some() {
+            tracing::info!("container XDP program taken over");
+        }
+        let container_xdp = container_xdp.unwrap_or_default();
 
         // Queues per port index: 0 the uplink, then container ports.
         let mut by_port: Vec<Queues> = Vec::with_capacity(1 + host.ports.len());
@@ -510,7 +523,13 @@ impl<'a> Router<'a> {
         by_port.push(match takeover.as_deref_mut() {
             Some(t) => {
                 let (q, pending) = adopt_uplink(&topo, me, &nic, &nic_info, n_workers, t)?;
-                pending_xsk = pending;
+                if !pending.is_empty() {
+                    pending_xsk.push(handover::PendingPort {
+                        index: 0,
+                        ifname: nic.clone(),
+                        queues: pending,
+                    });
+                }
                 q
             }
             None => open_uplink(&topo, me, &nic, &nic_info, n_workers, queues, &xsk_cfg)?,
@@ -534,7 +553,18 @@ impl<'a> Router<'a> {
                     tracing::info!(port = %p.name, queues = tuns.len(), "TUN port taken over");
                     setup::tun_queues(tuns, n_workers)
                 }
-                (_, Some(_)) => bail!("port {}: only TUN ports are taken over", p.name),
+                (PortKind::Veth, Some((offer, _))) if offer.xsk.is_some() => {
+                    let t = takeover.as_deref_mut().expect("handed over");
+                    let (link, pending) = t.xsk_port(&offer, &container_xdp)?;
+                    tracing::info!(port = %p.name, mode = %link.mode(), sockets = pending.len(), "veth port's XDP link taken over; its AF_XDP sockets follow once the old router lets go");
+                    let mut q = Queues::empty(n_workers);
+                    q.link = Some(link);
+                    q.pending = pending;
+                    q
+                }
+                (PortKind::Veth, Some((_, fds))) => {
+                    setup::adopt_packet_queues(p, idx, mtu, host.vtep_mac.0, n_workers, fds)?
+                }
                 (PortKind::Tun, None) => {
                     let tuns = match &p.netns {
                         Some(ns) => {
@@ -605,6 +635,13 @@ impl<'a> Router<'a> {
                     )?
                 }
             };
+            if !q.pending.is_empty() {
+                pending_xsk.push(handover::PendingPort {
+                    index: idx as u16,
+                    ifname: p.name.clone(),
+                    queues: std::mem::take(&mut q.pending),
+                });
+            }
             ports.insert(
                 idx as u16,
                 Slot {
@@ -746,6 +783,7 @@ impl<'a> Router<'a> {
             registry.register(&mut SourceFd(&l.fd()), HANDOVER_TOKEN, Interest::READABLE)?;
         }
         let mut takeover_attached = BTreeMap::new();
+        let mut takeover_attached_xsk = BTreeMap::new();
         if let Some(t) = takeover {
             let names: Vec<String> = t
                 .offer
@@ -756,10 +794,16 @@ impl<'a> Router<'a> {
                 .collect();
             for name in names {
                 if let Some((offer, fds)) = t.port(&name)? {
-                    if offer.kind != PortKind::Tun {
-                        bail!("attached port {name}: only TUN ports are taken over");
+                    match offer.kind {
+                        PortKind::Veth if offer.xsk.is_some() => {
+                            let taken = t.xsk_port(&offer, &container_xdp)?;
+                            takeover_attached_xsk.insert(name, Some(taken));
+                        }
+                        // TUN queues, AF_PACKET sockets.
+                        PortKind::Tun | PortKind::Veth => {
+                            takeover_attached.insert(name, fds);
+                        }
                     }
-                    takeover_attached.insert(name, fds);
                 }
             }
         }
@@ -814,6 +858,7 @@ impl<'a> Router<'a> {
             uplink_passable,
             handover,
             takeover_attached,
+            takeover_attached_xsk,
             pending_xsk,
             exit: Exit::Running,
             relaunch: handover::Relaunch::of_this_process(),

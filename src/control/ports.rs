@@ -97,9 +97,24 @@ impl PortSet {
             .filter_map(|(i, s)| Some(((i + 1) as u16, s.as_ref()?)))
     }
 
+    /// Every port with its index, to change.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (u16, &mut Slot)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| Some(((i + 1) as u16, s.as_mut()?)))
+    }
+
     /// The port at `index`.
     pub(super) fn get(&self, index: u16) -> Option<&Slot> {
         self.slots.get(usize::from(index).checked_sub(1)?)?.as_ref()
+    }
+
+    /// The port at `index`, to change.
+    pub(super) fn get_mut(&mut self, index: u16) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(usize::from(index).checked_sub(1)?)?
+            .as_mut()
     }
 
     /// The ports' configurations by index, as [`crate::dataplane::tables::HostEnv::ports`] takes them.

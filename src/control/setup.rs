@@ -33,22 +33,27 @@ pub(super) struct Queues {
     pub link: Option<ContainerLink>,
     /// What a handover passes to a new router process.
     pub passable: Passable,
+    /// AF_XDP sockets handed over and not polled yet (a takeover): the
+    /// old router polls them until it says `done`.
+    pub pending: Vec<super::handover::PendingXsk>,
 }
 
 /// The descriptors a handover passes for one port's queues, or why it
 /// cannot: second descriptors of the same open files, kept beside the
 /// queues the workers own.
 pub(super) enum Passable {
-    /// Per worker: its queue's descriptors (a TUN queue; a UDP uplink
-    /// queue's receive socket, then its sending sockets).
+    /// Per worker: its queue's descriptors (a TUN queue; an AF_PACKET
+    /// socket; a UDP uplink queue's receive socket, then its sending
+    /// sockets).
     Fds(Vec<Vec<OwnedFd>>),
-    /// Why not (AF_XDP container ports, AF_PACKET).
+    /// Why not.
     No(String),
-    /// The uplink's AF_XDP sockets, which go with its XDP program.
+    /// AF_XDP sockets, which go with the XDP program they are registered
+    /// in (the uplink's, or a veth port's link of the container program).
     Xsk(Vec<XskQueue>),
 }
 
-/// One AF_XDP socket of the uplink, as a handover passes it.
+/// One AF_XDP socket of a port, as a handover passes it.
 pub(super) struct XskQueue {
     pub queue_id: u32,
     /// The worker that polls it.
@@ -84,7 +89,7 @@ impl Passable {
     pub(super) fn dup(&self) -> Result<Vec<Vec<OwnedFd>>, String> {
         match self {
             Passable::No(why) => Err(why.clone()),
-            Passable::Xsk(_) => Err("AF_XDP sockets go with the uplink's XDP program".into()),
+            Passable::Xsk(_) => Err("AF_XDP sockets go with their XDP program".into()),
             Passable::Fds(v) => v
                 .iter()
                 .map(|q| {
@@ -107,6 +112,7 @@ impl Queues {
             program: None,
             passable: Passable::Fds(Vec::new()),
             link: None,
+            pending: Vec::new(),
         }
     }
 }
@@ -126,6 +132,45 @@ pub(super) fn tun_queues(tuns: Vec<TunPort>, n_workers: usize) -> Queues {
     q
 }
 
+/// Carries on the AF_PACKET sockets `fds` of veth port `p` (`offload =
+/// true`), port index `index`, one per worker, handed over by the router
+/// this one takes over from.
+pub(super) fn adopt_packet_queues(
+    p: &PortConfig,
+    index: usize,
+    mtu: u16,
+    vtep_mac: [u8; 6],
+    n_workers: usize,
+    fds: Vec<OwnedFd>,
+) -> Result<Queues> {
+    if !p.offload || p.kind != PortKind::Veth {
+        bail!(
+            "port {}: AF_PACKET sockets handed over for a port without them",
+            p.name
+        );
+    }
+    if fds.len() > n_workers {
+        bail!(
+            "port {}: {} AF_PACKET sockets handed over for {n_workers} worker(s)",
+            p.name,
+            fds.len()
+        );
+    }
+    let mut q = Queues::empty(n_workers);
+    let container_mac = p.mac.map(|m| m.0).unwrap_or([0; 6]);
+    let gw_mac = crate::config::router_port_mac(vtep_mac, index);
+    let mut passable = Vec::with_capacity(fds.len());
+    for (slot, fd) in q.per_worker.iter_mut().zip(fds) {
+        let port = PacketPort::adopt(&p.name, fd, mtu, container_mac, gw_mac)
+            .with_context(|| format!("taking over veth port {}", p.name))?;
+        passable.push(vec![port.dup_fd()?]);
+        *slot = Some(Box::new(port));
+    }
+    q.passable = Passable::Fds(passable);
+    tracing::info!(port = %p.name, queues = q.per_worker.iter().flatten().count(), "veth port taken over (AF_PACKET)");
+    Ok(q)
+}
+
 /// Opens the queues of veth port `p` (its host end must exist in our
 /// namespace), port index `index`: AF_PACKET sockets with virtio-net
 /// headers when `p.offload`, else AF_XDP sockets (on `pool`'s spare UMEMs
@@ -142,11 +187,6 @@ pub(super) fn open_veth_queues(
 ) -> Result<Queues> {
     debug_assert_eq!(p.kind, PortKind::Veth);
     let mut q = Queues::empty(n_workers);
-    q.passable = Passable::No(format!(
-        "veth port {} runs on {} sockets, which cannot be handed over yet",
-        p.name,
-        if p.offload { "AF_PACKET" } else { "AF_XDP" }
-    ));
     if p.offload {
         // The host kernel sees every frame an AF_PACKET socket sees: with
         // addresses on the host end it would answer ARP for them with the
@@ -169,11 +209,16 @@ pub(super) fn open_veth_queues(
             .transpose()
             .with_context(|| format!("veth port {}", p.name))?
             .map(|i| i as u16);
+        let mut passable = Vec::with_capacity(n_workers);
         for slot in q.per_worker.iter_mut() {
             let port = PacketPort::open(&p.name, mtu, container_mac, gw_mac, fanout)
                 .with_context(|| format!("AF_PACKET socket on {}", p.name))?;
+            passable.push(vec![port.dup_fd().with_context(|| {
+                format!("duplicating the AF_PACKET socket of {}", p.name)
+            })?]);
             *slot = Some(Box::new(port));
         }
+        q.passable = Passable::Fds(passable);
         tracing::info!(port = %p.name, workers = n_workers, netns = ?p.netns, "veth port attached (AF_PACKET, virtio-net header offloads)");
         return Ok(q);
     }
@@ -182,11 +227,13 @@ pub(super) fn open_veth_queues(
         .attach(&p.name)
         .with_context(|| format!("attaching the XDP program to {}", p.name))?;
     let veth_queues = (info.num_rx_queues.max(1) as usize).min(n_workers);
+    let mut passable = Vec::with_capacity(info.num_rx_queues.max(1) as usize);
     for (k, slot) in q.per_worker.iter_mut().enumerate().take(veth_queues) {
         let port = pool
             .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
+        passable.push(XskQueue::of(&port, k, false)?);
         *slot = Some(Box::new(port));
     }
     if veth_queues < n_workers {
@@ -197,8 +244,10 @@ pub(super) fn open_veth_queues(
             .open(&p.name, k as u32)
             .with_context(|| format!("AF_XDP socket on {} queue {k}", p.name))?;
         prog.register_socket(k as u32, port.fd())?;
+        passable.push(XskQueue::of(&port, k % n_workers, true)?);
         q.rx_only.push((k % n_workers, Box::new(port)));
     }
+    q.passable = Passable::Xsk(passable);
     tracing::info!(port = %p.name, mode = %prog.mode(), queues = veth_queues, netns = ?p.netns, "veth port attached");
     q.link = Some(prog);
     Ok(q)

@@ -27,11 +27,15 @@
 //! - With several workers each opens a socket in one `PACKET_FANOUT_HASH`
 //!   group, so each frame reaches exactly one worker, one flow always the
 //!   same one. Our own sends are not looped back (`PACKET_IGNORE_OUTGOING`).
+//! - Handover: the socket is read with `recvmsg` (no ring is mapped), so
+//!   a new router can read a second descriptor of it
+//!   ([`PacketPort::dup_fd`], [`PacketPort::adopt`]) while the old one
+//!   still does: a frame is read by one of them, never by neither.
 //! - Kernel-side losses are counted (`packet_rx_drops`, from
 //!   `PACKET_STATISTICS`) beside the offload counters the TUN port exports.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use tun_rs::VirtioNetHdr;
 
@@ -142,7 +146,55 @@ impl PacketPort {
             let v = i32::from(id) | ((libc::PACKET_FANOUT_HASH as i32) << 16);
             sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, v)?;
         }
-        Ok(PacketPort {
+        Ok(Self::with_fd(name, fd, mtu, container_mac, router_mac))
+    }
+
+    /// Carries on socket `fd` of another router (a handover): it must be
+    /// an `AF_PACKET` raw socket with virtio-net headers bound to device
+    /// `name`, as [`PacketPort::open`] makes them; its fanout group is
+    /// the socket's own and stays. Both routers read the same socket while
+    /// both run, so a frame is read by one of them, never by neither.
+    pub fn adopt(
+        name: &str,
+        fd: OwnedFd,
+        mtu: u16,
+        container_mac: [u8; 6],
+        router_mac: [u8; 6],
+    ) -> io::Result<Self> {
+        let invalid = |what: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("AF_PACKET socket of {name} handed over: {what}"),
+            )
+        };
+        let ifindex = sys::ifindex(name)?;
+        let on = sys::packet_socket_ifindex(fd.as_fd()).map_err(|e| invalid(e.to_string()))?;
+        let ty = sys::getsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)
+            .map_err(|e| invalid(e.to_string()))?;
+        let vnet = sys::getsockopt_int(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR)
+            .map_err(|e| invalid(e.to_string()))?;
+        if on != ifindex || ty != libc::SOCK_RAW || vnet != 1 {
+            return Err(invalid(format!(
+                "bound to interface {on} (type {ty}, virtio-net header {vnet}), expected a raw socket with virtio-net headers on {ifindex}"
+            )));
+        }
+        sys::set_nonblocking(fd.as_raw_fd())?;
+        Ok(Self::with_fd(name, fd, mtu, container_mac, router_mac))
+    }
+
+    /// A second descriptor of the socket, for a handover.
+    pub fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    fn with_fd(
+        name: &str,
+        fd: OwnedFd,
+        mtu: u16,
+        container_mac: [u8; 6],
+        router_mac: [u8; 6],
+    ) -> Self {
+        PacketPort {
             name: name.to_owned(),
             fd,
             mtu: usize::from(mtu),
@@ -154,7 +206,7 @@ impl PacketPort {
             udp_tx: Coalescer::new(BATCH_SIZE),
             stats: TunStats::default(),
             kernel_drops: std::cell::Cell::new(0),
-        })
+        }
     }
 
     /// One non-blocking receive: `[virtio-net header]` and the IP part into

@@ -69,6 +69,52 @@ pub fn setsockopt_int(
     Ok(())
 }
 
+/// Reads an integer socket option.
+pub fn getsockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    opt: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `v`, a c_int
+    // exclusively borrowed for the call.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+/// The interface a bound `AF_PACKET` socket listens on (`sll_ifindex` of
+/// its name); an error for a socket of another family.
+pub fn packet_socket_ifindex(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `sll`, exclusively
+    // borrowed for the call.
+    cvt(unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut sll as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    })?;
+    if i32::from(sll.sll_family) != libc::AF_PACKET {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a socket of family {}, not AF_PACKET", sll.sll_family),
+        ));
+    }
+    Ok(sll.sll_ifindex as u32)
+}
+
 /// Sets a socket's send (`send`) or receive buffer to `bytes`: above
 /// `net.core.*mem_max` with the FORCE option when we may (root), else as
 /// far as the sysctl allows. Best effort: a smaller buffer still works.
@@ -381,10 +427,147 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     })
 }
 
-/// The kernel's id of BPF link `fd`, and the interface it attaches XDP to;
-/// an error when `fd` is not an XDP link.
-pub fn bpf_xdp_link_info(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+/// What the kernel says of an XDP bpf_link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpLinkInfo {
+    /// The link's id.
+    pub id: u32,
+    /// The id of the program it runs.
+    pub prog_id: u32,
+    /// The interface it is attached to.
+    pub ifindex: u32,
+}
+
+/// The kernel's id of BPF link `fd`, the program it runs and the interface
+/// it attaches XDP to; an error when `fd` is not an XDP link.
+pub fn bpf_xdp_link_info(fd: BorrowedFd<'_>) -> io::Result<XdpLinkInfo> {
     let mut info = BpfLinkInfo::default();
+    // SAFETY: `BpfLinkInfo` is the head of `struct bpf_link_info`, with
+    // no pointer in it.
+    unsafe { obj_info(fd, &mut info) }?;
+    if info.link_type != BPF_LINK_TYPE_XDP {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("BPF link of type {}, not XDP", info.link_type),
+        ));
+    }
+    Ok(XdpLinkInfo {
+        id: info.id,
+        prog_id: info.prog_id,
+        ifindex: info.ifindex,
+    })
+}
+
+/// `BPF_LINK_CREATE` (`enum bpf_cmd`), `BPF_XDP` (`enum bpf_attach_type`),
+/// `BPF_PROG_TYPE_XDP` (`enum bpf_prog_type`).
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_XDP: u32 = 37;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `XDP_FLAGS_SKB_MODE` and `XDP_FLAGS_DRV_MODE` (`if_link.h`).
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+/// Attaches XDP program `prog` to interface `ifindex` through a new
+/// bpf_link (`flags`: [`XDP_FLAGS_DRV_MODE`] or [`XDP_FLAGS_SKB_MODE`]);
+/// the link stays attached while any descriptor of it is open. `EINVAL`
+/// on a kernel without XDP links.
+pub fn bpf_xdp_link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct Attr {
+        prog_fd: u32,
+        target_ifindex: u32,
+        attach_type: u32,
+        flags: u32,
+    }
+    let mut attr = Attr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: BPF_XDP,
+        flags,
+    };
+    // SAFETY: `attr` is the head of the `link_create` member of `union
+    // bpf_attr` (the kernel reads the rest as zero), and holds no pointer.
+    let fd = unsafe { bpf(BPF_LINK_CREATE, &mut attr) }?;
+    // SAFETY: the kernel returned a fresh descriptor that nobody else owns
+    // (BPF descriptors are created close-on-exec).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `struct bpf_prog_info` up to `map_ids` and its name; the kernel fills
+/// no more than the size given.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgInfo {
+    prog_type: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+}
+
+/// Most map ids [`bpf_xdp_prog_info`] reads.
+const MAX_PROG_MAPS: usize = 16;
+
+/// The id of XDP program `fd` and the ids of the maps it uses (at most
+/// [`MAX_PROG_MAPS`]); an error when `fd` is not an XDP program.
+pub fn bpf_xdp_prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, Vec<u32>)> {
+    let mut ids = [0u32; MAX_PROG_MAPS];
+    let mut info = BpfProgInfo {
+        nr_map_ids: MAX_PROG_MAPS as u32,
+        map_ids: ids.as_mut_ptr() as u64,
+        ..BpfProgInfo::default()
+    };
+    // SAFETY: `BpfProgInfo` is the head of `struct bpf_prog_info`;
+    // `map_ids` points at `ids`, of `nr_map_ids` entries, alive here.
+    unsafe { obj_info(fd, &mut info) }?;
+    if info.prog_type != BPF_PROG_TYPE_XDP {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("BPF program of type {}, not XDP", info.prog_type),
+        ));
+    }
+    let n = (info.nr_map_ids as usize).min(MAX_PROG_MAPS);
+    Ok((info.id, ids[..n].to_vec()))
+}
+
+/// `BPF_MAP_TYPE_HASH` and `BPF_MAP_TYPE_XSKMAP` (`enum bpf_map_type`).
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
+pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+
+/// What the kernel says of a BPF map.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BpfMapInfo {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+}
+
+/// The kernel's description of BPF map `fd` (type, id, sizes).
+pub fn bpf_map_info(fd: BorrowedFd<'_>) -> io::Result<BpfMapInfo> {
+    let mut info = BpfMapInfo::default();
+    // SAFETY: `BpfMapInfo` is the head of `struct bpf_map_info`, with no
+    // pointer in it.
+    unsafe { obj_info(fd, &mut info) }?;
+    Ok(info)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` into `info`.
+///
+/// # Safety
+/// `T` must be the head of the info struct of `fd`'s kind of object, and
+/// every pointer in it valid for the length beside it.
+unsafe fn obj_info<T>(fd: BorrowedFd<'_>, info: &mut T) -> io::Result<()> {
     #[repr(C)]
     struct Attr {
         bpf_fd: u32,
@@ -393,19 +576,14 @@ pub fn bpf_xdp_link_info(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
     }
     let mut attr = Attr {
         bpf_fd: fd.as_raw_fd() as u32,
-        info_len: std::mem::size_of::<BpfLinkInfo>() as u32,
-        info: (&mut info as *mut BpfLinkInfo) as u64,
+        info_len: std::mem::size_of::<T>() as u32,
+        info: (info as *mut T) as u64,
     };
     // SAFETY: `attr` is the `info` member of `union bpf_attr`; the kernel
-    // writes at most `info_len` bytes to `info`, alive for the call.
+    // writes at most `info_len` bytes to `info`, alive for the call, and
+    // through its pointers, which the caller vouches for.
     unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
-    if info.link_type != BPF_LINK_TYPE_XDP {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("BPF link of type {}, not XDP", info.link_type),
-        ));
-    }
-    Ok((info.id, info.ifindex))
+    Ok(())
 }
 
 /// A new descriptor of BPF link `id` (needs `CAP_SYS_ADMIN`): the link

@@ -22,7 +22,11 @@
 //! never reach another port's socket.
 //!
 //! Programs attach in native (driver) mode when the driver allows it and in
-//! generic (SKB) mode otherwise, and detach on drop. Nothing is pinned, so
+//! generic (SKB) mode otherwise, and detach on drop. A handover passes
+//! both to a new router ([`XdpProgram::adopt`], [`ContainerXdp::adopt`]):
+//! a bpf_link stays attached while either process holds a descriptor of
+//! it, and a [`ContainerLink`] clears its map entries on drop only while
+//! armed, that is while its router owns it. Nothing is pinned, so
 //! the kernel also detaches them when the process dies; the redirect falls
 //! back to `XDP_PASS` where no socket is registered, so the host keeps its
 //! own traffic either way.
@@ -199,18 +203,7 @@ fn attach_retrying(prog: &mut Xdp, ifname: &str, ifindex: u32) -> io::Result<(Xd
     }
 }
 
-fn xsk_map<'e>(ebpf: &'e mut Ebpf, name: &str) -> io::Result<XskMap<&'e mut MapData>> {
-    let map = ebpf
-        .map_mut(name)
-        .ok_or_else(|| err(format!("XDP object has no `{name}` map")))?;
-    XskMap::try_from(map).map_err(|e| err(format!("{name} map: {e}")))
-}
-
 /// Clears entry `index` of XSKMAP `name`; an empty entry is already clear.
-fn unset_xsk(ebpf: &mut Ebpf, name: &str, index: u32) -> io::Result<()> {
-    unset_xsk_entry(xsk_map(ebpf, name)?, name, index)
-}
-
 fn unset_xsk_entry(mut map: XskMap<&mut MapData>, name: &str, index: u32) -> io::Result<()> {
     match map.unset(index) {
         Ok(()) => Ok(()),
@@ -333,12 +326,22 @@ impl XdpProgram {
         xsks: OwnedFd,
     ) -> io::Result<XdpProgram> {
         let ifindex = super::sys::ifindex(ifname)?;
-        let (_, on) = super::sys::bpf_xdp_link_info(link.as_fd())
-            .map_err(|e| err(format!("the XDP link handed over: {e}")))?;
+        let on = super::sys::bpf_xdp_link_info(link.as_fd())
+            .map_err(|e| err(format!("the XDP link handed over: {e}")))?
+            .ifindex;
         if on != ifindex {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("the XDP link handed over is on interface {on}, not {ifname} ({ifindex})"),
+            ));
+        }
+        let ty = super::sys::bpf_map_info(xsks.as_fd())
+            .map_err(|e| err(format!("the XSKMAP handed over: {e}")))?
+            .map_type;
+        if ty != super::sys::BPF_MAP_TYPE_XSKMAP {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the XSKMAP handed over is a map of type {ty}"),
             ));
         }
         let data =
@@ -427,7 +430,9 @@ impl Drop for XdpProgram {
 
 /// The container program, loaded once and shared by every container veth
 /// port of a router (see the module doc). Cheap to clone: clones share the
-/// one loaded program. Loaded on first use, or up front with [`Self::load`].
+/// one loaded program. Loaded on first use, or up front with [`Self::load`],
+/// or handed over by the router this one takes over from
+/// ([`Self::adopt`]).
 #[derive(Clone, Default)]
 pub struct ContainerXdp {
     shared: Arc<Mutex<Shared>>,
@@ -435,39 +440,110 @@ pub struct ContainerXdp {
 
 #[derive(Default)]
 struct Shared {
-    /// The object with `container` loaded; `None` until first needed.
-    ebpf: Option<Ebpf>,
+    /// The program and its maps; `None` until first needed.
+    prog: Option<Loaded>,
     /// Slots held by a live [`ContainerLink`] (or lost to a failed clean-up).
     used: Vec<bool>,
+}
+
+/// The container program and the two maps its ports are registered in.
+struct Loaded {
+    /// A descriptor of the program: every link is made from it.
+    prog: OwnedFd,
+    /// The program's kernel id (a link handed over must run it).
+    prog_id: u32,
+    /// `container_slots`: ifindex -> slot.
+    slots: Map,
+    /// `container_xsks`: the sockets at `slot * MAX_QUEUES + queue`.
+    xsks: Map,
+    /// The object loaded here, for the netlink attach of a kernel without
+    /// XDP links; `None` when handed over.
+    ebpf: Option<Ebpf>,
 }
 
 impl fmt::Debug for ContainerXdp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.lock();
         f.debug_struct("ContainerXdp")
-            .field("loaded", &s.ebpf.is_some())
+            .field("loaded", &s.prog.is_some())
             .field("links", &s.used.iter().filter(|u| **u).count())
             .finish()
     }
 }
 
-impl Shared {
-    /// The loaded object, loading it now if needed.
-    fn ebpf(&mut self) -> io::Result<&mut Ebpf> {
-        if self.ebpf.is_none() {
-            let mut ebpf = load_object(&["xsks", "underlay_addrs"])?;
-            load_program(&mut ebpf, CONTAINER)?;
-            self.ebpf = Some(ebpf);
-        }
-        Ok(self.ebpf.as_mut().expect("loaded just above"))
+impl Loaded {
+    /// Loads the object and the `container` program through the verifier.
+    fn load() -> io::Result<Loaded> {
+        let mut ebpf = load_object(&["xsks", "underlay_addrs"])?;
+        let prog = load_program(&mut ebpf, CONTAINER)?
+            .fd()
+            .map_err(|e| err(format!("program {CONTAINER}: {e}")))?
+            .as_fd()
+            .try_clone_to_owned()?;
+        let (prog_id, _) = super::sys::bpf_xdp_prog_info(prog.as_fd())?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| err(format!("XDP object has no `{name}` map")))
+        };
+        let (slots, xsks) = (take("container_slots")?, take("container_xsks")?);
+        Ok(Loaded {
+            prog,
+            prog_id,
+            slots,
+            xsks,
+            ebpf: Some(ebpf),
+        })
     }
 
     fn slots_map(&mut self) -> io::Result<HashMap<&mut MapData, u32, u32>> {
-        let map = self
-            .ebpf()?
-            .map_mut("container_slots")
-            .ok_or_else(|| err("XDP object has no `container_slots` map"))?;
-        HashMap::try_from(map).map_err(|e| err(format!("container_slots map: {e}")))
+        HashMap::try_from(&mut self.slots).map_err(|e| err(format!("container_slots map: {e}")))
+    }
+
+    fn xsk_map(&mut self) -> io::Result<XskMap<&mut MapData>> {
+        XskMap::try_from(&mut self.xsks).map_err(|e| err(format!("container_xsks map: {e}")))
+    }
+
+    /// Attaches the program to `ifindex` through a bpf_link, native mode
+    /// first, generic mode second; through netlink where the kernel has no
+    /// XDP links (and the object was loaded here).
+    fn attach(&mut self, ifname: &str, ifindex: u32) -> io::Result<(XdpMode, LinkHold)> {
+        use super::sys::{bpf_xdp_link_create, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+        let native = match bpf_xdp_link_create(self.prog.as_fd(), ifindex, XDP_FLAGS_DRV_MODE) {
+            Ok(fd) => return Ok((XdpMode::Driver, LinkHold::Fd(fd))),
+            Err(e) => e,
+        };
+        let generic = match bpf_xdp_link_create(self.prog.as_fd(), ifindex, XDP_FLAGS_SKB_MODE) {
+            Ok(fd) => return Ok((XdpMode::Skb, LinkHold::Fd(fd))),
+            Err(e) => e,
+        };
+        let no_links = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        match &mut self.ebpf {
+            Some(ebpf) if no_links(&native) && no_links(&generic) => {
+                let prog: &mut Xdp = ebpf
+                    .program_mut(CONTAINER)
+                    .ok_or_else(|| err(format!("XDP object has no program {CONTAINER}")))?
+                    .try_into()
+                    .map_err(|e| err(format!("program {CONTAINER}: {e}")))?;
+                let (mode, id) = attach_link(prog, ifname, ifindex)?;
+                let link = prog
+                    .take_link(id)
+                    .map_err(|e| err(format!("taking the XDP link of {ifname}: {e}")))?;
+                Ok((mode, LinkHold::Netlink(link)))
+            }
+            _ => Err(err(format!(
+                "attaching XDP to {ifname} refused: native: {native}; generic: {generic}"
+            ))),
+        }
+    }
+}
+
+impl Shared {
+    /// The program, loading it now if needed.
+    fn loaded(&mut self) -> io::Result<&mut Loaded> {
+        if self.prog.is_none() {
+            self.prog = Some(Loaded::load()?);
+        }
+        Ok(self.prog.as_mut().expect("loaded just above"))
     }
 }
 
@@ -485,7 +561,137 @@ impl ContainerXdp {
 
     /// Loads the program through the verifier now, if it is not loaded.
     pub fn load(&self) -> io::Result<()> {
-        self.lock().ebpf().map(|_| ())
+        self.lock().loaded().map(|_| ())
+    }
+
+    /// Second descriptors of the program and of its two maps, for a new
+    /// router that takes over: [program, container_slots, container_xsks].
+    pub fn dup_for_handover(&self) -> io::Result<[OwnedFd; 3]> {
+        let s = self.lock();
+        let l = s
+            .prog
+            .as_ref()
+            .ok_or_else(|| err("the container XDP program is not loaded"))?;
+        let map_fd = |m: &Map| -> io::Result<OwnedFd> {
+            match m {
+                Map::HashMap(d) | Map::XskMap(d) => d.fd().as_fd().try_clone_to_owned(),
+                _ => Err(err("a container map of an unexpected type")),
+            }
+        };
+        Ok([l.prog.try_clone()?, map_fd(&l.slots)?, map_fd(&l.xsks)?])
+    }
+
+    /// Carries on the container program another router loaded: `prog` is
+    /// a descriptor of it, `slots` and `xsks` of its `container_slots` and
+    /// `container_xsks` maps, whose entries still name the links and
+    /// sockets handed over with them. Checked for what they are: an XDP
+    /// program, a hash map of u32 to u32 and an XSKMAP, both maps the
+    /// program's own.
+    pub fn adopt(prog: OwnedFd, slots: OwnedFd, xsks: OwnedFd) -> io::Result<ContainerXdp> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        let (prog_id, prog_maps) = super::sys::bpf_xdp_prog_info(prog.as_fd())
+            .map_err(|e| invalid(format!("the container XDP program handed over: {e}")))?;
+        use super::sys::{BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_XSKMAP};
+        for (fd, name, ty) in [
+            (&slots, "container_slots", BPF_MAP_TYPE_HASH),
+            (&xsks, "container_xsks", BPF_MAP_TYPE_XSKMAP),
+        ] {
+            let info = super::sys::bpf_map_info(fd.as_fd())
+                .map_err(|e| invalid(format!("the {name} map handed over: {e}")))?;
+            let id = info.id;
+            if (info.map_type, info.key_size, info.value_size) != (ty, 4, 4) {
+                return Err(invalid(format!(
+                    "the {name} map handed over is of type {} with {}-byte keys and {}-byte values, expected type {ty} with 4 and 4",
+                    info.map_type, info.key_size, info.value_size
+                )));
+            }
+            if !prog_maps.contains(&id) {
+                return Err(invalid(format!(
+                    "the {name} map handed over (id {id}) is not one of the container XDP program's (id {prog_id}: maps {prog_maps:?})"
+                )));
+            }
+        }
+        let data = |fd, name: &str| {
+            MapData::from_fd(fd).map_err(|e| invalid(format!("the {name} map handed over: {e}")))
+        };
+        let mut l = Loaded {
+            prog,
+            prog_id,
+            slots: Map::HashMap(data(slots, "container_slots")?),
+            xsks: Map::XskMap(data(xsks, "container_xsks")?),
+            ebpf: None,
+        };
+        l.slots_map()
+            .map_err(|e| invalid(format!("handed over: {e}")))?;
+        l.xsk_map()
+            .map_err(|e| invalid(format!("handed over: {e}")))?;
+        Ok(ContainerXdp {
+            shared: Arc::new(Mutex::new(Shared {
+                prog: Some(l),
+                used: Vec::new(),
+            })),
+        })
+    }
+
+    /// Carries on the adopted program's link `link` to `ifname` (running
+    /// in `mode`), slot `slot`, with sockets registered for `queues`.
+    /// Checked: an XDP link of this program on `ifname`, whose slot the
+    /// slot map names and no other link holds. The link is not this
+    /// router's to clean up until [`ContainerLink::arm`]: dropped before,
+    /// it only closes its descriptor.
+    pub fn adopt_link(
+        &self,
+        ifname: &str,
+        mode: XdpMode,
+        link: OwnedFd,
+        slot: u32,
+        queues: &[u32],
+    ) -> io::Result<ContainerLink> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        let ifindex = super::sys::ifindex(ifname)?;
+        let info = super::sys::bpf_xdp_link_info(link.as_fd())
+            .map_err(|e| invalid(format!("the XDP link of {ifname} handed over: {e}")))?;
+        let mut s = self.lock();
+        let l = s
+            .prog
+            .as_mut()
+            .ok_or_else(|| err("no container XDP program handed over"))?;
+        if info.ifindex != ifindex || info.prog_id != l.prog_id {
+            return Err(invalid(format!(
+                "the XDP link handed over for {ifname} ({ifindex}) runs program {} on interface {}, not the container program {}",
+                info.prog_id, info.ifindex, l.prog_id
+            )));
+        }
+        if slot >= MAX_CONTAINER_PORTS || s.used.get(slot as usize) == Some(&true) {
+            return Err(invalid(format!(
+                "XDP slot {slot} of {ifname}: out of range or handed over twice"
+            )));
+        }
+        let named = s.loaded()?.slots_map()?.get(&ifindex, 0).ok();
+        if named != Some(slot) {
+            return Err(invalid(format!(
+                "XDP slot {slot} handed over for {ifname}: the slot map names {named:?}"
+            )));
+        }
+        let mut registered = 0u64;
+        for &q in queues {
+            check_queue(q)?;
+            registered |= 1 << q;
+        }
+        if s.used.len() <= slot as usize {
+            s.used.resize(slot as usize + 1, false);
+        }
+        s.used[slot as usize] = true;
+        Ok(ContainerLink {
+            shared: self.clone(),
+            ifname: ifname.to_string(),
+            ifindex,
+            slot,
+            mode,
+            registered,
+            link: Some(LinkHold::Fd(link)),
+            armed: false,
+        })
     }
 
     /// Attaches the shared program to `ifname` (in the calling thread's
@@ -506,19 +712,11 @@ impl ContainerXdp {
                 )))
             }
         };
-        let prog: &mut Xdp = s
-            .ebpf()?
-            .program_mut(CONTAINER)
-            .ok_or_else(|| err(format!("XDP object has no program {CONTAINER}")))?
-            .try_into()
-            .map_err(|e| err(format!("program {CONTAINER}: {e}")))?;
-        let (mode, id) = attach_link(prog, ifname, ifindex)?;
-        let link = prog
-            .take_link(id)
-            .map_err(|e| err(format!("taking the XDP link of {ifname}: {e}")))?;
+        let l = s.loaded()?;
+        let (mode, link) = l.attach(ifname, ifindex)?;
         // The link attached, so no other link serves this ifindex: an entry
         // for it is a leftover of a device that is gone, and is replaced.
-        if let Err(e) = s.slots_map()?.insert(ifindex, slot as u32, 0) {
+        if let Err(e) = l.slots_map()?.insert(ifindex, slot as u32, 0) {
             drop(link);
             return Err(err(format!("naming the XDP slot of {ifname}: {e}")));
         }
@@ -531,13 +729,23 @@ impl ContainerXdp {
             mode,
             registered: 0,
             link: Some(link),
+            armed: true,
         })
     }
 }
 
+/// How a [`ContainerLink`] holds its attachment.
+enum LinkHold {
+    /// A bpf_link: attached while any process holds a descriptor of it.
+    Fd(OwnedFd),
+    /// The netlink attachment of a kernel without XDP links.
+    Netlink(XdpLink),
+}
+
 /// The shared container program attached to one interface, with the
 /// sockets registered for its queues. Drop detaches it, clears its entries
-/// and frees its slot.
+/// and frees its slot, when armed; a link handed over (either way) only
+/// closes its descriptor, and the other router carries on.
 pub struct ContainerLink {
     shared: ContainerXdp,
     ifname: String,
@@ -546,7 +754,9 @@ pub struct ContainerLink {
     mode: XdpMode,
     /// Bit q set: a socket is registered for queue q.
     registered: u64,
-    link: Option<XdpLink>,
+    link: Option<LinkHold>,
+    /// This router cleans the link up on drop.
+    armed: bool,
 }
 
 impl fmt::Debug for ContainerLink {
@@ -556,6 +766,7 @@ impl fmt::Debug for ContainerLink {
             .field("ifindex", &self.ifindex)
             .field("slot", &self.slot)
             .field("mode", &self.mode)
+            .field("armed", &self.armed)
             .finish()
     }
 }
@@ -571,6 +782,35 @@ impl ContainerLink {
         &self.ifname
     }
 
+    /// The slot whose XSKMAP entries this link's sockets sit in.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// A second descriptor of the bpf_link, for a new router that takes
+    /// over: the program stays attached while either router holds it.
+    pub fn dup_for_handover(&self) -> io::Result<OwnedFd> {
+        match &self.link {
+            Some(LinkHold::Fd(fd)) => fd.try_clone(),
+            Some(LinkHold::Netlink(_)) | None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this kernel attaches XDP through netlink, without a bpf_link to hand over",
+            )),
+        }
+    }
+
+    /// The link is this router's now (a takeover completed): drop cleans
+    /// it up.
+    pub fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// The link is another router's now (handed over): drop only closes
+    /// this process's descriptor.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+
     fn key(&self, queue_id: u32) -> u32 {
         self.slot * MAX_QUEUES + queue_id
     }
@@ -581,14 +821,12 @@ impl ContainerLink {
         check_queue(queue_id)?;
         let key = self.key(queue_id);
         let mut s = self.shared.lock();
-        xsk_map(s.ebpf()?, "container_xsks")?
-            .set(key, fd, 0)
-            .map_err(|e| {
-                err(format!(
-                    "registering the socket of {} queue {queue_id}: {e}",
-                    self.ifname
-                ))
-            })?;
+        s.loaded()?.xsk_map()?.set(key, fd, 0).map_err(|e| {
+            err(format!(
+                "registering the socket of {} queue {queue_id}: {e}",
+                self.ifname
+            ))
+        })?;
         self.registered |= 1 << queue_id;
         Ok(())
     }
@@ -600,40 +838,47 @@ impl ContainerLink {
         }
         let key = self.key(queue_id);
         let mut s = self.shared.lock();
-        unset_xsk(s.ebpf()?, "container_xsks", key)?;
+        unset_xsk_entry(s.loaded()?.xsk_map()?, "container_xsks", key)?;
         self.registered &= !(1 << queue_id);
         Ok(())
     }
 
     /// Detaches, clears this slot's entries and frees the slot; on a
     /// failure to clear, the slot stays taken so no later link inherits a
-    /// socket of this one.
+    /// socket of this one. Unarmed, it only closes the link's descriptor
+    /// and frees the slot here: the entries are the other router's.
     fn release(&mut self) -> io::Result<()> {
-        if let Some(link) = self.link.take() {
-            link.detach()
-                .map_err(|e| err(format!("detaching XDP from {}: {e}", self.ifname)))?;
+        match self.link.take() {
+            Some(LinkHold::Fd(fd)) => drop(fd),
+            Some(LinkHold::Netlink(link)) => link
+                .detach()
+                .map_err(|e| err(format!("detaching XDP from {}: {e}", self.ifname)))?,
+            None => {}
         }
-        for q in 0..MAX_QUEUES {
-            if self.registered & (1 << q) != 0 {
-                self.unregister_socket(q)?;
+        if self.armed {
+            for q in 0..MAX_QUEUES {
+                if self.registered & (1 << q) != 0 {
+                    self.unregister_socket(q)?;
+                }
             }
-        }
-        let mut s = self.shared.lock();
-        let mut slots = s.slots_map()?;
-        // Another device may have this ifindex now and its own entry.
-        if slots.get(&self.ifindex, 0).ok() == Some(self.slot) {
-            match slots.remove(&self.ifindex) {
-                Ok(()) => {}
-                Err(aya::maps::MapError::SyscallError(e))
-                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => {
-                    return Err(err(format!(
-                        "clearing the XDP slot of {}: {e}",
-                        self.ifname
-                    )))
+            let mut s = self.shared.lock();
+            let mut slots = s.loaded()?.slots_map()?;
+            // Another device may have this ifindex now and its own entry.
+            if slots.get(&self.ifindex, 0).ok() == Some(self.slot) {
+                match slots.remove(&self.ifindex) {
+                    Ok(()) => {}
+                    Err(aya::maps::MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => {
+                        return Err(err(format!(
+                            "clearing the XDP slot of {}: {e}",
+                            self.ifname
+                        )))
+                    }
                 }
             }
         }
+        let mut s = self.shared.lock();
         if let Some(u) = s.used.get_mut(self.slot as usize) {
             *u = false;
         }
@@ -645,7 +890,7 @@ impl Drop for ContainerLink {
     fn drop(&mut self) {
         match self.release() {
             Ok(()) => {
-                tracing::debug!(ifname = %self.ifname, slot = self.slot, "container XDP link detached")
+                tracing::debug!(ifname = %self.ifname, slot = self.slot, armed = self.armed, "container XDP link let go")
             }
             Err(e) => {
                 tracing::warn!(ifname = %self.ifname, slot = self.slot, error = %e, "container XDP link: clean-up failed; its slot stays taken")
