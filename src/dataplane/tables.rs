@@ -322,6 +322,9 @@ pub struct Tables {
     pub underlay_fit: u16,
     /// The networks, in the topology's order: index 0 is the default one.
     pub nets: Vec<Net>,
+    /// Their names in the same order, shared: a worker's per-network
+    /// counters go by index and compare this list by pointer per burst.
+    pub net_names: std::sync::Arc<[String]>,
     /// The networks by VNI.
     pub vnis: VniIndex,
     pub peers: Vec<Peer>,
@@ -344,10 +347,17 @@ impl Tables {
     /// a hashed look-up ([`VniIndex`]) otherwise.
     #[inline(always)]
     pub fn net_of_vni(&self, vni: u32) -> Option<&Net> {
+        self.vni_net(vni).map(|(_, n)| n)
+    }
+
+    /// [`Tables::net_of_vni`] with the network's index in `nets`.
+    #[inline(always)]
+    pub fn vni_net(&self, vni: u32) -> Option<(u16, &Net)> {
         if let [only] = self.nets.as_slice() {
-            return (only.vni == vni).then_some(only);
+            return (only.vni == vni).then_some((0, only));
         }
-        self.nets.get(usize::from(self.vnis.get(vni)?))
+        let i = self.vnis.get(vni)?;
+        Some((i, self.nets.get(usize::from(i))?))
     }
 
     /// Index of the network named `name`.
@@ -757,6 +767,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         vtep_mac: me.vtep_mac.0,
         underlay_mtu: env.underlay_mtu,
         underlay_fit,
+        net_names: nets.iter().map(|n: &Net| n.name.clone()).collect(),
         nets,
         vnis,
         peers,
@@ -902,8 +913,8 @@ cost = 10
         let (v, pkt, pipe) = run(&t, &tcp4(1411), None);
         assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
         assert_eq!(frag_needed_mtu(&pkt), 1450);
-        assert_eq!(pipe.counters.dropped(DropReason::UnderlayTooBig), 1);
-        assert_eq!(pipe.counters.dropped(DropReason::TooBig), 0);
+        assert_eq!(pipe.totals().dropped(DropReason::UnderlayTooBig), 1);
+        assert_eq!(pipe.totals().dropped(DropReason::TooBig), 0);
         // The NIC's MTU shrinks: new tables, a smaller size that fits.
         let t = tables(false, 1400);
         let (v, pkt, _) = run(&t, &tcp4(1310), None);
@@ -928,7 +939,7 @@ cost = 10
         );
         assert_eq!(v, Verdict::Forward(UPLINK));
         assert!(pkt.gso.is_some());
-        assert_eq!(pipe.counters.forwarded, 3);
+        assert_eq!(pipe.totals().forwarded, 3);
         // Segments of 1411: each one byte over; all three are counted.
         let (v, pkt, pipe) = run(
             &t,
@@ -941,8 +952,8 @@ cost = 10
         assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
         assert_eq!(pkt.gso, None);
         assert_eq!(frag_needed_mtu(&pkt), 1450);
-        assert_eq!(pipe.counters.dropped(DropReason::UnderlayTooBig), 3);
-        assert_eq!(pipe.counters.icmp_errors, 1);
+        assert_eq!(pipe.totals().dropped(DropReason::UnderlayTooBig), 3);
+        assert_eq!(pipe.totals().icmp_errors, 1);
         // A short last segment does not make a long one fit.
         let (v, _, _) = run(
             &t,
