@@ -1,27 +1,37 @@
 //! Collecting the workers' counters into one [`RunStats`], and the stats
 //! file.
+//!
+//! Workers count per network by index in the tables they run
+//! ([`crate::dataplane::NetCounters`]) and name each bucket; here the
+//! buckets are summed by network name, so a reload that reorders or
+//! removes networks moves no count from one network to another. A removed
+//! network's counts stay, under `removed_networks`, and in the totals.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
 use crate::config::Topology;
-use crate::dataplane::Counters;
-use crate::metrics::{PortCounts, ReloadStats, RunStats};
+use crate::dataplane::{Counters, NetCounters};
+use crate::metrics::{NetworkCounters, NetworkStats, PortCounts, ReloadStats, RunStats};
 use crate::worker::WorkerHandle;
 
 /// Sums the workers' counters; `ports` names the port indices to show
-/// (the uplink is 0) with their networks.
+/// (the uplink is 0) with their networks; `networks` are the topology's
+/// networks, which get their counters here.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn collect(
     host: &str,
     workers: &[&WorkerHandle],
     ports: &[(u16, String, Option<String>)],
+    networks: Vec<NetworkStats>,
     published: u64,
     missing: &[IpAddr],
     topo: &Topology,
     reloads: &ReloadStats,
 ) -> RunStats {
     let mut counters = Counters::default();
+    let mut nets = NetSums::default();
     let mut by_name: BTreeMap<String, PortCounts> = ports
         .iter()
         .map(|(_, n, net)| {
@@ -38,6 +48,7 @@ pub(super) fn collect(
     for h in workers {
         let Ok(s) = h.stats.lock() else { continue };
         counters.add(&s.counters);
+        nets.add(&s.nets);
         io_errors += s.io_errors;
         if let Some(e) = &s.last_error {
             tracing::debug!(error = %e, "worker I/O error");
@@ -65,11 +76,14 @@ pub(super) fn collect(
                 .map_or_else(|| ip.to_string(), |h| h.name.clone())
         })
         .collect();
+    let (networks, removed_networks, no_network) = nets.split(networks);
     RunStats {
         host: host.to_owned(),
         workers: workers.len(),
         ports: by_name,
-        networks: Vec::new(),
+        networks,
+        removed_networks,
+        no_network,
         counters: counters.summary(),
         io_errors,
         tables_published: published,
@@ -81,6 +95,58 @@ pub(super) fn collect(
         metrics_server: None,
         control_socket: None,
         store: None,
+    }
+}
+
+/// The workers' per-network counters summed by network name.
+#[derive(Debug, Default)]
+pub(super) struct NetSums {
+    unknown: Counters,
+    by_name: BTreeMap<String, Counters>,
+}
+
+impl NetSums {
+    /// Adds one worker's counters.
+    pub(super) fn add(&mut self, c: &NetCounters) {
+        self.unknown.add(c.unknown());
+        for (name, c) in c.by_network() {
+            match self.by_name.get_mut(name) {
+                Some(s) => s.add(c),
+                None => {
+                    self.by_name.insert(name.to_owned(), c.clone());
+                }
+            }
+        }
+    }
+
+    /// Gives each of `networks` its counters (zero for one no worker
+    /// counted yet); the rest, networks not among them with a count, are
+    /// the removed ones, by name; then the unknown network's.
+    pub(super) fn split(
+        mut self,
+        mut networks: Vec<NetworkStats>,
+    ) -> (
+        Vec<NetworkStats>,
+        Vec<NetworkCounters>,
+        crate::dataplane::CounterSummary,
+    ) {
+        for n in &mut networks {
+            n.counters = self
+                .by_name
+                .remove(&n.name)
+                .unwrap_or_default()
+                .summary();
+        }
+        let removed = self
+            .by_name
+            .into_iter()
+            .filter(|(_, c)| *c != Counters::default())
+            .map(|(name, c)| NetworkCounters {
+                name,
+                counters: c.summary(),
+            })
+            .collect();
+        (networks, removed, self.unknown.summary())
     }
 }
 

@@ -320,7 +320,7 @@ impl NetCounters {
 }
 
 /// The counters as exported.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct CounterSummary {
     pub forwarded: u64,
     pub replied: u64,
