@@ -940,12 +940,13 @@ mod tests {
             &t,
             "vxrouter_dropped_packets_total{reason=\"ttl_expired\",network=\"blue\"} 0",
         );
-        let red: Vec<&str> = t.lines().filter(|l| l.contains("network=\"red\"")).collect();
+        let red: Vec<&str> = t
+            .lines()
+            .filter(|l| l.contains("network=\"red\""))
+            .collect();
         assert_eq!(
             red,
-            [
-                "vxrouter_dropped_packets_total{reason=\"spoofed_source\",network=\"red\"} 3"
-            ],
+            ["vxrouter_dropped_packets_total{reason=\"spoofed_source\",network=\"red\"} 3"],
             "{t}"
         );
     }

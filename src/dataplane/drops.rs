@@ -348,6 +348,53 @@ mod tests {
         }
     }
 
+    fn names(n: &[&str]) -> Arc<[String]> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn buckets_move_by_name_and_removed_networks_are_kept() {
+        let mut c = NetCounters::default();
+        let v1 = names(&["a", "b", "c"]);
+        c.follow(&v1);
+        assert!(c.follows(&v1));
+        c.bucket(NO_NET).drop(DropReason::UnknownPeer);
+        c.bucket(1).forwarded = 10;
+        c.bucket(2).drop(DropReason::Spoofed);
+        c.bucket(3).replied = 4;
+        // An index past the buckets counts as no network.
+        c.bucket(9).drop(DropReason::UnknownPeer);
+        let total = c.total();
+        assert_eq!(total.forwarded, 10);
+        assert_eq!(total.dropped(DropReason::UnknownPeer), 2);
+
+        // Same names, another list: nothing moves.
+        let same = names(&["a", "b", "c"]);
+        c.follow(&same);
+        assert!(c.follows(&same));
+        assert_eq!(c.total(), total);
+
+        // c removed, b and a swapped, d new.
+        c.follow(&names(&["b", "a", "d"]));
+        assert_eq!(c.total(), total);
+        assert_eq!(c.bucket(1).dropped(DropReason::Spoofed), 1);
+        assert_eq!(c.bucket(2).forwarded, 10);
+        assert_eq!(*c.bucket(3), Counters::default());
+        let by: Vec<(&str, u64, u64)> = c
+            .by_network()
+            .map(|(n, x)| (n, x.forwarded, x.replied))
+            .collect();
+        assert_eq!(by, [("b", 0, 0), ("a", 10, 0), ("d", 0, 0), ("c", 0, 4)]);
+        assert_eq!(c.unknown().dropped(DropReason::UnknownPeer), 2);
+
+        // c comes back: its counts with it.
+        c.follow(&names(&["c"]));
+        assert_eq!(c.bucket(1).replied, 4);
+        assert_eq!(c.total(), total);
+        let retired: Vec<&str> = c.by_network().skip(1).map(|(n, _)| n).collect();
+        assert_eq!(retired, ["a", "b", "d"]);
+    }
+
     #[test]
     fn counters_add_and_export() {
         let mut a = Counters::default();

@@ -209,7 +209,9 @@ impl Pipeline {
         // The uplink's packets start in the unknown one until their VNI
         // names a network; a vacant index's stay there.
         let (n, port_bucket) = match (role, n) {
-            (Some(PortRole::Tun | PortRole::Veth), Some(n)) => (n, 1 + t.ports[in_port as usize].net as usize),
+            (Some(PortRole::Tun | PortRole::Veth), Some(n)) => {
+                (n, 1 + t.ports[in_port as usize].net as usize)
+            }
             // A container port always names one of the tables' networks;
             // the uplink's and a vacant index's are not used.
             _ => (&t.nets[0], NO_NET),
