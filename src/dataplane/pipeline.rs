@@ -3,7 +3,11 @@
 //!
 //! Invariants:
 //! - No syscalls, no clock reads, no allocation, no locks: a batch in, a
-//!   verdict per packet out, counters bumped.
+//!   verdict per packet out, counters bumped. (The one allocation: a burst
+//!   that meets tables with other networks than the last moves the
+//!   per-network counters first, [`NetCounters::follow`].)
+//! - A packet counts once, in its network's bucket: its port's network,
+//!   or from the tunnel its VNI's once read, else no network's.
 //! - No input can panic it: every header is read through a checked view and
 //!   every rewrite goes through `Packet::prepend`/`strip`, which refuse
 //!   rather than overrun.
@@ -221,46 +225,72 @@ impl Pipeline {
         if !self.counters.follows(&t.net_names) {
             self.counters.follow(&t.net_names);
         }
-        let mut memo = SourceMemo::new();
-        for ((pkt, v), bucket_of) in batch
-            .pkts_mut()
-            .iter_mut()
-            .zip(verdicts.iter_mut())
-            .zip(self.bucket_of.iter_mut())
-        {
-            // Taken before the stages: an ICMP error replaces a super-packet
-            // with one small packet, but all its segments were dropped.
+        let now = self.now_ns;
+        if role == Some(PortRole::Uplink) {
+            // Each packet finds its network, and its bucket, by VNI.
+            let mut memo = SourceMemo::new();
+            for ((pkt, v), bucket_of) in batch
+                .pkts_mut()
+                .iter_mut()
+                .zip(verdicts.iter_mut())
+                .zip(self.bucket_of.iter_mut())
+            {
+                // Taken before the stages: an ICMP error replaces a
+                // super-packet with one small packet, but all its segments
+                // were dropped.
+                let segs = pkt.segments();
+                let mut b = NO_NET;
+                *v = from_uplink(t, pkt, &mut memo, &mut b);
+                *bucket_of = b as u32;
+                count(self.counters.bucket(b), &mut self.icmp, now, pkt, v, segs);
+            }
+            return;
+        }
+        // A container port's burst is one network's: one bucket for all.
+        self.bucket_of.fill(port_bucket as u32);
+        let c = self.counters.bucket(port_bucket);
+        for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
             let segs = pkt.segments();
-            let mut b = port_bucket;
             *v = match role {
-                Some(PortRole::Uplink) => from_uplink(t, pkt, &mut memo, &mut b),
                 Some(PortRole::Tun) => from_container_ip(t, n, in_port, pkt),
                 Some(PortRole::Veth) => from_veth(t, n, in_port, pkt),
-                Some(PortRole::Vacant) | None => Verdict::Drop(DropReason::PortDown),
+                _ => Verdict::Drop(DropReason::PortDown),
             };
-            *bucket_of = b as u32;
-            let c = self.counters.bucket(b);
-            match *v {
-                Verdict::Forward(_) => c.forwarded += segs,
-                Verdict::Reply(_) => {
-                    // A reply is one packet the router made, whatever the
-                    // annotation of what it answers said.
-                    pkt.gso = None;
-                    c.replied += 1;
-                }
-                Verdict::Icmp(_, r) => {
-                    c.drop_n(r, segs);
-                    if self.icmp.take(self.now_ns) {
-                        c.icmp_errors += 1;
-                    } else {
-                        *v = Verdict::Drop(r);
-                        c.icmp_rate_limited += 1;
-                    }
-                }
-                Verdict::Drop(r) => c.drop_n(r, segs),
-                Verdict::Pass => c.pass_through += segs,
+            count(c, &mut self.icmp, now, pkt, v, segs);
+        }
+    }
+}
+
+/// Counts verdict `v` of `pkt` (`segs` wire packets) in `c`; an ICMP error
+/// the budget has no token for becomes a drop.
+#[inline(always)]
+fn count(
+    c: &mut Counters,
+    icmp: &mut IcmpBudget,
+    now_ns: u64,
+    pkt: &mut Packet,
+    v: &mut Verdict,
+    segs: u64,
+) {
+    match *v {
+        Verdict::Forward(_) => c.forwarded += segs,
+        Verdict::Reply(_) => {
+            // A reply is one packet the router made, whatever the
+            // annotation of what it answers said.
+            pkt.gso = None;
+            c.replied += 1;
+        }
+        Verdict::Icmp(_, r) => {
+            c.drop_n(r, segs);
+            if icmp.take(now_ns) {
+                c.icmp_errors += 1;
+            } else {
+                *v = Verdict::Drop(r);
+                c.icmp_rate_limited += 1;
             }
         }
+        Verdict::Drop(r) => c.drop_n(r, segs),
+        Verdict::Pass => c.pass_through += segs,
     }
 }
 
