@@ -44,7 +44,8 @@ pub use health::{CONTROL_STALE, PROGRESS_WINDOW};
 pub use http::{HttpStats, Limits};
 use http::{Method, Request, Response, Status};
 pub use stats::{
-    ControlSocketStats, LivenessStats, NetworkStats, PortCounts, ReloadStats, RunStats, StoreStats,
+    ControlSocketStats, LivenessStats, NetworkCounters, NetworkStats, PortCounts, ReloadStats,
+    RunStats, StoreStats,
 };
 
 /// What `/metrics` answers with.
@@ -233,14 +234,52 @@ fn encode_stats(
         "ICMP errors not sent because of the per-worker rate limit.",
         c.icmp_rate_limited,
     )?;
+    // Every reason for each network of the topology and for no network
+    // (empty), zero or not; a removed network's only where it counted.
+    // Their sum over `network` is the stats file's `drops`.
+    let current = s
+        .networks
+        .iter()
+        .map(|n| (n.name.as_str(), &n.counters))
+        .chain([("", &s.no_network)]);
+    let removed = s
+        .removed_networks
+        .iter()
+        .map(|n| (n.name.as_str(), &n.counters));
     counter_family(
         enc,
         "vxrouter_dropped_packets",
-        "Packets dropped, by reason (docs/operations.md: Drop reasons).",
-        DropReason::ALL.iter().map(|r| {
-            let n = r.name();
-            ([("reason", n)], c.drops.get(n).copied().unwrap_or(0))
-        }),
+        "Packets dropped, by reason (docs/operations.md: Drop reasons) and network (empty for uplink frames dropped before a VNI named their network).",
+        current
+            .flat_map(|(net, c)| {
+                DropReason::ALL.iter().map(move |r| {
+                    let n = r.name();
+                    (
+                        [("reason", n), ("network", net)],
+                        c.drops.get(n).copied().unwrap_or(0),
+                    )
+                })
+            })
+            .chain(removed.flat_map(|(net, c)| {
+                c.drops
+                    .iter()
+                    .map(move |(r, v)| ([("reason", *r), ("network", net)], *v))
+            })),
+    )?;
+    counter_family(
+        enc,
+        "vxrouter_network_forwarded_packets",
+        "Packets forwarded per overlay network (their sum is vxrouter_forwarded_packets_total).",
+        s.networks
+            .iter()
+            .map(|n| (n.name.as_str(), n.counters.forwarded))
+            .chain(
+                s.removed_networks
+                    .iter()
+                    .map(|n| (n.name.as_str(), n.counters.forwarded))
+                    .filter(|(_, v)| *v > 0),
+            )
+            .map(|(net, v)| ([("network", net)], v)),
     )?;
     counter_family(
         enc,
@@ -712,12 +751,22 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn stats() -> RunStats {
-        let mut c = Counters {
+        // Network blue forwarded 7 and dropped 2 as no_route; one uplink
+        // frame had an unknown VNI; a removed network, red, dropped 3
+        // spoofed packets. `c` is their sum, as the workers publish it.
+        let mut blue = Counters {
             forwarded: 7,
             ..Counters::default()
         };
-        c.drop(DropReason::NoRoute);
-        c.drop(DropReason::NoRoute);
+        blue.drop(DropReason::NoRoute);
+        blue.drop(DropReason::NoRoute);
+        let mut unknown = Counters::default();
+        unknown.drop(DropReason::VxlanUnknownVni);
+        let mut red = Counters::default();
+        red.drop_n(DropReason::Spoofed, 3);
+        let mut c = blue.clone();
+        c.add(&unknown);
+        c.add(&red);
         let mut ports = BTreeMap::new();
         let mut io = BTreeMap::new();
         io.insert("xsk_rx_ring_full", 4);
@@ -749,7 +798,13 @@ mod tests {
                 mtu: 1400,
                 routes: 3,
                 ports: 1,
+                counters: blue.summary(),
             }],
+            removed_networks: vec![NetworkCounters {
+                name: "red".into(),
+                counters: red.summary(),
+            }],
+            no_network: unknown.summary(),
             counters: c.summary(),
             io_errors: 0,
             tables_published: 3,
@@ -798,7 +853,26 @@ mod tests {
     fn every_counter_is_exported() {
         let t = render(&stats());
         has(&t, "vxrouter_forwarded_packets_total 7");
-        has(&t, "vxrouter_dropped_packets_total{reason=\"no_route\"} 2");
+        has(
+            &t,
+            "vxrouter_dropped_packets_total{reason=\"no_route\",network=\"blue\"} 2",
+        );
+        has(
+            &t,
+            "vxrouter_dropped_packets_total{reason=\"no_route\",network=\"\"} 0",
+        );
+        has(
+            &t,
+            "vxrouter_dropped_packets_total{reason=\"vxlan_unknown_vni\",network=\"\"} 1",
+        );
+        has(
+            &t,
+            "vxrouter_dropped_packets_total{reason=\"spoofed_source\",network=\"red\"} 3",
+        );
+        has(
+            &t,
+            "vxrouter_network_forwarded_packets_total{network=\"blue\"} 7",
+        );
         has(
             &t,
             "vxrouter_port_received_packets_total{port=\"eth0\",network=\"\"} 5",
@@ -855,18 +929,68 @@ mod tests {
     #[test]
     fn every_drop_reason_is_listed_even_at_zero() {
         let t = render(&stats());
-        for r in DropReason::ALL {
-            let prefix = format!("vxrouter_dropped_packets_total{{reason=\"{}\"}} ", r.name());
-            assert!(
-                t.lines().any(|l| l.starts_with(&prefix)),
-                "{} missing",
-                r.name()
-            );
+        // For each network of the topology and for none; a removed
+        // network only where it counted.
+        for net in ["blue", ""] {
+            for r in DropReason::ALL {
+                let prefix = format!(
+                    "vxrouter_dropped_packets_total{{reason=\"{}\",network=\"{net}\"}} ",
+                    r.name()
+                );
+                assert!(
+                    t.lines().any(|l| l.starts_with(&prefix)),
+                    "{} {net:?} missing",
+                    r.name()
+                );
+            }
         }
         has(
             &t,
-            "vxrouter_dropped_packets_total{reason=\"ttl_expired\"} 0",
+            "vxrouter_dropped_packets_total{reason=\"ttl_expired\",network=\"blue\"} 0",
         );
+        let red: Vec<&str> = t
+            .lines()
+            .filter(|l| l.contains("network=\"red\""))
+            .collect();
+        assert_eq!(
+            red,
+            ["vxrouter_dropped_packets_total{reason=\"spoofed_source\",network=\"red\"} 3"],
+            "{t}"
+        );
+    }
+
+    /// The labelled drop series sum to the stats file's totals, reason by
+    /// reason.
+    #[test]
+    fn drops_by_network_sum_to_the_totals() {
+        let s = stats();
+        let t = render(&s);
+        let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+        for l in t.lines() {
+            let Some(rest) = l.strip_prefix("vxrouter_dropped_packets_total{reason=\"") else {
+                continue;
+            };
+            let (reason, rest) = rest.split_once('"').expect("a reason");
+            let v: u64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+            *sums.entry(reason.to_owned()).or_default() += v;
+        }
+        assert_eq!(sums.len(), DropReason::COUNT);
+        sums.retain(|_, v| *v > 0);
+        let want: BTreeMap<String, u64> = s
+            .counters
+            .drops
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        assert_eq!(sums, want);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["drops"]["spoofed_source"], 3);
+        assert_eq!(json["networks"][0]["name"], "blue");
+        assert_eq!(json["networks"][0]["forwarded"], 7);
+        assert_eq!(json["networks"][0]["drops"]["no_route"], 2);
+        assert_eq!(json["removed_networks"][0]["name"], "red");
+        assert_eq!(json["removed_networks"][0]["drops"]["spoofed_source"], 3);
+        assert_eq!(json["no_network"]["drops"]["vxlan_unknown_vni"], 1);
     }
 
     fn req(method: Method, target: &str) -> Request {

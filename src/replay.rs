@@ -175,12 +175,12 @@ pub fn replay(
         )
         .context("writing the output captures")?;
     }
-    for p in ports.iter_mut() {
+    for (i, p) in ports.iter_mut().enumerate() {
         p.flush().context("writing the output captures")?;
-        pipe.counters.drops[DropReason::FrameTooLong as usize] += p.rx_oversize;
+        pipe.count_port_drops(&t, i as u16, DropReason::FrameTooLong, p.rx_oversize);
     }
 
-    let summary = pipe.counters.summary();
+    let summary = pipe.totals().summary();
     let stats = ReplayStats {
         host: t.host_name.clone(),
         ports: ports

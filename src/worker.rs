@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::dataplane::{self, Counters, Pipeline, Tables, Verdict};
+use crate::dataplane::{self, Counters, NetCounters, Pipeline, Tables, Verdict};
 use crate::fib::FibReader;
 use crate::port::{Batch, IoCounters, Port, BATCH_SIZE};
 
@@ -46,7 +46,10 @@ pub const IDLE_SLEEP: Duration = Duration::from_millis(10);
 /// What a worker publishes for the control thread.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerStats {
+    /// Every counter summed over the networks.
     pub counters: Counters,
+    /// The same per network ([`NetCounters`]): what `counters` sums.
+    pub nets: NetCounters,
     /// Frames received per port index (since the port was attached).
     pub rx: Vec<u64>,
     /// Frames transmitted per port index (since the port was attached).
@@ -411,7 +414,9 @@ impl Worker {
         // not cost the publication of a sleep, since a sleeping worker's
         // next one is far away.
         self.publish_idle = false;
-        s.counters.clone_from(&self.pipe.counters);
+        // Summed here, every publication, not per packet.
+        self.pipe.counters.total_into(&mut s.counters);
+        s.nets.clone_from(&self.pipe.counters);
         s.rx.clone_from(&self.rx);
         s.tx.clone_from(&self.tx);
         s.port_io = port_io(&self.ports, &self.rx_only);

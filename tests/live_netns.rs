@@ -371,7 +371,7 @@ fn sighup_reload() {
         "vxrouter_info{host=\"h1\",",
         "vxrouter_port_received_packets_total{port=\"c1\",network=\"default\"} ",
         "vxrouter_network_routes{network=\"default\"} ",
-        "vxrouter_dropped_packets_total{reason=\"no_route\"} ",
+        "vxrouter_dropped_packets_total{reason=\"no_route\",network=\"default\"} ",
         "vxrouter_config_last_reload_successful 1",
     ] {
         assert!(body.contains(want), "no {want:?} in\n{body}");

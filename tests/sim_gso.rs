@@ -193,7 +193,7 @@ fn encapsulated_super_packets_leave_as_their_segments_would() {
             let (a, out) = same_either_way(underlay6, "h1", "c1", &ip, 1378, whole);
             assert_eq!(out.len(), 22);
             assert!(out.iter().all(|(p, _)| p == "eth0"));
-            assert_eq!(a.pipe.counters.forwarded, 22);
+            assert_eq!(a.pipe.totals().forwarded, 22);
             let ip6 = super_tcp(true, &SRC6, &dst6(2, 2), 0x10, &data(25_000));
             same_either_way(underlay6, "h1", "c1", &ip6, 1358, whole);
         }
@@ -244,7 +244,7 @@ fn decapsulated_and_transit_super_packets_leave_as_their_segments_would() {
                 assert_eq!(got, want);
                 assert!(got.iter().all(|(p, _)| p == host), "leaves on {host}");
                 assert_eq!(a.pipe.counters, b.pipe.counters);
-                assert_eq!(a.pipe.counters.forwarded, want.len() as u64);
+                assert_eq!(a.pipe.totals().forwarded, want.len() as u64);
             }
         }
     }
@@ -283,7 +283,7 @@ fn a_super_packet_over_the_mtu_is_answered_once_and_counted_whole() {
             "fragmentation needed"
         );
         assert_eq!(u16::from_be_bytes([icmp[26], icmp[27]]), 1000);
-        let c = &a.pipe.counters;
+        let c = a.pipe.totals();
         assert_eq!(c.dropped(DropReason::TooBig), 10, "all ten segments");
         assert_eq!(c.icmp_errors, 1);
     }
@@ -299,7 +299,7 @@ fn a_refused_super_packet_counts_every_segment() {
         let c1 = a.idx("c1");
         a.ports[c1].inject_super(ip.clone(), gso_of(&ip, 1378));
         a.run();
-        let c = &a.pipe.counters;
+        let c = a.pipe.totals();
         let (sent, refused) = if whole { (0, 10) } else { (4, 6) };
         assert_eq!(a.tx[0], sent);
         assert_eq!(c.forwarded, sent);
@@ -332,7 +332,7 @@ fn udp_super_packets_take_every_path_as_their_datagrams_would() {
                 let ip = super_udp(v6, src, &dst, &data(30 * 1200 + 77));
                 let (a, out) = same_either_way(underlay6, "h1", "c1", &ip, 1200, whole);
                 assert_eq!(out.len(), 31);
-                assert_eq!(a.pipe.counters.forwarded, 31);
+                assert_eq!(a.pipe.totals().forwarded, 31);
             }
         }
     }
@@ -345,7 +345,7 @@ fn udp_super_packets_take_every_path_as_their_datagrams_would() {
     let out = take_out(&mut h2);
     assert_eq!(out.len(), 20);
     assert!(out.iter().all(|(p, _)| p == "eth0"));
-    assert_eq!(h2.pipe.counters.forwarded, 20);
+    assert_eq!(h2.pipe.totals().forwarded, 20);
 }
 
 proptest! {
@@ -385,7 +385,7 @@ proptest! {
         let port = port % a.ports.len();
         a.ports[port].inject_super(frame, g);
         a.run();
-        let c = &a.pipe.counters;
+        let c = a.pipe.totals();
         let claimed = u64::from(segs.max(1));
         prop_assert_eq!(c.forwarded + c.pass_through + c.total_drops() + c.replied.min(1) * claimed, claimed);
         let sent: u64 = a.tx.iter().sum();
@@ -454,7 +454,7 @@ proptest! {
         let port = if encap { 0 } else { port % a.ports.len() };
         a.ports[port].inject_super(ip, Gso { size, segs });
         a.run();
-        let c = &a.pipe.counters;
+        let c = a.pipe.totals();
         let claimed = u64::from(segs.max(1));
         // A reply (ARP, echo) answers the packet once, whatever it claims.
         prop_assert_eq!(

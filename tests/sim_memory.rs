@@ -127,8 +127,8 @@ fn two_hosts_exchange_both_ways() {
     );
     assert_eq!(&got[0][12..14], &[0x08, 0x00]);
     assert_eq!(&got[0][14 + 28..], payload);
-    assert_eq!(h1.pipe.counters.total_drops(), 0);
-    assert_eq!(h2.pipe.counters.total_drops(), 0);
+    assert_eq!(h1.pipe.totals().total_drops(), 0);
+    assert_eq!(h2.pipe.totals().total_drops(), 0);
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn three_hosts_transit_through_the_middle() {
     let got = h3.port("c5").take_tx();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0][8], 61, "three hops: TTL 64 -> 61");
-    assert_eq!(h2.pipe.counters.forwarded, 1);
+    assert_eq!(h2.pipe.totals().forwarded, 1);
 }
 
 #[test]
@@ -166,10 +166,10 @@ fn ttl_expiry_in_transit_comes_back_as_time_exceeded() {
     wire(&mut h1, &mut [&mut h2]);
     h2.run();
     assert_eq!(
-        h2.pipe.counters.dropped(dataplane::DropReason::TtlExpired),
+        h2.pipe.totals().dropped(dataplane::DropReason::TtlExpired),
         1
     );
-    assert_eq!(h2.pipe.counters.icmp_errors, 1);
+    assert_eq!(h2.pipe.totals().icmp_errors, 1);
     wire(&mut h2, &mut [&mut h1]);
     h1.run();
     let back = h1.port("c1").take_tx();
@@ -196,7 +196,7 @@ fn icmp_errors_are_rate_limited() {
         h1.port("c1").inject(unroutable(i as u8));
     }
     h1.run();
-    let c = &h1.pipe.counters;
+    let c = h1.pipe.totals();
     assert_eq!(c.dropped(dataplane::DropReason::NoRoute), 200);
     assert_eq!((c.icmp_errors, c.icmp_rate_limited), (50, 150));
     assert_eq!(h1.port("c1").take_tx().len(), 50, "errors sent");
@@ -206,20 +206,20 @@ fn icmp_errors_are_rate_limited() {
         h1.port("c1").inject(unroutable(i));
     }
     h1.run();
-    let c = &h1.pipe.counters;
+    let c = h1.pipe.totals();
     assert_eq!((c.icmp_errors, c.icmp_rate_limited), (60, 160));
     // A clock that goes back earns nothing; a long pause refills the
     // burst, and no more.
     h1.pipe.set_clock(1);
     h1.port("c1").inject(unroutable(1));
     h1.run();
-    assert_eq!(h1.pipe.counters.icmp_errors, 60);
+    assert_eq!(h1.pipe.totals().icmp_errors, 60);
     h1.pipe.set_clock(60_000_000_000);
     for i in 0..80 {
         h1.port("c1").inject(unroutable(i));
     }
     h1.run();
-    let c = &h1.pipe.counters;
+    let c = h1.pipe.totals();
     assert_eq!((c.icmp_errors, c.icmp_rate_limited), (110, 191));
     assert_eq!(h1.port("c1").take_tx().len(), 60);
 }
@@ -289,7 +289,7 @@ proptest! {
         };
         h1.ports[port as usize].inject(frame);
         prop_assert_eq!(h1.run(), 1);
-        let c = &h1.pipe.counters;
+        let c = h1.pipe.totals();
         prop_assert_eq!(c.forwarded + c.replied + c.pass_through + c.total_drops(), 1);
         let sent: u64 = h1.tx.iter().sum();
         prop_assert!(sent <= 1);

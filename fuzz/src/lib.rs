@@ -372,13 +372,13 @@ pub fn pipeline_counters(data: &[u8]) -> Counters {
                 p.take_tx();
             }
         }
-        pipe.counters
+        pipe.totals()
     })
 }
 
 /// Packets accounted for by a verdict so far.
 fn accounted(pipe: &Pipeline) -> u64 {
-    let c = &pipe.counters;
+    let c = pipe.totals();
     c.forwarded
         .wrapping_add(c.replied)
         .wrapping_add(c.pass_through)

@@ -1341,16 +1341,7 @@ impl<'a> Router<'a> {
                 .map(|(i, s)| (i, s.config.name.clone(), Some(s.config.network.clone()))),
         );
         let handles: Vec<&WorkerHandle> = self.owned.workers.iter().map(|(_, h)| h).collect();
-        let mut stats = stats::collect(
-            &self.topo.hosts[self.me].name,
-            &handles,
-            &names,
-            self.published,
-            missing,
-            &self.topo,
-            &self.reloads,
-        );
-        stats.networks = self
+        let networks = self
             .topo
             .networks
             .iter()
@@ -1365,8 +1356,19 @@ impl<'a> Router<'a> {
                     .iter()
                     .filter(|(_, s)| s.config.network == n.name)
                     .count() as u64,
+                ..Default::default()
             })
             .collect();
+        let mut stats = stats::collect(
+            &self.topo.hosts[self.me].name,
+            &handles,
+            &names,
+            networks,
+            self.published,
+            missing,
+            &self.topo,
+            &self.reloads,
+        );
         stats.liveness = self.liveness.as_ref().map(LivenessStats::of);
         stats.metrics_server = self.metrics.as_ref().map(MetricsServer::http_stats);
         stats.control_socket = self.control.as_ref().map(|c| c.stats);

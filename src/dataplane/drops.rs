@@ -1,12 +1,16 @@
 //! Drop reasons and per-worker counters.
 //!
 //! Every reason is declared once here, with the name it is exported under
-//! (stats.json, metrics) and a description. Each worker owns a [`Counters`]
-//! with plain integers (no atomics on the per-packet path); the control
-//! thread sums snapshots of them.
+//! (stats.json, metrics) and a description. Each worker owns a
+//! [`NetCounters`]: one [`Counters`] per overlay network plus one for
+//! packets whose network is not known, with plain integers (no atomics on
+//! the per-packet path). A packet counts once, in its network's bucket;
+//! totals are sums over the buckets, made off the per-packet path (the
+//! control thread sums snapshots of them).
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 macro_rules! drop_reasons {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, $desc:literal; )*) => {
@@ -169,8 +173,154 @@ impl Counters {
     }
 }
 
+/// The bucket of [`NetCounters`] for packets whose network is not known:
+/// uplink frames dropped or passed before a VNI names their network.
+pub const NO_NET: usize = 0;
+
+/// One worker's counters per overlay network: bucket [`NO_NET`] for
+/// packets of no known network, bucket `1 + i` for network `i` of the
+/// tables they were counted under (`names[i]`).
+///
+/// Buckets go by index, so they follow the tables: when a worker meets
+/// tables whose networks differ (a reload added, removed or reordered
+/// some), [`NetCounters::follow`] moves every bucket to its network's new
+/// index by name, and a removed network's counts to `retired`, where they
+/// stay (and come back if the network does). No count is lost or moved to
+/// another network, and totals never go down.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NetCounters {
+    /// `buckets[NO_NET]`, then one per network of `names`.
+    buckets: Vec<Counters>,
+    /// The networks' names, as the tables counted under list them.
+    names: Arc<[String]>,
+    /// Counts of networks no longer in the tables, by name.
+    retired: Vec<(String, Counters)>,
+}
+
+impl Default for NetCounters {
+    fn default() -> Self {
+        NetCounters {
+            buckets: vec![Counters::default()],
+            names: Arc::from(Vec::new()),
+            retired: Vec::new(),
+        }
+    }
+}
+
+impl Clone for NetCounters {
+    fn clone(&self) -> Self {
+        NetCounters {
+            buckets: self.buckets.clone(),
+            names: self.names.clone(),
+            retired: self.retired.clone(),
+        }
+    }
+
+    // By hand: a worker publishes into the same value every time, and the
+    // derived one would allocate anew.
+    fn clone_from(&mut self, o: &Self) {
+        self.buckets.clone_from(&o.buckets);
+        if !Arc::ptr_eq(&self.names, &o.names) {
+            self.names = o.names.clone();
+        }
+        self.retired.clone_from(&o.retired);
+    }
+}
+
+impl NetCounters {
+    /// Whether the buckets are indexed like `names` (a pointer compare:
+    /// tables that share their name list share the layout).
+    #[inline(always)]
+    pub fn follows(&self, names: &Arc<[String]>) -> bool {
+        Arc::ptr_eq(&self.names, names)
+    }
+
+    /// Re-indexes the buckets for tables whose networks are `names`, in
+    /// their order. Off the per-packet path: a worker calls it when a burst
+    /// meets tables with another name list, which a reload or a publish
+    /// makes; it allocates only when the networks changed.
+    #[cold]
+    pub fn follow(&mut self, names: &Arc<[String]>) {
+        if *self.names == **names {
+            // Same networks in the same order: only the list is new.
+            self.names = names.clone();
+            return;
+        }
+        let mut old: Vec<(String, Counters)> = self
+            .names
+            .iter()
+            .cloned()
+            .zip(self.buckets.drain(1..))
+            .collect();
+        old.append(&mut self.retired);
+        let mut buckets = Vec::with_capacity(names.len() + 1);
+        buckets.push(std::mem::take(&mut self.buckets[NO_NET]));
+        for n in names.iter() {
+            let c = match old.iter().position(|(o, _)| o == n) {
+                Some(k) => old.swap_remove(k).1,
+                None => Counters::default(),
+            };
+            buckets.push(c);
+        }
+        // What is left belongs to networks these tables do not have; a name
+        // listed twice (not made by validation) sums into one.
+        for (name, c) in old {
+            match self.retired.iter_mut().find(|(r, _)| *r == name) {
+                Some((_, r)) => r.add(&c),
+                None => self.retired.push((name, c)),
+            }
+        }
+        self.retired.sort_by(|a, b| a.0.cmp(&b.0));
+        self.buckets = buckets;
+        self.names = names.clone();
+    }
+
+    /// The bucket of index `b` ([`NO_NET`], or `1 +` a network index of
+    /// the tables followed). An index past the end (not made by the
+    /// pipeline) counts in [`NO_NET`]: never lost, never a panic.
+    #[inline(always)]
+    pub fn bucket(&mut self, b: usize) -> &mut Counters {
+        let b = if b < self.buckets.len() { b } else { NO_NET };
+        &mut self.buckets[b]
+    }
+
+    /// The counters of packets of no known network.
+    pub fn unknown(&self) -> &Counters {
+        &self.buckets[NO_NET]
+    }
+
+    /// Every network's counters by name: those of the tables followed, in
+    /// their order, then the retired ones.
+    pub fn by_network(&self) -> impl Iterator<Item = (&str, &Counters)> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(&self.buckets[1..])
+            .chain(self.retired.iter().map(|(n, c)| (n.as_str(), c)))
+    }
+
+    /// The sum over every bucket, retired ones included: what one
+    /// [`Counters`] counting every packet would hold.
+    pub fn total(&self) -> Counters {
+        let mut t = Counters::default();
+        self.total_into(&mut t);
+        t
+    }
+
+    /// [`NetCounters::total`] into `t`, overwriting it.
+    pub fn total_into(&self, t: &mut Counters) {
+        *t = Counters::default();
+        for c in &self.buckets {
+            t.add(c);
+        }
+        for (_, c) in &self.retired {
+            t.add(c);
+        }
+    }
+}
+
 /// The counters as exported.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct CounterSummary {
     pub forwarded: u64,
     pub replied: u64,
@@ -196,6 +346,53 @@ mod tests {
         for r in DropReason::ALL {
             assert!(!r.description().is_empty());
         }
+    }
+
+    fn names(n: &[&str]) -> Arc<[String]> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn buckets_move_by_name_and_removed_networks_are_kept() {
+        let mut c = NetCounters::default();
+        let v1 = names(&["a", "b", "c"]);
+        c.follow(&v1);
+        assert!(c.follows(&v1));
+        c.bucket(NO_NET).drop(DropReason::UnknownPeer);
+        c.bucket(1).forwarded = 10;
+        c.bucket(2).drop(DropReason::Spoofed);
+        c.bucket(3).replied = 4;
+        // An index past the buckets counts as no network.
+        c.bucket(9).drop(DropReason::UnknownPeer);
+        let total = c.total();
+        assert_eq!(total.forwarded, 10);
+        assert_eq!(total.dropped(DropReason::UnknownPeer), 2);
+
+        // Same names, another list: nothing moves.
+        let same = names(&["a", "b", "c"]);
+        c.follow(&same);
+        assert!(c.follows(&same));
+        assert_eq!(c.total(), total);
+
+        // c removed, b and a swapped, d new.
+        c.follow(&names(&["b", "a", "d"]));
+        assert_eq!(c.total(), total);
+        assert_eq!(c.bucket(1).dropped(DropReason::Spoofed), 1);
+        assert_eq!(c.bucket(2).forwarded, 10);
+        assert_eq!(*c.bucket(3), Counters::default());
+        let by: Vec<(&str, u64, u64)> = c
+            .by_network()
+            .map(|(n, x)| (n, x.forwarded, x.replied))
+            .collect();
+        assert_eq!(by, [("b", 0, 0), ("a", 10, 0), ("d", 0, 0), ("c", 0, 4)]);
+        assert_eq!(c.unknown().dropped(DropReason::UnknownPeer), 2);
+
+        // c comes back: its counts with it.
+        c.follow(&names(&["c"]));
+        assert_eq!(c.bucket(1).replied, 4);
+        assert_eq!(c.total(), total);
+        let retired: Vec<&str> = c.by_network().skip(1).map(|(n, _)| n).collect();
+        assert_eq!(retired, ["a", "b", "d"]);
     }
 
     #[test]

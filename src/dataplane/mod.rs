@@ -20,7 +20,7 @@ use std::io;
 use crate::offload;
 use crate::port::{Batch, Port, BATCH_SIZE};
 
-pub use drops::{CounterSummary, Counters, DropReason};
+pub use drops::{CounterSummary, Counters, DropReason, NetCounters, NO_NET};
 pub use pipeline::{Pipeline, Verdict};
 pub use tables::{NextHop, PortInfo, PortRole, Tables, UPLINK};
 
@@ -51,7 +51,10 @@ pub fn forward_burst(
     let mut done = [u16::MAX; BATCH_SIZE];
     let mut n_done = 0;
     let Pipeline {
-        counters, scratch, ..
+        counters,
+        scratch,
+        bucket_of,
+        ..
     } = pipe;
     for i in 0..n {
         let Some(port) = verdicts[i].tx_port() else {
@@ -71,6 +74,7 @@ pub fn forward_burst(
             port: ports.get_mut(port as usize).and_then(|p| p.as_deref_mut()),
             encap,
             counters: &mut *counters,
+            bucket_of,
             sent: 0,
             err: None,
         };
@@ -91,7 +95,7 @@ pub fn forward_burst(
             };
             out.burst(&frames[..k], &which[..k], verdicts);
             k = 0;
-            out.super_packet(pkt.data(), g, verdicts[j], scratch);
+            out.super_packet(pkt.data(), g, j, verdicts[j], scratch);
         }
         out.burst(&frames[..k], &which[..k], verdicts);
         if let Some(c) = tx_counts.get_mut(port as usize) {
@@ -112,27 +116,32 @@ struct Out<'a, 'p> {
     port: Option<&'a mut (dyn Port + 'p)>,
     /// How this port's frames are laid out in front of their IP packet.
     encap: offload::Encap,
-    counters: &'a mut Counters,
+    counters: &'a mut NetCounters,
+    /// The bucket each packet of the batch counted in.
+    bucket_of: &'a [u32; BATCH_SIZE],
     /// Wire packets the port took.
     sent: u64,
     err: Option<io::Error>,
 }
 
 impl Out<'_, '_> {
-    /// Moves `n` refused wire packets of verdict `v` from its counter to
-    /// the drop reason (`port_down` without a port, `tx_full` else).
-    fn refuse(&mut self, v: Verdict, n: u64) {
+    /// Moves `n` refused wire packets of verdict `v` of batch index `j`
+    /// from its counter to the drop reason (`port_down` without a port,
+    /// `tx_full` else), in the packet's network's bucket.
+    fn refuse(&mut self, j: usize, v: Verdict, n: u64) {
         let reason = if self.port.is_none() {
             DropReason::PortDown
         } else {
             DropReason::TxFull
         };
-        self.recount(v, n, reason);
+        self.recount(j, v, n, reason);
     }
 
-    /// Moves `n` wire packets of verdict `v` from its counter to `reason`.
-    fn recount(&mut self, v: Verdict, n: u64, reason: DropReason) {
-        let c = &mut *self.counters;
+    /// Moves `n` wire packets of verdict `v` of batch index `j` from its
+    /// counter to `reason`.
+    fn recount(&mut self, j: usize, v: Verdict, n: u64, reason: DropReason) {
+        let b = self.bucket_of.get(j).map_or(NO_NET, |&b| b as usize);
+        let c = self.counters.bucket(b);
         match v {
             Verdict::Forward(_) => c.forwarded -= n,
             Verdict::Reply(_) => c.replied -= n,
@@ -163,16 +172,23 @@ impl Out<'_, '_> {
         };
         self.sent += sent as u64;
         for &j in &which[sent..] {
-            self.refuse(verdicts[j as usize], 1);
+            self.refuse(usize::from(j), verdicts[j as usize], 1);
         }
     }
 
     /// Hands one super-packet over: whole where the port takes it, else as
     /// segments cut into `scratch`.
-    fn super_packet(&mut self, frame: &[u8], g: crate::port::Gso, v: Verdict, scratch: &mut Batch) {
+    fn super_packet(
+        &mut self,
+        frame: &[u8],
+        g: crate::port::Gso,
+        j: usize,
+        v: Verdict,
+        scratch: &mut Batch,
+    ) {
         let segs = u64::from(g.segs.max(1));
         let Some(p) = self.port.as_deref_mut() else {
-            self.refuse(v, segs);
+            self.refuse(j, v, segs);
             return;
         };
         // The annotation must describe the bytes: its segment count is what
@@ -180,23 +196,23 @@ impl Out<'_, '_> {
         let layout = match offload::Layout::parse(frame, self.encap, g) {
             Ok(l) if l.segments as u64 == segs => l,
             _ => {
-                self.recount(v, segs, DropReason::GsoMalformed);
+                self.recount(j, v, segs, DropReason::GsoMalformed);
                 return;
             }
         };
         if p.takes_gso() {
             match p.tx_gso(frame, &layout) {
                 Ok(true) => self.sent += segs,
-                Ok(false) => self.refuse(v, segs),
+                Ok(false) => self.refuse(j, v, segs),
                 Err(e) => {
                     self.err.get_or_insert(e);
-                    self.refuse(v, segs);
+                    self.refuse(j, v, segs);
                 }
             }
             return;
         }
         if layout.max_segment_len() > crate::port::MAX_FRAME {
-            self.recount(v, segs, DropReason::GsoMalformed);
+            self.recount(j, v, segs, DropReason::GsoMalformed);
             return;
         }
         let mut next = 0;
@@ -224,7 +240,7 @@ impl Out<'_, '_> {
         }
         scratch.clear();
         if refused > 0 {
-            self.refuse(v, refused.min(segs));
+            self.refuse(j, v, refused.min(segs));
         }
     }
 }

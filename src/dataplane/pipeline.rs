@@ -3,7 +3,11 @@
 //!
 //! Invariants:
 //! - No syscalls, no clock reads, no allocation, no locks: a batch in, a
-//!   verdict per packet out, counters bumped.
+//!   verdict per packet out, counters bumped. (The one allocation: a burst
+//!   that meets tables with other networks than the last moves the
+//!   per-network counters first, [`NetCounters::follow`].)
+//! - A packet counts once, in its network's bucket: its port's network,
+//!   or from the tunnel its VNI's once read, else no network's.
 //! - No input can panic it: every header is read through a checked view and
 //!   every rewrite goes through `Packet::prepend`/`strip`, which refuse
 //!   rather than overrun.
@@ -30,7 +34,7 @@ use crate::config::addr::is_bad_source_v4;
 use crate::port::{Batch, Packet, BATCH_SIZE};
 use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, vxlan};
 
-use super::drops::{Counters, DropReason};
+use super::drops::{Counters, DropReason, NetCounters, NO_NET};
 use super::tables::{
     Net, NextHop, PortRole, Tables, MAX_TEMPLATE, OUTER_V4_LEN, OUTER_V6_LEN, UPLINK,
 };
@@ -85,9 +89,13 @@ enum Icmp {
 
 /// One worker's pipeline: its counters and nothing shared, and the buffers
 /// super-packets are cut into for ports that cannot take them whole.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pipeline {
-    pub counters: Counters,
+    /// Per network: each packet counts in its network's bucket only.
+    pub counters: NetCounters,
+    /// The bucket each packet of the last batch counted in, for
+    /// [`super::forward_burst`] to move a refused frame's count within it.
+    pub(crate) bucket_of: [u32; BATCH_SIZE],
     pub(crate) scratch: Batch,
     icmp: IcmpBudget,
     /// The caller's clock (see [`Pipeline::set_clock`]).
@@ -141,6 +149,19 @@ impl IcmpBudget {
     }
 }
 
+// By hand: arrays past 32 elements have no derived Default.
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline {
+            counters: NetCounters::default(),
+            bucket_of: [NO_NET as u32; BATCH_SIZE],
+            scratch: Batch::default(),
+            icmp: IcmpBudget::default(),
+            now_ns: 0,
+        }
+    }
+}
+
 impl Pipeline {
     pub fn new() -> Self {
         Self::default()
@@ -151,6 +172,26 @@ impl Pipeline {
     /// once per burst; replay from the captures' timestamps.
     pub fn set_clock(&mut self, now_ns: u64) {
         self.now_ns = now_ns;
+    }
+
+    /// Counts `n` frames that port `port` dropped for `reason` before the
+    /// pipeline saw them (longer than a buffer), in the port's network's
+    /// bucket (the unknown one for the uplink).
+    pub fn count_port_drops(&mut self, t: &Tables, port: u16, reason: DropReason, n: u64) {
+        if !self.counters.follows(&t.net_names) {
+            self.counters.follow(&t.net_names);
+        }
+        let b = match t.ports.get(usize::from(port)) {
+            Some(p) if matches!(p.role, PortRole::Tun | PortRole::Veth) => 1 + usize::from(p.net),
+            _ => NO_NET,
+        };
+        self.counters.bucket(b).drop_n(reason, n);
+    }
+
+    /// Every counter summed over the networks (what one set of counters
+    /// for every packet would hold). Off the per-packet path.
+    pub fn totals(&self) -> Counters {
+        self.counters.total()
     }
 
     /// Runs every packet of `batch`, received on `in_port`, through the
@@ -168,44 +209,88 @@ impl Pipeline {
             Some(p) => (Some(p.role), t.nets.get(usize::from(p.net))),
             None => (None, None),
         };
-        let n = match (role, n) {
-            (Some(PortRole::Tun | PortRole::Veth), Some(n)) => n,
+        // The bucket a container port's packets count in: its network's.
+        // The uplink's packets start in the unknown one until their VNI
+        // names a network; a vacant index's stay there.
+        let (n, port_bucket) = match (role, n) {
+            (Some(PortRole::Tun | PortRole::Veth), Some(n)) => {
+                (n, 1 + t.ports[in_port as usize].net as usize)
+            }
             // A container port always names one of the tables' networks;
             // the uplink's and a vacant index's are not used.
-            _ => &t.nets[0],
+            _ => (&t.nets[0], NO_NET),
         };
-        let mut memo = SourceMemo::new();
+        // Buckets go by network index: tables with other networks move
+        // them first (a pointer compare per burst, the move only then).
+        if !self.counters.follows(&t.net_names) {
+            self.counters.follow(&t.net_names);
+        }
+        let now = self.now_ns;
+        if role == Some(PortRole::Uplink) {
+            // Each packet finds its network, and its bucket, by VNI.
+            let mut memo = SourceMemo::new();
+            for ((pkt, v), bucket_of) in batch
+                .pkts_mut()
+                .iter_mut()
+                .zip(verdicts.iter_mut())
+                .zip(self.bucket_of.iter_mut())
+            {
+                // Taken before the stages: an ICMP error replaces a
+                // super-packet with one small packet, but all its segments
+                // were dropped.
+                let segs = pkt.segments();
+                let mut b = NO_NET;
+                *v = from_uplink(t, pkt, &mut memo, &mut b);
+                *bucket_of = b as u32;
+                count(self.counters.bucket(b), &mut self.icmp, now, pkt, v, segs);
+            }
+            return;
+        }
+        // A container port's burst is one network's: one bucket for all.
+        self.bucket_of.fill(port_bucket as u32);
+        let c = self.counters.bucket(port_bucket);
         for (pkt, v) in batch.pkts_mut().iter_mut().zip(verdicts.iter_mut()) {
-            // Taken before the stages: an ICMP error replaces a super-packet
-            // with one small packet, but all its segments were dropped.
             let segs = pkt.segments();
             *v = match role {
-                Some(PortRole::Uplink) => from_uplink(t, pkt, &mut memo),
                 Some(PortRole::Tun) => from_container_ip(t, n, in_port, pkt),
                 Some(PortRole::Veth) => from_veth(t, n, in_port, pkt),
-                Some(PortRole::Vacant) | None => Verdict::Drop(DropReason::PortDown),
+                _ => Verdict::Drop(DropReason::PortDown),
             };
-            match *v {
-                Verdict::Forward(_) => self.counters.forwarded += segs,
-                Verdict::Reply(_) => {
-                    // A reply is one packet the router made, whatever the
-                    // annotation of what it answers said.
-                    pkt.gso = None;
-                    self.counters.replied += 1;
-                }
-                Verdict::Icmp(_, r) => {
-                    self.counters.drop_n(r, segs);
-                    if self.icmp.take(self.now_ns) {
-                        self.counters.icmp_errors += 1;
-                    } else {
-                        *v = Verdict::Drop(r);
-                        self.counters.icmp_rate_limited += 1;
-                    }
-                }
-                Verdict::Drop(r) => self.counters.drop_n(r, segs),
-                Verdict::Pass => self.counters.pass_through += segs,
+            count(c, &mut self.icmp, now, pkt, v, segs);
+        }
+    }
+}
+
+/// Counts verdict `v` of `pkt` (`segs` wire packets) in `c`; an ICMP error
+/// the budget has no token for becomes a drop.
+#[inline(always)]
+fn count(
+    c: &mut Counters,
+    icmp: &mut IcmpBudget,
+    now_ns: u64,
+    pkt: &mut Packet,
+    v: &mut Verdict,
+    segs: u64,
+) {
+    match *v {
+        Verdict::Forward(_) => c.forwarded += segs,
+        Verdict::Reply(_) => {
+            // A reply is one packet the router made, whatever the
+            // annotation of what it answers said.
+            pkt.gso = None;
+            c.replied += 1;
+        }
+        Verdict::Icmp(_, r) => {
+            c.drop_n(r, segs);
+            if icmp.take(now_ns) {
+                c.icmp_errors += 1;
+            } else {
+                *v = Verdict::Drop(r);
+                c.icmp_rate_limited += 1;
             }
         }
+        Verdict::Drop(r) => c.drop_n(r, segs),
+        Verdict::Pass => c.pass_through += segs,
     }
 }
 
@@ -449,7 +534,9 @@ fn nd_reply(t: &Tables, n: &Net, in_port: u16, pkt: &mut Packet) -> Verdict {
 
 // ---------------------------------------------------------------- uplink side
 
-fn from_uplink(t: &Tables, pkt: &mut Packet, memo: &mut SourceMemo) -> Verdict {
+/// `bucket` becomes the counter bucket of the packet's network once its
+/// VNI names one ([`NetCounters`]); until then it stays as given.
+fn from_uplink(t: &Tables, pkt: &mut Packet, memo: &mut SourceMemo, bucket: &mut usize) -> Verdict {
     let (ethertype, l3) = {
         let eth = match ethernet::Frame::new_checked(pkt.data()) {
             Ok(e) => e,
@@ -490,9 +577,10 @@ fn from_uplink(t: &Tables, pkt: &mut Packet, memo: &mut SourceMemo) -> Verdict {
         if !vx.has_vni_flag() {
             return Verdict::Drop(DropReason::VxlanBadFlags);
         }
-        let Some(n) = t.net_of_vni(vx.vni()) else {
+        let Some((i, n)) = t.vni_net(vx.vni()) else {
             return Verdict::Drop(DropReason::VxlanUnknownVni);
         };
+        *bucket = 1 + usize::from(i);
         // Only the untagged header matters: a tagged inner frame has a VLAN
         // TPID where the ethertype is and drops below as inner_not_ip.
         let Some(inner) = d.get(vxlan::HEADER_LEN..vxlan::HEADER_LEN + ethernet::HEADER_LEN) else {

@@ -333,6 +333,9 @@ pub struct Tables {
     /// The networks, in the topology's order: index 0 is the default one.
     /// Shared with the tables [`Tables::rerouted`] makes from these.
     pub nets: Arc<[Net]>,
+    /// Their names in the same order, shared: a worker's per-network
+    /// counters go by index and compare this list by pointer per burst.
+    pub net_names: Arc<[String]>,
     /// The networks by VNI.
     pub vnis: VniIndex,
     pub peers: Vec<Peer>,
@@ -401,10 +404,17 @@ impl Tables {
     /// a hashed look-up ([`VniIndex`]) otherwise.
     #[inline(always)]
     pub fn net_of_vni(&self, vni: u32) -> Option<&Net> {
+        self.vni_net(vni).map(|(_, n)| n)
+    }
+
+    /// [`Tables::net_of_vni`] with the network's index in `nets`.
+    #[inline(always)]
+    pub fn vni_net(&self, vni: u32) -> Option<(u16, &Net)> {
         if let [only] = &self.nets[..] {
-            return (only.vni == vni).then_some(only);
+            return (only.vni == vni).then_some((0, only));
         }
-        self.nets.get(usize::from(self.vnis.get(vni)?))
+        let i = self.vnis.get(vni)?;
+        Some((i, self.nets.get(usize::from(i))?))
     }
 
     /// Index of the network named `name`.
@@ -521,6 +531,8 @@ impl Tables {
             underlay_mtu: self.underlay_mtu,
             underlay_fit: self.underlay_fit,
             nets: Arc::clone(&self.nets),
+            // The same list: the workers' per-network counters stay put.
+            net_names: Arc::clone(&self.net_names),
             vnis: self.vnis.clone(),
             peers,
             ecmp,
@@ -910,6 +922,7 @@ pub fn build(topo: &Topology, host: usize, routes: &RouteSet, env: &HostEnv<'_>)
         vtep_mac: me.vtep_mac.0,
         underlay_mtu: env.underlay_mtu,
         underlay_fit,
+        net_names: nets.iter().map(|n: &Net| n.name.clone()).collect(),
         nets: nets.into(),
         vnis,
         peers,
@@ -1111,8 +1124,8 @@ cost = 10
         let (v, pkt, pipe) = run(&t, &tcp4(1411), None);
         assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
         assert_eq!(frag_needed_mtu(&pkt), 1450);
-        assert_eq!(pipe.counters.dropped(DropReason::UnderlayTooBig), 1);
-        assert_eq!(pipe.counters.dropped(DropReason::TooBig), 0);
+        assert_eq!(pipe.totals().dropped(DropReason::UnderlayTooBig), 1);
+        assert_eq!(pipe.totals().dropped(DropReason::TooBig), 0);
         // The NIC's MTU shrinks: new tables, a smaller size that fits.
         let t = tables(false, 1400);
         let (v, pkt, _) = run(&t, &tcp4(1310), None);
@@ -1137,7 +1150,7 @@ cost = 10
         );
         assert_eq!(v, Verdict::Forward(UPLINK));
         assert!(pkt.gso.is_some());
-        assert_eq!(pipe.counters.forwarded, 3);
+        assert_eq!(pipe.totals().forwarded, 3);
         // Segments of 1411: each one byte over; all three are counted.
         let (v, pkt, pipe) = run(
             &t,
@@ -1150,8 +1163,8 @@ cost = 10
         assert_eq!(v, Verdict::Icmp(1, DropReason::UnderlayTooBig));
         assert_eq!(pkt.gso, None);
         assert_eq!(frag_needed_mtu(&pkt), 1450);
-        assert_eq!(pipe.counters.dropped(DropReason::UnderlayTooBig), 3);
-        assert_eq!(pipe.counters.icmp_errors, 1);
+        assert_eq!(pipe.totals().dropped(DropReason::UnderlayTooBig), 3);
+        assert_eq!(pipe.totals().icmp_errors, 1);
         // A short last segment does not make a long one fit.
         let (v, _, _) = run(
             &t,
@@ -1320,6 +1333,181 @@ cost = 1
         let (verdict, _) = hop(&h2, UPLINK, &green);
         // The inner source is no address of green's: not from h1 there.
         assert_eq!(verdict, Verdict::Drop(DropReason::InnerSpoofed));
+    }
+
+    /// Runs `frames` in on `port` through `pipe`, one burst.
+    fn burst(pipe: &mut Pipeline, t: &Tables, port: u16, frames: &[&[u8]]) -> Vec<Verdict> {
+        let mut batch = crate::port::Batch::new();
+        for f in frames {
+            assert!(batch.push(f));
+        }
+        let mut verdicts = [Verdict::Pass; crate::port::BATCH_SIZE];
+        pipe.process(t, port, &mut batch, &mut verdicts);
+        verdicts[..frames.len()].to_vec()
+    }
+
+    /// The counters of network `name` in `pipe`.
+    fn of_net(pipe: &Pipeline, name: &str) -> crate::dataplane::Counters {
+        pipe.counters
+            .by_network()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_packet_counts_in_its_networks_bucket() {
+        use crate::dataplane::Counters;
+        let topo = crate::config::parse(NETS, "nets.toml").expect("topology");
+        let h1 = crate::replay::replay_tables(&topo, 0, 1500).expect("h1");
+        let h2 = crate::replay::replay_tables(&topo, 1, 1500).expect("h2");
+        let (d1, b1) = (1, 2);
+        let default = h1.nets[0].name.clone();
+
+        // Container side: the port's network, whatever the verdict.
+        let mut p1 = Pipeline::new();
+        let fwd = udp4("198.19.1.2", "198.19.2.9");
+        let spoofed = udp4("198.19.1.77", "198.19.2.9");
+        let unroutable = udp4("198.19.1.2", "198.19.8.5");
+        let v = burst(&mut p1, &h1, b1, &[&fwd, &spoofed, &unroutable]);
+        assert_eq!(
+            v,
+            [
+                Verdict::Forward(UPLINK),
+                Verdict::Drop(DropReason::Spoofed),
+                Verdict::Icmp(b1, DropReason::NoRoute),
+            ]
+        );
+        let v = burst(&mut p1, &h1, d1, &[&fwd, &spoofed]);
+        assert_eq!(v[1], Verdict::Drop(DropReason::Spoofed));
+        let blue = of_net(&p1, "blue");
+        assert_eq!(
+            (blue.forwarded, blue.icmp_errors, blue.total_drops()),
+            (1, 1, 2)
+        );
+        assert_eq!(blue.dropped(DropReason::Spoofed), 1);
+        assert_eq!(blue.dropped(DropReason::NoRoute), 1);
+        let def = of_net(&p1, &default);
+        assert_eq!((def.forwarded, def.dropped(DropReason::Spoofed)), (1, 1));
+        assert_eq!(of_net(&p1, "green"), Counters::default());
+        assert_eq!(p1.counters.unknown(), &Counters::default());
+
+        // Tunnel side: the VNI's network once it is read, the unknown
+        // bucket before.
+        let (_, blue_frame) = hop(&h1, b1, &fwd);
+        let vx = OUTER_V4_LEN - vxlan::HEADER_LEN;
+        let mut unknown_vni = blue_frame.clone();
+        unknown_vni[vx + 4..vx + 7].copy_from_slice(&[0, 0, 99]);
+        let mut green = blue_frame.clone();
+        green[vx + 4..vx + 7].copy_from_slice(&[0, 0, 44]);
+        let truncated = blue_frame[..10].to_vec();
+        let mut not_vxlan = blue_frame.clone();
+        // Another UDP port: the kernel's.
+        not_vxlan[36..38].copy_from_slice(&4790u16.to_be_bytes());
+        let mut p2 = Pipeline::new();
+        let v = burst(
+            &mut p2,
+            &h2,
+            UPLINK,
+            &[&blue_frame, &unknown_vni, &green, &truncated, &not_vxlan],
+        );
+        assert_eq!(
+            v,
+            [
+                Verdict::Forward(2),
+                Verdict::Drop(DropReason::VxlanUnknownVni),
+                Verdict::Drop(DropReason::InnerSpoofed),
+                Verdict::Drop(DropReason::EthTruncated),
+                Verdict::Pass,
+            ]
+        );
+        assert_eq!(of_net(&p2, "blue").forwarded, 1);
+        assert_eq!(of_net(&p2, "blue").total_drops(), 0);
+        let g = of_net(&p2, "green");
+        assert_eq!(
+            (g.total_drops(), g.dropped(DropReason::InnerSpoofed)),
+            (1, 1)
+        );
+        let u = p2.counters.unknown();
+        assert_eq!(u.dropped(DropReason::VxlanUnknownVni), 1);
+        assert_eq!(u.dropped(DropReason::EthTruncated), 1);
+        assert_eq!((u.pass_through, u.forwarded, u.total_drops()), (1, 0, 2));
+
+        // The totals are what one set of counters for every packet held.
+        let mut want = Counters {
+            forwarded: 1,
+            pass_through: 1,
+            ..Counters::default()
+        };
+        for r in [
+            DropReason::VxlanUnknownVni,
+            DropReason::InnerSpoofed,
+            DropReason::EthTruncated,
+        ] {
+            want.drop(r);
+        }
+        assert_eq!(p2.totals(), want);
+        let t1 = p1.totals();
+        assert_eq!((t1.forwarded, t1.icmp_errors), (2, 1));
+        assert_eq!(t1.dropped(DropReason::Spoofed), 2);
+    }
+
+    /// A worker that meets tables whose networks changed mid-run (a
+    /// reload removed one and put another before a third) keeps every
+    /// count under its network's name, and its totals.
+    #[test]
+    fn counters_follow_the_tables_across_a_reload() {
+        use crate::dataplane::Counters;
+        let topo = crate::config::parse(NETS, "nets.toml").expect("topology");
+        let before = crate::replay::replay_tables(&topo, 0, 1500).expect("h1");
+        let h2 = crate::replay::replay_tables(&topo, 1, 1500).expect("h2");
+        let green =
+            "[[networks]]\nname = \"green\"\nvni = 44\nsubnets = { h2 = [\"198.19.8.0/24\"] }\n";
+        let red =
+            "[[networks]]\nname = \"red\"\nvni = 45\nsubnets = { h2 = [\"198.19.9.0/24\"] }\n\n";
+        assert!(NETS.contains(green));
+        let reloaded = NETS.replace(green, "").replacen(
+            "[[networks]]\nname = \"blue\"",
+            &format!("{red}[[networks]]\nname = \"blue\""),
+            1,
+        );
+        let topo2 = crate::config::parse(&reloaded, "nets.toml").expect("reloaded topology");
+        let after = crate::replay::replay_tables(&topo2, 0, 1500).expect("h1 after");
+        let names = |t: &Tables| t.nets.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&before)[1..], ["blue", "green"]);
+        assert_eq!(names(&after)[1..], ["red", "blue"]);
+
+        let mut pipe = Pipeline::new();
+        let spoofed = udp4("198.19.1.77", "198.19.2.9");
+        let fwd = udp4("198.19.1.2", "198.19.2.9");
+        burst(&mut pipe, &before, 2, &[&spoofed, &fwd]);
+        // From h2 in blue, relabelled green: green's bucket on h1.
+        let (_, mut frame) = hop(&h2, 2, &udp4("198.19.2.9", "198.19.1.2"));
+        let vx = OUTER_V4_LEN - vxlan::HEADER_LEN;
+        frame[vx + 4..vx + 7].copy_from_slice(&[0, 0, 44]);
+        let v = burst(&mut pipe, &before, UPLINK, &[&frame]);
+        assert_eq!(v, [Verdict::Drop(DropReason::InnerSpoofed)]);
+        let total = pipe.totals();
+
+        // The next bursts run on the reloaded tables.
+        burst(&mut pipe, &after, 2, &[&fwd]);
+        let blue = of_net(&pipe, "blue");
+        assert_eq!((blue.forwarded, blue.dropped(DropReason::Spoofed)), (2, 1));
+        assert_eq!(of_net(&pipe, "green").dropped(DropReason::InnerSpoofed), 1);
+        assert_eq!(of_net(&pipe, "red"), Counters::default());
+        let mut want = total;
+        want.forwarded += 1;
+        assert_eq!(pipe.totals(), want);
+        // In the new order: red, then blue; green retired, listed last.
+        let order: Vec<&str> = pipe.counters.by_network().map(|(n, _)| n).collect();
+        assert_eq!(order[1..], ["red", "blue", "green"]);
+
+        // A reload that brings green back gives it its counts again.
+        burst(&mut pipe, &before, 2, &[&fwd]);
+        assert_eq!(of_net(&pipe, "green").dropped(DropReason::InnerSpoofed), 1);
+        assert_eq!(of_net(&pipe, "blue").forwarded, 3);
+        let order: Vec<&str> = pipe.counters.by_network().map(|(n, _)| n).collect();
+        assert_eq!(order[1..], ["blue", "green", "red"]);
     }
 
     #[test]

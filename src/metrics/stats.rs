@@ -17,8 +17,18 @@ pub struct RunStats {
     pub host: String,
     pub workers: usize,
     pub ports: BTreeMap<String, PortCounts>,
-    /// The overlay networks, the default one first.
+    /// The overlay networks, the default one first, each with the
+    /// counters of its packets.
     pub networks: Vec<NetworkStats>,
+    /// Counters of networks a reload removed (those with a count), by name:
+    /// kept, so that the totals are still their sum.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_networks: Vec<NetworkCounters>,
+    /// Counters of packets of no known network: uplink frames dropped or
+    /// left to the kernel before a VNI named their network.
+    pub no_network: CounterSummary,
+    /// Every packet's counters: the sum over `networks`,
+    /// `removed_networks` and `no_network`.
     #[serde(flatten)]
     pub counters: CounterSummary,
     pub io_errors: u64,
@@ -57,6 +67,18 @@ pub struct NetworkStats {
     pub routes: u64,
     /// This host's ports in it, topology and attached.
     pub ports: u64,
+    /// The counters of its packets (those of a container port of it, and
+    /// those from the tunnel with its VNI).
+    #[serde(flatten)]
+    pub counters: CounterSummary,
+}
+
+/// The counters of a network no longer in the topology.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetworkCounters {
+    pub name: String,
+    #[serde(flatten)]
+    pub counters: CounterSummary,
 }
 
 /// The topology store's connection, watch and records.
