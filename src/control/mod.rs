@@ -41,6 +41,7 @@
 //! as it was, except the interfaces of attached ports, which belong to
 //! their containers.
 
+mod alternates;
 mod attach;
 mod handover;
 mod hellos;
@@ -138,6 +139,7 @@ const HOLD_HELLOS_AFTER: Duration = Duration::from_millis(100);
 const LINK_TOKEN: Token = Token(2);
 const STORE_TOKEN: Token = Token(3);
 const HANDOVER_TOKEN: Token = Token(4);
+const ALTERNATES_TOKEN: Token = Token(5);
 /// The control socket's listener; its clients take the tokens above.
 const SOCKET_TOKEN: usize = 16;
 
@@ -264,6 +266,9 @@ struct Router<'a> {
     metrics: Option<MetricsServer>,
     epoch: Instant,
     liveness: Option<Liveness>,
+    /// Computes the loop-free alternates of the routes beside this thread
+    /// (with liveness only).
+    alternates: Option<alternates::AlternatesThread>,
     hello_sock: Option<std::net::UdpSocket>,
     next_hello: u64,
     /// Hellos are held back: a worker makes no progress.
@@ -813,6 +818,16 @@ impl<'a> Router<'a> {
             Liveness::new(&topo, me, cfg, nanos_since(epoch), wall_nanos())
                 .with_keys(hello_keys.clone())
         });
+        let alternates = match liveness {
+            Some(_) => Some(
+                alternates::AlternatesThread::start(Arc::new(mio::Waker::new(
+                    &registry,
+                    ALTERNATES_TOKEN,
+                )?))
+                .context("spawning the alternates thread")?,
+            ),
+            None => None,
+        };
         let mut router = Router {
             opts,
             restart_key: RestartKey::of(&topo, me),
@@ -822,6 +837,7 @@ impl<'a> Router<'a> {
             metrics,
             epoch,
             liveness,
+            alternates,
             hello_sock,
             next_hello: 0,
             hellos_held: false,
@@ -868,6 +884,7 @@ impl<'a> Router<'a> {
             // Routes over the links liveness takes as up at start.
             router.routes = compute_routes(&router.topo, me, router.liveness.as_ref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            router.ask_alternates();
             router.republish = Republish::Always;
         }
         if router.control.is_some() {
@@ -931,6 +948,9 @@ impl<'a> Router<'a> {
         }
         if tokens.contains(&STORE_TOKEN) {
             self.on_store();
+        }
+        if tokens.contains(&ALTERNATES_TOKEN) {
+            self.on_alternates();
         }
         if tokens.contains(&HANDOVER_TOKEN) {
             self.on_handover();
@@ -1079,6 +1099,33 @@ impl<'a> Router<'a> {
         }
     }
 
+    /// Asks for the loop-free alternates of the routes just computed, over
+    /// the links liveness takes as up; without liveness (a reload turned it
+    /// off) an answer still on its way is for routes no longer in use.
+    fn ask_alternates(&mut self) {
+        let Some(t) = self.alternates.as_mut() else {
+            return;
+        };
+        match &self.liveness {
+            Some(l) => t.ask(l.live_topology(&self.topo), self.me),
+            None => t.forget(),
+        }
+    }
+
+    /// The alternates of the current routes came: tables with their
+    /// repairs are published (the routes themselves went out already).
+    fn on_alternates(&mut self) {
+        match self.alternates.as_mut().and_then(|t| t.take()) {
+            Some(Ok(a)) => {
+                tracing::debug!(protected = a.protected(), "loop-free alternates computed");
+                self.routes.alternates = a;
+                self.need(Republish::Always);
+            }
+            Some(Err(e)) => tracing::error!("loop-free alternates: {e}"),
+            None => {}
+        }
+    }
+
     fn on_hellos(&mut self) {
         if self.liveness.is_none() || self.hello_sock.is_none() {
             return;
@@ -1150,6 +1197,7 @@ impl<'a> Router<'a> {
         match compute_routes(&self.topo, self.me, Some(l)) {
             Ok(r) => {
                 self.routes = r;
+                self.ask_alternates();
                 // Published even if no peer MAC changed.
                 self.need(Republish::Always);
             }
@@ -1276,6 +1324,7 @@ impl<'a> Router<'a> {
         self.topo = new;
         self.routes = routes;
         self.liveness = new_live;
+        self.ask_alternates();
         // This host's place in the file may have moved (a host added above
         // it); the restart key compared is the same.
         self.me = new_me;
@@ -1705,17 +1754,15 @@ fn adopt_uplink(
     Ok((q, Vec::new()))
 }
 
-/// Routes over the links that are up (all of them without liveness), with
-/// their loop-free alternates when liveness is on.
+/// Routes over the links that are up (all of them without liveness). Their
+/// loop-free alternates follow from [`alternates::AlternatesThread`].
 fn compute_routes(
     topo: &Topology,
     me: usize,
     liveness: Option<&Liveness>,
 ) -> Result<RouteSet, route::NegativeCycle> {
     match liveness {
-        // A neighbour can go down only with liveness: only then are its
-        // alternates worth a shortest-path run per neighbour.
-        Some(l) => route::compute_with_alternates(&l.live_topology(topo), me),
+        Some(l) => route::compute(&l.live_topology(topo), me),
         None => route::compute(topo, me),
     }
 }

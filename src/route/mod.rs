@@ -422,6 +422,16 @@ pub fn compute_with_alternates(
     Ok(set)
 }
 
+/// The loop-free alternates of [`compute_with_alternates`] alone: for a
+/// caller that publishes the routes of [`compute`] first and computes
+/// these beside them (one shortest-path run per neighbour takes tens of
+/// ms at 10k hosts).
+pub fn alternates(topo: &Topology, self_host: usize) -> Result<lfa::Alternates, NegativeCycle> {
+    let g = Graph::from_topology(topo);
+    let paths = bellman_ford(&g, self_host)?;
+    lfa::compute(&g, self_host, &paths)
+}
+
 /// Compiles shortest paths from `self_host` into routes.
 pub fn compile(topo: &Topology, self_host: usize, paths: &Paths) -> RouteSet {
     let mut set = RouteSet {
