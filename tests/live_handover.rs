@@ -21,13 +21,34 @@ use serde_json::Value;
 use vxrouter::api::{self, client, Body, Request};
 
 use live_support::{
-    assert_clean, forwarded, link, receiver, report, stream, wait_for, Lab, H1_VTEP, H2_VTEP,
-    OVERLAY,
+    assert_clean, forwarded, link, receiver, report, stream, wait_for, Lab, Receiver, H1_VTEP,
+    H2_VTEP, OVERLAY,
 };
 
 /// Datagrams per direction and their rate: 5 s at 20 kpps.
 const COUNT: u64 = 100_000;
 const RATE: u64 = 20_000;
+
+/// Numbered UDP streams both ways, `count` datagrams each at [`RATE`]: from
+/// `b` to `a`'s address and from `a` to `b`'s, each namespace given with
+/// its address. Returns the receivers at `a` and at `b` (port 5001, done
+/// after 3 s of silence) and the two senders.
+fn two_way_udp(
+    lab: &Lab,
+    a: (&str, &str),
+    b: (&str, &str),
+    count: u64,
+) -> (Receiver, Receiver, Vec<std::process::Child>) {
+    let count = count.to_string();
+    let rate = RATE.to_string();
+    let rx_a = receiver(lab, a.0, &["udp-recv", a.1, "5001", "3"]);
+    let rx_b = receiver(lab, b.0, &["udp-recv", b.1, "5001", "3"]);
+    let senders = vec![
+        stream(lab, b.0, &["udp-send", a.1, "5001", &count, &rate]),
+        stream(lab, a.0, &["udp-send", b.1, "5001", &count, &rate]),
+    ];
+    (rx_a, rx_b, senders)
+}
 
 /// The uplink the hosts of a test run on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -177,29 +198,15 @@ fn handover_without_loss(prefix: &str, uplink: Uplink, kind: &str) {
     lab.ping(&c2, "198.19.1.2");
     lab.ping(&c1, "198.19.2.2");
 
-    let count = COUNT.to_string();
-    let rate = RATE.to_string();
-    let rx1 = receiver(&lab, &c1, &["udp-recv", "198.19.1.2", "5001", "3"]);
-    let rx2 = receiver(&lab, &c2, &["udp-recv", "198.19.2.2", "5001", "3"]);
     let tcp_rx = receiver(&lab, &c1, &["tcp-recv", "198.19.1.2", "5002"]);
+    let (rx1, rx2, mut senders) =
+        two_way_udp(&lab, (&c1, "198.19.1.2"), (&c2, "198.19.2.2"), COUNT);
     let secs = (COUNT / RATE).to_string();
-    let senders = [
-        stream(
-            &lab,
-            &c2,
-            &["udp-send", "198.19.1.2", "5001", &count, &rate],
-        ),
-        stream(
-            &lab,
-            &c1,
-            &["udp-send", "198.19.2.2", "5001", &count, &rate],
-        ),
-        stream(
-            &lab,
-            &c2,
-            &["tcp-send", "198.19.1.2", "5002", &secs, "1000000"],
-        ),
-    ];
+    senders.push(stream(
+        &lab,
+        &c2,
+        &["tcp-send", "198.19.1.2", "5002", &secs, "1000000"],
+    ));
     std::thread::sleep(Duration::from_millis(1500));
 
     let state = lab.dir.path().join("h1.state").display().to_string();
@@ -331,22 +338,7 @@ fn attached_af_xdp_veth_port_is_handed_over_and_attach_goes_on() {
     call(&sock, attach_veth("ho7/ca/eth0", &ca, "198.19.1.5/24")).expect("attach ca");
     lab.ping(&ca, "198.19.2.2");
 
-    let count = (COUNT / 2).to_string();
-    let rate = RATE.to_string();
-    let rx = receiver(&lab, &ca, &["udp-recv", "198.19.1.5", "5001", "3"]);
-    let rx2 = receiver(&lab, &c2, &["udp-recv", "198.19.2.2", "5001", "3"]);
-    let senders = [
-        stream(
-            &lab,
-            &c2,
-            &["udp-send", "198.19.1.5", "5001", &count, &rate],
-        ),
-        stream(
-            &lab,
-            &ca,
-            &["udp-send", "198.19.2.2", "5001", &count, &rate],
-        ),
-    ];
+    let (rx, rx2, senders) = two_way_udp(&lab, (&ca, "198.19.1.5"), (&c2, "198.19.2.2"), COUNT / 2);
     std::thread::sleep(Duration::from_millis(1000));
     let state = lab.dir.path().join("h1.state").display().to_string();
     let socket = sock.display().to_string();
@@ -537,22 +529,8 @@ fn sigusr2_upgrades_in_place_and_hands_systemd_the_new_main_pid() {
     assert!(before.is_empty(), "sent before READY=1: {before:?}");
     lab.ping(&c2, "198.19.1.2");
 
-    let count = (COUNT / 2).to_string();
-    let rate = RATE.to_string();
-    let rx1 = receiver(&lab, &c1, &["udp-recv", "198.19.1.2", "5001", "3"]);
-    let rx2 = receiver(&lab, &c2, &["udp-recv", "198.19.2.2", "5001", "3"]);
-    let senders = [
-        stream(
-            &lab,
-            &c2,
-            &["udp-send", "198.19.1.2", "5001", &count, &rate],
-        ),
-        stream(
-            &lab,
-            &c1,
-            &["udp-send", "198.19.2.2", "5001", &count, &rate],
-        ),
-    ];
+    let (rx1, rx2, senders) =
+        two_way_udp(&lab, (&c1, "198.19.1.2"), (&c2, "198.19.2.2"), COUNT / 2);
     std::thread::sleep(Duration::from_millis(1000));
 
     let new = sigusr2_until_successor(&mut lab, old, &notify);
