@@ -33,6 +33,7 @@ pub mod fib;
 pub mod host;
 #[cfg(target_os = "linux")]
 pub mod metrics;
+pub mod netstats;
 pub mod offload;
 pub mod port;
 pub mod replay;

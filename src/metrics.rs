@@ -43,10 +43,7 @@ use crate::dataplane::DropReason;
 pub use health::{CONTROL_STALE, PROGRESS_WINDOW};
 pub use http::{HttpStats, Limits};
 use http::{Method, Request, Response, Status};
-pub use stats::{
-    ControlSocketStats, LivenessStats, NetworkCounters, NetworkStats, PortCounts, ReloadStats,
-    RunStats, StoreStats,
-};
+pub use stats::{ControlSocketStats, LivenessStats, PortCounts, ReloadStats, RunStats, StoreStats};
 
 /// What `/metrics` answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -238,11 +235,13 @@ fn encode_stats(
     // (empty), zero or not; a removed network's only where it counted.
     // Their sum over `network` is the stats file's `drops`.
     let current = s
+        .by_network
         .networks
         .iter()
         .map(|n| (n.name.as_str(), &n.counters))
-        .chain([("", &s.no_network)]);
+        .chain([("", &s.by_network.no_network)]);
     let removed = s
+        .by_network
         .removed_networks
         .iter()
         .map(|n| (n.name.as_str(), &n.counters));
@@ -270,11 +269,13 @@ fn encode_stats(
         enc,
         "vxrouter_network_forwarded_packets",
         "Packets forwarded per overlay network (their sum is vxrouter_forwarded_packets_total).",
-        s.networks
+        s.by_network
+            .networks
             .iter()
             .map(|n| (n.name.as_str(), n.counters.forwarded))
             .chain(
-                s.removed_networks
+                s.by_network
+                    .removed_networks
                     .iter()
                     .map(|n| (n.name.as_str(), n.counters.forwarded))
                     .filter(|(_, v)| *v > 0),
@@ -297,7 +298,8 @@ fn encode_stats(
         enc,
         "vxrouter_network_routes",
         "Routes this host holds per overlay network (its own prefixes included).",
-        s.networks
+        s.by_network
+            .networks
             .iter()
             .map(|n| ([("network", n.name.as_str())], gauge_value(n.routes))),
     )?;
@@ -305,7 +307,8 @@ fn encode_stats(
         enc,
         "vxrouter_network_ports",
         "This host's container ports per overlay network.",
-        s.networks
+        s.by_network
+            .networks
             .iter()
             .map(|n| ([("network", n.name.as_str())], gauge_value(n.ports))),
     )?;
@@ -313,7 +316,8 @@ fn encode_stats(
         enc,
         "vxrouter_network_mtu",
         "Container-side MTU per overlay network on this host.",
-        s.networks
+        s.by_network
+            .networks
             .iter()
             .map(|n| ([("network", n.name.as_str())], i64::from(n.mtu))),
     )?;
@@ -748,6 +752,7 @@ impl Drop for MetricsServer {
 mod tests {
     use super::*;
     use crate::dataplane::Counters;
+    use crate::netstats::{ByNetwork, NetworkCounters, NetworkStats};
     use std::collections::BTreeMap;
 
     fn stats() -> RunStats {
@@ -792,19 +797,21 @@ mod tests {
             host: "h1".into(),
             workers: 2,
             ports,
-            networks: vec![NetworkStats {
-                name: "blue".into(),
-                vni: 43,
-                mtu: 1400,
-                routes: 3,
-                ports: 1,
-                counters: blue.summary(),
-            }],
-            removed_networks: vec![NetworkCounters {
-                name: "red".into(),
-                counters: red.summary(),
-            }],
-            no_network: unknown.summary(),
+            by_network: ByNetwork {
+                networks: vec![NetworkStats {
+                    name: "blue".into(),
+                    vni: 43,
+                    mtu: 1400,
+                    routes: 3,
+                    ports: 1,
+                    counters: blue.summary(),
+                }],
+                removed_networks: vec![NetworkCounters {
+                    name: "red".into(),
+                    counters: red.summary(),
+                }],
+                no_network: unknown.summary(),
+            },
             counters: c.summary(),
             io_errors: 0,
             tables_published: 3,

@@ -82,6 +82,7 @@ use crate::host::link::{link_info, LinkChange, LinkInfo, LinkWatch};
 use crate::host::neigh::NeighbourTable;
 use crate::host::netns::{self, CreatedDevice};
 use crate::metrics::{LivenessStats, MetricsServer, ReloadStats, RunStats};
+use crate::netstats::NetworkStats;
 use crate::port::afxdp::{AfXdpConfig, AfXdpPort, UmemPool};
 use crate::port::tun::TunPort;
 use crate::port::udp::{UdpConfig, UdpPort};
@@ -1390,24 +1391,13 @@ impl<'a> Router<'a> {
                 .map(|(i, s)| (i, s.config.name.clone(), Some(s.config.network.clone()))),
         );
         let handles: Vec<&WorkerHandle> = self.owned.workers.iter().map(|(_, h)| h).collect();
-        let networks = self
-            .topo
-            .networks
-            .iter()
-            .enumerate()
-            .map(|(net, n)| crate::metrics::NetworkStats {
-                name: n.name.clone(),
-                vni: n.vni,
-                mtu: self.topo.network_mtu(net, self.me),
-                routes: self.routes.of_network(net).len() as u64,
-                ports: self
-                    .ports
-                    .iter()
-                    .filter(|(_, s)| s.config.network == n.name)
-                    .count() as u64,
-                ..Default::default()
-            })
-            .collect();
+        let networks = NetworkStats::of_topology(&self.topo, self.me, &self.routes, |net| {
+            let name = &self.topo.networks[net].name;
+            self.ports
+                .iter()
+                .filter(|(_, s)| s.config.network == *name)
+                .count() as u64
+        });
         let mut stats = stats::collect(
             &self.topo.hosts[self.me].name,
             &handles,

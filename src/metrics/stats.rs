@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::dataplane::CounterSummary;
+use crate::netstats::ByNetwork;
 use crate::route::liveness::Liveness;
 
 /// Stats as written to the stats file.
@@ -17,18 +18,11 @@ pub struct RunStats {
     pub host: String,
     pub workers: usize,
     pub ports: BTreeMap<String, PortCounts>,
-    /// The overlay networks, the default one first, each with the
-    /// counters of its packets.
-    pub networks: Vec<NetworkStats>,
-    /// Counters of networks a reload removed (those with a count), by name:
-    /// kept, so that the totals are still their sum.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub removed_networks: Vec<NetworkCounters>,
-    /// Counters of packets of no known network: uplink frames dropped or
-    /// left to the kernel before a VNI named their network.
-    pub no_network: CounterSummary,
-    /// Every packet's counters: the sum over `networks`,
-    /// `removed_networks` and `no_network`.
+    /// The counters per network (`networks`, `removed_networks`,
+    /// `no_network`), the shape replay's stats.json shares.
+    #[serde(flatten)]
+    pub by_network: ByNetwork,
+    /// Every packet's counters: the sum over `by_network`.
     #[serde(flatten)]
     pub counters: CounterSummary,
     pub io_errors: u64,
@@ -54,31 +48,6 @@ pub struct RunStats {
     /// is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStats>,
-}
-
-/// One overlay network as this host runs it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct NetworkStats {
-    pub name: String,
-    pub vni: u32,
-    /// Its container-side MTU on this host.
-    pub mtu: u16,
-    /// Routes this host holds in it (its own prefixes included).
-    pub routes: u64,
-    /// This host's ports in it, topology and attached.
-    pub ports: u64,
-    /// The counters of its packets (those of a container port of it, and
-    /// those from the tunnel with its VNI).
-    #[serde(flatten)]
-    pub counters: CounterSummary,
-}
-
-/// The counters of a network no longer in the topology.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct NetworkCounters {
-    pub name: String,
-    #[serde(flatten)]
-    pub counters: CounterSummary,
 }
 
 /// The topology store's connection, watch and records.
