@@ -342,10 +342,10 @@ fn replay(
                 "{}: rx {} forwarded {} replied {} pass-through {} dropped {} (stats in {})",
                 stats.host,
                 stats.rx_total(),
-                stats.forwarded,
-                stats.replied,
-                stats.pass_through,
-                stats.drops.values().sum::<u64>(),
+                stats.counters.forwarded,
+                stats.counters.replied,
+                stats.counters.pass_through,
+                stats.counters.drops.values().sum::<u64>(),
                 out.join("stats.json").display()
             );
             for (port, p) in stats.ports.iter().filter(|(_, p)| p.unknown_blocks > 0) {

@@ -10,9 +10,11 @@
 //!
 //! Every port that transmits gets `DIR/PORT.pcap`; `DIR/stats.json` accounts
 //! for every frame read: forwarded + replied + pass-through + drops equals
-//! the sum of the ports' rx. Outputs are written into a hidden directory
-//! inside `DIR` and moved into place only when the whole replay succeeded,
-//! `stats.json` last: a failed replay leaves `DIR` as it was.
+//! the sum of the ports' rx. It carries the live stats file's counters per
+//! network ([`crate::netstats`]), whose sum is the totals. Outputs are
+//! written into a hidden directory inside `DIR` and moved into place only
+//! when the whole replay succeeded, `stats.json` last: a failed replay
+//! leaves `DIR` as it was.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,10 +24,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use crate::config::Topology;
-use crate::dataplane::{self, tables, DropReason, Pipeline, Tables, Verdict};
+use crate::dataplane::{self, tables, CounterSummary, DropReason, Pipeline, Tables, Verdict};
+use crate::netstats::{ByNetwork, NetSums, NetworkStats};
 use crate::port::pcap::PcapPort;
 use crate::port::{Batch, LinkType, Port, BATCH_SIZE};
-use crate::route;
+use crate::route::{self, RouteSet};
 
 /// Per-port frame counts.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -42,19 +45,20 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// What `stats.json` holds.
+/// What `stats.json` holds: the live stats file's counters, per network
+/// and in total, beside the ports' frame counts.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayStats {
     pub host: String,
     pub ports: BTreeMap<String, PortStats>,
-    pub forwarded: u64,
-    pub replied: u64,
-    pub pass_through: u64,
-    pub icmp_errors: u64,
-    /// ICMP errors held back by the rate limit (paced by the captures'
-    /// timestamps).
-    pub icmp_rate_limited: u64,
-    pub drops: BTreeMap<&'static str, u64>,
+    /// The counters per network, as the live router's stats file shows
+    /// them (`removed_networks` stays empty: replay never reloads).
+    #[serde(flatten)]
+    pub by_network: ByNetwork,
+    /// Every frame's counters: the sum over `by_network`. ICMP errors are
+    /// paced by the captures' timestamps.
+    #[serde(flatten)]
+    pub counters: CounterSummary,
 }
 
 impl ReplayStats {
@@ -65,7 +69,8 @@ impl ReplayStats {
 
     /// Frames accounted for by a verdict; equals [`Self::rx_total`].
     pub fn accounted(&self) -> u64 {
-        self.forwarded + self.replied + self.pass_through + self.drops.values().sum::<u64>()
+        let c = &self.counters;
+        c.forwarded + c.replied + c.pass_through + c.drops.values().sum::<u64>()
     }
 }
 
@@ -80,6 +85,15 @@ fn replay_nic_mac(topo: &Topology, host: usize) -> [u8; 6] {
 /// Compiles the tables `host` would run with, for replay: peer underlay MACs
 /// come from the topology only (`underlay_mac`).
 pub fn replay_tables(topo: &Topology, host: usize, underlay_mtu: u16) -> Result<Tables> {
+    Ok(routes_and_tables(topo, host, underlay_mtu)?.1)
+}
+
+/// [`replay_tables`] and the routes they were built from.
+fn routes_and_tables(
+    topo: &Topology,
+    host: usize,
+    underlay_mtu: u16,
+) -> Result<(RouteSet, Tables)> {
     let routes = route::compute(topo, host).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let no_neighbours = |_: IpAddr| None;
     let env = tables::HostEnv {
@@ -88,7 +102,8 @@ pub fn replay_tables(topo: &Topology, host: usize, underlay_mtu: u16) -> Result<
         neighbour: &no_neighbours,
         ports: None,
     };
-    Ok(tables::build(topo, host, &routes, &env))
+    let t = tables::build(topo, host, &routes, &env);
+    Ok((routes, t))
 }
 
 /// Replays `inputs` (port name, capture) through host `host` of `topo`,
@@ -101,7 +116,7 @@ pub fn replay(
     out_dir: &Path,
     underlay_mtu: u16,
 ) -> Result<ReplayStats> {
-    let t = replay_tables(topo, host, underlay_mtu)?;
+    let (routes, t) = routes_and_tables(topo, host, underlay_mtu)?;
     for (name, _) in inputs {
         if t.port_index(name).is_none() {
             let known: Vec<&str> = t.ports.iter().map(|p| p.name.as_str()).collect();
@@ -180,7 +195,16 @@ pub fn replay(
         pipe.count_port_drops(&t, i as u16, DropReason::FrameTooLong, p.rx_oversize);
     }
 
-    let summary = pipe.totals().summary();
+    let mut sums = NetSums::default();
+    sums.add(&pipe.counters);
+    let networks = NetworkStats::of_topology(topo, host, &routes, |net| {
+        let name = &topo.networks[net].name;
+        topo.hosts[host]
+            .ports
+            .iter()
+            .filter(|p| p.network == *name)
+            .count() as u64
+    });
     let stats = ReplayStats {
         host: t.host_name.clone(),
         ports: ports
@@ -198,12 +222,8 @@ pub fn replay(
                 )
             })
             .collect(),
-        forwarded: summary.forwarded,
-        replied: summary.replied,
-        pass_through: summary.pass_through,
-        icmp_errors: summary.icmp_errors,
-        icmp_rate_limited: summary.icmp_rate_limited,
-        drops: summary.drops,
+        by_network: sums.split(networks),
+        counters: pipe.totals().summary(),
     };
     // Close the outputs before they move.
     drop(ports);

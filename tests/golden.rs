@@ -721,7 +721,12 @@ fn run_case(c: &Case) -> Result<(), String> {
 fn summary(s: &ReplayStats) -> String {
     format!(
         "forwarded {} replied {} pass_through {} icmp_errors {} drops {:?} ports {:?}",
-        s.forwarded, s.replied, s.pass_through, s.icmp_errors, s.drops, s.ports
+        s.counters.forwarded,
+        s.counters.replied,
+        s.counters.pass_through,
+        s.counters.icmp_errors,
+        s.counters.drops,
+        s.ports
     )
 }
 
@@ -732,7 +737,8 @@ fn expect_counts(
     pass: u64,
     icmp: u64,
 ) -> Result<(), String> {
-    if (s.forwarded, s.replied, s.pass_through, s.icmp_errors) != (forwarded, replied, pass, icmp) {
+    let c = &s.counters;
+    if (c.forwarded, c.replied, c.pass_through, c.icmp_errors) != (forwarded, replied, pass, icmp) {
         return Err(format!(
             "expected forwarded {forwarded} replied {replied} pass_through {pass} icmp_errors {icmp}; got {}",
             summary(s)
@@ -744,6 +750,7 @@ fn expect_counts(
 fn expect_drops(s: &ReplayStats, reason: Option<&String>, n: u64) -> Result<(), String> {
     let want: BTreeMap<&str, u64> = reason.map(|r| (r.as_str(), n)).into_iter().collect();
     let got: BTreeMap<&str, u64> = s
+        .counters
         .drops
         .iter()
         .map(|(k, v)| (*k, *v))
@@ -1120,7 +1127,7 @@ fn shared_pcaps_replay_with_full_accounting() {
                         ));
                     }
                     let sent: u64 = s.ports.values().map(|p| p.tx).sum();
-                    if sent > s.forwarded + s.replied + s.icmp_errors {
+                    if sent > s.counters.forwarded + s.counters.replied + s.counters.icmp_errors {
                         failures.push(format!(
                             "{name}: sent {sent} frames, more than verdicts allow"
                         ));

@@ -308,7 +308,7 @@ fn pcapng_time_orders_mixed_inputs() {
         let s = run
             .replay(&[("c1", &f1), ("c2", &f2)])
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        assert_eq!(s.forwarded, 5, "{name}: {s:?}");
+        assert_eq!(s.counters.forwarded, 5, "{name}: {s:?}");
         let out = run.output("eth0", LinkType::Ethernet);
         let got: Vec<(Duration, u16)> = out.iter().map(|(t, f)| (*t, tag_of(f))).collect();
         let want: Vec<(Duration, u16)> = (0..5u16).map(|k| (at(k.into()), k)).collect();
@@ -334,7 +334,7 @@ fn obsolete_packet_block_is_replayed() {
         .collect();
     let f = run.file("c1.pcapng", &pcapng(101, res, true, &frames));
     let s = run.replay(&[("c1", &f)]).expect("replay");
-    assert_eq!((s.ports["c1"].rx, s.forwarded), (3, 3), "{s:?}");
+    assert_eq!((s.ports["c1"].rx, s.counters.forwarded), (3, 3), "{s:?}");
     let out = run.output("eth0", LinkType::Ethernet);
     let got: Vec<(Duration, u16)> = out.iter().map(|(t, f)| (*t, tag_of(f))).collect();
     let want: Vec<(Duration, u16)> = frames.iter().map(|(t, f)| (*t, tag_of(f))).collect();
@@ -365,8 +365,12 @@ fn icmp_errors_under_the_budget_are_all_sent_with_their_causes_time() {
     let input = expiring(200, Duration::from_millis(2));
     let f = run.file("c1.pcap", &pcap(101, true, &input));
     let s = run.replay(&[("c1", &f)]).expect("replay");
-    assert_eq!((s.icmp_errors, s.icmp_rate_limited), (200, 0), "{s:?}");
-    assert_eq!(s.drops.get("ttl_expired"), Some(&200));
+    assert_eq!(
+        (s.counters.icmp_errors, s.counters.icmp_rate_limited),
+        (200, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.counters.drops.get("ttl_expired"), Some(&200));
     let out = run.output("c1", LinkType::RawIp);
     let got: Vec<(Duration, u16)> = out.iter().map(|(t, f)| (*t, quoted_tag(f))).collect();
     let want: Vec<(Duration, u16)> = input.iter().map(|(t, f)| (*t, tag_of(f))).collect();
@@ -393,8 +397,12 @@ fn icmp_errors_over_the_budget_are_rate_limited() {
         ),
     );
     let s = run.replay(&[("c1", &f)]).expect("replay");
-    assert_eq!((s.icmp_errors, s.icmp_rate_limited), (149, 51), "{s:?}");
-    assert_eq!(s.drops.get("ttl_expired"), Some(&200));
+    assert_eq!(
+        (s.counters.icmp_errors, s.counters.icmp_rate_limited),
+        (149, 51),
+        "{s:?}"
+    );
+    assert_eq!(s.counters.drops.get("ttl_expired"), Some(&200));
     // Every error carries the time of the frame it answers.
     let out = run.output("c1", LinkType::RawIp);
     assert_eq!(out.len(), 149);
@@ -537,8 +545,12 @@ fn a_huge_record_is_dropped_as_too_long() {
         let f = run.file(name, &bytes);
         let s = run.replay(&[("c1", &f)]).expect(name);
         assert_eq!(s.ports["c1"].rx, 2, "{name}");
-        assert_eq!(s.drops.get("frame_too_long"), Some(&1), "{name}: {s:?}");
-        assert_eq!(s.forwarded, 1, "{name}");
+        assert_eq!(
+            s.counters.drops.get("frame_too_long"),
+            Some(&1),
+            "{name}: {s:?}"
+        );
+        assert_eq!(s.counters.forwarded, 1, "{name}");
         assert_eq!(s.accounted(), s.rx_total(), "{name}");
     }
 }
@@ -593,7 +605,7 @@ fn a_failed_replay_leaves_the_output_directory_as_it_was() {
     // The same directory after a replay that succeeds: new files, no
     // staging directory left behind.
     let s = run.replay(&[("c1", &good)]).expect("replay");
-    assert_eq!(s.forwarded, 1);
+    assert_eq!(s.counters.forwarded, 1);
     assert_eq!(run.listing(), ["eth0.pcap", "stats.json"]);
     assert_eq!(run.output("eth0", LinkType::Ethernet).len(), 1);
     let json = std::fs::read_to_string(run.out.join("stats.json")).unwrap();
