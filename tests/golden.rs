@@ -10,7 +10,10 @@
 //! not ours (etherparse) plus our own RFC 1071 sum below. With several
 //! networks (`topo-nets.toml`), every frame that comes out must belong to
 //! the network its input came from (by port, or on the uplink by VNI), and
-//! every ICMP error must come from a gateway of that network.
+//! every ICMP error must come from a gateway of that network. Every
+//! replay's stats.json counts per network as the live stats file does, and
+//! the networks' counts sum to the totals; with several networks each case
+//! states the network (or none) it counts under.
 //!
 //! Other tests: the committed vectors are exactly what the generator
 //! produces, and every capture of `../shared/pcaps` replays without a panic
@@ -85,6 +88,9 @@ struct Case {
     input: String,
     frames: usize,
     expect: Expect,
+    /// With several networks: the network (by name) under which stats.json
+    /// counts every frame of the case; `Some(None)`: under `no_network`.
+    network: Option<Option<String>>,
 }
 
 fn str_field(v: &Value, k: &str, case: &str) -> String {
@@ -178,6 +184,11 @@ fn load_cases() -> Vec<Case> {
                 in_port: str_field(c, "in_port", &name),
                 input: str_field(c, "input", &name),
                 frames: usize_field(c, "frames", &name),
+                network: e.get("network").map(|n| match n {
+                    Value::Null => None,
+                    Value::String(n) => Some(n.clone()),
+                    _ => panic!("cases.json: case {name}: network is a name or null"),
+                }),
                 expect,
                 name,
             }
@@ -545,6 +556,111 @@ fn check_icmp_source(
     Ok(())
 }
 
+/// The counters of one object of stats.json (the totals, a network's, or
+/// `no_network`) as name -> count, drops as `drops.REASON`, zeros left out.
+fn counters_of(v: &Value) -> Result<BTreeMap<String, u64>, String> {
+    let mut m = BTreeMap::new();
+    for k in [
+        "forwarded",
+        "replied",
+        "pass_through",
+        "icmp_errors",
+        "icmp_rate_limited",
+    ] {
+        let n = v
+            .get(k)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("no counter {k} in {v}"))?;
+        if n > 0 {
+            m.insert(k.to_owned(), n);
+        }
+    }
+    let drops = v
+        .get("drops")
+        .and_then(Value::as_object)
+        .ok_or_else(|| format!("no drops in {v}"))?;
+    for (r, n) in drops {
+        let n = n.as_u64().ok_or_else(|| format!("drop {r}: {n}"))?;
+        if n > 0 {
+            m.insert(format!("drops.{r}"), n);
+        }
+    }
+    Ok(m)
+}
+
+/// stats.json counts every frame once, per network as the live stats file
+/// does: `networks` are the topology's, in its order, with their VNIs;
+/// their counters and `no_network`'s sum to the totals; there are no
+/// `removed_networks` (replay never reloads). With `want`, every count of
+/// the case lies under that network (`None`: under `no_network`) and the
+/// others count nothing.
+fn check_by_network(
+    topo: &Topology,
+    json: &Value,
+    want: Option<&Option<String>>,
+) -> Result<(), String> {
+    let totals = counters_of(json)?;
+    let nets = json
+        .get("networks")
+        .and_then(Value::as_array)
+        .ok_or("no networks")?;
+    let got: Vec<(Option<&str>, Option<u64>)> = nets
+        .iter()
+        .map(|n| {
+            (
+                n.get("name").and_then(Value::as_str),
+                n.get("vni").and_then(Value::as_u64),
+            )
+        })
+        .collect();
+    let want_nets: Vec<(Option<&str>, Option<u64>)> = topo
+        .networks
+        .iter()
+        .map(|n| (Some(n.name.as_str()), Some(u64::from(n.vni))))
+        .collect();
+    if got != want_nets {
+        return Err(format!(
+            "networks (name, vni) {got:?}, expected {want_nets:?}"
+        ));
+    }
+    if let Some(r) = json.get("removed_networks") {
+        return Err(format!("removed_networks {r} in a replay"));
+    }
+    let mut buckets = Vec::with_capacity(nets.len() + 1);
+    for (n, t) in nets.iter().zip(&topo.networks) {
+        buckets.push((Some(t.name.as_str()), counters_of(n)?));
+    }
+    let none = json.get("no_network").ok_or("no no_network")?;
+    buckets.push((None, counters_of(none)?));
+    let mut sum: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, c) in &buckets {
+        for (k, v) in c {
+            *sum.entry(k.clone()).or_default() += v;
+        }
+    }
+    if sum != totals {
+        return Err(format!(
+            "networks and no_network sum to {sum:?}, the totals are {totals:?}"
+        ));
+    }
+    let Some(want) = want else { return Ok(()) };
+    let empty = BTreeMap::new();
+    for (name, c) in &buckets {
+        let expected = if *name == want.as_deref() {
+            &totals
+        } else {
+            &empty
+        };
+        if c != expected {
+            return Err(format!(
+                "{} counted {c:?}, expected {expected:?}",
+                name.map_or("no_network".to_owned(), |n| format!("network {n}"))
+            ));
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- one case
 
 fn run_case(c: &Case) -> Result<(), String> {
@@ -570,6 +686,12 @@ fn run_case(c: &Case) -> Result<(), String> {
             summary(&stats)
         ));
     }
+    let json: Value = std::fs::read_to_string(out.path().join("stats.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("stats.json: {e}"))?;
+    check_by_network(&topo, &json, c.network.as_ref())
+        .map_err(|e| format!("stats.json: {e} ({})", summary(&stats)))?;
     let written = written_pcaps(out.path());
     let tx_total: u64 = stats.ports.values().map(|p| p.tx).sum();
 
@@ -894,7 +1016,8 @@ fn golden_cases_are_well_formed() {
 /// network's gateway sends ICMP errors, both to its ports and through the
 /// tunnel; a VNI of no network is dropped by name. (That every output stays
 /// in its input's network and every ICMP error comes from its network's
-/// gateway is checked case by case, in `golden_cases`.)
+/// gateway is checked case by case, in `golden_cases`, as is the network
+/// stats.json counts each case under.)
 #[test]
 fn network_cases_cover_the_issue() {
     let file = "topo-nets.toml";
@@ -997,6 +1120,38 @@ fn network_cases_cover_the_issue() {
             .any(|c| matches!(&c.expect, Expect::Drop(r) if r == "vxlan_unknown_vni")),
         "no case of a VNI of no network"
     );
+    // Every case states the network stats.json counts it under (checked
+    // case by case in `golden_cases`): a VNI of no network under
+    // `no_network`, and each network's forwarded packets under its name,
+    // from a port and from the tunnel.
+    for c in &nets {
+        assert!(c.network.is_some(), "case {}: no network stated", c.name);
+    }
+    assert!(
+        nets.iter().any(|c| c.network == Some(None)
+            && matches!(&c.expect, Expect::Drop(r) if r == "vxlan_unknown_vni")),
+        "no case of a VNI of no network counted under no_network"
+    );
+    for n in &topo.networks {
+        for from_tunnel in [false, true] {
+            assert!(
+                nets.iter().any(|c| {
+                    c.network.as_ref() == Some(&Some(n.name.clone()))
+                        && (c.in_port == nic) == from_tunnel
+                        && matches!(
+                            &c.expect,
+                            Expect::Output {
+                                kind: Kind::Forward,
+                                ..
+                            }
+                        )
+                }),
+                "no forwarded case counted under network {} from {}",
+                n.name,
+                if from_tunnel { "the tunnel" } else { "a port" }
+            );
+        }
+    }
 }
 
 /// A python3 that can import scapy: `$GOLDEN_PYTHON`, `python3`, or the
@@ -1188,7 +1343,8 @@ fn outer_checker_self_test() {
 }
 
 /// The network checkers themselves: a frame under the other network's VNI,
-/// and an ICMP error from the other network's gateway, are refused.
+/// an ICMP error from the other network's gateway, and a count under the
+/// other network in stats.json are refused.
 #[test]
 fn network_checker_self_test() {
     let topo = load_topo("topo-nets.toml");
@@ -1228,4 +1384,19 @@ fn network_checker_self_test() {
     let (port, err) = output(t);
     check_icmp_source(&topo, host, &port, Some(1), &err).expect("blue's gateway");
     assert!(check_icmp_source(&topo, host, &port, Some(0), &err).is_err());
+
+    // The stats.json checker: blue's packet is blue's, not the default
+    // network's nor no network's, and a count moved out of the totals'
+    // sum is caught.
+    let out = tempfile::tempdir().expect("tempdir");
+    let inputs = vec![(b.in_port.clone(), golden_dir().join(&b.input))];
+    replay(&topo, host, &inputs, out.path(), UNDERLAY_MTU).expect("replay");
+    let text = std::fs::read_to_string(out.path().join("stats.json")).expect("stats.json");
+    let mut json: Value = serde_json::from_str(&text).expect("stats.json");
+    let named = |n: &str| Some(Some(n.to_owned()));
+    check_by_network(&topo, &json, named("blue").as_ref()).expect("counted in blue");
+    assert!(check_by_network(&topo, &json, named("default").as_ref()).is_err());
+    assert!(check_by_network(&topo, &json, Some(&None)).is_err());
+    json["no_network"]["forwarded"] = 1.into();
+    assert!(check_by_network(&topo, &json, None).is_err());
 }

@@ -30,7 +30,10 @@ and "expect" is one of
 "mask" lists [offset, length] byte ranges of each output frame that the
 pipeline chooses freely (VXLAN UDP source port, and the UDP checksum over an
 IPv6 underlay, which covers that port); the harness checks those fields by
-other means (range, checksum validity).
+other means (range, checksum validity). In topo-nets.toml's cases "expect"
+also has "network": the network under which replay's stats.json counts
+every frame of the case (its input port's, or from the tunnel its VNI's),
+or null for no network (a VNI of no network).
 
 Usage: gen.py [--out DIR]
 """
@@ -61,6 +64,7 @@ from scapy.layers.inet6 import (  # noqa: E402
     IPv6ExtHdrHopByHop,
 )
 from scapy.layers.l2 import ARP, Dot1Q, Ether  # noqa: E402
+from scapy.layers.vxlan import VXLAN  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
 # ----------------------------------------------------------------- topology
@@ -307,6 +311,8 @@ class Gen:
             frames = [frames]
         inp = "%s.in.pcap" % name
         self.write(inp, pcap_bytes(LINKTYPE[in_port], frames))
+        if topo == NETS_TOPO:
+            expect["network"] = counted_in(in_port, frames)
         c = {
             "name": name,
             "topo": topo,
@@ -1046,6 +1052,22 @@ D2_MAC, B2_MAC = "02:00:00:00:01:03", "02:00:00:00:02:03"
 BLUE_GW4, BLUE_GW6 = "198.19.1.254", "2001:2:0:1::fe"
 D3_V4, B3_V4 = "198.19.1.5", "198.19.1.4"
 H3_BLUE_V4 = "198.19.33.7"
+
+
+NET_OF_PORT = {p: "blue" if p.startswith("b") else "default" for p in NET_PORTS}
+NET_OF_VNI = {VNI: "default", BLUE_VNI: "blue"}
+
+
+def counted_in(in_port, frames):
+    """The network whose counters count the frames into h1's `in_port`
+    (docs/operations.md, the stats file): a container port's own, or from
+    the tunnel the network of the VNI (scapy decodes it); None for a VNI of
+    no network (`no_network`)."""
+    if in_port != "eth0":
+        return NET_OF_PORT[in_port]
+    nets = {NET_OF_VNI.get(Ether(f)[VXLAN].vni) for f in frames}
+    assert len(nets) == 1, nets
+    return nets.pop()
 
 
 def router_mac(port):
