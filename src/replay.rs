@@ -24,7 +24,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use crate::config::Topology;
-use crate::dataplane::{self, tables, CounterSummary, DropReason, Pipeline, Tables, Verdict};
+use crate::dataplane::{
+    self, tables, CounterSummary, DropReason, Pipeline, PortRole, Tables, Verdict,
+};
 use crate::netstats::{ByNetwork, NetSums, NetworkStats};
 use crate::port::pcap::PcapPort;
 use crate::port::{Batch, LinkType, Port, BATCH_SIZE};
@@ -33,6 +35,10 @@ use crate::route::{self, RouteSet};
 /// Per-port frame counts.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct PortStats {
+    /// The network of a container port, as the live stats file names it;
+    /// none for the uplink, which carries them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     pub rx: u64,
     pub tx: u64,
     /// pcapng blocks of an unknown type in the port's input, skipped (they
@@ -138,7 +144,7 @@ pub fn replay(
     let mut ports: Vec<PcapPort> = Vec::with_capacity(t.ports.len());
     for info in &t.ports {
         let link = match info.role {
-            dataplane::PortRole::Tun => LinkType::RawIp,
+            PortRole::Tun => LinkType::RawIp,
             _ => LinkType::Ethernet,
         };
         let input: Vec<&PathBuf> = inputs
@@ -210,11 +216,16 @@ pub fn replay(
         ports: ports
             .iter()
             .zip(&tx_counts)
-            .filter(|(p, tx)| p.rx_packets > 0 || **tx > 0 || p.unknown_blocks > 0)
-            .map(|(p, tx)| {
+            .zip(&t.ports)
+            .filter(|((p, tx), _)| p.rx_packets > 0 || **tx > 0 || p.unknown_blocks > 0)
+            .map(|((p, tx), info)| {
+                let container = matches!(info.role, PortRole::Tun | PortRole::Veth);
                 (
                     p.name().to_owned(),
                     PortStats {
+                        network: container
+                            .then(|| t.net_names.get(usize::from(info.net)).cloned())
+                            .flatten(),
                         rx: p.rx_packets,
                         tx: *tx,
                         unknown_blocks: p.unknown_blocks,

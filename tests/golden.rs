@@ -590,12 +590,14 @@ fn counters_of(v: &Value) -> Result<BTreeMap<String, u64>, String> {
 
 /// stats.json counts every frame once, per network as the live stats file
 /// does: `networks` are the topology's, in its order, with their VNIs;
+/// each container port names its network, the uplink none;
 /// their counters and `no_network`'s sum to the totals; there are no
 /// `removed_networks` (replay never reloads). With `want`, every count of
 /// the case lies under that network (`None`: under `no_network`) and the
 /// others count nothing.
 fn check_by_network(
     topo: &Topology,
+    host: usize,
     json: &Value,
     want: Option<&Option<String>>,
 ) -> Result<(), String> {
@@ -625,6 +627,21 @@ fn check_by_network(
     }
     if let Some(r) = json.get("removed_networks") {
         return Err(format!("removed_networks {r} in a replay"));
+    }
+    let ports = json
+        .get("ports")
+        .and_then(Value::as_object)
+        .ok_or("no ports")?;
+    for (name, p) in ports {
+        let want = topo.hosts[host]
+            .ports
+            .iter()
+            .find(|c| c.name == *name)
+            .map(|c| c.network.as_str());
+        let got = p.get("network").and_then(Value::as_str);
+        if got != want {
+            return Err(format!("port {name} in network {got:?}, expected {want:?}"));
+        }
     }
     let mut buckets = Vec::with_capacity(nets.len() + 1);
     for (n, t) in nets.iter().zip(&topo.networks) {
@@ -690,7 +707,7 @@ fn run_case(c: &Case) -> Result<(), String> {
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
         .map_err(|e| format!("stats.json: {e}"))?;
-    check_by_network(&topo, &json, c.network.as_ref())
+    check_by_network(&topo, host, &json, c.network.as_ref())
         .map_err(|e| format!("stats.json: {e} ({})", summary(&stats)))?;
     let written = written_pcaps(out.path());
     let tx_total: u64 = stats.ports.values().map(|p| p.tx).sum();
@@ -1394,9 +1411,9 @@ fn network_checker_self_test() {
     let text = std::fs::read_to_string(out.path().join("stats.json")).expect("stats.json");
     let mut json: Value = serde_json::from_str(&text).expect("stats.json");
     let named = |n: &str| Some(Some(n.to_owned()));
-    check_by_network(&topo, &json, named("blue").as_ref()).expect("counted in blue");
-    assert!(check_by_network(&topo, &json, named("default").as_ref()).is_err());
-    assert!(check_by_network(&topo, &json, Some(&None)).is_err());
+    check_by_network(&topo, host, &json, named("blue").as_ref()).expect("counted in blue");
+    assert!(check_by_network(&topo, host, &json, named("default").as_ref()).is_err());
+    assert!(check_by_network(&topo, host, &json, Some(&None)).is_err());
     json["no_network"]["forwarded"] = 1.into();
-    assert!(check_by_network(&topo, &json, None).is_err());
+    assert!(check_by_network(&topo, host, &json, None).is_err());
 }
