@@ -409,7 +409,9 @@ fn fifty_hosts_racing_for_subnets_get_distinct_ones() {
                         udp_port: 4789,
                         subnets: Vec::new(),
                         previous: Vec::new(),
+                        reserved: Vec::new(),
                         networks: Default::default(),
+                        previous_networks: Default::default(),
                     },
                 )
                 .expect("store thread")
@@ -426,7 +428,7 @@ fn fifty_hosts_racing_for_subnets_get_distinct_ones() {
                         break;
                     }
                     Ok(Event::Fatal(m)) => panic!("{m}"),
-                    Ok(Event::View(_)) => {}
+                    Ok(Event::View(_) | Event::NetworkSubnets(_)) => {}
                     Err(e) => panic!("no subnet in 30 s: {e}"),
                 }
             }
