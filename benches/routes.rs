@@ -94,6 +94,7 @@ fn topology_of(n: usize, edges: &[(usize, usize, u32)]) -> Topology {
             name: "default".into(),
             vni: 1,
             mtu: None,
+            lease: None,
         }],
         hosts,
         links,

@@ -393,6 +393,12 @@ fn encode_stats(
             "Hosts from the store kept without their subnets in networks this router does not carry (logged with their key when first seen).",
             st.hosts_unknown_networks as u64,
         )?;
+        gauge(
+            enc,
+            "vxrouter_store_leases_unknown_networks",
+            "Subnet leases in the store under networks this router does not carry (well formed; logged with their key when first seen).",
+            st.leases_unknown_networks as u64,
+        )?;
         gauge_family(
             enc,
             "vxrouter_store_records_rejected",
@@ -844,6 +850,7 @@ mod tests {
                 hosts: 2,
                 rejected: [("overlap", 1)].into(),
                 hosts_unknown_networks: 1,
+                leases_unknown_networks: 2,
                 ..Default::default()
             }),
         }
@@ -903,6 +910,7 @@ mod tests {
         has(&t, "vxrouter_store_revision 17");
         has(&t, "vxrouter_store_records_rejected{reason=\"overlap\"} 1");
         has(&t, "vxrouter_store_hosts_unknown_networks 1");
+        has(&t, "vxrouter_store_leases_unknown_networks 2");
         has(&t, "vxrouter_store_records_rejected{reason=\"not_json\"} 0");
         has(&t, "vxrouter_unresolved_peers 1");
         has(&t, "vxrouter_workers 2");

@@ -441,4 +441,27 @@ fn store_harness_takes_and_refuses_records() {
     let m = fuzz_entry::store_merged(&seeds[3]).expect("a merge");
     assert_eq!(m.topology.hosts.len(), 3, "h1, h9 and one flannel lease");
     assert!(m.rejected.iter().any(|r| r.reason == Reject::ForeignVni));
+    // Leases of the other networks: each bad one left out with its
+    // reason, those of a network this router does not carry counted, none
+    // a host.
+    let m = fuzz_entry::store_merged(&seeds[4]).expect("a merge");
+    let reasons: Vec<(&str, Reject)> = m
+        .rejected
+        .iter()
+        .map(|r| (r.key.as_str(), r.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("networks/red/subnets/198.19.0.129-26", Reject::KeyMismatch),
+            ("networks/blue/subnets/198.19.0.64-26", Reject::NotJson),
+            (
+                "networks/bad name/subnets/198.19.0.0-26",
+                Reject::KeyMismatch
+            ),
+            ("networks/red/x", Reject::UnknownKey),
+        ]
+    );
+    assert_eq!(m.foreign_leases, ["networks/green/subnets/198.19.0.64-26"]);
+    assert_eq!(m.topology.hosts.len(), 3, "h1, h9 and h2");
 }

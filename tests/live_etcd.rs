@@ -409,7 +409,9 @@ fn fifty_hosts_racing_for_subnets_get_distinct_ones() {
                         udp_port: 4789,
                         subnets: Vec::new(),
                         previous: Vec::new(),
+                        reserved: Vec::new(),
                         networks: Default::default(),
+                        previous_networks: Default::default(),
                     },
                 )
                 .expect("store thread")
@@ -426,7 +428,7 @@ fn fifty_hosts_racing_for_subnets_get_distinct_ones() {
                         break;
                     }
                     Ok(Event::Fatal(m)) => panic!("{m}"),
-                    Ok(Event::View(_)) => {}
+                    Ok(Event::View(_) | Event::NetworkSubnets(_)) => {}
                     Err(e) => panic!("no subnet in 30 s: {e}"),
                 }
             }
@@ -773,4 +775,217 @@ fn a_leased_subnet_survives_restarts_and_a_start_without_etcd() {
     assert!(etcd
         .ctl(&["get", "--print-value-only", &key])
         .contains("\"h2\""));
+}
+
+/// The subnet host `r`'s router leased in network `net`, from its stats.
+fn leased_in(s: &Value, net: &str) -> Option<String> {
+    s["store"]["network_subnets"][net]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// `subnet`'s host address `n` with the subnet's length (`198.19.7.0/24`,
+/// 5: `198.19.7.5/24`).
+fn address_in(subnet: &str, n: u32) -> String {
+    let net: ipnet::Ipv4Net = subnet.parse().expect("an IPv4 subnet");
+    format!(
+        "{}/{}",
+        std::net::Ipv4Addr::from(u32::from(net.network()) + n),
+        net.prefix_len()
+    )
+}
+
+/// A container attached over `host`'s control socket in network `net`.
+fn attach_in(lab: &Lab, host: &str, id: &str, ns: &str, net: &str, address: &str) {
+    use vxrouter::api::{self, client, Request};
+    let req = Request::Attach(api::Attach {
+        id: id.into(),
+        netns: common::netns_path(ns),
+        ifname: "eth0".into(),
+        kind: vxrouter::config::PortKind::Tun,
+        addresses: vec![address.parse().expect("an address")],
+        offload: false,
+        network: Some(net.into()),
+    });
+    client::call(&lab.socket_path(host), &req, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("attach {id} on {host}: {e}"));
+}
+
+/// Networks other than the default one lease their subnets too: two
+/// routers whose files give them subnets in the default network only,
+/// and a range for "blue" (the same addresses as the default network's:
+/// networks' address spaces overlap), each lease a blue subnet under
+/// `networks/blue/subnets/`, publish it in their records, hand it to the
+/// containers attached in blue, which reach each other; the leases
+/// survive a restart; a reload that removes the range while a container
+/// uses the subnet is refused, one after it left releases the lease, and
+/// one that brings the range back leases again. Bad and foreign lease
+/// records are counted.
+#[test]
+fn network_subnets_are_leased_per_network() {
+    if !prerequisites() {
+        return;
+    }
+    let mut lab = Lab::new("etcdl");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let b1 = lab.ns("b1");
+    let b2 = lab.ns("b2");
+    let etcd = Etcd::start(&lab, &h1);
+    let blue = "[[networks]]\nname = \"blue\"\nvni = 43\nlease_network = \"198.19.0.0/16\"\n";
+    let file = |name: &str, n: u8, vtep: &str, workers: &str, blue: &str| {
+        format!(
+            "[overlay]\nvni = 42\n{blue}{}{}",
+            store("lease_ttl_s = 5"),
+            host(name, n, vtep, workers, "")
+        )
+    };
+    let text1 = file("h1", 1, H1_VTEP, "0", blue);
+    let cfg1 = lab.write("h1.toml", &text1);
+    let cfg2 = lab.write("h2.toml", &file("h2", 2, H2_VTEP, "1", blue));
+    let r1 = lab.start(&cfg1, "h1", &h1);
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    let s1 = lab.wait_stats(r1, "h2 and a blue subnet", |s| {
+        store_hosts(s) == 1 && leased_in(s, "blue").is_some()
+    });
+    let s2 = lab.wait_stats(r2, "h1 and a blue subnet", |s| {
+        store_hosts(s) == 1 && leased_in(s, "blue").is_some()
+    });
+    lab.wait_ready(&[r1, r2]);
+    let (l1, l2) = (
+        leased_in(&s1, "blue").unwrap(),
+        leased_in(&s2, "blue").unwrap(),
+    );
+    assert_ne!(l1, l2, "two hosts hold one blue subnet");
+    let key = |l: &str| {
+        format!(
+            "/vxrouter/network/networks/blue/subnets/{}",
+            l.replace('/', "-")
+        )
+    };
+    for (l, h) in [(&l1, "h1"), (&l2, "h2")] {
+        let v = etcd.ctl(&["get", "--print-value-only", &key(l)]);
+        assert_eq!(v.trim(), format!(r#"{{"host":"{h}"}}"#), "{l}");
+    }
+    // The default network's leases are untouched (its subnets are the
+    // file's), and each record carries its blue subnet with blue's VNI.
+    assert!(etcd
+        .ctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/vxrouter/network/subnets/"
+        ])
+        .trim()
+        .is_empty());
+    let record = |h: &str| -> Value {
+        serde_json::from_str(
+            etcd.ctl(&[
+                "get",
+                "--print-value-only",
+                &format!("/vxrouter/network/hosts/{h}"),
+            ])
+            .trim(),
+        )
+        .expect("a record")
+    };
+    assert_eq!(
+        record("h2")["networks"],
+        serde_json::json!({"blue": {"vni": 43, "subnets": [l2]}})
+    );
+    // Containers in blue, addressed from the leased subnets.
+    let (a1, a2) = (address_in(&l1, 2), address_in(&l2, 2));
+    attach_in(&lab, "h1", "l/b1/eth0", &b1, "blue", &a1);
+    attach_in(&lab, "h2", "l/b2/eth0", &b2, "blue", &a2);
+    let ip = |a: &str| a.split('/').next().unwrap().to_owned();
+    lab.ping(&b1, &ip(&a2));
+    lab.ping(&b2, &ip(&a1));
+
+    // Hostile lease records (IPv6 keys, so that none is a leased
+    // subnet's): counted, nothing else changes.
+    let bad = [
+        ("networks/blue/subnets/2001:2:7::1-64", r#"{"host":"x"}"#),
+        ("networks/blue/subnets/2001:2:8::-64", "{"),
+        ("networks/red/subnets/2001:2:9::-64", r#"{"host":"x"}"#),
+    ];
+    for (k, v) in bad {
+        etcd.put(&format!("/vxrouter/network/{k}"), v);
+    }
+    lab.wait_stats(r1, "the bad leases counted", |s| {
+        rejected(s, "key_mismatch") == 1
+            && rejected(s, "not_json") == 1
+            && s["store"]["leases_unknown_networks"] == 1
+    });
+    for (k, _) in bad {
+        etcd.ctl(&["del", &format!("/vxrouter/network/{k}")]);
+    }
+    lab.wait_stats(r1, "the bad leases gone", |s| {
+        s["store"]["rejected"]
+            .as_object()
+            .is_some_and(|m| m.is_empty())
+            && s["store"]["leases_unknown_networks"] == 0
+    });
+    lab.ping(&b1, &ip(&a2));
+
+    // A restart within the TTL keeps h2's blue subnet, and the attached
+    // container, taken back, is reached again.
+    lab.stop(r2);
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    let s = lab.wait_stats(r2, "connected again", |s| {
+        s["store"]["connected"] == true && store_hosts(s) == 1
+    });
+    assert_eq!(leased_in(&s, "blue"), Some(l2.clone()), "{s}");
+    lab.wait_ready(&[r2]);
+    lab.ping(&b1, &ip(&a2));
+    lab.ping(&b2, &ip(&a1));
+    assert!(etcd
+        .ctl(&["get", "--print-value-only", &key(&l2)])
+        .contains("\"h2\""));
+
+    // h1 drops blue's range while b1 holds an address of its lease: the
+    // reload is refused, the lease kept.
+    let no_range = text1.replace("lease_network = \"198.19.0.0/16\"\n", "");
+    lab.write("h1.toml", &no_range);
+    lab.signal(r1, "HUP");
+    wait_for(Duration::from_secs(5), "the reload refused", || {
+        lab.log(r1)
+            .contains("outside this host's new subnets in network \"blue\"")
+            .then_some(())
+    });
+    assert_eq!(leased_in(&lab.stats(r1), "blue"), Some(l1.clone()));
+    lab.ping(&b2, &ip(&a1));
+    // Once b1 is gone, the same reload releases the lease.
+    use vxrouter::api::{client, Request};
+    client::call(
+        &lab.socket_path("h1"),
+        &Request::Detach {
+            id: "l/b1/eth0".into(),
+        },
+        Duration::from_secs(10),
+    )
+    .expect("detach b1");
+    lab.signal(r1, "HUP");
+    lab.wait_stats(r1, "blue's lease released", |s| {
+        leased_in(s, "blue").is_none()
+    });
+    wait_for(Duration::from_secs(5), "h1's lease key gone", || {
+        etcd.ctl(&["get", "--print-value-only", &key(&l1)])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    wait_for(Duration::from_secs(5), "h1's record without blue", || {
+        record("h1").get("networks").is_none().then_some(())
+    });
+    // The range back: leased again, routed at h2 again.
+    lab.write("h1.toml", &text1);
+    lab.signal(r1, "HUP");
+    let s = lab.wait_stats(r1, "a blue subnet again", |s| {
+        leased_in(s, "blue").is_some()
+    });
+    let l1 = leased_in(&s, "blue").unwrap();
+    assert_ne!(l1, l2);
+    attach_in(&lab, "h1", "l/b1b/eth0", &b1, "blue", &address_in(&l1, 2));
+    lab.ping(&b2, &ip(&address_in(&l1, 2)));
+    lab.assert_alive(r1);
+    lab.assert_alive(r2);
 }

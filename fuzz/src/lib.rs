@@ -33,7 +33,10 @@
 //!   merged into a file topology with three networks, in either layout;
 //!   it asserts that the merge is deterministic, that what it takes keeps
 //!   hosts unique and every network's prefixes disjoint, and that every
-//!   host's routes and tables build.
+//!   host's routes and tables build; then it plans this host's lease in
+//!   each network with a lease range from the view's leases, and asserts
+//!   that the plan takes over only leases of its own in the range and
+//!   proposes only a free subnet of the range.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -1454,10 +1457,14 @@ pub fn liveness_keyed_seeds() -> Vec<Vec<u8>> {
 
 /// The file a store target's view merges into: h1 with subnets in the
 /// default network and in blue (VNI 43), a network red (VNI 44) with no
-/// subnet here, and a file host h9.
+/// subnet here and a lease range (h1 leases there), and a file host h9;
+/// a store whose default range h1 does not lease from (it has subnets).
 const STORE_FILE: &str = r#"
 [overlay]
 vni = 42
+[store]
+endpoints = ["http://198.18.0.10:2379"]
+network = "198.19.0.0/16"
 [[networks]]
 name = "blue"
 vni = 43
@@ -1467,6 +1474,10 @@ h9 = ["198.19.109.0/24"]
 [[networks]]
 name = "red"
 vni = 44
+lease_network = "198.19.0.0/20"
+lease_subnet_len = 26
+[networks.subnets]
+h9 = ["198.19.9.0/26"]
 [[hosts]]
 name = "h1"
 underlay = "198.18.0.1"
@@ -1565,7 +1576,60 @@ pub fn store_merged(data: &[u8]) -> Option<vxrouter::store::merge::Merged> {
         let _ = routes.to_string();
         vxrouter::replay::replay_tables(t, me, 1500).expect("tables of a merged topology");
     }
+    if layout == StoreLayout::Vxrouter {
+        store_leases(file, me, &view);
+    }
     Some(m)
+}
+
+/// Plans host `me`'s lease in every network of `file` with a lease range
+/// from the leases of `view`, as the store thread does after a list, and
+/// checks the plan: only leases naming `me` in the range taken over, the
+/// proposal a subnet of the range that shares no address with any lease
+/// of that network or any reserved prefix.
+fn store_leases(file: &Topology, me: usize, view: &vxrouter::store::View) {
+    use vxrouter::store::{alloc, record};
+    let ranges = file
+        .networks
+        .iter()
+        .enumerate()
+        .filter_map(|(n, net)| Some((n, net.name.as_str(), net.lease?)));
+    for (n, name, range) in ranges {
+        let held: Vec<alloc::Held> = view
+            .entries
+            .iter()
+            .filter_map(|(k, e)| {
+                let (lease, claim) = record::decode_claim(k, &e.value)?.ok()?;
+                (lease.network == name).then(|| alloc::Held {
+                    subnet: lease.subnet,
+                    mine: claim.host == file.hosts[me].name,
+                    mod_revision: e.mod_revision,
+                })
+            })
+            .collect();
+        let reserved = alloc::reserved(file, me, n);
+        let previous: Vec<_> = held.iter().take(1).map(|h| h.subnet).collect();
+        let ask = alloc::Ask {
+            range,
+            wanted: &[],
+            previous: &previous,
+            reserved: &reserved,
+            seed: alloc::seed(&file.hosts[me].name),
+        };
+        let plan = alloc::plan(&ask, &held, view.revision as u64);
+        for h in &plan.take_over {
+            assert!(h.mine && range.holds(h.subnet), "took over {h:?}");
+        }
+        if let Some(p) = plan.propose {
+            assert!(range.holds(p), "proposed {p} outside {range:?}");
+            let clash = held
+                .iter()
+                .map(|h| h.subnet)
+                .chain(reserved.iter().copied())
+                .find(|t| t.contains(&p) || p.contains(t));
+            assert_eq!(clash, None, "proposed {p} in network {name}");
+        }
+    }
 }
 
 /// Store seeds: the records of docs/store.md in both layouts, good and bad.
@@ -1614,6 +1678,22 @@ pub fn store_seeds() -> Vec<Vec<u8>> {
                 ("subnets/198.19.2.0-24", &l2),
                 ("subnets/198.19.3.0-24", &l3),
                 ("subnets/198.19.4.0-33", &l2),
+            ],
+        ),
+        store_input(
+            false,
+            &[
+                ("hosts/h2", h2),
+                ("networks/red/subnets/198.19.0.64-26", r#"{"host":"h1"}"#),
+                ("networks/red/subnets/198.19.0.128-26", r#"{"host":"h2"}"#),
+                ("networks/red/subnets/198.19.0.129-26", r#"{"host":"h2"}"#),
+                ("networks/blue/subnets/198.19.0.64-26", "{"),
+                ("networks/green/subnets/198.19.0.64-26", r#"{"host":"h3"}"#),
+                (
+                    "networks/bad name/subnets/198.19.0.0-26",
+                    r#"{"host":"h3"}"#,
+                ),
+                ("networks/red/x", r#"{"host":"h3"}"#),
             ],
         ),
     ]

@@ -32,6 +32,12 @@
 //!   network;
 //! - names (hosts, ports, `nic`, `netns`) hold no control characters; a
 //!   `netns` is a valid file name of at most 255 bytes;
+//! - a lease range (`[store] network`, a network's `lease_network`) is a
+//!   prefix without host bits that holds at least two subnets of its
+//!   length, shares no address with a special block and holds no underlay
+//!   address of the file; a network other than the default has one only
+//!   with a `[store]` in the vxrouter layout (ranges of different networks
+//!   may overlap);
 //! - every network's MTU plus the inner Ethernet header and the outer
 //!   headers of every host's underlay family fits a port buffer;
 //! - `overlay.vni` is in 1..=16777215 and `overlay.udp_port` is not 0.
@@ -158,8 +164,8 @@ pub struct StoreConfig {
     /// The range a host without subnets leases one from (vxrouter layout;
     /// the flannel layout reads `Network` from the store).
     pub network: Option<IpNet>,
-    /// Prefix length of a leased subnet (vxrouter layout; default 24 for
-    /// IPv4, 64 for IPv6).
+    /// Prefix length of a leased subnet (vxrouter layout; default
+    /// [`LeaseRange::default_len`]).
     pub subnet_len: Option<u8>,
     /// CA certificate (PEM) that the servers' certificates chain to.
     pub ca_file: Option<std::path::PathBuf>,
@@ -174,6 +180,48 @@ pub struct StoreConfig {
     /// Milliseconds a start waits for the store before it falls back on the
     /// cached topology; default 5000.
     pub connect_timeout_ms: u32,
+}
+
+impl StoreConfig {
+    /// The default network's lease range (`network`, `subnet_len`), if the
+    /// file gives one.
+    pub fn lease_range(&self) -> Option<LeaseRange> {
+        self.network.map(|n| LeaseRange::new(n, self.subnet_len))
+    }
+}
+
+/// A range the hosts of one network lease their subnets from, and the
+/// length of those subnets: `[store] network` and `subnet_len` for the
+/// default network, `lease_network` and `lease_subnet_len` of a
+/// `[[networks]]` entry for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LeaseRange {
+    pub network: IpNet,
+    pub subnet_len: u8,
+}
+
+impl LeaseRange {
+    /// `network` with subnets of `subnet_len`, or of the default length.
+    pub fn new(network: IpNet, subnet_len: Option<u8>) -> LeaseRange {
+        LeaseRange {
+            network,
+            subnet_len: subnet_len.unwrap_or_else(|| LeaseRange::default_len(network)),
+        }
+    }
+
+    /// The length of a leased subnet unless one is given: /24 for IPv4,
+    /// /64 for IPv6.
+    pub fn default_len(network: IpNet) -> u8 {
+        match network {
+            IpNet::V4(_) => 24,
+            IpNet::V6(_) => 64,
+        }
+    }
+
+    /// Whether `subnet` is one this range leases: inside it, of its length.
+    pub fn holds(&self, subnet: IpNet) -> bool {
+        subnet.prefix_len() == self.subnet_len && self.network.contains(&subnet)
+    }
 }
 
 /// Default `[store] prefix` of the vxrouter layout.
@@ -208,6 +256,11 @@ pub struct Network {
     /// Container-side MTU; `None` derives it per host as the default
     /// network's (see [`Topology::network_mtu`]).
     pub mtu: Option<u16>,
+    /// Where a host of the file with no subnets in this network leases one
+    /// (`lease_network`, `lease_subnet_len`; needs a `[store]` in the
+    /// vxrouter layout). Always `None` for the default network, whose
+    /// range is [`StoreConfig::lease_range`].
+    pub lease: Option<LeaseRange>,
 }
 
 /// Hellos between the two ends of every link; a link whose far end is not

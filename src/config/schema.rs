@@ -15,9 +15,10 @@ use ipnet::IpNet;
 use super::diag::Sink;
 use super::tree::{Entry, Kind, Node, Span};
 use super::{
-    Host, Link, LivenessConfig, MacAddr, Network, Overlay, PortConfig, PortKind, StoreConfig,
-    StoreLayout, Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX, DEFAULT_LIVENESS_DEAD_AFTER,
-    DEFAULT_LIVENESS_PORT, DEFAULT_NETWORK, DEFAULT_STORE_PREFIX, DEFAULT_UDP_PORT, MAX_VNI,
+    Host, LeaseRange, Link, LivenessConfig, MacAddr, Network, Overlay, PortConfig, PortKind,
+    StoreConfig, StoreLayout, Topology, UplinkIo, DEFAULT_FLANNEL_PREFIX,
+    DEFAULT_LIVENESS_DEAD_AFTER, DEFAULT_LIVENESS_PORT, DEFAULT_NETWORK, DEFAULT_STORE_PREFIX,
+    DEFAULT_UDP_PORT, MAX_VNI,
 };
 use crate::wire::ethernet;
 
@@ -40,6 +41,9 @@ pub(crate) struct UncheckedTopology {
     /// `None` when there is no `[store]`; `Some(None)` when it is invalid
     /// (reported).
     pub(crate) store: Option<Option<StoreConfig>>,
+    /// The default network's lease range (`[store] network`), where the
+    /// store is valid and gives one.
+    pub(crate) store_range: Option<Spanned<LeaseRange>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +64,8 @@ pub(crate) struct UncheckedNetwork {
     pub(crate) mtu: Option<Spanned<u16>>,
     /// `subnets.<host> = [...]`, in file order.
     pub(crate) subnets: Vec<HostSubnets>,
+    /// `lease_network` with `lease_subnet_len`, at the range's span.
+    pub(crate) lease: Option<Spanned<LeaseRange>>,
 }
 
 /// One host's prefixes in a network: the host's name as written, with its
@@ -113,7 +119,14 @@ pub(crate) struct UncheckedLink {
 }
 
 const TOP_FIELDS: &[&str] = &["overlay", "networks", "hosts", "links", "store"];
-const NETWORK_FIELDS: &[&str] = &["name", "vni", "mtu", "subnets"];
+const NETWORK_FIELDS: &[&str] = &[
+    "name",
+    "vni",
+    "mtu",
+    "subnets",
+    "lease_network",
+    "lease_subnet_len",
+];
 const STORE_FIELDS: &[&str] = &[
     "endpoints",
     "layout",
@@ -585,7 +598,20 @@ pub(crate) fn read(root: &Node, sink: &mut Sink) -> UncheckedTopology {
                 .collect();
         }
     }
-    raw.store = get(top, "store").map(|n| read_store(sink, n));
+    if let Some(node) = get(top, "store") {
+        let store = read_store(sink, node);
+        let span = match &node.kind {
+            Kind::Table(t) => get(t, "network").map(|n| n.span.clone()),
+            _ => None,
+        };
+        raw.store_range = store.as_ref().and_then(|c| {
+            Some(Spanned {
+                value: c.lease_range()?,
+                span: span?,
+            })
+        });
+        raw.store = Some(store);
+    }
     raw
 }
 
@@ -651,12 +677,80 @@ fn read_network(sink: &mut Sink, node: &Node, path: &str) -> Option<UncheckedNet
             }
         }
     }
+    let lease = lease_range(sink, t, path, "lease_network", "lease_subnet_len").unwrap_or(None);
     Some(UncheckedNetwork {
         name,
         vni,
         mtu,
         subnets,
+        lease,
     })
+}
+
+/// A lease range (`range_key` in table `t` at `path`) and the length of
+/// its subnets (`len_key`): a prefix without host bits, and a length that
+/// leaves it at least two subnets (the first of a range is never leased),
+/// given or the default ([`LeaseRange::default_len`]). Where on the
+/// address plan the range may lie is decided in `validate`. `Err` when
+/// either is bad (reported); `Ok(None)` when neither is given.
+fn lease_range(
+    sink: &mut Sink,
+    t: &[Entry],
+    path: &str,
+    range_key: &str,
+    len_key: &str,
+) -> Result<Option<Spanned<LeaseRange>>, ()> {
+    let f = |k: &str| join(path, k);
+    let len_node = get(t, len_key);
+    let Some(range_node) = get(t, range_key) else {
+        if let Some(n) = len_node {
+            sink.error(
+                &n.span,
+                f(len_key),
+                format!("a subnet length without a range to lease from: set {range_key} too"),
+            );
+            return Err(());
+        }
+        return Ok(None);
+    };
+    let range = prefix(sink, range_node, &f(range_key), false).ok_or(())?;
+    let (min, max) = (range.value.prefix_len() + 1, range.value.max_prefix_len());
+    let len = match len_node {
+        Some(n) => {
+            let len = integer(sink, n, &f(len_key), 1, 128, "a prefix length").ok_or(())? as u8;
+            if len < min || len > max {
+                sink.error(
+                    &n.span,
+                    f(len_key),
+                    format!(
+                        "{len} does not fit {}: expected {min}..={max} (the range's first subnet is never leased, so it must hold two)",
+                        f(range_key)
+                    ),
+                );
+                return Err(());
+            }
+            Some(len)
+        }
+        None => {
+            let d = LeaseRange::default_len(range.value);
+            if d < min {
+                sink.error(
+                    &range.span,
+                    f(range_key),
+                    format!(
+                        "{} holds fewer than two subnets of the default length /{d}: set {len_key}",
+                        range.value
+                    ),
+                );
+                return Err(());
+            }
+            None
+        }
+    };
+    Ok(Some(Spanned {
+        value: LeaseRange::new(range.value, len),
+        span: range.span,
+    }))
 }
 
 /// The entries of a table whose keys are the user's (host names), any key
@@ -788,41 +882,9 @@ fn read_store(sink: &mut Sink, node: &Node) -> Option<StoreConfig> {
         )? as u32,
         None => 5000,
     };
-    let network = match get(t, "network") {
-        Some(n) => {
-            let p = prefix(sink, n, "store.network", false)?;
-            if p.value != p.value.trunc() {
-                sink.error(
-                    &p.span,
-                    "store.network",
-                    format!(
-                        "{} has host bits set; did you mean {}?",
-                        p.value,
-                        p.value.trunc()
-                    ),
-                );
-                return None;
-            }
-            Some(p)
-        }
-        None => None,
-    };
-    let subnet_len = match get(t, "subnet_len") {
-        Some(n) => {
-            let len = integer(sink, n, "store.subnet_len", 1, 128, "a prefix length")? as u8;
-            let max = network.as_ref().map_or(128, |p| p.value.max_prefix_len());
-            let min = network.as_ref().map_or(1, |p| p.value.prefix_len());
-            if len > max || len < min {
-                sink.error(
-                    &n.span,
-                    "store.subnet_len",
-                    format!("{len} does not fit store.network: expected {min}..={max}"),
-                );
-                return None;
-            }
-            Some(len)
-        }
-        None => None,
+    let range = match layout {
+        StoreLayout::Vxrouter => lease_range(sink, t, "store", "network", "subnet_len").ok()?,
+        StoreLayout::Flannel => None,
     };
     if layout == StoreLayout::Flannel {
         for f in ["network", "subnet_len"] {
@@ -905,8 +967,8 @@ fn read_store(sink: &mut Sink, node: &Node) -> Option<StoreConfig> {
         layout,
         prefix: key_prefix,
         lease_ttl_s,
-        network: network.map(|n| n.value),
-        subnet_len,
+        network: range.as_ref().map(|r| r.value.network),
+        subnet_len: get(t, "subnet_len").and(range.map(|r| r.value.subnet_len)),
         ca_file,
         cert_file,
         key_file,
@@ -1413,12 +1475,14 @@ impl UncheckedTopology {
             name: DEFAULT_NETWORK.to_owned(),
             vni: overlay.vni,
             mtu: overlay.mtu,
+            lease: None,
         }];
         for n in self.networks {
             networks.push(Network {
                 name: n.name?.value,
                 vni: n.vni?.value,
                 mtu: n.mtu.map(|m| m.value),
+                lease: n.lease.map(|l| l.value),
             });
         }
         let mut hosts = Vec::with_capacity(self.hosts.len());

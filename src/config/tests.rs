@@ -1520,6 +1520,134 @@ fn store_table_defaults_and_errors() {
     );
 }
 
+/// A network's lease range: taken with its default length, each bad value
+/// named with its field and line, held to the default range's checks, and
+/// refused without a `[store]` in the vxrouter layout.
+#[test]
+fn network_lease_ranges_and_their_errors() {
+    let one = "[overlay]\nvni = 7\n[[hosts]]\nname = \"h1\"\nunderlay = \"198.18.0.1\"\n";
+    let store = "[store]\nendpoints = [\"http://198.18.0.10:2379\"]\nnetwork = \"198.19.0.0/16\"\n";
+    // Lines 1-5 the host, 6-8 the store, 9 [[networks]], 10 name, 11 vni,
+    // 12 on: `extra`.
+    let net = |store: &str, extra: &str| {
+        format!("{one}{store}[[networks]]\nname = \"blue\"\nvni = 43\n{extra}\n")
+    };
+    let t = ok(&net(store, "lease_network = \"198.19.0.0/16\""));
+    let blue = &t.networks[1];
+    assert_eq!(
+        blue.lease,
+        Some(LeaseRange {
+            network: "198.19.0.0/16".parse().unwrap(),
+            subnet_len: 24
+        })
+    );
+    assert_eq!(t.networks[0].lease, None);
+    assert_eq!(
+        t.store.as_ref().unwrap().lease_range(),
+        blue.lease,
+        "the same range as the default network's: fine"
+    );
+    let t = ok(&net(
+        store,
+        "lease_network = \"2001:2:1::/48\"\nlease_subnet_len = 56",
+    ));
+    assert_eq!(t.networks[1].lease.unwrap().subnet_len, 56);
+    assert!(t.networks[1]
+        .lease
+        .unwrap()
+        .holds("2001:2:1:ff00::/56".parse().unwrap()));
+    assert!(!t.networks[1]
+        .lease
+        .unwrap()
+        .holds("2001:2:1:ff00::/64".parse().unwrap()));
+    let at = |extra: &str| net(store, extra);
+    expect(
+        &at("lease_network = \"198.19.1.0/16\""),
+        12,
+        "networks[0].lease_network",
+        "host bits",
+    );
+    expect(
+        &at("lease_network = \"198.19.0.0/16\"\nlease_subnet_len = 16"),
+        13,
+        "networks[0].lease_subnet_len",
+        "expected 17..=32",
+    );
+    expect(
+        &at("lease_network = \"198.19.0.0/16\"\nlease_subnet_len = \"24\""),
+        13,
+        "networks[0].lease_subnet_len",
+        "prefix length",
+    );
+    expect(
+        &at("lease_network = \"198.19.1.0/24\""),
+        12,
+        "networks[0].lease_network",
+        "default length /24: set lease_subnet_len",
+    );
+    expect(
+        &at("lease_subnet_len = 24"),
+        12,
+        "networks[0].lease_subnet_len",
+        "set lease_network too",
+    );
+    expect(
+        &at("lease_network = \"127.0.0.0/8\""),
+        12,
+        "networks[0].lease_network",
+        "lies in 127.0.0.0/8",
+    );
+    expect(
+        &at("lease_network = \"192.0.0.0/2\""),
+        12,
+        "networks[0].lease_network",
+        "covers 224.0.0.0/4",
+    );
+    expect(
+        &at("lease_network = \"198.18.0.0/16\""),
+        12,
+        "networks[0].lease_network",
+        "holds 198.18.0.1, the underlay address of host \"h1\" (line 5)",
+    );
+    expect(
+        &net("", "lease_network = \"198.19.0.0/16\""),
+        9,
+        "networks[0].lease_network",
+        "needs a [store]",
+    );
+    expect(
+        &net(
+            "[store]\nendpoints = [\"http://198.18.0.10:2379\"]\nlayout = \"flannel\"\n",
+            "lease_network = \"198.19.0.0/16\"",
+        ),
+        12,
+        "networks[0].lease_network",
+        "the flannel layout is single-network",
+    );
+    // The default network's range is held to the same checks.
+    let default = |range: &str| {
+        format!("{one}[store]\nendpoints = [\"http://198.18.0.10:2379\"]\nnetwork = \"{range}\"\n")
+    };
+    expect(
+        &default("198.18.0.0/16"),
+        8,
+        "store.network",
+        "underlay address",
+    );
+    expect(
+        &default("169.254.0.0/16"),
+        8,
+        "store.network",
+        "169.254.0.0/16",
+    );
+    expect(
+        &default("198.19.0.0/24"),
+        8,
+        "store.network",
+        "set subnet_len",
+    );
+}
+
 /// Two networks beside the default one. `blue` reuses the default network's
 /// addresses on both hosts; `green` has subnets on h2 only.
 const NETWORKS: &str = r#"

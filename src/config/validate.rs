@@ -16,7 +16,7 @@ use super::schema::{
     Spanned, UncheckedHost, UncheckedPort, UncheckedTopology, MAX_PORTS, MIN_MTU_V6,
 };
 use super::tree::Span;
-use super::{MacAddr, DEFAULT_NETWORK};
+use super::{MacAddr, StoreLayout, DEFAULT_NETWORK};
 use crate::dataplane::tables::{OUTER_V4_LEN, OUTER_V6_LEN};
 use crate::port::MAX_FRAME;
 use crate::wire::ethernet;
@@ -28,6 +28,7 @@ pub(crate) fn cross_check(raw: &mut UncheckedTopology, sink: &mut Sink) {
     // Before `ports` derives gateways: only configured ones are checked.
     address_classes(raw, sink);
     placement(raw, sink);
+    lease_ranges(raw, sink);
     for (i, h) in raw.hosts.iter_mut().enumerate() {
         ports(h, &format!("hosts[{i}]"), sink);
     }
@@ -288,6 +289,79 @@ fn placement(raw: &UncheckedTopology, sink: &mut Sink) {
         }
         if cur.what == What::Subnet {
             stack.push(k);
+        }
+    }
+}
+
+/// The ranges hosts lease subnets from (`[store] network`, a network's
+/// `lease_network`), held to what every subnet leased from them must
+/// meet:
+/// - a network's range needs a `[store]` in the vxrouter layout: leases
+///   live in etcd, and a flannel lease names one subnet of one network;
+/// - a range shares no address with a special block, as no subnet may
+///   (the candidates skip such subnets, but a range reaching into one is a
+///   mistake in the address plan);
+/// - no underlay address of the file lies inside a range: a subnet
+///   leased around it would hold it, which every router refuses.
+///
+/// Ranges of different networks may overlap, as their address spaces do;
+/// a range may hold subnets that hosts of the file own in its network
+/// (those are never proposed).
+fn lease_ranges(raw: &UncheckedTopology, sink: &mut Sink) {
+    let mut ranges: Vec<(&Spanned<super::LeaseRange>, String)> = Vec::new();
+    if let Some(r) = &raw.store_range {
+        ranges.push((r, "store.network".to_owned()));
+    }
+    for (i, n) in raw.networks.iter().enumerate() {
+        let Some(r) = &n.lease else { continue };
+        let field = format!("networks[{i}].lease_network");
+        match &raw.store {
+            None => sink.error(
+                &r.span,
+                field.clone(),
+                "a lease range needs a [store] (layout \"vxrouter\"): the hosts of this network lease their subnets in etcd",
+            ),
+            Some(Some(c)) if c.layout == StoreLayout::Flannel => sink.error(
+                &r.span,
+                field.clone(),
+                "the flannel layout is single-network: a flannel lease names one subnet of the network in <prefix>/config; give this network's subnets in [networks.subnets], or use layout = \"vxrouter\"",
+            ),
+            // An invalid [store] is reported already.
+            Some(_) => {}
+        }
+        ranges.push((r, field));
+    }
+    for (r, field) in ranges {
+        let range = r.value.network;
+        if let Some((block, class)) = addr::special_overlapping(range) {
+            let how = if block.contains(&range) {
+                "lies in"
+            } else {
+                "covers"
+            };
+            sink.error(
+                &r.span,
+                field.clone(),
+                format!(
+                    "{range} is not a range containers may lease from: it {how} {block} ({})",
+                    class.name()
+                ),
+            );
+        }
+        for (hi, h) in raw.hosts.iter().enumerate() {
+            let Some(u) = h.underlay.as_ref().filter(|u| range.contains(&u.value)) else {
+                continue;
+            };
+            let line = sink.line_of(&u.span);
+            sink.error(
+                &r.span,
+                field.clone(),
+                format!(
+                    "{range} holds {}, the underlay address of host {:?} (line {line}); the underlay and the overlay must not share addresses",
+                    u.value,
+                    raw_name(raw, hi)
+                ),
+            );
         }
     }
 }

@@ -5,8 +5,15 @@
 //! A start waits (up to `[store] connect_timeout_ms`) for this host's
 //! subnets and a first view; when the store does not answer in time, it
 //! starts from the view cached in the state directory by the last run, and
-//! refuses to start without one. Later views arrive through a mio waker
-//! and are merged and published as a reload is.
+//! refuses to start without one. Later views, and this host's leased
+//! subnets in the other networks whenever they change (a reload that adds
+//! or removes a network's lease range), arrive through a mio waker and
+//! are merged and published as a reload is.
+//!
+//! Invariant: a leased subnet enters the topology only in a network of the
+//! file that has a lease range holding it and gives this host no subnets
+//! of its own; a reload that takes one away from attached ports is refused
+//! by the control thread as any other change of this host's subnets.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{StoreConfig, Topology};
 use crate::metrics::StoreStats;
-use crate::store::etcd::{Event, Networks, Own, StoreHandle};
+use crate::store::alloc;
+use crate::store::etcd::{Event, NetworkLease, Networks, Own, OwnNetworks, StoreHandle};
 use crate::store::merge::{self, Merged};
 use crate::store::record::NetworkSubnets;
 use crate::store::View;
@@ -30,17 +38,23 @@ const CACHE: &str = ".store-view";
 /// Largest cache file read back.
 const MAX_CACHE: u64 = 256 << 20;
 
-/// What the cache holds: this host's subnets and the last view.
+/// What the cache holds: this host's subnets, its leased subnets in the
+/// other networks and the last view.
 #[derive(Serialize, Deserialize)]
 struct Cache {
     subnets: Vec<IpNet>,
     view: View,
+    #[serde(default)]
+    networks: BTreeMap<String, IpNet>,
 }
 
 pub(super) struct StoreLink {
     handle: Option<StoreHandle>,
     cfg: StoreConfig,
     subnets: Vec<IpNet>,
+    /// This host's leased subnets in the other networks, by name, as the
+    /// store thread last told them.
+    network_subnets: BTreeMap<String, IpNet>,
     view: Arc<View>,
     cache: Option<PathBuf>,
     cache_dirty: bool,
@@ -49,6 +63,8 @@ pub(super) struct StoreLink {
     /// Host records with networks this router does not carry, with the
     /// revision seen, to log each once.
     ignored: BTreeMap<String, i64>,
+    /// Leases in networks this router does not carry, the same way.
+    foreign_leases: BTreeMap<String, i64>,
     stats: StoreStats,
 }
 
@@ -76,15 +92,23 @@ impl StoreLink {
                 .as_ref()
                 .map(|c| c.subnets.clone())
                 .unwrap_or_default(),
+            reserved: alloc::reserved(file, me, 0),
             networks: own_networks(file, me),
+            previous_networks: cached
+                .as_ref()
+                .map(|c| c.networks.clone())
+                .unwrap_or_default(),
         };
         let handle = StoreHandle::start(cfg.clone(), own)?;
         let deadline = Instant::now() + Duration::from_millis(cfg.connect_timeout_ms.into());
         let (mut subnets, mut view) = (None, None);
+        let mut network_subnets = BTreeMap::new();
         while subnets.is_none() || view.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match handle.events.recv_timeout(left) {
                 Ok(Event::Subnets(s)) => subnets = Some(s),
+                // Before the first view, when this host leases in any.
+                Ok(Event::NetworkSubnets(n)) => network_subnets = n,
                 Ok(Event::View(v)) => view = Some(v),
                 Ok(Event::Fatal(m)) => bail!("topology store: {m}"),
                 Err(_) => break,
@@ -94,6 +118,7 @@ impl StoreLink {
             (Some(s), Some(v), _) => (s, v, false),
             (_, _, Some(c)) => {
                 tracing::warn!(endpoints = %cfg.endpoints.join(","), cache = %cache.as_deref().unwrap_or(Path::new("")).display(), revision = c.view.revision, "topology store not answering: starting from the cached view; reconnecting in the background");
+                network_subnets = c.networks;
                 (c.subnets, Arc::new(c.view), true)
             }
             _ => bail!(
@@ -110,11 +135,13 @@ impl StoreLink {
             handle: Some(handle),
             cfg,
             subnets,
+            network_subnets,
             view,
             cache,
             cache_dirty: !from_cache,
             rejected: BTreeMap::new(),
             ignored: BTreeMap::new(),
+            foreign_leases: BTreeMap::new(),
             stats: StoreStats::default(),
         };
         let merged = link.merge(file.clone(), me);
@@ -128,7 +155,8 @@ impl StoreLink {
         }
     }
 
-    /// Takes the store thread's events; true when a new view came.
+    /// Takes the store thread's events; true when a new view or new leased
+    /// subnets came.
     pub(super) fn drain(&mut self) -> bool {
         let Some(h) = &self.handle else {
             return false;
@@ -143,6 +171,13 @@ impl StoreLink {
                 }
                 // Known since the start; the store thread never changes them.
                 Event::Subnets(_) => {}
+                Event::NetworkSubnets(n) => {
+                    if n != self.network_subnets {
+                        tracing::info!(subnets = ?n, "this host's leased subnets in the other networks");
+                        self.network_subnets = n;
+                        new = true;
+                    }
+                }
                 Event::Fatal(m) => fatal = Some(m),
             }
         }
@@ -165,10 +200,12 @@ impl StoreLink {
     }
 
     /// `file` (a topology file as loaded, this host at `me`) with this
-    /// host's subnets and the store's hosts and links; logs records newly
-    /// left out.
+    /// host's subnets, leased ones included, and the store's hosts and
+    /// links; logs records newly left out.
     pub(super) fn merge(&mut self, mut file: Topology, me: usize) -> Merged {
         file.hosts[me].subnets.clone_from(&self.subnets);
+        let leased = leased_in(&file, me, &self.network_subnets);
+        file.hosts[me].net_subnets.extend(leased);
         let m = merge::merge(&file, me, self.cfg.layout, &self.view);
         let mut now = BTreeMap::new();
         let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -190,16 +227,26 @@ impl StoreLink {
             now.insert(i.key.clone(), rev);
         }
         self.ignored = now;
+        let mut now = BTreeMap::new();
+        for key in &m.foreign_leases {
+            let rev = self.view.entries.get(key).map_or(0, |e| e.mod_revision);
+            if self.foreign_leases.get(key) != Some(&rev) {
+                tracing::info!(key = %format!("{}/{key}", self.cfg.prefix), "store lease in a network this router does not carry");
+            }
+            now.insert(key.clone(), rev);
+        }
+        self.foreign_leases = now;
         self.stats.hosts_unknown_networks = self.ignored.len();
+        self.stats.leases_unknown_networks = self.foreign_leases.len();
         self.stats.rejected = by_reason;
         self.stats.rejected_keys = m.rejected.iter().take(32).map(|r| r.key.clone()).collect();
         self.stats.hosts = m.topology.hosts.len() - file.hosts.len();
         m
     }
 
-    /// Publishes host `me`'s subnets in the other networks as `file` (a
-    /// reloaded topology file) gives them; the store thread rewrites this
-    /// host's record if they changed.
+    /// Publishes host `me`'s part in the other networks as `file` (a
+    /// reloaded topology file) gives it; the store thread leases and
+    /// releases subnets and rewrites this host's record if it changed.
     pub(super) fn set_own_networks(&self, file: &Topology, me: usize) {
         if let Some(h) = &self.handle {
             h.set_networks(own_networks(file, me));
@@ -224,6 +271,7 @@ impl StoreLink {
         let bytes = match serde_json::to_vec(&Cache {
             subnets: self.subnets.clone(),
             view: (*self.view).clone(),
+            networks: self.network_subnets.clone(),
         }) {
             Ok(b) => b,
             Err(e) => {
@@ -243,6 +291,11 @@ impl StoreLink {
         use std::sync::atomic::Ordering::Relaxed;
         let mut s = self.stats.clone();
         s.subnets = self.subnets.iter().map(ToString::to_string).collect();
+        s.network_subnets = self
+            .network_subnets
+            .iter()
+            .map(|(n, s)| (n.clone(), s.to_string()))
+            .collect();
         s.revision = self.view.revision;
         if let Some(h) = &self.handle {
             let c = &h.counters;
@@ -263,13 +316,16 @@ impl StoreLink {
     }
 }
 
-/// Host `me`'s subnets in the networks other than the default one, with
-/// each network's VNI, by network name, as its record carries them.
-fn own_networks(file: &Topology, me: usize) -> Networks {
-    let mut out = Networks::new();
+/// Host `me`'s part in the networks other than the default one: its
+/// subnets from the file, with each network's VNI, by network name, as its
+/// record carries them, and the networks it leases a subnet in (a lease
+/// range, no subnets of the file).
+fn own_networks(file: &Topology, me: usize) -> OwnNetworks {
+    let mut subnets = Networks::new();
     for &(n, s) in &file.hosts[me].net_subnets {
         if let Some(net) = file.networks.get(n) {
-            out.entry(net.name.clone())
+            subnets
+                .entry(net.name.clone())
                 .or_insert_with(|| NetworkSubnets {
                     vni: Some(net.vni),
                     subnets: Vec::new(),
@@ -278,7 +334,39 @@ fn own_networks(file: &Topology, me: usize) -> Networks {
                 .push(s);
         }
     }
-    out
+    let leases = file
+        .networks
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|&(n, _)| file.hosts[me].subnets_in(n).next().is_none())
+        .filter_map(|(n, net)| {
+            Some((
+                net.name.clone(),
+                NetworkLease {
+                    vni: net.vni,
+                    range: net.lease?,
+                    reserved: alloc::reserved(file, me, n),
+                },
+            ))
+        })
+        .collect();
+    OwnNetworks { subnets, leases }
+}
+
+/// Of `leased` (network name to this host's leased subnet), those that
+/// are this host's in `file`, as (network index, subnet): in a network of
+/// the file whose lease range holds the subnet and that gives host `me`
+/// no subnets of its own.
+fn leased_in(file: &Topology, me: usize, leased: &BTreeMap<String, IpNet>) -> Vec<(usize, IpNet)> {
+    leased
+        .iter()
+        .filter_map(|(name, &s)| {
+            let n = file.network_index(name).filter(|&n| n > 0)?;
+            let holds = file.networks[n].lease.is_some_and(|r| r.holds(s));
+            (holds && file.hosts[me].subnets_in(n).next().is_none()).then_some((n, s))
+        })
+        .collect()
 }
 
 fn read_cache(path: &Path) -> Option<Cache> {
@@ -292,5 +380,153 @@ fn read_cache(path: &Path) -> Option<Cache> {
             tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable store cache");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Entry;
+
+    /// h1 (this host) and h2 in the file; blue and green with lease
+    /// ranges, h1 owning subnets in green from the file; red without one.
+    fn file() -> Topology {
+        crate::config::parse(
+            r#"
+[overlay]
+vni = 42
+[store]
+endpoints = ["http://198.18.0.10:2379"]
+[[networks]]
+name = "blue"
+vni = 43
+lease_network = "198.19.0.0/16"
+[networks.subnets]
+h2 = ["198.19.2.0/24"]
+[[networks]]
+name = "green"
+vni = 44
+lease_network = "198.19.0.0/16"
+[networks.subnets]
+h1 = ["198.19.1.0/24"]
+[[networks]]
+name = "red"
+vni = 45
+[[hosts]]
+name = "h1"
+underlay = "198.18.0.1"
+subnets = ["198.19.1.0/24"]
+[[hosts]]
+name = "h2"
+underlay = "198.18.0.2"
+"#,
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn this_host_leases_where_a_network_has_a_range_and_the_file_gives_it_none() {
+        let f = file();
+        let own = own_networks(&f, 0);
+        assert_eq!(own.leases.keys().collect::<Vec<_>>(), ["blue"]);
+        let blue = &own.leases["blue"];
+        assert_eq!(blue.vni, 43);
+        assert_eq!(blue.range, f.networks[1].lease.unwrap());
+        // h2's blue subnet and both underlays are never leased.
+        assert_eq!(
+            blue.reserved,
+            [
+                net("198.19.2.0/24"),
+                net("198.18.0.1/32"),
+                net("198.18.0.2/32")
+            ]
+        );
+        assert_eq!(own.subnets.keys().collect::<Vec<_>>(), ["green"]);
+        // The default network's: nothing of h2's but its underlay.
+        assert_eq!(
+            alloc::reserved(&f, 0, 0),
+            [net("198.18.0.1/32"), net("198.18.0.2/32")]
+        );
+        // h2 owns blue subnets: it leases in green only.
+        let own = own_networks(&f, 1);
+        assert_eq!(own.leases.keys().collect::<Vec<_>>(), ["green"]);
+        assert!(own.leases["green"].reserved.contains(&net("198.19.1.0/24")));
+    }
+
+    #[test]
+    fn a_leased_subnet_counts_only_where_the_file_still_leases_it() {
+        let f = file();
+        let leased: BTreeMap<String, IpNet> = [
+            ("blue", "198.19.7.0/24"),
+            ("green", "198.19.8.0/24"),
+            ("red", "198.19.9.0/24"),
+            ("gone", "198.19.10.0/24"),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_owned(), net(s)))
+        .collect();
+        // Green: the file gives h1 subnets there. Red: no range. Gone: no
+        // such network.
+        assert_eq!(leased_in(&f, 0, &leased), [(1, net("198.19.7.0/24"))]);
+        // A range that no longer holds it (another length).
+        let mut g = f.clone();
+        g.networks[1].lease.as_mut().unwrap().subnet_len = 25;
+        assert!(leased_in(&g, 0, &leased).is_empty());
+    }
+
+    #[test]
+    fn the_merged_topology_routes_the_leased_subnet_on_this_host() {
+        let f = file();
+        let h3 = br#"{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:42:c6:12:00:03","subnets":["198.19.3.0/24"],"vni":42,"networks":{"blue":{"vni":43,"subnets":["198.19.8.0/24"]}}}"#;
+        let mut link = StoreLink {
+            handle: None,
+            cfg: f.store.clone().unwrap(),
+            subnets: f.hosts[0].subnets.clone(),
+            network_subnets: [("blue".to_owned(), net("198.19.7.0/24"))].into(),
+            view: Arc::new(View {
+                revision: 3,
+                entries: [(
+                    "hosts/h3".to_owned(),
+                    Entry {
+                        value: h3.to_vec(),
+                        create_revision: 2,
+                        mod_revision: 2,
+                    },
+                )]
+                .into(),
+            }),
+            cache: None,
+            cache_dirty: false,
+            rejected: BTreeMap::new(),
+            ignored: BTreeMap::new(),
+            foreign_leases: BTreeMap::new(),
+            stats: StoreStats::default(),
+        };
+        let m = link.merge(f.clone(), 0);
+        assert!(m.rejected.is_empty(), "{:?}", m.rejected);
+        let t = &m.topology;
+        let blue: Vec<&IpNet> = t.hosts[0].subnets_in(1).collect();
+        assert_eq!(blue, [&net("198.19.7.0/24")]);
+        let routes = crate::route::compute(t, 0).unwrap();
+        let mut owners: Vec<(String, usize)> = routes
+            .of_network(1)
+            .iter()
+            .map(|r| (r.prefix.to_string(), r.owner))
+            .collect();
+        owners.sort();
+        assert_eq!(
+            owners,
+            [
+                ("198.19.2.0/24".to_owned(), 1),
+                ("198.19.7.0/24".to_owned(), 0),
+                ("198.19.8.0/24".to_owned(), 2)
+            ]
+        );
+        assert_eq!(link.stats().network_subnets["blue"], "198.19.7.0/24");
     }
 }

@@ -202,6 +202,7 @@ mod tests {
             name: "blue".into(),
             vni: 43,
             mtu: Some(1460),
+            lease: None,
         });
         let e = check_mtu_fits(&t, 0, "eth0", 1500, cfg)
             .expect_err("blue over")

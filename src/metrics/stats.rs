@@ -70,13 +70,18 @@ pub struct StoreStats {
     /// Of those, the hosts kept without their subnets in networks this
     /// router does not carry.
     pub hosts_unknown_networks: usize,
+    /// Subnet leases under networks this router does not carry.
+    pub leases_unknown_networks: usize,
     /// Records left out of the running topology now, by reason
     /// ([`crate::store::Reject`] names).
     pub rejected: BTreeMap<&'static str, u64>,
     /// The keys of the first records left out (at most 32).
     pub rejected_keys: Vec<String>,
-    /// This host's subnets, configured or leased.
+    /// This host's subnets in the default network, configured or leased.
     pub subnets: Vec<String>,
+    /// This host's leased subnet in each other network it leases in, by
+    /// network name.
+    pub network_subnets: BTreeMap<String, String>,
 }
 
 /// What the control socket's server did since start.

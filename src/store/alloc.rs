@@ -1,14 +1,121 @@
-//! Which subnet a host leases: candidates from a network range, the ones
-//! taken left out.
+//! Which subnet a host leases in one network: from a list of that
+//! network's leases, the leases of its own to take over, else the subnet
+//! to propose, with the ones taken left out.
 //!
 //! Sans-IO. The store's transaction decides who gets a subnet; this only
-//! proposes them in an order that differs per host (from a hash of its
-//! name), so that hosts starting at once mostly try different subnets
-//! first instead of all racing for the lowest.
+//! plans the transactions and proposes subnets in an order that differs
+//! per host (from a hash of its name), so that hosts starting at once
+//! mostly try different subnets first instead of all racing for the
+//! lowest. Every network's leases are planned alike, each from its own
+//! list: networks' address spaces overlap.
 
 use ipnet::IpNet;
 
-use crate::config::addr;
+use crate::config::{addr, LeaseRange, Topology};
+
+/// A lease as listed in a network's lease directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The subnet its key names.
+    pub subnet: IpNet,
+    /// It names this host: a lease of its own from before a restart.
+    pub mine: bool,
+    /// Its mod revision: a take-over succeeds only while it is unchanged.
+    pub mod_revision: i64,
+}
+
+/// What a host asks of one network's leases.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The range it leases from and the length of the subnets.
+    pub range: LeaseRange,
+    /// The subnets it must have and no other (a flannel host whose file
+    /// names its subnet); empty: any subnet of the range.
+    pub wanted: &'a [IpNet],
+    /// The subnets it held before (from the cache), tried first.
+    pub previous: &'a [IpNet],
+    /// What no lease may take or hold: the subnets other hosts of the file
+    /// own in this network and the file's underlay addresses.
+    pub reserved: &'a [IpNet],
+    /// The seed of [`candidates`]: [`seed`] of the host's name.
+    pub seed: u64,
+}
+
+/// The transactions to try after one list of a network's leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The host's own leases, to take over under its current lease, each
+    /// by a transaction that holds only while the key's mod revision is
+    /// unchanged; the first that succeeds is its subnet.
+    pub take_over: Vec<Held>,
+    /// Else the subnet to lease by a transaction that holds only while no
+    /// key names it; `None`: no subnet is free.
+    pub propose: Option<IpNet>,
+}
+
+/// What no lease of host `me` of `topo` in network `net` may take or
+/// hold ([`Ask::reserved`]): the other hosts' subnets in that network,
+/// and every underlay address.
+pub fn reserved(topo: &Topology, me: usize, net: usize) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = topo
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != me)
+        .flat_map(|(_, h)| h.subnets_in(net).copied())
+        .collect();
+    out.extend(topo.hosts.iter().map(|h| IpNet::from(h.underlay)));
+    out
+}
+
+/// The plan after listing `held`, the `attempt`-th time in a row (a lost
+/// race moves the candidates' starting point).
+///
+/// A lease of the host's own is taken over only if it is one the host may
+/// hold now (wanted, or of the range and length), so that a changed range
+/// leaves the old lease to expire. Every listed lease, the host's own
+/// included, and every reserved prefix is taken: the proposal shares no
+/// address with any.
+pub fn plan(ask: &Ask<'_>, held: &[Held], attempt: u64) -> Plan {
+    let allowed = |n: &IpNet| {
+        if ask.wanted.is_empty() {
+            ask.range.holds(*n)
+        } else {
+            ask.wanted.contains(n)
+        }
+    };
+    let take_over = held
+        .iter()
+        .filter(|h| h.mine && allowed(&h.subnet))
+        .copied()
+        .collect();
+    let taken: Vec<IpNet> = held
+        .iter()
+        .map(|h| h.subnet)
+        .chain(ask.reserved.iter().copied())
+        .collect();
+    let free = |n: &IpNet| !taken.iter().any(|t| t.contains(n) || n.contains(t));
+    let propose = if ask.wanted.is_empty() {
+        ask.previous
+            .iter()
+            .copied()
+            .filter(|p| ask.range.holds(*p))
+            .find(free)
+            .or_else(|| {
+                candidates(
+                    ask.range.network,
+                    ask.range.subnet_len,
+                    &taken,
+                    ask.seed ^ attempt,
+                )
+                .into_iter()
+                .next()
+            })
+    } else {
+        ask.wanted.iter().copied().find(free)
+    };
+    Plan { take_over, propose }
+}
 
 /// At most this many candidates are proposed: a range with more subnets
 /// than that is walked from the host's own starting point only.
@@ -78,5 +185,179 @@ mod tests {
         assert!(candidates(net, 16, &[], 0).is_empty());
         let v6: IpNet = "2001:2::/48".parse().unwrap();
         assert_eq!(candidates(v6, 64, &[], 3).len(), 65535);
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ask<'a>(range: &str, previous: &'a [IpNet], reserved: &'a [IpNet]) -> Ask<'a> {
+        Ask {
+            range: LeaseRange::new(net(range), None),
+            wanted: &[],
+            previous,
+            reserved,
+            seed: seed("h1"),
+        }
+    }
+
+    fn held(subnet: &str, mine: bool) -> Held {
+        Held {
+            subnet: net(subnet),
+            mine,
+            mod_revision: 7,
+        }
+    }
+
+    #[test]
+    fn a_host_takes_its_own_lease_over_then_its_previous_subnet() {
+        let prev = [net("198.19.9.0/24")];
+        // Restarted within the TTL: its lease is still there.
+        let p = plan(
+            &ask("198.19.0.0/16", &prev, &[]),
+            &[held("198.19.3.0/24", false), held("198.19.4.0/24", true)],
+            0,
+        );
+        assert_eq!(p.take_over, [held("198.19.4.0/24", true)]);
+        // Should the take-over fail, the subnet it held before is next.
+        assert_eq!(p.propose, Some(prev[0]));
+        // Its previous subnet is someone else's now: a fresh candidate.
+        let p = plan(
+            &ask("198.19.0.0/16", &prev, &[]),
+            &[held("198.19.9.0/24", false)],
+            0,
+        );
+        assert!(p.take_over.is_empty());
+        let got = p.propose.unwrap();
+        assert!(net("198.19.0.0/16").contains(&got) && got != prev[0]);
+        // A previous subnet of another range or length is not proposed.
+        let p = plan(&ask("198.20.0.0/16", &prev, &[]), &[], 0);
+        assert!(p.propose.is_some_and(|n| net("198.20.0.0/16").contains(&n)));
+    }
+
+    #[test]
+    fn a_lease_outside_the_range_is_left_to_expire() {
+        // The range changed (a reload): the old lease is not taken over,
+        // and still counts as taken until it expires.
+        let p = plan(
+            &ask("198.19.0.0/24", &[], &[]).with_len(26),
+            &[held("198.19.0.64/26", false), held("198.19.7.0/24", true)],
+            0,
+        );
+        assert!(p.take_over.is_empty());
+        let got = p.propose.unwrap();
+        assert_eq!(got.prefix_len(), 26);
+        assert_ne!(got, net("198.19.0.64/26"));
+        assert_ne!(
+            got,
+            net("198.19.0.0/26"),
+            "the first subnet is never leased"
+        );
+    }
+
+    #[test]
+    fn reserved_prefixes_and_underlays_are_never_proposed_and_a_full_range_says_so() {
+        let reserved = [net("198.19.0.64/26"), net("198.19.0.129/32")];
+        let a = ask("198.19.0.0/24", &[], &reserved).with_len(26);
+        for attempt in 0..8 {
+            // Of four /26, the first is never leased, the second is a file
+            // host's, the third holds an underlay: only the fourth.
+            assert_eq!(plan(&a, &[], attempt).propose, Some(net("198.19.0.192/26")));
+        }
+        let p = plan(&a, &[held("198.19.0.192/26", false)], 0);
+        assert_eq!(p.propose, None);
+        // Wanted subnets are proposed as they are, if free.
+        let wanted = [net("198.19.0.192/26")];
+        let w = Ask {
+            wanted: &wanted,
+            ..a
+        };
+        assert_eq!(plan(&w, &[], 0).propose, Some(wanted[0]));
+        assert_eq!(plan(&w, &[held("198.19.0.192/26", false)], 0).propose, None);
+        let p = plan(&w, &[held("198.19.0.192/26", true)], 0);
+        assert_eq!(p.take_over.len(), 1);
+    }
+
+    impl Ask<'_> {
+        fn with_len(mut self, len: u8) -> Self {
+            self.range.subnet_len = len;
+            self
+        }
+    }
+
+    /// Host `host`'s plan after listing `list` (subnet, lessee).
+    fn plan_of(host: &str, range: LeaseRange, list: &[(IpNet, String)], attempt: u64) -> Plan {
+        let held: Vec<Held> = list
+            .iter()
+            .map(|(n, who)| Held {
+                subnet: *n,
+                mine: who == host,
+                mod_revision: 1,
+            })
+            .collect();
+        let a = Ask {
+            range,
+            wanted: &[],
+            previous: &[],
+            reserved: &[],
+            seed: seed(host),
+        };
+        plan(&a, &held, attempt)
+    }
+
+    /// Hosts racing for one range, as the store serializes their
+    /// transactions: each round every loser lists again and proposes
+    /// anew; a proposal wins only where no key exists. Every host ends
+    /// with its own subnet, none shared, and a host that restarts takes
+    /// its lease over. The same holds for every network: each plans from
+    /// its own list.
+    #[test]
+    fn racing_hosts_get_distinct_subnets_and_keep_them_across_a_restart() {
+        use std::collections::BTreeMap;
+        for (range, len, hosts) in [("198.19.0.0/16", 24, 200u32), ("198.19.0.0/22", 26, 15)] {
+            let range = LeaseRange::new(net(range), Some(len));
+            // Subnet to lessee: the store's keys.
+            let mut store: BTreeMap<IpNet, String> = BTreeMap::new();
+            let mut left: Vec<String> = (0..hosts).map(|i| format!("n{i}")).collect();
+            let mut attempt = 0;
+            while !left.is_empty() {
+                assert!(attempt < 64, "lost the race 64 times");
+                let list: Vec<(IpNet, String)> =
+                    store.iter().map(|(k, v)| (*k, v.clone())).collect();
+                let plans: Vec<Plan> = left
+                    .iter()
+                    .map(|h| plan_of(h, range, &list, attempt))
+                    .collect();
+                let mut losers = Vec::new();
+                for (h, p) in left.iter().zip(plans) {
+                    let n = p.propose.expect("a free subnet");
+                    // The transaction: created only where no key exists.
+                    match store.entry(n) {
+                        std::collections::btree_map::Entry::Occupied(_) => losers.push(h.clone()),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(h.clone());
+                        }
+                    }
+                }
+                left = losers;
+                attempt += 1;
+            }
+            assert_eq!(store.len(), hosts as usize);
+            let owners: std::collections::BTreeSet<&String> = store.values().collect();
+            assert_eq!(owners.len(), hosts as usize);
+            // n0 restarts: it takes its own lease over.
+            let list: Vec<(IpNet, String)> = store.iter().map(|(k, v)| (*k, v.clone())).collect();
+            let mine: Vec<IpNet> = plan_of("n0", range, &list, 0)
+                .take_over
+                .iter()
+                .map(|h| h.subnet)
+                .collect();
+            let had: Vec<IpNet> = store
+                .iter()
+                .filter(|(_, w)| *w == "n0")
+                .map(|(n, _)| *n)
+                .collect();
+            assert_eq!(mine, had);
+        }
     }
 }

@@ -1,16 +1,20 @@
 //! The etcd v3 client: this host's records under a lease it keeps alive,
-//! its subnet leased by transaction, and a watch of the prefix, on a
+//! its subnets leased by transaction (in the default network and in every
+//! other network with a lease range), and a watch of the prefix, on a
 //! thread and a single-threaded runtime of its own.
 //!
 //! Sessions: connect, take a lease (the previous one while it lives),
 //! claim the subnets and write this host's record under it, list the prefix
 //! once (or resume the watch from the last revision seen), then watch and
-//! keep the lease alive. Any error ends the session; the next one starts
-//! after a backoff (100 ms doubling to 5 s) and resumes where the last one
-//! stopped, listing again only when the watch's start was compacted away.
+//! keep the lease alive. A change of the networks this host leases in (a
+//! reload) leases and releases their subnets within the running session.
+//! Any error ends the session; the next one starts after a backoff (100 ms
+//! doubling to 5 s) and resumes where the last one stopped, listing again
+//! only when the watch's start was compacted away.
 //! While no session runs, no [`Event::View`] is sent: the router forwards
 //! on the last topology and no route flaps.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -23,7 +27,7 @@ use etcd_client::{
 };
 use ipnet::IpNet;
 
-use crate::config::{MacAddr, StoreConfig, StoreLayout};
+use crate::config::{LeaseRange, MacAddr, StoreConfig, StoreLayout, DEFAULT_NETWORK};
 
 use super::record::{self, FlannelConfig, HostRecord, SubnetClaim};
 use super::{alloc, Entry, View};
@@ -36,22 +40,54 @@ pub struct Own {
     pub vtep_mac: MacAddr,
     pub vni: u32,
     pub udp_port: u16,
-    /// Subnets the file gives this host; none: lease one.
+    /// Subnets the file gives this host in the default network; none:
+    /// lease one.
     pub subnets: Vec<IpNet>,
-    /// The subnets it held before (from the cache), tried first.
+    /// The subnets it held before in the default network (from the
+    /// cache), tried first.
     pub previous: Vec<IpNet>,
-    /// Its subnets in the other networks, by network name (from the
-    /// file; never leased), as at the start: later ones come through
-    /// [`StoreHandle::set_networks`].
-    pub networks: Networks,
+    /// What no lease of the default network may take: the other file
+    /// hosts' subnets in it and the file's underlay addresses.
+    pub reserved: Vec<IpNet>,
+    /// Its part in the other networks as at the start: later ones come
+    /// through [`StoreHandle::set_networks`].
+    pub networks: OwnNetworks,
+    /// The subnets it leased before in the other networks (from the
+    /// cache), by network name, tried first.
+    pub previous_networks: BTreeMap<String, IpNet>,
+}
+
+/// This host's part in the networks other than the default one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnNetworks {
+    /// Its subnets from the file, with each network's VNI, by network
+    /// name.
+    pub subnets: Networks,
+    /// The networks it leases a subnet in (the network has a lease range,
+    /// the file gives this host no subnet in it), by name.
+    pub leases: BTreeMap<String, NetworkLease>,
+}
+
+/// A network this host leases its subnet in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkLease {
+    /// The network's VNI, for this host's record.
+    pub vni: u32,
+    pub range: LeaseRange,
+    /// What no lease may take: the other file hosts' subnets in this
+    /// network and the file's underlay addresses.
+    pub reserved: Vec<IpNet>,
 }
 
 /// What the store thread tells the control thread.
 #[derive(Debug)]
 pub enum Event {
-    /// This host's subnets, configured or leased; sent once, before the
-    /// first view.
+    /// This host's subnets in the default network, configured or leased;
+    /// sent once, before the first view.
     Subnets(Vec<IpNet>),
+    /// This host's leased subnets in the other networks, by network name;
+    /// sent before the first view and again whenever they change.
+    NetworkSubnets(BTreeMap<String, IpNet>),
     /// The records as of a revision.
     View(Arc<View>),
     /// The store and this host's configuration cannot work together (a
@@ -78,15 +114,14 @@ pub struct StoreHandle {
     pub counters: Arc<StoreCounters>,
     waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
     stop: Arc<tokio::sync::Notify>,
-    /// This host's subnets in the other networks, as its record is to
-    /// carry them (a reload may change them).
-    networks: tokio::sync::watch::Sender<Networks>,
+    /// This host's part in the other networks (a reload may change it).
+    networks: tokio::sync::watch::Sender<OwnNetworks>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Subnets in the networks other than the default one, with their VNIs,
 /// by network name.
-pub type Networks = std::collections::BTreeMap<String, record::NetworkSubnets>;
+pub type Networks = BTreeMap<String, record::NetworkSubnets>;
 
 impl StoreHandle {
     /// Starts the thread; it connects in the background.
@@ -125,6 +160,9 @@ impl StoreHandle {
             lease: None,
             subnets: None,
             networks: networks_rx,
+            wants: OwnNetworks::default(),
+            leased: BTreeMap::new(),
+            sent: None,
             view: View::default(),
             last_write: Default::default(),
         };
@@ -150,10 +188,11 @@ impl StoreHandle {
         })
     }
 
-    /// This host's subnets in the other networks from now on; a change
-    /// rewrites its record (at once while a session runs, else when the
-    /// next one starts).
-    pub fn set_networks(&self, networks: Networks) {
+    /// This host's part in the other networks from now on; a change
+    /// leases and releases subnets as it asks and rewrites this host's
+    /// record (at once while a session runs, else when the next one
+    /// starts).
+    pub fn set_networks(&self, networks: OwnNetworks) {
         self.networks.send_if_modified(|n| {
             let changed = *n != networks;
             *n = networks;
@@ -231,9 +270,15 @@ struct Task {
     lease: Option<i64>,
     /// This host's subnets once known.
     subnets: Option<Vec<IpNet>>,
-    /// This host's subnets in the other networks, as the control thread
-    /// last set them.
-    networks: tokio::sync::watch::Receiver<Networks>,
+    /// This host's part in the other networks, as the control thread
+    /// last set it.
+    networks: tokio::sync::watch::Receiver<OwnNetworks>,
+    /// The part the leases and the record were last made for.
+    wants: OwnNetworks,
+    /// This host's leased subnets in the other networks, by name.
+    leased: BTreeMap<String, IpNet>,
+    /// `leased` as last sent to the control thread.
+    sent: Option<BTreeMap<String, IpNet>>,
     /// The records as last seen; `revision` 0 until the first list.
     view: View,
     /// The mod revision of each key this host wrote last.
@@ -315,7 +360,10 @@ impl Task {
         };
         let subnets = match self.subnets.clone() {
             Some(s) => {
-                self.reclaim(&mut client, lease, &s).await?;
+                if self.own.subnets.is_empty() || self.cfg.layout == StoreLayout::Flannel {
+                    let dir = self.key(&record::lease_dir(DEFAULT_NETWORK));
+                    self.reclaim(&mut client, lease, &dir, &s).await?;
+                }
                 s
             }
             None => {
@@ -326,6 +374,7 @@ impl Task {
             }
         };
         if self.cfg.layout == StoreLayout::Vxrouter {
+            self.sync_networks(&mut client, lease, true).await?;
             self.put_record(&mut client, lease, &subnets).await?;
         }
         let prefix = self.key("");
@@ -341,7 +390,10 @@ impl Task {
             tokio::select! {
                 _ = tick.tick() => keeper.keep_alive().await.context("lease keep-alive")?,
                 r = self.networks.changed(), if republish => match r {
-                    Ok(()) => self.put_record(&mut client, lease, &subnets).await?,
+                    Ok(()) => {
+                        self.sync_networks(&mut client, lease, false).await?;
+                        self.put_record(&mut client, lease, &subnets).await?;
+                    }
                     // The handle is gone: the thread is stopping.
                     Err(_) => republish = false,
                 },
@@ -401,13 +453,25 @@ impl Task {
         lease: i64,
         subnets: &[IpNet],
     ) -> Result<()> {
+        let mut networks = self.wants.subnets.clone();
+        for (name, &net) in &self.leased {
+            if let Some(l) = self.wants.leases.get(name) {
+                networks.insert(
+                    name.clone(),
+                    record::NetworkSubnets {
+                        vni: Some(l.vni),
+                        subnets: vec![net],
+                    },
+                );
+            }
+        }
         let rec = HostRecord {
             name: self.own.name.clone(),
             underlay: self.own.underlay,
             vtep_mac: self.own.vtep_mac,
             subnets: subnets.to_vec(),
             vni: self.own.vni,
-            networks: record::Networks(self.networks.borrow_and_update().clone()),
+            networks: record::Networks(networks),
         };
         let key = self.key(&format!("hosts/{}", self.own.name));
         let value = record::encode_host(&rec);
@@ -509,23 +573,21 @@ impl Task {
         Ok(())
     }
 
-    /// The range and length subnets are leased from, per layout.
-    async fn range(&self, client: &mut Client) -> Result<Option<(IpNet, u8)>> {
+    /// The range and length subnets of the default network are leased
+    /// from, per layout.
+    async fn range(&self, client: &mut Client) -> Result<Option<LeaseRange>> {
         match self.cfg.layout {
-            StoreLayout::Vxrouter => Ok(self.cfg.network.map(|n| {
-                let len = self.cfg.subnet_len.unwrap_or(match n {
-                    IpNet::V4(_) => 24,
-                    IpNet::V6(_) => 64,
-                });
-                (n, len)
-            })),
+            StoreLayout::Vxrouter => Ok(self.cfg.lease_range()),
             StoreLayout::Flannel => {
                 let r = client.get(self.key("config"), None).await?;
                 let cfg: Option<FlannelConfig> = r
                     .kvs()
                     .first()
                     .and_then(|kv| serde_json::from_slice(kv.value()).ok());
-                Ok(cfg.map(|c| (IpNet::V4(c.network), c.subnet_len())))
+                Ok(cfg.map(|c| LeaseRange {
+                    network: IpNet::V4(c.network),
+                    subnet_len: c.subnet_len(),
+                }))
             }
         }
     }
@@ -558,14 +620,49 @@ impl Task {
         }
     }
 
-    /// This host's subnets: the file's, else the lease it holds already
-    /// (a restart within the TTL), else the one it held before, else a new
-    /// one won by transaction.
+    /// This host's subnets in the default network: the file's, else the
+    /// lease it holds already (a restart within the TTL), else the one it
+    /// held before, else a new one won by transaction.
     async fn claim(&mut self, client: &mut Client, lease: i64) -> Result<Vec<IpNet>> {
         let flannel = self.cfg.layout == StoreLayout::Flannel;
         if !self.own.subnets.is_empty() && !flannel {
             return Ok(self.own.subnets.clone());
         }
+        // A flannel host with a configured subnet leases exactly that one.
+        let wanted: Vec<IpNet> = if flannel {
+            self.own.subnets.clone()
+        } else {
+            Vec::new()
+        };
+        let Some(range) = self.range(client).await? else {
+            return Err(anyhow::Error::new(FatalError(
+                "this host has no subnets and [store] has no network to lease one from".into(),
+            )));
+        };
+        let ask = alloc::Ask {
+            range,
+            wanted: &wanted,
+            previous: &self.own.previous,
+            reserved: &self.own.reserved,
+            seed: alloc::seed(&self.own.name),
+        };
+        let dir = self.key(&record::lease_dir(DEFAULT_NETWORK));
+        let net = self.lease_subnet(client, lease, &dir, &ask, "").await?;
+        Ok(vec![net])
+    }
+
+    /// A subnet leased under `lease` in the lease directory `dir` (a full
+    /// key ending in `/`) as `ask` asks: listed, planned
+    /// ([`alloc::plan`]), then taken by transaction, listed again when
+    /// another host won the race. `what` names the network in messages.
+    async fn lease_subnet(
+        &self,
+        client: &mut Client,
+        lease: i64,
+        dir: &str,
+        ask: &alloc::Ask<'_>,
+        what: &str,
+    ) -> Result<IpNet> {
         let value = self.claim_value()?;
         let put = |key: &str| {
             TxnOp::put(
@@ -574,103 +671,77 @@ impl Task {
                 Some(PutOptions::new().with_lease(lease)),
             )
         };
-        let prefix = self.key("subnets/");
-        // A flannel host with a configured subnet leases exactly that one.
-        let wanted: Vec<IpNet> = if flannel && !self.own.subnets.is_empty() {
-            self.own.subnets.clone()
-        } else {
-            Vec::new()
-        };
-        let Some((network, len)) = self.range(client).await? else {
-            return Err(anyhow::Error::new(FatalError(
-                "this host has no subnets and [store] has no network to lease one from".into(),
-            )));
-        };
         for attempt in 0..64 {
             let r = client
-                .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+                .get(dir, Some(GetOptions::new().with_prefix()))
                 .await
                 .context("listing subnet leases")?;
-            let mut taken = Vec::new();
-            for kv in r.kvs() {
-                let Some(net) =
-                    relative(&prefix, kv.key()).and_then(|k| record::parse_subnet_key(&k))
-                else {
-                    continue;
-                };
-                if self.is_mine(kv.value()) && (wanted.is_empty() || wanted.contains(&net)) {
-                    // Ours from before: take it over under the new lease.
-                    let key = format!("{prefix}{}", record::subnet_key(net));
-                    let txn = Txn::new()
-                        .when([Compare::mod_revision(
-                            key.clone(),
-                            CompareOp::Equal,
-                            kv.mod_revision(),
-                        )])
-                        .and_then([put(&key)]);
-                    if client.txn(txn).await?.succeeded() {
-                        tracing::info!(subnet = %net, "store: took over this host's subnet lease");
-                        return Ok(vec![net]);
-                    }
-                }
-                taken.push(net);
-            }
-            let order: Vec<IpNet> = if !wanted.is_empty() {
-                wanted.clone()
-            } else {
-                let mut c = Vec::new();
-                c.extend(
-                    self.own
-                        .previous
-                        .iter()
-                        .copied()
-                        .filter(|p| network.contains(p) && p.prefix_len() == len),
-                );
-                c.extend(alloc::candidates(
-                    network,
-                    len,
-                    &taken,
-                    alloc::seed(&self.own.name) ^ attempt,
-                ));
-                c
-            };
-            let Some(&first) = order
+            let held: Vec<alloc::Held> = r
+                .kvs()
                 .iter()
-                .find(|n| !taken.iter().any(|t| t.contains(*n) || n.contains(t)))
-            else {
+                .filter_map(|kv| {
+                    Some(alloc::Held {
+                        subnet: relative(dir, kv.key())
+                            .and_then(|k| record::parse_subnet_key(&k))?,
+                        mine: self.is_mine(kv.value()),
+                        mod_revision: kv.mod_revision(),
+                    })
+                })
+                .collect();
+            let plan = alloc::plan(ask, &held, attempt);
+            for h in &plan.take_over {
+                // Ours from before: take it over under the new lease.
+                let key = format!("{dir}{}", record::subnet_key(h.subnet));
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        h.mod_revision,
+                    )])
+                    .and_then([put(&key)]);
+                if client.txn(txn).await?.succeeded() {
+                    tracing::info!(subnet = %h.subnet, "store: took over this host's subnet lease{what}");
+                    return Ok(h.subnet);
+                }
+            }
+            let Some(first) = plan.propose else {
                 return Err(anyhow::Error::new(FatalError(format!(
-                    "no free /{len} subnet left in {network}{}",
-                    if wanted.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (wanted {})", wanted[0])
+                    "no free /{} subnet left in {}{what}{}",
+                    ask.range.subnet_len,
+                    ask.range.network,
+                    match ask.wanted.first() {
+                        Some(w) => format!(" (wanted {w})"),
+                        None => String::new(),
                     }
                 ))));
             };
-            let key = format!("{prefix}{}", record::subnet_key(first));
+            let key = format!("{dir}{}", record::subnet_key(first));
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                 .and_then([put(&key)]);
             let r = client.txn(txn).await.context("leasing a subnet")?;
             if r.succeeded() {
-                tracing::info!(subnet = %first, "store: leased a subnet");
-                return Ok(vec![first]);
+                tracing::info!(subnet = %first, "store: leased a subnet{what}");
+                return Ok(first);
             }
             // Another host won it between our list and our transaction.
         }
-        bail!("lost the race for a subnet 64 times in a row")
+        bail!("lost the race for a subnet{what} 64 times in a row")
     }
 
-    /// After a new session: this host's leased subnets back under the
-    /// (possibly new) lease, unless another host holds them now.
-    async fn reclaim(&mut self, client: &mut Client, lease: i64, subnets: &[IpNet]) -> Result<()> {
-        let flannel = self.cfg.layout == StoreLayout::Flannel;
-        if !self.own.subnets.is_empty() && !flannel {
-            return Ok(());
-        }
+    /// After a new session: this host's leased `subnets` in the lease
+    /// directory `dir` back under the (possibly new) lease, unless another
+    /// host holds them now.
+    async fn reclaim(
+        &mut self,
+        client: &mut Client,
+        lease: i64,
+        dir: &str,
+        subnets: &[IpNet],
+    ) -> Result<()> {
         let value = self.claim_value()?;
         for &net in subnets {
-            let key = self.key(&format!("subnets/{}", record::subnet_key(net)));
+            let key = format!("{dir}{}", record::subnet_key(net));
             let r = client.get(key.clone(), None).await?;
             let cmp = match r.kvs().first() {
                 None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
@@ -678,7 +749,7 @@ impl Task {
                     Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())
                 }
                 Some(_) => {
-                    tracing::error!(subnet = %net, "store: this host's subnet is leased by another host now (this host's lease expired while it was cut off); the newer record loses at every router");
+                    tracing::error!(subnet = %net, lease_key = %key, "store: this host's subnet is leased by another host now (this host's lease expired while it was cut off); the newer record loses at every router");
                     continue;
                 }
             };
@@ -688,6 +759,72 @@ impl Task {
                 Some(PutOptions::new().with_lease(lease)),
             )]);
             client.txn(txn).await?;
+        }
+        Ok(())
+    }
+
+    /// This host's leases in the other networks as the control thread
+    /// asks for them now: those of a network it no longer leases in (or
+    /// whose range no longer holds them) released, the missing ones
+    /// leased; the control thread told when they changed. `fresh`: a new
+    /// session, whose lease may be new: the ones kept go back under it.
+    ///
+    /// A network whose range has no free subnet is left without one (the
+    /// router's other networks go on), logged, and tried again at the next
+    /// session or change.
+    async fn sync_networks(&mut self, client: &mut Client, lease: i64, fresh: bool) -> Result<()> {
+        let wants = self.networks.borrow_and_update().clone();
+        for (name, net) in self.leased.clone() {
+            let dir = self.key(&record::lease_dir(&name));
+            if wants.leases.get(&name).is_some_and(|l| l.range.holds(net)) {
+                if fresh {
+                    self.reclaim(client, lease, &dir, &[net]).await?;
+                }
+                continue;
+            }
+            // Only while it is still this lease's: a newer holder's stays.
+            let key = format!("{dir}{}", record::subnet_key(net));
+            let txn = Txn::new()
+                .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+                .and_then([TxnOp::delete(key, None)]);
+            client.txn(txn).await.context("releasing a subnet lease")?;
+            self.leased.remove(&name);
+            tracing::info!(network = %name, subnet = %net, "store: released this host's subnet lease (the network is gone, has no lease range or another one, or the file gives this host subnets in it)");
+        }
+        for (name, want) in &wants.leases {
+            if self.leased.contains_key(name) {
+                continue;
+            }
+            let previous: Vec<IpNet> = self
+                .own
+                .previous_networks
+                .get(name)
+                .copied()
+                .into_iter()
+                .collect();
+            let ask = alloc::Ask {
+                range: want.range,
+                wanted: &[],
+                previous: &previous,
+                reserved: &want.reserved,
+                seed: alloc::seed(&self.own.name),
+            };
+            let dir = self.key(&record::lease_dir(name));
+            let what = format!(" in network {name:?}");
+            match self.lease_subnet(client, lease, &dir, &ask, &what).await {
+                Ok(net) => {
+                    self.leased.insert(name.clone(), net);
+                }
+                Err(e) if e.is::<FatalError>() => {
+                    tracing::error!(network = %name, "store: {e:#}; this host has no subnet in that network until the next reconnect or reload");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.wants = wants;
+        if self.sent.as_ref() != Some(&self.leased) {
+            self.sent = Some(self.leased.clone());
+            self.out.send(Event::NetworkSubnets(self.leased.clone()));
         }
         Ok(())
     }

@@ -35,6 +35,9 @@ pub struct Merged {
     pub rejected: Vec<Rejected>,
     /// Host records kept whose networks are partly not this router's.
     pub ignored: Vec<Ignored>,
+    /// The keys of subnet leases in networks this router does not carry
+    /// (well formed, but none of its business: other routers lease there).
+    pub foreign_leases: Vec<String>,
     /// The revision of the view merged.
     pub revision: i64,
 }
@@ -249,8 +252,10 @@ impl Taken {
 enum Kind<'k> {
     Host(&'k str),
     Link,
-    /// Not a host: a subnet claim of the vxrouter layout, or flannel's
-    /// config.
+    /// A subnet lease of the vxrouter layout, in any network: checked,
+    /// never a host (the lessee's host record says what it routes).
+    Claim,
+    /// Neither a host nor checked: flannel's config.
     Other,
     Lease(&'k str),
     Unknown,
@@ -263,7 +268,9 @@ fn kind(layout: StoreLayout, key: &str) -> Kind<'_> {
                 Kind::Host(name)
             } else if key.starts_with("links/") {
                 Kind::Link
-            } else if key.starts_with("subnets/") || key == "config" {
+            } else if key.starts_with("subnets/") || key.starts_with("networks/") {
+                Kind::Claim
+            } else if key == "config" {
                 Kind::Other
             } else {
                 Kind::Unknown
@@ -287,6 +294,7 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
     let mut topo = file.clone();
     let mut rejected = Vec::new();
     let mut ignored = Vec::new();
+    let mut foreign_leases = Vec::new();
     let mut taken = Taken::new(&topo);
     for h in &topo.hosts {
         taken.add(h);
@@ -317,6 +325,21 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
                 match record::decode_link(&entry.value) {
                     Ok(l) => links.push((key, l)),
                     Err((r, d)) => reject(r, d),
+                }
+                continue;
+            }
+            Kind::Claim => {
+                match record::decode_claim(key, &entry.value) {
+                    Some(Ok((lease, _))) => {
+                        if topo.network_index(lease.network).is_none() {
+                            foreign_leases.push(key.clone());
+                        }
+                    }
+                    Some(Err((r, d))) => reject(r, d),
+                    None => reject(
+                        Reject::UnknownKey,
+                        format!("expected {}", record::describe(layout)),
+                    ),
                 }
                 continue;
             }
@@ -447,6 +470,7 @@ pub fn merge(file: &Topology, me: usize, layout: StoreLayout, view: &View) -> Me
         me,
         rejected,
         ignored,
+        foreign_leases,
         revision: view.revision,
     }
 }
@@ -827,6 +851,48 @@ mod tests {
         assert!(m.rejected[7].detail.contains("of network \"blue\""));
         let names: Vec<&str> = m.topology.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["h1", "h2", "h12"]);
+    }
+
+    #[test]
+    fn leases_of_every_network_are_checked_and_those_of_unknown_networks_counted() {
+        let claim = |h: &str| format!(r#"{{"host":"{h}"}}"#).into_bytes();
+        let v = view(&[
+            ("subnets/198.19.5.0-24", claim("h5")),
+            ("networks/blue/subnets/198.19.5.0-24", claim("h5")),
+            ("networks/red/subnets/198.19.5.0-24", claim("h5")),
+            ("networks/blue/subnets/198.19.6.1-24", claim("h6")),
+            ("networks/blue/subnets/198.19.7.0-24", b"{".to_vec()),
+            ("networks/blue/subnets/198.19.8.0-24", claim("h 8")),
+            ("networks/bad name/subnets/198.19.9.0-24", claim("h9")),
+            ("networks/blue/other", claim("h9")),
+            ("subnets/198.19.10.0", claim("h10")),
+            (
+                "subnets/198.19.11.0-24",
+                br#"{"host":"h11","extra":1}"#.to_vec(),
+            ),
+        ]);
+        let m = merge(&two_networks(), 0, StoreLayout::Vxrouter, &v);
+        assert_eq!(
+            rejected(&m),
+            [
+                ("networks/blue/subnets/198.19.6.1-24", Reject::KeyMismatch),
+                ("networks/blue/subnets/198.19.7.0-24", Reject::NotJson),
+                ("networks/blue/subnets/198.19.8.0-24", Reject::BadField),
+                (
+                    "networks/bad name/subnets/198.19.9.0-24",
+                    Reject::KeyMismatch
+                ),
+                ("networks/blue/other", Reject::UnknownKey),
+                ("subnets/198.19.10.0", Reject::KeyMismatch),
+                ("subnets/198.19.11.0-24", Reject::BadField),
+            ]
+        );
+        assert_eq!(m.foreign_leases, ["networks/red/subnets/198.19.5.0-24"]);
+        // Leases are not hosts.
+        assert_eq!(m.topology.hosts.len(), 1);
+        // Without blue, its leases are foreign too.
+        let m = merge(&file(), 0, StoreLayout::Vxrouter, &v);
+        assert_eq!(m.foreign_leases.len(), 2);
     }
 
     trait ReplaceUnderlay {

@@ -3,12 +3,14 @@
 //!
 //! Layers: [`record`] decodes and encodes the records, [`merge`] builds
 //! the topology a router runs from its file and the records, [`alloc`]
-//! proposes subnets to lease; all three are sans-IO. [`etcd`] is the I/O:
-//! a thread with a runtime of its own that keeps this host's records alive
-//! under a lease, leases its subnet, watches the prefix and hands each new
-//! [`View`] of the records to the control thread, which merges it and
-//! publishes routes and tables as a reload does. The workers never wait on
-//! it: a store outage leaves the last topology in force.
+//! plans a host's lease in one network; all three are sans-IO. [`etcd`] is
+//! the I/O: a thread with a runtime of its own that keeps this host's
+//! records alive under a lease, leases its subnets (one per network with a
+//! lease range, each network's leases under keys of its own), watches the
+//! prefix and hands each new [`View`] of the records to the control
+//! thread, which merges it and publishes routes and tables as a reload
+//! does. The workers never wait on it: a store outage leaves the last
+//! topology in force.
 //!
 //! Invariant: a [`View`] is the whole set of records under the prefix as of
 //! its revision; the control thread needs no history to merge it.
@@ -31,7 +33,7 @@ pub enum Reject {
     /// address, MAC or name).
     BadField,
     /// The key and the record disagree (a host record under another
-    /// host's key, a lease key that names no subnet).
+    /// host's key, a lease key that names no subnet or no valid network).
     KeyMismatch,
     /// A special address: loopback, multicast, reserved and the like, or a
     /// subnet with host bits.

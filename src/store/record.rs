@@ -2,8 +2,9 @@
 //! and encoding this host's own.
 //!
 //! Two layouts (see [`StoreLayout`]): vxrouter's own (`hosts/<name>`,
-//! `links/<name>`, `subnets/<ip>-<len>`) and flannel's (`config`,
-//! `subnets/<ip>-<len>`). A value that does not decode is a [`Reject`] with
+//! `links/<name>`, `subnets/<ip>-<len>` for the default network's leases,
+//! `networks/<name>/subnets/<ip>-<len>` for another network's) and
+//! flannel's (`config`, `subnets/<ip>-<len>`). A value that does not decode is a [`Reject`] with
 //! its reason; nothing here panics on any input.
 
 use std::collections::BTreeMap;
@@ -140,8 +141,9 @@ impl<'de> Deserialize<'de> for Networks {
     }
 }
 
-/// The vxrouter layout's subnet lease (`subnets/<ip>-<len>`): which host
-/// leased it from `[store] network`.
+/// The vxrouter layout's subnet lease (`subnets/<ip>-<len>`, or
+/// `networks/<name>/subnets/<ip>-<len>` in another network): which host
+/// leased it from its network's range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubnetClaim {
@@ -244,6 +246,81 @@ pub fn parse_subnet_key(key: &str) -> Option<IpNet> {
     let (addr, len) = key.rsplit_once('-')?;
     let net = IpNet::new(addr.parse().ok()?, len.parse().ok()?).ok()?;
     (net.trunc() == net && subnet_key(net) == key).then_some(net)
+}
+
+/// Where the vxrouter layout keeps a network's subnet leases under the
+/// prefix: `subnets/` for the default network, as before networks had
+/// leases (so a single-network cluster's keys are unchanged), and
+/// `networks/<name>/subnets/` for another, since networks' address spaces
+/// overlap: one subnet may be leased once in each network.
+pub fn lease_dir(network: &str) -> String {
+    if network == DEFAULT_NETWORK {
+        "subnets/".to_owned()
+    } else {
+        format!("networks/{network}/subnets/")
+    }
+}
+
+/// A lease's key, parsed: the network it is in and the subnet it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseKey<'k> {
+    pub network: &'k str,
+    pub subnet: IpNet,
+}
+
+/// Parses a vxrouter layout lease key (`subnets/<ip>-<len>` or
+/// `networks/<name>/subnets/<ip>-<len>`, as [`lease_dir`] makes them).
+/// `None` for a key of another kind; a lease key whose network or subnet
+/// does not parse is an error with its reason.
+pub fn parse_lease_key(key: &str) -> Option<Result<LeaseKey<'_>, (Reject, String)>> {
+    let (network, rest) = if let Some(rest) = key.strip_prefix("subnets/") {
+        (DEFAULT_NETWORK, rest)
+    } else {
+        let rest = key.strip_prefix("networks/")?;
+        let Some((name, rest)) = rest
+            .split_once('/')
+            .and_then(|(name, r)| Some((name, r.strip_prefix("subnets/")?)))
+        else {
+            return Some(Err((
+                Reject::UnknownKey,
+                format!("key {key} is not networks/<name>/subnets/<ip>-<len>"),
+            )));
+        };
+        if name == DEFAULT_NETWORK {
+            return Some(Err((
+                Reject::KeyMismatch,
+                format!("key {key} names {DEFAULT_NETWORK:?}, whose leases are under subnets/"),
+            )));
+        }
+        if let Err(e) = config::check_network_name(name) {
+            return Some(Err((Reject::KeyMismatch, format!("key {key}: {e}"))));
+        }
+        (name, rest)
+    };
+    Some(match parse_subnet_key(rest) {
+        Some(subnet) => Ok(LeaseKey { network, subnet }),
+        None => Err((
+            Reject::KeyMismatch,
+            format!("key {key} does not name a subnet as <ip>-<len>"),
+        )),
+    })
+}
+
+/// Decodes the lease at `key` (vxrouter layout): the network and subnet
+/// its key names, and the host that holds it. `None` for a key that is no
+/// lease's.
+pub fn decode_claim<'k>(
+    key: &'k str,
+    value: &[u8],
+) -> Option<Result<(LeaseKey<'k>, SubnetClaim), (Reject, String)>> {
+    let lease = match parse_lease_key(key)? {
+        Ok(l) => l,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(json::<SubnetClaim>(value).and_then(|c| {
+        config::check_host_name(&c.host).map_err(|e| (Reject::BadField, format!("host: {e}")))?;
+        Ok((lease, c))
+    }))
 }
 
 fn json<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Result<T, (Reject, String)> {
@@ -368,7 +445,9 @@ pub fn encode_flannel_lease(underlay: std::net::Ipv4Addr, vtep_mac: MacAddr, vni
 /// The layout's default key kinds, for messages.
 pub fn describe(layout: StoreLayout) -> &'static str {
     match layout {
-        StoreLayout::Vxrouter => "hosts/<name>, links/<name>, subnets/<ip>-<len>",
+        StoreLayout::Vxrouter => {
+            "hosts/<name>, links/<name>, subnets/<ip>-<len>, networks/<name>/subnets/<ip>-<len>"
+        }
         StoreLayout::Flannel => "config, subnets/<ip>-<len>",
     }
 }
@@ -392,6 +471,78 @@ mod tests {
         ] {
             assert_eq!(parse_subnet_key(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn lease_keys_name_their_network_and_the_default_ones_are_unchanged() {
+        let n: IpNet = "198.19.2.0/24".parse().unwrap();
+        assert_eq!(lease_dir(DEFAULT_NETWORK), "subnets/");
+        assert_eq!(lease_dir("blue"), "networks/blue/subnets/");
+        let key = |net: &str| format!("{}{}", lease_dir(net), subnet_key(n));
+        assert_eq!(key(DEFAULT_NETWORK), "subnets/198.19.2.0-24");
+        for net in [DEFAULT_NETWORK, "blue", "a.b-c_9"] {
+            let k = key(net);
+            assert_eq!(
+                parse_lease_key(&k),
+                Some(Ok(LeaseKey {
+                    network: net,
+                    subnet: n
+                })),
+                "{k}"
+            );
+        }
+        assert_eq!(parse_lease_key("hosts/h1"), None);
+        assert_eq!(parse_lease_key("networksx/blue"), None);
+        for (bad, reason) in [
+            ("networks/blue", Reject::UnknownKey),
+            ("networks/blue/links/x", Reject::UnknownKey),
+            ("networks//subnets/198.19.2.0-24", Reject::KeyMismatch),
+            (
+                "networks/bad name/subnets/198.19.2.0-24",
+                Reject::KeyMismatch,
+            ),
+            (
+                "networks/default/subnets/198.19.2.0-24",
+                Reject::KeyMismatch,
+            ),
+            ("networks/blue/subnets/198.19.2.1-24", Reject::KeyMismatch),
+            ("networks/blue/subnets/198.19.2.0-24/x", Reject::KeyMismatch),
+            ("networks/blue/subnets/", Reject::KeyMismatch),
+            ("subnets/198.19.2.0", Reject::KeyMismatch),
+        ] {
+            assert_eq!(
+                parse_lease_key(bad).map(|r| r.map_err(|e| e.0)),
+                Some(Err(reason)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn lease_values_name_a_host_and_nothing_else() {
+        let k = "networks/blue/subnets/198.19.2.0-24";
+        let (lease, claim) = decode_claim(k, br#"{"host":"h2"}"#).unwrap().unwrap();
+        assert_eq!(lease.network, "blue");
+        assert_eq!(claim.host, "h2");
+        for (bad, reason) in [
+            (&b"{"[..], Reject::NotJson),
+            (br#"{"host":"h 2"}"#, Reject::BadField),
+            (br#"{"host":""}"#, Reject::BadField),
+            (br#"{"host":7}"#, Reject::BadField),
+            (br#"{"host":"h2","vni":43}"#, Reject::BadField),
+            (br#"[]"#, Reject::BadField),
+        ] {
+            let got = decode_claim(k, bad).unwrap().map(|_| ()).map_err(|e| e.0);
+            assert_eq!(got, Err(reason), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(
+            decode_claim("networks/x y/subnets/1", br#"{"host":"h2"}"#)
+                .unwrap()
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err(Reject::KeyMismatch)
+        );
+        assert!(decode_claim("links/a", b"{").is_none());
     }
 
     #[test]
