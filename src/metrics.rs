@@ -399,6 +399,12 @@ fn encode_stats(
             "Subnet leases in the store under networks this router does not carry (well formed; logged with their key when first seen).",
             st.leases_unknown_networks as u64,
         )?;
+        gauge(
+            enc,
+            "vxrouter_store_networks_unleased",
+            "Networks this host leases a subnet in that have none yet (a full lease range, retried at the next session or reload, or no session); stats.json names them.",
+            st.networks_unleased.len() as u64,
+        )?;
         gauge_family(
             enc,
             "vxrouter_store_records_rejected",
@@ -851,6 +857,7 @@ mod tests {
                 rejected: [("overlap", 1)].into(),
                 hosts_unknown_networks: 1,
                 leases_unknown_networks: 2,
+                networks_unleased: vec!["blue".to_owned()],
                 ..Default::default()
             }),
         }
@@ -911,6 +918,7 @@ mod tests {
         has(&t, "vxrouter_store_records_rejected{reason=\"overlap\"} 1");
         has(&t, "vxrouter_store_hosts_unknown_networks 1");
         has(&t, "vxrouter_store_leases_unknown_networks 2");
+        has(&t, "vxrouter_store_networks_unleased 1");
         has(&t, "vxrouter_store_records_rejected{reason=\"not_json\"} 0");
         has(&t, "vxrouter_unresolved_peers 1");
         has(&t, "vxrouter_workers 2");

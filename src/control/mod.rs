@@ -1257,7 +1257,7 @@ impl<'a> Router<'a> {
             _ => file.clone(),
         };
         self.apply(new, new_me)?;
-        if let Some(s) = self.store.as_ref() {
+        if let Some(s) = self.store.as_mut() {
             s.set_own_networks(&file, new_me);
         }
         self.file_topo = file;

@@ -55,6 +55,10 @@ pub(super) struct StoreLink {
     /// This host's leased subnets in the other networks, by name, as the
     /// store thread last told them.
     network_subnets: BTreeMap<String, IpNet>,
+    /// The networks this host leases a subnet in (a lease range, no
+    /// subnets of the file), as the running file gives them: those not in
+    /// `network_subnets` have none yet (a full range, a session not up).
+    leasing: Vec<String>,
     view: Arc<View>,
     cache: Option<PathBuf>,
     cache_dirty: bool,
@@ -142,6 +146,7 @@ impl StoreLink {
             rejected: BTreeMap::new(),
             ignored: BTreeMap::new(),
             foreign_leases: BTreeMap::new(),
+            leasing: own_networks(file, me).leases.into_keys().collect(),
             stats: StoreStats::default(),
         };
         let merged = link.merge(file.clone(), me);
@@ -247,9 +252,11 @@ impl StoreLink {
     /// Publishes host `me`'s part in the other networks as `file` (a
     /// reloaded topology file) gives it; the store thread leases and
     /// releases subnets and rewrites this host's record if it changed.
-    pub(super) fn set_own_networks(&self, file: &Topology, me: usize) {
+    pub(super) fn set_own_networks(&mut self, file: &Topology, me: usize) {
+        let own = own_networks(file, me);
+        self.leasing = own.leases.keys().cloned().collect();
         if let Some(h) = &self.handle {
-            h.set_networks(own_networks(file, me));
+            h.set_networks(own);
         }
     }
 
@@ -295,6 +302,12 @@ impl StoreLink {
             .network_subnets
             .iter()
             .map(|(n, s)| (n.clone(), s.to_string()))
+            .collect();
+        s.networks_unleased = self
+            .leasing
+            .iter()
+            .filter(|n| !self.network_subnets.contains_key(*n))
+            .cloned()
             .collect();
         s.revision = self.view.revision;
         if let Some(h) = &self.handle {
@@ -505,6 +518,7 @@ underlay = "198.18.0.2"
             rejected: BTreeMap::new(),
             ignored: BTreeMap::new(),
             foreign_leases: BTreeMap::new(),
+            leasing: own_networks(&f, 0).leases.into_keys().collect(),
             stats: StoreStats::default(),
         };
         let m = link.merge(f.clone(), 0);
@@ -528,5 +542,10 @@ underlay = "198.18.0.2"
             ]
         );
         assert_eq!(link.stats().network_subnets["blue"], "198.19.7.0/24");
+        assert!(link.stats().networks_unleased.is_empty());
+        // Blue's lease gone (a full range, a lost session): named as
+        // unleased; green has the file's subnets, red no range.
+        link.network_subnets.clear();
+        assert_eq!(link.stats().networks_unleased, ["blue"]);
     }
 }

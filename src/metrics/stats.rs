@@ -82,6 +82,10 @@ pub struct StoreStats {
     /// This host's leased subnet in each other network it leases in, by
     /// network name.
     pub network_subnets: BTreeMap<String, String>,
+    /// Networks this host leases a subnet in that have none yet: a range
+    /// with no free subnet (retried at the next session or reload), or a
+    /// session not up.
+    pub networks_unleased: Vec<String>,
 }
 
 /// What the control socket's server did since start.
