@@ -565,7 +565,7 @@ fn from_uplink(t: &Tables, pkt: &mut Packet, memo: &mut SourceMemo, bucket: &mut
         Err(v) => return v,
     };
     // VXLAN header and inner Ethernet; the VNI selects the network.
-    let (inner_ethertype, n) = {
+    let (inner_ethertype, net, n) = {
         let d = &pkt.data()[vx_off..];
         let Ok(vx) = vxlan::Packet::new_checked(d) else {
             return Verdict::Drop(DropReason::VxlanTruncated);
@@ -590,12 +590,12 @@ fn from_uplink(t: &Tables, pkt: &mut Packet, memo: &mut SourceMemo, bucket: &mut
         if inner.dst() != t.vtep_mac {
             return Verdict::Drop(DropReason::InnerNotForUs);
         }
-        (inner.outer_ethertype(), n)
+        (inner.outer_ethertype(), i, n)
     };
     pkt.strip(vx_off + vxlan::HEADER_LEN + ethernet::HEADER_LEN);
     match (inner_ethertype, pkt.data().first().map(|b| b >> 4)) {
-        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, n, pkt, peer, &mut memo.v4),
-        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, n, pkt, peer, &mut memo.v6),
+        (ethernet::ETHERTYPE_IPV4, Some(4)) => tunnel_v4(t, n, net, pkt, peer, &mut memo.v4),
+        (ethernet::ETHERTYPE_IPV6, Some(6)) => tunnel_v6(t, n, net, pkt, peer, &mut memo.v6),
         (ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_IPV6, _) => {
             Verdict::Drop(DropReason::IpMalformed)
         }
@@ -730,43 +730,44 @@ fn outer_v6(t: &Tables, d: &[u8]) -> Result<Outer, Verdict> {
 /// one [`Pipeline::process`] call, so no answer outlives its tables.
 #[derive(Clone, Copy)]
 struct Checked<A> {
-    /// `NO_VNI` until the first answer: VNIs are 24 bits, so no packet's
-    /// VNI matches it.
-    vni: u32,
+    /// The network's index in the tables, `NO_NET_INDEX` until the first
+    /// answer. The index, not the VNI, so that the check reads nothing of
+    /// the network's record but its FIB.
+    net: u16,
     peer: u16,
     src: A,
     verdict: Result<(), DropReason>,
 }
 
-/// A VNI no packet carries.
-const NO_VNI: u32 = u32::MAX;
+/// A network index no tables have (they hold fewer than 2^16 networks).
+const NO_NET_INDEX: u16 = u16::MAX;
 
 impl<A: Copy + Default + PartialEq> Checked<A> {
     fn new() -> Self {
         Checked {
-            vni: NO_VNI,
+            net: NO_NET_INDEX,
             peer: 0,
             src: A::default(),
             verdict: Ok(()),
         }
     }
 
-    /// The answer for (`vni`, `peer`, `src`): the one kept when it is the
+    /// The answer for (`net`, `peer`, `src`): the one kept when it is the
     /// same question, else `check`'s, kept.
     #[inline(always)]
     fn answer(
         &mut self,
-        vni: u32,
+        net: u16,
         peer: u16,
         src: A,
         check: impl FnOnce() -> Result<(), DropReason>,
     ) -> Result<(), DropReason> {
-        if self.src == src && self.peer == peer && self.vni == vni {
+        if self.src == src && self.peer == peer && self.net == net {
             return self.verdict;
         }
         let verdict = check();
         *self = Checked {
-            vni,
+            net,
             peer,
             src,
             verdict,
@@ -804,7 +805,15 @@ fn tunnel_source(t: &Tables, nh: Option<&NextHop>, peer: u16) -> Result<(), Drop
     }
 }
 
-fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16, memo: &mut Checked<u32>) -> Verdict {
+/// `net` is `n`'s index in the tables.
+fn tunnel_v4(
+    t: &Tables,
+    n: &Net,
+    net: u16,
+    pkt: &mut Packet,
+    peer: u16,
+    memo: &mut Checked<u32>,
+) -> Verdict {
     let total = {
         let Ok(ip) = ipv4::Packet::new_checked(pkt.data()) else {
             return Verdict::Drop(DropReason::IpMalformed);
@@ -816,7 +825,7 @@ fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16, memo: &mut Checke
         // which names it `ip_bad_source`.
         let src = ip.src_u32();
         if !is_bad_source_v4(src) {
-            let checked = memo.answer(n.vni, peer, src, || {
+            let checked = memo.answer(net, peer, src, || {
                 tunnel_source(t, n.fib.lookup_v4(src), peer)
             });
             if let Err(r) = checked {
@@ -832,6 +841,7 @@ fn tunnel_v4(t: &Tables, n: &Net, pkt: &mut Packet, peer: u16, memo: &mut Checke
 fn tunnel_v6(
     t: &Tables,
     n: &Net,
+    net: u16,
     pkt: &mut Packet,
     peer: u16,
     memo: &mut Checked<u128>,
@@ -841,7 +851,7 @@ fn tunnel_v6(
             return Verdict::Drop(DropReason::IpMalformed);
         };
         let src = ip.src_u128();
-        let checked = memo.answer(n.vni, peer, src, || {
+        let checked = memo.answer(net, peer, src, || {
             tunnel_source(t, n.fib.lookup_v6(src), peer)
         });
         if let Err(r) = checked {

@@ -164,6 +164,10 @@ pub(crate) enum TopBits {
 #[derive(Clone, Debug)]
 pub(crate) struct Poptrie<K> {
     top: Box<[u32]>,
+    /// `top[0]`, or `background` when `top` is empty: a small table's
+    /// window is that one slot (a network's few prefixes under one /18), and
+    /// kept beside the header it costs its lookups no line of their own.
+    top_first: u32,
     top_bits: u32,
     /// The first top-level slot stored in `top`.
     top_lo: usize,
@@ -262,6 +266,7 @@ impl<K: Key> Poptrie<K> {
             i = j;
         }
         Poptrie {
+            top_first: top.first().copied().unwrap_or(background),
             top,
             top_bits: s,
             top_lo: lo,
@@ -276,12 +281,14 @@ impl<K: Key> Poptrie<K> {
     /// Longest-prefix match; returns the leaf value or [`NONE`].
     #[inline(always)]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        let t = match self
-            .top
-            .get(key.top(self.top_bits).wrapping_sub(self.top_lo))
-        {
-            Some(&t) => t,
-            None => return self.background,
+        let slot = key.top(self.top_bits).wrapping_sub(self.top_lo);
+        let t = if slot == 0 {
+            self.top_first
+        } else {
+            match self.top.get(slot) {
+                Some(&t) => t,
+                None => return self.background,
+            }
         };
         if t & NODE_FLAG == 0 {
             return t;
