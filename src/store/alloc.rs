@@ -107,7 +107,7 @@ pub fn reserved_by_records<'r>(
         } else if let Some(n) = p
             .networks
             .get(network)
-            .filter(|n| n.vni.map_or(true, |v| v == network_vni))
+            .filter(|n| n.vni.is_none_or(|v| v == network_vni))
         {
             out.extend_from_slice(&n.subnets);
         }
