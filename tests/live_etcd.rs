@@ -785,14 +785,15 @@ fn leased_in(s: &Value, net: &str) -> Option<String> {
 }
 
 /// `subnet`'s host address `n` with the subnet's length (`198.19.7.0/24`,
-/// 5: `198.19.7.5/24`).
+/// 5: `198.19.7.5/24`; `2001:2:0:101::/64`, 2: `2001:2:0:101::2/64`).
 fn address_in(subnet: &str, n: u32) -> String {
-    let net: ipnet::Ipv4Net = subnet.parse().expect("an IPv4 subnet");
-    format!(
-        "{}/{}",
-        std::net::Ipv4Addr::from(u32::from(net.network()) + n),
-        net.prefix_len()
-    )
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let net: ipnet::IpNet = subnet.parse().expect("a subnet");
+    let a: IpAddr = match net {
+        ipnet::IpNet::V4(v4) => Ipv4Addr::from(u32::from(v4.network()) + n).into(),
+        ipnet::IpNet::V6(v6) => Ipv6Addr::from(u128::from(v6.network()) + u128::from(n)).into(),
+    };
+    format!("{a}/{}", net.prefix_len())
 }
 
 /// A container attached over `host`'s control socket in network `net`.
@@ -986,6 +987,113 @@ fn network_subnets_are_leased_per_network() {
     assert_ne!(l1, l2);
     attach_in(&lab, "h1", "l/b1b/eth0", &b1, "blue", &address_in(&l1, 2));
     lab.ping(&b2, &ip(&address_in(&l1, 2)));
+    lab.assert_alive(r1);
+    lab.assert_alive(r2);
+}
+
+/// A host record without a lease (an operator's static peer, p9) holds
+/// the subnets h2 would lease first: in the default network (an IPv4
+/// range) and in blue (an IPv6 range). h2 leases others in both, h1 and
+/// h2 lease distinct blue subnets, every router keeps p9, and containers
+/// in blue reach each other over IPv6 through the leased subnets' routes.
+#[test]
+fn leases_keep_clear_of_static_records_and_an_ipv6_range_is_routed() {
+    if !prerequisites() {
+        return;
+    }
+    use vxrouter::store::alloc;
+    let mut lab = Lab::new("etcdr");
+    let (h1, h2) = lab.two_hosts("h1", "h2");
+    let b1 = lab.ns("b1");
+    let b2 = lab.ns("b2");
+    let etcd = Etcd::start(&lab, &h1);
+    let (range4, range6) = ("198.19.0.0/24", "2001:2:0:100::/62");
+    // h2's first proposal in each range, with nothing taken.
+    let first = |range: &str, len: u8| {
+        alloc::candidates(range.parse().unwrap(), len, &[], alloc::seed("h2"))[0].to_string()
+    };
+    let (p4, p6) = (first(range4, 26), first(range6, 64));
+    etcd.put(
+        "/vxrouter/network/hosts/p9",
+        &format!(
+            r#"{{"name":"p9","underlay":"198.18.0.9","vtep_mac":"02:00:c6:13:09:00","subnets":["{p4}"],"vni":42,"networks":{{"blue":{{"vni":43,"subnets":["{p6}"]}}}}}}"#
+        ),
+    );
+    let head = format!(
+        "[overlay]\nvni = 42\n[[networks]]\nname = \"blue\"\nvni = 43\nlease_network = \"{range6}\"\nlease_subnet_len = 64\n{}",
+        store(&format!("network = \"{range4}\"\nsubnet_len = 26"))
+    );
+    // h1's default subnets are the file's; h2 leases one.
+    let cfg1 = lab.write(
+        "h1.toml",
+        &format!("{head}{}", host("h1", 1, H1_VTEP, "0", "")),
+    );
+    let cfg2 = lab.write(
+        "h2.toml",
+        &format!(
+            "{head}\n[[hosts]]\nname = \"h2\"\nunderlay = \"198.18.0.2\"\nvtep_mac = \"{H2_VTEP}\"\nnic = \"eth0\"\nworkers = [1]\n"
+        ),
+    );
+    let r1 = lab.start(&cfg1, "h1", &h1);
+    let r2 = lab.start(&cfg2, "h2", &h2);
+    let s1 = lab.wait_stats(r1, "h2, p9 and a blue subnet", |s| {
+        store_hosts(s) == 2 && leased_in(s, "blue").is_some()
+    });
+    let s2 = lab.wait_stats(r2, "h1, p9 and a blue subnet", |s| {
+        store_hosts(s) == 2 && leased_in(s, "blue").is_some()
+    });
+    // p9's underlay answers no ARP: the routers never become ready, and
+    // the pings below wait for the path to h1 and h2 instead.
+    for s in [&s1, &s2] {
+        assert!(
+            s["store"]["rejected"]
+                .as_object()
+                .is_some_and(|m| m.is_empty()),
+            "{s}"
+        );
+    }
+    let within = |range: &str, subnet: &str| {
+        let (r, n): (ipnet::IpNet, ipnet::IpNet) =
+            (range.parse().unwrap(), subnet.parse().unwrap());
+        r.contains(&n)
+    };
+    let d2 = s2["store"]["subnets"][0]
+        .as_str()
+        .expect("a subnet")
+        .to_owned();
+    assert!(
+        within(range4, &d2) && d2 != p4,
+        "h2 leased {d2}, p9 holds {p4}"
+    );
+    let (l1, l2) = (
+        leased_in(&s1, "blue").unwrap(),
+        leased_in(&s2, "blue").unwrap(),
+    );
+    for l in [&l1, &l2] {
+        assert!(
+            within(range6, l) && *l != p6,
+            "leased {l} in blue, p9 holds {p6}"
+        );
+    }
+    assert_ne!(l1, l2, "two hosts hold one blue subnet");
+    // The default network's only lease key is h2's.
+    assert_eq!(
+        etcd.ctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/vxrouter/network/subnets/"
+        ])
+        .trim(),
+        format!("/vxrouter/network/subnets/{}", d2.replace('/', "-"))
+    );
+    // Containers in blue, addressed from the IPv6 leases.
+    let (a1, a2) = (address_in(&l1, 2), address_in(&l2, 2));
+    attach_in(&lab, "h1", "r/b1/eth0", &b1, "blue", &a1);
+    attach_in(&lab, "h2", "r/b2/eth0", &b2, "blue", &a2);
+    let ip = |a: &str| a.split('/').next().unwrap().to_owned();
+    lab.ping(&b1, &ip(&a2));
+    lab.ping(&b2, &ip(&a1));
     lab.assert_alive(r1);
     lab.assert_alive(r2);
 }

@@ -492,35 +492,50 @@ underlay = "198.18.0.2"
         assert!(leased_in(&g, 0, &leased).is_empty());
     }
 
-    #[test]
-    fn the_merged_topology_routes_the_leased_subnet_on_this_host() {
-        let f = file();
-        let h3 = br#"{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:42:c6:12:00:03","subnets":["198.19.3.0/24"],"vni":42,"networks":{"blue":{"vni":43,"subnets":["198.19.8.0/24"]}}}"#;
-        let mut link = StoreLink {
+    /// A link of h1 of [`file`] holding `leased` in the other networks,
+    /// with `records` (key, value) in the store, each written after the
+    /// last.
+    fn link(f: &Topology, leased: &[(&str, &str)], records: &[(&str, &[u8])]) -> StoreLink {
+        StoreLink {
             handle: None,
             cfg: f.store.clone().unwrap(),
             subnets: f.hosts[0].subnets.clone(),
-            network_subnets: [("blue".to_owned(), net("198.19.7.0/24"))].into(),
+            network_subnets: leased
+                .iter()
+                .map(|&(n, s)| (n.to_owned(), net(s)))
+                .collect(),
             view: Arc::new(View {
-                revision: 3,
-                entries: [(
-                    "hosts/h3".to_owned(),
-                    Entry {
-                        value: h3.to_vec(),
-                        create_revision: 2,
-                        mod_revision: 2,
-                    },
-                )]
-                .into(),
+                revision: 10,
+                entries: records
+                    .iter()
+                    .zip(2..)
+                    .map(|(&(k, v), rev)| {
+                        (
+                            k.to_owned(),
+                            Entry {
+                                value: v.to_vec(),
+                                create_revision: rev,
+                                mod_revision: rev,
+                            },
+                        )
+                    })
+                    .collect(),
             }),
             cache: None,
             cache_dirty: false,
             rejected: BTreeMap::new(),
             ignored: BTreeMap::new(),
             foreign_leases: BTreeMap::new(),
-            leasing: own_networks(&f, 0).leases.into_keys().collect(),
+            leasing: own_networks(f, 0).leases.into_keys().collect(),
             stats: StoreStats::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_merged_topology_routes_the_leased_subnet_on_this_host() {
+        let f = file();
+        let h3 = br#"{"name":"h3","underlay":"198.18.0.3","vtep_mac":"02:42:c6:12:00:03","subnets":["198.19.3.0/24"],"vni":42,"networks":{"blue":{"vni":43,"subnets":["198.19.8.0/24"]}}}"#;
+        let mut link = link(&f, &[("blue", "198.19.7.0/24")], &[("hosts/h3", h3)]);
         let m = link.merge(f.clone(), 0);
         assert!(m.rejected.is_empty(), "{:?}", m.rejected);
         let t = &m.topology;
@@ -547,5 +562,26 @@ underlay = "198.18.0.2"
         // unleased; green has the file's subnets, red no range.
         link.network_subnets.clear();
         assert_eq!(link.stats().networks_unleased, ["blue"]);
+    }
+
+    /// A static record that appears after this host leased its subnet
+    /// (the planner reserves only what records held at the lease) and
+    /// holds that subnet is left out as an overlap, named and counted:
+    /// at this router the file's host comes first, at the others this
+    /// host's record is the older one.
+    #[test]
+    fn a_store_record_that_holds_a_leased_subnet_later_is_left_out() {
+        let f = file();
+        let h9 = br#"{"name":"h9","underlay":"198.18.0.9","vtep_mac":"02:42:c6:12:00:09","subnets":[],"vni":42,"networks":{"blue":{"vni":43,"subnets":["198.19.7.128/25"]}}}"#;
+        let mut link = link(&f, &[("blue", "198.19.7.0/24")], &[("hosts/h9", h9)]);
+        let m = link.merge(f.clone(), 0);
+        assert_eq!(m.rejected.len(), 1);
+        assert_eq!(m.rejected[0].key, "hosts/h9");
+        assert_eq!(m.rejected[0].reason, crate::store::Reject::Overlap);
+        assert!(m.topology.hosts.iter().all(|h| h.name != "h9"));
+        let s = link.stats();
+        assert_eq!(s.rejected.get("overlap"), Some(&1));
+        assert_eq!(s.rejected_keys, ["hosts/h9"]);
+        assert_eq!(s.hosts, 0);
     }
 }

@@ -1,6 +1,8 @@
 //! Which subnet a host leases in one network: from a list of that
 //! network's leases, the leases of its own to take over, else the subnet
-//! to propose, with the ones taken left out.
+//! to propose, with the ones taken left out: those leased, those the file
+//! gives other hosts, those other hosts' store records hold (a static
+//! peer's needs no lease), and every underlay address.
 //!
 //! Sans-IO. The store's transaction decides who gets a subnet; this only
 //! plans the transactions and proposes subnets in an order that differs
@@ -11,7 +13,9 @@
 
 use ipnet::IpNet;
 
-use crate::config::{addr, LeaseRange, Topology};
+use crate::config::{addr, LeaseRange, Topology, DEFAULT_NETWORK};
+
+use super::record;
 
 /// A lease as listed in a network's lease directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +39,9 @@ pub struct Ask<'a> {
     /// The subnets it held before (from the cache), tried first.
     pub previous: &'a [IpNet],
     /// What no lease may take or hold: the subnets other hosts of the file
-    /// own in this network and the file's underlay addresses.
+    /// own in this network and the file's underlay addresses
+    /// ([`reserved`]), with what the store's host records hold
+    /// ([`reserved_by_records`]).
     pub reserved: &'a [IpNet],
     /// The seed of [`candidates`]: [`seed`] of the host's name.
     pub seed: u64,
@@ -65,6 +71,48 @@ pub fn reserved(topo: &Topology, me: usize, net: usize) -> Vec<IpNet> {
         .flat_map(|(_, h)| h.subnets_in(net).copied())
         .collect();
     out.extend(topo.hosts.iter().map(|h| IpNet::from(h.underlay)));
+    out
+}
+
+/// What no lease of host `me` in network `network` (of VNI
+/// `network_vni`; [`DEFAULT_NETWORK`]: the overlay's) may take or hold
+/// beyond [`reserved`]: of every other host's record in `records` (host
+/// name as its key `hosts/<name>` gives it, value), its subnets in that
+/// network and its underlay address. A record needs no lease to hold a
+/// subnet (an operator's static peer; a router's record listed before its
+/// lease key): leasing what it holds would make two hosts route one
+/// subnet.
+///
+/// A network of a record is this one only under the same name and VNI
+/// (or none, as records written before they carried VNIs), as the merge
+/// takes it. A record that does not decode, or is of another overlay VNI,
+/// reserves nothing: the merge leaves it out, counted by its reason.
+pub fn reserved_by_records<'r>(
+    records: impl IntoIterator<Item = (&'r str, &'r [u8])>,
+    me: &str,
+    overlay_vni: u32,
+    network: &str,
+    network_vni: u32,
+) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for (name, value) in records {
+        if name == me {
+            continue;
+        }
+        let Ok(p) = record::decode_host(name, value, overlay_vni) else {
+            continue;
+        };
+        if network == DEFAULT_NETWORK {
+            out.extend_from_slice(&p.subnets);
+        } else if let Some(n) = p
+            .networks
+            .get(network)
+            .filter(|n| n.vni.is_none_or(|v| v == network_vni))
+        {
+            out.extend_from_slice(&n.subnets);
+        }
+        out.push(IpNet::from(p.underlay));
+    }
     out
 }
 
@@ -276,6 +324,112 @@ mod tests {
         assert_eq!(plan(&w, &[held("198.19.0.192/26", false)], 0).propose, None);
         let p = plan(&w, &[held("198.19.0.192/26", true)], 0);
         assert_eq!(p.take_over.len(), 1);
+    }
+
+    /// A host record as a router (or an operator) writes it.
+    fn record(name: &str, underlay: &str, subnets: &str, networks: &str) -> Vec<u8> {
+        format!(
+            r#"{{"name":"{name}","underlay":"{underlay}","vtep_mac":"02:42:c6:12:00:09","subnets":[{subnets}],"vni":42{networks}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Static peers (records without a lease) hold two of the three
+    /// leasable subnets of each range, IPv4 and IPv6, in the default
+    /// network and in blue: the plan proposes the third. Records that hold
+    /// the third too, but of blue under another VNI, of another overlay,
+    /// malformed or this host's own, reserve nothing of it.
+    #[test]
+    fn subnets_and_underlays_of_store_records_are_never_proposed() {
+        let records = [
+            (
+                "h9",
+                record(
+                    "h9",
+                    "198.18.0.9",
+                    r#""198.19.0.64/26","2001:2:0:40::/58""#,
+                    r#","networks":{"blue":{"vni":43,"subnets":["198.19.0.128/26","2001:2:0:80::/58"]}}"#,
+                ),
+            ),
+            (
+                "h10",
+                record(
+                    "h10",
+                    "2001:2::a",
+                    r#""198.19.0.192/26","2001:2:0:c0::/58""#,
+                    // Written before records carried VNIs: blue by name.
+                    r#","networks":{"blue":["198.19.0.64/26","2001:2:0:40::/58"]}"#,
+                ),
+            ),
+            // Blue of another VNI is another network; the underlay still
+            // counts.
+            (
+                "h8",
+                record(
+                    "h8",
+                    "198.18.0.8",
+                    "",
+                    r#","networks":{"blue":{"vni":44,"subnets":["198.19.0.192/26","2001:2:0:c0::/58"]}}"#,
+                ),
+            ),
+            // Another overlay's, not JSON, under another host's key, and
+            // this host's own: nothing.
+            (
+                "h7",
+                br#"{"name":"h7","underlay":"198.18.0.7","vtep_mac":"02:42:c6:12:00:07","subnets":["198.19.0.128/26"],"vni":41}"#.to_vec(),
+            ),
+            ("h6", b"{".to_vec()),
+            ("h5", record("h4", "198.18.0.5", r#""198.19.0.128/26""#, "")),
+            (
+                "h1",
+                record("h1", "198.18.0.1", r#""2001:2:0:80::/58""#, ""),
+            ),
+        ];
+        let list = || records.iter().map(|(k, v)| (*k, v.as_slice()));
+        let default = reserved_by_records(list(), "h1", 42, DEFAULT_NETWORK, 42);
+        assert_eq!(
+            default,
+            [
+                net("198.19.0.64/26"),
+                net("2001:2:0:40::/58"),
+                net("198.18.0.9/32"),
+                net("198.19.0.192/26"),
+                net("2001:2:0:c0::/58"),
+                net("2001:2::a/128"),
+                net("198.18.0.8/32"),
+            ]
+        );
+        let blue = reserved_by_records(list(), "h1", 42, "blue", 43);
+        assert_eq!(
+            blue,
+            [
+                net("198.19.0.128/26"),
+                net("2001:2:0:80::/58"),
+                net("198.18.0.9/32"),
+                net("198.19.0.64/26"),
+                net("2001:2:0:40::/58"),
+                net("2001:2::a/128"),
+                net("198.18.0.8/32"),
+            ]
+        );
+        // Of four subnets, the first is never leased and the store's hosts
+        // hold two: every attempt proposes the one left.
+        for (range, len, reserved, left) in [
+            ("198.19.0.0/24", 26, &default, "198.19.0.128/26"),
+            ("198.19.0.0/24", 26, &blue, "198.19.0.192/26"),
+            ("2001:2::/56", 58, &default, "2001:2:0:80::/58"),
+            ("2001:2::/56", 58, &blue, "2001:2:0:c0::/58"),
+        ] {
+            let a = ask(range, &[], reserved).with_len(len);
+            for attempt in 0..8 {
+                let got = plan(&a, &[], attempt).propose;
+                assert_eq!(got, Some(net(left)), "{range} {reserved:?}");
+            }
+        }
+        // The subnet it held before is a static peer's now: not proposed.
+        let prev = [net("198.19.0.64/26")];
+        let a = ask("198.19.0.0/24", &prev, &default).with_len(26);
+        assert_eq!(plan(&a, &[], 0).propose, Some(net("198.19.0.128/26")));
     }
 
     impl Ask<'_> {

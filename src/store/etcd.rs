@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use ipnet::IpNet;
 
@@ -47,7 +47,8 @@ pub struct Own {
     /// cache), tried first.
     pub previous: Vec<IpNet>,
     /// What no lease of the default network may take: the other file
-    /// hosts' subnets in it and the file's underlay addresses.
+    /// hosts' subnets in it and the file's underlay addresses (what the
+    /// store's host records hold is added at each attempt).
     pub reserved: Vec<IpNet>,
     /// Its part in the other networks as at the start: later ones come
     /// through [`StoreHandle::set_networks`].
@@ -75,7 +76,8 @@ pub struct NetworkLease {
     pub vni: u32,
     pub range: LeaseRange,
     /// What no lease may take: the other file hosts' subnets in this
-    /// network and the file's underlay addresses.
+    /// network and the file's underlay addresses (what the store's host
+    /// records hold is added at each attempt).
     pub reserved: Vec<IpNet>,
 }
 
@@ -646,23 +648,33 @@ impl Task {
             reserved: &self.own.reserved,
             seed: alloc::seed(&self.own.name),
         };
-        let dir = self.key(&record::lease_dir(DEFAULT_NETWORK));
-        let net = self.lease_subnet(client, lease, &dir, &ask, "").await?;
+        let net = self
+            .lease_subnet(client, lease, DEFAULT_NETWORK, self.own.vni, &ask)
+            .await?;
         Ok(vec![net])
     }
 
-    /// A subnet leased under `lease` in the lease directory `dir` (a full
-    /// key ending in `/`) as `ask` asks: listed, planned
-    /// ([`alloc::plan`]), then taken by transaction, listed again when
-    /// another host won the race. `what` names the network in messages.
+    /// A subnet leased under `lease` in network `network` (of VNI
+    /// `vni`) as `ask` asks: its lease directory and (vxrouter layout) the
+    /// host records listed at one revision, planned ([`alloc::plan`]) with
+    /// what the records hold reserved too ([`alloc::reserved_by_records`]),
+    /// then taken by transaction, listed again when another host won the
+    /// race.
     async fn lease_subnet(
         &self,
         client: &mut Client,
         lease: i64,
-        dir: &str,
+        network: &str,
+        vni: u32,
         ask: &alloc::Ask<'_>,
-        what: &str,
     ) -> Result<IpNet> {
+        let dir = self.key(&record::lease_dir(network));
+        let hosts = self.key("hosts/");
+        let what = if network == DEFAULT_NETWORK {
+            String::new()
+        } else {
+            format!(" in network {network:?}")
+        };
         let value = self.claim_value()?;
         let put = |key: &str| {
             TxnOp::put(
@@ -671,23 +683,53 @@ impl Task {
                 Some(PutOptions::new().with_lease(lease)),
             )
         };
+        let prefixed = || Some(GetOptions::new().with_prefix());
+        let mut lists = vec![TxnOp::get(dir.clone(), prefixed())];
+        if self.cfg.layout == StoreLayout::Vxrouter {
+            lists.push(TxnOp::get(hosts.clone(), prefixed()));
+        }
         for attempt in 0..64 {
+            // One read-only transaction: both lists at one revision.
             let r = client
-                .get(dir, Some(GetOptions::new().with_prefix()))
+                .txn(Txn::new().and_then(lists.clone()))
                 .await
-                .context("listing subnet leases")?;
-            let held: Vec<alloc::Held> = r
+                .context("listing subnet leases and host records")?;
+            let mut gets = r.op_responses().into_iter().filter_map(|o| match o {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            });
+            let leases = gets.next().context("no lease list in the answer")?;
+            let records = gets.next();
+            let held: Vec<alloc::Held> = leases
                 .kvs()
                 .iter()
                 .filter_map(|kv| {
                     Some(alloc::Held {
-                        subnet: relative(dir, kv.key())
+                        subnet: relative(&dir, kv.key())
                             .and_then(|k| record::parse_subnet_key(&k))?,
                         mine: self.is_mine(kv.value()),
                         mod_revision: kv.mod_revision(),
                     })
                 })
                 .collect();
+            let names: Vec<(String, &[u8])> = records
+                .as_ref()
+                .map_or(&[][..], |r| r.kvs())
+                .iter()
+                .filter_map(|kv| Some((relative(&hosts, kv.key())?, kv.value())))
+                .collect();
+            let mut reserved = ask.reserved.to_vec();
+            reserved.extend(alloc::reserved_by_records(
+                names.iter().map(|(n, v)| (n.as_str(), *v)),
+                &self.own.name,
+                self.own.vni,
+                network,
+                vni,
+            ));
+            let ask = &alloc::Ask {
+                reserved: &reserved,
+                ..*ask
+            };
             let plan = alloc::plan(ask, &held, attempt);
             for h in &plan.take_over {
                 // Ours from before: take it over under the new lease.
@@ -809,9 +851,7 @@ impl Task {
                 reserved: &want.reserved,
                 seed: alloc::seed(&self.own.name),
             };
-            let dir = self.key(&record::lease_dir(name));
-            let what = format!(" in network {name:?}");
-            match self.lease_subnet(client, lease, &dir, &ask, &what).await {
+            match self.lease_subnet(client, lease, name, want.vni, &ask).await {
                 Ok(net) => {
                     self.leased.insert(name.clone(), net);
                 }
