@@ -212,35 +212,38 @@ impl StoreLink {
         let leased = leased_in(&file, me, &self.network_subnets);
         file.hosts[me].net_subnets.extend(leased);
         let m = merge::merge(&file, me, self.cfg.layout, &self.view);
-        let mut now = BTreeMap::new();
+        let prefix = &self.cfg.prefix;
+        self.rejected = seen_once(
+            &self.rejected,
+            &self.view,
+            &m.rejected,
+            |r| &r.key,
+            |r| {
+                tracing::warn!(key = %format!("{prefix}/{}", r.key), reason = r.reason.name(), "store record left out: {}", r.detail);
+            },
+        );
+        self.ignored = seen_once(
+            &self.ignored,
+            &self.view,
+            &m.ignored,
+            |i| &i.key,
+            |i| {
+                tracing::info!(key = %format!("{prefix}/{}", i.key), networks = %i.networks.join(","), "store host kept without its subnets in networks this router does not carry");
+            },
+        );
+        self.foreign_leases = seen_once(
+            &self.foreign_leases,
+            &self.view,
+            &m.foreign_leases,
+            |k| k,
+            |k| {
+                tracing::info!(key = %format!("{prefix}/{k}"), "store lease in a network this router does not carry");
+            },
+        );
         let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
         for r in &m.rejected {
-            let rev = self.view.entries.get(&r.key).map_or(0, |e| e.mod_revision);
-            if self.rejected.get(&r.key) != Some(&rev) {
-                tracing::warn!(key = %format!("{}/{}", self.cfg.prefix, r.key), reason = r.reason.name(), "store record left out: {}", r.detail);
-            }
-            now.insert(r.key.clone(), rev);
             *by_reason.entry(r.reason.name()).or_default() += 1;
         }
-        self.rejected = now;
-        let mut now = BTreeMap::new();
-        for i in &m.ignored {
-            let rev = self.view.entries.get(&i.key).map_or(0, |e| e.mod_revision);
-            if self.ignored.get(&i.key) != Some(&rev) {
-                tracing::info!(key = %format!("{}/{}", self.cfg.prefix, i.key), networks = %i.networks.join(","), "store host kept without its subnets in networks this router does not carry");
-            }
-            now.insert(i.key.clone(), rev);
-        }
-        self.ignored = now;
-        let mut now = BTreeMap::new();
-        for key in &m.foreign_leases {
-            let rev = self.view.entries.get(key).map_or(0, |e| e.mod_revision);
-            if self.foreign_leases.get(key) != Some(&rev) {
-                tracing::info!(key = %format!("{}/{key}", self.cfg.prefix), "store lease in a network this router does not carry");
-            }
-            now.insert(key.clone(), rev);
-        }
-        self.foreign_leases = now;
         self.stats.hosts_unknown_networks = self.ignored.len();
         self.stats.leases_unknown_networks = self.foreign_leases.len();
         self.stats.rejected = by_reason;
@@ -394,6 +397,28 @@ fn read_cache(path: &Path) -> Option<Cache> {
             None
         }
     }
+}
+
+/// The keys of `items` with the revision `view` holds them at; `fresh`
+/// runs for each one `seen` did not hold at that revision, so that a
+/// record left out or ignored is logged once per change, not per merge.
+fn seen_once<T>(
+    seen: &BTreeMap<String, i64>,
+    view: &View,
+    items: &[T],
+    key: impl Fn(&T) -> &str,
+    mut fresh: impl FnMut(&T),
+) -> BTreeMap<String, i64> {
+    let mut now = BTreeMap::new();
+    for item in items {
+        let k = key(item);
+        let rev = view.entries.get(k).map_or(0, |e| e.mod_revision);
+        if seen.get(k) != Some(&rev) {
+            fresh(item);
+        }
+        now.insert(k.to_owned(), rev);
+    }
+    now
 }
 
 #[cfg(test)]
