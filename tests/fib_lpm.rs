@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use vxrouter::fib::{Fib, Lpm4, Lpm6, NextHopId};
+use vxrouter::fib::{Fib, Lpm4, Lpm6, NextHopId, Packed};
 
 /// Linear-scan LPM: the longest containing prefix, the last given on ties.
 fn reference4(routes: &[(Ipv4Net, NextHopId)], addr: u32) -> Option<NextHopId> {
@@ -98,6 +98,27 @@ fn distinct6(routes: &[(Ipv6Net, NextHopId)]) -> usize {
     v.sort();
     v.dedup();
     v.len()
+}
+
+/// A [`Fib`] payload: a number packs into the leaf, a name stays in the
+/// table.
+#[derive(Clone, Debug, PartialEq)]
+enum Hop {
+    Num(u32),
+    Name(String),
+}
+
+impl Packed for Hop {
+    fn pack(&self) -> Option<u32> {
+        match self {
+            Hop::Num(n) => Some(*n),
+            Hop::Name(_) => None,
+        }
+    }
+
+    fn unpack(bits: u32) -> Option<Self> {
+        Some(Hop::Num(bits))
+    }
 }
 
 proptest! {
@@ -195,12 +216,19 @@ proptest! {
         v6 in prop::collection::vec(prefix6(), 0..60),
         probe4 in prop::collection::vec(any::<u32>(), 1..32),
     ) {
-        // Interleave the families; the payload names the route it came from.
-        let mut routes: Vec<(IpNet, String)> = Vec::new();
+        // Interleave the families; the payload names the route it came
+        // from, as a number every other route (kept in the leaf) and a name
+        // otherwise (kept in the table).
+        let mut routes: Vec<(IpNet, Hop)> = Vec::new();
         for (i, (n, _)) in v4.iter().enumerate() {
-            routes.push(((*n).into(), format!("v4-{i}")));
+            let hop = |fam: &str, k: usize| if k % 2 == 0 {
+                Hop::Num(k as u32)
+            } else {
+                Hop::Name(format!("{fam}-{i}"))
+            };
+            routes.push(((*n).into(), hop("v4", routes.len())));
             if let Some((m, _)) = v6.get(i) {
-                routes.push(((*m).into(), format!("v6-{i}")));
+                routes.push(((*m).into(), hop("v6", routes.len())));
             }
         }
         let fib = Fib::build(routes.clone());
@@ -214,13 +242,13 @@ proptest! {
             IpNet::V4(_) => None,
         }).collect();
         for a in probes4(&ids4, &probe4) {
-            let want = reference4(&ids4, a).map(|i| &routes[i as usize].1);
-            prop_assert_eq!(fib.lookup_v4(a), want);
+            let want = reference4(&ids4, a).map(|i| routes[i as usize].1.clone());
+            prop_assert_eq!(fib.lookup_v4(a), want.clone());
             prop_assert_eq!(fib.lookup(Ipv4Addr::from(a).into()), want);
         }
         for a in probes6(&ids6, &[]) {
-            let want = reference6(&ids6, a).map(|i| &routes[i as usize].1);
-            prop_assert_eq!(fib.lookup_v6(a), want);
+            let want = reference6(&ids6, a).map(|i| routes[i as usize].1.clone());
+            prop_assert_eq!(fib.lookup_v6(a), want.clone());
             prop_assert_eq!(fib.lookup(Ipv6Addr::from(a).into()), want);
         }
     }

@@ -797,9 +797,9 @@ impl SourceMemo {
 /// a source (not ours, not outside the topology), and only through a peer
 /// our route toward that source begins with.
 #[inline(always)]
-fn tunnel_source(t: &Tables, nh: Option<&NextHop>, peer: u16) -> Result<(), DropReason> {
+fn tunnel_source(t: &Tables, nh: Option<NextHop>, peer: u16) -> Result<(), DropReason> {
     match nh {
-        Some(&NextHop::Remote { first, count }) if t.feasible_source(first, count, peer) => Ok(()),
+        Some(NextHop::Remote { first, count }) if t.feasible_source(first, count, peer) => Ok(()),
         Some(NextHop::Remote { .. }) => Err(DropReason::InnerSourceWrongPeer),
         _ => Err(DropReason::InnerSpoofed),
     }
@@ -904,7 +904,7 @@ fn route_v4(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
         // Multicast, broadcast and reserved (IGMP, DHCP): for the link only.
         return Verdict::Drop(DropReason::ControlPlane);
     }
-    let Some(&nh) = n.fib.lookup_v4(dst) else {
+    let Some(nh) = n.fib.lookup_v4(dst) else {
         return icmp_v4(t, n, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
     };
     match nh {
@@ -1007,7 +1007,7 @@ fn route_v6(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
         // are for the link, not for routing.
         return Verdict::Drop(DropReason::ControlPlane);
     }
-    let Some(&nh) = n.fib.lookup_v6(dst) else {
+    let Some(nh) = n.fib.lookup_v6(dst) else {
         return icmp_v6(t, n, pkt, Icmp::NetUnreachable, DropReason::NoRoute);
     };
     match nh {
@@ -1415,11 +1415,11 @@ fn icmp_v6(t: &Tables, n: &Net, pkt: &mut Packet, kind: Icmp, reason: DropReason
 fn originate_v4(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     let dst = ipv4::Packet::new_unchecked(pkt.data()).dst_u32();
     match n.fib.lookup_v4(dst) {
-        Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4),
-        Some(&NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
+        Some(NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV4),
+        Some(NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
             Verdict::Drop(DropReason::UnderlayTooBig)
         }
-        Some(&NextHop::Remote { first, count }) => {
+        Some(NextHop::Remote { first, count }) => {
             let hash = flow_hash_v4(pkt.data());
             encap(t, n, pkt, first, count, hash, ethernet::ETHERTYPE_IPV4)
         }
@@ -1430,11 +1430,11 @@ fn originate_v4(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
 fn originate_v6(t: &Tables, n: &Net, pkt: &mut Packet) -> Verdict {
     let dst = ipv6::Packet::new_unchecked(pkt.data()).dst_u128();
     match n.fib.lookup_v6(dst) {
-        Some(&NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6),
-        Some(&NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
+        Some(NextHop::Local { port }) => deliver(t, port, pkt, ethernet::ETHERTYPE_IPV6),
+        Some(NextHop::Remote { .. }) if pkt.len() > usize::from(t.underlay_fit) => {
             Verdict::Drop(DropReason::UnderlayTooBig)
         }
-        Some(&NextHop::Remote { first, count }) => {
+        Some(NextHop::Remote { first, count }) => {
             let hash = flow_hash_v6(pkt.data());
             encap(t, n, pkt, first, count, hash, ethernet::ETHERTYPE_IPV6)
         }

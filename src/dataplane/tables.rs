@@ -35,7 +35,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::config::{router_port_mac, PortConfig, PortKind, Topology, OVERHEAD_V4, OVERHEAD_V6};
-use crate::fib::Fib;
+use crate::fib::{Fib, Packed};
 use crate::route::{RouteKind, RouteSet};
 use crate::wire::{checksum, ethernet, ipv4, ipv6, udp, vxlan};
 
@@ -116,6 +116,63 @@ pub enum NextHop {
     Broadcast,
     /// Encapsulate to one of `ecmp[first..first+count]`, chosen by flow hash.
     Remote { first: u32, count: u32 },
+}
+
+/// [`NextHop`] in a FIB leaf: the kind in bits 27..30, its fields below.
+/// Every hop of a container network packs, so a lookup reads the trie and
+/// nothing else; an ECMP set past the bounds below stays in the table.
+const HOP_KIND_SHIFT: u32 = 27;
+const HOP_LOCAL: u32 = 0;
+const HOP_UNASSIGNED: u32 = 1;
+const HOP_ROUTER: u32 = 2;
+const HOP_BROADCAST: u32 = 3;
+const HOP_REMOTE: u32 = 4;
+/// A packed `Remote`: `first` in the low 20 bits, `count` in the 7 above.
+const HOP_FIRST_BITS: u32 = 20;
+const HOP_COUNT_BITS: u32 = 7;
+
+impl Packed for NextHop {
+    #[inline]
+    fn pack(&self) -> Option<u32> {
+        let (kind, fields) = match *self {
+            NextHop::Local { port } => (HOP_LOCAL, u32::from(port)),
+            NextHop::Unassigned => (HOP_UNASSIGNED, 0),
+            NextHop::Router => (HOP_ROUTER, 0),
+            NextHop::Broadcast => (HOP_BROADCAST, 0),
+            NextHop::Remote { first, count } => {
+                if first >> HOP_FIRST_BITS != 0 || count >> HOP_COUNT_BITS != 0 {
+                    return None;
+                }
+                (HOP_REMOTE, count << HOP_FIRST_BITS | first)
+            }
+        };
+        Some(kind << HOP_KIND_SHIFT | fields)
+    }
+
+    #[inline(always)]
+    fn unpack(bits: u32) -> Option<Self> {
+        let fields = bits & ((1 << HOP_KIND_SHIFT) - 1);
+        let kind = bits >> HOP_KIND_SHIFT;
+        // The two kinds that forward first: one compare each, where a
+        // match over all five costs a jump the caller's match repeats.
+        if kind == HOP_REMOTE {
+            return Some(NextHop::Remote {
+                first: fields & ((1 << HOP_FIRST_BITS) - 1),
+                count: fields >> HOP_FIRST_BITS,
+            });
+        }
+        if kind == HOP_LOCAL {
+            return Some(NextHop::Local {
+                port: fields as u16,
+            });
+        }
+        match kind {
+            HOP_UNASSIGNED => Some(NextHop::Unassigned),
+            HOP_ROUTER => Some(NextHop::Router),
+            HOP_BROADCAST => Some(NextHop::Broadcast),
+            _ => None,
+        }
+    }
 }
 
 /// A directly reachable peer host and its prebuilt outer header.
@@ -997,6 +1054,49 @@ mod tests {
     use crate::dataplane::{DropReason, Pipeline, Verdict};
     use crate::offload::Gso;
     use crate::port::Packet;
+
+    #[test]
+    fn next_hops_pack_into_a_leaf_and_back() {
+        let limit = 1 << HOP_FIRST_BITS;
+        let hops = [
+            NextHop::Local { port: 0 },
+            NextHop::Local { port: u16::MAX },
+            NextHop::Unassigned,
+            NextHop::Router,
+            NextHop::Broadcast,
+            NextHop::Remote { first: 0, count: 1 },
+            NextHop::Remote {
+                first: limit - 1,
+                count: (1 << HOP_COUNT_BITS) - 1,
+            },
+        ];
+        for h in hops {
+            let bits = h.pack().expect("packs");
+            assert!(bits <= crate::fib::PACKED_MAX, "{h:?}");
+            assert_eq!(NextHop::unpack(bits), Some(h));
+        }
+        // Past the fields' bounds: kept in the FIB's table instead.
+        let wide = NextHop::Remote {
+            first: limit,
+            count: 1,
+        };
+        assert_eq!(wide.pack(), None);
+        let many = NextHop::Remote {
+            first: 0,
+            count: 1 << HOP_COUNT_BITS,
+        };
+        assert_eq!(many.pack(), None);
+        let fib = Fib::build([
+            ("198.19.1.0/24".parse().unwrap(), wide),
+            ("198.19.2.0/24".parse().unwrap(), many),
+            ("198.19.3.0/24".parse().unwrap(), NextHop::Router),
+        ]);
+        assert_eq!(fib.lookup_v4(0xC613_0101), Some(wide));
+        assert_eq!(fib.lookup_v4(0xC613_0201), Some(many));
+        assert_eq!(fib.lookup_v4(0xC613_0301), Some(NextHop::Router));
+        // No kind past the five: a leaf never holds one.
+        assert_eq!(NextHop::unpack(5 << HOP_KIND_SHIFT), None);
+    }
 
     /// Two hosts; h1 has a TUN container. `overlay.mtu` 1500 is more than a
     /// 1500-byte underlay carries.
@@ -1917,7 +2017,7 @@ subnets = ["198.19.1.0/24"]
             .fib
             .lookup_v4(u32::from(dst.parse::<std::net::Ipv4Addr>().unwrap()))
         {
-            Some(&NextHop::Remote { first, count }) => (first, count),
+            Some(NextHop::Remote { first, count }) => (first, count),
             other => panic!("{dst}: {other:?}"),
         };
         assert_eq!(via(&t, "198.19.6.9"), 2);
