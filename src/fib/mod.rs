@@ -15,12 +15,16 @@
 //! The top array stores only the window of top-level slots the table's
 //! prefixes touch (all of them, 1 MiB, for a large table); a slot outside
 //! holds the /0's value, or no route. Every overlay network has its own
-//! table, and a container network's holds a handful of prefixes under one
-//! /18: its top array is one slot, and the whole table a few cache lines
-//! of heap, where a full 1 MiB array per network put the entries a burst
-//! over 64 networks reads at one page offset in 64 arrays (cache set and
-//! TLB misses). The lookup is the same for both, one subtraction more than
-//! a plain array, and reads as many nodes as before.
+//! table, and a container network's holds a handful of prefixes, a few
+//! /24 subnets and the addresses in them: where those touch at most 256
+//! slots of a 24-bit top level, the table takes 24 bits, so a /24 resolves
+//! in the top level rather than in a node under one /18 slot, and the
+//! window's first four slots sit in the trie's header, the one cache line
+//! every lookup reads. Such a table is a few cache lines of heap, where a
+//! full 1 MiB array per network put the entries a burst over 64 networks
+//! reads at one page offset in 64 arrays (cache set and TLB misses). The
+//! lookup is the same for every size, a subtraction and a compare more
+//! than a plain array.
 //!
 //! A [`Fib`] keeps a next hop that packs into 30 bits (see [`Packed`]) in
 //! the leaf itself, so its lookup ends at the leaf; only a hop too wide

@@ -3,11 +3,13 @@
 //!
 //! Layout (Asai & Ohara, "Poptrie", SIGCOMM 2015, re-derived here):
 //! - `top`: a direct-pointing array indexed by the first `top_bits` bits of
-//!   the key (18 unless a test or bench asks for another size, see
-//!   [`TopBits`]), minus `top_lo`: it stores only the window of slots that
-//!   prefixes other than the /0 touch, and every slot outside the window
-//!   holds `background`, the /0's value or [`NONE`]. An entry is either a
-//!   leaf value (bit 31 clear) or `NODE_FLAG | node`.
+//!   the key (18, or 24 for a table whose prefixes touch few /24 slots,
+//!   unless a test or bench asks for another size, see [`TopBits`]), minus
+//!   `top_lo`: it stores only the window of slots that prefixes other than
+//!   the /0 touch, and every slot outside the window holds `background`,
+//!   the /0's value or [`NONE`]. The window's first [`HEAD`] slots are also
+//!   kept in the header, `top_head`, which the lookup reads instead. An
+//!   entry is either a leaf value (bit 31 clear) or `NODE_FLAG | node`.
 //! - `nodes`: 64-way nodes, each consuming 6 key bits. `vector` has bit `i`
 //!   set when slot `i` is an internal node; those children sit contiguously at
 //!   `base1..` in slot order, so child `i` is at `base1 + popcount(vector &
@@ -142,17 +144,27 @@ struct Entry<K> {
     value: u32,
 }
 
-/// Top-level bits [`TopBits::Auto`] gives: a large table's prefixes of
-/// /18 and shorter resolve in one read, and a small table stores only the
-/// window of slots its prefixes touch.
+/// Top-level bits [`TopBits::Auto`] gives a large table: its prefixes of
+/// /18 and shorter resolve in one read of a 1 MiB array.
 pub(crate) const DEFAULT_TOP_BITS: u32 = 18;
+/// Top-level bits [`TopBits::Auto`] gives a small table, one whose
+/// prefixes touch at most [`SMALL_WINDOW`] slots of a top level this wide
+/// (a network's few subnets): a /24 resolves in the top level, where 18
+/// bits spend a node on it, one dependent read more per lookup.
+pub(crate) const SMALL_TOP_BITS: u32 = 24;
+/// The most slots a small table's top window holds (1 KiB).
+const SMALL_WINDOW: usize = 256;
+/// Slots of the top window kept in the header: a network's subnets, kept
+/// beside the fields every lookup reads, cost its lookups no line of their
+/// own.
+const HEAD: usize = 4;
 /// Bounds of the top-level bits [`Poptrie::build`] accepts.
 pub(crate) const TOP_BITS_RANGE: core::ops::RangeInclusive<u32> = 1..=24;
 
 /// How [`Poptrie::build`] sizes the top level.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum TopBits {
-    /// [`DEFAULT_TOP_BITS`].
+    /// [`SMALL_TOP_BITS`] for a small table, else [`DEFAULT_TOP_BITS`].
     Auto,
     /// These bits, clamped to [`TOP_BITS_RANGE`].
     Fixed(u32),
@@ -161,20 +173,24 @@ pub(crate) enum TopBits {
 /// An immutable poptrie with a direct-pointing top level of `top_bits`
 /// bits (in [`TOP_BITS_RANGE`]), chosen at build time, of which `top`
 /// stores the slots `top_lo..top_lo + top.len()`.
+///
+/// The fields every lookup reads come first, and the record is aligned
+/// so that they share one cache line: every network has its own trie, and
+/// a burst that mixes networks reads this line once per packet.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub(crate) struct Poptrie<K> {
-    top: Box<[u32]>,
-    /// `top[0]`, or `background` when `top` is empty: a small table's
-    /// window is that one slot (a network's few prefixes under one /18), and
-    /// kept beside the header it costs its lookups no line of their own.
-    top_first: u32,
+    /// The first [`HEAD`] slots of the window, [`background`](Self::background)
+    /// past its end.
+    top_head: [u32; HEAD],
     top_bits: u32,
-    /// The first top-level slot stored in `top`.
-    top_lo: usize,
     /// The value of every slot outside `top`: the /0's, or [`NONE`].
     background: u32,
+    /// The first top-level slot stored in `top`.
+    top_lo: usize,
     nodes: Box<[Node]>,
     leaves: Box<[u32]>,
+    top: Box<[u32]>,
     len: usize,
     _key: core::marker::PhantomData<K>,
 }
@@ -209,6 +225,9 @@ impl<K: Key> Poptrie<K> {
         }
         entries.truncate(write);
         let s = match top_bits {
+            TopBits::Auto if window(&entries, SMALL_TOP_BITS).len() <= SMALL_WINDOW => {
+                SMALL_TOP_BITS
+            }
             TopBits::Auto => DEFAULT_TOP_BITS,
             TopBits::Fixed(bits) => bits.clamp(*TOP_BITS_RANGE.start(), *TOP_BITS_RANGE.end()),
         };
@@ -225,15 +244,9 @@ impl<K: Key> Poptrie<K> {
             Some(e) if e.len == 0 => e.value,
             _ => NONE,
         };
-        let mut lo = usize::MAX;
-        let mut hi = 0;
-        for e in entries.iter().filter(|e| e.len > 0) {
-            let slot = e.key.top(s);
-            lo = lo.min(slot);
-            hi = hi.max(slot + (1usize << s.saturating_sub(u32::from(e.len))));
-        }
-        let lo = lo.min(hi);
-        let mut top = vec![background; hi - lo].into_boxed_slice();
+        let slots = window(&entries, s);
+        let lo = slots.start;
+        let mut top = vec![background; slots.len()].into_boxed_slice();
         let mut i = 0;
         while i < entries.len() {
             let e = entries[i];
@@ -265,8 +278,12 @@ impl<K: Key> Poptrie<K> {
             top[slot] = NODE_FLAG | index as u32;
             i = j;
         }
+        let mut top_head = [background; HEAD];
+        for (h, t) in top_head.iter_mut().zip(top.iter()) {
+            *h = *t;
+        }
         Poptrie {
-            top_first: top.first().copied().unwrap_or(background),
+            top_head,
             top,
             top_bits: s,
             top_lo: lo,
@@ -282,13 +299,12 @@ impl<K: Key> Poptrie<K> {
     #[inline(always)]
     pub(crate) fn lookup(&self, key: K) -> u32 {
         let slot = key.top(self.top_bits).wrapping_sub(self.top_lo);
-        let t = if slot == 0 {
-            self.top_first
-        } else {
-            match self.top.get(slot) {
+        let t = match self.top_head.get(slot) {
+            Some(&t) => t,
+            None => match self.top.get(slot) {
                 Some(&t) => t,
                 None => return self.background,
-            }
+            },
         };
         if t & NODE_FLAG == 0 {
             return t;
@@ -353,6 +369,20 @@ impl<K: Key> Poptrie<K> {
     pub(crate) fn node_count(&self) -> usize {
         self.nodes.len()
     }
+}
+
+/// The top-level slots, at `bits` bits, that the prefixes other than the
+/// /0 touch: from the first one's slot to past the last one's span. Empty
+/// when there are none.
+fn window<K: Key>(entries: &[Entry<K>], bits: u32) -> core::ops::Range<usize> {
+    let mut lo = usize::MAX;
+    let mut hi = 0;
+    for e in entries.iter().filter(|e| e.len > 0) {
+        let slot = e.key.top(bits);
+        lo = lo.min(slot);
+        hi = hi.max(slot + (1usize << bits.saturating_sub(u32::from(e.len))));
+    }
+    lo.min(hi)..hi
 }
 
 /// Growing node and leaf arrays during a build.
@@ -569,8 +599,11 @@ mod tests {
             (0xC613_03FF, 32, 4),
         ];
         let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Auto);
-        assert_eq!(t.top_bits(), DEFAULT_TOP_BITS);
-        assert_eq!(t.top.len(), 1);
+        // Three /24 slots: a small table's top level is 24 bits, and its
+        // window sits in the header.
+        assert_eq!(t.top_bits(), SMALL_TOP_BITS);
+        assert_eq!(t.top.len(), 3);
+        assert_eq!(t.top_head[3], 9, "past the window: the /0's value");
         assert!(t.memory_bytes() < 1024, "{}", t.memory_bytes());
         for key in [
             0,
@@ -587,6 +620,7 @@ mod tests {
         // widens the window to its span.
         let routes = [(0x0A00_0000u32, 8u8, 1u32), (0xC613_0100, 24, 2)];
         let t: Poptrie<u32> = Poptrie::build(routes.iter().copied(), TopBits::Auto);
+        assert_eq!(t.top_bits(), DEFAULT_TOP_BITS);
         assert_eq!(
             t.top.len(),
             (0xC613_0100usize >> 14) - (0x0A00_0000 >> 14) + 1
