@@ -5,12 +5,13 @@
 //! # Algorithm: poptrie
 //!
 //! [`Lpm4`] and [`Lpm6`] are poptries (Asai & Ohara, SIGCOMM 2015): a
-//! direct-pointing array on the first 18 bits, then 64-way nodes of 6 bits
-//! each whose child and leaf arrays are compressed with a population count
-//! over two 64-bit vectors (see `poptrie.rs` for the exact layout). A lookup
-//! is one array read, one node read per 6 bits past /18 that the matching
-//! prefix needs, and one leaf read: IPv4 /24 routes resolve in three
-//! dependent loads, IPv6 /48 in seven, with the same code (no slow path).
+//! direct-pointing array on the first 18 bits (24 for a small table, see
+//! below), then 64-way nodes of 6 bits each whose child and leaf arrays are
+//! compressed with a population count over two 64-bit vectors (see
+//! `poptrie.rs` for the exact layout). A lookup is one array read, one node
+//! read per 6 bits past the array's that the matching prefix needs, and one
+//! leaf read: in a large table IPv4 /24 routes resolve in three dependent
+//! loads, IPv6 /48 in seven, with the same code (no slow path).
 //!
 //! The top array stores only the window of top-level slots the table's
 //! prefixes touch (all of them, 1 MiB, for a large table); a slot outside

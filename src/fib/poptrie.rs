@@ -238,8 +238,8 @@ impl<K: Key> Poptrie<K> {
         };
         // The top array stores only the window of slots that prefixes other
         // than the /0 touch; every slot outside holds the /0's value. A
-        // network's table (a few prefixes under one /18) then stores one
-        // slot, not a 1 MiB array, and one without routes of a family none.
+        // network's table (a few /24 subnets) then stores a few slots, not
+        // a 1 MiB array, and one without routes of a family none.
         let background = match entries.first() {
             Some(e) if e.len == 0 => e.value,
             _ => NONE,
@@ -590,7 +590,7 @@ mod tests {
 
     #[test]
     fn the_top_array_stores_the_window_the_prefixes_touch() {
-        // A network's table: subnets and hosts under one /18, a default.
+        // A network's table: subnets and hosts in three /24s, a default.
         let routes = [
             (0u32, 0u8, 9u32),
             (0xC613_0100, 24, 1),
