@@ -170,10 +170,10 @@ proptest! {
         }
     }
 
-    /// Every top-level size answers as the model: the small one (8 bits)
-    /// and the large one (18) that `build` chooses between, and any other,
-    /// with prefixes shorter and longer than the top level, /0 and full
-    /// length among them.
+    /// Every top-level size answers as the model: 8 bits, the large
+    /// tables' 18 and the small tables' 24, and any other, with prefixes
+    /// shorter and longer than the top level, /0 and full length among
+    /// them.
     #[test]
     fn lpm_top_levels_match_linear_scan(
         mut v4 in prop::collection::vec(prefix4(), 0..80),
@@ -189,7 +189,8 @@ proptest! {
             v6.push((Ipv6Net::new(Ipv6Addr::from(a6), len6).unwrap(), id));
         }
         let tables4 = [Lpm4::build(&v4), Lpm4::build_with_top_bits(&v4, 8),
-            Lpm4::build_with_top_bits(&v4, 18), Lpm4::build_with_top_bits(&v4, bits)];
+            Lpm4::build_with_top_bits(&v4, 18), Lpm4::build_with_top_bits(&v4, 24),
+            Lpm4::build_with_top_bits(&v4, bits)];
         let probes = probes4(&v4, &extra4);
         for t in &tables4 {
             prop_assert_eq!(t.len(), distinct4(&v4));
@@ -199,7 +200,8 @@ proptest! {
             }
         }
         let tables6 = [Lpm6::build(&v6), Lpm6::build_with_top_bits(&v6, 8),
-            Lpm6::build_with_top_bits(&v6, 18), Lpm6::build_with_top_bits(&v6, bits)];
+            Lpm6::build_with_top_bits(&v6, 18), Lpm6::build_with_top_bits(&v6, 24),
+            Lpm6::build_with_top_bits(&v6, bits)];
         let probes = probes6(&v6, &extra6);
         for t in &tables6 {
             prop_assert_eq!(t.len(), distinct6(&v6));
@@ -207,6 +209,45 @@ proptest! {
                 prop_assert_eq!(t.lookup(*a), reference6(&v6, *a),
                     "top {} addr {}", t.top_bits(), Ipv6Addr::from(*a));
             }
+        }
+    }
+
+    /// A network's table: prefixes of /16 to full length inside one /16
+    /// (subnets, and the addresses in them), with or without a default.
+    /// `build` gives it the 24-bit top level, whose first slots sit in
+    /// the header, and it answers as the model.
+    #[test]
+    fn small_tables_take_24_bits_and_match_linear_scan(
+        parts4 in prop::collection::vec((any::<u16>(), 16u8..=32, 0u32..64), 1..40),
+        parts6 in prop::collection::vec((any::<u16>(), any::<u64>(), 16u8..=128, 0u32..64), 1..40),
+        default in prop::option::of(0u32..64),
+        extra in prop::collection::vec((any::<u16>(), any::<u64>()), 0..32),
+    ) {
+        let base4 = 0xC613_0000u32;
+        let mut v4: Vec<(Ipv4Net, NextHopId)> = parts4.iter()
+            .map(|&(low, len, id)| (Ipv4Net::new(Ipv4Addr::from(base4 | u32::from(low)), len).unwrap(), id))
+            .collect();
+        // 2001:db8::/32 and below; the /16 is what the prefixes share.
+        let base6 = 0x2001_0db8u128 << 96;
+        let addr6 = |sub: u16, low: u64| base6 | u128::from(sub) << 80 | u128::from(low);
+        let mut v6: Vec<(Ipv6Net, NextHopId)> = parts6.iter()
+            .map(|&(sub, low, len, id)| (Ipv6Net::new(Ipv6Addr::from(addr6(sub, low)), len).unwrap(), id))
+            .collect();
+        if let Some(id) = default {
+            v4.insert(0, ("0.0.0.0/0".parse().unwrap(), id));
+            v6.insert(0, ("::/0".parse().unwrap(), id));
+        }
+        let t4 = Lpm4::build(&v4);
+        let t6 = Lpm6::build(&v6);
+        prop_assert_eq!(t4.top_bits(), 24);
+        prop_assert_eq!(t6.top_bits(), 24);
+        let extra4: Vec<u32> = extra.iter().map(|&(l, _)| base4 | u32::from(l)).collect();
+        let extra6: Vec<u128> = extra.iter().map(|&(s, l)| addr6(s, l)).collect();
+        for a in probes4(&v4, &extra4) {
+            prop_assert_eq!(t4.lookup(a), reference4(&v4, a), "addr {}", Ipv4Addr::from(a));
+        }
+        for a in probes6(&v6, &extra6) {
+            prop_assert_eq!(t6.lookup(a), reference6(&v6, a), "addr {}", Ipv6Addr::from(a));
         }
     }
 
