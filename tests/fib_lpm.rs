@@ -171,9 +171,10 @@ proptest! {
     }
 
     /// Every top-level size answers as the model: 8 bits, the large
-    /// tables' 18 and the small tables' 24, and any other, with prefixes
-    /// shorter and longer than the top level, /0 and full length among
-    /// them.
+    /// tables' 18, and any other up to 24 (a whole 24-bit array is 64 MiB,
+    /// too much to build for every case; `small_tables_take_24_bits_...`
+    /// covers the small tables' 24), with prefixes shorter and longer than
+    /// the top level, /0 and full length among them.
     #[test]
     fn lpm_top_levels_match_linear_scan(
         mut v4 in prop::collection::vec(prefix4(), 0..80),
@@ -189,8 +190,7 @@ proptest! {
             v6.push((Ipv6Net::new(Ipv6Addr::from(a6), len6).unwrap(), id));
         }
         let tables4 = [Lpm4::build(&v4), Lpm4::build_with_top_bits(&v4, 8),
-            Lpm4::build_with_top_bits(&v4, 18), Lpm4::build_with_top_bits(&v4, 24),
-            Lpm4::build_with_top_bits(&v4, bits)];
+            Lpm4::build_with_top_bits(&v4, 18), Lpm4::build_with_top_bits(&v4, bits)];
         let probes = probes4(&v4, &extra4);
         for t in &tables4 {
             prop_assert_eq!(t.len(), distinct4(&v4));
@@ -200,8 +200,7 @@ proptest! {
             }
         }
         let tables6 = [Lpm6::build(&v6), Lpm6::build_with_top_bits(&v6, 8),
-            Lpm6::build_with_top_bits(&v6, 18), Lpm6::build_with_top_bits(&v6, 24),
-            Lpm6::build_with_top_bits(&v6, bits)];
+            Lpm6::build_with_top_bits(&v6, 18), Lpm6::build_with_top_bits(&v6, bits)];
         let probes = probes6(&v6, &extra6);
         for t in &tables6 {
             prop_assert_eq!(t.len(), distinct6(&v6));
