@@ -152,26 +152,19 @@ impl Packed for NextHop {
     #[inline(always)]
     fn unpack(bits: u32) -> Option<Self> {
         let fields = bits & ((1 << HOP_KIND_SHIFT) - 1);
-        let kind = bits >> HOP_KIND_SHIFT;
-        // The two kinds that forward first: one compare each, where a
-        // match over all five costs a jump the caller's match repeats.
-        if kind == HOP_REMOTE {
-            return Some(NextHop::Remote {
+        Some(match bits >> HOP_KIND_SHIFT {
+            HOP_LOCAL => NextHop::Local {
+                port: fields as u16,
+            },
+            HOP_UNASSIGNED => NextHop::Unassigned,
+            HOP_ROUTER => NextHop::Router,
+            HOP_BROADCAST => NextHop::Broadcast,
+            HOP_REMOTE => NextHop::Remote {
                 first: fields & ((1 << HOP_FIRST_BITS) - 1),
                 count: fields >> HOP_FIRST_BITS,
-            });
-        }
-        if kind == HOP_LOCAL {
-            return Some(NextHop::Local {
-                port: fields as u16,
-            });
-        }
-        match kind {
-            HOP_UNASSIGNED => Some(NextHop::Unassigned),
-            HOP_ROUTER => Some(NextHop::Router),
-            HOP_BROADCAST => Some(NextHop::Broadcast),
-            _ => None,
-        }
+            },
+            _ => return None,
+        })
     }
 }
 
