@@ -224,12 +224,21 @@ impl<K: Key> Poptrie<K> {
             }
         }
         entries.truncate(write);
-        let s = match top_bits {
-            TopBits::Auto if window(&entries, SMALL_TOP_BITS).len() <= SMALL_WINDOW => {
-                SMALL_TOP_BITS
+        // The top level's bits, and the window of its slots that the
+        // prefixes other than the /0 touch (see below).
+        let (s, slots) = match top_bits {
+            TopBits::Auto => {
+                let small = window(&entries, SMALL_TOP_BITS);
+                if small.len() <= SMALL_WINDOW {
+                    (SMALL_TOP_BITS, small)
+                } else {
+                    (DEFAULT_TOP_BITS, window(&entries, DEFAULT_TOP_BITS))
+                }
             }
-            TopBits::Auto => DEFAULT_TOP_BITS,
-            TopBits::Fixed(bits) => bits.clamp(*TOP_BITS_RANGE.start(), *TOP_BITS_RANGE.end()),
+            TopBits::Fixed(bits) => {
+                let s = bits.clamp(*TOP_BITS_RANGE.start(), *TOP_BITS_RANGE.end());
+                (s, window(&entries, s))
+            }
         };
 
         let mut builder = Builder {
@@ -244,7 +253,6 @@ impl<K: Key> Poptrie<K> {
             Some(e) if e.len == 0 => e.value,
             _ => NONE,
         };
-        let slots = window(&entries, s);
         let lo = slots.start;
         let mut top = vec![background; slots.len()].into_boxed_slice();
         let mut i = 0;
